@@ -1,0 +1,211 @@
+"""The ``riskpipe`` command. Thin: parse options, build settings, call the library or a flow.
+
+Heavy imports (polars, prefect, scikit-learn) happen inside commands so ``--help`` is instant.
+Every failure ends as a one-line message and a non-zero exit status (``--debug`` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from riskpipe.errors import RiskpipeError
+
+app = typer.Typer(
+    name="riskpipe",
+    help="Risk-scoring of low-value shipments: ingest manifests, build indicators, score, rank "
+    "under exam capacity, publish targeting lists, learn from exam outcomes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+labels_app = typer.Typer(help="Exam outcomes (labels): import files of outcomes.", no_args_is_help=True)
+users_app = typer.Typer(help="Workbench users: add analysts and supervisors.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+app.add_typer(users_app, name="users")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    home: Path = Path("data")
+    debug: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def _global(
+    home: Annotated[
+        Optional[Path],
+        typer.Option("--home", help="Data home (default ./data, or $RISKPIPE_HOME).", show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    state.home = home or Path(os.environ.get("RISKPIPE_HOME", "data"))
+    state.debug = debug
+
+
+def settings(**overrides):
+    """Settings for the current home (``riskpipe.toml`` there, then ``overrides``)."""
+    from riskpipe.config import load_settings
+    from riskpipe.prefect_env import configure_prefect
+
+    state.home.mkdir(parents=True, exist_ok=True)
+    configure_prefect(state.home)
+    return load_settings(state.home, overrides)
+
+
+def parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RiskpipeError(f"{option}: {value!r} is not a date YYYY-MM-DD") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Days of synthetic history to generate.")] = 0,
+    per_day: Annotated[int, typer.Option("--per-day", help="Shipments per day.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic world.")] = 7,
+) -> None:
+    """On an empty home: generate a world with history and outcomes, train a model, run the
+    nightly flow for the latest day, print the top targets and where the report is."""
+    raise RiskpipeError("demo: not built yet")
+
+
+@app.command()
+def generate(
+    start: Annotated[str, typer.Option(help="First arrival date, YYYY-MM-DD.")] = "2026-01-05",
+    days: Annotated[int, typer.Option(help="Number of days.")] = 7,
+    per_day: Annotated[int, typer.Option("--per-day", help="Shipments per day (average).")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same world.")] = 7,
+    prevalence: Annotated[
+        Optional[float], typer.Option(help="Share of shipments that are fentanyl-related.")
+    ] = None,
+    faults: Annotated[bool, typer.Option("--faults", help="Add bad rows and broken files.")] = False,
+    gzip: Annotated[bool, typer.Option("--gzip", help="Gzip-compress CSV and NDJSON files.")] = False,
+) -> None:
+    """Write synthetic manifests (and partner exports and exam outcomes for past days) into the
+    landing folder; ground truth goes to truth/ for evaluation only."""
+    raise RiskpipeError("generate: not built yet")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        Optional[list[Path]], typer.Argument(help="Files or folders (default: the landing folder).")
+    ] = None,
+) -> None:
+    """Ingest manifest and partner-export files: validate, normalise, amend, quarantine."""
+    raise RiskpipeError("ingest: not built yet")
+
+
+@labels_app.command("import")
+def labels_import(
+    path: Annotated[Path, typer.Argument(help="A CSV, Parquet or NDJSON file (or folder) of outcomes.")],
+) -> None:
+    """Import exam outcomes; rows naming unknown shipments are quarantined."""
+    raise RiskpipeError("labels import: not built yet")
+
+
+@app.command()
+def retrain(
+    until: Annotated[Optional[str], typer.Option(help="Train on labelled days up to DATE.")] = None,
+) -> None:
+    """Train a challenger, evaluate it against the champion on later labelled days, and promote
+    it only if it is better (a first model is always promoted)."""
+    raise RiskpipeError("retrain: not built yet")
+
+
+@app.command()
+def nightly(
+    date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
+    capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.")] = None,
+) -> None:
+    """Ingest, features, score, rank and publish for one arrival date."""
+    raise RiskpipeError("nightly: not built yet")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """The analyst workbench (web) on loopback."""
+    raise RiskpipeError("serve: not built yet")
+
+
+@app.command()
+def schedule() -> None:
+    """Serve the Prefect deployments: nightly on a cron, retrain weekly."""
+    raise RiskpipeError("schedule: not built yet")
+
+
+@app.command()
+def evaluate(
+    mapping: Annotated[Path, typer.Option(help="TOML column mapping of the foreign dataset.")],
+    train: Annotated[list[Path], typer.Option(help="Training file(s) (repeat the option).")],
+    test: Annotated[Path, typer.Option(help="Test file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Train the model machinery on a foreign labelled dataset and report precision and recall
+    at 1, 2, 5 and 10 % of the test rows."""
+    raise RiskpipeError("evaluate: not built yet")
+
+
+@app.command()
+def bench() -> None:
+    """The performance benchmark (stages, rows/s, peak memory)."""
+    raise RiskpipeError("bench: not built yet")
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="analyst or supervisor.")] = "analyst",
+) -> None:
+    """Add a workbench user (asks for the password)."""
+    raise RiskpipeError("users add: not built yet")
+
+
+def main() -> None:
+    """Entry point: usage errors are reported by typer; everything else as one line."""
+    try:
+        app()  # standalone mode: prints usage errors itself and exits
+    except (RiskpipeError, ValueError, FileNotFoundError, PermissionError) as exc:
+        if state.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: still one line
+        if state.debug:
+            raise
+        err_console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
