@@ -154,3 +154,37 @@ def staging_dir(final: Path) -> Path:
     staged = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
     staged.mkdir()
     return staged
+
+
+def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:
+    """Lazy scan of the normalised manifests (``raw/shipments``) for ``days`` (default: all).
+
+    Invariant kept by ingest: a partition holds exactly one row per ``shipment_id`` (its latest
+    version) and every row carries its ``arrival_date`` column, so no hive parsing is needed.
+    Returns an empty frame with the raw schema when nothing matches.
+    """
+    from riskpipe import schema as S
+
+    wanted = layout.raw_days() if days is None else [d for d in days if d in set(layout.raw_days())]
+    files = [str(f) for d in wanted for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
+    if not files:
+        return pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+    return pl.scan_parquet(files, hive_partitioning=False)
+
+
+def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:
+    """Lazy scan of partner export declarations, partitioned by the manifest's arrival date
+    where matched (``raw/partner_exports/arrival_date=D``); same invariants as shipments."""
+    from riskpipe import schema as S
+
+    base = layout.raw_partner
+    if not base.exists():
+        return pl.LazyFrame(schema=S.PARTNER_SCHEMA)
+    parts = sorted(p for p in base.glob("arrival_date=*") if p.is_dir())
+    if days is not None:
+        keep = {f"arrival_date={d.isoformat()}" for d in days}
+        parts = [p for p in parts if p.name in keep]
+    files = [str(f) for p in parts for f in sorted(p.glob("*.parquet"))]
+    if not files:
+        return pl.LazyFrame(schema=S.PARTNER_SCHEMA)
+    return pl.scan_parquet(files, hive_partitioning=False)
