@@ -87,7 +87,8 @@ class Layout:
         return self.partition(self.raw_shipments, day)
 
     def raw_partner_day(self, day: date) -> Path:
-        return self.partition(self.raw_partner, day)
+        """Partner declarations declared on ``day`` (UTC date of ``declared_at``)."""
+        return self.raw_partner / f"declared_date={day.isoformat()}"
 
     def raw_days(self) -> list[date]:
         """Arrival dates present in the raw shipment store, ascending."""
@@ -173,16 +174,20 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.Laz
 
 
 def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:
-    """Lazy scan of partner export declarations, partitioned by the manifest's arrival date
-    where matched (``raw/partner_exports/arrival_date=D``); same invariants as shipments."""
+    """Lazy scan of partner export declarations for the given declaration days (default all).
+
+    Partner rows are partitioned by the UTC date of ``declared_at``
+    (``raw/partner_exports/declared_date=D``), one row per ``shipment_id`` per partition (the
+    latest ``declared_at``); a reader matching them to manifests of arrival day D scans a window
+    of declaration days before D and keeps the latest row per ``shipment_id``."""
     from riskpipe import schema as S
 
     base = layout.raw_partner
     if not base.exists():
         return pl.LazyFrame(schema=S.PARTNER_SCHEMA)
-    parts = sorted(p for p in base.glob("arrival_date=*") if p.is_dir())
+    parts = sorted(p for p in base.glob("declared_date=*") if p.is_dir())
     if days is not None:
-        keep = {f"arrival_date={d.isoformat()}" for d in days}
+        keep = {f"declared_date={d.isoformat()}" for d in days}
         parts = [p for p in parts if p.name in keep]
     files = [str(f) for p in parts for f in sorted(p.glob("*.parquet"))]
     if not files:
