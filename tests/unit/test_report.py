@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.report import bar_chart, psi, render_report
+
+
+def test_psi_is_zero_for_same_distribution_and_large_for_shift():
+    rng = np.random.default_rng(0)
+    base = pl.Series(rng.normal(size=20_000))
+    same = pl.Series(rng.normal(size=20_000))
+    shifted = pl.Series(rng.normal(1.0, 1.0, size=20_000))
+    assert psi(base, same) < 0.01
+    assert psi(base, shifted) > 0.25
+    assert psi(pl.Series([], dtype=pl.Float64), same) is None
+
+
+def test_bar_chart_escapes_labels():
+    svg = bar_chart([("<script>alert(1)</script>", 3.0)])
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+
+
+def test_report_renders_manifest_text_inert_and_counts():
+    scores = pl.DataFrame({S.SHIPMENT_ID: ["a", "b"], S.RISK_SCORE: [0.9, 0.1]})
+    targets = pl.DataFrame(
+        {
+            S.RANK: [1], S.SHIPMENT_ID: ["a"], S.PORT_OF_ENTRY: ["4701"], S.RISK_SCORE: [0.9],
+            S.SELECTION: ["risk"], S.REASON_TEXT: ["precursor named"], S.DESCRIPTION: ["<img src=x onerror=alert(1)>"],
+            S.COUNTRY_OF_ORIGIN: ["CN"], S.NETWORK_ID: [None],
+        }
+    )
+    raw = pl.DataFrame({S.MODE: ["express", "postal"], S.PORT_OF_ENTRY: ["4701", "4771"]})
+    html = render_report(date(2026, 1, 5), scores, targets, raw, {"bad_type:declared_value": 3}, "v1", None, [], "now")
+    assert "<img src=x" not in html
+    assert "&lt;img src=x" in html
+    assert ">3</text>" in html  # the quarantine bar shows its count
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
