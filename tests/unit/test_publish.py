@@ -50,7 +50,7 @@ def test_run_killed_mid_swap_is_rolled_forward(tmp_path):
     # simulate a crash after the journal and the first swap only
     plan = {k: [str(staged[k]), str(layout.day_dir(getattr(layout, k), DAY))] for k in publish.OUTPUT_KINDS}
     journal = tmp_path / ".publish" / f"{DAY.isoformat()}.json"
-    journal.parent.mkdir(parents=True)
+    journal.parent.mkdir(parents=True, exist_ok=True)
     journal.write_text(json.dumps(plan))
     from riskpipe.store import replace_dir_atomic
 
