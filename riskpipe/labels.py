@@ -1,0 +1,330 @@
+"""The exam outcomes store (contract section 3): current outcome per shipment plus an audit trail.
+
+Outcomes come from imported files and from analysts in the workbench, and feed the next retrain.
+One current row per shipment: a later outcome replaces the earlier one. Every change (insert or
+update) is appended to an audit table with who, when (UTC), and the values before and after, so
+a disputed label can always be traced. Writes run in one transaction that takes the write lock
+first (SQLite ``BEGIN IMMEDIATE``; ``SELECT ... FOR UPDATE`` elsewhere), so two analysts
+recording different outcomes for the same shipment at once are both kept, one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+from riskpipe import schema as S
+from riskpipe.db import get_engine, is_sqlite, with_retry, write_transaction
+from riskpipe.errors import RiskpipeError
+
+#: column of ``LabelStore.current()``: when the current value was recorded (UTC).
+RECORDED_AT = "recorded_at"
+
+_VALUE_COLS = [S.EXAM_DATE, S.OUTCOME, S.EXAM_REASON, S.EXAMINER, S.NOTES]
+_CHUNK = 500  # ids per IN (...) query: well under every database's bound-parameter limit
+
+metadata = MetaData()
+
+labels_table = Table(
+    "labels",
+    metadata,
+    Column(S.SHIPMENT_ID, String(64), primary_key=True),
+    Column(S.EXAM_DATE, Date, nullable=False, index=True),
+    Column(S.OUTCOME, String(32), nullable=False),
+    Column(S.EXAM_REASON, String(16), nullable=False),
+    Column(S.EXAMINER, String(200)),
+    Column(S.NOTES, Text),
+    Column(RECORDED_AT, DateTime, nullable=False),  # naive UTC
+    Column("recorded_by", String(100), nullable=False),
+)
+
+audit_table = Table(
+    "label_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(S.SHIPMENT_ID, String(64), nullable=False, index=True),
+    Column("changed_at", DateTime, nullable=False),  # naive UTC
+    Column("actor", String(100), nullable=False),
+    Column("action", String(8), nullable=False),  # insert | update
+    Column("before", Text),  # JSON of the previous values, null for an insert
+    Column("after", Text, nullable=False),  # JSON of the new values
+)
+
+
+def _now_utc() -> datetime:
+    """Naive UTC, microsecond precision: what every database stores the same way."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class LabelStore:
+    """Exam outcomes in a SQL database (``settings.db_url``)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.engine = get_engine(db_url)
+        metadata.create_all(self.engine)
+
+    # -- writing --------------------------------------------------------------------------------
+    def record(self, frame: pl.DataFrame, actor: str) -> int:
+        """Record outcomes (``S.LABEL_SCHEMA`` columns; examiner and notes optional).
+
+        Per shipment the row with the latest ``exam_date`` (then the last row) counts; it
+        replaces the stored outcome unless the stored exam is strictly later. Identical values
+        change nothing. Returns the number of shipments inserted or updated.
+        """
+        if not actor or not str(actor).strip():
+            raise RiskpipeError("labels: an actor (who records the outcomes) is required")
+        incoming = _validate(frame)
+        if incoming.height == 0:
+            return 0
+        return with_retry(lambda: self._write(incoming, str(actor)))
+
+    def record_one(
+        self,
+        shipment_id: str,
+        exam_date: date,
+        outcome: str,
+        exam_reason: str,
+        actor: str,
+        examiner: str | None = None,
+        notes: str | None = None,
+    ) -> None:
+        """Record one outcome (the workbench form). Same rules as :meth:`record`."""
+        if isinstance(exam_date, datetime):
+            exam_date = exam_date.date()
+        frame = pl.DataFrame(
+            {
+                S.SHIPMENT_ID: [shipment_id],
+                S.EXAM_DATE: [exam_date],
+                S.OUTCOME: [outcome],
+                S.EXAM_REASON: [exam_reason],
+                S.EXAMINER: [examiner],
+                S.NOTES: [notes],
+            },
+            schema={c: (pl.String() if c != S.EXAM_DATE else pl.Date()) for c in S.LABEL_SCHEMA},
+        )
+        self.record(frame, actor)
+
+    def _write(self, incoming: pl.DataFrame, actor: str) -> int:
+        """One write transaction: read the stored rows of these shipments, diff in Polars, then
+        bulk-insert new rows, bulk-update changed ones and append their audit rows."""
+        ids = incoming[S.SHIPMENT_ID].to_list()
+        now = _now_utc()
+        sqlite = is_sqlite(self.engine)
+        with write_transaction(self.engine) as conn:
+            found: list[tuple] = []
+            for i in range(0, len(ids), _CHUNK):
+                q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS]]).where(
+                    labels_table.c[S.SHIPMENT_ID].in_(ids[i : i + _CHUNK])
+                )
+                if not sqlite:
+                    q = q.with_for_update()
+                found.extend(tuple(r) for r in conn.execute(q))
+            old = pl.DataFrame(found, schema=_STR_SCHEMA, orient="row").rename(
+                {c: f"{c}_old" for c in _VALUE_COLS}
+            )
+            diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+            is_new = pl.col(f"{S.EXAM_DATE}_old").is_null()
+            same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in _VALUE_COLS])
+            older = pl.col(S.EXAM_DATE) < pl.col(f"{S.EXAM_DATE}_old")
+            changes = diff.filter(is_new | (~same & ~older)).with_columns(
+                pl.struct(_VALUE_COLS).struct.json_encode().alias("after"),
+                pl.when(is_new)
+                .then(pl.lit(None, pl.String))
+                .otherwise(pl.struct([pl.col(f"{c}_old").alias(c) for c in _VALUE_COLS]).struct.json_encode())
+                .alias("before"),
+                pl.when(is_new).then(pl.lit("insert")).otherwise(pl.lit("update")).alias("action"),
+            )
+            if changes.height == 0:
+                return 0
+            stamp: Any = now.isoformat(sep=" ", timespec="microseconds") if sqlite else now
+            day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
+            rows = changes.with_columns(day.alias(S.EXAM_DATE), pl.lit(stamp).alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
+            new_rows = rows.filter(pl.col("action") == "insert")
+            upd_rows = rows.filter(pl.col("action") == "update")
+            label_cols = [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT, "recorded_by"]
+            if new_rows.height:
+                self._executemany(conn, _insert_sql(self.engine, "labels", label_cols), new_rows.select(label_cols).rows())
+            if upd_rows.height:
+                set_cols = [*_VALUE_COLS, RECORDED_AT, "recorded_by"]
+                sql = _update_sql(self.engine, "labels", set_cols, S.SHIPMENT_ID)
+                self._executemany(conn, sql, upd_rows.select(*set_cols, S.SHIPMENT_ID).rows())
+            audit_cols = [S.SHIPMENT_ID, "changed_at", "actor", "action", "before", "after"]
+            audit = rows.select(
+                S.SHIPMENT_ID, pl.col(RECORDED_AT).alias("changed_at"), pl.col("recorded_by").alias("actor"),
+                "action", "before", "after",
+            )
+            self._executemany(conn, _insert_sql(self.engine, "label_audit", audit_cols), audit.rows())
+            return changes.height
+
+    @staticmethod
+    def _executemany(conn: Any, sql: str, rows: list[tuple]) -> None:
+        """Plain DB-API executemany: one prepared statement, no per-row SQLAlchemy processing."""
+        for i in range(0, len(rows), 10_000):
+            conn.exec_driver_sql(sql, rows[i : i + 10_000])
+
+    # -- reading --------------------------------------------------------------------------------
+    def current(self, until: date | None = None) -> pl.DataFrame:
+        """Current outcome per shipment (``S.LABEL_SCHEMA`` + ``recorded_at``), ``exam_date <=
+        until`` when given, sorted by exam date then shipment id."""
+        cols = [labels_table.c[c] for c in [*S.LABEL_SCHEMA, RECORDED_AT]]
+        q = select(*cols).order_by(labels_table.c[S.EXAM_DATE], labels_table.c[S.SHIPMENT_ID])
+        if until is not None:
+            q = q.where(labels_table.c[S.EXAM_DATE] <= until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        schema = {**S.LABEL_SCHEMA, RECORDED_AT: pl.Datetime("us", "UTC")}
+        tmp_schema = {**S.LABEL_SCHEMA, S.OUTCOME: pl.String(), S.EXAM_REASON: pl.String(), RECORDED_AT: pl.Datetime("us")}
+        frame = pl.DataFrame([tuple(r) for r in rows], schema=tmp_schema, orient="row")
+        return frame.with_columns(
+            pl.col(S.OUTCOME).cast(S.Outcome),
+            pl.col(S.EXAM_REASON).cast(S.ExamReason),
+            pl.col(RECORDED_AT).dt.replace_time_zone("UTC"),
+        ).select(list(schema))
+
+    def get(self, shipment_id: str) -> dict[str, Any] | None:
+        """The current outcome of one shipment, or None."""
+        q = select(labels_table).where(labels_table.c[S.SHIPMENT_ID] == shipment_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        if row is None:
+            return None
+        out = dict(row)
+        out[RECORDED_AT] = _as_utc(out[RECORDED_AT])
+        return out
+
+    def history(self, shipment_id: str) -> list[dict]:
+        """Audit rows of one shipment, oldest first: ``changed_at`` (UTC), ``actor``,
+        ``action`` (insert/update), ``before`` (dict or None) and ``after`` (dict)."""
+        q = (
+            select(audit_table)
+            .where(audit_table.c[S.SHIPMENT_ID] == shipment_id)
+            .order_by(audit_table.c["id"])
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            {
+                "id": r["id"],
+                S.SHIPMENT_ID: r[S.SHIPMENT_ID],
+                "changed_at": _as_utc(r["changed_at"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "before": json.loads(r["before"]) if r["before"] else None,
+                "after": json.loads(r["after"]),
+            }
+            for r in rows
+        ]
+
+    def counts_by_day(self) -> pl.DataFrame:
+        """Exams and fentanyl-related findings per exam date and exam reason (model health)."""
+        cur = self.current()
+        return (
+            cur.group_by(S.EXAM_DATE, S.EXAM_REASON)
+            .agg(pl.len().alias("exams"), S.is_positive_expr().sum().cast(pl.Int64).alias("positives"))
+            .sort(S.EXAM_DATE, S.EXAM_REASON)
+        )
+
+
+_STR_SCHEMA: dict[str, pl.DataType] = {
+    S.SHIPMENT_ID: pl.String(),
+    S.EXAM_DATE: pl.Date(),
+    S.OUTCOME: pl.String(),
+    S.EXAM_REASON: pl.String(),
+    S.EXAMINER: pl.String(),
+    S.NOTES: pl.String(),
+}
+
+
+def _placeholders(engine: Any, cols: list[str]) -> list[str]:
+    style = engine.dialect.paramstyle
+    if style == "qmark":
+        return ["?"] * len(cols)
+    if style in ("format", "pyformat"):
+        return ["%s"] * len(cols)
+    if style == "numeric":
+        return [f":{i + 1}" for i in range(len(cols))]
+    if style == "numeric_dollar":
+        return [f"${i + 1}" for i in range(len(cols))]
+    raise RiskpipeError(f"labels: database driver paramstyle {style!r} is not supported")
+
+
+def _quote(engine: Any, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+def _insert_sql(engine: Any, table: str, cols: list[str]) -> str:
+    names = ", ".join(_quote(engine, c) for c in cols)
+    return f"INSERT INTO {_quote(engine, table)} ({names}) VALUES ({', '.join(_placeholders(engine, cols))})"
+
+
+def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
+    marks = _placeholders(engine, [*set_cols, key])
+    sets = ", ".join(f"{_quote(engine, c)} = {m}" for c, m in zip(set_cols, marks[:-1]))
+    return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
+
+
+def _validate(frame: pl.DataFrame) -> pl.DataFrame:
+    """Check columns and enums; one row per shipment (the latest exam, then the last row)."""
+    missing = [c for c in S.LABEL_REQUIRED if c not in frame.columns]
+    if missing:
+        raise RiskpipeError(f"labels: missing column(s) {', '.join(missing)}")
+    f = frame.select(
+        pl.col(S.SHIPMENT_ID).cast(pl.String).str.strip_chars(),
+        pl.col(S.EXAM_DATE),
+        pl.col(S.OUTCOME).cast(pl.String),
+        pl.col(S.EXAM_REASON).cast(pl.String),
+        *[
+            (pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String)).alias(c)
+            for c in (S.EXAMINER, S.NOTES)
+        ],
+    )
+    if f.schema[S.EXAM_DATE] != pl.Date():
+        try:
+            f = f.with_columns(pl.col(S.EXAM_DATE).cast(pl.String).str.to_date("%Y-%m-%d"))
+        except Exception:  # noqa: BLE001 - polars raises its own compute errors
+            raise RiskpipeError("labels: exam_date must be a date YYYY-MM-DD") from None
+    checks = [
+        (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),
+        (pl.col(S.EXAM_DATE).is_null(), S.EXAM_DATE, "is empty"),
+        (~pl.col(S.OUTCOME).is_in(S.OUTCOMES).fill_null(False), S.OUTCOME, f"must be one of {', '.join(S.OUTCOMES)}"),
+        (
+            ~pl.col(S.EXAM_REASON).is_in(S.EXAM_REASONS).fill_null(False),
+            S.EXAM_REASON,
+            f"must be one of {', '.join(S.EXAM_REASONS)}",
+        ),
+    ]
+    for bad, col, rule in checks:
+        idx = f.with_row_index("_row").filter(bad)
+        if idx.height:
+            first = idx.row(0, named=True)
+            raise RiskpipeError(
+                f"labels: row {first['_row'] + 1}: {col} {rule} (got {first[col]!r}; {idx.height} bad row(s))"
+            )
+    return (
+        f.select(list(_STR_SCHEMA))
+        .with_row_index("_order")
+        .sort(S.EXAM_DATE, "_order")
+        .unique(S.SHIPMENT_ID, keep="last", maintain_order=True)
+        .drop("_order")
+    )
