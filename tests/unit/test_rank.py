@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from riskpipe import schema as S
+from riskpipe.config import Settings
+from riskpipe.rank import exploration_slots, load_reason_texts, port_slots, rank_day
+
+DAY = date(2026, 1, 10)
+TEXTS = {"PRECURSOR_CAS": "CAS number of a listed precursor", "model:value_per_kg": "Unusual value per kg"}
+
+
+def _settings(**kw) -> Settings:
+    base = dict(port_capacity={"4701": 3, "2720": 2}, other_port_capacity=1, exploration_share=0.0)
+    base.update(kw)
+    return Settings(**base)
+
+
+def _day(rows: list[tuple[str, str, float, str | None]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """rows: (shipment_id, port, risk_score, network_id)."""
+    scores = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [r[0] for r in rows],
+            S.RISK_SCORE: [r[2] for r in rows],
+            S.RULE_SCORE: [0.0] * len(rows),
+            S.REASONS: [["PRECURSOR_CAS"] if r[2] > 0.5 else [] for r in rows],
+            S.MODEL_VERSION: ["v1"] * len(rows),
+            S.NETWORK_ID: [r[3] for r in rows],
+        },
+        schema_overrides={S.REASONS: pl.List(pl.String), S.NETWORK_ID: pl.String},
+    )
+    raw = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [r[0] for r in rows],
+            S.PORT_OF_ENTRY: [r[1] for r in rows],
+            S.ARRIVAL_DATE: [DAY] * len(rows),
+            S.SHIPPER_NAME: ["s"] * len(rows),
+            S.DESCRIPTION: ["d"] * len(rows),
+            S.DECLARED_VALUE_USD: [10.0] * len(rows),
+            S.MODE: pl.Series([ "express"] * len(rows), dtype=S.Mode),
+        }
+    )
+    return scores, raw
+
+
+def test_port_slots_default_and_scaled():
+    s = _settings()
+    assert port_slots({"4701": 100, "2720": 100, "9999": 100}, s) == {"2720": 2, "4701": 3, "9999": 1}
+    # total 6 scaled to 4: exact 2.0, 1.333, 0.667 -> floors 2,1,0 -> remainder to 9999 (0.667)
+    assert port_slots({"4701": 100, "2720": 100, "9999": 100}, s, capacity=4) == {"2720": 1, "4701": 2, "9999": 1}
+    # never more slots than shipments
+    assert port_slots({"4701": 1}, s) == {"4701": 1}
+    assert exploration_slots(25, 0.1) == 3 and exploration_slots(24, 0.1) == 2 and exploration_slots(4, 0.1) == 0
+
+
+def test_rank_exact_order_capacity_and_columns():
+    scores, raw = _day(
+        [
+            ("a", "4701", 0.9, None),
+            ("b", "4701", 0.2, None),
+            ("c", "4701", 0.7, None),
+            ("d", "4701", 0.1, None),
+            ("e", "2720", 0.8, None),
+            ("f", "2720", 0.3, None),
+            ("g", "2720", 0.3, None),
+            ("h", "9999", 0.05, None),
+        ]
+    )
+    out = rank_day(scores, raw, _settings(), texts=TEXTS)
+    assert list(out.schema.items()) == list(S.TARGETS_SCHEMA.items())
+    assert out[S.SHIPMENT_ID].to_list() == ["a", "e", "c", "f", "b", "h"]  # f before g: tie by id
+    assert out[S.RANK].to_list() == [1, 2, 3, 4, 5, 6]
+    assert set(out[S.SELECTION]) == {"risk"}
+    assert out[S.REASON_TEXT][0] == "CAS number of a listed precursor"
+    assert out[S.MODE][0] == "express" and out[S.HTS_CODE][0] is None
+
+
+def test_capacity_override_scales_ports():
+    scores, raw = _day([(f"s{i}", "4701" if i < 5 else "2720", i / 10, None) for i in range(10)])
+    out = rank_day(scores, raw, _settings(), capacity=10)
+    assert out.group_by(S.PORT_OF_ENTRY).len().sort(S.PORT_OF_ENTRY).rows() == [("2720", 4), ("4701", 5)]
+
+
+def test_network_members_follow_best_member():
+    scores, raw = _day(
+        [
+            ("a", "4701", 0.9, None),
+            ("b", "4701", 0.8, None),
+            ("c", "4701", 0.1, "net1"),
+            ("d", "2720", 0.95, "net1"),
+            ("e", "2720", 0.5, None),
+        ]
+    )
+    out = rank_day(scores, raw, _settings(port_capacity={"4701": 3, "2720": 2}), texts=TEXTS)
+    assert out[S.SHIPMENT_ID].to_list() == ["d", "c", "a", "b", "e"]
+    assert out[S.NETWORK_ID].to_list() == ["net1", "net1", None, None, None]
+
+
+def test_exploration_is_random_seeded_and_order_free():
+    rows = [(f"s{i:03d}", "4701", 1.0 - i / 100, None) for i in range(100)]
+    scores, raw = _day(rows)
+    settings = _settings(port_capacity={"4701": 20}, exploration_share=0.1)
+    out = rank_day(scores, raw, settings, seed=3, texts=TEXTS)
+    risk = out.filter(pl.col(S.SELECTION) == "risk")[S.SHIPMENT_ID].to_list()
+    explore = out.filter(pl.col(S.SELECTION) == "exploration")[S.SHIPMENT_ID].to_list()
+    assert risk == [f"s{i:03d}" for i in range(18)]
+    assert len(explore) == 2 and not set(explore) & set(risk)
+    assert out[S.RANK].to_list()[-2:] == [19, 20]
+    assert out.filter(pl.col(S.SELECTION) == "exploration")[S.REASON_TEXT][0].startswith("Chosen at random")
+    # same seed, shuffled input: same list; another seed: (almost surely) other picks
+    again = rank_day(scores.sample(fraction=1.0, shuffle=True, seed=1), raw, settings, seed=3, texts=TEXTS)
+    assert again.equals(out)
+    other = rank_day(scores, raw, settings, seed=4, texts=TEXTS)
+    assert other.filter(pl.col(S.SELECTION) == "exploration")[S.SHIPMENT_ID].to_list() != explore
+
+
+def test_reason_text_falls_back_to_words_and_shipped_texts_load():
+    scores, raw = _day([("a", "4701", 0.1, None)])
+    scores = scores.with_columns(pl.Series(S.REASONS, [["model:value_per_kg", "NEW_RULE_X"]]))
+    out = rank_day(scores, raw, _settings(), texts=TEXTS)
+    assert out[S.REASON_TEXT][0] == "Unusual value per kg; new rule x"
+    assert "model:score" in load_reason_texts()
+
+
+def test_empty_day():
+    scores, raw = _day([])
+    out = rank_day(scores, raw, _settings(), texts=TEXTS)
+    assert out.is_empty() and list(out.schema) == list(S.TARGETS_SCHEMA)
+
+
+@pytest.mark.parametrize("bad", [-1])
+def test_negative_capacity_rejected(bad):
+    with pytest.raises(ValueError):
+        port_slots({"4701": 3}, _settings(), capacity=bad)
