@@ -1,0 +1,318 @@
+"""The shared tabular risk classifier: Polars frame in, probability of a positive out.
+
+One estimator serves the shipment model and the external benchmark, so both measure the same
+machinery. Columns play one of three roles:
+
+- numeric: passed through (booleans as 0/1, dates as days since 1970-01-01); nulls stay missing,
+  which gradient boosting handles natively;
+- categorical (few levels, at most ``max_categories``): ordinal codes used as native categorical
+  splits by ``HistGradientBoostingClassifier``; an unseen level or a null is treated as missing;
+- high-cardinality codes (HTS codes, ports, party keys): target encoding (sklearn
+  ``TargetEncoder``, cross-fitted on the training rows so a code's own label does not leak into
+  its encoding) plus the code's relative frequency in the training rows. An unseen code gets the
+  prior and frequency 0.
+
+Roles are auto-detected when not given: numeric, boolean and date dtypes are numeric; string,
+Categorical and Enum columns are categorical if they have at most ``max_categories`` distinct
+values in the training frame, else high-cardinality. A column named in ``categorical`` or
+``high_cardinality`` is read as text whatever its dtype (an integer office code is a code).
+
+Saved with skops: the learned state is sklearn built-ins in a ``Pipeline`` plus plain lists,
+dicts and strings; ``riskpipe.estimator.TABULAR_TRUSTED_TYPES`` lists the types to trust.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder, TargetEncoder
+from sklearn.utils.validation import check_is_fitted
+
+FREQ_SUFFIX = "__freq"
+_NULL_KEY = "\x00null"  # stands for a null code in the frequency table only
+
+#: Types (beyond skops' defaults) to pass to ``skops.io.load(..., trusted=...)`` for a fitted
+#: ``TabularRiskClassifier``; checked by the round-trip test in tests/unit/test_estimator.py.
+TABULAR_TRUSTED_TYPES: list[str] = [
+    "riskpipe.estimator.TabularRiskClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.model_selection._split.StratifiedKFold",  # the TargetEncoder's seeded folds
+    # HGB's internal categorical preprocessor keeps partial(check_array, ...) as its numeric step
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+]
+
+
+def _is_numeric(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype == pl.Boolean or dtype.is_temporal()
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Enum, pl.Categorical))
+
+
+class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees over numeric, categorical and high-cardinality code columns.
+
+    Parameters
+    ----------
+    categorical, high_cardinality, numeric:
+        Column roles; None means auto-detect from dtypes and level counts (see module doc).
+        Columns given in none of the lists, with roles given, are auto-detected too.
+    ignore:
+        Columns never used as features (ids, labels that slipped in).
+    max_categories:
+        Most distinct levels for a native categorical (HGB allows at most 255).
+    frequency_encoding:
+        Add each high-cardinality code's relative frequency in the training rows.
+    target_encoding_cv, target_encoding_smooth:
+        Folds for cross-fitting and the smoothing of ``TargetEncoder``.
+    learning_rate ... class_weight:
+        ``HistGradientBoostingClassifier`` parameters. Defaults suit extreme class imbalance:
+        a small learning rate with early stopping on log-loss (held-out share stratified),
+        L2 regularisation and a minimum leaf size so that rare positives do not grow one-leaf
+        rules.
+    random_state:
+        Seed for the boosting's early-stopping split and feature subsampling.
+    """
+
+    def __init__(
+        self,
+        categorical: list[str] | None = None,
+        high_cardinality: list[str] | None = None,
+        numeric: list[str] | None = None,
+        ignore: list[str] | None = None,
+        *,
+        max_categories: int = 250,
+        frequency_encoding: bool = True,
+        target_encoding_cv: int = 5,
+        target_encoding_smooth: float | str = "auto",
+        learning_rate: float = 0.05,
+        max_iter: int = 500,
+        max_leaf_nodes: int | None = 31,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 40,
+        l2_regularization: float = 1.0,
+        max_features: float = 1.0,
+        max_bins: int = 255,
+        early_stopping: bool | str = True,
+        validation_fraction: float | None = 0.1,
+        n_iter_no_change: int = 30,
+        class_weight: dict | str | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.categorical = categorical
+        self.high_cardinality = high_cardinality
+        self.numeric = numeric
+        self.ignore = ignore
+        self.max_categories = max_categories
+        self.frequency_encoding = frequency_encoding
+        self.target_encoding_cv = target_encoding_cv
+        self.target_encoding_smooth = target_encoding_smooth
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.max_features = max_features
+        self.max_bins = max_bins
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    # -- roles ---------------------------------------------------------------------------------
+    def _resolve_roles(self, X: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
+        """(numeric, categorical, high-cardinality) column lists, in frame order."""
+        given = {
+            "numeric": list(self.numeric or []),
+            "categorical": list(self.categorical or []),
+            "high_cardinality": list(self.high_cardinality or []),
+        }
+        ignore = set(self.ignore or [])
+        seen: dict[str, str] = {}
+        for role, cols in given.items():
+            for col in cols:
+                if col not in X.columns:
+                    raise ValueError(f"TabularRiskClassifier: {role} column {col!r} is not in the frame")
+                if col in seen:
+                    raise ValueError(f"TabularRiskClassifier: column {col!r} is both {seen[col]} and {role}")
+                seen[col] = role
+        roles: dict[str, str] = {}
+        for col, dtype in X.schema.items():
+            if col in ignore:
+                continue
+            if col in seen:
+                roles[col] = seen[col]
+            elif _is_numeric(dtype):
+                roles[col] = "numeric"
+            elif _is_text(dtype):
+                levels = X.get_column(col).drop_nulls().n_unique()
+                roles[col] = "categorical" if levels <= self.max_categories else "high_cardinality"
+            else:
+                raise ValueError(
+                    f"TabularRiskClassifier: column {col!r} has unsupported dtype {dtype}; "
+                    "give it a role or list it in ignore"
+                )
+        by_role = {role: [c for c, r in roles.items() if r == role] for role in given}
+        return by_role["numeric"], by_role["categorical"], by_role["high_cardinality"]
+
+    # -- preparation shared by fit and predict --------------------------------------------------
+    def _prepare(self, X: Any) -> pl.DataFrame:
+        """Cast the fitted columns to their role's dtype and add frequency columns."""
+        if isinstance(X, pl.LazyFrame):
+            X = X.collect()
+        if not isinstance(X, pl.DataFrame):
+            raise TypeError("TabularRiskClassifier expects a Polars DataFrame")
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"TabularRiskClassifier: missing feature column(s): {', '.join(missing)}")
+        exprs: list[pl.Expr] = []
+        for col in self.numeric_features_:
+            dtype = X.schema[col]
+            if dtype == pl.Date:
+                exprs.append(pl.col(col).cast(pl.Int32).cast(pl.Float64))
+            elif dtype.is_temporal():
+                exprs.append((pl.col(col).dt.epoch("s") / 86_400.0).cast(pl.Float64))
+            else:
+                exprs.append(pl.col(col).cast(pl.Float64))
+        for col in self.categorical_features_ + self.high_cardinality_features_:
+            exprs.append(pl.col(col).cast(pl.String))
+        for col in self.high_cardinality_features_ if self.frequency_encoding else []:
+            keys, freqs = self.frequencies_[col]
+            exprs.append(
+                pl.col(col)
+                .cast(pl.String)
+                .fill_null(_NULL_KEY)
+                .replace_strict(keys, freqs, default=0.0, return_dtype=pl.Float64)
+                .alias(col + FREQ_SUFFIX)
+            )
+        return X.select(exprs)
+
+    def _frequency_table(self, X: pl.DataFrame, col: str) -> tuple[list[str], list[float]]:
+        counts = (
+            X.select(pl.col(col).cast(pl.String).fill_null(_NULL_KEY).alias("code"))
+            .group_by("code")
+            .len()
+            .sort("code")
+        )
+        n = max(X.height, 1)
+        return counts["code"].to_list(), (counts["len"] / n).to_list()
+
+    def _build_pipeline(self) -> Pipeline:
+        numeric_cols = list(self.numeric_features_)
+        if self.frequency_encoding:
+            numeric_cols += [c + FREQ_SUFFIX for c in self.high_cardinality_features_]
+        transformers: list[tuple[str, Any, list[str]]] = []
+        if self.categorical_features_:
+            transformers.append(
+                (
+                    "categorical",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=np.nan,
+                        encoded_missing_value=np.nan,
+                        dtype=np.float64,
+                    ),
+                    list(self.categorical_features_),
+                )
+            )
+        if self.high_cardinality_features_:
+            transformers.append(
+                (
+                    "target",
+                    TargetEncoder(
+                        target_type="binary",
+                        smooth=self.target_encoding_smooth,
+                        # an explicit splitter: an int cv shuffles with an unseeded RNG in 1.9
+                        cv=StratifiedKFold(
+                            self.target_encoding_cv, shuffle=True, random_state=self.random_state
+                        ),
+                    ),
+                    list(self.high_cardinality_features_),
+                )
+            )
+        if numeric_cols:
+            transformers.append(("numeric", "passthrough", numeric_cols))
+        n_cat = len(self.categorical_features_)
+        n_out = n_cat + len(self.high_cardinality_features_) + len(numeric_cols)
+        categorical_mask = [i < n_cat for i in range(n_out)] if n_cat else None
+        hgb = HistGradientBoostingClassifier(
+            learning_rate=self.learning_rate,
+            max_iter=self.max_iter,
+            max_leaf_nodes=self.max_leaf_nodes,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            max_features=self.max_features,
+            max_bins=self.max_bins,
+            categorical_features=categorical_mask,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+        )
+        encode = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+        return Pipeline([("encode", encode), ("model", hgb)])
+
+    # -- sklearn API ---------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any) -> TabularRiskClassifier:
+        """Learn roles, frequency tables, encoders and trees from a Polars frame and 0/1 labels."""
+        if isinstance(X, pl.LazyFrame):
+            X = X.collect()
+        if not isinstance(X, pl.DataFrame):
+            raise TypeError("TabularRiskClassifier expects a Polars DataFrame")
+        y_arr = np.asarray(y)
+        if y_arr.shape[0] != X.height:
+            raise ValueError(f"TabularRiskClassifier: X has {X.height} rows but y has {y_arr.shape[0]}")
+        classes = np.unique(y_arr)
+        if classes.shape[0] != 2:
+            raise ValueError(f"TabularRiskClassifier: y must hold two classes, found {classes.tolist()}")
+        numeric, categorical, high = self._resolve_roles(X)
+        if not (numeric or categorical or high):
+            raise ValueError("TabularRiskClassifier: no feature columns")
+        self.numeric_features_ = numeric
+        self.categorical_features_ = categorical
+        self.high_cardinality_features_ = high
+        self.feature_names_in_ = np.asarray(numeric + categorical + high, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.frequencies_ = {c: self._frequency_table(X, c) for c in high} if self.frequency_encoding else {}
+        self.pipeline_ = self._build_pipeline()
+        self.pipeline_.fit(self._prepare(X), y_arr)
+        self.classes_ = self.pipeline_.classes_
+        self.n_iter_ = int(self.pipeline_.named_steps["model"].n_iter_)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n, 2); column 1 is the positive class."""
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_.predict_proba(self._prepare(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_.predict(self._prepare(X))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw log-odds: ranks identically to ``predict_proba`` without saturating."""
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_.decision_function(self._prepare(X))
+
+    def encode(self, X: Any) -> np.ndarray:
+        """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``."""
+        check_is_fitted(self, "pipeline_")
+        return np.asarray(self.pipeline_.named_steps["encode"].transform(self._prepare(X)))
+
+    @property
+    def encoded_feature_names_(self) -> list[str]:
+        check_is_fitted(self, "pipeline_")
+        return [str(c) for c in self.pipeline_.named_steps["encode"].get_feature_names_out()]
