@@ -1,0 +1,1075 @@
+"""Ingest: read landing files, validate each row against the contract, normalise, apply
+amendments and write the raw store; quarantine what is broken, account for every row.
+
+Why the shape:
+- Files are scanned lazily and written with streaming sinks, so a 4-million-row day never sits in
+  memory whole. CSV is read as text (codes keep leading zeros, a bad value is a row error, not a
+  file error); every rule is a Polars expression yielding a reason code or null, gathered into a
+  list column per row (no Python loop per row).
+- Amendments: for a ``shipment_id`` the row with the latest ``filed_at`` wins, also across files
+  and across runs; ties go to the later ingest run, then the later file of the run (in the order
+  given), then the later row. Only the partitions touched are rewritten, each atomically.
+- Accounting: ``rows_in == rows_ingested + rows_amended + rows_quarantined`` for every run, where
+  ``rows_amended`` counts the valid input rows superseded by a later version (or duplicates).
+- Idempotency: a ledger of sha256 content hashes; a file already seen is skipped.
+
+The shipped FX table (``reference/fx_rates.csv``, ``currency,usd_per_unit``) holds indicative
+rates; a user replaces it with ``fx_rates_path`` (``Settings.fx_rates_path``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
+from riskpipe.store import Layout, replace_dir_atomic, staging_dir, write_parquet_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from riskpipe.labels import LabelStore
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+DEFAULT_FX_RATES = REFERENCE_DIR / "fx_rates.csv"
+COUNTRIES_FILE = REFERENCE_DIR / "countries.csv"
+
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+
+# internal helper columns (never written to the raw store)
+_ROW = "_row_number"
+_REASONS = "_reasons"
+_SEQ = "_seq"  # 0 = already in the store, 1 = this run
+_ORD = "_ord"  # file order
+_WIN = "_win"
+_TOUCHED = "_touched"
+
+# columns of a quarantined-rows file besides the original values
+Q_SOURCE_FILE = S.SOURCE_FILE
+Q_ROW_NUMBER = "row_number"
+Q_REASONS = "reasons"
+Q_KIND = "kind"
+Q_RUN_ID = "run_id"
+
+#: address words unified in ``consignee_address_key`` (padded with spaces: whole words only).
+ADDRESS_ABBREVIATIONS: dict[str, str] = {
+    "STREET": "ST", "STR": "ST", "AVENUE": "AVE", "AV": "AVE", "ROAD": "RD", "BOULEVARD": "BLVD",
+    "DRIVE": "DR", "LANE": "LN", "COURT": "CT", "PLACE": "PL", "TERRACE": "TER", "HIGHWAY": "HWY",
+    "PARKWAY": "PKWY", "CIRCLE": "CIR", "SQUARE": "SQ", "TRAIL": "TRL", "WAY": "WAY",
+    "SUITE": "STE", "APARTMENT": "APT", "UNIT": "APT", "NUMBER": "APT", "NO": "APT",
+    "FLOOR": "FL", "BUILDING": "BLDG", "NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W",
+    "NORTHEAST": "NE", "NORTHWEST": "NW", "SOUTHEAST": "SE", "SOUTHWEST": "SW",
+    "POST OFFICE BOX": "PO BOX", "P O BOX": "PO BOX", "POBOX": "PO BOX",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class FileResult:
+    """What happened to one input file (no row data, no personal data)."""
+
+    file: str
+    kind: str  # manifest | partner | labels
+    status: str  # ingested | skipped | quarantined
+    sha256: str = ""
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest run. Identity: rows_in == rows_ingested + rows_amended + rows_quarantined."""
+
+    run_id: str
+    files_seen: int = 0
+    files_ingested: int = 0
+    files_skipped: int = 0
+    files_quarantined: int = 0
+    rows_in: int = 0
+    rows_ingested: int = 0
+    rows_amended: int = 0
+    rows_quarantined: int = 0
+    rows_replaced_existing: int = 0  # rows already in the store superseded by this run
+    partner_rows_in: int = 0
+    partner_rows_ingested: int = 0
+    days_written: list[str] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def check(self) -> None:
+        """Assert the accounting identity (nothing lost)."""
+        total = self.rows_ingested + self.rows_amended + self.rows_quarantined
+        if self.rows_in != total:
+            raise AssertionError(
+                f"ingest accounting broken: rows_in={self.rows_in} != ingested {self.rows_ingested} "
+                f"+ amended {self.rows_amended} + quarantined {self.rows_quarantined}"
+            )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabelImportSummary:
+    """Counts of one labels import. Identity: rows_in == rows_valid + rows_quarantined."""
+
+    run_id: str
+    files_seen: int = 0
+    files_imported: int = 0
+    files_skipped: int = 0
+    files_quarantined: int = 0
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_recorded: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    files: list[FileResult] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.rows_in != self.rows_valid + self.rows_quarantined:
+            raise AssertionError(
+                f"labels accounting broken: rows_in={self.rows_in} != valid {self.rows_valid} "
+                f"+ quarantined {self.rows_quarantined}"
+            )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _FileRejected(Exception):
+    """A whole file goes to quarantine (reason code, detail)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------
+# reference data
+# ---------------------------------------------------------------------------------------------
+def load_fx_rates(path: Path | None = None) -> pl.DataFrame:
+    """The FX table ``currency`` (ISO 4217, upper case) -> ``usd_per_unit`` (> 0)."""
+    path = Path(path) if path is not None else DEFAULT_FX_RATES
+    if not path.exists():
+        raise RiskpipeError(f"FX rates file {path} does not exist")
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a user error here
+        raise RiskpipeError(f"FX rates file {path}: cannot read as CSV ({type(exc).__name__})") from None
+    missing = {"currency", "usd_per_unit"} - set(frame.columns)
+    if missing:
+        raise RiskpipeError(f"FX rates file {path}: missing column(s) {', '.join(sorted(missing))}")
+    frame = frame.select(
+        pl.col("currency").str.strip_chars().str.to_uppercase(),
+        pl.col("usd_per_unit").str.strip_chars().cast(pl.Float64, strict=False),
+    )
+    bad = frame.filter(
+        pl.col("currency").is_null()
+        | ~pl.col("currency").str.contains(r"^[A-Z]{3}$")
+        | pl.col("usd_per_unit").is_null()
+        | ~pl.col("usd_per_unit").is_finite()
+        | (pl.col("usd_per_unit") <= 0)
+    )
+    if bad.height:
+        raise RiskpipeError(
+            f"FX rates file {path}: {bad.height} row(s) without a 3-letter currency and a positive rate"
+        )
+    if frame.get_column("currency").is_duplicated().any():
+        raise RiskpipeError(f"FX rates file {path}: a currency is listed twice")
+    return frame
+
+
+def load_countries() -> list[str]:
+    """ISO 3166-1 alpha-2 codes accepted in country columns (shipped ``reference/countries.csv``)."""
+    return pl.read_csv(COUNTRIES_FILE, infer_schema=False).get_column("code").to_list()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading files (lazily, as text where the format allows)
+# ---------------------------------------------------------------------------------------------
+def file_format(path: Path) -> str | None:
+    """``csv``, ``parquet`` or ``ndjson`` from the file name, or None when unsupported."""
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")):
+        return "ndjson"
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _gunzip(path: Path, workdir: Path) -> Path:
+    """Decompress a ``.gz`` file to ``workdir`` (streamed); a broken archive rejects the file."""
+    out = workdir / f"{uuid.uuid4().hex}-{path.name[:-3]}"
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise _FileRejected("unreadable", f"broken gzip ({type(exc).__name__})") from None
+    return out
+
+
+def _check_utf8(path: Path) -> None:
+    """Reject a text file that is not UTF-8 (streamed incremental decode; cheap next to parsing)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise _FileRejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def _scan_text(path: Path, workdir: Path) -> tuple[pl.LazyFrame, str]:
+    """Lazy frame of a file with ``_row_number`` (1-based data row); returns (frame, format).
+
+    CSV is read entirely as text; NDJSON as text for the keys seen in its first 1000 lines;
+    Parquet keeps its types (they are cast per column during validation).
+    """
+    fmt = file_format(path)
+    if fmt is None:
+        raise _FileRejected("unsupported_format", path.name)
+    if path.stat().st_size == 0:
+        raise _FileRejected("empty", "0 bytes")
+    source = _gunzip(path, workdir) if path.name.lower().endswith(".gz") else path
+    if source.stat().st_size == 0:
+        raise _FileRejected("empty", "0 bytes after decompression")
+    try:
+        if fmt == "csv":
+            _check_utf8(source)
+            lf = pl.scan_csv(source, infer_schema=False, row_index_name=_ROW, row_index_offset=1,
+                             raise_if_empty=True)
+        elif fmt == "parquet":
+            lf = pl.scan_parquet(source, row_index_name=_ROW, row_index_offset=1)
+        else:
+            _check_utf8(source)
+            names = pl.scan_ndjson(source, infer_schema_length=1000).collect_schema().names()
+            lf = pl.scan_ndjson(source, schema={n: pl.String() for n in names}, row_index_name=_ROW,
+                                row_index_offset=1)
+        schema = lf.collect_schema()
+    except _FileRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser error means the file cannot be parsed
+        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    if len(schema) <= 1:
+        raise _FileRejected("unreadable", "no columns")
+    return lf, fmt
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing and validation expressions
+# ---------------------------------------------------------------------------------------------
+def _text(col: str, dtype: pl.DataType) -> pl.Expr:
+    """The value as trimmed text, empty -> null (the 'original value' view of any column)."""
+    e = pl.col(col)
+    if dtype != pl.String:
+        e = e.cast(pl.String, strict=False)
+    e = e.str.strip_chars()
+    return pl.when(e.str.len_bytes() > 0).then(e)
+
+
+def parse_timestamp(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text -> UTC datetime (null when invalid): fraction optional, offset ``Z``,
+    ``+00:00``, ``+0000`` or none (UTC); a space instead of ``T`` is accepted."""
+    t = text.str.replace(r"Z$", "+00:00").str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+    t = pl.when(t.str.contains(r"[+-]\d{2}:\d{2}$")).then(t).otherwise(t + "+00:00")
+    t = t.str.replace(" ", "T", literal=True)
+    return t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC", time_unit="us")
+
+
+def parse_date(text: pl.Expr) -> pl.Expr:
+    """``YYYY-MM-DD`` text -> date (null when invalid, e.g. 2026-02-30)."""
+    ok = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+    return pl.when(ok).then(text.str.to_date("%Y-%m-%d", strict=False))
+
+
+def _parsed(col: str, dtype: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Column ``col`` (source type ``dtype``) parsed to ``target``; null when absent or invalid."""
+    src = pl.col(col)
+    text = _text(col, dtype)
+    if isinstance(target, pl.Datetime):
+        if isinstance(dtype, pl.Datetime):
+            return (src.dt.replace_time_zone("UTC") if dtype.time_zone is None else src.dt.convert_time_zone("UTC")).dt.cast_time_unit("us")
+        if dtype == pl.Date:
+            return src.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return parse_timestamp(text)
+    if target == pl.Date:
+        if dtype == pl.Date:
+            return src
+        if isinstance(dtype, pl.Datetime):
+            return src.dt.date()
+        return parse_date(text)
+    if target == pl.Float64:
+        if dtype.is_numeric():
+            v = src.cast(pl.Float64)
+        else:
+            v = text.cast(pl.Float64, strict=False)
+        return pl.when(v.is_finite()).then(v)
+    if target == pl.Int64:
+        if dtype.is_integer():
+            return src.cast(pl.Int64, strict=False)
+        if dtype.is_float():
+            return pl.when(src.is_finite() & (src == src.round(0))).then(src.cast(pl.Int64, strict=False))
+        return text.cast(pl.Int64, strict=False)
+    if target == pl.Boolean:
+        if dtype == pl.Boolean:
+            return src
+        low = text.str.to_lowercase()
+        return pl.when(low == "true").then(True).when(low == "false").then(False)
+    return text  # strings and enums: trimmed text
+
+
+_REQ = set(S.MANIFEST_REQUIRED)
+_COUNTRY_COLS = [S.SHIPPER_COUNTRY, S.COUNTRY_OF_ORIGIN, S.EXPORT_COUNTRY]
+_ENUMS = {S.ENTRY_TYPE: S.ENTRY_TYPES, S.MODE: S.MODES, S.TRUSTED_TRADER: S.TRUSTED_TRADER_KINDS}
+
+
+def _reason(cond: pl.Expr, code: str) -> pl.Expr:
+    return pl.when(cond).then(pl.lit(code))
+
+
+def _manifest_exprs(
+    schema: pl.Schema, countries: list[str], currencies: list[str]
+) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
+    """(normalised value per manifest column, reason expressions) for a file's schema."""
+    values: dict[str, pl.Expr] = {}
+    reasons: list[pl.Expr] = []
+    for col, target in S.MANIFEST_SCHEMA.items():
+        if col not in schema:
+            values[col] = pl.lit(None, dtype=target)
+            continue
+        dtype = schema[col]
+        text = _text(col, dtype)
+        present = text.is_not_null()
+        parsed = _parsed(col, dtype, target)
+        if col in _REQ:
+            reasons.append(_reason(~present, f"missing:{col}"))
+        if isinstance(target, pl.Datetime):
+            reasons.append(_reason(present & parsed.is_null(), f"bad_timestamp:{col}"))
+        elif target == pl.Date:
+            reasons.append(_reason(present & parsed.is_null(), f"bad_date:{col}"))
+        elif target in (pl.Float64, pl.Int64, pl.Boolean):
+            reasons.append(_reason(present & parsed.is_null(), f"bad_type:{col}"))
+        if col in _ENUMS:
+            low = text.str.to_lowercase()
+            reasons.append(_reason(present & ~low.is_in(_ENUMS[col]), f"bad_enum:{col}"))
+            parsed = pl.when(low.is_in(_ENUMS[col])).then(low).cast(target)
+        elif col in _COUNTRY_COLS:
+            parsed = text.str.to_uppercase()
+            reasons.append(_reason(present & ~parsed.is_in(countries), f"unknown_country:{col}"))
+        elif col == S.CURRENCY:
+            parsed = text.str.to_uppercase()
+            reasons.append(_reason(present & ~parsed.is_in(currencies), "unknown_currency"))
+        elif col == S.PORT_OF_ENTRY:
+            reasons.append(_reason(present & ~text.str.contains(r"^\d{4}$"), f"bad_port:{col}"))
+        elif col == S.CONSIGNEE_STATE:
+            parsed = text.str.to_uppercase()
+            reasons.append(_reason(present & ~parsed.str.contains(r"^[A-Z]{2}$"), f"bad_state:{col}"))
+        elif col == S.HTS_CODE:
+            parsed = text.str.replace_all(r"[.\s]", "")
+            reasons.append(_reason(present & ~parsed.str.contains(r"^\d{6,10}$"), f"bad_hts:{col}"))
+        elif col in (S.DECLARED_VALUE, S.LISTED_PRICE):
+            reasons.append(_reason(parsed < 0, f"negative:{col}"))
+        elif col == S.GROSS_WEIGHT_KG:
+            reasons.append(_reason(parsed <= 0, f"nonpositive:{col}"))
+        elif col == S.PIECE_COUNT:
+            reasons.append(_reason(parsed < 1, f"nonpositive:{col}"))
+        values[col] = parsed.cast(target)
+    return values, reasons
+
+
+def _partner_exprs(schema: pl.Schema, countries: list[str]) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
+    """Partner export declarations (contract section 2): id, country and declared_at required."""
+    values: dict[str, pl.Expr] = {}
+    reasons: list[pl.Expr] = []
+    required = {S.SHIPMENT_ID, S.EXPORT_COUNTRY, S.DECLARED_AT}
+    for col, target in S.PARTNER_SCHEMA.items():
+        dtype = schema[col]
+        text = _text(col, dtype)
+        present = text.is_not_null()
+        parsed = _parsed(col, dtype, target)
+        if col in required:
+            reasons.append(_reason(~present, f"missing:{col}"))
+        if isinstance(target, pl.Datetime):
+            reasons.append(_reason(present & parsed.is_null(), f"bad_timestamp:{col}"))
+        elif target in (pl.Float64, pl.Boolean):
+            reasons.append(_reason(present & parsed.is_null(), f"bad_type:{col}"))
+        if col == S.EXPORT_COUNTRY:
+            parsed = text.str.to_uppercase()
+            reasons.append(_reason(present & ~parsed.is_in(countries), f"unknown_country:{col}"))
+        elif col == S.PARTNER_DECLARED_VALUE_USD:
+            reasons.append(_reason(parsed < 0, f"negative:{col}"))
+        elif col == S.GROSS_WEIGHT_KG:
+            reasons.append(_reason(parsed <= 0, f"nonpositive:{col}"))
+        values[col] = parsed.cast(target)
+    return values, reasons
+
+
+def _label_exprs(schema: pl.Schema) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
+    """Exam outcomes (contract section 3)."""
+    values: dict[str, pl.Expr] = {}
+    reasons: list[pl.Expr] = []
+    enums = {S.OUTCOME: S.OUTCOMES, S.EXAM_REASON: S.EXAM_REASONS}
+    for col, target in S.LABEL_SCHEMA.items():
+        if col not in schema:
+            values[col] = pl.lit(None, dtype=target)
+            continue
+        dtype = schema[col]
+        text = _text(col, dtype)
+        present = text.is_not_null()
+        parsed = _parsed(col, dtype, target)
+        if col in S.LABEL_REQUIRED:
+            reasons.append(_reason(~present, f"missing:{col}"))
+        if target == pl.Date:
+            reasons.append(_reason(present & parsed.is_null(), f"bad_date:{col}"))
+        if col in enums:
+            low = text.str.to_lowercase()
+            reasons.append(_reason(present & ~low.is_in(enums[col]), f"bad_enum:{col}"))
+            parsed = pl.when(low.is_in(enums[col])).then(low)
+        values[col] = parsed.cast(target)
+    return values, reasons
+
+
+def _reasons_list(reasons: list[pl.Expr]) -> pl.Expr:
+    return pl.concat_list([r.cast(pl.String) for r in reasons]).list.drop_nulls().alias(_REASONS)
+
+
+def address_key(address: pl.Expr, postal_code: pl.Expr) -> pl.Expr:
+    """A matching key of a street line + postal code: upper case, punctuation stripped,
+    abbreviations unified (STREET->ST, APARTMENT/UNIT/#->APT...), ZIP cut to 5 characters."""
+    a = address.str.to_uppercase().str.replace_all("#", " APT ", literal=True)
+    a = a.str.replace_all(r"[^A-Z0-9 ]", " ").str.replace_all(" ", "  ", literal=True)
+    a = (" " + a + " ").str.replace_many(
+        [f" {k} " for k in ADDRESS_ABBREVIATIONS], [f" {v} " for v in ADDRESS_ABBREVIATIONS.values()]
+    )
+    a = a.str.replace_all(r"\bAPT\s+APT\b", "APT").str.replace_all(r"\s+", " ").str.strip_chars()
+    zip_ = postal_code.str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").str.slice(0, 5)
+    return pl.concat_str([a, zip_], separator="|")
+
+
+# ---------------------------------------------------------------------------------------------
+# ledger and run log
+# ---------------------------------------------------------------------------------------------
+def _ingest_dir(layout: Layout) -> Path:
+    return layout.home / "ingest"
+
+
+def ledger_path(layout: Layout, kind: str = "manifest") -> Path:
+    """The content-hash ledger (manifest/partner files, or label files)."""
+    return _ingest_dir(layout) / ("labels_ledger.jsonl" if kind == "labels" else "ledger.jsonl")
+
+
+def runs_path(layout: Layout) -> Path:
+    return _ingest_dir(layout) / "runs.jsonl"
+
+
+def _read_ledger(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    seen = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                seen.add(json.loads(line)["sha256"])
+            except (json.JSONDecodeError, KeyError):
+                continue  # a torn last line from a crash: that file is simply re-ingested
+    return seen
+
+
+def _append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_runs(layout: Layout) -> list[dict]:
+    """Summaries of past ingest runs, oldest first."""
+    path = runs_path(layout)
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# quarantine
+# ---------------------------------------------------------------------------------------------
+def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason: str, detail: str,
+                     run_id: str) -> None:
+    """Copy a whole file into ``quarantine/files`` with a ``<name>.reason.json`` beside it."""
+    layout.quarantine_files.mkdir(parents=True, exist_ok=True)
+    target = layout.quarantine_files / path.name
+    if target.exists() and (not digest or sha256_file(target) != digest):
+        target = layout.quarantine_files / f"{digest[:12]}-{path.name}"
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    info = {"file": path.name, "source_path": str(path), "sha256": digest, "kind": kind, "reason": reason,
+            "detail": detail, "run_id": run_id, "quarantined_at": datetime.now(UTC).isoformat()}
+    from riskpipe.store import write_text_atomic
+
+    write_text_atomic(json.dumps(info, indent=2) + "\n", target.with_name(target.name + ".reason.json"))
+
+
+def _bad_rows_plan(lf: pl.LazyFrame, schema: pl.Schema, source_name: str, kind: str, run_id: str) -> pl.LazyFrame:
+    """Rows with at least one reason: original values as strings + source_file, row_number, reasons."""
+    originals = [
+        _text_raw(c, schema[c]).alias(c)
+        for c in schema
+        if c not in (_ROW, _REASONS, Q_SOURCE_FILE, Q_ROW_NUMBER, Q_REASONS, Q_KIND, Q_RUN_ID)
+    ]
+    return lf.filter(pl.col(_REASONS).list.len() > 0).select(
+        *originals,
+        pl.lit(source_name).alias(Q_SOURCE_FILE),
+        pl.col(_ROW).cast(pl.Int64).alias(Q_ROW_NUMBER),
+        pl.col(_REASONS).alias(Q_REASONS),
+        pl.lit(kind).alias(Q_KIND),
+        pl.lit(run_id).alias(Q_RUN_ID),
+    )
+
+
+def _text_raw(col: str, dtype: pl.DataType) -> pl.Expr:
+    """Original value as a string, untrimmed (quarantine keeps what was filed)."""
+    return pl.col(col) if dtype == pl.String else pl.col(col).cast(pl.String, strict=False)
+
+
+def quarantine_reason_counts(layout: Layout) -> dict[str, int]:
+    """Reason code -> count over all quarantined rows and files (for reports)."""
+    counts: Counter[str] = Counter()
+    files = sorted(layout.quarantine_rows.glob("*.parquet")) if layout.quarantine_rows.exists() else []
+    if files:
+        frame = (
+            pl.concat([pl.scan_parquet(f).select(Q_REASONS) for f in files])
+            .explode(Q_REASONS).group_by(Q_REASONS).len().collect()
+        )
+        counts.update(dict(zip(frame[Q_REASONS].to_list(), frame["len"].to_list(), strict=True)))
+    if layout.quarantine_files.exists():
+        for info in layout.quarantine_files.glob("*.reason.json"):
+            try:
+                counts[f"file:{json.loads(info.read_text(encoding='utf-8'))['reason']}"] += 1
+            except (json.JSONDecodeError, KeyError):
+                counts["file:unknown"] += 1
+    return dict(counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest
+# ---------------------------------------------------------------------------------------------
+def _list_inputs(layout: Layout, paths: list[Path] | None) -> list[Path]:
+    """Files to ingest: given files, top-level files of given folders (default: the landing
+    folder). Hidden files (``.`` or ``_`` prefix, e.g. partial uploads) are left alone."""
+    if paths is None:
+        if not layout.landing.exists():
+            return []
+        paths = [layout.landing]
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise RiskpipeError(f"{p}: no such file or folder")
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))))
+        else:
+            files.append(p)
+    return files
+
+
+def _is_partner(path: Path) -> bool:
+    return path.name.startswith(S.PARTNER_FILE_PREFIX)
+
+
+def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quarantine_path: Path,
+                countries: list[str], fx: dict[str, float], ingested_at: datetime, run_id: str,
+                ) -> tuple[int, int]:
+    """Validate and normalise one file into ``stage_path`` (valid rows) and ``quarantine_path``
+    (bad rows); returns (valid rows, bad rows). Raises _FileRejected for file-level problems."""
+    lf, _fmt = _scan_text(path, workdir)
+    schema = lf.collect_schema()
+    required = S.MANIFEST_REQUIRED if kind == "manifest" else S.PARTNER_SCHEMA
+    missing = [c for c in required if c not in schema]
+    if missing:
+        raise _FileRejected("missing_columns", ", ".join(missing))
+    if kind == "manifest":
+        values, reasons = _manifest_exprs(schema, countries, list(fx))
+        known = set(S.MANIFEST_SCHEMA)
+    else:
+        values, reasons = _partner_exprs(schema, countries)
+        known = set(S.PARTNER_SCHEMA)
+    derived = set(S.RAW_DERIVED) | {S.SOURCE_FILE, S.INGESTED_AT}
+    extras = {c: (f"input_{c}" if c in derived else c) for c in schema if c not in known and c != _ROW}
+
+    checked = lf.with_columns(_reasons_list(reasons))
+    valid = checked.filter(pl.col(_REASONS).list.len() == 0).select(
+        *[e.alias(c) for c, e in values.items()],
+        *[_text_raw(c, schema[c]).alias(alias) for c, alias in extras.items()],
+        pl.col(_ROW).cast(pl.Int64),
+    )
+    if kind == "manifest":
+        rate = pl.col(S.CURRENCY).replace_strict(fx, default=None, return_dtype=pl.Float64)
+        valid = valid.with_columns(
+            (pl.col(S.DECLARED_VALUE) * rate).alias(S.DECLARED_VALUE_USD),
+            (pl.col(S.LISTED_PRICE) * rate).alias(S.LISTED_PRICE_USD),
+            address_key(pl.col(S.CONSIGNEE_ADDRESS), pl.col(S.CONSIGNEE_POSTAL_CODE)).alias(S.CONSIGNEE_ADDRESS_KEY),
+            pl.lit(path.name).alias(S.SOURCE_FILE),
+            pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
+        ).select(*S.RAW_SHIPMENT_SCHEMA, *extras.values(), _ROW)
+    else:
+        valid = valid.with_columns(
+            pl.lit(path.name).alias(S.SOURCE_FILE),
+            pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
+        ).select(*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT, *extras.values(), _ROW)
+    bad = _bad_rows_plan(checked, schema, path.name, kind, run_id)
+    try:
+        pl.collect_all(
+            [valid.sink_parquet(stage_path, lazy=True), bad.sink_parquet(quarantine_path, lazy=True)],
+            engine="streaming",
+        )
+    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
+        stage_path.unlink(missing_ok=True)
+        quarantine_path.unlink(missing_ok=True)
+        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    n_valid = _parquet_rows(stage_path)
+    n_bad = _parquet_rows(quarantine_path)
+    if n_valid + n_bad == 0:
+        stage_path.unlink(missing_ok=True)
+        quarantine_path.unlink(missing_ok=True)
+        raise _FileRejected("empty", "no data rows")
+    return n_valid, n_bad
+
+
+def _parquet_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def ingest_paths(
+    layout: Layout,
+    paths: list[Path] | None = None,
+    fx_rates_path: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestSummary:
+    """Ingest manifest and partner files (default: the top-level files of ``layout.landing``).
+
+    One broken file is quarantined, never fatal; the counts are returned and appended to
+    ``<home>/ingest/runs.jsonl``.
+    """
+    started = time.perf_counter()
+    files = _list_inputs(layout, paths)
+    fx_frame = load_fx_rates(fx_rates_path)
+    fx = dict(zip(fx_frame["currency"].to_list(), fx_frame["usd_per_unit"].to_list(), strict=True))
+    countries = load_countries()
+    ingested_at = datetime.now(UTC).replace(microsecond=0)
+    run_id = f"{ingested_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    summary = IngestSummary(run_id=run_id, files_seen=len(files))
+    seen = _read_ledger(ledger_path(layout))
+    total_steps = len(files) + 1
+    if progress:
+        progress(0, total_steps)
+
+    workdir = _ingest_dir(layout) / f".run-{run_id}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, list[Path]] = {"manifest": [], "partner": []}
+    ledger_records: list[dict] = []
+    reasons: Counter[str] = Counter()
+    try:
+        for i, path in enumerate(files):
+            kind = "partner" if _is_partner(path) else "manifest"
+            digest = sha256_file(path)
+            result = FileResult(file=path.name, kind=kind, status="ingested", sha256=digest)
+            summary.files.append(result)
+            if digest in seen:
+                result.status = "skipped"
+                summary.files_skipped += 1
+            else:
+                seen.add(digest)
+                stage = workdir / f"{i:05d}-{kind}.parquet"
+                qpath = layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet"
+                try:
+                    n_valid, n_bad = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
+                                                 ingested_at, run_id)
+                except _FileRejected as rej:
+                    result.status, result.reason = "quarantined", rej.reason
+                    summary.files_quarantined += 1
+                    reasons[f"file:{rej.reason}"] += 1
+                    _quarantine_file(layout, path, digest, kind, rej.reason, rej.detail, run_id)
+                else:
+                    result.rows_in, result.rows_valid, result.rows_quarantined = n_valid + n_bad, n_valid, n_bad
+                    summary.files_ingested += 1
+                    summary.rows_in += n_valid + n_bad
+                    summary.rows_quarantined += n_bad
+                    if kind == "partner":
+                        summary.partner_rows_in += n_valid + n_bad
+                    if n_bad:
+                        reasons.update(_reason_counts(qpath))
+                    else:
+                        qpath.unlink(missing_ok=True)
+                    if n_valid:
+                        staged[kind].append(stage)
+                ledger_records.append({"sha256": digest, "file": path.name, "kind": kind,
+                                       "status": result.status, "run_id": run_id,
+                                       "at": ingested_at.isoformat()})
+            if progress:
+                progress(i + 1, total_steps)
+
+        if staged["manifest"]:
+            ingested, replaced, days = _merge_shipments(layout, staged["manifest"])
+            summary.rows_ingested += ingested
+            summary.rows_replaced_existing += replaced
+            summary.days_written = days
+        if staged["partner"]:
+            p_ingested = _merge_partner(layout, staged["partner"])
+            summary.rows_ingested += p_ingested
+            summary.partner_rows_ingested = p_ingested
+        valid_total = sum(_parquet_rows(p) for group in staged.values() for p in group)
+        summary.rows_amended = valid_total - summary.rows_ingested
+        summary.quarantine_reasons = dict(sorted(reasons.items()))
+        summary.check()
+        _append_jsonl(ledger_path(layout), ledger_records)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    run_record = summary.as_dict()
+    run_record["files"] = [asdict(f) for f in summary.files]
+    _append_jsonl(runs_path(layout), [{"kind": "ingest", **run_record}])
+    if progress:
+        progress(total_steps, total_steps)
+    return summary
+
+
+def _reason_counts(qpath: Path) -> Counter[str]:
+    frame = pl.scan_parquet(qpath).select(pl.col(Q_REASONS).explode()).group_by(Q_REASONS).len().collect()
+    return Counter(dict(zip(frame[Q_REASONS].to_list(), frame["len"].to_list(), strict=True)))
+
+
+def _existing_files(base: Path, prefix: str) -> list[tuple[date, Path]]:
+    if not base.exists():
+        return []
+    out = []
+    for part in sorted(p for p in base.glob(f"{prefix}=*") if p.is_dir()):
+        day = date.fromisoformat(part.name.split("=", 1)[1])
+        out.extend((day, f) for f in sorted(part.glob("*.parquet")))
+    return out
+
+
+def _keyed_scans(files: list[Path], seq: int, row_col: str | None) -> list[pl.LazyFrame]:
+    """Scans with the candidate key (_seq, _ord, _row_number) that identifies a row uniquely."""
+    scans = []
+    for ord_, f in enumerate(files):
+        lf = pl.scan_parquet(f, row_index_name=_ROW if row_col is None else None, row_index_offset=1)
+        if row_col is None:
+            lf = lf.with_columns(pl.col(_ROW).cast(pl.Int64))
+        scans.append(lf.with_columns(pl.lit(seq, dtype=pl.Int8).alias(_SEQ), pl.lit(ord_, dtype=pl.Int32).alias(_ORD)))
+    return scans
+
+
+def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
+    """Schema columns first (in order), then extra input columns sorted by name."""
+    base = list(base)
+    extra = sorted(set(names) - set(base) - {_ROW, _SEQ, _ORD, _WIN, _TOUCHED})
+    return [*base, *extra]
+
+
+def _merge_shipments(layout: Layout, staged: list[Path]) -> tuple[int, int, list[str]]:
+    """Apply amendments and rewrite the touched arrival-date partitions.
+
+    Returns (new rows now in the store, existing rows replaced, days written)."""
+    key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
+    order = [S.FILED_AT, _SEQ, _ORD, _ROW]
+    thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, _SEQ, _ORD, _ROW]
+    new_scans = _keyed_scans(staged, 1, row_col=_ROW)
+    new_thin = pl.concat([s.select(thin_cols) for s in new_scans]).collect(engine="streaming")
+    new_ids = new_thin.select(S.SHIPMENT_ID).unique()
+
+    existing = _existing_files(layout.raw_shipments, "arrival_date")
+    exist_files = [f for _, f in existing]
+    exist_scans = _keyed_scans(exist_files, 0, row_col=None)
+    if exist_scans:
+        old_thin = (
+            pl.concat([s.select(thin_cols) for s in exist_scans])
+            .join(new_ids.lazy(), on=S.SHIPMENT_ID, how="semi")
+            .collect(engine="streaming")
+        )
+    else:
+        old_thin = new_thin.clear()
+    candidates = pl.concat([old_thin, new_thin])
+    winners = candidates.sort([S.SHIPMENT_ID, *order]).unique(subset=[S.SHIPMENT_ID], keep="last", maintain_order=True)
+    ingested = int((winners[_SEQ] == 1).sum())
+    replaced = int(old_thin.join(winners.filter(pl.col(_SEQ) == 1).select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi").height)
+
+    days = sorted(set(new_thin[S.ARRIVAL_DATE].unique().to_list()) | set(old_thin[S.ARRIVAL_DATE].unique().to_list()))
+    win_keys = winners.select(*key).with_columns(pl.lit(True).alias(_WIN))
+    touched = new_ids.with_columns(pl.lit(True).alias(_TOUCHED))
+    files_by_day: dict[date, list[int]] = {}
+    for idx, (d, _f) in enumerate(existing):
+        files_by_day.setdefault(d, []).append(idx)
+
+    written = []
+    for day in days:
+        parts = [exist_scans[i] for i in files_by_day.get(day, [])]
+        parts += [s.filter(pl.col(S.ARRIVAL_DATE) == day) for s in new_scans]
+        names: set[str] = set()
+        for p in parts:
+            names.update(p.collect_schema().names())
+        cols = _ordered_columns(names, S.RAW_SHIPMENT_SCHEMA)
+        plan = (
+            pl.concat(parts, how="diagonal_relaxed")
+            .join(win_keys.lazy(), on=key, how="left")
+            .join(touched.lazy(), on=S.SHIPMENT_ID, how="left")
+            .filter(pl.col(_WIN).is_not_null() | pl.col(_TOUCHED).is_null())
+            .select(cols)
+        )
+        _write_partition(plan, layout.raw_shipments_day(day))
+        written.append(day.isoformat())
+    return ingested, replaced, written
+
+
+def _write_partition(plan: pl.LazyFrame, final: Path) -> None:
+    """Sink ``plan`` into a staging directory and swap it in atomically (drop the partition
+    when empty)."""
+    staged = staging_dir(final)
+    out = staged / "part-0.parquet"
+    try:
+        plan.sink_parquet(out, engine="streaming")
+        if _parquet_rows(out) == 0:
+            shutil.rmtree(staged, ignore_errors=True)
+            if final.exists():
+                aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(final, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            return
+        replace_dir_atomic(staged, final)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _merge_partner(layout: Layout, staged: list[Path]) -> int:
+    """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins)."""
+    new = pl.concat(_keyed_scans(staged, 1, row_col=_ROW), how="diagonal_relaxed").with_columns(
+        pl.col(S.DECLARED_AT).dt.date().alias("_day")
+    ).collect(engine="streaming")
+    order = [S.SHIPMENT_ID, S.DECLARED_AT, _SEQ, _ORD, _ROW]
+    ingested = 0
+    existing = _existing_files(layout.raw_partner, "declared_date")
+    for (day,), part in sorted(new.partition_by("_day", as_dict=True).items()):
+        files = [f for d, f in existing if d == day]
+        frames = [pl.read_parquet(f).with_row_index(_ROW, offset=1).with_columns(
+            pl.col(_ROW).cast(pl.Int64), pl.lit(0, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD))
+            for i, f in enumerate(files)]
+        merged = pl.concat([*frames, part.drop("_day")], how="diagonal_relaxed")
+        merged = merged.sort(order).unique(subset=[S.SHIPMENT_ID], keep="last", maintain_order=True)
+        ingested += int((merged[_SEQ] == 1).sum())
+        cols = _ordered_columns(merged.columns, [*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT])
+        final = layout.raw_partner_day(day)
+        staged_dir = staging_dir(final)
+        try:
+            write_parquet_atomic(merged.sort(S.SHIPMENT_ID).select(cols), staged_dir / "part-0.parquet")
+            replace_dir_atomic(staged_dir, final)
+        finally:
+            if staged_dir.exists():
+                shutil.rmtree(staged_dir, ignore_errors=True)
+    return ingested
+
+
+# ---------------------------------------------------------------------------------------------
+# labels import
+# ---------------------------------------------------------------------------------------------
+def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportSummary:
+    """Import exam outcomes from a file or the top-level files of a folder.
+
+    Rows breaking a rule, or naming a shipment not in the raw store (``unknown_shipment``), are
+    quarantined; the rest are recorded with ``actor="import:<file name>"``. A file already
+    imported (same content) is skipped.
+    """
+    from riskpipe.store import scan_raw_shipments
+
+    path = Path(path)
+    if not path.exists():
+        raise RiskpipeError(f"{path}: no such file or folder")
+    files = _list_inputs(layout, [path])
+    now = datetime.now(UTC).replace(microsecond=0)
+    run_id = f"labels-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    summary = LabelImportSummary(run_id=run_id, files_seen=len(files))
+    ledger = ledger_path(layout, "labels")
+    seen = _read_ledger(ledger)
+    reasons: Counter[str] = Counter()
+    workdir = _ingest_dir(layout) / f".run-{run_id}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
+    known_ids = scan_raw_shipments(layout).select(S.SHIPMENT_ID)
+    try:
+        for path_i in files:
+            digest = sha256_file(path_i)
+            result = FileResult(file=path_i.name, kind="labels", status="ingested", sha256=digest)
+            summary.files.append(result)
+            if digest in seen:
+                result.status = "skipped"
+                summary.files_skipped += 1
+                continue
+            seen.add(digest)
+            try:
+                valid, bad = _read_labels(path_i, workdir, known_ids, run_id)
+            except _FileRejected as rej:
+                result.status, result.reason = "quarantined", rej.reason
+                summary.files_quarantined += 1
+                reasons[f"file:{rej.reason}"] += 1
+                _quarantine_file(layout, path_i, digest, "labels", rej.reason, rej.detail, run_id)
+            else:
+                if bad.height:
+                    write_parquet_atomic(bad, layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet")
+                    reasons.update(Counter(bad[Q_REASONS].explode().to_list()))
+                recorded = store.record(valid, actor=f"import:{path_i.name}") if valid.height else 0
+                result.rows_in, result.rows_valid, result.rows_quarantined = valid.height + bad.height, valid.height, bad.height
+                summary.files_imported += 1
+                summary.rows_in += valid.height + bad.height
+                summary.rows_valid += valid.height
+                summary.rows_recorded += int(recorded or 0)
+                summary.rows_quarantined += bad.height
+            _append_jsonl(ledger, [{"sha256": digest, "file": path_i.name, "kind": "labels",
+                                    "status": result.status, "run_id": run_id, "at": now.isoformat()}])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary.quarantine_reasons = dict(sorted(reasons.items()))
+    summary.check()
+    record = summary.as_dict()
+    _append_jsonl(runs_path(layout), [{"kind": "labels", **record}])
+    return summary
+
+
+def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(valid rows with S.LABEL_SCHEMA, quarantined rows) of one outcomes file (small: eager)."""
+    lf, _fmt = _scan_text(path, workdir)
+    schema = lf.collect_schema()
+    missing = [c for c in S.LABEL_REQUIRED if c not in schema]
+    if missing:
+        raise _FileRejected("missing_columns", ", ".join(missing))
+    values, reasons = _label_exprs(schema)
+    try:
+        frame = lf.collect()
+    except Exception as exc:  # noqa: BLE001
+        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    if frame.height == 0:
+        raise _FileRejected("empty", "no data rows")
+    sid = _text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID])
+    wanted = frame.select(sid.alias(S.SHIPMENT_ID)).drop_nulls().unique()
+    ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
+    ids = ids.get_column(S.SHIPMENT_ID)
+    reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.implode()), "unknown_shipment"))
+    checked = frame.lazy().with_columns(_reasons_list(reasons))
+    valid = checked.filter(pl.col(_REASONS).list.len() == 0).select(
+        *[e.alias(c) for c, e in values.items()]
+    ).collect()
+    bad = _bad_rows_plan(checked, schema, path.name, "labels", run_id).collect()
+    return valid, bad
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark
+# ---------------------------------------------------------------------------------------------
+def sample_manifest(n: int, seed: int = 0, start: date = date(2026, 1, 5)) -> pl.DataFrame:
+    """A small valid manifest frame (all text, as in a CSV) for tests and the benchmark."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    countries = np.array(["CN", "HK", "MX", "GB", "DE", "KR", "IN", "VN"])
+    return pl.DataFrame({
+        S.SHIPMENT_ID: [f"S{seed:02d}{i:09d}" for i in idx],
+        S.FILED_AT: [f"{start.isoformat()}T{(i % 24):02d}:{(i % 60):02d}:00Z" for i in idx],
+        S.ARRIVAL_DATE: [start.isoformat()] * n,
+        S.ENTRY_TYPE: rng.choice(["321", "86", "11", "01", "postal"], n).tolist(),
+        S.MODE: rng.choice(S.MODES, n).tolist(),
+        S.CARRIER_CODE: rng.choice(["DHL", "FDX", "UPS", "USPS"], n).tolist(),
+        S.PORT_OF_ENTRY: rng.choice(["4701", "2720", "0101", "2304"], n).tolist(),
+        S.SHIPPER_NAME: [f"Shipper {i % 997}" for i in idx],
+        S.SHIPPER_ADDRESS: [f"{i % 500} Industrial Road" for i in idx],
+        S.SHIPPER_COUNTRY: rng.choice(countries, n).tolist(),
+        S.CONSIGNEE_NAME: [f"Person {i % 5003}" for i in idx],
+        S.CONSIGNEE_ADDRESS: [f"{i % 9000} Main Street Apt {i % 7}" for i in idx],
+        S.CONSIGNEE_CITY: ["Springfield"] * n,
+        S.CONSIGNEE_STATE: rng.choice(["NY", "CA", "TX", "OH"], n).tolist(),
+        S.CONSIGNEE_POSTAL_CODE: [f"{(i * 7) % 99999:05d}" for i in idx],
+        S.DESCRIPTION: rng.choice(["t-shirt", "phone case", "hair dye", "machine parts"], n).tolist(),
+        S.COUNTRY_OF_ORIGIN: rng.choice(countries, n).tolist(),
+        S.DECLARED_VALUE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
+        S.CURRENCY: rng.choice(["USD", "CNY", "EUR"], n).tolist(),
+        S.GROSS_WEIGHT_KG: np.round(rng.lognormal(-1, 0.8, n) + 0.01, 3).astype(str).tolist(),
+        S.PIECE_COUNT: rng.integers(1, 5, n).astype(str).tolist(),
+        S.HTS_CODE: rng.choice(["6109.10.0012", "3926909985", "330590", "8479.89.9499"], n).tolist(),
+        S.SELLER_ID: [f"SEL{i % 3001}" for i in idx],
+        S.LISTED_PRICE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
+        S.ACCOUNT_CREATED_DATE: ["2025-06-01"] * n,
+        S.KNOWN_CONSIGNOR: rng.choice(["true", "false"], n).tolist(),
+    })
+
+
+def bench_ingest(tmpdir: Path, rows: int = 4_000_000, formats: tuple[str, ...] = ("parquet", "csv")) -> dict:
+    """Time ingest of one ``rows``-row day per format into fresh homes under ``tmpdir``.
+
+    The day is a generated 100k-row frame repeated with fresh shipment ids. Returns seconds,
+    rows/s and this process's peak RSS (MB) so far.
+    """
+    import resource
+
+    tmpdir = Path(tmpdir)
+    base = sample_manifest(min(rows, 100_000))
+    reps = -(-rows // base.height)
+    frame = pl.concat([base] * reps).head(rows).with_columns(
+        (pl.lit("B") + pl.int_range(pl.len()).cast(pl.String).str.zfill(10)).alias(S.SHIPMENT_ID)
+    )
+    out: dict = {"rows": rows}
+    for fmt in formats:
+        home = tmpdir / f"home-{fmt}"
+        layout = Layout(home)
+        layout.landing.mkdir(parents=True, exist_ok=True)
+        target = layout.landing / f"manifest-bench.{fmt}"
+        if fmt == "parquet":
+            frame.write_parquet(target)
+        else:
+            frame.write_csv(target)
+        t0 = time.perf_counter()
+        summary = ingest_paths(layout)
+        out[f"{fmt}_s"] = round(time.perf_counter() - t0, 2)
+        out[f"{fmt}_rows_per_s"] = int(rows / max(out[f"{fmt}_s"], 1e-9))
+        out[f"{fmt}_ingested"] = summary.rows_ingested
+    del frame, base
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
