@@ -1,0 +1,444 @@
+"""The synthetic world, day by day: legitimate trade, illicit cells, exams, adaptation, files.
+
+``DEFAULT_PREVALENCE`` (0.003, 3 in 1,000 parcels fentanyl-related) is far above reality, where
+the rate is about 1 in 10,000 or rarer (see the README's domain notes): at the real rate a demo of
+~40 days x 10,000 parcels would hold a few dozen positives and nothing could be learned. Pass
+``prevalence=1e-4`` for a realistic (and much harder) world.
+
+Determinism: every random draw comes from numpy generators seeded with ``[seed, stream, day]``,
+so the same arguments give byte-identical files. Work is vectorised per day (numpy + Polars);
+the only Python loops run over cells, kinds, files and days, never over parcels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
+from riskpipe.store import Layout, write_parquet_atomic
+from riskpipe.synth import exams
+from riskpipe.synth.catalog import Catalog, build_catalog
+from riskpipe.synth.population import (
+    CARRIER_CODES,
+    CARRIERS,
+    COUNTRIES,
+    CURRENCIES,
+    LOCAL_CURRENCY,
+    MODES,
+    PER_USD,
+    PORT_CODES,
+    PORTS,
+    POSTAL_OPERATOR,
+    SHIPPER_COUNTRIES,
+    UNIVERSITY,
+    Population,
+    build_population,
+    grow,
+)
+from riskpipe.synth.schemes import SCHEMES, Cell, adapt, illicit_rows, make_cells, record_seizures
+from riskpipe.synth.writer import (
+    BROKEN_KINDS,
+    FORMATS,
+    day_micros,
+    file_name,
+    manifest_frame,
+    text_timestamps,
+    write_broken_files,
+    write_frame,
+    write_manifest_file,
+)
+
+DEFAULT_PREVALENCE = 0.003
+WEEKDAY_FACTOR = np.array([1.06, 1.04, 1.02, 1.0, 1.0, 0.92, 0.96])  # Monday..Sunday
+AMEND_SHARE = 0.025
+FAULT_SHARE = 0.004
+ROWS_PER_FILE = 400_000
+ENTRY_PROBS = {  # per mode: 321, 86, 11, 01, postal
+    "express": (0.55, 0.35, 0.1, 0.0, 0.0),
+    "postal": (0.0, 0.0, 0.0, 0.0, 1.0),
+    "air_cargo": (0.4, 0.5, 0.0, 0.1, 0.0),
+    "truck": (0.5, 0.0, 0.3, 0.2, 0.0),
+}
+LEAD_HOURS = {"express": (6, 30), "postal": (12, 96), "air_cargo": (8, 48), "truck": (1, 6)}
+DEFAULT_MODES = {"CN": (0.45, 0.3, 0.25, 0.0), "HK": (0.5, 0.25, 0.25, 0.0), "MX": (0.45, 0.15, 0.0, 0.4),
+                 "CA": (0.45, 0.2, 0.0, 0.35)}
+OTHER_MODES = (0.6, 0.3, 0.1, 0.0)
+
+
+@dataclass
+class DaySummary:
+    day: date
+    shipments: int
+    rows: int  # manifest rows written (amendments and repeats in broken files included)
+    positives: int  # fentanyl-related shipments (truth)
+    files: int  # manifest files (broken ones included)
+    amendments: int
+    partner_rows: int
+    examined: int
+    seized: int  # examined and fentanyl-related
+    fault_rows: int
+    adapted_cells: int
+
+
+@dataclass
+class GenerateSummary:
+    """What ``generate`` wrote: one row per day, totals, and rows ready for a printed table."""
+
+    days: list[DaySummary] = field(default_factory=list)
+    columns: tuple[str, ...] = ("day", "shipments", "rows", "positives", "files", "amendments", "partner", "examined",
+                                "seized", "faults", "adapted")
+
+    def totals(self) -> dict[str, int]:
+        keys = ("shipments", "rows", "positives", "files", "amendments", "partner_rows", "examined", "seized",
+                "fault_rows", "adapted_cells")
+        out = {k: sum(getattr(d, k) for d in self.days) for k in keys}
+        out["days"] = len(self.days)
+        return out
+
+    def as_rows(self) -> list[tuple[str, ...]]:
+        """One tuple of strings per day plus a ``total`` row, in the order of ``columns``."""
+        def row(label: str, d: dict) -> tuple[str, ...]:
+            return (label, *(f"{d[k]:,}" for k in ("shipments", "rows", "positives", "files", "amendments",
+                                                   "partner_rows", "examined", "seized", "fault_rows", "adapted_cells")))
+        rows = [row(d.day.isoformat(), asdict(d)) for d in self.days]
+        rows.append(row("total", self.totals()))
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# one day
+# ---------------------------------------------------------------------------------------------
+def _choice_rows(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
+    """Per-row categorical draw from per-row cumulative probabilities (rows x k)."""
+    u = rng.random(cum.shape[0])[:, None]
+    return (cum < u).sum(axis=1).clip(0, cum.shape[1] - 1)
+
+
+def _mode_table(catalog: Catalog) -> np.ndarray:
+    """Cumulative mode probabilities per (kind, shipper country)."""
+    codes = list(SHIPPER_COUNTRIES)
+    t = np.zeros((len(catalog.kinds), len(codes), len(MODES)))
+    for i, k in enumerate(catalog.kinds):
+        for j, c in enumerate(codes):
+            p = np.array([k.modes.get(m, 0.0) for m in MODES]) if k.modes else np.array(DEFAULT_MODES.get(c, OTHER_MODES))
+            if c not in ("MX", "CA"):
+                p[3] = 0.0  # no trucks from overseas
+                if p.sum() == 0:
+                    p = np.array(OTHER_MODES)
+            t[i, j] = np.cumsum(p / p.sum())
+    return t
+
+
+def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catalog, mode_cum: np.ndarray) -> dict[str, np.ndarray]:
+    """``n`` legitimate parcels drawn from the population and the catalog."""
+    sp = pop.shippers.arrays["popularity"]
+    shipper = rng.choice(len(sp), n, p=sp / sp.sum())
+    col = rng.choice(3, n, p=[0.55, 0.3, 0.15])
+    kind = pop.shippers.arrays["kinds"][shipper, col].astype(np.int64)
+    country = pop.shippers.arrays["country"][shipper].astype(np.int64)
+    desc = catalog.pick(catalog.kind_desc, kind, rng)
+    hts = catalog.pick(catalog.kind_hts, kind, rng)
+    mode = _choice_rows(rng, mode_cum[kind, country])
+    hts = np.where(rng.random(n) < np.where(mode == MODES.index("postal"), 0.4, 0.1), -1, hts)
+    med_v = np.log(np.array([k.value_usd for k in catalog.kinds]))
+    sig_v = np.array([k.value_sigma for k in catalog.kinds])
+    med_w = np.log(np.array([k.weight_kg for k in catalog.kinds]))
+    sig_w = np.array([k.weight_sigma for k in catalog.kinds])
+    value = np.exp(med_v[kind] + sig_v[kind] * rng.standard_normal(n))
+    weight = np.exp(med_w[kind] + sig_w[kind] * rng.standard_normal(n))
+    pieces = rng.geometric(0.8, n).astype(np.int32)
+    pp = pop.people.arrays["popularity"]
+    person = rng.choice(len(pp), n, p=pp / pp.sum())
+    lab = kind == [k.key for k in catalog.kinds].index("lab_reagent")
+    to_uni = lab & (rng.random(n) < 0.7)
+    person = np.where(to_uni, rng.choice(pop.universities, n), person)
+    address = pop.people.arrays["address"][person]
+    fwd = (~to_uni) & (rng.random(n) < 0.03)
+    address = np.where(fwd, rng.choice(pop.forwarders, n), address)
+    hk = country == COUNTRIES.index("HK")
+    via_hk = hk & (rng.random(n) < 0.6)
+    origin = np.where(via_hk, COUNTRIES.index("CN"), country).astype(np.int16)
+    export = np.where(via_hk, COUNTRIES.index("HK"), -1).astype(np.int16)
+    vague = np.array([k.vague for k in catalog.kinds])[kind]
+    u = rng.random(n)
+    p_viol = 0.015 + 0.04 * vague
+    cls = np.where(u < p_viol, S.OUTCOMES.index("other_violation"),
+                   np.where(u > 1 - 0.0004, S.OUTCOMES.index("other_narcotic"), S.OUTCOMES.index("no_finding")))
+    return {
+        "shipper": shipper.astype(np.int64), "person": person.astype(np.int64), "address": address.astype(np.int64),
+        "desc": desc.astype(np.int32), "hts": hts.astype(np.int32), "mode": mode.astype(np.int8),
+        "value_usd": value, "weight": weight, "pieces": pieces, "origin": origin, "export": export,
+        "kind": kind.astype(np.int16), "cls": cls.astype(np.int8), "cell": np.full(n, -1, dtype=np.int32),
+        "scheme": np.full(n, -1, dtype=np.int8),
+    }
+
+
+def _per_mode(rng: np.random.Generator, mode: np.ndarray, table: dict[str, list[tuple[str, float]]], codes: list[str]) -> np.ndarray:
+    out = np.zeros(len(mode), dtype=np.int16)
+    for m, name in enumerate(MODES):
+        sel = np.flatnonzero(mode == m)
+        items = table[name]
+        p = np.array([w for _, w in items])
+        out[sel] = np.array([codes.index(c) for c, _ in items])[rng.choice(len(items), len(sel), p=p / p.sum())]
+    return out
+
+
+def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: Population, day: date,
+             day_index: int, faults: bool) -> pl.DataFrame:
+    """Common filing attributes, shuffling, ids, amendments and fault marks for all parcels of a day."""
+    cols = {k: np.concatenate([p[k] for p in parts if p]) for k in parts[0]}
+    n = len(cols["shipper"])
+    perm = rng.permutation(n)  # ids and file positions must not reveal the class
+    cols = {k: v[perm] for k, v in cols.items()}
+    mode = cols["mode"]
+    cols["port"] = _per_mode(rng, mode, PORTS, PORT_CODES)
+    carrier = _per_mode(rng, mode, CARRIERS, CARRIER_CODES)
+    postal = mode == MODES.index("postal")
+    op = np.array([CARRIER_CODES.index(POSTAL_OPERATOR.get(c, "UPU")) for c in COUNTRIES])
+    cols["carrier"] = np.where(postal, op[cols["origin"]], carrier).astype(np.int16)
+    entry = np.zeros(n, dtype=np.int8)
+    for m, name in enumerate(MODES):
+        sel = np.flatnonzero(mode == m)
+        p = np.array(ENTRY_PROBS[name])
+        entry[sel] = rng.choice(len(p), len(sel), p=p / p.sum())
+    cols["entry"] = entry
+    ship_country = pop.shippers.arrays["country"][cols["shipper"]]
+    local = np.array([CURRENCIES.index(LOCAL_CURRENCY.get(c, "USD")) for c in SHIPPER_COUNTRIES])
+    currency = np.where(rng.random(n) < 0.2, local[ship_country], 0).astype(np.int8)
+    cols["currency"] = currency
+    decimals = np.where(currency == CURRENCIES.index("JPY"), 0, 2)
+    raw_value = cols["value_usd"] * PER_USD[currency]
+    cols["declared_value"] = np.round(raw_value * 10.0**decimals) / 10.0**decimals
+    cols["weight"] = np.maximum(0.01, np.round(cols["weight"], 3))
+    illicit = cols["cell"] >= 0
+    cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.2, 0.6))
+    sl = pop.sellers.arrays["popularity"]
+    cols["seller"] = np.where(cols["has_seller"], rng.choice(len(sl), n, p=sl / sl.sum()), -1)
+    cols["listed_price"] = np.round(cols["declared_value"] * rng.uniform(1.0, 1.6, n), 2)
+    air = mode == MODES.index("air_cargo")
+    express = mode == MODES.index("express")
+    has_master = air | (express & (rng.random(n) < 0.3))
+    groups = max(1, n // 150)
+    cols["master"] = np.where(has_master, (np.array([int(p) for p in PORT_CODES])[cols["port"]] % 1000) * 100_000_000
+                              + (day_index * 1_000_003 + rng.integers(0, groups, n)) % 100_000_000, -1)
+    lo = np.array([LEAD_HOURS[m][0] for m in MODES])[mode]
+    hi = np.array([LEAD_HOURS[m][1] for m in MODES])[mode]
+    lead_s = (rng.uniform(lo, hi) * 3600).astype(np.int64)
+    cols["filed_us"] = day_micros(day) - lead_s * 1_000_000 + rng.integers(0, 1000, n) * 1000 * (rng.random(n) < 0.3)
+    cols["ts_style"] = rng.choice(8, n, p=[0.3, 0.15, 0.1, 0.03, 0.2, 0.1, 0.1, 0.02]).astype(np.int8)
+    cols["addr_var"] = rng.choice(4, n, p=[0.8, 0.08, 0.07, 0.05]).astype(np.int8)
+    cols["desc_upper"] = rng.random(n) < 0.06
+    cols["name_upper"] = rng.random(n) < 0.05
+    cols["hts_style"] = rng.choice(3, n, p=[0.8, 0.12, 0.08]).astype(np.int8)
+    p_contact = np.array([0.85, 0.3, 0.5, 0.7])[mode]
+    cols["has_contact"] = rng.random(n) < p_contact
+    cols["has_consignee_contact"] = rng.random(n) < p_contact * 0.95
+    cols["has_account"] = rng.random(n) < np.array([0.7, 0.0, 0.3, 0.2])[mode]
+    cols["has_known"] = express & (rng.random(n) < 0.8)
+    cols["fault"] = np.where(faults & (rng.random(n) < FAULT_SHARE), rng.integers(1, 7, n), 0).astype(np.int8)
+    prefix = np.array(["EX", "LP", "AC", "TR"])[mode]
+    seq = pl.Series(np.arange(n, dtype=np.int64)).cast(pl.String).str.zfill(8)
+    ids = pl.select(pl.concat_str([pl.Series(prefix), pl.lit(day.strftime("%y%m%d")), seq]).alias("id")).to_series()
+    core = pl.DataFrame(cols).with_columns(ids, pl.lit(0, dtype=pl.Int8).alias("version"))
+    return core
+
+
+def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -> pl.DataFrame:
+    """Later filings of ~2.5 % of shipments: corrected value, description or weight."""
+    n = core.height
+    pick = np.flatnonzero((rng.random(n) < AMEND_SHARE) & (core["fault"].to_numpy() == 0))
+    if len(pick) == 0:
+        return core.clear()
+    a = core[pick]
+    m = len(pick)
+    what = rng.integers(0, 3, m)
+    kind = a["kind"].to_numpy().astype(np.int64)
+    new_desc = np.where((what == 1) & (kind >= 0), catalog.pick(catalog.kind_desc, np.clip(kind, 0, None), rng), a["desc"].to_numpy())
+    factor = np.where(what == 0, rng.uniform(0.7, 1.3, m), 1.0)
+    wfactor = np.where(what == 2, rng.uniform(0.8, 1.25, m), 1.0)
+    return a.with_columns(
+        pl.Series("desc", new_desc.astype(np.int32)),
+        (pl.col("declared_value") * factor).round(2).alias("declared_value"),
+        (pl.col("weight") * wfactor).round(3).clip(0.01, None).alias("weight"),
+        (pl.col("filed_us") + (rng.uniform(1, 20, m) * 3600e6).astype(np.int64)).alias("filed_us"),
+        pl.lit(1, dtype=pl.Int8).alias("version"),
+    )
+
+
+def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog) -> pl.DataFrame:
+    """Mexico's export declarations for Mexico-origin parcels: legitimate ones match; pill cells'
+    parcels are mostly missing or mismatched."""
+    mx = core.filter(pl.col("origin") == COUNTRIES.index("MX"))
+    n = mx.height
+    if n == 0:
+        return pl.DataFrame(schema=S.PARTNER_SCHEMA)
+    illicit = mx["cell"].to_numpy() >= 0
+    u = rng.random(n)
+    keep = np.where(illicit, u > 0.55, u > 0.08)
+    mismatch = illicit & (rng.random(n) < 0.65)
+    sh = pop.shippers.frame.select(pl.all().gather(mx["shipper"]))
+    desc = catalog.descriptions.gather(mx["desc"])
+    other = catalog.descriptions.gather(pl.Series(rng.integers(0, len(catalog.descriptions), n)))
+    out = pl.DataFrame({
+        S.SHIPMENT_ID: mx["id"],
+        S.EXPORT_COUNTRY: pl.Series(["MX"] * n),
+        S.EXPORTER_NAME: sh["name"],
+        S.EXPORTER_AEO: sh["trusted"].is_not_null().to_numpy() | (rng.random(n) < 0.05),
+        S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * np.where(mismatch, rng.uniform(0.2, 0.6, n), rng.uniform(0.98, 1.02, n)), 2),
+        S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * np.where(mismatch, rng.uniform(0.3, 0.6, n), rng.uniform(0.97, 1.03, n)), 3),
+        S.DESCRIPTION: pl.select(pl.when(pl.Series(mismatch)).then(other).otherwise(desc)).to_series(),
+        S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - (rng.uniform(1, 24, n) * 3600e6).astype(np.int64)).cast(pl.Datetime("us", "UTC")),
+    })
+    return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA)
+
+
+def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
+    cell_ids = pl.Series([c.cell_id for c in cells] or [""], dtype=pl.String)
+    return pl.DataFrame({
+        S.SHIPMENT_ID: core["id"],
+        S.ARRIVAL_DATE: pl.Series([day] * core.height, dtype=pl.Date),
+        S.TRUE_CLASS: pl.Series(S.OUTCOMES).gather(core["cls"]),
+        S.SCHEME: pl.select(pl.when(core["scheme"] >= 0).then(pl.Series(SCHEMES).gather(core["scheme"].clip(0, None)))).to_series(),
+        S.CELL_ID: pl.select(pl.when(core["cell"] >= 0).then(cell_ids.gather(core["cell"].clip(0, None)))).to_series(),
+    }).cast(S.TRUTH_SCHEMA)
+
+
+def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
+           dflags: dict[str, np.ndarray], risky_hts: np.ndarray) -> pl.DataFrame:
+    origin = core["origin"].to_numpy()
+    cn_hk = np.isin(origin, [COUNTRIES.index("CN"), COUNTRIES.index("HK")])
+    trusted = pop.shippers.frame["trusted"].is_not_null().to_numpy()[core["shipper"].to_numpy()]
+    mx_truck = (origin == COUNTRIES.index("MX")) & (core["mode"].to_numpy() == MODES.index("truck")) & ~trusted
+    score = exams.rule_score(core["desc"].to_numpy(), core["hts"].to_numpy(), cn_hk, mx_truck,
+                             core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts)
+    reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
+    sel = np.flatnonzero(reason > 0)
+    ex = core[sel]
+    outcome = pl.Series(S.OUTCOMES).gather(ex["cls"])
+    notes = pl.select(pl.when(outcome.is_in(S.POSITIVE_OUTCOMES)).then(pl.lit("seized; sample sent to lab"))
+                      .when(outcome == "other_violation").then(pl.lit("IPR or valuation issue"))).to_series()
+    return pl.DataFrame({
+        S.SHIPMENT_ID: ex["id"],
+        S.EXAM_DATE: pl.Series([day] * len(sel), dtype=pl.Date),
+        S.OUTCOME: outcome,
+        S.EXAM_REASON: pl.Series(["", "targeted", "random"]).gather(pl.Series(reason[sel].astype(np.int64))),
+        S.EXAMINER: pl.select(pl.concat_str([pl.lit("CBPO-"), pl.Series(rng.integers(100, 999, len(sel))).cast(pl.String)])).to_series(),
+        S.NOTES: notes,
+        "cell": ex["cell"],
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# the public entry point
+# ---------------------------------------------------------------------------------------------
+def files_per_day(per_day: int) -> int:
+    return max(3, math.ceil(per_day * 1.1 / ROWS_PER_FILE))
+
+
+def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
+             prevalence: float = DEFAULT_PREVALENCE, faults: bool = False, gzip: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> GenerateSummary:
+    """Write ``days`` days of synthetic manifests, partner exports, exam outcomes (all days but the
+    last, which is "tonight") and ground truth under ``layout``. Progress counts steps (a day's
+    simulation, each manifest file, and the day's side files)."""
+    if days < 1:
+        raise RiskpipeError(f"generate: --days must be at least 1, got {days}")
+    if per_day < 1:
+        raise RiskpipeError(f"generate: --per-day must be at least 1, got {per_day}")
+    if not 0.0 <= prevalence < 0.5:
+        raise RiskpipeError(f"generate: --prevalence must be in [0, 0.5), got {prevalence}")
+    catalog = build_catalog()
+    rng0 = np.random.default_rng([seed, 0])
+    pop = build_population(rng0, per_day, catalog, start)
+    cells = make_cells(rng0, per_day * prevalence, pop, catalog, start)
+    mode_cum = _mode_table(catalog)
+    dflags = exams.description_flags(catalog.descriptions)
+    risky_hts = exams.hts_flags(catalog.hts)
+    n_files = files_per_day(per_day)
+    steps_per_day = n_files + 2
+    total_steps = days * steps_per_day
+    done = 0
+    summary = GenerateSummary()
+    layout.landing.mkdir(parents=True, exist_ok=True)
+
+    def tick(k: int = 1) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, total_steps)
+
+    if progress is not None:
+        progress(0, total_steps)
+    for i in range(days):
+        day = start + timedelta(days=i)
+        rng = np.random.default_rng([seed, 1, i])
+        if i > 0:
+            grow(pop, rng, per_day, catalog, day)
+        adapted = adapt(cells, day, rng, pop, catalog)
+        n = max(1, int(round(per_day * WEEKDAY_FACTOR[day.weekday()] / WEEKDAY_FACTOR.mean() * rng.uniform(0.97, 1.03))))
+        k = int(rng.binomial(n, prevalence)) if prevalence > 0 else 0
+        k = min(k, n)
+        parts = [legit_rows(n - k, rng, pop, catalog, mode_cum)] if n - k > 0 else []
+        ill = illicit_rows(cells, k, rng, pop, catalog)
+        if ill:
+            parts.append(ill)
+        core = assemble(parts, rng, pop, day, i, faults)
+        amend = amendments(core, rng, catalog)
+        tick()
+        # files: contiguous slices of the shuffled day; an amendment goes to the same or a later file
+        bounds = np.linspace(0, core.height, n_files + 1).astype(np.int64)
+        file_of = np.searchsorted(bounds[1:], np.arange(core.height), side="right")
+        idx = pl.Series(np.arange(core.height))
+        orig_pos = core.with_columns(idx.alias("_pos")).select("id", "_pos").join(amend.select("id"), on="id", how="semi")
+        amend = amend.join(orig_pos, on="id", how="left", maintain_order="left")
+        a_file = np.minimum(file_of[amend["_pos"].to_numpy()] + rng.integers(0, 2, amend.height), n_files - 1)
+        amend = amend.drop("_pos")
+        rows = 0
+        fmt_offset = i % len(FORMATS)
+        for f in range(n_files):
+            fmt = FORMATS[(f + fmt_offset) % len(FORMATS)]
+            part = core.slice(int(bounds[f]), int(bounds[f + 1] - bounds[f]))
+            extra = amend.filter(pl.Series(a_file == f))
+            if extra.height:
+                part = pl.concat([part, extra])
+            path = layout.landing / file_name("manifest", day, f + 1, fmt, gzip)
+            rows += write_manifest_file(part, pop, catalog, day, path, fmt, gzip)
+            tick()
+        files = n_files
+        if faults:
+            kinds = BROKEN_KINDS if i == 0 else (BROKEN_KINDS[i % len(BROKEN_KINDS)],)
+            sample_core = core.head(min(100, core.height)).with_columns(pl.lit(0, dtype=pl.Int8).alias("fault"))
+            sample = text_timestamps(manifest_frame(sample_core, pop, catalog, day).drop("fault"), sample_core["ts_style"])
+            write_broken_files(sample, layout.landing, day, n_files + 1, kinds)
+            files += len(kinds)
+            rows += sample.height * sum(k != "empty" for k in kinds)
+        partner = _partner(core, rng, pop, catalog)
+        if partner.height:
+            pfmt = FORMATS[i % len(FORMATS)]
+            write_frame(partner if pfmt == "parquet" else partner.with_columns(
+                pl.col(S.DECLARED_AT).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                layout.landing / file_name(S.PARTNER_FILE_PREFIX, day, None, pfmt, gzip), pfmt, gzip)
+        write_parquet_atomic(_truth(core, cells, day), layout.partition(layout.truth, day) / "truth.parquet")
+        examined = seized = 0
+        if i < days - 1:  # the last day is tonight: not examined yet
+            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts)
+            positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
+            seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
+            record_seizures(cells, seized_cells, day, rng)
+            write_frame(ex.drop("cell"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
+            examined, seized = ex.height, int(positive.sum())
+        tick()
+        summary.days.append(DaySummary(
+            day=day, shipments=core.height, rows=rows, positives=int((core["cls"].cast(pl.Int64).is_in(
+                [S.OUTCOMES.index(o) for o in S.POSITIVE_OUTCOMES])).sum()),
+            files=files, amendments=amend.height, partner_rows=partner.height, examined=examined, seized=seized,
+            fault_rows=int((core["fault"] > 0).sum()), adapted_cells=len(adapted),
+        ))
+    return summary
