@@ -1,0 +1,522 @@
+"""The analyst workbench: FastAPI with server-rendered, autoescaped Jinja2 pages.
+
+Every page and API route needs a signed-in user (signed session cookie); every POST needs the
+session's CSRF token; analysts record exam outcomes, supervisors also manage users and read the
+rules. Manifest text is data, never markup: templates autoescape, the SVG helpers escape, and a
+strict Content-Security-Policy forbids inline scripts as a second line. Logs carry the route
+template, status and time only (no query strings, no personal data, no client addresses).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from riskpipe import schema as S
+from riskpipe.config import Settings
+from riskpipe.errors import RiskpipeError
+from riskpipe.labels import LabelStore
+from riskpipe.users import ROLES, User, UserStore
+from riskpipe.web import svg
+from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, WorkbenchData, hit_rates, psi
+from riskpipe.web.security import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    load_or_create_secret,
+    make_session,
+    read_session,
+    tokens_match,
+)
+
+log = logging.getLogger("riskpipe.web")
+HERE = Path(__file__).parent
+MAX_FORM_BYTES = 64 * 1024
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+MANIFEST_ORDER = list(S.RAW_SHIPMENT_SCHEMA)
+MAX_FAILED_LOGINS = 10
+LOCKOUT_S = 300
+
+
+class NotAuthenticated(Exception):
+    """No valid session: pages redirect to the login form, API routes answer 401."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The workbench for one data home (reads published outputs, writes labels and users)."""
+    app = FastAPI(title="riskpipe workbench", docs_url=None, redoc_url=None, openapi_url=None)
+    home = Path(settings.home)
+    app.state.settings = settings
+    app.state.data = WorkbenchData(settings)
+    app.state.labels = LabelStore(settings.db_url)
+    app.state.users = UserStore(settings.db_url)
+    app.state.secret = load_or_create_secret(home)
+    app.state.failed = {}
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+    env.globals.update(S=S, fmt_score=lambda v: "" if v is None else f"{v:.3f}")
+    env.filters["qid"] = lambda v: quote(str(v), safe="")
+    app.state.env = env
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @app.middleware("http")
+    async def headers_and_log(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if not request.url.path.startswith("/static"):
+            response.headers["Cache-Control"] = "no-store"
+        route = request.scope.get("route")
+        log.info("%s %s %s %.0fms", request.method, getattr(route, "path", "?"), response.status_code, (time.perf_counter() - t0) * 1000)
+        return response
+
+    @app.exception_handler(NotAuthenticated)
+    async def _not_authenticated(request: Request, _exc: NotAuthenticated):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        user = getattr(request.state, "user", None)
+        return render(request, "error.html", {"status": exc.status_code, "message": exc.detail, "user": user}, status=exc.status_code)
+
+    def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+        ctx.setdefault("user", getattr(request.state, "user", None))
+        ctx.setdefault("csrf", getattr(request.state, "csrf", ""))
+        ctx["request_path"] = request.url.path
+        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
+
+    def user_of(request: Request) -> User:
+        session = read_session(app.state.secret, request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise NotAuthenticated()
+        user = app.state.users.get(session["u"])
+        if user is None:
+            raise NotAuthenticated()
+        request.state.user = user
+        request.state.csrf = session["c"]
+        return user
+
+    def supervisor(request: Request) -> User:
+        user = user_of(request)
+        if not user.is_supervisor:
+            raise HTTPException(403, "supervisors only")
+        return user
+
+    async def form_of(request: Request, csrf_expected: str | None) -> dict[str, str]:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, "form too large")
+        try:
+            parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=50)
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPException(400, "bad form") from None
+        form = {k: v[-1] for k, v in parsed.items()}
+        if not tokens_match(csrf_expected, form.get("csrf") or request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or invalid CSRF token: reload the page and try again")
+        return form
+
+    def safe_next(value: str | None, default: str = "/list") -> str:
+        if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+            return default
+        return value
+
+    def pick_day(value: str | None) -> tuple[date | None, list[date]]:
+        days = app.state.data.days()
+        if value:
+            try:
+                return date.fromisoformat(value), days
+            except ValueError:
+                raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        return (days[0] if days else None), days
+
+    def list_query(request: Request) -> ListQuery:
+        p = request.query_params
+        try:
+            page = int(p.get("page", "1") or 1)
+            size = int(p.get("page_size", "50") or 50)
+        except ValueError:
+            raise HTTPException(400, "page and page_size are numbers") from None
+        desc = p.get("desc")
+        return ListQuery(
+            view=p.get("view", "targets"),
+            port=p.get("port", ""),
+            mode=p.get("mode", ""),
+            origin=p.get("origin", ""),
+            reason=p.get("reason", ""),
+            selection=p.get("selection", ""),
+            network=p.get("network", ""),
+            sort=p.get("sort", ""),
+            desc=None if desc in (None, "") else desc in ("1", "true", "yes"),
+            page=page,
+            page_size=size,
+        ).normalised()
+
+    # -- login ----------------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/list"):
+        import secrets as _secrets
+
+        token = _secrets.token_urlsafe(24)
+        resp = render(request, "login.html", {"next": safe_next(next), "login_csrf": token, "error": None, "user": None})
+        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600, path="/login")
+        return resp
+
+    @app.post("/login")
+    async def login(request: Request):
+        form = await form_of(request, request.cookies.get(LOGIN_CSRF_COOKIE))
+        username = form.get("username", "").strip()
+        password = form.get("password", "")
+        failed: dict = app.state.failed
+        count, since = failed.get(username, (0, 0.0))
+        if count >= MAX_FAILED_LOGINS and time.time() - since < LOCKOUT_S:
+            return render(request, "login.html", {"next": safe_next(form.get("next")), "login_csrf": form.get("csrf"), "error": "Too many failed attempts: wait five minutes.", "user": None}, status=429)
+        user = await run_in_threadpool(app.state.users.authenticate, username, password)
+        if user is None:
+            failed[username] = (count + 1, time.time())
+            log.info("login failed")
+            return render(request, "login.html", {"next": safe_next(form.get("next")), "login_csrf": form.get("csrf"), "error": "Wrong username or password.", "user": None}, status=401)
+        failed.pop(username, None)
+        cookie, _csrf = make_session(app.state.secret, user.username)
+        resp = RedirectResponse(safe_next(form.get("next")), status_code=303)
+        resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", max_age=SESSION_MAX_AGE_S, secure=request.url.scheme == "https")
+        resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return resp
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        user_of(request)
+        await form_of(request, request.state.csrf)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(SESSION_COOKIE)
+        return resp
+
+    @app.get("/")
+    def index(request: Request):
+        user_of(request)
+        return RedirectResponse("/list", status_code=303)
+
+    # -- the targeting list ---------------------------------------------------------------------
+    @app.get("/list", response_class=HTMLResponse)
+    def list_page(request: Request, day: str | None = None):
+        user_of(request)
+        d, days = pick_day(day)
+        q = list_query(request)
+        result = app.state.data.list_page(d, q) if d else None
+        base = {k: v for k, v in request.query_params.items() if k not in ("page", "sort", "desc") and v}
+        if d:
+            base["day"] = d.isoformat()
+
+        def link(**kw: Any) -> str:
+            params = {**base, **{k: v for k, v in kw.items() if v not in (None, "")}}
+            return "/list?" + urlencode(params)
+
+        def sort_link(col: str) -> str:
+            desc = not q.desc if q.sort == col else col in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG)
+            return link(sort=col, desc="1" if desc else "0")
+
+        here = link(sort=q.sort, desc="1" if q.desc else "0", page=q.page)
+        csv_link = "/list.csv?" + urlencode({**base, "sort": q.sort, "desc": "1" if q.desc else "0"})
+        return render(
+            request,
+            "list.html",
+            {
+                "day": d,
+                "days": days,
+                "q": q,
+                "result": result,
+                "link": link,
+                "sort_link": sort_link,
+                "sortable": SORTABLE[q.view],
+                "page_sizes": PAGE_SIZES,
+                "here": here,
+                "csv_link": csv_link,
+                "outcomes": S.OUTCOMES,
+                "reasons": S.EXAM_REASONS,
+            },
+        )
+
+    @app.get("/list.csv")
+    def list_csv(request: Request, day: str | None = None):
+        user_of(request)
+        d, _ = pick_day(day)
+        if d is None:
+            raise HTTPException(404, "nothing published yet")
+        q = list_query(request)
+        body = app.state.data.export_csv(d, q)
+        name = f"riskpipe-{q.view}-{d.isoformat()}.csv"
+        return Response(body, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/api/list")
+    def api_list(request: Request, day: str | None = None):
+        user_of(request)
+        d, _ = pick_day(day)
+        if d is None:
+            return {"day": None, "total": 0, "rows": []}
+        res = app.state.data.list_page(d, list_query(request))
+        rows = [{k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items() if not k.startswith("_")} for r in res.rows]
+        return {"day": d.isoformat(), "total": res.total, "page": res.query.page, "pages": res.pages, "rows": rows}
+
+    # -- one shipment ---------------------------------------------------------------------------
+    def shipment_context(shipment_id: str, day: str | None) -> dict[str, Any]:
+        data: WorkbenchData = app.state.data
+        d = None
+        if day:
+            try:
+                d = date.fromisoformat(day)
+            except ValueError:
+                raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        manifest = data.manifest(d, shipment_id) if d else None
+        if manifest is None:
+            d = data.find_day(shipment_id)
+            manifest = data.manifest(d, shipment_id) if d else None
+        if manifest is None or d is None:
+            raise HTTPException(404, "no such shipment in the raw store")
+        score = data.score(d, shipment_id)
+        partner = data.partner(d, shipment_id)
+        labels: LabelStore = app.state.labels
+        history = data.party_history(d, manifest, labels.current())
+        net = data.network(d, manifest, (score or {}).get(S.NETWORK_ID))
+        return {
+            "day": d,
+            "sid": shipment_id,
+            "manifest": manifest,
+            "manifest_order": [c for c in MANIFEST_ORDER if c in manifest] + [c for c in manifest if c not in MANIFEST_ORDER],
+            "score": score,
+            "partner": partner,
+            "history": history,
+            "network": net,
+            "label": labels.get(shipment_id),
+            "audit": labels.history(shipment_id),
+        }
+
+    @app.get("/shipment/{shipment_id}", response_class=HTMLResponse)
+    def shipment_page(request: Request, shipment_id: str, day: str | None = None):
+        user_of(request)
+        ctx = shipment_context(shipment_id, day)
+        ctx["graph"] = svg.network_svg(shipment_id, ctx["network"], "/shipment/", f"?day={ctx['day'].isoformat()}")
+        ctx.update(outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"]))
+        ctx["saved"] = request.query_params.get("saved") == "1"
+        return render(request, "shipment.html", ctx)
+
+    @app.get("/api/shipment/{shipment_id}")
+    def api_shipment(request: Request, shipment_id: str, day: str | None = None):
+        user_of(request)
+        ctx = shipment_context(shipment_id, day)
+        return JSONResponse(_jsonable({k: ctx[k] for k in ("day", "manifest", "score", "partner", "label", "audit", "network")}))
+
+    async def _record(request: Request, shipment_id: str, form: dict[str, str], user: User) -> None:
+        try:
+            exam_date = date.fromisoformat(form.get("exam_date") or datetime.now(UTC).date().isoformat())
+        except ValueError:
+            raise HTTPException(400, "exam_date must be YYYY-MM-DD") from None
+        outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
+        if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
+            raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
+        try:
+            await run_in_threadpool(
+                app.state.labels.record_one,
+                shipment_id,
+                exam_date,
+                outcome,
+                reason,
+                user.username,
+                (form.get("examiner") or "").strip()[:200] or None,
+                (form.get("notes") or "").strip()[:2000] or None,
+            )
+        except RiskpipeError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.post("/shipment/{shipment_id}/outcome")
+    async def record_outcome(request: Request, shipment_id: str):
+        user = user_of(request)
+        form = await form_of(request, request.state.csrf)
+        await _record(request, shipment_id, form, user)
+        default = f"/shipment/{shipment_id}?saved=1"
+        return RedirectResponse(safe_next(form.get("next"), default), status_code=303)
+
+    @app.post("/api/outcome")
+    async def api_outcome(request: Request):
+        user = user_of(request)
+        if not tokens_match(request.state.csrf, request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or invalid CSRF token")
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise HTTPException(400, "body must be JSON") from None
+        if not isinstance(payload, dict) or not payload.get(S.SHIPMENT_ID):
+            raise HTTPException(400, "shipment_id is required")
+        form = {k: str(v) for k, v in payload.items() if v is not None}
+        await _record(request, form[S.SHIPMENT_ID], form, user)
+        return {"ok": True, "history": _jsonable(app.state.labels.history(form[S.SHIPMENT_ID]))}
+
+    # -- model health, report -------------------------------------------------------------------
+    @app.get("/health", response_class=HTMLResponse)
+    def health(request: Request):
+        user_of(request)
+        data: WorkbenchData = app.state.data
+        vols = data.volumes()
+        labels = app.state.labels.current()
+        rates = hit_rates(labels)
+        labels_x = [v["day"].isoformat()[5:] for v in vols]
+        drift = []
+        base = next((v["hist"] for v in vols if v["hist"]), None)
+        for v in vols:
+            drift.append(psi(base, v["hist"]) if base and v["hist"] else None)
+        by_day: dict[str, dict[str, float]] = {}
+        for r in rates:
+            by_day.setdefault(r[S.EXAM_DATE].isoformat(), {})[r[S.EXAM_REASON]] = r["hit_rate"]
+        rate_days = sorted(by_day)
+        charts = {
+            "volumes": svg.line_chart({"scored": [v["scored"] for v in vols]}, labels_x),
+            "targets": svg.line_chart({"risk": [v["risk"] for v in vols], "exploration": [v["exploration"] for v in vols]}, labels_x),
+            "scores": svg.line_chart({"mean score": [v["mean_score"] for v in vols], "p99 score": [v["p99_score"] for v in vols]}, labels_x, y_max=1.0),
+            "psi": svg.line_chart({"PSI of scores vs first day": drift}, labels_x),
+            "hits": svg.line_chart({k: [by_day[d].get(k) for d in rate_days] for k in S.EXAM_REASONS}, [d[5:] for d in rate_days], y_max=1.0),
+        }
+        hists = [(v["day"], svg.histogram(v["hist"])) for v in vols[-7:]]
+        champion = data.champion()
+        return render(request, "health.html", {"vols": vols, "rates": rates, "charts": charts, "hists": hists, "champion": champion, "metrics": _flatten((champion or {}).get("meta", {}))})
+
+    @app.get("/report/{day}")
+    def report(request: Request, day: str):
+        user_of(request)
+        try:
+            d = date.fromisoformat(day)
+        except ValueError:
+            raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        path = app.state.data.report_path(d)
+        if not path.exists():
+            raise HTTPException(404, "no report for that day")
+        return FileResponse(path, media_type="text/html; charset=utf-8")
+
+    # -- supervisors ----------------------------------------------------------------------------
+    @app.get("/users", response_class=HTMLResponse)
+    def users_page(request: Request):
+        supervisor(request)
+        msg = request.query_params.get("msg")
+        return render(request, "users.html", {"users": app.state.users.list(), "roles": ROLES, "msg": msg})
+
+    @app.post("/users")
+    async def users_action(request: Request):
+        me = supervisor(request)
+        form = await form_of(request, request.state.csrf)
+        action, name = form.get("action", ""), form.get("username", "").strip()
+        store: UserStore = app.state.users
+        try:
+            if action == "add":
+                await run_in_threadpool(store.add, name, form.get("password", ""), form.get("role", "analyst"))
+                msg = f"added {name}"
+            elif action == "role":
+                store.set_role(name, form.get("role", ""))
+                msg = f"{name} is now {form.get('role')}"
+            elif action in ("deactivate", "activate"):
+                if name == me.username:
+                    raise RiskpipeError("you cannot deactivate yourself")
+                store.set_active(name, action == "activate")
+                msg = f"{name} {action}d"
+            elif action == "password":
+                await run_in_threadpool(store.set_password, name, form.get("password", ""))
+                msg = f"password of {name} changed"
+            else:
+                raise HTTPException(400, "unknown action")
+        except RiskpipeError as exc:
+            msg = str(exc)
+        return RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
+
+    @app.get("/rules", response_class=HTMLResponse)
+    def rules_page(request: Request):
+        supervisor(request)
+        path = _rules_path(settings)
+        text = None
+        if path is not None and path.exists():
+            text = path.read_text(encoding="utf-8", errors="replace")
+        return render(request, "rules.html", {"path": path, "text": text})
+
+    return app
+
+
+def _rules_path(settings: Settings) -> Path | None:
+    if settings.rules_path is not None:
+        return Path(settings.rules_path)
+    ref = Path(__file__).resolve().parent.parent / "reference"
+    for name in ("rules.toml", "rules.yaml", "rules.yml", "rules.json"):
+        if (ref / name).exists():
+            return ref / name
+    return None
+
+
+PARTNER_PAIRS = [
+    ("Description", S.DESCRIPTION, S.DESCRIPTION),
+    ("Declared value (USD)", S.DECLARED_VALUE_USD, S.PARTNER_DECLARED_VALUE_USD),
+    ("Gross weight (kg)", S.GROSS_WEIGHT_KG, S.GROSS_WEIGHT_KG),
+    ("Export country", S.EXPORT_COUNTRY, S.EXPORT_COUNTRY),
+    ("Shipper / exporter", S.SHIPPER_NAME, S.EXPORTER_NAME),
+    ("Trusted trader / AEO", S.TRUSTED_TRADER, S.EXPORTER_AEO),
+    ("Filed / declared at", S.FILED_AT, S.DECLARED_AT),
+]
+
+
+def _partner_pairs(manifest: dict[str, Any], partner: dict[str, Any] | None) -> list[tuple[str, Any, Any, bool]]:
+    """(label, manifest value, partner value, differs) rows for the side-by-side table."""
+    if partner is None:
+        return []
+    out = []
+    for label, m, p in PARTNER_PAIRS:
+        mv, pv = manifest.get(m), partner.get(p)
+        differs = False
+        if isinstance(mv, (int, float)) and isinstance(pv, (int, float)) and not isinstance(mv, bool):
+            differs = abs(mv - pv) > 0.1 * max(abs(mv), abs(pv), 1e-9)
+        elif isinstance(mv, str) and isinstance(pv, str) and label != "Filed / declared at":
+            differs = mv.strip().lower() != pv.strip().lower()
+        out.append((label, mv, pv, differs))
+    return out
+
+
+def _flatten(meta: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """Scalar entries of a model's meta.json, dotted keys (lists shortened)."""
+    out: list[tuple[str, Any]] = []
+    if depth > 3 or not isinstance(meta, dict):
+        return out
+    for k, v in meta.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.extend(_flatten(v, key + ".", depth + 1))
+        elif isinstance(v, list):
+            if len(v) <= 12 and all(not isinstance(x, (dict, list)) for x in v):
+                out.append((key, ", ".join(str(x) for x in v)))
+            else:
+                out.append((key, f"[{len(v)} items]"))
+        else:
+            out.append((key, v))
+    return out[:200]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value

@@ -1,0 +1,555 @@
+"""What the workbench reads: published lists, scores, manifests, partner data, labels, models.
+
+The list page must stay fast on a 4-million-row scored day with 20 analysts at once, so a day is
+loaded once into a compact columnar frame (categoricals, no manifest text), pre-sorted in the
+default order; a request then costs a filter mask (cached per filter set), a partial sort
+(``top_k``) only when another order is asked for, and a 50-row gather. Nothing is turned into
+Python objects except the page shown. Published files are keyed by their modification time, so a
+rerun of the nightly flow is picked up on the next request.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.config import Settings
+from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
+
+VIEWS = ("targets", "all")
+PAGE_SIZES = (25, 50, 100, 200)
+REASON_KEY = "reason_key"
+ROW = "_row"
+SEP = "|"
+#: identifiers that tie shipments of a day into a network (shared party data).
+LINK_COLUMNS = [
+    S.CONSIGNEE_ADDRESS_KEY,
+    S.CONSIGNEE_PHONE,
+    S.CONSIGNEE_EMAIL,
+    S.SHIPPER_PHONE,
+    S.SHIPPER_EMAIL,
+    S.ACCOUNT_IP,
+    S.SELLER_ID,
+]
+#: identifiers whose past parcels make up a party's history.
+HISTORY_COLUMNS = [S.CONSIGNEE_ADDRESS_KEY, S.CONSIGNEE_PHONE, S.SHIPPER_NAME]
+LINK_WORDS = {
+    S.CONSIGNEE_ADDRESS_KEY: "consignee address",
+    S.CONSIGNEE_PHONE: "consignee phone",
+    S.CONSIGNEE_EMAIL: "consignee email",
+    S.SHIPPER_PHONE: "shipper phone",
+    S.SHIPPER_EMAIL: "shipper email",
+    S.ACCOUNT_IP: "account IP",
+    S.SELLER_ID: "seller",
+    S.SHIPPER_NAME: "shipper",
+}
+SORTABLE = {
+    "targets": [S.RANK, S.RISK_SCORE, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG],
+    "all": [S.RISK_SCORE, S.RULE_SCORE, S.RANK, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN],
+}
+DEFAULT_SORT = {"targets": (S.RANK, False), "all": (S.RISK_SCORE, True)}
+HISTORY_WINDOW_DAYS = 60
+PARTNER_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A list request: view, filters, order and page (all from the query string)."""
+
+    view: str = "targets"
+    port: str = ""
+    mode: str = ""
+    origin: str = ""
+    reason: str = ""
+    selection: str = ""  # risk | exploration | none
+    network: str = ""  # any | none | <network_id>
+    sort: str = ""
+    desc: bool | None = None
+    page: int = 1
+    page_size: int = 50
+
+    def normalised(self) -> ListQuery:
+        view = self.view if self.view in VIEWS else "targets"
+        sort = self.sort if self.sort in SORTABLE[view] else DEFAULT_SORT[view][0]
+        desc = self.desc if self.desc is not None else (DEFAULT_SORT[view][1] if sort == DEFAULT_SORT[view][0] else sort in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG))
+        size = self.page_size if self.page_size in PAGE_SIZES else 50
+        return replace(self, view=view, sort=sort, desc=desc, page=max(1, self.page), page_size=size)
+
+    def filter_key(self) -> tuple:
+        return (self.port, self.mode, self.origin, self.reason, self.selection, self.network)
+
+
+@dataclass
+class ListResult:
+    rows: list[dict[str, Any]]
+    total: int
+    query: ListQuery
+    options: dict[str, list[str]]
+    pages: int
+
+
+@dataclass
+class DayFrame:
+    """One day's list, compact and in default order, with cached filter results."""
+
+    frame: pl.DataFrame
+    options: dict[str, list[str]]
+    reason_keys: list[str]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cache: OrderedDict = field(default_factory=OrderedDict)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+class WorkbenchData:
+    """Read access to a data home for the workbench (thread-safe caches)."""
+
+    def __init__(self, settings: Settings, reason_texts: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.layout = Layout(Path(settings.home))
+        self.reason_texts = reason_texts if reason_texts is not None else _load_reason_texts(settings)
+        self._days: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._build_locks: dict[tuple, threading.Lock] = {}
+
+    # -- days -----------------------------------------------------------------------------------
+    def targets_path(self, day: date) -> Path:
+        return self.layout.day_dir(self.layout.targets, day) / "targets.parquet"
+
+    def scores_path(self, day: date) -> Path:
+        return self.layout.day_dir(self.layout.scores, day) / "scores.parquet"
+
+    def report_path(self, day: date) -> Path:
+        return self.layout.day_dir(self.layout.reports, day) / "report.html"
+
+    def days(self) -> list[date]:
+        """Published days (a targets or scores file exists), newest first."""
+        out: set[date] = set()
+        for base, name in ((self.layout.targets, "targets.parquet"), (self.layout.scores, "scores.parquet")):
+            if base.exists():
+                for p in base.iterdir():
+                    try:
+                        d = date.fromisoformat(p.name)
+                    except ValueError:
+                        continue
+                    if (p / name).exists():
+                        out.add(d)
+        return sorted(out, reverse=True)
+
+    # -- the list -------------------------------------------------------------------------------
+    def day_frame(self, day: date, view: str) -> DayFrame | None:
+        key = (day, view, _mtime(self.targets_path(day)), _mtime(self.scores_path(day)))
+        with self._lock:
+            hit = self._days.get(key)
+            if hit is not None:
+                self._days.move_to_end(key)
+                return hit
+            build_lock = self._build_locks.setdefault(key, threading.Lock())
+        with build_lock:  # one build per day and view, others wait for it
+            with self._lock:
+                hit = self._days.get(key)
+            if hit is not None:
+                return hit
+            built = self._build_targets(day) if view == "targets" else self._build_all(day)
+            with self._lock:
+                if built is not None:
+                    self._days[key] = built
+                    while len(self._days) > 4:
+                        self._days.popitem(last=False)
+                self._build_locks.pop(key, None)
+            return built
+
+    def _build_targets(self, day: date) -> DayFrame | None:
+        path = self.targets_path(day)
+        if not path.exists():
+            return None
+        f = pl.read_parquet(path)
+        for col, dtype in S.TARGETS_SCHEMA.items():
+            if col not in f.columns:
+                f = f.with_columns(pl.lit(None, dtype).alias(col))
+        f = f.with_columns(pl.col(S.REASONS).list.join(SEP).fill_null("").alias(REASON_KEY)).sort(S.RANK)
+        return self._finish(f.with_row_index(ROW))
+
+    def _build_all(self, day: date) -> DayFrame | None:
+        path = self.scores_path(day)
+        if not path.exists():
+            return None
+        scores = pl.scan_parquet(path).select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, S.REASONS, S.MODEL_VERSION)
+        raw = scan_raw_shipments(self.layout, [day]).select(
+            S.SHIPMENT_ID,
+            pl.col(S.PORT_OF_ENTRY).cast(pl.Categorical),
+            pl.col(S.MODE).cast(pl.String).cast(pl.Categorical),
+            pl.col(S.COUNTRY_OF_ORIGIN).cast(pl.Categorical),
+        )
+        lf = scores.join(raw, on=S.SHIPMENT_ID, how="left")
+        tpath = self.targets_path(day)
+        if tpath.exists():
+            targets = pl.scan_parquet(tpath).select(
+                S.SHIPMENT_ID, S.RANK, pl.col(S.SELECTION).cast(pl.String).cast(pl.Categorical), pl.col(S.NETWORK_ID).cast(pl.Categorical)
+            )
+            lf = lf.join(targets, on=S.SHIPMENT_ID, how="left")
+        else:
+            lf = lf.with_columns(
+                pl.lit(None, pl.Int64).alias(S.RANK),
+                pl.lit(None, pl.Categorical).alias(S.SELECTION),
+                pl.lit(None, pl.Categorical).alias(S.NETWORK_ID),
+            )
+        f = (
+            lf.with_columns(pl.col(S.REASONS).list.join(SEP).fill_null("").cast(pl.Categorical).alias(REASON_KEY))
+            .drop(S.REASONS)
+            .with_columns(pl.col(S.MODEL_VERSION).cast(pl.Categorical))
+            .sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
+            .collect()
+        )
+        return self._finish(f.with_row_index(ROW))
+
+    def _finish(self, f: pl.DataFrame) -> DayFrame:
+        def opts(col: str) -> list[str]:
+            return sorted(str(v) for v in f.get_column(col).cast(pl.String).drop_nulls().unique().to_list())
+
+        keys = opts(REASON_KEY)
+        reasons = sorted({r for k in keys for r in k.split(SEP) if r})
+        options = {
+            "port": opts(S.PORT_OF_ENTRY),
+            "mode": opts(S.MODE),
+            "origin": opts(S.COUNTRY_OF_ORIGIN),
+            "reason": reasons,
+            "network": opts(S.NETWORK_ID)[:500],
+        }
+        return DayFrame(frame=f, options=options, reason_keys=keys)
+
+    def _filter_expr(self, df: DayFrame, q: ListQuery) -> pl.Expr | None:
+        conds: list[pl.Expr] = []
+        for col, value in ((S.PORT_OF_ENTRY, q.port), (S.MODE, q.mode), (S.COUNTRY_OF_ORIGIN, q.origin)):
+            if value:
+                conds.append(pl.col(col).cast(pl.String) == value)
+        if q.reason:
+            keys = [k for k in df.reason_keys if q.reason in k.split(SEP)]
+            conds.append(pl.col(REASON_KEY).cast(pl.String).is_in(keys))
+        if q.selection == "none":
+            conds.append(pl.col(S.SELECTION).is_null())
+        elif q.selection:
+            conds.append(pl.col(S.SELECTION).cast(pl.String) == q.selection)
+        if q.network == "any":
+            conds.append(pl.col(S.NETWORK_ID).is_not_null())
+        elif q.network == "none":
+            conds.append(pl.col(S.NETWORK_ID).is_null())
+        elif q.network:
+            conds.append(pl.col(S.NETWORK_ID).cast(pl.String) == q.network)
+        return pl.all_horizontal(conds) if conds else None
+
+    def _ordered_rows(self, df: DayFrame, q: ListQuery) -> tuple[pl.Series | None, int]:
+        """Row numbers (into the day frame) of the rows to show, and the filtered total."""
+        fkey = ("f", q.filter_key())
+        with df.lock:
+            idx = df.cache.get(fkey)
+            if idx is not None:
+                df.cache.move_to_end(fkey)
+        if idx is None:
+            expr = self._filter_expr(df, q)
+            if expr is None:
+                idx = None  # all rows
+            else:
+                idx = df.frame.lazy().filter(expr).select(ROW).collect(engine="in-memory").get_column(ROW)
+            self._cache_put(df, fkey, idx)
+        total = df.frame.height if idx is None else idx.len()
+        default_sort, default_desc = DEFAULT_SORT[q.view]
+        need = q.page * q.page_size
+        if q.sort == default_sort and q.desc == default_desc:
+            return idx, total
+        okey = ("o", q.filter_key(), q.sort, q.desc, need)
+        with df.lock:
+            order = df.cache.get(okey)
+        if order is None:
+            sub = df.frame.select(q.sort, ROW) if idx is None else df.frame.select(q.sort, ROW).gather(idx)
+            col = pl.col(q.sort)
+            if sub.schema[q.sort] == pl.Categorical:
+                col = col.cast(pl.String)
+            picked = (
+                sub.with_columns(col)
+                .top_k(min(need, sub.height), by=[q.sort, ROW], reverse=[not q.desc, True])
+                .sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
+            )
+            order = picked.get_column(ROW)
+            self._cache_put(df, okey, order)
+        return order, total
+
+    @staticmethod
+    def _cache_put(df: DayFrame, key: tuple, value: Any) -> None:
+        with df.lock:
+            df.cache[key] = value
+            df.cache.move_to_end(key)
+            while len(df.cache) > 32:
+                df.cache.popitem(last=False)
+
+    def list_page(self, day: date, query: ListQuery) -> ListResult:
+        q = query.normalised()
+        df = self.day_frame(day, q.view)
+        if df is None:
+            return ListResult([], 0, q, {}, 0)
+        order, total = self._ordered_rows(df, q)
+        pages = max(1, -(-total // q.page_size))
+        if q.page > pages:
+            q = replace(q, page=pages)
+        start = (q.page - 1) * q.page_size
+        if order is None:
+            page = df.frame.slice(start, q.page_size)
+        else:
+            page = df.frame.gather(order.slice(start, q.page_size))
+        rows = page.with_columns(pl.col(pl.Categorical).cast(pl.String)).to_dicts()
+        for r in rows:
+            codes = [c for c in (r.get(REASON_KEY) or "").split(SEP) if c]
+            r["reason_list"] = codes
+            r["reason_words"] = r.get(S.REASON_TEXT) or "; ".join(self.reason_words(c) for c in codes[:3])
+        return ListResult(rows, total, q, df.options, pages)
+
+    def export_csv(self, day: date, query: ListQuery) -> bytes:
+        """The filtered list in the current order as CSV (every row, not just a page)."""
+        q = query.normalised()
+        df = self.day_frame(day, q.view)
+        if df is None:
+            return b""
+        expr = self._filter_expr(df, q)
+        f = df.frame if expr is None else df.frame.filter(expr)
+        f = f.sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
+        if q.view == "targets":
+            f = f.select([c for c in S.TARGETS_SCHEMA if c in f.columns])
+            f = f.with_columns(pl.col(S.REASONS).list.join("; "))
+        else:
+            f = f.select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, pl.col(REASON_KEY).cast(pl.String).str.replace_all(SEP, "; ", literal=True).alias(S.REASONS), S.RANK, S.SELECTION, S.NETWORK_ID, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.MODEL_VERSION)
+        f = f.with_columns(pl.col(pl.Categorical).cast(pl.String))
+        # spreadsheet formula injection: a cell starting with = + - @ is read as text
+        f = f.with_columns(
+            [
+                pl.when(pl.col(c).str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+                for c, t in f.schema.items()
+                if t == pl.String()
+            ]
+        )
+        buf = io.BytesIO()
+        f.write_csv(buf)
+        return buf.getvalue()
+
+    def reason_words(self, code: str) -> str:
+        text = self.reason_texts.get(code)
+        if text:
+            return text
+        base = code.split(":", 1)[-1]
+        return base.replace("_", " ")
+
+    # -- one shipment ---------------------------------------------------------------------------
+    def find_day(self, shipment_id: str) -> date | None:
+        """The arrival day of a shipment: newest raw partition first."""
+        for d in reversed(self.layout.raw_days()):
+            hit = scan_raw_shipments(self.layout, [d]).filter(pl.col(S.SHIPMENT_ID) == shipment_id).select(pl.len()).collect()
+            if hit.item() > 0:
+                return d
+        return None
+
+    def manifest(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        f = scan_raw_shipments(self.layout, [day]).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+        if f.height == 0:
+            return None
+        return f.row(0, named=True)
+
+    def score(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if self.scores_path(day).exists():
+            f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+            if f.height:
+                out.update(f.row(0, named=True))
+        if self.targets_path(day).exists():
+            t = pl.scan_parquet(self.targets_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+            if t.height:
+                out.update({k: v for k, v in t.row(0, named=True).items() if k in (S.RANK, S.SELECTION, S.NETWORK_ID, S.REASON_TEXT) or k not in out})
+        if not out:
+            return None
+        out["reason_list"] = [(c, self.reason_words(c)) for c in (out.get(S.REASONS) or [])]
+        return out
+
+    def partner(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        days = [day - timedelta(days=i) for i in range(PARTNER_WINDOW_DAYS, -2, -1)]
+        f = (
+            scan_raw_partner(self.layout, days)
+            .filter(pl.col(S.SHIPMENT_ID) == shipment_id)
+            .sort(S.DECLARED_AT)
+            .collect()
+        )
+        return f.row(-1, named=True) if f.height else None
+
+    def party_history(self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | None) -> list[dict[str, Any]]:
+        """Past parcels (before ``day``, within the window) of the same consignee address,
+        consignee phone or shipper, with their recorded exam outcomes, newest first."""
+        conds = [pl.col(c) == manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)]
+        if not conds:
+            return []
+        days = [d for d in self.layout.raw_days() if day - timedelta(days=HISTORY_WINDOW_DAYS) <= d < day]
+        if not days:
+            return []
+        cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.DESCRIPTION, S.DECLARED_VALUE_USD, S.COUNTRY_OF_ORIGIN, *HISTORY_COLUMNS]
+        f = (
+            scan_raw_shipments(self.layout, days)
+            .select(cols)
+            .filter(pl.any_horizontal(conds))
+            .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
+            .head(200)
+            .collect()
+        )
+        if f.height == 0:
+            return []
+        f = f.with_columns(
+            pl.concat_str(
+                [pl.when(pl.col(c) == manifest[c]).then(pl.lit(LINK_WORDS[c])) for c in HISTORY_COLUMNS if manifest.get(c)],
+                separator=", ",
+                ignore_nulls=True,
+            ).alias("linked_by")
+        )
+        if labels is not None and labels.height:
+            f = f.join(labels.select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
+        else:
+            f = f.with_columns(pl.lit(None, pl.Date).alias(S.EXAM_DATE), pl.lit(None, pl.String).alias(S.OUTCOME), pl.lit(None, pl.String).alias(S.EXAM_REASON))
+        return f.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).to_dicts()
+
+    def network(self, day: date, manifest: dict[str, Any], network_id: str | None, limit: int = 40) -> dict[str, Any]:
+        """Shipments of ``day`` sharing an identifier with this one (and its published network),
+        as nodes and edges for the SVG graph."""
+        keys = {c: manifest[c] for c in LINK_COLUMNS if manifest.get(c) not in (None, "")}
+        sid = manifest[S.SHIPMENT_ID]
+        lf = scan_raw_shipments(self.layout, [day])
+        present = set(lf.collect_schema().names())
+        keys = {c: v for c, v in keys.items() if c in present}
+        conds = [pl.col(c) == v for c, v in keys.items()]
+        members: set[str] = set()
+        if network_id and self.targets_path(day).exists():
+            members = set(
+                pl.scan_parquet(self.targets_path(day))
+                .filter(pl.col(S.NETWORK_ID) == network_id)
+                .select(S.SHIPMENT_ID)
+                .collect()
+                .get_column(S.SHIPMENT_ID)
+                .to_list()
+            )
+        if members:
+            conds.append(pl.col(S.SHIPMENT_ID).is_in(sorted(members)))
+        if not conds:
+            return {"shipments": [], "identifiers": [], "edges": [], "truncated": False}
+        cols = [S.SHIPMENT_ID, *keys]
+        f = (
+            lf.select([c for c in cols if c in present])
+            .filter(pl.any_horizontal(conds) & (pl.col(S.SHIPMENT_ID) != sid))
+            .sort(S.SHIPMENT_ID)
+            .head(limit + 1)
+            .collect()
+        )
+        truncated = f.height > limit
+        f = f.head(limit)
+        identifiers = [{"id": f"{c}", "kind": LINK_WORDS[c], "value": str(v)} for c, v in keys.items()]
+        edges: list[tuple[str, str]] = [(sid, c) for c in keys]
+        others = []
+        for row in f.to_dicts():  # at most `limit` rows: the graph shown
+            linked = [c for c in keys if row.get(c) == keys[c]]
+            others.append({"id": row[S.SHIPMENT_ID], "in_network": row[S.SHIPMENT_ID] in members, "links": linked})
+            edges.extend((row[S.SHIPMENT_ID], c) for c in linked)
+        return {"shipments": others, "identifiers": identifiers, "edges": edges, "truncated": truncated}
+
+    # -- model health ---------------------------------------------------------------------------
+    def champion(self) -> dict[str, Any] | None:
+        """The champion's meta.json (read defensively: a missing or broken file is no model)."""
+        models = Path(self.settings.models_dir)
+        try:
+            version = json.loads((models / "champion.json").read_text(encoding="utf-8")).get("version")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not version or "/" in str(version) or ".." in str(version):
+            return None
+        try:
+            meta = json.loads((models / str(version) / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        return {"version": str(version), "meta": meta if isinstance(meta, dict) else {}}
+
+    def volumes(self, days: int = 14) -> list[dict[str, Any]]:
+        """Per published day: scored shipments, targets by selection kind, mean and p99 score."""
+        out = []
+        for d in sorted(self.days()[:days]):
+            row: dict[str, Any] = {"day": d, "scored": 0, "targets": 0, "risk": 0, "exploration": 0, "mean_score": None, "p99_score": None, "hist": []}
+            if self.scores_path(d).exists():
+                s = (
+                    pl.scan_parquet(self.scores_path(d))
+                    .select(
+                        pl.len().alias("n"),
+                        pl.col(S.RISK_SCORE).mean().alias("mean"),
+                        pl.col(S.RISK_SCORE).quantile(0.99).alias("p99"),
+                        *[((pl.col(S.RISK_SCORE) >= i / 10) & (pl.col(S.RISK_SCORE) < (i + 1) / 10 + (1e-9 if i == 9 else 0))).sum().alias(f"h{i}") for i in range(10)],
+                    )
+                    .collect()
+                    .row(0, named=True)
+                )
+                row.update(scored=s["n"], mean_score=s["mean"], p99_score=s["p99"], hist=[s[f"h{i}"] for i in range(10)])
+            if self.targets_path(d).exists():
+                t = pl.scan_parquet(self.targets_path(d)).group_by(pl.col(S.SELECTION).cast(pl.String)).agg(pl.len()).collect()
+                for sel, n in t.iter_rows():
+                    if sel in ("risk", "exploration"):
+                        row[sel] = n
+                    row["targets"] += n
+            out.append(row)
+        return out
+
+
+def psi(expected: list[int], actual: list[int]) -> float | None:
+    """Population stability index between two histograms (same bins)."""
+    import math
+
+    te, ta = sum(expected), sum(actual)
+    if te == 0 or ta == 0:
+        return None
+    total = 0.0
+    for e, a in zip(expected, actual):
+        pe, pa = max(e / te, 1e-4), max(a / ta, 1e-4)
+        total += (pa - pe) * math.log(pa / pe)
+    return total
+
+
+def hit_rates(labels: pl.DataFrame, days: int = 30) -> list[dict[str, Any]]:
+    """Exams and fentanyl-related hit rate per exam day and reason (targeted vs random)."""
+    if labels.height == 0:
+        return []
+    last = labels.get_column(S.EXAM_DATE).max()
+    f = (
+        labels.filter(pl.col(S.EXAM_DATE) > last - timedelta(days=days))
+        .group_by(S.EXAM_DATE, pl.col(S.EXAM_REASON).cast(pl.String))
+        .agg(pl.len().alias("exams"), S.is_positive_expr().sum().cast(pl.Int64).alias("positives"))
+        .with_columns((pl.col("positives") / pl.col("exams")).alias("hit_rate"))
+        .sort(S.EXAM_DATE, S.EXAM_REASON)
+    )
+    return f.to_dicts()
+
+
+def _load_reason_texts(settings: Settings) -> dict[str, str]:
+    """Plain words per reason code from the ranking module (defensive: it may be absent)."""
+    try:
+        from riskpipe.rank import default_reason_texts
+
+        texts = default_reason_texts(settings)
+        return dict(texts) if isinstance(texts, dict) else {}
+    except Exception:  # noqa: BLE001 - show codes rather than fail the page
+        try:
+            from riskpipe.rank import load_reason_texts
+
+            return dict(load_reason_texts())
+        except Exception:  # noqa: BLE001
+            return {}
