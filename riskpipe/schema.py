@@ -263,3 +263,8 @@ PERSONAL_COLUMNS = frozenset(
 def is_positive_expr(outcome_col: str = OUTCOME) -> pl.Expr:
     """1 when an exam outcome is fentanyl-related (contract section 3), else 0."""
     return pl.col(outcome_col).cast(pl.String).is_in(POSITIVE_OUTCOMES).cast(pl.Int8).alias(IS_POSITIVE)
+
+# ---------------------------------------------------------------------------------------------
+# Analyst rules (riskpipe/rules.py)
+# ---------------------------------------------------------------------------------------------
+RULE_REASONS = "rule_reasons"  # List[String]: codes of the rules that hit, strongest weight first

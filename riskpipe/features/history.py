@@ -1,0 +1,289 @@
+"""Entity history: small per-entity daily aggregates, kept incrementally, summed over windows.
+
+``history/entities/day=D.parquet``: one row per (entity kind, hashed key) seen on arrival day D
+with its parcel count and distinct shipper count; ``history/headings/day=D.parquet``: value norms
+per HTS heading. A window of 30 days sums 30 small tables instead of rescanning raw rows.
+Prior exams link outcomes (exam date strictly before the day scored) to the parties of the
+examined shipment through ``history/labelled_parties.parquet``, a cache of hashed party keys of
+labelled shipments (it only grows; what a feature may use is decided by the labels passed in).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.features import value
+from riskpipe.features.keys import ENTITY_KEYS, key_col, with_keys
+from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+
+WINDOWS = (1, 7, 30, 90)
+LOOKBACK_DAYS = max(WINDOWS)
+NORM_WINDOW_DAYS = 30
+#: entities whose parcel and shipper counts are windowed
+COUNT_ENTITIES = ("cons_addr", "cons_name", "cons_phone")
+#: entities whose first-seen age is a feature
+FIRST_SEEN_ENTITIES = ("shipper", "seller", "cons_addr")
+#: entities linked to prior exams
+EXAM_ENTITIES = ("cons_addr", "cons_name", "cons_phone", "shipper", "seller")
+#: how far before an exam date the examined shipment's arrival day is searched
+EXAM_SEARCH_DAYS = 14
+
+ENTITY = "entity"
+KEY = "key"
+DAY = "day"
+PARCELS = "parcels"
+SHIPPERS = "shippers"
+_FORMAT = 1
+
+
+def parcels_col(entity: str, window: int) -> str:
+    return f"hist_{entity}_parcels_{window}d"
+
+
+def shippers_col(entity: str, window: int) -> str:
+    return f"hist_{entity}_shippers_{window}d"
+
+
+def first_seen_col(entity: str) -> str:
+    return f"hist_{entity}_first_seen_days"
+
+
+def exams_col(entity: str) -> str:
+    return f"hist_{entity}_prior_exams"
+
+
+def positives_col(entity: str) -> str:
+    return f"hist_{entity}_prior_positives"
+
+
+COLUMNS = (
+    [parcels_col(e, w) for e in COUNT_ENTITIES for w in WINDOWS]
+    + [shippers_col(e, w) for e in COUNT_ENTITIES for w in WINDOWS]
+    + [first_seen_col(e) for e in FIRST_SEEN_ENTITIES]
+    + [c for e in EXAM_ENTITIES for c in (exams_col(e), positives_col(e))]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# the daily tables
+# ---------------------------------------------------------------------------------------------
+def entities_path(layout: Layout, day: date):
+    return layout.history / "entities" / f"day={day.isoformat()}.parquet"
+
+
+def headings_path(layout: Layout, day: date):
+    return layout.history / "headings" / f"day={day.isoformat()}.parquet"
+
+
+def _meta_ok(layout: Layout) -> bool:
+    """History is valid only for the Polars version (hash function) and format that wrote it."""
+    meta = layout.history / "meta.json"
+    want = {"polars": pl.__version__, "format": _FORMAT}
+    if meta.exists() and json.loads(meta.read_text(encoding="utf-8")) == want:
+        return True
+    import shutil
+
+    for sub in ("entities", "headings", "labelled_parties.parquet"):
+        p = layout.history / sub
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    write_text_atomic(json.dumps(want), meta)
+    return False
+
+
+def day_entity_aggregates(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Per (entity, key) of one day: parcels and distinct shippers."""
+    keyed = with_keys(raw, ENTITY_KEYS)
+    parts = []
+    for i, name in enumerate(ENTITY_KEYS):
+        parts.append(
+            keyed.filter(pl.col(key_col(name)).is_not_null())
+            .group_by(pl.col(key_col(name)).alias(KEY))
+            .agg(
+                pl.len().cast(pl.UInt32).alias(PARCELS),
+                pl.col(key_col("shipper")).n_unique().cast(pl.UInt32).alias(SHIPPERS),
+            )
+            .with_columns(pl.lit(i, pl.UInt8).alias(ENTITY))
+        )
+    return pl.concat(parts).select(ENTITY, KEY, PARCELS, SHIPPERS)
+
+
+ENTITY_CODES = {name: i for i, name in enumerate(ENTITY_KEYS)}
+
+
+def update_history(layout: Layout, day: date) -> bool:
+    """Write the daily aggregates of arrival day ``day`` if missing (True when written).
+
+    Idempotent; only reads the raw partition of that day."""
+    _meta_ok(layout)
+    if entities_path(layout, day).exists() and headings_path(layout, day).exists():
+        return False
+    raw = scan_raw_shipments(layout, [day])
+    ent = day_entity_aggregates(raw).collect()
+    heads = value.heading_day_aggregates(raw).collect()
+    write_parquet_atomic(heads.sort(value.HEADING), headings_path(layout, day))
+    write_parquet_atomic(ent.sort(ENTITY, KEY), entities_path(layout, day))
+    return True
+
+
+def ensure_history(layout: Layout, day: date) -> list[date]:
+    """Make sure the aggregates of every raw day in the lookback before ``day`` exist.
+
+    Returns the history days available (ascending)."""
+    _meta_ok(layout)
+    first = day - timedelta(days=LOOKBACK_DAYS)
+    days = [d for d in layout.raw_days() if first <= d < day]
+    for d in days:
+        update_history(layout, d)
+    return days
+
+
+def heading_norms(layout: Layout, day: date, days: list[date]) -> pl.LazyFrame:
+    """Value norms per heading from the ``NORM_WINDOW_DAYS`` days before ``day``."""
+    first = day - timedelta(days=NORM_WINDOW_DAYS)
+    files = [str(headings_path(layout, d)) for d in days if d >= first]
+    if not files:
+        return value.empty_norms()
+    return value.norms_from_history(pl.scan_parquet(files))
+
+
+# ---------------------------------------------------------------------------------------------
+# window features
+# ---------------------------------------------------------------------------------------------
+def window_features(layout: Layout, day: date, days: list[date], keys_today: pl.DataFrame) -> pl.DataFrame:
+    """Per (entity, key) of today: windowed parcels and shippers, and first-seen age.
+
+    ``keys_today``: distinct (ENTITY, KEY) present today."""
+    if not days:
+        return keys_today.with_columns(
+            *(pl.lit(0, pl.UInt32).alias(f"p{w}") for w in WINDOWS),
+            *(pl.lit(0, pl.UInt32).alias(f"s{w}") for w in WINDOWS),
+            pl.lit(None, pl.Int32).alias("age"),
+        )
+    scans = [
+        pl.scan_parquet(str(entities_path(layout, d))).with_columns(pl.lit((day - d).days, pl.Int32).alias("ago"))
+        for d in days
+    ]
+    hist = pl.concat(scans).join(keys_today.lazy(), on=[ENTITY, KEY], how="semi")
+    ago = pl.col("ago")
+    agg = hist.group_by(ENTITY, KEY).agg(
+        *(pl.col(PARCELS).filter(ago <= w).sum().alias(f"p{w}") for w in WINDOWS),
+        *(pl.col(SHIPPERS).filter(ago <= w).sum().alias(f"s{w}") for w in WINDOWS),
+        ago.max().alias("age"),
+    )
+    out = keys_today.lazy().join(agg, on=[ENTITY, KEY], how="left").collect()
+    return out.with_columns(pl.col(f"{x}{w}").fill_null(0) for x in "ps" for w in WINDOWS)
+
+
+def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
+    """Hashed party keys of labelled shipments (cached; only unseen shipment ids are looked up in
+    the raw partitions of the ``EXAM_SEARCH_DAYS`` before their exam date)."""
+    path = layout.history / "labelled_parties.parquet"
+    key_cols = [key_col(e) for e in EXAM_ENTITIES]
+    schema = {S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}}
+    cache = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
+    missing = labels.select(S.SHIPMENT_ID, S.EXAM_DATE).join(cache.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
+    if missing.height:
+        raw_days = set(layout.raw_days())
+        wanted = sorted(
+            {
+                d - timedelta(days=k)
+                for d in missing.get_column(S.EXAM_DATE).unique().to_list()
+                for k in range(EXAM_SEARCH_DAYS + 1)
+            }
+            & raw_days
+        )
+        ids = missing.get_column(S.SHIPMENT_ID)
+        found = (
+            with_keys(
+                scan_raw_shipments(layout, wanted).filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode())),
+                {e: ENTITY_KEYS[e] for e in EXAM_ENTITIES},
+            )
+            .select(S.SHIPMENT_ID, *key_cols)
+            .unique(S.SHIPMENT_ID, keep="first")
+            .collect()
+        )
+        # not found: remembered with null keys so it is not searched again
+        nf = missing.select(S.SHIPMENT_ID).join(found.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
+        nf = nf.with_columns(pl.lit(None, pl.UInt64).alias(k) for k in key_cols)
+        cache = pl.concat([cache, found.cast(schema), nf.cast(schema)]).unique(S.SHIPMENT_ID, keep="first")
+        write_parquet_atomic(cache.sort(S.SHIPMENT_ID), path)
+    return cache
+
+
+def prior_exam_counts(layout: Layout, labels: pl.DataFrame | None, day: date) -> pl.DataFrame:
+    """(ENTITY, KEY, exams, positives) from outcomes with exam_date strictly before ``day``."""
+    empty = pl.DataFrame(schema={ENTITY: pl.UInt8, KEY: pl.UInt64, "exams": pl.UInt32, "positives": pl.UInt32})
+    if labels is None or labels.height == 0:
+        return empty
+    known = labels.filter(pl.col(S.EXAM_DATE) < day)
+    if known.height == 0:
+        return empty
+    known = (
+        known.sort(S.EXAM_DATE)
+        .unique(S.SHIPMENT_ID, keep="last")
+        .select(S.SHIPMENT_ID, S.EXAM_DATE, S.is_positive_expr())
+    )
+    parties = labelled_parties(layout, known)
+    linked = known.join(parties, on=S.SHIPMENT_ID, how="inner")
+    parts = [
+        linked.filter(pl.col(key_col(e)).is_not_null())
+        .group_by(pl.col(key_col(e)).alias(KEY))
+        .agg(pl.len().cast(pl.UInt32).alias("exams"), pl.col(S.IS_POSITIVE).sum().cast(pl.UInt32).alias("positives"))
+        .with_columns(pl.lit(ENTITY_CODES[e], pl.UInt8).alias(ENTITY))
+        for e in EXAM_ENTITIES
+    ]
+    return pl.concat(parts).select(ENTITY, KEY, "exams", "positives")
+
+
+def add_history(frame: pl.DataFrame, layout: Layout, day: date, days: list[date],
+                labels: pl.DataFrame | None) -> pl.DataFrame:
+    """Add the history family to today's frame (eager; needs the ``_key_<entity>`` columns)."""
+    ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.get)
+    keys_today = pl.concat(
+        [
+            frame.select(pl.col(key_col(e)).alias(KEY))
+            .drop_nulls()
+            .unique()
+            .with_columns(pl.lit(ENTITY_CODES[e], pl.UInt8).alias(ENTITY))
+            for e in ents
+        ]
+    ).select(ENTITY, KEY)
+    win = window_features(layout, day, days, keys_today)
+    exams = prior_exam_counts(layout, labels, day)
+    win = win.join(exams, on=[ENTITY, KEY], how="left")
+    out = frame
+    for e in ents:
+        code = ENTITY_CODES[e]
+        sub = win.filter(pl.col(ENTITY) == code).drop(ENTITY)
+        cols = []
+        if e in COUNT_ENTITIES:
+            cols += [pl.col(f"p{w}").cast(pl.Int32).alias(parcels_col(e, w)) for w in WINDOWS]
+            cols += [pl.col(f"s{w}").cast(pl.Int32).alias(shippers_col(e, w)) for w in WINDOWS]
+        if e in FIRST_SEEN_ENTITIES:
+            cols.append(pl.col("age").fill_null(0).cast(pl.Int16).alias(first_seen_col(e)))
+        if e in EXAM_ENTITIES:
+            cols += [
+                pl.col("exams").fill_null(0).cast(pl.Int32).alias(exams_col(e)),
+                pl.col("positives").fill_null(0).cast(pl.Int32).alias(positives_col(e)),
+            ]
+        sub = sub.select(pl.col(KEY).alias(key_col(e)), *cols)
+        out = out.join(sub, on=key_col(e), how="left")
+    # a missing party key: counts 0, first seen "new"
+    return out.with_columns(pl.col(c).fill_null(0) for c in COLUMNS)
+
+
+def fires() -> pl.Expr:
+    prior_pos = pl.any_horizontal(pl.col(positives_col(e)) > 0 for e in EXAM_ENTITIES)
+    return (
+        prior_pos
+        | (pl.col(shippers_col("cons_addr", 30)) >= 5)
+        | (pl.col(parcels_col("cons_addr", 7)) >= 10)
+        | (pl.col(shippers_col("cons_name", 30)) >= 5)
+    )

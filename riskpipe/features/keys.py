@@ -1,0 +1,55 @@
+"""Normalised party keys (hashed): the same key in history, network and feature code.
+
+Keys are 64-bit hashes of normalised text, so history tables hold no names, phones or emails.
+Polars' hash is stable within a Polars version; history records the version it was built with
+and is rebuilt when it changes (see ``history.update_history``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from riskpipe import schema as S
+
+
+def _text(col: str) -> pl.Expr:
+    return pl.col(col).str.to_lowercase().str.replace_all(r"[^a-z0-9@.]+", " ").str.strip_chars()
+
+
+def _nonempty_hash(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr.is_not_null() & (expr.str.len_bytes() > 0)).then(expr.hash(seed=17)).otherwise(None)
+
+
+def phone_digits(col: str) -> pl.Expr:
+    """Digits of a phone number, last 10 (drops country prefixes written or not)."""
+    return pl.col(col).str.replace_all(r"\D", "").str.slice(-10)
+
+
+#: entity -> expression of its key (UInt64, null when the party field is missing)
+ENTITY_KEYS: dict[str, pl.Expr] = {
+    "cons_addr": _nonempty_hash(pl.col(S.CONSIGNEE_ADDRESS_KEY)),
+    "cons_name": _nonempty_hash(pl.concat_str(_text(S.CONSIGNEE_NAME), pl.lit("|"), _text(S.CONSIGNEE_POSTAL_CODE))),
+    "cons_phone": _nonempty_hash(phone_digits(S.CONSIGNEE_PHONE)),
+    "shipper": _nonempty_hash(pl.concat_str(_text(S.SHIPPER_NAME), pl.lit("|"), pl.col(S.SHIPPER_COUNTRY))),
+    "seller": _nonempty_hash(pl.coalesce(pl.col(S.SELLER_ID), _text(S.SELLER_NAME))),
+}
+
+#: identifiers that link shipments into networks (in addition to the entity keys above)
+LINK_KEYS: dict[str, pl.Expr] = {
+    "cons_addr": ENTITY_KEYS["cons_addr"],
+    "cons_phone": ENTITY_KEYS["cons_phone"],
+    "cons_email": _nonempty_hash(_text(S.CONSIGNEE_EMAIL)),
+    "account_ip": _nonempty_hash(pl.col(S.ACCOUNT_IP).str.strip_chars()),
+    "seller": ENTITY_KEYS["seller"],
+    "shipper_phone": _nonempty_hash(phone_digits(S.SHIPPER_PHONE)),
+    "shipper_email": _nonempty_hash(_text(S.SHIPPER_EMAIL)),
+}
+
+
+def key_col(entity: str) -> str:
+    return f"_key_{entity}"
+
+
+def with_keys(frame: pl.LazyFrame | pl.DataFrame, names: dict[str, pl.Expr]) -> pl.LazyFrame | pl.DataFrame:
+    """Add ``_key_<entity>`` columns (dropped before output)."""
+    return frame.with_columns(expr.alias(key_col(name)) for name, expr in names.items())

@@ -1,0 +1,85 @@
+"""Party indicators: who sends and who receives (address kind, PO box, forwarder, names at one
+address, account age, known consignor, trusted-trader credit, contacts shared across shippers)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.features.keys import phone_digits
+from riskpipe.features.lexicon import Lexicon, load_lexicon, normalise_text
+
+CONSIGNEE_RESIDENTIAL = "consignee_residential"
+CONSIGNEE_PO_BOX = "consignee_po_box"
+CONSIGNEE_FORWARDER = "consignee_forwarder"
+CONSIGNEE_INSTITUTION = "consignee_institution"
+NAMES_AT_ADDRESS_DAY = "names_at_address_day"
+ACCOUNT_AGE_DAYS = "account_age_days"
+KNOWN_CONSIGNOR = "known_consignor_flag"
+TRUSTED_TRADER = "trusted_trader_kind"
+SHARED_CONTACT_SHIPPER_NAMES = "shared_contact_shipper_names"
+SHARED_CONTACT_MULTI_SHIPPER = "shared_contact_multi_shipper"
+
+COLUMNS = [
+    CONSIGNEE_RESIDENTIAL, CONSIGNEE_PO_BOX, CONSIGNEE_FORWARDER, CONSIGNEE_INSTITUTION, NAMES_AT_ADDRESS_DAY,
+    ACCOUNT_AGE_DAYS, KNOWN_CONSIGNOR, TRUSTED_TRADER, SHARED_CONTACT_SHIPPER_NAMES, SHARED_CONTACT_MULTI_SHIPPER,
+]
+
+TRUSTED_KINDS = ["none", *S.TRUSTED_TRADER_KINDS]
+TrustedKind = pl.Enum(TRUSTED_KINDS)
+PO_BOX_PATTERN = r"(?i)(\bp\.?\s*o\.?\s*box\b|\bpost\s+office\s+box\b|\bpmb\b|\bpo\s+bx\b)"
+NEW_ACCOUNT_DAYS = 30
+
+
+def _shipper_name() -> pl.Expr:
+    return pl.col(S.SHIPPER_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+
+
+def _names_sharing(contact: pl.Expr) -> pl.Expr:
+    """Distinct shipper names using the same contact on the day (0 when the contact is missing)."""
+    c = pl.when(contact.str.len_bytes() > 0).then(contact)
+    return pl.when(c.is_not_null()).then(_shipper_name().n_unique().over(c)).otherwise(0)
+
+
+def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
+    lex = lex or load_lexicon()
+    cons = normalise_text(pl.concat_str(pl.col(S.CONSIGNEE_NAME), pl.col(S.CONSIGNEE_ADDRESS), separator=" "))
+    commercial = cons.str.contains_any(lex.terms("commercial"), ascii_case_insensitive=True)
+    addr_key = pl.col(S.CONSIGNEE_ADDRESS_KEY)
+    cons_name = pl.col(S.CONSIGNEE_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+    shared = pl.max_horizontal(
+        _names_sharing(phone_digits(S.SHIPPER_PHONE)),
+        _names_sharing(pl.col(S.SHIPPER_EMAIL).str.to_lowercase().str.strip_chars()),
+        _names_sharing(pl.col(S.ACCOUNT_IP).str.strip_chars()),
+    ).cast(pl.Int32)
+    return [
+        (~commercial).cast(pl.Int8).alias(CONSIGNEE_RESIDENTIAL),
+        pl.col(S.CONSIGNEE_ADDRESS).str.contains(PO_BOX_PATTERN).fill_null(False).cast(pl.Int8).alias(CONSIGNEE_PO_BOX),
+        cons.str.contains_any(lex.terms("forwarders"), ascii_case_insensitive=True).cast(pl.Int8).alias(CONSIGNEE_FORWARDER),
+        cons.str.contains_any(lex.terms("institutions"), ascii_case_insensitive=True)
+        .cast(pl.Int8)
+        .alias(CONSIGNEE_INSTITUTION),
+        pl.when(addr_key.is_not_null()).then(cons_name.n_unique().over(addr_key)).otherwise(1).cast(pl.Int32)
+        .alias(NAMES_AT_ADDRESS_DAY),
+        (pl.lit(day) - pl.col(S.ACCOUNT_CREATED_DATE)).dt.total_days().cast(pl.Int32).alias(ACCOUNT_AGE_DAYS),
+        pl.col(S.KNOWN_CONSIGNOR).cast(pl.Int8).alias(KNOWN_CONSIGNOR),
+        pl.col(S.TRUSTED_TRADER).cast(pl.String).fill_null("none").cast(TrustedKind).alias(TRUSTED_TRADER),
+        shared.alias(SHARED_CONTACT_SHIPPER_NAMES),
+        (shared > 1).cast(pl.Int8).alias(SHARED_CONTACT_MULTI_SHIPPER),
+    ]
+
+
+def add_parties(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    return frame.with_columns(parties_exprs(day))
+
+
+def fires() -> pl.Expr:
+    return (
+        (pl.col(CONSIGNEE_PO_BOX) == 1)
+        | (pl.col(CONSIGNEE_FORWARDER) == 1)
+        | (pl.col(NAMES_AT_ADDRESS_DAY) >= 3)
+        | (pl.col(SHARED_CONTACT_MULTI_SHIPPER) == 1)
+        | (pl.col(ACCOUNT_AGE_DAYS) < NEW_ACCOUNT_DAYS).fill_null(False)
+    )

@@ -1,0 +1,125 @@
+"""Value indicators: declared value in USD, per kg and per piece against the norm of the same HTS
+heading (learned from history strictly before the day), round values, and the $800-per-person-
+per-day aggregate across one consignee's parcels of the day (a split-shipment signal)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from riskpipe import schema as S
+
+HEADING = "hts_heading"  # helper / history column: first 4 digits of the HTS code
+LOG_VPK = "_log_value_per_kg"
+LOG_VPP = "_log_value_per_piece"
+NORM_LOG_VPK = "_norm_log_value_per_kg"
+NORM_LOG_VPP = "_norm_log_value_per_piece"
+PERSON = "_person"
+
+DECLARED_VALUE_USD = S.DECLARED_VALUE_USD
+VALUE_PER_KG_USD = "value_per_kg_usd"
+VALUE_PER_PIECE_USD = "value_per_piece_usd"
+VALUE_PER_KG_VS_HEADING = "value_per_kg_vs_heading"
+VALUE_PER_PIECE_VS_HEADING = "value_per_piece_vs_heading"
+VALUE_ROUND = "value_round"
+VALUE_JUST_UNDER_800 = "value_just_under_800"
+CONSIGNEE_DAY_PARCELS = "consignee_day_parcels"
+CONSIGNEE_DAY_VALUE_USD = "consignee_day_value_usd"
+CONSIGNEE_DAY_OVER_800 = "consignee_day_over_800"
+
+COLUMNS = [
+    DECLARED_VALUE_USD, VALUE_PER_KG_USD, VALUE_PER_PIECE_USD, VALUE_PER_KG_VS_HEADING, VALUE_PER_PIECE_VS_HEADING,
+    VALUE_ROUND, VALUE_JUST_UNDER_800, CONSIGNEE_DAY_PARCELS, CONSIGNEE_DAY_VALUE_USD, CONSIGNEE_DAY_OVER_800,
+]
+
+DE_MINIMIS_USD = 800.0
+#: a heading norm needs this many parcels in the norm window
+MIN_NORM_COUNT = 20
+#: |log ratio| beyond which the value per kg is "far from the heading's norm" (x5)
+FAR_FROM_NORM = 1.6094379124341003
+
+
+def heading_expr() -> pl.Expr:
+    digits = pl.col(S.HTS_CODE).str.replace_all(r"\D", "")
+    return pl.when(digits.str.len_bytes() >= 4).then(digits.str.slice(0, 4)).alias(HEADING)
+
+
+def log_value_exprs() -> list[pl.Expr]:
+    """ln((value+1)/kg) and ln((value+1)/piece): the quantities whose heading means are the norms."""
+    v = pl.col(S.DECLARED_VALUE_USD) + 1.0
+    w = pl.col(S.GROSS_WEIGHT_KG)
+    p = pl.col(S.PIECE_COUNT)
+    return [
+        pl.when(w > 0).then((v / w).log()).alias(LOG_VPK),
+        pl.when(p > 0).then((v / p.cast(pl.Float64)).log()).alias(LOG_VPP),
+    ]
+
+
+def person_expr() -> pl.Expr:
+    """One person: consignee name (normalised) at one address key (the $800 limit is per person)."""
+    name = pl.col(S.CONSIGNEE_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+    return pl.concat_str(name, pl.lit("|"), pl.coalesce(pl.col(S.CONSIGNEE_ADDRESS_KEY), pl.lit(""))).alias(PERSON)
+
+
+def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the value family. ``norms``: HEADING, NORM_LOG_VPK, NORM_LOG_VPP (from history before
+    the day; may be empty)."""
+    usd = pl.col(S.DECLARED_VALUE_USD)
+    frame = frame.with_columns(heading_expr(), *log_value_exprs(), person_expr())
+    frame = frame.join(norms, on=HEADING, how="left")
+    day_value = usd.sum().over(PERSON)
+    day_parcels = pl.len().over(PERSON)
+    orig = pl.col(S.DECLARED_VALUE)
+    return frame.with_columns(
+        pl.when(pl.col(S.GROSS_WEIGHT_KG) > 0).then(usd / pl.col(S.GROSS_WEIGHT_KG)).alias(VALUE_PER_KG_USD),
+        pl.when(pl.col(S.PIECE_COUNT) > 0)
+        .then(usd / pl.col(S.PIECE_COUNT).cast(pl.Float64))
+        .alias(VALUE_PER_PIECE_USD),
+        (pl.col(LOG_VPK) - pl.col(NORM_LOG_VPK)).alias(VALUE_PER_KG_VS_HEADING),
+        (pl.col(LOG_VPP) - pl.col(NORM_LOG_VPP)).alias(VALUE_PER_PIECE_VS_HEADING),
+        ((orig >= 10) & ((orig % 10) == 0)).fill_null(False).cast(pl.Int8).alias(VALUE_ROUND),
+        ((usd >= 700) & (usd < DE_MINIMIS_USD)).fill_null(False).cast(pl.Int8).alias(VALUE_JUST_UNDER_800),
+        day_parcels.cast(pl.Int32).alias(CONSIGNEE_DAY_PARCELS),
+        day_value.alias(CONSIGNEE_DAY_VALUE_USD),
+        ((day_value > DE_MINIMIS_USD) & (day_parcels > 1) & (usd.max().over(PERSON) <= DE_MINIMIS_USD))
+        .fill_null(False)
+        .cast(pl.Int8)
+        .alias(CONSIGNEE_DAY_OVER_800),
+    )
+
+
+def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
+    """Heading norms (mean log value per kg / per piece) from daily heading aggregates
+    (HEADING, n, sum_log_vpk, n_vpk, sum_log_vpp, n_vpp) of the norm window."""
+    agg = heading_days.group_by(HEADING).agg(
+        pl.col("n_vpk").sum(), pl.col("sum_log_vpk").sum(), pl.col("n_vpp").sum(), pl.col("sum_log_vpp").sum()
+    )
+    return agg.select(
+        HEADING,
+        pl.when(pl.col("n_vpk") >= MIN_NORM_COUNT).then(pl.col("sum_log_vpk") / pl.col("n_vpk")).alias(NORM_LOG_VPK),
+        pl.when(pl.col("n_vpp") >= MIN_NORM_COUNT).then(pl.col("sum_log_vpp") / pl.col("n_vpp")).alias(NORM_LOG_VPP),
+    )
+
+
+def heading_day_aggregates(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """What history keeps per heading and day for the norms."""
+    return (
+        frame.with_columns(heading_expr(), *log_value_exprs())
+        .filter(pl.col(HEADING).is_not_null())
+        .group_by(HEADING)
+        .agg(
+            pl.col(LOG_VPK).count().cast(pl.Int64).alias("n_vpk"),
+            pl.col(LOG_VPK).sum().alias("sum_log_vpk"),
+            pl.col(LOG_VPP).count().cast(pl.Int64).alias("n_vpp"),
+            pl.col(LOG_VPP).sum().alias("sum_log_vpp"),
+        )
+    )
+
+
+def empty_norms() -> pl.LazyFrame:
+    return pl.LazyFrame(schema={HEADING: pl.String, NORM_LOG_VPK: pl.Float64, NORM_LOG_VPP: pl.Float64})
+
+
+def fires() -> pl.Expr:
+    return (pl.col(CONSIGNEE_DAY_OVER_800) == 1) | (pl.col(VALUE_PER_KG_VS_HEADING).abs() > FAR_FROM_NORM).fill_null(
+        False
+    )
