@@ -1,0 +1,600 @@
+"""Fit, calibrate and evaluate the shipment risk model, always beside simple baselines.
+
+Splits are by time only: the model learns from arrival days before the calibration slice, the
+probability calibration is fitted on the next days, and evaluation uses the latest labelled days
+that neither saw. No random split across days: tomorrow's smugglers are not in today's folds.
+
+Calibration is Platt (sigmoid) on the model's log-odds by default: it keeps the model's order
+(isotonic, available with ``calibration="isotonic"``, makes ties among the top when positives are
+few). Calibrated on examined shipments, so the probability is that of a finding *if examined*.
+
+Evaluation scores every shipment of each held-out day (not only the examined ones), selects the
+top ``capacity`` (and top 1/2/5/10 %) per day, and reads the result three ways:
+
+- ``labelled``: precision = positives among the selected shipments that were examined, recall =
+  share of the day's known positives selected. Biased: examined shipments were chosen by the old
+  targeting, so a model resembling it looks better than it is.
+- ``random_exams``: the same restricted to random compliance exams (``exam_reason = random``):
+  an unbiased hit rate and an unbiased (noisy) recall estimate.
+- ``truth`` (synthetic worlds only): against ground truth for every shipment. Only this module's
+  evaluation code reads ``truth/``; training and scoring never do.
+
+Rows always reported: ``model`` (the production score: calibrated model blended with the rules,
+see ``riskpipe.score``), ``model_alone``, ``rules``, ``random``, ``linear`` (+ ``champion`` in
+retraining).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from riskpipe import metrics as M
+from riskpipe import schema as S
+from riskpipe.store import Layout
+
+FRACTIONS: tuple[float, ...] = M.DEFAULT_FRACTIONS
+NON_FEATURES = {S.SHIPMENT_ID, S.NETWORK_ID, S.ARRIVAL_DATE, S.IS_POSITIVE, S.EXAM_REASON, S.EXAM_DATE, S.OUTCOME}
+TRUE_POSITIVE = "true_positive"
+SLICE_COLUMNS = (S.MODE, S.PORT_OF_ENTRY, S.COUNTRY_OF_ORIGIN)
+BASELINE_ROWS = ("model", "rules", "random", "linear")
+
+Scorer = Callable[[pl.DataFrame], np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# estimators
+# ---------------------------------------------------------------------------------------------
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+class ProbabilityCalibrator(BaseEstimator):
+    """Maps a model's log-odds to a probability fitted on later days (sigmoid or isotonic)."""
+
+    def __init__(self, method: str = "sigmoid") -> None:
+        self.method = method
+
+    def fit(self, raw: Any, y: Any) -> ProbabilityCalibrator:
+        raw = np.asarray(raw, dtype=float)
+        y = np.asarray(y, dtype=int)
+        self.a_, self.b_ = 1.0, 0.0
+        self.method_ = "identity"
+        if raw.size and 0 < y.sum() < y.size:
+            if self.method == "isotonic":
+                from sklearn.isotonic import IsotonicRegression
+
+                self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+                self.method_ = "isotonic"
+            else:
+                from sklearn.linear_model import LogisticRegression
+
+                lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y)
+                a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+                if a > 0:  # a non-increasing map would reverse the ranking: keep identity
+                    self.a_, self.b_, self.method_ = a, b, "sigmoid"
+        return self
+
+    def transform(self, raw: Any) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        if self.method_ == "isotonic":
+            return np.asarray(self.iso_.predict(raw), dtype=float)
+        return 1.0 / (1.0 + np.exp(-(self.a_ * raw + self.b_)))
+
+
+class RiskModel(ClassifierMixin, BaseEstimator):
+    """A classifier on the feature columns plus a probability calibrator fitted on later days.
+
+    ``fit(X, y, X_calib=..., y_calib=...)``; ``predict_risk(X)`` is the calibrated probability.
+    """
+
+    def __init__(self, estimator: Any = None, feature_columns: list[str] | None = None, calibration: str = "sigmoid") -> None:
+        self.estimator = estimator
+        self.feature_columns = feature_columns
+        self.calibration = calibration
+
+    def _X(self, X: pl.DataFrame) -> pl.DataFrame:
+        return X.select(self.feature_columns_)
+
+    def fit(self, X: pl.DataFrame, y: Any, X_calib: pl.DataFrame | None = None, y_calib: Any = None) -> RiskModel:
+        from riskpipe.estimator import TabularRiskClassifier
+
+        self.feature_columns_ = list(self.feature_columns or [c for c in X.columns if c not in NON_FEATURES])
+        base = clone(self.estimator) if self.estimator is not None else TabularRiskClassifier(random_state=0)
+        self.estimator_ = base.fit(self._X(X), np.asarray(y))
+        self.classes_ = np.array([0, 1])
+        self.calibrator_ = ProbabilityCalibrator(self.calibration)
+        if X_calib is not None and y_calib is not None and X_calib.height:
+            self.calibrator_.fit(self.decision_function(X_calib), y_calib)
+        else:
+            self.calibrator_.fit(np.zeros(0), np.zeros(0))
+        return self
+
+    def decision_function(self, X: pl.DataFrame) -> np.ndarray:
+        Xf = self._X(X)
+        if hasattr(self.estimator_, "decision_function"):
+            return np.asarray(self.estimator_.decision_function(Xf), dtype=float).ravel()
+        return _logit(self.estimator_.predict_proba(Xf)[:, 1])
+
+    def predict_risk(self, X: pl.DataFrame) -> np.ndarray:
+        return self.calibrator_.transform(self.decision_function(X))
+
+    def predict_proba(self, X: pl.DataFrame) -> np.ndarray:
+        p = self.predict_risk(X)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pl.DataFrame) -> np.ndarray:
+        return (self.predict_risk(X) >= 0.5).astype(int)
+
+
+def feature_columns_of(frame: pl.DataFrame) -> list[str]:
+    """The model inputs of a training frame: ``FEATURE_COLUMNS`` when known, else all but ids."""
+    try:
+        from riskpipe.features import FEATURE_COLUMNS
+
+        cols = [c for c in FEATURE_COLUMNS if c in frame.columns]
+        if cols:
+            return cols
+    except ImportError:
+        pass
+    return [c for c in frame.columns if c not in NON_FEATURES]
+
+
+def _is_categorical(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, (pl.Enum, pl.Categorical)) or dtype == pl.String
+
+
+def _linear_frame(X: pl.DataFrame, features: list[str]) -> pl.DataFrame:
+    exprs = []
+    for c in features:
+        dt = X.schema[c]
+        if _is_categorical(dt):
+            exprs.append(pl.col(c).cast(pl.String).fill_null("(missing)"))
+        elif dt == pl.Date:
+            exprs.append(pl.col(c).cast(pl.Int32).cast(pl.Float64))
+        elif dt.is_temporal():
+            exprs.append((pl.col(c).dt.epoch("s") / 86_400.0).cast(pl.Float64))
+        else:
+            exprs.append(pl.col(c).cast(pl.Float64))
+    return X.select(exprs)
+
+
+class LinearBaseline(BaseEstimator):
+    """Logistic regression on scaled numerics and one-hot categoricals: the simple baseline."""
+
+    def __init__(self, feature_columns: list[str] | None = None, C: float = 0.1) -> None:
+        self.feature_columns = feature_columns
+        self.C = C
+
+    def fit(self, X: pl.DataFrame, y: Any) -> LinearBaseline:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        self.feature_columns_ = list(self.feature_columns or [c for c in X.columns if c not in NON_FEATURES])
+        frame = _linear_frame(X, self.feature_columns_)
+        cats = [c for c in self.feature_columns_ if frame.schema[c] == pl.String]
+        nums = [c for c in self.feature_columns_ if c not in cats]
+        parts = []
+        if nums:
+            parts.append(("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), nums))
+        if cats:
+            parts.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, max_categories=30), cats))
+        self.pipeline_ = Pipeline(
+            [
+                ("encode", ColumnTransformer(parts)),
+                ("model", LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)),
+            ]
+        ).fit(frame, np.asarray(y))
+        return self
+
+    def predict_risk(self, X: pl.DataFrame) -> np.ndarray:
+        return self.pipeline_.predict_proba(_linear_frame(X, self.feature_columns_))[:, 1]
+
+
+def feature_baseline(X: pl.DataFrame, features: list[str]) -> dict[str, Any]:
+    """Each feature's usual value: median (numeric) or most frequent (categorical/boolean)."""
+    out: dict[str, Any] = {}
+    for c in features:
+        s = X[c]
+        dt = s.dtype
+        if _is_categorical(dt) or dt == pl.Boolean:
+            mode = s.drop_nulls().cast(pl.String).mode().sort()
+            value = mode[0] if len(mode) else None
+            out[c] = (value == "true") if dt == pl.Boolean and value is not None else value
+        elif dt.is_temporal():
+            out[c] = None
+        else:
+            med = s.cast(pl.Float64).median()
+            out[c] = None if med is None or math.isnan(med) else float(med)
+    return out
+
+
+def feature_high(X: pl.DataFrame, features: list[str], q: float = 0.9) -> dict[str, float]:
+    """The ``q`` quantile of numeric features: above it a value counts as unusually high."""
+    out = {}
+    for c in features:
+        dt = X.schema[c]
+        if dt.is_numeric():
+            v = X[c].cast(pl.Float64).quantile(q)
+            if v is not None and not math.isnan(v):
+                out[c] = float(v)
+    return out
+
+
+def reset_expr(column: str, value: Any, dtype: pl.DataType) -> pl.Expr:
+    """``column`` set to its baseline value for every row (the occlusion of one feature)."""
+    if value is None:
+        return pl.lit(None, dtype=dtype).alias(column)
+    if isinstance(dtype, pl.Enum):
+        return pl.lit(str(value)).cast(dtype).alias(column)
+    return pl.lit(value).cast(dtype).alias(column)
+
+
+def occlusion_drops(predict: Scorer, X: pl.DataFrame, baseline: dict[str, Any], features: Sequence[str]) -> np.ndarray:
+    """(n, len(features)): the drop in predicted probability when each feature is reset to its
+    baseline. All variants are scored in one stacked call (fast for a few thousand rows)."""
+    n = X.height
+    if n == 0 or not features:
+        return np.zeros((n, len(features)))
+    base = predict(X)
+    variants = [X.with_columns(reset_expr(f, baseline.get(f), X.schema[f])) for f in features]
+    stacked = predict(pl.concat(variants, how="vertical"))
+    return base[None, :].repeat(len(features), 0).T - stacked.reshape(len(features), n).T
+
+
+def feature_importance(model: RiskModel, X: pl.DataFrame, y: np.ndarray, baseline: dict[str, Any], seed: int = 0, max_rows: int = 2000) -> dict[str, float]:
+    """Mean occlusion drop over positives (or all rows if none): what drives high scores."""
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(y == 1)
+    if idx.size == 0:
+        idx = np.arange(X.height)
+    if idx.size > max_rows:
+        idx = rng.choice(idx, max_rows, replace=False)
+    sample = X[np.sort(idx)]
+    drops = occlusion_drops(model.predict_risk, sample, baseline, model.feature_columns_)
+    return {f: float(v) for f, v in zip(model.feature_columns_, drops.mean(axis=0))}
+
+
+# ---------------------------------------------------------------------------------------------
+# time splits and fitting
+# ---------------------------------------------------------------------------------------------
+def time_split(days: Sequence[date], eval_days: int | None = None, calib_days: int | None = None) -> tuple[list[date], list[date], list[date]]:
+    """(train, calibration, evaluation) days in time order: evaluation last, calibration before."""
+    from riskpipe.errors import RiskpipeError
+
+    days = sorted(set(days))
+    n = len(days)
+    if n < 3:
+        raise RiskpipeError(f"need labelled shipments on at least 3 arrival days for a time split, found {n}")
+    e = eval_days if eval_days is not None else min(7, max(1, n // 5))
+    c = calib_days if calib_days is not None else min(7, max(1, n // 5))
+    if e + c >= n:
+        raise RiskpipeError(f"{n} labelled days cannot hold {e} evaluation + {c} calibration days and training")
+    return days[: n - e - c], days[n - e - c : n - e], days[n - e :]
+
+
+def fit_risk_model(
+    train: pl.DataFrame,
+    calib: pl.DataFrame | None = None,
+    feature_columns: list[str] | None = None,
+    *,
+    estimator: Any = None,
+    calibration: str = "sigmoid",
+    seed: int = 0,
+) -> tuple[RiskModel, dict[str, Any]]:
+    """Fit the model on ``train``, calibrate it on ``calib``; return it and its metadata
+    (features, schema, baselines, importances, row counts) for the registry."""
+    from riskpipe.errors import RiskpipeError
+    from riskpipe.estimator import TabularRiskClassifier
+
+    features = feature_columns or feature_columns_of(train)
+    y = train[S.IS_POSITIVE].cast(pl.Int64).to_numpy()
+    if y.sum() == 0 or y.sum() == y.size:
+        raise RiskpipeError(f"training data has {int(y.sum())} positives out of {y.size} rows: both classes are needed")
+    est = estimator if estimator is not None else TabularRiskClassifier(random_state=seed)
+    model = RiskModel(est, features, calibration)
+    yc = calib[S.IS_POSITIVE].cast(pl.Int64).to_numpy() if calib is not None and calib.height else None
+    model.fit(train, y, calib if yc is not None else None, yc)
+    baseline = feature_baseline(train, features)
+    meta = {
+        "estimator": type(est).__name__,
+        "calibration": model.calibrator_.method_,
+        "feature_columns": features,
+        "feature_schema": {c: str(train.schema[c]) for c in features},
+        "baseline": baseline,
+        "high_value": feature_high(train, features),
+        "importance": feature_importance(model, train, y, baseline, seed),
+        "n_train": int(y.size),
+        "n_train_positive": int(y.sum()),
+        "n_calib": int(0 if yc is None else yc.size),
+        "n_calib_positive": int(0 if yc is None else yc.sum()),
+    }
+    return model, meta
+
+
+def fit_linear(train: pl.DataFrame, feature_columns: list[str] | None = None) -> LinearBaseline:
+    features = feature_columns or feature_columns_of(train)
+    return LinearBaseline(features).fit(train, train[S.IS_POSITIVE].cast(pl.Int64).to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------------------------
+def _pct(frac: float) -> str:
+    return f"{round(frac * 100, 6):g}"
+
+
+def read_truth(layout: Layout, days: Sequence[date]) -> pl.DataFrame | None:
+    """Ground truth of the synthetic world for ``days`` (evaluation only), or None."""
+    files = [layout.partition(layout.truth, d) / "truth.parquet" for d in days]
+    files = [f for f in files if f.exists()]
+    if not files:
+        return None
+    return pl.concat([pl.read_parquet(f, columns=[S.SHIPMENT_ID, S.TRUE_CLASS]) for f in files]).select(
+        S.SHIPMENT_ID,
+        pl.col(S.TRUE_CLASS).cast(pl.String).is_in(S.POSITIVE_OUTCOMES).cast(pl.Int8).alias(TRUE_POSITIVE),
+    )
+
+
+def _score_col(name: str) -> str:
+    return f"score__{name}"
+
+
+def evaluate_scored(
+    scored: pl.DataFrame,
+    names: Sequence[str],
+    capacity_by_day: dict[date, int],
+    fractions: Sequence[float] = FRACTIONS,
+) -> dict[str, Any]:
+    """Metrics of each score column ``score__<name>`` in ``scored`` (one row per shipment of the
+    evaluation days, with ``arrival_date``, ``is_positive``/``exam_reason`` (null when not
+    examined) and optionally ``true_positive``). See the module docstring for the three views."""
+    frame = scored.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+    if TRUE_POSITIVE not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Int8).alias(TRUE_POSITIVE))
+    cap = pl.DataFrame(
+        {S.ARRIVAL_DATE: list(capacity_by_day), "_k_cap": list(capacity_by_day.values())},
+        schema={S.ARRIVAL_DATE: pl.Date, "_k_cap": pl.Int64},
+    )
+    frame = frame.join(cap, on=S.ARRIVAL_DATE, how="left", maintain_order="left").with_columns(
+        pl.col("_k_cap").fill_null(0)
+    )
+    n_day = pl.len().over(S.ARRIVAL_DATE)
+    k_cols = {"capacity": "_k_cap"}
+    for f in fractions:
+        k_cols[_pct(f)] = f"_k_{_pct(f)}"
+        frame = frame.with_columns(
+            pl.min_horizontal(pl.max_horizontal((n_day * f).round(9).ceil().cast(pl.Int64), pl.lit(1)), n_day).alias(k_cols[_pct(f)])
+        )
+    tops = []
+    for name in names:
+        r = pl.col(_score_col(name)).fill_nan(None).rank("ordinal", descending=True).over(S.ARRIVAL_DATE)
+        for key, kc in k_cols.items():
+            tops.append((r <= pl.col(kc)).fill_null(False).alias(f"_top__{name}__{key}"))
+    frame = frame.with_columns(tops)
+
+    views: dict[str, tuple[pl.Expr, pl.Expr]] = {
+        "labelled": (pl.col(S.IS_POSITIVE).is_not_null(), pl.col(S.IS_POSITIVE)),
+        "random_exams": (
+            pl.col(S.IS_POSITIVE).is_not_null() & (pl.col(S.EXAM_REASON).cast(pl.String) == "random"),
+            pl.col(S.IS_POSITIVE),
+        ),
+    }
+    if frame[TRUE_POSITIVE].null_count() < frame.height:
+        views["truth"] = (pl.col(TRUE_POSITIVE).is_not_null(), pl.col(TRUE_POSITIVE))
+
+    report: dict[str, Any] = {
+        "eval_days": sorted(d.isoformat() for d in frame[S.ARRIVAL_DATE].unique().to_list()),
+        "n_shipments": frame.height,
+        "capacity_per_day": {d.isoformat(): k for d, k in sorted(capacity_by_day.items())},
+        "views": {},
+        "base_rates": {},
+    }
+    for view, (eligible, y) in views.items():
+        sub = frame.filter(eligible)
+        n = sub.height
+        pos = int(sub.select(y.cast(pl.Int64).sum()).item() or 0)
+        base = pos / n if n else 0.0
+        report["base_rates"][view] = {"n": n, "positives": pos, "rate": base}
+        per_model: dict[str, Any] = {}
+        sums = sub.select(
+            [
+                pl.col(f"_top__{name}__{key}").sum().alias(f"sel__{name}__{key}")
+                for name in names
+                for key in k_cols
+            ]
+            + [
+                (pl.col(f"_top__{name}__{key}") & (y == 1)).sum().alias(f"tp__{name}__{key}")
+                for name in names
+                for key in k_cols
+            ]
+        ).row(0, named=True) if n else {}
+        for name in names:
+            m: dict[str, Any] = {"precision_at": {}, "recall_at": {}, "lift_at": {}, "selected_at": {}}
+            for key in k_cols:
+                sel = int(sums.get(f"sel__{name}__{key}", 0) or 0)
+                tp = int(sums.get(f"tp__{name}__{key}", 0) or 0)
+                prec = tp / sel if sel else 0.0
+                rec = tp / pos if pos else 0.0
+                lift = prec / base if base else 0.0
+                if key == "capacity":
+                    m.update(precision_at_capacity=prec, recall_at_capacity=rec, lift_at_capacity=lift, selected_at_capacity=sel)
+                else:
+                    m["precision_at"][key], m["recall_at"][key], m["lift_at"][key] = prec, rec, lift
+                    m["selected_at"][key] = sel
+            m["pr_auc"] = M.pr_auc(sub.select(y.cast(pl.Int64)).to_series().to_numpy(), sub[_score_col(name)].to_numpy()) if n else 0.0
+            per_model[name] = m
+        report["views"][view] = per_model
+    report["preferred_view"] = "truth" if "truth" in views else "labelled"
+    report["slices"] = _slices(frame, names[0] if names else None, views[report["preferred_view"]])
+    return report
+
+
+def _slices(frame: pl.DataFrame, name: str | None, view: tuple[pl.Expr, pl.Expr], top: int = 10) -> dict[str, list[dict]]:
+    """Per mode / port / origin: rows, positives, and the first model's precision and recall at
+    capacity within the slice (the day's global selection)."""
+    if name is None:
+        return {}
+    eligible, y = view
+    top_col = pl.col(f"_top__{name}__capacity")
+    out: dict[str, list[dict]] = {}
+    for dim in SLICE_COLUMNS:
+        if dim not in frame.columns:
+            continue
+        g = (
+            frame.filter(eligible)
+            .group_by(pl.col(dim).cast(pl.String).alias("value"))
+            .agg(
+                pl.len().alias("n"),
+                (y == 1).sum().alias("positives"),
+                top_col.sum().alias("selected"),
+                (top_col & (y == 1)).sum().alias("hits"),
+            )
+            .sort(["n", "value"], descending=[True, False])
+            .head(top)
+            .with_columns(
+                pl.when(pl.col("selected") > 0).then(pl.col("hits") / pl.col("selected")).otherwise(0.0).alias("precision_at_capacity"),
+                pl.when(pl.col("positives") > 0).then(pl.col("hits") / pl.col("positives")).otherwise(0.0).alias("recall_at_capacity"),
+            )
+        )
+        out[dim] = g.to_dicts()
+    return out
+
+
+def evaluation_table(report: dict[str, Any], view: str | None = None) -> pl.DataFrame:
+    """One row per scorer (model, rules, random, linear first), columns precision / recall / lift
+    at capacity and at 1/2/5/10 % of a day's shipments, and PR-AUC."""
+    view = view or report.get("preferred_view", "labelled")
+    models = report["views"].get(view, {})
+    order = [m for m in BASELINE_ROWS if m in models] + [m for m in models if m not in BASELINE_ROWS]
+    rows = []
+    for name in order:
+        m = models[name]
+        row: dict[str, Any] = {"model": name}
+        for what in ("precision", "recall", "lift"):
+            row[f"{what}_at_capacity"] = m[f"{what}_at_capacity"]
+        for key in m["precision_at"]:
+            for what in ("precision", "recall", "lift"):
+                row[f"{what}_at_{key}pct"] = m[f"{what}_at"][key]
+        row["pr_auc"] = m["pr_auc"]
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def bias_table(report: dict[str, Any], name: str = "model") -> pl.DataFrame:
+    """How the labelled view differs from the random-exam estimate and from the truth."""
+    rows = []
+    for view in ("labelled", "random_exams", "truth"):
+        if view not in report["views"] or name not in report["views"][view]:
+            continue
+        m = report["views"][view][name]
+        b = report["base_rates"][view]
+        rows.append(
+            {
+                "view": view,
+                "rows": b["n"],
+                "positives": b["positives"],
+                "hit_rate": b["rate"],
+                "precision_at_capacity": m["precision_at_capacity"],
+                "recall_at_capacity": m["recall_at_capacity"],
+                "pr_auc": m["pr_auc"],
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def capacity_by_day(raw_ports: pl.DataFrame, settings: Any, capacity: int | None = None) -> dict[date, int]:
+    """Total exam slots per arrival day (``rank.port_slots`` of the ports present that day)."""
+    from riskpipe.rank import port_slots
+
+    out = {}
+    counts = raw_ports.group_by(S.ARRIVAL_DATE, S.PORT_OF_ENTRY).len()
+    for (day,), part in counts.group_by(S.ARRIVAL_DATE):
+        out[day] = sum(port_slots(dict(zip(part[S.PORT_OF_ENTRY], part["len"])), settings, capacity).values())
+    return out
+
+
+def random_scorer(seed: int) -> Callable[[pl.DataFrame], np.ndarray]:
+    """Uniform random scores fixed by (seed, shipment_id): the random-selection baseline."""
+
+    def score(frame: pl.DataFrame) -> np.ndarray:
+        h = frame[S.SHIPMENT_ID].hash(seed=seed).to_numpy()
+        return (h % (1 << 53)).astype(np.float64) / float(1 << 53)
+
+    return score
+
+
+def evaluate_models(
+    layout: Layout,
+    settings: Any,
+    labels: pl.DataFrame,
+    eval_days: Sequence[date],
+    scorers: dict[str, Scorer],
+    *,
+    rules: Any = None,
+    with_truth: bool = True,
+    capacity: int | None = None,
+    fractions: Sequence[float] = FRACTIONS,
+    builder: Any = None,
+) -> dict[str, Any]:
+    """Score every shipment of ``eval_days`` with each scorer (plus ``rules`` and ``random``),
+    then report them all on the same days (see ``evaluate_scored``).
+
+    A scorer gets the day's features joined with its raw columns and ``rule_score`` and returns
+    one score per row. ``labels`` is the current label view (the outcomes of the evaluation days
+    are read from it; features see only labels before each day).
+    """
+    from riskpipe.store import scan_raw_shipments
+    from riskpipe.training import day_features
+
+    parts = []
+    located = labels.select(
+        S.SHIPMENT_ID, S.is_positive_expr(), pl.col(S.EXAM_REASON).cast(pl.String)
+    ).unique(S.SHIPMENT_ID, keep="last")
+    ports = []
+    for day in sorted(eval_days):
+        feats = day_features(layout, day, labels, builder=builder)
+        raw = scan_raw_shipments(layout, [day]).collect()
+        ports.append(raw.select(S.ARRIVAL_DATE, pl.col(S.PORT_OF_ENTRY).cast(pl.String)))
+        joined = raw.join(feats.drop([c for c in feats.columns if c in raw.columns and c != S.SHIPMENT_ID]), on=S.SHIPMENT_ID, how="inner")
+        joined = joined.with_columns(rule_scores(rules, joined))
+        scores = {"rules": joined[S.RULE_SCORE].to_numpy() + 1e-9 * random_scorer(settings.seed + 1)(joined)}
+        scores["random"] = random_scorer(settings.seed)(joined)
+        for name, fn in scorers.items():
+            scores[name] = np.asarray(fn(joined), dtype=float)
+        part = joined.select(
+            S.ARRIVAL_DATE, S.SHIPMENT_ID, *[pl.col(c).cast(pl.String) for c in SLICE_COLUMNS if c in joined.columns]
+        ).with_columns([pl.Series(_score_col(n), v) for n, v in scores.items()])
+        parts.append(part)
+    scored = pl.concat(parts, how="vertical_relaxed").join(located, on=S.SHIPMENT_ID, how="left")
+    if with_truth:
+        truth = read_truth(layout, eval_days)
+        if truth is not None:
+            scored = scored.join(truth, on=S.SHIPMENT_ID, how="left")
+    names = [n for n in scorers] + ["rules", "random"]
+    caps = capacity_by_day(pl.concat(ports), settings, capacity)
+    return evaluate_scored(scored, names, caps, fractions)
+
+
+def rule_scores(rules: Any, joined: pl.DataFrame) -> pl.Series:
+    """``rule_score`` of each row (0 everywhere without rules)."""
+    if rules is None or joined.is_empty():
+        return pl.Series(S.RULE_SCORE, np.zeros(joined.height))
+    hits = rules.apply(joined).select(S.SHIPMENT_ID, S.RULE_SCORE)
+    return (
+        joined.select(S.SHIPMENT_ID)
+        .join(hits, on=S.SHIPMENT_ID, how="left", maintain_order="left")[S.RULE_SCORE]
+        .cast(pl.Float64)
+        .fill_null(0.0)
+        .clip(0.0, 1.0)
+    )

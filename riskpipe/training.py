@@ -1,0 +1,162 @@
+"""Training sets: the features of examined shipments, rebuilt exactly as the nightly run saw them.
+
+For every past arrival day D the feature path (``riskpipe.features.build_features``) is called
+with the same labels store the nightly run had; it uses only labels with ``exam_date < D`` and
+history before D, so a training row carries no knowledge of its own outcome or of the future.
+
+Full-day features are cached under ``features/D/features.parquet`` with a key file
+(``features.key``): a digest of the feature list, of the labels before D and of the raw and
+partner files. A changed label before D, a new or amended raw file, or a new feature version
+changes the key and the day is rebuilt; a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+
+FEATURES_FILE = "features.parquet"
+KEY_FILE = "features.key"
+
+FeatureBuilder = Callable[[Layout, date, pl.DataFrame], pl.DataFrame]
+
+
+def _default_builder() -> FeatureBuilder:
+    from riskpipe.features import build_features
+
+    return build_features
+
+
+def _feature_columns() -> list[str]:
+    try:
+        from riskpipe.features import FEATURE_COLUMNS
+
+        return list(FEATURE_COLUMNS)
+    except ImportError:
+        return []
+
+
+def labels_before(labels: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The labels known when day ``day`` was scored: ``exam_date < day``."""
+    return labels.filter(pl.col(S.EXAM_DATE) < day)
+
+
+def _files_digest(paths: Iterable[Path]) -> list[list]:
+    out = []
+    for p in sorted(paths):
+        st = p.stat()
+        out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def cache_key(layout: Layout, day: date, labels: pl.DataFrame, feature_columns: list[str]) -> str:
+    """Digest of everything the features of ``day`` may depend on."""
+    known = (
+        labels_before(labels, day)
+        .select(
+            pl.col(S.SHIPMENT_ID),
+            pl.col(S.EXAM_DATE).cast(pl.String),
+            pl.col(S.OUTCOME).cast(pl.String),
+            pl.col(S.EXAM_REASON).cast(pl.String),
+        )
+        .sort(S.SHIPMENT_ID, S.EXAM_DATE)
+    )
+    h = hashlib.sha256()
+    h.update(json.dumps(feature_columns).encode())
+    h.update(known.write_csv().encode())
+    raw_files = [
+        f for d in layout.raw_days() if d <= day for f in layout.raw_shipments_day(d).glob("*.parquet")
+    ]
+    partner = list(layout.raw_partner.glob("*/*.parquet")) if layout.raw_partner.exists() else []
+    h.update(json.dumps([_files_digest(raw_files), _files_digest(partner)]).encode())
+    return h.hexdigest()
+
+
+def day_features(
+    layout: Layout,
+    day: date,
+    labels: pl.DataFrame,
+    *,
+    cache: bool = True,
+    builder: FeatureBuilder | None = None,
+) -> pl.DataFrame:
+    """All shipments of ``day`` with their point-in-time features (cached when ``cache``)."""
+    builder = builder or _default_builder()
+    if not cache:
+        return builder(layout, day, labels)
+    folder = layout.day_dir(layout.features, day)
+    key = cache_key(layout, day, labels, _feature_columns())
+    path, key_path = folder / FEATURES_FILE, folder / KEY_FILE
+    if path.exists() and key_path.exists() and key_path.read_text(encoding="utf-8").strip() == key:
+        return pl.read_parquet(path)
+    frame = builder(layout, day, labels)
+    write_parquet_atomic(frame, path)
+    write_text_atomic(key + "\n", key_path)
+    return frame
+
+
+def labelled_days(layout: Layout, labels: pl.DataFrame, until: date | None = None) -> pl.DataFrame:
+    """Labels joined to their shipment's arrival day (``arrival_date`` <= ``until``).
+
+    Labels naming a shipment absent from the raw store are dropped (they cannot be featurised).
+    """
+    arrivals = (
+        scan_raw_shipments(layout)
+        .select(S.SHIPMENT_ID, S.ARRIVAL_DATE)
+        .unique(S.SHIPMENT_ID, keep="last")
+        .collect()
+    )
+    out = labels.join(arrivals, on=S.SHIPMENT_ID, how="inner")
+    if until is not None:
+        out = out.filter(pl.col(S.ARRIVAL_DATE) <= until)
+    return out.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+
+
+def attach_labels(features: pl.DataFrame, day: date, labels: pl.DataFrame) -> pl.DataFrame:
+    """Features of the labelled shipments of one day, plus ``arrival_date``, ``is_positive`` and
+    ``exam_reason`` (an inner join: unexamined shipments are not training rows)."""
+    outcome = labels.select(
+        S.SHIPMENT_ID,
+        S.is_positive_expr(),
+        pl.col(S.EXAM_REASON),
+        pl.col(S.EXAM_DATE),
+    ).unique(S.SHIPMENT_ID, keep="last")
+    return features.join(outcome, on=S.SHIPMENT_ID, how="inner").with_columns(
+        pl.lit(day, dtype=pl.Date).alias(S.ARRIVAL_DATE)
+    )
+
+
+def build_training_set(
+    layout: Layout,
+    labels: pl.DataFrame,
+    days: Iterable[date] | None = None,
+    *,
+    cache: bool = True,
+    builder: FeatureBuilder | None = None,
+) -> pl.DataFrame:
+    """Point-in-time features of every examined shipment arriving on ``days`` (default: every day
+    with labels), with ``arrival_date``, ``is_positive``, ``exam_reason`` and ``exam_date``.
+
+    ``labels`` is the label store's current view (one outcome per shipment); each day's features
+    see only the labels examined before that day.
+    """
+    located = labelled_days(layout, labels)
+    wanted = sorted(set(days)) if days is not None else sorted(set(located[S.ARRIVAL_DATE].to_list()))
+    parts = []
+    for day in wanted:
+        day_labels = located.filter(pl.col(S.ARRIVAL_DATE) == day)
+        if day_labels.is_empty():
+            continue
+        feats = day_features(layout, day, labels, cache=cache, builder=builder)
+        parts.append(attach_labels(feats, day, day_labels))
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat(parts, how="vertical_relaxed").sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
