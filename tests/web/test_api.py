@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import warnings
+
+import pytest
+
+from riskpipe import schema as S
+from riskpipe.labels import LabelStore
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from riskpipe.web import create_app
+
+from .conftest import DAY, PASSWORD, XSS, csrf_of, login
+
+
+@pytest.fixture()
+def app(home_settings):
+    return create_app(home_settings)
+
+
+@pytest.fixture()
+def analyst(app) -> TestClient:
+    c = TestClient(app)
+    assert login(c, "ana").status_code == 303
+    return c
+
+
+@pytest.fixture()
+def supervisor(app) -> TestClient:
+    c = TestClient(app)
+    assert login(c, "sue").status_code == 303
+    return c
+
+
+@pytest.mark.parametrize("path", ["/", "/list", "/list.csv", "/shipment/S1", "/health", "/users", "/rules", f"/report/{DAY}"])
+def test_pages_need_login(app, path: str) -> None:
+    r = TestClient(app).get(path, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("path", ["/api/list", "/api/shipment/S1"])
+def test_api_needs_login(app, path: str) -> None:
+    assert TestClient(app).get(path).status_code == 401
+
+
+def test_post_needs_login(app) -> None:
+    r = TestClient(app).post("/shipment/S1/outcome", data={"outcome": "fentanyl"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert TestClient(app).post("/api/outcome", json={}).status_code == 401
+
+
+def test_wrong_password_and_forged_cookie(app) -> None:
+    c = TestClient(app)
+    assert login(c, "ana", "not-the-password").status_code == 401
+    assert login(c, "nobody", PASSWORD).status_code == 401
+    c.cookies.set("riskpipe_session", "eyJ1Ijoic3VlIiwidCI6OTk5OTk5OTk5OSwiYyI6IngifQ.forged")
+    assert c.get("/list", follow_redirects=False).status_code == 303
+
+
+def test_login_requires_csrf(app) -> None:
+    c = TestClient(app)
+    c.get("/login")
+    r = c.post("/login", data={"username": "ana", "password": PASSWORD})
+    assert r.status_code == 403
+
+
+def test_roles_enforced(analyst: TestClient, supervisor: TestClient) -> None:
+    assert analyst.get("/users").status_code == 403
+    assert analyst.get("/rules").status_code == 403
+    token = csrf_of(analyst.get("/list").text)
+    r = analyst.post("/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "supervisor"})
+    assert r.status_code == 403
+    assert supervisor.get("/users").status_code == 200
+    assert supervisor.get("/rules").status_code == 200
+    token = csrf_of(supervisor.get("/users").text)
+    r = supervisor.post("/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "analyst"})
+    assert r.status_code == 200 and "eve" in r.text
+
+
+def test_csrf_rejected_without_token(app, analyst: TestClient) -> None:
+    r = analyst.post("/shipment/S1/outcome", data={"outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06"})
+    assert r.status_code == 403
+    r = analyst.post("/shipment/S1/outcome", data={"csrf": "wrong", "outcome": "fentanyl", "exam_reason": "targeted"})
+    assert r.status_code == 403
+    assert analyst.post("/api/outcome", json={S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted"}).status_code == 403
+    assert LabelStore(app.state.settings.db_url).current().height == 0
+
+
+def test_record_outcome_form_and_audit(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
+    r = analyst.post(
+        "/shipment/S1/outcome",
+        data={"csrf": token, "outcome": "precursor", "exam_reason": "targeted", "exam_date": "2026-01-06", "notes": "<b>bold</b>"},
+    )
+    assert r.status_code == 200
+    assert "Outcome saved" in r.text
+    assert "&lt;b&gt;bold&lt;/b&gt;" in r.text and "<b>bold</b>" not in r.text
+    cur = LabelStore(app.state.settings.db_url).current()
+    assert cur.select(S.SHIPMENT_ID, S.OUTCOME).rows() == [("S1", "precursor")]
+    hist = LabelStore(app.state.settings.db_url).history("S1")
+    assert [h["actor"] for h in hist] == ["ana"]
+    bad = analyst.post("/shipment/S1/outcome", data={"csrf": token, "outcome": "cocaine", "exam_reason": "targeted"})
+    assert bad.status_code == 400
+
+
+def test_concurrent_outcomes_both_in_audit(app) -> None:
+    clients = []
+    for name in ("ana", "sue"):
+        c = TestClient(app)
+        login(c, name)
+        clients.append((c, csrf_of(c.get("/list").text)))
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def post(c: TestClient, token: str, outcome: str) -> None:
+        barrier.wait()
+        r = c.post("/api/outcome", json={S.SHIPMENT_ID: "S2", "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06"}, headers={"X-CSRF-Token": token})
+        codes.append(r.status_code)
+
+    ts = [threading.Thread(target=post, args=(c, t, o)) for (c, t), o in zip(clients, ["fentanyl", "no_finding"])]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert codes == [200, 200]
+    hist = LabelStore(app.state.settings.db_url).history("S2")
+    assert sorted(h["actor"] for h in hist) == ["ana", "sue"]
+    assert sorted(h["after"]["outcome"] for h in hist) == ["fentanyl", "no_finding"]
+    assert [h["action"] for h in hist] == ["insert", "update"]
+    page = clients[0][0].get("/shipment/S2?day=2026-01-06").text
+    assert page.count("<td>ana</td>") == 1 and page.count("<td>sue</td>") == 1
+
+
+def test_xss_payloads_are_inert(analyst: TestClient) -> None:
+    for path in ["/list", "/list?view=all", "/shipment/S1?day=2026-01-06", "/shipment/P1"]:
+        html = analyst.get(path).text
+        assert "<script>alert" not in html and "<img src=x" not in html
+    html = analyst.get("/shipment/S1?day=2026-01-06").text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    r = analyst.get("/list")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    # a query string cannot inject markup either
+    r = analyst.get('/list?port="><script>alert(2)</script>')
+    assert "<script>alert(2)" not in r.text
+
+
+def test_list_filters_sort_and_pagination(analyst: TestClient) -> None:
+    j = analyst.get("/api/list").json()
+    assert j["day"] == "2026-01-06" and [r[S.SHIPMENT_ID] for r in j["rows"]] == ["S1", "S3", "S2"]
+    j = analyst.get("/api/list?view=all").json()
+    assert [r[S.SHIPMENT_ID] for r in j["rows"]] == ["S1", "S3", "S2", "S4"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?view=all&port=2720").json()["rows"]] == ["S2", "S4"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?view=all&selection=none").json()["rows"]] == ["S4"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?reason=rule:vague_description").json()["rows"]] == ["S3"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?network=N1").json()["rows"]] == ["S1", "S2"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?origin=IN&mode=postal").json()["rows"]] == ["S2"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?view=all&sort=risk_score&desc=0").json()["rows"]] == ["S4", "S2", "S3", "S1"]
+    page2 = analyst.get("/api/list?view=all&sort=risk_score&desc=0&page=2&page_size=25").json()
+    assert page2["page"] == 1 and page2["total"] == 4  # past the end: clamped to the last page
+
+
+def test_csv_export_is_filtered_and_formula_safe(analyst: TestClient) -> None:
+    r = analyst.get("/list.csv?origin=MX")
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row[S.SHIPMENT_ID] for row in rows] == ["S3"]
+    assert rows[0][S.DESCRIPTION].startswith("'=HYPERLINK")
+    assert rows[0][S.REASONS] == "rule:vague_description"
+    rows = list(csv.DictReader(io.StringIO(analyst.get("/list.csv?view=all&sort=risk_score&desc=0").text)))
+    assert [row[S.SHIPMENT_ID] for row in rows] == ["S4", "S2", "S3", "S1"]
+
+
+def test_shipment_page_content(analyst: TestClient) -> None:
+    html = analyst.get("/shipment/S3?day=2026-01-06").text
+    assert "Exportadora SA" in html and "machine parts" in html  # partner side by side
+    assert 'class="differs"' in html  # 20 USD declared vs 500 to the partner
+    html = analyst.get("/shipment/S1?day=2026-01-06").text
+    assert "<svg" in html and "consignee phone" in html  # S2 shares the phone
+    assert 'href="/shipment/S2?day=2026-01-06"' in html
+    assert "P1" in html and "earlier parcel" in html  # linked party history (same address key)
+    assert analyst.get("/shipment/NOPE").status_code == 404
+
+
+def test_health_without_model(analyst: TestClient) -> None:
+    html = analyst.get("/health").text
+    assert "No model yet" in html
+    assert "<svg" in html
+
+
+def test_logout_needs_csrf_and_ends_session(analyst: TestClient) -> None:
+    assert analyst.post("/logout").status_code == 403
+    token = csrf_of(analyst.get("/list").text)
+    r = analyst.post("/logout", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 303
+    analyst.cookies.clear()
+    assert analyst.get("/list", follow_redirects=False).status_code == 303
