@@ -175,7 +175,24 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
 ) -> None:
     """The analyst workbench (web) on loopback."""
-    raise RiskpipeError("serve: not built yet")
+    import logging
+
+    import uvicorn
+
+    from riskpipe.users import UserStore
+    from riskpipe.web import create_app
+
+    cfg = settings()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the workbench is reachable from other machines")
+    web_app = create_app(cfg)
+    if not UserStore(cfg.db_url).list():
+        err_console.print("no users yet: add one with `riskpipe users add NAME --role supervisor`")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    console.print(f"workbench on http://{host}:{port}/ (Ctrl-C to stop)")
+    # access_log off: uvicorn's access lines carry client addresses and full query strings;
+    # riskpipe.web logs method, route template, status and time instead.
+    uvicorn.run(web_app, host=host, port=port, access_log=False, log_level="warning")
 
 
 @app.command()
@@ -206,9 +223,23 @@ def bench() -> None:
 def users_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
     role: Annotated[str, typer.Option(help="analyst or supervisor.")] = "analyst",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (scripts).")
+    ] = False,
 ) -> None:
     """Add a workbench user (asks for the password)."""
-    raise RiskpipeError("users add: not built yet")
+    import getpass
+
+    from riskpipe.users import UserStore
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise RiskpipeError("users add: the two passwords differ")
+    user = UserStore(settings().db_url).add(username, password, role)
+    console.print(f"added {user.username} ({user.role})")
 
 
 def main() -> None:
