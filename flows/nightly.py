@@ -1,0 +1,128 @@
+"""Flow: one night, as a story: ingest -> features -> score -> rank -> publish.
+
+Tasks pass dates and paths; Parquet on disk is the hand-off. Only I/O tasks retry. A bad input
+file is quarantined by ingest and reported, never fatal; any failure names its step.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.tasks import exponential_backoff
+
+from riskpipe import nightly as steps
+from riskpipe import publish
+from riskpipe.config import load_settings
+from riskpipe.errors import RiskpipeError
+from riskpipe.store import Layout
+
+from flows.ingest import ingest_files
+
+
+def _ctx(home: str):
+    layout = Layout(Path(home))
+    return layout, load_settings(layout.home)
+
+
+@task(name="features")
+def features(home: str, day: str) -> str:
+    layout, settings = _ctx(home)
+    return str(steps.build_features_step(layout, settings, date.fromisoformat(day)))
+
+
+@task(name="score")
+def score(home: str, day: str, features_file: str) -> str:
+    layout, settings = _ctx(home)
+    return str(steps.score_step(layout, settings, date.fromisoformat(day), Path(features_file)))
+
+
+@task(name="stage-outputs", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+def stage(home: str, day: str) -> dict[str, str]:
+    layout, _ = _ctx(home)
+    staged = publish.stage(layout, date.fromisoformat(day))
+    return {k: str(v) for k, v in staged.dirs.items()}
+
+
+@task(name="rank")
+def rank(home: str, day: str, scored_file: str, staged: dict[str, str], capacity: int | None,
+         quarantine_by_reason: dict[str, int]) -> dict:
+    layout, settings = _ctx(home)
+    return steps.rank_and_stage_step(layout, settings, date.fromisoformat(day), Path(scored_file), staged,
+                                     capacity, quarantine_by_reason)
+
+
+@task(name="publish", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, str]:
+    layout, _ = _ctx(home)
+    final = publish.commit(layout, publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
+    return {k: str(v) for k, v in final.items()}
+
+
+def _step(name: str, fn, *args):
+    """Run one step; a failure says which step failed and why."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the step's name
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise RiskpipeError(f"nightly step '{name}' failed: {msg}") from exc
+
+
+@flow(name="nightly")
+def nightly_flow(home: str, day: str, capacity: int | None = None, ingest: bool = True,
+                 show_progress: bool = False) -> dict:
+    """Score and rank every shipment arriving on ``day`` and publish scores, targets and report."""
+    from riskpipe.ingest import quarantine_reason_counts
+
+    log = get_run_logger()
+    layout = Layout(Path(home))
+    if ingest:
+        counts = _step("ingest", ingest_files, home, None, None, show_progress)
+        log.info("ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
+                 counts.get("rows_in"), counts.get("rows_ingested"), counts.get("rows_amended"),
+                 counts.get("rows_quarantined"), counts.get("files_quarantined"))
+    feats = _step("features", features, home, day)
+    log.info("features written for %s", day)
+    scored = _step("score", score, home, day, feats)
+    staged = _step("stage", stage, home, day)
+    try:
+        quarantine = quarantine_reason_counts(layout)
+        summary = _step("rank", rank, home, day, scored, staged, capacity, quarantine)
+        final = _step("publish", publish_outputs, home, day, staged)
+    except BaseException:
+        publish.abandon(publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
+        raise
+    log.info("published %s: %s shipments scored, %s targets (%s exploration), model %s",
+             day, summary["shipments"], summary["targets"], summary["exploration"], summary["model_version"])
+    _artifacts(layout, day, summary, quarantine)
+    steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary, "outputs": final})
+    return {"summary": summary, "outputs": final}
+
+
+def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, int]) -> None:
+    """The night at a glance in the Prefect UI (no personal data)."""
+    targets_file = layout.day_dir(layout.targets, date.fromisoformat(day)) / "targets.parquet"
+    rows = steps.top_targets_rows(targets_file)
+    key = f"targets-{day}"
+    create_table_artifact(key=key, table=rows, description=f"Top targets for arrival date {day}")
+    lines = [
+        f"# Night of {day}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| shipments scored | {summary['shipments']:,} |",
+        f"| targets | {summary['targets']:,} ({summary['exploration']:,} exploration) |",
+        f"| rows quarantined (all time) | {sum(quarantine.values()):,} |",
+        f"| model version | {summary['model_version']} |",
+        f"| mean score / p99 | {summary['score_mean']:.4f} / {summary['score_p99']:.4f} |",
+        f"| features drifting (PSI > 0.25) | {', '.join(summary['drift_major']) or 'none'} |",
+    ]
+    create_markdown_artifact(key=f"summary-{day}", markdown="\n".join(lines), description=f"Nightly summary {day}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(nightly_flow(home="data", day=sys.argv[1] if len(sys.argv) > 1 else date.today().isoformat()))

@@ -1,0 +1,138 @@
+"""The steps of a night, as library calls the nightly flow wraps one task each.
+
+Each step reads its inputs from the data home and hands the next one a path: large frames
+never travel through Prefect. Outputs of the night are staged and published atomically
+(:mod:`riskpipe.publish`); the work files of a run live under ``work/D``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.config import Settings
+from riskpipe.errors import RiskpipeError
+from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+
+SCORED_FILE = "scored.parquet"
+KEY_DRIFT_FEATURES = 12
+
+
+def work_dir(layout: Layout, day: date) -> Path:
+    return layout.home / "work" / day.isoformat()
+
+
+def features_path(layout: Layout, day: date) -> Path:
+    return layout.day_dir(layout.features, day) / "features.parquet"
+
+
+def load_labels(settings: Settings) -> pl.DataFrame:
+    from riskpipe.labels import LabelStore
+
+    return LabelStore(settings.db_url).current()
+
+
+def require_day(layout: Layout, day: date) -> None:
+    if day not in set(layout.raw_days()):
+        known = layout.raw_days()
+        span = f"{known[0]}..{known[-1]}" if known else "none"
+        raise RiskpipeError(f"no ingested manifests for arrival date {day} (raw store has: {span})")
+
+
+def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
+    """Features of ``day`` point in time (labels strictly before ``day``), written to disk."""
+    from riskpipe.features import build_features
+
+    require_day(layout, day)
+    features = build_features(layout, day, load_labels(settings))
+    return write_parquet_atomic(features, features_path(layout, day))
+
+
+def load_champion(settings: Settings):
+    """The champion model, or None when no model has been promoted yet (rules alone rank)."""
+    from riskpipe.registry import champion_version, load_model
+
+    if champion_version(Path(settings.models_dir)) is None:
+        return None
+    return load_model(Path(settings.models_dir))
+
+
+def score_step(layout: Layout, settings: Settings, day: date, features_file: Path) -> Path:
+    """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``."""
+    from riskpipe.rules import load_rules
+    from riskpipe.score import score_day
+
+    features = pl.read_parquet(features_file)
+    raw_day = scan_raw_shipments(layout, [day]).collect()
+    scored = score_day(
+        layout, day, load_champion(settings), load_rules(settings.rules_path), pl.DataFrame(),
+        features=features, raw_day=raw_day,
+    )
+    return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
+
+
+def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_file: Path,
+                        staged: dict[str, str], capacity: int | None, quarantine_by_reason: dict[str, int]) -> dict:
+    """Targeting list, scores file and report written into the staging directories."""
+    from riskpipe.rank import rank_day
+    from riskpipe.report import drift_table, render_report
+    from riskpipe.score import scores_file_frame
+
+    scored = pl.read_parquet(scored_file)
+    raw_day = scan_raw_shipments(layout, [day]).collect()
+    targets = rank_day(scored, raw_day, settings, capacity=capacity)
+    scores = scores_file_frame(scored)
+
+    scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
+    targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
+    targets.with_columns(pl.col(S.REASONS).list.join("|")).write_csv(Path(staged["targets"]) / "targets.csv")
+
+    model = load_champion(settings)
+    features = pl.read_parquet(features_path(layout, day)) if features_path(layout, day).exists() else None
+    drift_cols = _key_features(model, features)
+    drift = drift_table(layout, day, scores, features, drift_cols)
+    evaluation = (model.meta.get("evaluation_table") if model is not None else None) or None
+    html = render_report(
+        day, scores, targets, raw_day, quarantine_by_reason,
+        model.version if model is not None else None, evaluation, drift,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
+    summary = {
+        "day": day.isoformat(),
+        "shipments": scores.height,
+        "targets": targets.height,
+        "exploration": targets.filter(pl.col(S.SELECTION) == "exploration").height,
+        "networks_in_targets": targets[S.NETWORK_ID].drop_nulls().n_unique(),
+        "model_version": model.version if model is not None else "rules-only",
+        "score_mean": float(scores[S.RISK_SCORE].mean() or 0.0),
+        "score_p99": float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
+        "drift_major": [d["name"] for d in drift if d["level"] == "major"],
+    }
+    (Path(staged["reports"]) / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def _key_features(model, features: pl.DataFrame | None) -> list[str]:
+    if features is None:
+        return []
+    if model is not None and model.importance:
+        ranked = sorted(model.importance.items(), key=lambda kv: -kv[1])
+        return [k for k, _ in ranked[:KEY_DRIFT_FEATURES]]
+    return [c for c in features.columns if features.schema[c].is_numeric()][:KEY_DRIFT_FEATURES]
+
+
+def top_targets_rows(targets_file: Path, n: int = 15) -> list[dict]:
+    """The first ``n`` targets without personal data (for logs and Prefect artifacts)."""
+    cols = [S.RANK, S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.REASON_TEXT, S.NETWORK_ID,
+            S.COUNTRY_OF_ORIGIN, S.MODE, S.HTS_CODE]
+    frame = pl.read_parquet(targets_file, columns=cols).sort(S.RANK).head(n)
+    return frame.with_columns(pl.col(S.RISK_SCORE).round(4)).to_dicts()
+
+
+def write_run_record(layout: Layout, day: date, record: dict) -> Path:
+    return write_text_atomic(json.dumps(record, indent=1, default=str), work_dir(layout, day) / "run.json")
