@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import polars as pl
+import pytest
+
+from riskpipe import schema as S
+from riskpipe.features import value as V
+from riskpipe.features.testing import raw_frame
+
+DAY = date(2026, 1, 6)
+
+
+def run(rows: list[dict], norms: pl.DataFrame | None = None) -> pl.DataFrame:
+    n = V.empty_norms() if norms is None else norms.lazy()
+    return V.add_value(raw_frame(rows, DAY).lazy(), n).collect()
+
+
+def test_value_per_kg_and_piece():
+    f = run([{S.DECLARED_VALUE: 100.0, S.GROSS_WEIGHT_KG: 4.0, S.PIECE_COUNT: 5}])
+    assert f.row(0, named=True)[V.VALUE_PER_KG_USD] == 25.0
+    assert f.row(0, named=True)[V.VALUE_PER_PIECE_USD] == 20.0
+    assert f.row(0, named=True)[V.DECLARED_VALUE_USD] == 100.0
+
+
+def test_round_values_and_just_under_800():
+    f = run([{S.DECLARED_VALUE: v} for v in (50.0, 49.99, 5.0, 790.0, 800.0, 799.5)])
+    assert f.get_column(V.VALUE_ROUND).to_list() == [1, 0, 0, 1, 1, 0]
+    assert f.get_column(V.VALUE_JUST_UNDER_800).to_list() == [0, 0, 0, 1, 0, 1]
+
+
+def test_800_per_person_per_day_aggregate():
+    same = {S.CONSIGNEE_NAME: "Ana Cruz", S.CONSIGNEE_ADDRESS: "7 Oak Ave"}
+    f = run(
+        [
+            {**same, S.DECLARED_VALUE: 500.0},
+            {**same, S.CONSIGNEE_NAME: "ANA  CRUZ", S.DECLARED_VALUE: 400.0},  # same person, other spelling
+            {S.CONSIGNEE_NAME: "Bo Li", S.CONSIGNEE_ADDRESS: "7 Oak Ave", S.DECLARED_VALUE: 900.0},  # alone
+            {S.CONSIGNEE_NAME: "Cy", S.CONSIGNEE_ADDRESS: "1 Elm", S.DECLARED_VALUE: 300.0},
+            {S.CONSIGNEE_NAME: "Cy", S.CONSIGNEE_ADDRESS: "1 Elm", S.DECLARED_VALUE: 300.0},
+        ]
+    )
+    assert f.get_column(V.CONSIGNEE_DAY_PARCELS).to_list() == [2, 2, 1, 2, 2]
+    assert f.get_column(V.CONSIGNEE_DAY_VALUE_USD).to_list() == [900.0, 900.0, 900.0, 600.0, 600.0]
+    assert f.get_column(V.CONSIGNEE_DAY_OVER_800).to_list() == [1, 1, 0, 0, 0]
+
+
+def test_value_against_heading_norm_from_history():
+    # history of heading 6109: 20 parcels at ln((9+1)/1) and 20 at ln((99+1)/1) -> mean ln(sqrt(1000))
+    hist = raw_frame([{S.DECLARED_VALUE: 9.0}] * 20 + [{S.DECLARED_VALUE: 99.0}] * 20, date(2026, 1, 5))
+    norms = V.norms_from_history(V.heading_day_aggregates(hist.lazy())).collect()
+    assert norms.height == 1
+    assert norms.item(0, V.NORM_LOG_VPK) == pytest.approx(math.log(math.sqrt(1000.0)))
+    f = run([{S.DECLARED_VALUE: 9.0}, {S.DECLARED_VALUE: 9.0, S.HTS_CODE: "2933399100"}], norms)
+    assert f.item(0, V.VALUE_PER_KG_VS_HEADING) == pytest.approx(math.log(10) - math.log(math.sqrt(1000.0)))
+    assert f.item(0, V.VALUE_PER_PIECE_VS_HEADING) == pytest.approx(math.log(10) - math.log(math.sqrt(1000.0)))
+    assert f.item(1, V.VALUE_PER_KG_VS_HEADING) is None  # no norm for 2933
+
+
+def test_heading_norm_needs_enough_parcels():
+    hist = raw_frame([{S.DECLARED_VALUE: 9.0}] * (V.MIN_NORM_COUNT - 1), date(2026, 1, 5))
+    norms = V.norms_from_history(V.heading_day_aggregates(hist.lazy())).collect()
+    assert norms.item(0, V.NORM_LOG_VPK) is None
