@@ -210,7 +210,32 @@ def evaluate(
 ) -> None:
     """Train the model machinery on a foreign labelled dataset and report precision and recall
     at 1, 2, 5 and 10 % of the test rows."""
-    raise RiskpipeError("evaluate: not built yet")
+    import json
+
+    from rich.table import Table
+
+    from riskpipe.external import contract_json, evaluate as run_evaluation, load_mapping
+
+    spec = load_mapping(mapping)
+    if as_json:
+        report = run_evaluation(spec, list(train), test)
+        sys.stdout.write(json.dumps(contract_json(report)) + "\n")
+        return
+    with console.status("training and scoring ..."):
+        report = run_evaluation(spec, list(train), test)
+    table = Table(title=f"{test.name}: {report['n']:,} rows, {report['positives']:,} positive "
+                  f"(base rate {report['base_rate']:.3f})")
+    for column in ("top", "rows", "precision", "recall", "lift"):
+        table.add_column(column, justify="right")
+    for key, k in report["k_at"].items():
+        table.add_row(f"{key} %", f"{k:,}", f"{report['precision_at'][key]:.3f}",
+                      f"{report['recall_at'][key]:.3f}", f"{report['lift_at'][key]:.2f}")
+    console.print(table)
+    console.print(
+        f"PR-AUC {report['pr_auc']:.3f}; trained on {report['train_rows']:,} rows "
+        f"({report['train_positives']:,} positive), {report['n_iter']} boosting iterations, "
+        f"fit + score {report['seconds']:.1f} s"
+    )
 
 
 @app.command()

@@ -5,11 +5,19 @@ from datetime import date
 import numpy as np
 import polars as pl
 import pytest
+from threadpoolctl import threadpool_limits
 import skops.io as sio
 from sklearn.base import clone
 
 from riskpipe.estimator import FREQ_SUFFIX, TABULAR_TRUSTED_TYPES, TabularRiskClassifier
 from riskpipe.metrics import precision_at_frac
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """OpenMP threads spin badly on a shared 2-core machine; one thread is faster here."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _planted(n: int = 3000, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:

@@ -1,0 +1,408 @@
+"""External benchmark: train the shared estimator on a foreign labelled dataset via a mapping.
+
+A user's own labelled data (another administration's declarations, a public benchmark) rarely
+uses our column names. A TOML mapping says which of its columns play which role, which label
+values are positive, and which derived features to add from a small fixed vocabulary. Nothing
+in a mapping is evaluated as code.
+
+Mapping format (every key but ``label`` and ``positive`` optional)::
+
+    [dataset]
+    id = "Declaration ID"          # never a feature
+    date = "Date"                  # parsed as a date; only used through derivations
+    date_format = "%Y-%m-%d"       # strftime format; default ISO
+    label = "Fraud"
+    positive = [1]                 # label values counted as positive (compared as text)
+
+    [columns]
+    numeric = ["Net Mass", "Item Price"]
+    categorical = ["Office ID"]            # at most 250 levels: native tree categoricals
+    high_cardinality = ["Importer ID"]     # target + frequency encoded
+    ignore = ["Critical Fraud"]            # everything not named above is ignored too
+
+    [[derive]]                     # vocabulary: see DERIVATIONS
+    name = "unit_price"
+    op = "ratio"
+    columns = ["Item Price", "Net Mass"]
+
+    [model]                        # TabularRiskClassifier parameters (e.g. learning_rate)
+    learning_rate = 0.05
+
+Only named columns are used; a column named in the mapping but absent from a file is an error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from riskpipe.errors import RiskpipeError
+from riskpipe.metrics import DEFAULT_FRACTIONS, ranking_report
+
+#: op -> (number of source columns, role of the result); "date" ops read the dataset's date.
+DERIVATIONS: dict[str, tuple[int, str]] = {
+    "ratio": (2, "numeric"),  # a / b (null when b is 0 or null)
+    "product": (2, "numeric"),  # a * b
+    "difference": (2, "numeric"),  # a - b
+    "log": (1, "numeric"),  # ln(1 + max(a, 0))
+    "equal": (2, "numeric"),  # 1.0 if a == b (as text) else 0.0
+    "prefix": (1, "high_cardinality"),  # first `length` characters of a code (HS chapter, heading)
+    "concat": (2, "high_cardinality"),  # a|b|...: a combined code (e.g. importer x HS6); 2+ columns
+    "code": (1, "high_cardinality"),  # a value as an exact code (e.g. a price repeated verbatim)
+    "frequency": (1, "numeric"),  # share of the rows of the same file carrying the same code
+    "weekday": (0, "categorical"),  # 1 = Monday .. 7 = Sunday, of the date column
+    "month": (0, "categorical"),  # 1..12
+    "day": (0, "numeric"),  # day of month 1..31
+}
+ROLES = ("numeric", "categorical", "high_cardinality")
+_ROLE_PARAMS = {"categorical", "high_cardinality", "numeric", "ignore"}
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """One derived feature: ``op`` applied to ``columns``, named ``name``, used as ``role``."""
+
+    name: str
+    op: str
+    columns: tuple[str, ...]
+    role: str
+    length: int | None = None
+
+    def expr(self, date_col: str | None) -> pl.Expr:
+        """The Polars expression computing this feature (dates already parsed)."""
+        c = [pl.col(x) for x in self.columns]
+        num = [x.cast(pl.Float64) for x in c]
+        text = [x.cast(pl.String) for x in c]
+        op = self.op
+        if op == "ratio":
+            e = pl.when(num[1] != 0).then(num[0] / num[1])
+        elif op == "product":
+            e = num[0] * num[1]
+        elif op == "difference":
+            e = num[0] - num[1]
+        elif op == "log":
+            e = num[0].clip(lower_bound=0.0).log1p()
+        elif op == "equal":
+            e = (text[0] == text[1]).cast(pl.Float64)
+        elif op == "prefix":
+            e = text[0].str.slice(0, self.length)
+        elif op == "code":
+            e = text[0]
+        elif op == "concat":
+            e = pl.concat_str(text, separator="|")
+        elif op == "frequency":
+            e = pl.len().over(c[0]).cast(pl.Float64) / pl.len()
+        elif op == "weekday":
+            e = pl.col(date_col).dt.weekday().cast(pl.String)
+        elif op == "month":
+            e = pl.col(date_col).dt.month().cast(pl.String)
+        elif op == "day":
+            e = pl.col(date_col).dt.day().cast(pl.Float64)
+        else:  # pragma: no cover - validated at load
+            raise RiskpipeError(f"derive {self.name!r}: unknown op {op!r}")
+        return e.alias(self.name)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A validated column mapping of a foreign labelled dataset."""
+
+    label: str
+    positive: tuple[str, ...]
+    id: str | None = None
+    date: str | None = None
+    date_format: str | None = None
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    high_cardinality: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    derive: tuple[Derivation, ...] = ()
+    model: dict[str, Any] = field(default_factory=dict)
+    source: str = "<mapping>"
+
+    def source_columns(self) -> list[str]:
+        """Every column of the data files the mapping names (checked against each file)."""
+        cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
+        cols += [c for c in (self.id, self.date) if c]
+        for d in self.derive:
+            cols += [c for c in d.columns if c not in self._derived_names()]
+        return list(dict.fromkeys(cols))
+
+    def _derived_names(self) -> set[str]:
+        return {d.name for d in self.derive}
+
+    def features_by_role(self) -> dict[str, list[str]]:
+        roles = {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "high_cardinality": list(self.high_cardinality),
+        }
+        for d in self.derive:
+            roles[d.role].append(d.name)
+        return roles
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RiskpipeError(f"{where}: expected a list of column names")
+    return tuple(value)
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise RiskpipeError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _model_params(table: dict[str, Any], where: str) -> dict[str, Any]:
+    from riskpipe.estimator import TabularRiskClassifier
+
+    allowed = set(TabularRiskClassifier().get_params()) - _ROLE_PARAMS
+    _check_keys(table, allowed, where)
+    for key, value in table.items():
+        if not isinstance(value, (int, float, str, bool)):
+            raise RiskpipeError(f"{where}: {key} must be a number, string or boolean")
+    return dict(table)
+
+
+def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
+    """Validate a parsed TOML mapping; every error names the key and the mapping file."""
+    _check_keys(doc, {"dataset", "columns", "derive", "model"}, source)
+    ds = doc.get("dataset", {})
+    cols = doc.get("columns", {})
+    if not isinstance(ds, dict) or not isinstance(cols, dict):
+        raise RiskpipeError(f"{source}: [dataset] and [columns] must be tables")
+    _check_keys(ds, {"id", "date", "date_format", "label", "positive", "name", "description"}, f"{source} [dataset]")
+    _check_keys(cols, {"numeric", "categorical", "high_cardinality", "ignore"}, f"{source} [columns]")
+    label = ds.get("label")
+    if not isinstance(label, str) or not label:
+        raise RiskpipeError(f"{source} [dataset]: 'label' (the label column) is required")
+    positive = ds.get("positive")
+    if isinstance(positive, (str, int, float, bool)):
+        positive = [positive]
+    if not isinstance(positive, list) or not positive:
+        raise RiskpipeError(f"{source} [dataset]: 'positive' must list the label values that are positive")
+    positive_text = tuple(_as_text(v) for v in positive)
+    for key in ("id", "date", "date_format"):
+        if key in ds and not isinstance(ds[key], str):
+            raise RiskpipeError(f"{source} [dataset]: {key} must be a string")
+    roles = {k: _str_list(cols.get(k, []), f"{source} [columns].{k}") for k in (*ROLES, "ignore")}
+
+    derivations: list[Derivation] = []
+    raw = doc.get("derive", [])
+    if not isinstance(raw, list):
+        raise RiskpipeError(f"{source}: derive must be an array of tables ([[derive]])")
+    for i, d in enumerate(raw):
+        where = f"{source} derive #{i + 1}"
+        if not isinstance(d, dict):
+            raise RiskpipeError(f"{where}: expected a table")
+        _check_keys(d, {"name", "op", "columns", "column", "length", "role"}, where)
+        name, op = d.get("name"), d.get("op")
+        if not isinstance(name, str) or not name:
+            raise RiskpipeError(f"{where}: 'name' is required")
+        where = f"{source} derive {name!r}"
+        if op not in DERIVATIONS:
+            raise RiskpipeError(f"{where}: op {op!r} is not one of {', '.join(DERIVATIONS)}")
+        arity, role = DERIVATIONS[op]
+        src = _str_list(d.get("columns", d.get("column", [])), where)
+        if op == "concat" and len(src) < 2 or op != "concat" and len(src) != arity:
+            raise RiskpipeError(f"{where}: op {op} takes {arity if op != 'concat' else '2 or more'} column(s), got {len(src)}")
+        if arity == 0 and not ds.get("date"):
+            raise RiskpipeError(f"{where}: op {op} needs [dataset].date")
+        length = d.get("length")
+        if op == "prefix" and (not isinstance(length, int) or length < 1):
+            raise RiskpipeError(f"{where}: prefix needs a positive integer 'length'")
+        role = d.get("role", role)
+        if role not in ROLES:
+            raise RiskpipeError(f"{where}: role must be one of {', '.join(ROLES)}")
+        derivations.append(Derivation(name=name, op=op, columns=src, role=role, length=length))
+
+    names = [*roles["numeric"], *roles["categorical"], *roles["high_cardinality"], *(d.name for d in derivations)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RiskpipeError(f"{source}: column(s) given more than one role: {', '.join(dupes)}")
+    if label in names:
+        raise RiskpipeError(f"{source}: the label column {label!r} cannot also be a feature")
+    if not names:
+        raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
+    return Mapping(
+        label=label,
+        positive=positive_text,
+        id=ds.get("id"),
+        date=ds.get("date"),
+        date_format=ds.get("date_format"),
+        numeric=roles["numeric"],
+        categorical=roles["categorical"],
+        high_cardinality=roles["high_cardinality"],
+        ignore=roles["ignore"],
+        derive=tuple(derivations),
+        model=_model_params(doc.get("model", {}), f"{source} [model]"),
+        source=source,
+    )
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Read and validate a TOML mapping file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RiskpipeError(f"mapping file not found: {path}")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RiskpipeError(f"{path}: not a valid TOML file: {exc}") from None
+    return parse_mapping(doc, source=str(path))
+
+
+def _as_text(value: Any) -> str:
+    """Label values compared as text: 1 -> "1", 1.0 -> "1", True -> "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_table(path: Path, mapping: Mapping) -> pl.DataFrame:
+    """Read the mapped columns of one CSV / Parquet / NDJSON file (gzip ok), codes as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise RiskpipeError(f"data file not found: {path}")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            frame = pl.read_parquet(path)
+        elif name.endswith((".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")):
+            frame = pl.read_ndjson(path)
+        else:  # CSV: everything as text first, so codes keep leading zeros
+            frame = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+        raise RiskpipeError(f"{path}: cannot be read: {' '.join(str(exc).split())[:200]}") from None
+    wanted = mapping.source_columns()
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise RiskpipeError(
+            f"{path}: column(s) named in {mapping.source} not found: {', '.join(map(repr, missing))}"
+        )
+    frame = frame.select(wanted)
+    checks = [
+        (pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64, strict=False).is_null()).alias(c)
+        for c in mapping.numeric
+        if frame.schema[c] == pl.String
+    ]
+    if checks:  # a non-numeric value in a numeric column is bad input, not a silent null
+        bad = frame.select(checks)
+        for col in bad.columns:
+            if bad[col].any():
+                row = int(bad[col].arg_max())
+                raise RiskpipeError(f"{path}: column {col!r} row {row + 1}: {frame[col][row]!r} is not a number")
+    casts: list[pl.Expr] = [pl.col(c).cast(pl.Float64, strict=False) for c in mapping.numeric]
+    casts += [pl.col(c).cast(pl.String) for c in (*mapping.categorical, *mapping.high_cardinality)]
+    if mapping.date:
+        d = pl.col(mapping.date)
+        if frame.schema[mapping.date] == pl.String:
+            d = d.str.to_date(mapping.date_format, strict=False)
+        casts.append(d.cast(pl.Date))
+    frame = frame.with_columns(casts)
+    if mapping.date and frame.height and frame[mapping.date].null_count() == frame.height:
+        raise RiskpipeError(f"{path}: no value of date column {mapping.date!r} parses as a date")
+    return frame
+
+
+def _label_text(col: str, dtype: pl.DataType) -> pl.Expr:
+    """The label as text, as positive values are written: 1.0 -> "1", True -> "true"."""
+    e = pl.col(col)
+    if dtype.is_float():
+        return pl.when(e == e.round()).then(e.cast(pl.Int64).cast(pl.String)).otherwise(e.cast(pl.String))
+    return e.cast(pl.String).str.to_lowercase() if dtype == pl.Boolean else e.cast(pl.String)
+
+
+def load_labelled(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np.ndarray]:
+    """Features (mapped and derived) and 0/1 labels of one or more files, in file order.
+
+    A ``frequency`` derivation is computed per file (a file is one batch of declarations)."""
+    roles = mapping.features_by_role()
+    feature_cols = [*roles["numeric"], *roles["categorical"], *roles["high_cardinality"]]
+    frames, labels = [], []
+    for path in paths:
+        frame = read_table(path, mapping)
+        label = frame.get_column(mapping.label)
+        if label.null_count():
+            row = int(label.is_null().arg_max())
+            raise RiskpipeError(f"{path}: label column {mapping.label!r} is empty on row {row + 1}")
+        y = frame.select(_label_text(mapping.label, label.dtype).is_in(list(mapping.positive))).to_series()
+        feats = frame
+        for d in mapping.derive:  # in order: a derivation may use an earlier one
+            feats = feats.with_columns(d.expr(mapping.date))
+        frames.append(feats.select(feature_cols))
+        labels.append(y.to_numpy().astype(np.int64))
+    return pl.concat(frames, how="vertical_relaxed"), np.concatenate(labels)
+
+
+def build_model(mapping: Mapping, random_state: int = 0):
+    """The shared estimator with the mapping's roles and model parameters."""
+    from riskpipe.estimator import TabularRiskClassifier
+
+    roles = mapping.features_by_role()
+    params = {"random_state": random_state, **mapping.model}
+    return TabularRiskClassifier(
+        numeric=roles["numeric"],
+        categorical=roles["categorical"],
+        high_cardinality=roles["high_cardinality"],
+        **params,
+    )
+
+
+def evaluate(
+    mapping: Mapping,
+    train_paths: list[Path],
+    test_path: Path,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Train on the training file(s), score the test file, report ranking metrics.
+
+    Returns ``ranking_report`` of the test rows plus ``train_rows``, ``train_positives`` and
+    ``seconds`` (wall time of fit and predict)."""
+    if not train_paths:
+        raise RiskpipeError("evaluate: give at least one --train file")
+    X_train, y_train = load_labelled(list(train_paths), mapping)
+    if y_train.sum() == 0:
+        raise RiskpipeError(
+            f"label values {list(mapping.positive)} not found in column {mapping.label!r} of the training data"
+        )
+    if y_train.sum() == y_train.shape[0]:
+        raise RiskpipeError(f"every training row is positive: check 'positive' in {mapping.source}")
+    X_test, y_test = load_labelled([test_path], mapping)
+    model = build_model(mapping, random_state=random_state)
+    t0 = time.perf_counter()
+    model.fit(X_train, y_train)
+    score = model.predict_proba(X_test)[:, 1]
+    seconds = time.perf_counter() - t0
+    report = ranking_report(y_test, score, fractions=fractions)
+    report.update(
+        train_rows=int(y_train.shape[0]),
+        train_positives=int(y_train.sum()),
+        seconds=round(seconds, 2),
+        n_iter=int(model.n_iter_),
+    )
+    if not math.isfinite(report["pr_auc"]):  # pragma: no cover - defensive
+        report["pr_auc"] = 0.0
+    return report
+
+
+def contract_json(report: dict[str, Any]) -> dict[str, Any]:
+    """The exact ``--json`` shape of contract section 5: precision and recall at 1/2/5/10 %."""
+    keys = ("1", "2", "5", "10")
+    return {
+        "precision_at": {k: report["precision_at"][k] for k in keys},
+        "recall_at": {k: report["recall_at"][k] for k in keys},
+    }
