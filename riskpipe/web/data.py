@@ -106,6 +106,7 @@ class DayFrame:
     reason_keys: list[str]
     lock: threading.Lock = field(default_factory=threading.Lock)
     cache: OrderedDict = field(default_factory=OrderedDict)
+    flights: dict = field(default_factory=dict)
 
 
 def _mtime(path: Path) -> int:
@@ -234,22 +235,23 @@ class WorkbenchData:
 
     def _filter_expr(self, df: DayFrame, q: ListQuery) -> pl.Expr | None:
         conds: list[pl.Expr] = []
+        # categorical columns compare with a string directly (no per-row cast)
         for col, value in ((S.PORT_OF_ENTRY, q.port), (S.MODE, q.mode), (S.COUNTRY_OF_ORIGIN, q.origin)):
             if value:
-                conds.append(pl.col(col).cast(pl.String) == value)
+                conds.append(pl.col(col) == value)
         if q.reason:
             keys = [k for k in df.reason_keys if q.reason in k.split(SEP)]
-            conds.append(pl.col(REASON_KEY).cast(pl.String).is_in(keys))
+            conds.append(pl.col(REASON_KEY).is_in(keys))
         if q.selection == "none":
             conds.append(pl.col(S.SELECTION).is_null())
         elif q.selection:
-            conds.append(pl.col(S.SELECTION).cast(pl.String) == q.selection)
+            conds.append(pl.col(S.SELECTION) == q.selection)
         if q.network == "any":
             conds.append(pl.col(S.NETWORK_ID).is_not_null())
         elif q.network == "none":
             conds.append(pl.col(S.NETWORK_ID).is_null())
         elif q.network:
-            conds.append(pl.col(S.NETWORK_ID).cast(pl.String) == q.network)
+            conds.append(pl.col(S.NETWORK_ID) == q.network)
         return pl.all_horizontal(conds) if conds else None
 
     def _ordered_rows(self, df: DayFrame, q: ListQuery) -> tuple[pl.Series | None, int]:
@@ -257,35 +259,41 @@ class WorkbenchData:
         fkey = ("f", q.filter_key())
         with df.lock:
             idx = df.cache.get(fkey)
-            if idx is not None:
-                df.cache.move_to_end(fkey)
-        if idx is None:
-            expr = self._filter_expr(df, q)
-            if expr is None:
-                idx = None  # all rows
-            else:
+            flight = df.flights.setdefault(fkey, threading.Lock())
+        if idx is None and self._filter_expr(df, q) is not None:
+          with flight:  # one computation per filter set; concurrent requests wait for it
+            with df.lock:
+                idx = df.cache.get(fkey)
+            if idx is None:
+                expr = self._filter_expr(df, q)
                 idx = df.frame.lazy().filter(expr).select(ROW).collect(engine="in-memory").get_column(ROW)
-            self._cache_put(df, fkey, idx)
+                self._cache_put(df, fkey, idx)
         total = df.frame.height if idx is None else idx.len()
         default_sort, default_desc = DEFAULT_SORT[q.view]
         need = q.page * q.page_size
         if q.sort == default_sort and q.desc == default_desc:
             return idx, total
+        need = max(1024, 1 << (need - 1).bit_length())  # coarse, so nearby pages share one top_k
         okey = ("o", q.filter_key(), q.sort, q.desc, need)
         with df.lock:
             order = df.cache.get(okey)
+            flight = df.flights.setdefault(okey, threading.Lock())
         if order is None:
-            sub = df.frame.select(q.sort, ROW) if idx is None else df.frame.select(q.sort, ROW).gather(idx)
-            col = pl.col(q.sort)
-            if sub.schema[q.sort] == pl.Categorical:
-                col = col.cast(pl.String)
-            picked = (
-                sub.with_columns(col)
-                .top_k(min(need, sub.height), by=[q.sort, ROW], reverse=[not q.desc, True])
-                .sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
-            )
-            order = picked.get_column(ROW)
-            self._cache_put(df, okey, order)
+          with flight:
+            with df.lock:
+                order = df.cache.get(okey)
+            if order is None:
+                sub = df.frame.select(q.sort, ROW) if idx is None else df.frame.select(q.sort, ROW).gather(idx)
+                col = pl.col(q.sort)
+                if sub.schema[q.sort] == pl.Categorical:
+                    col = col.cast(pl.String)
+                picked = (
+                    sub.with_columns(col)
+                    .top_k(min(need, sub.height), by=[q.sort, ROW], reverse=[not q.desc, True])
+                    .sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
+                )
+                order = picked.get_column(ROW)
+                self._cache_put(df, okey, order)
         return order, total
 
     @staticmethod

@@ -29,9 +29,20 @@ def network_svg(focal: str, net: dict[str, Any], link_base: str, link_suffix: st
     for i, ident in enumerate(idents):
         a = 2 * math.pi * i / max(1, len(idents)) - math.pi / 2
         pos[ident["id"]] = (cx + r1 * math.cos(a), cy + r1 * math.sin(a))
-    for i, s in enumerate(others):
-        a = 2 * math.pi * i / max(1, len(others)) - math.pi / 2
-        pos["s:" + s["id"]] = (cx + r2 * math.cos(a), cy + r2 * math.sin(a))
+    # each linked shipment sits on the outer ring in the sector of the first identifier it shares
+    angle = {ident["id"]: 2 * math.pi * i / max(1, len(idents)) - math.pi / 2 for i, ident in enumerate(idents)}
+    groups: dict[str, list[dict]] = {}
+    for s in others:
+        groups.setdefault(s["links"][0] if s.get("links") else "", []).append(s)
+    sector = 2 * math.pi / max(1, len(idents))
+    for key, members in groups.items():
+        centre = angle.get(key, math.pi / 2)
+        span = sector * 0.8 if key in angle else 2 * math.pi * 0.9
+        for j, s in enumerate(members):
+            a = centre + (span * ((j + 0.5) / len(members) - 0.5) if len(members) > 1 else 0.0)
+            if key in angle and len(members) == 1:
+                a += sector * 0.15  # off the identifier's radius, so edges do not overlap
+            pos["s:" + s["id"]] = (cx + r2 * math.cos(a), cy + r2 * math.sin(a))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="network" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="shipment network">'
