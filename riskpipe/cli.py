@@ -157,7 +157,34 @@ def retrain(
 ) -> None:
     """Train a challenger, evaluate it against the champion on later labelled days, and promote
     it only if it is better (a first model is always promoted)."""
-    raise RiskpipeError("retrain: not built yet")
+    from rich.table import Table
+
+    from riskpipe.model import bias_table
+    from riskpipe.registry import retrain as run_retrain
+    from riskpipe.store import Layout
+
+    s = settings()
+    decision = run_retrain(Layout(s.home), s, parse_day(until, "--until"))
+    view = decision.report.get("preferred_view", "labelled")
+    # one column per scorer, one row per metric: fits a terminal however many scorers
+    table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
+    table.add_column("metric")
+    scorers = decision.table["model"].to_list()
+    for name in scorers:
+        table.add_column(name, justify="right")
+    for col in decision.table.columns[1:]:
+        label = col.replace("_at_", " @ ").replace("pct", " %").replace("capacity", "capacity")
+        table.add_row(label, *[f"{v:.3f}" for v in decision.table[col].to_list()])
+    console.print(table)
+    bias = Table(title="How biased the labelled view is (model)")
+    for head in ("view", "rows", "positives", "hit rate", "P@cap", "R@cap"):
+        bias.add_column(head, justify="right")
+    for row in bias_table(decision.report).iter_rows(named=True):
+        bias.add_row(row["view"], str(row["rows"]), str(row["positives"]), f"{row['hit_rate']:.4f}",
+                     f"{row['precision_at_capacity']:.3f}", f"{row['recall_at_capacity']:.3f}")
+    console.print(bias)
+    verdict = "promoted" if decision.promoted else "not promoted"
+    console.print(f"challenger {decision.challenger_version}: {verdict}: {decision.reason}", highlight=False)
 
 
 @app.command()

@@ -12,8 +12,11 @@ How the list is built (``rank_day``):
    not yet rank high. The draw is seeded by ``seed`` and the date and does not depend on row order.
 3. Risk. The rest of the slots go to the highest ``risk_score`` (ties: ``shipment_id`` ascending).
 4. Order. Risk picks first by score, then exploration picks by score; then the members of one
-   network are listed together, right after the network's best-ranked member. ``rank`` is one
-   sequence over all ports (an officer filters by ``port_of_entry``).
+   network are listed together, right after the network's best-ranked member. A "network" with
+   more than ``max_network_size`` shipments in the day is not a case an officer can work as one
+   (it is a hub: a marketplace, a forwarder); its members keep their own places (their
+   ``network_id`` is still shown). ``rank`` is one sequence over all ports (an officer filters
+   by ``port_of_entry``).
 
 ``rank_day`` has no side effects: it returns the frame, the caller publishes it.
 """
@@ -38,6 +41,7 @@ NO_REASON_TEXT = "High overall risk score (no single indicator stands out)"
 _BASE_POS = "_base_pos"
 _GROUP_POS = "_group_pos"
 _RANDOM_KEY = "_random_key"
+MAX_NETWORK_SIZE = 200
 
 
 def port_slots(ports: dict[str, int], settings: Settings, capacity: int | None = None) -> dict[str, int]:
@@ -126,6 +130,7 @@ def rank_day(
     capacity: int | None = None,
     seed: int | None = None,
     texts: dict[str, str] | None = None,
+    max_network_size: int = MAX_NETWORK_SIZE,
 ) -> pl.DataFrame:
     """The targeting list (``S.TARGETS_SCHEMA`` columns, in order) of one arrival day.
 
@@ -143,6 +148,9 @@ def rank_day(
     frame = scores.join(raw, on=S.SHIPMENT_ID, how="inner")
     if S.NETWORK_ID not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(S.NETWORK_ID))
+    frame = frame.with_columns(
+        (pl.len().over(S.NETWORK_ID) <= max_network_size).and_(pl.col(S.NETWORK_ID).is_not_null()).alias("_grouped")
+    )
     if frame.is_empty():
         return pl.DataFrame(schema=S.TARGETS_SCHEMA)
     day = frame[S.ARRIVAL_DATE].drop_nulls().min()
@@ -176,7 +184,7 @@ def rank_day(
     picked = picked.sort(
         [pl.col("_is_risk"), S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, True, False], nulls_last=True
     ).with_columns(pl.int_range(pl.len()).alias(_BASE_POS))
-    group_key = pl.coalesce(pl.col(S.NETWORK_ID), pl.lit("\x00") + pl.col(S.SHIPMENT_ID))
+    group_key = pl.when(pl.col("_grouped")).then(pl.col(S.NETWORK_ID)).otherwise(pl.lit("\x00") + pl.col(S.SHIPMENT_ID))
     picked = picked.with_columns(pl.col(_BASE_POS).min().over(group_key).alias(_GROUP_POS)).sort(
         [_GROUP_POS, _BASE_POS]
     )

@@ -38,7 +38,10 @@ from riskpipe.rank import MODEL_REASON_PREFIX
 from riskpipe.store import Layout, scan_raw_shipments
 
 RULE_WEIGHT = 0.5
-TOP_N_ATTRIBUTION = 2000
+TOP_N_ATTRIBUTION = 1000
+#: occlusion tries the features with the highest training importance only (the others barely
+#: move the model: resetting them cannot be a strong reason).
+ATTRIBUTION_FEATURES = 20
 BATCH_ROWS = 500_000
 MAX_REASONS = 5
 MAX_MODEL_REASONS = 3
@@ -95,6 +98,13 @@ def model_reasons_top(model: Any, frame: pl.DataFrame, features: list[str], base
             order = np.argsort(-drops[i], kind="stable")
             out.append([f"{MODEL_REASON_PREFIX}{features[j]}" for j in order[:MAX_MODEL_REASONS] if drops[i, j] > thresh])
     return out
+
+
+def attribution_features(model: Any, n: int = ATTRIBUTION_FEATURES) -> list[str]:
+    """The ``n`` features with the largest positive training importance (all if none known)."""
+    imp = model.importance
+    ranked = sorted((f for f in model.feature_columns if imp.get(f, 0.0) > 0), key=lambda f: -imp[f])
+    return ranked[:n] if ranked else list(model.feature_columns)[:n]
 
 
 def cheap_reason_expr(frame: pl.DataFrame, importance: dict[str, float], baseline: dict[str, Any], high: dict[str, float]) -> pl.Expr:
@@ -165,7 +175,7 @@ def score_frame(
             [S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]
         ).head(top_n)["_row"]
         top = frame[top_idx.to_numpy()]
-        codes = model_reasons_top(model, top, features, model.baseline)
+        codes = model_reasons_top(model, top, attribution_features(model), model.baseline)
         patch = pl.DataFrame({"_row": top_idx, "_top_codes": pl.Series(codes, dtype=pl.List(pl.String))})
         frame = frame.join(patch, on="_row", how="left", maintain_order="left").with_columns(
             pl.coalesce("_top_codes", "_model_codes").alias("_model_codes")

@@ -135,3 +135,27 @@ def test_empty_day():
 def test_negative_capacity_rejected(bad):
     with pytest.raises(ValueError):
         port_slots({"4701": 3}, _settings(), capacity=bad)
+
+
+def test_hub_networks_larger_than_the_limit_are_not_grouped():
+    scores, raw = _day(
+        [
+            ("a", "4701", 0.9, "hub"),
+            ("b", "4701", 0.8, None),
+            ("c", "4701", 0.1, "hub"),
+            ("d", "4701", 0.05, "hub"),
+        ]
+    )
+    settings = _settings(port_capacity={"4701": 3})
+    grouped = rank_day(scores, raw, settings, texts=TEXTS, max_network_size=3)
+    assert grouped[S.SHIPMENT_ID].to_list() == ["a", "c", "b"]
+    hub = rank_day(scores, raw, settings, texts=TEXTS, max_network_size=2)
+    assert hub[S.SHIPMENT_ID].to_list() == ["a", "b", "c"]
+    assert hub[S.NETWORK_ID].to_list() == ["hub", None, "hub"]
+
+
+def test_every_feature_has_plain_words():
+    from riskpipe.features import FEATURE_COLUMNS
+
+    texts = load_reason_texts()
+    assert [f for f in FEATURE_COLUMNS if f"model:{f}" not in texts] == []
