@@ -294,12 +294,18 @@ def _first_line(exc: BaseException) -> str:
 # parsing and validation expressions
 # ---------------------------------------------------------------------------------------------
 def _text(col: str, dtype: pl.DataType) -> pl.Expr:
-    """The value as trimmed text, empty -> null (the 'original value' view of any column)."""
+    """The value as trimmed text, empty -> null (codes, numbers, dates given as text)."""
     e = pl.col(col)
     if dtype != pl.String:
         e = e.cast(pl.String, strict=False)
     e = e.str.strip_chars()
-    return pl.when(e.str.len_bytes() > 0).then(e)
+    return pl.when(e != "").then(e)
+
+
+def _free_text(col: str, dtype: pl.DataType) -> pl.Expr:
+    """Free text (names, addresses, descriptions) kept as filed; empty -> null."""
+    e = pl.col(col) if dtype == pl.String else pl.col(col).cast(pl.String, strict=False)
+    return pl.when(e != "").then(e)
 
 
 def parse_timestamp(text: pl.Expr) -> pl.Expr:
@@ -317,166 +323,175 @@ def parse_date(text: pl.Expr) -> pl.Expr:
     return pl.when(ok).then(text.str.to_date("%Y-%m-%d", strict=False))
 
 
-def _parsed(col: str, dtype: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """Column ``col`` (source type ``dtype``) parsed to ``target``; null when absent or invalid."""
+def _native(col: str, dtype: pl.DataType, target: pl.DataType) -> pl.Expr | None:
+    """A Parquet/NDJSON column already of a usable type, converted to ``target``; else None."""
     src = pl.col(col)
-    text = _text(col, dtype)
+    if isinstance(target, pl.Datetime) and isinstance(dtype, pl.Datetime):
+        z = src.dt.replace_time_zone("UTC") if dtype.time_zone is None else src.dt.convert_time_zone("UTC")
+        return z.dt.cast_time_unit("us")
+    if isinstance(target, pl.Datetime) and dtype == pl.Date:
+        return src.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if target == pl.Date and dtype == pl.Date:
+        return src
+    if target == pl.Date and isinstance(dtype, pl.Datetime):
+        return src.dt.date()
+    if target == pl.Float64 and dtype.is_numeric():
+        v = src.cast(pl.Float64)
+        return pl.when(v.is_finite()).then(v)
+    if target == pl.Int64 and dtype.is_integer():
+        return src.cast(pl.Int64, strict=False)
+    if target == pl.Int64 and dtype.is_float():
+        return pl.when(src.is_finite() & (src == src.round(0))).then(src.cast(pl.Int64, strict=False))
+    if target == pl.Boolean and dtype == pl.Boolean:
+        return src
+    return None
+
+
+def _from_text(t: pl.Expr, target: pl.DataType) -> pl.Expr:
     if isinstance(target, pl.Datetime):
-        if isinstance(dtype, pl.Datetime):
-            return (src.dt.replace_time_zone("UTC") if dtype.time_zone is None else src.dt.convert_time_zone("UTC")).dt.cast_time_unit("us")
-        if dtype == pl.Date:
-            return src.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        return parse_timestamp(text)
+        return parse_timestamp(t)
     if target == pl.Date:
-        if dtype == pl.Date:
-            return src
-        if isinstance(dtype, pl.Datetime):
-            return src.dt.date()
-        return parse_date(text)
+        return parse_date(t)
     if target == pl.Float64:
-        if dtype.is_numeric():
-            v = src.cast(pl.Float64)
-        else:
-            v = text.cast(pl.Float64, strict=False)
+        v = t.cast(pl.Float64, strict=False)
         return pl.when(v.is_finite()).then(v)
     if target == pl.Int64:
-        if dtype.is_integer():
-            return src.cast(pl.Int64, strict=False)
-        if dtype.is_float():
-            return pl.when(src.is_finite() & (src == src.round(0))).then(src.cast(pl.Int64, strict=False))
-        return text.cast(pl.Int64, strict=False)
+        return t.cast(pl.Int64, strict=False)
     if target == pl.Boolean:
-        if dtype == pl.Boolean:
-            return src
-        low = text.str.to_lowercase()
+        low = t.str.to_lowercase()
         return pl.when(low == "true").then(True).when(low == "false").then(False)
-    return text  # strings and enums: trimmed text
-
-
-_REQ = set(S.MANIFEST_REQUIRED)
-_COUNTRY_COLS = [S.SHIPPER_COUNTRY, S.COUNTRY_OF_ORIGIN, S.EXPORT_COUNTRY]
-_ENUMS = {S.ENTRY_TYPE: S.ENTRY_TYPES, S.MODE: S.MODES, S.TRUSTED_TRADER: S.TRUSTED_TRADER_KINDS}
+    return t
 
 
 def _reason(cond: pl.Expr, code: str) -> pl.Expr:
     return pl.when(cond).then(pl.lit(code))
 
 
-def _manifest_exprs(
-    schema: pl.Schema, countries: list[str], currencies: list[str]
-) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
-    """(normalised value per manifest column, reason expressions) for a file's schema."""
-    values: dict[str, pl.Expr] = {}
+_COUNTRY_COLS = {S.SHIPPER_COUNTRY, S.COUNTRY_OF_ORIGIN, S.EXPORT_COUNTRY}
+_FREE_TEXT = {S.SHIPPER_NAME, S.SHIPPER_ADDRESS, S.CONSIGNEE_NAME, S.CONSIGNEE_ADDRESS, S.CONSIGNEE_CITY,
+              S.DESCRIPTION, S.SELLER_NAME, S.MARKETPLACE, S.EXPORTER_NAME, S.NOTES, S.EXAMINER}
+_ENUMS = {S.ENTRY_TYPE: S.ENTRY_TYPES, S.MODE: S.MODES, S.TRUSTED_TRADER: S.TRUSTED_TRADER_KINDS,
+          S.OUTCOME: S.OUTCOMES, S.EXAM_REASON: S.EXAM_REASONS}
+
+
+def _t(col: str) -> pl.Expr:
+    return pl.col(f"__t_{col}")
+
+
+def _p(col: str) -> pl.Expr:
+    return pl.col(f"__p_{col}")
+
+
+@dataclass
+class _Plan:
+    """Validation of one file as three column stages (text, parsed, reasons) and the values."""
+
+    texts: list[pl.Expr]
+    parsed: list[pl.Expr]
+    reasons: list[pl.Expr]
+    values: dict[str, pl.Expr]
+
+    def apply(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """``lf`` with the helper columns and ``_reasons`` (list of reason codes) added."""
+        if self.texts:
+            lf = lf.with_columns(self.texts)
+        if self.parsed:
+            lf = lf.with_columns(self.parsed)
+        return lf.with_columns(_reasons_list(self.reasons))
+
+
+def _plan(schema: pl.Schema, targets: dict[str, pl.DataType], required: Iterable[str],
+          countries: list[str], currencies: list[str] | None = None) -> _Plan:
+    """Rules of the contract as expressions: each yields a reason code or null per row."""
+    required = set(required)
+    texts: list[pl.Expr] = []
+    parsed: list[pl.Expr] = []
     reasons: list[pl.Expr] = []
-    for col, target in S.MANIFEST_SCHEMA.items():
+    values: dict[str, pl.Expr] = {}
+    for col, target in targets.items():
         if col not in schema:
             values[col] = pl.lit(None, dtype=target)
             continue
         dtype = schema[col]
-        text = _text(col, dtype)
-        present = text.is_not_null()
-        parsed = _parsed(col, dtype, target)
-        if col in _REQ:
-            reasons.append(_reason(~present, f"missing:{col}"))
-        if isinstance(target, pl.Datetime):
-            reasons.append(_reason(present & parsed.is_null(), f"bad_timestamp:{col}"))
-        elif target == pl.Date:
-            reasons.append(_reason(present & parsed.is_null(), f"bad_date:{col}"))
-        elif target in (pl.Float64, pl.Int64, pl.Boolean):
-            reasons.append(_reason(present & parsed.is_null(), f"bad_type:{col}"))
-        if col in _ENUMS:
-            low = text.str.to_lowercase()
-            reasons.append(_reason(present & ~low.is_in(_ENUMS[col]), f"bad_enum:{col}"))
-            parsed = pl.when(low.is_in(_ENUMS[col])).then(low).cast(target)
-        elif col in _COUNTRY_COLS:
-            parsed = text.str.to_uppercase()
-            reasons.append(_reason(present & ~parsed.is_in(countries), f"unknown_country:{col}"))
-        elif col == S.CURRENCY:
-            parsed = text.str.to_uppercase()
-            reasons.append(_reason(present & ~parsed.is_in(currencies), "unknown_currency"))
-        elif col == S.PORT_OF_ENTRY:
-            reasons.append(_reason(present & ~text.str.contains(r"^\d{4}$"), f"bad_port:{col}"))
-        elif col == S.CONSIGNEE_STATE:
-            parsed = text.str.to_uppercase()
-            reasons.append(_reason(present & ~parsed.str.contains(r"^[A-Z]{2}$"), f"bad_state:{col}"))
-        elif col == S.HTS_CODE:
-            parsed = text.str.replace_all(r"[.\s]", "")
-            reasons.append(_reason(present & ~parsed.str.contains(r"^\d{6,10}$"), f"bad_hts:{col}"))
-        elif col in (S.DECLARED_VALUE, S.LISTED_PRICE):
-            reasons.append(_reason(parsed < 0, f"negative:{col}"))
-        elif col == S.GROSS_WEIGHT_KG:
-            reasons.append(_reason(parsed <= 0, f"nonpositive:{col}"))
-        elif col == S.PIECE_COUNT:
-            reasons.append(_reason(parsed < 1, f"nonpositive:{col}"))
-        values[col] = parsed.cast(target)
-    return values, reasons
-
-
-def _partner_exprs(schema: pl.Schema, countries: list[str]) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
-    """Partner export declarations (contract section 2): id, country and declared_at required."""
-    values: dict[str, pl.Expr] = {}
-    reasons: list[pl.Expr] = []
-    required = {S.SHIPMENT_ID, S.EXPORT_COUNTRY, S.DECLARED_AT}
-    for col, target in S.PARTNER_SCHEMA.items():
-        dtype = schema[col]
-        text = _text(col, dtype)
-        present = text.is_not_null()
-        parsed = _parsed(col, dtype, target)
+        native = _native(col, dtype, target)
+        if native is not None:
+            parsed.append(native.alias(f"__p_{col}"))
+            present = pl.col(col).is_not_null()
+        else:
+            texts.append((_free_text(col, dtype) if col in _FREE_TEXT else _text(col, dtype)).alias(f"__t_{col}"))
+            present = _t(col).is_not_null()
+            t = _t(col)
+            if col in _ENUMS:
+                low = t.str.to_lowercase()
+                value = pl.when(low.is_in(_ENUMS[col])).then(low)
+            elif col in _COUNTRY_COLS or col in (S.CURRENCY, S.CONSIGNEE_STATE):
+                value = t.str.to_uppercase()
+            elif col == S.HTS_CODE:
+                value = t.str.replace_all(".", "", literal=True).str.replace_all(" ", "", literal=True)
+            else:
+                value = _from_text(t, target)
+            parsed.append(value.alias(f"__p_{col}"))
+        p = _p(col)
         if col in required:
             reasons.append(_reason(~present, f"missing:{col}"))
         if isinstance(target, pl.Datetime):
-            reasons.append(_reason(present & parsed.is_null(), f"bad_timestamp:{col}"))
-        elif target in (pl.Float64, pl.Boolean):
-            reasons.append(_reason(present & parsed.is_null(), f"bad_type:{col}"))
-        if col == S.EXPORT_COUNTRY:
-            parsed = text.str.to_uppercase()
-            reasons.append(_reason(present & ~parsed.is_in(countries), f"unknown_country:{col}"))
-        elif col == S.PARTNER_DECLARED_VALUE_USD:
-            reasons.append(_reason(parsed < 0, f"negative:{col}"))
-        elif col == S.GROSS_WEIGHT_KG:
-            reasons.append(_reason(parsed <= 0, f"nonpositive:{col}"))
-        values[col] = parsed.cast(target)
-    return values, reasons
+            reasons.append(_reason(present & p.is_null(), f"bad_timestamp:{col}"))
+        elif target == pl.Date:
+            reasons.append(_reason(present & p.is_null(), f"bad_date:{col}"))
+        elif target in (pl.Float64, pl.Int64, pl.Boolean):
+            reasons.append(_reason(present & p.is_null(), f"bad_type:{col}"))
+        elif col in _ENUMS:
+            reasons.append(_reason(present & p.is_null(), f"bad_enum:{col}"))
+        elif col in _COUNTRY_COLS:
+            reasons.append(_reason(present & ~p.is_in(countries), f"unknown_country:{col}"))
+        elif col == S.CURRENCY and currencies is not None:
+            reasons.append(_reason(present & ~p.is_in(currencies), "unknown_currency"))
+        elif col == S.PORT_OF_ENTRY:
+            reasons.append(_reason(present & ~p.str.contains(r"^\d{4}$"), f"bad_port:{col}"))
+        elif col == S.CONSIGNEE_STATE:
+            reasons.append(_reason(present & ~p.str.contains(r"^[A-Z]{2}$"), f"bad_state:{col}"))
+        elif col == S.HTS_CODE:
+            reasons.append(_reason(present & ~p.str.contains(r"^\d{6,10}$"), f"bad_hts:{col}"))
+        if col in (S.DECLARED_VALUE, S.LISTED_PRICE, S.PARTNER_DECLARED_VALUE_USD):
+            reasons.append(_reason(p < 0, f"negative:{col}"))
+        elif col in (S.GROSS_WEIGHT_KG, S.PIECE_COUNT):
+            reasons.append(_reason(p <= 0, f"nonpositive:{col}"))
+        values[col] = p.cast(target)
+    return _Plan(texts, parsed, reasons, values)
 
 
-def _label_exprs(schema: pl.Schema) -> tuple[dict[str, pl.Expr], list[pl.Expr]]:
+def _manifest_plan(schema: pl.Schema, countries: list[str], currencies: list[str]) -> _Plan:
+    return _plan(schema, S.MANIFEST_SCHEMA, S.MANIFEST_REQUIRED, countries, currencies)
+
+
+def _partner_plan(schema: pl.Schema, countries: list[str]) -> _Plan:
+    """Partner export declarations (contract section 2): id, country and declared_at required."""
+    return _plan(schema, S.PARTNER_SCHEMA, [S.SHIPMENT_ID, S.EXPORT_COUNTRY, S.DECLARED_AT], countries)
+
+
+def _label_plan(schema: pl.Schema) -> _Plan:
     """Exam outcomes (contract section 3)."""
-    values: dict[str, pl.Expr] = {}
-    reasons: list[pl.Expr] = []
-    enums = {S.OUTCOME: S.OUTCOMES, S.EXAM_REASON: S.EXAM_REASONS}
-    for col, target in S.LABEL_SCHEMA.items():
-        if col not in schema:
-            values[col] = pl.lit(None, dtype=target)
-            continue
-        dtype = schema[col]
-        text = _text(col, dtype)
-        present = text.is_not_null()
-        parsed = _parsed(col, dtype, target)
-        if col in S.LABEL_REQUIRED:
-            reasons.append(_reason(~present, f"missing:{col}"))
-        if target == pl.Date:
-            reasons.append(_reason(present & parsed.is_null(), f"bad_date:{col}"))
-        if col in enums:
-            low = text.str.to_lowercase()
-            reasons.append(_reason(present & ~low.is_in(enums[col]), f"bad_enum:{col}"))
-            parsed = pl.when(low.is_in(enums[col])).then(low)
-        values[col] = parsed.cast(target)
-    return values, reasons
+    return _plan(schema, S.LABEL_SCHEMA, S.LABEL_REQUIRED, [])
 
 
 def _reasons_list(reasons: list[pl.Expr]) -> pl.Expr:
     return pl.concat_list([r.cast(pl.String) for r in reasons]).list.drop_nulls().alias(_REASONS)
 
 
+_PUNCTUATION = list("!\"$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
 def address_key(address: pl.Expr, postal_code: pl.Expr) -> pl.Expr:
     """A matching key of a street line + postal code: upper case, punctuation stripped,
-    abbreviations unified (STREET->ST, APARTMENT/UNIT/#->APT...), ZIP cut to 5 characters."""
-    a = address.str.to_uppercase().str.replace_all("#", " APT ", literal=True)
-    a = a.str.replace_all(r"[^A-Z0-9 ]", " ").str.replace_all(" ", "  ", literal=True)
-    a = (" " + a + " ").str.replace_many(
-        [f" {k} " for k in ADDRESS_ABBREVIATIONS], [f" {v} " for v in ADDRESS_ABBREVIATIONS.values()]
-    )
-    a = a.str.replace_all(r"\bAPT\s+APT\b", "APT").str.replace_all(r"\s+", " ").str.strip_chars()
+    abbreviations unified (STREET->ST, APARTMENT/UNIT/#->APT...), ZIP cut to 5 characters.
+
+    Literal (Aho-Corasick) replacements only: regexes cost seconds per million rows."""
+    a = address.str.to_uppercase().str.replace_many(["#", *_PUNCTUATION], [" APT ", *[" "] * len(_PUNCTUATION)])
+    a = (" " + a + " ").str.replace_all(" ", "  ", literal=True)  # every word has its own spaces
+    a = a.str.replace_many([f" {k} " for k in ADDRESS_ABBREVIATIONS], [f" {v} " for v in ADDRESS_ABBREVIATIONS.values()])
+    for _ in range(4):  # collapse runs of spaces (up to 16)
+        a = a.str.replace_all("  ", " ", literal=True)
+    a = a.str.replace_all(" APT APT ", " APT ", literal=True).str.strip_chars()
     zip_ = postal_code.str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").str.slice(0, 5)
     return pl.concat_str([a, zip_], separator="|")
 
@@ -616,9 +631,15 @@ def _is_partner(path: Path) -> bool:
 
 def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quarantine_path: Path,
                 countries: list[str], fx: dict[str, float], ingested_at: datetime, run_id: str,
-                ) -> tuple[int, int]:
-    """Validate and normalise one file into ``stage_path`` (valid rows) and ``quarantine_path``
-    (bad rows); returns (valid rows, bad rows). Raises _FileRejected for file-level problems."""
+                ) -> tuple[int, int, pl.LazyFrame]:
+    """Validate one file into ``stage_path`` and write its bad rows to ``quarantine_path``;
+    returns (valid rows, bad rows, lazy normalised valid rows). Raises _FileRejected for
+    file-level problems.
+
+    One streaming pass over the input writes a checked file holding the parsed values, the
+    reasons and, for bad rows only, the original values; bad rows are split from it (cheap:
+    Parquet, and the originals of good rows are all null) and the valid rows stay a lazy view
+    over it that the merge streams into the partitions."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
     required = S.MANIFEST_REQUIRED if kind == "manifest" else S.PARTNER_SCHEMA
@@ -626,19 +647,48 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
     if missing:
         raise _FileRejected("missing_columns", ", ".join(missing))
     if kind == "manifest":
-        values, reasons = _manifest_exprs(schema, countries, list(fx))
+        plan = _manifest_plan(schema, countries, list(fx))
         known = set(S.MANIFEST_SCHEMA)
     else:
-        values, reasons = _partner_exprs(schema, countries)
+        plan = _partner_plan(schema, countries)
         known = set(S.PARTNER_SCHEMA)
     derived = set(S.RAW_DERIVED) | {S.SOURCE_FILE, S.INGESTED_AT}
     extras = {c: (f"input_{c}" if c in derived else c) for c in schema if c not in known and c != _ROW}
+    originals = [c for c in schema if c not in (_ROW, Q_SOURCE_FILE, Q_ROW_NUMBER, Q_REASONS, Q_KIND, Q_RUN_ID)]
+    is_bad = pl.col(_REASONS).list.len() > 0
 
-    checked = lf.with_columns(_reasons_list(reasons))
-    valid = checked.filter(pl.col(_REASONS).list.len() == 0).select(
-        *[e.alias(c) for c, e in values.items()],
-        *[_text_raw(c, schema[c]).alias(alias) for c, alias in extras.items()],
+    checked = plan.apply(lf).select(
+        *[e.alias(c) for c, e in plan.values.items()],
+        *[_text_raw(c, schema[c]).alias(f"__x_{alias}") for c, alias in extras.items()],
+        *[pl.when(is_bad).then(_text_raw(c, schema[c])).alias(f"__o_{c}") for c in originals],
         pl.col(_ROW).cast(pl.Int64),
+        pl.col(_REASONS),
+    )
+    checked_path = stage_path
+    try:
+        checked.sink_parquet(checked_path, compression="lz4", engine="streaming")
+    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
+        checked_path.unlink(missing_ok=True)
+        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    counts = pl.scan_parquet(checked_path).select(
+        pl.len().alias("n"), (pl.col(_REASONS).list.len() > 0).sum().alias("bad")
+    ).collect()
+    n_all, n_bad = int(counts["n"][0]), int(counts["bad"][0])
+    if n_all == 0:
+        checked_path.unlink(missing_ok=True)
+        raise _FileRejected("empty", "no data rows")
+    scan = pl.scan_parquet(checked_path)
+    if n_bad:
+        scan.filter(is_bad).select(
+            *[pl.col(f"__o_{c}").alias(c) for c in originals],
+            pl.lit(path.name).alias(Q_SOURCE_FILE),
+            pl.col(_ROW).alias(Q_ROW_NUMBER),
+            pl.col(_REASONS).alias(Q_REASONS),
+            pl.lit(kind).alias(Q_KIND),
+            pl.lit(run_id).alias(Q_RUN_ID),
+        ).sink_parquet(quarantine_path, engine="streaming")
+    valid = scan.filter(~is_bad).select(
+        *plan.values, *[pl.col(f"__x_{alias}").alias(alias) for alias in extras.values()], _ROW
     )
     if kind == "manifest":
         rate = pl.col(S.CURRENCY).replace_strict(fx, default=None, return_dtype=pl.Float64)
@@ -654,23 +704,7 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
             pl.lit(path.name).alias(S.SOURCE_FILE),
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
         ).select(*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT, *extras.values(), _ROW)
-    bad = _bad_rows_plan(checked, schema, path.name, kind, run_id)
-    try:
-        pl.collect_all(
-            [valid.sink_parquet(stage_path, lazy=True), bad.sink_parquet(quarantine_path, lazy=True)],
-            engine="streaming",
-        )
-    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
-        stage_path.unlink(missing_ok=True)
-        quarantine_path.unlink(missing_ok=True)
-        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
-    n_valid = _parquet_rows(stage_path)
-    n_bad = _parquet_rows(quarantine_path)
-    if n_valid + n_bad == 0:
-        stage_path.unlink(missing_ok=True)
-        quarantine_path.unlink(missing_ok=True)
-        raise _FileRejected("empty", "no data rows")
-    return n_valid, n_bad
+    return n_all - n_bad, n_bad, valid
 
 
 def _parquet_rows(path: Path) -> int:
@@ -706,7 +740,8 @@ def ingest_paths(
     workdir = _ingest_dir(layout) / f".run-{run_id}"
     workdir.mkdir(parents=True, exist_ok=True)
     layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, list[Path]] = {"manifest": [], "partner": []}
+    staged: dict[str, list[pl.LazyFrame]] = {"manifest": [], "partner": []}
+    valid_total = 0
     ledger_records: list[dict] = []
     reasons: Counter[str] = Counter()
     try:
@@ -723,7 +758,7 @@ def ingest_paths(
                 stage = workdir / f"{i:05d}-{kind}.parquet"
                 qpath = layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet"
                 try:
-                    n_valid, n_bad = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
+                    n_valid, n_bad, view = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
                                                  ingested_at, run_id)
                 except _FileRejected as rej:
                     result.status, result.reason = "quarantined", rej.reason
@@ -742,7 +777,8 @@ def ingest_paths(
                     else:
                         qpath.unlink(missing_ok=True)
                     if n_valid:
-                        staged[kind].append(stage)
+                        staged[kind].append(view)
+                        valid_total += n_valid
                 ledger_records.append({"sha256": digest, "file": path.name, "kind": kind,
                                        "status": result.status, "run_id": run_id,
                                        "at": ingested_at.isoformat()})
@@ -758,7 +794,6 @@ def ingest_paths(
             p_ingested = _merge_partner(layout, staged["partner"])
             summary.rows_ingested += p_ingested
             summary.partner_rows_ingested = p_ingested
-        valid_total = sum(_parquet_rows(p) for group in staged.values() for p in group)
         summary.rows_amended = valid_total - summary.rows_ingested
         summary.quarantine_reasons = dict(sorted(reasons.items()))
         summary.check()
@@ -789,15 +824,19 @@ def _existing_files(base: Path, prefix: str) -> list[tuple[date, Path]]:
     return out
 
 
-def _keyed_scans(files: list[Path], seq: int, row_col: str | None) -> list[pl.LazyFrame]:
-    """Scans with the candidate key (_seq, _ord, _row_number) that identifies a row uniquely."""
-    scans = []
-    for ord_, f in enumerate(files):
-        lf = pl.scan_parquet(f, row_index_name=_ROW if row_col is None else None, row_index_offset=1)
-        if row_col is None:
-            lf = lf.with_columns(pl.col(_ROW).cast(pl.Int64))
-        scans.append(lf.with_columns(pl.lit(seq, dtype=pl.Int8).alias(_SEQ), pl.lit(ord_, dtype=pl.Int32).alias(_ORD)))
-    return scans
+def _keyed(frames: list[pl.LazyFrame], seq: int) -> list[pl.LazyFrame]:
+    """Frames with the candidate key (_seq, _ord, _row_number) that identifies a row uniquely."""
+    return [
+        lf.with_columns(pl.lit(seq, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD))
+        for i, lf in enumerate(frames)
+    ]
+
+
+def _scan_existing(files: list[Path]) -> list[pl.LazyFrame]:
+    return [
+        pl.scan_parquet(f, row_index_name=_ROW, row_index_offset=1).with_columns(pl.col(_ROW).cast(pl.Int64))
+        for f in files
+    ]
 
 
 def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
@@ -807,56 +846,58 @@ def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
     return [*base, *extra]
 
 
-def _merge_shipments(layout: Layout, staged: list[Path]) -> tuple[int, int, list[str]]:
+def _merge_shipments(layout: Layout, new_frames: list[pl.LazyFrame]) -> tuple[int, int, list[str]]:
     """Apply amendments and rewrite the touched arrival-date partitions.
 
+    Only the candidates sharing a ``shipment_id`` are sorted; the losers (superseded versions)
+    are then anti-joined away while each touched partition streams to disk.
     Returns (new rows now in the store, existing rows replaced, days written)."""
     key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
     order = [S.FILED_AT, _SEQ, _ORD, _ROW]
     thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, _SEQ, _ORD, _ROW]
-    new_scans = _keyed_scans(staged, 1, row_col=_ROW)
+    new_scans = _keyed(new_frames, 1)
     new_thin = pl.concat([s.select(thin_cols) for s in new_scans]).collect(engine="streaming")
-    new_ids = new_thin.select(S.SHIPMENT_ID).unique()
 
     existing = _existing_files(layout.raw_shipments, "arrival_date")
-    exist_files = [f for _, f in existing]
-    exist_scans = _keyed_scans(exist_files, 0, row_col=None)
+    exist_scans = _keyed(_scan_existing([f for _, f in existing]), 0)
     if exist_scans:
+        new_ids = new_thin.select(S.SHIPMENT_ID).unique()
         old_thin = (
             pl.concat([s.select(thin_cols) for s in exist_scans])
             .join(new_ids.lazy(), on=S.SHIPMENT_ID, how="semi")
             .collect(engine="streaming")
         )
+        candidates = pl.concat([old_thin, new_thin])
     else:
         old_thin = new_thin.clear()
-    candidates = pl.concat([old_thin, new_thin])
-    winners = candidates.sort([S.SHIPMENT_ID, *order]).unique(subset=[S.SHIPMENT_ID], keep="last", maintain_order=True)
-    ingested = int((winners[_SEQ] == 1).sum())
-    replaced = int(old_thin.join(winners.filter(pl.col(_SEQ) == 1).select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi").height)
+        candidates = new_thin
+    contested = candidates.filter(pl.col(S.SHIPMENT_ID).is_duplicated())
+    ranked = contested.sort([S.SHIPMENT_ID, *order])
+    losers = ranked.filter(~pl.col(S.SHIPMENT_ID).is_last_distinct()).select(key)
+    winners_new = ranked.filter(pl.col(S.SHIPMENT_ID).is_last_distinct() & (pl.col(_SEQ) == 1))
+    lost_new = int((losers[_SEQ] == 1).sum())
+    ingested = new_thin.height - lost_new
+    replaced = int((losers[_SEQ] == 0).sum())
+    del winners_new
 
     days = sorted(set(new_thin[S.ARRIVAL_DATE].unique().to_list()) | set(old_thin[S.ARRIVAL_DATE].unique().to_list()))
-    win_keys = winners.select(*key).with_columns(pl.lit(True).alias(_WIN))
-    touched = new_ids.with_columns(pl.lit(True).alias(_TOUCHED))
     files_by_day: dict[date, list[int]] = {}
     for idx, (d, _f) in enumerate(existing):
         files_by_day.setdefault(d, []).append(idx)
+    new_days = {d: set(g[_ORD].unique().to_list()) for (d,), g in new_thin.select(S.ARRIVAL_DATE, _ORD).unique().partition_by(S.ARRIVAL_DATE, as_dict=True).items()}
 
     written = []
     for day in days:
         parts = [exist_scans[i] for i in files_by_day.get(day, [])]
-        parts += [s.filter(pl.col(S.ARRIVAL_DATE) == day) for s in new_scans]
+        parts += [s.filter(pl.col(S.ARRIVAL_DATE) == day) for i, s in enumerate(new_scans) if i in new_days.get(day, set())]
         names: set[str] = set()
         for p in parts:
             names.update(p.collect_schema().names())
         cols = _ordered_columns(names, S.RAW_SHIPMENT_SCHEMA)
-        plan = (
-            pl.concat(parts, how="diagonal_relaxed")
-            .join(win_keys.lazy(), on=key, how="left")
-            .join(touched.lazy(), on=S.SHIPMENT_ID, how="left")
-            .filter(pl.col(_WIN).is_not_null() | pl.col(_TOUCHED).is_null())
-            .select(cols)
-        )
-        _write_partition(plan, layout.raw_shipments_day(day))
+        plan = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+        if losers.height:
+            plan = plan.join(losers.lazy(), on=key, how="anti")
+        _write_partition(plan.select(cols), layout.raw_shipments_day(day))
         written.append(day.isoformat())
     return ingested, replaced, written
 
@@ -881,9 +922,9 @@ def _write_partition(plan: pl.LazyFrame, final: Path) -> None:
             shutil.rmtree(staged, ignore_errors=True)
 
 
-def _merge_partner(layout: Layout, staged: list[Path]) -> int:
+def _merge_partner(layout: Layout, staged: list[pl.LazyFrame]) -> int:
     """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins)."""
-    new = pl.concat(_keyed_scans(staged, 1, row_col=_ROW), how="diagonal_relaxed").with_columns(
+    new = pl.concat(_keyed(staged, 1), how="diagonal_relaxed").with_columns(
         pl.col(S.DECLARED_AT).dt.date().alias("_day")
     ).collect(engine="streaming")
     order = [S.SHIPMENT_ID, S.DECLARED_AT, _SEQ, _ORD, _ROW]
@@ -981,7 +1022,7 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     missing = [c for c in S.LABEL_REQUIRED if c not in schema]
     if missing:
         raise _FileRejected("missing_columns", ", ".join(missing))
-    values, reasons = _label_exprs(schema)
+    plan = _label_plan(schema)
     try:
         frame = lf.collect()
     except Exception as exc:  # noqa: BLE001
@@ -991,11 +1032,10 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     sid = _text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID])
     wanted = frame.select(sid.alias(S.SHIPMENT_ID)).drop_nulls().unique()
     ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
-    ids = ids.get_column(S.SHIPMENT_ID)
-    reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.implode()), "unknown_shipment"))
-    checked = frame.lazy().with_columns(_reasons_list(reasons))
+    plan.reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment"))
+    checked = plan.apply(frame.lazy())
     valid = checked.filter(pl.col(_REASONS).list.len() == 0).select(
-        *[e.alias(c) for c, e in values.items()]
+        *[e.alias(c) for c, e in plan.values.items()]
     ).collect()
     bad = _bad_rows_plan(checked, schema, path.name, "labels", run_id).collect()
     return valid, bad
