@@ -65,6 +65,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     days = history.ensure_history(layout, day)
     norms = history.heading_norms(layout, day, days)
     partner = crossborder.partner_for_day(layout, day)
+    fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
     raw = scan_raw_shipments(layout, [day])
     if timings is not None:
         norms = norms.collect().lazy()
@@ -87,11 +88,17 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
             lazy = lazy.collect().lazy()
             timings[name] = clock() - t
     keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS,
-            *(f"_key_{k}" for k in _KEYS)]
+            *(f"_key_{k}" for k in _KEYS), value.HEADING, value.LOG_VPK, value.LOG_VPP]
     t = clock()
     frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)
     if timings is not None:
         timings["collect"] = clock() - t
+    if frame.height and not history.history_current(layout, day, fingerprint):
+        # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
+        t = clock()
+        history.write_day_history(layout, day, frame, fingerprint)
+        if timings is not None:
+            timings["history_write_day"] = clock() - t
 
     t = clock()
     frame = history.add_history(frame, layout, day, days, known)

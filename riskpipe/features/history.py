@@ -10,8 +10,10 @@ labelled shipments (it only grows; what a feature may use is decided by the labe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -71,11 +73,11 @@ COLUMNS = (
 # ---------------------------------------------------------------------------------------------
 # the daily tables
 # ---------------------------------------------------------------------------------------------
-def entities_path(layout: Layout, day: date):
+def entities_path(layout: Layout, day: date) -> Path:
     return layout.history / "entities" / f"day={day.isoformat()}.parquet"
 
 
-def headings_path(layout: Layout, day: date):
+def headings_path(layout: Layout, day: date) -> Path:
     return layout.history / "headings" / f"day={day.isoformat()}.parquet"
 
 
@@ -87,7 +89,7 @@ def _meta_ok(layout: Layout) -> bool:
         return True
     import shutil
 
-    for sub in ("entities", "headings", "labelled_parties.parquet"):
+    for sub in ("entities", "headings", "fingerprints", "labelled_parties.parquet"):
         p = layout.history / sub
         if p.is_dir():
             shutil.rmtree(p)
@@ -97,9 +99,9 @@ def _meta_ok(layout: Layout) -> bool:
     return False
 
 
-def day_entity_aggregates(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Per (entity, key) of one day: parcels and distinct shippers."""
-    keyed = with_keys(raw, ENTITY_KEYS)
+def day_entity_aggregates(keyed: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Per (entity, key) of one day: parcels and distinct shippers (needs the ``_key_*`` columns)."""
+    keyed = keyed.lazy()
     parts = []
     for i, name in enumerate(ENTITY_KEYS):
         parts.append(
@@ -117,18 +119,48 @@ def day_entity_aggregates(raw: pl.LazyFrame) -> pl.LazyFrame:
 ENTITY_CODES = {name: i for i, name in enumerate(ENTITY_KEYS)}
 
 
+def raw_fingerprint(layout: Layout, day: date) -> str:
+    """Names, sizes and modification times of the raw files of ``day``: history written from an
+    older version of the partition (a late file was ingested since) is recomputed."""
+    files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
+    text = "\n".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fingerprint_path(layout: Layout, day: date) -> Path:
+    return layout.history / "fingerprints" / f"day={day.isoformat()}.txt"
+
+
+def history_current(layout: Layout, day: date, fingerprint: str | None = None) -> bool:
+    """True when the aggregates of ``day`` exist and were built from the current raw partition."""
+    fp = _fingerprint_path(layout, day)
+    if not (entities_path(layout, day).exists() and headings_path(layout, day).exists() and fp.exists()):
+        return False
+    return fp.read_text(encoding="utf-8") == (fingerprint or raw_fingerprint(layout, day))
+
+
+def write_day_history(layout: Layout, day: date, prepared: pl.LazyFrame | pl.DataFrame, fingerprint: str) -> None:
+    """Write the aggregates of ``day`` from a frame that carries the ``_key_*`` columns and the
+    value helper columns (``value.HEADING``, log values); the fingerprint goes last (commit)."""
+    ent = day_entity_aggregates(prepared).collect()
+    heads = value.heading_aggregates(prepared.lazy()).collect()
+    write_parquet_atomic(heads.sort(value.HEADING), headings_path(layout, day))
+    write_parquet_atomic(ent.sort(ENTITY, KEY), entities_path(layout, day))
+    write_text_atomic(fingerprint, _fingerprint_path(layout, day))
+
+
 def update_history(layout: Layout, day: date) -> bool:
-    """Write the daily aggregates of arrival day ``day`` if missing (True when written).
+    """Write the daily aggregates of arrival day ``day`` if missing or stale (True when written).
 
     Idempotent; only reads the raw partition of that day."""
     _meta_ok(layout)
-    if entities_path(layout, day).exists() and headings_path(layout, day).exists():
+    fingerprint = raw_fingerprint(layout, day)
+    if history_current(layout, day, fingerprint):
         return False
     raw = scan_raw_shipments(layout, [day])
-    ent = day_entity_aggregates(raw).collect()
-    heads = value.heading_day_aggregates(raw).collect()
-    write_parquet_atomic(heads.sort(value.HEADING), headings_path(layout, day))
-    write_parquet_atomic(ent.sort(ENTITY, KEY), entities_path(layout, day))
+    prepared = with_keys(raw, ENTITY_KEYS).with_columns(value.heading_expr(), *value.log_value_exprs())
+    cols = [key_col(e) for e in ENTITY_KEYS] + [value.HEADING, value.LOG_VPK, value.LOG_VPP]
+    write_day_history(layout, day, prepared.select(cols).collect(), fingerprint)
     return True
 
 

@@ -2,8 +2,11 @@
 (consignee address key, phones, emails, account IP, seller).
 
 Connected components by iterative min-label propagation with Polars joins (no loop per row).
-An identifier shared by more than ``max_group`` shipments of the day (a marketplace's big seller,
-a carrier hub address) links nothing: it would glue unrelated trade into one giant group.
+An identifier shared by more shipments of the day than its cap (a forwarder's address, a carrier
+hub) links nothing, and shipper-side identifiers (seller, shipper phone and email) link only while
+the shipper or seller is new (first seen at most ``NEW_PARTY_DAYS`` ago): an established seller
+sells to thousands of unrelated buyers and would glue all trade into one giant group, while
+illicit cells rotate new shippers and sellers.
 The group id becomes ``network_id``: ``"N-"`` + the smallest shipment id of the group
 (deterministic; null for a shipment linked to no other).
 """
@@ -26,29 +29,37 @@ NET_TOUCHES_POSITIVE = "net_touches_positive"
 COLUMNS = [NET_SIZE, NET_SHIPPERS, NET_CONSIGNEES, NET_PRIOR_PARCELS_7D, NET_GROWTH_RATIO, NET_TOUCHES_POSITIVE]
 
 DEFAULT_MAX_GROUP = 200
+#: per identifier kind: the largest group of shipments of the day it may link
+LINK_CAPS: dict[str, int] = {
+    "cons_addr": 50, "cons_phone": 20, "cons_email": 20, "account_ip": 50,
+    "seller": DEFAULT_MAX_GROUP, "shipper_phone": DEFAULT_MAX_GROUP, "shipper_email": DEFAULT_MAX_GROUP,
+}
+NEW_PARTY_DAYS = 7
+_SHIPPER_SIDE = {"seller": "seller", "shipper_phone": "shipper", "shipper_email": "shipper"}
 MAX_ITERATIONS = 200
 _NODE = "_node"
 _GROUP = "_group"
 _LABEL = "_label"
 
 
-def components(frame: pl.DataFrame, link_cols: list[str], max_group: int = DEFAULT_MAX_GROUP) -> pl.Series:
+def components(frame: pl.DataFrame, link_cols: list[str], max_group: int | list[int] = DEFAULT_MAX_GROUP) -> pl.Series:
     """Component label (smallest row index of the component) of every row of ``frame``.
 
     ``link_cols``: hashed identifier columns; two rows sharing a non-null value of one column
-    are linked."""
+    are linked when the column's group has at most ``max_group`` (one cap, or one per column) rows."""
     n = frame.height
+    caps = [max_group] * len(link_cols) if isinstance(max_group, int) else list(max_group)
     nodes = pl.DataFrame({_NODE: pl.arange(0, n, eager=True, dtype=pl.UInt32)})
     members = pl.concat(
         [
             frame.select(pl.col(c).alias(_GROUP))
             .with_columns(pl.arange(0, n, dtype=pl.UInt32).alias(_NODE))
             .drop_nulls(_GROUP)
+            .filter(pl.len().over(_GROUP).is_between(2, cap))
             .with_columns(pl.col(_GROUP).hash(seed=i))  # separate namespaces per identifier kind
-            for i, c in enumerate(link_cols)
+            for i, (c, cap) in enumerate(zip(link_cols, caps, strict=True))
         ]
-    )
-    members = members.filter(pl.len().over(_GROUP).is_between(2, max_group)).select(_NODE, _GROUP)
+    ).select(_NODE, _GROUP)
     labels = nodes.with_columns(pl.col(_NODE).alias(_LABEL))
     if members.height == 0:
         return labels.get_column(_LABEL)
@@ -70,10 +81,23 @@ def components(frame: pl.DataFrame, link_cols: list[str], max_group: int = DEFAU
     return labels.get_column(_LABEL)
 
 
-def add_network(frame: pl.DataFrame, max_group: int = DEFAULT_MAX_GROUP) -> pl.DataFrame:
+def link_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The identifiers that may link, per kind (shipper-side ones only for new parties)."""
+    exprs = []
+    for kind in LINK_KEYS:
+        c = pl.col(key_col(kind))
+        if kind in _SHIPPER_SIDE:
+            new = pl.col(H.first_seen_col(_SHIPPER_SIDE[kind])) <= NEW_PARTY_DAYS
+            c = pl.when(new).then(c)
+        exprs.append(c.alias(kind))
+    return frame.select(exprs)
+
+
+def add_network(frame: pl.DataFrame, caps: dict[str, int] | None = None) -> pl.DataFrame:
     """Add the network family and ``network_id`` to today's frame, which must be sorted by
     shipment id and carry the ``_key_*`` link columns and the history columns."""
-    comp = components(frame, [key_col(k) for k in LINK_KEYS], max_group)
+    caps = {**LINK_CAPS, **(caps or {})}
+    comp = components(link_columns(frame), list(LINK_KEYS), [caps[k] for k in LINK_KEYS])
     f = frame.with_columns(comp.alias(_LABEL))
     size = pl.len().over(_LABEL)
     prior_pos = pl.any_horizontal(pl.col(H.positives_col(e)) > 0 for e in H.EXAM_ENTITIES)

@@ -100,11 +100,11 @@ def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def heading_day_aggregates(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """What history keeps per heading and day for the norms."""
+def heading_aggregates(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """What history keeps per heading and day for the norms (from a frame with HEADING and the
+    log value columns)."""
     return (
-        frame.with_columns(heading_expr(), *log_value_exprs())
-        .filter(pl.col(HEADING).is_not_null())
+        prepared.filter(pl.col(HEADING).is_not_null())
         .group_by(HEADING)
         .agg(
             pl.col(LOG_VPK).count().cast(pl.Int64).alias("n_vpk"),
@@ -113,6 +113,11 @@ def heading_day_aggregates(frame: pl.LazyFrame) -> pl.LazyFrame:
             pl.col(LOG_VPP).sum().alias("sum_log_vpp"),
         )
     )
+
+
+def heading_day_aggregates(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """The heading aggregates of raw rows."""
+    return heading_aggregates(raw.with_columns(heading_expr(), *log_value_exprs()))
 
 
 def empty_norms() -> pl.LazyFrame:

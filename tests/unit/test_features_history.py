@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import polars as pl
+from polars.testing import assert_frame_equal
 
 from riskpipe import schema as S
 from riskpipe.features import build_features, update_history
 from riskpipe.features import history as H
-from riskpipe.features.testing import write_raw_day
-from riskpipe.store import Layout
+from riskpipe.features.testing import raw_frame, write_raw_day
+from riskpipe.store import Layout, write_parquet_atomic
 
 D = date(2026, 3, 10)
 ADDR = {S.CONSIGNEE_ADDRESS: "9 Pine Rd", S.CONSIGNEE_PHONE: "617-555-0100"}
@@ -69,7 +70,19 @@ def test_history_is_incremental_and_idempotent(tmp_path):
     assert H.entities_path(lay, day(1)).stat().st_mtime_ns == mtime
     assert H.entities_path(lay, day(60)).exists()
     assert not H.entities_path(lay, day(120)).exists()  # outside the lookback
-    assert not H.entities_path(lay, D).exists()  # the day itself is not history
+    # the day's own aggregates are written as a by-product, equal to what update_history writes
+    by_product = pl.read_parquet(H.entities_path(lay, D))
+    H.entities_path(lay, D).unlink()
+    assert update_history(lay, D) is True
+    assert_frame_equal(pl.read_parquet(H.entities_path(lay, D)), by_product)
+
+
+def test_history_is_recomputed_when_a_late_file_arrives(tmp_path):
+    lay = world(tmp_path)
+    assert build_features(lay, D).row(0, named=True)[H.parcels_col("cons_addr", 1)] == 2
+    late = raw_frame([{**ADDR, S.SHIPMENT_ID: "LATE"}], day(1))
+    write_parquet_atomic(late, lay.raw_shipments_day(day(1)) / "part-1.parquet")
+    assert build_features(lay, D).row(0, named=True)[H.parcels_col("cons_addr", 1)] == 3
 
 
 def test_prior_exams_and_positives_linked_to_parties(tmp_path):

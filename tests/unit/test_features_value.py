@@ -15,7 +15,7 @@ DAY = date(2026, 1, 6)
 
 def run(rows: list[dict], norms: pl.DataFrame | None = None) -> pl.DataFrame:
     n = V.empty_norms() if norms is None else norms.lazy()
-    return V.add_value(raw_frame(rows, DAY).lazy(), n).collect()
+    return V.add_value(raw_frame(rows, DAY).lazy(), n).collect().sort(S.SHIPMENT_ID)  # joins may reorder
 
 
 def test_value_per_kg_and_piece():
