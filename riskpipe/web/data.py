@@ -256,45 +256,51 @@ class WorkbenchData:
 
     def _ordered_rows(self, df: DayFrame, q: ListQuery) -> tuple[pl.Series | None, int]:
         """Row numbers (into the day frame) of the rows to show, and the filtered total."""
-        fkey = ("f", q.filter_key())
-        with df.lock:
-            idx = df.cache.get(fkey)
-            flight = df.flights.setdefault(fkey, threading.Lock())
-        if idx is None and self._filter_expr(df, q) is not None:
-          with flight:  # one computation per filter set; concurrent requests wait for it
-            with df.lock:
-                idx = df.cache.get(fkey)
-            if idx is None:
-                expr = self._filter_expr(df, q)
-                idx = df.frame.lazy().filter(expr).select(ROW).collect(engine="in-memory").get_column(ROW)
-                self._cache_put(df, fkey, idx)
+        expr = self._filter_expr(df, q)
+        idx = None  # None: every row, in the default order
+        if expr is not None:
+            idx = self._cached(
+                df,
+                ("f", q.filter_key()),
+                lambda: df.frame.lazy().filter(expr).select(ROW).collect(engine="in-memory").get_column(ROW),
+            )
         total = df.frame.height if idx is None else idx.len()
         default_sort, default_desc = DEFAULT_SORT[q.view]
-        need = q.page * q.page_size
         if q.sort == default_sort and q.desc == default_desc:
             return idx, total
+        need = q.page * q.page_size
         need = max(1024, 1 << (need - 1).bit_length())  # coarse, so nearby pages share one top_k
-        okey = ("o", q.filter_key(), q.sort, q.desc, need)
+
+        def top() -> pl.Series:
+            sub = df.frame.select(q.sort, ROW) if idx is None else df.frame.select(q.sort, ROW).gather(idx)
+            col = pl.col(q.sort).cast(pl.String) if sub.schema[q.sort] == pl.Categorical else pl.col(q.sort)
+            picked = (
+                sub.with_columns(col)
+                .top_k(min(need, sub.height), by=[q.sort, ROW], reverse=[not q.desc, True])
+                .sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
+            )
+            return picked.get_column(ROW)
+
+        return self._cached(df, ("o", q.filter_key(), q.sort, q.desc, need), top), total
+
+    def _cached(self, df: DayFrame, key: tuple, compute: Any) -> pl.Series:
+        """LRU cache with single flight: concurrent requests for the same key wait for one
+        computation instead of each scanning the 4-million-row frame."""
         with df.lock:
-            order = df.cache.get(okey)
-            flight = df.flights.setdefault(okey, threading.Lock())
-        if order is None:
-          with flight:
+            hit = df.cache.get(key)
+            if hit is not None:
+                df.cache.move_to_end(key)
+                return hit
+            flight = df.flights.setdefault(key, threading.Lock())
+        with flight:
             with df.lock:
-                order = df.cache.get(okey)
-            if order is None:
-                sub = df.frame.select(q.sort, ROW) if idx is None else df.frame.select(q.sort, ROW).gather(idx)
-                col = pl.col(q.sort)
-                if sub.schema[q.sort] == pl.Categorical:
-                    col = col.cast(pl.String)
-                picked = (
-                    sub.with_columns(col)
-                    .top_k(min(need, sub.height), by=[q.sort, ROW], reverse=[not q.desc, True])
-                    .sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
-                )
-                order = picked.get_column(ROW)
-                self._cache_put(df, okey, order)
-        return order, total
+                hit = df.cache.get(key)
+            if hit is None:
+                hit = compute()
+                self._cache_put(df, key, hit)
+            with df.lock:
+                df.flights.pop(key, None)
+            return hit
 
     @staticmethod
     def _cache_put(df: DayFrame, key: tuple, value: Any) -> None:
