@@ -266,6 +266,30 @@ def evaluate(
 
 
 @app.command()
+def indicators(
+    days: Annotated[int, typer.Option(help="The last N days that have ground truth.")] = 7,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown to this file.")] = None,
+) -> None:
+    """For each indicator family, how often it fires on fentanyl-related shipments vs the others
+    (a synthetic world's home only: needs its ground truth in truth/)."""
+    from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
+    from riskpipe.labels import LabelStore
+    from riskpipe.store import Layout
+
+    cfg = settings()
+    layout = Layout(state.home)
+    chosen = truth_days(layout)[-days:] if days > 0 else []
+    labels = LabelStore(cfg.db_url).current()  # exam outcomes known so far (prior-exam features)
+    text = table_markdown(indicator_table(layout, chosen, labels), chosen)
+    console.print(text, highlight=False, markup=False)
+    if out is not None:
+        from riskpipe.store import write_text_atomic
+
+        write_text_atomic(text, out)
+        console.print(f"written to {out}")
+
+
+@app.command()
 def bench() -> None:
     """The performance benchmark (stages, rows/s, peak memory)."""
     raise RiskpipeError("bench: not built yet")

@@ -7,7 +7,7 @@ their aliases, mules and drops. Rows of the day refer to entities by integer ind
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -117,22 +117,57 @@ def _digits(rng: np.random.Generator, n: int, k: int) -> pl.Series:
     return pl.Series(rng.integers(0, 10**k, n)).cast(pl.String).str.zfill(k)
 
 
-@dataclass
 class Table:
-    """An append-only entity table: Polars columns plus numpy columns used for sampling."""
+    """An append-only entity table: Polars columns plus numpy columns used for sampling.
 
-    frame: pl.DataFrame
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    Appends are queued and joined (one contiguous chunk) on the next read, so hundreds of small
+    appends of a day cost one copy, and gathers never walk a many-chunk column."""
+
+    def __init__(self, frame: pl.DataFrame, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self._frames = [frame]
+        self._arrays = {k: [v] for k, v in (arrays or {}).items()}
+        self._len = frame.height
 
     def __len__(self) -> int:
-        return self.frame.height
+        return self._len
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        if len(self._frames) > 1:
+            self._frames = [pl.concat(self._frames, how="vertical", rechunk=True)]
+        return self._frames[0]
+
+    @frame.setter
+    def frame(self, value: pl.DataFrame) -> None:
+        self._frames = [value]
+        self._len = value.height
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        for k, parts in self._arrays.items():
+            if len(parts) > 1:
+                self._arrays[k] = [np.concatenate(parts)]
+        return _ArrayView(self._arrays)
 
     def append(self, other: Table) -> range:
-        start = len(self)
-        self.frame = pl.concat([self.frame, other.frame], how="vertical")
-        for k, v in other.arrays.items():
-            self.arrays[k] = np.concatenate([self.arrays[k], v])
-        return range(start, len(self))
+        start = self._len
+        self._frames.extend(other._frames)
+        for k, parts in other._arrays.items():
+            self._arrays[k].extend(parts)
+        self._len += len(other)
+        return range(start, self._len)
+
+
+class _ArrayView(dict):
+    """Read/write view of a table's numpy columns (each stored as a one-element list)."""
+
+    def __init__(self, store: dict[str, list[np.ndarray]]) -> None:
+        super().__init__({k: v[0] for k, v in store.items()})
+        self._store = store
+
+    def __setitem__(self, key: str, value: np.ndarray) -> None:
+        super().__setitem__(key, value)
+        self._store[key] = [value]
 
 
 def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date, new: bool,
@@ -206,28 +241,18 @@ def make_addresses(rng: np.random.Generator, n: int, kind_probs=(0.55, 0.35, 0.1
     return Table(frame, {"kind": kind.astype(np.int8)})
 
 
-def address_variants(addr: pl.DataFrame) -> pl.Series:
-    """Four spellings of each address, flattened (index = 4 * address + variant).
-
-    Variant 0 is the usual form ("12 Maple St Apt 4"); 1 upper case; 2 long suffix and "#4";
-    3 lower case with a comma before the unit. The same place written slightly differently, as
-    carriers really file it.
-    """
+def address_lines(addr: pl.DataFrame) -> pl.Series:
+    """The usual street line of each address ("12 Maple St Apt 4"); writers derive the other
+    spellings of the same place from it (see ``riskpipe.synth.writer.street_variants``)."""
     short = pl.Series(SUFFIX_SHORT).gather(addr["suffix"])
-    long = pl.Series(SUFFIX_LONG).gather(addr["suffix"])
-    f = addr.with_columns(short.alias("s"), long.alias("l"))
+    f = addr.with_columns(short.alias("s"))
     unit_word = (pl.when(pl.col("kind") == APARTMENT).then(pl.lit("Apt"))
                  .when(pl.col("kind") == COMMERCIAL).then(pl.lit("Suite"))
                  .when(pl.col("kind") == FORWARDER).then(pl.lit("Ste"))
                  .otherwise(pl.lit(None, dtype=pl.String)))
     has_unit = pl.col("kind").is_in([APARTMENT, COMMERCIAL, FORWARDER])
     base = pl.format("{} {} {}", pl.col("num"), pl.col("street"), pl.col("s"))
-    v0 = pl.when(has_unit).then(pl.format("{} {} {}", base, unit_word, pl.col("unit"))).otherwise(base)
-    v2 = pl.when(has_unit).then(pl.format("{} {} {} #{}", pl.col("num"), pl.col("street"), pl.col("l"), pl.col("unit"))) \
-        .otherwise(pl.format("{} {} {}", pl.col("num"), pl.col("street"), pl.col("l")))
-    v3 = pl.when(has_unit).then(pl.format("{}, {} {}", base, unit_word, pl.col("unit"))).otherwise(base).str.to_lowercase()
-    out = f.select(v0.alias("v0"), v0.str.to_uppercase().alias("v1"), v2.alias("v2"), v3.alias("v3"))
-    return out.select(pl.concat_list(["v0", "v1", "v2", "v3"]).alias("a")).explode("a")["a"]
+    return f.select(pl.when(has_unit).then(pl.format("{} {} {}", base, unit_word, pl.col("unit"))).otherwise(base).alias("a"))["a"]
 
 
 def make_people(rng: np.random.Generator, n: int, address_ids: np.ndarray, new: bool) -> Table:
@@ -269,15 +294,15 @@ class Population:
     sellers: Table
     universities: np.ndarray  # people ids at university lab addresses
     forwarders: np.ndarray  # address ids of package forwarders
-    _variants: pl.Series | None = None
+    _lines: pl.Series | None = None
 
     def address_strings(self) -> pl.Series:
-        """Flattened address variants (cached; extended when addresses were appended)."""
-        have = 0 if self._variants is None else len(self._variants) // 4
+        """Street line of every address (cached; extended when addresses were appended)."""
+        have = 0 if self._lines is None else len(self._lines)
         if have < len(self.addresses):
-            extra = address_variants(self.addresses.frame.slice(have))
-            self._variants = extra if self._variants is None else pl.concat([self._variants, extra])
-        return self._variants
+            extra = address_lines(self.addresses.frame.slice(have))
+            self._lines = extra if self._lines is None else pl.concat([self._lines, extra], rechunk=True)
+        return self._lines
 
 
 def build_population(rng: np.random.Generator, per_day: int, catalog: Catalog, day: date) -> Population:

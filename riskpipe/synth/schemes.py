@@ -18,9 +18,7 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.synth.catalog import Catalog
 from riskpipe.synth.population import (
-    APARTMENT,
     COUNTRIES,
-    FORWARDER,
     SHIPPER_COUNTRIES,
     Population,
     make_addresses,
@@ -83,52 +81,72 @@ def make_cells(rng: np.random.Generator, expected_per_day: float, pop: Populatio
                 explicit_share=float(rng.uniform(0.25, 0.6)) if scheme in ("precursor", "pill_press") else 0.0,
                 clean_share=float(rng.uniform(0.1, 0.3)),
             )
-            refresh(cell, rng, pop, catalog, day)
-            cell.changes.clear()
             cells.append(cell)
+    refresh_many(cells, rng, pop, catalog, day)
+    for cell in cells:
+        cell.changes.clear()
     return cells
 
 
 def refresh(cell: Cell, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date) -> None:
-    """New disguise: other descriptions, new shipper aliases (sharing contacts), new drops and mules."""
-    cell.generation += 1
-    cell.changes.append(day)
-    if cell.generation > 1:  # burnt once: be less explicit, look cleaner
-        cell.explicit_share *= 0.5
-        cell.clean_share = min(0.6, cell.clean_share + 0.1)
-    explicit, cover = catalog.scheme_explicit[cell.scheme], catalog.scheme_cover[cell.scheme]
-    cell.explicit = rng.choice(explicit, size=min(2, len(explicit)), replace=False) if len(explicit) else explicit
-    cell.descs = rng.choice(cover, size=min(3, len(cover)), replace=False)
-    # aliases: new accounts from the scheme's origin, sharing one or two phones, e-mails and IPs
-    origin = ORIGINS[cell.scheme]
-    k = int(rng.integers(3, 7))
+    """New disguise for one cell (see :func:`refresh_many`)."""
+    refresh_many([cell], rng, pop, catalog, day)
+
+
+def refresh_many(cells: list[Cell], rng: np.random.Generator, pop: Population, catalog: Catalog, day: date) -> None:
+    """New disguise: other descriptions, new shipper aliases (sharing contacts), new drops and mules.
+
+    Entities of all the cells are made in one batch (one table append each), so hundreds of cells
+    cost about as much as one."""
+    if not cells:
+        return
     codes = list(SHIPPER_COUNTRIES)
-    cidx = np.array([codes.index(origin[i % len(origin)]) for i in rng.integers(0, len(origin), k)])
-    alias = make_shippers(rng, k, catalog, day, new=True, countries=cidx)
-    shared = rng.integers(0, 2, k)  # which of two contact sets each alias uses
-    first = alias.frame.head(2)
-    if first.height == 2:
-        idx = pl.Series(shared)
-        alias.frame = alias.frame.with_columns(
-            first["phone"].gather(idx).alias("phone"),
-            first["email"].gather(idx).alias("email"),
-            first["ip"].gather(idx).alias("ip"),
-        )
-    if cell.scheme == "pills_mx":  # trusted channels get abused: some aliases claim OEA status
-        oea = pl.Series(np.where(rng.random(k) < 0.2, "mx_oea", None), dtype=pl.String)
-        alias.frame = alias.frame.with_columns(oea.alias("trusted"))
-    alias.arrays["popularity"] = np.zeros(k)  # never drawn by legitimate trade
-    cell.aliases = np.asarray(pop.shippers.append(alias), dtype=np.int64)
+    n_alias = rng.integers(3, 7, len(cells))
+    n_drop = rng.integers(2, 5, len(cells))
+    n_mule = rng.integers(3, 8, len(cells))
+    alias_country = []
+    for cell, k in zip(cells, n_alias):
+        cell.generation += 1
+        cell.changes.append(day)
+        if cell.generation > 1:  # burnt once: be less explicit, look cleaner
+            cell.explicit_share *= 0.5
+            cell.clean_share = min(0.6, cell.clean_share + 0.1)
+        explicit, cover = catalog.scheme_explicit[cell.scheme], catalog.scheme_cover[cell.scheme]
+        cell.explicit = rng.choice(explicit, size=min(2, len(explicit)), replace=False) if len(explicit) else explicit
+        cell.descs = rng.choice(cover, size=min(3, len(cover)), replace=False)
+        origin = ORIGINS[cell.scheme]
+        alias_country.append(np.array([codes.index(origin[i]) for i in rng.integers(0, len(origin), k)]))
+    # aliases: new accounts from the scheme's origin; each cell's aliases share two contact sets
+    alias = make_shippers(rng, int(n_alias.sum()), catalog, day, new=True, countries=np.concatenate(alias_country))
+    starts = np.concatenate([[0], np.cumsum(n_alias)[:-1]])
+    owner = np.repeat(starts, n_alias) + np.minimum(rng.integers(0, 2, int(n_alias.sum())), np.repeat(n_alias - 1, n_alias))
+    own = pl.Series(owner.astype(np.int64))
+    alias.frame = alias.frame.with_columns(pl.col(c).gather(own) for c in ("phone", "email", "ip"))
+    pills = np.repeat(np.array([c.scheme == "pills_mx" for c in cells]), n_alias)
+    abuse = pills & (rng.random(len(pills)) < 0.2)  # trusted channels get abused: some claim OEA
+    alias.frame = alias.frame.with_columns(
+        pl.when(pl.Series(pills)).then(
+            pl.Series([None, "mx_oea"], dtype=pl.String).gather(pl.Series(abuse.astype(np.int64)))
+        ).otherwise(pl.col("trusted")).alias("trusted"))
+    alias.arrays["popularity"] = np.zeros(len(alias))  # never drawn by legitimate trade
+    alias_ids = np.asarray(pop.shippers.append(alias), dtype=np.int64)
     # drops: mostly apartments, sometimes a package forwarder shared with honest customers
-    nd = int(rng.integers(2, 5))
-    drops = np.asarray(pop.addresses.append(make_addresses(rng, nd, kind_probs=(0.3, 0.6, 0.1, 0.0, 0.0))))
-    if rng.random() < 0.3 and len(pop.forwarders):
-        drops[0] = rng.choice(pop.forwarders)
-    cell.drops = drops.astype(np.int64)
-    nm = int(rng.integers(3, 8))
-    mules = make_people(rng, nm, rng.choice(cell.drops, nm), new=True)
-    mules.arrays["popularity"] = np.zeros(nm)
-    cell.mules = np.asarray(pop.people.append(mules), dtype=np.int64)
+    drops = np.asarray(pop.addresses.append(make_addresses(rng, int(n_drop.sum()), kind_probs=(0.3, 0.6, 0.1, 0.0, 0.0))))
+    drops = drops.astype(np.int64)
+    d_starts = np.concatenate([[0], np.cumsum(n_drop)[:-1]])
+    use_fwd = (rng.random(len(cells)) < 0.3) & (len(pop.forwarders) > 0)
+    if len(pop.forwarders):
+        drops[d_starts[use_fwd]] = rng.choice(pop.forwarders, int(use_fwd.sum()))
+    cell_of_mule = np.repeat(np.arange(len(cells)), n_mule)
+    mule_home = drops[d_starts[cell_of_mule] + (rng.random(len(cell_of_mule)) * n_drop[cell_of_mule]).astype(np.int64)]
+    mules = make_people(rng, len(cell_of_mule), mule_home, new=True)
+    mules.arrays["popularity"] = np.zeros(len(mules))
+    mule_ids = np.asarray(pop.people.append(mules), dtype=np.int64)
+    m_starts = np.concatenate([[0], np.cumsum(n_mule)[:-1]])
+    for i, cell in enumerate(cells):
+        cell.aliases = alias_ids[starts[i] : starts[i] + n_alias[i]]
+        cell.drops = drops[d_starts[i] : d_starts[i] + n_drop[i]]
+        cell.mules = mule_ids[m_starts[i] : m_starts[i] + n_mule[i]]
 
 
 def record_seizures(cells: list[Cell], seized_cells: set[str], day: date, rng: np.random.Generator) -> None:
@@ -142,13 +160,11 @@ def record_seizures(cells: list[Cell], seized_cells: set[str], day: date, rng: n
 
 def adapt(cells: list[Cell], day: date, rng: np.random.Generator, pop: Population, catalog: Catalog) -> list[str]:
     """Cells whose lag has run out change disguise today; returns their ids."""
-    changed = []
-    for cell in cells:
-        if cell.adapt_on is not None and cell.adapt_on <= day:
-            refresh(cell, rng, pop, catalog, day)
-            cell.adapt_on = None
-            changed.append(cell.cell_id)
-    return changed
+    due = [c for c in cells if c.adapt_on is not None and c.adapt_on <= day]
+    refresh_many(due, rng, pop, catalog, day)
+    for cell in due:
+        cell.adapt_on = None
+    return [c.cell_id for c in due]
 
 
 def illicit_rows(cells: list[Cell], n: int, rng: np.random.Generator, pop: Population, catalog: Catalog) -> dict[str, np.ndarray]:

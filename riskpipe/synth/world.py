@@ -60,6 +60,8 @@ WEEKDAY_FACTOR = np.array([1.06, 1.04, 1.02, 1.0, 1.0, 0.92, 0.96])  # Monday..S
 AMEND_SHARE = 0.025
 FAULT_SHARE = 0.004
 ROWS_PER_FILE = 400_000
+#: formats of a day's manifest files in turn (NDJSON, the slowest to write and read, least often)
+FORMAT_CYCLE = ("csv", "parquet", "ndjson", "parquet", "csv", "parquet")
 ENTRY_PROBS = {  # per mode: 321, 86, 11, 01, postal
     "express": (0.55, 0.35, 0.1, 0.0, 0.0),
     "postal": (0.0, 0.0, 0.0, 0.0, 1.0),
@@ -115,6 +117,19 @@ class GenerateSummary:
 # ---------------------------------------------------------------------------------------------
 # one day
 # ---------------------------------------------------------------------------------------------
+def weighted_draw(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
+    """``n`` indices drawn with probability proportional to ``weights``.
+
+    Same law as ``rng.choice(p=...)`` but about five times faster on big tables: sorted uniforms
+    (cumulated exponential spacings) make the binary searches walk memory in order, and a random
+    permutation then restores independence of the row order."""
+    cum = np.cumsum(weights)
+    spacings = rng.exponential(size=n + 1)
+    u = np.cumsum(spacings)[:-1] / spacings.sum() * cum[-1]
+    idx = np.searchsorted(cum, u, side="right").clip(0, len(weights) - 1)
+    return idx[rng.permutation(n)]
+
+
 def _choice_rows(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
     """Per-row categorical draw from per-row cumulative probabilities (rows x k)."""
     u = rng.random(cum.shape[0])[:, None]
@@ -138,8 +153,7 @@ def _mode_table(catalog: Catalog) -> np.ndarray:
 
 def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catalog, mode_cum: np.ndarray) -> dict[str, np.ndarray]:
     """``n`` legitimate parcels drawn from the population and the catalog."""
-    sp = pop.shippers.arrays["popularity"]
-    shipper = rng.choice(len(sp), n, p=sp / sp.sum())
+    shipper = weighted_draw(rng, pop.shippers.arrays["popularity"], n)
     col = rng.choice(3, n, p=[0.55, 0.3, 0.15])
     kind = pop.shippers.arrays["kinds"][shipper, col].astype(np.int64)
     country = pop.shippers.arrays["country"][shipper].astype(np.int64)
@@ -154,14 +168,13 @@ def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catal
     value = np.exp(med_v[kind] + sig_v[kind] * rng.standard_normal(n))
     weight = np.exp(med_w[kind] + sig_w[kind] * rng.standard_normal(n))
     pieces = rng.geometric(0.8, n).astype(np.int32)
-    pp = pop.people.arrays["popularity"]
-    person = rng.choice(len(pp), n, p=pp / pp.sum())
+    person = weighted_draw(rng, pop.people.arrays["popularity"], n)
     lab = kind == [k.key for k in catalog.kinds].index("lab_reagent")
     to_uni = lab & (rng.random(n) < 0.7)
-    person = np.where(to_uni, rng.choice(pop.universities, n), person)
+    person[to_uni] = rng.choice(pop.universities, int(to_uni.sum()))
     address = pop.people.arrays["address"][person]
     fwd = (~to_uni) & (rng.random(n) < 0.03)
-    address = np.where(fwd, rng.choice(pop.forwarders, n), address)
+    address[fwd] = rng.choice(pop.forwarders, int(fwd.sum()))
     hk = country == COUNTRIES.index("HK")
     via_hk = hk & (rng.random(n) < 0.6)
     origin = np.where(via_hk, COUNTRIES.index("CN"), country).astype(np.int16)
@@ -193,10 +206,21 @@ def _per_mode(rng: np.random.Generator, mode: np.ndarray, table: dict[str, list[
 def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: Population, day: date,
              day_index: int, faults: bool) -> pl.DataFrame:
     """Common filing attributes, shuffling, ids, amendments and fault marks for all parcels of a day."""
-    cols = {k: np.concatenate([p[k] for p in parts if p]) for k in parts[0]}
-    n = len(cols["shipper"])
-    perm = rng.permutation(n)  # ids and file positions must not reveal the class
-    cols = {k: v[perm] for k, v in cols.items()}
+    # legitimate rows are independent draws, already in random order; the illicit ones are
+    # dropped in at random places so that ids and file positions do not reveal the class
+    n = sum(len(p["shipper"]) for p in parts)
+    if len(parts) == 1:
+        cols = dict(parts[0])
+    else:
+        legit, ill = parts
+        at = np.zeros(n, dtype=bool)
+        at[rng.choice(n, len(ill["shipper"]), replace=False)] = True
+        cols = {}
+        for k in legit:
+            col = np.empty(n, dtype=np.result_type(legit[k], ill[k]))
+            col[at] = ill[k]
+            col[~at] = legit[k]
+            cols[k] = col
     mode = cols["mode"]
     cols["port"] = _per_mode(rng, mode, PORTS, PORT_CODES)
     carrier = _per_mode(rng, mode, CARRIERS, CARRIER_CODES)
@@ -219,8 +243,7 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
     cols["weight"] = np.maximum(0.01, np.round(cols["weight"], 3))
     illicit = cols["cell"] >= 0
     cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.2, 0.6))
-    sl = pop.sellers.arrays["popularity"]
-    cols["seller"] = np.where(cols["has_seller"], rng.choice(len(sl), n, p=sl / sl.sum()), -1)
+    cols["seller"] = np.where(cols["has_seller"], weighted_draw(rng, pop.sellers.arrays["popularity"], n), -1)
     cols["listed_price"] = np.round(cols["declared_value"] * rng.uniform(1.0, 1.6, n), 2)
     air = mode == MODES.index("air_cargo")
     express = mode == MODES.index("express")
@@ -243,9 +266,9 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
     cols["has_account"] = rng.random(n) < np.array([0.7, 0.0, 0.3, 0.2])[mode]
     cols["has_known"] = express & (rng.random(n) < 0.8)
     cols["fault"] = np.where(faults & (rng.random(n) < FAULT_SHARE), rng.integers(1, 7, n), 0).astype(np.int8)
-    prefix = np.array(["EX", "LP", "AC", "TR"])[mode]
+    prefix = pl.Series(["EX", "LP", "AC", "TR"]).gather(pl.Series(mode.astype(np.int64)))
     seq = pl.Series(np.arange(n, dtype=np.int64)).cast(pl.String).str.zfill(8)
-    ids = pl.select(pl.concat_str([pl.Series(prefix), pl.lit(day.strftime("%y%m%d")), seq]).alias("id")).to_series()
+    ids = pl.select(pl.concat_str([prefix, pl.lit(day.strftime("%y%m%d")), seq]).alias("id")).to_series()
     core = pl.DataFrame(cols).with_columns(ids, pl.lit(0, dtype=pl.Int8).alias("version"))
     return core
 
@@ -401,9 +424,8 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         a_file = np.minimum(file_of[amend["_pos"].to_numpy()] + rng.integers(0, 2, amend.height), n_files - 1)
         amend = amend.drop("_pos")
         rows = 0
-        fmt_offset = i % len(FORMATS)
         for f in range(n_files):
-            fmt = FORMATS[(f + fmt_offset) % len(FORMATS)]
+            fmt = FORMAT_CYCLE[(f + i) % len(FORMAT_CYCLE)]
             part = core.slice(int(bounds[f]), int(bounds[f + 1] - bounds[f]))
             extra = amend.filter(pl.Series(a_file == f))
             if extra.height:

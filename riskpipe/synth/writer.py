@@ -20,7 +20,16 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.store import tmp_sibling
 from riskpipe.synth.catalog import Catalog
-from riskpipe.synth.population import CARRIER_CODES, COUNTRIES, CURRENCIES, MODES, PORT_CODES, Population
+from riskpipe.synth.population import (
+    CARRIER_CODES,
+    COUNTRIES,
+    CURRENCIES,
+    MODES,
+    PORT_CODES,
+    SUFFIX_LONG,
+    SUFFIX_SHORT,
+    Population,
+)
 
 FORMATS = ("csv", "parquet", "ndjson")
 TS_SUFFIX = ["Z", "+00:00", "+0000", ""]  # "" = no offset (read as UTC)
@@ -39,13 +48,35 @@ def _gather(series: pl.Series, idx: pl.Series | np.ndarray) -> pl.Series:
     return series.gather(pl.Series(np.asarray(idx, dtype=np.int64)) if isinstance(idx, np.ndarray) else idx)
 
 
+_SHORT = [f" {x} " for x in SUFFIX_SHORT] + ["Apt ", "Suite ", "Ste "]
+_LONG = [f" {x} " for x in SUFFIX_LONG] + ["#", "#", "#"]
+_UNIT = [" Apt ", " Suite ", " Ste "]
+_UNIT_COMMA = [", Apt ", ", Suite ", ", Ste "]
+
+
+def street_variants(lines: pl.Series, variant: pl.Series) -> pl.Series:
+    """The same place written differently, as carriers really file it: variant 0 as is, 1 upper
+    case, 2 long suffix and "#4", 3 lower case with a comma before the unit. Only the rows with a
+    variant are rewritten (a fifth of them), then scattered back."""
+    sel = variant != 0
+    idx = sel.arg_true()
+    if len(idx) == 0:
+        return lines
+    sub = lines.filter(sel)
+    var = variant.filter(sel)
+    v2 = (sub + " ").str.replace_many(_SHORT, _LONG).str.strip_chars_end()
+    v3 = sub.str.replace_many(_UNIT, _UNIT_COMMA).str.to_lowercase()
+    new = pl.select(pl.when(var == 1).then(sub.str.to_uppercase()).when(var == 2).then(v2).otherwise(v3)).to_series()
+    return lines.scatter(idx, new)
+
+
 def manifest_frame(core: pl.DataFrame, pop: Population, catalog: Catalog, day: date) -> pl.DataFrame:
     """The contract's manifest columns (typed as ``S.MANIFEST_SCHEMA``) for a slice of the core."""
     sh = pop.shippers.frame.select("name", "address", "country", "phone", "email", "ip", "account_created", "trusted")
     sh = sh.select(pl.all().gather(core["shipper"]))
     ppl = pop.people.frame.select(pl.all().gather(core["person"]))
     addr = pop.addresses.frame.select("city", "state", "zip").select(pl.all().gather(core["address"]))
-    street = pop.address_strings().gather(core["address"] * 4 + core["addr_var"].cast(pl.Int64))
+    street = street_variants(pop.address_strings().gather(core["address"]), core["addr_var"])
     sellers = pop.sellers.frame.select(pl.all().gather(core["seller"].clip(0, None)))
     desc = catalog.descriptions.gather(core["desc"])
     hts = catalog.hts.gather(core["hts"].clip(0, None))
