@@ -279,6 +279,13 @@ def feature_importance(model: RiskModel, X: pl.DataFrame, y: np.ndarray, baselin
 # ---------------------------------------------------------------------------------------------
 # time splits and fitting
 # ---------------------------------------------------------------------------------------------
+def _all_missing(s: pl.Series) -> bool:
+    """True when a training column holds no value at all (trees cannot bin it)."""
+    if s.dtype.is_float():
+        s = s.fill_nan(None)
+    return s.null_count() == s.len()
+
+
 def time_split(days: Sequence[date], eval_days: int | None = None, calib_days: int | None = None) -> tuple[list[date], list[date], list[date]]:
     """(train, calibration, evaluation) days in time order: evaluation last, calibration before."""
     from riskpipe.errors import RiskpipeError
@@ -307,7 +314,8 @@ def fit_risk_model(
     (features, schema, baselines, importances, row counts) for the registry."""
     from riskpipe.errors import RiskpipeError
 
-    features = feature_columns or feature_columns_of(train)
+    candidates = feature_columns or feature_columns_of(train)
+    features = [c for c in candidates if not _all_missing(train[c])]
     y = train[S.IS_POSITIVE].cast(pl.Int64).to_numpy()
     if y.sum() == 0 or y.sum() == y.size:
         raise RiskpipeError(f"training data has {int(y.sum())} positives out of {y.size} rows: both classes are needed")
@@ -320,6 +328,7 @@ def fit_risk_model(
         "estimator": type(est).__name__,
         "calibration": model.calibrator_.method_,
         "feature_columns": features,
+        "unused_all_missing": [c for c in candidates if c not in features],
         "feature_schema": {c: str(train.schema[c]) for c in features},
         "baseline": baseline,
         "high_value": feature_high(train, features),
