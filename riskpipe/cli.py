@@ -140,7 +140,37 @@ def ingest(
     ] = None,
 ) -> None:
     """Ingest manifest and partner-export files: validate, normalise, amend, quarantine."""
-    raise RiskpipeError("ingest: not built yet")
+    from rich.table import Table
+
+    from riskpipe.ingest import ingest_paths
+    from riskpipe.progress import progress_bar
+    from riskpipe.store import Layout
+
+    for p in paths or []:
+        if not p.exists():
+            raise RiskpipeError(f"{p}: no such file or folder")
+    cfg = settings()
+    layout = Layout(cfg.home)
+    with progress_bar("ingest") as progress:
+        summary = ingest_paths(layout, list(paths) if paths else None, fx_rates_path=cfg.fx_rates_path,
+                               progress=progress)
+    table = Table(title="ingest", caption=f"run {summary.run_id}, {summary.seconds:.1f} s")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name in ("files_seen", "files_ingested", "files_skipped", "files_quarantined", "rows_in",
+                 "rows_ingested", "rows_amended", "rows_quarantined", "rows_replaced_existing",
+                 "partner_rows_ingested"):
+        table.add_row(name.replace("_", " "), f"{getattr(summary, name):,}")
+    console.print(table)
+    if summary.quarantine_reasons:
+        reasons = Table(title="quarantined", caption=f"see {layout.quarantine}")
+        reasons.add_column("reason")
+        reasons.add_column("count", justify="right")
+        for reason, n in sorted(summary.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            reasons.add_row(reason, f"{n:,}")
+        console.print(reasons)
+    if summary.files_seen == 0:
+        console.print(f"nothing to ingest in {layout.landing}")
 
 
 @labels_app.command("import")
@@ -148,7 +178,27 @@ def labels_import(
     path: Annotated[Path, typer.Argument(help="A CSV, Parquet or NDJSON file (or folder) of outcomes.")],
 ) -> None:
     """Import exam outcomes; rows naming unknown shipments are quarantined."""
-    raise RiskpipeError("labels import: not built yet")
+    from rich.table import Table
+
+    from riskpipe.ingest import import_labels
+    from riskpipe.labels import LabelStore
+    from riskpipe.store import Layout
+
+    if not path.exists():
+        raise RiskpipeError(f"{path}: no such file or folder")
+    cfg = settings()
+    layout = Layout(cfg.home)
+    with console.status("importing outcomes"):
+        summary = import_labels(layout, path, LabelStore(cfg.db_url))
+    table = Table(title="labels import", caption=f"run {summary.run_id}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name in ("files_seen", "files_imported", "files_skipped", "files_quarantined", "rows_in",
+                 "rows_valid", "rows_recorded", "rows_quarantined"):
+        table.add_row(name.replace("_", " "), f"{getattr(summary, name):,}")
+    console.print(table)
+    for reason, n in sorted(summary.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        console.print(f"  quarantined {reason}: {n:,}")
 
 
 @app.command()
