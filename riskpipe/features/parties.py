@@ -79,7 +79,7 @@ def fires() -> pl.Expr:
     return (
         (pl.col(CONSIGNEE_PO_BOX) == 1)
         | (pl.col(CONSIGNEE_FORWARDER) == 1)
-        | (pl.col(NAMES_AT_ADDRESS_DAY) >= 3)
+        | (pl.col(NAMES_AT_ADDRESS_DAY) >= 4)
         | (pl.col(SHARED_CONTACT_MULTI_SHIPPER) == 1)
         | (pl.col(ACCOUNT_AGE_DAYS) < NEW_ACCOUNT_DAYS).fill_null(False)
     )
