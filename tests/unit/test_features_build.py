@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+
+from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
+from riskpipe.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_FAMILIES, build_features, family_fires
+from riskpipe.features.bench import bench_features, make_bench_world
+from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
+from riskpipe.features.testing import write_raw_day
+from riskpipe.store import Layout, write_parquet_atomic
+
+D = date(2026, 3, 10)
+
+
+def test_public_lists_are_consistent():
+    assert [c for fam in FEATURE_FAMILIES.values() for c in fam] == FEATURE_COLUMNS
+    assert set(CATEGORICAL_FEATURES) <= set(FEATURE_COLUMNS)
+    assert len(set(FEATURE_COLUMNS)) == len(FEATURE_COLUMNS)
+
+
+def test_categoricals_are_small_enums_and_the_rest_numeric(tmp_path):
+    lay = Layout(tmp_path)
+    write_raw_day(lay, D, [{}])
+    f = build_features(lay, D)
+    for c in FEATURE_COLUMNS:
+        dtype = f.schema[c]
+        if c in CATEGORICAL_FEATURES:
+            assert isinstance(dtype, pl.Enum) and len(dtype.categories) < 255, c
+        else:
+            assert dtype.is_numeric(), (c, dtype)
+
+
+def test_family_fires_one_flag_per_family(tmp_path):
+    lay = Layout(tmp_path)
+    write_raw_day(
+        lay,
+        D,
+        [
+            {S.DESCRIPTION: "NPP"},  # commodity
+            {S.CONSIGNEE_ADDRESS: "P.O. Box 9"},  # parties
+            {S.COUNTRY_OF_ORIGIN: "MX"},  # crossborder: partner export missing
+            {S.DECLARED_VALUE: 500.0, S.CONSIGNEE_NAME: "Q", S.CONSIGNEE_ADDRESS: "2 Elm"},  # value: split over $800
+            {S.DECLARED_VALUE: 400.0, S.CONSIGNEE_NAME: "Q", S.CONSIGNEE_ADDRESS: "2 Elm"},
+            {},
+        ],
+    )
+    fires = family_fires(build_features(lay, D))
+    assert fires.columns == list(FEATURE_FAMILIES)
+    assert fires.select(pl.all().cast(pl.Int8)).rows() == [
+        (1, 0, 0, 0, 0, 0),
+        (0, 0, 1, 0, 0, 0),
+        (0, 0, 0, 0, 0, 1),
+        (0, 1, 0, 0, 0, 0),
+        (0, 1, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 0),
+    ]
+
+
+def test_indicator_table_from_truth(tmp_path):
+    lay = Layout(tmp_path)
+    raw = write_raw_day(lay, D, [{S.DESCRIPTION: "NPP"}, {S.DESCRIPTION: "NPP"}, {}, {}, {}, {S.DESCRIPTION: "NPP"}])
+    truth = raw.select(
+        S.SHIPMENT_ID,
+        S.ARRIVAL_DATE,
+        pl.Series(S.TRUE_CLASS, ["precursor", "no_finding", "fentanyl", "no_finding", "no_finding", "no_finding"],
+                  dtype=S.Outcome),
+        pl.lit(None, pl.String).alias(S.SCHEME),
+        pl.lit(None, pl.String).alias(S.CELL_ID),
+    )
+    write_parquet_atomic(truth, lay.partition(lay.truth, D) / "truth.parquet")
+    assert truth_days(lay) == [D]
+    table = indicator_table(lay, [D])
+    row = table.filter(pl.col("family") == "commodity").row(0, named=True)
+    assert row["fires_on_positives"] == 0.5
+    assert row["fires_on_negatives"] == 0.5
+    assert row["lift"] == 1.0
+    assert (row["positives"], row["negatives"]) == (2, 4)
+    assert "| commodity | 50.0 % | 50.00 % | 1.0 |" in table_markdown(table, [D])
+
+
+def test_indicator_table_needs_truth(tmp_path):
+    with pytest.raises(RiskpipeError, match="ground truth"):
+        indicator_table(Layout(tmp_path), [])
+
+
+def test_bench_features_small(tmp_path):
+    lay = Layout(tmp_path)
+    make_bench_world(lay, D, rows=2_000, history_days=2)
+    out = bench_features(lay, D)
+    assert out["rows"] == 2_000
+    assert out["history_days"] == 2
+    assert {"commodity", "value", "parties", "crossborder", "history", "network"} <= set(out["stages_s"])
+    f = build_features(lay, D)
+    assert f.get_column("hist_cons_addr_parcels_1d").sum() > 0  # people repeat across days
+    assert build_features(lay, D - timedelta(days=1)).height == 2_000
