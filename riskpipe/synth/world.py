@@ -290,7 +290,7 @@ def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -
         pl.Series("desc", new_desc.astype(np.int32)),
         (pl.col("declared_value") * factor).round(2).alias("declared_value"),
         (pl.col("weight") * wfactor).round(3).clip(0.01, None).alias("weight"),
-        (pl.col("filed_us") + (rng.uniform(1, 20, m) * 3600e6).astype(np.int64)).alias("filed_us"),
+        (pl.col("filed_us") + rng.integers(3600, 20 * 3600, m) * 1_000_000).alias("filed_us"),
         pl.lit(1, dtype=pl.Int8).alias("version"),
     )
 
@@ -317,7 +317,7 @@ def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, cata
         S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * np.where(mismatch, rng.uniform(0.2, 0.6, n), rng.uniform(0.98, 1.02, n)), 2),
         S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * np.where(mismatch, rng.uniform(0.3, 0.6, n), rng.uniform(0.97, 1.03, n)), 3),
         S.DESCRIPTION: pl.select(pl.when(pl.Series(mismatch)).then(other).otherwise(desc)).to_series(),
-        S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - (rng.uniform(1, 24, n) * 3600e6).astype(np.int64)).cast(pl.Datetime("us", "UTC")),
+        S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - rng.integers(3600, 24 * 3600, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
     })
     return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA)
 

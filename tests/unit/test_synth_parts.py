@@ -1,0 +1,114 @@
+"""Parts of the synthetic world in isolation: adaptation of cells, exam rules, spellings, draws."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from riskpipe.synth import exams
+from riskpipe.synth.catalog import KINDS, build_catalog
+from riskpipe.synth.population import build_population
+from riskpipe.synth.schemes import adapt, illicit_rows, make_cells, record_seizures
+from riskpipe.synth.world import weighted_draw
+from riskpipe.synth.writer import street_variants
+
+DAY = date(2026, 1, 5)
+
+
+def _small_world(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    catalog = build_catalog()
+    pop = build_population(rng, 2000, catalog, DAY)
+    cells = make_cells(rng, 30.0, pop, catalog, DAY)
+    return rng, catalog, pop, cells
+
+
+def test_catalog_has_forty_kinds_with_ten_digit_codes():
+    catalog = build_catalog()
+    assert len(KINDS) >= 40
+    assert catalog.hts.str.contains(r"^\d{10}$").all()
+    assert all(len(k.descriptions) >= 3 for k in KINDS)
+    texts = set(catalog.descriptions.to_list())
+    # look-alikes and illicit covers share texts on purpose
+    assert {"dog food", "machine parts", "corsets", "cosmetic materials"} <= texts
+
+
+def test_a_seized_cell_changes_descriptions_aliases_and_drops_after_a_lag():
+    rng, catalog, pop, cells = _small_world()
+    cell, other = cells[0], cells[1]
+    before = (set(cell.descs) | set(cell.explicit), set(cell.aliases), set(cell.drops), set(cell.mules))
+    other_before = set(other.aliases)
+    record_seizures(cells, {cell.cell_id}, DAY, rng)
+    assert cell.seizures == [DAY] and cell.adapt_on is not None
+    lag = (cell.adapt_on - DAY).days
+    assert 2 <= lag <= 6
+    assert adapt(cells, DAY + timedelta(days=1), rng, pop, catalog) == []  # not yet
+    assert set(cell.aliases) == before[1]
+    changed = adapt(cells, cell.adapt_on, rng, pop, catalog)
+    assert changed == [cell.cell_id]
+    assert cell.generation == 2 and cell.adapt_on is None
+    assert set(cell.aliases).isdisjoint(before[1])
+    assert set(cell.mules).isdisjoint(before[3])
+    assert set(cell.drops) != before[2]
+    assert set(other.aliases) == other_before  # the other cells keep their disguise
+    # new parcels of the cell carry the new aliases
+    rows = illicit_rows([cell], 50, rng, pop, catalog)
+    assert set(rows["shipper"]) <= set(cell.aliases)
+
+
+def test_aliases_of_a_cell_share_contacts():
+    _, _, pop, cells = _small_world(1)
+    for cell in cells[:5]:
+        f = pop.shippers.frame[cell.aliases]
+        assert f["phone"].n_unique() <= 2 < len(cell.aliases) + 1
+        assert f["ip"].n_unique() <= 2
+        assert f["name"].n_unique() == len(cell.aliases)
+
+
+def test_illicit_rows_follow_their_scheme():
+    rng, catalog, pop, cells = _small_world(2)
+    rows = illicit_rows(cells, 400, rng, pop, catalog)
+    assert len(rows["shipper"]) == 400
+    scheme = rows["scheme"]
+    press = scheme == 1
+    assert np.median(rows["weight"][press]) > 10 * np.median(rows["weight"][scheme == 0])
+    from riskpipe.synth.population import COUNTRIES
+
+    assert (rows["origin"][scheme == 2] == COUNTRIES.index("MX")).all()
+
+
+def test_exam_rules_and_selection():
+    catalog = build_catalog()
+    flags = exams.description_flags(pl.Series(["NPP CAS 39742-60-4", "gift", "punch die set", "T-shirt"]))
+    assert flags["chem"].tolist() == [True, False, False, False]
+    assert flags["vague"].tolist() == [False, True, False, False]
+    assert flags["press"].tolist() == [False, False, True, False]
+    risky = exams.hts_flags(pl.Series(["2933399100", "6109100012"]))
+    assert risky.tolist() == [True, False]
+    score = exams.rule_score(np.array([0, 1, 2, 3]), np.array([0, -1, -1, 1]), np.array([True, True, False, False]),
+                             np.array([False, False, False, True]), np.array([10.0, 5.0, 60.0, 20.0]),
+                             np.array([1.0, 0.2, 40.0, 2.0]), flags, risky)
+    assert score.tolist() == [3.5, 1.0, 3.5, 1.5]
+    reason = exams.select_exams(np.array([5.0, 0.0, 2.0, 0.0]), np.array([True, True, True, True]),
+                                np.random.default_rng(0), random_share=0.0, targeted_share=0.25)
+    assert reason.tolist() == [1, 0, 0, 0]
+    assert len(catalog.descriptions) > 200
+
+
+def test_street_variants_write_the_same_place_differently():
+    lines = pl.Series(["12 Maple St Apt 4", "7 Oak Ave", "99 Pine Rd Suite 200", "5 Elm Dr Ste 101", "3 Bay Ct"])
+    out = street_variants(lines, pl.Series([2, 2, 3, 1, 0], dtype=pl.Int8))
+    assert out.to_list() == ["12 Maple Street #4", "7 Oak Avenue", "99 pine rd, suite 200", "5 ELM DR STE 101", "3 Bay Ct"]
+
+
+def test_weighted_draw_follows_the_weights_and_the_seed():
+    w = np.array([1.0, 0.0, 3.0])
+    a = weighted_draw(np.random.default_rng(9), w, 40_000)
+    b = weighted_draw(np.random.default_rng(9), w, 40_000)
+    assert (a == b).all()
+    share = np.bincount(a, minlength=3) / len(a)
+    assert share[1] == 0.0
+    assert abs(share[2] - 0.75) < 0.01
+    assert (np.diff(a[:1000]) != 0).any()  # not sorted: row order stays random
