@@ -88,8 +88,9 @@ PORTS: dict[str, list[tuple[str, float]]] = {  # mode -> (Schedule D code, weigh
                 ("5206", 0.05), ("5501", 0.05)],
     "postal": [("4771", 0.45), ("2704", 0.3), ("5206", 0.1), ("2809", 0.15)],
     "air_cargo": [("2720", 0.3), ("4701", 0.25), ("3901", 0.15), ("1704", 0.1), ("3029", 0.1), ("5501", 0.1)],
-    "truck": [("2304", 0.4), ("2506", 0.25), ("2604", 0.2), ("2402", 0.15)],
+    "truck": [("2304", 0.4), ("2506", 0.25), ("2604", 0.2), ("2402", 0.15)],  # Mexican border
 }
+CANADA_TRUCK_PORTS = [("3801", 0.4), ("0901", 0.35), ("3004", 0.25)]  # Detroit, Buffalo, Blaine
 CARRIERS: dict[str, list[tuple[str, float]]] = {
     "express": [("DHL", 0.3), ("FDX", 0.3), ("UPS", 0.3), ("SFX", 0.05), ("YUN", 0.05)],
     "postal": [("USPS", 1.0)],  # replaced by the origin's postal operator below
@@ -99,7 +100,7 @@ CARRIERS: dict[str, list[tuple[str, float]]] = {
 POSTAL_OPERATOR = {"CN": "CNPOST", "HK": "HKPOST", "GB": "ROYALMAIL", "DE": "DPAG", "CA": "CANPOST", "JP": "JPPOST",
                    "KR": "KPOST", "MX": "SEPOMEX", "FR": "LAPOSTE", "IN": "INDIAPOST"}
 CARRIER_CODES = sorted({c for v in CARRIERS.values() for c, _ in v} | set(POSTAL_OPERATOR.values()) | {"UPU"})
-PORT_CODES = sorted({p for v in PORTS.values() for p, _ in v})
+PORT_CODES = sorted({p for v in PORTS.values() for p, _ in v} | {p for p, _ in CANADA_TRUCK_PORTS})
 
 
 def _pick(rng: np.random.Generator, items: list, probs, n: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from riskpipe.store import Layout, write_parquet_atomic
 from riskpipe.synth import exams
 from riskpipe.synth.catalog import Catalog, build_catalog
 from riskpipe.synth.population import (
+    CANADA_TRUCK_PORTS,
     CARRIER_CODES,
     CARRIERS,
     COUNTRIES,
@@ -222,7 +223,12 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
             col[~at] = legit[k]
             cols[k] = col
     mode = cols["mode"]
-    cols["port"] = _per_mode(rng, mode, PORTS, PORT_CODES)
+    port = _per_mode(rng, mode, PORTS, PORT_CODES)
+    from_ca = np.flatnonzero((mode == MODES.index("truck")) & (cols["origin"] == COUNTRIES.index("CA")))
+    ca = np.array([PORT_CODES.index(c) for c, _ in CANADA_TRUCK_PORTS])
+    w = np.array([x for _, x in CANADA_TRUCK_PORTS])
+    port[from_ca] = ca[rng.choice(len(ca), len(from_ca), p=w / w.sum())]
+    cols["port"] = port
     carrier = _per_mode(rng, mode, CARRIERS, CARRIER_CODES)
     postal = mode == MODES.index("postal")
     op = np.array([CARRIER_CODES.index(POSTAL_OPERATOR.get(c, "UPU")) for c in COUNTRIES])
