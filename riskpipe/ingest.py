@@ -487,12 +487,14 @@ def address_key(address: pl.Expr, postal_code: pl.Expr) -> pl.Expr:
 
     Literal (Aho-Corasick) replacements only: regexes cost seconds per million rows."""
     a = address.str.to_uppercase().str.replace_many(["#", *_PUNCTUATION], [" APT ", *[" "] * len(_PUNCTUATION)])
-    a = (" " + a + " ").str.replace_all(" ", "  ", literal=True)  # every word has its own spaces
-    a = a.str.replace_many([f" {k} " for k in ADDRESS_ABBREVIATIONS], [f" {v} " for v in ADDRESS_ABBREVIATIONS.values()])
+    pats = [f" {k} " for k in ADDRESS_ABBREVIATIONS]
+    reps = [f" {v} " for v in ADDRESS_ABBREVIATIONS.values()]
+    # a second pass catches a word right after a replaced one (they shared a space)
+    a = (" " + a + " ").str.replace_many(pats, reps).str.replace_many(pats, reps)
     for _ in range(4):  # collapse runs of spaces (up to 16)
         a = a.str.replace_all("  ", " ", literal=True)
     a = a.str.replace_all(" APT APT ", " APT ", literal=True).str.strip_chars()
-    zip_ = postal_code.str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "").str.slice(0, 5)
+    zip_ = postal_code.str.to_uppercase().str.replace_many(["-", " ", "."], ["", "", ""]).str.slice(0, 5)
     return pl.concat_str([a, zip_], separator="|")
 
 
@@ -631,15 +633,10 @@ def _is_partner(path: Path) -> bool:
 
 def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quarantine_path: Path,
                 countries: list[str], fx: dict[str, float], ingested_at: datetime, run_id: str,
-                ) -> tuple[int, int, pl.LazyFrame]:
-    """Validate one file into ``stage_path`` and write its bad rows to ``quarantine_path``;
-    returns (valid rows, bad rows, lazy normalised valid rows). Raises _FileRejected for
-    file-level problems.
-
-    One streaming pass over the input writes a checked file holding the parsed values, the
-    reasons and, for bad rows only, the original values; bad rows are split from it (cheap:
-    Parquet, and the originals of good rows are all null) and the valid rows stay a lazy view
-    over it that the merge streams into the partitions."""
+                ) -> tuple[int, int, Path]:
+    """Validate one file: normalised valid rows to ``stage_path`` (in input order, final raw
+    columns, so a day's file can become its partition as is), bad rows to ``quarantine_path``.
+    Returns (valid rows, bad rows, stage path). Raises _FileRejected for file-level problems."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
     required = S.MANIFEST_REQUIRED if kind == "manifest" else S.PARTNER_SCHEMA
@@ -654,41 +651,11 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
         known = set(S.PARTNER_SCHEMA)
     derived = set(S.RAW_DERIVED) | {S.SOURCE_FILE, S.INGESTED_AT}
     extras = {c: (f"input_{c}" if c in derived else c) for c in schema if c not in known and c != _ROW}
-    originals = [c for c in schema if c not in (_ROW, Q_SOURCE_FILE, Q_ROW_NUMBER, Q_REASONS, Q_KIND, Q_RUN_ID)]
     is_bad = pl.col(_REASONS).list.len() > 0
-
-    checked = plan.apply(lf).select(
+    checked = plan.apply(lf)
+    valid = checked.filter(~is_bad).select(
         *[e.alias(c) for c, e in plan.values.items()],
-        *[_text_raw(c, schema[c]).alias(f"__x_{alias}") for c, alias in extras.items()],
-        *[pl.when(is_bad).then(_text_raw(c, schema[c])).alias(f"__o_{c}") for c in originals],
-        pl.col(_ROW).cast(pl.Int64),
-        pl.col(_REASONS),
-    )
-    checked_path = stage_path
-    try:
-        checked.sink_parquet(checked_path, compression="lz4", engine="streaming")
-    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
-        checked_path.unlink(missing_ok=True)
-        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
-    counts = pl.scan_parquet(checked_path).select(
-        pl.len().alias("n"), (pl.col(_REASONS).list.len() > 0).sum().alias("bad")
-    ).collect()
-    n_all, n_bad = int(counts["n"][0]), int(counts["bad"][0])
-    if n_all == 0:
-        checked_path.unlink(missing_ok=True)
-        raise _FileRejected("empty", "no data rows")
-    scan = pl.scan_parquet(checked_path)
-    if n_bad:
-        scan.filter(is_bad).select(
-            *[pl.col(f"__o_{c}").alias(c) for c in originals],
-            pl.lit(path.name).alias(Q_SOURCE_FILE),
-            pl.col(_ROW).alias(Q_ROW_NUMBER),
-            pl.col(_REASONS).alias(Q_REASONS),
-            pl.lit(kind).alias(Q_KIND),
-            pl.lit(run_id).alias(Q_RUN_ID),
-        ).sink_parquet(quarantine_path, engine="streaming")
-    valid = scan.filter(~is_bad).select(
-        *plan.values, *[pl.col(f"__x_{alias}").alias(alias) for alias in extras.values()], _ROW
+        *[_text_raw(c, schema[c]).alias(alias) for c, alias in extras.items()],
     )
     if kind == "manifest":
         rate = pl.col(S.CURRENCY).replace_strict(fx, default=None, return_dtype=pl.Float64)
@@ -698,13 +665,31 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
             address_key(pl.col(S.CONSIGNEE_ADDRESS), pl.col(S.CONSIGNEE_POSTAL_CODE)).alias(S.CONSIGNEE_ADDRESS_KEY),
             pl.lit(path.name).alias(S.SOURCE_FILE),
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
-        ).select(*S.RAW_SHIPMENT_SCHEMA, *extras.values(), _ROW)
+        ).select(*_ordered_columns([*S.RAW_SHIPMENT_SCHEMA, *extras.values()], S.RAW_SHIPMENT_SCHEMA))
     else:
+        base = [*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT]
         valid = valid.with_columns(
             pl.lit(path.name).alias(S.SOURCE_FILE),
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
-        ).select(*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT, *extras.values(), _ROW)
-    return n_all - n_bad, n_bad, valid
+        ).select(*_ordered_columns([*base, *extras.values()], base))
+    bad = _bad_rows_plan(checked, schema, path.name, kind, run_id)
+    try:  # one pass over the input feeds both sinks (shared sub-plan)
+        pl.collect_all(
+            [valid.sink_parquet(stage_path, lazy=True), bad.sink_parquet(quarantine_path, lazy=True)],
+            engine="streaming",
+        )
+    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
+        stage_path.unlink(missing_ok=True)
+        quarantine_path.unlink(missing_ok=True)
+        raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    n_valid, n_bad = _parquet_rows(stage_path), _parquet_rows(quarantine_path)
+    if n_valid == 0:
+        stage_path.unlink(missing_ok=True)
+    if n_bad == 0:
+        quarantine_path.unlink(missing_ok=True)
+    if n_valid + n_bad == 0:
+        raise _FileRejected("empty", "no data rows")
+    return n_valid, n_bad, stage_path
 
 
 def _parquet_rows(path: Path) -> int:
@@ -740,7 +725,7 @@ def ingest_paths(
     workdir = _ingest_dir(layout) / f".run-{run_id}"
     workdir.mkdir(parents=True, exist_ok=True)
     layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, list[pl.LazyFrame]] = {"manifest": [], "partner": []}
+    staged: dict[str, list[Path]] = {"manifest": [], "partner": []}
     valid_total = 0
     ledger_records: list[dict] = []
     reasons: Counter[str] = Counter()
@@ -774,8 +759,6 @@ def ingest_paths(
                         summary.partner_rows_in += n_valid + n_bad
                     if n_bad:
                         reasons.update(_reason_counts(qpath))
-                    else:
-                        qpath.unlink(missing_ok=True)
                     if n_valid:
                         staged[kind].append(view)
                         valid_total += n_valid
@@ -824,18 +807,14 @@ def _existing_files(base: Path, prefix: str) -> list[tuple[date, Path]]:
     return out
 
 
-def _keyed(frames: list[pl.LazyFrame], seq: int) -> list[pl.LazyFrame]:
-    """Frames with the candidate key (_seq, _ord, _row_number) that identifies a row uniquely."""
+def _keyed(files: list[Path], seq: int) -> list[pl.LazyFrame]:
+    """Scans with the candidate key (_seq, _ord, _row_number) that identifies a row uniquely
+    (staged files keep input order, so a later row has a larger _row_number)."""
     return [
-        lf.with_columns(pl.lit(seq, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD))
-        for i, lf in enumerate(frames)
-    ]
-
-
-def _scan_existing(files: list[Path]) -> list[pl.LazyFrame]:
-    return [
-        pl.scan_parquet(f, row_index_name=_ROW, row_index_offset=1).with_columns(pl.col(_ROW).cast(pl.Int64))
-        for f in files
+        pl.scan_parquet(f, row_index_name=_ROW, row_index_offset=1).with_columns(
+            pl.col(_ROW).cast(pl.Int64), pl.lit(seq, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD)
+        )
+        for i, f in enumerate(files)
     ]
 
 
@@ -846,7 +825,7 @@ def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
     return [*base, *extra]
 
 
-def _merge_shipments(layout: Layout, new_frames: list[pl.LazyFrame]) -> tuple[int, int, list[str]]:
+def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, list[str]]:
     """Apply amendments and rewrite the touched arrival-date partitions.
 
     Only the candidates sharing a ``shipment_id`` are sorted; the losers (superseded versions)
@@ -855,11 +834,11 @@ def _merge_shipments(layout: Layout, new_frames: list[pl.LazyFrame]) -> tuple[in
     key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
     order = [S.FILED_AT, _SEQ, _ORD, _ROW]
     thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, _SEQ, _ORD, _ROW]
-    new_scans = _keyed(new_frames, 1)
+    new_scans = _keyed(new_files, 1)
     new_thin = pl.concat([s.select(thin_cols) for s in new_scans]).collect(engine="streaming")
 
     existing = _existing_files(layout.raw_shipments, "arrival_date")
-    exist_scans = _keyed(_scan_existing([f for _, f in existing]), 0)
+    exist_scans = _keyed([f for _, f in existing], 0)
     if exist_scans:
         new_ids = new_thin.select(S.SHIPMENT_ID).unique()
         old_thin = (
@@ -886,8 +865,24 @@ def _merge_shipments(layout: Layout, new_frames: list[pl.LazyFrame]) -> tuple[in
         files_by_day.setdefault(d, []).append(idx)
     new_days = {d: set(g[_ORD].unique().to_list()) for (d,), g in new_thin.select(S.ARRIVAL_DATE, _ORD).unique().partition_by(S.ARRIVAL_DATE, as_dict=True).items()}
 
+    file_days: dict[int, set[date]] = {}
+    for d, ords in new_days.items():
+        for o in ords:
+            file_days.setdefault(o, set()).add(d)
+    losing_files = set(losers.filter(pl.col(_SEQ) == 1)[_ORD].unique().to_list())
+
     written = []
     for day in days:
+        sources = new_days.get(day, set())
+        if not files_by_day.get(day) and len(sources) == 1:
+            (o,) = sources
+            if file_days[o] == {day} and o not in losing_files:  # the staged file is the partition
+                final = layout.raw_shipments_day(day)
+                staged_dir = staging_dir(final)
+                os.replace(new_files[o], staged_dir / "part-0.parquet")
+                replace_dir_atomic(staged_dir, final)
+                written.append(day.isoformat())
+                continue
         parts = [exist_scans[i] for i in files_by_day.get(day, [])]
         parts += [s.filter(pl.col(S.ARRIVAL_DATE) == day) for i, s in enumerate(new_scans) if i in new_days.get(day, set())]
         names: set[str] = set()
@@ -922,7 +917,7 @@ def _write_partition(plan: pl.LazyFrame, final: Path) -> None:
             shutil.rmtree(staged, ignore_errors=True)
 
 
-def _merge_partner(layout: Layout, staged: list[pl.LazyFrame]) -> int:
+def _merge_partner(layout: Layout, staged: list[Path]) -> int:
     """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins)."""
     new = pl.concat(_keyed(staged, 1), how="diagonal_relaxed").with_columns(
         pl.col(S.DECLARED_AT).dt.date().alias("_day")
