@@ -242,65 +242,94 @@ def bench_score(
     seed: int = 0,
     batch_rows: int = BATCH_ROWS,
 ) -> dict[str, Any]:
-    """Time ``score_frame`` on ``n_rows`` (features already built).
+    """Time ``score_frame`` (model, rules, blend, reasons) on ``n_rows`` with features built.
 
-    Without ``joined``/``model``: a synthetic feature frame of the current ``FEATURE_COLUMNS``
-    dtypes (random values) and a model fitted on 20 k of its rows with a planted signal.
-    Returns rows, seconds, rows/s and peak RSS (MB) of the process.
+    Without ``joined``: a 20 k-row synthetic day (varied descriptions, values, origins, trusted
+    traders) goes through the real feature path in a temporary home, is tiled to ``n_rows``
+    with fresh shipment ids, and a model with the full tree budget (no early stopping) is fitted
+    on it; ``rules`` default to the shipped ones. Returns rows, seconds, rows/s, trees, and the
+    process's peak RSS in MB.
     """
     import resource
 
-    if joined is None:
-        joined = synthetic_feature_frame(n_rows, seed)
-    if model is None:
-        model = _bench_model(joined, seed)
+    if joined is None or model is None:
+        base, fitted = _bench_day(seed)
+        joined = joined if joined is not None else tile_frame(base, n_rows)
+        model = model if model is not None else fitted
+    if rules is None:
+        from riskpipe.rules import load_rules
+
+        rules = load_rules(None)
     t0 = time.perf_counter()
     out = score_frame(joined, model, rules, batch_rows=batch_rows)
     secs = time.perf_counter() - t0
+    est = getattr(model.model, "estimator_", None)
     return {
         "stage": "score",
         "rows": out.height,
         "features": len(model.feature_columns),
+        "trees": getattr(est, "n_iter_", None),
         "seconds": round(secs, 2),
         "rows_per_second": round(out.height / secs) if secs else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
 
-def synthetic_feature_frame(n_rows: int, seed: int = 0) -> pl.DataFrame:
-    """Random values with the dtypes of ``FEATURE_COLUMNS`` (40 floats if features are absent)."""
-    rng = np.random.default_rng(seed)
-    try:
-        from riskpipe.features import FEATURE_COLUMNS, FEATURE_SCHEMA  # type: ignore[attr-defined]
-
-        schema = {c: FEATURE_SCHEMA[c] for c in FEATURE_COLUMNS}
-    except ImportError:
-        schema = {f"f{i:02d}": pl.Float64() for i in range(40)}
-    cols: dict[str, pl.Series] = {S.SHIPMENT_ID: pl.Series(S.SHIPMENT_ID, [f"B{i:09d}" for i in range(n_rows)])}
-    for c, dt in schema.items():
-        if isinstance(dt, pl.Enum):
-            cats = dt.categories.to_list()
-            cols[c] = pl.Series(c, np.asarray(cats)[rng.integers(0, len(cats), n_rows)]).cast(dt)
-        elif dt == pl.Boolean:
-            cols[c] = pl.Series(c, rng.random(n_rows) < 0.1)
-        elif dt.is_integer():
-            cols[c] = pl.Series(c, rng.poisson(2.0, n_rows)).cast(dt)
-        elif dt == pl.String:
-            cols[c] = pl.Series(c, rng.integers(0, 1000, n_rows).astype(str))
-        else:
-            cols[c] = pl.Series(c, rng.exponential(1.0, n_rows)).cast(pl.Float64).cast(dt)
-    return pl.DataFrame(cols)
+def tile_frame(frame: pl.DataFrame, n_rows: int) -> pl.DataFrame:
+    """``frame`` repeated to ``n_rows`` rows, each with a fresh ``shipment_id``."""
+    reps = -(-n_rows // max(frame.height, 1))
+    out = pl.concat([frame] * reps).head(n_rows)
+    return out.with_columns(pl.format("B{}", pl.int_range(pl.len(), dtype=pl.Int64)).alias(S.SHIPMENT_ID))
 
 
-def _bench_model(frame: pl.DataFrame, seed: int) -> Any:
-    from riskpipe.model import fit_risk_model
+def _bench_day(seed: int, n: int = 20_000) -> tuple[pl.DataFrame, Any]:
+    """A synthetic day through the real feature path, and a full-budget model fitted on it."""
+    import tempfile
+    from pathlib import Path
+
+    from riskpipe.estimator import TabularRiskClassifier
+    from riskpipe.features import build_features
+    from riskpipe.features.testing import write_raw_day
+    from riskpipe.model import DEFAULT_LEAVES, DEFAULT_LEARNING_RATE, DEFAULT_TREES, fit_risk_model
     from riskpipe.registry import LoadedModel
 
-    sample = frame.head(20_000)
-    num = [c for c, t in sample.schema.items() if t.is_numeric()]
-    signal = sample[num[0]].to_numpy() if num else np.zeros(sample.height)
-    y = (signal > np.quantile(signal, 0.98)).astype(np.int8)
-    train = sample.with_columns(pl.Series(S.IS_POSITIVE, y))
-    features = [c for c in frame.columns if c != S.SHIPMENT_ID]
-    model, meta = fit_risk_model(train.head(15_000), train.tail(5_000), features, seed=seed)
-    return LoadedModel(version="bench", model=model, meta=meta)
+    rng = np.random.default_rng(seed)
+    benign = ["T-shirt", "Phone case", "Wireless earbuds", "Yoga mat", "Kitchen knife set", "Socks", "LED strip",
+              "Cosmetic materials", "Dog food", "Hardware nuts", "Gift", "Sample"]
+    chem = ["4-piperidone hydrochloride", "NPP powder", "1-boc-4-piperidone 79099-07-3", "TDP-5 tablet press die"]
+    is_chem = rng.random(n) < 0.01
+    desc = np.where(is_chem, np.array(chem)[rng.integers(0, len(chem), n)], np.array(benign)[rng.integers(0, len(benign), n)])
+    origin = np.array(["CN", "HK", "MX", "GB", "DE", "IN"])[rng.integers(0, 6, n)]
+    rows = [
+        {
+            S.DESCRIPTION: str(desc[i]),
+            S.COUNTRY_OF_ORIGIN: str(origin[i]),
+            S.DECLARED_VALUE: float(rng.integers(3, 900)),
+            S.GROSS_WEIGHT_KG: float(rng.uniform(0.05, 5.0)),
+            S.CONSIGNEE_ADDRESS: f"{rng.integers(0, n // 3)} Main St",
+            S.TRUSTED_TRADER: "ctpat" if rng.random() < 0.1 else None,
+            S.PORT_OF_ENTRY: ("4701", "2720", "4196", "2304")[i % 4],
+        }
+        for i in range(n)
+    ]
+    day = date(2026, 1, 15)
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = Layout(Path(tmp))
+        raw = write_raw_day(layout, day, rows)
+        feats = build_features(layout, day, None)
+    joined = join_raw_features(raw, feats)
+    y = (is_chem | (rng.random(n) < 0.005)).astype(np.int8)
+    labelled = joined.join(
+        pl.DataFrame({S.SHIPMENT_ID: raw[S.SHIPMENT_ID], S.IS_POSITIVE: y}), on=S.SHIPMENT_ID, how="left"
+    )
+    est = TabularRiskClassifier(
+        random_state=seed,
+        learning_rate=DEFAULT_LEARNING_RATE,
+        max_iter=DEFAULT_TREES,
+        max_leaf_nodes=DEFAULT_LEAVES,
+        early_stopping=False,
+    )
+    from riskpipe.features import FEATURE_COLUMNS
+
+    model, meta = fit_risk_model(labelled.head(15_000), labelled.tail(5_000), list(FEATURE_COLUMNS), estimator=est, seed=seed)
+    return joined, LoadedModel(version="bench", model=model, meta=meta)
