@@ -297,6 +297,13 @@ class Population:
     forwarders: np.ndarray  # address ids of package forwarders
     _lines: pl.Series | None = None
 
+    def settle(self) -> None:
+        """Join queued appends and extend caches now, so writer threads only read."""
+        for t in (self.shippers, self.addresses, self.people, self.sellers):
+            t.frame  # noqa: B018 - the property joins pending chunks
+            t.arrays  # noqa: B018
+        self.address_strings()
+
     def address_strings(self) -> pl.Series:
         """Street line of every address (cached; extended when addresses were appended)."""
         have = 0 if self._lines is None else len(self._lines)

@@ -71,21 +71,38 @@ def make_cells(rng: np.random.Generator, expected_per_day: float, pop: Populatio
     """Enough cells that each ships a few parcels a day at the expected prevalence."""
     n = int(np.clip(round(expected_per_day / 3), 6, 400))
     counts = np.maximum(1, np.round(SCHEME_SHARE * n)).astype(int)
-    cells: list[Cell] = []
-    for scheme, k in zip(SCHEMES, counts):
-        for _ in range(k):
-            cell = Cell(
-                cell_id=f"C{len(cells) + 1:04d}",
-                scheme=scheme,
-                activity=float(rng.lognormal(0, 0.6)),
-                explicit_share=float(rng.uniform(0.25, 0.6)) if scheme in ("precursor", "pill_press") else 0.0,
-                clean_share=float(rng.uniform(0.1, 0.3)),
-            )
-            cells.append(cell)
+    schemes = [s for s, k in zip(SCHEMES, counts) for _ in range(k)]
+    return _new_cells(rng, schemes, 0, pop, catalog, day)
+
+
+def _new_cells(rng: np.random.Generator, schemes: list[str], first: int, pop: Population, catalog: Catalog,
+               day: date) -> list[Cell]:
+    cells = [
+        Cell(
+            cell_id=f"C{first + i + 1:04d}",
+            scheme=scheme,
+            activity=float(rng.lognormal(0, 0.6)),
+            explicit_share=float(rng.uniform(0.25, 0.6)) if scheme in ("precursor", "pill_press") else 0.0,
+            clean_share=float(rng.uniform(0.1, 0.3)),
+        )
+        for i, scheme in enumerate(schemes)
+    ]
     refresh_many(cells, rng, pop, catalog, day)
     for cell in cells:
         cell.changes.clear()
     return cells
+
+
+def spawn(cells: list[Cell], rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
+          rate: float = 0.02) -> list[Cell]:
+    """New organisations enter the trade now and then (about ``rate`` x the number of cells a
+    day), naive at first: the population of cells renews itself as old ones learn to hide."""
+    k = int(rng.poisson(rate * len(cells)))
+    if k == 0:
+        return []
+    new = _new_cells(rng, list(rng.choice(SCHEMES, k, p=SCHEME_SHARE)), len(cells), pop, catalog, day)
+    cells.extend(new)
+    return new
 
 
 def refresh(cell: Cell, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date) -> None:

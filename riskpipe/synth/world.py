@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
@@ -43,7 +44,7 @@ from riskpipe.synth.population import (
     build_population,
     grow,
 )
-from riskpipe.synth.schemes import SCHEMES, Cell, adapt, illicit_rows, make_cells, record_seizures
+from riskpipe.synth.schemes import SCHEMES, Cell, adapt, illicit_rows, make_cells, record_seizures, spawn
 from riskpipe.synth.writer import (
     BROKEN_KINDS,
     FORMATS,
@@ -301,13 +302,15 @@ def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -
     )
 
 
-def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog) -> pl.DataFrame:
+def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog) -> tuple[pl.DataFrame, np.ndarray]:
     """Mexico's export declarations for Mexico-origin parcels: legitimate ones match; pill cells'
     parcels are mostly missing or mismatched."""
-    mx = core.filter(pl.col("origin") == COUNTRIES.index("MX"))
+    is_mx = core["origin"].to_numpy() == COUNTRIES.index("MX")
+    status = np.zeros(core.height, dtype=np.int8)  # 0 not Mexican, 1 match, 2 missing, 3 mismatch
+    mx = core.filter(pl.Series(is_mx))
     n = mx.height
     if n == 0:
-        return pl.DataFrame(schema=S.PARTNER_SCHEMA)
+        return pl.DataFrame(schema=S.PARTNER_SCHEMA), status
     illicit = mx["cell"].to_numpy() >= 0
     u = rng.random(n)
     keep = np.where(illicit, u > 0.55, u > 0.08)
@@ -325,7 +328,8 @@ def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, cata
         S.DESCRIPTION: pl.select(pl.when(pl.Series(mismatch)).then(other).otherwise(desc)).to_series(),
         S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - rng.integers(3600, 24 * 3600, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
     })
-    return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA)
+    status[is_mx] = np.where(~keep, 2, np.where(mismatch, 3, 1))
+    return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA), status
 
 
 def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
@@ -340,13 +344,15 @@ def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
 
 
 def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
-           dflags: dict[str, np.ndarray], risky_hts: np.ndarray) -> pl.DataFrame:
+           dflags: dict[str, np.ndarray], risky_hts: np.ndarray, partner_status: np.ndarray) -> pl.DataFrame:
     origin = core["origin"].to_numpy()
     cn_hk = np.isin(origin, [COUNTRIES.index("CN"), COUNTRIES.index("HK")])
     trusted = pop.shippers.frame["trusted"].is_not_null().to_numpy()[core["shipper"].to_numpy()]
     mx_truck = (origin == COUNTRIES.index("MX")) & (core["mode"].to_numpy() == MODES.index("truck")) & ~trusted
     score = exams.rule_score(core["desc"].to_numpy(), core["hts"].to_numpy(), cn_hk, mx_truck,
-                             core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts)
+                             core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts,
+                             parcels_to_address=np.bincount(address := core["address"].to_numpy())[address],
+                             partner_status=partner_status)
     reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
     sel = np.flatnonzero(reason > 0)
     ex = core[sel]
@@ -411,6 +417,8 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         if i > 0:
             grow(pop, rng, per_day, catalog, day)
         adapted = adapt(cells, day, rng, pop, catalog)
+        if i > 0:
+            spawn(cells, rng, pop, catalog, day)
         n = max(1, int(round(per_day * WEEKDAY_FACTOR[day.weekday()] / WEEKDAY_FACTOR.mean() * rng.uniform(0.97, 1.03))))
         k = int(rng.binomial(n, prevalence)) if prevalence > 0 else 0
         k = min(k, n)
@@ -430,15 +438,24 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         a_file = np.minimum(file_of[amend["_pos"].to_numpy()] + rng.integers(0, 2, amend.height), n_files - 1)
         amend = amend.drop("_pos")
         rows = 0
-        for f in range(n_files):
-            fmt = FORMAT_CYCLE[(f + i) % len(FORMAT_CYCLE)]
-            part = core.slice(int(bounds[f]), int(bounds[f + 1] - bounds[f]))
-            extra = amend.filter(pl.Series(a_file == f))
-            if extra.height:
-                part = pl.concat([part, extra])
-            path = layout.landing / file_name("manifest", day, f + 1, fmt, gzip)
-            rows += write_manifest_file(part, pop, catalog, day, path, fmt, gzip)
-            tick()
+        pop.settle()
+        # two files in flight: Polars releases the GIL, so building one overlaps writing another
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = []
+            for f in range(n_files):
+                fmt = FORMAT_CYCLE[(f + i) % len(FORMAT_CYCLE)]
+                part = core.slice(int(bounds[f]), int(bounds[f + 1] - bounds[f]))
+                extra = amend.filter(pl.Series(a_file == f))
+                if extra.height:
+                    part = pl.concat([part, extra])
+                path = layout.landing / file_name("manifest", day, f + 1, fmt, gzip)
+                jobs.append(pool.submit(write_manifest_file, part, pop, catalog, day, path, fmt, gzip))
+                if len(jobs) >= 2:
+                    rows += jobs.pop(0).result()
+                    tick()
+            for job in jobs:
+                rows += job.result()
+                tick()
         files = n_files
         if faults:
             kinds = BROKEN_KINDS if i == 0 else (BROKEN_KINDS[i % len(BROKEN_KINDS)],)
@@ -447,7 +464,7 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
             write_broken_files(sample, layout.landing, day, n_files + 1, kinds)
             files += len(kinds)
             rows += sample.height * sum(k != "empty" for k in kinds)
-        partner = _partner(core, rng, pop, catalog)
+        partner, partner_status = _partner(core, rng, pop, catalog)
         if partner.height:
             pfmt = FORMATS[i % len(FORMATS)]
             write_frame(partner if pfmt == "parquet" else partner.with_columns(
@@ -456,7 +473,7 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         write_parquet_atomic(_truth(core, cells, day), layout.partition(layout.truth, day) / "truth.parquet")
         examined = seized = 0
         if i < days - 1:  # the last day is tonight: not examined yet
-            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts)
+            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status)
             positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
             seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
             record_seizures(cells, seized_cells, day, rng)

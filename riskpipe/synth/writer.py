@@ -192,7 +192,7 @@ def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
     if fmt == "parquet":
         tmp = tmp_sibling(path)
         try:
-            f.write_parquet(tmp, compression="zstd", statistics=False)
+            f.write_parquet(tmp, compression="lz4", statistics=False)  # lz4: cheapest to write
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
