@@ -112,3 +112,23 @@ def test_weighted_draw_follows_the_weights_and_the_seed():
     assert share[1] == 0.0
     assert abs(share[2] - 0.75) < 0.01
     assert (np.diff(a[:1000]) != 0).any()  # not sorted: row order stays random
+
+
+def test_split_parcels_and_partner_mismatch_add_rule_points():
+    flags = exams.description_flags(pl.Series(["T-shirt"]))
+    risky = exams.hts_flags(pl.Series(["6109100012"]))
+    z = np.zeros(4, dtype=np.int64)
+    score = exams.rule_score(z, z, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 20.0), np.full(4, 1.0), flags, risky,
+                             parcels_to_address=np.array([1, 3, 5, 1]), partner_status=np.array([0, 1, 2, 3]))
+    assert score.tolist() == [0.0, 1.0, 2.5, 2.0]
+
+
+def test_new_cells_spawn_naive_with_fresh_ids():
+    from riskpipe.synth.schemes import spawn
+
+    rng, catalog, pop, cells = _small_world(3)
+    n = len(cells)
+    new = spawn(cells, rng, pop, catalog, DAY + timedelta(days=3), rate=1.0)
+    assert len(new) > 0 and len(cells) == n + len(new)
+    assert [c.cell_id for c in new] == [f"C{n + i + 1:04d}" for i in range(len(new))]
+    assert all(c.generation == 1 and len(c.aliases) >= 3 for c in new)
