@@ -638,6 +638,7 @@ def adaptation_study(
     policies: Sequence[str] = ("static", "weekly"),
     rules: Any = None,
     estimator: Any = None,
+    capacity: int | None = None,
 ) -> pl.DataFrame:
     """Recall at capacity per day when targeting feeds its own labels back, on a synthetic world.
 
@@ -646,7 +647,9 @@ def adaptation_study(
     exploration share), "examines" the selected shipments (outcome = ground truth, so this is
     evaluation code), adds those outcomes to its own labels, and either never retrains
     (``static``) or retrains every ``retrain_every`` days (``weekly``) on everything it has
-    labelled. Each day's features see only that policy's labels before the day.
+    labelled. Each day's features see only that policy's labels before the day. ``capacity``
+    overrides the total exams a day (a small world with the default port table examines a large
+    share of its shipments, which hides the differences).
 
     Returns one row per (policy, exploration_share, day): ``positives`` (truth), ``found`` (in
     the list), ``selected``, ``recall_at_capacity``, ``precision_at_capacity``.
@@ -695,7 +698,7 @@ def adaptation_study(
                 today = day_features(layout, day, known, cache=False)
                 raw = scan_raw_shipments(layout, [day]).collect()
                 scores = score_frame(join_raw_features(raw, today), model, rules, top_n=0)
-                targets = rank_day(scores, raw, run_settings, texts={})
+                targets = rank_day(scores, raw, run_settings, capacity=capacity, texts={})
                 truth = truth_all[day]
                 picked = targets.select(S.SHIPMENT_ID, S.SELECTION).join(truth, on=S.SHIPMENT_ID, how="left")
                 found = int(picked[TRUE_POSITIVE].fill_null(0).sum())

@@ -342,6 +342,7 @@ def retrain(
     builder: Any = None,
     with_truth: bool = True,
     promote: bool = True,
+    unexamined_share: float = 0.0,
 ) -> RetrainDecision:
     """Train a challenger on labelled days up to ``until``, evaluate it, the champion and the
     baselines on the same latest labelled days, and promote the challenger only if its precision
@@ -382,9 +383,12 @@ def retrain(
     if located.is_empty():
         raise RiskpipeError("no labelled shipments to train on: import exam outcomes first (riskpipe labels import)")
     train_days, cal_days, ev_days = time_split(located[S.ARRIVAL_DATE].unique().to_list(), eval_days, calib_days)
-    data = build_training_set(layout, labels, train_days + cal_days, builder=builder)
+    data = build_training_set(
+        layout, labels, train_days + cal_days, builder=builder, unexamined_share=unexamined_share, seed=settings.seed
+    )
     train = data.filter(pl.col(S.ARRIVAL_DATE).is_in(train_days))
-    calib = data.filter(pl.col(S.ARRIVAL_DATE).is_in(cal_days))
+    # calibrate on examined shipments only: the probability is that of a finding if examined
+    calib = data.filter(pl.col(S.ARRIVAL_DATE).is_in(cal_days) & pl.col(S.EXAM_REASON).is_not_null())
     model, meta = fit_risk_model(train, calib, estimator=estimator, seed=settings.seed)
     linear = fit_linear(train, model.feature_columns_)
     challenger = LoadedModel(version="challenger", model=model, meta=meta)

@@ -141,12 +141,17 @@ def build_training_set(
     *,
     cache: bool = True,
     builder: FeatureBuilder | None = None,
+    unexamined_share: float = 0.0,
+    seed: int = 0,
 ) -> pl.DataFrame:
     """Point-in-time features of every examined shipment arriving on ``days`` (default: every day
     with labels), with ``arrival_date``, ``is_positive``, ``exam_reason`` and ``exam_date``.
 
     ``labels`` is the label store's current view (one outcome per shipment); each day's features
-    see only the labels examined before that day.
+    see only the labels examined before that day. ``unexamined_share`` > 0 adds that share of
+    each day's unexamined shipments as presumed negatives (``exam_reason`` null): with positives
+    at 1 in 1,000 or rarer the presumption is almost always right, and the model then sees the
+    whole population instead of only what the old targeting chose to examine.
     """
     located = labelled_days(layout, labels)
     wanted = sorted(set(days)) if days is not None else sorted(set(located[S.ARRIVAL_DATE].to_list()))
@@ -157,6 +162,17 @@ def build_training_set(
             continue
         feats = day_features(layout, day, labels, cache=cache, builder=builder)
         parts.append(attach_labels(feats, day, day_labels))
+        if unexamined_share > 0:
+            rest = feats.join(day_labels.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
+            rest = rest.sample(fraction=unexamined_share, seed=seed + day.toordinal()) if rest.height else rest
+            parts.append(
+                rest.with_columns(
+                    pl.lit(0, dtype=pl.Int8).alias(S.IS_POSITIVE),
+                    pl.lit(None, dtype=S.ExamReason).alias(S.EXAM_REASON),
+                    pl.lit(None, dtype=pl.Date).alias(S.EXAM_DATE),
+                    pl.lit(day, dtype=pl.Date).alias(S.ARRIVAL_DATE),
+                )
+            )
     if not parts:
         return pl.DataFrame()
     return pl.concat(parts, how="vertical_relaxed").sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)

@@ -1,0 +1,36 @@
+"""The closed-loop adaptation study on a small synthetic world (slow: generates and ingests)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from riskpipe.config import Settings
+from riskpipe.store import Layout
+
+
+@pytest.mark.slow
+def test_adaptation_study_runs_each_policy_and_share(tmp_path):
+    from riskpipe.ingest import import_labels, ingest_paths
+    from riskpipe.labels import LabelStore
+    from riskpipe.model import adaptation_study, adaptation_summary
+    from riskpipe.synth.world import generate
+
+    layout = Layout(tmp_path)
+    generate(layout, date(2026, 1, 5), 12, 1500, 3)
+    ingest_paths(layout)
+    store = LabelStore(f"sqlite:///{tmp_path / 'riskpipe.db'}")
+    import_labels(layout, layout.landing / "outcomes", store)
+    settings = Settings(home=tmp_path)
+    study = adaptation_study(layout, settings, store.current(), warmup_days=8, retrain_every=2)
+    sim_days = 12 - 8
+    assert study.height == 2 * 2 * sim_days
+    assert set(study["policy"]) == {"static", "weekly"}
+    assert ((study["recall_at_capacity"] >= 0) & (study["recall_at_capacity"] <= 1)).all()
+    weekly = study.filter(pl.col("policy") == "weekly")["model_version"].unique().len()
+    static = study.filter(pl.col("policy") == "static")["model_version"].unique().len()
+    assert static == 1 and weekly > 1
+    summary = adaptation_summary(study)
+    assert summary["found"].sum() == study["found"].sum()
