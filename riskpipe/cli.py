@@ -77,15 +77,89 @@ def parse_day(value: str | None, option: str) -> date | None:
 # ---------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------
+DEMO_MARKER = ".riskpipe-demo"
+
+
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(help="Days of synthetic history to generate.")] = 0,
-    per_day: Annotated[int, typer.Option("--per-day", help="Shipments per day.")] = 0,
+    days: Annotated[int, typer.Option(help="Days of synthetic history to generate (the last is tonight).")] = 28,
+    per_day: Annotated[int, typer.Option("--per-day", help="Shipments per day (average).")] = 8_000,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic world.")] = 7,
+    start: Annotated[str, typer.Option(help="First arrival date, YYYY-MM-DD.")] = "2026-01-05",
 ) -> None:
     """On an empty home: generate a world with history and outcomes, train a model, run the
-    nightly flow for the latest day, print the top targets and where the report is."""
-    raise RiskpipeError("demo: not built yet")
+    nightly flow for the latest day, print the top targets and where the report is.
+
+    A home that holds an earlier demo is reset first; a home with other data is refused."""
+    import shutil
+    import time
+
+    if days < 8:
+        raise RiskpipeError("--days: the demo needs at least 8 days (training, calibration and evaluation days)")
+    home = state.home
+    marker = home / DEMO_MARKER
+    if home.exists() and any(p.name not in {"README.md", DEMO_MARKER} for p in home.iterdir()):
+        if not marker.exists():
+            raise RiskpipeError(f"{home} is not empty and holds no earlier demo: use --home with an empty folder")
+        for p in home.iterdir():
+            if p.name not in {"README.md", DEMO_MARKER}:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    home.mkdir(parents=True, exist_ok=True)
+    marker.write_text("this home was made by `riskpipe demo`; the next demo resets it\n")
+    settings()  # Prefect under the home, analytics off
+    start_day = parse_day(start, "--start")
+    t0 = time.perf_counter()
+    console.print(f"[bold]riskpipe demo[/bold]: {days} days x ~{per_day:,} shipments, seed {seed}, home {home}")
+    from flows.demo import demo_flow
+
+    result = demo_flow(str(home), start_day.isoformat(), days, per_day, seed)
+    elapsed = time.perf_counter() - t0
+    _print_decision(result["decision"])
+    _print_night(home, date.fromisoformat(result["day"]), result["night"])
+    console.print(f"demo finished in {elapsed:.0f} s")
+
+
+def _print_decision(record: dict) -> None:
+    verdict = "promoted" if record.get("promoted") else "kept the champion"
+    console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}")
+    rows = record.get("table") or []
+    if rows:
+        from rich.table import Table
+
+        keys = [k for k in rows[0] if k == "model" or k.startswith(("precision", "recall", "lift"))][:9]
+        table = Table(title="evaluation on held-out later days (labelled view)")
+        for k in keys:
+            table.add_column(k, justify="left" if k == "model" else "right")
+        for r in rows:
+            table.add_row(*[str(r[k]) if isinstance(r[k], str) else f"{r[k]:.3f}" if r[k] is not None else "" for k in keys])
+        console.print(table)
+
+
+def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
+    from rich.table import Table
+
+    from riskpipe.nightly import top_targets_rows
+    from riskpipe.store import Layout
+
+    layout = Layout(home)
+    summary = night["summary"]
+    targets_dir = layout.day_dir(layout.targets, day)
+    table = Table(title=f"top targets, arrival date {day} (model {summary['model_version']})")
+    for col in ("rank", "shipment", "port", "score", "selection", "origin", "mode", "main reason (plain words)"):
+        table.add_column(col, overflow="fold", no_wrap=col != "main reason (plain words)")
+    for r in top_targets_rows(targets_dir / "targets.parquet", n):
+        first = (r["reason_text"] or "").split(";")[0].strip()
+        more = len(r["reasons"] or []) - 1
+        table.add_row(str(r["rank"]), r["shipment_id"], r["port_of_entry"], f"{r['risk_score']:.3f}", r["selection"],
+                      r["country_of_origin"] or "", r["mode"] or "", first + (f" (+{more} more)" if more > 0 else ""))
+    console.print(table)
+    console.print(
+        f"{summary['shipments']:,} shipments scored, {summary['targets']:,} selected "
+        f"({summary['exploration']:,} exploration)\n"
+        f"report:  {layout.day_dir(layout.reports, day) / 'report.html'}\n"
+        f"targets: {targets_dir / 'targets.csv'} (and targets.parquet)\n"
+        f"scores:  {layout.day_dir(layout.scores, day) / 'scores.parquet'}"
+    )
 
 
 @app.command()
@@ -240,10 +314,18 @@ def retrain(
 @app.command()
 def nightly(
     date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
-    capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.")] = None,
+    capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.", min=1)] = None,
+    skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
 ) -> None:
-    """Ingest, features, score, rank and publish for one arrival date."""
-    raise RiskpipeError("nightly: not built yet")
+    """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
+
+    Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them."""
+    settings()
+    day = parse_day(date_, "--date")
+    from flows.nightly import nightly_flow
+
+    result = nightly_flow(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True)
+    _print_night(state.home, day, result)
 
 
 @app.command()

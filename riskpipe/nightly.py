@@ -128,7 +128,7 @@ def _key_features(model, features: pl.DataFrame | None) -> list[str]:
 
 def top_targets_rows(targets_file: Path, n: int = 15) -> list[dict]:
     """The first ``n`` targets without personal data (for logs and Prefect artifacts)."""
-    cols = [S.RANK, S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.REASON_TEXT, S.NETWORK_ID,
+    cols = [S.RANK, S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.REASONS, S.REASON_TEXT, S.NETWORK_ID,
             S.COUNTRY_OF_ORIGIN, S.MODE, S.HTS_CODE]
     frame = pl.read_parquet(targets_file, columns=cols).sort(S.RANK).head(n)
     return frame.with_columns(pl.col(S.RISK_SCORE).round(4)).to_dicts()

@@ -1,0 +1,23 @@
+"""Flow: the whole story on a fresh home: generate -> ingest -> outcomes -> train -> one night."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from prefect import flow
+
+from flows.generate import generate_flow
+from flows.ingest import ingest_flow
+from flows.nightly import nightly_flow
+from flows.retrain import retrain_flow
+
+
+@flow(name="demo")
+def demo_flow(home: str, start: str, days: int, per_day: int, seed: int = 7, show_progress: bool = True) -> dict:
+    """Generate ``days`` days, learn from the outcomes of all but the last, target the last."""
+    generated = generate_flow(home, start, days, per_day, seed, show_progress=show_progress)
+    ingested = ingest_flow(home, show_progress=show_progress)
+    last = date.fromisoformat(start) + timedelta(days=days - 1)
+    decision = retrain_flow(home, until=(last - timedelta(days=1)).isoformat())
+    night = nightly_flow(home, last.isoformat(), ingest=False, show_progress=show_progress)
+    return {"generated": generated, "ingested": ingested, "decision": decision, "night": night, "day": last.isoformat()}
