@@ -235,3 +235,14 @@ def test_missing_files_and_bad_values(files, tmp_path: Path) -> None:
 def test_mapping_validation(doc, message) -> None:
     with pytest.raises(RiskpipeError, match=message):
         parse_mapping(doc)
+
+
+def test_shipped_customs_mapping_is_valid() -> None:
+    import riskpipe
+
+    path = Path(riskpipe.__file__).parent / "reference" / "mappings" / "customs-declarations.toml"
+    spec = load_mapping(path)
+    assert spec.label == "Fraud" and spec.positive == ("1",)
+    assert "Critical Fraud" in spec.ignore
+    assert "Critical Fraud" not in spec.source_columns()
+    assert {d.name for d in spec.derive} == {"unit_price", "hs_chapter", "hs_heading", "tax_amount", "same_country"}
