@@ -424,6 +424,10 @@ def _plan(schema: pl.Schema, targets: dict[str, pl.DataType], required: Iterable
         if native is not None:
             parsed.append(native.alias(f"__p_{col}"))
             present = pl.col(col).is_not_null()
+        elif col in _FREE_TEXT and dtype == pl.String:
+            # free text is kept as filed: no copy, "" counts as absent
+            present = pl.col(col).str.len_bytes().fill_null(0) > 0
+            parsed.append(pl.when(present).then(pl.col(col)).alias(f"__p_{col}"))
         else:
             texts.append((_free_text(col, dtype) if col in _FREE_TEXT else _text(col, dtype)).alias(f"__t_{col}"))
             present = _t(col).is_not_null()
@@ -677,7 +681,8 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
     bad = _bad_rows_plan(checked, schema, plan, path.name, kind, run_id)
     try:  # one pass over the input feeds both sinks (shared sub-plan)
         pl.collect_all(
-            [valid.sink_parquet(stage_path, lazy=True), bad.sink_parquet(quarantine_path, lazy=True)],
+            [valid.sink_parquet(stage_path, compression_level=1, lazy=True),
+             bad.sink_parquet(quarantine_path, lazy=True)],
             engine="streaming",
         )
     except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
@@ -905,7 +910,7 @@ def _write_partition(plan: pl.LazyFrame, final: Path) -> None:
     staged = staging_dir(final)
     out = staged / "part-0.parquet"
     try:
-        plan.sink_parquet(out, engine="streaming")
+        plan.sink_parquet(out, compression_level=1, engine="streaming")
         if _parquet_rows(out) == 0:
             shutil.rmtree(staged, ignore_errors=True)
             if final.exists():

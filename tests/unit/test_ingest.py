@@ -354,3 +354,11 @@ def test_fx_rates_replaceable_and_validated(layout: Layout, tmp_path: Path) -> N
     with pytest.raises(RiskpipeError, match="positive rate"):
         load_fx_rates(tmp_path / "bad.csv")
     assert load_fx_rates().filter(pl.col("currency") == "USD")["usd_per_unit"].item() == 1.0
+
+
+def test_empty_or_null_free_text_is_missing(layout: Layout) -> None:
+    frame(row(**{S.SHIPMENT_ID: "A", S.DESCRIPTION: ""}), row(**{S.SHIPMENT_ID: "B", S.DESCRIPTION: None}),
+          row(**{S.SHIPMENT_ID: "C"})).write_parquet(layout.landing / "m.parquet")
+    summary = ingest_paths(layout)
+    assert raw(layout)[S.SHIPMENT_ID].to_list() == ["C"]
+    assert summary.quarantine_reasons == {"missing:description": 2}
