@@ -281,12 +281,13 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
 
 
 def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -> pl.DataFrame:
-    """Later filings of ~2.5 % of shipments: corrected value, description or weight."""
+    """Later filings of ~2.5 % of shipments: corrected value, description or weight (``_pos`` is
+    the row of the original filing)."""
     n = core.height
     pick = np.flatnonzero((rng.random(n) < AMEND_SHARE) & (core["fault"].to_numpy() == 0))
     if len(pick) == 0:
-        return core.clear()
-    a = core[pick]
+        return core.clear().with_columns(pl.Series("_pos", [], dtype=pl.Int64))
+    a = core[pick].with_columns(pl.Series("_pos", pick.astype(np.int64)))
     m = len(pick)
     what = rng.integers(0, 3, m)
     kind = a["kind"].to_numpy().astype(np.int64)
@@ -432,9 +433,6 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         # files: contiguous slices of the shuffled day; an amendment goes to the same or a later file
         bounds = np.linspace(0, core.height, n_files + 1).astype(np.int64)
         file_of = np.searchsorted(bounds[1:], np.arange(core.height), side="right")
-        idx = pl.Series(np.arange(core.height))
-        orig_pos = core.with_columns(idx.alias("_pos")).select("id", "_pos").join(amend.select("id"), on="id", how="semi")
-        amend = amend.join(orig_pos, on="id", how="left", maintain_order="left")
         a_file = np.minimum(file_of[amend["_pos"].to_numpy()] + rng.integers(0, 2, amend.height), n_files - 1)
         amend = amend.drop("_pos")
         rows = 0
