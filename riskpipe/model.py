@@ -120,6 +120,54 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             self.calibrator_.fit(np.zeros(0), np.zeros(0))
         return self
 
+    # -- cascade: a cheap first stage for very large days ---------------------------------------
+    def _boosting(self) -> Any:
+        """(encoder, HGB) of a ``TabularRiskClassifier`` base, or None for other estimators."""
+        est = getattr(self, "estimator_", None)
+        pipe = getattr(est, "pipeline_", None)
+        if pipe is None or not hasattr(est, "encode"):
+            return None
+        hgb = pipe.named_steps.get("model")
+        return hgb if hasattr(hgb, "staged_decision_function") else None
+
+    def _stage1(self, Z: np.ndarray, trees: int) -> np.ndarray:
+        hgb = self._boosting()
+        out = None
+        for i, out in enumerate(hgb.staged_decision_function(Z), start=1):
+            if i >= trees:
+                break
+        return np.asarray(out, dtype=float).ravel()
+
+    def fit_cascade(self, X_calib: pl.DataFrame, y_calib: Any, trees: int = 15) -> RiskModel:
+        """Calibrate the log-odds of the first ``trees`` trees on later days (for ``predict_risk_cascade``)."""
+        if self._boosting() is None or X_calib is None or not X_calib.height:
+            return self
+        self.stage1_trees_ = int(min(trees, self._boosting().n_iter_))
+        Z = self.estimator_.encode(self._X(X_calib))
+        self.calibrator_stage1_ = ProbabilityCalibrator(self.calibration).fit(self._stage1(Z, self.stage1_trees_), y_calib)
+        return self
+
+    def predict_risk_cascade(self, X: pl.DataFrame, candidate_share: float = 0.05, always: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability with a two-stage cascade: the first trees score every row, the
+        whole model re-scores the top ``candidate_share`` of rows (and the rows in ``always``).
+        Rows outside get the first stage's own calibrated probability. Falls back to
+        ``predict_risk`` when no first stage was fitted."""
+        if not hasattr(self, "calibrator_stage1_") or self._boosting() is None:
+            return self.predict_risk(X)
+        Z = self.estimator_.encode(self._X(X))
+        s1 = self._stage1(Z, self.stage1_trees_)
+        p = self.calibrator_stage1_.transform(s1)
+        k = int(np.ceil(candidate_share * len(s1)))
+        cand = np.zeros(len(s1), dtype=bool)
+        if k:
+            cand[np.argpartition(-s1, min(k, len(s1) - 1))[:k]] = True
+        if always is not None:
+            cand |= np.asarray(always, dtype=bool)
+        if cand.any():
+            full = np.asarray(self._boosting().decision_function(Z[cand]), dtype=float).ravel()
+            p[cand] = self.calibrator_.transform(full)
+        return p
+
     def decision_function(self, X: pl.DataFrame) -> np.ndarray:
         Xf = self._X(X)
         if hasattr(self.estimator_, "decision_function"):
@@ -328,6 +376,8 @@ def fit_risk_model(
     model = RiskModel(est, features, calibration)
     yc = calib[S.IS_POSITIVE].cast(pl.Int64).to_numpy() if calib is not None and calib.height else None
     model.fit(train, y, calib if yc is not None else None, yc)
+    if yc is not None:
+        model.fit_cascade(calib, yc)
     baseline = feature_baseline(train, features)
     meta = {
         "estimator": type(est).__name__,

@@ -6,8 +6,10 @@ How the list is built (``rank_day``):
    missing from the table ``settings.other_port_capacity``. ``capacity`` overrides the total: the
    port slots are scaled proportionally (largest remainder, ties by port code) so they sum to
    exactly ``capacity``. A port never gets more slots than it has shipments.
-2. Exploration. ``round_half_up(slots * exploration_share)`` of each port's slots go to shipments
-   drawn uniformly at random among those not selected by risk (``selection = "exploration"``):
+2. Exploration. ``round_half_up(total slots * exploration_share)`` slots, shared among the ports
+   in proportion to their slots (largest remainder, ties by port code, so that ports with few
+   slots still explore on some days... and the total is right), go to shipments drawn uniformly
+   at random among each port's shipments not selected by risk (``selection = "exploration"``):
    random exams keep the labels honest (an unbiased hit rate) and let the model see what it does
    not yet rank high. The draw is seeded by ``seed`` and the date and does not depend on row order.
 3. Risk. The rest of the slots go to the highest ``risk_score`` (ties: ``shipment_id`` ascending).
@@ -71,6 +73,21 @@ def port_slots(ports: dict[str, int], settings: Settings, capacity: int | None =
 def exploration_slots(slots: int, share: float) -> int:
     """Random-exam slots out of ``slots``: ``round_half_up(slots * share)``."""
     return int(np.floor(slots * share + 0.5))
+
+
+def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` (largest remainder, ties by key), never
+    more than a key's weight."""
+    keys = sorted(weights)
+    wsum = sum(weights.values())
+    if wsum == 0 or total <= 0:
+        return {k: 0 for k in keys}
+    total = min(total, wsum)
+    exact = {k: weights[k] * total / wsum for k in keys}
+    out = {k: int(np.floor(exact[k])) for k in keys}
+    for k in sorted(keys, key=lambda k: (-(exact[k] - out[k]), k))[: total - sum(out.values())]:
+        out[k] += 1
+    return out
 
 
 def load_reason_texts(rules_texts: dict[str, str] | None = None, path: Path | None = None) -> dict[str, str]:
@@ -160,11 +177,12 @@ def rank_day(
     frame = frame.with_columns(_random_keys(frame[S.SHIPMENT_ID], day, seed))
     counts = dict(frame.group_by(S.PORT_OF_ENTRY).len().iter_rows())
     slots = port_slots(counts, settings, capacity)
+    explore = apportion(exploration_slots(sum(slots.values()), settings.exploration_share), slots)
     quota = pl.DataFrame(
         {
             S.PORT_OF_ENTRY: list(slots),
-            "_risk_n": [v - exploration_slots(v, settings.exploration_share) for v in slots.values()],
-            "_explore_n": [exploration_slots(v, settings.exploration_share) for v in slots.values()],
+            "_risk_n": [slots[p] - explore[p] for p in slots],
+            "_explore_n": [explore[p] for p in slots],
         },
         schema={S.PORT_OF_ENTRY: pl.String, "_risk_n": pl.Int64, "_explore_n": pl.Int64},
     )

@@ -210,3 +210,20 @@ def test_retrain_promotes_first_then_decides_by_margin(world):
     decisions = read_decisions(settings.models_dir)
     assert [d["promoted"] for d in decisions] == [True, False]
     assert decisions[1]["champion_version"] == first.challenger_version
+
+
+def test_unexamined_presumed_negatives_are_optional(world):
+    layout, labels = world
+    day = START + timedelta(days=2)
+    plain = build_training_set(layout, labels, [day], builder=fake_builder)
+    more = build_training_set(layout, labels, [day], builder=fake_builder, unexamined_share=0.5)
+    extra = more.filter(pl.col(S.EXAM_REASON).is_null())
+    assert plain[S.EXAM_REASON].null_count() == 0
+    assert extra.height == round((PER_DAY - plain.height) * 0.5)
+    assert extra[S.IS_POSITIVE].sum() == 0 and extra[S.SHIPMENT_ID].is_in(plain[S.SHIPMENT_ID]).sum() == 0
+
+
+def test_blend_formula():
+    from riskpipe.score import blend
+
+    np.testing.assert_allclose(blend([0.2, 0.0, 0.9], [0.5, 0.8, 0.0], 0.5), [0.4, 0.4, 0.9])

@@ -159,3 +159,16 @@ def test_every_feature_has_plain_words():
 
     texts = load_reason_texts()
     assert [f for f in FEATURE_COLUMNS if f"model:{f}" not in texts] == []
+
+
+def test_exploration_is_shared_across_small_ports():
+    from riskpipe.rank import apportion
+
+    # 3 ports x 3 slots, share 0.1 -> round(0.9) = 1 exploration slot overall (0 per port alone)
+    assert apportion(1, {"a": 3, "b": 3, "c": 3}) == {"a": 1, "b": 0, "c": 0}
+    assert apportion(5, {"a": 6, "b": 3, "c": 1}) == {"a": 3, "b": 2, "c": 0}
+    rows = [(f"{p}{i}", p, 1.0 - i / 10, None) for p in ("4701", "2720") for i in range(6)]
+    scores, raw = _day(rows)
+    out = rank_day(scores, raw, _settings(port_capacity={"4701": 3, "2720": 2}, exploration_share=0.1), texts=TEXTS)
+    assert out[S.SELECTION].to_list().count("exploration") == 1
+    assert out.group_by(S.PORT_OF_ENTRY).len().sort(S.PORT_OF_ENTRY).rows() == [("2720", 2), ("4701", 3)]
