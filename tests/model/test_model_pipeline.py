@@ -227,3 +227,21 @@ def test_blend_formula():
     from riskpipe.score import blend
 
     np.testing.assert_allclose(blend([0.2, 0.0, 0.9], [0.5, 0.8, 0.0], 0.5), [0.4, 0.4, 0.9])
+
+
+def test_cascade_matches_the_whole_model_on_candidates(world):
+    layout, labels = world
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    data = build_training_set(layout, labels, days, builder=fake_builder)
+    model, _ = fit_risk_model(
+        data.filter(pl.col(S.ARRIVAL_DATE) < days[8]), data.filter(pl.col(S.ARRIVAL_DATE) >= days[8]), estimator=small_estimator()
+    )
+    X = pl.concat([fake_builder(layout, d, labels) for d in days[10:]])
+    full = model.predict_risk(X)
+    np.testing.assert_allclose(model.predict_risk_cascade(X, candidate_share=1.0), full)
+    part = model.predict_risk_cascade(X, candidate_share=0.05)
+    # the whole model's top 2 % are all among the re-scored candidates (exact values)
+    top = np.argsort(-full, kind="stable")[: int(0.02 * X.height)]
+    np.testing.assert_allclose(part[top], full[top])
+    assert np.isclose(part, full).sum() >= int(0.05 * X.height)
+    assert not np.allclose(part, full)  # the tail keeps the first stage's probability
