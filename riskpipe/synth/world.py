@@ -39,7 +39,6 @@ from riskpipe.synth.population import (
     PORTS,
     POSTAL_OPERATOR,
     SHIPPER_COUNTRIES,
-    UNIVERSITY,
     Population,
     build_population,
     grow,
