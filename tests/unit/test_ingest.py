@@ -362,3 +362,19 @@ def test_empty_or_null_free_text_is_missing(layout: Layout) -> None:
     summary = ingest_paths(layout)
     assert raw(layout)[S.SHIPMENT_ID].to_list() == ["C"]
     assert summary.quarantine_reasons == {"missing:description": 2}
+
+
+def test_each_empty_file_is_quarantined_once(layout: Layout) -> None:
+    (layout.landing / "a.csv").write_bytes(b"")
+    (layout.landing / "b.csv").write_bytes(b"")
+    first = ingest_paths(layout)
+    assert [f.status for f in first.files] == ["quarantined", "quarantined"]
+    assert ingest_paths(layout).files_skipped == 2
+
+
+def test_bench_ingest_small(tmp_path: Path) -> None:
+    from riskpipe.ingest import bench_ingest
+
+    out = bench_ingest(tmp_path, rows=2_000)
+    assert out["parquet_ingested"] == out["csv_ingested"] == 2_000
+    assert out["parquet_s"] > 0 and out["peak_rss_mb"] > 0
