@@ -378,3 +378,22 @@ def test_bench_ingest_small(tmp_path: Path) -> None:
     out = bench_ingest(tmp_path, rows=2_000)
     assert out["parquet_ingested"] == out["csv_ingested"] == 2_000
     assert out["parquet_s"] > 0 and out["peak_rss_mb"] > 0
+
+
+def test_cli_prints_counts_and_one_line_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "riskpipe"
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    home = tmp_path / "home"
+    write_csv(home / "landing" / "m.csv", row(), row(**{S.SHIPMENT_ID: "S2", S.CURRENCY: "???"}))
+    env = {"PATH": str(exe.parent), "HOME": str(tmp_path), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    ok = subprocess.run([str(exe), "--home", str(home), "ingest"], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "rows ingested" in ok.stdout and "unknown_currency" in ok.stdout
+    bad = subprocess.run([str(exe), "--home", str(home), "ingest", str(tmp_path / "nope.csv")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
