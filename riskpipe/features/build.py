@@ -74,11 +74,11 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
         timings["history_update_and_read_raw"] = clock() - t0
 
     stages = [
+        ("keys", lambda f: with_keys(f, _KEYS)),
         ("commodity", lambda f: commodity.add_commodity(commodity.prepare(f))),
         ("value", lambda f: value.add_value(f, norms)),
         ("parties", lambda f: parties.add_parties(f, day)),
         ("crossborder", lambda f: crossborder.add_crossborder(f, partner)),
-        ("keys", lambda f: with_keys(f, _KEYS)),
     ]
     lazy = raw
     for name, stage in stages:

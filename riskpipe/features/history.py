@@ -188,29 +188,31 @@ def heading_norms(layout: Layout, day: date, days: list[date]) -> pl.LazyFrame:
 # ---------------------------------------------------------------------------------------------
 # window features
 # ---------------------------------------------------------------------------------------------
-def window_features(layout: Layout, day: date, days: list[date], keys_today: pl.DataFrame) -> pl.DataFrame:
-    """Per (entity, key) of today: windowed parcels and shippers, and first-seen age.
+def window_features(layout: Layout, day: date, days: list[date], entity: str, keys_today: pl.Series) -> pl.DataFrame:
+    """Per key of ``entity`` seen today: windowed parcels (``p<w>``) and shipper-days (``s<w>``),
+    and the first-seen age in days (``age``, null when never seen in the lookback).
 
-    ``keys_today``: distinct (ENTITY, KEY) present today."""
-    if not days:
-        return keys_today.with_columns(
-            *(pl.lit(0, pl.UInt32).alias(f"p{w}") for w in WINDOWS),
-            *(pl.lit(0, pl.UInt32).alias(f"s{w}") for w in WINDOWS),
-            pl.lit(None, pl.Int32).alias("age"),
-        )
+    The daily files are sorted by entity, so the entity filter skips most row groups."""
+    code = ENTITY_CODES[entity]
+    schema = {KEY: pl.UInt64, **{f"p{w}": pl.UInt32 for w in WINDOWS}, **{f"s{w}": pl.UInt32 for w in WINDOWS},
+              "age": pl.Int32}
+    if not days or keys_today.len() == 0:
+        return pl.DataFrame(schema=schema)
     scans = [
-        pl.scan_parquet(str(entities_path(layout, d))).with_columns(pl.lit((day - d).days, pl.Int32).alias("ago"))
+        pl.scan_parquet(str(entities_path(layout, d)))
+        .filter(pl.col(ENTITY) == code)
+        .select(KEY, PARCELS, SHIPPERS, pl.lit((day - d).days, pl.Int32).alias("ago"))
         for d in days
     ]
-    hist = pl.concat(scans).join(keys_today.lazy(), on=[ENTITY, KEY], how="semi")
+    today = pl.LazyFrame({KEY: keys_today})
+    hist = pl.concat(scans).join(today, on=KEY, how="semi")
     ago = pl.col("ago")
-    agg = hist.group_by(ENTITY, KEY).agg(
-        *(pl.col(PARCELS).filter(ago <= w).sum().alias(f"p{w}") for w in WINDOWS),
-        *(pl.col(SHIPPERS).filter(ago <= w).sum().alias(f"s{w}") for w in WINDOWS),
+    agg = hist.group_by(KEY).agg(
+        *(pl.when(ago <= w).then(pl.col(PARCELS)).otherwise(0).sum().cast(pl.UInt32).alias(f"p{w}") for w in WINDOWS),
+        *(pl.when(ago <= w).then(pl.col(SHIPPERS)).otherwise(0).sum().cast(pl.UInt32).alias(f"s{w}") for w in WINDOWS),
         ago.max().alias("age"),
     )
-    out = keys_today.lazy().join(agg, on=[ENTITY, KEY], how="left").collect()
-    return out.with_columns(pl.col(f"{x}{w}").fill_null(0) for x in "ps" for w in WINDOWS)
+    return agg.collect().select(list(schema)).cast(schema)
 
 
 def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
@@ -276,39 +278,37 @@ def prior_exam_counts(layout: Layout, labels: pl.DataFrame | None, day: date) ->
 
 def add_history(frame: pl.DataFrame, layout: Layout, day: date, days: list[date],
                 labels: pl.DataFrame | None) -> pl.DataFrame:
-    """Add the history family to today's frame (eager; needs the ``_key_<entity>`` columns)."""
+    """Add the history family to today's frame (eager; needs the ``_key_<entity>`` columns).
+
+    Each entity is looked up on its own (single 64-bit key joins) into a narrow frame aligned
+    with ``frame``; the columns are stacked at the end (no copy of the wide frame per entity)."""
     ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.get)
-    keys_today = pl.concat(
-        [
-            frame.select(pl.col(key_col(e)).alias(KEY))
-            .drop_nulls()
-            .unique()
-            .with_columns(pl.lit(ENTITY_CODES[e], pl.UInt8).alias(ENTITY))
-            for e in ents
-        ]
-    ).select(ENTITY, KEY)
-    win = window_features(layout, day, days, keys_today)
     exams = prior_exam_counts(layout, labels, day)
-    win = win.join(exams, on=[ENTITY, KEY], how="left")
-    out = frame
+    new_cols: dict[str, pl.Series] = {}
     for e in ents:
-        code = ENTITY_CODES[e]
-        sub = win.filter(pl.col(ENTITY) == code).drop(ENTITY)
+        k = key_col(e)
+        keys_today = frame.get_column(k).drop_nulls().unique()
+        sub = window_features(layout, day, days, e, keys_today).rename({KEY: k})
+        ex = exams.filter(pl.col(ENTITY) == ENTITY_CODES[e]).drop(ENTITY).rename({KEY: k})
+        looked = (
+            frame.select(k)
+            .join(sub, on=k, how="left", maintain_order="left")
+            .join(ex, on=k, how="left", maintain_order="left")
+        )
         cols = []
         if e in COUNT_ENTITIES:
-            cols += [pl.col(f"p{w}").cast(pl.Int32).alias(parcels_col(e, w)) for w in WINDOWS]
-            cols += [pl.col(f"s{w}").cast(pl.Int32).alias(shippers_col(e, w)) for w in WINDOWS]
+            cols += [pl.col(f"p{w}").fill_null(0).cast(pl.Int32).alias(parcels_col(e, w)) for w in WINDOWS]
+            cols += [pl.col(f"s{w}").fill_null(0).cast(pl.Int32).alias(shippers_col(e, w)) for w in WINDOWS]
         if e in FIRST_SEEN_ENTITIES:
+            # never seen in the lookback (or no party key): 0 days, "new"
             cols.append(pl.col("age").fill_null(0).cast(pl.Int16).alias(first_seen_col(e)))
         if e in EXAM_ENTITIES:
             cols += [
                 pl.col("exams").fill_null(0).cast(pl.Int32).alias(exams_col(e)),
                 pl.col("positives").fill_null(0).cast(pl.Int32).alias(positives_col(e)),
             ]
-        sub = sub.select(pl.col(KEY).alias(key_col(e)), *cols)
-        out = out.join(sub, on=key_col(e), how="left")
-    # a missing party key: counts 0, first seen "new"
-    return out.with_columns(pl.col(c).fill_null(0) for c in COLUMNS)
+        new_cols.update({c.name: c for c in looked.select(cols).get_columns()})
+    return frame.with_columns(new_cols[c] for c in COLUMNS)
 
 
 def fires() -> pl.Expr:

@@ -53,3 +53,10 @@ def key_col(entity: str) -> str:
 def with_keys(frame: pl.LazyFrame | pl.DataFrame, names: dict[str, pl.Expr]) -> pl.LazyFrame | pl.DataFrame:
     """Add ``_key_<entity>`` columns (dropped before output)."""
     return frame.with_columns(expr.alias(key_col(name)) for name, expr in names.items())
+
+
+def ensure_keys(frame: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:
+    """Add the ``_key_<name>`` columns that ``frame`` does not carry yet."""
+    have = set(frame.collect_schema().names())
+    exprs = {**ENTITY_KEYS, **LINK_KEYS}
+    return frame.with_columns(exprs[n].alias(key_col(n)) for n in names if key_col(n) not in have)

@@ -8,7 +8,7 @@ from datetime import date
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.features.keys import phone_digits
+from riskpipe.features.keys import ensure_keys, key_col
 from riskpipe.features.lexicon import Lexicon, load_lexicon, normalise_text
 
 CONSIGNEE_RESIDENTIAL = "consignee_residential"
@@ -33,26 +33,19 @@ PO_BOX_PATTERN = r"(?i)(\bp\.?\s*o\.?\s*box\b|\bpost\s+office\s+box\b|\bpmb\b|\b
 NEW_ACCOUNT_DAYS = 30
 
 
-def _shipper_name() -> pl.Expr:
-    return pl.col(S.SHIPPER_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
-
-
-def _names_sharing(contact: pl.Expr) -> pl.Expr:
-    """Distinct shipper names using the same contact on the day (0 when the contact is missing)."""
-    c = pl.when(contact.str.len_bytes() > 0).then(contact)
-    return pl.when(c.is_not_null()).then(_shipper_name().n_unique().over(c)).otherwise(0)
+def _names_sharing(contact: str) -> pl.Expr:
+    """Distinct shipper keys using the same contact on the day (0 when the contact is missing)."""
+    c = pl.col(key_col(contact))
+    return pl.when(c.is_not_null()).then(pl.col(key_col("shipper")).n_unique().over(c)).otherwise(0)
 
 
 def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
     lex = lex or load_lexicon()
     cons = normalise_text(pl.concat_str(pl.col(S.CONSIGNEE_NAME), pl.col(S.CONSIGNEE_ADDRESS), separator=" "))
     commercial = cons.str.contains_any(lex.terms("commercial"), ascii_case_insensitive=True)
-    addr_key = pl.col(S.CONSIGNEE_ADDRESS_KEY)
-    cons_name = pl.col(S.CONSIGNEE_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+    addr_key = pl.col(key_col("cons_addr"))
     shared = pl.max_horizontal(
-        _names_sharing(phone_digits(S.SHIPPER_PHONE)),
-        _names_sharing(pl.col(S.SHIPPER_EMAIL).str.to_lowercase().str.strip_chars()),
-        _names_sharing(pl.col(S.ACCOUNT_IP).str.strip_chars()),
+        _names_sharing("shipper_phone"), _names_sharing("shipper_email"), _names_sharing("account_ip")
     ).cast(pl.Int32)
     return [
         (~commercial).cast(pl.Int8).alias(CONSIGNEE_RESIDENTIAL),
@@ -61,7 +54,8 @@ def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
         cons.str.contains_any(lex.terms("institutions"), ascii_case_insensitive=True)
         .cast(pl.Int8)
         .alias(CONSIGNEE_INSTITUTION),
-        pl.when(addr_key.is_not_null()).then(cons_name.n_unique().over(addr_key)).otherwise(1).cast(pl.Int32)
+        pl.when(addr_key.is_not_null()).then(pl.col(key_col("cons_name")).n_unique().over(addr_key)).otherwise(1)
+        .cast(pl.Int32)
         .alias(NAMES_AT_ADDRESS_DAY),
         (pl.lit(day) - pl.col(S.ACCOUNT_CREATED_DATE)).dt.total_days().cast(pl.Int32).alias(ACCOUNT_AGE_DAYS),
         pl.col(S.KNOWN_CONSIGNOR).cast(pl.Int8).alias(KNOWN_CONSIGNOR),
@@ -71,8 +65,12 @@ def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
     ]
 
 
+NEEDED_KEYS = ["shipper", "shipper_phone", "shipper_email", "account_ip", "cons_addr", "cons_name"]
+
+
 def add_parties(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
-    return frame.with_columns(parties_exprs(day))
+    """Add the parties family (adds the hashed party keys it needs if missing)."""
+    return ensure_keys(frame, NEEDED_KEYS).with_columns(parties_exprs(day))
 
 
 def fires() -> pl.Expr:

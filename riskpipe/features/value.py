@@ -7,13 +7,13 @@ from __future__ import annotations
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features.keys import ensure_keys, key_col
 
 HEADING = "hts_heading"  # helper / history column: first 4 digits of the HTS code
 LOG_VPK = "_log_value_per_kg"
 LOG_VPP = "_log_value_per_piece"
 NORM_LOG_VPK = "_norm_log_value_per_kg"
 NORM_LOG_VPP = "_norm_log_value_per_piece"
-PERSON = "_person"
 
 DECLARED_VALUE_USD = S.DECLARED_VALUE_USD
 VALUE_PER_KG_USD = "value_per_kg_usd"
@@ -54,20 +54,18 @@ def log_value_exprs() -> list[pl.Expr]:
     ]
 
 
-def person_expr() -> pl.Expr:
-    """One person: consignee name (normalised) at one address key (the $800 limit is per person)."""
-    name = pl.col(S.CONSIGNEE_NAME).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
-    return pl.concat_str(name, pl.lit("|"), pl.coalesce(pl.col(S.CONSIGNEE_ADDRESS_KEY), pl.lit(""))).alias(PERSON)
+PERSON_KEYS = ["cons_name", "cons_addr"]  # one person: a consignee name (and ZIP) at one address
 
 
 def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
     """Add the value family. ``norms``: HEADING, NORM_LOG_VPK, NORM_LOG_VPP (from history before
     the day; may be empty)."""
     usd = pl.col(S.DECLARED_VALUE_USD)
-    frame = frame.with_columns(heading_expr(), *log_value_exprs(), person_expr())
+    frame = ensure_keys(frame, PERSON_KEYS).with_columns(heading_expr(), *log_value_exprs())
     frame = frame.join(norms, on=HEADING, how="left")
-    day_value = usd.sum().over(PERSON)
-    day_parcels = pl.len().over(PERSON)
+    person = [key_col(k) for k in PERSON_KEYS]
+    day_value = usd.sum().over(person)
+    day_parcels = pl.len().over(person)
     orig = pl.col(S.DECLARED_VALUE)
     return frame.with_columns(
         pl.when(pl.col(S.GROSS_WEIGHT_KG) > 0).then(usd / pl.col(S.GROSS_WEIGHT_KG)).alias(VALUE_PER_KG_USD),
@@ -80,7 +78,7 @@ def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
         ((usd >= 700) & (usd < DE_MINIMIS_USD)).fill_null(False).cast(pl.Int8).alias(VALUE_JUST_UNDER_800),
         day_parcels.cast(pl.Int32).alias(CONSIGNEE_DAY_PARCELS),
         day_value.alias(CONSIGNEE_DAY_VALUE_USD),
-        ((day_value > DE_MINIMIS_USD) & (day_parcels > 1) & (usd.max().over(PERSON) <= DE_MINIMIS_USD))
+        ((day_value > DE_MINIMIS_USD) & (day_parcels > 1) & (usd.max().over(person) <= DE_MINIMIS_USD))
         .fill_null(False)
         .cast(pl.Int8)
         .alias(CONSIGNEE_DAY_OVER_800),
