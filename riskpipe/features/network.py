@@ -99,29 +99,41 @@ def add_network(frame: pl.DataFrame, caps: dict[str, int] | None = None) -> pl.D
     shipment id and carry the ``_key_*`` link columns and the history columns."""
     caps = {**LINK_CAPS, **(caps or {})}
     comp = components(link_columns(frame), list(LINK_KEYS), [caps[k] for k in LINK_KEYS])
-    f = frame.with_columns(comp.alias(_LABEL))
-    size = pl.len().over(_LABEL)
     # consignee-side parties only: a big shipper or seller linked to one positive would taint the
     # whole group through its unrelated parcels
     prior_pos = pl.any_horizontal(pl.col(H.positives_col(e)) > 0 for e in ("cons_addr", "cons_name", "cons_phone"))
-    # the 7-day parcels of each distinct consignee address of the group, counted once per address
     addr = key_col("cons_addr")
-    first_of_addr = pl.col(addr).is_first_distinct().over(_LABEL) & pl.col(addr).is_not_null()
-    prior7 = pl.when(first_of_addr).then(pl.col(H.parcels_col("cons_addr", 7))).otherwise(0).sum().over(_LABEL)
-    f = f.with_columns(
-        size.cast(pl.Int32).alias(NET_SIZE),
-        pl.col(key_col("shipper")).n_unique().over(_LABEL).cast(pl.Int32).alias(NET_SHIPPERS),
-        pl.col(addr).n_unique().over(_LABEL).cast(pl.Int32).alias(NET_CONSIGNEES),
-        prior7.cast(pl.Int32).alias(NET_PRIOR_PARCELS_7D),
-        prior_pos.any().over(_LABEL).cast(pl.Int8).alias(NET_TOUCHES_POSITIVE),
-        pl.when(size > 1)
-        .then(pl.concat_str(pl.lit("N-"), pl.col(S.SHIPMENT_ID).min().over(_LABEL)))
-        .otherwise(None)
-        .alias(S.NETWORK_ID),
+    p7 = H.parcels_col("cons_addr", 7)
+    f = frame.select(
+        addr, key_col("shipper"), p7, prior_pos.alias("_pos"), comp.alias(_LABEL)
     )
-    return f.with_columns(
-        (pl.col(NET_SIZE) / (1.0 + pl.col(NET_PRIOR_PARCELS_7D) / 7.0)).alias(NET_GROWTH_RATIO)
-    ).drop(_LABEL)
+    groups = f.group_by(_LABEL).agg(
+        pl.len().cast(pl.Int32).alias(NET_SIZE),
+        pl.col(key_col("shipper")).n_unique().cast(pl.Int32).alias(NET_SHIPPERS),
+        pl.col(addr).n_unique().cast(pl.Int32).alias(NET_CONSIGNEES),
+        pl.col("_pos").any().cast(pl.Int8).alias(NET_TOUCHES_POSITIVE),
+    )
+    # the 7-day parcels of each distinct consignee address of the group, counted once per address
+    prior7 = (
+        f.filter(pl.col(addr).is_not_null())
+        .unique([_LABEL, addr])
+        .group_by(_LABEL)
+        .agg(pl.col(p7).sum().cast(pl.Int32).alias(NET_PRIOR_PARCELS_7D))
+    )
+    looked = (
+        f.select(_LABEL)
+        .join(groups, on=_LABEL, how="left", maintain_order="left")
+        .join(prior7, on=_LABEL, how="left", maintain_order="left")
+        .with_columns(pl.col(NET_PRIOR_PARCELS_7D).fill_null(0))
+        .with_columns(
+            (pl.col(NET_SIZE) / (1.0 + pl.col(NET_PRIOR_PARCELS_7D) / 7.0)).alias(NET_GROWTH_RATIO),
+            # frame is sorted by shipment id, so the group's smallest row holds its smallest id
+            pl.when(pl.col(NET_SIZE) > 1)
+            .then(pl.concat_str(pl.lit("N-"), frame.get_column(S.SHIPMENT_ID).gather(comp)))
+            .alias(S.NETWORK_ID),
+        )
+    )
+    return frame.with_columns(looked.select(S.NETWORK_ID, *COLUMNS).get_columns())
 
 
 def fires() -> pl.Expr:
