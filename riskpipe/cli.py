@@ -422,9 +422,42 @@ def indicators(
 
 
 @app.command()
-def bench() -> None:
-    """The performance benchmark (stages, rows/s, peak memory)."""
-    raise RiskpipeError("bench: not built yet")
+def bench(
+    rows: Annotated[int, typer.Option(help="Shipments in the day benchmarked (targets are for 4 M).")] = 4_000_000,
+    history_days: Annotated[int, typer.Option(help="Days of history before it, at the same size.")] = 30,
+    repeat: Annotated[int, typer.Option(help="Runs per stage; the median is shown.")] = 1,
+    stages: Annotated[
+        str,
+        typer.Option(help="all, or a comma list of: generate, ingest, features, score, rank (= publish), "
+                     "nightly, floor, prefect, web."),
+    ] = "all",
+    workdir: Annotated[
+        Optional[Path], typer.Option(help="Cache of the benchmark worlds (default <home>/.bench).", show_default=False)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 7,
+    scaling: Annotated[bool, typer.Option("--scaling", help="Also features at 1 M, 2 M and 4 M rows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    results_dir: Annotated[Path, typer.Option(help="Where the results file is written.")] = Path("bench-results"),
+) -> None:
+    """The performance benchmark: per stage wall time, rows/s and peak memory, and the floor."""
+    import json
+
+    from riskpipe.bench import parse_stages, render_table, run_bench, summary_lines, write_results
+
+    chosen = parse_stages(stages)
+    say = (lambda m: err_console.print(m, highlight=False)) if as_json else (lambda m: console.print(m, highlight=False))
+    result = run_bench(workdir or state.home / ".bench", rows=rows, history_days=history_days, repeat=repeat,
+                       stages=chosen, seed=seed, scaling=scaling, log=say)
+    result["command"] = "riskpipe " + " ".join(sys.argv[1:])
+    path = write_results(result, results_dir)
+    if as_json:
+        print(json.dumps(result, indent=1, default=str))
+        return
+    for table in render_table(result):
+        console.print(table)
+    for line in summary_lines(result):
+        console.print(line, highlight=False)
+    console.print(f"results written to {path}")
 
 
 @users_app.command("add")

@@ -1,0 +1,82 @@
+"""Smoke tests of ``riskpipe bench`` at a tiny size: structure of the result, positive numbers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from riskpipe import bench
+from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
+
+
+def test_parse_stages_all_aliases_and_unknown() -> None:
+    assert bench.parse_stages("all") == list(bench.DEFAULT_STAGES)
+    assert bench.parse_stages("web,publish, generate") == ["generate", "rank", "web"]
+    with pytest.raises(RiskpipeError, match="unknown stage 'bogus'"):
+        bench.parse_stages("score,bogus")
+
+
+def test_row_median_and_targets_judged_only_at_reference_size() -> None:
+    runs = [{"seconds": s, "rows": 4_000_000, "peak_mb": 1000.0 + s, "process_s": s + 1} for s in (10.0, 70.0, 20.0)]
+    row = bench._row("features", runs, 4_000_000)
+    assert row["seconds"] == 20.0
+    assert row["rows_per_s"] == 200_000
+    assert row["peak_mb"] == 1070.0
+    assert (row["target_s"], row["target_mb"], row["passed"]) == (60, 4096, True)
+    slow = bench._row("features", [{**runs[0], "seconds": 61.0}], 4_000_000)
+    assert slow["passed"] is False
+    assert bench._row("features", runs, 1000)["passed"] is None
+    failed = bench._row("score", [{"error": "boom", "peak_mb": 1.0, "process_s": 1.0}], 4_000_000)
+    assert failed["passed"] is False and failed["error"] == "boom"
+
+
+def test_clone_home_links_parquet_and_copies_the_rest(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "raw").mkdir(parents=True)
+    pl.DataFrame({"a": [1]}).write_parquet(src / "raw" / "x.parquet")
+    (src / "runs.jsonl").write_text("{}\n", encoding="utf-8")
+    dst = bench.clone_home(src, tmp_path / "dst")
+    assert os.stat(dst / "raw" / "x.parquet").st_ino == os.stat(src / "raw" / "x.parquet").st_ino
+    with open(dst / "runs.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("{}\n")
+    assert (src / "runs.jsonl").read_text(encoding="utf-8") == "{}\n"
+
+
+def test_child_process_reports_time_rows_and_its_own_peak(tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    pl.DataFrame({S.SHIPMENT_ID: ["a", "b", "c"], "x": ["1", "2", "3"]}).write_csv(csv)
+    out = tmp_path / "ids.parquet"
+    res = bench.run_child("do_floor_landing", {"files": [str(csv)], "out": str(out)}, tmp_path / "logs")
+    assert "error" not in res
+    assert res["rows"] == 3
+    assert res["seconds"] > 0 and res["process_s"] >= res["seconds"]
+    assert 10 < res["peak_mb"] < 2000
+    assert pl.read_parquet(out)[S.RISK_SCORE].to_list() == [0.0, 0.0, 0.0]
+
+
+def test_child_error_is_reported_not_raised(tmp_path: Path) -> None:
+    res = bench.run_child("do_floor_landing", {"files": [str(tmp_path / "missing.csv")], "out": str(tmp_path / "o")},
+                          tmp_path / "logs")
+    assert "missing.csv" in res["error"]
+    assert Path(res["log"]).exists()
+
+
+def test_run_bench_generate_stage_structure(tmp_path: Path) -> None:
+    result = bench.run_bench(tmp_path / "work", rows=300, history_days=0, stages=["generate"], isolate=False)
+    assert set(result) >= {"config", "machine", "world", "method", "stages", "ratio_nightly_floor", "scaling"}
+    [row] = result["stages"]
+    assert row["stage"] == "generate"
+    assert 250 < row["rows"] < 350
+    assert row["seconds"] > 0 and row["rows_per_s"] > 0 and row["peak_mb"] > 0
+    assert row["target_s"] == 30 and row["passed"] is None  # judged at 4 M rows only
+    landing = tmp_path / "work" / "world-r300-h0-s7" / "landing"
+    assert any(p.name.startswith("manifest-2026-03-05") for p in landing.iterdir())
+    tables = bench.render_table(result)
+    assert tables[0].row_count == 1
+    assert any("method:" in line for line in bench.summary_lines(result))
+    path = bench.write_results(result, tmp_path / "bench-results")
+    assert path.suffix == ".json" and path.stat().st_size > 100
