@@ -561,6 +561,9 @@ def run_bench(
             sw = workdir / f"scaling-r{n}-h{history_days}-s{seed}"
             if not (sw / ".ready").exists():
                 say(f"preparing the scaling world at {n:,} rows a day (cached)")
+                same = workdir / f"world-r{n}-h{history_days}-s{seed}" / "base"
+                if (same / ".ready").exists():  # same generator, rows and seed: identical history days
+                    clone_home(same, sw)
                 need(child("prep_scaling_world", home=str(sw), day=day, rows=n, history_days=history_days, seed=seed),
                      f"the scaling world at {n} rows")
                 (sw / ".ready").write_text("ok", encoding="utf-8")
