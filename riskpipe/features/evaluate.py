@@ -42,7 +42,7 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
         fires = pl.concat([feats.select(S.SHIPMENT_ID), family_fires(feats)], how="horizontal")
         fires = fires.with_columns(pl.any_horizontal(pl.exclude(S.SHIPMENT_ID)).alias("any family"))
         raw = scan_raw_shipments(layout, [d]).select(
-            [c for c in S.RAW_SHIPMENT_SCHEMA if c in rules.fields or c == S.SHIPMENT_ID]
+            [c for c in S.RAW_SHIPMENT_SCHEMA if (c in rules.fields and c not in feats.columns) or c == S.SHIPMENT_ID]
         ).collect()
         scored = rules.apply(raw.join(feats, on=S.SHIPMENT_ID, how="inner"))
         fires = fires.join(

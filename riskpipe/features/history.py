@@ -32,7 +32,7 @@ FIRST_SEEN_ENTITIES = ("shipper", "seller", "cons_addr")
 #: entities linked to prior exams
 EXAM_ENTITIES = ("cons_addr", "cons_name", "cons_phone", "shipper", "seller")
 #: how far before an exam date the examined shipment's arrival day is searched
-EXAM_SEARCH_DAYS = 14
+EXAM_SEARCH_DAYS = 7
 
 ENTITY = "entity"
 KEY = "key"
