@@ -2,12 +2,18 @@
 
 Tasks pass dates and paths; Parquet on disk is the hand-off. Only I/O tasks retry. A bad input
 file is quarantined by ingest and reported, never fatal; any failure names its step.
+
+With ``shards > 1`` scoring fans out: features once for the day, then one task per shard (by
+consignee address key, :mod:`riskpipe.shard`) submitted to the flow's task runner (threads by
+default, a Dask cluster with :func:`with_task_runner`), then one combine task; the result equals
+the single-process run exactly.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -37,6 +43,38 @@ def features(home: str, day: str) -> str:
 def score(home: str, day: str, features_file: str) -> str:
     layout, settings = _ctx(home)
     return str(steps.score_step(layout, settings, date.fromisoformat(day), Path(features_file)))
+
+
+@task(name="split-shards")
+def split_shards(home: str, day: str, features_file: str, shards: int) -> list[dict[str, str]]:
+    from riskpipe.shard import split_day
+
+    layout, _ = _ctx(home)
+    return split_day(layout, date.fromisoformat(day), Path(features_file), shards)
+
+
+@task(name="score-shard")
+def score_shard(home: str, day: str, part: dict[str, str]) -> str:
+    from riskpipe.shard import score_shard as score_one
+
+    layout, settings = _ctx(home)
+    return str(score_one(layout, settings, date.fromisoformat(day), part))
+
+
+@task(name="combine-shards")
+def combine_shards(home: str, day: str, scored_files: list[str], features_file: str) -> str:
+    from riskpipe.shard import combine_shards as combine
+
+    layout, settings = _ctx(home)
+    d = date.fromisoformat(day)
+    return str(combine(layout, settings, d, scored_files, Path(features_file), steps.work_dir(layout, d) / steps.SCORED_FILE))
+
+
+def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
+    """Fan out one scoring task per shard on the flow's task runner, then combine."""
+    parts = split_shards(home, day, features_file, shards)
+    futures = [score_shard.submit(home, day, part) for part in parts]
+    return combine_shards(home, day, [f.result() for f in futures], features_file)
 
 
 @task(name="stage-outputs", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1))
@@ -70,14 +108,26 @@ def _step(name: str, fn, *args):
         raise RiskpipeError(f"nightly step '{name}' failed: {msg}") from exc
 
 
+def resolve_day(day: str | None, timezone: str, now: datetime | None = None) -> str:
+    """``day``, or (None, as in a scheduled run) today's date in ``timezone``: the run at 02:00
+    scores the shipments arriving that day, before they arrive."""
+    if day:
+        return date.fromisoformat(day).isoformat()
+    now = now or datetime.now(ZoneInfo(timezone))
+    return now.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
 @flow(name="nightly")
-def nightly_flow(home: str, day: str, capacity: int | None = None, ingest: bool = True,
-                 show_progress: bool = False) -> dict:
-    """Score and rank every shipment arriving on ``day`` and publish scores, targets and report."""
+def nightly_flow(home: str, day: str | None = None, capacity: int | None = None, ingest: bool = True,
+                 show_progress: bool = False, shards: int = 1) -> dict:
+    """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
+
+    ``day`` None means today in the configured time zone (scheduled runs)."""
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
     layout = Layout(Path(home))
+    day = _step("resolve-date", lambda: resolve_day(day, load_settings(layout.home).timezone))
     if ingest:
         counts = _step("ingest", ingest_files, home, None, None, show_progress)
         log.info("ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
@@ -85,7 +135,11 @@ def nightly_flow(home: str, day: str, capacity: int | None = None, ingest: bool 
                  counts.get("rows_quarantined"), counts.get("files_quarantined"))
     feats = _step("features", features, home, day)
     log.info("features written for %s", day)
-    scored = _step("score", score, home, day, feats)
+    if shards > 1:
+        scored = _step("score", _score_sharded, home, day, feats, shards)
+        log.info("scored %s in %s shards", day, shards)
+    else:
+        scored = _step("score", score, home, day, feats)
     staged = _step("stage", stage, home, day)
     try:
         quarantine = quarantine_reason_counts(layout)
@@ -120,6 +174,22 @@ def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, in
         f"| features drifting (PSI > 0.25) | {', '.join(summary['drift_major']) or 'none'} |",
     ]
     create_markdown_artifact(key=f"summary-{day}", markdown="\n".join(lines), description=f"Nightly summary {day}")
+
+
+def with_task_runner(task_runner: str = "local", dask_address: str | None = None, workers: int = 2):
+    """The nightly flow on a task runner: "local" (threads) or "dask" (a cluster at
+    ``dask_address``, or a local one with ``workers`` single-threaded worker processes)."""
+    if task_runner == "local":
+        return nightly_flow
+    if task_runner != "dask":
+        raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        runner = DaskTaskRunner(address=dask_address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
+    return nightly_flow.with_options(task_runner=runner)
 
 
 if __name__ == "__main__":

@@ -316,15 +316,26 @@ def nightly(
     date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
     capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.", min=1)] = None,
     skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
+    task_runner: Annotated[str, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")] = "local",
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster).")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
 ) -> None:
     """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
 
-    Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them."""
+    Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
+    With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same."""
     settings()
     day = parse_day(date_, "--date")
-    from flows.nightly import nightly_flow
+    if task_runner not in ("local", "dask"):
+        raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
+    if dask_address and task_runner != "dask":
+        raise RiskpipeError("--dask-address needs --task-runner dask")
+    from flows.nightly import with_task_runner
 
-    result = nightly_flow(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True)
+    n_shards = shards or (4 if task_runner == "dask" else 1)
+    run = with_task_runner(task_runner, dask_address)
+    result = run(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True,
+                 shards=n_shards)
     _print_night(state.home, day, result)
 
 
@@ -356,8 +367,37 @@ def serve(
 
 @app.command()
 def schedule() -> None:
-    """Serve the Prefect deployments: nightly on a cron, retrain weekly."""
-    raise RiskpipeError("schedule: not built yet")
+    """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
+    nightly_cron, retrain_cron, timezone). Uses the Prefect server at $PREFECT_API_URL, or
+    starts one on loopback with its database under the data home. Ctrl-C stops serving."""
+    cfg = settings()
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.deploy import start_local_server
+
+        console.print("starting a local Prefect server on loopback (about 10 s)...")
+        server, api_url = start_local_server((state.home / ".prefect").resolve())
+        os.environ["PREFECT_API_URL"] = api_url  # for the flow-run subprocesses
+    else:
+        api_url = os.environ["PREFECT_API_URL"]
+    try:
+        import prefect
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.deploy import build_deployments
+
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            deployments = build_deployments(state.home, cfg)
+            console.print(f"serving nightly ({cfg.nightly_cron}) and retrain ({cfg.retrain_cron}), time zone "
+                          f"{cfg.timezone}, Prefect API {api_url} (Ctrl-C to stop)")
+            prefect.serve(*deployments, print_starting_message=False)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - a server that will not stop is killed
+                server.kill()
 
 
 @app.command()
