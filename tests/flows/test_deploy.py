@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
 
 from riskpipe import schema as S
 from riskpipe.config import load_settings
@@ -23,6 +24,7 @@ def test_resolve_day_uses_the_configured_time_zone():
     assert resolve_day("2026-01-14", "America/New_York", now) == "2026-01-14"
 
 
+@pytest.mark.slow  # ~13 s: the runner executes the flow run in a fresh subprocess
 def test_deployments_are_registered_and_a_manual_run_is_picked_up(world, home_copy):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment

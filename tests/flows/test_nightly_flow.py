@@ -105,6 +105,7 @@ def test_sharded_scoring_in_threads_equals_single_process(world, baseline, home_
     assert result["summary"]["shipments"] == baseline["scores"].height
 
 
+@pytest.mark.slow  # ~15 s: two Dask worker processes start and import the stack
 def test_sharded_scoring_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
     pytest.importorskip("prefect_dask")
     from flows.nightly import with_task_runner
