@@ -6,7 +6,7 @@ consignee address key, into ``n`` shards that can be scored anywhere (threads, D
 
 Two things keep the result identical to scoring the whole day in one process:
 
-- The split is computed once, in one process (:func:`split_day`), and written to shard files;
+- The split is computed once, in one process (:func:`split_day`, streaming), and written to shard files;
   which shard a row lands in never changes its score. (Polars' ``hash`` with a fixed seed is
   deterministic across processes for a given Polars version; the pinned version keeps the
   assignment reproducible, but correctness does not depend on it.)
@@ -21,6 +21,7 @@ sharded result equals the single-process one exactly (tested).
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
-from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic
+from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 #: fixed seed of the shard hash (changing it moves rows between shards, never their scores)
 SHARD_SEED = 20_260_105
@@ -52,21 +53,24 @@ def shard_dir(layout: Layout, day: date) -> Path:
 def split_day(layout: Layout, day: date, features_file: Path, n_shards: int) -> list[dict[str, str]]:
     """Write the raw rows and features of each shard of ``day``; returns their paths per shard.
 
-    Rows keep the day's raw order inside each shard."""
-    raw = scan_raw_shipments(layout, [day]).collect()
-    features = pl.read_parquet(features_file)
-    shard = raw.select(S.SHIPMENT_ID, shard_of(n_shards).alias("shard"))
+    Streams from the files (a shard's rows never all sit in memory with the others')."""
+    raw = scan_raw_shipments(layout, [day])
+    features = pl.scan_parquet(features_file)
     out_dir = shard_dir(layout, day)
+    out_dir.mkdir(parents=True, exist_ok=True)
     parts: list[dict[str, str]] = []
     for i in range(n_shards):
-        ids = shard.filter(pl.col("shard") == i).select(S.SHIPMENT_ID)
-        raw_i = raw.join(ids, on=S.SHIPMENT_ID, how="semi", maintain_order="left")
-        feats_i = features.join(ids, on=S.SHIPMENT_ID, how="semi", maintain_order="left")
-        parts.append({
-            "raw": str(write_parquet_atomic(raw_i, out_dir / f"raw-{i:03d}-of-{n_shards:03d}.parquet")),
-            "features": str(write_parquet_atomic(feats_i, out_dir / f"features-{i:03d}-of-{n_shards:03d}.parquet")),
-            "scored": str(out_dir / f"scored-{i:03d}-of-{n_shards:03d}.parquet"),
-        })
+        rows = raw.filter(shard_of(n_shards) == i)
+        name = f"{i:03d}-of-{n_shards:03d}.parquet"
+        part = {"raw": out_dir / f"raw-{name}", "features": out_dir / f"features-{name}", "scored": out_dir / f"scored-{name}"}
+        for kind, frame in (("raw", rows), ("features", features.join(rows.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi"))):
+            tmp = tmp_sibling(part[kind])
+            try:
+                frame.sink_parquet(tmp, engine="streaming")
+                os.replace(tmp, part[kind])
+            finally:
+                tmp.unlink(missing_ok=True)
+        parts.append({k: str(v) for k, v in part.items()})
     return parts
 
 
@@ -114,15 +118,101 @@ def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: 
     from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features
 
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
-    raw = scan_raw_shipments(layout, [day]).collect()
+    raw = scan_raw_shipments(layout, [day])
     parts = pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical")
-    scored = raw.select(S.SHIPMENT_ID).join(parts, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
-    if scored.height != parts.height:
-        raise ValueError(f"shards of {day}: {parts.height} scored rows but {scored.height} match the day")
+    order = raw.select(S.SHIPMENT_ID).collect()
+    scored = order.join(parts, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
+    if scored.height != parts.height or scored.height != order.height:
+        raise ValueError(f"shards of {day}: {parts.height} scored rows for {order.height} shipments of the day")
+    del parts, order
     model = load_champion(settings)
     if model is not None and top_n > 0:
         head = scored.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(top_n).select(S.SHIPMENT_ID)
-        raw_top = raw.join(head, on=S.SHIPMENT_ID, how="semi")
-        feats_top = pl.read_parquet(features_file).join(head, on=S.SHIPMENT_ID, how="semi")
+        raw_top = raw.join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
+        feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         scored = attribute_top(scored, join_raw_features(raw_top, feats_top), model, top_n)
     return write_parquet_atomic(scored, out_file)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark: python -m riskpipe.shard --home DIR --rows N --shards K --models DIR
+# ---------------------------------------------------------------------------------------------
+def _stage(name: str, home: str, day: str, registry: str | None, arg):
+    """One stage of the sharded path in this (fresh) process: (result, seconds, peak RSS MB)."""
+    import resource
+    import time
+
+    from riskpipe import nightly as steps
+    from riskpipe import publish
+    from riskpipe.config import load_settings
+
+    layout = Layout(Path(home))
+    settings = load_settings(layout.home, {"registry_dir": registry} if registry else None)
+    d = date.fromisoformat(day)
+    t0 = time.perf_counter()
+    if name == "features":
+        out = str(steps.build_features_step(layout, settings, d))
+    elif name == "split":
+        out = split_day(layout, d, steps.features_path(layout, d), arg)
+    elif name == "score-shard":
+        out = str(score_shard(layout, settings, d, arg))
+    elif name == "combine":
+        out = str(combine_shards(layout, settings, d, arg, steps.features_path(layout, d),
+                                 steps.work_dir(layout, d) / steps.SCORED_FILE))
+    else:  # rank, report and publish
+        staged = publish.stage(layout, d)
+        steps.rank_and_stage_step(layout, settings, d, steps.work_dir(layout, d) / steps.SCORED_FILE,
+                                  {k: str(v) for k, v in staged.dirs.items()}, None, {})
+        out = {k: str(v) for k, v in publish.commit(layout, staged).items()}
+    secs = time.perf_counter() - t0
+    return out, secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_sharded(home: Path, day: date, shards: int, registry: Path | None = None) -> list[dict]:
+    """Wall time and peak memory of each stage of the sharded nightly path, each stage in a fresh
+    process (so a stage's peak is its own); the raw store of ``day`` must exist in ``home``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows = scan_raw_shipments(Layout(home), [day]).select(pl.len()).collect().item()
+    report: list[dict] = []
+
+    def run(name: str, arg=None):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out, secs, peak = pool.submit(_stage, name, str(home), day.isoformat(),
+                                          str(registry) if registry else None, arg).result()
+        report.append({"stage": name, "rows": rows, "seconds": round(secs, 1), "peak_rss_mb": round(peak),
+                       "load_avg_1m": round(os.getloadavg()[0], 1)})
+        return out
+
+    run("features")
+    parts = run("split", shards)
+    scored = [run("score-shard", p) for p in parts]
+    run("combine", scored)
+    run("rank-publish")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    from riskpipe.features.bench import make_bench_world
+
+    ap = argparse.ArgumentParser(description="Sharded nightly path: time and peak memory per stage.")
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--history-days", type=int, default=3)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--models", type=Path, default=None, help="a registry with a champion (default: rules only)")
+    ap.add_argument("--day", type=date.fromisoformat, default=date(2026, 3, 1))
+    args = ap.parse_args(argv)
+    layout = Layout(args.home)
+    if args.day not in set(layout.raw_days()):
+        make_bench_world(layout, args.day, args.rows, args.history_days)
+    for row in bench_sharded(args.home, args.day, args.shards, args.models):
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
