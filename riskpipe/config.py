@@ -66,5 +66,7 @@ def load_settings(home: Path, overrides: dict | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{toml_path}: not valid TOML ({exc})") from exc
     values.update(overrides or {})
+    if "port_capacity" in values:  # a partial table overrides those ports, keeps the others
+        values["port_capacity"] = {**DEFAULT_PORT_CAPACITY, **{str(k): v for k, v in values["port_capacity"].items()}}
     values["home"] = home
     return Settings(**values)
