@@ -22,6 +22,7 @@ sharded result equals the single-process one exactly (tested).
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def split_day(layout: Layout, day: date, features_file: Path, n_shards: int) -> 
     raw = scan_raw_shipments(layout, [day])
     features = pl.scan_parquet(features_file)
     out_dir = shard_dir(layout, day)
+    shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of a killed run
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: list[dict[str, str]] = []
     for i in range(n_shards):
@@ -131,7 +133,9 @@ def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: 
         raw_top = raw.join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         scored = attribute_top(scored, join_raw_features(raw_top, feats_top), model, top_n)
-    return write_parquet_atomic(scored, out_file)
+    write_parquet_atomic(scored, out_file)
+    shutil.rmtree(shard_dir(layout, day), ignore_errors=True)  # a day's copy: no longer needed
+    return out_file
 
 
 # ---------------------------------------------------------------------------------------------
