@@ -433,7 +433,7 @@ def retrain(
             f"{v} precision at capacity": report["views"][v]["model"]["precision_at_capacity"] for v in report["views"]
         }
         | {f"{v} recall at capacity": report["views"][v]["model"]["recall_at_capacity"] for v in report["views"]},
-        "rule_weight_blend": "1 - (1 - p) * (1 - 0.5 * rule_score)",
+        "rule_blend": "max(p, 0.05 * rule_score if rule_score >= 0.6 else 0.001 * rule_score)",
     }
     version = save_model(models_dir, model, meta)
     if champion is None:

@@ -226,7 +226,10 @@ def test_unexamined_presumed_negatives_are_optional(world):
 def test_blend_formula():
     from riskpipe.score import blend
 
-    np.testing.assert_allclose(blend([0.2, 0.0, 0.9], [0.5, 0.8, 0.0], 0.5), [0.4, 0.4, 0.9])
+    # strong rules (>= 0.6) floor the probability at w * r; weaker ones only at 0.001 * r
+    np.testing.assert_allclose(
+        blend([0.2, 0.0, 0.9, 0.01, 0.0, 0.0], [0.6, 0.8, 0.0, 0.5, 0.5, 0.3], 0.5), [0.3, 0.4, 0.9, 0.01, 0.0005, 0.0003]
+    )
 
 
 def test_cascade_matches_the_whole_model_on_candidates(world):
