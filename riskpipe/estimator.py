@@ -32,7 +32,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder, TargetEncoder
+from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder, TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
 FREQ_SUFFIX = "__freq"
@@ -56,6 +56,31 @@ def _is_numeric(dtype: pl.DataType) -> bool:
 
 def _is_text(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Enum, pl.Categorical))
+
+
+def _is_missing(c: Any) -> bool:
+    return c is None or (isinstance(c, float) and np.isnan(c))
+
+
+def _identity(trans: Any) -> bool:
+    """A fitted ``"passthrough"`` (sklearn stores it as a FunctionTransformer without a func)."""
+    return isinstance(trans, FunctionTransformer) and trans.func is None and trans.validate is False
+
+
+def _lookup(col: str, cats: Any, values: list[float], unknown: float) -> pl.Expr:
+    """``col`` (text) mapped through a fitted encoder's ``categories_`` -> ``values``: a null
+    takes the missing level's value when one was seen in training (sklearn keeps ``None`` as a
+    level), else ``unknown``, as does an unseen code."""
+    keys, vals, null_value = [], [], None
+    for c, v in zip(cats, values):
+        if _is_missing(c):
+            null_value = v
+        else:
+            keys.append(str(c))
+            vals.append(v)
+    null_value = unknown if null_value is None else null_value
+    mapped = pl.col(col).cast(pl.String).replace_strict(keys, vals, default=unknown, return_dtype=pl.Float64)
+    return pl.when(pl.col(col).is_null()).then(pl.lit(null_value, pl.Float64)).otherwise(mapped).alias(col)
 
 
 class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
@@ -295,22 +320,54 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, 2); column 1 is the positive class."""
-        check_is_fitted(self, "pipeline_")
-        return self.pipeline_.predict_proba(self._prepare(X))
+        return self.pipeline_.named_steps["model"].predict_proba(self.encode(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "pipeline_")
-        return self.pipeline_.predict(self._prepare(X))
+        return self.pipeline_.named_steps["model"].predict(self.encode(X))
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Raw log-odds: ranks identically to ``predict_proba`` without saturating."""
-        check_is_fitted(self, "pipeline_")
-        return self.pipeline_.decision_function(self._prepare(X))
+        return self.pipeline_.named_steps["model"].decision_function(self.encode(X))
 
     def encode(self, X: Any) -> np.ndarray:
-        """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``."""
+        """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``.
+
+        Row-major float64 built in Polars from the fitted encoders' tables (equal to the
+        ``ColumnTransformer``'s output, which converts every code to a Python object and is
+        several times slower on millions of rows); other encoder layouts use the transformer."""
         check_is_fitted(self, "pipeline_")
-        return np.asarray(self.pipeline_.named_steps["encode"].transform(self._prepare(X)))
+        prepared = self._prepare(X)
+        exprs = self._encode_exprs()
+        if exprs is None:
+            return np.asarray(self.pipeline_.named_steps["encode"].transform(prepared))
+        if not exprs:
+            return np.empty((prepared.height, 0))
+        return np.ascontiguousarray(prepared.select(exprs).to_numpy(order="c"), dtype=np.float64)
+
+    def _encode_exprs(self) -> list[pl.Expr] | None:
+        """Polars expressions reproducing the fitted ``ColumnTransformer`` column by column, or
+        None when it holds anything but the ordinal, target and passthrough steps built here."""
+        encode = self.pipeline_.named_steps["encode"]
+        exprs: list[pl.Expr] = []
+        for name, trans, cols in encode.transformers_:
+            if name == "remainder":
+                if trans != "drop":
+                    return None
+                continue
+            if name == "numeric" and (trans == "passthrough" or _identity(trans)):
+                exprs += [pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in cols]  # no nulls: a C-order copy
+            elif name == "categorical" and isinstance(trans, OrdinalEncoder):
+                for col, cats in zip(cols, trans.categories_):
+                    # a NaN level is encoded_missing_value (NaN); a None level keeps its index
+                    codes = [np.nan if isinstance(c, float) and np.isnan(c) else float(i) for i, c in enumerate(cats)]
+                    exprs.append(_lookup(col, cats, codes, np.nan))
+            elif name == "target" and isinstance(trans, TargetEncoder) and trans.target_type_ == "binary":
+                prior = float(trans.target_mean_)
+                for col, cats, enc in zip(cols, trans.categories_, trans.encodings_):
+                    exprs.append(_lookup(col, cats, [float(v) for v in enc], prior))
+            else:
+                return None
+        return exprs
 
     @property
     def encoded_feature_names_(self) -> list[str]:

@@ -38,6 +38,9 @@ _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le"}
 _LISTS = {"in", "not_in"}
 _UNARY = {"is_null", "is_not_null", "is_true", "is_false"}
 OPS = _COMPARE | _LISTS | _UNARY | {"contains_any", "matches"}
+#: rules packed into one ``UInt64`` hit mask (``RuleSet.hit_mask``)
+MASK_RULES = 64
+MASK = "_rule_mask"
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_:.\-]{0,63}$")
 
 
@@ -80,8 +83,7 @@ class RuleSet:
     def fields(self) -> set[str]:
         return {f for r in self.rules for f in r.fields}
 
-    def hits(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-        """``shipment_id`` and one boolean column per rule code."""
+    def _checked(self, frame: pl.DataFrame | pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Schema]:
         lazy = frame.lazy()
         schema = lazy.collect_schema()
         missing = sorted(self.fields - set(schema))
@@ -90,21 +92,70 @@ class RuleSet:
             raise RiskpipeError(
                 f"rules {self.source}: field(s) {', '.join(missing)} not in the scored frame (used by {', '.join(users)})"
             )
-        exprs = [_rule_expr(r, schema).alias(r.code) for r in self.rules]
+        return lazy, schema
+
+    def _collect(self, lazy: pl.LazyFrame, *exprs: pl.Expr) -> pl.DataFrame:
         try:
-            return lazy.select(pl.col(S.SHIPMENT_ID), *exprs).collect()
+            return lazy.select(*exprs).collect()
         except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
             raise RiskpipeError(f"rules {self.source}: cannot apply a rule ({exc})".splitlines()[0]) from exc
 
+    def hits(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+        """``shipment_id`` and one boolean column per rule code."""
+        lazy, schema = self._checked(frame)
+        return self._collect(lazy, pl.col(S.SHIPMENT_ID), *[_rule_expr(r, schema).alias(r.code) for r in self.rules])
+
+    def hit_mask(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.Series:
+        """One ``UInt64`` per row, bit ``i`` set when ``rules[i]`` hits (at most 64 rules).
+
+        All conditions go into one select, so Polars evaluates a shared sub-expression (the
+        normalised description of several lexicon rules) once."""
+        if len(self.rules) > MASK_RULES:
+            raise ValueError(f"hit_mask packs at most {MASK_RULES} rules, this set has {len(self.rules)}")
+        lazy, schema = self._checked(frame)
+        return self._collect(lazy, self._mask_expr(schema))[MASK]
+
+    def _mask_expr(self, schema: pl.Schema) -> pl.Expr:
+        bits = [
+            pl.when(_rule_expr(r, schema).fill_null(False)).then(pl.lit(1 << i, pl.UInt64)).otherwise(pl.lit(0, pl.UInt64))
+            for i, r in enumerate(self.rules)
+        ]
+        mask = pl.sum_horizontal(bits) if bits else pl.repeat(0, pl.len(), dtype=pl.UInt64)
+        return mask.cast(pl.UInt64).alias(MASK)
+
+    def mask_table(self, masks: pl.Series) -> pl.DataFrame:
+        """``mask`` (the distinct values of ``masks``), ``rule_score`` and ``rule_reasons`` of
+        each: a day has few distinct combinations of hits, so the arithmetic runs per
+        combination, not per row."""
+        values = masks.unique().sort().to_list()
+        scores, reasons = [], []
+        for m in values:
+            keep = 1.0
+            codes = []
+            for i, r in enumerate(self.rules):
+                if m >> i & 1:
+                    keep *= 1.0 - r.weight
+                    codes.append(r.code)
+            scores.append(min(max(1.0 - keep, 0.0), 1.0))
+            reasons.append(codes)
+        return pl.DataFrame(
+            {MASK: values, S.RULE_SCORE: scores, S.RULE_REASONS: reasons},
+            schema={MASK: pl.UInt64, S.RULE_SCORE: pl.Float64, S.RULE_REASONS: pl.List(pl.String)},
+        )
+
     def apply(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """``shipment_id``, ``rule_score`` (0..1) and ``rule_reasons`` (codes, strongest first)."""
-        hits = self.hits(frame)
-        if not self.rules:
-            return hits.select(
-                S.SHIPMENT_ID,
-                pl.lit(0.0).alias(S.RULE_SCORE),
-                pl.lit([], pl.List(pl.String)).alias(S.RULE_REASONS),
-            )
+        if len(self.rules) > MASK_RULES:
+            return self._apply_rows(self.hits(frame))
+        lazy, schema = self._checked(frame)
+        hits = self._collect(lazy, pl.col(S.SHIPMENT_ID), self._mask_expr(schema))
+        return (
+            hits.join(self.mask_table(hits[MASK]), on=MASK, how="left", maintain_order="left")
+            .select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_REASONS)
+        )
+
+    def _apply_rows(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """``apply`` row by row in Polars (rule sets too large for a 64-bit mask)."""
         keep = pl.lit(1.0)
         for r in self.rules:
             keep = keep * pl.when(pl.col(r.code)).then(1.0 - r.weight).otherwise(1.0)

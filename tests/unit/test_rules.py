@@ -135,3 +135,9 @@ def test_empty_rule_file_scores_zero():
     out = parse_rules("").apply(FRAME)
     assert out.get_column(S.RULE_SCORE).to_list() == [0.0] * 4
     assert out.get_column(S.RULE_REASONS).to_list() == [[]] * 4
+
+
+def test_mask_path_equals_row_by_row_path():
+    rs = parse_rules(RULES)
+    assert_frame_equal(rs.apply(FRAME), rs._apply_rows(rs.hits(FRAME)))
+    assert rs.hit_mask(FRAME).to_list() == [0b110, 0b1000, 0b1, 0b10000]  # bit i = rs.rules[i]
