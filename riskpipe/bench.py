@@ -463,6 +463,7 @@ def run_bench(
     scratch.mkdir(parents=True, exist_ok=True)
     day = BENCH_DAY.isoformat()
     load_before = os.getloadavg()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     results: dict[str, list[dict]] = {}
     started = time.perf_counter()
 
@@ -595,7 +596,7 @@ def run_bench(
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-                    "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "started_at": started_at,
                     "total_s": round(time.perf_counter() - started, 1)},
         "world": (f"day {day}: {rows:,} shipments of the synthetic world (riskpipe.synth), mixed CSV/Parquet/NDJSON "
                   f"files; {history_days} history days at full size ({rows:,} rows a day) from the fast raw "

@@ -493,8 +493,9 @@ def bench(
     if as_json:
         print(json.dumps(result, indent=1, default=str))
         return
+    wide = console if console.is_terminal else Console(width=120)  # a log file must not truncate it
     for table in render_table(result):
-        console.print(table)
+        wide.print(table)
     for line in summary_lines(result):
         console.print(line, highlight=False)
     console.print(f"results written to {path}")
