@@ -92,7 +92,12 @@ def crossborder_exprs() -> list[pl.Expr]:
     wratio = pl.when(present & (pl.col(PX_WEIGHT) > 0) & (pl.col(S.GROSS_WEIGHT_KG) > 0)).then(
         (pl.col(S.GROSS_WEIGHT_KG) / pl.col(PX_WEIGHT)).log()
     )
-    shared_words = _tokens(pl.col(S.DESCRIPTION)).list.set_intersection(_tokens(pl.col(PX_DESC))).list.len()
+    # tokenised only where a partner declaration is present (elsewhere an empty text: cheap)
+    shared_words = (
+        _tokens(pl.when(present).then(pl.col(S.DESCRIPTION)))
+        .list.set_intersection(_tokens(pl.col(PX_DESC)))
+        .list.len()
+    )
     origin = pl.col(S.COUNTRY_OF_ORIGIN).replace_strict(_GROUPS, default="other", return_dtype=pl.String)
     return [
         expected.cast(pl.Int8).alias(XB_PARTNER_EXPECTED),

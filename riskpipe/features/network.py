@@ -49,36 +49,35 @@ def components(frame: pl.DataFrame, link_cols: list[str], max_group: int | list[
 
     ``link_cols``: hashed identifier columns; two rows sharing a non-null value of one column
     are linked when the column's group has at most ``max_group`` (one cap, or one per column) rows.
-    The graph is bipartite (rows and identifier groups); its components come from
-    ``scipy.sparse.csgraph.connected_components`` (compiled, linear in the links)."""
+    Each row of a group is linked to the group's first row (a star: same components as the
+    bipartite rows-identifiers graph, with no identifier nodes to number), then
+    ``scipy.sparse.csgraph.connected_components`` (compiled, linear in the links) on int32 indices."""
     import numpy as np
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = frame.height
     caps = [max_group] * len(link_cols) if isinstance(max_group, int) else list(max_group)
-    members = pl.concat(
+    node = pl.int_range(0, pl.len(), dtype=pl.Int32).alias(_NODE)
+    edges = pl.concat(
         [
-            frame.select(pl.col(c).alias(_GROUP))
-            .with_columns(pl.arange(0, n, dtype=pl.UInt32).alias(_NODE), pl.lit(i, pl.UInt8).alias("_kind"))
+            frame.lazy()
+            .select(node, pl.col(c).alias(_GROUP))
             .drop_nulls(_GROUP)
             .filter(pl.len().over(_GROUP).is_between(2, cap))
-            for i, (c, cap) in enumerate(zip(link_cols, caps, strict=True))
+            .select(_NODE, pl.col(_NODE).min().over(_GROUP).alias("_root"))
+            .filter(pl.col(_NODE) != pl.col("_root"))
+            for c, cap in zip(link_cols, caps, strict=True)
         ]
-    )
-    nodes = np.arange(n, dtype=np.int64)
-    if members.height == 0:
-        return pl.Series(_LABEL, nodes, dtype=pl.UInt32)
-    # dense group ids per (identifier kind, value): separate namespaces per kind
-    gid = members.select(pl.struct("_kind", _GROUP).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
-    n_groups = int(gid.max()) + 1
-    rows = members.get_column(_NODE).to_numpy().astype(np.int64)
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, n + gid)), shape=(n + n_groups, n + n_groups))
+    ).collect()
+    if edges.height == 0:
+        return pl.Series(_LABEL, np.arange(n), dtype=pl.UInt32)
+    rows = edges.get_column(_NODE).to_numpy()
+    cols = edges.get_column("_root").to_numpy()
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
-    comp = comp[:n]
-    # label = smallest row index of the component
-    first = np.full(comp.max() + 1, n, dtype=np.int64)
-    np.minimum.at(first, comp, nodes)
+    # label = smallest row index of the component (rows are visited in order: first hit is smallest)
+    _, first = np.unique(comp, return_index=True)
     return pl.Series(_LABEL, first[comp], dtype=pl.UInt32)
 
 
