@@ -214,11 +214,15 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
     hist = pl.concat(scans).join(index, on=KEY, how="inner").select("_i", PARCELS, SHIPPERS, "ago").collect()
     i = hist.get_column("_i").to_numpy()
     ago = hist.get_column("ago").to_numpy()
+    # bucket b: the smallest window holding the row's day; windows are nested, so a cumulative
+    # sum over the buckets of a key gives every window (one bincount per measure)
+    bucket = np.searchsorted(np.asarray(WINDOWS), ago)
+    cell = i * len(WINDOWS) + bucket
     cols: dict[str, object] = {KEY: uniq}
     for name, values in (("p", hist.get_column(PARCELS).to_numpy()), ("s", hist.get_column(SHIPPERS).to_numpy())):
-        for w in WINDOWS:
-            m = ago <= w
-            cols[f"{name}{w}"] = np.bincount(i[m], weights=values[m], minlength=n).astype(np.uint32)
+        sums = np.bincount(cell, weights=values, minlength=n * len(WINDOWS)).reshape(n, len(WINDOWS)).cumsum(axis=1)
+        for j, w in enumerate(WINDOWS):
+            cols[f"{name}{w}"] = sums[:, j].astype(np.uint32)
     age = np.full(n, -1, dtype=np.int32)
     np.maximum.at(age, i, ago)
     out = pl.DataFrame(cols).with_columns(pl.Series("age", age).replace(-1, None))
