@@ -1,0 +1,97 @@
+"""Fast scoring paths equal the plain ones: chunked trees, the chunked cascade, batches, top rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from threadpoolctl import threadpool_limits
+
+import riskpipe.estimator as E
+from riskpipe import schema as S
+from riskpipe.estimator import TabularRiskClassifier
+from riskpipe.model import fit_risk_model
+from riskpipe.registry import LoadedModel
+from riskpipe.rules import parse_rules
+from riskpipe.score import _cascade_batch, score_frame, top_rows
+
+RULES = f"""
+[[rule]]
+code = "BIG"
+text = "big"
+weight = 0.6
+all = [ {{ field = "{S.DECLARED_VALUE}", op = "gt", value = 150 }} ]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _frame(n: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    value = rng.uniform(0, 200, n)
+    kind = rng.choice(["a", "b", "c"], n)
+    y = ((value > 150) & (kind == "a")) | (rng.random(n) < 0.05)
+    return pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [f"s{seed}-{i:04d}" for i in range(n)],
+            S.DECLARED_VALUE: value,
+            "kind": kind.tolist(),
+            "noise": rng.normal(size=n),
+            S.IS_POSITIVE: y.astype(np.int8),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedModel:
+    est = TabularRiskClassifier(max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
+    model, meta = fit_risk_model(_frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.0)
+    return LoadedModel(version="t", model=model, meta=meta)
+
+
+def test_chunked_tree_predictions_equal_one_call(loaded, monkeypatch):
+    X = _frame(200, 2)
+    est = loaded.model.estimator_
+    whole = est.decision_function(X)
+    monkeypatch.setattr(E, "PREDICT_CHUNK", 7)
+    np.testing.assert_array_equal(est.decision_function(X), whole)
+    np.testing.assert_array_equal(est.predict_proba(X)[:, 1], est.pipeline_.predict_proba(est._prepare(X))[:, 1])
+
+
+def test_chunked_cascade_equals_the_models_cascade(loaded, monkeypatch):
+    X = _frame(400, 3)
+    inner = loaded.model
+    assert inner.stage1_trees_ == 15
+    always = (X[S.DECLARED_VALUE] > 190).to_numpy()
+    expected = inner.predict_risk_cascade(X, 0.05, always)
+    monkeypatch.setattr(E, "PREDICT_CHUNK", 9)
+    got = _cascade_batch(inner, X, 0.05, always)
+    np.testing.assert_array_equal(got, expected)
+    # candidates (top 5 % of the first stage, and the always rows) carry the whole model's probability
+    full = inner.predict_risk(X)
+    assert np.sum(got == full) >= 20 + always.sum() - 5 and np.array_equal(got[always], full[always])
+
+
+def test_batched_scoring_equals_unbatched_and_cascade_keeps_the_top(loaded, monkeypatch):
+    day = _frame(500, 4)
+    rules = parse_rules(RULES)
+    one = score_frame(day, loaded, rules, top_n=20)
+    assert_frame_equal(score_frame(day, loaded, rules, top_n=20, batch_rows=64), one)
+    assert one[S.REASONS].list.len().max() >= 1 and one.filter(pl.col(S.RULE_SCORE) > 0)[S.REASONS].list.first().eq("BIG").all()
+    # the cascade only changes rows outside the candidates: the top 10 by the whole model stay on top
+    casc = score_frame(day, loaded, rules, top_n=20, cascade_min_rows=100)
+    top = lambda f: f.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(10)[S.SHIPMENT_ID].to_list()
+    assert top(casc) == top(one)
+
+
+def test_top_rows_breaks_ties_by_id_without_a_full_sort():
+    risk = np.array([0.5, 0.9, 0.5, 0.1, 0.5])
+    ids = pl.Series(["e", "a", "c", "b", "d"])
+    assert top_rows(risk, ids, 3).tolist() == [1, 2, 4]
+    assert top_rows(risk, ids, 10).tolist() == [1, 2, 4, 0, 3]
+    assert top_rows(risk, ids, 0).tolist() == []
