@@ -40,6 +40,8 @@ DAY = "day"
 PARCELS = "parcels"
 SHIPPERS = "shippers"
 _FORMAT = 1
+#: history days whose matched rows are held in memory at once (window lookups)
+_DAYS_PER_CHUNK = 10
 
 
 def parcels_col(entity: str, window: int) -> str:
@@ -211,20 +213,33 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
     uniq = keys_today.unique()
     n = uniq.len()
     index = pl.LazyFrame({KEY: uniq, "_i": pl.int_range(0, n, dtype=pl.Int64, eager=True)})
-    hist = pl.concat(scans).join(index, on=KEY, how="inner").select("_i", PARCELS, SHIPPERS, "ago").collect()
-    i = hist.get_column("_i").to_numpy()
-    ago = hist.get_column("ago").to_numpy()
-    # bucket b: the smallest window holding the row's day; windows are nested, so a cumulative
-    # sum over the buckets of a key gives every window (one bincount per measure)
-    bucket = np.searchsorted(np.asarray(WINDOWS), ago)
-    cell = i * len(WINDOWS) + bucket
-    cols: dict[str, object] = {KEY: uniq}
-    for name, values in (("p", hist.get_column(PARCELS).to_numpy()), ("s", hist.get_column(SHIPPERS).to_numpy())):
-        sums = np.bincount(cell, weights=values, minlength=n * len(WINDOWS)).reshape(n, len(WINDOWS)).cumsum(axis=1)
-        for j, w in enumerate(WINDOWS):
-            cols[f"{name}{w}"] = sums[:, j].astype(np.uint32)
+    # bucket: the smallest window holding the row's day; windows are nested, so a cumulative sum
+    # over the buckets of a key gives every window (one bincount per measure and chunk of days;
+    # chunks bound the memory of the matched rows)
+    ago = pl.col("ago")
+    bucket = pl.lit(len(WINDOWS) - 1, pl.Int64)
+    for j, w in reversed(list(enumerate(WINDOWS[:-1]))):
+        bucket = pl.when(ago <= w).then(pl.lit(j, pl.Int64)).otherwise(bucket)
+    nw = len(WINDOWS)
+    sums = {"p": np.zeros(n * nw), "s": np.zeros(n * nw)}
     age = np.full(n, -1, dtype=np.int32)
-    np.maximum.at(age, i, ago)
+    for c in range(0, len(scans), _DAYS_PER_CHUNK):
+        hist = (
+            pl.concat(scans[c : c + _DAYS_PER_CHUNK])
+            .join(index, on=KEY, how="inner")
+            .select((pl.col("_i") * nw + bucket).alias("cell"), "_i", PARCELS, SHIPPERS, "ago")
+            .collect()
+        )
+        cell = hist.get_column("cell").to_numpy()
+        sums["p"] += np.bincount(cell, weights=hist.get_column(PARCELS).to_numpy(), minlength=n * nw)
+        sums["s"] += np.bincount(cell, weights=hist.get_column(SHIPPERS).to_numpy(), minlength=n * nw)
+        np.maximum.at(age, hist.get_column("_i").to_numpy(), hist.get_column("ago").to_numpy())
+        del hist, cell
+    cols: dict[str, object] = {KEY: uniq}
+    for name, flat in sums.items():
+        cum = flat.reshape(n, nw).cumsum(axis=1)
+        for j, w in enumerate(WINDOWS):
+            cols[f"{name}{w}"] = cum[:, j].astype(np.uint32)
     out = pl.DataFrame(cols).with_columns(pl.Series("age", age).replace(-1, None))
     return out.select(list(schema)).cast(schema)
 

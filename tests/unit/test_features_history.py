@@ -104,3 +104,14 @@ def test_prior_exams_and_positives_linked_to_parties(tmp_path):
     assert f[H.positives_col("cons_phone")] == 1
     g = build_features(lay, D, lab).row(1, named=True)
     assert g[H.exams_col("cons_addr")] == 0
+
+
+def test_window_counts_equal_when_history_days_are_read_in_chunks(tmp_path, monkeypatch):
+    # one history day per chunk: sums across chunks equal the single-pass values
+    monkeypatch.setattr(H, "_DAYS_PER_CHUNK", 1)
+    lay = world(tmp_path)
+    f = build_features(lay, D).row(0, named=True)
+    assert [f[H.parcels_col("cons_addr", w)] for w in H.WINDOWS] == [2, 3, 6, 6]
+    assert [f[H.shippers_col("cons_addr", w)] for w in H.WINDOWS] == [2, 3, 4, 4]
+    assert f[H.first_seen_col("shipper")] == 60
+    assert f[H.first_seen_col("cons_addr")] == 20
