@@ -83,21 +83,25 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     from riskpipe.score import scores_file_frame
 
     scored = pl.read_parquet(scored_file)
-    raw_day = scan_raw_shipments(layout, [day]).collect()
-    targets = rank_day(scored, raw_day, settings, capacity=capacity)
+    # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
+    # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).
+    narrow = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS).collect()
+    targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity))
     scores = scores_file_frame(scored)
+    del scored
 
     scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
     targets.with_columns(pl.col(S.REASONS).list.join("|")).write_csv(Path(staged["targets"]) / "targets.csv")
 
     model = load_champion(settings)
-    features = pl.read_parquet(features_path(layout, day)) if features_path(layout, day).exists() else None
-    drift_cols = _key_features(model, features)
+    feats_file = features_path(layout, day)
+    drift_cols = _key_features(model, pl.read_parquet_schema(feats_file) if feats_file.exists() else None)
+    features = pl.read_parquet(feats_file, columns=drift_cols) if feats_file.exists() and drift_cols else None
     drift = drift_table(layout, day, scores, features, drift_cols)
-    evaluation = (model.meta.get("evaluation_table") if model is not None else None) or None
+    evaluation = evaluation_rows(model.meta) if model is not None else None
     html = render_report(
-        day, scores, targets, raw_day, quarantine_by_reason,
+        day, scores, targets, narrow, quarantine_by_reason,
         model.version if model is not None else None, evaluation, drift,
         datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -117,13 +121,47 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     return summary
 
 
-def _key_features(model, features: pl.DataFrame | None) -> list[str]:
-    if features is None:
+RANK_COLUMNS = [S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.ARRIVAL_DATE, S.MODE]
+
+
+def with_analyst_fields(layout: Layout, day: date, targets: pl.DataFrame) -> pl.DataFrame:
+    """Fill the targets' analyst fields (names, address, description, ...) from the raw store,
+    reading only the selected shipments."""
+    raw = scan_raw_shipments(layout, [day])
+    fields = [c for c in S.TARGETS_SCHEMA if c in raw.collect_schema() and c not in RANK_COLUMNS]
+    ids = targets[S.SHIPMENT_ID]
+    details = raw.filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode())).select([S.SHIPMENT_ID, *fields]).collect()
+    out = targets.drop(fields).join(details, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+    return out.select([pl.col(c).cast(t) for c, t in S.TARGETS_SCHEMA.items()])
+
+
+def evaluation_rows(meta: dict) -> list[dict] | None:
+    """The champion's held-out evaluation as report rows (model vs baselines, preferred view)."""
+    metrics = meta.get("metrics") or {}
+    view_name = metrics.get("preferred_view")
+    view = (metrics.get("views") or {}).get(view_name) if view_name else None
+    if not view:
+        return None
+    rows = []
+    for name, m in view.items():
+        row = {"scorer": name, "view": view_name, "P@capacity": m.get("precision_at_capacity"),
+               "R@capacity": m.get("recall_at_capacity")}
+        for k in ("1", "2", "5", "10"):
+            row[f"P@{k}%"] = (m.get("precision_at") or {}).get(k)
+            row[f"R@{k}%"] = (m.get("recall_at") or {}).get(k)
+        row["PR-AUC"] = m.get("pr_auc")
+        rows.append(row)
+    return rows
+
+
+def _key_features(model, schema) -> list[str]:
+    if schema is None:
         return []
+    numeric = [c for c, t in schema.items() if t.is_numeric()]
     if model is not None and model.importance:
         ranked = sorted(model.importance.items(), key=lambda kv: -kv[1])
-        return [k for k, _ in ranked[:KEY_DRIFT_FEATURES]]
-    return [c for c in features.columns if features.schema[c].is_numeric()][:KEY_DRIFT_FEATURES]
+        return [k for k, _ in ranked if k in numeric][:KEY_DRIFT_FEATURES]
+    return [c for c in numeric if c != S.SHIPMENT_ID][:KEY_DRIFT_FEATURES]
 
 
 def top_targets_rows(targets_file: Path, n: int = 15) -> list[dict]:
