@@ -21,7 +21,9 @@ Scoring runs in batches of ``batch_rows`` to bound memory. A day of more than
 ``CASCADE_MIN_ROWS`` shipments is scored with a two-stage cascade, because the cost of boosted
 trees is rows x trees: the first 15 trees (with their own probability calibration, fitted on
 the same later days) score every row; the whole model re-scores the top 5 % of each batch and
-every row with ``rule_score >= 0.2``. The targeting list (well under 1 % of a day) is thus
+every row with ``rule_score >= 0.3`` (one rule of weight 0.3 or more, or two weaker ones: a
+single weak flag, worn by a fifth of some days, keeps the first stage's probability unless it
+is in the top 5 %). The targeting list (well under 1 % of a day) is thus
 ranked by the whole model; the long tail keeps a calibrated but coarser probability. ``score_day`` writes nothing; the
 caller publishes. Its frame holds the ``S.SCORES_SCHEMA`` columns first, then ``network_id`` and
 ``model_score`` for ranking and reports: ``scores_file_frame`` keeps the contract columns only.
@@ -59,7 +61,7 @@ WEAK_RULE_FLOOR = 1e-3
 #: days larger than this are scored with the two-stage cascade (module doc)
 CASCADE_MIN_ROWS = 500_000
 CASCADE_SHARE = 0.05
-CASCADE_RULE_SCORE = 0.2
+CASCADE_RULE_SCORE = 0.3
 TOP_N_ATTRIBUTION = 1000
 #: occlusion tries the features with the highest training importance only (the others barely
 #: move the model: resetting them cannot be a strong reason).
