@@ -683,18 +683,18 @@ def evaluate_models(
     return evaluate_scored(scored, names, caps, fractions)
 
 
-def rule_scores(rules: Any, joined: pl.DataFrame) -> pl.Series:
-    """``rule_score`` of each row (0 everywhere without rules)."""
+def rule_scores(rules: Any, joined: pl.DataFrame) -> list[pl.Series]:
+    """``rule_score`` and ``rule_floor_score`` of each row (0 everywhere without rules)."""
     if rules is None or joined.is_empty():
-        return pl.Series(S.RULE_SCORE, np.zeros(joined.height))
-    hits = rules.apply(joined).select(S.SHIPMENT_ID, S.RULE_SCORE)
-    return (
-        joined.select(S.SHIPMENT_ID)
-        .join(hits, on=S.SHIPMENT_ID, how="left", maintain_order="left")[S.RULE_SCORE]
-        .cast(pl.Float64)
-        .fill_null(0.0)
-        .clip(0.0, 1.0)
+        zeros = np.zeros(joined.height)
+        return [pl.Series(S.RULE_SCORE, zeros), pl.Series(S.RULE_FLOOR_SCORE, zeros)]
+    applied = rules.apply(joined)
+    if S.RULE_FLOOR_SCORE not in applied.columns:
+        applied = applied.with_columns(pl.lit(None, dtype=pl.Float64).alias(S.RULE_FLOOR_SCORE))
+    hits = joined.select(S.SHIPMENT_ID).join(
+        applied.select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_FLOOR_SCORE), on=S.SHIPMENT_ID, how="left", maintain_order="left"
     )
+    return [hits[c].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0) for c in (S.RULE_SCORE, S.RULE_FLOOR_SCORE)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -403,7 +403,9 @@ def retrain(
             champion_note = f" (champion {current} not usable: {exc})"
 
     def production(m: LoadedModel):
-        return lambda joined: blend(m.model.predict_risk(joined), joined[S.RULE_SCORE].to_numpy())
+        return lambda joined: blend(
+            m.model.predict_risk(joined), joined[S.RULE_SCORE].to_numpy(), floor_score=joined[S.RULE_FLOOR_SCORE].to_numpy()
+        )
 
     scorers = {
         "model": production(challenger),

@@ -65,6 +65,7 @@ class Rule:
     weight: float
     all: tuple[Condition, ...] = ()
     any: tuple[Condition, ...] = ()
+    floor: bool = False  # a hit sets a floor under the risk score that the model cannot lower
 
     @property
     def fields(self) -> set[str]:
@@ -128,20 +129,33 @@ class RuleSet:
         each: a day has few distinct combinations of hits, so the arithmetic runs per
         combination, not per row."""
         values = masks.unique().sort().to_list()
-        scores, reasons = [], []
+        scores, floors, reasons = [], [], []
         for m in values:
-            keep = 1.0
-            codes = []
-            for i, r in enumerate(self.rules):
-                if m >> i & 1:
-                    keep *= 1.0 - r.weight
-                    codes.append(r.code)
-            scores.append(min(max(1.0 - keep, 0.0), 1.0))
+            codes = [r.code for i, r in enumerate(self.rules) if m >> i & 1]
+            scores.append(self.score_of(codes))
+            floors.append(self.floor_of(codes))
             reasons.append(codes)
         return pl.DataFrame(
-            {MASK: values, S.RULE_SCORE: scores, S.RULE_REASONS: reasons},
-            schema={MASK: pl.UInt64, S.RULE_SCORE: pl.Float64, S.RULE_REASONS: pl.List(pl.String)},
+            {MASK: values, S.RULE_SCORE: scores, S.RULE_FLOOR_SCORE: floors, S.RULE_REASONS: reasons},
+            schema={MASK: pl.UInt64, S.RULE_SCORE: pl.Float64, S.RULE_FLOOR_SCORE: pl.Float64,
+                    S.RULE_REASONS: pl.List(pl.String)},
         )
+
+    def score_of(self, codes: list[str]) -> float:
+        """``1 - prod(1 - weight)`` over the rules named by ``codes``."""
+        return self._combine(codes, floor_only=False)
+
+    def floor_of(self, codes: list[str]) -> float:
+        """The same over the ``floor = true`` rules only: what the model may not score below."""
+        return self._combine(codes, floor_only=True)
+
+    def _combine(self, codes: list[str], floor_only: bool) -> float:
+        wanted = set(codes)
+        keep = 1.0
+        for r in self.rules:
+            if r.code in wanted and (r.floor or not floor_only):
+                keep *= 1.0 - r.weight
+        return min(max(1.0 - keep, 0.0), 1.0)
 
     def apply(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """``shipment_id``, ``rule_score`` (0..1) and ``rule_reasons`` (codes, strongest first)."""
@@ -151,14 +165,17 @@ class RuleSet:
         hits = self._collect(lazy, pl.col(S.SHIPMENT_ID), self._mask_expr(schema))
         return (
             hits.join(self.mask_table(hits[MASK]), on=MASK, how="left", maintain_order="left")
-            .select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_REASONS)
+            .select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_REASONS, S.RULE_FLOOR_SCORE)
         )
 
     def _apply_rows(self, hits: pl.DataFrame) -> pl.DataFrame:
         """``apply`` row by row in Polars (rule sets too large for a 64-bit mask)."""
         keep = pl.lit(1.0)
+        floor_keep = pl.lit(1.0)
         for r in self.rules:
             keep = keep * pl.when(pl.col(r.code)).then(1.0 - r.weight).otherwise(1.0)
+            if r.floor:
+                floor_keep = floor_keep * pl.when(pl.col(r.code)).then(1.0 - r.weight).otherwise(1.0)
         reasons = pl.concat_list(
             [pl.when(pl.col(r.code)).then(pl.lit(r.code)).otherwise(pl.lit(None, pl.String)) for r in self.rules]
         ).list.drop_nulls()
@@ -166,6 +183,7 @@ class RuleSet:
             S.SHIPMENT_ID,
             (1.0 - keep).clip(0.0, 1.0).cast(pl.Float64).alias(S.RULE_SCORE),
             reasons.alias(S.RULE_REASONS),
+            (1.0 - floor_keep).clip(0.0, 1.0).cast(pl.Float64).alias(S.RULE_FLOOR_SCORE),
         )
 
 
@@ -299,7 +317,7 @@ def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
     if not isinstance(code, str) or not _CODE.match(code):
         raise _fail(source, f"rule #{i + 1}", f"code {code!r} must be a short identifier (letters, digits, _ - : .)")
     where = f"rule {code}"
-    extra = set(raw) - {"code", "text", "weight", "all", "any"}
+    extra = set(raw) - {"code", "text", "weight", "all", "any", "floor"}
     if extra:
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(extra))}")
     text = raw.get("text")
@@ -308,6 +326,9 @@ def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
     w = raw.get("weight")
     if not _number(w) or hasattr(w, "isoformat") or not 0.0 <= float(w) <= 1.0:
         raise _fail(source, where, f"weight {w!r} must be a number between 0 and 1")
+    floor = raw.get("floor", False)
+    if not isinstance(floor, bool):
+        raise _fail(source, where, f"floor {floor!r} must be true or false")
     conds: dict[str, tuple[Condition, ...]] = {}
     for key in ("all", "any"):
         items = raw.get(key, [])
@@ -318,7 +339,7 @@ def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
         )
     if not conds["all"] and not conds["any"]:
         raise _fail(source, where, "needs conditions under all = [...] or any = [...]")
-    return Rule(code=code, text=text.strip(), weight=float(w), all=conds["all"], any=conds["any"])
+    return Rule(code=code, text=text.strip(), weight=float(w), all=conds["all"], any=conds["any"], floor=floor)
 
 
 def parse_rules(text: str, source: str = "<text>") -> RuleSet:

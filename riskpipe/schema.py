@@ -268,3 +268,4 @@ def is_positive_expr(outcome_col: str = OUTCOME) -> pl.Expr:
 # Analyst rules (riskpipe/rules.py)
 # ---------------------------------------------------------------------------------------------
 RULE_REASONS = "rule_reasons"  # List[String]: codes of the rules that hit, strongest weight first
+RULE_FLOOR_SCORE = "rule_floor_score"  # 1 - prod(1 - weight) over hits of `floor = true` rules

@@ -1,13 +1,16 @@
 """Risk scores with reasons for every shipment of a day.
 
-The score blends the calibrated model probability ``p`` with the analyst rules' ``rule_score``
-(0..1)::
+The score is the calibrated model probability ``p`` (trees + linear ensemble, Platt-calibrated
+on later days: a probability of a fentanyl-related finding *if examined*, learned from examined
+shipments) with a rule floor::
 
-    risk_score = 1 - (1 - p) * (1 - w * rule_score)        (w = ``rule_weight``, default 0.5)
+    risk_score = max(p, w * floor_score, 0.001 * rule_score)          (w = ``RULE_WEIGHT``)
 
-so a rule hit can only raise the score, ``risk_score >= w * rule_score`` whatever the model says
-(a trusted trader may lower ``p`` but cannot hide a precursor the rules see: the rule floor), and
-with no model (``p = 0``) the rules alone rank the day. ``risk_score`` stays in 0..1.
+``floor_score`` is ``1 - prod(1 - weight)`` over the hits of rules marked ``floor = true`` in
+the rules file (shipped: a named precursor or CAS number, a pill press), so a trusted-trader
+credit may lower ``p`` but cannot hide a precursor; other rule hits only order a day that has no
+model (``p = 0``). The model already sees the rules' indicators as features, so the rules are
+not added on top (that would count them twice and break calibration).
 
 Reasons, strongest first: the rule codes that fired (strongest rule first), then the model's own
 codes ``model:<feature>``. For the ``top_n`` highest-scored shipments the model codes are honest
@@ -45,15 +48,13 @@ from riskpipe.model import occlusion_drops, reset_expr
 from riskpipe.rank import MODEL_REASON_PREFIX
 from riskpipe.store import Layout, scan_raw_shipments
 
-#: floor weight for strong rule hits (see ``blend``): 0.03..0.05 for a rule score of 0.6..1, a
-#: policy minimum of the order of the finding rate of such hits, far above a benign shipment's
+#: floor weight (see ``blend``): a hit of a ``floor = true`` rule (a named precursor, a pill
+#: press: rules.toml) keeps ``risk >= RULE_WEIGHT * floor_score``, 0.03 for a precursor named
+#: alone: a policy minimum of the order of the finding rate of such hits, far above a benign
+#: shipment's. Keyed on the rules marked ``floor``, not on the rule score: a high score made of
+#: softer flags (prior-positive parties, networks) crowded the list when it set a floor.
 RULE_WEIGHT = 0.05
-#: a rule score at least this strong (a named precursor alone is 0.6) sets the floor
-#: ``RULE_WEIGHT * rule_score`` under the model's probability. Chosen on the demo world's early
-#: days (not the evaluation days): at 0.5, prior-positive-party hits (12 % of shipments, finding
-#: rate under 1 %) crowd the list; at 0.6 with weight 0.05 the floor cost little there. Known
-#: limit: prior-positive-party combinations also reach 0.6 and grow over time, and on later days
-#: the floor then costs recall; a floor keyed on rule codes (precursor, press) would not.
+#: used only for rule objects that carry no floor marks: a rule score this strong sets the floor
 STRONG_RULE_SCORE = 0.6
 #: weaker rule scores keep only a token floor: they order a rules-only day, and stay far below
 #: any probability that matters (the model already sees the same indicators as features)
@@ -74,20 +75,24 @@ NO_MODEL_VERSION = "rules-only"
 RULE_REASONS = "rule_reasons"
 
 
-def blend(p_model: Any, rule_score: Any, rule_weight: float = RULE_WEIGHT) -> np.ndarray:
-    """``max(p, floor(rule_score))``: the calibrated model probability, with a rule floor.
+def blend(p_model: Any, rule_score: Any, rule_weight: float = RULE_WEIGHT, floor_score: Any = None) -> np.ndarray:
+    """``max(p, floor)``: the calibrated model probability, with a rule floor.
 
     The model already sees the rules' indicators (precursor names, CAS numbers, prior positives)
     as features, so adding the rules on top would count them twice and inflate the probability
     (the old ``1 - (1 - p)(1 - w r)`` put the mean score near 0.1 at a prevalence near 0.003).
-    The floor only guarantees that a strong rule hit (``r >= STRONG_RULE_SCORE``) cannot be
-    hidden by the model, e.g. by a trusted-trader discount: ``risk >= w * r``. Weaker hits get a
-    token floor ``WEAK_RULE_FLOOR * r`` so that a rules-only day (``p = 0``) is still ordered.
+    The floor guarantees that a hit of a ``floor = true`` rule cannot be hidden by the model,
+    e.g. by a trusted-trader discount: ``risk >= w * floor_score``. Other hits get a token floor
+    ``WEAK_RULE_FLOOR * rule_score`` so that a rules-only day (``p = 0``) is still ordered.
+    ``floor_score`` None (rule objects without floor marks): strong rule scores set the floor.
     """
     p = np.clip(np.asarray(p_model, dtype=float), 0.0, 1.0)
     r = np.clip(np.asarray(rule_score, dtype=float), 0.0, 1.0)
-    floor = np.where(r >= STRONG_RULE_SCORE, rule_weight * r, WEAK_RULE_FLOOR * r)
-    return np.maximum(p, floor)
+    if floor_score is None:
+        f = np.where(r >= STRONG_RULE_SCORE, r, 0.0)
+    else:
+        f = np.clip(np.asarray(floor_score, dtype=float), 0.0, 1.0)
+    return np.maximum(p, np.maximum(rule_weight * f, WEAK_RULE_FLOOR * r))
 
 
 def _predict_fn(model: Any):
@@ -203,14 +208,15 @@ def cheap_reason_expr(frame: pl.DataFrame, importance: dict[str, float], baselin
     return index.replace_strict(list(range(len(codes) + 1)), [*codes, None], return_dtype=pl.String)
 
 
-def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    """(rule_score per row, index of each row's rule reasons, the distinct rule reason lists).
+def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray | None]:
+    """(rule_score per row, index of each row's rule reasons, the distinct rule reason lists,
+    floor score per row or None when the rules carry no floor marks).
 
     A ``RuleSet`` is scored once per distinct combination of hits (``hit_mask``); other rule
     objects through their ``apply`` (one list per row)."""
     n = joined.height
     if rules is None or not n:
-        return np.zeros(n), np.zeros(n, dtype=np.int64), [[]]
+        return np.zeros(n), np.zeros(n, dtype=np.int64), [[]], None
     from riskpipe.rules import MASK, MASK_RULES
 
     if hasattr(rules, "hit_mask") and len(rules.rules) <= MASK_RULES:
@@ -219,11 +225,13 @@ def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np
         ids = mask.replace_strict(table[MASK], pl.Series(np.arange(table.height, dtype=np.int64)), return_dtype=pl.Int64)
         idx = ids.to_numpy()
         scores = table[S.RULE_SCORE].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0).to_numpy()
-        return scores[idx], idx, table[S.RULE_REASONS].to_list()
+        floors = table[S.RULE_FLOOR_SCORE].cast(pl.Float64).fill_null(0.0).to_numpy()
+        return scores[idx], idx, table[S.RULE_REASONS].to_list(), floors[idx]
     hits = joined.select(S.SHIPMENT_ID).join(rules.apply(joined), on=S.SHIPMENT_ID, how="left", maintain_order="left")
     score = hits[S.RULE_SCORE].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0).to_numpy()
     reasons = [list(r or []) for r in hits[S.RULE_REASONS].to_list()]
-    return score, np.arange(n, dtype=np.int64), reasons
+    floor = hits[S.RULE_FLOOR_SCORE].cast(pl.Float64).fill_null(0.0).to_numpy() if S.RULE_FLOOR_SCORE in hits.columns else None
+    return score, np.arange(n, dtype=np.int64), reasons, floor
 
 
 def top_rows(risk: np.ndarray, ids: pl.Series, k: int) -> np.ndarray:
@@ -262,7 +270,7 @@ def score_frame(
         features = list(model.feature_columns) if getattr(model, "feature_columns", None) else list(model.model.feature_columns_)
     needed = {S.SHIPMENT_ID, S.NETWORK_ID, *features, *(getattr(rules, "fields", None) or joined.columns)}
     joined = joined.select([c for c in joined.columns if c in needed])  # less memory on big days
-    rule_score, rule_idx, rule_lists = _rule_parts(joined, rules)
+    rule_score, rule_idx, rule_lists, floor_score = _rule_parts(joined, rules)
     if model is not None:
         missing = [c for c in features if c not in joined.columns]
         if missing:
@@ -273,7 +281,7 @@ def score_frame(
         version = model.version
     else:
         p_model, version = np.zeros(n), NO_MODEL_VERSION
-    risk = blend(p_model, rule_score, rule_weight)
+    risk = blend(p_model, rule_score, rule_weight, floor_score)
 
     # reasons: one list per distinct (rule reasons, cheap code), the top rows their own lists
     cheap_codes: list[str] = []

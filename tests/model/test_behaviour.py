@@ -151,8 +151,8 @@ def test_trusted_trader_lowers_but_cannot_hide_a_precursor(trained, rules):
     out = _score(layout, rows, model, rules, day).sort(S.SHIPMENT_ID)
     untrusted, trusted = out.row(0, named=True), out.row(1, named=True)
     assert trusted[S.RISK_SCORE] < untrusted[S.RISK_SCORE]
-    # the rule floor: risk >= w * rule_score, and the precursor is still the first reason
-    assert trusted[S.RISK_SCORE] >= RULE_WEIGHT * trusted[S.RULE_SCORE] >= RULE_WEIGHT * 0.6
+    # the rule floor: risk >= w * (score of the floor rules hit), and the precursor is still first
+    assert trusted[S.RISK_SCORE] >= RULE_WEIGHT * rules.floor_of(trusted[S.REASONS]) >= RULE_WEIGHT * 0.6
     assert trusted[S.REASONS][0] == "PRECURSOR_NAMED"
     filler_max = out.slice(2)[S.RISK_SCORE].max()
     assert trusted[S.RISK_SCORE] > filler_max
@@ -166,4 +166,5 @@ def test_scores_have_the_contract_columns_and_rules_work_without_a_model(trained
     assert out[S.MODEL_VERSION].unique().to_list() == ["rules-only"]
     top = out.sort(S.RISK_SCORE, descending=True).row(0, named=True)
     assert top[S.REASONS][0] == "PRECURSOR_NAMED"
-    assert top[S.RISK_SCORE] == pytest.approx(RULE_WEIGHT * top[S.RULE_SCORE])
+    assert top[S.RISK_SCORE] == pytest.approx(RULE_WEIGHT * rules.floor_of(top[S.REASONS]))
+    assert rules.floor_of(top[S.REASONS]) == pytest.approx(0.6)  # the precursor rule (floor = true)

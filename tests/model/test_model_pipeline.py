@@ -230,6 +230,11 @@ def test_blend_formula():
     np.testing.assert_allclose(
         blend([0.2, 0.0, 0.9, 0.01, 0.0, 0.0], [0.6, 0.8, 0.0, 0.5, 0.5, 0.3], 0.5), [0.3, 0.4, 0.9, 0.01, 0.0005, 0.0003]
     )
+    # with floor marks: only the floor rules' score sets the floor, however strong the others
+    np.testing.assert_allclose(
+        blend([0.0, 0.0, 0.2, 0.0], [0.8, 0.8, 0.6, 0.0], 0.05, floor_score=[0.6, 0.0, 0.6, 0.0]),
+        [0.03, 0.0008, 0.2, 0.0],
+    )
 
 
 def test_cascade_matches_the_whole_model_on_candidates(world):

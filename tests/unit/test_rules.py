@@ -71,6 +71,7 @@ def test_apply_scores_reasons_and_texts():
             S.SHIPMENT_ID: ["a", "b", "c", "d"],
             S.RULE_SCORE: [1 - 0.5 * 0.8, 0.2, 1.0, 0.1],
             S.RULE_REASONS: [["LEX", "CAS_CN"], ["PRICEY_OR_DOG"], ["NO_DESC"], ["CHAPTER84"]],
+            S.RULE_FLOOR_SCORE: [0.0, 0.0, 0.0, 0.0],  # no rule of this file is marked floor
         }
     )
     assert_frame_equal(out, expected, check_exact=False)
@@ -141,3 +142,43 @@ def test_mask_path_equals_row_by_row_path():
     rs = parse_rules(RULES)
     assert_frame_equal(rs.apply(FRAME), rs._apply_rows(rs.hits(FRAME)))
     assert rs.hit_mask(FRAME).to_list() == [0b110, 0b1000, 0b1, 0b10000]  # bit i = rs.rules[i]
+
+
+def test_floor_rules_give_a_floor_score_only_for_their_hits():
+    import polars as pl
+
+    from riskpipe import schema as S
+    from riskpipe.rules import parse_rules
+
+    rs = parse_rules(
+        """
+[[rule]]
+code = "NAMED"
+text = "names a precursor"
+weight = 0.6
+floor = true
+all = [ { field = "description", op = "contains_any", value = ["npp"] } ]
+
+[[rule]]
+code = "SOFT"
+text = "soft flag"
+weight = 0.5
+all = [ { field = "description", op = "contains_any", value = ["gift"] } ]
+"""
+    )
+    frame = pl.DataFrame({S.SHIPMENT_ID: ["a", "b", "c"], S.DESCRIPTION: ["NPP gift", "gift", "socks"]})
+    out = rs.apply(frame).sort(S.SHIPMENT_ID)
+    assert out[S.RULE_SCORE].round(6).to_list() == [0.8, 0.5, 0.0]
+    assert out[S.RULE_FLOOR_SCORE].round(6).to_list() == [0.6, 0.0, 0.0]
+    assert rs.floor_of(["SOFT"]) == 0.0
+
+
+def test_floor_must_be_boolean():
+    import pytest
+
+    from riskpipe.errors import RiskpipeError
+    from riskpipe.rules import parse_rules
+
+    with pytest.raises(RiskpipeError, match="rule X.*floor"):
+        parse_rules('[[rule]]\ncode = "X"\ntext = "t"\nweight = 0.1\nfloor = "yes"\n'
+                    'all = [ { field = "description", op = "is_null" } ]\n')
