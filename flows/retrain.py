@@ -35,6 +35,7 @@ def train_and_decide(home: str, until: str | None) -> dict:
     decision = retrain(layout, settings, date.fromisoformat(until) if until else None)
     record = decision.as_record()
     record["table"] = decision.table.to_dicts() if decision.table is not None else []
+    record["view"] = (decision.report or {}).get("preferred_view")
     return record
 
 

@@ -123,16 +123,22 @@ def _print_decision(record: dict) -> None:
     verdict = "promoted" if record.get("promoted") else "kept the champion"
     console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}")
     rows = record.get("table") or []
-    if rows:
-        from rich.table import Table
+    if not rows:
+        return
+    from rich.table import Table
 
-        keys = [k for k in rows[0] if k == "model" or k.startswith(("precision", "recall", "lift"))][:9]
-        table = Table(title="evaluation on held-out later days (labelled view)")
-        for k in keys:
-            table.add_column(k, justify="left" if k == "model" else "right")
-        for r in rows:
-            table.add_row(*[str(r[k]) if isinstance(r[k], str) else f"{r[k]:.3f}" if r[k] is not None else "" for k in keys])
-        console.print(table)
+    metrics = [("precision_at_capacity", "P@capacity"), ("recall_at_capacity", "R@capacity"),
+               ("precision_at_1pct", "P@1%"), ("recall_at_1pct", "R@1%"), ("precision_at_5pct", "P@5%"),
+               ("recall_at_5pct", "R@5%"), ("recall_at_10pct", "R@10%"), ("pr_auc", "PR-AUC")]
+    view = record.get("view") or "held-out"
+    table = Table(title=f"evaluation on held-out later days ({view} view)")
+    table.add_column("metric")
+    for r in rows:
+        table.add_column(str(r["model"]), justify="right")
+    for key, label in metrics:
+        if key in rows[0]:
+            table.add_row(label, *[f"{r[key]:.3f}" if r.get(key) is not None else "" for r in rows])
+    console.print(table)
 
 
 def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
@@ -152,7 +158,7 @@ def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
         more = len(r["reasons"] or []) - 1
         table.add_row(str(r["rank"]), r["shipment_id"], r["port_of_entry"], f"{r['risk_score']:.3f}", r["selection"],
                       r["country_of_origin"] or "", r["mode"] or "", first + (f" (+{more} more)" if more > 0 else ""))
-    console.print(table)
+    Console(width=max(console.width, 150)).print(table)  # reasons stay readable in a log file
     console.print(
         f"{summary['shipments']:,} shipments scored, {summary['targets']:,} selected "
         f"({summary['exploration']:,} exploration)\n"

@@ -4,12 +4,12 @@ The score is the calibrated model probability ``p`` (trees + linear ensemble, Pl
 on later days: a probability of a fentanyl-related finding *if examined*, learned from examined
 shipments) with a rule floor::
 
-    risk_score = max(p, w * floor_score, 0.001 * rule_score)          (w = ``RULE_WEIGHT``)
+    risk_score = max(p, w * floor_score)          (w = ``RULE_WEIGHT``; no model: p = 0.001 x rule_score)
 
 ``floor_score`` is ``1 - prod(1 - weight)`` over the hits of rules marked ``floor = true`` in
 the rules file (shipped: a named precursor or CAS number, a pill press), so a trusted-trader
 credit may lower ``p`` but cannot hide a precursor; other rule hits only order a day that has no
-model (``p = 0``). The model already sees the rules' indicators as features, so the rules are
+model. The model already sees the rules' indicators as features, so the rules are
 not added on top (that would count them twice and break calibration).
 
 Reasons, strongest first: the rule codes that fired (strongest rule first), then the model's own
@@ -82,8 +82,10 @@ def blend(p_model: Any, rule_score: Any, rule_weight: float = RULE_WEIGHT, floor
     as features, so adding the rules on top would count them twice and inflate the probability
     (the old ``1 - (1 - p)(1 - w r)`` put the mean score near 0.1 at a prevalence near 0.003).
     The floor guarantees that a hit of a ``floor = true`` rule cannot be hidden by the model,
-    e.g. by a trusted-trader discount: ``risk >= w * floor_score``. Other hits get a token floor
-    ``WEAK_RULE_FLOOR * rule_score`` so that a rules-only day (``p = 0``) is still ordered.
+    e.g. by a trusted-trader discount: ``risk >= w * floor_score``. Other rule hits do not move a
+    model's probability (a token floor did: near the capacity cut, calibrated probabilities are
+    of the order of 0.001 and a floor of 0.001 x rule score reordered them); without a model the
+    caller passes ``p = WEAK_RULE_FLOOR * rule_score`` so the rules order the day.
     ``floor_score`` None (rule objects without floor marks): strong rule scores set the floor.
     """
     p = np.clip(np.asarray(p_model, dtype=float), 0.0, 1.0)
@@ -92,7 +94,7 @@ def blend(p_model: Any, rule_score: Any, rule_weight: float = RULE_WEIGHT, floor
         f = np.where(r >= STRONG_RULE_SCORE, r, 0.0)
     else:
         f = np.clip(np.asarray(floor_score, dtype=float), 0.0, 1.0)
-    return np.maximum(p, np.maximum(rule_weight * f, WEAK_RULE_FLOOR * r))
+    return np.maximum(p, rule_weight * f)
 
 
 def _predict_fn(model: Any):
@@ -280,7 +282,7 @@ def score_frame(
         p_model = predict_batches(model, joined.select(features), batch_rows, cascade=cascade, always=always)
         version = model.version
     else:
-        p_model, version = np.zeros(n), NO_MODEL_VERSION
+        p_model, version = WEAK_RULE_FLOOR * rule_score, NO_MODEL_VERSION
     risk = blend(p_model, rule_score, rule_weight, floor_score)
 
     # reasons: one list per distinct (rule reasons, cheap code), the top rows their own lists

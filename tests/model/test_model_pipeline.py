@@ -226,14 +226,14 @@ def test_unexamined_presumed_negatives_are_optional(world):
 def test_blend_formula():
     from riskpipe.score import blend
 
-    # strong rules (>= 0.6) floor the probability at w * r; weaker ones only at 0.001 * r
+    # without floor marks, strong rule scores (>= 0.6) floor the probability at w * r; weaker ones not at all
     np.testing.assert_allclose(
-        blend([0.2, 0.0, 0.9, 0.01, 0.0, 0.0], [0.6, 0.8, 0.0, 0.5, 0.5, 0.3], 0.5), [0.3, 0.4, 0.9, 0.01, 0.0005, 0.0003]
+        blend([0.2, 0.0, 0.9, 0.01, 0.0, 0.0], [0.6, 0.8, 0.0, 0.5, 0.5, 0.3], 0.5), [0.3, 0.4, 0.9, 0.01, 0.0, 0.0]
     )
     # with floor marks: only the floor rules' score sets the floor, however strong the others
     np.testing.assert_allclose(
         blend([0.0, 0.0, 0.2, 0.0], [0.8, 0.8, 0.6, 0.0], 0.05, floor_score=[0.6, 0.0, 0.6, 0.0]),
-        [0.03, 0.0008, 0.2, 0.0],
+        [0.03, 0.0, 0.2, 0.0],
     )
 
 
