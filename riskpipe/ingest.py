@@ -20,7 +20,6 @@ rates; a user replaces it with ``fx_rates_path`` (``Settings.fx_rates_path``).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
-from riskpipe.store import Layout, replace_dir_atomic, staging_dir, write_parquet_atomic
+from riskpipe.store import Layout, replace_dir_atomic, sha256_file, staging_dir, write_parquet_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from riskpipe.labels import LabelStore
@@ -216,14 +215,6 @@ def file_format(path: Path) -> str | None:
     if name.endswith((".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")):
         return "ndjson"
     return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _gunzip(path: Path, workdir: Path) -> Path:

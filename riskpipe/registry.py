@@ -16,7 +16,6 @@ that the features the model needs are the ones this version of riskpipe builds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from riskpipe.errors import RiskpipeError
-from riskpipe.store import replace_dir_atomic, staging_dir, write_text_atomic
+from riskpipe.store import replace_dir_atomic, sha256_file, staging_dir, write_text_atomic
 
 MODEL_FILE = "model.skops"
 META_FILE = "meta.json"
@@ -102,14 +101,6 @@ class RetrainDecision:
             "margin": self.margin,
             "eval_days": self.eval_days,
         }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def new_version(now: datetime | None = None) -> str:

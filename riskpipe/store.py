@@ -105,6 +105,17 @@ class Layout:
         return base / day.isoformat()
 
 
+def sha256_file(path: Path) -> str:
+    """Content hash of a file, read in 1 MiB chunks (ingest ledger, model artifacts)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
