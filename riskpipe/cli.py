@@ -468,6 +468,38 @@ def indicators(
 
 
 @app.command()
+def adaptation(
+    warmup_days: Annotated[int, typer.Option("--warmup-days", help="Days of the world's own outcomes to train the first model.")] = 14,
+    retrain_every: Annotated[int, typer.Option("--retrain-every", help="Days between retrains of the weekly policy.")] = 7,
+    capacity: Annotated[Optional[int], typer.Option(help="Exams a day (default: the port table).", min=1)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the weekly table as CSV.")] = None,
+) -> None:
+    """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
+    list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
+    exploration. Shows how the smugglers' adaptation erodes a static model."""
+    from rich.table import Table
+
+    from riskpipe.labels import LabelStore
+    from riskpipe.model import adaptation_study, adaptation_summary
+    from riskpipe.store import Layout
+
+    cfg = settings()
+    study = adaptation_study(Layout(state.home), cfg, LabelStore(cfg.db_url).current(), warmup_days=warmup_days,
+                             retrain_every=retrain_every, capacity=capacity)
+    summary = adaptation_summary(study, weeks=7)
+    table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
+    for col in ("policy", "exploration", "week", "found", "positives", "recall"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in summary.iter_rows(named=True):
+        table.add_row(r["policy"], f"{r['exploration_share']:.0%}", str(r["week"]), str(r["found"]), str(r["positives"]),
+                      f"{r['recall_at_capacity']:.3f}")
+    console.print(table)
+    if out is not None:
+        summary.write_csv(out)
+        console.print(f"written to {out}")
+
+
+@app.command()
 def bench(
     rows: Annotated[int, typer.Option(help="Shipments in the day benchmarked (targets are for 4 M).")] = 4_000_000,
     history_days: Annotated[int, typer.Option(help="Days of history before it, at the same size.")] = 30,
