@@ -62,16 +62,22 @@ def load_champion(settings: Settings):
 
 
 def score_step(layout: Layout, settings: Settings, day: date, features_file: Path) -> Path:
-    """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``."""
+    """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``.
+
+    Reads only the columns the champion and the rules use: a 4 M-row day's full raw and feature
+    frames joined would take several gigabytes."""
     from riskpipe.rules import load_rules
     from riskpipe.score import score_day
 
-    features = pl.read_parquet(features_file)
-    raw_day = scan_raw_shipments(layout, [day]).collect()
-    scored = score_day(
-        layout, day, load_champion(settings), load_rules(settings.rules_path), pl.DataFrame(),
-        features=features, raw_day=raw_day,
-    )
+    model, rules = load_champion(settings), load_rules(settings.rules_path)
+    feature_schema = pl.read_parquet_schema(features_file)
+    needed = {S.SHIPMENT_ID, S.NETWORK_ID, *rules.fields}
+    if model is not None:
+        needed |= set(model.feature_columns)
+    features = pl.read_parquet(features_file, columns=[c for c in feature_schema if c in needed])
+    raw_columns = [S.SHIPMENT_ID, *sorted(c for c in rules.fields if c not in feature_schema)]
+    raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
+    scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
 
 
