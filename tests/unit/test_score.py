@@ -14,7 +14,7 @@ from riskpipe.estimator import TabularRiskClassifier
 from riskpipe.model import fit_risk_model
 from riskpipe.registry import LoadedModel
 from riskpipe.rules import parse_rules
-from riskpipe.score import _cascade_batch, score_frame, top_rows
+from riskpipe.score import score_frame, top_rows
 
 RULES = f"""
 [[rule]]
@@ -63,14 +63,14 @@ def test_chunked_tree_predictions_equal_one_call(loaded, monkeypatch):
     np.testing.assert_array_equal(est.predict_proba(X)[:, 1], est.pipeline_.predict_proba(est._prepare(X))[:, 1])
 
 
-def test_chunked_cascade_equals_the_models_cascade(loaded, monkeypatch):
+def test_cascade_does_not_depend_on_the_chunk_size(loaded, monkeypatch):
     X = _frame(400, 3)
     inner = loaded.model
     assert inner.stage1_trees_ == 15
     always = (X[S.DECLARED_VALUE] > 190).to_numpy()
     expected = inner.predict_risk_cascade(X, 0.05, always)
     monkeypatch.setattr(E, "PREDICT_CHUNK", 9)
-    got = _cascade_batch(inner, X, 0.05, always)
+    got = inner.predict_risk_cascade(X, 0.05, always)
     np.testing.assert_array_equal(got, expected)
     # candidates (top 5 % of the first stage, and the always rows) carry the whole model's probability
     full = inner.predict_risk(X)
