@@ -132,15 +132,20 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
+def write_bytes_atomic(data: bytes, path: Path) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_sibling(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    return write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def replace_dir_atomic(staged: Path, final: Path) -> None:

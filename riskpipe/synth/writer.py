@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.store import tmp_sibling
+from riskpipe.store import tmp_sibling, write_bytes_atomic
 from riskpipe.synth.catalog import Catalog
 from riskpipe.synth.population import (
     CARRIER_CODES,
@@ -176,16 +176,6 @@ def text_timestamps(f: pl.DataFrame, style: pl.Series) -> pl.DataFrame:
     return f.with_columns(pl.concat_str([base, pl.Series(TS_SUFFIX).gather(style % 4)]).alias(S.FILED_AT))
 
 
-def _write_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_sibling(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
     """Write one file atomically; gzip (for text formats) without a timestamp, so bytes are stable."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +190,7 @@ def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
     if gzip:
         buf = io.BytesIO()
         f.write_csv(buf) if fmt == "csv" else f.write_ndjson(buf)
-        _write_bytes(gz.compress(buf.getvalue(), compresslevel=1, mtime=0), path)
+        write_bytes_atomic(gz.compress(buf.getvalue(), compresslevel=1, mtime=0), path)
         return path
     tmp = tmp_sibling(path)
     try:
@@ -244,17 +234,17 @@ def write_broken_files(sample: pl.DataFrame, landing: Path, day: date, first_n: 
             sample.write_parquet(buf)
             data = buf.getvalue()
             p = landing / file_name("manifest", day, n, "parquet", False)
-            _write_bytes(data[: len(data) // 2], p)
+            write_bytes_atomic(data[: len(data) // 2], p)
         elif kind == "empty":
             p = landing / file_name("manifest", day, n, "csv", False)
-            _write_bytes(b"", p)
+            write_bytes_atomic(b"", p)
         elif kind == "missing_column":
             p = landing / file_name("manifest", day, n, "csv", False)
-            _write_bytes(sample.drop(S.DECLARED_VALUE).write_csv().encode("utf-8"), p)
+            write_bytes_atomic(sample.drop(S.DECLARED_VALUE).write_csv().encode("utf-8"), p)
         else:  # not_utf8: a legacy system wrote Latin-1
             p = landing / file_name("manifest", day, n, "csv", False)
             text = sample.with_columns(pl.concat_str([pl.col(S.DESCRIPTION), pl.lit(" ni\u00f1os")])).write_csv()
-            _write_bytes(text.encode("latin-1", errors="replace"), p)
+            write_bytes_atomic(text.encode("latin-1", errors="replace"), p)
         paths.append(p)
         n += 1
     return paths
