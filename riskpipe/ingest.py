@@ -829,7 +829,8 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
     """Apply amendments and rewrite the touched arrival-date partitions.
 
     Only the candidates sharing a ``shipment_id`` are sorted; the losers (superseded versions)
-    are then anti-joined away while each touched partition streams to disk.
+    are then filtered out of their files (by row number) while each touched partition streams
+    to disk.
     Returns (new rows now in the store, existing rows replaced, days written)."""
     key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
     order = [S.FILED_AT, _SEQ, _ORD, _ROW]
@@ -841,11 +842,18 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
     exist_scans = _keyed([f for _, f in existing], 0)
     if exist_scans:
         new_ids = new_thin.select(S.SHIPMENT_ID).unique()
-        old_thin = (
-            pl.concat([s.select(thin_cols) for s in exist_scans])
-            .join(new_ids.lazy(), on=S.SHIPMENT_ID, how="semi")
-            .collect(engine="streaming")
-        )
+        # the store holds months of rows: skip the files whose row-group statistics prove that
+        # none of their ids is among the new ones (exact; saves decoding ~4M ids per day kept)
+        sorted_ids = new_ids.get_column(S.SHIPMENT_ID).drop_nulls().sort()
+        maybe = [s for (_d, f), s in zip(existing, exist_scans, strict=True) if _may_hold_any(f, sorted_ids)]
+        if maybe:
+            old_thin = (
+                pl.concat([s.select(thin_cols) for s in maybe])
+                .join(new_ids.lazy(), on=S.SHIPMENT_ID, how="semi")
+                .collect(engine="streaming")
+            )
+        else:
+            old_thin = new_thin.clear()
         candidates = pl.concat([old_thin, new_thin])
     else:
         old_thin = new_thin.clear()
@@ -870,6 +878,12 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
         for o in ords:
             file_days.setdefault(o, set()).add(d)
     losing_files = set(losers.filter(pl.col(_SEQ) == 1)[_ORD].unique().to_list())
+    # superseded rows by file: (_seq, _ord) -> their row numbers, dropped with a per-file
+    # filter (an anti-join on the key held the whole day in memory: 3.2 GB for 4M rows)
+    lost_rows: dict[tuple[int, int], pl.Series] = {
+        (int(sq), int(o)): g.get_column(_ROW)
+        for (sq, o), g in losers.partition_by([_SEQ, _ORD], as_dict=True).items()
+    } if losers.height else {}
 
     written = []
     for day in days:
@@ -883,18 +897,53 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
                 replace_dir_atomic(staged_dir, final)
                 written.append(day.isoformat())
                 continue
-        parts = [exist_scans[i] for i in files_by_day.get(day, [])]
-        parts += [s.filter(pl.col(S.ARRIVAL_DATE) == day) for i, s in enumerate(new_scans) if i in new_days.get(day, set())]
+        parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in files_by_day.get(day, [])]
+        parts += [_drop(s.filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, i)))
+                  for i, s in enumerate(new_scans) if i in new_days.get(day, set())]
         names: set[str] = set()
         for p in parts:
             names.update(p.collect_schema().names())
         cols = _ordered_columns(names, S.RAW_SHIPMENT_SCHEMA)
         plan = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
-        if losers.height:
-            plan = plan.join(losers.lazy(), on=key, how="anti")
         _write_partition(plan.select(cols), layout.raw_shipments_day(day))
         written.append(day.isoformat())
     return ingested, replaced, written
+
+
+def _may_hold_any(path: Path, sorted_ids: pl.Series) -> bool:
+    """False only when the Parquet row-group min/max of ``shipment_id`` prove that no id of
+    ``path`` is in ``sorted_ids`` (sorted, no nulls); True when in doubt (no statistics,
+    unreadable footer). Lets the amendment check skip old partitions without reading them."""
+    if sorted_ids.is_empty():
+        return False
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(path)
+        cols = [i for i in range(meta.num_columns) if meta.schema.column(i).path == S.SHIPMENT_ID]
+        if len(cols) != 1:
+            return True
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(cols[0]).statistics
+            if stats is None or not stats.has_min_max:
+                return True
+            lo, hi = stats.min, stats.max
+            if not isinstance(lo, str) or not isinstance(hi, str):
+                return True
+            i = int(sorted_ids.search_sorted(lo, side="left"))
+            if i < sorted_ids.len() and sorted_ids[i] <= hi:
+                return True
+        return False
+    except Exception:  # noqa: BLE001 - any doubt means: read the file
+        return True
+
+
+def _drop(scan: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
+    """``scan`` without the rows whose ``_row_number`` is in ``rows`` (input order kept)."""
+    return scan if rows is None else scan.filter(~pl.col(_ROW).is_in(rows.implode()))
 
 
 def _write_partition(plan: pl.LazyFrame, final: Path) -> None:

@@ -397,3 +397,29 @@ def test_cli_prints_counts_and_one_line_errors(tmp_path: Path) -> None:
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
+
+
+def test_row_group_statistics_skip_only_files_without_any_new_id(tmp_path: Path) -> None:
+    from riskpipe.ingest import _may_hold_any
+
+    path = tmp_path / "part.parquet"
+    pl.DataFrame({S.SHIPMENT_ID: ["B01", "B02", "B03", "D07", "D08", "D09"]}).write_parquet(path, row_group_size=3)
+    ids = pl.Series(S.SHIPMENT_ID, ["A9", "C5", "E1"]).sort()  # between, not inside, the row groups
+    assert _may_hold_any(path, ids) is False
+    assert _may_hold_any(path, pl.Series(S.SHIPMENT_ID, ["A9", "D08x", "E1"]).sort()) is True  # inside [D07, D09]
+    assert _may_hold_any(path, pl.Series(S.SHIPMENT_ID, ["B03"])) is True  # a bound itself
+    assert _may_hold_any(path, pl.Series(S.SHIPMENT_ID, [], dtype=pl.String)) is False
+    assert _may_hold_any(tmp_path / "missing.parquet", ids) is True  # in doubt: read it
+
+
+def test_amendment_across_runs_with_many_old_partitions(layout: Layout) -> None:
+    write_csv(layout.landing / "d1.csv", row(**{S.SHIPMENT_ID: "A1"}))
+    write_csv(layout.landing / "d2.csv", row(**{S.SHIPMENT_ID: "Z1", S.ARRIVAL_DATE: "2026-01-04"}))
+    ingest_paths(layout)
+    write_csv(layout.landing / "d3.csv", row(**{S.SHIPMENT_ID: "Z1", S.ARRIVAL_DATE: "2026-01-06",
+                                                S.FILED_AT: "2026-01-06T00:00:00Z", S.DECLARED_VALUE: "7"}))
+    summary = ingest_paths(layout)
+    assert (summary.rows_ingested, summary.rows_replaced_existing) == (1, 1)
+    assert layout.raw_days() == [date(2026, 1, 5), date(2026, 1, 6)]
+    day6 = scan_raw_shipments(layout, [date(2026, 1, 6)]).collect()
+    assert day6[S.SHIPMENT_ID].to_list() == ["Z1"] and day6[S.DECLARED_VALUE].to_list() == [7.0]
