@@ -112,6 +112,15 @@ def _lookup(col: str, cats: Any, values: list[float], unknown: float) -> pl.Expr
     return pl.when(pl.col(col).is_null()).then(pl.lit(null_value, pl.Float64)).otherwise(mapped).alias(col)
 
 
+def numeric_expr(col: str, dtype: pl.DataType) -> pl.Expr:
+    """A numeric feature as Float64; dates and timestamps as days since the epoch."""
+    if dtype == pl.Date:
+        return pl.col(col).cast(pl.Int32).cast(pl.Float64)
+    if dtype.is_temporal():
+        return (pl.col(col).dt.epoch("s") / 86_400.0).cast(pl.Float64)
+    return pl.col(col).cast(pl.Float64)
+
+
 class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
     """Gradient-boosted trees over numeric, categorical and high-cardinality code columns.
 
@@ -232,13 +241,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"TabularRiskClassifier: missing feature column(s): {', '.join(missing)}")
         exprs: list[pl.Expr] = []
         for col in self.numeric_features_:
-            dtype = X.schema[col]
-            if dtype == pl.Date:
-                exprs.append(pl.col(col).cast(pl.Int32).cast(pl.Float64))
-            elif dtype.is_temporal():
-                exprs.append((pl.col(col).dt.epoch("s") / 86_400.0).cast(pl.Float64))
-            else:
-                exprs.append(pl.col(col).cast(pl.Float64))
+            exprs.append(numeric_expr(col, X.schema[col]))
         for col in self.categorical_features_ + self.high_cardinality_features_:
             exprs.append(pl.col(col).cast(pl.String))
         for col in self.high_cardinality_features_ if self.frequency_encoding else []:

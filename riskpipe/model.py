@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from riskpipe import metrics as M
 from riskpipe import schema as S
+from riskpipe.estimator import numeric_expr
 from riskpipe.store import Layout
 
 FRACTIONS: tuple[float, ...] = M.DEFAULT_FRACTIONS
@@ -247,12 +248,8 @@ def _linear_frame(X: pl.DataFrame, features: list[str]) -> pl.DataFrame:
         dt = X.schema[c]
         if _is_categorical(dt):
             exprs.append(pl.col(c).cast(pl.String).fill_null("(missing)"))
-        elif dt == pl.Date:
-            exprs.append(pl.col(c).cast(pl.Int32).cast(pl.Float64))
-        elif dt.is_temporal():
-            exprs.append((pl.col(c).dt.epoch("s") / 86_400.0).cast(pl.Float64))
         else:
-            exprs.append(pl.col(c).cast(pl.Float64))
+            exprs.append(numeric_expr(c, dt))
     return X.select(exprs)
 
 

@@ -97,6 +97,40 @@ class ListResult:
     pages: int
 
 
+DAY_CACHE_SIZE = 4  # day views held in memory (a 4 M-row day view is a few hundred MB)
+FILTER_CACHE_SIZE = 32  # filter/sort results kept per day view
+
+
+class SingleFlightLRU:
+    """A small LRU cache where concurrent misses on one key wait for a single computation
+    (instead of each scanning a 4-million-row frame). ``None`` results are not cached."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._flights: dict[Any, threading.Lock] = {}
+
+    def get_or_compute(self, key: Any, compute: Any) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = compute()
+            with self._lock:
+                if value is not None:
+                    self._items[key] = value
+                    while len(self._items) > self.maxsize:
+                        self._items.popitem(last=False)
+                self._flights.pop(key, None)
+            return value
+
+
 @dataclass
 class DayFrame:
     """One day's list, compact and in default order, with cached filter results."""
@@ -104,9 +138,7 @@ class DayFrame:
     frame: pl.DataFrame
     options: dict[str, list[str]]
     reason_keys: list[str]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cache: OrderedDict = field(default_factory=OrderedDict)
-    flights: dict = field(default_factory=dict)
+    cache: SingleFlightLRU = field(default_factory=lambda: SingleFlightLRU(FILTER_CACHE_SIZE))
 
 
 def _mtime(path: Path) -> int:
@@ -123,9 +155,7 @@ class WorkbenchData:
         self.settings = settings
         self.layout = Layout(Path(settings.home))
         self.reason_texts = reason_texts if reason_texts is not None else _load_reason_texts(settings)
-        self._days: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self._build_locks: dict[tuple, threading.Lock] = {}
+        self._days = SingleFlightLRU(DAY_CACHE_SIZE)
 
     # -- days -----------------------------------------------------------------------------------
     def targets_path(self, day: date) -> Path:
@@ -154,25 +184,8 @@ class WorkbenchData:
     # -- the list -------------------------------------------------------------------------------
     def day_frame(self, day: date, view: str) -> DayFrame | None:
         key = (day, view, _mtime(self.targets_path(day)), _mtime(self.scores_path(day)))
-        with self._lock:
-            hit = self._days.get(key)
-            if hit is not None:
-                self._days.move_to_end(key)
-                return hit
-            build_lock = self._build_locks.setdefault(key, threading.Lock())
-        with build_lock:  # one build per day and view, others wait for it
-            with self._lock:
-                hit = self._days.get(key)
-            if hit is not None:
-                return hit
-            built = self._build_targets(day) if view == "targets" else self._build_all(day)
-            with self._lock:
-                if built is not None:
-                    self._days[key] = built
-                    while len(self._days) > 4:
-                        self._days.popitem(last=False)
-                self._build_locks.pop(key, None)
-            return built
+        build = self._build_targets if view == "targets" else self._build_all
+        return self._days.get_or_compute(key, lambda: build(day))  # one build per day and view
 
     def _build_targets(self, day: date) -> DayFrame | None:
         path = self.targets_path(day)
@@ -283,32 +296,10 @@ class WorkbenchData:
 
         return self._cached(df, ("o", q.filter_key(), q.sort, q.desc, need), top), total
 
-    def _cached(self, df: DayFrame, key: tuple, compute: Any) -> pl.Series:
-        """LRU cache with single flight: concurrent requests for the same key wait for one
-        computation instead of each scanning the 4-million-row frame."""
-        with df.lock:
-            hit = df.cache.get(key)
-            if hit is not None:
-                df.cache.move_to_end(key)
-                return hit
-            flight = df.flights.setdefault(key, threading.Lock())
-        with flight:
-            with df.lock:
-                hit = df.cache.get(key)
-            if hit is None:
-                hit = compute()
-                self._cache_put(df, key, hit)
-            with df.lock:
-                df.flights.pop(key, None)
-            return hit
-
     @staticmethod
-    def _cache_put(df: DayFrame, key: tuple, value: Any) -> None:
-        with df.lock:
-            df.cache[key] = value
-            df.cache.move_to_end(key)
-            while len(df.cache) > 32:
-                df.cache.popitem(last=False)
+    def _cached(df: DayFrame, key: tuple, compute: Any) -> pl.Series:
+        """A day's filter/sort result, computed once however many users ask at the same time."""
+        return df.cache.get_or_compute(key, compute)
 
     def list_page(self, day: date, query: ListQuery) -> ListResult:
         q = query.normalised()
