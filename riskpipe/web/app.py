@@ -10,6 +10,7 @@ template, status and time only (no query strings, no personal data, no client ad
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,7 +21,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
@@ -28,7 +32,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
 from riskpipe.users import ROLES, User, UserStore
 from riskpipe.web import svg
-from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, WorkbenchData, hit_rates, psi
+from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, SingleFlightLRU, WorkbenchData, hit_rates, psi
 from riskpipe.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -49,6 +53,44 @@ CSP = (
 MANIFEST_ORDER = list(S.RAW_SHIPMENT_SCHEMA)
 MAX_FAILED_LOGINS = 10
 LOCKOUT_S = 300
+LIST_PAGE_CACHE_SIZE = 256  # rendered list contents (~100 kB each)
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+]
+
+
+class HeadersAndLog:
+    """Security headers on every response and one log line per request (route template, status,
+    time). Plain ASGI rather than ``@app.middleware``: no extra task and stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        static = scope["path"].startswith("/static")
+        status = [0]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS:
+                    headers[k] = v
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+        if log.isEnabledFor(logging.INFO):
+            route = scope.get("route")
+            log.info("%s %s %s %.0fms", scope["method"], getattr(route, "path", "?"), status[0], (time.perf_counter() - t0) * 1000)
 
 
 class NotAuthenticated(Exception):
@@ -72,19 +114,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # -- plumbing -------------------------------------------------------------------------------
-    @app.middleware("http")
-    async def headers_and_log(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not request.url.path.startswith("/static"):
-            response.headers["Cache-Control"] = "no-store"
-        route = request.scope.get("route")
-        log.info("%s %s %s %.0fms", request.method, getattr(route, "path", "?"), response.status_code, (time.perf_counter() - t0) * 1000)
-        return response
+    app.add_middleware(HeadersAndLog)
+    # Rendered list contents per (day, published files' mtimes, outcome generation, query): the
+    # list is the hot page and only changes when a night is published (new mtimes) or an outcome
+    # is recorded here (generation bump). The session's CSRF token goes in per request, in place
+    # of a per-process random placeholder that manifest text cannot know.
+    app.state.list_pages = SingleFlightLRU(LIST_PAGE_CACHE_SIZE)
+    app.state.list_generation = 0
+    csrf_slot = f"csrf-{secrets.token_hex(16)}"
 
     @app.exception_handler(NotAuthenticated)
     async def _not_authenticated(request: Request, _exc: NotAuthenticated):
@@ -222,10 +259,18 @@ def create_app(settings: Settings) -> FastAPI:
         user_of(request)
         d, days = pick_day(day)
         q = list_query(request)
-        result = app.state.data.list_page(d, q) if d else None
         base = {k: v for k, v in request.query_params.items() if k not in ("page", "sort", "desc") and v}
         if d:
             base["day"] = d.isoformat()
+        # everything the content depends on (links carry any other query parameter given)
+        key = (d, tuple(days), app.state.data.day_version(d) if d else None, app.state.list_generation, q, tuple(sorted(base.items())))
+        content = app.state.list_pages.get_or_compute(key, lambda: list_content(d, days, q, base))
+        content = Markup(content.replace(csrf_slot, str(escape(request.state.csrf))))
+        return render(request, "list.html", {"day": d, "content": content})
+
+    def list_content(d: date | None, days: list[date], q: ListQuery, base: dict[str, str]) -> str:
+        """The list page's content for any user (the CSRF token is a placeholder)."""
+        result = app.state.data.list_page(d, q) if d else None
 
         def link(**kw: Any) -> str:
             params = {**base, **{k: v for k, v in kw.items() if v not in (None, "")}}
@@ -237,23 +282,20 @@ def create_app(settings: Settings) -> FastAPI:
 
         here = link(sort=q.sort, desc="1" if q.desc else "0", page=q.page)
         csv_link = "/list.csv?" + urlencode({**base, "sort": q.sort, "desc": "1" if q.desc else "0"})
-        return render(
-            request,
-            "list.html",
-            {
-                "day": d,
-                "days": days,
-                "q": q,
-                "result": result,
-                "link": link,
-                "sort_link": sort_link,
-                "sortable": SORTABLE[q.view],
-                "page_sizes": PAGE_SIZES,
-                "here": here,
-                "csv_link": csv_link,
-                "outcomes": S.OUTCOMES,
-                "reasons": S.EXAM_REASONS,
-            },
+        return env.get_template("_list_content.html").render(
+            day=d,
+            days=days,
+            q=q,
+            result=result,
+            link=link,
+            sort_link=sort_link,
+            sortable=SORTABLE[q.view],
+            page_sizes=PAGE_SIZES,
+            here=here,
+            csv_link=csv_link,
+            outcomes=S.OUTCOMES,
+            reasons=S.EXAM_REASONS,
+            csrf=csrf_slot,
         )
 
     @app.get("/list.csv")
@@ -346,6 +388,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
         except RiskpipeError as exc:
             raise HTTPException(400, str(exc)) from None
+        app.state.list_generation += 1  # cached list pages were rendered before this outcome
 
     @app.post("/shipment/{shipment_id}/outcome")
     async def record_outcome(request: Request, shipment_id: str):

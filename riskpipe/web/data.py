@@ -4,8 +4,8 @@ The list page must stay fast on a 4-million-row scored day with 20 analysts at o
 loaded once into a compact columnar frame (categoricals, no manifest text), pre-sorted in the
 default order; a request then costs a filter mask (cached per filter set), a partial sort
 (``top_k``) only when another order is asked for, and a 50-row gather. Nothing is turned into
-Python objects except the page shown. Published files are keyed by their modification time, so a
-rerun of the nightly flow is picked up on the next request.
+Python objects except the page shown. Published files are keyed by modification time and inode,
+so a rerun of the nightly flow is picked up on the next request.
 """
 
 from __future__ import annotations
@@ -141,11 +141,14 @@ class DayFrame:
     cache: SingleFlightLRU = field(default_factory=lambda: SingleFlightLRU(FILTER_CACHE_SIZE))
 
 
-def _mtime(path: Path) -> int:
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """A published file's identity: mtime, inode and size. Publishing renames a new file in, so
+    the inode changes even when two writes fall in one coarse filesystem clock tick."""
     try:
-        return path.stat().st_mtime_ns
+        st = path.stat()
     except OSError:
-        return 0
+        return (0, 0, 0)
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
 class WorkbenchData:
@@ -182,8 +185,12 @@ class WorkbenchData:
         return sorted(out, reverse=True)
 
     # -- the list -------------------------------------------------------------------------------
+    def day_version(self, day: date) -> tuple:
+        """What a day's list is built from: the published targets and scores files (two stats)."""
+        return _stamp(self.targets_path(day)), _stamp(self.scores_path(day))
+
     def day_frame(self, day: date, view: str) -> DayFrame | None:
-        key = (day, view, _mtime(self.targets_path(day)), _mtime(self.scores_path(day)))
+        key = (day, view, *self.day_version(day))
         build = self._build_targets if view == "targets" else self._build_all
         return self._days.get_or_compute(key, lambda: build(day))  # one build per day and view
 
