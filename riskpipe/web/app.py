@@ -54,6 +54,7 @@ MANIFEST_ORDER = list(S.RAW_SHIPMENT_SCHEMA)
 MAX_FAILED_LOGINS = 10
 LOCKOUT_S = 300
 LIST_PAGE_CACHE_SIZE = 256  # rendered list contents (~100 kB each)
+USER_CACHE_S = 1.0  # an account change made elsewhere (CLI) reaches running sessions within this
 SECURITY_HEADERS = [
     ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
@@ -143,11 +144,24 @@ def create_app(settings: Settings) -> FastAPI:
         ctx["request_path"] = request.url.path
         return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
 
+    app.state.user_cache = {}
+
+    def active_user(username: str) -> User | None:
+        """The active account, looked up at most once a second per user (a database round trip
+        per page was a tenth of the list page's time); cleared on every change made here."""
+        now = time.monotonic()
+        hit = app.state.user_cache.get(username)
+        if hit is not None and now - hit[0] < USER_CACHE_S:
+            return hit[1]
+        user = app.state.users.get(username)
+        app.state.user_cache[username] = (now, user)
+        return user
+
     def user_of(request: Request) -> User:
         session = read_session(app.state.secret, request.cookies.get(SESSION_COOKIE))
         if session is None:
             raise NotAuthenticated()
-        user = app.state.users.get(session["u"])
+        user = active_user(session["u"])
         if user is None:
             raise NotAuthenticated()
         request.state.user = user
@@ -255,7 +269,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     # -- the targeting list ---------------------------------------------------------------------
     @app.get("/list", response_class=HTMLResponse)
-    def list_page(request: Request, day: str | None = None):
+    async def list_page(request: Request, day: str | None = None):
+        # async: a cached page is served on the event loop without a thread hop; building one
+        # (seconds for a new day) runs in the thread pool
         user_of(request)
         d, days = pick_day(day)
         q = list_query(request)
@@ -264,7 +280,10 @@ def create_app(settings: Settings) -> FastAPI:
             base["day"] = d.isoformat()
         # everything the content depends on (links carry any other query parameter given)
         key = (d, tuple(days), app.state.data.day_version(d) if d else None, app.state.list_generation, q, tuple(sorted(base.items())))
-        content = app.state.list_pages.get_or_compute(key, lambda: list_content(d, days, q, base))
+        pages: SingleFlightLRU = app.state.list_pages
+        content = pages.peek(key)
+        if content is None:
+            content = await run_in_threadpool(pages.get_or_compute, key, lambda: list_content(d, days, q, base))
         content = Markup(content.replace(csrf_slot, str(escape(request.state.csrf))))
         return render(request, "list.html", {"day": d, "content": content})
 
@@ -485,6 +504,8 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(400, "unknown action")
         except RiskpipeError as exc:
             msg = str(exc)
+        finally:
+            app.state.user_cache.clear()
         return RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
 
     @app.get("/rules", response_class=HTMLResponse)

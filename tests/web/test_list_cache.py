@@ -101,3 +101,13 @@ def test_cached_list_still_needs_login_and_sends_security_headers(app) -> None:
     assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Frame-Options"] == "DENY"
     assert "Cache-Control" not in ana.get("/static/style.css").headers
+
+
+def test_deactivated_user_is_logged_out_at_once_despite_the_user_cache(app) -> None:
+    ana, sue = client(app, "ana"), client(app, "sue")
+    assert ana.get("/list").status_code == 200  # ana's account is now cached
+    token = csrf_of(sue.get("/users").text)
+    r = sue.post("/users", data={"csrf": token, "action": "deactivate", "username": "ana"}, follow_redirects=False)
+    assert r.status_code == 303
+    gone = ana.get("/list", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
