@@ -26,6 +26,8 @@ retraining).
 
 from __future__ import annotations
 
+import copy
+
 import math
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -148,7 +150,15 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         return hgb if hasattr(hgb, "staged_decision_function") else None
 
     def _stage1(self, Z: np.ndarray, trees: int) -> np.ndarray:
+        """Log-odds of the first ``trees`` trees. A shallow copy of the fitted model that keeps
+        only those trees predicts them in one pass (equal to ``staged_decision_function`` at
+        ``trees``, which re-validates the rows and rebuilds the category bitsets per tree)."""
         hgb = self._boosting()
+        predictors = getattr(hgb, "_predictors", None)
+        if isinstance(predictors, list) and 0 < trees <= len(predictors):
+            head = copy.copy(hgb)
+            head._predictors = predictors[:trees]
+            return np.asarray(head.decision_function(Z), dtype=float).ravel()
         out = None
         for i, out in enumerate(hgb.staged_decision_function(Z), start=1):
             if i >= trees:

@@ -301,9 +301,20 @@ def scores_file_frame(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def join_raw_features(raw_day: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
-    """Raw columns of the day with its features (feature columns win on a name clash)."""
-    dup = [c for c in raw_day.columns if c in features.columns and c != S.SHIPMENT_ID]
-    return raw_day.drop(dup).join(features, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
+    """Raw columns of the day with its features (feature columns win on a name clash), in the
+    features' row order (shipments without features are left out).
+
+    The features of a day are sorted by shipment id (``build_features``): the raw columns are
+    sorted the same way and set beside them when the ids then match one to one. A hash join
+    gathering 80 feature columns of 4 M rows took 4.4 s, the sort 0.9 s."""
+    raw = raw_day.drop([c for c in raw_day.columns if c in features.columns and c != S.SHIPMENT_ID])
+    extra = [c for c in raw.columns if c != S.SHIPMENT_ID]
+    if raw.height == features.height:
+        ordered = raw.sort(S.SHIPMENT_ID)
+        if ordered.get_column(S.SHIPMENT_ID).equals(features.get_column(S.SHIPMENT_ID)):
+            return ordered.hstack(features.drop(S.SHIPMENT_ID))
+    joined = features.join(raw, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
+    return joined.select(S.SHIPMENT_ID, *extra, *[c for c in features.columns if c != S.SHIPMENT_ID])
 
 
 def score_day(

@@ -115,14 +115,15 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
 
 def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: list[str], features_file: Path,
                    out_file: Path, top_n: int | None = None) -> Path:
-    """Concatenate shard scores in the day's raw order, attribute the day's top rows, write."""
+    """Concatenate shard scores in the order of the day's features file (the order a
+    single-process run scores in), attribute the day's top rows, write."""
     from riskpipe.nightly import load_champion
     from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features
 
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     raw = scan_raw_shipments(layout, [day])
     parts = pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical")
-    order = raw.select(S.SHIPMENT_ID).collect()
+    order = pl.scan_parquet(features_file).select(S.SHIPMENT_ID).collect()
     scored = order.join(parts, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
     if scored.height != parts.height or scored.height != order.height:
         raise ValueError(f"shards of {day}: {parts.height} scored rows for {order.height} shipments of the day")

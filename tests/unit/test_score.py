@@ -95,3 +95,27 @@ def test_top_rows_breaks_ties_by_id_without_a_full_sort():
     assert top_rows(risk, ids, 3).tolist() == [1, 2, 4]
     assert top_rows(risk, ids, 10).tolist() == [1, 2, 4, 0, 3]
     assert top_rows(risk, ids, 0).tolist() == []
+
+
+def test_first_stage_equals_the_staged_prediction_at_that_many_trees(loaded):
+    inner = loaded.model
+    Z = inner.estimator_.encode(inner._X(_frame(150, 5)))
+    hgb = inner._boosting()
+    staged = list(hgb.staged_decision_function(Z))
+    for trees in (1, 15, len(staged)):
+        np.testing.assert_allclose(inner._stage1(Z, trees), np.asarray(staged[trees - 1]).ravel(), rtol=0, atol=1e-12)
+
+
+def test_join_raw_features_sorted_fast_path_equals_the_join():
+    from riskpipe.score import join_raw_features
+
+    feats = pl.DataFrame({S.SHIPMENT_ID: ["a", "b", "c", "d"], "f": [1, 2, 3, 4], S.HTS_CODE: ["x"] * 4})
+    raw = pl.DataFrame({S.SHIPMENT_ID: ["c", "a", "d", "b"], S.DESCRIPTION: ["C", "A", "D", "B"], S.HTS_CODE: ["r"] * 4})
+    fast = join_raw_features(raw, feats)
+    assert fast.columns == [S.SHIPMENT_ID, S.DESCRIPTION, "f", S.HTS_CODE]  # raw first; features win a clash
+    assert fast[S.DESCRIPTION].to_list() == ["A", "B", "C", "D"] and fast["f"].to_list() == [1, 2, 3, 4]
+    # features not sorted by id, or a shipment without features: the join, still in features order
+    slow = join_raw_features(raw, feats.reverse())
+    assert_frame_equal(slow, fast.reverse())
+    partial = join_raw_features(raw, feats.filter(pl.col(S.SHIPMENT_ID) != "b"))
+    assert partial[S.SHIPMENT_ID].to_list() == ["a", "c", "d"] and partial[S.DESCRIPTION].to_list() == ["A", "C", "D"]
