@@ -306,8 +306,7 @@ class WorkbenchData:
         expr = self._filter_expr(df, q)
         idx = None  # None: every row, in the default order
         if expr is not None:
-            idx = self._cached(
-                df,
+            idx = df.cache.get_or_compute(  # once however many users ask at the same time
                 ("f", q.filter_key()),
                 lambda: df.frame.lazy().filter(expr).select(ROW).collect(engine="in-memory").get_column(ROW),
             )
@@ -323,12 +322,7 @@ class WorkbenchData:
             col = pl.col(q.sort).cast(pl.String) if sub.schema[q.sort] == pl.Categorical else pl.col(q.sort)
             return first_in_order(sub.with_columns(col), q.sort, q.desc, need)
 
-        return self._cached(df, ("o", q.filter_key(), q.sort, q.desc, need), top), total
-
-    @staticmethod
-    def _cached(df: DayFrame, key: tuple, compute: Any) -> pl.Series:
-        """A day's filter/sort result, computed once however many users ask at the same time."""
-        return df.cache.get_or_compute(key, compute)
+        return df.cache.get_or_compute(("o", q.filter_key(), q.sort, q.desc, need), top), total
 
     def list_page(self, day: date, query: ListQuery) -> ListResult:
         q = query.normalised()
