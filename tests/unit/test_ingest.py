@@ -423,3 +423,32 @@ def test_amendment_across_runs_with_many_old_partitions(layout: Layout) -> None:
     assert layout.raw_days() == [date(2026, 1, 5), date(2026, 1, 6)]
     day6 = scan_raw_shipments(layout, [date(2026, 1, 6)]).collect()
     assert day6[S.SHIPMENT_ID].to_list() == ["Z1"] and day6[S.DECLARED_VALUE].to_list() == [7.0]
+
+
+def test_enum_typed_parquet_columns_are_checked_by_category(layout: Layout) -> None:
+    """Parquet written by Polars keeps Enum columns; their categories are trimmed, lower-cased and
+    checked once, with the same reasons as text input (empty and null are missing)."""
+    mode = pl.Enum([" Express ", "", "bogus", "postal", "truck"])
+    ids = ["E1", "E2", "E3", "E4", "E5"]
+    frame(*[row(**{S.SHIPMENT_ID: i}) for i in ids]).with_columns(
+        pl.Series(S.MODE, [" Express ", "", None, "bogus", "postal"], dtype=mode),
+    ).write_parquet(layout.landing / "e.parquet")
+    summary = ingest_paths(layout)
+    out = raw(layout)
+    assert out[S.SHIPMENT_ID].to_list() == ["E1", "E5"]
+    assert out[S.MODE].dtype == S.Mode and out[S.MODE].to_list() == ["express", "postal"]
+    assert summary.quarantine_reasons == {"missing:mode": 2, "bad_enum:mode": 1}
+
+
+def test_id_ranges_rule_out_files_in_one_search(tmp_path: Path) -> None:
+    from riskpipe.ingest import _id_ranges, _ranges_hold_any
+
+    path = tmp_path / "part.parquet"
+    pl.DataFrame({S.SHIPMENT_ID: ["B01", "B02", "B03", "D07", "D08", "D09"]}).write_parquet(path, row_group_size=3)
+    ranges = _id_ranges(path)
+    assert ranges == [("B01", "B03"), ("D07", "D09")]
+    assert _ranges_hold_any(ranges, pl.Series(["C0", "Z9"]).sort()) is False  # both past their lows, above the highs
+    assert _ranges_hold_any(ranges, pl.Series(["A0", "D09"]).sort()) is True
+    assert _ranges_hold_any(None, pl.Series(["A0"])) is True
+    pl.DataFrame({S.SHIPMENT_ID: ["X1"]}).write_parquet(path, statistics=False)
+    assert _id_ranges(path) is None
