@@ -314,8 +314,10 @@ def _enum_codes(col: str, dtype: pl.Enum, target: pl.DataType) -> tuple[pl.Expr,
     codes = pl.col(col).to_physical()
     present = codes.is_in([i for i, n in enumerate(norm) if n]).fill_null(False)
     ok = [i for i, n in enumerate(norm) if n in allowed]
-    value = codes.replace_strict(ok, [norm[i] for i in ok], default=None, return_dtype=target)
-    return present, value
+    value: pl.Expr | pl.When | pl.Then = pl
+    for i in ok:  # a when/then chain: replace_strict held more memory in the streaming engine
+        value = value.when(codes == i).then(pl.lit(norm[i], dtype=target))
+    return present, (pl.lit(None, dtype=target) if value is pl else value.otherwise(None))
 
 
 def parse_timestamp(text: pl.Expr) -> pl.Expr:
@@ -676,7 +678,7 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
         *[_text_raw(c, schema[c]).alias(alias) for c, alias in extras.items()],
     )
     if kind == "manifest":
-        rate = pl.col(S.CURRENCY).replace_strict(fx, default=None, return_dtype=pl.Float64)
+        rate = _lookup(pl.col(S.CURRENCY), fx)
         valid = valid.with_columns(
             (pl.col(S.DECLARED_VALUE) * rate).alias(S.DECLARED_VALUE_USD),
             (pl.col(S.LISTED_PRICE) * rate).alias(S.LISTED_PRICE_USD),
@@ -709,6 +711,16 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
     if n_valid + n_bad == 0:
         raise _FileRejected("empty", "no data rows")
     return n_valid, n_bad, stage_path
+
+
+def _lookup(key: pl.Expr, table: dict[str, float]) -> pl.Expr:
+    """``table[key]`` (null when absent) as a when/then chain: in the streaming engine
+    ``replace_strict`` with the same table raised the peak of a 4 M-row ingest from 1.6 to
+    2.4 GB (and ran no faster) for a table of 42 currencies."""
+    expr: pl.Expr | pl.When | pl.Then = pl
+    for k, v in table.items():
+        expr = expr.when(key == k).then(pl.lit(v, dtype=pl.Float64))
+    return pl.lit(None, dtype=pl.Float64) if expr is pl else expr.otherwise(None)
 
 
 def _parquet_rows(path: Path) -> int:
