@@ -158,13 +158,17 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
     from riskpipe.ingest import ingest_paths, quarantine_reason_counts
 
     layout, settings, d = _layout(home), _settings(home), date.fromisoformat(day)
+    import resource
+
     steps: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # the process's peak RSS so far after each step (MB): which step raised it
     t0 = t = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal t
         now = time.perf_counter()
         steps[name] = round(now - t, 2)
+        peaks[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         t = now
 
     ingested = ingest_paths(layout, [Path(f) for f in files])
@@ -185,7 +189,7 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
     nightly.write_run_record(layout, d, {"summary": summary, "outputs": {k: str(v) for k, v in final.items()}})
     lap("publish")
     return {"seconds": time.perf_counter() - t0, "rows": summary["shipments"],
-            "detail": {"steps_s": steps, "rows_in": ingested.rows_in, "targets": summary["targets"],
+            "detail": {"steps_s": steps, "peak_mb_after": peaks, "rows_in": ingested.rows_in, "targets": summary["targets"],
                        "model": summary["model_version"]}}
 
 
@@ -671,6 +675,9 @@ def summary_lines(result: dict) -> list[str]:
             lines.append(f"Prefect overhead (flow minus library steps): {r['prefect_overhead_s']:.1f} s")
         if r["stage"] == "nightly" and r.get("detail"):
             lines.append("nightly steps (s): " + ", ".join(f"{k} {v}" for k, v in r["detail"]["steps_s"].items()))
+            if r["detail"].get("peak_mb_after"):
+                lines.append("nightly peak MB after each step: "
+                             + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items()))
         if r.get("error"):
             lines.append(f"{r['stage']}: error: {r['error']}" + (f" (log {r['log']})" if r.get("log") else ""))
     m = result["machine"]

@@ -105,6 +105,25 @@ def test_sharded_scoring_in_threads_equals_single_process(world, baseline, home_
     assert result["summary"]["shipments"] == baseline["scores"].height
 
 
+def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline, home_copy, monkeypatch):
+    """Above SCORE_BATCH_ROWS the score step scores shards one after the other in-process."""
+    import riskpipe.nightly as steps
+    import riskpipe.shard as shard
+    from flows.nightly import nightly_flow
+
+    calls = []
+    split = shard.split_day
+    monkeypatch.setattr(shard, "split_day", lambda *a: calls.append(a[-1]) or split(*a))
+    rows = baseline["scores"].height
+    monkeypatch.setattr(steps, "SCORE_BATCH_ROWS", rows // 3)
+    nightly_flow(str(home_copy), world["day"], ingest=False)
+    assert calls == [-(-rows // (rows // 3))] and calls[0] >= 3
+    got = _outputs(home_copy, world["day"])
+    assert_frame_equal(got["scores"], baseline["scores"])
+    assert_frame_equal(got["targets"], baseline["targets"])
+    assert not shard.shard_dir(Layout(home_copy), date.fromisoformat(world["day"])).exists()
+
+
 @pytest.mark.slow  # ~15 s: two Dask worker processes start and import the stack
 def test_sharded_scoring_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
     pytest.importorskip("prefect_dask")
