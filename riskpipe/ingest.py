@@ -651,10 +651,13 @@ def _is_partner(path: Path) -> bool:
 
 def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quarantine_path: Path,
                 countries: list[str], fx: dict[str, float], ingested_at: datetime, run_id: str,
-                ) -> tuple[int, int, Path]:
+                contested: pl.Series | None = None) -> tuple[int, int, list[Path]]:
     """Validate one file: normalised valid rows to ``stage_path`` (in input order, final raw
-    columns, so a day's file can become its partition as is), bad rows to ``quarantine_path``.
-    Returns (valid rows, bad rows, stage path). Raises _FileRejected for file-level problems."""
+    columns, so a day's file can become a part of its partition as is), bad rows to
+    ``quarantine_path``. With ``contested`` (ids that may be filed more than once), valid rows
+    with those ids go to a second file beside ``stage_path`` (``.contested`` in its name), so the
+    first one holds no row an amendment can replace.
+    Returns (valid rows, bad rows, staged files). Raises _FileRejected for file-level problems."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
     required = S.MANIFEST_REQUIRED if kind == "manifest" else S.PARTNER_SCHEMA
@@ -690,24 +693,32 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
         ).select(*_ordered_columns([*base, *extras.values()], base))
     bad = _bad_rows_plan(checked, schema, plan, path.name, kind, run_id)
-    try:  # one pass over the input feeds both sinks (shared sub-plan)
+    outputs = [(valid, stage_path)]
+    if contested is not None and not contested.is_empty():
+        hit = pl.col(S.SHIPMENT_ID).is_in(contested.implode())
+        side = stage_path.with_name(stage_path.stem + ".contested.parquet")
+        outputs = [(valid.filter(~hit), stage_path), (valid.filter(hit), side)]
+    staged = [p for _, p in outputs]
+    try:  # one pass over the input feeds every sink (shared sub-plan)
         pl.collect_all(
-            [valid.sink_parquet(stage_path, **RAW_PARQUET, lazy=True),
+            [*(lf.sink_parquet(p, **RAW_PARQUET, lazy=True) for lf, p in outputs),
              bad.sink_parquet(quarantine_path, lazy=True)],
             engine="streaming",
         )
     except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
-        stage_path.unlink(missing_ok=True)
-        quarantine_path.unlink(missing_ok=True)
+        for p in [*staged, quarantine_path]:
+            p.unlink(missing_ok=True)
         raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
-    n_valid, n_bad = _parquet_rows(stage_path), _parquet_rows(quarantine_path)
-    if n_valid == 0:
-        stage_path.unlink(missing_ok=True)
+    counts = [_parquet_rows(p) for p in staged]
+    n_valid, n_bad = sum(counts), _parquet_rows(quarantine_path)
+    for p, n in zip(staged, counts, strict=True):
+        if n == 0:
+            p.unlink(missing_ok=True)
     if n_bad == 0:
         quarantine_path.unlink(missing_ok=True)
     if n_valid + n_bad == 0:
         raise _FileRejected("empty", "no data rows")
-    return n_valid, n_bad, stage_path
+    return n_valid, n_bad, [p for p, n in zip(staged, counts, strict=True) if n]
 
 
 def _lookup(key: pl.Expr, table: dict, dtype: pl.DataType = pl.Float64) -> pl.Expr:
@@ -718,6 +729,49 @@ def _lookup(key: pl.Expr, table: dict, dtype: pl.DataType = pl.Float64) -> pl.Ex
     for k, v in table.items():
         expr = expr.when(key == k).then(pl.lit(v, dtype=dtype))
     return pl.lit(None, dtype=dtype) if expr is pl else expr.otherwise(None)
+
+
+def _contested_ids(layout: Layout, paths: list[Path], workdir: Path) -> pl.Series:
+    """Ids that may be filed more than once: seen twice among the rows of ``paths`` (valid or
+    not) or already in the raw store. Reads only the id column (0.01 s for a 380 k-row Parquet
+    file, 0.3 s for CSV, 1.2 s for NDJSON). Staging puts their rows apart, so the other rows of
+    a day's files can become partition parts without being rewritten. Only an optimisation:
+    the merge finds the superseded rows on its own; a file that cannot be read here is left
+    to staging to reject."""
+    ids = []
+    for path in paths:
+        if path.name.lower().endswith(".gz"):
+            continue  # decompressing twice costs more than the rewrite it might save
+        try:
+            lf, _fmt = _scan_text(path, workdir)
+            schema = lf.collect_schema()
+            if S.SHIPMENT_ID in schema:
+                ids.append(lf.select(_text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID]).alias(S.SHIPMENT_ID))
+                           .collect(engine="streaming").get_column(S.SHIPMENT_ID).drop_nulls())
+        except Exception:  # noqa: BLE001 - staging rejects the file with its reason
+            continue
+    if not ids:
+        return pl.Series(S.SHIPMENT_ID, [], dtype=pl.String)
+    sorted_ids = pl.concat(ids).sort()
+    dups = sorted_ids.filter(sorted_ids == sorted_ids.shift(1))
+    in_store = _ids_in_store(layout, sorted_ids)
+    return pl.concat([dups, in_store]).unique()
+
+
+def _ids_in_store(layout: Layout, sorted_ids: pl.Series) -> pl.Series:
+    """The ids of ``sorted_ids`` already in the raw store (partitions ruled out by their
+    row-group statistics are not read)."""
+    files = [f for _d, f in _existing_files(layout.raw_shipments, "arrival_date")
+             if _ranges_hold_any(_id_ranges(f), sorted_ids)]
+    if not files or sorted_ids.is_empty():
+        return sorted_ids.clear()
+    wanted = pl.DataFrame({S.SHIPMENT_ID: sorted_ids}).unique().lazy()
+    return (
+        pl.concat([pl.scan_parquet(f).select(S.SHIPMENT_ID) for f in files])
+        .join(wanted, on=S.SHIPMENT_ID, how="semi")
+        .collect(engine="streaming")
+        .get_column(S.SHIPMENT_ID)
+    )
 
 
 def _parquet_rows(path: Path) -> int:
@@ -758,11 +812,18 @@ def ingest_paths(
     ledger_records: list[dict] = []
     reasons: Counter[str] = Counter()
     try:
-        for i, path in enumerate(files):
-            kind = "partner" if _is_partner(path) else "manifest"
+        digests = []
+        for path in files:
             digest = sha256_file(path)
             if path.stat().st_size == 0:  # every empty file is reported, once per name
                 digest = f"{digest}:{path.name}"
+            digests.append(digest)
+        fresh = {d for d in digests if d not in seen}
+        new_manifests = [p for p, d in zip(files, digests, strict=True)
+                         if d in fresh and not _is_partner(p) and p.stat().st_size]
+        contested = _contested_ids(layout, new_manifests, workdir) if len(new_manifests) > 1 else None
+        for i, (path, digest) in enumerate(zip(files, digests, strict=True)):
+            kind = "partner" if _is_partner(path) else "manifest"
             result = FileResult(file=path.name, kind=kind, status="ingested", sha256=digest)
             summary.files.append(result)
             if digest in seen:
@@ -773,8 +834,8 @@ def ingest_paths(
                 stage = workdir / f"{i:05d}-{kind}.parquet"
                 qpath = layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet"
                 try:
-                    n_valid, n_bad, view = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
-                                                 ingested_at, run_id)
+                    n_valid, n_bad, views = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
+                                                        ingested_at, run_id, contested if kind == "manifest" else None)
                 except _FileRejected as rej:
                     result.status, result.reason = "quarantined", rej.reason
                     summary.files_quarantined += 1
@@ -789,9 +850,8 @@ def ingest_paths(
                         summary.partner_rows_in += n_valid + n_bad
                     if n_bad:
                         reasons.update(_reason_counts(qpath))
-                    if n_valid:
-                        staged[kind].append(view)
-                        valid_total += n_valid
+                    staged[kind].extend(views)
+                    valid_total += n_valid
                 ledger_records.append({"sha256": digest, "file": path.name, "kind": kind,
                                        "status": result.status, "run_id": run_id,
                                        "at": ingested_at.isoformat()})
@@ -919,29 +979,67 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
         for (sq, o), g in losers.partition_by([_SEQ, _ORD], as_dict=True).items()
     } if losers.height else {}
 
+    token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # part names sort in ingest order
     written = []
     for day in days:
-        sources = new_days.get(day, set())
-        if not files_by_day.get(day) and len(sources) == 1:
-            (o,) = sources
-            if file_days[o] == {day} and o not in losing_files:  # the staged file is the partition
-                final = layout.raw_shipments_day(day)
-                staged_dir = staging_dir(final)
-                os.replace(new_files[o], staged_dir / "part-0.parquet")
-                replace_dir_atomic(staged_dir, final)
-                written.append(day.isoformat())
-                continue
-        parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in files_by_day.get(day, [])]
-        parts += [_drop(s.filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, i)))
-                  for i, s in enumerate(new_scans) if i in new_days.get(day, set())]
-        names: set[str] = set()
-        for p in parts:
-            names.update(p.collect_schema().names())
-        cols = _ordered_columns(names, S.RAW_SHIPMENT_SCHEMA)
-        plan = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
-        _write_partition(plan.select(cols), layout.raw_shipments_day(day))
+        sources = sorted(new_days.get(day, set()))
+        existing_here = files_by_day.get(day, [])
+        # parts: existing files without superseded rows stay (hard-linked), staged files holding
+        # only this day and no superseded row move in; the rest is rewritten into one new part
+        keep = [existing[i][1] for i in existing_here if (0, i) not in lost_rows]
+        movable = [o for o in sources if file_days[o] == {day} and o not in losing_files]
+        rewrite = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here if (0, i) in lost_rows]
+        rewrite += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o)))
+                    for o in sources if o not in movable]
+        rewrite_plan = _concat_ordered(rewrite) if rewrite else None
+        schemas = [pl.read_parquet_schema(f) for f in [*keep, *(new_files[o] for o in movable)]]
+        if rewrite_plan is not None:
+            schemas.append(dict(rewrite_plan.collect_schema()))
+        if all(list(sch.items()) == list(schemas[0].items()) for sch in schemas):
+            _write_parts(layout.raw_shipments_day(day), keep, [new_files[o] for o in movable], rewrite_plan, token)
+        else:  # column sets differ (extra input columns): one part of every row of the day
+            parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here]
+            parts += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o))) for o in sources]
+            _write_partition(_concat_ordered(parts), layout.raw_shipments_day(day))
         written.append(day.isoformat())
     return ingested, replaced, written
+
+
+def _concat_ordered(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """``parts`` stacked (missing extra columns as nulls) with the raw column order."""
+    names: set[str] = set()
+    for p in parts:
+        names.update(p.collect_schema().names())
+    plan = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    return plan.select(_ordered_columns(names, S.RAW_SHIPMENT_SCHEMA))
+
+
+def _write_parts(final: Path, keep: list[Path], move: list[Path], rewrite: pl.LazyFrame | None, token: str) -> None:
+    """Swap in a partition of several Parquet parts (all of one schema): ``keep`` (files of the
+    current partition, hard-linked), ``move`` (staged files, renamed in) and ``rewrite`` (written
+    as one more part unless empty). A partition left with no rows is removed."""
+    staged = staging_dir(final)
+    try:
+        for f in keep:
+            os.link(f, staged / f.name)
+        for k, f in enumerate(move):
+            os.replace(f, staged / f"part-{token}-{k:03d}.parquet")
+        if rewrite is not None:
+            out = staged / f"part-{token}-rw.parquet"
+            rewrite.sink_parquet(out, **RAW_PARQUET, engine="streaming")
+            if _parquet_rows(out) == 0:
+                out.unlink()
+        if not any(staged.iterdir()):
+            shutil.rmtree(staged, ignore_errors=True)
+            if final.exists():
+                aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(final, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            return
+        replace_dir_atomic(staged, final)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
 
 
 def _id_ranges(path: Path) -> list[tuple[str, str]] | None:

@@ -452,3 +452,44 @@ def test_id_ranges_rule_out_files_in_one_search(tmp_path: Path) -> None:
     assert _ranges_hold_any(None, pl.Series(["A0"])) is True
     pl.DataFrame({S.SHIPMENT_ID: ["X1"]}).write_parquet(path, statistics=False)
     assert _id_ranges(path) is None
+
+
+def test_a_day_of_several_files_becomes_parts_and_only_contested_rows_are_rewritten(layout: Layout) -> None:
+    """Rows whose id is filed twice are staged apart, so each file's other rows become a part of
+    the partition as staged; a later amendment rewrites only the part holding the replaced row."""
+    later = {S.FILED_AT: "2026-01-05T09:00:00Z"}
+    write_csv(layout.landing / "a.csv", row(**{S.SHIPMENT_ID: "A1"}), row(**{S.SHIPMENT_ID: "A2"}),
+              row(**{S.SHIPMENT_ID: "A3"}))
+    write_csv(layout.landing / "b.csv", row(**{S.SHIPMENT_ID: "B1"}), row(**{S.SHIPMENT_ID: "B2"}),
+              row(**{S.SHIPMENT_ID: "A2", S.DECLARED_VALUE: "7", **later}))
+    summary = ingest_paths(layout)
+    assert (summary.rows_in, summary.rows_ingested, summary.rows_amended) == (6, 5, 1)
+    part_dir = layout.raw_shipments_day(date(2026, 1, 5))
+    parts = sorted(part_dir.glob("*.parquet"))
+    assert [pl.read_parquet(p)[S.SHIPMENT_ID].to_list() for p in parts] == [["A1", "A3"], ["B1", "B2"], ["A2"]]
+    out = raw(layout)
+    assert out[S.SHIPMENT_ID].to_list() == ["A1", "A2", "A3", "B1", "B2"]
+    assert out.filter(pl.col(S.SHIPMENT_ID) == "A2")[S.DECLARED_VALUE].item() == 7.0
+
+    inode_a = parts[0].stat().st_ino
+    write_csv(layout.landing / "c.csv", row(**{S.SHIPMENT_ID: "B1", S.DECLARED_VALUE: "9", **later}))
+    summary = ingest_paths(layout)
+    assert (summary.rows_ingested, summary.rows_replaced_existing) == (1, 1)
+    after = sorted(part_dir.glob("*.parquet"))
+    assert after[0].name == parts[0].name and after[0].stat().st_ino == inode_a  # untouched part kept
+    assert parts[1].name not in {p.name for p in after}  # the part with the replaced row was rewritten
+    out = raw(layout)
+    assert sorted(out[S.SHIPMENT_ID].to_list()) == ["A1", "A2", "A3", "B1", "B2"]
+    assert out.filter(pl.col(S.SHIPMENT_ID) == "B1")[S.DECLARED_VALUE].item() == 9.0
+
+
+def test_parts_with_other_columns_are_merged_into_one(layout: Layout) -> None:
+    """Parts of one partition share one schema: a file with an extra input column makes the
+    day one rewritten part (the extra column null elsewhere)."""
+    write_csv(layout.landing / "a.csv", row(**{S.SHIPMENT_ID: "A1"}))
+    write_csv(layout.landing / "b.csv", {**row(**{S.SHIPMENT_ID: "B1"}), "note": "x"})
+    ingest_paths(layout)
+    parts = sorted(layout.raw_shipments_day(date(2026, 1, 5)).glob("*.parquet"))
+    assert len(parts) == 1
+    out = raw(layout)
+    assert out[S.SHIPMENT_ID].to_list() == ["A1", "B1"] and out["note"].to_list() == [None, "x"]
