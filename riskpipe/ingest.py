@@ -51,6 +51,7 @@ SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".ndjson", ".ndjson.gz", ".
 _ROW = "_row_number"
 _REASONS = "_reasons"
 _BAD = "_bad"
+_HIT = "_contested"
 _SEQ = "_seq"  # 0 = already in the store, 1 = this run
 _ORD = "_ord"  # file order
 _WIN = "_win"
@@ -655,8 +656,8 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
     """Validate one file: normalised valid rows to ``stage_path`` (in input order, final raw
     columns, so a day's file can become a part of its partition as is), bad rows to
     ``quarantine_path``. With ``contested`` (ids that may be filed more than once), valid rows
-    with those ids go to a second file beside ``stage_path`` (``.contested`` in its name), so the
-    first one holds no row an amendment can replace.
+    with those ids go to a second staged file, so the first one holds no row an amendment can
+    replace.
     Returns (valid rows, bad rows, staged files). Raises _FileRejected for file-level problems."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
@@ -693,22 +694,31 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
         ).select(*_ordered_columns([*base, *extras.values()], base))
     bad = _bad_rows_plan(checked, schema, plan, path.name, kind, run_id)
-    outputs = [(valid, stage_path)]
-    if contested is not None and not contested.is_empty():
-        hit = pl.col(S.SHIPMENT_ID).is_in(contested.implode())
-        side = stage_path.with_name(stage_path.stem + ".contested.parquet")
-        outputs = [(valid.filter(~hit), stage_path), (valid.filter(hit), side)]
-    staged = [p for _, p in outputs]
-    try:  # one pass over the input feeds every sink (shared sub-plan)
-        pl.collect_all(
-            [*(lf.sink_parquet(p, **RAW_PARQUET, lazy=True) for lf, p in outputs),
-             bad.sink_parquet(quarantine_path, lazy=True)],
-            engine="streaming",
-        )
+    split = contested is not None and not contested.is_empty()
+    if split:
+        # one sink partitioned by "contested?" (two sinks of one plan computed it twice: +50 %);
+        # PartitionBy is marked unstable in Polars: pinned, and its output is checked below
+        split_dir = stage_path.with_name(stage_path.stem + ".split")
+        hit = pl.col(S.SHIPMENT_ID).is_in(contested.implode()).alias(_HIT)
+        target = pl.PartitionBy(split_dir, key=_HIT, include_key=False, approximate_bytes_per_file=None)
+        valid_sink = valid.with_columns(hit).sink_parquet(target, **RAW_PARQUET, mkdir=True, lazy=True)
+    else:
+        valid_sink = valid.sink_parquet(stage_path, **RAW_PARQUET, lazy=True)
+    try:  # one pass over the input feeds both sinks (shared sub-plan)
+        pl.collect_all([valid_sink, bad.sink_parquet(quarantine_path, lazy=True)], engine="streaming")
     except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
-        for p in [*staged, quarantine_path]:
-            p.unlink(missing_ok=True)
+        stage_path.unlink(missing_ok=True)
+        quarantine_path.unlink(missing_ok=True)
+        if split:
+            shutil.rmtree(split_dir, ignore_errors=True)
         raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+    staged = [stage_path]
+    if split:  # uncontested rows -> stage_path (and more files if Polars split them), contested after
+        parts = [*sorted(split_dir.glob(f"{_HIT}=false/*.parquet")), *sorted(split_dir.glob(f"{_HIT}=true/*.parquet"))]
+        staged = [stage_path.with_name(f"{stage_path.stem}.{k:03d}.parquet") for k in range(len(parts))]
+        for src, dst in zip(parts, staged, strict=True):
+            os.replace(src, dst)
+        shutil.rmtree(split_dir, ignore_errors=True)
     counts = [_parquet_rows(p) for p in staged]
     n_valid, n_bad = sum(counts), _parquet_rows(quarantine_path)
     for p, n in zip(staged, counts, strict=True):
