@@ -243,7 +243,7 @@ def _check_utf8(path: Path) -> None:
         raise _FileRejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
 
 
-def _scan_text(path: Path, workdir: Path) -> tuple[pl.LazyFrame, str]:
+def _scan_text(path: Path, workdir: Path, check_utf8: bool = True) -> tuple[pl.LazyFrame, str]:
     """Lazy frame of a file with ``_row_number`` (1-based data row); returns (frame, format).
 
     CSV is read entirely as text; NDJSON as text for the keys seen in its first 1000 lines;
@@ -259,13 +259,15 @@ def _scan_text(path: Path, workdir: Path) -> tuple[pl.LazyFrame, str]:
         raise _FileRejected("empty", "0 bytes after decompression")
     try:
         if fmt == "csv":
-            _check_utf8(source)
+            if check_utf8:
+                _check_utf8(source)
             lf = pl.scan_csv(source, infer_schema=False, row_index_name=_ROW, row_index_offset=1,
                              raise_if_empty=True)
         elif fmt == "parquet":
             lf = pl.scan_parquet(source, row_index_name=_ROW, row_index_offset=1)
         else:
-            _check_utf8(source)
+            if check_utf8:
+                _check_utf8(source)
             names = pl.scan_ndjson(source, infer_schema_length=1000).collect_schema().names()
             lf = pl.scan_ndjson(source, schema={n: pl.String() for n in names}, row_index_name=_ROW,
                                 row_index_offset=1)
@@ -753,7 +755,7 @@ def _contested_ids(layout: Layout, paths: list[Path], workdir: Path) -> pl.Serie
         if path.name.lower().endswith(".gz"):
             continue  # decompressing twice costs more than the rewrite it might save
         try:
-            lf, _fmt = _scan_text(path, workdir)
+            lf, _fmt = _scan_text(path, workdir, check_utf8=False)  # staging checks it (bad bytes raise here)
             schema = lf.collect_schema()
             if S.SHIPMENT_ID in schema:
                 ids.append(lf.select(_text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID]).alias(S.SHIPMENT_ID))
@@ -1010,7 +1012,7 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
         else:  # column sets differ (extra input columns): one part of every row of the day
             parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here]
             parts += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o))) for o in sources]
-            _write_partition(_concat_ordered(parts), layout.raw_shipments_day(day))
+            _write_parts(layout.raw_shipments_day(day), [], [], _concat_ordered(parts), token)
         written.append(day.isoformat())
     return ingested, replaced, written
 
@@ -1092,36 +1094,9 @@ def _ranges_hold_any(ranges: list[tuple[str, str]] | None, sorted_ids: pl.Series
     return bool((found <= highs).any())
 
 
-def _may_hold_any(path: Path, sorted_ids: pl.Series) -> bool:
-    """False only when the Parquet row-group min/max of ``shipment_id`` prove that no id of
-    ``path`` is in ``sorted_ids`` (sorted, no nulls); True when in doubt (no statistics,
-    unreadable footer). Lets the amendment check skip old partitions without reading them."""
-    return _ranges_hold_any(_id_ranges(path), sorted_ids)
-
-
 def _drop(scan: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
     """``scan`` without the rows whose ``_row_number`` is in ``rows`` (input order kept)."""
     return scan if rows is None else scan.filter(~pl.col(_ROW).is_in(rows.implode()))
-
-
-def _write_partition(plan: pl.LazyFrame, final: Path) -> None:
-    """Sink ``plan`` into a staging directory and swap it in atomically (drop the partition
-    when empty)."""
-    staged = staging_dir(final)
-    out = staged / "part-0.parquet"
-    try:
-        plan.sink_parquet(out, **RAW_PARQUET, engine="streaming")
-        if _parquet_rows(out) == 0:
-            shutil.rmtree(staged, ignore_errors=True)
-            if final.exists():
-                aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(final, aside)
-                shutil.rmtree(aside, ignore_errors=True)
-            return
-        replace_dir_atomic(staged, final)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)
 
 
 def _merge_partner(layout: Layout, staged: list[Path]) -> int:

@@ -400,7 +400,10 @@ def test_cli_prints_counts_and_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_row_group_statistics_skip_only_files_without_any_new_id(tmp_path: Path) -> None:
-    from riskpipe.ingest import _may_hold_any
+    from riskpipe.ingest import _id_ranges, _ranges_hold_any
+
+    def _may_hold_any(path: Path, ids: pl.Series) -> bool:
+        return _ranges_hold_any(_id_ranges(path), ids)
 
     path = tmp_path / "part.parquet"
     pl.DataFrame({S.SHIPMENT_ID: ["B01", "B02", "B03", "D07", "D08", "D09"]}).write_parquet(path, row_group_size=3)
