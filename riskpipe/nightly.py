@@ -48,11 +48,10 @@ def require_day(layout: Layout, day: date) -> None:
 
 def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     """Features of ``day`` point in time (labels strictly before ``day``), written to disk."""
-    from riskpipe.features import build_features
+    from riskpipe.features.build import write_features
 
     require_day(layout, day)
-    features = build_features(layout, day, load_labels(settings))
-    return write_parquet_atomic(features, features_path(layout, day))
+    return write_features(layout, day, load_labels(settings), features_path(layout, day))
 
 
 def load_champion(settings: Settings):

@@ -8,15 +8,19 @@ days and gets exactly what the nightly run saw.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+import uuid
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.features import commodity, crossborder, history, network, parties, value
-from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, with_keys
-from riskpipe.store import Layout, scan_raw_shipments
+from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col
+from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 FEATURE_COLUMNS: list[str] = (
     commodity.COLUMNS + value.COLUMNS + parties.COLUMNS + history.COLUMNS + network.COLUMNS + crossborder.COLUMNS
@@ -56,59 +60,109 @@ def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None
     return labels.filter(pl.col(S.EXAM_DATE) < day).select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME)
 
 
-def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None) -> pl.DataFrame:
-    """The feature path; with ``timings`` each family is collected on its own and timed."""
+#: a day with more rows than this is written in batches of about this many rows (contiguous ranges
+#: of shipment ids), so that only the thin whole-day columns and one batch sit in memory
+BATCH_ROWS = 5_000_000
+#: what the whole-day pass keeps per row besides the keys (value helpers for the history tables)
+_THIN_VALUE = [value.HEADING, value.LOG_VPK, value.LOG_VPP]
+#: columns of the whole-day pass in the output
+DAY_COLUMNS = [*value.DAY_COLUMNS, *parties.DAY_COLUMNS, *history.COLUMNS, *network.COLUMNS]
+#: columns computed row by row
+ROW_COLUMNS = [*commodity.COLUMNS, *value.ROW_COLUMNS, *parties.ROW_COLUMNS, *crossborder.COLUMNS]
+assert sorted(DAY_COLUMNS + ROW_COLUMNS) == sorted(FEATURE_COLUMNS), "every feature is built exactly once"
+
+
+class _Inputs:
+    """What the feature path reads besides the day's rows (all known at run time)."""
+
+    def __init__(self, layout: Layout, day: date, labels: pl.DataFrame | None) -> None:
+        self.known = _known_labels(labels, day)
+        self.days = history.ensure_history(layout, day)
+        self.norms = history.heading_norms(layout, day, self.days).collect()
+        self.partner = crossborder.partner_for_day(layout, day).collect()
+        self.fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
+        self.raw = scan_raw_shipments(layout, [day])
+
+
+def _timed(timings: dict[str, float] | None, name: str, t0: float) -> None:
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _day_frame(layout: Layout, day: date, inp: _Inputs, timings: dict[str, float] | None) -> pl.DataFrame:
+    """The columns that need the whole day, sorted by shipment id: ``shipment_id``,
+    ``network_id`` and ``DAY_COLUMNS``.
+
+    Built from a thin frame (ids, hashed party keys, value in USD and the heading helpers):
+    windows over person, address and contact keys, history lookups and the day's networks never
+    see the names, addresses and descriptions. Writes the day's history tables on the way."""
     clock = time.perf_counter
-    known = _known_labels(labels, day)
-
-    t0 = clock()
-    days = history.ensure_history(layout, day)
-    norms = history.heading_norms(layout, day, days)
-    partner = crossborder.partner_for_day(layout, day)
-    fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
-    raw = scan_raw_shipments(layout, [day])
-    if timings is not None:
-        norms = norms.collect().lazy()
-        partner = partner.collect().lazy()
-        raw = raw.collect().lazy()
-        timings["history_update_and_read_raw"] = clock() - t0
-
-    stages = [
-        ("keys", lambda f: with_keys(f, _KEYS)),
-        ("commodity", lambda f: commodity.add_commodity(commodity.prepare(f))),
-        ("value", lambda f: value.add_value(f, norms)),
-        ("parties", lambda f: parties.add_parties(f, day)),
-        ("crossborder", lambda f: crossborder.add_crossborder(f, partner)),
-    ]
-    lazy = raw
-    for name, stage in stages:
-        t = clock()
-        lazy = stage(lazy)
-        if timings is not None:
-            lazy = lazy.collect().lazy()
-            timings[name] = clock() - t
-    keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS,
-            *(f"_key_{k}" for k in _KEYS), value.HEADING, value.LOG_VPK, value.LOG_VPP]
     t = clock()
-    frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)
-    if timings is not None:
-        timings["collect"] = clock() - t
-    if frame.height and not history.history_current(layout, day, fingerprint):
+    thin = inp.raw.select(
+        S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
+        value.heading_expr(), *value.log_value_exprs(),
+    ).collect(engine="streaming")
+    thin = _sorted_by_id(thin)
+    _timed(timings, "thin_keys", t)
+    if thin.height and not history.history_current(layout, day, inp.fingerprint):
         # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
         t = clock()
-        history.write_day_history(layout, day, frame, fingerprint)
-        if timings is not None:
-            timings["history_write_day"] = clock() - t
+        history.write_day_history(layout, day, thin, inp.fingerprint)
+        _timed(timings, "history_write_day", t)
+    t = clock()
+    # one family's windows at a time: their group tables never coexist
+    windows = [thin.select(value.day_exprs()), thin.select(parties.day_exprs())]
+    thin = thin.drop(S.DECLARED_VALUE_USD, *_THIN_VALUE).hstack([c for w in windows for c in w.get_columns()])
+    del windows
+    _timed(timings, "day_windows", t)
+    t = clock()
+    thin = history.add_history(thin, layout, day, inp.days, inp.known)
+    _timed(timings, "history", t)
+    t = clock()
+    thin = network.add_network(thin)
+    _timed(timings, "network", t)
+    return thin.select(S.SHIPMENT_ID, S.NETWORK_ID, *DAY_COLUMNS)
 
-    t = clock()
-    frame = history.add_history(frame, layout, day, days, known)
-    if timings is not None:
-        timings["history"] = clock() - t
-    t = clock()
-    frame = network.add_network(frame.sort(S.SHIPMENT_ID))
-    if timings is not None:
-        timings["network"] = clock() - t
-    return frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID)
+
+def _sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by shipment id, one column at a time; empties ``frame``: each column is
+    gathered in order as it is dropped from it (a whole-frame sort of the 16 M-row thin frame
+    held about three copies of it)."""
+    order = frame.get_column(S.SHIPMENT_ID).arg_sort()
+    return pl.DataFrame([frame.drop_in_place(c).gather(order) for c in frame.columns])
+
+
+def _row_plan(raw: pl.LazyFrame, inp: _Inputs, day: date) -> pl.LazyFrame:
+    """The families computed row by row (streamable: no window over the day), in any row order."""
+    lazy = commodity.add_commodity(commodity.prepare(raw))
+    lazy = value.prepare_rows(lazy, inp.norms.lazy()).with_columns(value.row_exprs())
+    lazy = lazy.with_columns(parties.row_exprs(day))
+    lazy = crossborder.add_crossborder(lazy, inp.partner.lazy())
+    return lazy.select(S.SHIPMENT_ID, *ROW_COLUMNS)
+
+
+def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
+    """Row columns (any order; ``rows`` is emptied) beside the whole-day columns of the same
+    shipments (sorted by id)."""
+    rows = _sorted_by_id(rows)
+    if not rows.get_column(S.SHIPMENT_ID).equals(day_part.get_column(S.SHIPMENT_ID)):
+        raise RuntimeError("feature build: row batch and whole-day columns hold different shipments")
+    return rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS)
+
+
+def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None) -> pl.DataFrame:
+    """The feature path in one batch; with ``timings`` its phases are timed."""
+    t = time.perf_counter()
+    inp = _Inputs(layout, day, labels)
+    _timed(timings, "history_update_and_inputs", t)
+    day_frame = _day_frame(layout, day, inp, timings)
+    t = time.perf_counter()
+    rows = _row_plan(inp.raw, inp, day).collect(engine="streaming")
+    _timed(timings, "row_families", t)
+    t = time.perf_counter()
+    out = _assemble(rows, day_frame)
+    _timed(timings, "assemble", t)
+    return out
 
 
 def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -116,3 +170,60 @@ def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None
     ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes (only those
     with ``exam_date < day`` are used)."""
     return _build(layout, day, labels, None)
+
+
+def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path: Path,
+                   batch_rows: int | None = None) -> Path:
+    """``build_features(layout, day, labels)`` written to ``path`` (atomically).
+
+    A day of more than ``batch_rows`` rows (default ``BATCH_ROWS``) is built in batches: the
+    whole-day columns once (thin), the row families in one streaming pass split into contiguous
+    ranges of shipment ids, then each range sorted, joined to its whole-day columns and written
+    as a part; the parts are streamed into ``path``. Same file as the one-batch path (tested)."""
+    batch_rows = BATCH_ROWS if batch_rows is None else batch_rows
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows: need at least 1, got {batch_rows}")
+    n_rows = scan_raw_shipments(layout, [day]).select(pl.len()).collect().item()
+    if n_rows <= batch_rows:
+        return write_parquet_atomic(build_features(layout, day, labels), path)
+    inp = _Inputs(layout, day, labels)
+    work = path.with_name(f".{path.name}.batches-{uuid.uuid4().hex[:8]}")
+    try:
+        work.mkdir(parents=True)
+        # the whole-day columns go to disk while the row families stream: never both in memory
+        day_file = work / "day.parquet"
+        day_frame = _day_frame(layout, day, inp, None)
+        n = -(-day_frame.height // batch_rows)
+        starts = [i * day_frame.height // n for i in range(n)] + [day_frame.height]
+        bounds = [day_frame.get_column(S.SHIPMENT_ID)[s] for s in starts[1:-1]]
+        day_frame.write_parquet(day_file)
+        del day_frame
+        batch = pl.sum_horizontal([(pl.col(S.SHIPMENT_ID) >= b).cast(pl.Int32) for b in bounds]).alias(_BATCH)
+        split = work / "rows"
+        target = pl.PartitionBy(split, key=_BATCH, include_key=False, approximate_bytes_per_file=None)
+        _row_plan(inp.raw, inp, day).with_columns(batch).sink_parquet(target, mkdir=True, engine="streaming")
+        parts = []
+        for i in range(n):
+            files = sorted((split / f"{_BATCH}={i}").glob("*.parquet"))
+            rows = pl.read_parquet(files) if files else pl.DataFrame(schema=_row_schema(inp, day))
+            day_part = pl.scan_parquet(day_file).slice(starts[i], starts[i + 1] - starts[i]).collect()
+            part = work / f"part-{i:04d}.parquet"
+            _assemble(rows, day_part).write_parquet(part)
+            parts.append(part)
+            del rows, day_part
+        tmp = tmp_sibling(path)
+        try:
+            pl.scan_parquet(parts).sink_parquet(tmp, engine="streaming")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+_BATCH = "_batch"
+
+
+def _row_schema(inp: _Inputs, day: date) -> pl.Schema:
+    return _row_plan(inp.raw, inp, day).collect_schema()

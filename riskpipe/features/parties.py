@@ -39,14 +39,11 @@ def _names_sharing(contact: str) -> pl.Expr:
     return pl.when(c.is_not_null()).then(pl.col(key_col("shipper")).n_unique().over(c)).otherwise(0)
 
 
-def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
+def row_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
+    """The columns of the family that need only the row itself."""
     lex = lex or load_lexicon()
     cons = normalise_text(pl.concat_str(pl.col(S.CONSIGNEE_NAME), pl.col(S.CONSIGNEE_ADDRESS), separator=" "))
     commercial = cons.str.contains_any(lex.terms("commercial"), ascii_case_insensitive=True)
-    addr_key = pl.col(key_col("cons_addr"))
-    shared = pl.max_horizontal(
-        _names_sharing("shipper_phone"), _names_sharing("shipper_email"), _names_sharing("account_ip")
-    ).cast(pl.Int32)
     return [
         (~commercial).cast(pl.Int8).alias(CONSIGNEE_RESIDENTIAL),
         pl.col(S.CONSIGNEE_ADDRESS).str.contains(PO_BOX_PATTERN).fill_null(False).cast(pl.Int8).alias(CONSIGNEE_PO_BOX),
@@ -54,15 +51,31 @@ def parties_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
         cons.str.contains_any(lex.terms("institutions"), ascii_case_insensitive=True)
         .cast(pl.Int8)
         .alias(CONSIGNEE_INSTITUTION),
-        pl.when(addr_key.is_not_null()).then(pl.col(key_col("cons_name")).n_unique().over(addr_key)).otherwise(1)
-        .cast(pl.Int32)
-        .alias(NAMES_AT_ADDRESS_DAY),
         (pl.lit(day) - pl.col(S.ACCOUNT_CREATED_DATE)).dt.total_days().cast(pl.Int32).alias(ACCOUNT_AGE_DAYS),
         pl.col(S.KNOWN_CONSIGNOR).cast(pl.Int8).alias(KNOWN_CONSIGNOR),
         pl.col(S.TRUSTED_TRADER).cast(pl.String).fill_null("none").cast(TrustedKind).alias(TRUSTED_TRADER),
+    ]
+
+
+def day_exprs() -> list[pl.Expr]:
+    """The columns that count over the day's rows sharing an address or a contact (windows over
+    hashed keys: every row of the day, but only the key columns)."""
+    addr_key = pl.col(key_col("cons_addr"))
+    shared = pl.max_horizontal(
+        _names_sharing("shipper_phone"), _names_sharing("shipper_email"), _names_sharing("account_ip")
+    ).cast(pl.Int32)
+    return [
+        pl.when(addr_key.is_not_null()).then(pl.col(key_col("cons_name")).n_unique().over(addr_key)).otherwise(1)
+        .cast(pl.Int32)
+        .alias(NAMES_AT_ADDRESS_DAY),
         shared.alias(SHARED_CONTACT_SHIPPER_NAMES),
         (shared > 1).cast(pl.Int8).alias(SHARED_CONTACT_MULTI_SHIPPER),
     ]
+
+
+ROW_COLUMNS = [CONSIGNEE_RESIDENTIAL, CONSIGNEE_PO_BOX, CONSIGNEE_FORWARDER, CONSIGNEE_INSTITUTION,
+               ACCOUNT_AGE_DAYS, KNOWN_CONSIGNOR, TRUSTED_TRADER]
+DAY_COLUMNS = [NAMES_AT_ADDRESS_DAY, SHARED_CONTACT_SHIPPER_NAMES, SHARED_CONTACT_MULTI_SHIPPER]
 
 
 NEEDED_KEYS = ["shipper", "shipper_phone", "shipper_email", "account_ip", "cons_addr", "cons_name"]
@@ -70,7 +83,7 @@ NEEDED_KEYS = ["shipper", "shipper_phone", "shipper_email", "account_ip", "cons_
 
 def add_parties(frame: pl.LazyFrame, day: date) -> pl.LazyFrame:
     """Add the parties family (adds the hashed party keys it needs if missing)."""
-    return ensure_keys(frame, NEEDED_KEYS).with_columns(parties_exprs(day))
+    return ensure_keys(frame, NEEDED_KEYS).with_columns(*row_exprs(day), *day_exprs())
 
 
 def fires() -> pl.Expr:

@@ -57,17 +57,16 @@ def log_value_exprs() -> list[pl.Expr]:
 PERSON_KEYS = ["cons_name", "cons_addr"]  # one person: a consignee name (and ZIP) at one address
 
 
-def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
-    """Add the value family. ``norms``: HEADING, NORM_LOG_VPK, NORM_LOG_VPP (from history before
-    the day; may be empty)."""
+def prepare_rows(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
+    """Heading, log values and the heading's norms beside each row (what :func:`row_exprs` reads)."""
+    return frame.with_columns(heading_expr(), *log_value_exprs()).join(norms, on=HEADING, how="left")
+
+
+def row_exprs() -> list[pl.Expr]:
+    """The columns of the family that need only the row itself (after :func:`prepare_rows`)."""
     usd = pl.col(S.DECLARED_VALUE_USD)
-    frame = ensure_keys(frame, PERSON_KEYS).with_columns(heading_expr(), *log_value_exprs())
-    frame = frame.join(norms, on=HEADING, how="left")
-    person = [key_col(k) for k in PERSON_KEYS]
-    day_value = usd.sum().over(person)
-    day_parcels = pl.len().over(person)
     orig = pl.col(S.DECLARED_VALUE)
-    return frame.with_columns(
+    return [
         pl.when(pl.col(S.GROSS_WEIGHT_KG) > 0).then(usd / pl.col(S.GROSS_WEIGHT_KG)).alias(VALUE_PER_KG_USD),
         pl.when(pl.col(S.PIECE_COUNT) > 0)
         .then(usd / pl.col(S.PIECE_COUNT).cast(pl.Float64))
@@ -76,13 +75,36 @@ def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
         (pl.col(LOG_VPP) - pl.col(NORM_LOG_VPP)).alias(VALUE_PER_PIECE_VS_HEADING),
         ((orig >= 10) & ((orig % 10) == 0)).fill_null(False).cast(pl.Int8).alias(VALUE_ROUND),
         ((usd >= 700) & (usd < DE_MINIMIS_USD)).fill_null(False).cast(pl.Int8).alias(VALUE_JUST_UNDER_800),
+    ]
+
+
+ROW_COLUMNS = [DECLARED_VALUE_USD, VALUE_PER_KG_USD, VALUE_PER_PIECE_USD, VALUE_PER_KG_VS_HEADING,
+               VALUE_PER_PIECE_VS_HEADING, VALUE_ROUND, VALUE_JUST_UNDER_800]
+DAY_COLUMNS = [CONSIGNEE_DAY_PARCELS, CONSIGNEE_DAY_VALUE_USD, CONSIGNEE_DAY_OVER_800]
+
+
+def day_exprs() -> list[pl.Expr]:
+    """The columns that aggregate one person's parcels of the day (windows over the person keys:
+    they need every row of the day, but only the keys and the value in USD)."""
+    usd = pl.col(S.DECLARED_VALUE_USD)
+    person = [key_col(k) for k in PERSON_KEYS]
+    day_value = usd.sum().over(person)
+    day_parcels = pl.len().over(person)
+    return [
         day_parcels.cast(pl.Int32).alias(CONSIGNEE_DAY_PARCELS),
         day_value.alias(CONSIGNEE_DAY_VALUE_USD),
         ((day_value > DE_MINIMIS_USD) & (day_parcels > 1) & (usd.max().over(person) <= DE_MINIMIS_USD))
         .fill_null(False)
         .cast(pl.Int8)
         .alias(CONSIGNEE_DAY_OVER_800),
-    )
+    ]
+
+
+def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the value family. ``norms``: HEADING, NORM_LOG_VPK, NORM_LOG_VPP (from history before
+    the day; may be empty)."""
+    frame = prepare_rows(ensure_keys(frame, PERSON_KEYS), norms)
+    return frame.with_columns(*row_exprs(), *day_exprs())
 
 
 def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
