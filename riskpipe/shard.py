@@ -26,6 +26,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
@@ -106,11 +107,19 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
     # the rule codes lead the reasons list; the cheap model code (if any) follows them
     rule_codes = pl.col(S.REASONS).list.eval(pl.element().filter(~pl.element().str.starts_with(MODEL_REASON_PREFIX)))
     merged = pl.concat_list(rule_codes, pl.col(_TOP_CODES)).list.unique(maintain_order=True).list.head(MAX_REASONS)
-    return (
-        scored.join(patch, on=S.SHIPMENT_ID, how="left", maintain_order="left")
-        .with_columns(pl.when(pl.col(_TOP_CODES).is_not_null()).then(merged).otherwise(pl.col(S.REASONS)).alias(S.REASONS))
-        .drop(_TOP_CODES)
+    # only the top rows change: their new reasons are computed on their own and gathered into the
+    # column (a join of the whole frame copied every column of a 16 M-row day)
+    position = scored.get_column(S.SHIPMENT_ID).is_in(patch.get_column(S.SHIPMENT_ID).implode()).arg_true()
+    top_rows = (
+        scored.select(S.SHIPMENT_ID, S.REASONS)[position]
+        .join(patch, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+        .select(pl.when(pl.col(_TOP_CODES).is_not_null()).then(merged).otherwise(pl.col(S.REASONS)).alias(S.REASONS))
+        .get_column(S.REASONS)
     )
+    index = np.arange(scored.height, dtype=np.int64)
+    index[position.to_numpy()] = scored.height + np.arange(position.len(), dtype=np.int64)
+    reasons = pl.concat([scored.get_column(S.REASONS), top_rows.cast(scored.schema[S.REASONS])]).gather(index)
+    return scored.with_columns(reasons)
 
 
 def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: list[str], features_file: Path,
@@ -122,12 +131,19 @@ def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: 
 
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     raw = scan_raw_shipments(layout, [day])
-    parts = pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical")
-    order = pl.scan_parquet(features_file).select(S.SHIPMENT_ID).collect()
-    scored = order.join(parts, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
-    if scored.height != parts.height or scored.height != order.height:
-        raise ValueError(f"shards of {day}: {parts.height} scored rows for {order.height} shipments of the day")
-    del parts, order
+    from riskpipe.features.build import sorted_by_id
+
+    # the features file is sorted by shipment id (build_features): sorting the concatenated shards
+    # the same way (one column at a time) restores the single-process order without a join copy
+    scored = sorted_by_id(pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical"))
+    order = pl.scan_parquet(features_file).select(S.SHIPMENT_ID).collect().get_column(S.SHIPMENT_ID)
+    if not scored.get_column(S.SHIPMENT_ID).equals(order):
+        if scored.height != order.height:
+            raise ValueError(f"shards of {day}: {scored.height} scored rows for {order.height} shipments of the day")
+        scored = order.to_frame().join(scored, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
+        if scored.height != order.height:
+            raise ValueError(f"shards of {day}: the scored shipments are not the day's")
+    del order
     model = load_champion(settings)
     if model is not None and top_n > 0:
         head = scored.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(top_n).select(S.SHIPMENT_ID)

@@ -102,7 +102,7 @@ def _day_frame(layout: Layout, day: date, inp: _Inputs, timings: dict[str, float
         S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
         value.heading_expr(), *value.log_value_exprs(),
     ).collect(engine="streaming")
-    thin = _sorted_by_id(thin)
+    thin = sorted_by_id(thin)
     _timed(timings, "thin_keys", t)
     if thin.height and not history.history_current(layout, day, inp.fingerprint):
         # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
@@ -124,7 +124,7 @@ def _day_frame(layout: Layout, day: date, inp: _Inputs, timings: dict[str, float
     return thin.select(S.SHIPMENT_ID, S.NETWORK_ID, *DAY_COLUMNS)
 
 
-def _sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
+def sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` sorted by shipment id, one column at a time; empties ``frame``: each column is
     gathered in order as it is dropped from it (a whole-frame sort of the 16 M-row thin frame
     held about three copies of it)."""
@@ -144,7 +144,7 @@ def _row_plan(raw: pl.LazyFrame, inp: _Inputs, day: date) -> pl.LazyFrame:
 def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
     """Row columns (any order; ``rows`` is emptied) beside the whole-day columns of the same
     shipments (sorted by id)."""
-    rows = _sorted_by_id(rows)
+    rows = sorted_by_id(rows)
     if not rows.get_column(S.SHIPMENT_ID).equals(day_part.get_column(S.SHIPMENT_ID)):
         raise RuntimeError("feature build: row batch and whole-day columns hold different shipments")
     return rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS)
