@@ -52,18 +52,24 @@ def shard_dir(layout: Layout, day: date) -> Path:
     return layout.home / "work" / day.isoformat() / "shards"
 
 
-def split_day(layout: Layout, day: date, features_file: Path, n_shards: int) -> list[dict[str, str]]:
+def split_day(layout: Layout, day: date, features_file: Path, n_shards: int, raw_columns: list[str] | None = None,
+              feature_columns: list[str] | None = None) -> list[dict[str, str]]:
     """Write the raw rows and features of each shard of ``day``; returns their paths per shard.
+    ``raw_columns`` / ``feature_columns``: only these (default all; the shipment id always).
 
     Streams from the files (a shard's rows never all sit in memory with the others')."""
     raw = scan_raw_shipments(layout, [day])
     features = pl.scan_parquet(features_file)
+    if feature_columns is not None:
+        features = features.select(list(dict.fromkeys([S.SHIPMENT_ID, *feature_columns])))
     out_dir = shard_dir(layout, day)
     shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of a killed run
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: list[dict[str, str]] = []
     for i in range(n_shards):
         rows = raw.filter(shard_of(n_shards) == i)
+        if raw_columns is not None:
+            rows = rows.select(list(dict.fromkeys([S.SHIPMENT_ID, *raw_columns])))
         name = f"{i:03d}-of-{n_shards:03d}.parquet"
         part = {"raw": out_dir / f"raw-{name}", "features": out_dir / f"features-{name}", "scored": out_dir / f"scored-{name}"}
         for kind, frame in (("raw", rows), ("features", features.join(rows.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi"))):
@@ -79,13 +85,15 @@ def split_day(layout: Layout, day: date, features_file: Path, n_shards: int) -> 
 
 def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, str]) -> Path:
     """Scores of one shard (cheap reasons only; the day's top rows are attributed later)."""
-    from riskpipe.nightly import load_champion
+    from riskpipe.nightly import load_champion, scoring_columns
     from riskpipe.rules import load_rules
     from riskpipe.score import score_day
 
+    model, rules = load_champion(settings), load_rules(settings.rules_path)
+    feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(part["features"]))
     scored = score_day(
-        layout, day, load_champion(settings), load_rules(settings.rules_path), pl.DataFrame(),
-        features=pl.read_parquet(part["features"]), raw_day=pl.read_parquet(part["raw"]), top_n=0,
+        layout, day, model, rules, pl.DataFrame(), features=pl.read_parquet(part["features"], columns=feature_columns),
+        raw_day=pl.read_parquet(part["raw"], columns=raw_columns), top_n=0,
     )
     return write_parquet_atomic(scored, Path(part["scored"]))
 
