@@ -20,8 +20,8 @@ from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, wri
 
 SCORED_FILE = "scored.parquet"
 KEY_DRIFT_FEATURES = 12
-#: a day with more rows than this is scored in batches (shards of about this size, one after
-#: the other) so that the score step's memory stays that of one batch (~3 GB for 4 M rows)
+#: a day with more rows than this is scored in batches (id ranges of about this size, one after
+#: the other) so that the score step's memory stays about that of one batch
 SCORE_BATCH_ROWS = 5_000_000
 
 
@@ -67,9 +67,9 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
                batch_rows: int | None = None) -> Path:
     """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``.
 
-    Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of more than ``batch_rows`` rows is
-    scored in batches: the shards of :mod:`riskpipe.shard`, one after the other in this
-    process, the day's top rows attributed at the end (as a Dask run does)."""
+    Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of
+    more than ``batch_rows`` rows is scored in batches (:func:`_score_in_batches`), the day's top
+    rows attributed at the end (as a Dask run does)."""
     from riskpipe.rules import load_rules
     from riskpipe.score import score_day
 
@@ -78,15 +78,45 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     if rows > batch_rows:
-        from riskpipe.shard import combine_shards, score_shard, split_day
-
-        parts = split_day(layout, day, features_file, -(-rows // batch_rows), raw_columns, feature_columns)
-        scored_files = [str(score_shard(layout, settings, day, part)) for part in parts]
-        return combine_shards(layout, settings, day, scored_files, features_file, work_dir(layout, day) / SCORED_FILE)
+        scored = _score_in_batches(layout, day, features_file, model, rules, feature_columns, raw_columns,
+                                   -(-rows // batch_rows))
+        return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
     scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
+
+
+def _score_in_batches(layout: Layout, day: date, features_file: Path, model, rules, feature_columns: list[str],
+                      raw_columns: list[str], n: int) -> pl.DataFrame:
+    """Score ``n`` contiguous row ranges of the features file one after the other (cheap reasons),
+    then give the day's top rows their occlusion reasons, as ``score_frame`` does for a whole day.
+
+    The features file is sorted by shipment id, so a range is a range of ids: its raw columns are
+    read by an id filter, and the batches concatenated in order are the single-process frame
+    (no shard files, no sort, no join of the whole day)."""
+    from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features, score_day
+    from riskpipe.shard import attribute_top
+
+    rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
+    starts = [i * rows // n for i in range(n)] + [rows]
+    raw = scan_raw_shipments(layout, [day])
+    parts = []
+    for a, b in zip(starts, starts[1:], strict=False):
+        feats = pl.scan_parquet(features_file).select(feature_columns).slice(a, b - a).collect()
+        ids = feats.get_column(S.SHIPMENT_ID)
+        raw_part = raw.select(raw_columns).filter(pl.col(S.SHIPMENT_ID).is_between(pl.lit(ids.min()), pl.lit(ids.max()))).collect()
+        parts.append(score_day(layout, day, model, rules, pl.DataFrame(), features=feats, raw_day=raw_part, top_n=0))
+        del feats, raw_part
+    scored = pl.concat(parts, rechunk=False)
+    if model is None or TOP_N_ATTRIBUTION <= 0:
+        return scored
+    from riskpipe.shard import top_shipment_ids
+
+    head = top_shipment_ids(scored, TOP_N_ATTRIBUTION).lazy()
+    raw_top = raw.join(head, on=S.SHIPMENT_ID, how="semi").collect()
+    feats_top = pl.scan_parquet(features_file).join(head, on=S.SHIPMENT_ID, how="semi").collect()
+    return attribute_top(scored, join_raw_features(raw_top, feats_top), model, TOP_N_ATTRIBUTION)
 
 
 def scoring_columns(model, rules, feature_schema) -> tuple[list[str], list[str]]:

@@ -26,7 +26,6 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
@@ -98,6 +97,13 @@ def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, s
     return write_parquet_atomic(scored, Path(part["scored"]))
 
 
+def top_shipment_ids(scored: pl.DataFrame, top_n: int) -> pl.DataFrame:
+    """The ``top_n`` shipment ids by risk, then id (sorting the two columns only: a sort of the
+    whole scored frame of a 16 M-row day copied all of it)."""
+    ranked = scored.select(S.SHIPMENT_ID, S.RISK_SCORE).sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False])
+    return ranked.head(top_n).select(S.SHIPMENT_ID)
+
+
 def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int) -> pl.DataFrame:
     """Give the day's ``top_n`` rows (by risk, then shipment id) their occlusion reasons.
 
@@ -108,26 +114,31 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
 
     if model is None or top_n <= 0 or scored.is_empty():
         return scored
-    top_ids = scored.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(top_n).select(S.SHIPMENT_ID)
+    top_ids = top_shipment_ids(scored, top_n)
     top = top_ids.join(joined, on=S.SHIPMENT_ID, how="left", maintain_order="left")
     codes = model_reasons_top(model, top, attribution_features(model), model.baseline)
     patch = top_ids.with_columns(pl.Series(_TOP_CODES, codes, dtype=pl.List(pl.String)))
     # the rule codes lead the reasons list; the cheap model code (if any) follows them
     rule_codes = pl.col(S.REASONS).list.eval(pl.element().filter(~pl.element().str.starts_with(MODEL_REASON_PREFIX)))
     merged = pl.concat_list(rule_codes, pl.col(_TOP_CODES)).list.unique(maintain_order=True).list.head(MAX_REASONS)
-    # only the top rows change: their new reasons are computed on their own and gathered into the
-    # column (a join of the whole frame copied every column of a 16 M-row day)
+    # only the top rows change: their new reasons are computed on their own and spliced into the
+    # column between zero-copy slices of the old one (a join of the whole frame copied every
+    # column of a 16 M-row day; gathering the list column took 6.8 s and 3.7 GB)
     position = scored.get_column(S.SHIPMENT_ID).is_in(patch.get_column(S.SHIPMENT_ID).implode()).arg_true()
     top_rows = (
         scored.select(S.SHIPMENT_ID, S.REASONS)[position]
         .join(patch, on=S.SHIPMENT_ID, how="left", maintain_order="left")
         .select(pl.when(pl.col(_TOP_CODES).is_not_null()).then(merged).otherwise(pl.col(S.REASONS)).alias(S.REASONS))
         .get_column(S.REASONS)
+        .cast(scored.schema[S.REASONS])
     )
-    index = np.arange(scored.height, dtype=np.int64)
-    index[position.to_numpy()] = scored.height + np.arange(position.len(), dtype=np.int64)
-    reasons = pl.concat([scored.get_column(S.REASONS), top_rows.cast(scored.schema[S.REASONS])]).gather(index)
-    return scored.with_columns(reasons)
+    old = scored.get_column(S.REASONS)
+    pieces, prev = [], 0
+    for j, p in enumerate(position.to_list()):  # ascending row positions
+        pieces += [old.slice(prev, p - prev), top_rows.slice(j, 1)]
+        prev = p + 1
+    pieces.append(old.slice(prev))
+    return scored.with_columns(pl.concat(pieces, rechunk=False))
 
 
 def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: list[str], features_file: Path,
@@ -154,7 +165,7 @@ def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: 
     del order
     model = load_champion(settings)
     if model is not None and top_n > 0:
-        head = scored.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(top_n).select(S.SHIPMENT_ID)
+        head = top_shipment_ids(scored, top_n)
         raw_top = raw.join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         scored = attribute_top(scored, join_raw_features(raw_top, feats_top), model, top_n)

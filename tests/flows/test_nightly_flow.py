@@ -106,18 +106,19 @@ def test_sharded_scoring_in_threads_equals_single_process(world, baseline, home_
 
 
 def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline, home_copy, monkeypatch):
-    """Above SCORE_BATCH_ROWS the score step scores shards one after the other in-process."""
+    """Above SCORE_BATCH_ROWS the score step scores id ranges one after the other in-process."""
     import riskpipe.nightly as steps
+    import riskpipe.score as score
     import riskpipe.shard as shard
     from flows.nightly import nightly_flow
 
     calls = []
-    split = shard.split_day
-    monkeypatch.setattr(shard, "split_day", lambda *a: calls.append(a[3]) or split(*a))
+    score_day = score.score_day
+    monkeypatch.setattr(score, "score_day", lambda *a, **k: calls.append(k["features"].height) or score_day(*a, **k))
     rows = baseline["scores"].height
     monkeypatch.setattr(steps, "SCORE_BATCH_ROWS", rows // 3)
     nightly_flow(str(home_copy), world["day"], ingest=False)
-    assert calls == [-(-rows // (rows // 3))] and calls[0] >= 3
+    assert len(calls) == -(-rows // (rows // 3)) >= 3 and sum(calls) == rows
     got = _outputs(home_copy, world["day"])
     assert_frame_equal(got["scores"], baseline["scores"])
     assert_frame_equal(got["targets"], baseline["targets"])
