@@ -162,7 +162,11 @@ def rank_day(
     raw_cols = [S.SHIPMENT_ID] + [c for c in analyst_cols if c != S.SHIPMENT_ID]
     missing = [c for c in raw_cols if c not in raw_day.columns]
     raw = raw_day.with_columns([pl.lit(None, dtype=S.TARGETS_SCHEMA[c]).alias(c) for c in missing]).select(raw_cols)
-    frame = scores.join(raw, on=S.SHIPMENT_ID, how="inner")
+    # selection works on the narrow columns; the others (reasons lists above all) are joined to the
+    # picked rows only (joining and sorting them for a 16 M-row day copied gigabytes)
+    narrow = [S.SHIPMENT_ID, S.RISK_SCORE, *([S.NETWORK_ID] if S.NETWORK_ID in scores.columns else [])]
+    carried = [c for c in scores.columns if c not in narrow and c not in raw_cols]
+    frame = scores.select(narrow).join(raw, on=S.SHIPMENT_ID, how="inner")
     if S.NETWORK_ID not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(S.NETWORK_ID))
     frame = frame.with_columns(
@@ -199,6 +203,10 @@ def rank_day(
     picked = frame.filter(pl.col("_is_risk") | pl.col("_is_explore")).with_columns(
         pl.when(pl.col("_is_risk")).then(pl.lit("risk")).otherwise(pl.lit("exploration")).alias(S.SELECTION)
     )
+    extra = scores.filter(pl.col(S.SHIPMENT_ID).is_in(picked.get_column(S.SHIPMENT_ID).implode())).select(
+        S.SHIPMENT_ID, *carried
+    )
+    picked = picked.join(extra, on=S.SHIPMENT_ID, how="left")
     picked = picked.sort(
         [pl.col("_is_risk"), S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, True, False], nulls_last=True
     ).with_columns(pl.int_range(pl.len()).alias(_BASE_POS))
