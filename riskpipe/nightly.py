@@ -79,7 +79,7 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     if rows > batch_rows:
         scored = _score_in_batches(layout, day, features_file, model, rules, feature_columns, raw_columns,
-                                   -(-rows // batch_rows))
+                                   rows, -(-rows // batch_rows))
         return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
@@ -88,9 +88,10 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
 
 
 def _score_in_batches(layout: Layout, day: date, features_file: Path, model, rules, feature_columns: list[str],
-                      raw_columns: list[str], n: int) -> pl.DataFrame:
-    """Score ``n`` contiguous row ranges of the features file one after the other (cheap reasons),
-    then give the day's top rows their occlusion reasons, as ``score_frame`` does for a whole day.
+                      raw_columns: list[str], rows: int, n: int) -> pl.DataFrame:
+    """Score ``n`` contiguous row ranges of the features file (``rows`` rows) one after the other
+    (cheap reasons), then give the day's top rows their occlusion reasons, as ``score_frame``
+    does for a whole day.
 
     The features file is sorted by shipment id, so a range is a range of ids: its raw columns are
     read by an id filter, and the batches concatenated in order are the single-process frame
@@ -98,7 +99,6 @@ def _score_in_batches(layout: Layout, day: date, features_file: Path, model, rul
     from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features, score_day
     from riskpipe.shard import attribute_top
 
-    rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     starts = [i * rows // n for i in range(n)] + [rows]
     raw = scan_raw_shipments(layout, [day])
     parts = []

@@ -19,7 +19,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.features import commodity, crossborder, history, network, parties, value
-from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col
+from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col, with_keys
 from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 FEATURE_COLUMNS: list[str] = (
@@ -63,6 +63,7 @@ def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None
 #: a day with more rows than this is written in batches of about this many rows (contiguous ranges
 #: of shipment ids), so that only the thin whole-day columns and one batch sit in memory
 BATCH_ROWS = 5_000_000
+_BATCH = "_batch"  # the id-range number of a row in the batched build
 #: what the whole-day pass keeps per row besides the keys (value helpers for the history tables)
 _THIN_VALUE = [value.HEADING, value.LOG_VPK, value.LOG_VPP]
 #: columns of the whole-day pass in the output
@@ -151,18 +152,62 @@ def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
 
 
 def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None) -> pl.DataFrame:
-    """The feature path in one batch; with ``timings`` its phases are timed."""
-    t = time.perf_counter()
-    inp = _Inputs(layout, day, labels)
-    _timed(timings, "history_update_and_inputs", t)
-    day_frame = _day_frame(layout, day, inp, timings)
-    t = time.perf_counter()
-    rows = _row_plan(inp.raw, inp, day).collect(engine="streaming")
-    _timed(timings, "row_families", t)
-    t = time.perf_counter()
-    out = _assemble(rows, day_frame)
-    _timed(timings, "assemble", t)
-    return out
+    """The feature path in one batch: one lazy plan over the whole day (windows, joins), then
+    history and networks on the collected frame; with ``timings`` each family is collected on its
+    own and timed. Faster than the thin/row split of :func:`write_features`' batches at 4 M rows
+    (nightly bench: features 44-51 s split vs 32 s here), which is kept for days above
+    ``BATCH_ROWS`` where this plan's memory (3 GB at 4 M rows, 12 GB at 16 M) does not fit."""
+    clock = time.perf_counter
+    known = _known_labels(labels, day)
+
+    t0 = clock()
+    days = history.ensure_history(layout, day)
+    norms = history.heading_norms(layout, day, days)
+    partner = crossborder.partner_for_day(layout, day)
+    fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
+    raw = scan_raw_shipments(layout, [day])
+    if timings is not None:
+        norms = norms.collect().lazy()
+        partner = partner.collect().lazy()
+        raw = raw.collect().lazy()
+        timings["history_update_and_read_raw"] = clock() - t0
+
+    stages = [
+        ("keys", lambda f: with_keys(f, _KEYS)),
+        ("commodity", lambda f: commodity.add_commodity(commodity.prepare(f))),
+        ("value", lambda f: value.add_value(f, norms)),
+        ("parties", lambda f: parties.add_parties(f, day)),
+        ("crossborder", lambda f: crossborder.add_crossborder(f, partner)),
+    ]
+    lazy = raw
+    for name, stage in stages:
+        t = clock()
+        lazy = stage(lazy)
+        if timings is not None:
+            lazy = lazy.collect().lazy()
+            timings[name] = clock() - t
+    keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS,
+            *(f"_key_{k}" for k in _KEYS), value.HEADING, value.LOG_VPK, value.LOG_VPP]
+    t = clock()
+    frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)
+    if timings is not None:
+        timings["collect"] = clock() - t
+    if frame.height and not history.history_current(layout, day, fingerprint):
+        # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
+        t = clock()
+        history.write_day_history(layout, day, frame, fingerprint)
+        if timings is not None:
+            timings["history_write_day"] = clock() - t
+
+    t = clock()
+    frame = history.add_history(frame, layout, day, days, known)
+    if timings is not None:
+        timings["history"] = clock() - t
+    t = clock()
+    frame = network.add_network(frame.sort(S.SHIPMENT_ID))
+    if timings is not None:
+        timings["network"] = clock() - t
+    return frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID)
 
 
 def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -220,9 +265,6 @@ def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
-
-
-_BATCH = "_batch"
 
 
 def _row_schema(inp: _Inputs, day: date) -> pl.Schema:

@@ -93,7 +93,7 @@ def test_bench_features_small(tmp_path):
     out = bench_features(lay, D)
     assert out["rows"] == 2_000
     assert out["history_days"] == 2
-    assert {"thin_keys", "day_windows", "history", "network", "row_families", "assemble"} <= set(out["stages_s"])
+    assert {"commodity", "value", "parties", "crossborder", "history", "network"} <= set(out["stages_s"])
     f = build_features(lay, D)
     assert f.get_column("hist_cons_addr_parcels_1d").sum() > 0  # people repeat across days
     assert build_features(lay, D - timedelta(days=1)).height == 2_000
@@ -101,7 +101,8 @@ def test_bench_features_small(tmp_path):
 
 def test_write_features_in_batches_equals_one_batch(tmp_path):
     """A large day is built in id-range batches (whole-day columns once, row families streamed
-    and split); the file must equal the one-batch build exactly, and no work files remain."""
+    and split); the file must equal the one-batch build (a sum of floats may differ in the last
+    bits: rows are summed in another order), and no work files remain."""
     from polars.testing import assert_frame_equal
 
     from riskpipe.features.build import write_features
@@ -111,7 +112,7 @@ def test_write_features_in_batches_equals_one_batch(tmp_path):
     one = build_features(lay, D)
     out = tmp_path / "out" / "features.parquet"
     write_features(lay, D, None, out, batch_rows=700)  # 5 batches
-    assert_frame_equal(pl.read_parquet(out), one)
+    assert_frame_equal(pl.read_parquet(out), one, check_exact=False, rtol=1e-12)
     assert sorted(p.name for p in out.parent.iterdir()) == ["features.parquet"]
     write_features(lay, D, None, out, batch_rows=10_000)  # one batch: the in-memory path
     assert_frame_equal(pl.read_parquet(out), one)
