@@ -85,43 +85,27 @@ class _Inputs:
         self.raw = scan_raw_shipments(layout, [day])
 
 
-def _timed(timings: dict[str, float] | None, name: str, t0: float) -> None:
-    if timings is not None:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-
-
-def _day_frame(layout: Layout, day: date, inp: _Inputs, timings: dict[str, float] | None) -> pl.DataFrame:
+def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
     """The columns that need the whole day, sorted by shipment id: ``shipment_id``,
     ``network_id`` and ``DAY_COLUMNS``.
 
     Built from a thin frame (ids, hashed party keys, value in USD and the heading helpers):
     windows over person, address and contact keys, history lookups and the day's networks never
     see the names, addresses and descriptions. Writes the day's history tables on the way."""
-    clock = time.perf_counter
-    t = clock()
     thin = inp.raw.select(
         S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
         value.heading_expr(), *value.log_value_exprs(),
     ).collect(engine="streaming")
     thin = sorted_by_id(thin)
-    _timed(timings, "thin_keys", t)
     if thin.height and not history.history_current(layout, day, inp.fingerprint):
         # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
-        t = clock()
         history.write_day_history(layout, day, thin, inp.fingerprint)
-        _timed(timings, "history_write_day", t)
-    t = clock()
     # one family's windows at a time: their group tables never coexist
     windows = [thin.select(value.day_exprs()), thin.select(parties.day_exprs())]
     thin = thin.drop(S.DECLARED_VALUE_USD, *_THIN_VALUE).hstack([c for w in windows for c in w.get_columns()])
     del windows
-    _timed(timings, "day_windows", t)
-    t = clock()
     thin = history.add_history(thin, layout, day, inp.days, inp.known)
-    _timed(timings, "history", t)
-    t = clock()
     thin = network.add_network(thin)
-    _timed(timings, "network", t)
     return thin.select(S.SHIPMENT_ID, S.NETWORK_ID, *DAY_COLUMNS)
 
 
@@ -155,7 +139,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     """The feature path in one batch: one lazy plan over the whole day (windows, joins), then
     history and networks on the collected frame; with ``timings`` each family is collected on its
     own and timed. Faster than the thin/row split of :func:`write_features`' batches at 4 M rows
-    (nightly bench: features 44-51 s split vs 32 s here), which is kept for days above
+    (nightly bench, features stage: 50.9 / 44.4 s split vs median 34.5 s here); the split serves days above
     ``BATCH_ROWS`` where this plan's memory (3 GB at 4 M rows, 12 GB at 16 M) does not fit."""
     clock = time.perf_counter
     known = _known_labels(labels, day)
@@ -237,7 +221,7 @@ def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path:
         work.mkdir(parents=True)
         # the whole-day columns go to disk while the row families stream: never both in memory
         day_file = work / "day.parquet"
-        day_frame = _day_frame(layout, day, inp, None)
+        day_frame = _day_frame(layout, day, inp)
         n = -(-day_frame.height // batch_rows)
         starts = [i * day_frame.height // n for i in range(n)] + [day_frame.height]
         bounds = [day_frame.get_column(S.SHIPMENT_ID)[s] for s in starts[1:-1]]
