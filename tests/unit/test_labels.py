@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -65,10 +65,44 @@ def test_later_outcome_replaces_and_audit_keeps_before_after(store: LabelStore) 
     assert h[1]["changed_at"].tzinfo is not None
 
 
-def test_older_exam_does_not_overwrite_later(store: LabelStore) -> None:
+def test_correction_with_an_earlier_exam_date_applies_and_is_audited(store: LabelStore) -> None:
+    # was: silently dropped (no change, no audit row) because the stored exam date was later
     store.record_one("A", date(2026, 1, 9), "fentanyl", "targeted", actor="a")
-    store.record_one("A", date(2026, 1, 2), "no_finding", "random", actor="a")
-    assert store.current()[S.OUTCOME].cast(pl.String).to_list() == ["fentanyl"]
+    changed = store.record_one("A", date(2026, 1, 2), "no_finding", "random", actor="b")
+    row = store.current().row(0, named=True)
+    assert (row[S.OUTCOME], row[S.EXAM_DATE]) == ("no_finding", date(2026, 1, 2))
+    assert changed is True
+    h = store.history("A")
+    assert [(r["actor"], r["action"]) for r in h] == [("a", "insert"), ("b", "update")]
+    assert h[1]["before"][S.EXAM_DATE] == "2026-01-09" and h[1]["after"][S.EXAM_DATE] == "2026-01-02"
+    # an import of an older file is a later recording too: applied and audited
+    f = frame([("A", date(2026, 1, 1), "precursor", "targeted")])
+    assert store.record(f, actor="import:old.csv") == 1
+    assert store.history("A")[-1]["actor"] == "import:old.csv"
+
+
+def test_future_exam_date_is_refused_and_nothing_is_written(store: LabelStore) -> None:
+    future = date.today() + timedelta(days=30)
+    with pytest.raises(RiskpipeError, match="exam_date .*future"):
+        store.record_one("A", future, "fentanyl", "targeted", actor="a")
+    f = frame([("B", date(2026, 1, 5), "fentanyl", "targeted"), ("C", future, "no_finding", "random")])
+    with pytest.raises(RiskpipeError, match=r"row 2: exam_date"):
+        store.record(f, actor="import")
+    assert store.current().height == 0 and store.history("A") == []
+
+
+def test_future_tolerance_is_one_day_in_the_configured_time_zone(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    # 23:30 UTC on the 9th is already the 10th in Tokyo
+    now = datetime(2026, 1, 9, 23, 30, tzinfo=UTC)
+    tokyo = LabelStore(f"sqlite:///{tmp_path / 't.db'}", timezone="Asia/Tokyo", clock=lambda: now)
+    assert tokyo.latest_exam_date() == date(2026, 1, 11)
+    tokyo.record_one("A", date(2026, 1, 11), "fentanyl", "targeted", actor="a")
+    with pytest.raises(RiskpipeError, match="future"):
+        tokyo.record_one("A", date(2026, 1, 12), "fentanyl", "targeted", actor="a")
+    utc = LabelStore(f"sqlite:///{tmp_path / 'u.db'}", clock=lambda: now)
+    assert utc.latest_exam_date() == date(2026, 1, 10)
 
 
 def test_within_frame_latest_exam_wins(store: LabelStore) -> None:

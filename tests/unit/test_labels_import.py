@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +24,9 @@ class FakeStore:
     def record(self, frame: pl.DataFrame, actor: str) -> int:
         self.calls.append((frame, actor))
         return frame.height
+
+    def latest_exam_date(self) -> date:
+        return date.today() + timedelta(days=1)
 
 
 def manifest_row(sid: str) -> dict[str, str]:
@@ -115,3 +118,17 @@ def test_with_the_real_label_store(layout: Layout, tmp_path: Path) -> None:
     assert current[S.SHIPMENT_ID].to_list() == ["S1"]
     assert current[S.OUTCOME].cast(pl.String).to_list() == ["precursor"]
     assert import_labels(layout, path, store).rows_recorded == 0
+
+
+def test_future_exam_dates_are_quarantined_with_a_reason(layout: Layout, tmp_path: Path) -> None:
+    labels = pytest.importorskip("riskpipe.labels")
+    store = labels.LabelStore(f"sqlite:///{tmp_path / 'labels.db'}")
+    future = (date.today() + timedelta(days=30)).isoformat()
+    path = tmp_path / "o.csv"
+    pl.DataFrame([label("S1", "precursor"), label("S2", "fentanyl", exam_date=future)]).write_csv(path)
+    summary = import_labels(layout, path, store)
+    assert (summary.rows_recorded, summary.rows_quarantined) == (1, 1)
+    assert summary.quarantine_reasons == {"future:exam_date": 1}
+    q = pl.read_parquet(next(layout.quarantine_rows.glob("labels-*.parquet")))
+    assert q[S.SHIPMENT_ID].to_list() == ["S2"]
+    assert store.current()[S.SHIPMENT_ID].to_list() == ["S1"]

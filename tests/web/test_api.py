@@ -201,3 +201,67 @@ def test_logout_needs_csrf_and_ends_session(analyst: TestClient) -> None:
     assert r.status_code == 303
     analyst.cookies.clear()
     assert analyst.get("/list", follow_redirects=False).status_code == 303
+
+
+def _post_api(client: TestClient, token: str, **values):
+    body = {S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", **values}
+    return client.post("/api/outcome", json=body, headers={"X-CSRF-Token": token})
+
+
+def test_outcome_for_an_unknown_shipment_is_refused(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/list").text)
+    r = _post_api(analyst, token, shipment_id="DOES-NOT-EXIST-123")
+    assert r.status_code == 404
+    assert "DOES-NOT-EXIST-123" in r.json()["detail"] and "raw store" in r.json()["detail"]
+    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06"}
+    r = analyst.post("/shipment/DOES-NOT-EXIST-123/outcome", data=form)
+    assert r.status_code == 404 and "DOES-NOT-EXIST-123" in r.text
+    store = LabelStore(app.state.settings.db_url)
+    assert store.current().height == 0 and store.history("DOES-NOT-EXIST-123") == []
+    # a day given with the form that does not hold the shipment is no way around it
+    r = analyst.post("/shipment/P1/outcome", data={**form, "day": "2026-01-06"}, follow_redirects=False)
+    assert r.status_code == 303  # P1 arrived the day before: found there
+    assert store.current()[S.SHIPMENT_ID].to_list() == ["P1"]
+
+
+def test_future_exam_date_is_refused_with_a_reason(app, analyst: TestClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    token = csrf_of(analyst.get("/list").text)
+    future = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()  # past the tolerance in any time zone
+    r = _post_api(analyst, token, exam_date=future)
+    assert r.status_code == 400 and "future" in r.json()["detail"] and future in r.json()["detail"]
+    r = analyst.post("/shipment/S1/outcome", data={"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": future})
+    assert r.status_code == 400 and "future" in r.text
+    store = LabelStore(app.state.settings.db_url)
+    assert store.current().height == 0 and store.history("S1") == []
+    today = datetime.now(UTC).date().isoformat()
+    assert _post_api(analyst, token, exam_date=today).status_code == 200
+
+
+def test_correction_with_an_earlier_exam_date_is_applied_and_audited(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
+    assert _post_api(analyst, token, exam_date="2026-01-06", outcome="fentanyl").status_code == 200
+    # the exam was really on the 5th and found nothing: the correction is recorded later
+    r = analyst.post(
+        "/shipment/S1/outcome",
+        data={"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-05", "next": "/shipment/S1?day=2026-01-06&saved=1"},
+    )
+    assert r.status_code == 200 and "Outcome saved" in r.text
+    store = LabelStore(app.state.settings.db_url)
+    cur = store.get("S1")
+    assert (cur[S.OUTCOME], cur[S.EXAM_DATE].isoformat()) == ("no_finding", "2026-01-05")
+    hist = store.history("S1")
+    assert [h["action"] for h in hist] == ["insert", "update"]
+    assert hist[1]["before"][S.EXAM_DATE] == "2026-01-06" and hist[1]["after"][S.EXAM_DATE] == "2026-01-05"
+
+
+def test_resubmitting_the_same_outcome_says_nothing_changed(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
+    assert _post_api(analyst, token).json()["changed"] is True
+    again = _post_api(analyst, token)
+    assert again.status_code == 200 and again.json()["changed"] is False
+    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "next": "/shipment/S1?day=2026-01-06&saved=1"}
+    r = analyst.post("/shipment/S1/outcome", data=form)
+    assert r.status_code == 200 and "No change" in r.text and "Outcome saved" not in r.text
+    assert len(LabelStore(app.state.settings.db_url).history("S1")) == 1

@@ -111,3 +111,28 @@ def test_deactivated_user_is_logged_out_at_once_despite_the_user_cache(app) -> N
     assert r.status_code == 303
     gone = ana.get("/list", follow_redirects=False)
     assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+
+def test_unknown_query_parameters_are_dropped_from_links_and_cache_keys(app) -> None:
+    ana = client(app, "ana")
+    plain = ana.get("/list?view=all").text
+    n = len(app.state.list_pages._items)
+    junk = "Z" * 60_000
+    for i in range(5):
+        page = ana.get(f"/list?view=all&junk{i}={junk}&utm_source=mail")
+        assert page.status_code == 200
+        assert "junk" not in page.text and "utm_source" not in page.text and "ZZZZ" not in page.text
+        assert shown_ids(page.text) == shown_ids(plain)
+    assert len(app.state.list_pages._items) == n  # served from the one rendering, no new entry
+    # known filters still go into the links
+    assert "port=2720" in ana.get("/list?view=all&port=2720&junk=1").text
+
+
+def test_overlong_filter_values_are_refused_before_caching(app) -> None:
+    ana = client(app, "ana")
+    ana.get("/list")
+    n = len(app.state.list_pages._items)
+    r = ana.get("/list?port=" + "9" * 60_000)
+    assert r.status_code == 400 and "port" in r.text
+    assert len(app.state.list_pages._items) == n
+    assert ana.get("/api/list?reason=" + "x" * 60_000).status_code == 400
