@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 labels_app = typer.Typer(help="Exam outcomes (labels): import files of outcomes.", no_args_is_help=True)
-users_app = typer.Typer(help="Workbench users: add analysts and supervisors.", no_args_is_help=True)
+users_app = typer.Typer(help="Workbench users: add analysts and supervisors, set passwords.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
 app.add_typer(users_app, name="users")
 
@@ -269,7 +269,7 @@ def labels_import(
     cfg = settings()
     layout = Layout(cfg.home)
     with console.status("importing outcomes"):
-        summary = import_labels(layout, path, LabelStore(cfg.db_url))
+        summary = import_labels(layout, path, LabelStore(cfg.db_url, timezone=cfg.timezone))
     table = Table(title="labels import", caption=f"run {summary.run_id}")
     table.add_column("count")
     table.add_column("value", justify="right")
@@ -560,6 +560,28 @@ def users_add(
             raise RiskpipeError("users add: the two passwords differ")
     user = UserStore(settings().db_url).add(username, password, role)
     console.print(f"added {user.username} ({user.role})")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (scripts).")
+    ] = False,
+) -> None:
+    """Set a user's password (asks for it); the user's open workbench sessions end."""
+    import getpass
+
+    from riskpipe.users import UserStore
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise RiskpipeError("users passwd: the two passwords differ")
+    UserStore(settings().db_url).set_password(username, password)
+    console.print(f"password of {username} changed; their workbench sessions have ended")
 
 
 def main() -> None:

@@ -1130,8 +1130,9 @@ def _merge_partner(layout: Layout, staged: list[Path]) -> int:
 def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportSummary:
     """Import exam outcomes from a file or the top-level files of a folder.
 
-    Rows breaking a rule, or naming a shipment not in the raw store (``unknown_shipment``), are
-    quarantined; the rest are recorded with ``actor="import:<file name>"``. A file already
+    Rows breaking a rule, naming a shipment not in the raw store (``unknown_shipment``) or with
+    an exam date the store would refuse as future (``future:exam_date``), are quarantined; the
+    rest are recorded with ``actor="import:<file name>"``. A file already
     imported (same content) is skipped.
     """
     from riskpipe.store import scan_raw_shipments
@@ -1161,7 +1162,7 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
                 continue
             seen.add(digest)
             try:
-                valid, bad = _read_labels(path_i, workdir, known_ids, run_id)
+                valid, bad = _read_labels(path_i, workdir, known_ids, run_id, store.latest_exam_date())
             except _FileRejected as rej:
                 result.status, result.reason = "quarantined", rej.reason
                 summary.files_quarantined += 1
@@ -1189,7 +1190,8 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
     return summary
 
 
-def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str,
+                 latest_exam: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid rows with S.LABEL_SCHEMA, quarantined rows) of one outcomes file (small: eager)."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
@@ -1207,6 +1209,7 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     wanted = frame.select(sid.alias(S.SHIPMENT_ID)).drop_nulls().unique()
     ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
     plan.reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment"))
+    plan.reasons.append(_reason(_p(S.EXAM_DATE) > latest_exam, "future:exam_date"))
     checked = plan.apply(frame.lazy())
     valid = checked.filter(~pl.col(_BAD)).select(
         *[e.alias(c) for c, e in plan.values.items()]

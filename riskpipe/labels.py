@@ -1,9 +1,12 @@
 """The exam outcomes store (contract section 3): current outcome per shipment plus an audit trail.
 
 Outcomes come from imported files and from analysts in the workbench, and feed the next retrain.
-One current row per shipment: a later outcome replaces the earlier one. Every change (insert or
-update) is appended to an audit table with who, when (UTC), and the values before and after, so
-a disputed label can always be traced. Writes run in one transaction that takes the write lock
+One current row per shipment: the outcome recorded last replaces the earlier one, whatever its exam
+date (a correction of the exam date itself must be possible). Every change (insert or update) is
+appended to an audit table with who, when (UTC), and the values before and after, so a disputed
+label can always be traced; a write either changes the stored outcome and is audited, changes
+nothing (the same values again), or is refused with a reason (an exam date in the future: later
+than today in the configured time zone plus one day of tolerance). Writes run in one transaction that takes the write lock
 first (SQLite ``BEGIN IMMEDIATE``; ``SELECT ... FOR UPDATE`` elsewhere), so two analysts
 recording different outcomes for the same shipment at once are both kept, one after the other.
 """
@@ -11,8 +14,10 @@ recording different outcomes for the same shipment at once are both kept, one af
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 from sqlalchemy import (
@@ -36,6 +41,9 @@ RECORDED_AT = "recorded_at"
 
 _VALUE_COLS = [S.EXAM_DATE, S.OUTCOME, S.EXAM_REASON, S.EXAMINER, S.NOTES]
 _CHUNK = 500  # ids per IN (...) query: well under every database's bound-parameter limit
+#: how far past today (in the configured time zone) an exam date may be: a site a day ahead of
+#: the server's zone, not a mistyped month or year
+FUTURE_TOLERANCE = timedelta(days=1)
 
 metadata = MetaData()
 
@@ -77,24 +85,40 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 
 class LabelStore:
-    """Exam outcomes in a SQL database (``settings.db_url``)."""
+    """Exam outcomes in a SQL database (``settings.db_url``). ``timezone`` (``settings.timezone``)
+    says what "today" is for refusing future exam dates; ``clock`` (aware now) is for tests."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, timezone: str = "UTC", clock: Callable[[], datetime] | None = None) -> None:
         self.db_url = db_url
         self.engine = get_engine(db_url)
         metadata.create_all(self.engine)
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise RiskpipeError(f"timezone: {timezone!r} is not a time zone name (e.g. America/New_York)") from None
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def today(self) -> date:
+        """Today in the configured time zone."""
+        return self.clock().astimezone(self.zone).date()
+
+    def latest_exam_date(self) -> date:
+        """The latest exam date accepted now (today plus :data:`FUTURE_TOLERANCE`)."""
+        return self.today() + FUTURE_TOLERANCE
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, frame: pl.DataFrame, actor: str) -> int:
         """Record outcomes (``S.LABEL_SCHEMA`` columns; examiner and notes optional).
 
         Per shipment the row with the latest ``exam_date`` (then the last row) counts; it
-        replaces the stored outcome unless the stored exam is strictly later. Identical values
-        change nothing. Returns the number of shipments inserted or updated.
+        replaces the stored outcome, whatever the stored exam date (recorded later wins, and the
+        audit keeps what it replaced). Identical values change nothing. A future exam date
+        refuses the whole frame (nothing written). Returns the number of shipments inserted or
+        updated.
         """
         if not actor or not str(actor).strip():
             raise RiskpipeError("labels: an actor (who records the outcomes) is required")
-        incoming = _validate(frame)
+        incoming = _validate(frame, self.latest_exam_date())
         if incoming.height == 0:
             return 0
         return with_retry(lambda: self._write(incoming, str(actor)))
@@ -108,8 +132,9 @@ class LabelStore:
         actor: str,
         examiner: str | None = None,
         notes: str | None = None,
-    ) -> None:
-        """Record one outcome (the workbench form). Same rules as :meth:`record`."""
+    ) -> bool:
+        """Record one outcome (the workbench form). Same rules as :meth:`record`; True when the
+        stored outcome changed (and was audited), False when it was already this one."""
         if isinstance(exam_date, datetime):
             exam_date = exam_date.date()
         frame = pl.DataFrame(
@@ -123,7 +148,7 @@ class LabelStore:
             },
             schema={c: (pl.String() if c != S.EXAM_DATE else pl.Date()) for c in S.LABEL_SCHEMA},
         )
-        self.record(frame, actor)
+        return self.record(frame, actor) > 0
 
     def _write(self, incoming: pl.DataFrame, actor: str) -> int:
         """One write transaction: read the stored rows of these shipments, diff in Polars, then
@@ -146,8 +171,7 @@ class LabelStore:
             diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left")
             is_new = pl.col(f"{S.EXAM_DATE}_old").is_null()
             same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in _VALUE_COLS])
-            older = pl.col(S.EXAM_DATE) < pl.col(f"{S.EXAM_DATE}_old")
-            changes = diff.filter(is_new | (~same & ~older)).with_columns(
+            changes = diff.filter(is_new | ~same).with_columns(
                 pl.struct(_VALUE_COLS).struct.json_encode().alias("after"),
                 pl.when(is_new)
                 .then(pl.lit(None, pl.String))
@@ -284,8 +308,9 @@ def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
 
 
-def _validate(frame: pl.DataFrame) -> pl.DataFrame:
-    """Check columns and enums; one row per shipment (the latest exam, then the last row)."""
+def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
+    """Check columns, enums and that no exam date is after ``latest``; one row per shipment
+    (the latest exam, then the last row)."""
     missing = [c for c in S.LABEL_REQUIRED if c not in frame.columns]
     if missing:
         raise RiskpipeError(f"labels: missing column(s) {', '.join(missing)}")
@@ -307,6 +332,7 @@ def _validate(frame: pl.DataFrame) -> pl.DataFrame:
     checks = [
         (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),
         (pl.col(S.EXAM_DATE).is_null(), S.EXAM_DATE, "is empty"),
+        (pl.col(S.EXAM_DATE) > latest, S.EXAM_DATE, f"is in the future (latest accepted today: {latest.isoformat()})"),
         (~pl.col(S.OUTCOME).is_in(S.OUTCOMES).fill_null(False), S.OUTCOME, f"must be one of {', '.join(S.OUTCOMES)}"),
         (
             ~pl.col(S.EXAM_REASON).is_in(S.EXAM_REASONS).fill_null(False),
@@ -318,9 +344,8 @@ def _validate(frame: pl.DataFrame) -> pl.DataFrame:
         idx = f.with_row_index("_row").filter(bad)
         if idx.height:
             first = idx.row(0, named=True)
-            raise RiskpipeError(
-                f"labels: row {first['_row'] + 1}: {col} {rule} (got {first[col]!r}; {idx.height} bad row(s))"
-            )
+            got = first[col].isoformat() if isinstance(first[col], date) else repr(first[col])
+            raise RiskpipeError(f"labels: row {first['_row'] + 1}: {col} {rule} (got {got}; {idx.height} bad row(s))")
     return (
         f.select(list(_STR_SCHEMA))
         .with_row_index("_order")

@@ -15,6 +15,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.csvsafe import formula_safe
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
@@ -148,7 +149,8 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
 
     scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
-    targets.with_columns(pl.col(S.REASONS).list.join("|")).write_csv(Path(staged["targets"]) / "targets.csv")
+    # the CSV is for people with spreadsheets: manifest text that starts a formula is written as text
+    formula_safe(targets.with_columns(pl.col(S.REASONS).list.join("|"))).write_csv(Path(staged["targets"]) / "targets.csv")
 
     model = load_champion(settings)
     feats_file = features_path(layout, day)

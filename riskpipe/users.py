@@ -1,22 +1,48 @@
-"""Workbench users: salted scrypt password hashes and two roles.
+"""Workbench users: salted scrypt password hashes, two roles, session generations, login limits.
 
 ``analyst`` reads lists and records exam outcomes; ``supervisor`` also manages users and reads
 the rules. Passwords are never stored or logged: only ``scrypt$n$r$p$salt$hash`` strings, checked
 with a constant-time comparison.
+
+Each user has a ``session_generation`` (random) that the signed session cookie carries: logging
+out, a password change and a deactivation draw a new one, so every cookie issued before stops
+working (the workbench compares the two on each request).
+
+Failed logins are limited by :class:`LoginThrottle`: an attempt is counted in the database
+*before* its password is checked (one write transaction), per account name and per source
+address, and after a few free failures each further one sets a delay that doubles up to a cap.
+Nothing locks for good: once the delay is over the right password works and resets the account.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
-from riskpipe.db import get_engine
+from riskpipe.db import get_engine, is_sqlite, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
 
 ROLES = ("analyst", "supervisor")
@@ -34,13 +60,29 @@ users_table = Table(
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", DateTime, nullable=False),
+    # added after the first release: UserStore adds it to an older table when it opens one
+    Column("session_generation", String(32), nullable=False, default=""),
 )
+
+login_throttle_table = Table(
+    "login_throttle",
+    metadata,
+    Column("key", String(64), primary_key=True),  # keyed hash of "user:<name>" or "addr:<address>"
+    Column("failures", Integer, nullable=False),
+    Column("blocked_until", Float, nullable=False),  # seconds since the epoch; 0 = not blocked
+    Column("last_at", Float, nullable=False, index=True),  # last counted attempt
+)
+
+
+def _new_generation() -> str:
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
 class User:
     username: str
     role: str
+    generation: str = ""  # the session generation a cookie must carry to be valid
 
     @property
     def is_supervisor(self) -> bool:
@@ -76,6 +118,26 @@ class UserStore:
     def __init__(self, db_url: str) -> None:
         self.engine = get_engine(db_url)
         metadata.create_all(self.engine)
+        if self._needs_upgrade():
+            with_retry(self._upgrade)
+
+    def _needs_upgrade(self) -> bool:
+        with self.engine.connect() as conn:
+            if "session_generation" not in {c["name"] for c in inspect(conn).get_columns("users")}:
+                return True
+            return conn.execute(select(users_table.c.username).where(users_table.c.session_generation == "").limit(1)).first() is not None
+
+    def _upgrade(self) -> None:
+        """Add ``session_generation`` to a users table created before it existed, and give every
+        user without one a generation. Idempotent; one write transaction, so two processes
+        opening an old database at once do it once."""
+        with write_transaction(self.engine) as conn:
+            cols = {c["name"] for c in inspect(conn).get_columns("users")}
+            if "session_generation" not in cols:
+                conn.exec_driver_sql("ALTER TABLE users ADD COLUMN session_generation VARCHAR(32) NOT NULL DEFAULT ''")
+            names = conn.execute(select(users_table.c.username).where(users_table.c.session_generation == "")).scalars().all()
+            for name in names:
+                conn.execute(update(users_table).where(users_table.c.username == name).values(session_generation=_new_generation()))
 
     def add(self, username: str, password: str, role: str = "analyst") -> User:
         _check_username(username)
@@ -91,6 +153,7 @@ class UserStore:
                     role=role,
                     active=True,
                     created_at=datetime.now(UTC).replace(tzinfo=None),
+                    session_generation=_new_generation(),
                 )
             )
         return User(username, role)
@@ -104,17 +167,17 @@ class UserStore:
             return None
         if not verify_password(password, row["password_hash"]) or not row["active"]:
             return None
-        return User(row["username"], row["role"])
+        return User(row["username"], row["role"], row["session_generation"])
 
     def get(self, username: str) -> User | None:
         """An active user by name (session look-up: a removed user is logged out at once)."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(users_table.c.username, users_table.c.role).where(
+                select(users_table.c.username, users_table.c.role, users_table.c.session_generation).where(
                     users_table.c.username == username, users_table.c.active.is_(True)
                 )
             ).first()
-        return User(row[0], row[1]) if row else None
+        return User(row[0], row[1], row[2]) if row else None
 
     def list(self) -> list[dict]:
         with self.engine.connect() as conn:
@@ -130,11 +193,21 @@ class UserStore:
         self._update(username, role=role)
 
     def set_password(self, username: str, password: str) -> None:
+        """New password; every session of the user ends (a new session generation)."""
         _check_password(password)
-        self._update(username, password_hash=hash_password(password))
+        self._update(username, password_hash=hash_password(password), session_generation=_new_generation())
 
     def set_active(self, username: str, active: bool) -> None:
-        self._update(username, active=active)
+        """(De)activate; a deactivation ends the user's sessions for good (a reactivation does
+        not bring old cookies back)."""
+        values: dict = {"active": active}
+        if not active:
+            values["session_generation"] = _new_generation()
+        self._update(username, **values)
+
+    def end_sessions(self, username: str) -> None:
+        """Log the user out everywhere: cookies issued before stop working (logout)."""
+        self._update(username, session_generation=_new_generation())
 
     def remove(self, username: str) -> None:
         with self.engine.begin() as conn:
@@ -160,3 +233,123 @@ def _check_role(role: str) -> None:
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LEN:
         raise RiskpipeError(f"users: a password needs at least {MIN_PASSWORD_LEN} characters")
+
+
+# ---------------------------------------------------------------------------------------------
+# login limits
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackOff:
+    """How failed logins of one key (an account name or a source address) are slowed down:
+    ``free`` failures without delay, then each further failure blocks the key for
+    ``first_delay_s`` doubling per failure up to ``max_delay_s``; the count is forgotten
+    ``forget_after_s`` after the last failure."""
+
+    free: int
+    first_delay_s: float
+    max_delay_s: float
+    forget_after_s: float
+
+    def delay(self, failures: int) -> float:
+        """Seconds the key is blocked after its ``failures``-th failure in a row."""
+        if failures < self.free:
+            return 0.0
+        return min(self.first_delay_s * 2.0 ** min(failures - self.free, 40), self.max_delay_s)
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Per account: 5 free failures, then 30 s doubling to 15 min. Per source address (many
+    accounts tried from one place): 20 free failures, same delays. A quiet hour forgets."""
+
+    account: BackOff = field(default_factory=lambda: BackOff(5, 30.0, 900.0, 3600.0))
+    address: BackOff = field(default_factory=lambda: BackOff(20, 30.0, 900.0, 3600.0))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A counted login attempt (or a refusal): what :meth:`LoginThrottle.succeeded` undoes."""
+
+    retry_after_s: float  # > 0: refused, try again after this many seconds; nothing was counted
+    account_key: str = ""
+    address_key: str = ""
+    address_block_before: float = 0.0  # the address's block before this attempt set a new one
+    address_block_set: float = 0.0  # the block this attempt set on the address (0: none)
+
+    @property
+    def refused(self) -> bool:
+        return self.retry_after_s > 0
+
+
+class LoginThrottle:
+    """Failed-login counters in the users database, reserved before the password is checked.
+
+    :meth:`attempt` runs one write transaction that either refuses (the account or the address is
+    blocked) or counts the attempt as a failure for both keys and sets the next block when the
+    free failures are used up, so parallel attempts cannot all be checked against one stale
+    count. :meth:`succeeded` then resets the account and gives the address its attempt back.
+    Keys are keyed hashes (``salt``): the table holds no names or addresses.
+    """
+
+    def __init__(self, db_url: str, salt: bytes, limits: LoginLimits | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = get_engine(db_url)
+        metadata.create_all(self.engine)
+        self.salt = salt
+        self.limits = limits or LoginLimits()
+        self.clock = clock
+
+    def _key(self, kind: str, value: str) -> str:
+        return hmac.new(self.salt, f"{kind}:{value}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:64]
+
+    def attempt(self, username: str, address: str) -> Attempt:
+        """Refuse, or count this attempt as failed until :meth:`succeeded` says otherwise."""
+        keys = {"account": self._key("user", username), "address": self._key("addr", address)}
+        return with_retry(lambda: self._attempt(keys))
+
+    def _attempt(self, keys: dict[str, str]) -> Attempt:
+        t = login_throttle_table
+        now = float(self.clock())
+        policies = {"account": self.limits.account, "address": self.limits.address}
+        with write_transaction(self.engine) as conn:
+            forget = max(p.forget_after_s for p in policies.values())
+            conn.execute(delete(t).where(t.c.last_at < now - forget, t.c.blocked_until < now))
+            q = select(t.c.key, t.c.failures, t.c.blocked_until, t.c.last_at).where(t.c.key.in_(list(keys.values())))
+            if not is_sqlite(self.engine):
+                q = q.with_for_update()
+            rows = {r[0]: r for r in conn.execute(q)}
+            blocked = max((rows[k][2] for k in keys.values() if k in rows), default=0.0)
+            if blocked > now:
+                return Attempt(retry_after_s=blocked - now)
+            before, set_on_address = 0.0, 0.0
+            for kind, key in keys.items():
+                policy, row = policies[kind], rows.get(key)
+                failures = row[1] if row is not None and now - row[3] <= policy.forget_after_s else 0
+                failures += 1
+                delay = policy.delay(failures)
+                block = now + delay if delay > 0 else 0.0
+                if kind == "address":
+                    before, set_on_address = (row[2] if row is not None else 0.0), block
+                values = {"failures": failures, "blocked_until": block, "last_at": now}
+                if row is None:
+                    conn.execute(insert(t).values(key=key, **values))
+                else:
+                    conn.execute(update(t).where(t.c.key == key).values(**values))
+        return Attempt(0.0, keys["account"], keys["address"], before, set_on_address)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the account starts afresh; the address gets its attempt back
+        (a success does not wipe what that address failed before)."""
+        with_retry(lambda: self._succeeded(attempt))
+
+    def _succeeded(self, attempt: Attempt) -> None:
+        t = login_throttle_table
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(t).where(t.c.key == attempt.account_key))
+            row = conn.execute(select(t.c.failures, t.c.blocked_until).where(t.c.key == attempt.address_key)).first()
+            if row is None:
+                return
+            values: dict = {"failures": max(row[0] - 1, 0)}
+            if attempt.address_block_set and math.isclose(row[1], attempt.address_block_set):
+                values["blocked_until"] = attempt.address_block_before  # the block was this attempt's
+            conn.execute(update(t).where(t.c.key == attempt.address_key).values(**values))

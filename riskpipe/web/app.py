@@ -2,7 +2,10 @@
 
 Every page and API route needs a signed-in user (signed session cookie); every POST needs the
 session's CSRF token; analysts record exam outcomes, supervisors also manage users and read the
-rules. Manifest text is data, never markup: templates autoescape, the SVG helpers escape, and a
+rules. Failed logins are counted before the password is checked, per account and per source
+address, with a doubling back-off (:class:`riskpipe.users.LoginThrottle`); a session ends on
+logout, on a password change and on deactivation (the cookie carries the user's session
+generation). Manifest text is data, never markup: templates autoescape, the SVG helpers escape, and a
 strict Content-Security-Policy forbids inline scripts as a second line. Logs carry the route
 template, status and time only (no query strings, no personal data, no client addresses).
 """
@@ -10,9 +13,11 @@ template, status and time only (no query strings, no personal data, no client ad
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -30,7 +35,7 @@ from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
-from riskpipe.users import ROLES, User, UserStore
+from riskpipe.users import ROLES, LoginLimits, LoginThrottle, User, UserStore
 from riskpipe.web import svg
 from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, SingleFlightLRU, WorkbenchData, hit_rates, psi
 from riskpipe.web.security import (
@@ -51,10 +56,11 @@ CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 MANIFEST_ORDER = list(S.RAW_SHIPMENT_SCHEMA)
-MAX_FAILED_LOGINS = 10
-LOCKOUT_S = 300
 LIST_PAGE_CACHE_SIZE = 256  # rendered list contents (~100 kB each)
 USER_CACHE_S = 1.0  # an account change made elsewhere (CLI) reaches running sessions within this
+#: the list's query parameters: links and the page cache carry these only (others are dropped)
+LIST_PARAMS = ("day", "view", "port", "mode", "origin", "reason", "selection", "network", "sort", "desc", "page", "page_size")
+MAX_PARAM_LEN = 200  # longer filter values are refused (a port, a reason code or a network id is short)
 SECURITY_HEADERS = [
     ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
@@ -98,16 +104,18 @@ class NotAuthenticated(Exception):
     """No valid session: pages redirect to the login form, API routes answer 401."""
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The workbench for one data home (reads published outputs, writes labels and users)."""
+def create_app(settings: Settings, login_limits: LoginLimits | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The workbench for one data home (reads published outputs, writes labels and users).
+
+    ``login_limits`` and ``clock`` (wall seconds) set the failed-login back-off (tests)."""
     app = FastAPI(title="riskpipe workbench", docs_url=None, redoc_url=None, openapi_url=None)
     home = Path(settings.home)
     app.state.settings = settings
     app.state.data = WorkbenchData(settings)
-    app.state.labels = LabelStore(settings.db_url)
+    app.state.labels = LabelStore(settings.db_url, timezone=settings.timezone)
     app.state.users = UserStore(settings.db_url)
     app.state.secret = load_or_create_secret(home)
-    app.state.failed = {}
+    app.state.throttle = LoginThrottle(settings.db_url, app.state.secret, login_limits, clock)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     env.globals.update(S=S, fmt_score=lambda v: "" if v is None else f"{v:.3f}")
     env.filters["qid"] = lambda v: quote(str(v), safe="")
@@ -162,8 +170,8 @@ def create_app(settings: Settings) -> FastAPI:
         if session is None:
             raise NotAuthenticated()
         user = active_user(session["u"])
-        if user is None:
-            raise NotAuthenticated()
+        if user is None or not tokens_match(user.generation, session["g"]):
+            raise NotAuthenticated()  # gone, deactivated, logged out or password changed since
         request.state.user = user
         request.state.csrf = session["c"]
         return user
@@ -201,8 +209,17 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(400, "day must be YYYY-MM-DD") from None
         return (days[0] if days else None), days
 
+    def list_params(request: Request) -> dict[str, str]:
+        """The list's own query parameters (others dropped: they would go into every link and
+        every page-cache key); an over-long value is refused."""
+        params = {k: v for k, v in request.query_params.items() if k in LIST_PARAMS}
+        for k, v in params.items():
+            if len(v) > MAX_PARAM_LEN:
+                raise HTTPException(400, f"query parameter {k} is longer than {MAX_PARAM_LEN} characters")
+        return params
+
     def list_query(request: Request) -> ListQuery:
-        p = request.query_params
+        p = list_params(request)
         try:
             page = int(p.get("page", "1") or 1)
             size = int(p.get("page_size", "50") or 50)
@@ -238,26 +255,38 @@ def create_app(settings: Settings) -> FastAPI:
         form = await form_of(request, request.cookies.get(LOGIN_CSRF_COOKIE))
         username = form.get("username", "").strip()
         password = form.get("password", "")
-        failed: dict = app.state.failed
-        count, since = failed.get(username, (0, 0.0))
-        if count >= MAX_FAILED_LOGINS and time.time() - since < LOCKOUT_S:
-            return render(request, "login.html", {"next": safe_next(form.get("next")), "login_csrf": form.get("csrf"), "error": "Too many failed attempts: wait five minutes.", "user": None}, status=429)
+        again = {"next": safe_next(form.get("next")), "login_csrf": form.get("csrf"), "user": None}
+        address = request.client.host if request.client else "unknown"
+        # counted before the password is checked: parallel guesses cannot share one stale count
+        throttle: LoginThrottle = app.state.throttle
+        attempt = await run_in_threadpool(throttle.attempt, username, address)
+        if attempt.refused:
+            wait = math.ceil(attempt.retry_after_s)
+            log.info("login refused: back-off")
+            resp = render(request, "login.html", {**again, "error": f"Too many failed attempts: try again in {_seconds(wait)}."}, status=429)
+            resp.headers["Retry-After"] = str(wait)
+            return resp
         user = await run_in_threadpool(app.state.users.authenticate, username, password)
         if user is None:
-            failed[username] = (count + 1, time.time())
             log.info("login failed")
-            return render(request, "login.html", {"next": safe_next(form.get("next")), "login_csrf": form.get("csrf"), "error": "Wrong username or password.", "user": None}, status=401)
-        failed.pop(username, None)
-        cookie, _csrf = make_session(app.state.secret, user.username)
+            return render(request, "login.html", {**again, "error": "Wrong username or password."}, status=401)
+        await run_in_threadpool(throttle.succeeded, attempt)
         resp = RedirectResponse(safe_next(form.get("next")), status_code=303)
-        resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", max_age=SESSION_MAX_AGE_S, secure=request.url.scheme == "https")
+        set_session_cookie(request, resp, user)
         resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
         return resp
 
+    def set_session_cookie(request: Request, resp: Response, user: User) -> None:
+        cookie, _csrf = make_session(app.state.secret, user.username, user.generation)
+        resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", max_age=SESSION_MAX_AGE_S, secure=request.url.scheme == "https")
+
     @app.post("/logout")
     async def logout(request: Request):
-        user_of(request)
+        user = user_of(request)
         await form_of(request, request.state.csrf)
+        # server side: a new session generation, so this cookie (or a copy) no longer works
+        await run_in_threadpool(app.state.users.end_sessions, user.username)
+        app.state.user_cache.pop(user.username, None)
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(SESSION_COOKIE)
         return resp
@@ -275,10 +304,10 @@ def create_app(settings: Settings) -> FastAPI:
         user_of(request)
         d, days = pick_day(day)
         q = list_query(request)
-        base = {k: v for k, v in request.query_params.items() if k not in ("page", "sort", "desc") and v}
+        base = {k: v for k, v in list_params(request).items() if k not in ("page", "sort", "desc") and v}
         if d:
             base["day"] = d.isoformat()
-        # everything the content depends on (links carry any other query parameter given)
+        # everything the content depends on (links carry the list's other parameters given)
         key = (d, tuple(days), app.state.data.day_version(d) if d else None, app.state.list_generation, q, tuple(sorted(base.items())))
         pages: SingleFlightLRU = app.state.list_pages
         content = pages.peek(key)
@@ -377,7 +406,8 @@ def create_app(settings: Settings) -> FastAPI:
         ctx = shipment_context(shipment_id, day)
         ctx["graph"] = svg.network_svg(shipment_id, ctx["network"], "/shipment/", f"?day={ctx['day'].isoformat()}")
         ctx.update(outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"]))
-        ctx["saved"] = request.query_params.get("saved") == "1"
+        ctx["saved"] = request.query_params.get("saved") if request.query_params.get("saved") in ("1", "same") else None
+        ctx["max_exam_date"] = app.state.labels.latest_exam_date()
         return render(request, "shipment.html", ctx)
 
     @app.get("/api/shipment/{shipment_id}")
@@ -386,17 +416,38 @@ def create_app(settings: Settings) -> FastAPI:
         ctx = shipment_context(shipment_id, day)
         return JSONResponse(_jsonable({k: ctx[k] for k in ("day", "manifest", "score", "partner", "label", "audit", "network")}))
 
-    async def _record(request: Request, shipment_id: str, form: dict[str, str], user: User) -> None:
+    def require_shipment(shipment_id: str, day: str | None) -> None:
+        """404 unless the shipment is in the raw store (the day given, else any day), as
+        ``labels import`` quarantines outcomes of unknown shipments."""
+        data: WorkbenchData = app.state.data
+        d = None
+        if day:
+            try:
+                d = date.fromisoformat(day)
+            except ValueError:
+                raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        if d is not None and data.manifest(d, shipment_id) is not None:
+            return
+        if data.find_day(shipment_id) is None:
+            raise HTTPException(404, f"no shipment {shipment_id} in the raw store: outcomes are recorded for ingested shipments only")
+
+    async def _record(request: Request, shipment_id: str, form: dict[str, str], user: User) -> bool:
+        """Record one outcome; True when it changed the stored one (applied and audited), False
+        when the same outcome was already recorded. Anything else is refused with the reason."""
+        labels: LabelStore = app.state.labels
         try:
-            exam_date = date.fromisoformat(form.get("exam_date") or datetime.now(UTC).date().isoformat())
+            exam_date = date.fromisoformat(form.get("exam_date") or labels.today().isoformat())
         except ValueError:
             raise HTTPException(400, "exam_date must be YYYY-MM-DD") from None
+        if exam_date > labels.latest_exam_date():
+            raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {labels.today().isoformat()}, {settings.timezone}): record an exam once it has taken place")
         outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
         if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
             raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
+        await run_in_threadpool(require_shipment, shipment_id, form.get("day"))
         try:
-            await run_in_threadpool(
-                app.state.labels.record_one,
+            changed = await run_in_threadpool(
+                labels.record_one,
                 shipment_id,
                 exam_date,
                 outcome,
@@ -407,15 +458,20 @@ def create_app(settings: Settings) -> FastAPI:
             )
         except RiskpipeError as exc:
             raise HTTPException(400, str(exc)) from None
-        app.state.list_generation += 1  # cached list pages were rendered before this outcome
+        if changed:
+            app.state.list_generation += 1  # cached list pages were rendered before this outcome
+        return changed
 
     @app.post("/shipment/{shipment_id}/outcome")
     async def record_outcome(request: Request, shipment_id: str):
         user = user_of(request)
         form = await form_of(request, request.state.csrf)
-        await _record(request, shipment_id, form, user)
-        default = f"/shipment/{shipment_id}?saved=1"
-        return RedirectResponse(safe_next(form.get("next"), default), status_code=303)
+        changed = await _record(request, shipment_id, form, user)
+        default = f"/shipment/{quote(shipment_id, safe='')}?saved=1"
+        target = safe_next(form.get("next"), default)
+        if not changed:  # say so rather than "saved"
+            target = target.replace("saved=1", "saved=same")
+        return RedirectResponse(target, status_code=303)
 
     @app.post("/api/outcome")
     async def api_outcome(request: Request):
@@ -429,8 +485,8 @@ def create_app(settings: Settings) -> FastAPI:
         if not isinstance(payload, dict) or not payload.get(S.SHIPMENT_ID):
             raise HTTPException(400, "shipment_id is required")
         form = {k: str(v) for k, v in payload.items() if v is not None}
-        await _record(request, form[S.SHIPMENT_ID], form, user)
-        return {"ok": True, "history": _jsonable(app.state.labels.history(form[S.SHIPMENT_ID]))}
+        changed = await _record(request, form[S.SHIPMENT_ID], form, user)
+        return {"ok": True, "changed": changed, "history": _jsonable(app.state.labels.history(form[S.SHIPMENT_ID]))}
 
     # -- model health, report -------------------------------------------------------------------
     @app.get("/health", response_class=HTMLResponse)
@@ -499,14 +555,19 @@ def create_app(settings: Settings) -> FastAPI:
                 msg = f"{name} {action}d"
             elif action == "password":
                 await run_in_threadpool(store.set_password, name, form.get("password", ""))
-                msg = f"password of {name} changed"
+                msg = f"password of {name} changed"  # and every session of theirs ended
             else:
                 raise HTTPException(400, "unknown action")
         except RiskpipeError as exc:
             msg = str(exc)
         finally:
             app.state.user_cache.clear()
-        return RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
+        resp = RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
+        if action == "password" and name == me.username:
+            fresh = store.get(me.username)  # the changer stays signed in here, on a new cookie
+            if fresh is not None:
+                set_session_cookie(request, resp, fresh)
+        return resp
 
     @app.get("/rules", response_class=HTMLResponse)
     def rules_page(request: Request):
@@ -555,6 +616,10 @@ def _partner_pairs(manifest: dict[str, Any], partner: dict[str, Any] | None) -> 
             differs = mv.strip().lower() != pv.strip().lower()
         out.append((label, mv, pv, differs))
     return out
+
+
+def _seconds(n: int) -> str:
+    return f"{n} seconds" if n < 120 else f"{math.ceil(n / 60)} minutes"
 
 
 def _flatten(meta: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:

@@ -25,6 +25,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.csvsafe import formula_safe
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
 
 VIEWS = ("targets", "all")
@@ -360,14 +361,7 @@ class WorkbenchData:
         else:
             f = f.select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, pl.col(REASON_KEY).cast(pl.String).str.replace_all(SEP, "; ", literal=True).alias(S.REASONS), S.RANK, S.SELECTION, S.NETWORK_ID, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.MODEL_VERSION)
         f = f.with_columns(pl.col(pl.Categorical).cast(pl.String))
-        # spreadsheet formula injection: a cell starting with = + - @ is read as text
-        f = f.with_columns(
-            [
-                pl.when(pl.col(c).str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-                for c, t in f.schema.items()
-                if t == pl.String()
-            ]
-        )
+        f = formula_safe(f)  # spreadsheet formula injection: such cells are written as text
         buf = io.BytesIO()
         f.write_csv(buf)
         return buf.getvalue()

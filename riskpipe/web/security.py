@@ -1,9 +1,12 @@
 """Signed session cookies and CSRF tokens, stdlib only (hmac + sha256).
 
-A session cookie holds ``username``, issue time and a per-session CSRF token, signed with a
-secret kept under the data home (created on first start, mode 0600). Nothing in the cookie is
-secret; the signature makes it unforgeable. Every form carries the session's CSRF token and every
-POST is rejected unless the submitted token matches the signed one.
+A session cookie holds ``username``, the user's session generation, issue time and a
+per-session CSRF token, signed with a secret kept under the data home (created on first start,
+mode 0600). Nothing in the cookie is secret; the signature makes it unforgeable. The workbench
+accepts a cookie only while its generation is the user's current one (logout, a password change
+and a deactivation draw a new one), so an old cookie replayed later is refused. Every form
+carries the session's CSRF token and every POST is rejected unless the submitted token matches
+the signed one.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ def _sign(secret: bytes, payload: str) -> str:
     return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
 
 
-def make_session(secret: bytes, username: str, now: float | None = None) -> tuple[str, str]:
-    """(cookie value, csrf token) for a fresh login."""
+def make_session(secret: bytes, username: str, generation: str = "", now: float | None = None) -> tuple[str, str]:
+    """(cookie value, csrf token) for a fresh login of a user at session ``generation``."""
     csrf = secrets.token_urlsafe(24)
-    payload = _b64(json.dumps({"u": username, "t": int(now or time.time()), "c": csrf}).encode())
+    payload = _b64(json.dumps({"u": username, "g": generation, "t": int(now or time.time()), "c": csrf}).encode())
     return f"{payload}.{_sign(secret, payload)}", csrf
 
 
@@ -75,7 +78,7 @@ def read_session(secret: bytes, cookie: str | None, now: float | None = None) ->
         data = json.loads(_unb64(payload))
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict) or not {"u", "t", "c"} <= set(data):
+    if not isinstance(data, dict) or not {"u", "g", "t", "c"} <= set(data):  # no "g": issued before generations
         return None
     if (now or time.time()) - float(data["t"]) > SESSION_MAX_AGE_S:
         return None
