@@ -1,14 +1,15 @@
 """The exam outcomes store (contract section 3): current outcome per shipment plus an audit trail.
 
 Outcomes come from imported files and from analysts in the workbench, and feed the next retrain.
-One current row per shipment: the outcome recorded last replaces the earlier one, whatever its exam
-date (a correction of the exam date itself must be possible). Every change (insert or update) is
-appended to an audit table with who, when (UTC), and the values before and after, so a disputed
-label can always be traced; a write either changes the stored outcome and is audited, changes
-nothing (the same values again), or is refused with a reason (an exam date in the future: later
-than today in the configured time zone plus one day of tolerance). Writes run in one transaction that takes the write lock
-first (SQLite ``BEGIN IMMEDIATE``; ``SELECT ... FOR UPDATE`` elsewhere), so two analysts
-recording different outcomes for the same shipment at once are both kept, one after the other.
+One current row per shipment: the outcome recorded last replaces the earlier one, whatever its
+exam date (a correction of the exam date itself must be possible). Every change (insert or
+update) is appended to an audit table with who, when (UTC), and the values before and after, so
+a disputed label can always be traced. A write either changes the stored outcome and is audited,
+changes nothing (the same values again), or is refused with a reason (an exam date later than
+today in the configured time zone plus one day). Writes run in one transaction that takes the
+write lock first (SQLite ``BEGIN IMMEDIATE``; ``SELECT ... FOR UPDATE`` elsewhere), so two
+analysts recording different outcomes for the same shipment at once are both kept, one after
+the other.
 """
 
 from __future__ import annotations

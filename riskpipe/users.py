@@ -125,7 +125,8 @@ class UserStore:
         with self.engine.connect() as conn:
             if "session_generation" not in {c["name"] for c in inspect(conn).get_columns("users")}:
                 return True
-            return conn.execute(select(users_table.c.username).where(users_table.c.session_generation == "").limit(1)).first() is not None
+            unset = select(users_table.c.username).where(users_table.c.session_generation == "").limit(1)
+            return conn.execute(unset).first() is not None
 
     def _upgrade(self) -> None:
         """Add ``session_generation`` to a users table created before it existed, and give every
@@ -135,9 +136,10 @@ class UserStore:
             cols = {c["name"] for c in inspect(conn).get_columns("users")}
             if "session_generation" not in cols:
                 conn.exec_driver_sql("ALTER TABLE users ADD COLUMN session_generation VARCHAR(32) NOT NULL DEFAULT ''")
-            names = conn.execute(select(users_table.c.username).where(users_table.c.session_generation == "")).scalars().all()
-            for name in names:
-                conn.execute(update(users_table).where(users_table.c.username == name).values(session_generation=_new_generation()))
+            unset = select(users_table.c.username).where(users_table.c.session_generation == "")
+            for name in conn.execute(unset).scalars().all():
+                row = users_table.c.username == name
+                conn.execute(update(users_table).where(row).values(session_generation=_new_generation()))
 
     def add(self, username: str, password: str, role: str = "analyst") -> User:
         _check_username(username)

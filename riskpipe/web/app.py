@@ -440,7 +440,8 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         except ValueError:
             raise HTTPException(400, "exam_date must be YYYY-MM-DD") from None
         if exam_date > labels.latest_exam_date():
-            raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {labels.today().isoformat()}, {settings.timezone}): record an exam once it has taken place")
+            today = f"{labels.today().isoformat()}, {settings.timezone}"
+            raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {today}): record an exam once it has taken place")
         outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
         if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
             raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
