@@ -115,3 +115,19 @@ def test_with_the_real_label_store(layout: Layout, tmp_path: Path) -> None:
     assert current[S.SHIPMENT_ID].to_list() == ["S1"]
     assert current[S.OUTCOME].cast(pl.String).to_list() == ["precursor"]
     assert import_labels(layout, path, store).rows_recorded == 0
+
+
+def test_links_in_an_outcomes_folder_are_refused_not_followed(layout: Layout, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.csv"
+    pl.DataFrame([label("S2")]).write_csv(outside)
+    folder = tmp_path / "outcomes"
+    folder.mkdir()
+    pl.DataFrame([label("S1")]).write_csv(folder / "a.csv")
+    (folder / "b.csv").symlink_to(outside)
+    store = FakeStore()
+    summary = import_labels(layout, folder, store)
+    assert [f[S.SHIPMENT_ID].to_list() for f, _ in store.calls] == [["S1"]]
+    assert summary.files_refused == 1
+    assert [(f.file, f.status, f.reason) for f in summary.files if f.status == "refused"] == [("b.csv", "refused", "symlink")]
+    with pytest.raises(RiskpipeError, match="symbolic link"):
+        import_labels(layout, folder / "b.csv", store)
