@@ -237,7 +237,7 @@ def ingest(
     table = Table(title="ingest", caption=f"run {summary.run_id}, {summary.seconds:.1f} s")
     table.add_column("count")
     table.add_column("value", justify="right")
-    for name in ("files_seen", "files_ingested", "files_skipped", "files_quarantined", "rows_in",
+    for name in ("files_seen", "files_ingested", "files_skipped", "files_quarantined", "files_refused", "rows_in",
                  "rows_ingested", "rows_amended", "rows_quarantined", "rows_replaced_existing",
                  "partner_rows_ingested"):
         table.add_row(name.replace("_", " "), f"{getattr(summary, name):,}")
@@ -249,8 +249,22 @@ def ingest(
         for reason, n in sorted(summary.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             reasons.add_row(reason, f"{n:,}")
         console.print(reasons)
+    if summary.files_refused:
+        refused = Table(title="refused", caption="links and special files: never read, left in place")
+        refused.add_column("file")
+        refused.add_column("reason")
+        for f in summary.files:
+            if f.status == "refused":
+                refused.add_row(f.file, f.reason or "")
+        console.print(refused)
     if summary.files_seen == 0:
         console.print(f"nothing to ingest in {layout.landing}")
+    elif summary.files_ingested == 0 and summary.files_quarantined + summary.files_refused:
+        # a night whose every new file was set aside must not look like a success
+        raise RiskpipeError(
+            f"ingest: nothing was ingested; every new file was quarantined or refused "
+            f"({summary.files_quarantined} quarantined, {summary.files_refused} refused, see {layout.quarantine})"
+        )
 
 
 @labels_app.command("import")

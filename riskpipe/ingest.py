@@ -12,6 +12,8 @@ Why the shape:
 - Accounting: ``rows_in == rows_ingested + rows_amended + rows_quarantined`` for every run, where
   ``rows_amended`` counts the valid input rows superseded by a later version (or duplicates).
 - Idempotency: a ledger of sha256 content hashes; a file already seen is skipped.
+- Hostile input: plausible ranges and finite derived values are rules like the others (limits
+  below); only regular files are read (links and special files are refused, never followed).
 
 The shipped FX table (``reference/fx_rates.csv``, ``currency,usd_per_unit``) holds indicative
 rates; a user replaces it with ``fx_rates_path`` (``Settings.fx_rates_path``).
@@ -19,18 +21,21 @@ rates; a user replaces it with ``fx_rates_path`` (``Settings.fx_rates_path``).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
 
@@ -46,6 +51,25 @@ DEFAULT_FX_RATES = REFERENCE_DIR / "fx_rates.csv"
 COUNTRIES_FILE = REFERENCE_DIR / "countries.csv"
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+
+# Plausible ranges (README, "Ingest and quarantine"): a row outside them is quarantined with
+# ``implausible:<column>`` or ``future:<column>``, and a derived value that is not finite with
+# ``nonfinite:<column>``. One row with a weight of 1e-320 kg, or 1.7e308 GBP, made the value per
+# kg infinite and stopped every night's scoring; a filed_at in 2099 beat every later amendment.
+#: gross weight in kg (manifests and partner exports): a milligram to 100 t (a loaded 40-ft
+#: container weighs about 30 t). Also keeps value per kg finite: at most MAX_VALUE_USD / 1e-6.
+MIN_WEIGHT_KG = 1e-6
+MAX_WEIGHT_KG = 100_000.0
+#: declared value and listed price after conversion to USD, and a partner's declared_value_usd
+MAX_VALUE_USD = 1e9
+#: earliest filed_at, declared_at and arrival_date accepted
+MIN_DATE = date(2000, 1, 1)
+#: latest arrival_date accepted, in days after the ingest day (advance filings are days ahead)
+MAX_ARRIVAL_DAYS_AHEAD = 366
+#: how far filed_at / declared_at may be ahead of the ingest clock (clock skew between systems)
+MAX_FILED_AHEAD = timedelta(hours=1)
+#: account_created_date: from this date to the ingest day (+1 day: the filer's time zone)
+MIN_ACCOUNT_DATE = date(1990, 1, 1)
 
 # internal helper columns (never written to the raw store)
 _ROW = "_row_number"
@@ -85,7 +109,7 @@ class FileResult:
 
     file: str
     kind: str  # manifest | partner | labels
-    status: str  # ingested | skipped | quarantined
+    status: str  # ingested | skipped | quarantined | refused (not a regular file: never read)
     sha256: str = ""
     rows_in: int = 0
     rows_valid: int = 0
@@ -102,6 +126,7 @@ class IngestSummary:
     files_ingested: int = 0
     files_skipped: int = 0
     files_quarantined: int = 0
+    files_refused: int = 0  # symbolic links and special files: left in place, never read
     rows_in: int = 0
     rows_ingested: int = 0
     rows_amended: int = 0
@@ -136,6 +161,7 @@ class LabelImportSummary:
     files_imported: int = 0
     files_skipped: int = 0
     files_quarantined: int = 0
+    files_refused: int = 0
     rows_in: int = 0
     rows_valid: int = 0
     rows_recorded: int = 0
@@ -152,6 +178,14 @@ class LabelImportSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class _Refused(Exception):
+    """A landing entry that is not a regular file (reason code): never read, never copied."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _FileRejected(Exception):
@@ -243,11 +277,34 @@ def _check_utf8(path: Path) -> None:
         raise _FileRejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
 
 
-def _scan_text(path: Path, workdir: Path, check_utf8: bool = True) -> tuple[pl.LazyFrame, str]:
+def _duplicates(names: Iterable[str]) -> list[str]:
+    """Names given more than once (in order of first appearance)."""
+    return [n for n, k in Counter(names).items() if k > 1]
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row's names as written (Polars renames a repeat to ``<name>_duplicated_0``)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _reject_duplicates(names: Iterable[str]) -> None:
+    dups = _duplicates(names)
+    if dups:
+        raise _FileRejected(f"duplicate_column:{dups[0]}", f"column name(s) given twice: {', '.join(dups)}")
+
+
+def _scan_text(path: Path, workdir: Path, check_utf8: bool = True, all_keys: bool = True) -> tuple[pl.LazyFrame, str]:
     """Lazy frame of a file with ``_row_number`` (1-based data row); returns (frame, format).
 
-    CSV is read entirely as text; NDJSON as text for the keys seen in its first 1000 lines;
-    Parquet keeps its types (they are cast per column during validation).
+    CSV is read entirely as text; NDJSON as text for every key of the file (a key first seen on
+    its last line is kept); Parquet keeps its types (they are cast per column during
+    validation). A column name given twice rejects the file (``duplicate_column:<name>``): no
+    value is renamed or dropped silently. ``all_keys=False``: NDJSON keys of the first 1000
+    lines only (for reading ids: finding every key costs a second parse of the file, 1.7 s per
+    400 k lines).
     """
     fmt = file_format(path)
     if fmt is None:
@@ -261,14 +318,20 @@ def _scan_text(path: Path, workdir: Path, check_utf8: bool = True) -> tuple[pl.L
         if fmt == "csv":
             if check_utf8:
                 _check_utf8(source)
+            _reject_duplicates(_csv_header(source))
             lf = pl.scan_csv(source, infer_schema=False, row_index_name=_ROW, row_index_offset=1,
                              raise_if_empty=True)
         elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            _reject_duplicates(pq.read_schema(source).names)  # Polars refuses them as "unreadable"
             lf = pl.scan_parquet(source, row_index_name=_ROW, row_index_offset=1)
         else:
             if check_utf8:
                 _check_utf8(source)
-            names = pl.scan_ndjson(source, infer_schema_length=1000).collect_schema().names()
+            # the keys of every line: a schema inferred from the first 1000 lines dropped the
+            # values of a key first seen later, silently
+            names = pl.scan_ndjson(source, infer_schema_length=None if all_keys else 1000).collect_schema().names()
             lf = pl.scan_ndjson(source, schema={n: pl.String() for n in names}, row_index_name=_ROW,
                                 row_index_offset=1)
         schema = lf.collect_schema()
@@ -397,12 +460,13 @@ def _p(col: str) -> pl.Expr:
 
 @dataclass
 class _Plan:
-    """Validation of one file as three column stages (text, parsed, reasons) and the values."""
+    """Validation of one file as column stages (text, parsed, derived, reasons) and the values."""
 
     texts: list[pl.Expr]
     parsed: list[pl.Expr]
     reasons: list[tuple[pl.Expr, str]]
     values: dict[str, pl.Expr]
+    derived: list[pl.Expr] = field(default_factory=list)  # from parsed columns (USD values)
 
     def apply(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         """``lf`` with the helper columns and ``_bad`` (any rule broken) added. The list of
@@ -412,15 +476,39 @@ class _Plan:
             lf = lf.with_columns(self.texts)
         if self.parsed:
             lf = lf.with_columns(self.parsed)
+        if self.derived:
+            lf = lf.with_columns(self.derived)
         return lf.with_columns(pl.any_horizontal([c for c, _ in self.reasons]).alias(_BAD))
 
     def reasons_expr(self) -> pl.Expr:
         return pl.concat_list([pl.when(c).then(pl.lit(code)) for c, code in self.reasons]).list.drop_nulls().alias(_REASONS)
 
 
+def _range_rules(col: str, p: pl.Expr, now: datetime) -> list[tuple[pl.Expr, str]]:
+    """Plausible ranges of a parsed column (limits at the top of this module); ``now``: the
+    ingest clock (UTC)."""
+    today = now.date()
+    if col == S.GROSS_WEIGHT_KG:  # below the minimum but > 0: implausible (<= 0 is nonpositive)
+        return [_reason(((p > 0) & (p < MIN_WEIGHT_KG)) | (p > MAX_WEIGHT_KG), f"implausible:{col}")]
+    if col == S.PARTNER_DECLARED_VALUE_USD:
+        return [_reason(p > MAX_VALUE_USD, f"implausible:{col}")]
+    if col in (S.FILED_AT, S.DECLARED_AT):
+        earliest = datetime(MIN_DATE.year, MIN_DATE.month, MIN_DATE.day, tzinfo=UTC)
+        return [_reason(p < pl.lit(earliest, dtype=pl.Datetime("us", "UTC")), f"implausible:{col}"),
+                _reason(p > pl.lit(now + MAX_FILED_AHEAD, dtype=pl.Datetime("us", "UTC")), f"future:{col}")]
+    if col == S.ARRIVAL_DATE:
+        latest = today + timedelta(days=MAX_ARRIVAL_DAYS_AHEAD)
+        return [_reason((p < MIN_DATE) | (p > latest), f"implausible:{col}")]
+    if col == S.ACCOUNT_CREATED_DATE:
+        return [_reason(p < MIN_ACCOUNT_DATE, f"implausible:{col}"),
+                _reason(p > today + timedelta(days=1), f"future:{col}")]
+    return []
+
+
 def _plan(schema: pl.Schema, targets: dict[str, pl.DataType], required: Iterable[str],
-          countries: list[str], currencies: list[str] | None = None) -> _Plan:
-    """Rules of the contract as expressions: each yields a reason code or null per row."""
+          countries: list[str], currencies: list[str] | None = None, now: datetime | None = None) -> _Plan:
+    """Rules of the contract as expressions: each yields a reason code or null per row.
+    ``now`` (the ingest clock) turns on the plausible ranges."""
     required = set(required)
     texts: list[pl.Expr] = []
     parsed: list[pl.Expr] = []
@@ -481,17 +569,32 @@ def _plan(schema: pl.Schema, targets: dict[str, pl.DataType], required: Iterable
             reasons.append(_reason(p < 0, f"negative:{col}"))
         elif col in (S.GROSS_WEIGHT_KG, S.PIECE_COUNT):
             reasons.append(_reason(p <= 0, f"nonpositive:{col}"))
+        if now is not None:
+            reasons.extend(_range_rules(col, p, now))
         values[col] = p.cast(target)
     return _Plan(texts, parsed, reasons, values)
 
 
-def _manifest_plan(schema: pl.Schema, countries: list[str], currencies: list[str]) -> _Plan:
-    return _plan(schema, S.MANIFEST_SCHEMA, S.MANIFEST_REQUIRED, countries, currencies)
+def _manifest_plan(schema: pl.Schema, countries: list[str], fx: dict[str, float], now: datetime) -> _Plan:
+    """Manifest rules, plus the USD values derived at ingest: they must be finite
+    (``nonfinite:<column>``: 1.7e308 GBP overflows) and at most ``MAX_VALUE_USD``."""
+    plan = _plan(schema, S.MANIFEST_SCHEMA, S.MANIFEST_REQUIRED, countries, list(fx), now)
+    rate = _lookup(_p(S.CURRENCY), fx)
+    for col, usd in ((S.DECLARED_VALUE, S.DECLARED_VALUE_USD), (S.LISTED_PRICE, S.LISTED_PRICE_USD)):
+        if col not in schema:
+            plan.values[usd] = pl.lit(None, dtype=pl.Float64)
+            continue
+        plan.derived.append((_p(col) * rate).alias(f"__d_{usd}"))
+        d = pl.col(f"__d_{usd}")
+        plan.reasons.append(_reason(~d.is_finite(), f"nonfinite:{usd}"))
+        plan.reasons.append(_reason(d.is_finite() & (d > MAX_VALUE_USD), f"implausible:{usd}"))
+        plan.values[usd] = d
+    return plan
 
 
-def _partner_plan(schema: pl.Schema, countries: list[str]) -> _Plan:
+def _partner_plan(schema: pl.Schema, countries: list[str], now: datetime) -> _Plan:
     """Partner export declarations (contract section 2): id, country and declared_at required."""
-    return _plan(schema, S.PARTNER_SCHEMA, [S.SHIPMENT_ID, S.EXPORT_COUNTRY, S.DECLARED_AT], countries)
+    return _plan(schema, S.PARTNER_SCHEMA, [S.SHIPMENT_ID, S.EXPORT_COUNTRY, S.DECLARED_AT], countries, now=now)
 
 
 def _label_plan(schema: pl.Schema) -> _Plan:
@@ -576,10 +679,19 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
     if target.exists() and (not digest or sha256_file(target) != digest):
         target = layout.quarantine_files / f"{digest[:12]}-{path.name}"
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
+    copied = True
+    try:
+        with _open_regular(path) as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
+    except _Refused as ref:  # replaced by a link since it was listed: record it, copy nothing
+        copied, detail = False, f"{detail}; not copied ({ref.reason})"
+    finally:
+        tmp.unlink(missing_ok=True)
     info = {"file": path.name, "source_path": str(path), "sha256": digest, "kind": kind, "reason": reason,
             "detail": detail, "run_id": run_id, "quarantined_at": datetime.now(UTC).isoformat()}
+    if not copied:
+        info["copied"] = False
     from riskpipe.store import write_text_atomic
 
     write_text_atomic(json.dumps(info, indent=2) + "\n", target.with_name(target.name + ".reason.json"))
@@ -629,23 +741,86 @@ def quarantine_reason_counts(layout: Layout) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # ingest
 # ---------------------------------------------------------------------------------------------
-def _list_inputs(layout: Layout, paths: list[Path] | None) -> list[Path]:
+def _entry_kind(mode: int) -> str | None:
+    """None for a regular file, else the reason it is refused."""
+    if stat.S_ISREG(mode):
+        return None
+    return "symlink" if stat.S_ISLNK(mode) else "not_regular_file"
+
+
+def _list_inputs(layout: Layout, paths: list[Path] | None,
+                 refused: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Files to ingest: given files, top-level files of given folders (default: the landing
-    folder). Hidden files (``.`` or ``_`` prefix, e.g. partial uploads) are left alone."""
+    folder). Hidden files (``.`` or ``_`` prefix, e.g. partial uploads) and subfolders are left
+    alone. Only regular files are read: a symbolic link or a special file (FIFO, socket,
+    device) in a folder is never followed, opened or copied (a link to the workbench's secret
+    was copied into quarantine); it is appended to ``refused`` with its reason. A given path
+    that is a link or a special file is an error."""
     if paths is None:
         if not layout.landing.exists():
             return []
         paths = [layout.landing]
+        explicit = False  # the home's own landing folder may be a link the operator made
+    else:
+        explicit = True
     files: list[Path] = []
     for p in paths:
         p = Path(p)
-        if not p.exists():
-            raise RiskpipeError(f"{p}: no such file or folder")
-        if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))))
-        else:
+        try:
+            mode = os.lstat(p).st_mode if explicit else os.stat(p).st_mode
+        except FileNotFoundError:
+            raise RiskpipeError(f"{p}: no such file or folder") from None
+        if stat.S_ISLNK(mode):
+            raise RiskpipeError(f"{p}: is a symbolic link; give the file or folder itself")
+        if stat.S_ISDIR(mode):
+            with os.scandir(p) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.name.startswith((".", "_")) or entry.is_dir(follow_symlinks=False):
+                        continue
+                    why = _entry_kind(entry.stat(follow_symlinks=False).st_mode)
+                    if why is None:
+                        files.append(p / entry.name)
+                    elif refused is not None:
+                        refused.append((p / entry.name, why))
+        elif stat.S_ISREG(mode):
             files.append(p)
+        else:
+            raise RiskpipeError(f"{p}: not a regular file")
     return files
+
+
+def _open_regular_fd(path: Path) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file: a symbolic link is never
+    followed (O_NOFOLLOW) and a FIFO never blocks (O_NONBLOCK); anything else raises _Refused
+    (an entry may have been swapped since it was listed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused("symlink") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Refused("not_regular_file")
+    return fd
+
+
+@contextmanager
+def _open_regular(path: Path) -> Iterator[BinaryIO]:
+    """``open(path, "rb")`` for regular files only (see :func:`_open_regular_fd`)."""
+    with os.fdopen(_open_regular_fd(path), "rb") as fh:
+        yield fh
+
+
+def _sha256_regular(path: Path) -> str:
+    """Content hash of a regular file (read without following a link: see _open_regular)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with _open_regular(path) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _is_partner(path: Path) -> bool:
@@ -668,10 +843,10 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
     if missing:
         raise _FileRejected("missing_columns", ", ".join(missing))
     if kind == "manifest":
-        plan = _manifest_plan(schema, countries, list(fx))
+        plan = _manifest_plan(schema, countries, fx, ingested_at)
         known = set(S.MANIFEST_SCHEMA)
     else:
-        plan = _partner_plan(schema, countries)
+        plan = _partner_plan(schema, countries, ingested_at)
         known = set(S.PARTNER_SCHEMA)
     derived = set(S.RAW_DERIVED) | {S.SOURCE_FILE, S.INGESTED_AT}
     extras = {c: (f"input_{c}" if c in derived else c) for c in schema if c not in known and c != _ROW}
@@ -680,11 +855,8 @@ def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quaranti
         *[e.alias(c) for c, e in plan.values.items()],
         *[_text_raw(c, schema[c]).alias(alias) for c, alias in extras.items()],
     )
-    if kind == "manifest":
-        rate = _lookup(pl.col(S.CURRENCY), fx)
+    if kind == "manifest":  # the USD values come from the plan (checked there)
         valid = valid.with_columns(
-            (pl.col(S.DECLARED_VALUE) * rate).alias(S.DECLARED_VALUE_USD),
-            (pl.col(S.LISTED_PRICE) * rate).alias(S.LISTED_PRICE_USD),
             address_key(pl.col(S.CONSIGNEE_ADDRESS), pl.col(S.CONSIGNEE_POSTAL_CODE)).alias(S.CONSIGNEE_ADDRESS_KEY),
             pl.lit(path.name).alias(S.SOURCE_FILE),
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
@@ -755,7 +927,8 @@ def _contested_ids(layout: Layout, paths: list[Path], workdir: Path) -> pl.Serie
         if path.name.lower().endswith(".gz"):
             continue  # decompressing twice costs more than the rewrite it might save
         try:
-            lf, _fmt = _scan_text(path, workdir, check_utf8=False)  # staging checks it (bad bytes raise here)
+            # staging checks the bytes (bad ones raise here) and reads every key
+            lf, _fmt = _scan_text(path, workdir, check_utf8=False, all_keys=False)
             schema = lf.collect_schema()
             if S.SHIPMENT_ID in schema:
                 ids.append(lf.select(_text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID]).alias(S.SHIPMENT_ID))
@@ -800,17 +973,18 @@ def ingest_paths(
 ) -> IngestSummary:
     """Ingest manifest and partner files (default: the top-level files of ``layout.landing``).
 
-    One broken file is quarantined, never fatal; the counts are returned and appended to
-    ``<home>/ingest/runs.jsonl``.
+    One broken file is quarantined, never fatal; a symbolic link or special file is refused
+    (reported, never read); the counts are returned and appended to ``<home>/ingest/runs.jsonl``.
     """
     started = time.perf_counter()
-    files = _list_inputs(layout, paths)
+    refused: list[tuple[Path, str]] = []
+    files = _list_inputs(layout, paths, refused)
     fx_frame = load_fx_rates(fx_rates_path)
     fx = dict(zip(fx_frame["currency"].to_list(), fx_frame["usd_per_unit"].to_list(), strict=True))
     countries = load_countries()
     ingested_at = datetime.now(UTC).replace(microsecond=0)
     run_id = f"{ingested_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    summary = IngestSummary(run_id=run_id, files_seen=len(files))
+    summary = IngestSummary(run_id=run_id)
     seen = _read_ledger(ledger_path(layout))
     total_steps = len(files) + 1
     if progress:
@@ -825,11 +999,21 @@ def ingest_paths(
     reasons: Counter[str] = Counter()
     try:
         digests = []
-        for path in files:
-            digest = sha256_file(path)
+        for path in list(files):
+            try:
+                digest = _sha256_regular(path)
+            except _Refused as ref:  # swapped for a link or a special file since it was listed
+                refused.append((path, ref.reason))
+                files.remove(path)
+                continue
             if path.stat().st_size == 0:  # every empty file is reported, once per name
                 digest = f"{digest}:{path.name}"
             digests.append(digest)
+        for path, why in refused:
+            summary.files.append(FileResult(file=path.name, kind="partner" if _is_partner(path) else "manifest",
+                                            status="refused", reason=why))
+        summary.files_refused = len(refused)
+        summary.files_seen = len(files) + len(refused)
         fresh = {d for d in digests if d not in seen}
         new_manifests = [p for p, d in zip(files, digests, strict=True)
                          if d in fresh and not _is_partner(p) and p.stat().st_size]
@@ -1138,12 +1322,14 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
     from riskpipe.store import scan_raw_shipments
 
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise RiskpipeError(f"{path}: no such file or folder")
-    files = _list_inputs(layout, [path])
+    refused: list[tuple[Path, str]] = []
+    files = _list_inputs(layout, [path], refused)
     now = datetime.now(UTC).replace(microsecond=0)
     run_id = f"labels-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    summary = LabelImportSummary(run_id=run_id, files_seen=len(files))
+    summary = LabelImportSummary(run_id=run_id, files_seen=len(files) + len(refused), files_refused=len(refused))
+    summary.files.extend(FileResult(file=p.name, kind="labels", status="refused", reason=why) for p, why in refused)
     ledger = ledger_path(layout, "labels")
     seen = _read_ledger(ledger)
     reasons: Counter[str] = Counter()
@@ -1153,7 +1339,12 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
     known_ids = scan_raw_shipments(layout).select(S.SHIPMENT_ID)
     try:
         for path_i in files:
-            digest = sha256_file(path_i)
+            try:
+                digest = _sha256_regular(path_i)
+            except _Refused as ref:  # swapped for a link or a special file since it was listed
+                summary.files.append(FileResult(file=path_i.name, kind="labels", status="refused", reason=ref.reason))
+                summary.files_refused += 1
+                continue
             result = FileResult(file=path_i.name, kind="labels", status="ingested", sha256=digest)
             summary.files.append(result)
             if digest in seen:

@@ -44,6 +44,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
+from riskpipe.features.build import clip_nonfinite
 from riskpipe.model import occlusion_drops, reset_expr
 from riskpipe.rank import MODEL_REASON_PREFIX
 from riskpipe.store import Layout, scan_raw_shipments
@@ -248,6 +249,8 @@ def score_frame(
         features = list(model.feature_columns) if getattr(model, "feature_columns", None) else list(model.model.feature_columns_)
     needed = {S.SHIPMENT_ID, S.NETWORK_ID, *features, *(getattr(rules, "fields", None) or joined.columns)}
     joined = joined.select([c for c in joined.columns if c in needed])  # less memory on big days
+    # a non-finite feature (from a store older than ingest's limits) must not stop the night
+    joined = clip_nonfinite(joined, [c for c in features if c in joined.columns])
     rule_score, rule_idx, rule_lists, floor_score = _rule_parts(joined, rules)
     if model is not None:
         missing = [c for c in features if c not in joined.columns]

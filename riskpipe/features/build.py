@@ -48,6 +48,29 @@ _FIRES = {
 OUTPUT_COLUMNS = [S.SHIPMENT_ID, S.NETWORK_ID, *FEATURE_COLUMNS]
 _KEYS = {**ENTITY_KEYS, **LINK_KEYS}
 
+#: largest magnitude a float feature may have: an infinity becomes +/- this, NaN becomes null.
+#: Far above any real feature (ingest caps a declared value at 1e9 USD and a weight at 1e-6 kg),
+#: and small enough that the linear partner's scaling stays finite.
+FEATURE_ABS_MAX = 1e18
+
+
+def clip_nonfinite(frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+    """``frame`` with its float ``columns`` (default: all) finite: NaN -> null, values beyond
+    ``FEATURE_ABS_MAX`` (inf included) clipped to it.
+
+    Ingest refuses non-finite and implausible values, but a store written by an older version
+    may still hold them, and the model's scaler refuses an infinity ("Input X contains
+    infinity"): one such row must not stop a night. One read-only check per column; only a
+    column holding such a value is rewritten (none, on a clean day)."""
+    cols = [c for c in (frame.columns if columns is None else columns) if frame.schema[c].is_float()]
+    if not cols or frame.is_empty():
+        return frame
+    ok = frame.select((pl.col(c).abs() <= FEATURE_ABS_MAX).all() for c in cols).row(0)  # NaN fails the test
+    bad = [c for c, fine in zip(cols, ok, strict=True) if not fine]
+    if not bad:
+        return frame
+    return frame.with_columns(pl.col(c).fill_nan(None).clip(-FEATURE_ABS_MAX, FEATURE_ABS_MAX) for c in bad)
+
 
 def family_fires(frame: pl.DataFrame) -> pl.DataFrame:
     """One boolean column per family: does this family flag the shipment (its strong flags)."""
@@ -132,7 +155,7 @@ def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
     rows = sorted_by_id(rows)
     if not rows.get_column(S.SHIPMENT_ID).equals(day_part.get_column(S.SHIPMENT_ID)):
         raise RuntimeError("feature build: row batch and whole-day columns hold different shipments")
-    return rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS)
+    return clip_nonfinite(rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS))
 
 
 def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None) -> pl.DataFrame:
@@ -191,7 +214,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     frame = network.add_network(frame.sort(S.SHIPMENT_ID))
     if timings is not None:
         timings["network"] = clock() - t
-    return frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID)
+    return clip_nonfinite(frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID))
 
 
 def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None) -> pl.DataFrame:

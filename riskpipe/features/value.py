@@ -44,13 +44,17 @@ def heading_expr() -> pl.Expr:
 
 
 def log_value_exprs() -> list[pl.Expr]:
-    """ln((value+1)/kg) and ln((value+1)/piece): the quantities whose heading means are the norms."""
+    """ln((value+1)/kg) and ln((value+1)/piece): the quantities whose heading means are the norms.
+    A non-finite one (a value that slipped past ingest's limits) is null: summed into the
+    history it would poison its heading's norm for a month."""
     v = pl.col(S.DECLARED_VALUE_USD) + 1.0
     w = pl.col(S.GROSS_WEIGHT_KG)
     p = pl.col(S.PIECE_COUNT)
+    per_kg = (v / w).log()
+    per_piece = (v / p.cast(pl.Float64)).log()
     return [
-        pl.when(w > 0).then((v / w).log()).alias(LOG_VPK),
-        pl.when(p > 0).then((v / p.cast(pl.Float64)).log()).alias(LOG_VPP),
+        pl.when((w > 0) & per_kg.is_finite()).then(per_kg).alias(LOG_VPK),
+        pl.when((p > 0) & per_piece.is_finite()).then(per_piece).alias(LOG_VPP),
     ]
 
 
@@ -113,10 +117,13 @@ def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
     agg = heading_days.group_by(HEADING).agg(
         pl.col("n_vpk").sum(), pl.col("sum_log_vpk").sum(), pl.col("n_vpp").sum(), pl.col("sum_log_vpp").sum()
     )
+    vpk = pl.col("sum_log_vpk") / pl.col("n_vpk")
+    vpp = pl.col("sum_log_vpp") / pl.col("n_vpp")
+    # a history table written before log_value_exprs dropped non-finite values may hold an inf sum
     return agg.select(
         HEADING,
-        pl.when(pl.col("n_vpk") >= MIN_NORM_COUNT).then(pl.col("sum_log_vpk") / pl.col("n_vpk")).alias(NORM_LOG_VPK),
-        pl.when(pl.col("n_vpp") >= MIN_NORM_COUNT).then(pl.col("sum_log_vpp") / pl.col("n_vpp")).alias(NORM_LOG_VPP),
+        pl.when((pl.col("n_vpk") >= MIN_NORM_COUNT) & vpk.is_finite()).then(vpk).alias(NORM_LOG_VPK),
+        pl.when((pl.col("n_vpp") >= MIN_NORM_COUNT) & vpp.is_finite()).then(vpp).alias(NORM_LOG_VPP),
     )
 
 

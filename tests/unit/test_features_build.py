@@ -10,6 +10,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_FAMILIES, build_features, family_fires
 from riskpipe.features.bench import bench_features, make_bench_world
 from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
+from riskpipe.features import value
 from riskpipe.features.testing import write_raw_day
 from riskpipe.store import Layout, write_parquet_atomic
 
@@ -118,3 +119,48 @@ def test_write_features_in_batches_equals_one_batch(tmp_path):
     assert_frame_equal(pl.read_parquet(out), one)
     with pytest.raises(ValueError, match="batch_rows"):
         write_features(lay, D, None, out, batch_rows=0)
+
+
+def _numeric_features(f: pl.DataFrame) -> list[str]:
+    return [c for c in FEATURE_COLUMNS if f.schema[c].is_float()]
+
+
+def test_non_finite_raw_values_give_finite_features_and_norms(tmp_path):
+    """A store written before ingest refused them (issue 12) may hold inf, NaN and denormal
+    values: the day's features stay finite (inf clipped, NaN null) and the heading norms of the
+    days after it are not poisoned."""
+    from riskpipe.features.build import FEATURE_ABS_MAX
+    from riskpipe.features.value import VALUE_PER_KG_VS_HEADING
+
+    lay = Layout(tmp_path)
+    bad = [
+        {S.DECLARED_VALUE: 1.7e308, S.DECLARED_VALUE_USD: float("inf")},
+        {S.DECLARED_VALUE_USD: float("-inf")},
+        {S.DECLARED_VALUE_USD: float("nan")},
+        {S.GROSS_WEIGHT_KG: 1e-320},
+        {S.GROSS_WEIGHT_KG: float("inf"), S.LISTED_PRICE_USD: float("inf")},
+    ]
+    write_raw_day(lay, D, bad + [{S.DECLARED_VALUE: 10.0 + i} for i in range(25)])
+    f = build_features(lay, D)
+    num = _numeric_features(f)
+    assert f.select(pl.col(num).is_nan().any()).row(0) == (False,) * len(num)
+    assert f.select((pl.col(num).abs() <= FEATURE_ABS_MAX).all()).row(0) == (True,) * len(num)
+    assert f.filter(pl.col(value.VALUE_PER_KG_USD) == FEATURE_ABS_MAX).height >= 2  # inf -> the clip bound
+    # the next day's heading norm comes from the day above: finite, near the ordinary rows
+    nxt = D + timedelta(days=1)
+    write_raw_day(lay, nxt, [{S.DECLARED_VALUE: 12.0}, {S.DECLARED_VALUE: 30.0}])
+    g = build_features(lay, nxt)
+    assert g[VALUE_PER_KG_VS_HEADING].is_not_null().all()
+    assert g[VALUE_PER_KG_VS_HEADING].abs().max() < 2
+
+
+def test_batched_build_clips_too(tmp_path):
+    from riskpipe.features.build import write_features
+
+    lay = Layout(tmp_path / "home")
+    write_raw_day(lay, D, [{S.DECLARED_VALUE_USD: float("inf")}, {S.GROSS_WEIGHT_KG: 1e-320}] + [{}] * 6)
+    out = tmp_path / "f.parquet"
+    write_features(lay, D, None, out, batch_rows=3)
+    f = pl.read_parquet(out)
+    num = _numeric_features(f)
+    assert f.select(pl.col(num).is_finite().fill_null(True).all()).row(0) == (True,) * len(num)

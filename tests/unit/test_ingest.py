@@ -135,10 +135,24 @@ def test_timestamp_formats() -> None:
         ({S.PORT_OF_ENTRY: "401"}, "bad_port:port_of_entry"),
         ({S.CONSIGNEE_STATE: "Ohio"}, "bad_state:consignee_state"),
         ({S.HTS_CODE: "61.09"}, "bad_hts:hts_code"),
+        # issue 12: finite derived values and plausible ranges (limits in riskpipe.ingest)
+        ({S.DECLARED_VALUE: "1.7e308", S.CURRENCY: "GBP"}, "nonfinite:declared_value_usd"),
+        ({S.LISTED_PRICE: "1.7e308", S.CURRENCY: "GBP"}, "nonfinite:listed_price_usd"),
+        ({S.DECLARED_VALUE: "2e9", S.CURRENCY: "USD"}, "implausible:declared_value_usd"),
+        ({S.LISTED_PRICE: "1.7e308", S.CURRENCY: "USD"}, "implausible:listed_price_usd"),
+        ({S.GROSS_WEIGHT_KG: "1e-320"}, "implausible:gross_weight_kg"),
+        ({S.GROSS_WEIGHT_KG: "250000"}, "implausible:gross_weight_kg"),
+        ({S.ARRIVAL_DATE: "0001-01-01"}, "implausible:arrival_date"),
+        ({S.ARRIVAL_DATE: "9999-12-31"}, "implausible:arrival_date"),
+        ({S.FILED_AT: "2099-01-01T00:00:00Z"}, "future:filed_at"),
+        ({S.FILED_AT: "0001-01-01T00:00:00Z"}, "implausible:filed_at"),
+        ({S.ACCOUNT_CREATED_DATE: "9999-12-31"}, "future:account_created_date"),
+        ({S.ACCOUNT_CREATED_DATE: "1066-10-14"}, "implausible:account_created_date"),
     ],
 )
 def test_bad_row_is_quarantined_with_reason(layout: Layout, over: dict, reason: str) -> None:
-    write_csv(layout.landing / "m.csv", row(**{S.SHIPMENT_ID: "OK"}), row(**{S.SHIPMENT_ID: "BAD", **over}))
+    ok = {**{k: None for k in over}, **row(**{S.SHIPMENT_ID: "OK"})}  # the same columns (optional ones null)
+    write_csv(layout.landing / "m.csv", ok, row(**{S.SHIPMENT_ID: "BAD", **over}))
     summary = ingest_paths(layout)
     assert raw(layout)[S.SHIPMENT_ID].to_list() == ["OK"]
     q = q_rows(layout)
@@ -496,3 +510,151 @@ def test_parts_with_other_columns_are_merged_into_one(layout: Layout) -> None:
     assert len(parts) == 1
     out = raw(layout)
     assert out[S.SHIPMENT_ID].to_list() == ["A1", "B1"] and out["note"].to_list() == [None, "x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: hostile or careless input
+# ---------------------------------------------------------------------------------------------
+def test_a_filing_dated_in_the_future_cannot_beat_later_amendments(layout: Layout) -> None:
+    write_csv(layout.landing / "a.csv", row(**{S.DECLARED_VALUE: "1"}),
+              row(**{S.DECLARED_VALUE: "666", S.FILED_AT: "2099-01-01T00:00:00Z"}))
+    first = ingest_paths(layout)
+    assert first.quarantine_reasons == {"future:filed_at": 1}
+    write_csv(layout.landing / "b.csv", row(**{S.DECLARED_VALUE: "2", S.FILED_AT: "2026-01-06T00:00:00Z"}))
+    ingest_paths(layout)
+    assert raw(layout)[S.DECLARED_VALUE].to_list() == [2.0]
+
+
+def test_derived_values_in_the_store_are_finite(layout: Layout) -> None:
+    """The rows that made every night fail (issue 12) are quarantined, so every float the store
+    holds is finite and within the limits."""
+    from riskpipe.ingest import MAX_VALUE_USD, MAX_WEIGHT_KG, MIN_WEIGHT_KG
+
+    write_csv(layout.landing / "m.csv",
+              row(**{S.SHIPMENT_ID: "A", S.LISTED_PRICE: "5"}),
+              row(**{S.SHIPMENT_ID: "B", S.DECLARED_VALUE: "1.7e308", S.CURRENCY: "GBP", S.LISTED_PRICE: "5"}),
+              row(**{S.SHIPMENT_ID: "C", S.GROSS_WEIGHT_KG: "1e-320", S.LISTED_PRICE: "5"}),
+              row(**{S.SHIPMENT_ID: "D", S.GROSS_WEIGHT_KG: "4.9e-324", S.LISTED_PRICE: "5"}),
+              row(**{S.SHIPMENT_ID: "E", S.LISTED_PRICE: "1e308", S.CURRENCY: "GBP"}))
+    summary = ingest_paths(layout)
+    out = raw(layout)
+    assert out[S.SHIPMENT_ID].to_list() == ["A"]
+    assert summary.rows_quarantined == 4
+    floats = [c for c, t in out.schema.items() if t == pl.Float64]
+    assert out.select(pl.all_horizontal(pl.col(floats).is_finite().fill_null(True))).to_series().all()
+    assert out[S.DECLARED_VALUE_USD].max() <= MAX_VALUE_USD
+    assert MIN_WEIGHT_KG <= out[S.GROSS_WEIGHT_KG].min() <= MAX_WEIGHT_KG
+
+
+def test_partner_rows_get_the_same_limits(layout: Layout) -> None:
+    p = {S.SHIPMENT_ID: "S1", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "true",
+         S.PARTNER_DECLARED_VALUE_USD: "10", S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
+         S.DECLARED_AT: "2026-01-04T10:00:00Z"}
+    write_csv(layout.landing / "partner-exports-1.csv", p,
+              {**p, S.SHIPMENT_ID: "W", S.GROSS_WEIGHT_KG: "1e-320"},
+              {**p, S.SHIPMENT_ID: "V", S.PARTNER_DECLARED_VALUE_USD: "1.7e308"},
+              {**p, S.SHIPMENT_ID: "F", S.DECLARED_AT: "2099-01-01T00:00:00Z"},
+              {**p, S.SHIPMENT_ID: "O", S.DECLARED_AT: "1900-01-01T00:00:00Z"})
+    summary = ingest_paths(layout)
+    assert scan_raw_partner(layout).collect()[S.SHIPMENT_ID].to_list() == ["S1"]
+    assert summary.quarantine_reasons == {"implausible:gross_weight_kg": 1, "implausible:declared_value_usd": 1,
+                                          "future:declared_at": 1, "implausible:declared_at": 1}
+
+
+def test_ndjson_key_first_seen_after_line_1000_is_kept(layout: Layout) -> None:
+    lines = [json.dumps(row(**{S.SHIPMENT_ID: f"N{i:04d}"})) for i in range(1, 1500)]
+    lines.append(json.dumps({**row(**{S.SHIPMENT_ID: "N1500"}), S.CONSIGNEE_PHONE: "+1 555 0100", "late_note": "x"}))
+    (layout.landing / "late.ndjson").write_text("\n".join(lines) + "\n")
+    summary = ingest_paths(layout)
+    assert summary.rows_ingested == 1500 and summary.rows_quarantined == 0
+    last = raw(layout).filter(pl.col(S.SHIPMENT_ID) == "N1500")
+    assert last[S.CONSIGNEE_PHONE].to_list() == ["+1 555 0100"]
+    assert last["late_note"].to_list() == ["x"]
+
+
+def test_symlinks_and_special_files_in_landing_are_refused_not_followed(layout: Layout, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    secret = tmp_path / "session.secret"
+    secret.write_text("s3cr3t-session-key\n")
+    outside = write_csv(tmp_path / "elsewhere" / "m.csv", row(**{S.SHIPMENT_ID: "VIA_LINK"}))
+    (layout.landing / "secret.csv").symlink_to(secret)
+    (layout.landing / "linked.csv").symlink_to(outside)
+    os.mkfifo(layout.landing / "pipe.csv")
+    write_csv(layout.landing / "ok.csv", row())
+    summary = ingest_paths(layout)
+    assert raw(layout)[S.SHIPMENT_ID].to_list() == ["S1"]
+    assert summary.files_ingested == 1 and summary.files_quarantined == 0 and summary.files_refused == 3
+    refused = {f.file: f.reason for f in summary.files if f.status == "refused"}
+    assert refused == {"secret.csv": "symlink", "linked.csv": "symlink", "pipe.csv": "not_regular_file"}
+    # nothing of the link targets was copied anywhere under the home
+    for f in layout.home.rglob("*"):
+        if f.is_file() and not f.is_symlink() and stat.S_ISREG(f.lstat().st_mode):
+            assert b"s3cr3t" not in f.read_bytes(), f
+    assert not layout.quarantine_files.exists() or not any(layout.quarantine_files.iterdir())
+    run = read_runs(layout)[-1]
+    assert run["files_refused"] == 3
+    assert {f["file"]: f["reason"] for f in run["files"] if f["status"] == "refused"} == refused
+    assert ingest_paths(layout).files_refused == 3  # reported again, still never read
+
+
+def test_explicit_symlink_path_is_refused(layout: Layout, tmp_path: Path) -> None:
+    target = write_csv(tmp_path / "real.csv", row())
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with pytest.raises(RiskpipeError, match="symbolic link") as err:
+        ingest_paths(layout, [link])
+    assert "\n" not in str(err.value)
+    assert not layout.raw_days()
+
+
+def test_duplicate_column_names_quarantine_the_file(layout: Layout) -> None:
+    """CSV headers and Parquet schemas (an NDJSON object with a key twice is not detected: Polars
+    keeps the first value, and finding repeats costs a regex pass over every line)."""
+    header = list(row())
+    (layout.landing / "dup.csv").write_text(",".join([*header, S.DESCRIPTION]) + "\n"
+                                            + ",".join([*row().values(), "other"]) + "\n")
+    with gzip.open(layout.landing / "dupz.csv.gz", "wt") as fh:
+        fh.write(",".join([*header, S.DESCRIPTION]) + "\n" + ",".join([*row().values(), "other"]) + "\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({**{k: [v] for k, v in row().items()}})
+    pq.write_table(table.append_column(S.DESCRIPTION, pa.array(["other"])), layout.landing / "dup.parquet")
+    write_csv(layout.landing / "ok.csv", row(**{S.SHIPMENT_ID: "OK"}))
+    summary = ingest_paths(layout)
+    assert raw(layout)[S.SHIPMENT_ID].to_list() == ["OK"]
+    reasons = {f.file: f.reason for f in summary.files if f.status == "quarantined"}
+    assert reasons == {name: f"duplicate_column:{S.DESCRIPTION}"
+                       for name in ("dup.csv", "dupz.csv.gz", "dup.parquet")}
+    assert summary.quarantine_reasons == {f"file:duplicate_column:{S.DESCRIPTION}": 3}
+
+
+def _run_cli(home: Path, *args: str):
+    """The ``riskpipe`` command of this checkout (not an installed copy) in a subprocess."""
+    import subprocess
+    import sys
+
+    import riskpipe
+
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(home.parent),
+           "PYTHONPATH": str(Path(riskpipe.__file__).parents[1]), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    code = "import sys; from riskpipe.cli import main; sys.argv[0] = 'riskpipe'; main()"
+    return subprocess.run([sys.executable, "-c", code, "--home", str(home), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_ingest_fails_when_every_file_is_quarantined(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "landing").mkdir(parents=True)
+    (home / "landing" / "a.csv").write_bytes(b"")
+    frame(row()).drop(S.GROSS_WEIGHT_KG).write_csv(home / "landing" / "b.csv")
+    bad = _run_cli(home, "ingest")
+    assert bad.returncode != 0
+    last = (bad.stdout + bad.stderr).strip().splitlines()[-1]
+    assert "quarantined" in last and "nothing was ingested" in last
+    write_csv(home / "landing" / "c.csv", row())  # one good new file: success again
+    ok = _run_cli(home, "ingest")
+    assert ok.returncode == 0, ok.stderr
+    assert "rows ingested" in ok.stdout

@@ -132,3 +132,19 @@ def test_future_exam_dates_are_quarantined_with_a_reason(layout: Layout, tmp_pat
     q = pl.read_parquet(next(layout.quarantine_rows.glob("labels-*.parquet")))
     assert q[S.SHIPMENT_ID].to_list() == ["S2"]
     assert store.current()[S.SHIPMENT_ID].to_list() == ["S1"]
+
+
+def test_links_in_an_outcomes_folder_are_refused_not_followed(layout: Layout, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.csv"
+    pl.DataFrame([label("S2")]).write_csv(outside)
+    folder = tmp_path / "outcomes"
+    folder.mkdir()
+    pl.DataFrame([label("S1")]).write_csv(folder / "a.csv")
+    (folder / "b.csv").symlink_to(outside)
+    store = FakeStore()
+    summary = import_labels(layout, folder, store)
+    assert [f[S.SHIPMENT_ID].to_list() for f, _ in store.calls] == [["S1"]]
+    assert summary.files_refused == 1
+    assert [(f.file, f.status, f.reason) for f in summary.files if f.status == "refused"] == [("b.csv", "refused", "symlink")]
+    with pytest.raises(RiskpipeError, match="symbolic link"):
+        import_labels(layout, folder / "b.csv", store)

@@ -119,3 +119,64 @@ def test_join_raw_features_sorted_fast_path_equals_the_join():
     assert_frame_equal(slow, fast.reverse())
     partial = join_raw_features(raw, feats.filter(pl.col(S.SHIPMENT_ID) != "b"))
     assert partial[S.SHIPMENT_ID].to_list() == ["a", "c", "d"] and partial[S.DESCRIPTION].to_list() == ["A", "C", "D"]
+
+
+@pytest.fixture(scope="module")
+def loaded_linear() -> LoadedModel:
+    """The production shape: trees and the linear partner (whose scaler refuses infinities)."""
+    est = TabularRiskClassifier(max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
+    model, meta = fit_risk_model(_frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.3)
+    return LoadedModel(version="t", model=model, meta=meta)
+
+
+@pytest.mark.parametrize("which", ["loaded", "loaded_linear"])
+def test_scoring_survives_non_finite_feature_values(which, request):
+    """A non-finite value that slipped into the features (a store written by an older version,
+    issue 12) must not stop the night: inf is clipped, NaN is missing; the scores stay
+    probabilities."""
+    loaded = request.getfixturevalue(which)
+    day = _frame(60, 6).with_columns(
+        pl.Series(S.DECLARED_VALUE, [float("inf"), float("-inf"), float("nan"), 1.7e308] + [10.0] * 56),
+        pl.Series("noise", [float("nan"), float("inf")] + [0.0] * 58),
+    )
+    out = score_frame(day, loaded, parse_rules(RULES), top_n=10)
+    risk = out[S.RISK_SCORE].to_numpy()
+    assert np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
+    assert out.height == 60
+    # the clipped infinity scores as the largest finite value would
+    big = day.with_columns(pl.Series(S.DECLARED_VALUE, [1e18, -1e18, float("nan"), 1e18] + [10.0] * 56),
+                           pl.Series("noise", [None, 1e18] + [0.0] * 58))
+    assert_frame_equal(score_frame(big, loaded, parse_rules(RULES), top_n=10).drop(S.REASONS),
+                       out.drop(S.REASONS))
+
+
+def test_nightly_features_and_score_survive_an_old_store_with_infinities(tmp_path):
+    """The whole path of a night (features from the raw store, then scores with the linear
+    partner in the ensemble) on a raw partition holding inf / NaN / denormal values."""
+    from datetime import date
+
+    from riskpipe.features import FEATURE_COLUMNS, build_features
+    from riskpipe.features.testing import write_raw_day
+    from riskpipe.score import score_day
+    from riskpipe.store import Layout
+
+    lay = Layout(tmp_path)
+    d0, d1 = date(2026, 3, 9), date(2026, 3, 10)
+    rng = np.random.default_rng(0)
+    write_raw_day(lay, d0, [{S.DECLARED_VALUE: float(v), S.DECLARED_VALUE_USD: float(v), S.GROSS_WEIGHT_KG: float(w)}
+                            for v, w in zip(rng.uniform(1, 900, 300), rng.uniform(0.05, 5, 300))])
+    train = build_features(lay, d0).with_columns(
+        pl.Series(S.IS_POSITIVE, (rng.random(300) < 0.2).astype(np.int8)))
+    est = TabularRiskClassifier(max_iter=20, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
+    model, meta = fit_risk_model(train, train, FEATURE_COLUMNS, estimator=est, linear_weight=0.3)
+    loaded_model = LoadedModel(version="t", model=model, meta=meta)
+    write_raw_day(lay, d1, [
+        {S.DECLARED_VALUE: 1.7e308, S.DECLARED_VALUE_USD: float("inf")},
+        {S.GROSS_WEIGHT_KG: 1e-320},
+        {S.DECLARED_VALUE_USD: float("nan")},
+        {S.DECLARED_VALUE_USD: float("-inf"), S.GROSS_WEIGHT_KG: float("inf")},
+        {}, {},
+    ])
+    scored = score_day(lay, d1, loaded_model, parse_rules(RULES), pl.DataFrame(schema=S.LABEL_SCHEMA))
+    risk = scored[S.RISK_SCORE].to_numpy()
+    assert scored.height == 6 and np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
