@@ -13,8 +13,9 @@ from pathlib import Path
 
 def configure_prefect(home: Path, environ: dict[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
-    prefect_home = (home / ".prefect").resolve()
-    prefect_home.mkdir(parents=True, exist_ok=True)
+    from riskpipe.store import private_dir
+
+    prefect_home = private_dir((home / ".prefect").resolve())  # flow parameters, logs: owner only
     env.setdefault("PREFECT_HOME", str(prefect_home))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
