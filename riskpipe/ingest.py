@@ -948,11 +948,14 @@ def _ingest_locked(
         commit_journal(layout.home, layout.raw_journal, plan)
         committed = True
     finally:
-        if not committed:  # failed before the journal: nothing of this run becomes visible
-            for staged_dir, _final in swaps:
-                if staged_dir is not None:
-                    shutil.rmtree(staged_dir, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        # failed after writing the journal: it names the staged folders and work files, and the
+        # next run (or reader) rolls it forward; failed before: nothing of this run is kept
+        if not layout.raw_journal.exists():
+            if not committed:
+                for staged_dir, _final in swaps:
+                    if staged_dir is not None:
+                        shutil.rmtree(staged_dir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
     if progress:
         progress(total_steps, total_steps)
     return summary

@@ -171,6 +171,9 @@ def _roll_forward_v1(plan: dict[str, list[str]]) -> None:
 
 
 def abandon(staged: Staged) -> None:
-    """Drop a run's staging directories (on failure before commit)."""
+    """Drop a run's staging directories (on failure before commit). After a failure inside
+    :func:`commit` the journal names them: they are kept for the roll-forward."""
+    if _journal(Layout(staged["scores"].parent.parent), staged.day).exists():
+        return
     for path in staged.dirs.values():
         shutil.rmtree(path, ignore_errors=True)

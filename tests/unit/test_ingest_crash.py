@@ -227,3 +227,25 @@ def test_stale_staging_and_aside_folders_are_swept_by_the_next_ingest(homes) -> 
     assert labels_work.exists()
     after = _content(layout)
     assert after[0].equals(before[0]) and after[1].equals(before[1])
+
+
+def test_an_error_while_applying_the_journal_is_completed_by_the_next_run(homes, monkeypatch) -> None:
+    """An exception (not a crash) between the two renames of a partition swap: the failed run
+    keeps what its journal names, and the next run completes it."""
+    layout = Layout(homes["base"] / "error")
+    shutil.copytree(homes["first"].home, layout.home)
+    _second_files(layout.landing)
+    real, calls = os.replace, [0]
+
+    def failing(src, dst, *args, **kwargs):
+        calls[0] += 1
+        if ".staging-" in str(src) and Path(dst).name.startswith("arrival_date="):
+            raise OSError("disk said no")  # the first staged partition's rename into place
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk said no"):
+        ingest_paths(layout)
+    monkeypatch.setattr(os, "replace", real)
+    ingest_paths(layout)
+    _assert_complete(layout, homes)

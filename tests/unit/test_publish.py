@@ -188,3 +188,30 @@ def test_a_journal_naming_a_path_outside_the_home_is_refused(tmp_path):
     with pytest.raises(RiskpipeError, match="not a path inside the data home"):
         publish.ensure_complete(layout, DAY)
     assert victim.exists()
+
+
+def test_an_error_inside_commit_keeps_what_the_journal_needs(tmp_path, monkeypatch):
+    """An exception (not a crash) between the two renames of a swap, then the caller abandons
+    the run as the nightly flow does: the next reader still completes the new night."""
+    import os
+
+    import pytest
+
+    layout = Layout(tmp_path)
+    publish.commit(layout, _write_run(layout, "run1"))
+    staged = _write_run(layout, "run2")
+    real, calls = os.replace, [0]
+
+    def failing(src, dst, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:  # journal, scores aside, then the staged scores in: fails
+            raise OSError("disk said no")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk said no"):
+        publish.commit(layout, staged)
+    monkeypatch.setattr(os, "replace", real)
+    publish.abandon(staged)
+    publish.ensure_complete(layout, DAY)
+    assert _visible(layout) == {"scores": "run2", "targets": "run2", "reports": "run2"}
