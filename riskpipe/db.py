@@ -9,6 +9,7 @@ of both reading a stale row and one failing at commit.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,20 @@ def dispose_engine(db_url: str) -> None:
         engine.dispose()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The database holds password hashes and exam outcomes: create it 0600 before SQLite opens
+    it, whatever the umask (SQLite gives its -wal and -shm files the database file's mode), and
+    tighten one made by an older version."""
+    if str(path).startswith("file:"):  # a URI filename: SQLite's to open
+        return
+    from riskpipe.store import PRIVATE_FILE, set_mode
+
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists():
+            set_mode(p, PRIVATE_FILE)
+
+
 def _make_engine(db_url: str) -> Engine:
     try:
         url = make_url(db_url)
@@ -70,6 +85,7 @@ def _make_engine(db_url: str) -> Engine:
         kwargs["poolclass"] = StaticPool
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(Path(database))
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

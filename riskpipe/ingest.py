@@ -41,7 +41,22 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
-from riskpipe.store import Layout, replace_dir_atomic, sha256_file, staging_dir, write_parquet_atomic
+from riskpipe.store import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    Layout,
+    append_lines,
+    commit_journal,
+    file_lock,
+    journal_plan,
+    private_dir,
+    recover_journal,
+    set_mode,
+    sha256_file,
+    staging_dir,
+    sweep_leftovers,
+    write_parquet_atomic,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from riskpipe.labels import LabelStore
@@ -626,7 +641,7 @@ def address_key(address: pl.Expr, postal_code: pl.Expr) -> pl.Expr:
 # ledger and run log
 # ---------------------------------------------------------------------------------------------
 def _ingest_dir(layout: Layout) -> Path:
-    return layout.home / "ingest"
+    return layout.ingest_dir
 
 
 def ledger_path(layout: Layout, kind: str = "manifest") -> Path:
@@ -651,13 +666,14 @@ def _read_ledger(path: Path) -> set[str]:
     return seen
 
 
+def _jsonl(records: Iterable[dict]) -> list[str]:
+    return [json.dumps(rec, default=str) for rec in records]
+
+
 def _append_jsonl(path: Path, records: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append records to a ledger or run log (0600, in a 0700 folder: it names files and hashes)."""
+    private_dir(path.parent)
+    append_lines(path, _jsonl(records), mode=PRIVATE_FILE)
 
 
 def read_runs(layout: Layout) -> list[dict]:
@@ -674,7 +690,7 @@ def read_runs(layout: Layout) -> list[dict]:
 def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason: str, detail: str,
                      run_id: str) -> None:
     """Copy a whole file into ``quarantine/files`` with a ``<name>.reason.json`` beside it."""
-    layout.quarantine_files.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.quarantine_files, under=layout.home)
     target = layout.quarantine_files / path.name
     if target.exists() and (not digest or sha256_file(target) != digest):
         target = layout.quarantine_files / f"{digest[:12]}-{path.name}"
@@ -694,7 +710,7 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
         info["copied"] = False
     from riskpipe.store import write_text_atomic
 
-    write_text_atomic(json.dumps(info, indent=2) + "\n", target.with_name(target.name + ".reason.json"))
+    write_text_atomic(json.dumps(info, indent=2) + "\n", target.with_name(target.name + ".reason.json"), PRIVATE_FILE)
 
 
 def _bad_rows_plan(lf: pl.LazyFrame, schema: pl.Schema, plan: _Plan, source_name: str, kind: str, run_id: str) -> pl.LazyFrame:
@@ -975,7 +991,41 @@ def ingest_paths(
 
     One broken file is quarantined, never fatal; a symbolic link or special file is refused
     (reported, never read); the counts are returned and appended to ``<home>/ingest/runs.jsonl``.
+
+    Crash safety: one run at a time (``ingest/ingest.lock``). A run first rolls forward a run
+    that was killed while applying its journal, then sweeps what killed runs left (staging and
+    aside folders, work folders). It stages every partition it changes, then writes one journal
+    naming the swaps, the quarantined-row files and its ledger and run-log records, and applies
+    it: a file is in the ledger only once its rows are in place, and a run killed at any point
+    is either invisible (no journal: its files are ingested again) or completed exactly once.
     """
+    private_dir(layout.ingest_dir, under=layout.home)
+    with file_lock(layout.ingest_lock):
+        recover_journal(layout.home, layout.raw_journal)
+        _sweep_raw_leftovers(layout)
+        return _ingest_locked(layout, paths, fx_rates_path, progress)
+
+
+def _sweep_raw_leftovers(layout: Layout) -> int:
+    """Staging and aside partitions and work folders of killed ingest runs (with the ingest lock
+    held and the journal resolved: nothing live or pending can be named by them)."""
+    removed = sweep_leftovers(layout.raw_shipments, "arrival_date=*")
+    removed += sweep_leftovers(layout.raw_partner, "declared_date=*")
+    for work in layout.ingest_dir.glob(".run-[0-9]*"):  # not .run-labels-* (labels import)
+        shutil.rmtree(work, ignore_errors=True)
+        removed += 1
+    for tmp in layout.ingest_dir.glob(f".{layout.raw_journal.name}.tmp-*"):  # a journal write cut short
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _ingest_locked(
+    layout: Layout,
+    paths: list[Path] | None,
+    fx_rates_path: Path | None,
+    progress: Callable[[int, int], None] | None,
+) -> IngestSummary:
     started = time.perf_counter()
     refused: list[tuple[Path, str]] = []
     files = _list_inputs(layout, paths, refused)
@@ -990,13 +1040,15 @@ def ingest_paths(
     if progress:
         progress(0, total_steps)
 
-    workdir = _ingest_dir(layout) / f".run-{run_id}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
+    workdir = private_dir(_ingest_dir(layout) / f".run-{run_id}", under=layout.home)
+    private_dir(layout.quarantine_rows, under=layout.home)
     staged: dict[str, list[Path]] = {"manifest": [], "partner": []}
     valid_total = 0
     ledger_records: list[dict] = []
     reasons: Counter[str] = Counter()
+    swaps: list[tuple[Path | None, Path]] = []  # (staged partition or None to remove, final)
+    moves: list[tuple[Path, Path]] = []  # quarantined-row files: work folder -> quarantine/rows
+    committed = False
     try:
         digests = []
         for path in list(files):
@@ -1028,7 +1080,7 @@ def ingest_paths(
             else:
                 seen.add(digest)
                 stage = workdir / f"{i:05d}-{kind}.parquet"
-                qpath = layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet"
+                qpath = workdir / f"{run_id}-{digest[:12]}.parquet"  # moved to quarantine/rows by the journal
                 try:
                     n_valid, n_bad, views = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
                                                         ingested_at, run_id, contested if kind == "manifest" else None)
@@ -1046,6 +1098,8 @@ def ingest_paths(
                         summary.partner_rows_in += n_valid + n_bad
                     if n_bad:
                         reasons.update(_reason_counts(qpath))
+                        set_mode(qpath, PRIVATE_FILE)
+                        moves.append((qpath, layout.quarantine_rows / qpath.name))
                     staged[kind].extend(views)
                     valid_total += n_valid
                 ledger_records.append({"sha256": digest, "file": path.name, "kind": kind,
@@ -1055,24 +1109,36 @@ def ingest_paths(
                 progress(i + 1, total_steps)
 
         if staged["manifest"]:
-            ingested, replaced, days = _merge_shipments(layout, staged["manifest"])
+            ingested, replaced, days = _merge_shipments(layout, staged["manifest"], swaps)
             summary.rows_ingested += ingested
             summary.rows_replaced_existing += replaced
             summary.days_written = days
         if staged["partner"]:
-            p_ingested = _merge_partner(layout, staged["partner"])
+            p_ingested = _merge_partner(layout, staged["partner"], swaps)
             summary.rows_ingested += p_ingested
             summary.partner_rows_ingested = p_ingested
         summary.rows_amended = valid_total - summary.rows_ingested
         summary.quarantine_reasons = dict(sorted(reasons.items()))
         summary.check()
-        _append_jsonl(ledger_path(layout), ledger_records)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        run_record = summary.as_dict()
+        run_record["files"] = [asdict(f) for f in summary.files]
+        # the partitions, quarantined rows, ledger and run log change together (or not at all)
+        plan = journal_plan(layout.home, swaps, moves, [
+            (ledger_path(layout), _jsonl(ledger_records)),
+            (runs_path(layout), _jsonl([{"kind": "ingest", **run_record}])),
+        ])
+        commit_journal(layout.home, layout.raw_journal, plan)
+        committed = True
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    summary.seconds = round(time.perf_counter() - started, 3)
-    run_record = summary.as_dict()
-    run_record["files"] = [asdict(f) for f in summary.files]
-    _append_jsonl(runs_path(layout), [{"kind": "ingest", **run_record}])
+        # failed after writing the journal: it names the staged folders and work files, and the
+        # next run (or reader) rolls it forward; failed before: nothing of this run is kept
+        if not layout.raw_journal.exists():
+            if not committed:
+                for staged_dir, _final in swaps:
+                    if staged_dir is not None:
+                        shutil.rmtree(staged_dir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
     if progress:
         progress(total_steps, total_steps)
     return summary
@@ -1111,13 +1177,15 @@ def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
     return [*base, *extra]
 
 
-def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, list[str]]:
-    """Apply amendments and update the touched arrival-date partitions.
+def _merge_shipments(layout: Layout, new_files: list[Path],
+                     swaps: list[tuple[Path | None, Path]]) -> tuple[int, int, list[str]]:
+    """Apply amendments and stage the touched arrival-date partitions.
 
     Only the candidates sharing a ``shipment_id`` are sorted; files holding no loser (superseded
     version) become parts of their partition as they are, the others are filtered (by row
-    number) into one rewritten part that streams to disk.
-    Returns (new rows now in the store, existing rows replaced, days written)."""
+    number) into one rewritten part that streams to disk. Nothing visible changes here: each
+    staged partition is added to ``swaps`` (as it is staged, so a failure can drop it) for the
+    run's journal. Returns (new rows now in the store, existing rows replaced, days written)."""
     key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
     order = [S.FILED_AT, _SEQ, _ORD, _ROW]
     thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, _SEQ, _ORD, _ROW]
@@ -1173,6 +1241,7 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
     } if losers.height else {}
 
     token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # part names sort in ingest order
+    private_dir(layout.raw_shipments, under=layout.home)
     written = []
     for day in days:
         sources = sorted(new_days.get(day, set()))
@@ -1189,11 +1258,11 @@ def _merge_shipments(layout: Layout, new_files: list[Path]) -> tuple[int, int, l
         if rewrite_plan is not None:
             schemas.append(dict(rewrite_plan.collect_schema()))
         if all(list(sch.items()) == list(schemas[0].items()) for sch in schemas):
-            _write_parts(layout.raw_shipments_day(day), keep, [new_files[o] for o in movable], rewrite_plan, token)
+            _write_parts(layout.raw_shipments_day(day), keep, [new_files[o] for o in movable], rewrite_plan, token, swaps)
         else:  # column sets differ (extra input columns): one part of every row of the day
             parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here]
             parts += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o))) for o in sources]
-            _write_parts(layout.raw_shipments_day(day), [], [], _concat_ordered(parts), token)
+            _write_parts(layout.raw_shipments_day(day), [], [], _concat_ordered(parts), token, swaps)
         written.append(day.isoformat())
     return ingested, replaced, written
 
@@ -1207,32 +1276,29 @@ def _concat_ordered(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
     return plan.select(_ordered_columns(names, S.RAW_SHIPMENT_SCHEMA))
 
 
-def _write_parts(final: Path, keep: list[Path], move: list[Path], rewrite: pl.LazyFrame | None, token: str) -> None:
-    """Swap in a partition of several Parquet parts (all of one schema): ``keep`` (files of the
+def _write_parts(final: Path, keep: list[Path], move: list[Path], rewrite: pl.LazyFrame | None, token: str,
+                 swaps: list[tuple[Path | None, Path]]) -> None:
+    """Stage a partition of several Parquet parts (all of one schema): ``keep`` (files of the
     current partition, hard-linked), ``move`` (staged files, renamed in) and ``rewrite`` (written
-    as one more part unless empty). A partition left with no rows is removed."""
-    staged = staging_dir(final)
-    try:
-        for f in keep:
-            os.link(f, staged / f.name)
-        for k, f in enumerate(move):
-            os.replace(f, staged / f"part-{token}-{k:03d}.parquet")
-        if rewrite is not None:
-            out = staged / f"part-{token}-rw.parquet"
-            rewrite.sink_parquet(out, **RAW_PARQUET, engine="streaming")
-            if _parquet_rows(out) == 0:
-                out.unlink()
-        if not any(staged.iterdir()):
-            shutil.rmtree(staged, ignore_errors=True)
-            if final.exists():
-                aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(final, aside)
-                shutil.rmtree(aside, ignore_errors=True)
-            return
-        replace_dir_atomic(staged, final)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)
+    as one more part unless empty); the swap goes to ``swaps``. A partition left with no rows
+    is to be removed. Partitions are 0700 folders of 0600 files (personal data)."""
+    staged = staging_dir(final, PRIVATE_DIR)
+    swaps.append((staged, final))
+    for f in keep:
+        os.link(f, staged / f.name)
+        set_mode(staged / f.name, PRIVATE_FILE)
+    for k, f in enumerate(move):
+        os.replace(f, staged / f"part-{token}-{k:03d}.parquet")
+        set_mode(staged / f"part-{token}-{k:03d}.parquet", PRIVATE_FILE)
+    if rewrite is not None:
+        out = staged / f"part-{token}-rw.parquet"
+        rewrite.sink_parquet(out, **RAW_PARQUET, engine="streaming")
+        set_mode(out, PRIVATE_FILE)
+        if _parquet_rows(out) == 0:
+            out.unlink()
+    if not any(staged.iterdir()):
+        shutil.rmtree(staged, ignore_errors=True)
+        swaps[-1] = (None, final)
 
 
 def _id_ranges(path: Path) -> list[tuple[str, str]] | None:
@@ -1280,8 +1346,9 @@ def _drop(scan: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
     return scan if rows is None else scan.filter(~pl.col(_ROW).is_in(rows.implode()))
 
 
-def _merge_partner(layout: Layout, staged: list[Path]) -> int:
-    """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins)."""
+def _merge_partner(layout: Layout, staged: list[Path], swaps: list[tuple[Path | None, Path]]) -> int:
+    """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins);
+    each day's partition is staged and added to ``swaps`` for the run's journal."""
     new = pl.concat(_keyed(staged, 1), how="diagonal_relaxed").with_columns(
         pl.col(S.DECLARED_AT).dt.date().alias("_day")
     ).collect(engine="streaming")
@@ -1298,13 +1365,10 @@ def _merge_partner(layout: Layout, staged: list[Path]) -> int:
         ingested += int((merged[_SEQ] == 1).sum())
         cols = _ordered_columns(merged.columns, [*S.PARTNER_SCHEMA, S.SOURCE_FILE, S.INGESTED_AT])
         final = layout.raw_partner_day(day)
-        staged_dir = staging_dir(final)
-        try:
-            write_parquet_atomic(merged.sort(S.SHIPMENT_ID).select(cols), staged_dir / "part-0.parquet")
-            replace_dir_atomic(staged_dir, final)
-        finally:
-            if staged_dir.exists():
-                shutil.rmtree(staged_dir, ignore_errors=True)
+        private_dir(final.parent, under=layout.home)
+        staged_dir = staging_dir(final, PRIVATE_DIR)
+        swaps.append((staged_dir, final))
+        write_parquet_atomic(merged.sort(S.SHIPMENT_ID).select(cols), staged_dir / "part-0.parquet", PRIVATE_FILE)
     return ingested
 
 
@@ -1333,9 +1397,8 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
     ledger = ledger_path(layout, "labels")
     seen = _read_ledger(ledger)
     reasons: Counter[str] = Counter()
-    workdir = _ingest_dir(layout) / f".run-{run_id}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    layout.quarantine_rows.mkdir(parents=True, exist_ok=True)
+    workdir = private_dir(_ingest_dir(layout) / f".run-{run_id}", under=layout.home)
+    private_dir(layout.quarantine_rows, under=layout.home)
     known_ids = scan_raw_shipments(layout).select(S.SHIPMENT_ID)
     try:
         for path_i in files:
@@ -1361,7 +1424,7 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
                 _quarantine_file(layout, path_i, digest, "labels", rej.reason, rej.detail, run_id)
             else:
                 if bad.height:
-                    write_parquet_atomic(bad, layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet")
+                    write_parquet_atomic(bad, layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet", PRIVATE_FILE)
                     reasons.update(Counter(bad[Q_REASONS].explode().to_list()))
                 recorded = store.record(valid, actor=f"import:{path_i.name}") if valid.height else 0
                 result.rows_in, result.rows_valid, result.rows_quarantined = valid.height + bad.height, valid.height, bad.height

@@ -1,19 +1,36 @@
-"""The data home layout, atomic writes and partitions.
+"""The data home layout, atomic writes, partitions, journals and private files.
 
 Every output is written under a temporary name in the same directory and renamed into place,
-so a reader never sees a half-written file.
+so a reader never sees a half-written file. Replacing several directories at once (a night's
+outputs, the partitions an ingest run touches) goes through a journal (:func:`commit_journal`):
+the plan is written first and rolled forward by whoever finds it next, so a crash between two
+renames never leaves a directory missing or a mixture of two runs.
+
+Files holding hashes or personal data are created 0600 in 0700 directories whatever the umask
+(``mode=PRIVATE_FILE`` on the atomic writers, :func:`private_dir`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+
+from riskpipe.errors import RiskpipeError
+
+#: modes of files and directories holding hashes or personal data (owner only).
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,21 @@ class Layout:
     def prefect_home(self) -> Path:
         return self.home / ".prefect"
 
+    @property
+    def ingest_dir(self) -> Path:
+        """The ingest ledger, run log, journal and lock."""
+        return self.home / "ingest"
+
+    @property
+    def raw_journal(self) -> Path:
+        """The plan of an ingest run's partition swaps, present only while it is being applied."""
+        return self.ingest_dir / "journal.json"
+
+    @property
+    def ingest_lock(self) -> Path:
+        """Held by an ingest run from start to end (one run at a time)."""
+        return self.ingest_dir / "ingest.lock"
+
     def partition(self, base: Path, day: date) -> Path:
         """Hive-style partition directory ``base/arrival_date=YYYY-MM-DD``."""
         return base / f"arrival_date={day.isoformat()}"
@@ -92,6 +124,7 @@ class Layout:
 
     def raw_days(self) -> list[date]:
         """Arrival dates present in the raw shipment store, ascending."""
+        ensure_raw_complete(self)
         if not self.raw_shipments.exists():
             return []
         days = []
@@ -120,32 +153,131 @@ def tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def set_mode(path: Path, mode: int) -> None:
+    """``chmod`` unless already so (a file or folder someone else owns is left as it is)."""
+    try:
+        if path.stat().st_mode & 0o7777 != mode:
+            os.chmod(path, mode)
+    except PermissionError:
+        pass
+
+
+def private_dir(path: Path, under: Path | None = None) -> Path:
+    """Create ``path`` (and its parents) with mode 0700 whatever the umask; with ``under``, every
+    folder below ``under`` down to ``path`` is made 0700 too (``under`` itself is left alone)."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    levels = [path]
+    if under is not None:
+        levels += [p for p in path.parents if under in p.parents]
+    for p in levels:
+        set_mode(p, PRIVATE_DIR)
+    return path
+
+
+def _new_tmp(path: Path, mode: int | None) -> Path:
+    """A fresh temporary sibling; created empty with ``mode`` first, so the data written into it
+    is never readable by others, not even for an instant."""
     tmp = tmp_sibling(path)
+    if mode is not None:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        os.chmod(tmp, mode)  # the umask may have removed bits we want (never added any)
+    return tmp
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path, mode: int | None = None) -> Path:
+    """Write ``frame`` to ``path`` via a temporary file and an atomic rename (``mode``: the
+    file's permissions, e.g. :data:`PRIVATE_FILE`; default: the umask's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_tmp(path, mode)
     try:
         frame.write_parquet(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def write_bytes_atomic(data: bytes, path: Path) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+def write_bytes_atomic(data: bytes, path: Path, mode: int | None = None, durable: bool = False) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename; ``durable`` also
+    flushes the file and its folder to disk (journals)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_sibling(path)
+    tmp = _new_tmp(path, mode)
     try:
         tmp.write_bytes(data)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
-    return write_bytes_atomic(text.encode("utf-8"), path)
+def write_text_atomic(text: str, path: Path, mode: int | None = None) -> Path:
+    return write_bytes_atomic(text.encode("utf-8"), path, mode)
+
+
+def append_lines(path: Path, lines: list[str], once: bool = False, mode: int = PRIVATE_FILE) -> None:
+    """Append text lines to a log file (created with ``mode``) and flush them to disk.
+
+    ``once``: skip lines the file already holds (a journal rolled forward twice appends its
+    records once). A torn last line left by a crash is ended first, so it cannot swallow the
+    next record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode)
+    with os.fdopen(fd, "r+b") as fh:
+        try:
+            os.fchmod(fd, mode)  # also tightens a log written by an older version
+        except PermissionError:
+            pass
+        size = os.fstat(fd).st_size
+        head = b""
+        if size:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                head = b"\n"
+        if once and size:
+            fh.seek(0)
+            present = set(fh.read().decode("utf-8", errors="replace").splitlines())
+            lines = [x for x in lines if x not in present]
+        if lines or head:
+            fh.write(head + "".join(x + "\n" for x in lines).encode("utf-8"))
+            fh.flush()
+            os.fsync(fd)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` for the block; yields False (without waiting) when
+    ``blocking`` is off and another process or thread holds it. The kernel releases it when
+    its holder dies, so a crash never leaves a stale lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def replace_dir_atomic(staged: Path, final: Path) -> None:
@@ -153,7 +285,9 @@ def replace_dir_atomic(staged: Path, final: Path) -> None:
 
     The old directory is renamed aside first, then the staged one renamed in, then the old one
     removed; both renames are atomic on one filesystem, so a reader sees the old or the new
-    complete directory (or, for an instant between the renames, none), never a mixture.
+    complete directory (or, for an instant between the renames, none), never a mixture. A crash
+    between the two renames is repaired only when the swap is part of a journal
+    (:func:`commit_journal`): rolling it forward renames the staged directory in.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     old = None
@@ -165,12 +299,135 @@ def replace_dir_atomic(staged: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def staging_dir(final: Path) -> Path:
-    """A fresh empty staging directory next to ``final`` (same filesystem, hidden name)."""
+def remove_dir_atomic(final: Path) -> None:
+    """Remove a directory so that a reader sees it whole or not at all (renamed aside first)."""
+    if final.exists():
+        aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def staging_dir(final: Path, mode: int | None = None) -> Path:
+    """A fresh empty staging directory next to ``final`` (same filesystem, hidden name); with
+    ``mode`` (e.g. :data:`PRIVATE_DIR`) it gets exactly those permissions."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staged = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
     staged.mkdir()
+    if mode is not None:
+        os.chmod(staged, mode)
     return staged
+
+
+def sweep_leftovers(parent: Path, pattern: str = "*", older_than_s: float | None = None) -> int:
+    """Remove the staging (``.<name>.staging-*``) and aside (``.<name>.old-*``) directories of
+    interrupted swaps under ``parent`` whose name matches ``.<pattern>``. Only call it once the
+    journals that may name them are resolved, and only where no live run stages (or with
+    ``older_than_s``: leftovers untouched for that long)."""
+    if not parent.exists():
+        return 0
+    removed = 0
+    now = time.time()
+    for glob in (f".{pattern}.staging-*", f".{pattern}.old-*"):
+        for leftover in parent.glob(glob):
+            try:
+                if older_than_s is not None and now - leftover.stat().st_mtime < older_than_s:
+                    continue
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# journals: several directory swaps (and log appends) that take effect together
+# ---------------------------------------------------------------------------------------------
+def _journal_path(home: Path, rel: str) -> Path:
+    """A path named in a journal (relative to the home, so a moved home still recovers)."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise RiskpipeError(f"journal under {home}: {rel!r} is not a path inside the data home")
+    return home / p
+
+
+def _rel(home: Path, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(Path(path).relative_to(home))
+    except ValueError:  # one of them absolute, the other not
+        return str(Path(path).resolve().relative_to(Path(home).resolve()))
+
+
+def journal_plan(home: Path, swaps: list[tuple[Path | None, Path]], moves: list[tuple[Path, Path]] | None = None,
+                 appends: list[tuple[Path, list[str]]] | None = None) -> dict:
+    """A plan for :func:`commit_journal`: ``swaps`` (staged directory, final directory; staged
+    None removes the final one), ``moves`` (file renames) and ``appends`` (lines for log files,
+    applied after every swap and move). Every path lies under ``home``."""
+    return {
+        "version": 2,
+        "swaps": [[_rel(home, a), _rel(home, b)] for a, b in swaps],
+        "moves": [[_rel(home, a), _rel(home, b)] for a, b in moves or []],
+        "appends": [[_rel(home, p), list(lines)] for p, lines in appends or []],
+    }
+
+
+def commit_journal(home: Path, journal: Path, plan: dict) -> None:
+    """Make a plan take effect as one step: write it (durably), apply it, remove it. A crash at
+    any point leaves either no journal (nothing changed yet) or a journal that
+    :func:`recover_journal` rolls forward. Call with the lock that serialises writers held."""
+    write_bytes_atomic(json.dumps(plan).encode("utf-8"), journal, PRIVATE_FILE, durable=True)
+    apply_plan(home, plan, recovering=False)
+    journal.unlink(missing_ok=True)
+
+
+def recover_journal(home: Path, journal: Path) -> bool:
+    """Roll an interrupted plan forward (with the writers' lock held); True if there was one."""
+    try:
+        plan = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (ValueError, UnicodeDecodeError):
+        raise RiskpipeError(f"{journal}: unreadable journal of an interrupted run") from None
+    apply_plan(home, plan, recovering=True)
+    journal.unlink(missing_ok=True)
+    return True
+
+
+def apply_plan(home: Path, plan: dict, recovering: bool) -> None:
+    """Apply a journal's plan; every step is idempotent, so a plan can be rolled forward again
+    from any point at which a previous attempt died."""
+    for staged, final in plan.get("swaps", []):
+        final_path = _journal_path(home, final)
+        if staged is None:
+            remove_dir_atomic(final_path)
+        else:
+            staged_path = _journal_path(home, staged)
+            if staged_path.exists():  # not yet swapped in (a swapped one no longer exists)
+                replace_dir_atomic(staged_path, final_path)
+    for src, dst in plan.get("moves", []):
+        src_path = _journal_path(home, src)
+        if src_path.exists():
+            os.replace(src_path, _journal_path(home, dst))
+    for path, lines in plan.get("appends", []):
+        append_lines(_journal_path(home, path), lines, once=recovering)
+
+
+def ensure_raw_complete(layout: Layout, wait_s: float = 300.0) -> None:
+    """Before reading the raw store: roll an interrupted ingest run forward. Costs one ``stat``
+    when there is none; waits while a live run applies its journal (a few renames)."""
+    journal = layout.raw_journal
+    if not journal.exists():
+        return
+    deadline = time.monotonic() + wait_s
+    while journal.exists():
+        with file_lock(layout.ingest_lock, blocking=False) as held:
+            if held:
+                recover_journal(layout.home, journal)
+                return
+        if time.monotonic() > deadline:
+            raise RiskpipeError(f"{journal}: an ingest run has held it for over {wait_s:.0f} s; try again later")
+        time.sleep(0.05)
 
 
 def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:
@@ -182,6 +439,7 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.Laz
     """
     from riskpipe import schema as S
 
+    ensure_raw_complete(layout)
     wanted = layout.raw_days() if days is None else [d for d in days if d in set(layout.raw_days())]
     files = [str(f) for d in wanted for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
     if not files:
@@ -198,6 +456,7 @@ def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyF
     of declaration days before D and keeps the latest row per ``shipment_id``."""
     from riskpipe import schema as S
 
+    ensure_raw_complete(layout)
     base = layout.raw_partner
     if not base.exists():
         return pl.LazyFrame(schema=S.PARTNER_SCHEMA)

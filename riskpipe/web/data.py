@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from riskpipe import publish
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.csvsafe import formula_safe
@@ -174,13 +175,19 @@ class WorkbenchData:
         self._published: tuple[tuple, list[date]] | None = None
 
     # -- days -----------------------------------------------------------------------------------
+    # Every read of a published day goes through these paths; each first finishes a publication
+    # of the day that a killed run left half-swapped (one stat when there is none), so a page
+    # never mixes two nights' files.
     def targets_path(self, day: date) -> Path:
+        publish.ensure_complete(self.layout, day)
         return self.layout.day_dir(self.layout.targets, day) / "targets.parquet"
 
     def scores_path(self, day: date) -> Path:
+        publish.ensure_complete(self.layout, day)
         return self.layout.day_dir(self.layout.scores, day) / "scores.parquet"
 
     def report_path(self, day: date) -> Path:
+        publish.ensure_complete(self.layout, day)
         return self.layout.day_dir(self.layout.reports, day) / "report.html"
 
     def days(self) -> list[date]:
@@ -190,6 +197,7 @@ class WorkbenchData:
         unchanged (a new day adds a directory there). It is not reused while some day directory
         has no file yet (a publish in progress) or a parent changed in the last two seconds
         (coarse filesystem clocks: a change in the same tick would keep the same stamp)."""
+        publish.ensure_all_complete(self.layout)
         key = (_stamp(self.layout.targets), _stamp(self.layout.scores))
         cached = self._published
         if cached is not None and cached[0] == key:

@@ -1,0 +1,96 @@
+"""Files holding hashes or personal data are owner-only (files 0600, folders 0700) whatever the
+umask: the raw store, quarantine, the ingest ledger and run log, the SQLite database (and its
+WAL files) and the Prefect home."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from riskpipe import schema as S
+from riskpipe.ingest import import_labels, ingest_paths
+from riskpipe.store import Layout
+
+
+def _manifest_row(sid: str, value: str = "10") -> dict[str, str]:
+    return {
+        S.SHIPMENT_ID: sid, S.FILED_AT: "2026-01-05T08:00:00Z", S.ARRIVAL_DATE: "2026-01-05", S.ENTRY_TYPE: "321",
+        S.MODE: "express", S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: "0401", S.SHIPPER_NAME: "Acme",
+        S.SHIPPER_ADDRESS: "1 Road", S.SHIPPER_COUNTRY: "CN", S.CONSIGNEE_NAME: "J Doe",
+        S.CONSIGNEE_ADDRESS: "12 Main St", S.CONSIGNEE_CITY: "Dayton", S.CONSIGNEE_STATE: "OH",
+        S.CONSIGNEE_POSTAL_CODE: "45402", S.DESCRIPTION: "t-shirt", S.COUNTRY_OF_ORIGIN: "CN",
+        S.DECLARED_VALUE: value, S.CURRENCY: "USD", S.GROSS_WEIGHT_KG: "0.5", S.PIECE_COUNT: "1",
+        S.HTS_CODE: "6109.10.0012",
+    }
+
+
+def _csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows, schema={k: pl.String for k in rows[0]}).write_csv(path)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _open_to_others(paths: list[Path]) -> list[str]:
+    return [f"{p} {stat.filemode(p.stat().st_mode)}" for p in paths if p.stat().st_mode & 0o077]
+
+
+def test_private_data_is_created_owner_only_whatever_the_umask(tmp_path: Path, umask_022) -> None:
+    from riskpipe.config import load_settings
+    from riskpipe.labels import LabelStore
+    from riskpipe.prefect_env import configure_prefect
+
+    home = tmp_path / "home"
+    layout = Layout(home)
+    _csv(layout.landing / "m.csv", [_manifest_row("S1"), _manifest_row("S2", "not-a-number")])
+    _csv(layout.landing / "broken.csv", [{"no": "manifest columns"}])
+    _csv(layout.landing / "partner-exports-1.csv", [{
+        S.SHIPMENT_ID: "S1", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "false",
+        S.PARTNER_DECLARED_VALUE_USD: "9", S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
+        S.DECLARED_AT: "2026-01-04T10:00:00Z"}])
+    _csv(layout.landing / "outcomes" / "labels.csv", [
+        {S.SHIPMENT_ID: "S1", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"},
+        {S.SHIPMENT_ID: "NOPE", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"}])
+    summary = ingest_paths(layout)
+    assert (summary.files_quarantined, summary.rows_quarantined) == (1, 1)
+    settings = load_settings(home)
+    store = LabelStore(settings.db_url)
+    import_labels(layout, layout.landing / "outcomes", store)
+    configure_prefect(home, environ={})
+
+    private = [p for base in ("raw", "quarantine", "ingest") for p in [home / base, *(home / base).rglob("*")]]
+    private += [p for p in home.glob("riskpipe.db*")] + [home / ".prefect"]
+    names = {str(p.relative_to(home)) for p in private}
+    for expected in ("raw/shipments/arrival_date=2026-01-05", "raw/partner_exports/declared_date=2026-01-04",
+                     "quarantine/files/broken.csv", "quarantine/files/broken.csv.reason.json",
+                     "ingest/ledger.jsonl", "ingest/runs.jsonl", "ingest/labels_ledger.jsonl", "riskpipe.db", ".prefect"):
+        assert expected in names, expected
+    assert any(n.startswith("raw/shipments/arrival_date=2026-01-05/part-") for n in names)
+    assert len(list((home / "quarantine" / "rows").glob("*.parquet"))) == 2  # manifest row, label row
+    assert _open_to_others(private) == []
+    for p in private:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
+
+
+def test_an_existing_database_is_tightened_when_opened(tmp_path: Path, umask_022) -> None:
+    from riskpipe.db import dispose_engine, get_engine
+
+    db = tmp_path / "other.db"
+    db.write_bytes(b"")
+    os.chmod(db, 0o644)
+    url = f"sqlite:///{db}"
+    with get_engine(url).connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    dispose_engine(url)
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
