@@ -766,6 +766,7 @@ def retrain(
     with_truth: bool = True,
     promote: bool = True,
     unexamined_share: float = 0.0,
+    force: bool = False,
 ) -> RetrainDecision:
     """Train a challenger on labelled days up to ``until``, evaluate it, the champion and the
     baselines on the same latest labelled days, and promote the challenger only if its precision
@@ -774,6 +775,11 @@ def retrain(
 
     ``labels`` defaults to the label store at ``settings.db_url``; ``rules`` to the configured
     rules file (``use_rules=False``: none); ``estimator`` to ``TabularRiskClassifier``.
+
+    A fresh registry (no ``champion.json``) promotes its first model. When ``champion.json``
+    exists but the champion cannot be used (pointer unreadable, model missing, unsigned, tampered
+    or needing other features), nothing can be compared, so retraining is refused before it
+    starts unless ``force`` (then the challenger is promoted and the reason says why).
     """
     import polars as pl
 
@@ -789,6 +795,13 @@ def retrain(
     from riskpipe.training import build_training_set, labelled_days
 
     models_dir = Path(settings.models_dir)
+    key_path = getattr(settings, "registry_key_path", None)
+    state = champion_state(models_dir, key_path)
+    if state.registered and state.model is None and not force:
+        raise RiskpipeError(
+            f"retrain: {state.problem}; refusing to promote a challenger without comparing it "
+            "(repair the champion, or rerun with --force to promote without comparison)"
+        )
     if labels is None:
         from riskpipe.labels import LabelStore
 
@@ -816,14 +829,19 @@ def retrain(
     linear = fit_linear(train, model.feature_columns_)
     challenger = LoadedModel(version="challenger", model=model, meta=meta)
 
-    champion: LoadedModel | None = None
-    champion_note = ""
-    current = champion_version(models_dir)
-    if current is not None:
+    champion: LoadedModel | None = state.model
+    current = champion.version if champion is not None else _champion_or_none(models_dir)
+    champion_note = f" (forced: {state.problem})" if state.registered and champion is None else ""
+    if champion is not None:
         try:
-            champion = load_model(models_dir, current, feature_schema=meta["feature_schema"])
+            check_features(champion.meta, meta["feature_schema"], champion.version)
         except RiskpipeError as exc:
-            champion_note = f" (champion {current} not usable: {exc})"
+            if not force:
+                raise RiskpipeError(
+                    f"retrain: {exc}: the challenger cannot be compared with it; rerun with --force to "
+                    "promote the challenger without comparison"
+                ) from None
+            champion, champion_note = None, f" (forced: champion {current} not usable: {exc})"
 
     def production(m: LoadedModel):
         return lambda joined: blend(
@@ -860,10 +878,13 @@ def retrain(
         | {f"{v} recall at capacity": report["views"][v]["model"]["recall_at_capacity"] for v in report["views"]},
         "rule_blend": "max(p, 0.05 * rule_score if rule_score >= 0.6 else 0.001 * rule_score)",
     }
-    version = save_model(models_dir, model, meta)
-    if champion is None:
+    version = save_model(models_dir, model, meta, key_path=key_path)
+    if champion is None and champion_note:
         promoted = True
-        reason = "no usable champion: first model promoted" + champion_note
+        reason = "no usable champion: challenger promoted without comparison" + champion_note
+    elif champion is None:
+        promoted = True
+        reason = "no champion yet: first model promoted"
     elif ch_score >= champ_score + margin:
         promoted = True
         reason = f"challenger precision at capacity {ch_score:.4f} >= champion {champ_score:.4f} + margin {margin}"
