@@ -424,7 +424,7 @@ def dumps_model(model: Any) -> bytes:
     for part in _estimator_parts(model):
         if isinstance(part, FunctionTransformer) and part.func is not None and _is_hgb_check_array(part.func):
             if part.inverse_func is not None:
-                break  # not sklearn's validator step: left as is, refused below
+                continue  # not sklearn's validator step: left as is, refused below
             part.func = None
             setattr(part, _RESTORE_ATTR, _HGB_CHECK)
     try:

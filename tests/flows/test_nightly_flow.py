@@ -192,7 +192,6 @@ def test_a_night_without_a_usable_champion_is_published_rules_only_and_says_so(w
     from prefect.artifacts import Artifact
 
     from flows.nightly import nightly_flow
-    from riskpipe.nightly import RulesOnlyNight
     from riskpipe.registry import CHAMPION_FILE, MODEL_FILE, champion_version
 
     models = home_copy / "models"
@@ -210,8 +209,11 @@ def test_a_night_without_a_usable_champion_is_published_rules_only_and_says_so(w
         with open(models / version / MODEL_FILE, "ab") as fh:
             fh.write(b"\0")
     day = world["day"]
-    with pytest.raises(RulesOnlyNight, match=f"no usable champion model.*{expected}.*--allow-rules-only") as caught:
+    with pytest.raises(RiskpipeError, match=f"no usable champion model.*{expected}.*--allow-rules-only") as caught:
         nightly_flow(str(home_copy), day, ingest=False)
+    from riskpipe.nightly import RulesOnlyNight
+
+    assert isinstance(caught.value, RulesOnlyNight)
     summary = caught.value.result["summary"]
     assert summary["model_version"] == "rules-only" and expected in summary["champion_problem"]
     assert summary["champion_registered"] is (breakage != "fresh")
