@@ -119,10 +119,13 @@ def resolve_day(day: str | None, timezone: str, now: datetime | None = None) -> 
 
 @flow(name="nightly")
 def nightly_flow(home: str, day: str | None = None, capacity: int | None = None, ingest: bool = True,
-                 show_progress: bool = False, shards: int = 1) -> dict:
+                 show_progress: bool = False, shards: int = 1, allow_rules_only: bool = False) -> dict:
     """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
 
-    ``day`` None means today in the configured time zone (scheduled runs)."""
+    ``day`` None means today in the configured time zone (scheduled runs). Without a usable
+    champion model the night is ranked by the rules alone and published with a warning, a report
+    banner and a ``rules-only-D`` artifact, then the flow fails (``RulesOnlyNight``) unless
+    ``allow_rules_only``."""
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
@@ -152,7 +155,15 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
              day, summary["shipments"], summary["targets"], summary["exploration"], summary["model_version"])
     _artifacts(layout, day, summary, quarantine)
     steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary, "outputs": final})
-    return {"summary": summary, "outputs": final}
+    result = {"summary": summary, "outputs": final}
+    problem = summary.get("champion_problem")
+    if problem:
+        log.warning("RULES-ONLY NIGHT %s: no usable champion model, targets ranked by the rules alone: %s", day, problem)
+        if not allow_rules_only:
+            raise steps.RulesOnlyNight(
+                f"nightly {day}: no usable champion model, so the published targets were ranked by the rules "
+                f"alone ({problem}); pass --allow-rules-only to accept a rules-only night", result)
+    return result
 
 
 def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, int]) -> None:
@@ -174,6 +185,14 @@ def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, in
         f"| features drifting (PSI > 0.25) | {', '.join(summary['drift_major']) or 'none'} |",
     ]
     create_markdown_artifact(key=f"summary-{day}", markdown="\n".join(lines), description=f"Nightly summary {day}")
+    if summary.get("champion_problem"):
+        kind = "a broken champion" if summary.get("champion_registered") else "no champion registered yet"
+        create_markdown_artifact(
+            key=f"rules-only-{day}",
+            markdown=(f"# Rules-only night: {day}\n\n**No usable model ({kind}): the targets were ranked by "
+                      f"the rules alone.**\n\n{summary['champion_problem']}\n"),
+            description=f"WARNING: no usable champion model for {day}",
+        )
 
 
 def with_task_runner(task_runner: str = "local", dask_address: str | None = None, workers: int = 2):

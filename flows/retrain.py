@@ -27,12 +27,12 @@ def import_outcomes(home: str, path: str) -> dict:
 
 
 @task(name="train-and-decide")
-def train_and_decide(home: str, until: str | None) -> dict:
+def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     from riskpipe.registry import retrain
 
     layout = Layout(Path(home))
     settings = load_settings(layout.home)
-    decision = retrain(layout, settings, date.fromisoformat(until) if until else None)
+    decision = retrain(layout, settings, date.fromisoformat(until) if until else None, force=force)
     record = decision.as_record()
     record["table"] = decision.table.to_dicts() if decision.table is not None else []
     record["view"] = (decision.report or {}).get("preferred_view")
@@ -40,13 +40,14 @@ def train_and_decide(home: str, until: str | None) -> dict:
 
 
 @flow(name="retrain")
-def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None = None) -> dict:
-    """Import new outcomes, train a challenger up to ``until``, promote it only if better."""
+def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None = None, force: bool = False) -> dict:
+    """Import new outcomes, train a challenger up to ``until``, promote it only if better
+    (``force``: also when champion.json names a model that cannot be used)."""
     log = get_run_logger()
     layout = Layout(Path(home))
     imported = import_outcomes(home, outcomes_path or str(layout.landing / "outcomes"))
     log.info("outcomes imported: %s", {k: v for k, v in imported.items() if isinstance(v, int)})
-    record = train_and_decide(home, until)
+    record = train_and_decide(home, until, force)
     log.info("retrain: promoted=%s challenger=%s champion=%s (%s)", record["promoted"],
              record["challenger_version"], record["champion_version"], record["reason"])
     create_markdown_artifact(

@@ -298,9 +298,13 @@ def labels_import(
 @app.command()
 def retrain(
     until: Annotated[Optional[str], typer.Option(help="Train on labelled days up to DATE.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="When champion.json exists but its model cannot be used "
+                                        "(unreadable, missing, unsigned, tampered, other features), promote the "
+                                        "challenger without comparison instead of refusing.")] = False,
 ) -> None:
     """Train a challenger, evaluate it against the champion on later labelled days, and promote
-    it only if it is better (a first model is always promoted)."""
+    it only if it is better (a first model is always promoted; a champion that cannot be used is
+    refused unless --force)."""
     from rich.table import Table
 
     from riskpipe.model import bias_table
@@ -308,7 +312,7 @@ def retrain(
     from riskpipe.store import Layout
 
     s = settings()
-    decision = run_retrain(Layout(s.home), s, parse_day(until, "--until"))
+    decision = run_retrain(Layout(s.home), s, parse_day(until, "--until"), force=force)
     view = decision.report.get("preferred_view", "labelled")
     # one column per scorer, one row per metric: fits a terminal however many scorers
     table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
@@ -339,11 +343,15 @@ def nightly(
     task_runner: Annotated[str, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")] = "local",
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster).")] = None,
     shards: Annotated[Optional[int], typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
+    allow_rules_only: Annotated[bool, typer.Option("--allow-rules-only", help="Exit 0 even when no usable champion "
+                                                   "model ranked the night (the rules alone did; it still warns).")] = False,
 ) -> None:
     """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
 
     Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
-    With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same."""
+    With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same.
+    Without a usable champion model the rules alone rank the night, which is published with a
+    warning and a report banner, and the exit status is 1 unless --allow-rules-only."""
     settings()
     day = parse_day(date_, "--date")
     if task_runner not in ("local", "dask"):
@@ -352,11 +360,46 @@ def nightly(
         raise RiskpipeError("--dask-address needs --task-runner dask")
     from flows.nightly import with_task_runner
 
+    from riskpipe.nightly import RulesOnlyNight
+
     n_shards = shards or (4 if task_runner == "dask" else 1)
     run = with_task_runner(task_runner, dask_address)
-    result = run(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True,
-                 shards=n_shards)
-    _print_night(state.home, day, result)
+    try:
+        result = run(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True,
+                     shards=n_shards, allow_rules_only=allow_rules_only)
+    except RulesOnlyNight as exc:
+        result = exc.result
+        failed = True
+    else:
+        failed = False
+    if result is not None:
+        _print_night(state.home, day, result)
+    problem = ((result or {}).get("summary") or {}).get("champion_problem")
+    if failed or problem:
+        err_console.print(f"[yellow]warning:[/yellow] rules-only night {day}: no usable champion model ranked it: "
+                          f"{problem or 'see the report'}", highlight=False, soft_wrap=True)
+    if failed:
+        raise RiskpipeError(f"nightly {day}: published a rules-only night; pass --allow-rules-only to accept one")
+
+
+models_app = typer.Typer(help="The model registry: re-sign models saved before riskpipe signed them.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("trust")
+def models_trust(
+    version: Annotated[str, typer.Argument(help="The unsigned model version (a folder of the registry).")],
+) -> None:
+    """Re-save an unsigned model (saved before riskpipe signed its registry) as a new signed
+    version, after checking its sha256 and that it holds only reviewed types. A champion stays
+    the champion under its new version. Only for models whose origin you know."""
+    from riskpipe.registry import champion_version, trust_model
+
+    s = settings()
+    new = trust_model(s.models_dir, version, s.registry_key_path)
+    now_champion = champion_version(s.models_dir) == new
+    console.print(f"model {version} re-signed as {new}" + (" (the champion)" if now_champion else ""), highlight=False)
 
 
 @app.command()

@@ -36,6 +36,7 @@ class Settings(BaseModel):
 
     home: Path = Path("data")
     registry_dir: Path | None = None  # default: <home>/models
+    registry_key_path: Path | None = None  # default: <registry's parent>/.riskpipe/registry.key
     database_url: str | None = None  # default: sqlite:///<home>/riskpipe.db
     rules_path: Path | None = None  # default: the shipped rules file
     fx_rates_path: Path | None = None  # default: the shipped FX table

@@ -17,8 +17,8 @@ Categorical and Enum columns are categorical if they have at most ``max_categori
 values in the training frame, else high-cardinality. A column named in ``categorical`` or
 ``high_cardinality`` is read as text whatever its dtype (an integer office code is a code).
 
-Saved with skops: the learned state is sklearn built-ins in a ``Pipeline`` plus plain lists,
-dicts and strings; ``riskpipe.estimator.TABULAR_TRUSTED_TYPES`` lists the types to trust.
+Saved with skops through ``riskpipe.registry``: the learned state is sklearn built-ins in a
+``Pipeline`` plus plain lists, dicts and strings, and no function reference.
 """
 
 from __future__ import annotations
@@ -41,15 +41,14 @@ FREQ_SUFFIX = "__freq"
 PREDICT_CHUNK = 16_384
 _NULL_KEY = "\x00null"  # stands for a null code in the frequency table only
 
-#: Types (beyond skops' defaults) to pass to ``skops.io.load(..., trusted=...)`` for a fitted
-#: ``TabularRiskClassifier``; checked by the round-trip test in tests/unit/test_estimator.py.
+#: Types beyond skops' defaults that a fitted ``TabularRiskClassifier`` saved by
+#: ``riskpipe.registry.dumps_model`` holds (no functions: HGB's ``partial(check_array)`` is taken
+#: out and rebuilt by the registry). The registry enforces its own exact list,
+#: ``riskpipe.registry.MODEL_NODES``; checked by the round trip in tests/unit/test_estimator.py.
 TABULAR_TRUSTED_TYPES: list[str] = [
     "riskpipe.estimator.TabularRiskClassifier",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.model_selection._split.StratifiedKFold",  # the TargetEncoder's seeded folds
-    # HGB's internal categorical preprocessor keeps partial(check_array, ...) as its numeric step
-    "functools.partial",
-    "sklearn.utils.validation.check_array",
 ]
 
 

@@ -55,13 +55,28 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     return write_features(layout, day, load_labels(settings), features_path(layout, day))
 
 
-def load_champion(settings: Settings):
-    """The champion model, or None when no model has been promoted yet (rules alone rank)."""
-    from riskpipe.registry import champion_version, load_model
+class RulesOnlyNight(RiskpipeError):
+    """The night was ranked by the rules alone because no champion model was usable; raised by
+    the nightly flow after publishing, unless rules-only nights are allowed. ``result`` is what
+    the flow would have returned (None if it was lost on the way)."""
 
-    if champion_version(Path(settings.models_dir)) is None:
-        return None
-    return load_model(Path(settings.models_dir))
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def champion_state(settings: Settings):
+    """The champion (``riskpipe.registry.ChampionState``): the model, or why there is none (a
+    fresh home, or a pointer or model that cannot be used)."""
+    from riskpipe.registry import champion_state as state
+
+    return state(Path(settings.models_dir), settings.registry_key_path)
+
+
+def load_champion(settings: Settings):
+    """The champion model, or None when there is no usable one: the rules alone rank, and the
+    night says so (report banner, summary ``champion_problem``, flow warning and exit status)."""
+    return champion_state(settings).model
 
 
 def score_step(layout: Layout, settings: Settings, day: date, features_file: Path,
@@ -152,7 +167,8 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     # the CSV is for people with spreadsheets: manifest text that starts a formula is written as text
     formula_safe(targets.with_columns(pl.col(S.REASONS).list.join("|"))).write_csv(Path(staged["targets"]) / "targets.csv")
 
-    model = load_champion(settings)
+    champion = champion_state(settings)
+    model = champion.model
     feats_file = features_path(layout, day)
     drift_cols = _key_features(model, pl.read_parquet_schema(feats_file) if feats_file.exists() else None)
     features = pl.read_parquet(feats_file, columns=drift_cols) if feats_file.exists() and drift_cols else None
@@ -161,7 +177,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     html = render_report(
         day, scores, targets, narrow, quarantine_by_reason,
         model.version if model is not None else None, evaluation, drift,
-        datetime.now(UTC).isoformat(timespec="seconds"),
+        datetime.now(UTC).isoformat(timespec="seconds"), champion_problem=champion.problem,
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
     summary = {
@@ -174,6 +190,9 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
         "score_mean": float(scores[S.RISK_SCORE].mean() or 0.0),
         "score_p99": float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
         "drift_major": [d["name"] for d in drift if d["level"] == "major"],
+        # why no model ranked tonight (None when the champion did); registered False: fresh home
+        "champion_problem": champion.problem,
+        "champion_registered": champion.registered,
     }
     (Path(staged["reports"]) / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

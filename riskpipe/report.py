@@ -131,9 +131,12 @@ h1{margin-bottom:0} .muted{color:#777} table{border-collapse:collapse;font-size:
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:2em} .kpi{display:inline-block;margin-right:2em}
 .kpi b{font-size:1.6em;display:block} .major{color:#b00} .moderate{color:#b70} .stable{color:#080}
+.banner{background:#fde2e1;border:2px solid #b00;padding:.8em 1em;margin:1em 0}
 </style></head><body>
 <h1>Targeting report, arrival date {{ day }}</h1>
-<p class="muted">model {{ model_version or "none (rules only)" }} &middot; generated {{ generated_at }}</p>
+{% if champion_problem %}<div class="banner" role="alert"><b>No usable model tonight: these targets were ranked by the
+rules alone.</b> {{ champion_problem }}</div>
+{% endif %}<p class="muted">model {{ model_version or "none (rules only)" }} &middot; generated {{ generated_at }}</p>
 <div>
 <span class="kpi"><b>{{ "{:,}".format(n_shipments) }}</b>shipments scored</span>
 <span class="kpi"><b>{{ "{:,}".format(n_targets) }}</b>selected for exam</span>
@@ -178,8 +181,10 @@ def render_report(
     drift: list[dict],
     generated_at: str,
     top_n: int = 50,
+    champion_problem: str | None = None,
 ) -> str:
-    """The report page for ``day`` as a string."""
+    """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
+    night) puts a banner at the top."""
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
     by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
     q_items = sorted(quarantine_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -188,6 +193,7 @@ def render_report(
     return _TEMPLATE.render(
         day=day.isoformat(),
         model_version=model_version,
+        champion_problem=champion_problem,
         generated_at=generated_at,
         n_shipments=scores.height,
         n_targets=targets.height,

@@ -182,3 +182,46 @@ def test_shard_task_logic_through_fn(world, baseline, home_copy):
     assert sum(r.height for r in raws) == baseline["scores"].height
     keys = [set(r[S.CONSIGNEE_ADDRESS_KEY].fill_null("")) for r in raws]
     assert keys[0].isdisjoint(keys[1]) and all(keys)
+
+
+@pytest.mark.parametrize("breakage", ["fresh", "corrupt", "tampered"])
+def test_a_night_without_a_usable_champion_is_published_rules_only_and_says_so(world, home_copy, breakage):
+    """No champion.json (a fresh home) or one that cannot be used: the rules rank the night, which
+    is published with a report banner, summary fields and a Prefect artifact, and the flow fails
+    (non-zero exit) unless rules-only nights are allowed."""
+    from prefect.artifacts import Artifact
+
+    from flows.nightly import nightly_flow
+    from riskpipe.registry import CHAMPION_FILE, MODEL_FILE, champion_version
+
+    models = home_copy / "models"
+    version = champion_version(models)
+    expected = {
+        "fresh": "no champion model has been registered",
+        "corrupt": "champion.json: not a valid champion pointer",
+        "tampered": f"model {version}: model.skops does not match its signature",
+    }[breakage]
+    if breakage == "fresh":
+        (models / CHAMPION_FILE).unlink()
+    elif breakage == "corrupt":
+        (models / CHAMPION_FILE).write_text("{")
+    else:
+        with open(models / version / MODEL_FILE, "ab") as fh:
+            fh.write(b"\0")
+    day = world["day"]
+    with pytest.raises(RiskpipeError, match=f"no usable champion model.*{expected}.*--allow-rules-only") as caught:
+        nightly_flow(str(home_copy), day, ingest=False)
+    from riskpipe.nightly import RulesOnlyNight
+
+    assert isinstance(caught.value, RulesOnlyNight)
+    summary = caught.value.result["summary"]
+    assert summary["model_version"] == "rules-only" and expected in summary["champion_problem"]
+    assert summary["champion_registered"] is (breakage != "fresh")
+    targets = pl.read_parquet(Layout(home_copy).day_dir(Layout(home_copy).targets, date.fromisoformat(day)) / "targets.parquet")
+    assert targets.height > 0 and set(targets[S.MODEL_VERSION]) == {"rules-only"}
+    report = (Path(caught.value.result["outputs"]["reports"]) / "report.html").read_text()
+    assert "No usable model tonight" in report
+    artifact = Artifact.get(f"rules-only-{day}")
+    assert artifact is not None and expected.split(":")[0] in artifact.data
+    allowed = nightly_flow(str(home_copy), day, ingest=False, allow_rules_only=True)
+    assert allowed["summary"]["champion_problem"] == summary["champion_problem"]

@@ -212,6 +212,40 @@ def test_retrain_promotes_first_then_decides_by_margin(world):
     assert decisions[1]["champion_version"] == first.challenger_version
 
 
+@pytest.mark.parametrize("breakage", ["corrupt", "missing_model", "tampered"])
+def test_retrain_refuses_to_promote_past_a_champion_it_cannot_use(world, tmp_path, breakage):
+    """champion.json exists but cannot be used: no silent promotion without comparison; --force
+    promotes and says why. (A fresh registry, no champion.json, promotes its first model: above.)"""
+    import json
+
+    from riskpipe.errors import RiskpipeError
+    from riskpipe.registry import CHAMPION_FILE, MODEL_FILE, save_model, set_champion
+
+    layout, labels = world
+    settings = settings_for(layout).model_copy(update={"registry_dir": tmp_path / "models"})
+    models = settings.models_dir
+    # a champion to break (any signed model will do: it is never compared when broken)
+    from riskpipe.model import fit_risk_model as fit
+
+    data = build_training_set(layout, labels, [START + timedelta(days=i) for i in range(6)], builder=fake_builder)
+    model, meta = fit(data, None, estimator=small_estimator())
+    set_champion(models, save_model(models, model, meta, version="m1"))
+    if breakage == "corrupt":
+        (models / CHAMPION_FILE).write_text('{"version": ')
+    elif breakage == "missing_model":
+        (models / CHAMPION_FILE).write_text(json.dumps({"version": "m0"}))
+    else:
+        with open(models / "m1" / MODEL_FILE, "ab") as fh:
+            fh.write(b"\0")
+    kwargs = dict(until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator())
+    with pytest.raises(RiskpipeError, match=r"champion is not usable.*refusing to promote.*--force"):
+        retrain(layout, settings, **kwargs)
+    assert read_decisions(models) == [] and [p.name for p in models.iterdir() if p.is_dir()] == ["m1"]
+    forced = retrain(layout, settings, force=True, **kwargs)
+    assert forced.promoted and champion_version(models) == forced.challenger_version
+    assert forced.reason.startswith("no usable champion: challenger promoted without comparison (forced:")
+
+
 def test_unexamined_presumed_negatives_are_optional(world):
     layout, labels = world
     day = START + timedelta(days=2)

@@ -40,3 +40,20 @@ def test_report_renders_manifest_text_inert_and_counts():
     assert "&lt;img src=x" in html
     assert ">3</text>" in html  # the quarantine bar shows its count
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+
+
+def test_report_of_a_rules_only_night_carries_an_escaped_banner():
+    scores = pl.DataFrame({S.SHIPMENT_ID: ["a"], S.RISK_SCORE: [0.2]})
+    targets = pl.DataFrame(
+        {
+            S.RANK: [1], S.SHIPMENT_ID: ["a"], S.PORT_OF_ENTRY: ["4701"], S.RISK_SCORE: [0.2],
+            S.SELECTION: ["risk"], S.REASON_TEXT: [""], S.DESCRIPTION: ["x"], S.COUNTRY_OF_ORIGIN: ["CN"],
+            S.NETWORK_ID: [None],
+        }
+    )
+    raw = pl.DataFrame({S.MODE: ["express"], S.PORT_OF_ENTRY: ["4701"]})
+    args = (date(2026, 1, 5), scores, targets, raw, {}, None, None, [], "now")
+    assert "No usable model tonight" not in render_report(*args)
+    html = render_report(*args, champion_problem="the champion is not usable: model <b>m1</b> is not signed")
+    assert 'class="banner" role="alert"' in html and "No usable model tonight" in html
+    assert "model &lt;b&gt;m1&lt;/b&gt; is not signed" in html
