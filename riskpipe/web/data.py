@@ -27,6 +27,8 @@ from riskpipe import publish
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.csvsafe import formula_safe
+from riskpipe.errors import RiskpipeError
+from riskpipe.registry import check_version_name
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
 
 VIEWS = ("targets", "all")
@@ -504,7 +506,9 @@ class WorkbenchData:
             version = json.loads((models / "champion.json").read_text(encoding="utf-8")).get("version")
         except (OSError, ValueError, AttributeError):
             return None
-        if not version or "/" in str(version) or ".." in str(version):
+        try:
+            version = check_version_name(version, "champion.json")
+        except RiskpipeError:
             return None
         try:
             meta = json.loads((models / str(version) / "meta.json").read_text(encoding="utf-8"))
