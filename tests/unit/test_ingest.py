@@ -610,8 +610,7 @@ def test_explicit_symlink_path_is_refused(layout: Layout, tmp_path: Path) -> Non
 
 
 def test_duplicate_column_names_quarantine_the_file(layout: Layout) -> None:
-    """CSV headers and Parquet schemas (an NDJSON object with a key twice is not detected: Polars
-    keeps the first value, and finding repeats costs a regex pass over every line)."""
+    """CSV headers and Parquet schemas (NDJSON objects: see the next test)."""
     header = list(row())
     (layout.landing / "dup.csv").write_text(",".join([*header, S.DESCRIPTION]) + "\n"
                                             + ",".join([*row().values(), "other"]) + "\n")
@@ -629,6 +628,25 @@ def test_duplicate_column_names_quarantine_the_file(layout: Layout) -> None:
     assert reasons == {name: f"duplicate_column:{S.DESCRIPTION}"
                        for name in ("dup.csv", "dupz.csv.gz", "dup.parquet")}
     assert summary.quarantine_reasons == {f"file:duplicate_column:{S.DESCRIPTION}": 3}
+
+
+def test_ndjson_object_with_a_key_twice_quarantines_the_file(layout: Layout) -> None:
+    """Polars keeps one of the two values silently: the file is set aside with the key and line.
+    A key's name inside a string value (escaped quotes) is not a repeat."""
+    import json
+
+    good = [json.dumps(row(**{S.SHIPMENT_ID: f"N{i}"})) for i in range(3)]
+    twice = json.dumps(row(**{S.SHIPMENT_ID: "N9"}))[:-1] + ', "declared_value": "1"}'
+    (layout.landing / "dup.ndjson").write_text("\n".join([*good, twice]) + "\n")
+    quoted = row(**{S.SHIPMENT_ID: "Q1", S.DESCRIPTION: 'tag ,"description": x'})
+    (layout.landing / "ok.ndjson").write_text(json.dumps(quoted) + "\n")
+    summary = ingest_paths(layout)
+    assert raw(layout)[S.SHIPMENT_ID].to_list() == ["Q1"]
+    assert raw(layout)[S.DESCRIPTION].to_list() == ['tag ,"description": x']
+    reasons = {f.file: f.reason for f in summary.files if f.status == "quarantined"}
+    assert reasons == {"dup.ndjson": f"duplicate_key:{S.DECLARED_VALUE}"}
+    info = json.loads((layout.quarantine_files / "dup.ndjson.reason.json").read_text())
+    assert info["detail"] == f"line 4 gives {S.DECLARED_VALUE} twice"
 
 
 def _run_cli(home: Path, *args: str):
