@@ -391,26 +391,27 @@ def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
 
 @dataclass
 class Lookouts:
-    """Parties of earlier seizures that officers watch for: shippers, consignees and delivery
-    addresses (package forwarders excepted: everyone ships through them)."""
+    """Parties of earlier seizures that officers watch for, for ``exams.LOOKOUT_DAYS`` after the
+    seizure: shippers, their phones, consignees and delivery addresses (package forwarders
+    excepted: everyone ships through them)."""
 
-    shippers: set[int] = field(default_factory=set)
-    people: set[int] = field(default_factory=set)
-    addresses: set[int] = field(default_factory=set)
-    phones: set[str] = field(default_factory=set)  # shipper phones
+    since: dict[str, dict] = field(default_factory=lambda: {"shipper": {}, "person": {}, "address": {}, "phone": {}})
 
-    def hit(self, core: pl.DataFrame, pop: Population) -> np.ndarray:
-        def isin(col: str, ids: set[int]) -> np.ndarray:
-            return np.isin(core[col].to_numpy(), np.fromiter(ids, dtype=np.int64, count=len(ids)))
+    def hit(self, core: pl.DataFrame, pop: Population, day: date) -> np.ndarray:
+        def live(kind: str) -> list:
+            return [k for k, d in self.since[kind].items() if (day - d).days <= exams.LOOKOUT_DAYS]
 
-        phone = pop.shippers.frame["phone"].gather(core["shipper"]).is_in(list(self.phones)).to_numpy()
-        return isin("shipper", self.shippers) | isin("person", self.people) | isin("address", self.addresses) | phone
+        out = pop.shippers.frame["phone"].gather(core["shipper"]).is_in(live("phone")).to_numpy()
+        for col in ("shipper", "person", "address"):
+            out |= np.isin(core[col].to_numpy(), np.array(live(col), dtype=np.int64))
+        return out
 
-    def add(self, seized: pl.DataFrame, pop: Population) -> None:
-        self.shippers |= set(seized["shipper"].to_list())
-        self.people |= set(seized["person"].to_list())
-        self.addresses |= set(np.setdiff1d(seized["address"].to_numpy(), pop.forwarders).tolist())
-        self.phones |= set(pop.shippers.frame["phone"].gather(seized["shipper"]).to_list())
+    def add(self, seized: pl.DataFrame, pop: Population, day: date) -> None:
+        ids = {"shipper": seized["shipper"].to_list(), "person": seized["person"].to_list(),
+               "address": np.setdiff1d(seized["address"].to_numpy(), pop.forwarders).tolist(),
+               "phone": pop.shippers.frame["phone"].gather(seized["shipper"]).to_list()}
+        for kind, keys in ids.items():
+            self.since[kind].update(dict.fromkeys(keys, day))
 
 
 def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
@@ -427,8 +428,9 @@ def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalo
                              core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts,
                              parcels_to_address=np.bincount(address := core["address"].to_numpy())[address],
                              partner_status=partner_status,
-                             lookout=None if lookouts is None else lookouts.hit(core, pop),
-                             new_account=new_account)
+                             lookout=None if lookouts is None else lookouts.hit(core, pop, day),
+                             new_account=new_account,
+                             known_lab=np.isin(core["person"].to_numpy(), pop.universities))
     reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
     sel = np.flatnonzero(reason > 0)
     ex = core[sel]
@@ -554,7 +556,7 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         if i < days - 1:  # the last day is tonight: not examined yet
             ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status, lookouts)
             positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
-            lookouts.add(ex.filter(positive), pop)
+            lookouts.add(ex.filter(positive), pop, day)
             seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
             record_seizures(cells, seized_cells, day, rng)
             write_frame(ex.drop("cell", "shipper", "person", "address"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
