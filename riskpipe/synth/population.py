@@ -430,10 +430,13 @@ def build_population(rng: np.random.Generator, per_day: int, catalog: Catalog, d
 
 
 def grow(pop: Population, rng: np.random.Generator, per_day: int, catalog: Catalog, day: date) -> None:
-    """New legitimate shippers of the day, and the day's first-time buyers (``pop.fresh``: one
+    """New legitimate shippers and marketplace sellers of the day, and the day's first-time buyers (``pop.fresh``: one
     parcel each today, then occasional buyers like the others)."""
     n_ship = max(2, int(per_day / 10 * NEW_SHIPPERS_PER_DAY))
     pop.shippers.append(make_shippers(rng, n_ship, catalog, day, new=True, agents=pop.agents))
+    sellers = make_sellers(rng, max(1, int(per_day / 25 * NEW_SHIPPERS_PER_DAY)))
+    sellers.arrays["popularity"] = sellers.arrays["popularity"] * NEW_SHIPPER_POPULARITY
+    pop.sellers.append(sellers)
     n_fresh = int(round(per_day * FRESH_SHARE))
     n_new_addr = int(n_fresh * 0.75)
     addr = np.asarray(pop.addresses.append(make_addresses(rng, n_new_addr, kind_probs=(0.55, 0.45, 0.0, 0.0, 0.0))))

@@ -31,6 +31,7 @@ from riskpipe.synth.population import (
     Population,
     make_addresses,
     make_people,
+    make_sellers,
     make_shippers,
     use_agents,
 )
@@ -79,6 +80,7 @@ class Cell:
     modes: np.ndarray = field(default_factory=lambda: np.zeros(4))  # probability of each mode
     ports: np.ndarray = field(default_factory=lambda: np.full(4, -1, dtype=np.int16))  # preferred port per mode
     contacts: str = "shared"  # how its aliases file contacts: "shared", "agent" or "own" (CONTACT_STYLES)
+    sellers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # its marketplace listings
     adapt_on: date | None = None
     seizures: list[date] = field(default_factory=list)
     changes: list[date] = field(default_factory=list)
@@ -168,7 +170,7 @@ def _ports(rng: np.random.Generator) -> np.ndarray:
 
 def refresh_many(cells: list[Cell], rng: np.random.Generator, pop: Population, catalog: Catalog, day: date) -> None:
     """New disguise: other covers, modes and ports, new shipper aliases (with their contacts), new
-    drops and mules.
+    drops, mules and marketplace seller accounts.
 
     Entities of all the cells are made in one batch (one table append each), so hundreds of cells
     cost about as much as one."""
@@ -240,11 +242,18 @@ def refresh_many(cells: list[Cell], rng: np.random.Generator, pop: Population, c
     mules = make_people(rng, len(cell_of_mule), mule_home, new=True, popularity=np.zeros(len(cell_of_mule)))
     mule_ids = np.asarray(pop.people.append(mules), dtype=np.int64)
     m_starts = np.concatenate([[0], np.cumsum(n_mule)[:-1]])
+    # its own marketplace listings (one or two seller accounts), never drawn by honest trade
+    n_sell = rng.integers(1, 3, len(cells))
+    sellers = make_sellers(rng, int(n_sell.sum()))
+    sellers.arrays["popularity"] = np.zeros(len(sellers))
+    seller_ids = np.asarray(pop.sellers.append(sellers), dtype=np.int64)
+    s_starts = np.concatenate([[0], np.cumsum(n_sell)[:-1]])
     for i, cell in enumerate(cells):
         cell.aliases = alias_ids[starts[i] : starts[i] + n_alias[i]]
         cell.drops = drops[d_starts[i] : d_starts[i] + n_drop[i]]
         cell.mules = mule_ids[m_starts[i] : m_starts[i] + n_mule[i]]
         cell.contacts = ("shared", "agent", "own")[int(cell_style[i])]
+        cell.sellers = seller_ids[s_starts[i] : s_starts[i] + n_sell[i]]
 
 
 def record_seizures(cells: list[Cell], seized_cells: set[str], day: date, rng: np.random.Generator) -> None:
@@ -314,6 +323,6 @@ def illicit_rows(cells: list[Cell], n: int, rng: np.random.Generator, pop: Popul
             "origin": origin, "export": export, "kind": np.where(explicit, -1, kinds).astype(np.int16),
             "cls": np.full(m, S.OUTCOMES.index(SCHEME_CLASS[s]), dtype=np.int8),
             "cell": np.full(m, ci, dtype=np.int32), "scheme": np.full(m, SCHEMES.index(s), dtype=np.int8),
-            "port": port,
+            "port": port, "seller": rng.choice(cell.sellers, m),
         })
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

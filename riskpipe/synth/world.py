@@ -222,6 +222,7 @@ def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catal
         "value_usd": value, "weight": weight, "pieces": pieces, "origin": origin, "export": export,
         "kind": kind.astype(np.int16), "cls": cls.astype(np.int8), "cell": np.full(n, -1, dtype=np.int32),
         "scheme": np.full(n, -1, dtype=np.int8), "port": np.full(n, -1, dtype=np.int16),
+        "seller": np.full(n, -1, dtype=np.int64),
     }
 
 
@@ -281,7 +282,8 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
     cols["weight"] = np.maximum(0.01, np.round(cols["weight"], 3))
     illicit = cols["cell"] >= 0
     cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.45, 0.6))
-    cols["seller"] = np.where(cols["has_seller"], weighted_draw(rng, pop.sellers.arrays["popularity"], n), -1)
+    drawn = weighted_draw(rng, pop.sellers.arrays["popularity"], n)
+    cols["seller"] = np.where(cols["has_seller"], np.where(cols["seller"] >= 0, cols["seller"], drawn), -1)  # cells list their own
     cols["listed_price"] = np.round(cols["declared_value"] * rng.uniform(1.0, 1.6, n), 2)
     air = mode == MODES.index("air_cargo")
     express = mode == MODES.index("express")

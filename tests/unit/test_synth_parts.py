@@ -38,7 +38,7 @@ def test_catalog_has_forty_kinds_with_ten_digit_codes():
 def test_a_seized_cell_changes_covers_aliases_drops_modes_and_ports_after_a_lag():
     rng, catalog, pop, cells = _small_world()
     cell, other = cells[0], cells[1]
-    before = (set(cell.cover), set(cell.aliases), set(cell.drops), set(cell.mules), cell.modes.copy())
+    before = (set(cell.cover), set(cell.aliases), set(cell.drops), set(cell.mules), cell.modes.copy(), set(cell.sellers))
     other_before = set(other.aliases)
     record_seizures(cells, {cell.cell_id}, DAY, rng)
     assert cell.seizures == [DAY] and cell.adapt_on is not None
@@ -51,6 +51,8 @@ def test_a_seized_cell_changes_covers_aliases_drops_modes_and_ports_after_a_lag(
     assert cell.generation == 2 and cell.adapt_on is None
     assert set(cell.aliases).isdisjoint(before[1])
     assert set(cell.mules).isdisjoint(before[3])
+    assert set(cell.sellers).isdisjoint(before[5])  # its own marketplace listings, not honest sellers
+    assert (pop.sellers.arrays["popularity"][cell.sellers] == 0).all()
     assert set(cell.drops) != before[2]
     assert not np.allclose(cell.modes, before[4])  # a burnt cell shifts its channels
     assert abs(cell.modes.sum() - 1) < 1e-9 and cell.modes[3] == 0  # no trucks from China
@@ -58,6 +60,7 @@ def test_a_seized_cell_changes_covers_aliases_drops_modes_and_ports_after_a_lag(
     # new parcels of the cell carry the new aliases
     rows = illicit_rows([cell], 50, rng, pop, catalog)
     assert set(rows["shipper"]) <= set(cell.aliases)
+    assert set(rows["seller"]) <= set(cell.sellers)
     # over many seized cells, covers and preferred ports change too
     old = {c.cell_id: (set(c.cover), tuple(c.ports)) for c in cells}
     record_seizures(cells, {c.cell_id for c in cells}, DAY + timedelta(days=10), rng)
