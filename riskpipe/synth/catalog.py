@@ -1,9 +1,15 @@
-"""The goods catalog of the synthetic world: legitimate kinds, look-alikes and illicit cover texts.
+"""The goods catalog of the synthetic world: legitimate kinds, look-alikes and what illicit cells write.
 
 Every description the world can write is a row of one flat description table (``desc_id`` ->
-text) so that rows carry small integers until the files are written. Look-alikes share words
-with the illicit texts on purpose ("dog food", "machine parts", "punch die", CAS numbers,
-"piperidine"...): no keyword separates the classes alone.
+text) so that rows carry small integers until the files are written.
+
+Illicit cells hide in legitimate trade: their cover descriptions and HTS codes are drawn from the
+legitimate kinds of :data:`COVER_KINDS` (so every cover text also travels on honest parcels), and
+the few parcels that name what they carry (a precursor's name and CAS number, a tablet press)
+use texts that registered labs and manufacturers also write on legal imports (reference
+standards, List I chemicals for research, encapsulators for supplement makers). Legitimate
+look-alikes use chemical and machinery words on purpose (reagents, dyes, resin, moulds, punch
+sets): no keyword separates the classes alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ class Kind:
     weight_sigma: float = 0.6
     vague: bool = False  # a generic description ("gift", "parts"): a weak flag, mostly legitimate
     modes: dict[str, float] = field(default_factory=dict)  # override of the default channel mix
+    # a share of the kind's parcels with other texts and codes (a lab's listed chemicals)
+    special: tuple[str, ...] = ()
+    special_hts: tuple[str, ...] = ()
+    special_share: float = 0.0
+    # where the kind goes besides homes: share of parcels to university labs / to businesses
+    to_lab: float = 0.0
+    to_business: float = 0.0
 
 
 _CN = {"CN": 0.72, "HK": 0.14, "VN": 0.05, "TW": 0.03, "IN": 0.03, "TR": 0.03}
@@ -82,14 +95,48 @@ KINDS: tuple[Kind, ...] = (
         "Phenethyl alcohol CAS 60-12-8", "Benzaldehyde CAS 100-52-7 AR", "Piperidine-4-carboxylic acid CAS 498-94-2",
         "4-Methoxybenzoic acid CAS 100-09-4", "laboratory reagent", "research chemical for laboratory use",
         "Silica gel 60 CAS 112926-00-8", "organic intermediate for research",
-    ), 60, 0.8, {"CN": 0.55, "DE": 0.15, "IN": 0.15, "GB": 0.1, "JP": 0.05}, 1.2),
+    ), 60, 0.8, {"CN": 0.55, "DE": 0.15, "IN": 0.15, "GB": 0.1, "JP": 0.05}, 1.2,
+        special=(  # registered labs import listed chemicals and reference standards legally
+            "4-Piperidone hydrochloride CAS 41661-47-6", "4-Piperidone monohydrate hydrochloride 98%",
+            "1-Boc-4-piperidone CAS 79099-07-3", "N-Boc-4-piperidone 97% for synthesis",
+            "tert-Butyl 4-oxopiperidine-1-carboxylate", "Norfentanyl analytical reference standard",
+            "4-ANPP reference standard 1 mg", "Fentanyl-D5 certified reference material",
+            "NPP analytical standard 10 mg", "4-Anilinopiperidine CAS 23056-29-3 reference material",
+        ),
+        special_hts=("2933399100", "2933370000", "2942000000", "3822190080"), special_share=0.07, to_lab=0.7),
     Kind("coatings", ("3910000000", "3208909000", "3824999397"), ("silicone resin", "nano hydrophobic coating", "water purification tablets", "coating agent", "resin"), 35, 2.0, _CN_ONLY, 1),
     Kind("cosmetic_raw", ("3913900000", "2922491000", "3301299000"), ("cosmetic materials", "hyaluronic acid powder CAS 9004-61-9", "niacinamide CAS 98-92-0", "cosmetic raw material", "essential oil"), 30, 0.5, {"CN": 0.6, "KR": 0.2, "IN": 0.2}, 1),
     Kind("molds", ("3926909985", "8480710000"), ("silicone mold", "resin mold", "candy mold", "soap mold"), 10, 0.4, _CN_ONLY, 1.2),
-    Kind("capsules", ("9602001040",), ("empty gelatin capsules", "capsule shells", "vegetable capsules"), 20, 0.6, {"CN": 0.7, "IN": 0.3}, 0.6),
+    Kind("capsules", ("9602001040",), ("empty gelatin capsules", "capsule shells", "vegetable capsules"), 20, 0.6, {"CN": 0.7, "IN": 0.3}, 0.6, to_business=0.3),
     Kind("wood_crafts", ("4420100000", "4420907000"), ("wood crafts art", "handmade wooden picture", "wooden craft", "wooden decor"), 18, 0.8, {"CN": 0.5, "MX": 0.3, "VN": 0.2}, 1.5),
     Kind("shapewear", ("6212300000", "6212200020"), ("corsets", "shapewear", "waist trainer", "bra"), 14, 0.3, {"CN": 0.7, "MX": 0.15, "CO": 0.15}, 2),
     Kind("plastic_sheet", ("3920100000", "3921905050"), ("plastic sheet samples", "acrylic sheet", "PVC film"), 15, 1.5, _CN_ONLY, 1),
+    # look-alikes with chemical and machinery words, bought by hobbyists, workshops and makers
+    Kind("pharma_equipment", ("8479899499", "8422300000", "8207300090"), (
+        "tablet press machine", "single punch tablet press TDP-5", "capsule filling machine", "manual capsule filler 100 holes",
+        "tablet press punch and die set", "rotary tablet press dies", "pill press for candy tablets",
+    ), 380, 22.0, {"CN": 0.85, "IN": 0.1, "HK": 0.05}, 0.12, value_sigma=1.0, weight_sigma=1.0, to_business=0.6),
+    Kind("small_machinery", ("8422300000", "8479899499", "8422400000", "8438100090"), (
+        "vacuum sealer machine", "heat sealing machine", "bottle filling machine", "label printer", "candy making machine",
+        "cotton candy machine",
+    ), 60, 6.0, {"CN": 0.8, "HK": 0.1, "TW": 0.1}, 1.2, value_sigma=0.9, weight_sigma=0.9, to_business=0.3),
+    Kind("metal_punch", ("8203200000", "8205590000", "8207300090"), (
+        "letter punch set", "metal stamping punch set", "hole punch set", "leather punch tool", "center punch",
+        "punch and die set",
+    ), 18, 0.8, _CN, 1.2),
+    Kind("dyes", ("3204160000", "3204120000", "3206190000", "3212900050"), (
+        "reactive dye powder", "acid dyes for wool", "fabric dye", "pigment powder", "mica powder for resin", "tie dye kit",
+    ), 12, 0.4, {"CN": 0.6, "IN": 0.3, "GB": 0.1}, 1.5),
+    Kind("resin_craft", ("3907300000", "3907290000"), (
+        "epoxy resin kit", "UV resin", "casting resin", "resin pigment", "art resin crystal clear",
+    ), 25, 1.2, _CN_ONLY, 1.5),
+    Kind("soap_candle", ("3401300000", "3404900000", "3302909000"), (
+        "soap making kit", "melt and pour soap base", "candle wax", "fragrance oil", "essential oil set",
+    ), 15, 0.8, {"CN": 0.6, "IN": 0.2, "GB": 0.1, "TR": 0.1}, 1.5),
+    Kind("industrial_chem", ("2836300000", "2918140000", "2905450000", "2905122000", "3802100000"), (
+        "sodium bicarbonate food grade", "citric acid anhydrous", "glycerin 99%", "isopropyl alcohol 99%",
+        "activated carbon powder", "calcium carbonate powder", "chemical raw material",
+    ), 25, 3.0, {"CN": 0.6, "IN": 0.3, "DE": 0.1}, 1.0, weight_sigma=0.9, to_business=0.4),
     Kind("mx_handicraft", ("6912004400", "4602190800"), ("handicrafts", "ceramic pottery", "talavera", "woven basket", "artesanias"), 35, 2.0, _MX, 1.2, modes=_TRUCK),
     Kind("mx_apparel", ("6403919045", "6203424011"), ("leather boots", "jeans", "western boots", "clothing"), 45, 1.5, _MX, 1.2, modes=_TRUCK),
     Kind("mx_food", ("0804400010", "2005995000", "1704909000"), ("avocados", "salsa", "mexican candy", "tamarind candy", "dried chiles"), 40, 8.0, _MX, 1.0, modes=_TRUCK, weight_sigma=0.9),
@@ -100,47 +147,47 @@ KINDS: tuple[Kind, ...] = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# illicit texts (domain.md: explicit names with CAS numbers, or misdescriptions seen in cases)
+# what illicit cells write
 # ---------------------------------------------------------------------------------------------
+#: a parcel that names its precursor: texts a registered lab also writes (shared with the
+#: lab_reagent kind's listed chemicals) and the cells' own spellings
 PRECURSOR_EXPLICIT = (
-    "N-phenethyl-4-piperidone CAS 39742-60-4", "NPP", "4-AP CAS 23056-29-3", "N-phenylpiperidin-4-amine",
-    "1-boc-4-piperidone CAS 79099-07-3", "tert-butyl 4-oxopiperidine-1-carboxylate", "1-boc-4-AP CAS 125541-22-2",
-    "4-piperidone hydrochloride CAS 41661-47-6", "4-anilinopiperidine", "ANPP CAS 21409-26-7",
-    "norfentanyl CAS 1609-66-1", "pharmaceutical intermediate CAS 79099-07-3", "piperidone derivative",
+    "4-Piperidone hydrochloride CAS 41661-47-6", "1-Boc-4-piperidone CAS 79099-07-3",
+    "tert-Butyl 4-oxopiperidine-1-carboxylate", "4-Piperidone monohydrate hydrochloride 98%",
+    "N-Boc-4-piperidone 97% for synthesis", "NPP CAS 39742-60-4", "N-phenethyl-4-piperidone 99%",
+    "4-AP CAS 23056-29-3", "1-boc-4-AP CAS 125541-22-2", "ANPP CAS 21409-26-7",
+    "pharmaceutical intermediate CAS 79099-07-3", "4-anilinopiperidine dihydrochloride",
 )
-PRECURSOR_COVER = (
-    "dog food", "cosmetic materials", "silicon resin", "nano-hydrophobic coating", "water purification agent",
-    "plastic sheet samples", "chemical raw material", "organic intermediate", "hardware nuts", "snap hooks",
-    "cosmetic raw material", "pet food sample", "resin",
+#: a parcel that names its press or dies: what tablet-press sellers write on every sale
+PRESS_EXPLICIT = (
+    "tablet press machine", "single punch tablet press TDP-5", "tablet press punch and die set",
+    "rotary tablet press dies", "pill press for candy tablets", "capsule filling machine",
 )
-PRESS_EXPLICIT = ("tablet press TDP-5", "single punch tablet press", "pill press machine", "rotary tablet press dies")
-PRESS_COVER = (
-    "machine parts", "hardware", "metal parts", "mold parts", "punch die set", "stamping die", "candy making machine",
-    "tool parts", "motor parts", "spare parts", "steel die", "candy mold",
-)
-PILLS_COVER = (
-    "corsets", "wood crafts art", "handmade wooden picture gifts", "kidney bean health supplement", "vitamins",
-    "handicrafts", "auto parts", "clothing", "mexican candy", "gift", "shapewear", "dietary supplement",
-)
-RESHIP_COVER = (
-    "gift", "sample", "parts", "goods", "daily necessities", "clothes", "toys", "accessories", "gifts", "personal items",
-)
+SCHEME_EXPLICIT: dict[str, tuple[str, ...]] = {"precursor": PRECURSOR_EXPLICIT, "pill_press": PRESS_EXPLICIT}
+#: the HTS codes of a named parcel are those of the legitimate kind that writes the same texts
+SCHEME_EXPLICIT_KIND = {"precursor": "lab_reagent", "pill_press": "pharma_equipment"}
 
-SCHEME_TEXTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # scheme -> (explicit texts, cover texts)
-    "precursor": (PRECURSOR_EXPLICIT, PRECURSOR_COVER),
-    "pill_press": (PRESS_EXPLICIT, PRESS_COVER),
-    "pills_mx": ((), PILLS_COVER),
-    "reshipper": ((), RESHIP_COVER),
+#: legitimate kinds whose texts and codes a cell's cover parcels borrow (a cell uses two or
+#: three of its scheme's kinds at a time and changes them after a seizure)
+COVER_KINDS: dict[str, tuple[str, ...]] = {
+    "precursor": ("cosmetic_raw", "coatings", "pet_food", "hair_dye", "plastic_sheet", "hardware", "supplements",
+                  "skincare", "lab_reagent", "dyes", "resin_craft", "soap_candle", "industrial_chem", "kitchen", "tea"),
+    "pill_press": ("machine_parts", "hardware", "tools", "molds", "auto_parts", "kitchen", "craft_punch", "metal_punch",
+                   "small_machinery", "sports", "bike_parts"),
+    "pills_mx": ("wood_crafts", "shapewear", "supplements", "mx_handicraft", "mx_apparel", "tablet_candy", "mx_food",
+                 "mx_auto", "toys", "snacks", "coffee"),
+    "reshipper": ("gift", "toys", "dress", "parts", "sample", "tshirt", "phone_case", "jewelry", "smart_devices",
+                  "lipstick", "shoes", "handbag", "decor", "headphones", "cables"),
+    # the scheme that appears mid-run: precursors from India by mail and air cargo, as everyday goods
+    "precursor_in": ("books", "tea", "skincare", "supplements", "hair_dye", "asia_beauty", "decor", "jewelry",
+                     "documents", "dyes"),
 }
 
-# HTS codes an illicit filer writes: honest heading, a cover heading, or nothing (-1 later)
-SCHEME_HTS: dict[str, tuple[str, ...]] = {
-    "precursor": ("2933399100", "2933370000", "2942000000", "2309100010", "3910000000", "3304990000", "3824999397"),
-    "pill_press": ("8479899499", "8207300090", "8487900080", "8480710000", "7326908688", "8422300000"),
-    "pills_mx": ("6212300000", "4420100000", "2106909998", "1704909000", "8708999990", "6109100012"),
-    "reshipper": ("9505900000", "4911998000", "8473305100", "6109100012", "9503000090"),
-}
+
+def cover_descriptions(kinds: tuple[Kind, ...] | None = None) -> list[str]:
+    """Every text an illicit cell may write as a cover (the descriptions of its cover kinds)."""
+    by_key = {k.key: k for k in (kinds or KINDS)}
+    return sorted({t for keys in COVER_KINDS.values() for key in keys for t in by_key[key].descriptions})
 
 
 @dataclass(frozen=True)
@@ -152,14 +199,23 @@ class Catalog:
     hts: pl.Series  # hts_id -> 10-digit code
     kind_desc: list[np.ndarray]  # kind index -> desc ids
     kind_hts: list[np.ndarray]  # kind index -> hts ids
-    scheme_explicit: dict[str, np.ndarray]  # scheme -> desc ids
-    scheme_cover: dict[str, np.ndarray]
-    scheme_hts: dict[str, np.ndarray]
+    kind_special: list[np.ndarray]  # kind index -> desc ids of its special texts (may be empty)
+    kind_special_hts: list[np.ndarray]
+    special_share: np.ndarray  # kind index -> share of its parcels with a special text
+    to_lab: np.ndarray  # kind index -> share of its parcels to university labs
+    to_business: np.ndarray  # kind index -> share of its parcels to businesses
+    scheme_explicit: dict[str, np.ndarray]  # scheme -> desc ids of parcels that name their goods
+    scheme_explicit_hts: dict[str, np.ndarray]  # scheme -> hts ids of those parcels
+    cover_kinds: dict[str, np.ndarray]  # scheme -> kind indices its covers borrow
+
+    def index(self, key: str) -> int:
+        return [k.key for k in self.kinds].index(key)
 
     def pick(self, table: list[np.ndarray], kinds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One entry per row from each row's kind list (``kind_desc`` or ``kind_hts``), vectorised."""
+        """One entry per row from each row's kind list (``kind_desc``, ``kind_hts``, ...), vectorised
+        (a kind with an empty list gives entry 0: pick only rows whose kind has entries)."""
         lengths = np.array([len(t) for t in table])
-        padded = np.zeros((len(table), lengths.max()), dtype=np.int32)
+        padded = np.zeros((len(table), max(1, lengths.max())), dtype=np.int32)
         for i, t in enumerate(table):
             padded[i, : len(t)] = t
         col = (rng.random(len(kinds)) * lengths[kinds]).astype(np.int64)
@@ -189,18 +245,30 @@ def build_catalog(kinds: tuple[Kind, ...] = KINDS) -> Catalog:
             codes.append(c)
         return code_id[c]
 
-    kind_desc = [np.array([tid(t) for t in k.descriptions], dtype=np.int32) for k in kinds]
-    kind_hts = [np.array([cid(c) for c in k.hts], dtype=np.int32) for k in kinds]
-    explicit = {s: np.array([tid(t) for t in ex], dtype=np.int32) for s, (ex, _) in SCHEME_TEXTS.items()}
-    cover = {s: np.array([tid(t) for t in cv], dtype=np.int32) for s, (_, cv) in SCHEME_TEXTS.items()}
-    s_hts = {s: np.array([cid(c) for c in cs], dtype=np.int32) for s, cs in SCHEME_HTS.items()}
+    def ids(f, items) -> np.ndarray:
+        return np.array([f(x) for x in items], dtype=np.int32)
+
+    by_key = {k.key: i for i, k in enumerate(kinds)}
+    kind_desc = [ids(tid, k.descriptions) for k in kinds]
+    kind_hts = [ids(cid, k.hts) for k in kinds]
+    kind_special = [ids(tid, k.special) for k in kinds]
+    kind_special_hts = [ids(cid, k.special_hts) for k in kinds]
+    explicit = {s: ids(tid, texts_) for s, texts_ in SCHEME_EXPLICIT.items()}
+    explicit_hts = {s: ids(cid, kinds[by_key[key]].hts + kinds[by_key[key]].special_hts)
+                    for s, key in SCHEME_EXPLICIT_KIND.items()}
+    cover = {s: np.array([by_key[k] for k in keys], dtype=np.int64) for s, keys in COVER_KINDS.items()}
     return Catalog(
         kinds=kinds,
         descriptions=pl.Series("description", texts, dtype=pl.String),
         hts=pl.Series("hts_code", codes, dtype=pl.String),
         kind_desc=kind_desc,
         kind_hts=kind_hts,
+        kind_special=kind_special,
+        kind_special_hts=kind_special_hts,
+        special_share=np.array([k.special_share for k in kinds]),
+        to_lab=np.array([k.to_lab for k in kinds]),
+        to_business=np.array([k.to_business for k in kinds]),
         scheme_explicit=explicit,
-        scheme_cover=cover,
-        scheme_hts=s_hts,
+        scheme_explicit_hts=explicit_hts,
+        cover_kinds=cover,
     )

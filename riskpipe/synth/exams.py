@@ -1,7 +1,8 @@
 """The simulated exam policy that produces the labels of past days.
 
 Like a real agency: a small random compliance share, plus a rule-targeted share chosen by simple
-keyword / origin / HTS / weight rules an officer might write. An exam finds what the parcel truly
+keyword / origin / HTS / weight rules an officer might write and by lookouts on the parties of
+earlier seizures (shipper, consignee, delivery address). An exam finds what the parcel truly
 holds, so labels exist only for examined parcels and are biased toward what the rules look at.
 """
 
@@ -13,6 +14,11 @@ import polars as pl
 RANDOM_SHARE = 0.004  # compliance exams, not chosen by risk
 TARGETED_SHARE = 0.008  # rule-targeted exams, at most this share of the day's parcels
 MIN_RULE_SCORE = 1.5
+LOOKOUT_POINTS = 3.0  # a party of an earlier seizure is on the parcel
+LOOKOUT_DAYS = 14  # how long a lookout stays on
+NEW_ACCOUNT_POINTS = 1.0  # the account on the filing is less than two weeks old
+NEW_ACCOUNT_DAYS = 14
+KNOWN_LAB_DISCOUNT = 2.0  # a registered lab buying reagents
 
 CHEM_PATTERN = r"(?i)\bcas\b|piperid|anilin|phenethyl|\bnpp\b|\banpp\b|\b4-ap\b|fentanyl|intermediate|chemical|reagent"
 PRESS_PATTERN = r"(?i)press|\bdies?\b|punch|mou?ld|stamping"
@@ -35,11 +41,16 @@ def hts_flags(hts: pl.Series) -> np.ndarray:
 
 def rule_score(desc: np.ndarray, hts: np.ndarray, origin_cn_hk: np.ndarray, mx_truck_untrusted: np.ndarray,
                value_usd: np.ndarray, weight_kg: np.ndarray, dflags: dict[str, np.ndarray], risky_hts: np.ndarray,
-               parcels_to_address: np.ndarray | None = None, partner_status: np.ndarray | None = None) -> np.ndarray:
+               parcels_to_address: np.ndarray | None = None, partner_status: np.ndarray | None = None,
+               lookout: np.ndarray | None = None, new_account: np.ndarray | None = None,
+               known_lab: np.ndarray | None = None) -> np.ndarray:
     """Points of simple targeting rules per parcel (vectorised).
 
     ``parcels_to_address``: parcels of the day to the same address (split shipments);
-    ``partner_status``: 0 not Mexican, 1 partner export matches, 2 missing, 3 mismatched."""
+    ``partner_status``: 0 not Mexican, 1 partner export matches, 2 missing, 3 differs;
+    ``lookout``: a party of the parcel was on an earlier seizure; ``new_account``: the filed
+    account is less than two weeks old; ``known_lab``: the consignee is a registered university
+    lab (officers know who buys reagents legally)."""
     heavy_cheap = (weight_kg > 20) & (value_usd < 150)
     risky = np.where(hts >= 0, risky_hts[np.clip(hts, 0, None)], False)
     score = (2.0 * dflags["chem"][desc] + 1.5 * dflags["press"][desc] + 1.0 * (dflags["press"][desc] & (weight_kg > 10))
@@ -47,7 +58,13 @@ def rule_score(desc: np.ndarray, hts: np.ndarray, origin_cn_hk: np.ndarray, mx_t
     if parcels_to_address is not None:
         score = score + 1.0 * (parcels_to_address >= 3) + 0.5 * (parcels_to_address >= 5)
     if partner_status is not None:
-        score = score + 1.0 * (partner_status == 2) + 2.0 * (partner_status == 3)
+        score = score + 1.0 * (partner_status == 2) + 1.0 * (partner_status == 3)
+    if lookout is not None:
+        score = score + LOOKOUT_POINTS * lookout
+    if new_account is not None:
+        score = score + NEW_ACCOUNT_POINTS * new_account
+    if known_lab is not None:
+        score = score - KNOWN_LAB_DISCOUNT * known_lab
     return score
 
 

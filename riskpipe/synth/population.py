@@ -7,7 +7,7 @@ their aliases, mules and drops. Rows of the day refer to entities by integer ind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -171,9 +171,59 @@ class _ArrayView(dict):
         self._store[key] = [value]
 
 
+#: legitimate shippers that file through a fulfilment agent, marketplace or consolidator and so
+#: share its phone, e-mail or IP address with the agent's other clients
+AGENT_SHARE = 0.35
+#: a new shop sells less than an established one at first
+NEW_SHIPPER_POPULARITY = 0.7
+#: new legitimate shippers a day, per shipper of the starting population (shops open every day)
+NEW_SHIPPERS_PER_DAY = 0.012
+#: a new shipper's account was opened days before its first parcel
+NEW_ACCOUNT_MAX_DAYS = 7
+#: established shippers whose marketplace account is nevertheless recent (shops open and close)
+YOUNG_ACCOUNT_SHARE = 0.2
+
+
+def make_agents(rng: np.random.Generator, n: int) -> Table:
+    """Fulfilment agents, marketplace platforms and consolidators: the contact data many small
+    sellers put on their filings (one phone desk, one mailbox, one office IP), with a size."""
+    word = _s(WORDS, rng.integers(0, len(WORDS), n))
+    kind = _s(["logistics", "fulfillment", "express", "supplychain", "ecommerce"], rng.integers(0, 5, n))
+    frame = pl.DataFrame({"w": word, "k": kind, "tel": _digits(rng, n, 9), "no": rng.integers(1, 999, n),
+                          "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
+                          **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)}})
+    out = frame.select(
+        pl.format("+86{}", pl.col("tel")).alias("phone"),
+        pl.format("{}{}{}@{}", pl.col("w").str.to_lowercase(), pl.col("k"), pl.col("no"), pl.col("mail")).alias("email"),
+        pl.format("{}.{}.{}.{}", "ip0", "ip1", "ip2", "ip3").alias("ip"),
+    )
+    return Table(out, {"popularity": rng.lognormal(0.0, 1.0, n)})
+
+
+def use_agents(frame: pl.DataFrame, rng: np.random.Generator, agents: Table, share: float,
+               agent: np.ndarray | None = None) -> pl.DataFrame:
+    """Replace the contacts of a ``share`` of the shippers by their agent's (each of phone,
+    e-mail and IP independently, as filings differ in what they carry). ``agent``: the agent of
+    every row (drawn by the agents' sizes when not given)."""
+    n = frame.height
+    if n == 0 or len(agents) == 0 or share <= 0:
+        return frame
+    if agent is None:
+        p = agents.arrays["popularity"]
+        agent = rng.choice(len(agents), n, p=p / p.sum())
+    client = rng.random(n) < share
+    ag = agents.frame.select(pl.all().gather(pl.Series(agent.astype(np.int64))))
+    return frame.with_columns(
+        pl.when(pl.Series(client & (rng.random(n) < p_))).then(ag[c]).otherwise(pl.col(c)).alias(c)
+        for c, p_ in (("phone", 0.7), ("email", 0.6), ("ip", 0.8))
+    )
+
+
 def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date, new: bool,
-                  countries: np.ndarray | None = None) -> Table:
-    """Shippers with a home country, a few kinds of goods they sell, contact data and account data."""
+                  countries: np.ndarray | None = None, agents: Table | None = None,
+                  agent_share: float = AGENT_SHARE) -> Table:
+    """Shippers with a home country, a few kinds of goods they sell, contact data and account data
+    (a share files through an agent whose contacts it shares, see :func:`use_agents`)."""
     codes = list(SHIPPER_COUNTRIES)
     cidx = _pick(rng, codes, list(SHIPPER_COUNTRIES.values()), n) if countries is None else countries
     country = _s(codes, cidx)
@@ -196,7 +246,11 @@ def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date,
                           "tel": _digits(rng, n, 9), "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
                           "mailno": rng.integers(1, 9999, n),
                           **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)}})
-    age = rng.integers(0, 30, n) if new else rng.gamma(1.5, 500.0, n).astype(np.int64) + 30
+    if new:
+        age = rng.integers(0, NEW_ACCOUNT_MAX_DAYS, n)
+    else:
+        age = np.where(rng.random(n) < YOUNG_ACCOUNT_SHARE, rng.integers(0, 120, n),
+                       rng.gamma(1.5, 500.0, n).astype(np.int64) + 30)
     created = pl.Series(np.datetime64(day, "D") - age.astype("timedelta64[D]"))
     tt = np.zeros(n, dtype=np.int64)  # 0 none, 1 ctpat, 2 mx_oea, 3 other_mra
     r = rng.random(n)
@@ -220,7 +274,9 @@ def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date,
         created.alias("account_created"),
         pl.Series([None, "ctpat", "mx_oea", "other_mra"], dtype=pl.String).gather(pl.Series(tt)).alias("trusted"),
     )
-    pop = rng.lognormal(0.0, 1.6, n) * (0.3 if new else 1.0)
+    if agents is not None:
+        out = use_agents(out, rng, agents, agent_share)
+    pop = rng.lognormal(0.0, 1.6, n) * (NEW_SHIPPER_POPULARITY if new else 1.0)
     return Table(out, {"country": cidx.astype(np.int16), "kinds": kinds, "popularity": pop,
                        "known": (rng.random(n) < (0.2 if new else 0.7))})
 
@@ -256,8 +312,30 @@ def address_lines(addr: pl.DataFrame) -> pl.Series:
     return f.select(pl.when(has_unit).then(pl.format("{} {} {}", base, unit_word, pl.col("unit"))).otherwise(base).alias("a"))["a"]
 
 
-def make_people(rng: np.random.Generator, n: int, address_ids: np.ndarray, new: bool) -> Table:
-    """Consignees (account holders): a name, phone, e-mail and a home address."""
+#: consignee accounts per parcel of a day: most buyers order about once a month (capped for the
+#: national-size days of the benchmark, where buyers then simply order more often)
+PEOPLE_PER_DAILY_PARCEL = 14
+MAX_PEOPLE = 1_200_000
+#: frequent buyers among the persons, and persons who buy for a business (a few per business)
+FREQUENT_SHARE = 0.03
+BUSINESS_PEOPLE_SHARE = 0.005
+PEOPLE_PER_BUSINESS = 4
+#: share of a day's legitimate parcels that go to a first-time buyer (a new account, most often at
+#: an address never seen before); they then join the population of occasional buyers
+FRESH_SHARE = 0.35
+
+
+def buyer_weights(rng: np.random.Generator, n: int) -> np.ndarray:
+    """How often each consignee orders, relative: mostly occasional buyers (weight about 1, about
+    one parcel a month), a heavy-tailed minority of frequent buyers (weight about 10)."""
+    frequent = rng.random(n) < FREQUENT_SHARE
+    return np.where(frequent, rng.lognormal(np.log(8.0), 0.7, n), rng.lognormal(0.0, 0.5, n))
+
+
+def make_people(rng: np.random.Generator, n: int, address_ids: np.ndarray, new: bool,
+                popularity: np.ndarray | None = None) -> Table:
+    """Consignees (account holders): a name, phone, e-mail and a home address; ``popularity``
+    (how often they order) defaults to :func:`buyer_weights`."""
     fi = rng.integers(0, len(FIRST), n)
     li = rng.integers(0, len(LAST), n)
     frame = pl.DataFrame({"first": _s(FIRST, fi), "last": _s(LAST, li),
@@ -268,7 +346,7 @@ def make_people(rng: np.random.Generator, n: int, address_ids: np.ndarray, new: 
         pl.format("{}-{}-{}", pl.col("area"), pl.col("tel").str.slice(0, 3), pl.col("tel").str.slice(3)).alias("phone"),
         pl.format("{}.{}{}@{}", pl.col("first"), pl.col("last"), pl.col("k"), pl.col("dom")).str.to_lowercase().alias("email"),
     )
-    pop = rng.lognormal(0.0, 1.0, n) * (0.5 if new else 1.0)
+    pop = buyer_weights(rng, n) if popularity is None else popularity
     return Table(out, {"address": address_ids.astype(np.int64), "popularity": pop})
 
 
@@ -295,6 +373,9 @@ class Population:
     sellers: Table
     universities: np.ndarray  # people ids at university lab addresses
     forwarders: np.ndarray  # address ids of package forwarders
+    agents: Table  # contact data of fulfilment agents, marketplaces and consolidators
+    business: np.ndarray  # people ids who buy for a business (commercial addresses)
+    fresh: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # today's first-time buyers
     _lines: pl.Series | None = None
 
     def settle(self) -> None:
@@ -314,18 +395,27 @@ class Population:
 
 
 def build_population(rng: np.random.Generator, per_day: int, catalog: Catalog, day: date) -> Population:
-    """A population sized for ``per_day`` shipments a day."""
+    """A population sized for ``per_day`` shipments a day: about fourteen consignee accounts per daily
+    parcel (so most receive a parcel or two a month), a few frequent buyers and businesses, package
+    forwarders and university labs; shippers, a third of whom file through a shared agent."""
     n_ship = int(np.clip(per_day / 10, 300, 400_000))
-    n_people = int(np.clip(per_day * 0.6, 2_000, 1_000_000))
-    n_addr = int(n_people * 0.85)
-    shippers = make_shippers(rng, n_ship, catalog, day, new=False)
-    addresses = make_addresses(rng, n_addr)
+    agents = make_agents(rng, int(np.clip(n_ship / 25, 10, 20_000)))
+    shippers = make_shippers(rng, n_ship, catalog, day, new=False, agents=agents)
+    n_people = int(np.clip(per_day * PEOPLE_PER_DAILY_PARCEL, 2_000, MAX_PEOPLE))
+    n_bus = max(8, int(n_people * BUSINESS_PEOPLE_SHARE))
+    n_home = n_people - n_bus
+    n_addr = int(n_home * 0.85)  # some households hold two or more accounts
+    addresses = make_addresses(rng, n_addr, kind_probs=(0.6, 0.4, 0.0, 0.0, 0.0))
+    n_bus_addr = max(2, n_bus // PEOPLE_PER_BUSINESS)
+    bus_addr = np.asarray(addresses.append(make_addresses(rng, n_bus_addr, kinds=np.full(n_bus_addr, COMMERCIAL))))
     n_fwd = int(np.clip(per_day / 2000, 5, 400))
     n_uni = int(np.clip(per_day / 1000, 10, 2000))
     fwd = addresses.append(make_addresses(rng, n_fwd, kinds=np.full(n_fwd, FORWARDER)))
     uni = addresses.append(make_addresses(rng, n_uni, kinds=np.full(n_uni, UNIVERSITY)))
-    home = rng.integers(0, n_addr, n_people)
-    people = make_people(rng, n_people, home, new=False)
+    home = rng.integers(0, n_addr, n_home)
+    people = make_people(rng, n_home, home, new=False)
+    business = people.append(make_people(rng, n_bus, bus_addr[rng.integers(0, n_bus_addr, n_bus)], new=False,
+                                         popularity=rng.lognormal(np.log(20.0), 1.0, n_bus)))
     # university lab contacts: a department name in place of a person's name
     uni_people = make_people(rng, n_uni * 3, np.repeat(np.asarray(uni), 3), new=False)
     dept = _s(DEPTS, rng.integers(0, len(DEPTS), n_uni * 3))
@@ -335,14 +425,20 @@ def build_population(rng: np.random.Generator, per_day: int, catalog: Catalog, d
     ).drop("d", "u")
     uni_ids = people.append(uni_people)
     sellers = make_sellers(rng, int(np.clip(per_day / 25, 100, 150_000)))
-    return Population(shippers, addresses, people, sellers, np.asarray(uni_ids), np.asarray(fwd))
+    return Population(shippers, addresses, people, sellers, np.asarray(uni_ids), np.asarray(fwd), agents,
+                      np.asarray(business, dtype=np.int64))
 
 
 def grow(pop: Population, rng: np.random.Generator, per_day: int, catalog: Catalog, day: date) -> None:
-    """New legitimate shippers and consignee accounts of the day."""
-    n_ship = max(2, int(per_day / 10 * 0.004))
-    n_people = max(5, int(min(per_day * 0.6, 1_000_000) * 0.01))
-    pop.shippers.append(make_shippers(rng, n_ship, catalog, day, new=True))
-    addr = pop.addresses.append(make_addresses(rng, int(n_people * 0.7) + 1))
-    homes = np.concatenate([np.asarray(addr), rng.integers(0, len(pop.addresses), n_people)])[:n_people]
-    pop.people.append(make_people(rng, n_people, homes, new=True))
+    """New legitimate shippers and marketplace sellers of the day, and the day's first-time buyers (``pop.fresh``: one
+    parcel each today, then occasional buyers like the others)."""
+    n_ship = max(2, int(per_day / 10 * NEW_SHIPPERS_PER_DAY))
+    pop.shippers.append(make_shippers(rng, n_ship, catalog, day, new=True, agents=pop.agents))
+    sellers = make_sellers(rng, max(1, int(per_day / 25 * NEW_SHIPPERS_PER_DAY)))
+    sellers.arrays["popularity"] = sellers.arrays["popularity"] * NEW_SHIPPER_POPULARITY
+    pop.sellers.append(sellers)
+    n_fresh = int(round(per_day * FRESH_SHARE))
+    n_new_addr = int(n_fresh * 0.75)
+    addr = np.asarray(pop.addresses.append(make_addresses(rng, n_new_addr, kind_probs=(0.55, 0.45, 0.0, 0.0, 0.0))))
+    homes = np.concatenate([addr, rng.integers(0, len(pop.addresses), n_fresh - n_new_addr)])
+    pop.fresh = np.asarray(pop.people.append(make_people(rng, n_fresh, homes, new=True)), dtype=np.int64)

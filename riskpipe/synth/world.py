@@ -5,6 +5,12 @@ the rate is about 1 in 10,000 or rarer (see the README's domain notes): at the r
 ~40 days x 10,000 parcels would hold a few dozen positives and nothing could be learned. Pass
 ``prevalence=1e-4`` for a realistic (and much harder) world.
 
+Every signal an analyst uses exists and none gives the answer away (guarded by
+``tests/unit/test_world_realism.py``): most consignees are occasional or first-time buyers, so a
+drop does not stand out by its parcel count alone; honest sellers share agents' contacts and open
+new accounts; honest partner declarations disagree; cells write the texts and codes of legitimate
+goods, and registered labs import the listed chemicals that a cell sometimes names.
+
 Determinism: every random draw comes from numpy generators seeded with ``[seed, stream, day]``,
 so the same arguments give byte-identical files. Work is vectorised per day (numpy + Polars);
 the only Python loops run over cells, kinds, files and days, never over parcels.
@@ -43,7 +49,17 @@ from riskpipe.synth.population import (
     build_population,
     grow,
 )
-from riskpipe.synth.schemes import SCHEMES, Cell, adapt, illicit_rows, make_cells, record_seizures, spawn
+from riskpipe.synth.schemes import (
+    EMERGING_AT,
+    SCHEMES,
+    Cell,
+    adapt,
+    emerge,
+    illicit_rows,
+    make_cells,
+    record_seizures,
+    spawn,
+)
 from riskpipe.synth.writer import (
     BROKEN_KINDS,
     FORMATS,
@@ -153,13 +169,18 @@ def _mode_table(catalog: Catalog) -> np.ndarray:
 
 
 def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catalog, mode_cum: np.ndarray) -> dict[str, np.ndarray]:
-    """``n`` legitimate parcels drawn from the population and the catalog."""
+    """``n`` legitimate parcels drawn from the population and the catalog: most consignees are
+    occasional buyers (the day's first-time buyers among them), lab reagents go mostly to
+    university labs and some kinds to businesses."""
     shipper = weighted_draw(rng, pop.shippers.arrays["popularity"], n)
     col = rng.choice(3, n, p=[0.55, 0.3, 0.15])
     kind = pop.shippers.arrays["kinds"][shipper, col].astype(np.int64)
     country = pop.shippers.arrays["country"][shipper].astype(np.int64)
     desc = catalog.pick(catalog.kind_desc, kind, rng)
     hts = catalog.pick(catalog.kind_hts, kind, rng)
+    special = rng.random(n) < catalog.special_share[kind]
+    desc = np.where(special, catalog.pick(catalog.kind_special, kind, rng), desc)
+    hts = np.where(special, catalog.pick(catalog.kind_special_hts, kind, rng), hts)
     mode = _choice_rows(rng, mode_cum[kind, country])
     hts = np.where(rng.random(n) < np.where(mode == MODES.index("postal"), 0.4, 0.1), -1, hts)
     med_v = np.log(np.array([k.value_usd for k in catalog.kinds]))
@@ -170,16 +191,26 @@ def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catal
     weight = np.exp(med_w[kind] + sig_w[kind] * rng.standard_normal(n))
     pieces = rng.geometric(0.8, n).astype(np.int32)
     person = weighted_draw(rng, pop.people.arrays["popularity"], n)
-    lab = kind == [k.key for k in catalog.kinds].index("lab_reagent")
-    to_uni = lab & (rng.random(n) < 0.7)
-    person[to_uni] = rng.choice(pop.universities, int(to_uni.sum()))
+    to_lab = rng.random(n) < catalog.to_lab[kind]
+    person[to_lab] = rng.choice(pop.universities, int(to_lab.sum()))
+    to_business = ~to_lab & (rng.random(n) < catalog.to_business[kind])
+    bw = pop.people.arrays["popularity"][pop.business]
+    person[to_business] = pop.business[weighted_draw(rng, bw, int(to_business.sum()))]
+    # the day's first-time buyers, one parcel each, in place of drawn occasional buyers
+    candidates = np.flatnonzero(~to_lab & ~to_business)
+    first = rng.choice(candidates, min(len(pop.fresh), len(candidates)), replace=False)
+    person[first] = pop.fresh[: len(first)]
     address = pop.people.arrays["address"][person]
-    fwd = (~to_uni) & (rng.random(n) < 0.03)
+    fwd = (~to_lab) & (rng.random(n) < 0.03)
     address[fwd] = rng.choice(pop.forwarders, int(fwd.sum()))
     hk = country == COUNTRIES.index("HK")
     via_hk = hk & (rng.random(n) < 0.6)
     origin = np.where(via_hk, COUNTRIES.index("CN"), country).astype(np.int16)
     export = np.where(via_hk, COUNTRIES.index("HK"), -1).astype(np.int16)
+    # Chinese goods also leave through bonded warehouses and consolidation hubs abroad
+    hub = (origin == COUNTRIES.index("CN")) & (export < 0) & (rng.random(n) < 0.03)
+    hubs = np.array([COUNTRIES.index(c) for c in ("SG", "MY", "NL")])
+    export = np.where(hub, hubs[rng.integers(0, len(hubs), n)], export).astype(np.int16)
     vague = np.array([k.vague for k in catalog.kinds])[kind]
     u = rng.random(n)
     p_viol = 0.015 + 0.04 * vague
@@ -190,7 +221,8 @@ def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catal
         "desc": desc.astype(np.int32), "hts": hts.astype(np.int32), "mode": mode.astype(np.int8),
         "value_usd": value, "weight": weight, "pieces": pieces, "origin": origin, "export": export,
         "kind": kind.astype(np.int16), "cls": cls.astype(np.int8), "cell": np.full(n, -1, dtype=np.int32),
-        "scheme": np.full(n, -1, dtype=np.int8),
+        "scheme": np.full(n, -1, dtype=np.int8), "port": np.full(n, -1, dtype=np.int16),
+        "seller": np.full(n, -1, dtype=np.int64),
     }
 
 
@@ -224,11 +256,12 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
             cols[k] = col
     mode = cols["mode"]
     port = _per_mode(rng, mode, PORTS, PORT_CODES)
+    port = np.where(cols["port"] >= 0, cols["port"], port).astype(np.int16)  # a cell's preferred port
     from_ca = np.flatnonzero((mode == MODES.index("truck")) & (cols["origin"] == COUNTRIES.index("CA")))
     ca = np.array([PORT_CODES.index(c) for c, _ in CANADA_TRUCK_PORTS])
     w = np.array([x for _, x in CANADA_TRUCK_PORTS])
     port[from_ca] = ca[rng.choice(len(ca), len(from_ca), p=w / w.sum())]
-    cols["port"] = port
+    cols["port"] = port.astype(np.int16)
     carrier = _per_mode(rng, mode, CARRIERS, CARRIER_CODES)
     postal = mode == MODES.index("postal")
     op = np.array([CARRIER_CODES.index(POSTAL_OPERATOR.get(c, "UPU")) for c in COUNTRIES])
@@ -248,8 +281,9 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
     cols["declared_value"] = np.round(raw_value * 10.0**decimals) / 10.0**decimals
     cols["weight"] = np.maximum(0.01, np.round(cols["weight"], 3))
     illicit = cols["cell"] >= 0
-    cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.2, 0.6))
-    cols["seller"] = np.where(cols["has_seller"], weighted_draw(rng, pop.sellers.arrays["popularity"], n), -1)
+    cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.45, 0.6))
+    drawn = weighted_draw(rng, pop.sellers.arrays["popularity"], n)
+    cols["seller"] = np.where(cols["has_seller"], np.where(cols["seller"] >= 0, cols["seller"], drawn), -1)  # cells list their own
     cols["listed_price"] = np.round(cols["declared_value"] * rng.uniform(1.0, 1.6, n), 2)
     air = mode == MODES.index("air_cargo")
     express = mode == MODES.index("express")
@@ -302,9 +336,16 @@ def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -
     )
 
 
+#: what Mexican export declarations say instead of the manifest's English text
+GENERIC_ES = ("mercancia general", "mercancias varias", "articulos varios", "productos diversos", "muestras sin valor",
+              "refacciones", "artesanias", "ropa y accesorios")
+
+
 def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog) -> tuple[pl.DataFrame, np.ndarray]:
-    """Mexico's export declarations for Mexico-origin parcels: legitimate ones match; pill cells'
-    parcels are mostly missing or mismatched."""
+    """Mexico's export declarations for Mexico-origin parcels. Honest ones disagree too: an FOB
+    value below the retail value on the manifest (or a list price above it), a net weight beside
+    a gross one, a generic Spanish description; about one in eight is never sent. Pill cells'
+    parcels are missing more often and disagree more often, by amounts an honest filing also shows."""
     is_mx = core["origin"].to_numpy() == COUNTRIES.index("MX")
     status = np.zeros(core.height, dtype=np.int8)  # 0 not Mexican, 1 match, 2 missing, 3 mismatch
     mx = core.filter(pl.Series(is_mx))
@@ -312,23 +353,30 @@ def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, cata
     if n == 0:
         return pl.DataFrame(schema=S.PARTNER_SCHEMA), status
     illicit = mx["cell"].to_numpy() >= 0
-    u = rng.random(n)
-    keep = np.where(illicit, u > 0.55, u > 0.08)
-    mismatch = illicit & (rng.random(n) < 0.65)
-    sh = pop.shippers.frame.select(pl.all().gather(mx["shipper"]))
+    keep = rng.random(n) > np.where(illicit, 0.4, 0.12)
+    u_v, u_w, u_d = rng.random(n), rng.random(n), rng.random(n)
+    fob = u_v < np.where(illicit, 0.45, 0.25)  # FOB (or undervalued) on the export side
+    retail = ~fob & (u_v < np.where(illicit, 0.55, 0.35))  # list price above the manifest value
+    v_factor = np.where(fob, rng.uniform(0.35, 0.85, n), np.where(retail, rng.uniform(1.2, 2.2, n), rng.uniform(0.98, 1.02, n)))
+    net = u_w < np.where(illicit, 0.35, 0.2)  # net weight (no packaging) vs gross
+    tare = ~net & (u_w < np.where(illicit, 0.45, 0.3))  # pallet or tare counted in
+    w_factor = np.where(net, rng.uniform(0.5, 0.9, n), np.where(tare, rng.uniform(1.1, 1.6, n), rng.uniform(0.97, 1.03, n)))
+    generic = u_d < np.where(illicit, 0.4, 0.25)
     desc = catalog.descriptions.gather(mx["desc"])
-    other = catalog.descriptions.gather(pl.Series(rng.integers(0, len(catalog.descriptions), n)))
+    es = pl.Series(GENERIC_ES).gather(pl.Series(rng.integers(0, len(GENERIC_ES), n)))
+    sh = pop.shippers.frame.select(pl.all().gather(mx["shipper"]))
     out = pl.DataFrame({
         S.SHIPMENT_ID: mx["id"],
         S.EXPORT_COUNTRY: pl.Series(["MX"] * n),
         S.EXPORTER_NAME: sh["name"],
         S.EXPORTER_AEO: sh["trusted"].is_not_null().to_numpy() | (rng.random(n) < 0.05),
-        S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * np.where(mismatch, rng.uniform(0.2, 0.6, n), rng.uniform(0.98, 1.02, n)), 2),
-        S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * np.where(mismatch, rng.uniform(0.3, 0.6, n), rng.uniform(0.97, 1.03, n)), 3),
-        S.DESCRIPTION: pl.select(pl.when(pl.Series(mismatch)).then(other).otherwise(desc)).to_series(),
+        S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * v_factor, 2),
+        S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * w_factor, 3),
+        S.DESCRIPTION: pl.select(pl.when(pl.Series(generic)).then(es).otherwise(desc)).to_series(),
         S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - rng.integers(3600, 24 * 3600, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
     })
-    status[is_mx] = np.where(~keep, 2, np.where(mismatch, 3, 1))
+    differs = (np.abs(np.log(v_factor)) > 0.3) | (np.abs(np.log(w_factor)) > 0.2) | generic
+    status[is_mx] = np.where(~keep, 2, np.where(differs, 3, 1))
     return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA), status
 
 
@@ -343,16 +391,48 @@ def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
     }).cast(S.TRUTH_SCHEMA)
 
 
+@dataclass
+class Lookouts:
+    """Parties of earlier seizures that officers watch for, for ``exams.LOOKOUT_DAYS`` after the
+    seizure: shippers, their phones, consignees and delivery addresses (package forwarders
+    excepted: everyone ships through them)."""
+
+    since: dict[str, dict] = field(default_factory=lambda: {"shipper": {}, "person": {}, "address": {}, "phone": {}})
+
+    def hit(self, core: pl.DataFrame, pop: Population, day: date) -> np.ndarray:
+        def live(kind: str) -> list:
+            return [k for k, d in self.since[kind].items() if (day - d).days <= exams.LOOKOUT_DAYS]
+
+        out = pop.shippers.frame["phone"].gather(core["shipper"]).is_in(live("phone")).to_numpy()
+        for col in ("shipper", "person", "address"):
+            out |= np.isin(core[col].to_numpy(), np.array(live(col), dtype=np.int64))
+        return out
+
+    def add(self, seized: pl.DataFrame, pop: Population, day: date) -> None:
+        ids = {"shipper": seized["shipper"].to_list(), "person": seized["person"].to_list(),
+               "address": np.setdiff1d(seized["address"].to_numpy(), pop.forwarders).tolist(),
+               "phone": pop.shippers.frame["phone"].gather(seized["shipper"]).to_list()}
+        for kind, keys in ids.items():
+            self.since[kind].update(dict.fromkeys(keys, day))
+
+
 def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
-           dflags: dict[str, np.ndarray], risky_hts: np.ndarray, partner_status: np.ndarray) -> pl.DataFrame:
+           dflags: dict[str, np.ndarray], risky_hts: np.ndarray, partner_status: np.ndarray,
+           lookouts: Lookouts | None = None) -> pl.DataFrame:
     origin = core["origin"].to_numpy()
     cn_hk = np.isin(origin, [COUNTRIES.index("CN"), COUNTRIES.index("HK")])
     trusted = pop.shippers.frame["trusted"].is_not_null().to_numpy()[core["shipper"].to_numpy()]
     mx_truck = (origin == COUNTRIES.index("MX")) & (core["mode"].to_numpy() == MODES.index("truck")) & ~trusted
+    created = pop.shippers.frame["account_created"].gather(core["shipper"]).to_numpy()
+    age = (np.datetime64(day, "D") - created.astype("datetime64[D]")).astype(np.int64)
+    new_account = core["has_account"].to_numpy() & (age < exams.NEW_ACCOUNT_DAYS)
     score = exams.rule_score(core["desc"].to_numpy(), core["hts"].to_numpy(), cn_hk, mx_truck,
                              core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts,
                              parcels_to_address=np.bincount(address := core["address"].to_numpy())[address],
-                             partner_status=partner_status)
+                             partner_status=partner_status,
+                             lookout=None if lookouts is None else lookouts.hit(core, pop, day),
+                             new_account=new_account,
+                             known_lab=np.isin(core["person"].to_numpy(), pop.universities))
     reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
     sel = np.flatnonzero(reason > 0)
     ex = core[sel]
@@ -367,6 +447,7 @@ def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalo
         S.EXAMINER: pl.select(pl.concat_str([pl.lit("CBPO-"), pl.Series(rng.integers(100, 999, len(sel))).cast(pl.String)])).to_series(),
         S.NOTES: notes,
         "cell": ex["cell"],
+        "shipper": ex["shipper"], "person": ex["person"], "address": ex["address"],
     })
 
 
@@ -396,11 +477,14 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
     mode_cum = _mode_table(catalog)
     dflags = exams.description_flags(catalog.descriptions)
     risky_hts = exams.hts_flags(catalog.hts)
+    # the new scheme appears at ~60 % of a run long enough to have a before and an after
+    emerge_day = round(EMERGING_AT * days) if days >= 5 else None
     n_files = files_per_day(per_day)
     steps_per_day = n_files + 2
     total_steps = days * steps_per_day
     done = 0
     summary = GenerateSummary()
+    lookouts = Lookouts()
     layout.landing.mkdir(parents=True, exist_ok=True)
 
     def tick(k: int = 1) -> None:
@@ -419,6 +503,8 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         adapted = adapt(cells, day, rng, pop, catalog)
         if i > 0:
             spawn(cells, rng, pop, catalog, day)
+        if i == emerge_day and prevalence > 0:
+            emerge(cells, rng, pop, catalog, day)
         n = max(1, int(round(per_day * WEEKDAY_FACTOR[day.weekday()] / WEEKDAY_FACTOR.mean() * rng.uniform(0.97, 1.03))))
         k = int(rng.binomial(n, prevalence)) if prevalence > 0 else 0
         k = min(k, n)
@@ -470,11 +556,12 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         write_parquet_atomic(_truth(core, cells, day), layout.partition(layout.truth, day) / "truth.parquet")
         examined = seized = 0
         if i < days - 1:  # the last day is tonight: not examined yet
-            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status)
+            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status, lookouts)
             positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
+            lookouts.add(ex.filter(positive), pop, day)
             seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
             record_seizures(cells, seized_cells, day, rng)
-            write_frame(ex.drop("cell"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
+            write_frame(ex.drop("cell", "shipper", "person", "address"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
             examined, seized = ex.height, int(positive.sum())
         tick()
         summary.days.append(DaySummary(

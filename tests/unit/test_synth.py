@@ -136,15 +136,66 @@ def test_truth_covers_every_shipment_and_amendments_are_later_filings(clean_worl
     assert illicit[S.TRUE_CLASS].cast(pl.String).is_in(S.POSITIVE_OUTCOMES).all()
 
 
-def test_prevalence_is_honoured(tmp_path):
+@pytest.mark.parametrize(("prevalence", "days", "per_day"), [(0.01, 2, 20_000), (1e-3, 3, 20_000), (1e-4, 2, 60_000)])
+def test_prevalence_is_honoured(tmp_path, prevalence, days, per_day):
+    """Rare worlds generate fine: the share of positives is the one asked for, within four
+    binomial standard deviations (the count is a draw, the same for the same seed)."""
     layout = Layout(tmp_path)
-    summary = generate(layout, START, 2, 20_000, seed=1, prevalence=0.01)
+    summary = generate(layout, START, days, per_day, seed=1, prevalence=prevalence)
     t = summary.totals()
-    share = t["positives"] / t["shipments"]
-    assert 0.0085 < share < 0.0115
+    expected = prevalence * t["shipments"]
+    assert abs(t["positives"] - expected) <= 4 * np.sqrt(expected) + 1, (t["positives"], expected)
+    assert t["positives"] > 0
     truth = pl.read_parquet(layout.truth / "*" / "truth.parquet")
     assert truth[S.TRUE_CLASS].cast(pl.String).is_in(S.POSITIVE_OUTCOMES).sum() == t["positives"]
     assert 0.0005 < DEFAULT_PREVALENCE < 0.01
+
+
+def test_a_new_scheme_appears_mid_run_that_early_exams_never_saw(tmp_path):
+    """From about 60 % of the run, precursors from India by mail and air cargo under everyday
+    covers: absent before, never named, never from the origins the analyst rules watch."""
+    from riskpipe.features.lexicon import load_lexicon, normalise_text
+
+    layout = Layout(tmp_path)
+    days = 10
+    generate(layout, START, days, 3000, seed=2, prevalence=0.01)
+    truth = pl.read_parquet(layout.truth / "*" / "truth.parquet")
+    new = truth.filter(pl.col(S.SCHEME) == "precursor_in")
+    assert new.height > 10
+    first = START + timedelta(days=round(0.6 * days))
+    assert new[S.ARRIVAL_DATE].min() == first
+    outcomes = pl.read_csv(layout.landing / "outcomes" / "*.csv", infer_schema=False)
+    early = outcomes.filter(pl.col(S.EXAM_DATE) < first.isoformat())
+    assert early.join(new, on=S.SHIPMENT_ID).height == 0
+    rows = _good_manifest_rows(layout).unique(S.SHIPMENT_ID, keep="first").join(new, on=S.SHIPMENT_ID)
+    assert set(rows[S.COUNTRY_OF_ORIGIN]) == {"IN"}
+    assert rows.filter(pl.col(S.MODE) == "postal").height > rows.height / 3
+    terms = load_lexicon().terms("precursors")
+    named = pl.select(normalise_text(rows[S.DESCRIPTION]).str.contains_any(terms, ascii_case_insensitive=True)).to_series()
+    assert not named.any()
+
+
+def test_honest_partner_declarations_disagree_too(clean_world):
+    """FOB against retail value, net against gross weight, a generic Spanish text, or none at
+    all: a partner mismatch is a lead, not proof."""
+    layout, _ = clean_world
+    files = sorted(layout.landing.glob("partner-exports-*"))
+    partner = pl.concat([_read(p).select(pl.col(c).cast(pl.String) for c in S.PARTNER_SCHEMA) for p in files])
+    truth = pl.read_parquet(layout.truth / "*" / "truth.parquet").filter(pl.col(S.CELL_ID).is_null())
+    rows = _good_manifest_rows(layout).unique(S.SHIPMENT_ID, keep="first")
+    mx = rows.filter(pl.col(S.COUNTRY_OF_ORIGIN) == "MX").join(truth, on=S.SHIPMENT_ID)
+    j = mx.join(partner, on=S.SHIPMENT_ID, how="left", suffix="_px")
+    missing = j[S.EXPORTER_NAME].null_count() / j.height
+    assert 0.05 < missing < 0.25  # some honest declarations are never sent
+    j = j.filter(pl.col(S.EXPORTER_NAME).is_not_null()).with_columns(
+        (pl.col(S.DECLARED_VALUE).cast(pl.Float64) / pl.col(S.CURRENCY).replace_strict(
+            ["USD", "MXN"], [1.0, 17.5], default=None)).alias("usd"))
+    j = j.filter(pl.col("usd").is_not_null())
+    ratio = (j["usd"] / j[S.PARTNER_DECLARED_VALUE_USD].cast(pl.Float64)).log().abs()
+    assert (ratio > np.log(1.5)).mean() > 0.1
+    wratio = (j[S.GROSS_WEIGHT_KG].cast(pl.Float64) / j[f"{S.GROSS_WEIGHT_KG}_px"].cast(pl.Float64)).log().abs()
+    assert (wratio > np.log(1.25)).mean() > 0.05
+    assert j[f"{S.DESCRIPTION}_px"].str.contains("mercancia|articulos|productos|ropa").mean() > 0.1
 
 
 def test_outcomes_only_for_examined_past_days_and_equal_to_truth(clean_world):

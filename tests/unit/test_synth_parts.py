@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from riskpipe.synth import exams
-from riskpipe.synth.catalog import KINDS, build_catalog
+from riskpipe.synth.catalog import COVER_KINDS, KINDS, build_catalog, cover_descriptions
 from riskpipe.synth.population import build_population
 from riskpipe.synth.schemes import adapt, illicit_rows, make_cells, record_seizures
 from riskpipe.synth.world import weighted_draw
@@ -35,10 +35,10 @@ def test_catalog_has_forty_kinds_with_ten_digit_codes():
     assert {"dog food", "machine parts", "corsets", "cosmetic materials"} <= texts
 
 
-def test_a_seized_cell_changes_descriptions_aliases_and_drops_after_a_lag():
+def test_a_seized_cell_changes_covers_aliases_drops_modes_and_ports_after_a_lag():
     rng, catalog, pop, cells = _small_world()
     cell, other = cells[0], cells[1]
-    before = (set(cell.descs) | set(cell.explicit), set(cell.aliases), set(cell.drops), set(cell.mules))
+    before = (set(cell.cover), set(cell.aliases), set(cell.drops), set(cell.mules), cell.modes.copy(), set(cell.sellers))
     other_before = set(other.aliases)
     record_seizures(cells, {cell.cell_id}, DAY, rng)
     assert cell.seizures == [DAY] and cell.adapt_on is not None
@@ -51,20 +51,57 @@ def test_a_seized_cell_changes_descriptions_aliases_and_drops_after_a_lag():
     assert cell.generation == 2 and cell.adapt_on is None
     assert set(cell.aliases).isdisjoint(before[1])
     assert set(cell.mules).isdisjoint(before[3])
+    assert set(cell.sellers).isdisjoint(before[5])  # its own marketplace listings, not honest sellers
+    assert (pop.sellers.arrays["popularity"][cell.sellers] == 0).all()
     assert set(cell.drops) != before[2]
+    assert not np.allclose(cell.modes, before[4])  # a burnt cell shifts its channels
+    assert abs(cell.modes.sum() - 1) < 1e-9 and cell.modes[3] == 0  # no trucks from China
     assert set(other.aliases) == other_before  # the other cells keep their disguise
     # new parcels of the cell carry the new aliases
     rows = illicit_rows([cell], 50, rng, pop, catalog)
     assert set(rows["shipper"]) <= set(cell.aliases)
+    assert set(rows["seller"]) <= set(cell.sellers)
+    # over many seized cells, covers and preferred ports change too
+    old = {c.cell_id: (set(c.cover), tuple(c.ports)) for c in cells}
+    record_seizures(cells, {c.cell_id for c in cells}, DAY + timedelta(days=10), rng)
+    adapt(cells, DAY + timedelta(days=20), rng, pop, catalog)
+    assert sum(set(c.cover) != old[c.cell_id][0] for c in cells) > len(cells) / 2
+    assert sum(tuple(c.ports) != old[c.cell_id][1] for c in cells) > len(cells) / 2
 
 
-def test_aliases_of_a_cell_share_contacts():
+def test_covers_are_legitimate_goods_and_named_parcels_write_what_labs_write():
+    catalog = build_catalog()
+    legit_texts = {t for k in KINDS for t in k.descriptions + k.special}
+    legit_codes = {c for k in KINDS for c in k.hts + k.special_hts}
+    for scheme, kinds in COVER_KINDS.items():
+        assert len(kinds) >= 8, scheme
+    assert set(cover_descriptions()) <= legit_texts
+    for scheme, ids in catalog.scheme_explicit.items():
+        texts = set(catalog.descriptions.gather(pl.Series(ids.astype(np.int64))).to_list())
+        assert len(texts & legit_texts) >= len(texts) / 3, scheme  # labs and makers write them too
+        codes = set(catalog.hts.gather(pl.Series(catalog.scheme_explicit_hts[scheme].astype(np.int64))).to_list())
+        assert codes <= legit_codes, scheme
+
+
+def test_legitimate_shippers_share_contacts_and_cells_file_them_three_ways():
     _, _, pop, cells = _small_world(1)
-    for cell in cells[:5]:
+    legit = pop.shippers.frame.head(300)  # the starting population: no cell alias among them
+    for col in ("phone", "email", "ip"):
+        shared = legit.filter(pl.col(col).is_duplicated()).height
+        assert shared > 0.15 * legit.height, col  # agents', marketplaces' and consolidators' contacts
+    styles = {c.contacts for c in cells}
+    assert styles <= {"shared", "agent", "own"} and len(styles) >= 2
+    agents = set(pop.agents.frame["phone"].to_list()) | set(pop.agents.frame["ip"].to_list())
+    for cell in cells:
         f = pop.shippers.frame[cell.aliases]
-        assert f["phone"].n_unique() <= 2 < len(cell.aliases) + 1
-        assert f["ip"].n_unique() <= 2
         assert f["name"].n_unique() == len(cell.aliases)
+        if cell.contacts == "shared":
+            assert f["phone"].n_unique() <= 2 < len(cell.aliases) + 1
+            assert f["ip"].n_unique() <= 2
+        elif cell.contacts == "agent":
+            assert (set(f["phone"].to_list()) | set(f["ip"].to_list())) & agents
+        else:
+            assert f["phone"].n_unique() == len(cell.aliases)
 
 
 def test_illicit_rows_follow_their_scheme():
@@ -120,7 +157,10 @@ def test_split_parcels_and_partner_mismatch_add_rule_points():
     z = np.zeros(4, dtype=np.int64)
     score = exams.rule_score(z, z, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 20.0), np.full(4, 1.0), flags, risky,
                              parcels_to_address=np.array([1, 3, 5, 1]), partner_status=np.array([0, 1, 2, 3]))
-    assert score.tolist() == [0.0, 1.0, 2.5, 2.0]
+    assert score.tolist() == [0.0, 1.0, 2.5, 1.0]  # honest partner filings differ too: a difference is one point
+    score = exams.rule_score(z, z, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 20.0), np.full(4, 1.0), flags, risky,
+                             lookout=np.array([True, False, False, True]), new_account=np.array([False, True, False, True]))
+    assert score.tolist() == [3.0, 1.0, 0.0, 4.0]
 
 
 def test_new_cells_spawn_naive_with_fresh_ids():
