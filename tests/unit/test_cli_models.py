@@ -187,6 +187,10 @@ def test_mistyped_home_fails_at_once_and_creates_nothing(monkeypatch, capsys, tm
         assert not missing.exists() and not (missing / ".prefect").exists()
     monkeypatch.setenv("RISKPIPE_HOME", str(missing))
     assert run(monkeypatch, capsys, "models", "list")[0] == 1 and not missing.exists()
+    # the commands that make homes still do
+    code, _, err = run(monkeypatch, capsys, "generate", "--days", "1", "--per-day", "20")
+    assert code == 0, err
+    assert (missing / "landing").is_dir()
 
 
 def test_version_dates_and_choices(monkeypatch, capsys, tmp_path):
