@@ -168,12 +168,16 @@ def check_cron(text: str) -> None:
         return
     parts = text.split()
     if len(parts) != 5:
-        raise ValueError(f"a cron string has 5 fields (minute hour day-of-month month day-of-week), this has {len(parts)}")
+        raise ValueError(
+            f"a cron string has 5 fields (minute hour day-of-month month day-of-week), this has {len(parts)}"
+        )
     for part, (name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
         for item in part.lower().split(","):
             match = _CRON_PART.match(item)
             if match is None or (match.group(2) is not None and int(match.group(2)) == 0):
-                raise ValueError(f"{name} field {part!r} is not '*', 'N', 'N-M' or a list of them, with an optional /step")
+                raise ValueError(
+                    f"{name} field {part!r} is not '*', 'N', 'N-M' or a list of them, with an optional /step"
+                )
             if match.group(1) == "*":
                 continue
             bounds = [_cron_number(v, names) for v in match.group(1).split("-")]
@@ -244,8 +248,8 @@ def load_settings(home: Path, overrides: dict | None = None, environ: Mapping[st
         merged: dict[str, Any] = dict(DEFAULT_PORT_CAPACITY)
         for kind, table in tables:
             if not isinstance(table, Mapping):
-                raise RiskpipeError(f"{label(kind, 'port_capacity')}: port_capacity: must be a table of port code = exams per day "
-                                    f"(got {_shown(table)})")
+                raise RiskpipeError(f"{label(kind, 'port_capacity')}: port_capacity: must be a table of port code = "
+                                    f"exams per day (got {_shown(table)})")
             merged.update({str(k): v for k, v in table.items()})
         values["port_capacity"] = merged
     values["home"] = home
