@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +18,23 @@ import typer
 from rich.console import Console
 
 from riskpipe.errors import RiskpipeError
+
+class TaskRunner(StrEnum):
+    """Where the nightly scoring shards run (``--task-runner``)."""
+
+    LOCAL = "local"
+    DASK = "dask"
+
+
+class Role(StrEnum):
+    """A workbench user's role (``riskpipe.users.ROLES``)."""
+
+    ANALYST = "analyst"
+    SUPERVISOR = "supervisor"
+
+
+#: commands that may be given a data home that does not exist yet: they create it
+HOME_CREATING_COMMANDS = ("demo", "generate")
 
 app = typer.Typer(
     name="riskpipe",
@@ -27,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 labels_app = typer.Typer(help="Exam outcomes (labels): import files of outcomes.", no_args_is_help=True)
-users_app = typer.Typer(help="Workbench users: add analysts and supervisors, set passwords.", no_args_is_help=True)
+users_app = typer.Typer(help="Workbench users: list, add, remove, set passwords.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
 app.add_typer(users_app, name="users")
 
@@ -43,34 +61,69 @@ class _State:
 state = _State()
 
 
+def _show_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("riskpipe")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from riskpipe import __version__ as number
+    console.print(f"riskpipe {number}", highlight=False)
+    raise typer.Exit()
+
+
 @app.callback()
 def _global(
     home: Annotated[
         Optional[Path],
-        typer.Option("--home", help="Data home (default ./data, or $RISKPIPE_HOME).", show_default=False),
+        typer.Option("--home", help="Data home (default ./data, or $RISKPIPE_HOME). Must exist, except for "
+                     "demo and generate, which create it.", show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
 ) -> None:
     state.home = home or Path(os.environ.get("RISKPIPE_HOME", "data"))
     state.debug = debug
 
 
-def settings(**overrides):
-    """Settings for the current home (``riskpipe.toml`` there, then ``overrides``)."""
+def require_home(create: bool = False) -> Path:
+    """The data home; a home that does not exist is created only by the commands that make
+    homes (``create``), so a mistyped --home fails at once and leaves nothing behind."""
+    home = state.home
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
+    elif not home.is_dir():
+        what = "is not a folder" if home.exists() else "does not exist"
+        raise RiskpipeError(f"data home {home} {what} (check --home or RISKPIPE_HOME; "
+                            f"`riskpipe demo` and `riskpipe generate` create a home)")
+    return home
+
+
+def settings(create: bool = False, **overrides):
+    """Settings for the current home: defaults, ``riskpipe.toml`` there, ``RISKPIPE_``
+    environment variables, then ``overrides``. The home must exist unless ``create``."""
     from riskpipe.config import load_settings
     from riskpipe.prefect_env import configure_prefect
 
-    state.home.mkdir(parents=True, exist_ok=True)
+    require_home(create)
+    loaded = load_settings(state.home, overrides, environ=os.environ)  # checked before Prefect is set up
     configure_prefect(state.home)
-    return load_settings(state.home, overrides)
+    return loaded
 
 
 def parse_day(value: str | None, option: str) -> date | None:
+    """A ``YYYY-MM-DD`` option as a date, or a one-line error (``--date 2026-02-30``)."""
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
-    except ValueError:
+    except ValueError as exc:
+        if len(value) == 10 and value[4] == "-" and value[7] == "-" and value.replace("-", "").isdigit():
+            raise RiskpipeError(f"{option}: {value!r} is not a date ({exc})") from None
         raise RiskpipeError(f"{option}: {value!r} is not a date YYYY-MM-DD") from None
 
 
@@ -188,7 +241,7 @@ def generate(
     from riskpipe.store import Layout
     from riskpipe.synth import DEFAULT_PREVALENCE, generate as generate_world
 
-    s = settings()
+    s = settings(create=True)
     layout = Layout(s.home)
     first = parse_day(start, "--start")
     with progress_bar("generate") as progress:
@@ -340,7 +393,7 @@ def nightly(
     date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
     capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.", min=1)] = None,
     skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
-    task_runner: Annotated[str, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")] = "local",
+    task_runner: Annotated[TaskRunner, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")] = TaskRunner.LOCAL,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster).")] = None,
     shards: Annotated[Optional[int], typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
     allow_rules_only: Annotated[bool, typer.Option("--allow-rules-only", help="Exit 0 even when no usable champion "
@@ -382,7 +435,8 @@ def nightly(
         raise RiskpipeError(f"nightly {day}: published a rules-only night; pass --allow-rules-only to accept one")
 
 
-models_app = typer.Typer(help="The model registry: re-sign models saved before riskpipe signed them.",
+models_app = typer.Typer(help="The model registry: list and show versions, promote one, roll back to the "
+                         "previous champion (audited in models/decisions.jsonl), re-sign older models.",
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -400,6 +454,103 @@ def models_trust(
     new = trust_model(s.models_dir, version, s.registry_key_path)
     now_champion = champion_version(s.models_dir) == new
     console.print(f"model {version} re-signed as {new}" + (" (the champion)" if now_champion else ""), highlight=False)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model version: when it was saved, the days it was trained on, its precision at
+    capacity on held-out later days, which is the champion, and whether it loads (signature,
+    sha256, reviewed types: the checks the nightly run makes)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from riskpipe.registry import DECISION_VIEW, describe_versions
+
+    s = settings()
+    infos = describe_versions(s.models_dir, s.registry_key_path)
+    if not infos:
+        console.print(f"no models in {s.models_dir}: train one with `riskpipe retrain`", highlight=False)
+        return
+    table = Table(title=f"models in {escape(str(s.models_dir))}",
+                  caption=f"P@cap: precision at capacity on held-out later days ({DECISION_VIEW} view)")
+    for col, justify in (("version", "left"), ("saved (UTC)", "left"), ("trained on", "left"), ("P@cap", "right"),
+                         ("champion", "center"), ("loads", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for info in infos:
+        start, end = info.training_window
+        metric = info.key_metric
+        saved = (info.saved_at or "?").replace("T", " ")[:16]
+        table.add_row(
+            info.version, escape(saved), escape(f"{start or '?'} .. {end or '?'}"),
+            f"{metric:.3f}" if metric is not None else "",
+            "[bold]*[/bold]" if info.champion else "",
+            "yes" if info.problem is None else "[red]no[/red] (below)",
+        )
+    Console(width=max(console.width, 120)).print(table)  # rows stay whole in a log file
+    for info in infos:
+        if info.problem is not None:
+            console.print(f"{info.version} does not load: {info.problem}", highlight=False, markup=False,
+                          soft_wrap=True)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="The model version (see `riskpipe models list`).")],
+) -> None:
+    """A version's model card: what it is, the days it learned from, how good it was on later
+    days, its limits; and whether it loads."""
+    from riskpipe.registry import check_version_name, describe_version, list_versions, model_card
+
+    s = settings()
+    check_version_name(version)
+    if version not in list_versions(s.models_dir) and not (s.models_dir / version).exists():
+        raise RiskpipeError(f"no model {version} in {s.models_dir} (see `riskpipe models list`)")
+    info = describe_version(s.models_dir, version, s.registry_key_path)
+    start, end = info.training_window
+    lines = [
+        f"model {version}" + (" (the champion)" if info.champion else ""),
+        "loads: yes (signature, sha256 and reviewed types checked)" if info.problem is None
+        else f"loads: NO: {info.problem}\n(the card below is from its meta.json, unverified)",
+        f"saved: {info.saved_at or '?'}; trained on {start or '?'} .. {end or '?'}",
+    ]
+    if info.meta:
+        lines += ["", model_card(info.meta)]
+    console.print("\n".join(lines), highlight=False, markup=False)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The model version to make the champion.")],
+    reason: Annotated[Optional[str], typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Make VERSION the champion the nightly run uses, after it loads (a model that fails its
+    checks is refused). Recorded in models/decisions.jsonl (who, when, from, to, why)."""
+    from riskpipe.registry import DECISIONS_FILE, promote
+
+    s = settings()
+    before = promote(s.models_dir, version, reason or "operator promotion (riskpipe models promote)",
+                     s.registry_key_path)
+    if before == version:
+        console.print(f"{version} is already the champion: nothing changed", highlight=False)
+        return
+    console.print(f"champion is now {version} (was {before or 'none'}); recorded in "
+                  f"{s.models_dir / DECISIONS_FILE}", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[Optional[str], typer.Option(help="Why, for the audit trail.")] = None,
+) -> None:
+    """Restore the champion before the current one (from the audit trail in
+    models/decisions.jsonl), after it loads; the rollback itself is recorded there too. A second
+    rollback goes one champion further back."""
+    from riskpipe.registry import DECISIONS_FILE, rollback
+
+    s = settings()
+    before, after = rollback(s.models_dir, reason or "operator rollback (riskpipe models rollback)",
+                             s.registry_key_path)
+    console.print(f"champion rolled back from {before} to {after}; recorded in {s.models_dir / DECISIONS_FILE}",
+                  highlight=False)
 
 
 @app.command()
@@ -580,6 +731,8 @@ def bench(
     from riskpipe.bench import parse_stages, render_table, run_bench, summary_lines, write_results
 
     chosen = parse_stages(stages)
+    if workdir is None:
+        require_home()
     say = (lambda m: err_console.print(m, highlight=False)) if as_json else (lambda m: console.print(m, highlight=False))
     result = run_bench(workdir or state.home / ".bench", rows=rows, history_days=history_days, repeat=repeat,
                        stages=chosen, seed=seed, scaling=scaling, log=say)
@@ -599,7 +752,7 @@ def bench(
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[str, typer.Option(help="analyst or supervisor.")] = "analyst",
+    role: Annotated[Role, typer.Option(help="analyst or supervisor.")] = Role.ANALYST,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input (scripts).")
     ] = False,
@@ -609,13 +762,14 @@ def users_add(
 
     from riskpipe.users import UserStore
 
+    db_url = settings().db_url  # a wrong home fails before the password is asked
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
             raise RiskpipeError("users add: the two passwords differ")
-    user = UserStore(settings().db_url).add(username, password, role)
+    user = UserStore(db_url).add(username, password, str(role))
     console.print(f"added {user.username} ({user.role})")
 
 
@@ -631,14 +785,47 @@ def users_passwd(
 
     from riskpipe.users import UserStore
 
+    db_url = settings().db_url  # a wrong home fails before the password is asked
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass("New password: ")
         if getpass.getpass("Again: ") != password:
             raise RiskpipeError("users passwd: the two passwords differ")
-    UserStore(settings().db_url).set_password(username, password)
+    UserStore(db_url).set_password(username, password)
     console.print(f"password of {username} changed; their workbench sessions have ended")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Workbench users: name, role, whether active, when created (never a password hash)."""
+    from rich.table import Table
+
+    from riskpipe.users import UserStore
+
+    rows = UserStore(settings().db_url).list()
+    if not rows:
+        console.print("no users yet: add one with `riskpipe users add NAME --role supervisor`")
+        return
+    table = Table(title="workbench users")
+    for col in ("name", "role", "active", "created (UTC)"):
+        table.add_column(col)
+    for r in rows:
+        created = r["created_at"].isoformat(sep=" ", timespec="seconds") if r["created_at"] is not None else ""
+        table.add_row(r["username"], r["role"], "yes" if r["active"] else "no", created)
+    console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+) -> None:
+    """Remove a workbench user; their sessions end at once. The last active supervisor cannot be
+    removed (nobody could manage users any more)."""
+    from riskpipe.users import UserStore
+
+    UserStore(settings().db_url).remove(username)
+    console.print(f"removed {username}; their workbench sessions have ended", highlight=False)
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ Layout under ``settings.models_dir`` (default ``<home>/models``)::
     models/<version>/signature.json  HMAC-SHA256 of model.skops and meta.json (registry key)
     models/<version>/model_card.md   the model card (what, trained on what, how good, limits)
     models/champion.json             {"version": ...}: the model the nightly run uses
-    models/decisions.jsonl           one JSON line per retrain decision
+    models/decisions.jsonl           the audit trail: one JSON line per retrain decision and per
+                                     champion change (promote, rollback, trust): who, when, from,
+                                     to, why; ``riskpipe models rollback`` reads it
 
 Write access to ``models/`` must not be enough to run code or to change a ranking, so loading:
 
@@ -163,10 +165,15 @@ class RetrainDecision:
     eval_days: list[str] = field(default_factory=list)
     table: Any = None  # pl.DataFrame evaluation table (not written to the decisions file)
     report: dict[str, Any] = field(default_factory=dict)
+    action: str = "retrain"  # or "trust" (a re-signed model); promote/rollback: record_champion_change
 
     def as_record(self) -> dict[str, Any]:
         return {
             "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "action": self.action,
+            "by": operator_name(),
+            "from_version": self.champion_version,
+            "to_version": self.challenger_version if self.promoted else self.champion_version,
             "promoted": self.promoted,
             "challenger_version": self.challenger_version,
             "champion_version": self.champion_version,
@@ -533,18 +540,194 @@ def set_champion(models_dir: Path, version: str) -> None:
     write_text_atomic(json.dumps(record, indent=2) + "\n", Path(models_dir) / CHAMPION_FILE)
 
 
+def operator_name() -> str:
+    """Who runs this process, for the audit trail: the OS account of the effective user (not an
+    environment variable, which anyone can set)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 def record_decision(models_dir: Path, decision: RetrainDecision) -> None:
+    _append_decision(models_dir, decision.as_record())
+
+
+def _append_decision(models_dir: Path, record: dict[str, Any]) -> None:
     path = Path(models_dir) / DECISIONS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(decision.as_record(), default=_json_default) + "\n")
+        fh.write(json.dumps(record, default=_json_default) + "\n")
 
 
 def read_decisions(models_dir: Path) -> list[dict[str, Any]]:
     path = Path(models_dir) / DECISIONS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise RiskpipeError(f"{path}: line {number} is not valid JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise RiskpipeError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+# -- champion changes by the operator, audited ---------------------------------------------------
+def record_champion_change(models_dir: Path, action: str, from_version: str | None, to_version: str,
+                           reason: str) -> dict[str, Any]:
+    """Append a champion change (``promote``, ``rollback``) to the audit trail: who, when, from,
+    to, why. Also written with the keys of a retrain decision (``promoted``,
+    ``challenger_version``, ``champion_version``), so every reader of the file sees the change."""
+    record = {
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": action,
+        "by": operator_name(),
+        "from_version": from_version,
+        "to_version": to_version,
+        "promoted": True,
+        "challenger_version": to_version,
+        "champion_version": from_version,
+        "reason": reason,
+        "metric": "none",
+    }
+    _append_decision(models_dir, record)
+    return record
+
+
+def champion_history(models_dir: Path) -> list[str]:
+    """The champions in the order the audit trail made them, each rollback undoing the change it
+    rolled back: the last is the current champion, the one before it what a rollback restores.
+    A promotion of the current champion again adds nothing; a re-signed champion (``trust``)
+    replaces its unsigned self; a champion a record replaced that the trail had not seen (set by
+    hand) is taken as the record says."""
+    stack: list[str] = []
+    for record in read_decisions(models_dir):
+        to = record.get("to_version", record.get("challenger_version"))
+        if not record.get("promoted") or not isinstance(to, str):
+            continue
+        before = record.get("from_version", record.get("champion_version"))
+        action = record.get("action") or (
+            "trust" if str(record.get("reason", "")).startswith("operator re-signed") else "retrain"
+        )
+        if isinstance(before, str) and (not stack or stack[-1] != before):
+            stack.append(before)  # a champion set outside riskpipe, as the record saw it
+        if action in ("rollback", "trust") and stack and stack[-1] == before:
+            stack.pop()
+        if not stack or stack[-1] != to:
+            stack.append(to)
+    return stack
+
+
+def promote(models_dir: Path, version: str, reason: str, key_path: Path | None = None) -> str | None:
+    """Make ``version`` the champion after it loads (signature, sha256, reviewed types) and
+    audit the change. Returns the champion it replaces (None: none, or an unreadable pointer).
+    Promoting the current champion changes nothing and records nothing."""
+    models_dir = Path(models_dir)
+    check_version_name(version)
+    try:
+        load_model(models_dir, version, key_path=key_path)
+    except RiskpipeError as exc:
+        raise RiskpipeError(f"refusing to promote {version}: {exc}") from None
+    current = _champion_or_none(models_dir)
+    if current == version:
+        return current
+    set_champion(models_dir, version)
+    record_champion_change(models_dir, "promote", current, version, reason)
+    return current
+
+
+def rollback(models_dir: Path, reason: str, key_path: Path | None = None) -> tuple[str, str]:
+    """Restore the champion before the current one (from the audit trail), after it loads, and
+    audit the change. Returns (the champion replaced, the one restored). Refused in one line
+    when there is no champion, no earlier one, or champion.json disagrees with the trail."""
+    models_dir = Path(models_dir)
+    trail = models_dir / DECISIONS_FILE
+    current = champion_version(models_dir)
+    if current is None:
+        raise RiskpipeError(f"no champion in {models_dir}: nothing to roll back")
+    history = champion_history(models_dir)
+    if not history or history[-1] != current:
+        last = f"names {history[-1]}" if history else "names no champion"
+        raise RiskpipeError(
+            f"champion.json names {current} but the audit trail {trail} {last} (changed outside riskpipe?): "
+            "no previous champion to restore; choose one with `riskpipe models promote VERSION`"
+        )
+    if len(history) < 2:
+        raise RiskpipeError(f"no previous champion to roll back to: {current} is the first champion in {trail}")
+    target = history[-2]
+    try:
+        load_model(models_dir, target, key_path=key_path)
+    except RiskpipeError as exc:
+        raise RiskpipeError(f"cannot roll back to {target}: {exc}") from None
+    set_champion(models_dir, target)
+    record_champion_change(models_dir, "rollback", current, target, reason)
+    return current, target
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What ``riskpipe models list/show`` tell about a version. ``problem`` None: the model loads
+    (signature, sha256, reviewed types) and ``meta`` is verified; otherwise ``meta`` is what
+    meta.json says, unverified, and ``problem`` is why the model would be refused."""
+
+    version: str
+    champion: bool
+    problem: str | None
+    meta: dict[str, Any]
+
+    @property
+    def saved_at(self) -> str | None:
+        return _text(self.meta.get("saved_at"))
+
+    @property
+    def training_window(self) -> tuple[str | None, str | None]:
+        window = self.meta.get("training_window")
+        window = window if isinstance(window, dict) else {}
+        return _text(window.get("train_start")), _text(window.get("train_end"))
+
+    @property
+    def key_metric(self) -> float | None:
+        """Precision at capacity on held-out later days, labelled view (what retrain compares)."""
+        headline = self.meta.get("headline_metrics")
+        value = headline.get(f"{DECISION_VIEW} precision at capacity") if isinstance(headline, dict) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def describe_version(models_dir: Path, version: str, key_path: Path | None = None,
+                     champion: str | None = None) -> VersionInfo:
+    """Load ``version`` as the nightly run would, and say whether it loads and what it is."""
+    models_dir = Path(models_dir)
+    check_version_name(version)
+    if champion is None:
+        champion = _champion_or_none(models_dir)
+    try:
+        loaded = load_model(models_dir, version, key_path=key_path)
+        return VersionInfo(version, champion == version, None, loaded.meta)
+    except RiskpipeError as exc:
+        meta: Any = {}
+        try:
+            meta = json.loads((_version_folder(models_dir, version) / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RiskpipeError):
+            pass
+        return VersionInfo(version, champion == version, str(exc), meta if isinstance(meta, dict) else {})
+
+
+def describe_versions(models_dir: Path, key_path: Path | None = None) -> list[VersionInfo]:
+    """Every version of the registry, oldest first (version names sort by time)."""
+    champion = _champion_or_none(models_dir)
+    return [describe_version(models_dir, v, key_path, champion or "") for v in list_versions(models_dir)]
 
 
 def _read_signature(folder: Path, version: str) -> dict[str, Any]:
@@ -673,6 +856,7 @@ def trust_model(models_dir: Path, version: str, key_path: Path | None = None) ->
             champion_version=version if was_champion else None,
             reason=f"operator re-signed unsigned model {version} as {new} (riskpipe models trust)",
             metric="none",
+            action="trust",
         ),
     )
     return new

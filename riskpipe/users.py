@@ -212,9 +212,25 @@ class UserStore:
         self._update(username, session_generation=_new_generation())
 
     def remove(self, username: str) -> None:
-        with self.engine.begin() as conn:
-            if conn.execute(delete(users_table).where(users_table.c.username == username)).rowcount == 0:
+        """Delete a user; the last active supervisor is refused (nobody could manage users)."""
+        with_retry(lambda: self._remove(username))
+
+    def _remove(self, username: str) -> None:
+        t = users_table
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(select(t.c.role, t.c.active).where(t.c.username == username)).first()
+            if row is None:
                 raise RiskpipeError(f"users: no user {username!r}")
+            if row[0] == "supervisor" and row[1]:
+                others = select(t.c.username).where(t.c.role == "supervisor", t.c.active.is_(True),
+                                                    t.c.username != username)
+                if not is_sqlite(self.engine):
+                    others = others.with_for_update()
+                if conn.execute(others.limit(1)).first() is None:
+                    raise RiskpipeError(
+                        f"users: {username!r} is the last active supervisor: add or activate another supervisor first"
+                    )
+            conn.execute(delete(t).where(t.c.username == username))
 
     def _update(self, username: str, **values) -> None:
         with self.engine.begin() as conn:
