@@ -315,6 +315,21 @@ def retrain(
     console.print(bias)
     verdict = "promoted" if decision.promoted else "not promoted"
     console.print(f"challenger {decision.challenger_version}: {verdict}: {decision.reason}", highlight=False)
+    _print_model_warnings(Path(s.models_dir), decision.challenger_version)
+
+
+def _print_model_warnings(models_dir: Path, version: str | None) -> None:
+    """One ``warning:`` line (stderr) per ``training_warnings`` of a saved model's metadata."""
+    import json
+
+    from riskpipe.model import training_warnings
+    from riskpipe.registry import META_FILE
+
+    path = models_dir / str(version) / META_FILE
+    if version is None or not path.is_file():
+        return
+    for text in training_warnings(json.loads(path.read_text(encoding="utf-8"))):
+        err_console.print(f"[yellow]warning:[/yellow] challenger {version} {text}", highlight=False, soft_wrap=True)
 
 
 @app.command()

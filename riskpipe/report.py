@@ -6,6 +6,7 @@ Everything shown that comes from manifests is escaped by Jinja2's autoescape.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import jinja2
@@ -131,6 +132,7 @@ h1{margin-bottom:0} .muted{color:#777} table{border-collapse:collapse;font-size:
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:2em} .kpi{display:inline-block;margin-right:2em}
 .kpi b{font-size:1.6em;display:block} .major{color:#b00} .moderate{color:#b70} .stable{color:#080}
+.warn{border-left:4px solid #b70;background:#fff6e5;padding:4px 12px;margin:8px 0}
 </style></head><body>
 <h1>Targeting report, arrival date {{ day }}</h1>
 <p class="muted">model {{ model_version or "none (rules only)" }} &middot; generated {{ generated_at }}</p>
@@ -154,7 +156,8 @@ td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-alig
 <td>{{ t.description }}</td><td>{{ t.country_of_origin }}</td><td>{{ t.network_id or "" }}</td></tr>
 {% endfor %}</table>
 <h2>Model health</h2>
-{% if evaluation %}<table><tr>{% for k in evaluation[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>
+{% if model_warnings %}<div class="warn"><b>Model warnings</b><ul>{% for w in model_warnings %}<li>{{ w }}</li>{% endfor %}</ul></div>
+{% endif %}{% if evaluation %}<table><tr>{% for k in evaluation[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>
 {% for row in evaluation %}<tr>{% for v in row.values() %}<td>{{ v if v is string else ("%.3f"|format(v) if v is not none else "") }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p class="muted">no evaluation recorded for this model</p>{% endif %}
 <h3>Drift against the last {{ drift_window }} days (PSI)</h3>
@@ -178,8 +181,10 @@ def render_report(
     drift: list[dict],
     generated_at: str,
     top_n: int = 50,
+    model_warnings: Sequence[str] = (),
 ) -> str:
-    """The report page for ``day`` as a string."""
+    """The report page for ``day`` as a string; ``model_warnings`` (``riskpipe.model.
+    training_warnings`` of the champion) head the model section."""
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
     by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
     q_items = sorted(quarantine_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -204,4 +209,5 @@ def render_report(
         drift=drift,
         drift_window=DRIFT_WINDOW_DAYS,
         chart_drift=bar_chart(drift_items, color="#7a5aa8"),
+        model_warnings=list(model_warnings),
     )
