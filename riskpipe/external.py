@@ -28,7 +28,15 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
     [model]                        # TabularRiskClassifier parameters (e.g. learning_rate)
     learning_rate = 0.05
 
+    [evaluation]
+    seen_columns = ["Item Price"]  # rows whose values here occur in the training files are "seen"
+
 Only named columns are used; a column named in the mapping but absent from a file is an error.
+
+Near-duplicates: a benchmark whose test rows repeat training rows measures memory, not
+generalisation. With ``seen_columns`` the report adds an ``unseen`` view beside ``all`` rows: the
+test rows whose combination of values in those columns occurs in no training file (as read:
+numeric-role columns compared as numbers, others as text; a null matches a null).
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ import polars as pl
 
 from riskpipe.errors import RiskpipeError
 from riskpipe.metrics import DEFAULT_FRACTIONS, ranking_report
+
+_ROW = "__riskpipe_row"  # row index while matching seen values (not a plausible data column)
 
 #: op -> (number of source columns, role of the result); "date" ops read the dataset's date.
 DERIVATIONS: dict[str, tuple[int, str]] = {
@@ -125,12 +135,14 @@ class Mapping:
     ignore: tuple[str, ...] = ()
     derive: tuple[Derivation, ...] = ()
     model: dict[str, Any] = field(default_factory=dict)
+    seen_columns: tuple[str, ...] = ()
     source: str = "<mapping>"
 
     def source_columns(self) -> list[str]:
         """Every column of the data files the mapping names (checked against each file)."""
         cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
         cols += [c for c in (self.id, self.date) if c]
+        cols += list(self.seen_columns)
         for d in self.derive:
             cols += [c for c in d.columns if c not in self._derived_names()]
         return list(dict.fromkeys(cols))
@@ -176,7 +188,7 @@ def _model_params(table: dict[str, Any], where: str) -> dict[str, Any]:
 
 def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
     """Validate a parsed TOML mapping; every error names the key and the mapping file."""
-    _check_keys(doc, {"dataset", "columns", "derive", "model"}, source)
+    _check_keys(doc, {"dataset", "columns", "derive", "model", "evaluation"}, source)
     ds = doc.get("dataset", {})
     cols = doc.get("columns", {})
     if not isinstance(ds, dict) or not isinstance(cols, dict):
@@ -234,6 +246,7 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         raise RiskpipeError(f"{source}: the label column {label!r} cannot also be a feature")
     if not names:
         raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
+    seen = _seen_columns(doc.get("evaluation", {}), label, {d.name for d in derivations}, f"{source} [evaluation]")
     return Mapping(
         label=label,
         positive=positive_text,
@@ -246,8 +259,27 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         ignore=roles["ignore"],
         derive=tuple(derivations),
         model=_model_params(doc.get("model", {}), f"{source} [model]"),
+        seen_columns=seen,
         source=source,
     )
+
+
+def _seen_columns(table: Any, label: str, derived: set[str], where: str) -> tuple[str, ...]:
+    """``[evaluation].seen_columns``: columns of the data files (not the label, not derived)."""
+    if not isinstance(table, dict):
+        raise RiskpipeError(f"{where}: must be a table")
+    _check_keys(table, {"seen_columns"}, where)
+    if "seen_columns" not in table:
+        return ()
+    seen = _str_list(table["seen_columns"], f"{where}.seen_columns")
+    if not seen:
+        raise RiskpipeError(f"{where}.seen_columns: name at least one column (or leave the key out)")
+    if label in seen:
+        raise RiskpipeError(f"{where}.seen_columns: the label column {label!r} cannot define seen rows")
+    bad = [c for c in seen if c in derived]
+    if bad:
+        raise RiskpipeError(f"{where}.seen_columns: {', '.join(map(repr, bad))} is derived; name columns of the data files")
+    return tuple(dict.fromkeys(seen))
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -329,9 +361,15 @@ def load_labelled(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np
     """Features (mapped and derived) and 0/1 labels of one or more files, in file order.
 
     A ``frequency`` derivation is computed per file (a file is one batch of declarations)."""
+    X, y, _ = load_labelled_keys(paths, mapping)
+    return X, y
+
+
+def load_labelled_keys(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """``load_labelled`` plus the rows' ``seen_columns`` values as text (no columns if none)."""
     roles = mapping.features_by_role()
     feature_cols = [*roles["numeric"], *roles["categorical"], *roles["high_cardinality"]]
-    frames, labels = [], []
+    frames, labels, keys = [], [], []
     for path in paths:
         frame = read_table(path, mapping)
         label = frame.get_column(mapping.label)
@@ -344,7 +382,18 @@ def load_labelled(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np
             feats = feats.with_columns(d.expr(mapping.date))
         frames.append(feats.select(feature_cols))
         labels.append(y.to_numpy().astype(np.int64))
-    return pl.concat(frames, how="vertical_relaxed"), np.concatenate(labels)
+        keys.append(frame.select(pl.col(c).cast(pl.String) for c in mapping.seen_columns))
+    return pl.concat(frames, how="vertical_relaxed"), np.concatenate(labels), pl.concat(keys)
+
+
+def unseen_rows(reference: pl.DataFrame, rows: pl.DataFrame) -> np.ndarray:
+    """True for each row of ``rows`` whose combination of values occurs in no row of
+    ``reference`` (same columns; a null equals a null)."""
+    mask = np.ones(rows.height, dtype=bool)
+    if rows.height and reference.height:
+        seen = rows.with_row_index(_ROW).join(reference.unique(), on=rows.columns, how="semi", nulls_equal=True)
+        mask[seen[_ROW].to_numpy()] = False
+    return mask
 
 
 def build_model(mapping: Mapping, random_state: int = 0):
@@ -361,38 +410,108 @@ def build_model(mapping: Mapping, random_state: int = 0):
     )
 
 
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC-AUC (ties count half); None when the rows hold one class only."""
+    if y.size == 0 or y.min() == y.max():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def view_report(y: np.ndarray, score: np.ndarray, fractions: tuple[float, ...] = DEFAULT_FRACTIONS) -> dict[str, Any]:
+    """``ranking_report`` of some rows plus ``roc_auc`` (None with one class)."""
+    report = ranking_report(y, score, fractions=fractions)
+    report["roc_auc"] = _roc_auc(np.asarray(y), np.asarray(score, dtype=float))
+    return report
+
+
+def views_report(
+    y: np.ndarray, score: np.ndarray, unseen: np.ndarray | None, fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+) -> dict[str, dict[str, Any]]:
+    """``{"all": ..., "unseen": ...}`` (``unseen`` only when a mask is given): the same scores
+    read on every test row and on the rows whose seen-column values the training files lack."""
+    views = {"all": view_report(y, score, fractions)}
+    if unseen is not None:
+        views["unseen"] = view_report(y[unseen], score[unseen], fractions)
+    return views
+
+
+def _mean(values: list[Any]) -> Any:
+    """Leaf-wise mean of equally shaped reports (equal leaves, e.g. row counts, kept as they are)."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _mean([v[k] for v in values]) for k in first}
+    if all(v == first for v in values):
+        return first
+    if any(v is None for v in values):  # e.g. ROC-AUC undefined in one fit only: not averaged
+        return None
+    return float(np.mean(values))
+
+
+def _sd(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Standard deviation across seeds of the precision, recall and AUC figures of one view."""
+    out: dict[str, Any] = {}
+    for key in ("precision_at", "recall_at"):
+        out[key] = {k: float(np.std([r[key][k] for r in reports])) for k in reports[0][key]}
+    for key in ("pr_auc", "roc_auc"):
+        vals = [r[key] for r in reports]
+        out[key] = None if any(v is None for v in vals) else float(np.std(vals))
+    return out
+
+
 def evaluate(
     mapping: Mapping,
     train_paths: list[Path],
     test_path: Path,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     random_state: int = 0,
+    seeds: int = 1,
 ) -> dict[str, Any]:
     """Train on the training file(s), score the test file, report ranking metrics.
 
-    Returns ``ranking_report`` of the test rows plus ``train_rows``, ``train_positives`` and
-    ``seconds`` (wall time of fit and predict)."""
+    Returns ``ranking_report`` of all test rows plus ``roc_auc``, ``views`` (``all`` and, with
+    ``seen_columns``, ``unseen``: the test rows whose seen values occur in no training file),
+    ``train_rows``, ``train_positives``, ``seconds`` (wall time of fit and predict) and
+    ``n_iter``. With ``seeds`` > 1 the model is fitted with random states ``random_state`` ..
+    ``random_state + seeds - 1`` and every figure is the mean over the fits (each view gets an
+    ``sd`` entry): on a thousand rows one fit's precision at 5 % varies by several points."""
     if not train_paths:
         raise RiskpipeError("evaluate: give at least one --train file")
-    X_train, y_train = load_labelled(list(train_paths), mapping)
+    if seeds < 1:
+        raise RiskpipeError(f"evaluate: seeds must be at least 1, got {seeds}")
+    X_train, y_train, seen_train = load_labelled_keys(list(train_paths), mapping)
     if y_train.sum() == 0:
         raise RiskpipeError(
             f"label values {list(mapping.positive)} not found in column {mapping.label!r} of the training data"
         )
     if y_train.sum() == y_train.shape[0]:
         raise RiskpipeError(f"every training row is positive: check 'positive' in {mapping.source}")
-    X_test, y_test = load_labelled([test_path], mapping)
-    model = build_model(mapping, random_state=random_state)
-    t0 = time.perf_counter()
-    model.fit(X_train, y_train)
-    score = model.predict_proba(X_test)[:, 1]
-    seconds = time.perf_counter() - t0
-    report = ranking_report(y_test, score, fractions=fractions)
+    X_test, y_test, seen_test = load_labelled_keys([test_path], mapping)
+    unseen = unseen_rows(seen_train, seen_test) if mapping.seen_columns else None
+    runs, seconds, n_iter = [], 0.0, []
+    for seed in range(random_state, random_state + seeds):
+        model = build_model(mapping, random_state=seed)
+        t0 = time.perf_counter()
+        model.fit(X_train, y_train)
+        score = model.predict_proba(X_test)[:, 1]
+        seconds += time.perf_counter() - t0
+        runs.append(views_report(y_test, score, unseen, fractions))
+        n_iter.append(int(model.n_iter_))
+    views = {name: _mean([r[name] for r in runs]) for name in runs[0]}
+    if seeds > 1:
+        for name in views:
+            views[name]["sd"] = _sd([r[name] for r in runs])
+    if unseen is not None:
+        views["unseen"]["seen_columns"] = list(mapping.seen_columns)
+    report = {k: v for k, v in views["all"].items() if k != "sd"}
     report.update(
+        views=views,
+        seeds=seeds,
         train_rows=int(y_train.shape[0]),
         train_positives=int(y_train.sum()),
         seconds=round(seconds, 2),
-        n_iter=int(model.n_iter_),
+        n_iter=int(round(float(np.mean(n_iter)))),
     )
     if not math.isfinite(report["pr_auc"]):  # pragma: no cover - defensive
         report["pr_auc"] = 0.0
@@ -400,9 +519,31 @@ def evaluate(
 
 
 def contract_json(report: dict[str, Any]) -> dict[str, Any]:
-    """The exact ``--json`` shape of contract section 5: precision and recall at 1/2/5/10 %."""
+    """The ``--json`` shape: contract section 5's precision and recall at 1/2/5/10 % of all test
+    rows, widened with ``views`` (each: rows, positives, prevalence, precision and recall at
+    1/2/5/10 %, PR-AUC, ROC-AUC; ``unseen`` also names its seen columns)."""
     keys = ("1", "2", "5", "10")
-    return {
+    out: dict[str, Any] = {
         "precision_at": {k: report["precision_at"][k] for k in keys},
         "recall_at": {k: report["recall_at"][k] for k in keys},
     }
+    views = report.get("views")
+    if views:
+        out["views"] = {}
+        for name, v in views.items():
+            view = {
+                "rows": v["n"],
+                "positives": v["positives"],
+                "prevalence": v["base_rate"],
+                "precision_at": {k: v["precision_at"][k] for k in keys},
+                "recall_at": {k: v["recall_at"][k] for k in keys},
+                "pr_auc": v["pr_auc"],
+                "roc_auc": v["roc_auc"],
+            }
+            if "seen_columns" in v:
+                view["seen_columns"] = v["seen_columns"]
+            if "sd" in v:
+                view["sd"] = {key: ({k: v["sd"][key][k] for k in keys} if isinstance(v["sd"][key], dict) else v["sd"][key])
+                              for key in v["sd"]}
+            out["views"][name] = view
+    return out

@@ -54,6 +54,10 @@ DEFAULT_LEARNING_RATE = 0.1
 #: the 50/50 ensemble 0.69 / 0.97. Trees learn from ~100 examined positives chosen by the old
 #: targeting; the regularised linear model extrapolates more soberly to the unexamined rest.
 DEFAULT_LINEAR_WEIGHT = 0.5
+#: below these counts a model is trained or calibrated on too few findings to trust: it still
+#: runs, but ``training_warnings`` says so on the CLI, in the model card and in the report
+MIN_TRAIN_POSITIVES = 20
+MIN_CALIB_POSITIVES = 5
 NON_FEATURES = {S.SHIPMENT_ID, S.NETWORK_ID, S.ARRIVAL_DATE, S.IS_POSITIVE, S.EXAM_REASON, S.EXAM_DATE, S.OUTCOME}
 TRUE_POSITIVE = "true_positive"
 SLICE_COLUMNS = (S.MODE, S.PORT_OF_ENTRY, S.COUNTRY_OF_ORIGIN)
@@ -77,23 +81,31 @@ class ProbabilityCalibrator(BaseEstimator):
         self.method = method
 
     def fit(self, raw: Any, y: Any) -> ProbabilityCalibrator:
+        """Fit ``method``; when it cannot be fitted, fall back to identity (the sigmoid of the
+        raw log-odds) and say why in ``fallback_`` (None when ``method`` was fitted)."""
         raw = np.asarray(raw, dtype=float)
         y = np.asarray(y, dtype=int)
         self.a_, self.b_ = 1.0, 0.0
         self.method_ = "identity"
-        if raw.size and 0 < y.sum() < y.size:
-            if self.method == "isotonic":
-                from sklearn.isotonic import IsotonicRegression
+        self.fallback_: str | None = None
+        if not raw.size:
+            self.fallback_ = "no calibration rows"
+        elif not 0 < y.sum() < y.size:
+            self.fallback_ = f"{int(y.sum())} positive(s) among {y.size} calibration rows: both classes are needed"
+        elif self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
 
-                self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-                self.method_ = "isotonic"
-            else:
-                from sklearn.linear_model import LogisticRegression
+            self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+            self.method_ = "isotonic"
+        else:
+            from sklearn.linear_model import LogisticRegression
 
-                lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y)
-                a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-                if a > 0:  # a non-increasing map would reverse the ranking: keep identity
-                    self.a_, self.b_, self.method_ = a, b, "sigmoid"
+            lr = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y)
+            a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+            if a > 0:
+                self.a_, self.b_, self.method_ = a, b, "sigmoid"
+            else:  # a non-increasing map would reverse the ranking: keep identity
+                self.fallback_ = f"the fitted sigmoid slope {a:.3g} is not positive (it would reverse the ranking)"
         return self
 
     def transform(self, raw: Any) -> np.ndarray:
@@ -426,8 +438,38 @@ def fit_risk_model(
         "n_train_positive": int(y.sum()),
         "n_calib": int(0 if yc is None else yc.size),
         "n_calib_positive": int(0 if yc is None else yc.sum()),
+        "calibration_requested": calibration,
+        "calibration_fallback": model.calibrator_.fallback_,
     }
+    stage1 = getattr(model, "calibrator_stage1_", None)
+    if stage1 is not None and stage1.fallback_:
+        meta["calibration_stage1_fallback"] = stage1.fallback_
+    meta["warnings"] = training_warnings(meta)
     return model, meta
+
+
+def training_warnings(meta: dict[str, Any]) -> list[str]:
+    """What a model's metadata says should not be trusted: training on fewer than
+    ``MIN_TRAIN_POSITIVES`` positives, calibration on fewer than ``MIN_CALIB_POSITIVES``, or a
+    calibration that fell back to identity (older metadata without the reason: identity itself).
+    One sentence each, for the CLI, the model card and the report."""
+    out = []
+    n_train = meta.get("n_train_positive")
+    if isinstance(n_train, int) and n_train < MIN_TRAIN_POSITIVES:
+        out.append(f"trained on {n_train} positive(s), fewer than {MIN_TRAIN_POSITIVES}: "
+                   "its ranking and importances rest on too few findings")
+    n_calib = meta.get("n_calib_positive")
+    if isinstance(n_calib, int) and n_calib < MIN_CALIB_POSITIVES:
+        out.append(f"calibrated on {n_calib} positive(s), fewer than {MIN_CALIB_POSITIVES}: "
+                   "its probabilities are not reliable")
+    requested = meta.get("calibration_requested", "sigmoid")
+    if meta.get("calibration_fallback"):
+        out.append(f"{requested} calibration fell back to identity (uncalibrated log-odds): {meta['calibration_fallback']}")
+    elif "calibration_fallback" not in meta and meta.get("calibration") == "identity":
+        out.append("calibration is identity (uncalibrated log-odds)")
+    if meta.get("calibration_stage1_fallback"):
+        out.append(f"the first-stage (cascade) calibration fell back to identity: {meta['calibration_stage1_fallback']}")
+    return out
 
 
 def fit_linear(train: pl.DataFrame, feature_columns: list[str] | None = None) -> LinearBaseline:

@@ -893,6 +893,8 @@ def _base_type(dtype: str) -> str:
 
 def model_card(meta: dict[str, Any]) -> str:
     """A short markdown model card from the metadata."""
+    from riskpipe.model import training_warnings
+
     window = meta.get("training_window", {})
     lines = [
         f"# Model card: {meta.get('version', '?')}",
@@ -907,8 +909,14 @@ def model_card(meta: dict[str, Any]) -> str:
         f"**Training data.** Examined shipments with outcomes, arrival days {window.get('train_start')} to "
         f"{window.get('train_end')}; calibration days {window.get('calib_start')} to {window.get('calib_end')}; "
         f"evaluated on {window.get('eval_start')} to {window.get('eval_end')}. "
-        f"Rows: {meta.get('n_train', '?')} ({meta.get('n_train_positive', '?')} positive).",
+        f"Rows: {meta.get('n_train', '?')} ({meta.get('n_train_positive', '?')} positive); "
+        f"calibration rows: {meta.get('n_calib', '?')} ({meta.get('n_calib_positive', '?')} positive).",
         "",
+    ]
+    warnings = meta["warnings"] if "warnings" in meta else training_warnings(meta)
+    if warnings:
+        lines += ["**Warnings.**", "", *(f"- {w}" for w in warnings), ""]
+    lines += [
         f"**Features** ({len(meta.get('feature_columns', []))}): {', '.join(meta.get('feature_columns', []))}.",
         "",
         "**Evaluation** (held-out later days; see metrics in meta.json):",

@@ -6,6 +6,7 @@ Everything shown that comes from manifests is escaped by Jinja2's autoescape.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import jinja2
@@ -132,6 +133,7 @@ td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-alig
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:2em} .kpi{display:inline-block;margin-right:2em}
 .kpi b{font-size:1.6em;display:block} .major{color:#b00} .moderate{color:#b70} .stable{color:#080}
 .banner{background:#fde2e1;border:2px solid #b00;padding:.8em 1em;margin:1em 0}
+.warn{border-left:4px solid #b70;background:#fff6e5;padding:4px 12px;margin:8px 0}
 </style></head><body>
 <h1>Targeting report, arrival date {{ day }}</h1>
 {% if champion_problem %}<div class="banner" role="alert"><b>No usable model tonight: these targets were ranked by the
@@ -157,7 +159,8 @@ rules alone.</b> {{ champion_problem }}</div>
 <td>{{ t.description }}</td><td>{{ t.country_of_origin }}</td><td>{{ t.network_id or "" }}</td></tr>
 {% endfor %}</table>
 <h2>Model health</h2>
-{% if evaluation %}<table><tr>{% for k in evaluation[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>
+{% if model_warnings %}<div class="warn"><b>Model warnings</b><ul>{% for w in model_warnings %}<li>{{ w }}</li>{% endfor %}</ul></div>
+{% endif %}{% if evaluation %}<table><tr>{% for k in evaluation[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>
 {% for row in evaluation %}<tr>{% for v in row.values() %}<td>{{ v if v is string else ("%.3f"|format(v) if v is not none else "") }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p class="muted">no evaluation recorded for this model</p>{% endif %}
 <h3>Drift against the last {{ drift_window }} days (PSI)</h3>
@@ -182,9 +185,11 @@ def render_report(
     generated_at: str,
     top_n: int = 50,
     champion_problem: str | None = None,
+    model_warnings: Sequence[str] = (),
 ) -> str:
     """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
-    night) puts a banner at the top."""
+    night) puts a banner at the top; ``model_warnings`` (``riskpipe.model.training_warnings`` of
+    the champion) head the model section."""
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
     by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
     q_items = sorted(quarantine_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -210,4 +215,5 @@ def render_report(
         drift=drift,
         drift_window=DRIFT_WINDOW_DAYS,
         chart_drift=bar_chart(drift_items, color="#7a5aa8"),
+        model_warnings=list(model_warnings),
     )

@@ -18,7 +18,10 @@ from riskpipe.external import (
     load_labelled,
     load_mapping,
     parse_mapping,
+    unseen_rows,
+    views_report,
 )
+from riskpipe.metrics import ranking_report
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -118,13 +121,16 @@ def test_cli_json_shape_is_exact(files) -> None:
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # stdout is the JSON and nothing else
-    assert list(payload) == ["precision_at", "recall_at"]
+    assert list(payload) == ["precision_at", "recall_at", "views"]  # contract keys first, widened
     assert list(payload["precision_at"]) == ["1", "2", "5", "10"]
     assert list(payload["recall_at"]) == ["1", "2", "5", "10"]
-    assert all(0.0 <= v <= 1.0 for part in payload.values() for v in part.values())
+    assert all(0.0 <= v <= 1.0 for part in ("precision_at", "recall_at") for v in payload[part].values())
+    assert list(payload["views"]) == ["all"]  # no seen_columns: no unseen view
+    assert payload["views"]["all"]["precision_at"] == payload["precision_at"]
+    assert payload["views"]["all"]["rows"] == 1500
 
 
-def test_contract_json_drops_other_keys() -> None:
+def test_contract_json_drops_other_keys() -> None:  # a report without views: the contract keys only
     rep = {"precision_at": {"1": 1.0, "2": 0.5, "5": 0.4, "10": 0.3, "20": 0.1},
            "recall_at": {"1": 0.1, "2": 0.2, "5": 0.3, "10": 0.4, "20": 0.9}, "pr_auc": 0.5}
     assert contract_json(rep) == {
@@ -245,4 +251,155 @@ def test_shipped_customs_mapping_is_valid() -> None:
     assert spec.label == "Fraud" and spec.positive == ("1",)
     assert "Critical Fraud" in spec.ignore
     assert "Critical Fraud" not in spec.source_columns()
-    assert {d.name for d in spec.derive} == {"unit_price", "hs_chapter", "hs_heading", "tax_amount", "same_country"}
+    assert spec.seen_columns == ("Item Price",)  # the near-copy view of issue 13
+
+
+# ---------------------------------------------------------------------------------------------
+# the unseen view (issue 13): test rows whose seen-column values no training file holds
+# ---------------------------------------------------------------------------------------------
+SEEN = MAPPING + """
+[evaluation]
+seen_columns = ["Value"]
+"""
+
+
+def test_unseen_rows_match_the_combination_of_values() -> None:
+    reference = pl.DataFrame({"a": ["1", "2", None, "4"], "b": ["x", "y", "z", None]})
+    rows = pl.DataFrame({"a": ["1", "1", None, "2", "4", "5"], "b": ["x", "y", "z", "y", None, "x"]})
+    # (1,x) seen; (1,y) not: a value alone is not enough; (null,z) and (4,null) seen: null == null
+    assert unseen_rows(reference, rows).tolist() == [False, True, False, False, False, True]
+    assert unseen_rows(reference.head(0), rows).all()
+    assert unseen_rows(reference, rows.head(0)).tolist() == []
+
+
+def test_views_report_reads_the_same_scores_on_both_views() -> None:
+    y = np.array([1, 0, 1, 0, 1, 0])
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1])
+    unseen = np.array([False, True, True, False, True, True])
+    views = views_report(y, score, unseen, fractions=(0.25, 0.5))
+    assert list(views) == ["all", "unseen"]
+    assert views["all"]["n"] == 6 and views["all"]["roc_auc"] == pytest.approx(6 / 9)
+    u = views["unseen"]  # y [0, 1, 1, 0] scored [0.8, 0.7, 0.2, 0.1]
+    assert (u["n"], u["positives"], u["base_rate"]) == (4, 2, 0.5)
+    assert u["k_at"] == {"25": 1, "50": 2}
+    assert u["precision_at"] == {"25": 0.0, "50": 0.5}
+    assert u["roc_auc"] == pytest.approx(0.5)
+    assert u["pr_auc"] == ranking_report([0, 1, 1, 0], [0.8, 0.7, 0.2, 0.1])["pr_auc"]
+    assert views_report(y, score, None)["all"]["precision_at"] == ranking_report(y, score)["precision_at"]
+    assert views_report(np.array([0, 0]), np.array([0.1, 0.2]), None)["all"]["roc_auc"] is None
+
+
+@pytest.fixture()
+def near_copies(tmp_path: Path) -> dict[str, Path]:
+    """A test file holding exact copies of rows of both training files, and fresh rows."""
+    mapping = tmp_path / "seen.toml"
+    mapping.write_text(SEEN)
+    train, valid = _world(2000, 1), _world(600, 3)
+    fresh = _world(900, 2)
+    test = pl.concat([train.head(250), valid.head(150), fresh]).sample(fraction=1.0, shuffle=True, seed=0)
+    paths = {"mapping": mapping, "train": tmp_path / "train.csv", "valid": tmp_path / "valid.csv",
+             "test": tmp_path / "test.csv"}
+    train.write_csv(paths["train"])
+    valid.write_csv(paths["valid"])
+    test.write_csv(paths["test"])
+    return paths
+
+
+def _expected_unseen(test: Path, *train: Path) -> tuple[int, int]:
+    """(rows, positives) of the test rows whose Value no training file holds (as numbers)."""
+    known = pl.concat([pl.read_csv(p)["Value"] for p in train])
+    rows = pl.read_csv(test).filter(~pl.col("Value").is_in(known.implode()))
+    return rows.height, int(rows["Outcome"].is_in(["HIT", "SEIZED"]).sum())
+
+
+def test_unseen_view_holds_exactly_the_rows_absent_from_every_training_file(near_copies) -> None:
+    spec = load_mapping(near_copies["mapping"])
+    both = evaluate(spec, [near_copies["train"], near_copies["valid"]], near_copies["test"])
+    n, positives = _expected_unseen(near_copies["test"], near_copies["train"], near_copies["valid"])
+    assert 850 <= n <= 900  # the 400 copies are out (the fresh rows' own repeats aside)
+    u = both["views"]["unseen"]
+    assert (u["n"], u["positives"]) == (n, positives)
+    assert u["base_rate"] == pytest.approx(positives / n)
+    assert u["seen_columns"] == ["Value"]
+    assert u["k_at"]["10"] == -(-n // 10)
+    assert 0.0 <= u["roc_auc"] <= 1.0 and 0.0 <= u["precision_at"]["5"] <= 1.0
+    assert both["views"]["all"]["n"] == both["n"] == 1300
+    assert both["views"]["all"]["precision_at"] == both["precision_at"]
+    # without the valid file as training data its copies count as unseen
+    one = evaluate(spec, [near_copies["train"]], near_copies["test"])
+    assert one["views"]["unseen"]["n"] == _expected_unseen(near_copies["test"], near_copies["train"])[0] > n
+
+
+def test_seeds_average_the_fits(near_copies) -> None:
+    spec = load_mapping(near_copies["mapping"])
+    runs = [evaluate(spec, [near_copies["train"]], near_copies["test"], random_state=s) for s in (0, 1)]
+    both = evaluate(spec, [near_copies["train"]], near_copies["test"], seeds=2)
+    for view in ("all", "unseen"):
+        got = both["views"][view]
+        for k in ("5", "10"):
+            vals = [r["views"][view]["precision_at"][k] for r in runs]
+            assert got["precision_at"][k] == pytest.approx(np.mean(vals))
+            assert got["sd"]["precision_at"][k] == pytest.approx(np.std(vals))
+        assert got["roc_auc"] == pytest.approx(np.mean([r["views"][view]["roc_auc"] for r in runs]))
+        assert got["n"] == runs[0]["views"][view]["n"]
+    assert both["seeds"] == 2 and both["precision_at"] == both["views"]["all"]["precision_at"]
+
+
+def test_cli_prints_both_views_and_json_carries_them(near_copies) -> None:
+    args = ["evaluate", "--mapping", str(near_copies["mapping"]), "--train", str(near_copies["train"]),
+            "--train", str(near_copies["valid"]), "--test", str(near_copies["test"])]
+    n, positives = _expected_unseen(near_copies["test"], near_copies["train"], near_copies["valid"])
+    text = CliRunner().invoke(app, args, terminal_width=200)
+    assert text.exit_code == 0, text.output
+    assert "all rows of test.csv: 1,300 rows" in text.output
+    assert f"unseen rows (Value not in the training files): {n:,} rows, {positives:,} positive" in text.output
+    assert "unseen: PR-AUC" in text.output and "ROC-AUC" in text.output
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert list(payload["views"]) == ["all", "unseen"]
+    u = payload["views"]["unseen"]
+    assert (u["rows"], u["positives"]) == (n, positives)
+    assert u["prevalence"] == pytest.approx(positives / n)
+    assert list(u["precision_at"]) == ["1", "2", "5", "10"] and u["seen_columns"] == ["Value"]
+    assert 0.0 <= u["roc_auc"] <= 1.0
+    assert payload["views"]["all"]["rows"] == 1300
+
+
+def test_seen_column_absent_from_a_file_is_a_one_line_error(files, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MAPPING + '\n[evaluation]\nseen_columns = ["Value", "Price"]\n')
+    with pytest.raises(RiskpipeError, match=r"train.csv: column\(s\) named in .*bad.toml not found: 'Price'") as err:
+        evaluate(load_mapping(bad), [files["train"]], files["test"])
+    assert "\n" not in str(err.value)
+    result = CliRunner().invoke(app, ["evaluate", "--mapping", str(bad), "--train", str(files["train"]),
+                                      "--test", str(files["test"])])
+    assert isinstance(result.exception, RiskpipeError)  # main() prints it as one line
+
+
+_BASE = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]},
+         "derive": [{"name": "la", "op": "log", "column": "a"}]}
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ({"seen_columns": "a"}, None),  # one name is a list of one
+        ({"seen_columns": ["a", "b"]}, None),
+        ({"seen_columns": [1]}, r"seen_columns: expected a list of column names"),
+        ({"seen_columns": []}, r"seen_columns: name at least one column"),
+        ({"seen_columns": ["y"]}, r"the label column 'y' cannot define seen rows"),
+        ({"seen_columns": ["la"]}, r"'la' is derived"),
+        ({"seen_column": ["a"]}, r"\[evaluation\]: unknown key\(s\) seen_column"),
+        ("a", r"\[evaluation\]: must be a table"),
+    ],
+)
+def test_seen_columns_validation(evaluation, message) -> None:
+    doc = {**_BASE, "evaluation": evaluation}
+    if message is None:
+        spec = parse_mapping(doc)
+        assert spec.seen_columns == tuple(np.atleast_1d(evaluation["seen_columns"]).tolist())
+        assert set(spec.seen_columns) <= set(spec.source_columns())
+    else:
+        with pytest.raises(RiskpipeError, match=message):
+            parse_mapping(doc)
