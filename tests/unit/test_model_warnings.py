@@ -124,7 +124,7 @@ def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch
     _, meta = _fit(_frame(300, 8, 0), None)
     save_model(tmp_path / "models", _fit(_frame(300, 8, 0), None)[0], meta, version="v7")
 
-    def fake_retrain(layout, settings, until):
+    def fake_retrain(layout, settings, until, force=False):
         return RetrainDecision(
             promoted=True, challenger_version="v7", champion_version=None, reason="first model",
             eval_days=["2026-01-05"], table=pl.DataFrame({"model": ["model"], "precision_at_capacity": [0.5]}),
