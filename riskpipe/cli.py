@@ -641,6 +641,32 @@ def users_passwd(
     console.print(f"password of {username} changed; their workbench sessions have ended")
 
 
+db_app = typer.Typer(help="The labels and users database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the labels and users database (database_url) to the newest schema.
+
+    Opening the store does this by itself; run it after installing a new riskpipe to migrate at a
+    time of your choosing (back the database up first). A database made before migrations is
+    checked, stamped with the baseline and upgraded. A no-op on a current database."""
+    from riskpipe.db import get_engine
+    from riskpipe.migrate import safe_url, upgrade
+
+    cfg = settings()
+    result = upgrade(cfg.db_url)
+    where = safe_url(get_engine(cfg.db_url))
+    if not result.changed:
+        console.print(f"database {where}: already at revision {result.after} (newest)", highlight=False)
+        return
+    before = result.before or "empty"
+    if result.adopted:
+        before = "a database from before migrations, stamped 0001"
+    console.print(f"database {where}: upgraded from {before} to revision {result.after}", highlight=False)
+
+
 def main() -> None:
     """Entry point: usage errors are reported by typer; everything else as one line."""
     try:
