@@ -843,7 +843,7 @@ def users_list() -> None:
     for col in ("name", "role", "active", "created (UTC)"):
         table.add_column(col)
     for r in rows:
-        created = r["created_at"].isoformat(sep=" ", timespec="seconds") if r["created_at"] is not None else ""
+        created = r["created_at"].strftime("%Y-%m-%d %H:%M:%S") if r["created_at"] is not None else ""
         table.add_row(r["username"], r["role"], "yes" if r["active"] else "no", created)
     console.print(table)
 
@@ -858,6 +858,104 @@ def users_remove(
 
     UserStore(settings().db_url).remove(username)
     console.print(f"removed {username}; their workbench sessions have ended", highlight=False)
+
+
+db_app = typer.Typer(help="The labels and users database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the labels and users database (database_url) to the newest schema.
+
+    Opening the store does this by itself; run it after installing a new riskpipe to migrate at a
+    time of your choosing (back the database up first). A database made before migrations is
+    checked, stamped with the baseline and upgraded. A no-op on a current database."""
+    from riskpipe.db import get_engine
+    from riskpipe.migrate import safe_url, upgrade
+
+    cfg = settings()
+    result = upgrade(cfg.db_url)
+    where = safe_url(get_engine(cfg.db_url))
+    if not result.changed:
+        console.print(f"database {where}: already at revision {result.after} (newest)", highlight=False)
+        return
+    before = result.before or "empty"
+    if result.adopted:
+        before = "a database from before migrations, stamped 0001"
+    console.print(f"database {where}: upgraded from {before} to revision {result.after}", highlight=False)
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT (or WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Every row as CSV on standard output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Every row as a JSON array on standard output.")] = False,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Rows shown in the table (not --csv/--json).")] = 100,
+) -> None:
+    """Ad-hoc, read-only SQL (DuckDB, in-process) over the raw store and the published outputs.
+
+    Views: shipments (raw/shipments, with arrival_date), partner_exports (with declared_date),
+    scores (every published day, with arrival_date), targets, labels (current exam outcomes, read
+    from the labels store when the query names it). Paths in the query are relative to the home,
+    e.g. read_parquet('scores/*/scores.parquet'). `riskpipe sql "SHOW TABLES"` lists the views;
+    `riskpipe sql "DESCRIBE scores"` their columns. Statements that write are refused."""
+    from riskpipe.sql import for_text, read_only_statement, run_query
+    from riskpipe.store import Layout
+
+    if as_csv and as_json:
+        raise RiskpipeError("sql: give --csv or --json, not both")
+    read_only_statement(query)  # refused before the home or the store is opened
+    cfg = settings()
+
+    def labels():
+        from riskpipe.labels import LabelStore
+
+        return LabelStore(cfg.db_url, timezone=cfg.timezone).current()
+
+    frame = run_query(Layout(state.home), query, labels_loader=labels)
+    if as_json:
+        sys.stdout.write(frame.write_json() + "\n")
+        return
+    if as_csv:
+        from riskpipe.csvsafe import formula_safe
+
+        sys.stdout.write(formula_safe(for_text(frame)).write_csv())
+        return
+    _print_sql_table(for_text(frame.head(max(max_rows, 0))), frame.height)
+
+
+def _print_sql_table(shown, total: int, cell_width: int = 40) -> None:
+    """A result as a table in the terminal's width: long cells end in an ellipsis, and columns
+    that do not fit are left out (and named in the caption) rather than squeezed to nothing."""
+    import polars as pl
+    from rich.table import Table
+
+    cells = shown.select(pl.all().cast(pl.String))  # for_text made the lists text
+    widths = []
+    for name in cells.columns:
+        longest = cells.get_column(name).fill_null("").str.len_chars().max() or 0
+        widths.append(min(max(len(name), longest), cell_width) + 3)
+    fit, used = [], 1
+    for name, width in zip(cells.columns, widths):
+        if fit and used + width > console.width:
+            break
+        fit.append(name)
+        used += width
+    rows = f"{total:,} row{'s' if total != 1 else ''}"
+    if shown.height < total:
+        rows += f", first {shown.height:,} shown"
+    left_out = cells.width - len(fit)
+    if left_out:
+        rows += f"; {left_out} more column{'s' if left_out != 1 else ''} not shown ({', '.join(cells.columns[len(fit):][:5])}{', ...' if left_out > 5 else ''})"
+    if shown.height < total or left_out:
+        rows += " - use --csv or --json for everything"
+    table = Table(caption=rows)
+    for name in fit:
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=cell_width)
+    for row in cells.select(fit).iter_rows():
+        table.add_row(*["" if v is None else v for v in row])
+    console.print(table, highlight=False)
 
 
 def main() -> None:

@@ -5,6 +5,9 @@ SQLite needs care to serialise writers: pysqlite's own transaction handling is s
 every transaction starts with an explicit ``BEGIN``; a connection run with the execution option
 ``write=True`` starts with ``BEGIN IMMEDIATE`` so two writers queue on the database lock instead
 of both reading a stale row and one failing at commit.
+
+The schema is made and changed by migrations (:mod:`riskpipe.migrate`, scripts in
+``riskpipe/migrations``); timestamps are :class:`UTCDateTime` (aware UTC on every database).
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
 
 from riskpipe.errors import RiskpipeError
 
@@ -31,6 +37,47 @@ _LOCK = threading.Lock()
 
 #: seconds a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+#: how :class:`UTCDateTime` writes a timestamp in SQLite: ISO 8601 text in UTC with its offset
+SQLITE_UTC_FORMAT = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d+00:00"
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware timestamp on every database: ``timestamp with time zone`` on PostgreSQL;
+    on SQLite (no timestamp type) ISO text in UTC with an explicit ``+00:00``, so the file says
+    what it means. Takes aware datetimes only (a naive one is a bug: which zone?); gives aware UTC
+    datetimes back, reading a value without offset (written before migration 0002) as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sqlite.DATETIME(storage_format=SQLITE_UTC_FORMAT))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a timestamp for the store must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_text(value: datetime) -> str:
+    """``value`` as :class:`UTCDateTime` stores it in SQLite (for the bulk insert path, which
+    bypasses SQLAlchemy's types)."""
+    v = value.astimezone(UTC)
+    return SQLITE_UTC_FORMAT % {
+        "year": v.year, "month": v.month, "day": v.day, "hour": v.hour, "minute": v.minute,
+        "second": v.second, "microsecond": v.microsecond,
+    }
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:

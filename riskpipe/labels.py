@@ -24,7 +24,6 @@ import polars as pl
 from sqlalchemy import (
     Column,
     Date,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -34,8 +33,9 @@ from sqlalchemy import (
 )
 
 from riskpipe import schema as S
-from riskpipe.db import get_engine, is_sqlite, with_retry, write_transaction
+from riskpipe.db import UTCDateTime, is_sqlite, utc_text, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
+from riskpipe.migrate import ensure_current
 
 #: column of ``LabelStore.current()``: when the current value was recorded (UTC).
 RECORDED_AT = "recorded_at"
@@ -57,7 +57,7 @@ labels_table = Table(
     Column(S.EXAM_REASON, String(16), nullable=False),
     Column(S.EXAMINER, String(200)),
     Column(S.NOTES, Text),
-    Column(RECORDED_AT, DateTime, nullable=False),  # naive UTC
+    Column(RECORDED_AT, UTCDateTime, nullable=False),
     Column("recorded_by", String(100), nullable=False),
 )
 
@@ -66,7 +66,7 @@ audit_table = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column(S.SHIPMENT_ID, String(64), nullable=False, index=True),
-    Column("changed_at", DateTime, nullable=False),  # naive UTC
+    Column("changed_at", UTCDateTime, nullable=False),
     Column("actor", String(100), nullable=False),
     Column("action", String(8), nullable=False),  # insert | update
     Column("before", Text),  # JSON of the previous values, null for an insert
@@ -75,14 +75,8 @@ audit_table = Table(
 
 
 def _now_utc() -> datetime:
-    """Naive UTC, microsecond precision: what every database stores the same way."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Aware UTC, microsecond precision: what every database stores the same way."""
+    return datetime.now(UTC)
 
 
 class LabelStore:
@@ -91,12 +85,11 @@ class LabelStore:
 
     def __init__(self, db_url: str, timezone: str = "UTC", clock: Callable[[], datetime] | None = None) -> None:
         self.db_url = db_url
-        self.engine = get_engine(db_url)
-        metadata.create_all(self.engine)
         try:
             self.zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise RiskpipeError(f"timezone: {timezone!r} is not a time zone name (e.g. America/New_York)") from None
+        self.engine = ensure_current(db_url)  # first use: the schema is migrated to head
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def today(self) -> date:
@@ -182,7 +175,7 @@ class LabelStore:
             )
             if changes.height == 0:
                 return 0
-            stamp: Any = now.isoformat(sep=" ", timespec="microseconds") if sqlite else now
+            stamp: Any = utc_text(now) if sqlite else now  # SQLite: UTCDateTime's text
             day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
             rows = changes.with_columns(day.alias(S.EXAM_DATE), pl.lit(stamp).alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
             new_rows = rows.filter(pl.col("action") == "insert")
@@ -219,12 +212,11 @@ class LabelStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         schema = {**S.LABEL_SCHEMA, RECORDED_AT: pl.Datetime("us", "UTC")}
-        tmp_schema = {**S.LABEL_SCHEMA, S.OUTCOME: pl.String(), S.EXAM_REASON: pl.String(), RECORDED_AT: pl.Datetime("us")}
+        tmp_schema = {**schema, S.OUTCOME: pl.String(), S.EXAM_REASON: pl.String()}  # aware UTC values
         frame = pl.DataFrame([tuple(r) for r in rows], schema=tmp_schema, orient="row")
         return frame.with_columns(
             pl.col(S.OUTCOME).cast(S.Outcome),
             pl.col(S.EXAM_REASON).cast(S.ExamReason),
-            pl.col(RECORDED_AT).dt.replace_time_zone("UTC"),
         ).select(list(schema))
 
     def get(self, shipment_id: str) -> dict[str, Any] | None:
@@ -234,9 +226,7 @@ class LabelStore:
             row = conn.execute(q).mappings().first()
         if row is None:
             return None
-        out = dict(row)
-        out[RECORDED_AT] = _as_utc(out[RECORDED_AT])
-        return out
+        return dict(row)  # recorded_at: aware UTC (UTCDateTime)
 
     def history(self, shipment_id: str) -> list[dict]:
         """Audit rows of one shipment, oldest first: ``changed_at`` (UTC), ``actor``,
@@ -252,7 +242,7 @@ class LabelStore:
             {
                 "id": r["id"],
                 S.SHIPMENT_ID: r[S.SHIPMENT_ID],
-                "changed_at": _as_utc(r["changed_at"]),
+                "changed_at": r["changed_at"],
                 "actor": r["actor"],
                 "action": r["action"],
                 "before": json.loads(r["before"]) if r["before"] else None,

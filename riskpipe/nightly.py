@@ -15,7 +15,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
-from riskpipe.csvsafe import formula_safe
+from riskpipe.csvsafe import csv_schema, formula_safe
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
@@ -160,13 +160,12 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).
     narrow = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS).collect()
     targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity))
-    scores = scores_file_frame(scored)
+    scores = scores_file_frame(scored, day)
     del scored
 
     scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
-    # the CSV is for people with spreadsheets: manifest text that starts a formula is written as text
-    formula_safe(targets.with_columns(pl.col(S.REASONS).list.join("|"))).write_csv(Path(staged["targets"]) / "targets.csv")
+    write_targets_csv(targets, Path(staged["targets"]))
 
     champion = champion_state(settings)
     model = champion.model
@@ -201,6 +200,17 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
 
 
 RANK_COLUMNS = [S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.ARRIVAL_DATE, S.MODE]
+
+
+def write_targets_csv(targets: pl.DataFrame, folder: Path) -> None:
+    """``targets.csv`` and, beside it, ``schema.json`` (its columns' types: codes are text).
+
+    The CSV is for people with spreadsheets: manifest text that starts a formula is written as
+    text; ``reasons`` is one cell, the codes joined with ``S.REASONS_SEPARATOR``."""
+    frame = targets.with_columns(pl.col(S.REASONS).list.join(S.REASONS_SEPARATOR))
+    formula_safe(frame).write_csv(folder / "targets.csv")
+    schema = csv_schema(targets, "targets.csv")
+    (folder / "schema.json").write_text(json.dumps(schema, indent=1) + "\n", encoding="utf-8")
 
 
 def with_analyst_fields(layout: Layout, day: date, targets: pl.DataFrame) -> pl.DataFrame:

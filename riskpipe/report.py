@@ -53,7 +53,8 @@ def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.Da
     score_files = [layout.day_dir(layout.scores, d) / "scores.parquet" for d in past_days]
     score_files = [str(f) for f in score_files if f.exists()]
     if score_files:
-        past = pl.scan_parquet(score_files).select(S.RISK_SCORE).collect()
+        # extra_columns: days published before scores.parquet had arrival_date sit among newer ones
+        past = pl.scan_parquet(score_files, extra_columns="ignore").select(S.RISK_SCORE).collect()
         rows.append({"name": S.RISK_SCORE, "psi": psi(past[S.RISK_SCORE], scores[S.RISK_SCORE]), "days": len(score_files)})
     if features is not None:
         feat_files = [layout.day_dir(layout.features, d) / "features.parquet" for d in past_days]

@@ -205,8 +205,23 @@ NETWORK_ID = "network_id"
 SELECTIONS = ["risk", "exploration"]
 Selection = pl.Enum(SELECTIONS)
 
+#: reason codes in one text cell (targets.csv, the workbench's CSV export): joined with this
+REASONS_SEPARATOR = "|"
+
+#: the scoring frame's leading columns (riskpipe.score)
 SCORES_SCHEMA: dict[str, pl.DataType] = {
     SHIPMENT_ID: pl.String(),
+    RISK_SCORE: pl.Float64(),
+    RULE_SCORE: pl.Float64(),
+    REASONS: pl.List(pl.String()),
+    MODEL_VERSION: pl.String(),
+}
+
+#: the published ``scores/D/scores.parquet`` (contract section 4): the scores and the arrival
+#: date, so that files of several days read together still tell the days apart
+SCORES_FILE_SCHEMA: dict[str, pl.DataType] = {
+    SHIPMENT_ID: pl.String(),
+    ARRIVAL_DATE: pl.Date(),
     RISK_SCORE: pl.Float64(),
     RULE_SCORE: pl.Float64(),
     REASONS: pl.List(pl.String()),

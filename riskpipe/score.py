@@ -298,9 +298,11 @@ def score_frame(
     )
 
 
-def scores_file_frame(scores: pl.DataFrame) -> pl.DataFrame:
-    """Exactly the contract's ``scores.parquet`` columns, in order."""
-    return scores.select([pl.col(c).cast(t) for c, t in S.SCORES_SCHEMA.items()])
+def scores_file_frame(scores: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Exactly the contract's ``scores.parquet`` columns (``S.SCORES_FILE_SCHEMA``), in order;
+    ``arrival_date`` is ``day`` (the night scores one arrival date)."""
+    scores = scores.with_columns(pl.lit(day, pl.Date).alias(S.ARRIVAL_DATE))
+    return scores.select([pl.col(c).cast(t) for c, t in S.SCORES_FILE_SCHEMA.items()])
 
 
 def join_raw_features(raw_day: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:

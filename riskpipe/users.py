@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Float,
     Integer,
     MetaData,
@@ -37,13 +36,13 @@ from sqlalchemy import (
     Table,
     delete,
     insert,
-    inspect,
     select,
     update,
 )
 
-from riskpipe.db import get_engine, is_sqlite, with_retry, write_transaction
+from riskpipe.db import UTCDateTime, is_sqlite, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
+from riskpipe.migrate import ensure_current
 
 ROLES = ("analyst", "supervisor")
 MIN_PASSWORD_LEN = 8
@@ -59,9 +58,9 @@ users_table = Table(
     Column("password_hash", String(300), nullable=False),
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
-    Column("created_at", DateTime, nullable=False),
-    # added after the first release: UserStore adds it to an older table when it opens one
-    Column("session_generation", String(32), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    # added after the first release (migration 0002)
+    Column("session_generation", String(32), nullable=False, default="", server_default=""),
 )
 
 login_throttle_table = Table(
@@ -116,30 +115,9 @@ class UserStore:
     """Users in the same database as the labels (``settings.db_url``)."""
 
     def __init__(self, db_url: str) -> None:
-        self.engine = get_engine(db_url)
-        metadata.create_all(self.engine)
-        if self._needs_upgrade():
-            with_retry(self._upgrade)
-
-    def _needs_upgrade(self) -> bool:
-        with self.engine.connect() as conn:
-            if "session_generation" not in {c["name"] for c in inspect(conn).get_columns("users")}:
-                return True
-            unset = select(users_table.c.username).where(users_table.c.session_generation == "").limit(1)
-            return conn.execute(unset).first() is not None
-
-    def _upgrade(self) -> None:
-        """Add ``session_generation`` to a users table created before it existed, and give every
-        user without one a generation. Idempotent; one write transaction, so two processes
-        opening an old database at once do it once."""
-        with write_transaction(self.engine) as conn:
-            cols = {c["name"] for c in inspect(conn).get_columns("users")}
-            if "session_generation" not in cols:
-                conn.exec_driver_sql("ALTER TABLE users ADD COLUMN session_generation VARCHAR(32) NOT NULL DEFAULT ''")
-            unset = select(users_table.c.username).where(users_table.c.session_generation == "")
-            for name in conn.execute(unset).scalars().all():
-                row = users_table.c.username == name
-                conn.execute(update(users_table).where(row).values(session_generation=_new_generation()))
+        # first use: the schema is migrated to head (an older users table gets its session
+        # generations there, riskpipe/migrations/versions/0002_*)
+        self.engine = ensure_current(db_url)
 
     def add(self, username: str, password: str, role: str = "analyst") -> User:
         _check_username(username)
@@ -154,7 +132,7 @@ class UserStore:
                     password_hash=hash_password(password),
                     role=role,
                     active=True,
-                    created_at=datetime.now(UTC).replace(tzinfo=None),
+                    created_at=datetime.now(UTC),
                     session_generation=_new_generation(),
                 )
             )
@@ -311,8 +289,7 @@ class LoginThrottle:
 
     def __init__(self, db_url: str, salt: bytes, limits: LoginLimits | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.engine = get_engine(db_url)
-        metadata.create_all(self.engine)
+        self.engine = ensure_current(db_url)
         self.salt = salt
         self.limits = limits or LoginLimits()
         self.clock = clock

@@ -367,9 +367,10 @@ class WorkbenchData:
         f = f.sort([q.sort, ROW], descending=[q.desc, False], nulls_last=True)
         if q.view == "targets":
             f = f.select([c for c in S.TARGETS_SCHEMA if c in f.columns])
-            f = f.with_columns(pl.col(S.REASONS).list.join("; "))
+            f = f.with_columns(pl.col(S.REASONS).list.join(S.REASONS_SEPARATOR))  # as in targets.csv
         else:
-            f = f.select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, pl.col(REASON_KEY).cast(pl.String).str.replace_all(SEP, "; ", literal=True).alias(S.REASONS), S.RANK, S.SELECTION, S.NETWORK_ID, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.MODEL_VERSION)
+            reasons = pl.col(REASON_KEY).cast(pl.String).str.replace_all(SEP, S.REASONS_SEPARATOR, literal=True)
+            f = f.select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, reasons.alias(S.REASONS), S.RANK, S.SELECTION, S.NETWORK_ID, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.MODEL_VERSION)
         f = f.with_columns(pl.col(pl.Categorical).cast(pl.String))
         f = formula_safe(f)  # spreadsheet formula injection: such cells are written as text
         buf = io.BytesIO()

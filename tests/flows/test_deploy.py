@@ -58,4 +58,4 @@ def test_deployments_are_registered_and_a_manual_run_is_picked_up(world, home_co
     assert done.state is not None and done.state.is_completed(), done.state
     layout = Layout(home_copy)
     scores = pl.read_parquet(layout.scores / world["day"] / "scores.parquet")
-    assert scores.columns == list(S.SCORES_SCHEMA) and scores.height > 1000
+    assert scores.columns == list(S.SCORES_FILE_SCHEMA) and scores.height > 1000

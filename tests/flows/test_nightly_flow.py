@@ -52,7 +52,7 @@ def _leftovers(home: Path) -> list[str]:
 
 def test_outputs_follow_the_contract(world, baseline):
     scores, targets = baseline["scores"], baseline["targets"]
-    assert scores.schema == pl.Schema(S.SCORES_SCHEMA)
+    assert scores.schema == pl.Schema(S.SCORES_FILE_SCHEMA)
     assert targets.columns == list(S.TARGETS_SCHEMA)
     raw_ids = scan_raw_shipments(Layout(baseline["home"]), [date.fromisoformat(world["day"])]).collect()[S.SHIPMENT_ID]
     assert scores.height == raw_ids.len() > 1000

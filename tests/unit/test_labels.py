@@ -13,8 +13,9 @@ from riskpipe.labels import RECORDED_AT, LabelStore
 
 
 @pytest.fixture()
-def store(tmp_path) -> LabelStore:
-    return LabelStore(f"sqlite:///{tmp_path / 'labels.db'}")
+def store(db_url: str) -> LabelStore:
+    """A store on SQLite, then on PostgreSQL (tests/conftest.py)."""
+    return LabelStore(db_url)
 
 
 def frame(rows: list[tuple]) -> pl.DataFrame:
@@ -129,8 +130,8 @@ def test_missing_column_and_string_dates(store: LabelStore) -> None:
     assert store.current()[S.EXAM_DATE].to_list() == [date(2026, 1, 4)]
 
 
-def test_concurrent_updates_both_audited(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+def test_concurrent_updates_both_audited(db_url: str) -> None:
+    url = db_url
     LabelStore(url).record_one("S1", date(2026, 1, 5), "no_finding", "targeted", actor="seed")
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -156,7 +157,11 @@ def test_concurrent_updates_both_audited(tmp_path) -> None:
     assert LabelStore(url).current()[S.OUTCOME].cast(pl.String).to_list() == [h[2]["after"][S.OUTCOME]]
 
 
-def test_bulk_record_is_fast(store: LabelStore) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def test_bulk_record_is_fast(backend: str, tmp_path, request) -> None:
+    # PostgreSQL: about 5 s for the two writes here (psycopg executemany), hence slow
+    url = f"sqlite:///{tmp_path / 'bulk.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = LabelStore(url)
     n = 50_000
     f = pl.DataFrame(
         {
