@@ -57,15 +57,10 @@ def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
     ]
 
 
-def build_deployments(home: Path, settings: Settings) -> list:
-    """The deployments of :func:`deployment_specs` (``RunnerDeployment`` objects)."""
-    return [flow_.to_deployment(**options) for flow_, options in deployment_specs(home, settings)]
-
-
-def add_to_runner(runner, home: Path, settings: Settings) -> None:
+async def add_to_runner(runner, home: Path, settings: Settings) -> None:
     """Register the deployments with ``runner``, which will run the flow objects themselves."""
     for flow_, options in deployment_specs(home, settings):
-        runner.add_flow(flow_, **options)
+        await runner.aadd_flow(flow_, **options)
 
 
 def serve(home: Path, settings: Settings) -> None:
@@ -76,10 +71,13 @@ def serve(home: Path, settings: Settings) -> None:
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    runner = Runner(pause_on_shutdown=True)
-    add_to_runner(runner, home, settings)
+    async def run() -> None:
+        runner = Runner(pause_on_shutdown=True)
+        await add_to_runner(runner, home, settings)
+        await runner.start()
+
     try:
-        asyncio.run(runner.start())
+        asyncio.run(run())
     except (KeyboardInterrupt, TerminationSignal):
         pass
 

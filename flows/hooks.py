@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from riskpipe.runsteps import StepFailed, one_line
+from riskpipe.runsteps import StepFailed, failed_step, one_line
 
 STEP_RE = re.compile(r"\bstep '([^']+)' failed: ")
 
@@ -82,7 +82,7 @@ def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], stat
     else:
         error = one_line(exc) if exc is not None else " ".join((state.message or state.name or "").split())
         match = STEP_RE.search(error)
-        step = match.group(1) if match else None
+        step = match.group(1) if match else (failed_step(exc) or (None, None))[1]
         if match:
             error = error[match.end():]
     return Failure(flow=flow_name, run_name=run_name, day=day_of(flow_name, params), step=step,

@@ -364,6 +364,8 @@ def _run_with_steps(run, catch: type[BaseException] | None = None) -> tuple[obje
             result = run()
         except BaseException as exc:
             if catch is None or not isinstance(exc, catch):
+                if bars.run_name and isinstance(exc, Exception):  # the error line follows (main)
+                    err_console.print(_where_to_see(bars.run_name, bars.run_id), highlight=False, soft_wrap=True)
                 raise
             result, failed = getattr(exc, "result", None), True
     if bars.finished:
@@ -722,8 +724,12 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: still one line
         if state.debug:
             raise
+        from riskpipe.runsteps import failed_step
+
+        where = failed_step(exc)  # e.g. a run's timeout cancelled one of its steps
+        step = f" in {where[0]} step '{where[1]}'" if where else ""
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+            f"[red]error:[/red] {type(exc).__name__}{step}: {_one_line(exc)} (rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

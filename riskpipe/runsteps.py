@@ -105,12 +105,32 @@ def run_step(flow: str, step: str, fn: Callable[..., Any], *args: Any, **kwargs:
         emit(StepEvent(flow, step, "failed", seconds=time.perf_counter() - t0, detail=error))
         if isinstance(exc, Exception) and not isinstance(exc, StepFailed):
             raise StepFailed(flow, step, error) from exc
+        if not isinstance(exc, StepFailed):  # a cancellation (timeout), an interrupt: marked
+            try:
+                exc.riskpipe_step = (flow, step)
+            except AttributeError:
+                pass
         raise
     finally:
         with _lock:
             _active.pop(step, None)
     emit(StepEvent(flow, step, "done", seconds=time.perf_counter() - t0))
     return value
+
+
+def failed_step(exc: BaseException | None) -> tuple[str, str] | None:
+    """(flow, step) of the step an exception escaped from, searched along its causes: a step's
+    own failure (:class:`StepFailed`) or a timeout or interrupt that cancelled it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StepFailed):
+            return exc.flow, exc.step
+        marked = getattr(exc, "riskpipe_step", None)
+        if marked:
+            return marked
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def progress_for(step: str) -> Callable[[int, int], None] | None:

@@ -186,3 +186,26 @@ def test_the_schedule_server_serves_the_ui_pointed_at_its_api(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert (tmp_path / ".prefect" / "ui").is_dir()  # copied under the Prefect home, not into the package
+
+
+def test_an_alert_names_the_step_of_a_failed_timed_out_or_crashed_run(home_copy):
+    from prefect.states import Crashed, Failed
+
+    from flows.hooks import describe_failure
+    from riskpipe.runsteps import StepFailed
+
+    params = {"home": str(home_copy), "day": "2026-02-01"}
+    failed = describe_failure("nightly", "nightly-2026-02-01", params,
+                              Failed(data=StepFailed("nightly", "features", "no ingested manifests")))
+    assert (failed.step, failed.error, failed.state, failed.day) == ("features", "no ingested manifests", "Failed",
+                                                                    "2026-02-01")
+    timeout = TimeoutError("Scope timed out after 7200.0 second(s).")
+    timeout.__context__ = KeyboardInterrupt()
+    timeout.__context__.riskpipe_step = ("nightly", "score")
+    timed_out = describe_failure("nightly", "nightly-2026-02-01", params, Failed(name="TimedOut", data=timeout))
+    assert (timed_out.step, timed_out.state) == ("score", "TimedOut")
+    assert timed_out.error == "Scope timed out after 7200.0 second(s)."
+    crashed = describe_failure("retrain", "retrain-until-2026-02-01", {"home": str(home_copy), "until": "2026-02-01"},
+                               Crashed(message="Flow run process exited with non-zero status code -9."))
+    assert (crashed.step, crashed.state, crashed.day) == (None, "Crashed", "2026-02-01")
+    assert "status code -9" in crashed.body() and "step 'unknown'" in crashed.body()

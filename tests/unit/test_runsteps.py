@@ -122,3 +122,42 @@ def test_an_alert_that_cannot_be_sent_raises_one_line_without_the_url(receiver):
     assert "secret-token" not in str(caught.value)
     assert apprise_url("https://hooks.example.org/a") == "jsons://hooks.example.org/a"
     assert apprise_url("slack://a/b/c") == "slack://a/b/c"
+
+
+def test_on_a_terminal_each_step_gets_a_row_with_its_progress():
+    from riskpipe.progress import StepBars
+
+    out = StringIO()
+    bars = StepBars(Console(file=out, force_terminal=True, width=100))
+
+    def ingest() -> None:
+        report = runsteps.progress_for("ingest")
+        report(1, 4)
+        report(4, 4)
+
+    with bars, watching(bars):
+        run_step("nightly", "ingest", ingest)
+        with pytest.raises(StepFailed):
+            run_step("nightly", "features", lambda: 1 / 0)
+    drawn = out.getvalue()
+    assert "ingest" in drawn and "4/4" in drawn and "features failed" in drawn
+    assert [name for name, _ in bars.finished] == ["ingest"]
+
+
+def test_a_step_cancelled_by_a_timeout_is_found_behind_the_timeout_error():
+    class Cancelled(BaseException):  # as Prefect's cancellation of a timed-out run
+        pass
+
+    def cancelled() -> None:
+        raise Cancelled()
+
+    with pytest.raises(TimeoutError) as caught:
+        try:
+            run_step("nightly", "score", cancelled)
+        except Cancelled:
+            raise TimeoutError("Scope timed out after 1.0 second(s).")  # noqa: B904 - as Prefect raises it
+    assert runsteps.failed_step(caught.value) == ("nightly", "score")
+    with pytest.raises(StepFailed) as failed:
+        run_step("retrain", "fit", lambda: 1 / 0)
+    assert runsteps.failed_step(RuntimeError("wrapper")) is None
+    assert runsteps.failed_step(failed.value) == ("retrain", "fit")
