@@ -12,7 +12,7 @@ from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 
 
-@flow(name="demo")
+@flow(name="demo", flow_run_name="demo-{start}-{days}d", timeout_seconds=6 * 3600)
 def demo_flow(home: str, start: str, days: int, per_day: int, seed: int = 7, show_progress: bool = True) -> dict:
     """Generate ``days`` days, learn from the outcomes of all but the last, target the last."""
     generated = generate_flow(home, start, days, per_day, seed, show_progress=show_progress)

@@ -1,10 +1,11 @@
 """Deployments: the nightly flow on a cron, retraining weekly, served by ``riskpipe schedule``.
 
 Cron schedules only fire with a real Prefect server (an ephemeral API has no scheduler), so
-:func:`start_local_server` starts ``prefect server start`` on loopback when the user has not
-pointed ``PREFECT_API_URL`` at one. Deployments are built by :func:`build_deployments` (tested)
-and served in this process by ``prefect.serve`` (which runs each scheduled or manual run in a
-subprocess).
+:func:`start_local_server` starts ``prefect server start`` on loopback, UI included, when the user
+has not pointed ``PREFECT_API_URL`` at one. :func:`deployment_specs` gives the flows (with the
+home's timeouts) and their deployment settings; :func:`serve` serves those flow objects in this
+process (each scheduled or manual run in a subprocess). Serving the objects rather than
+entrypoints matters: a run re-imported from ``flows.nightly`` would lose the home's timeouts.
 """
 
 from __future__ import annotations
@@ -29,27 +30,56 @@ NIGHTLY_DEPLOYMENT = "riskpipe-nightly"
 RETRAIN_DEPLOYMENT = "riskpipe-retrain"
 
 
-def build_deployments(home: Path, settings: Settings) -> list:
-    """The nightly deployment (date resolved at run time: today in ``settings.timezone``) and the
-    weekly retraining, both on their crons in ``settings.timezone``."""
+def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
+    """(flow, deployment options) of the nightly run (date resolved at run time: today in
+    ``settings.timezone``) and the weekly retraining, both on their crons in
+    ``settings.timezone``, the flows with the home's timeouts."""
     home_str = str(Path(home).resolve())
-    nightly = nightly_flow.to_deployment(
-        NIGHTLY_DEPLOYMENT,
-        schedule=Cron(settings.nightly_cron, timezone=settings.timezone),
-        parameters={"home": home_str, "day": None},
-        description="Ingest, features, score, rank and publish the arrival date of the run (today).",
-        tags=["riskpipe"],
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )
-    retrain = retrain_flow.to_deployment(
-        RETRAIN_DEPLOYMENT,
-        schedule=Cron(settings.retrain_cron, timezone=settings.timezone),
-        parameters={"home": home_str},
-        description="Import outcomes, train a challenger, promote it only if better.",
-        tags=["riskpipe"],
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )
-    return [nightly, retrain]
+    nightly = nightly_flow.with_options(timeout_seconds=settings.nightly_timeout_seconds)
+    retrain = retrain_flow.with_options(timeout_seconds=settings.retrain_timeout_seconds)
+    return [
+        (nightly, {
+            "name": NIGHTLY_DEPLOYMENT,
+            "schedule": Cron(settings.nightly_cron, timezone=settings.timezone),
+            "parameters": {"home": home_str, "day": None},
+            "description": "Ingest, features, score, rank and publish the arrival date of the run (today).",
+            "tags": ["riskpipe"],
+            "entrypoint_type": EntrypointType.MODULE_PATH,
+        }),
+        (retrain, {
+            "name": RETRAIN_DEPLOYMENT,
+            "schedule": Cron(settings.retrain_cron, timezone=settings.timezone),
+            "parameters": {"home": home_str},
+            "description": "Import outcomes, train a challenger, promote it only if better.",
+            "tags": ["riskpipe"],
+            "entrypoint_type": EntrypointType.MODULE_PATH,
+        }),
+    ]
+
+
+async def add_to_runner(runner, home: Path, settings: Settings) -> None:
+    """Register the deployments with ``runner``, which will run the flow objects themselves."""
+    for flow_, options in deployment_specs(home, settings):
+        await runner.aadd_flow(flow_, **options)
+
+
+def serve(home: Path, settings: Settings) -> None:
+    """Serve the deployments until interrupted (Ctrl-C, SIGTERM); their schedules are paused
+    on the way out, as ``prefect.serve`` does."""
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    async def run() -> None:
+        runner = Runner(pause_on_shutdown=True)
+        await add_to_runner(runner, home, settings)
+        await runner.start()
+
+    try:
+        asyncio.run(run())
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
 
 
 def free_port() -> int:
@@ -58,17 +88,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def ui_url(api_url: str) -> str:
+    """The UI of the Prefect server whose API is at ``api_url``."""
+    return api_url.rstrip("/").removesuffix("/api")
+
+
 def start_local_server(prefect_home: Path, port: int | None = None, timeout_s: float = 90.0,
                        log_file: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``prefect server start`` on loopback with its database under ``prefect_home``;
-    returns the process and its API URL once healthy (the caller stops the process)."""
+    returns the process and its API URL once healthy (the caller stops the process). The UI is
+    served at the same address (the API URL without ``/api``), told where its API is, and its
+    static files are copied under ``prefect_home``."""
     import httpx
 
     port = port or free_port()
+    if not port_free(port):
+        raise RiskpipeError(f"schedule: port {port} on 127.0.0.1 is in use (another Prefect server?); "
+                            "pass --port, or point PREFECT_API_URL at the running server")
     api_url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ)
     env.update({"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_ENABLED": "false"})
+                "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url,
+                "PREFECT_UI_STATIC_DIRECTORY": str(prefect_home / "ui")})
     env.pop("PREFECT_API_URL", None)
     prefect_home.mkdir(parents=True, exist_ok=True)
     log = open(log_file or prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child

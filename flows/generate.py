@@ -25,7 +25,7 @@ def generate_world(home: str, start: str, days: int, per_day: int, seed: int, pr
     return summary.totals() if hasattr(summary, "totals") else {"rows": getattr(summary, "rows", None)}
 
 
-@flow(name="generate")
+@flow(name="generate", flow_run_name="generate-{start}-{days}d", timeout_seconds=4 * 3600)
 def generate_flow(home: str, start: str, days: int, per_day: int, seed: int = 7, prevalence: float | None = None,
                   faults: bool = False, gzip: bool = False, show_progress: bool = False) -> dict:
     """Generate ``days`` days of synthetic manifests, partner exports and past exam outcomes."""

@@ -7,6 +7,12 @@ With ``shards > 1`` scoring fans out: features once for the day, then one task p
 consignee address key, :mod:`riskpipe.shard`) submitted to the flow's task runner (threads by
 default, a Dask cluster with :func:`with_task_runner`), then one combine task; the result equals
 the single-process run exactly.
+
+Each step runs through :func:`riskpipe.runsteps.run_step`: the CLI draws a progress row per step
+from its events, and a failure names its step (in the error, the run's log and the alert that
+:func:`flows.hooks.notify_failure` sends). Runs are named ``nightly-D``; the flow and its I/O
+tasks have timeouts (settings ``nightly_timeout_seconds``, set by the caller, and
+``io_timeout_seconds``).
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
 from riskpipe import nightly as steps
-from riskpipe import publish
-from riskpipe.config import load_settings
+from riskpipe import publish, runsteps
+from riskpipe.config import Settings, load_settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout
 
+from flows.hooks import nightly_run_name, notify_failure
 from flows.ingest import ingest_files
+
+#: defaults when the caller sets none (settings ``nightly_timeout_seconds``, ``io_timeout_seconds``)
+FLOW_TIMEOUT_S = Settings.model_fields["nightly_timeout_seconds"].default
+IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
 
 
 def _ctx(home: str):
@@ -77,7 +88,8 @@ def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
     return combine_shards(home, day, [f.result() for f in futures], features_file)
 
 
-@task(name="stage-outputs", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+@task(name="stage-outputs", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1),
+      timeout_seconds=IO_TIMEOUT_S)
 def stage(home: str, day: str) -> dict[str, str]:
     layout, _ = _ctx(home)
     staged = publish.stage(layout, date.fromisoformat(day))
@@ -92,7 +104,8 @@ def rank(home: str, day: str, scored_file: str, staged: dict[str, str], capacity
                                      capacity, quarantine_by_reason)
 
 
-@task(name="publish", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+@task(name="publish", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1),
+      timeout_seconds=IO_TIMEOUT_S)
 def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, str]:
     layout, _ = _ctx(home)
     final = publish.commit(layout, publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
@@ -100,12 +113,24 @@ def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, st
 
 
 def _step(name: str, fn, *args):
-    """Run one step; a failure says which step failed and why."""
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the step's name
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        raise RiskpipeError(f"nightly step '{name}' failed: {msg}") from exc
+    """Run one step; a failure says which step failed and why (``StepFailed``)."""
+    return runsteps.run_step("nightly", name, fn, *args)
+
+
+def io_task(task_, settings: Settings):
+    """An I/O task with the home's ``io_timeout_seconds``."""
+    return task_.with_options(timeout_seconds=settings.io_timeout_seconds)
+
+
+def _announce(flow_name: str) -> None:
+    from prefect.runtime import flow_run
+
+    runsteps.run_started(flow_name, flow_run.name, str(flow_run.id) if flow_run.id else None)
+
+
+def _settings_and_day(layout: Layout, day: str | None) -> tuple[Settings, str]:
+    settings = load_settings(layout.home)
+    return settings, resolve_day(day, settings.timezone)
 
 
 def resolve_day(day: str | None, timezone: str, now: datetime | None = None) -> str:
@@ -117,7 +142,8 @@ def resolve_day(day: str | None, timezone: str, now: datetime | None = None) -> 
     return now.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
-@flow(name="nightly")
+@flow(name="nightly", flow_run_name=nightly_run_name, timeout_seconds=FLOW_TIMEOUT_S,
+      on_failure=[notify_failure], on_crashed=[notify_failure])
 def nightly_flow(home: str, day: str | None = None, capacity: int | None = None, ingest: bool = True,
                  show_progress: bool = False, shards: int = 1, allow_rules_only: bool = False) -> dict:
     """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
@@ -129,10 +155,11 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
+    _announce("nightly")
     layout = Layout(Path(home))
-    day = _step("resolve-date", lambda: resolve_day(day, load_settings(layout.home).timezone))
+    settings, day = _step("resolve-date", _settings_and_day, layout, day)
     if ingest:
-        counts = _step("ingest", ingest_files, home, None, None, show_progress)
+        counts = _step("ingest", io_task(ingest_files, settings), home, None, None, show_progress)
         log.info("ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
                  counts.get("rows_in"), counts.get("rows_ingested"), counts.get("rows_amended"),
                  counts.get("rows_quarantined"), counts.get("files_quarantined"))
@@ -143,18 +170,17 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
         log.info("scored %s in %s shards", day, shards)
     else:
         scored = _step("score", score, home, day, feats)
-    staged = _step("stage", stage, home, day)
+    staged = _step("stage", io_task(stage, settings), home, day)
     try:
         quarantine = quarantine_reason_counts(layout)
         summary = _step("rank", rank, home, day, scored, staged, capacity, quarantine)
-        final = _step("publish", publish_outputs, home, day, staged)
+        final = _step("publish", io_task(publish_outputs, settings), home, day, staged)
     except BaseException:
         publish.abandon(publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
         raise
     log.info("published %s: %s shipments scored, %s targets (%s exploration), model %s",
              day, summary["shipments"], summary["targets"], summary["exploration"], summary["model_version"])
-    _artifacts(layout, day, summary, quarantine)
-    steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary, "outputs": final})
+    _step("record", _record, layout, day, summary, quarantine, final)
     result = {"summary": summary, "outputs": final}
     problem = summary.get("champion_problem")
     if problem:
@@ -164,6 +190,12 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
                 f"nightly {day}: no usable champion model, so the published targets were ranked by the rules "
                 f"alone ({problem}); pass --allow-rules-only to accept a rules-only night", result)
     return result
+
+
+def _record(layout: Layout, day: str, summary: dict, quarantine: dict[str, int], final: dict[str, str]) -> None:
+    """The night's artifacts in Prefect and its run record in the home."""
+    _artifacts(layout, day, summary, quarantine)
+    steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary, "outputs": final})
 
 
 def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, int]) -> None:
@@ -195,11 +227,14 @@ def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, in
         )
 
 
-def with_task_runner(task_runner: str = "local", dask_address: str | None = None, workers: int = 2):
+def with_task_runner(task_runner: str = "local", dask_address: str | None = None, workers: int = 2,
+                     timeout_seconds: float | None = None):
     """The nightly flow on a task runner: "local" (threads) or "dask" (a cluster at
-    ``dask_address``, or a local one with ``workers`` single-threaded worker processes)."""
+    ``dask_address``, or a local one with ``workers`` single-threaded worker processes), with a
+    timeout (``timeout_seconds``, else the flow's default)."""
+    flow_ = nightly_flow if timeout_seconds is None else nightly_flow.with_options(timeout_seconds=timeout_seconds)
     if task_runner == "local":
-        return nightly_flow
+        return flow_
     if task_runner != "dask":
         raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
     from prefect_dask import DaskTaskRunner
@@ -208,7 +243,7 @@ def with_task_runner(task_runner: str = "local", dask_address: str | None = None
         runner = DaskTaskRunner(address=dask_address)
     else:
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
-    return nightly_flow.with_options(task_runner=runner)
+    return flow_.with_options(task_runner=runner)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Flow: weekly retraining. Train a challenger, compare with the champion, promote if better."""
+"""Flow: weekly retraining. Train a challenger, compare with the champion, promote if better.
+
+Runs are named ``retrain-until-D``; a failed or crashed run alerts ``notify_url``
+(:func:`flows.hooks.notify_failure`); the flow and its I/O task have timeouts (settings
+``retrain_timeout_seconds``, set by the caller, and ``io_timeout_seconds``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,17 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from riskpipe.config import load_settings
+from riskpipe import runsteps
+from riskpipe.config import Settings, load_settings
 from riskpipe.store import Layout
 
+from flows.hooks import notify_failure, retrain_run_name
 
-@task(name="import-outcomes")
+FLOW_TIMEOUT_S = Settings.model_fields["retrain_timeout_seconds"].default
+IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
+
+
+@task(name="import-outcomes", timeout_seconds=IO_TIMEOUT_S)
 def import_outcomes(home: str, path: str) -> dict:
     """Record exam outcome files (landing/outcomes by default) into the labels store."""
     from riskpipe.ingest import import_labels
@@ -39,15 +50,22 @@ def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     return record
 
 
-@flow(name="retrain")
+@flow(name="retrain", flow_run_name=retrain_run_name, timeout_seconds=FLOW_TIMEOUT_S,
+      on_failure=[notify_failure], on_crashed=[notify_failure])
 def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None = None, force: bool = False) -> dict:
     """Import new outcomes, train a challenger up to ``until``, promote it only if better
     (``force``: also when champion.json names a model that cannot be used)."""
+    from prefect.runtime import flow_run
+
     log = get_run_logger()
+    runsteps.run_started("retrain", flow_run.name, str(flow_run.id) if flow_run.id else None)
     layout = Layout(Path(home))
-    imported = import_outcomes(home, outcomes_path or str(layout.landing / "outcomes"))
+    settings = runsteps.run_step("retrain", "settings", load_settings, layout.home)
+    imported = runsteps.run_step("retrain", "import-outcomes",
+                                 import_outcomes.with_options(timeout_seconds=settings.io_timeout_seconds),
+                                 home, outcomes_path or str(layout.landing / "outcomes"))
     log.info("outcomes imported: %s", {k: v for k, v in imported.items() if isinstance(v, int)})
-    record = train_and_decide(home, until, force)
+    record = runsteps.run_step("retrain", "train-and-decide", train_and_decide, home, until, force)
     log.info("retrain: promoted=%s challenger=%s champion=%s (%s)", record["promoted"],
              record["challenger_version"], record["champion_version"], record["reason"])
     create_markdown_artifact(

@@ -360,12 +360,15 @@ def retrain(
     refused unless --force)."""
     from rich.table import Table
 
+    from riskpipe import preflight
     from riskpipe.model import bias_table
     from riskpipe.registry import retrain as run_retrain
     from riskpipe.store import Layout
 
+    until_day = parse_day(until, "--until")
+    _checked_settings(lambda s: preflight.check_retrain(Layout(s.home), s, until_day, force))
     s = settings()
-    decision = run_retrain(Layout(s.home), s, parse_day(until, "--until"), force=force)
+    decision, _ = _run_with_steps(lambda: run_retrain(Layout(s.home), s, until_day, force=force))
     view = decision.report.get("preferred_view", "labelled")
     # one column per scorer, one row per metric: fits a terminal however many scorers
     table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
@@ -403,6 +406,56 @@ def _print_model_warnings(models_dir: Path, version: str | None) -> None:
         err_console.print(f"[yellow]warning:[/yellow] challenger {version} {text}", highlight=False, soft_wrap=True)
 
 
+def _checked_settings(check) -> object:
+    """The home's settings after ``check(settings)``, read without touching Prefect (no
+    ``.prefect`` folder, no database) so that a call that cannot succeed costs nothing."""
+    from riskpipe.config import load_settings
+    from riskpipe.preflight import check_home
+
+    check_home(state.home)
+    cfg = load_settings(state.home)
+    check(cfg)
+    return cfg
+
+
+def _run_with_steps(run, catch: type[BaseException] | None = None) -> tuple[object, bool]:
+    """``run()`` with a progress row per step on stderr; after success one line of step times
+    and where to see the run. Returns (result, False), or (the exception's ``result``, True) for
+    an exception of type ``catch``."""
+    from riskpipe.progress import StepBars
+    from riskpipe.runsteps import watching
+
+    bars = StepBars(err_console)
+    failed = False
+    with bars, watching(bars):
+        try:
+            result = run()
+        except BaseException as exc:
+            if catch is None or not isinstance(exc, catch):
+                if bars.run_name and isinstance(exc, Exception):  # the error line follows (main)
+                    err_console.print(_where_to_see(bars.run_name, bars.run_id), highlight=False, soft_wrap=True)
+                raise
+            result, failed = getattr(exc, "result", None), True
+    if bars.finished:
+        err_console.print(bars.summary(), highlight=False, soft_wrap=True)
+    if bars.run_name:
+        err_console.print(_where_to_see(bars.run_name, bars.run_id), highlight=False, soft_wrap=True)
+    return result, failed
+
+
+def _where_to_see(run_name: str, run_id: str | None) -> str:
+    """The run's page on a Prefect server, or (an ephemeral run: its API ended with the command)
+    how to browse the home's runs."""
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url and run_id:
+        from flows.deploy import ui_url
+
+        return f"Prefect run {run_name}: {ui_url(api_url)}/runs/flow-run/{run_id}"
+    prefect_home = (state.home / ".prefect").resolve()
+    return (f"Prefect run {run_name} is recorded in {prefect_home}; to browse runs and their logs: "
+            f"PREFECT_HOME={prefect_home} prefect server start (or `riskpipe schedule`)")
+
+
 @app.command()
 def nightly(
     date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
@@ -418,28 +471,38 @@ def nightly(
 
     Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
     With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same.
-    Without a usable champion model the rules alone rank the night, which is published with a
-    warning and a report banner, and the exit status is 1 unless --allow-rules-only."""
-    settings()
+    Without a usable champion model the night is refused before it starts unless
+    --allow-rules-only; should the champion break during the run, the rules alone rank the night,
+    which is published with a warning and a report banner, and the exit status is 1.
+
+    Checked before Prefect starts (one line, well under a second): the home exists, the day is
+    ingested or new files wait in the landing folder, the champion is usable. A row per step
+    shows progress; a failed night prints one line naming the step (--debug: Prefect's log and
+    traceback)."""
+    from riskpipe import preflight
+    from riskpipe.store import Layout
+
     day = parse_day(date_, "--date")
     if task_runner not in ("local", "dask"):
         raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
     if dask_address and task_runner != "dask":
         raise RiskpipeError("--dask-address needs --task-runner dask")
+    cfg = _checked_settings(lambda s: preflight.check_nightly(Layout(s.home), s, day, ingest=not skip_ingest,
+                                                             allow_rules_only=allow_rules_only))
+    from riskpipe.prefect_env import console_level
+
+    console_level(state.debug)  # before Prefect is imported: its console log off unless --debug
+    settings()
     from flows.nightly import with_task_runner
 
     from riskpipe.nightly import RulesOnlyNight
 
     n_shards = shards or (4 if task_runner == "dask" else 1)
-    run = with_task_runner(task_runner, dask_address)
-    try:
-        result = run(str(state.home), day.isoformat(), capacity=capacity, ingest=not skip_ingest, show_progress=True,
-                     shards=n_shards, allow_rules_only=allow_rules_only)
-    except RulesOnlyNight as exc:
-        result = exc.result
-        failed = True
-    else:
-        failed = False
+    run = with_task_runner(task_runner, dask_address, timeout_seconds=cfg.nightly_timeout_seconds)
+    result, failed = _run_with_steps(lambda: run(str(state.home), day.isoformat(), capacity=capacity,
+                                                 ingest=not skip_ingest, show_progress=False, shards=n_shards,
+                                                 allow_rules_only=allow_rules_only),
+                                     catch=RulesOnlyNight)
     if result is not None:
         _print_night(state.home, day, result)
     problem = ((result or {}).get("summary") or {}).get("champion_problem")
@@ -595,31 +658,36 @@ def serve(
 
 
 @app.command()
-def schedule() -> None:
+def schedule(
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server and its UI (when "
+                                      "PREFECT_API_URL is unset; 0: any free port).", min=0, max=65535)] = 4200,
+) -> None:
     """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
-    nightly_cron, retrain_cron, timezone). Uses the Prefect server at $PREFECT_API_URL, or
-    starts one on loopback with its database under the data home. Ctrl-C stops serving."""
+    nightly_cron, retrain_cron, timezone, notify_url, *_timeout_seconds). Uses the Prefect
+    server at $PREFECT_API_URL, or starts one on 127.0.0.1:PORT with its database under the data
+    home; its UI (runs, logs, artifacts) is at http://127.0.0.1:PORT. Ctrl-C stops serving."""
+    from riskpipe.preflight import check_home
+
+    check_home(state.home)
     cfg = settings()
     server = None
     if not os.environ.get("PREFECT_API_URL"):
         from flows.deploy import start_local_server
 
-        console.print("starting a local Prefect server on loopback (about 10 s)...")
-        server, api_url = start_local_server((state.home / ".prefect").resolve())
+        console.print(f"starting a local Prefect server on 127.0.0.1:{port or 'any port'} (about 10 s)...")
+        server, api_url = start_local_server((state.home / ".prefect").resolve(), port=port or None)
         os.environ["PREFECT_API_URL"] = api_url  # for the flow-run subprocesses
     else:
         api_url = os.environ["PREFECT_API_URL"]
     try:
-        import prefect
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from flows.deploy import build_deployments
+        from flows import deploy
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            deployments = build_deployments(state.home, cfg)
             console.print(f"serving nightly ({cfg.nightly_cron}) and retrain ({cfg.retrain_cron}), time zone "
-                          f"{cfg.timezone}, Prefect API {api_url} (Ctrl-C to stop)")
-            prefect.serve(*deployments, print_starting_message=False)
+                          f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)", highlight=False)
+            deploy.serve(state.home, cfg)
     finally:
         if server is not None:
             server.terminate()
@@ -973,8 +1041,12 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: still one line
         if state.debug:
             raise
+        from riskpipe.runsteps import failed_step
+
+        where = failed_step(exc)  # e.g. a run's timeout cancelled one of its steps
+        step = f" in {where[0]} step '{where[1]}'" if where else ""
         err_console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
+            f"[red]error:[/red] {type(exc).__name__}{step}: {_one_line(exc)} (rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

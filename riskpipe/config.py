@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     nightly_cron: str = "0 2 * * *"
     retrain_cron: str = "0 4 * * 0"
     seed: int = 7
+    # operations (Prefect): where failed or crashed nightly/retrain runs are announced (an apprise
+    # URL such as json://host:port/path, or an http(s) webhook that receives JSON), and how long
+    # a run or one of its I/O steps may take before Prefect fails it
+    notify_url: str | None = None
+    nightly_timeout_seconds: int = Field(7200, gt=0)
+    retrain_timeout_seconds: int = Field(14400, gt=0)
+    io_timeout_seconds: int = Field(3600, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,12 @@ Local ephemeral mode keeps its SQLite database under the data home; analytics ar
 the machines have no internet (otherwise every start logs a telemetry error); the ephemeral
 server gets 60 s to start because a busy 2-core machine can need more than the default 20 s.
 
+Logs: flow and task runs log at INFO to the Prefect API (the run's page in the UI shows them),
+while Prefect's console handler shows WARNING and above only (``riskpipe nightly`` raises it
+further: its own progress rows and one-line error replace Prefect's console log, see
+:func:`console_level`). A server's UI (``riskpipe schedule``, ``prefect server start``) is on;
+its static files are copied under the Prefect home rather than into the installed package.
+
 The ephemeral API server is a child process (``python -m uvicorn``, started by Prefect's
 ``SubprocessASGIServer``) that Prefect stops at exit; a kill -9 of the flow process skips that
 and used to leave the server running (218 MB, still listening). :func:`tie_ephemeral_server`
@@ -28,6 +34,18 @@ from types import ModuleType
 from typing import Any
 
 
+#: the level of Prefect's console handler (its logging.yml ``handlers.console.level``)
+CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+
+
+def console_level(debug: bool, environ: dict[str, str] | None = None) -> None:
+    """Prefect's console in a CLI run (set before ``import prefect``): silent, since the CLI shows
+    progress and a one-line error while the run's full log, tracebacks included, goes to the
+    API; with ``--debug`` everything from INFO up, tracebacks included."""
+    env = os.environ if environ is None else environ
+    env.setdefault(CONSOLE_LEVEL_ENV, "INFO" if debug else "CRITICAL")
+
+
 def configure_prefect(home: Path, environ: dict[str, str] | None = None) -> None:
     """Prefect's environment for flows run on ``home``; for this process (``environ`` None) the
     ephemeral API server is also tied to the process's lifetime."""
@@ -39,8 +57,9 @@ def configure_prefect(home: Path, environ: dict[str, str] | None = None) -> None
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
     env.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(prefect_home / "results"))
-    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    env.setdefault("PREFECT_UI_ENABLED", "false")
+    env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # what flow and task runs send to the API
+    env.setdefault(CONSOLE_LEVEL_ENV, "WARNING")  # what Prefect prints
+    env.setdefault("PREFECT_UI_STATIC_DIRECTORY", str(prefect_home / "ui"))
     if environ is None:
         tie_ephemeral_server()
 

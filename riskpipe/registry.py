@@ -986,6 +986,10 @@ def retrain(
     from riskpipe.score import blend
     from riskpipe.training import build_training_set, labelled_days
 
+    from riskpipe.runsteps import Steps
+
+    steps = Steps("retrain")  # step boundaries for whoever watches (the CLI's progress rows)
+    steps.next("champion")
     models_dir = Path(settings.models_dir)
     key_path = getattr(settings, "registry_key_path", None)
     state = champion_state(models_dir, key_path)
@@ -994,6 +998,7 @@ def retrain(
             f"retrain: {state.problem}; refusing to promote a challenger without comparing it "
             "(repair the champion, or rerun with --force to promote without comparison)"
         )
+    steps.next("labels")
     if labels is None:
         from riskpipe.labels import LabelStore
 
@@ -1007,6 +1012,7 @@ def retrain(
             rules = load_rules(settings.rules_path)
         except ImportError:
             rules = None
+    steps.next("training-set")
     located = labelled_days(layout, labels, until)
     if located.is_empty():
         raise RiskpipeError("no labelled shipments to train on: import exam outcomes first (riskpipe labels import)")
@@ -1017,6 +1023,7 @@ def retrain(
     train = data.filter(pl.col(S.ARRIVAL_DATE).is_in(train_days))
     # calibrate on examined shipments only: the probability is that of a finding if examined
     calib = data.filter(pl.col(S.ARRIVAL_DATE).is_in(cal_days) & pl.col(S.EXAM_REASON).is_not_null())
+    steps.next("fit")
     model, meta = fit_risk_model(train, calib, estimator=estimator, seed=settings.seed)
     linear = fit_linear(train, model.feature_columns_)
     challenger = LoadedModel(version="challenger", model=model, meta=meta)
@@ -1040,6 +1047,7 @@ def retrain(
             m.model.predict_risk(joined), joined[S.RULE_SCORE].to_numpy(), floor_score=joined[S.RULE_FLOOR_SCORE].to_numpy()
         )
 
+    steps.next("evaluate")
     scorers = {
         "model": production(challenger),
         "model_alone": lambda joined: model.predict_risk(joined),
@@ -1070,6 +1078,7 @@ def retrain(
         | {f"{v} recall at capacity": report["views"][v]["model"]["recall_at_capacity"] for v in report["views"]},
         "rule_blend": "max(p, 0.05 * rule_score if rule_score >= 0.6 else 0.001 * rule_score)",
     }
+    steps.next("save")
     version = save_model(models_dir, model, meta, key_path=key_path)
     if champion is None and champion_note:
         promoted = True
@@ -1100,4 +1109,5 @@ def retrain(
         report=report,
     )
     record_decision(models_dir, decision)
+    steps.end()
     return decision

@@ -26,19 +26,19 @@ def test_resolve_day_uses_the_configured_time_zone():
 
 @pytest.mark.slow  # ~13 s: the runner executes the flow run in a fresh subprocess
 def test_deployments_are_registered_and_a_manual_run_is_picked_up(world, home_copy):
+    """As ``riskpipe schedule`` serves them (:func:`flows.deploy.serve`): the flow objects with
+    the home's timeouts, each run in a subprocess, named after its day."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.runner import Runner
 
-    from flows.deploy import NIGHTLY_DEPLOYMENT, RETRAIN_DEPLOYMENT, build_deployments
+    from flows.deploy import NIGHTLY_DEPLOYMENT, RETRAIN_DEPLOYMENT, add_to_runner
 
     settings = load_settings(home_copy, {"timezone": "America/Chicago", "retrain_cron": "30 5 * * 1"})
-    deployments = build_deployments(home_copy, settings)
 
     async def scenario():
         runner = Runner(query_seconds=1, pause_on_shutdown=False)
-        for d in deployments:
-            await runner.add_deployment(d)
+        await add_to_runner(runner, home_copy, settings)
         async with get_client() as client:
             nightly = await client.read_deployment_by_name(f"nightly/{NIGHTLY_DEPLOYMENT}")
             retrain = await client.read_deployment_by_name(f"retrain/{RETRAIN_DEPLOYMENT}")
@@ -56,6 +56,7 @@ def test_deployments_are_registered_and_a_manual_run_is_picked_up(world, home_co
     assert (r_sched.cron, r_sched.timezone) == ("30 5 * * 1", "America/Chicago")
     assert nightly.parameters == {"home": str(home_copy.resolve()), "day": None}
     assert done.state is not None and done.state.is_completed(), done.state
+    assert done.name == f"nightly-{world['day']}"
     layout = Layout(home_copy)
     scores = pl.read_parquet(layout.scores / world["day"] / "scores.parquet")
     assert scores.columns == list(S.SCORES_FILE_SCHEMA) and scores.height > 1000

@@ -1,6 +1,7 @@
 """``riskpipe nightly`` and a night without a usable champion: a warning line always, exit
-status 1 unless ``--allow-rules-only`` (the flow itself is replaced by a stand-in here; the flow's
-own behaviour is tested in tests/flows/test_nightly_flow.py)."""
+status 1 unless ``--allow-rules-only`` (the flow and the pre-flight checks are replaced by
+stand-ins here; the flow's own behaviour is tested in tests/flows/test_nightly_flow.py, the
+pre-flight checks in tests/unit/test_preflight.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def _result(problem: str | None) -> dict:
 
 def _run(monkeypatch, tmp_path, capsys, flow, *flags: str) -> tuple[int, str, dict]:
     import flows.nightly
+    from riskpipe import preflight
     from riskpipe.config import load_settings
 
     seen: dict = {}
@@ -28,7 +30,13 @@ def _run(monkeypatch, tmp_path, capsys, flow, *flags: str) -> tuple[int, str, di
         seen.update(kwargs)
         return flow(kwargs)
 
-    monkeypatch.setattr(flows.nightly, "with_task_runner", lambda *a, **k: fake_flow)
+    def with_task_runner(*args, **kwargs):
+        seen["runner"] = kwargs
+        return fake_flow
+
+    monkeypatch.setattr(flows.nightly, "with_task_runner", with_task_runner)
+    monkeypatch.setattr(preflight, "check_nightly", lambda *a, **k: seen.setdefault("preflight", k))
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # restored after the test
     monkeypatch.setattr(cli, "settings", lambda **o: load_settings(cli.state.home, o))  # no Prefect env
     monkeypatch.setattr(cli, "_print_night", lambda home, day, night, n=15: seen.setdefault("printed", night))
     monkeypatch.setattr(sys, "argv", ["riskpipe", "--home", str(tmp_path), "nightly", "--date", "2026-01-14",
@@ -39,8 +47,11 @@ def _run(monkeypatch, tmp_path, capsys, flow, *flags: str) -> tuple[int, str, di
 
 
 def test_a_night_with_a_champion_exits_0_quietly(monkeypatch, tmp_path, capsys):
+    (tmp_path / "riskpipe.toml").write_text("nightly_timeout_seconds = 900\n")
     code, err, seen = _run(monkeypatch, tmp_path, capsys, lambda kw: _result(None))
     assert code == 0 and "warning" not in err and seen["allow_rules_only"] is False and "printed" in seen
+    assert seen["runner"]["timeout_seconds"] == 900  # the home's flow timeout
+    assert seen["preflight"] == {"ingest": False, "allow_rules_only": False}
 
 
 def test_a_rules_only_night_warns_and_exits_1(monkeypatch, tmp_path, capsys):

@@ -83,3 +83,52 @@ def test_the_ephemeral_server_dies_with_the_process_that_started_it(tmp_path: Pa
             child.wait()
         if server_pid is not None and _alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)  # the orphan this test made (fails above)
+
+
+LOGGING_PROBE = """
+import json, logging, os, sys
+from pathlib import Path
+from riskpipe.prefect_env import configure_prefect, console_level
+if sys.argv[2] != "library":
+    console_level(debug=sys.argv[2] == "debug")
+configure_prefect(Path(sys.argv[1]))
+from prefect import flow  # noqa: F401 - sets up Prefect's logging, as a flow module does
+from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
+run_logger = logging.getLogger("prefect.flow_runs")
+handlers = logging.getLogger().handlers + run_logger.handlers
+print(json.dumps({
+    "run_level": run_logger.getEffectiveLevel(),
+    "task_level": logging.getLogger("prefect.task_runs").getEffectiveLevel(),
+    "api": [h.level for h in run_logger.handlers if isinstance(h, APILogHandler)],
+    "console": [h.level for h in handlers if isinstance(h, PrefectConsoleHandler)],
+    "ui_enabled": os.environ.get("PREFECT_UI_ENABLED"),
+}))
+"""
+
+
+def _logging_of(tmp_path: Path, mode: str) -> dict:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", LOGGING_PROBE, str(tmp_path), mode], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_flow_and_task_logs_reach_the_api_at_info_while_the_console_stays_quiet(tmp_path: Path) -> None:
+    """Runs used to log nothing to the API (PREFECT_LOGGING_LEVEL=WARNING: "This run didn't
+    generate logs" in the UI); now INFO goes to the API handler, the console shows warnings
+    (library use), nothing in a CLI run, and INFO with --debug."""
+    import logging
+
+    library = _logging_of(tmp_path, "library")
+    assert library["run_level"] == library["task_level"] == logging.INFO
+    assert library["api"] and all(level <= logging.INFO for level in library["api"])
+    assert library["console"] and all(level == logging.WARNING for level in library["console"])
+    assert library["ui_enabled"] is None  # a server's UI is not switched off
+    cli = _logging_of(tmp_path, "cli")
+    assert cli["run_level"] == logging.INFO and all(level <= logging.INFO for level in cli["api"])
+    assert cli["console"] and all(level == logging.CRITICAL for level in cli["console"])
+    debug = _logging_of(tmp_path, "debug")
+    assert debug["console"] and all(level == logging.INFO for level in debug["console"])
