@@ -26,9 +26,9 @@ def _params() -> dict[str, Any]:
 
 def _timezone(home: Any) -> str:
     try:
-        from riskpipe.config import load_settings
+        from flows.settings import home_settings
 
-        return load_settings(Path(home)).timezone
+        return home_settings(Path(home)).timezone
     except Exception:  # noqa: BLE001 - a name must never fail a run; the flow reports bad settings
         return "UTC"
 
@@ -94,13 +94,13 @@ def notify_failure(flow, flow_run, state) -> None:
     the failing step and the error. A failed alert is logged on the run, never raised."""
     from prefect.logging.loggers import flow_run_logger
 
-    from riskpipe.config import load_settings
+    from flows.settings import home_settings
     from riskpipe.notify import send
 
     params = dict(flow_run.parameters or {})
     logger = flow_run_logger(flow_run, flow)
     try:
-        url = load_settings(Path(params.get("home", "data"))).notify_url
+        url = home_settings(Path(params.get("home", "data"))).notify_url
     except Exception as exc:  # noqa: BLE001 - reported on the run
         logger.error("alert not sent: the home's settings could not be read: %s", one_line(exc))
         return

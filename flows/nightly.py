@@ -27,7 +27,8 @@ from prefect.tasks import exponential_backoff
 
 from riskpipe import nightly as steps
 from riskpipe import publish, runsteps
-from riskpipe.config import Settings, load_settings
+from flows.settings import home_settings
+from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout
 
@@ -41,7 +42,7 @@ IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
 
 def _ctx(home: str):
     layout = Layout(Path(home))
-    return layout, load_settings(layout.home)
+    return layout, home_settings(layout.home)
 
 
 @task(name="features")
@@ -129,7 +130,7 @@ def _announce(flow_name: str) -> None:
 
 
 def _settings_and_day(layout: Layout, day: str | None) -> tuple[Settings, str]:
-    settings = load_settings(layout.home)
+    settings = home_settings(layout.home)
     return settings, resolve_day(day, settings.timezone)
 
 

@@ -14,7 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from riskpipe import runsteps
-from riskpipe.config import Settings, load_settings
+from flows.settings import home_settings
+from riskpipe.config import Settings
 from riskpipe.store import Layout
 
 from flows.hooks import notify_failure, retrain_run_name
@@ -30,7 +31,7 @@ def import_outcomes(home: str, path: str) -> dict:
     from riskpipe.labels import LabelStore
 
     layout = Layout(Path(home))
-    settings = load_settings(layout.home)
+    settings = home_settings(layout.home)
     if not Path(path).exists():
         return {"rows_in": 0}
     summary = import_labels(layout, Path(path), LabelStore(settings.db_url))
@@ -42,7 +43,7 @@ def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     from riskpipe.registry import retrain
 
     layout = Layout(Path(home))
-    settings = load_settings(layout.home)
+    settings = home_settings(layout.home)
     decision = retrain(layout, settings, date.fromisoformat(until) if until else None, force=force)
     record = decision.as_record()
     record["table"] = decision.table.to_dicts() if decision.table is not None else []
@@ -60,7 +61,7 @@ def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None 
     log = get_run_logger()
     runsteps.run_started("retrain", flow_run.name, str(flow_run.id) if flow_run.id else None)
     layout = Layout(Path(home))
-    settings = runsteps.run_step("retrain", "settings", load_settings, layout.home)
+    settings = runsteps.run_step("retrain", "settings", home_settings, layout.home)
     imported = runsteps.run_step("retrain", "import-outcomes",
                                  import_outcomes.with_options(timeout_seconds=settings.io_timeout_seconds),
                                  home, outcomes_path or str(layout.landing / "outcomes"))

@@ -413,7 +413,7 @@ def _checked_settings(check) -> object:
     from riskpipe.preflight import check_home
 
     check_home(state.home)
-    cfg = load_settings(state.home)
+    cfg = load_settings(state.home, environ=os.environ)
     check(cfg)
     return cfg
 
