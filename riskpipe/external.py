@@ -25,18 +25,38 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
     op = "ratio"
     columns = ["Item Price", "Net Mass"]
 
+    [[derive]]                     # fitted on the training rows only (see below)
+    name = "price_rel_hs6"
+    op = "relative_to_group"
+    column = "Item Price"
+    groups = ["HS6 Code", "hs4"]   # finest first; a group needs min_rows training rows
+    min_rows = 20                  # default 20
+
     [model]                        # TabularRiskClassifier parameters (e.g. learning_rate)
     learning_rate = 0.05
 
     [evaluation]
     seen_columns = ["Item Price"]  # rows whose values here occur in the training files are "seen"
 
+    [training]
+    one_row_per = ["Item Price"]   # train on the first row of each distinct value (near-copies once)
+
 Only named columns are used; a column named in the mapping but absent from a file is an error.
 
 Near-duplicates: a benchmark whose test rows repeat training rows measures memory, not
 generalisation. With ``seen_columns`` the report adds an ``unseen`` view beside ``all`` rows: the
 test rows whose combination of values in those columns occurs in no training file (as read:
-numeric-role columns compared as numbers, others as text; a null matches a null).
+numeric-role columns compared as numbers, others as text; a null matches a null). With
+``[training] one_row_per`` the model is trained on the first row (in file order) of each distinct
+combination of those columns' values, so a run of near-copies counts once and the trees are not
+paid for memorising it.
+
+Fitted derivations: ``relative_to_group`` is ln(1 + a) - ln(1 + median of a over the training
+rows of the row's group), the group being the first of ``groups`` (finest first) whose value holds
+at least ``min_rows`` training rows with a value, else the median of all training rows. The
+medians are learned when the model is fitted (``MappedModel``) and looked up for any later row,
+so a test row's own value never moves its feature. Per-file derivations may feed a fitted one,
+not the reverse.
 """
 
 from __future__ import annotations
@@ -70,7 +90,11 @@ DERIVATIONS: dict[str, tuple[int, str]] = {
     "weekday": (0, "categorical"),  # 1 = Monday .. 7 = Sunday, of the date column
     "month": (0, "categorical"),  # 1..12
     "day": (0, "numeric"),  # day of month 1..31
+    "relative_to_group": (1, "numeric"),  # ln(1+a) - ln(1+ training median of a in the row's group)
 }
+#: derivations learned from the training rows when the model is fitted, not computed per file
+FITTED = frozenset({"relative_to_group"})
+_MIN_ROWS = 20
 ROLES = ("numeric", "categorical", "high_cardinality")
 _ROLE_PARAMS = {"categorical", "high_cardinality", "numeric", "ignore"}
 
@@ -84,6 +108,16 @@ class Derivation:
     columns: tuple[str, ...]
     role: str
     length: int | None = None
+    groups: tuple[str, ...] = ()
+    min_rows: int = _MIN_ROWS
+
+    @property
+    def fitted(self) -> bool:
+        return self.op in FITTED
+
+    def inputs(self) -> tuple[str, ...]:
+        """Every column this derivation reads (its source columns and its groups)."""
+        return (*self.columns, *self.groups)
 
     def expr(self, date_col: str | None) -> pl.Expr:
         """The Polars expression computing this feature (dates already parsed)."""
@@ -136,15 +170,29 @@ class Mapping:
     derive: tuple[Derivation, ...] = ()
     model: dict[str, Any] = field(default_factory=dict)
     seen_columns: tuple[str, ...] = ()
+    one_row_per: tuple[str, ...] = ()
     source: str = "<mapping>"
 
     def source_columns(self) -> list[str]:
         """Every column of the data files the mapping names (checked against each file)."""
         cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
         cols += [c for c in (self.id, self.date) if c]
-        cols += list(self.seen_columns)
+        cols += [*self.seen_columns, *self.one_row_per]
         for d in self.derive:
-            cols += [c for c in d.columns if c not in self._derived_names()]
+            cols += [c for c in d.inputs() if c not in self._derived_names()]
+        return list(dict.fromkeys(cols))
+
+    def fitted(self) -> tuple[Derivation, ...]:
+        return tuple(d for d in self.derive if d.fitted)
+
+    def model_input_columns(self) -> list[str]:
+        """The columns ``load_labelled`` returns: the features, except fitted derivations,
+        which the model adds, plus the columns those read (identical to the features when the
+        mapping has no fitted derivation)."""
+        roles = self.features_by_role()
+        fitted = {d.name for d in self.fitted()}
+        cols = [c for r in ROLES for c in roles[r] if c not in fitted]
+        cols += [c for d in self.fitted() for c in d.inputs() if c not in fitted]
         return list(dict.fromkeys(cols))
 
     def _derived_names(self) -> set[str]:
@@ -188,7 +236,7 @@ def _model_params(table: dict[str, Any], where: str) -> dict[str, Any]:
 
 def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
     """Validate a parsed TOML mapping; every error names the key and the mapping file."""
-    _check_keys(doc, {"dataset", "columns", "derive", "model", "evaluation"}, source)
+    _check_keys(doc, {"dataset", "columns", "derive", "model", "evaluation", "training"}, source)
     ds = doc.get("dataset", {})
     cols = doc.get("columns", {})
     if not isinstance(ds, dict) or not isinstance(cols, dict):
@@ -217,7 +265,7 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         where = f"{source} derive #{i + 1}"
         if not isinstance(d, dict):
             raise RiskpipeError(f"{where}: expected a table")
-        _check_keys(d, {"name", "op", "columns", "column", "length", "role"}, where)
+        _check_keys(d, {"name", "op", "columns", "column", "length", "role", "groups", "min_rows"}, where)
         name, op = d.get("name"), d.get("op")
         if not isinstance(name, str) or not name:
             raise RiskpipeError(f"{where}: 'name' is required")
@@ -236,7 +284,16 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         role = d.get("role", role)
         if role not in ROLES:
             raise RiskpipeError(f"{where}: role must be one of {', '.join(ROLES)}")
-        derivations.append(Derivation(name=name, op=op, columns=src, role=role, length=length))
+        groups, min_rows = _group_options(d, op, where)
+        fitted_inputs = [c for c in (*src, *groups) if c in {x.name for x in derivations if x.fitted}]
+        if fitted_inputs and op not in FITTED:
+            raise RiskpipeError(
+                f"{where}: reads {', '.join(map(repr, fitted_inputs))}, which is fitted with the model; "
+                "only another fitted derivation can use it"
+            )
+        derivations.append(
+            Derivation(name=name, op=op, columns=src, role=role, length=length, groups=groups, min_rows=min_rows)
+        )
 
     names = [*roles["numeric"], *roles["categorical"], *roles["high_cardinality"], *(d.name for d in derivations)]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -246,7 +303,9 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         raise RiskpipeError(f"{source}: the label column {label!r} cannot also be a feature")
     if not names:
         raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
-    seen = _seen_columns(doc.get("evaluation", {}), label, {d.name for d in derivations}, f"{source} [evaluation]")
+    derived = {d.name for d in derivations}
+    seen = _seen_columns(doc.get("evaluation", {}), label, derived, f"{source} [evaluation]")
+    one_row_per = _one_row_per(doc.get("training", {}), label, derived, f"{source} [training]")
     return Mapping(
         label=label,
         positive=positive_text,
@@ -260,8 +319,43 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         derive=tuple(derivations),
         model=_model_params(doc.get("model", {}), f"{source} [model]"),
         seen_columns=seen,
+        one_row_per=one_row_per,
         source=source,
     )
+
+
+def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[str, ...], int]:
+    """``groups`` and ``min_rows`` of a ``relative_to_group`` derivation (and of no other op)."""
+    if op not in FITTED:
+        extra = [k for k in ("groups", "min_rows") if k in d]
+        if extra:
+            raise RiskpipeError(f"{where}: {', '.join(extra)} only apply to op relative_to_group")
+        return (), _MIN_ROWS
+    groups = _str_list(d.get("groups", []), f"{where}: groups")
+    if not groups:
+        raise RiskpipeError(f"{where}: relative_to_group needs 'groups' (group columns, finest first)")
+    min_rows = d.get("min_rows", _MIN_ROWS)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise RiskpipeError(f"{where}: min_rows must be a positive integer, got {min_rows!r}")
+    return groups, min_rows
+
+
+def _one_row_per(table: Any, label: str, derived: set[str], where: str) -> tuple[str, ...]:
+    """``[training].one_row_per``: columns of the data files (not the label, not derived)."""
+    if not isinstance(table, dict):
+        raise RiskpipeError(f"{where}: must be a table")
+    _check_keys(table, {"one_row_per"}, where)
+    if "one_row_per" not in table:
+        return ()
+    cols = _str_list(table["one_row_per"], f"{where}.one_row_per")
+    if not cols:
+        raise RiskpipeError(f"{where}.one_row_per: name at least one column (or leave the key out)")
+    if label in cols:
+        raise RiskpipeError(f"{where}.one_row_per: the label column {label!r} cannot define distinct rows")
+    bad = [c for c in cols if c in derived]
+    if bad:
+        raise RiskpipeError(f"{where}.one_row_per: {', '.join(map(repr, bad))} is derived; name columns of the data files")
+    return tuple(dict.fromkeys(cols))
 
 
 def _seen_columns(table: Any, label: str, derived: set[str], where: str) -> tuple[str, ...]:
@@ -365,10 +459,16 @@ def load_labelled(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np
     return X, y
 
 
-def load_labelled_keys(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
-    """``load_labelled`` plus the rows' ``seen_columns`` values as text (no columns if none)."""
-    roles = mapping.features_by_role()
-    feature_cols = [*roles["numeric"], *roles["categorical"], *roles["high_cardinality"]]
+def load_labelled_keys(
+    paths: list[Path], mapping: Mapping, key_columns: tuple[str, ...] | None = None
+) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """``load_labelled`` plus the rows' values of ``key_columns`` (default: ``seen_columns``) as
+    text.
+
+    With fitted derivations the frame holds their input columns instead (``MappedModel`` adds
+    them): see ``Mapping.model_input_columns``."""
+    feature_cols = mapping.model_input_columns()
+    key_cols = mapping.seen_columns if key_columns is None else key_columns
     frames, labels, keys = [], [], []
     for path in paths:
         frame = read_table(path, mapping)
@@ -379,10 +479,11 @@ def load_labelled_keys(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFram
         y = frame.select(_label_text(mapping.label, label.dtype).is_in(list(mapping.positive))).to_series()
         feats = frame
         for d in mapping.derive:  # in order: a derivation may use an earlier one
-            feats = feats.with_columns(d.expr(mapping.date))
+            if not d.fitted:
+                feats = feats.with_columns(d.expr(mapping.date))
         frames.append(feats.select(feature_cols))
         labels.append(y.to_numpy().astype(np.int64))
-        keys.append(frame.select(pl.col(c).cast(pl.String) for c in mapping.seen_columns))
+        keys.append(frame.select(pl.col(c).cast(pl.String) for c in key_cols))
     return pl.concat(frames, how="vertical_relaxed"), np.concatenate(labels), pl.concat(keys)
 
 
@@ -396,18 +497,103 @@ def unseen_rows(reference: pl.DataFrame, rows: pl.DataFrame) -> np.ndarray:
     return mask
 
 
+def first_rows(keys: pl.DataFrame) -> np.ndarray:
+    """Indices of the first row (in order) of each distinct combination of ``keys``' values
+    (a null equals a null), ascending."""
+    return keys.with_row_index(_ROW).unique(subset=keys.columns, keep="first", maintain_order=True)[_ROW].to_numpy()
+
+
+@dataclass(frozen=True)
+class GroupMedians:
+    """A fitted ``relative_to_group`` derivation: the training medians of ``column`` per value
+    of each group column (only values with ``min_rows`` training rows) and overall."""
+
+    name: str
+    column: str
+    groups: tuple[str, ...]
+    tables: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]  # per group: (values, medians)
+    overall: float | None
+
+    @classmethod
+    def fit(cls, d: Derivation, frame: pl.DataFrame) -> GroupMedians:
+        """Learn the medians from the training rows ``frame`` (rows without a value ignored)."""
+        value = pl.col(d.columns[0]).cast(pl.Float64)
+        rows = frame.select(value.alias("v"), *(pl.col(g).cast(pl.String).alias(g) for g in d.groups))
+        rows = rows.filter(pl.col("v").is_not_null())
+        tables = []
+        for g in d.groups:
+            t = (
+                rows.drop_nulls(g)
+                .group_by(g)
+                .agg(pl.col("v").median().alias("m"), pl.len().alias("n"))
+                .filter(pl.col("n") >= d.min_rows)
+                .sort(g)
+            )
+            tables.append((tuple(t[g].to_list()), tuple(t["m"].to_list())))
+        overall = rows["v"].median() if rows.height else None
+        return cls(d.name, d.columns[0], d.groups, tuple(tables), None if overall is None else float(overall))
+
+    def expr(self) -> pl.Expr:
+        """The feature of any rows: the finest group's training median, else a coarser one's."""
+        median = pl.lit(self.overall, pl.Float64)
+        for g, (values, medians) in reversed(list(zip(self.groups, self.tables))):
+            found = pl.col(g).cast(pl.String).replace_strict(
+                list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64
+            )
+            median = pl.coalesce(found, median)
+        ln = lambda e: e.clip(lower_bound=0.0).log1p()  # noqa: E731 - as op "log"
+        return (ln(pl.col(self.column).cast(pl.Float64)) - ln(median)).alias(self.name)
+
+
+class MappedModel:
+    """The shared estimator behind a mapping's fitted derivations: ``fit`` learns them from the
+    training rows (then the estimator on the completed features), ``predict_proba`` looks them
+    up, so no statistic of the rows being scored reaches their features."""
+
+    def __init__(self, mapping: Mapping, classifier: Any) -> None:
+        self.mapping = mapping
+        self.classifier = classifier
+
+    def _select(self, X: pl.DataFrame) -> pl.DataFrame:
+        roles = self.mapping.features_by_role()
+        return X.select(c for r in ROLES for c in roles[r])
+
+    def fit(self, X: pl.DataFrame, y: np.ndarray) -> MappedModel:
+        self.medians_: list[GroupMedians] = []
+        for d in self.mapping.fitted():  # in order: a fitted derivation may use an earlier one
+            self.medians_.append(GroupMedians.fit(d, X))
+            X = X.with_columns(self.medians_[-1].expr())
+        self.classifier.fit(self._select(X), y)
+        return self
+
+    def transform(self, X: pl.DataFrame) -> pl.DataFrame:
+        """The features the estimator sees for rows ``X`` (fitted derivations added)."""
+        for medians in self.medians_:
+            X = X.with_columns(medians.expr())
+        return self._select(X)
+
+    def predict_proba(self, X: pl.DataFrame) -> np.ndarray:
+        return self.classifier.predict_proba(self.transform(X))
+
+    @property
+    def n_iter_(self) -> int:
+        return int(self.classifier.n_iter_)
+
+
 def build_model(mapping: Mapping, random_state: int = 0):
-    """The shared estimator with the mapping's roles and model parameters."""
+    """The shared estimator with the mapping's roles and model parameters (wrapped in a
+    ``MappedModel`` when the mapping has fitted derivations)."""
     from riskpipe.estimator import TabularRiskClassifier
 
     roles = mapping.features_by_role()
     params = {"random_state": random_state, **mapping.model}
-    return TabularRiskClassifier(
+    classifier = TabularRiskClassifier(
         numeric=roles["numeric"],
         categorical=roles["categorical"],
         high_cardinality=roles["high_cardinality"],
         **params,
     )
+    return MappedModel(mapping, classifier) if mapping.fitted() else classifier
 
 
 def _roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
@@ -480,7 +666,13 @@ def evaluate(
         raise RiskpipeError("evaluate: give at least one --train file")
     if seeds < 1:
         raise RiskpipeError(f"evaluate: seeds must be at least 1, got {seeds}")
-    X_train, y_train, seen_train = load_labelled_keys(list(train_paths), mapping)
+    key_columns = tuple(dict.fromkeys((*mapping.seen_columns, *mapping.one_row_per)))
+    X_train, y_train, keys_train = load_labelled_keys(list(train_paths), mapping, key_columns)
+    seen_train = keys_train.select(mapping.seen_columns)
+    rows_read = int(y_train.shape[0])
+    if mapping.one_row_per:  # near-copies once; seen-ness still reads every training row
+        keep = first_rows(keys_train.select(mapping.one_row_per))
+        X_train, y_train = X_train[keep], y_train[keep]
     if y_train.sum() == 0:
         raise RiskpipeError(
             f"label values {list(mapping.positive)} not found in column {mapping.label!r} of the training data"
@@ -509,6 +701,7 @@ def evaluate(
         views=views,
         seeds=seeds,
         train_rows=int(y_train.shape[0]),
+        train_rows_read=rows_read,
         train_positives=int(y_train.sum()),
         seconds=round(seconds, 2),
         n_iter=int(round(float(np.mean(n_iter)))),

@@ -403,3 +403,164 @@ def test_seen_columns_validation(evaluation, message) -> None:
     else:
         with pytest.raises(RiskpipeError, match=message):
             parse_mapping(doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# fitted derivations (relative_to_group) and [training] one_row_per (issue 13)
+# ---------------------------------------------------------------------------------------------
+from riskpipe.external import GroupMedians, MappedModel, build_model, first_rows  # noqa: E402
+
+_REL = {"dataset": {"label": "y", "positive": [1]},
+        "columns": {"numeric": ["v"]},
+        "derive": [{"name": "hs4", "op": "prefix", "column": "hs6", "length": 4, "role": "categorical"},
+                   {"name": "v_rel", "op": "relative_to_group", "column": "v", "groups": ["hs6", "hs4"],
+                    "min_rows": 3}],
+        "model": {"max_iter": 5, "early_stopping": False}}
+_TRAIN = pl.DataFrame({
+    "v": [9.0, 99.0, 999.0, 1.0, 3.0, 5.0, 1000.0, None, 7.0],
+    "hs6": ["111111", "111111", "111111", "222211", "222211", "222222", "222222", "111111", None],
+    "hs4": ["1111", "1111", "1111", "2222", "2222", "2222", "2222", "1111", None],
+    "y": [0, 1, 1, 0, 0, 1, 1, 0, 0],
+})
+
+
+def _ln(x: float) -> float:
+    return float(np.log1p(x))
+
+
+def test_group_relative_is_learned_from_the_training_rows_only() -> None:
+    spec = parse_mapping(_REL)
+    (d,) = spec.fitted()
+    medians = GroupMedians.fit(d, _TRAIN)
+    # hs6 111111: 3 valued rows (the null is not counted) -> its median 99; 2222xx: 4 rows, median 4
+    assert medians.tables[0] == (("111111",), (99.0,))
+    assert medians.tables[1] == (("1111", "2222"), (99.0, 4.0))
+    assert medians.overall == 8.0  # median of the 8 valued training rows
+    test = pl.DataFrame({"v": [99.0, 5_000.0], "hs6": ["111111", "111111"], "hs4": ["1111", "1111"]})
+    got = test.select(medians.expr())["v_rel"].to_list()
+    assert got == pytest.approx([0.0, _ln(5_000.0) - _ln(99.0)])  # the row's own value moves nothing else
+    model = build_model(spec)
+    assert isinstance(model, MappedModel)
+    model.fit(_TRAIN.drop("y"), _TRAIN["y"].to_numpy())
+    alone = model.transform(test.head(1))["v_rel"].to_list()
+    crowd = pl.concat([test.head(1), pl.DataFrame({"v": [1e9] * 50, "hs6": ["111111"] * 50, "hs4": ["1111"] * 50})])
+    assert model.transform(crowd)["v_rel"].to_list()[:1] == alone == [0.0]  # batch-independent
+    assert model.transform(test).columns == ["v", "v_rel", "hs4"]  # numeric, then categorical
+    assert model.predict_proba(test).shape == (2, 2) and model.n_iter_ == 5
+
+
+def test_group_relative_falls_back_to_coarser_groups_then_all_rows() -> None:
+    spec = parse_mapping(_REL)
+    medians = GroupMedians.fit(spec.fitted()[0], _TRAIN)
+    rows = pl.DataFrame({
+        "v": [4.0, 4.0, 8.0, 8.0, None],
+        # 222211 has 2 training rows (< min_rows 3): its heading 2222; 9999xx unseen; null group
+        "hs6": ["222211", "222299", "999999", None, "111111"],
+        "hs4": ["2222", "2222", "9999", None, "1111"],
+    })
+    got = rows.select(medians.expr())["v_rel"].to_list()
+    assert got[:4] == pytest.approx([0.0, 0.0, 0.0, 0.0])  # 4 vs heading median 4; 8 vs overall 8
+    assert got[4] is None  # no value, no feature
+    assert rows.head(1).with_columns(v=pl.lit(8.0)).select(medians.expr()).item() == pytest.approx(_ln(8) - _ln(4))
+    empty = GroupMedians.fit(spec.fitted()[0], _TRAIN.head(0))
+    assert empty.overall is None and rows.select(empty.expr())["v_rel"].null_count() == 5
+
+
+def test_load_labelled_keeps_the_inputs_of_fitted_derivations(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    _TRAIN.write_csv(path)
+    spec = parse_mapping(_REL)
+    X, y = load_labelled([path], spec)
+    assert X.columns == ["v", "hs4", "hs6"]  # v_rel is the model's; its group columns come along
+    assert y.tolist() == _TRAIN["y"].to_list()
+    plain = parse_mapping({**_REL, "derive": _REL["derive"][:1]})
+    assert load_labelled([path], plain)[0].columns == ["v", "hs4"]  # unchanged without one
+    assert not isinstance(build_model(plain), MappedModel)
+
+
+def test_first_rows_keeps_the_first_of_each_combination() -> None:
+    keys = pl.DataFrame({"a": ["1", "2", "1", None, None, "2"], "b": ["x", "x", "x", "y", "y", "z"]})
+    assert first_rows(keys).tolist() == [0, 1, 3, 5]
+
+
+def test_one_row_per_trains_on_distinct_rows_and_keeps_the_seen_view(near_copies, tmp_path: Path) -> None:
+    mapping = tmp_path / "distinct.toml"
+    mapping.write_text(SEEN + '\n[training]\none_row_per = ["Value"]\n')
+    spec = load_mapping(mapping)
+    assert spec.one_row_per == ("Value",) and "Value" in spec.source_columns()
+    train = pl.concat([pl.read_csv(near_copies["train"])] * 2)  # every row twice
+    doubled = tmp_path / "doubled.csv"
+    train.write_csv(doubled)
+    report = evaluate(spec, [doubled], near_copies["test"])
+    distinct = train["Value"].n_unique()
+    assert report["train_rows_read"] == train.height and report["train_rows"] == distinct < train.height
+    plain = evaluate(load_mapping(near_copies["mapping"]), [near_copies["train"]], near_copies["test"])
+    assert report["views"]["unseen"]["n"] == plain["views"]["unseen"]["n"]  # seen-ness reads every row
+    # the same model as one trained on the file of first rows, made outside riskpipe
+    firsts = tmp_path / "firsts.csv"
+    train.unique("Value", keep="first", maintain_order=True).write_csv(firsts)
+    same = evaluate(load_mapping(near_copies["mapping"]), [firsts], near_copies["test"])
+    for view in ("all", "unseen"):
+        assert report["views"][view]["precision_at"] == same["views"][view]["precision_at"]
+        assert report["views"][view]["roc_auc"] == same["views"][view]["roc_auc"]
+
+
+def test_evaluate_with_a_fitted_derivation_finds_a_group_relative_signal(tmp_path: Path) -> None:
+    """Positives are the rows priced high for their code: the raw price does not separate them
+    (codes sit at price levels 100x apart), the price relative to the code's median does."""
+    rng = np.random.default_rng(0)
+
+    def frame(n: int) -> pl.DataFrame:
+        code = rng.choice(["010101", "020202", "030303"], n)
+        level = np.select([code == "010101", code == "020202"], [1.0, 100.0], 10_000.0)
+        rel = rng.lognormal(0.0, 0.5, n)
+        return pl.DataFrame({"code": code.tolist(), "price": (level * rel).round(2),
+                             "y": (rel > 1.5).astype(int)})
+
+    frame(3000).write_csv(tmp_path / "train.csv")
+    frame(1000).write_csv(tmp_path / "test.csv")
+    doc = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["price"]},
+           "model": {"max_iter": 60, "max_depth": 2, "early_stopping": False}}
+    rel = {**doc, "derive": [{"name": "price_rel", "op": "relative_to_group", "column": "price", "groups": ["code"]}]}
+    relative = evaluate(parse_mapping(rel), [tmp_path / "train.csv"], tmp_path / "test.csv")
+    assert relative["roc_auc"] > 0.98
+
+
+_FIT_BASE = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a"}]}, r"derive 'r': relative_to_group needs 'groups'"),
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": []}]}, r"needs 'groups'"),
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": [3]}]}, r"groups: expected a list"),
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": 0}]},
+         r"min_rows must be a positive integer, got 0"),
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": True}]},
+         r"min_rows must be a positive integer"),
+        ({"derive": [{"name": "r", "op": "log", "column": "a", "groups": ["g"]}]},
+         r"derive 'r': groups only apply to op relative_to_group"),
+        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g"},
+                     {"name": "lr", "op": "log", "column": "r"}]}, r"derive 'lr': reads 'r', which is fitted"),
+        ({"training": {"one_row_per": []}}, r"\[training\]\.one_row_per: name at least one column"),
+        ({"training": {"one_row_per": ["y"]}}, r"the label column 'y' cannot define distinct rows"),
+        ({"training": {"one_row_per": ["a"], "dedupe": True}}, r"\[training\]: unknown key\(s\) dedupe"),
+        ({"training": "a"}, r"\[training\]: must be a table"),
+    ],
+)
+def test_fitted_and_training_options_validation_is_one_line(extra, message) -> None:
+    with pytest.raises(RiskpipeError, match=message) as err:
+        parse_mapping({**_FIT_BASE, **extra}, source="m.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("m.toml")
+
+
+def test_a_fitted_derivation_may_feed_another_and_stateless_ones_may_feed_it() -> None:
+    spec = parse_mapping({**_FIT_BASE, "columns": {"numeric": ["a", "b"]}, "derive": [
+        {"name": "ab", "op": "ratio", "columns": ["a", "b"]},
+        {"name": "r1", "op": "relative_to_group", "column": "ab", "groups": "g"},
+        {"name": "r2", "op": "relative_to_group", "column": "r1", "groups": "g", "min_rows": 1},
+    ]})
+    assert [d.name for d in spec.fitted()] == ["r1", "r2"]
+    assert spec.model_input_columns() == ["a", "b", "ab", "g"]
+    assert spec.source_columns()[-1] == "g"
