@@ -96,10 +96,10 @@ def require_home(create: bool = False) -> Path:
     home = state.home
     if create:
         home.mkdir(parents=True, exist_ok=True)
-    elif not home.is_dir():
-        what = "is not a folder" if home.exists() else "does not exist"
-        raise RiskpipeError(f"data home {home} {what} (check --home or RISKPIPE_HOME; "
-                            f"`riskpipe demo` and `riskpipe generate` create a home)")
+    else:
+        from riskpipe.preflight import check_home
+
+        check_home(home)
     return home
 
 

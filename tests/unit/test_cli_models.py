@@ -182,8 +182,8 @@ def test_mistyped_home_fails_at_once_and_creates_nothing(monkeypatch, capsys, tm
                  ["retrain"], ["labels", "import", str(tmp_path)]):
         code, out, err = run(monkeypatch, capsys, "--home", str(missing), *args, prefect=True)
         assert code == 1, args
-        assert err.strip() == (f"error: data home {missing} does not exist (check --home or RISKPIPE_HOME; "
-                               "`riskpipe demo` and `riskpipe generate` create a home)"), args
+        assert err.strip() == (f"error: data home {missing} does not exist: give --home (or RISKPIPE_HOME) an "
+                               "existing home, or make one with `riskpipe generate` or `riskpipe demo`"), args
         assert not missing.exists() and not (missing / ".prefect").exists()
     monkeypatch.setenv("RISKPIPE_HOME", str(missing))
     assert run(monkeypatch, capsys, "models", "list")[0] == 1 and not missing.exists()

@@ -132,6 +132,7 @@ def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch
         )
 
     monkeypatch.setattr(riskpipe.registry, "retrain", fake_retrain)
+    monkeypatch.setattr("riskpipe.preflight.check_retrain", lambda *a, **k: None)  # no raw store here
     result = CliRunner().invoke(app, ["--home", str(tmp_path), "retrain"])
     assert result.exit_code == 0, result.output
     assert "warning: challenger v7 trained on 8 positive(s), fewer than 20" in result.output
