@@ -122,6 +122,10 @@ def demo(
 def _print_decision(record: dict) -> None:
     verdict = "promoted" if record.get("promoted") else "kept the champion"
     console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}")
+    if record.get("views"):
+        for view in record["views"]:
+            _print_view(view)
+        return
     rows = record.get("table") or []
     if not rows:
         return
@@ -139,6 +143,45 @@ def _print_decision(record: dict) -> None:
         if key in rows[0]:
             table.add_row(label, *[f"{r[key]:.3f}" if r.get(key) is not None else "" for r in rows])
     console.print(table)
+
+
+_VIEW_TITLES = {"labelled": "labelled outcomes", "random_exams": "random exams", "truth": "ground truth"}
+
+
+def _print_view(v: dict) -> None:
+    """One evaluation view: its counts and prevalence first, then each scorer's precision and
+    recall at 1x and 3x that prevalence with their counts (hits/selected, hits/positives), or
+    "not enough evidence" when the view holds too few positives to judge anything."""
+    from rich.table import Table
+
+    days = v.get("days") or []
+    span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
+    caps = ", ".join(f"{key} = {k:,} exams" for key, k in (v.get("k_at_prevalence") or {}).items())
+    head = (f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positives; "
+            f"prevalence {v['prevalence']:.4f} = {v['prevalence_basis']}; capacity {caps}")
+    wide = Console(width=max(console.width, 150))  # a log file must not cut the figures
+    wide.print(head, highlight=False)
+    if v.get("verdict"):
+        wide.print(f"  {v['verdict']}: no figures shown for this view", highlight=False)
+        return
+    scorers = v["scorers"]
+    table = Table()
+    table.add_column("metric")
+    for name in scorers:
+        table.add_column(name, justify="right")
+    pos = v["positives"]
+    for key in v.get("k_at_prevalence") or {}:
+        table.add_row(f"P@{key} prev", *[f"{m['precision_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/"
+                                         f"{m['selected_at_prevalence'][key]})" for m in scorers.values()])
+        table.add_row(f"R@{key} prev", *[f"{m['recall_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/{pos})"
+                                         for m in scorers.values()])
+    table.add_row("P@capacity", *[f"{m['precision_at_capacity']:.3f} ({m['hits_at_capacity']}/{m['selected_at_capacity']})"
+                                  for m in scorers.values()])
+    table.add_row("R@capacity", *[f"{m['recall_at_capacity']:.3f} ({m['hits_at_capacity']}/{pos})" for m in scorers.values()])
+    for pct in ("1", "5"):
+        table.add_row(f"R@{pct}%", *[f"{(m.get('recall_at') or {}).get(pct, 0.0):.3f}" for m in scorers.values()])
+    table.add_row("PR-AUC", *[f"{m['pr_auc']:.3f}" for m in scorers.values()])
+    wide.print(table)
 
 
 def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
