@@ -743,14 +743,14 @@ def model_card(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def headline_metrics(report: dict[str, Any], name: str = "model") -> dict[str, Any]:
+def headline_metrics(report: dict[str, Any], name: str = "model", min_positives: int | None = None) -> dict[str, Any]:
     """The model card's evaluation lines: per view its counts and prevalence, then precision and
     recall at 1x and 3x that prevalence and at the ports' capacity, each with its counts, or
     "not enough evidence (N positives)" when the view holds too few positives to judge."""
-    from riskpipe.model import view_summaries
+    from riskpipe.model import MIN_EVIDENCE_POSITIVES, view_summaries
 
     out: dict[str, Any] = {}
-    for v in view_summaries(report):
+    for v in view_summaries(report, MIN_EVIDENCE_POSITIVES if min_positives is None else min_positives):
         days = v["days"]
         span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
         out[f"{v['view']} view"] = (

@@ -152,3 +152,18 @@ def test_random_compliance_exams_are_drawn_independently_of_targeting():
     # about a fifth of the highest-scored parcels are compliance exams, like everywhere else
     assert 0.15 < (reason[top] == 2).mean() < 0.25
     assert 0.15 < (reason == 2).mean() < 0.25
+
+
+def test_model_card_lines_carry_counts_and_the_evidence_verdict():
+    from riskpipe.registry import headline_metrics
+
+    scored = frame().rename({"score__m": "score__model"})
+    lines = headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}), min_positives=2)
+    assert lines["truth view"].startswith("20 rows, 4 positives, 2 days")
+    assert lines["truth precision / recall at 3x prevalence (12 exams)"] == "0.2500 / 0.7500 (3 found; 12 selected rows in the view; 4 positives)"
+    # 1 random-exam positive (fewer than 2): no figure at all, not even at the ports' capacity
+    assert lines["random_exams precision / recall at 1x prevalence (6 exams)"] == "not enough evidence (1 positive)"
+    assert lines["random_exams precision / recall at capacity (the ports' exam slots)"] == "not enough evidence (1 positive)"
+    # by default a view needs MIN_EVIDENCE_POSITIVES (5): 4 true positives are not enough
+    assert headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}))[
+        "truth precision / recall at 1x prevalence (4 exams)"] == "not enough evidence (4 positives)"
