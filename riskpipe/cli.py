@@ -577,6 +577,7 @@ def adaptation(
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
     exploration. Shows how the smugglers' adaptation erodes a static model."""
+    import polars as pl
     from rich.table import Table
 
     from riskpipe.labels import LabelStore
@@ -587,12 +588,21 @@ def adaptation(
     study = adaptation_study(Layout(state.home), cfg, LabelStore(cfg.db_url).current(), warmup_days=warmup_days,
                              retrain_every=retrain_every, capacity=capacity)
     summary = adaptation_summary(study, weeks=7)
+    one = study.filter((pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0]))
+    shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
+    prevalence = positives / shipments if shipments else 0.0
+    per_day = one["selected"].sum() / days if days else 0.0
+    multiple = per_day / (prevalence * shipments / days) if positives else float("nan")
+    console.print(
+        f"ground truth view: {days} simulated days, {shipments:,} shipments, {positives} positives, prevalence "
+        f"{prevalence:.4f}; capacity {per_day:.0f} exams a day = {multiple:.1f}x the prevalence", highlight=False
+    )
     table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
-    for col in ("policy", "exploration", "week", "found", "positives", "recall"):
+    for col in ("policy", "exploration", "week", "found", "positives", "recall", "selected", "precision"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in summary.iter_rows(named=True):
         table.add_row(r["policy"], f"{r['exploration_share']:.0%}", str(r["week"]), str(r["found"]), str(r["positives"]),
-                      f"{r['recall_at_capacity']:.3f}")
+                      f"{r['recall_at_capacity']:.3f}", str(r["selected"]), f"{r['found'] / r['selected']:.3f}" if r["selected"] else "")
     console.print(table)
     if out is not None:
         summary.write_csv(out)

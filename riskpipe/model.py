@@ -849,8 +849,8 @@ def adaptation_study(
     overrides the total exams a day (a small world with the default port table examines a large
     share of its shipments, which hides the differences).
 
-    Returns one row per (policy, exploration_share, day): ``positives`` (truth), ``found`` (in
-    the list), ``selected``, ``recall_at_capacity``, ``precision_at_capacity``.
+    Returns one row per (policy, exploration_share, day): ``shipments``, ``positives`` (truth),
+    ``found`` (in the list), ``selected``, ``recall_at_capacity``, ``precision_at_capacity``.
     """
     from riskpipe.rank import rank_day
     from riskpipe.registry import LoadedModel
@@ -907,6 +907,7 @@ def adaptation_study(
                         "exploration_share": share,
                         "day": day,
                         "model_version": model.version,
+                        "shipments": raw.height,
                         "positives": positives,
                         "selected": targets.height,
                         "found": found,
@@ -927,7 +928,8 @@ def adaptation_study(
 
 
 def adaptation_summary(study: pl.DataFrame, weeks: int = 7) -> pl.DataFrame:
-    """Recall at capacity per policy and exploration share, per week of the simulation."""
+    """Recall at capacity per policy and exploration share, per week of the simulation (with the
+    week's shipments, truth positives and selected exams, so the prevalence and capacity show)."""
     first_day = study["day"].min()
     return (
         study.with_columns(((pl.col("day") - first_day).dt.total_days() // weeks + 1).alias("week"))
@@ -936,6 +938,7 @@ def adaptation_summary(study: pl.DataFrame, weeks: int = 7) -> pl.DataFrame:
             pl.col("found").sum(),
             pl.col("positives").sum(),
             (pl.col("found").sum() / pl.col("positives").sum()).alias("recall_at_capacity"),
+            *[pl.col(c).sum() for c in ("shipments", "selected") if c in study.columns],
         )
         .sort("exploration_share", "policy", "week")
     )
