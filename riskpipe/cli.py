@@ -157,7 +157,8 @@ def _print_view(v: dict) -> None:
     days = v.get("days") or []
     span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
     caps = ", ".join(f"{key} = {k:,} exams" for key, k in (v.get("k_at_prevalence") or {}).items())
-    head = (f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positives; "
+    head = (f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positive"
+            f"{'s' * (v['positives'] != 1)}; "
             f"prevalence {v['prevalence']:.4f} = {v['prevalence_basis']}; capacity {caps}")
     wide = Console(width=max(console.width, 150))  # a log file must not cut the figures
     wide.print(head, highlight=False)
