@@ -40,6 +40,7 @@ def import_outcomes(home: str, path: str) -> dict:
 
 @task(name="train-and-decide")
 def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
+    from riskpipe.model import view_summaries
     from riskpipe.registry import retrain
 
     layout = Layout(Path(home))
@@ -48,6 +49,7 @@ def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     record = decision.as_record()
     record["table"] = decision.table.to_dicts() if decision.table is not None else []
     record["view"] = (decision.report or {}).get("preferred_view")
+    record["views"] = view_summaries(decision.report) if decision.report else []
     return record
 
 

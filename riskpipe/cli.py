@@ -175,6 +175,10 @@ def demo(
 def _print_decision(record: dict) -> None:
     verdict = "promoted" if record.get("promoted") else "kept the champion"
     console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}")
+    if record.get("views"):
+        for view in record["views"]:
+            _print_view(view)
+        return
     rows = record.get("table") or []
     if not rows:
         return
@@ -192,6 +196,46 @@ def _print_decision(record: dict) -> None:
         if key in rows[0]:
             table.add_row(label, *[f"{r[key]:.3f}" if r.get(key) is not None else "" for r in rows])
     console.print(table)
+
+
+_VIEW_TITLES = {"labelled": "labelled outcomes", "random_exams": "random exams", "truth": "ground truth"}
+
+
+def _print_view(v: dict) -> None:
+    """One evaluation view: its counts and prevalence first, then each scorer's precision and
+    recall at 1x and 3x that prevalence with their counts (hits/selected, hits/positives), or
+    "not enough evidence" when the view holds too few positives to judge anything."""
+    from rich.table import Table
+
+    days = v.get("days") or []
+    span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
+    caps = ", ".join(f"{key} = {k:,} exams" for key, k in (v.get("k_at_prevalence") or {}).items())
+    head = (f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positive"
+            f"{'s' * (v['positives'] != 1)}; "
+            f"prevalence {v['prevalence']:.4f} = {v['prevalence_basis']}; capacity {caps}")
+    wide = Console(width=max(console.width, 150))  # a log file must not cut the figures
+    wide.print(head, highlight=False)
+    if v.get("verdict"):
+        wide.print(f"  {v['verdict']}: no figures shown for this view", highlight=False)
+        return
+    scorers = v["scorers"]
+    table = Table()
+    table.add_column("metric")
+    for name in scorers:
+        table.add_column(name, justify="right")
+    pos = v["positives"]
+    for key in v.get("k_at_prevalence") or {}:
+        table.add_row(f"P@{key} prev", *[f"{m['precision_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/"
+                                         f"{m['selected_at_prevalence'][key]})" for m in scorers.values()])
+        table.add_row(f"R@{key} prev", *[f"{m['recall_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/{pos})"
+                                         for m in scorers.values()])
+    table.add_row("P@capacity", *[f"{m['precision_at_capacity']:.3f} ({m['hits_at_capacity']}/{m['selected_at_capacity']})"
+                                  for m in scorers.values()])
+    table.add_row("R@capacity", *[f"{m['recall_at_capacity']:.3f} ({m['hits_at_capacity']}/{pos})" for m in scorers.values()])
+    for pct in ("1", "5"):
+        table.add_row(f"R@{pct}%", *[f"{(m.get('recall_at') or {}).get(pct, 0.0):.3f}" for m in scorers.values()])
+    table.add_row("PR-AUC", *[f"{m['pr_auc']:.3f}" for m in scorers.values()])
+    wide.print(table)
 
 
 def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
@@ -785,6 +829,7 @@ def adaptation(
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
     exploration. Shows how the smugglers' adaptation erodes a static model."""
+    import polars as pl
     from rich.table import Table
 
     from riskpipe.labels import LabelStore
@@ -795,12 +840,21 @@ def adaptation(
     study = adaptation_study(Layout(state.home), cfg, LabelStore(cfg.db_url).current(), warmup_days=warmup_days,
                              retrain_every=retrain_every, capacity=capacity)
     summary = adaptation_summary(study, weeks=7)
+    one = study.filter((pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0]))
+    shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
+    prevalence = positives / shipments if shipments else 0.0
+    per_day = one["selected"].sum() / days if days else 0.0
+    multiple = per_day / (prevalence * shipments / days) if positives else float("nan")
+    console.print(
+        f"ground truth view: {days} simulated days, {shipments:,} shipments, {positives} positives, prevalence "
+        f"{prevalence:.4f}; capacity {per_day:.0f} exams a day = {multiple:.1f}x the prevalence", highlight=False
+    )
     table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
-    for col in ("policy", "exploration", "week", "found", "positives", "recall"):
+    for col in ("policy", "exploration", "week", "found", "positives", "recall", "selected", "precision"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in summary.iter_rows(named=True):
         table.add_row(r["policy"], f"{r['exploration_share']:.0%}", str(r["week"]), str(r["found"]), str(r["positives"]),
-                      f"{r['recall_at_capacity']:.3f}")
+                      f"{r['recall_at_capacity']:.3f}", str(r["selected"]), f"{r['found'] / r['selected']:.3f}" if r["selected"] else "")
     console.print(table)
     if out is not None:
         summary.write_csv(out)

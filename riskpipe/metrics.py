@@ -13,6 +13,9 @@ Conventions (documented once, used everywhere):
   7, not 8).
 - A quantity that is undefined (recall with no positives, lift with a base rate of 0) is 0.0, as
   scikit-learn does with ``zero_division=0``; this keeps reports JSON-clean.
+- Capacity at a multiple of the prevalence (``k_for_prevalence``): ``ceil(m * prevalence * n)``
+  exams, so 1x is as many exams as there are positives; used for the headline figures because a
+  fixed share of shipments means a different task at every prevalence.
 - ``pr_auc`` is average precision computed like ``sklearn.metrics.average_precision_score``
   (tied scores form one threshold), so it does not depend on the tie-break.
 """
@@ -59,6 +62,17 @@ def k_for_fraction(n: int, frac: float) -> int:
         return 0
     k = math.ceil(round(frac * n, 9))
     return min(max(k, 1), n)
+
+
+def k_for_prevalence(n: int, prevalence: float, multiple: float) -> int:
+    """Exams at a capacity of ``multiple`` x the prevalence among ``n`` shipments:
+    ``ceil(multiple * prevalence * n)``, at most ``n``; 0 when the prevalence is 0 (nothing to find,
+    nothing to judge). At 1x a perfect ranking finds every positive and nothing else."""
+    if prevalence < 0 or multiple <= 0:
+        raise ValueError(f"metrics: prevalence must be >= 0 and multiple > 0, got {prevalence}, {multiple}")
+    if n <= 0 or prevalence == 0:
+        return 0
+    return min(math.ceil(round(multiple * prevalence * n, 9)), n)
 
 
 def _hits_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[int, int]:

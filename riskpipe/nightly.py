@@ -233,8 +233,11 @@ def evaluation_rows(meta: dict) -> list[dict] | None:
         return None
     rows = []
     for name, m in view.items():
-        row = {"scorer": name, "view": view_name, "P@capacity": m.get("precision_at_capacity"),
-               "R@capacity": m.get("recall_at_capacity")}
+        row = {"scorer": name, "view": view_name}
+        for k in m.get("precision_at_prevalence") or {}:
+            row[f"P@{k} prev"] = m["precision_at_prevalence"][k]
+            row[f"R@{k} prev"] = m["recall_at_prevalence"][k]
+        row |= {"P@capacity": m.get("precision_at_capacity"), "R@capacity": m.get("recall_at_capacity")}
         for k in ("1", "2", "5", "10"):
             row[f"P@{k}%"] = (m.get("precision_at") or {}).get(k)
             row[f"R@{k}%"] = (m.get("recall_at") or {}).get(k)

@@ -935,6 +935,34 @@ def model_card(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def headline_metrics(report: dict[str, Any], name: str = "model", min_positives: int | None = None) -> dict[str, Any]:
+    """The model card's evaluation lines: per view its counts and prevalence, then precision and
+    recall at 1x and 3x that prevalence and at the ports' capacity, each with its counts, or
+    "not enough evidence (N positives)" when the view holds too few positives to judge."""
+    from riskpipe.model import MIN_EVIDENCE_POSITIVES, view_summaries
+
+    out: dict[str, Any] = {}
+    for v in view_summaries(report, MIN_EVIDENCE_POSITIVES if min_positives is None else min_positives):
+        days = v["days"]
+        span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
+        out[f"{v['view']} view"] = (
+            f"{v['rows']:,} rows, {v['positives']} positives, {span}; prevalence {v['prevalence']:.4f} "
+            f"({v['prevalence_basis']})"
+        )
+        m = v["scorers"].get(name)
+        if m is None:
+            continue
+        at = [(f"{key} prevalence ({k:,} exams)", m["precision_at_prevalence"][key], m["recall_at_prevalence"][key],
+               m["hits_at_prevalence"][key], m["selected_at_prevalence"][key]) for key, k in v["k_at_prevalence"].items()]
+        at.append(("capacity (the ports' exam slots)", m["precision_at_capacity"], m["recall_at_capacity"],
+                   m["hits_at_capacity"], m["selected_at_capacity"]))
+        for label, p, r, hits, sel in at:
+            out[f"{v['view']} precision / recall at {label}"] = v["verdict"] or (
+                f"{p:.4f} / {r:.4f} ({hits} found; {sel:,} selected rows in the view; {v['positives']} positives)"
+            )
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # retraining: challenger vs champion on the same later labelled days
 # ---------------------------------------------------------------------------------------------
@@ -1055,7 +1083,10 @@ def retrain(
     }
     if champion is not None:
         scorers["champion"] = production(champion)
-    report = evaluate_models(layout, settings, labels, ev_days, scorers, rules=rules, with_truth=with_truth, builder=builder)
+    # random exams are ~1 % of parcels: their view also covers the calibration days (the model
+    # never trained on them; calibration is monotone and only rescales its probability)
+    report = evaluate_models(layout, settings, labels, ev_days, scorers, rules=rules, with_truth=with_truth,
+                             builder=builder, random_exam_days=cal_days)
     view = report["views"][DECISION_VIEW]
     ch_score = view["model"]["precision_at_capacity"]
     champ_score = view["champion"]["precision_at_capacity"] if champion is not None else None
@@ -1072,10 +1103,7 @@ def retrain(
             "eval_end": ev_days[-1],
         },
         "metrics": report,
-        "headline_metrics": {
-            f"{v} precision at capacity": report["views"][v]["model"]["precision_at_capacity"] for v in report["views"]
-        }
-        | {f"{v} recall at capacity": report["views"][v]["model"]["recall_at_capacity"] for v in report["views"]},
+        "headline_metrics": headline_metrics(report),
         "rule_blend": "max(p, 0.05 * rule_score if rule_score >= 0.6 else 0.001 * rule_score)",
     }
     steps.next("save")

@@ -57,14 +57,19 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
     for fam in families:
         pos = frame.filter(pl.col("positive")).get_column(fam).mean() if n_pos else None
         neg = frame.filter(~pl.col("positive")).get_column(fam).mean() if n_neg else None
+        fired = frame.get_column(fam).sum()
         rows.append({
             "family": fam,
             "fires_on_positives": pos,
             "fires_on_negatives": neg,
             "lift": (pos / neg) if pos is not None and neg else None,
+            # what an officer examining every shipment it fires on would find (with the fired count)
+            "fired": int(fired),
+            "precision": frame.filter(pl.col(fam)).get_column("positive").mean() if fired else None,
         })
     return pl.DataFrame(rows, schema={"family": pl.String, "fires_on_positives": pl.Float64,
-                                      "fires_on_negatives": pl.Float64, "lift": pl.Float64}).with_columns(
+                                      "fires_on_negatives": pl.Float64, "lift": pl.Float64,
+                                      "fired": pl.Int64, "precision": pl.Float64}).with_columns(
         pl.lit(int(n_pos)).alias("positives"), pl.lit(int(n_neg)).alias("negatives")
     )
 
@@ -73,15 +78,20 @@ def table_markdown(table: pl.DataFrame, days: list[date]) -> str:
     """The table as Markdown (for the README)."""
     n_pos = table.item(0, "positives") if table.height else 0
     n_neg = table.item(0, "negatives") if table.height else 0
+    total = n_pos + n_neg
+    prevalence = f"{n_pos / total:.4f}" if total else "n/a"
     lines = [
-        f"Arrival days {days[0]} to {days[-1]}: {n_pos} fentanyl-related shipments (truth), {n_neg} others.",
+        f"Arrival days {days[0]} to {days[-1]}: {n_pos} fentanyl-related shipments (truth), {n_neg} others: "
+        f"prevalence {prevalence} (ground truth of every shipment; no capacity: each flag's firing rates).",
         "",
-        "| indicator family | fires on positives | fires on negatives | lift |",
-        "|---|---:|---:|---:|",
+        "| indicator family | fires on positives | fires on negatives | lift | fired | precision |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in table.iter_rows(named=True):
         pos = "n/a" if r["fires_on_positives"] is None else f"{100 * r['fires_on_positives']:.1f} %"
         neg = "n/a" if r["fires_on_negatives"] is None else f"{100 * r['fires_on_negatives']:.2f} %"
         lift = "n/a" if r["lift"] is None else f"{r['lift']:.1f}"
-        lines.append(f"| {r['family']} | {pos} | {neg} | {lift} |")
+        fired = f"{r['fired']:,}" if r.get("fired") is not None else "n/a"
+        prec = "n/a" if r.get("precision") is None else f"{100 * r['precision']:.1f} %"
+        lines.append(f"| {r['family']} | {pos} | {neg} | {lift} | {fired} | {prec} |")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-RANDOM_SHARE = 0.004  # compliance exams, not chosen by risk
+RANDOM_SHARE = 0.01  # compliance exams, not chosen by risk (real programmes sample about 1 %)
 TARGETED_SHARE = 0.008  # rule-targeted exams, at most this share of the day's parcels
 MIN_RULE_SCORE = 1.5
 LOOKOUT_POINTS = 3.0  # a party of an earlier seizure is on the parcel
@@ -74,11 +74,13 @@ def select_exams(score: np.ndarray, eligible: np.ndarray, rng: np.random.Generat
     n = len(score)
     reason = np.zeros(n, dtype=np.int8)
     noisy = score + rng.random(n) * 0.5
-    candidates = np.flatnonzero(eligible & (score >= MIN_RULE_SCORE))
+    # the compliance draw is made first and independently of risk, so random exams are a uniform
+    # sample of the day (drawn after targeting, they would skip the parcels the rules caught)
+    rand = eligible & (rng.random(n) < random_share)
+    reason[rand] = 2
+    candidates = np.flatnonzero(eligible & ~rand & (score >= MIN_RULE_SCORE))
     k = min(len(candidates), int(round(targeted_share * n)))
     if k:
         top = candidates[np.argsort(-noisy[candidates], kind="stable")[:k]]
         reason[top] = 1
-    rand = eligible & (reason == 0) & (rng.random(n) < random_share)
-    reason[rand] = 2
     return reason

@@ -80,7 +80,11 @@ def test_indicator_table_from_truth(tmp_path):
     assert row["fires_on_negatives"] == 0.5
     assert row["lift"] == 1.0
     assert (row["positives"], row["negatives"]) == (2, 4)
-    assert "| commodity | 50.0 % | 50.00 % | 1.0 |" in table_markdown(table, [D])
+    # fires on the three NPP parcels, one of them positive: what examining them all would find
+    assert (row["fired"], row["precision"]) == (3, pytest.approx(1 / 3))
+    text = table_markdown(table, [D])
+    assert "| commodity | 50.0 % | 50.00 % | 1.0 | 3 | 33.3 % |" in text
+    assert "prevalence 0.3333" in text
 
 
 def test_indicator_table_needs_truth(tmp_path):
