@@ -145,6 +145,24 @@ def test_targets_csv_read_with_the_schema_keeps_codes(home: Path) -> None:
     assert guessed.schema[S.HTS_CODE].is_integer() and 901210000 in guessed[S.HTS_CODE].to_list()
 
 
+def test_targets_csv_read_by_pandas_with_the_documented_arguments_keeps_codes(home: Path) -> None:
+    """What an analyst does: ``pd.read_csv(path, **schema["pandas"])``. The default reader (type
+    guessing) is what issue 15 found: codes become numbers, "NA" (Namibia) becomes missing."""
+    import pandas as pd
+
+    csv_path = Layout(home).day_dir(Layout(home).targets, DAY1) / "targets.csv"
+    frame = pd.read_csv(csv_path, **_schema(home, DAY1)["pandas"]).set_index(S.SHIPMENT_ID)
+    assert set(frame.index) == {"00123", "A2", "A3"}
+    first = frame.loc["00123"]
+    assert (first[S.PORT_OF_ENTRY], first[S.HTS_CODE], first[S.SHIPPER_COUNTRY]) == ("0101", "0901210000", "NA")
+    assert frame.loc["A2", S.HTS_CODE] == "3004909290" and pd.isna(frame.loc["A3", S.HTS_CODE])
+    assert str(frame[S.ARRIVAL_DATE].dtype).startswith("datetime64") and frame.loc["00123", S.RANK] == 1
+    assert frame.loc["00123", S.REASONS].split(S.REASONS_SEPARATOR) == ["rule:precursor_cas", "model:value_per_kg"]
+    guessed = pd.read_csv(csv_path).set_index(S.SHIPMENT_ID)  # shipment ids guessed as numbers too
+    assert guessed[S.PORT_OF_ENTRY].dtype.kind in "if" and 101 in guessed[S.PORT_OF_ENTRY].tolist()
+    assert guessed[S.SHIPPER_COUNTRY].isna().any()
+
+
 def test_scores_parquet_has_arrival_date_and_duckdb_tells_days_apart(home: Path) -> None:
     import duckdb
 
