@@ -37,7 +37,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
 from riskpipe.users import ROLES, LoginLimits, LoginThrottle, User, UserStore
 from riskpipe.web import svg
-from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, SingleFlightLRU, WorkbenchData, hit_rates, psi
+from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, ReferenceNames, SingleFlightLRU, WorkbenchData, hit_rates, psi
 from riskpipe.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -117,7 +117,15 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
     app.state.secret = load_or_create_secret(home)
     app.state.throttle = LoginThrottle(settings.db_url, app.state.secret, login_limits, clock)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
-    env.globals.update(S=S, fmt_score=lambda v: "" if v is None else f"{v:.3f}")
+    names = ReferenceNames.load()
+    env.globals.update(
+        S=S,
+        fmt_score=lambda v: "" if v is None else f"{v:.3f}",
+        fmt_pct=_fmt_pct,
+        port_name=names.port,
+        hts_name=names.hts,
+        positive=S.POSITIVE_OUTCOMES,
+    )
     env.filters["qid"] = lambda v: quote(str(v), safe="")
     app.state.env = env
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -408,6 +416,8 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         ctx.update(outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"]))
         ctx["saved"] = request.query_params.get("saved") if request.query_params.get("saved") in ("1", "same") else None
         ctx["max_exam_date"] = app.state.labels.latest_exam_date()
+        back = request.query_params.get("back") or ""
+        ctx["back"] = back if back.startswith("/list?") and len(back) <= 2000 and "\\" not in back else f"/list?day={ctx['day'].isoformat()}"
         return render(request, "shipment.html", ctx)
 
     @app.get("/api/shipment/{shipment_id}")
@@ -443,9 +453,19 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
             today = f"{labels.today().isoformat()}, {settings.timezone}"
             raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {today}): record an exam once it has taken place")
         outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
+        if not outcome:
+            raise HTTPException(400, "choose an outcome: none was selected, so nothing was recorded")
         if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
             raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
         await run_in_threadpool(require_shipment, shipment_id, form.get("day"))
+        examiner = (form.get("examiner") or "").strip()[:200] or None
+        if outcome in S.POSITIVE_OUTCOMES and (form.get("confirm") != "yes" or examiner is None):
+            # a wrong positive label is worse than none: it teaches the next retrain a seizure
+            raise HTTPException(
+                400,
+                f"{outcome} is a positive finding and becomes a positive training label: confirm it (confirm=yes) "
+                "and name the examiner; nothing was recorded",
+            )
         try:
             changed = await run_in_threadpool(
                 labels.record_one,
@@ -454,7 +474,7 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
                 outcome,
                 reason,
                 user.username,
-                (form.get("examiner") or "").strip()[:200] or None,
+                examiner,
                 (form.get("notes") or "").strip()[:2000] or None,
             )
         except RiskpipeError as exc:
@@ -617,6 +637,15 @@ def _partner_pairs(manifest: dict[str, Any], partner: dict[str, Any] | None) -> 
             differs = mv.strip().lower() != pv.strip().lower()
         out.append((label, mv, pv, differs))
     return out
+
+
+def _fmt_pct(value: float | None) -> str:
+    """A percentile of the day, truncated (never rounded up to 100): 99.97, 75.0, 0.0."""
+    if value is None:
+        return ""
+    digits = 2 if value >= 99 else 1
+    step = 10**digits
+    return f"{math.floor(float(value) * step) / step:.{digits}f}"
 
 
 def _seconds(n: int) -> str:
