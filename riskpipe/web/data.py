@@ -571,6 +571,23 @@ class WorkbenchData:
             meta = {}
         return {"version": str(version), "meta": meta if isinstance(meta, dict) else {}}
 
+    def slot_use(self, day: date) -> list[dict[str, Any]]:
+        """Per port on ``day``: exams picked by risk and by exploration, and the port's slots
+        (``rank.port_slots`` of that day's shipments and the configured capacity)."""
+        from riskpipe.rank import port_slots
+
+        if not self.targets_path(day).exists():
+            return []
+        use = (
+            pl.read_parquet(self.targets_path(day), columns=[S.PORT_OF_ENTRY, S.SELECTION])
+            .group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
+            .agg((pl.col(S.SELECTION) == "risk").sum().alias("risk"), (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"))
+            .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
+        )
+        counts = dict(scan_raw_shipments(self.layout, [day]).group_by(S.PORT_OF_ENTRY).len().collect().iter_rows())
+        slots = port_slots({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
+        return [{"port": p, "risk": int(r), "exploration": int(e), "slots": slots.get(p)} for p, r, e in use.iter_rows()]
+
     def volumes(self, days: int = 14) -> list[dict[str, Any]]:
         """Per published day: scored shipments, targets by selection kind, mean and p99 score."""
         out = []
@@ -648,6 +665,21 @@ def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) ->
         pl.when(pl.col("_grouped")).then(kind + pl.lit(" · network")).otherwise(kind).alias(WHY_KIND),
         pl.when(pl.col("_grouped")).then(text + net_words).otherwise(text).alias(WHY_TEXT),
     )
+
+
+def weekly_hit_rates(labels: pl.DataFrame, weeks: int = 12) -> list[dict[str, Any]]:
+    """Exams and fentanyl-related finds per exam week (Monday) and exam reason, last ``weeks``."""
+    if labels.height == 0:
+        return []
+    last = labels.get_column(S.EXAM_DATE).max()
+    f = (
+        labels.filter(pl.col(S.EXAM_DATE) > last - timedelta(weeks=weeks))
+        .group_by(pl.col(S.EXAM_DATE).dt.truncate("1w").alias("week"), pl.col(S.EXAM_REASON).cast(pl.String).alias("reason"))
+        .agg(pl.len().alias("exams"), S.is_positive_expr().sum().cast(pl.Int64).alias("positives"))
+        .sort("week", "reason")
+        .with_columns(pl.col("week").dt.to_string("%Y-%m-%d"))
+    )
+    return f.to_dicts()
 
 
 def first_in_order(sub: pl.DataFrame, by: str, desc: bool, need: int) -> pl.Series:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import warnings
 
@@ -323,3 +324,41 @@ def test_list_filters_round_trip_through_the_url(analyst: TestClient) -> None:
     assert f'id="back">' in ship and htmlmod.escape(back) in ship
     evil = analyst.get("/shipment/S2", params={"day": "2026-01-06", "back": "https://evil.example/list?"}).text
     assert "evil.example" not in evil
+
+
+def test_health_page_kpis_first_matplotlib_charts_metadata_folded(app, analyst: TestClient) -> None:
+    import json
+    from pathlib import Path
+
+    from riskpipe.web import svg
+
+    models = Path(app.state.settings.models_dir)
+    (models / "m1").mkdir(parents=True)
+    meta = {"feature_schema": {f"f{i}": "Float64" for i in range(87)}, "evaluation": {"precision_at_100": 0.42}}
+    (models / "m1" / "meta.json").write_text(json.dumps(meta))
+    (models / "champion.json").write_text(json.dumps({"version": "m1"}))
+    token = csrf_of(analyst.get("/list").text)
+    for sid, outcome in (("S1", "fentanyl"), ("S3", "no_finding"), ("S2", "no_finding")):
+        body = {S.SHIPMENT_ID: sid, "outcome": outcome, "exam_reason": "random", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "K"}
+        assert analyst.post("/api/outcome", json=body, headers={"X-CSRF-Token": token}).status_code == 200
+    html = analyst.get("/health").text
+    assert html.index('id="kpis"') < html.index("<svg") < html.index('id="metadata"')  # KPIs first, metadata last
+    assert "33.3%" in html and "hit rate, random exams" in html  # 1 of 3 random exams
+    assert html.count("Created with Matplotlib") >= 5
+    assert re.search(r'<details id="metadata"><summary>\d+ fields', html)  # the feature_schema rows folded away
+    assert "e+0" not in html  # no scientific notation on the axes
+    assert not hasattr(svg, "line_chart") and not hasattr(svg, "histogram")  # no hand-drawn charts left
+
+
+def test_health_chart_labels_from_data_are_escaped(app, analyst: TestClient) -> None:
+    import polars as pl
+
+    from riskpipe.store import Layout, write_parquet_atomic
+
+    layout = Layout(app.state.settings.home)
+    path = layout.day_dir(layout.targets, DAY) / "targets.parquet"
+    t = pl.read_parquet(path).with_columns(pl.lit(XSS).alias(S.PORT_OF_ENTRY))
+    write_parquet_atomic(t, path)
+    html = analyst.get("/health").text
+    assert XSS not in html and "<script>" not in html
+    assert "&lt;script&gt;" in html

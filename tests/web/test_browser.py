@@ -107,7 +107,9 @@ def test_analyst_flow_in_chromium(server, page) -> None:
     assert page.locator("#sid").inner_text() == "S2"
     assert "port=2720" in page.locator("#back").get_attribute("href")  # the way back keeps the filters
     assert page.locator("#outcome").input_value() == ""  # no default outcome
+    assert not page.locator("#confirm").is_visible()  # asked for positives only
     page.select_option("#outcome", "pill_press")
+    assert page.locator("#confirm").is_visible()
     page.select_option("#exam_reason", "targeted")
     assert "positive training label" in page.locator("#learn").inner_text()
     page.fill("input[name=examiner]", "Officer K")
@@ -206,3 +208,9 @@ def test_list_layout_and_keyboard_at_1280(server, page) -> None:
     assert page.locator("tr.focus").count() == 1
     page.keyboard.press("o")
     assert page.evaluate("document.activeElement.name") == "outcome"
+    # the health page: KPIs first, matplotlib charts, no horizontal scroll either
+    page.goto(f"{base}/health")
+    assert page.locator("#kpis .kpi").count() >= 3
+    assert page.locator("svg.mpl").count() >= 4
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)
