@@ -151,7 +151,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
                         staged: dict[str, str], capacity: int | None, quarantine_by_reason: dict[str, int]) -> dict:
     """Targeting list, scores file and report written into the staging directories."""
     from riskpipe.model import training_warnings
-    from riskpipe.rank import rank_day
+    from riskpipe.rank import port_slots, rank_day
     from riskpipe.report import drift_table, render_report
     from riskpipe.score import scores_file_frame
 
@@ -179,6 +179,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
         model.version if model is not None else None, evaluation, drift,
         datetime.now(UTC).isoformat(timespec="seconds"), champion_problem=champion.problem,
         model_warnings=training_warnings(model.meta) if model is not None else (),
+        port_slots=port_slots(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
     summary = {

@@ -1,23 +1,37 @@
-"""The nightly report: one self-contained HTML page (no network, charts as inline SVG).
+"""The nightly report: one self-contained HTML page (no network, charts as inline SVG made by
+matplotlib in :mod:`riskpipe.charts`).
 
-Everything shown that comes from manifests is escaped by Jinja2's autoescape.
+Everything shown that comes from manifests is escaped by Jinja2's autoescape (and chart labels
+by the chart module). Drift compares like with like: a history feature is compared only with
+reference days whose own history window was already full (the store's first days have no
+history, so a 30-day count grows for 30 days and looked like a major shift every night);
+without enough such days it is "warming up", shown but not judged.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 
 import jinja2
-from markupsafe import escape
 import polars as pl
 
+from riskpipe import charts
 from riskpipe import schema as S
 from riskpipe.store import Layout
 
 PSI_BINS = 10
 DRIFT_WINDOW_DAYS = 30
+MIN_REFERENCE_DAYS = 7  # fewer comparable reference days than this: "warming up", not judged
+HISTORY_LOOKBACK_DAYS = 90  # unwindowed history features (first seen, prior exams) warm up this long
+_WINDOW = re.compile(r"_(\d+)d$")
+_WORDS = [
+    ("hist_", ""), ("cons_addr", "consignee address"), ("cons_name", "consignee name"), ("cons_phone", "consignee phone"),
+    ("first_seen_days", "days since first seen"), ("prior_positives", "prior positive exams"), ("prior_exams", "prior exams"),
+    ("_usd", " (USD)"), ("_kg", " (kg)"),
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,9 +59,51 @@ def psi(expected: pl.Series, actual: pl.Series, bins: int = PSI_BINS) -> float |
     return float(sum((ai - ei) * math.log(ai / ei) for ei, ai in zip(e, a)))
 
 
+def warmup_days(column: str) -> int:
+    """Days of history a feature needs before its values are comparable (0: none): the window of
+    a ``hist_..._<N>d`` feature, ``HISTORY_LOOKBACK_DAYS`` for other history features."""
+    if not column.startswith("hist_"):
+        return 0
+    m = _WINDOW.search(column)
+    return int(m.group(1)) if m else HISTORY_LOOKBACK_DAYS
+
+
+def feature_words(column: str) -> str:
+    """A feature's name in words (``hist_cons_addr_parcels_30d`` -> ``consignee address parcels in 30 days``)."""
+    text = column
+    for a, b in _WORDS:
+        text = text.replace(a, b)
+    text = _WINDOW.sub(lambda m: f" in {m.group(1)} days", text)
+    return text.replace("_", " ").strip()
+
+
+def describe_change(name: str, past: pl.Series, now: pl.Series) -> str:
+    """The shift in analysts' words: a share for yes/no and mostly-zero features, else the median."""
+    past, now = past.drop_nulls().cast(pl.Float64), now.drop_nulls().cast(pl.Float64)
+    if past.len() == 0 or now.len() == 0:
+        return ""
+    words = feature_words(name)
+
+    def moved(a: float, b: float) -> str:
+        return "rose" if b > a else "fell" if b < a else "stayed"
+
+    binary = set(past.unique().to_list()) <= {0.0, 1.0} and set(now.unique().to_list()) <= {0.0, 1.0}
+    if binary or float((past == 0).mean()) > 0.5:
+        a, b = float((past != 0).mean()), float((now != 0).mean())
+        what = f"the share of parcels with {words}" if binary else f"the share of parcels with any {words}"
+        return f"{what} {moved(round(a, 3), round(b, 3))} from {a:.0%} to {b:.0%}" if moved(round(a, 3), round(b, 3)) != "stayed" else f"{what} stayed at {a:.0%}"
+    a, b = float(past.median()), float(now.median())
+    fa, fb = charts.thousands(round(a, 3)), charts.thousands(round(b, 3))
+    return f"the median {words} {moved(a, b)} from {fa} to {fb}" if fa != fb else f"the median {words} stayed at {fa}"
+
+
 def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.DataFrame | None,
                 columns: list[str]) -> list[dict]:
-    """PSI of the score and of key features on ``day`` against the previous 30 days' outputs."""
+    """PSI of the score and of key features on ``day`` against the previous 30 days' outputs.
+
+    A history feature is compared only with reference days that had their full history window
+    (like with like); with fewer than ``MIN_REFERENCE_DAYS`` such days its level is
+    ``"warming up"`` (shown, not judged, never "major"). Each row says the change in words."""
     past_days = [day - timedelta(days=i) for i in range(1, DRIFT_WINDOW_DAYS + 1)]
     rows: list[dict] = []
     score_files = [layout.day_dir(layout.scores, d) / "scores.parquet" for d in past_days]
@@ -55,70 +111,37 @@ def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.Da
     if score_files:
         # extra_columns: days published before scores.parquet had arrival_date sit among newer ones
         past = pl.scan_parquet(score_files, extra_columns="ignore").select(S.RISK_SCORE).collect()
-        rows.append({"name": S.RISK_SCORE, "psi": psi(past[S.RISK_SCORE], scores[S.RISK_SCORE]), "days": len(score_files)})
+        rows.append({"name": S.RISK_SCORE, "psi": psi(past[S.RISK_SCORE], scores[S.RISK_SCORE]), "days": len(score_files),
+                     "words": describe_change(S.RISK_SCORE, past[S.RISK_SCORE], scores[S.RISK_SCORE]), "warming": None})
     if features is not None:
-        feat_files = [layout.day_dir(layout.features, d) / "features.parquet" for d in past_days]
-        feat_files = [str(f) for f in feat_files if f.exists()]
+        raw_days = layout.raw_days()
+        first = min(raw_days) if raw_days else day
+        feat_files = {d: layout.day_dir(layout.features, d) / "features.parquet" for d in past_days}
+        feat_files = {d: f for d, f in feat_files.items() if f.exists()}
         cols = [c for c in columns if c in features.columns and features.schema[c].is_numeric()]
-        if feat_files and cols:
-            past = pl.scan_parquet(feat_files).select(cols).collect()
-            for col in cols:
-                rows.append({"name": col, "psi": psi(past[col], features[col]), "days": len(feat_files)})
+        by_need: dict[int, list[str]] = {}
+        for col in cols:
+            by_need.setdefault(warmup_days(col), []).append(col)
+        for need, group in sorted(by_need.items()):
+            usable = sorted(d for d in feat_files if d - timedelta(days=need) >= first)
+            full_today = day - timedelta(days=need) >= first
+            if not full_today or len(usable) < MIN_REFERENCE_DAYS:
+                ready = first + timedelta(days=need + MIN_REFERENCE_DAYS)
+                for col in group:
+                    rows.append({"name": col, "psi": None, "days": len(usable), "words": "",
+                                 "warming": f"history starts {first.isoformat()}; its {need}-day window is comparable from {ready.isoformat()}"})
+                continue
+            past = pl.scan_parquet([str(feat_files[d]) for d in usable]).select(group).collect()
+            for col in group:
+                rows.append({"name": col, "psi": psi(past[col], features[col]), "days": len(usable),
+                             "words": describe_change(col, past[col], features[col]), "warming": None})
     for row in rows:
         v = row["psi"]
-        row["level"] = "n/a" if v is None else ("major" if v > 0.25 else "moderate" if v > 0.1 else "stable")
+        if row.get("warming"):
+            row["level"] = "warming up"
+        else:
+            row["level"] = "n/a" if v is None else ("major" if v > 0.25 else "moderate" if v > 0.1 else "stable")
     return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# charts (inline SVG; plain and readable)
-# ---------------------------------------------------------------------------------------------
-def bar_chart(items: list[tuple[str, float]], width: int = 520, bar_h: int = 18, color: str = "#3b6ea8") -> str:
-    """Horizontal bar chart as an SVG string; labels are escaped."""
-    if not items:
-        return "<p class='muted'>nothing to show</p>"
-    top = max(v for _, v in items) or 1.0
-    label_w, pad = 150, 4
-    h = len(items) * (bar_h + pad) + pad
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{h}' role='img'>"]
-    for i, (label, value) in enumerate(items):
-        y = pad + i * (bar_h + pad)
-        w = max(1.0, (width - label_w - 70) * value / top)
-        parts.append(
-            f"<text x='{label_w - 6}' y='{y + bar_h - 5}' text-anchor='end' font-size='12'>{escape(label)}</text>"
-            f"<rect x='{label_w}' y='{y}' width='{w:.1f}' height='{bar_h}' fill='{color}'/>"
-            f"<text x='{label_w + w + 4:.1f}' y='{y + bar_h - 5}' font-size='12'>{_fmt(value)}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def histogram(values: pl.Series, bins: int = 40, width: int = 520, height: int = 160, log_y: bool = True) -> str:
-    """Histogram of scores in [0, 1] as SVG (log-scaled counts: scores are very skewed)."""
-    values = values.drop_nulls()
-    if values.len() == 0:
-        return "<p class='muted'>no scores</p>"
-    idx = (values.clip(0.0, 1.0) * bins).floor().cast(pl.Int32).clip(0, bins - 1)
-    counts = dict.fromkeys(range(bins), 0)
-    for k, c in idx.value_counts().iter_rows():
-        counts[int(k)] = int(c)
-    top = max(counts.values())
-    scale = (lambda c: math.log10(1 + c) / math.log10(1 + top)) if log_y else (lambda c: c / top)
-    bw = (width - 40) / bins
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 30}' role='img'>"]
-    for k, c in counts.items():
-        bh = (height - 10) * scale(c) if c else 0
-        parts.append(f"<rect x='{30 + k * bw:.1f}' y='{height - bh:.1f}' width='{bw - 1:.1f}' height='{bh:.1f}' "
-                     f"fill='#c0504d'><title>{k / bins:.3f}-{(k + 1) / bins:.3f}: {c}</title></rect>")
-    parts.append(f"<line x1='30' y1='{height}' x2='{width - 10}' y2='{height}' stroke='#333'/>")
-    for t in (0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f"<text x='{30 + t * (width - 40):.1f}' y='{height + 15}' font-size='11' text-anchor='middle'>{t:g}</text>")
-    parts.append(f"<text x='2' y='12' font-size='11'>{'log count' if log_y else 'count'}</text></svg>")
-    return "".join(parts)
-
-
-def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +155,8 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 h1{margin-bottom:0} .muted{color:#777} table{border-collapse:collapse;font-size:13px}
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:2em} .kpi{display:inline-block;margin-right:2em}
-.kpi b{font-size:1.6em;display:block} .major{color:#b00} .moderate{color:#b70} .stable{color:#080}
+.kpi b{font-size:1.6em;display:block} .major{color:#b00} .moderate{color:#b70} .stable{color:#080} .warming-up{color:#777}
+svg.mpl{max-width:100%;height:auto}
 .banner{background:#fde2e1;border:2px solid #b00;padding:.8em 1em;margin:1em 0}
 .warn{border-left:4px solid #b70;background:#fff6e5;padding:4px 12px;margin:8px 0}
 </style></head><body>
@@ -149,6 +173,7 @@ rules alone.</b> {{ champion_problem }}</div>
 <div class="grid">
 <section><h2>Volumes by mode</h2>{{ chart_mode | safe }}</section>
 <section><h2>Volumes by port (top 15)</h2>{{ chart_port | safe }}</section>
+<section><h2>Exam slots used per port</h2>{{ chart_slots | safe }}</section>
 <section><h2>Quarantine by reason</h2>{{ chart_quarantine | safe }}</section>
 <section><h2>Risk score distribution</h2>{{ chart_scores | safe }}
 <p class="muted">mean {{ "%.4f"|format(score_mean) }}, 99th percentile {{ "%.4f"|format(score_p99) }}</p></section>
@@ -165,9 +190,11 @@ rules alone.</b> {{ champion_problem }}</div>
 {% for row in evaluation %}<tr>{% for v in row.values() %}<td>{{ v if v is string else ("%.3f"|format(v) if v is not none else "") }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p class="muted">no evaluation recorded for this model</p>{% endif %}
 <h3>Drift against the last {{ drift_window }} days (PSI)</h3>
-{% if drift %}{{ chart_drift | safe }}<table><tr><th>column</th><th>PSI</th><th>level</th><th>days compared</th></tr>
-{% for d in drift %}<tr><td>{{ d.name }}</td><td>{{ "%.3f"|format(d.psi) if d.psi is not none else "n/a" }}</td>
-<td class="{{ d.level }}">{{ d.level }}</td><td>{{ d.days }}</td></tr>{% endfor %}</table>
+{% if drift %}<p class="muted">PSI below 0.1 is stable, 0.1 to 0.25 a moderate shift, above 0.25 a major one. History features are
+compared with days whose own history window was full; until there are {{ min_reference_days }} such days they are warming up (not judged).</p>
+{{ chart_drift | safe }}<table><tr><th>feature</th><th>what changed</th><th>PSI</th><th>level</th><th>days compared</th></tr>
+{% for d in drift %}<tr><td>{{ d.name }}</td><td>{{ d.words or d.warming or "" }}</td><td>{{ "%.3f"|format(d.psi) if d.psi is not none else "n/a" }}</td>
+<td class="{{ d.level|replace(' ', '-') }}">{{ d.level }}</td><td>{{ d.days }}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted">no earlier nights to compare with</p>{% endif %}
 </body></html>
 """
@@ -187,15 +214,33 @@ def render_report(
     top_n: int = 50,
     champion_problem: str | None = None,
     model_warnings: Sequence[str] = (),
+    port_slots: dict[str, int] | None = None,
 ) -> str:
     """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
     night) puts a banner at the top; ``model_warnings`` (``riskpipe.model.training_warnings`` of
-    the champion) head the model section."""
+    the champion) head the model section; ``port_slots`` (exam slots per port that night) marks
+    each port's capacity on the slot-use chart."""
+    from riskpipe.names import ReferenceNames
+
+    names = ReferenceNames.load()
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
     by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
     q_items = sorted(quarantine_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
-    drift_items = [(d["name"], d["psi"]) for d in drift if d["psi"] is not None]
+    judged = [d for d in drift if d["psi"] is not None and d["level"] != "warming up"]
+    drift_items = [(charts.label(d["name"], 36), float(d["psi"])) for d in sorted(judged, key=lambda d: -d["psi"])]
     n_explore = targets.filter(pl.col(S.SELECTION) == "exploration").height if targets.height else 0
+    slot_rows = []
+    if targets.height:
+        use = (
+            targets.group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
+            .agg((pl.col(S.SELECTION) == "risk").sum().alias("risk"), (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"))
+            .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
+        )
+        slot_rows = [
+            {"port": p, "name": names.port(p), "risk": r, "exploration": e, "slots": (port_slots or {}).get(p)}
+            for p, r, e in use.iter_rows()
+        ][:20]
+    port_items = [(f"{p} {names.port(p)}".strip(), float(n)) for p, n in by_port.iter_rows()]
     return _TEMPLATE.render(
         day=day.isoformat(),
         model_version=model_version,
@@ -205,16 +250,19 @@ def render_report(
         n_targets=targets.height,
         n_exploration=n_explore,
         n_quarantined=sum(quarantine_by_reason.values()),
-        chart_mode=bar_chart([(str(m), float(n)) for m, n in by_mode.iter_rows()]),
-        chart_port=bar_chart([(str(p), float(n)) for p, n in by_port.iter_rows()], color="#6a8f3b"),
-        chart_quarantine=bar_chart([(k, float(v)) for k, v in q_items], color="#a86b3b"),
-        chart_scores=histogram(scores[S.RISK_SCORE]),
+        chart_mode=charts.bars([(str(m), float(n)) for m, n in by_mode.iter_rows()], "Shipments by mode", "shipments"),
+        chart_port=charts.bars(port_items, "Shipments by port of entry", "shipments", color=charts.COLORS[2]),
+        chart_slots=charts.slot_use(slot_rows),
+        chart_quarantine=charts.bars([(k, float(v)) for k, v in q_items], "Quarantined rows by reason", "rows", color=charts.COLORS[4]),
+        chart_scores=charts.score_histogram(charts.score_bins(scores[S.RISK_SCORE])),
         score_mean=float(scores[S.RISK_SCORE].mean() or 0.0),
         score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
         top=targets.sort(S.RANK).head(top_n).to_dicts(),
         evaluation=evaluation,
         drift=drift,
         drift_window=DRIFT_WINDOW_DAYS,
-        chart_drift=bar_chart(drift_items, color="#7a5aa8"),
+        min_reference_days=MIN_REFERENCE_DAYS,
+        chart_drift=charts.bars(drift_items, "Population stability index (PSI)", "PSI", color=charts.COLORS[3],
+                                marks=[(0.1, "moderate"), (0.25, "major")], decimals=3),
         model_warnings=list(model_warnings),
     )

@@ -1,8 +1,10 @@
-"""Workbench users: salted scrypt password hashes, two roles, session generations, login limits.
+"""Workbench users: argon2id password hashes, two roles, session generations, login limits.
 
 ``analyst`` reads lists and records exam outcomes; ``supervisor`` also manages users and reads
-the rules. Passwords are never stored or logged: only ``scrypt$n$r$p$salt$hash`` strings, checked
-with a constant-time comparison.
+the rules. Passwords are never stored or logged: only argon2id hashes (PHC strings, at or above
+OWASP's minimum of m=19 MiB, t=2, p=1). Hashes from before (``scrypt$n$r$p$salt$hash``, N=2^14,
+below OWASP's 2^17) still verify, with a constant-time comparison, and are replaced by argon2id
+at the user's next successful login (as are argon2 hashes with weaker parameters).
 
 Each user has a ``session_generation`` (random) that the signed session cookie carries: logging
 out, a password change and a deactivation draw a new one, so every cookie issued before stops
@@ -26,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.low_level import Type
 from sqlalchemy import (
     Boolean,
     Column,
@@ -47,7 +52,9 @@ from riskpipe.migrate import ensure_current
 ROLES = ("analyst", "supervisor")
 MIN_PASSWORD_LEN = 8
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+#: argon2id at OWASP's first recommended setting (19 MiB, 2 passes, 1 lane: ~30 ms here); raise
+#: the numbers and existing hashes are upgraded at each user's next login
+_ARGON2 = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
 
 metadata = MetaData()
 
@@ -89,18 +96,39 @@ class User:
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+    """An argon2id hash of ``password`` (PHC string, salt and parameters included)."""
+    return _ARGON2.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches ``stored`` (argon2id, or a legacy scrypt hash)."""
+    if stored.startswith("scrypt$"):
+        return _verify_scrypt(password, stored)
+    try:
+        return _ARGON2.verify(stored, password)
+    except (VerificationError, InvalidHashError, ValueError, TypeError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """True for a hash that is not argon2id with the current parameters (scrypt, weaker argon2)."""
+    if stored.startswith("scrypt$"):
+        return True
+    try:
+        return _ARGON2.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
+    """Hashes written before argon2id: ``scrypt$n$r$p$salt$hash`` (verified, never written)."""
     try:
         kind, n, r, p, salt, digest = stored.split("$")
         if kind != "scrypt":
             return False
         got = hashlib.scrypt(
-            password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=len(digest) // 2
+            password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=len(digest) // 2,
+            maxmem=256 * 1024 * 1024,
         )
     except (ValueError, TypeError):
         return False
@@ -147,7 +175,19 @@ class UserStore:
             return None
         if not verify_password(password, row["password_hash"]) or not row["active"]:
             return None
+        if needs_rehash(row["password_hash"]):
+            self._rehash(username, row["password_hash"], password)
         return User(row["username"], row["role"], row["session_generation"])
+
+    def _rehash(self, username: str, old_hash: str, password: str) -> None:
+        """Store an argon2id hash in place of an old one, after a successful login (the only time
+        the password is known). Only if the hash is still the one checked: a password changed
+        meanwhile wins. Sessions are not ended (same password)."""
+        t = users_table
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t).where(t.c.username == username, t.c.password_hash == old_hash).values(password_hash=hash_password(password))
+            )
 
     def get(self, username: str) -> User | None:
         """An active user by name (session look-up: a removed user is logged out at once)."""

@@ -36,8 +36,19 @@ from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
 from riskpipe.users import ROLES, LoginLimits, LoginThrottle, User, UserStore
+from riskpipe import charts
 from riskpipe.web import svg
-from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, SingleFlightLRU, WorkbenchData, hit_rates, psi
+from riskpipe.web.data import (
+    PAGE_SIZES,
+    SORTABLE,
+    ListQuery,
+    ReferenceNames,
+    SingleFlightLRU,
+    WorkbenchData,
+    hit_rates,
+    psi,
+    weekly_hit_rates,
+)
 from riskpipe.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -117,7 +128,15 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
     app.state.secret = load_or_create_secret(home)
     app.state.throttle = LoginThrottle(settings.db_url, app.state.secret, login_limits, clock)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
-    env.globals.update(S=S, fmt_score=lambda v: "" if v is None else f"{v:.3f}")
+    names = ReferenceNames.load()
+    env.globals.update(
+        S=S,
+        fmt_score=lambda v: "" if v is None else f"{v:.3f}",
+        fmt_pct=_fmt_pct,
+        port_name=names.port,
+        hts_name=names.hts,
+        positive=S.POSITIVE_OUTCOMES,
+    )
     env.filters["qid"] = lambda v: quote(str(v), safe="")
     app.state.env = env
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -408,6 +427,8 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         ctx.update(outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"]))
         ctx["saved"] = request.query_params.get("saved") if request.query_params.get("saved") in ("1", "same") else None
         ctx["max_exam_date"] = app.state.labels.latest_exam_date()
+        back = request.query_params.get("back") or ""
+        ctx["back"] = back if back.startswith("/list?") and len(back) <= 2000 and "\\" not in back else f"/list?day={ctx['day'].isoformat()}"
         return render(request, "shipment.html", ctx)
 
     @app.get("/api/shipment/{shipment_id}")
@@ -443,9 +464,19 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
             today = f"{labels.today().isoformat()}, {settings.timezone}"
             raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {today}): record an exam once it has taken place")
         outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
+        if not outcome:
+            raise HTTPException(400, "choose an outcome: none was selected, so nothing was recorded")
         if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
             raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
         await run_in_threadpool(require_shipment, shipment_id, form.get("day"))
+        examiner = (form.get("examiner") or "").strip()[:200] or None
+        if outcome in S.POSITIVE_OUTCOMES and (form.get("confirm") != "yes" or examiner is None):
+            # a wrong positive label is worse than none: it teaches the next retrain a seizure
+            raise HTTPException(
+                400,
+                f"{outcome} is a positive finding and becomes a positive training label: confirm it (confirm=yes) "
+                "and name the examiner; nothing was recorded",
+            )
         try:
             changed = await run_in_threadpool(
                 labels.record_one,
@@ -454,7 +485,7 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
                 outcome,
                 reason,
                 user.username,
-                (form.get("examiner") or "").strip()[:200] or None,
+                examiner,
                 (form.get("notes") or "").strip()[:2000] or None,
             )
         except RiskpipeError as exc:
@@ -490,6 +521,8 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         return {"ok": True, "changed": changed, "history": _jsonable(app.state.labels.history(form[S.SHIPMENT_ID]))}
 
     # -- model health, report -------------------------------------------------------------------
+    app.state.health_charts = SingleFlightLRU(8)
+
     @app.get("/health", response_class=HTMLResponse)
     def health(request: Request):
         user_of(request)
@@ -497,25 +530,25 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         vols = data.volumes()
         labels = app.state.labels.current()
         rates = hit_rates(labels)
-        labels_x = [v["day"].isoformat()[5:] for v in vols]
-        drift = []
+        weekly = weekly_hit_rates(labels)
+        latest = vols[-1] if vols else None
+        slot_rows = data.slot_use(latest["day"]) if latest else []
+        for r in slot_rows:
+            r["name"] = names.port(r["port"])
         base = next((v["hist"] for v in vols if v["hist"]), None)
-        for v in vols:
-            drift.append(psi(base, v["hist"]) if base and v["hist"] else None)
-        by_day: dict[str, dict[str, float]] = {}
-        for r in rates:
-            by_day.setdefault(r[S.EXAM_DATE].isoformat(), {})[r[S.EXAM_REASON]] = r["hit_rate"]
-        rate_days = sorted(by_day)
-        charts = {
-            "volumes": svg.line_chart({"scored": [v["scored"] for v in vols]}, labels_x),
-            "targets": svg.line_chart({"risk": [v["risk"] for v in vols], "exploration": [v["exploration"] for v in vols]}, labels_x),
-            "scores": svg.line_chart({"mean score": [v["mean_score"] for v in vols], "p99 score": [v["p99_score"] for v in vols]}, labels_x, y_max=1.0),
-            "psi": svg.line_chart({"PSI of scores vs first day": drift}, labels_x),
-            "hits": svg.line_chart({k: [by_day[d].get(k) for d in rate_days] for k in S.EXAM_REASONS}, [d[5:] for d in rate_days], y_max=1.0),
-        }
-        hists = [(v["day"], svg.histogram(v["hist"])) for v in vols[-7:]]
+        drift = [psi(base, v["hist"]) if base and v["hist"] else None for v in vols]
+        # the charts only change with the data they show: rendered once per distinct data
+        key = repr(([(v["day"], v["scored"], v["risk"], v["exploration"], v["mean_score"], v["p99_score"], tuple(v["hist"])) for v in vols], weekly, slot_rows))
+        rendered = app.state.health_charts.get_or_compute(key, lambda: _health_charts(vols, drift, weekly, slot_rows))
+        kpis = _health_kpis(vols, weekly)
         champion = data.champion()
-        return render(request, "health.html", {"vols": vols, "rates": rates, "charts": charts, "hists": hists, "champion": champion, "metrics": _flatten((champion or {}).get("meta", {}))})
+        meta = _flatten((champion or {}).get("meta", {}))
+        return render(
+            request,
+            "health.html",
+            {"vols": vols, "rates": rates, "charts": {k: Markup(v) for k, v in rendered.items()}, "kpis": kpis,
+             "latest": latest, "champion": champion, "metrics": meta},
+        )
 
     @app.get("/report/{day}")
     def report(request: Request, day: str):
@@ -617,6 +650,47 @@ def _partner_pairs(manifest: dict[str, Any], partner: dict[str, Any] | None) -> 
             differs = mv.strip().lower() != pv.strip().lower()
         out.append((label, mv, pv, differs))
     return out
+
+
+def _health_charts(vols: list[dict], drift: list[float | None], weekly: list[dict], slot_rows: list[dict]) -> dict[str, str]:
+    """The health page's charts (matplotlib SVG via :mod:`riskpipe.charts`)."""
+    days = [v["day"].isoformat()[5:] for v in vols]
+    latest = vols[-1] if vols else None
+    return {
+        "volumes": charts.lines(days, {"scored": [v["scored"] for v in vols]}, "Scored shipments per night", "shipments"),
+        "targets": charts.lines(days, {"risk": [v["risk"] for v in vols], "exploration": [v["exploration"] for v in vols]}, "Targets by selection", "targets"),
+        "scores": charts.lines(days, {"mean score": [v["mean_score"] for v in vols], "p99 score": [v["p99_score"] for v in vols]}, "Score level", "risk score", y_max=1.0),
+        "psi": charts.lines(days, {"PSI vs first night": drift}, "Score distribution shift (PSI)", "PSI", hlines=[(0.1, "moderate"), (0.25, "major")]),
+        "hist": charts.score_histogram(latest["hist"] if latest else [], f"Risk scores on {latest['day'].isoformat()}" if latest else ""),
+        "hits": charts.hit_rate_by_week(weekly),
+        "slots": charts.slot_use(slot_rows, f"Exam slots used per port on {latest['day'].isoformat()}" if latest else ""),
+    }
+
+
+def _health_kpis(vols: list[dict], weekly: list[dict]) -> list[tuple[str, str, str]]:
+    """(value, label, detail) tiles shown first on the health page."""
+    out: list[tuple[str, str, str]] = []
+    if vols:
+        v = vols[-1]
+        out.append((f"{v['scored']:,}", "shipments scored", v["day"].isoformat()))
+        out.append((f"{v['targets']:,}", "selected for exam", f"{v['exploration']:,} of them exploration"))
+    recent = weekly[-8:] if weekly else []
+    for reason in ("random", "targeted"):
+        rows = [r for r in weekly if r["reason"] == reason and r["week"] in {x["week"] for x in recent}]
+        n, k = sum(r["exams"] for r in rows), sum(r["positives"] for r in rows)
+        if n:
+            lo, hi = charts.wilson(k, n)
+            out.append((f"{k / n:.1%}", f"hit rate, {reason} exams", f"{k:,} of {n:,}; 95 % interval {lo:.1%} to {hi:.1%}"))
+    return out
+
+
+def _fmt_pct(value: float | None) -> str:
+    """A percentile of the day, truncated (never rounded up to 100): 99.97, 75.0, 0.0."""
+    if value is None:
+        return ""
+    digits = 2 if value >= 99 else 1
+    step = 10**digits
+    return f"{math.floor(float(value) * step) / step:.{digits}f}"
 
 
 def _seconds(n: int) -> str:

@@ -7,6 +7,11 @@ default order; a request then costs a filter mask (cached per filter set), a par
 Python objects except the page shown (and the app caches the rendered page on top). Published
 files are keyed by modification time and inode, so a rerun of the nightly flow is picked up on
 the next request; the first request for a day builds its frame (a few seconds at 4 M rows).
+
+What an officer needs beside the score is computed in that build too, once per day and view:
+the risk as a percentile of the day (``PCT_BELOW``) and why each target is on the list
+(``WHY_KIND``, ``WHY_TEXT``: a risk slot, a port's own slot below the day-wide cut, an
+exploration draw, a network member listed with its best-ranked member).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from riskpipe import publish
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.csvsafe import formula_safe
+from riskpipe.names import ReferenceNames
 from riskpipe.errors import RiskpipeError
 from riskpipe.registry import check_version_name
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
@@ -65,6 +71,9 @@ SORTABLE = {
 DEFAULT_SORT = {"targets": (S.RANK, False), "all": (S.RISK_SCORE, True)}
 HISTORY_WINDOW_DAYS = 60
 PARTNER_WINDOW_DAYS = 30
+PCT_BELOW = "pct_below"  # % of the day's scored shipments with a lower risk score
+WHY_KIND = "why_kind"  # risk | port slot | exploration (+ " · network" when listed with one)
+WHY_TEXT = "why_text"  # the same in words
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,10 @@ class WorkbenchData:
             if col not in f.columns:
                 f = f.with_columns(pl.lit(None, dtype).alias(col))
         f = f.with_columns(pl.col(S.REASONS).list.join(SEP).fill_null("").alias(REASON_KEY)).sort(S.RANK)
+        spath = self.scores_path(day)
+        day_scores = pl.read_parquet(spath, columns=[S.RISK_SCORE]).get_column(S.RISK_SCORE) if spath.exists() else f.get_column(S.RISK_SCORE)
+        ranked = day_scores.drop_nulls().sort()
+        f = f.join(explain_selection(f, ranked), on=S.SHIPMENT_ID, how="left", maintain_order="left")
         return self._finish(f.with_row_index(ROW))
 
     def _build_all(self, day: date) -> DayFrame | None:
@@ -255,18 +268,6 @@ class WorkbenchData:
             pl.col(S.COUNTRY_OF_ORIGIN).cast(pl.Categorical),
         )
         lf = scores.join(raw, on=S.SHIPMENT_ID, how="left")
-        tpath = self.targets_path(day)
-        if tpath.exists():
-            targets = pl.scan_parquet(tpath).select(
-                S.SHIPMENT_ID, S.RANK, pl.col(S.SELECTION).cast(pl.String).cast(pl.Categorical), pl.col(S.NETWORK_ID).cast(pl.Categorical)
-            )
-            lf = lf.join(targets, on=S.SHIPMENT_ID, how="left")
-        else:
-            lf = lf.with_columns(
-                pl.lit(None, pl.Int64).alias(S.RANK),
-                pl.lit(None, pl.Categorical).alias(S.SELECTION),
-                pl.lit(None, pl.Categorical).alias(S.NETWORK_ID),
-            )
         f = (
             lf.with_columns(pl.col(S.REASONS).list.join(SEP).fill_null("").cast(pl.Categorical).alias(REASON_KEY))
             .drop(S.REASONS)
@@ -274,6 +275,26 @@ class WorkbenchData:
             .sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
             .collect()
         )
+        n = f.get_column(S.RISK_SCORE).drop_nulls().len()
+        # % strictly below: n minus the shipments scoring at least as high (rank "max" descending)
+        f = f.with_columns(((n - pl.col(S.RISK_SCORE).rank("max", descending=True)) * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW))
+        tpath = self.targets_path(day)
+        if tpath.exists():
+            targets = pl.read_parquet(tpath, columns=[S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.NETWORK_ID]).sort(S.RANK)
+            ranked = f.get_column(S.RISK_SCORE).drop_nulls().reverse()  # ascending
+            why = explain_selection(targets, ranked).with_columns(pl.col(WHY_KIND).cast(pl.Categorical))
+            targets = targets.select(
+                S.SHIPMENT_ID, S.RANK, pl.col(S.SELECTION).cast(pl.String).cast(pl.Categorical), pl.col(S.NETWORK_ID).cast(pl.Categorical)
+            ).join(why, on=S.SHIPMENT_ID, how="left")
+            f = f.join(targets, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+        else:
+            f = f.with_columns(
+                pl.lit(None, pl.Int64).alias(S.RANK),
+                pl.lit(None, pl.Categorical).alias(S.SELECTION),
+                pl.lit(None, pl.Categorical).alias(S.NETWORK_ID),
+                pl.lit(None, pl.Categorical).alias(WHY_KIND),
+                pl.lit(None, pl.String).alias(WHY_TEXT),
+            )
         return self._finish(f.with_row_index(ROW))
 
     def _finish(self, f: pl.DataFrame) -> DayFrame:
@@ -353,6 +374,8 @@ class WorkbenchData:
         for r in rows:
             codes = [c for c in (r.get(REASON_KEY) or "").split(SEP) if c]
             r["reason_list"] = codes
+            r["reason_pairs"] = [(c, self.reason_words(c)) for c in codes]
+            r["reason_first"] = r["reason_pairs"][0][1] if codes else ""
             r["reason_words"] = r.get(S.REASON_TEXT) or "; ".join(self.reason_words(c) for c in codes[:3])
         return ListResult(rows, total, q, df.options, pages)
 
@@ -517,6 +540,23 @@ class WorkbenchData:
             meta = {}
         return {"version": str(version), "meta": meta if isinstance(meta, dict) else {}}
 
+    def slot_use(self, day: date) -> list[dict[str, Any]]:
+        """Per port on ``day``: exams picked by risk and by exploration, and the port's slots
+        (``rank.port_slots`` of that day's shipments and the configured capacity)."""
+        from riskpipe.rank import port_slots
+
+        if not self.targets_path(day).exists():
+            return []
+        use = (
+            pl.read_parquet(self.targets_path(day), columns=[S.PORT_OF_ENTRY, S.SELECTION])
+            .group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
+            .agg((pl.col(S.SELECTION) == "risk").sum().alias("risk"), (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"))
+            .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
+        )
+        counts = dict(scan_raw_shipments(self.layout, [day]).group_by(S.PORT_OF_ENTRY).len().collect().iter_rows())
+        slots = port_slots({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
+        return [{"port": p, "risk": int(r), "exploration": int(e), "slots": slots.get(p)} for p, r, e in use.iter_rows()]
+
     def volumes(self, days: int = 14) -> list[dict[str, Any]]:
         """Per published day: scored shipments, targets by selection kind, mean and p99 score."""
         out = []
@@ -543,6 +583,72 @@ class WorkbenchData:
                     row["targets"] += n
             out.append(row)
         return out
+
+
+def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) -> pl.DataFrame:
+    """Per target: ``PCT_BELOW`` (% of the day's scores below its own), ``WHY_KIND`` and
+    ``WHY_TEXT`` (why it is on the list, in words), from what ``rank_day`` did: each port fills
+    its risk slots with its own best scores, so a pick below the day-wide cut (the score the
+    same number of risk slots would need day-wide) is there for its port's slot; exploration
+    picks are random; a network's members are listed right after its best-ranked member.
+
+    ``targets`` in rank order; ``day_scores_ascending``: the day's risk scores, sorted, no nulls.
+    """
+    n = day_scores_ascending.len()
+    score = pl.col(S.RISK_SCORE)
+    is_risk = pl.col(S.SELECTION) == "risk"
+    n_risk = int(targets.filter(pl.col(S.SELECTION) == "risk").height)
+    cut = float(day_scores_ascending[n - n_risk]) if 0 < n_risk <= n else None
+    below = pl.Series(day_scores_ascending.search_sorted(targets.get_column(S.RISK_SCORE).fill_null(-1.0), side="left")).cast(pl.Float64)
+    port = pl.col(S.PORT_OF_ENTRY).cast(pl.String).fill_null("?")
+    slot_no = pl.int_range(1, pl.len() + 1).over([S.PORT_OF_ENTRY, S.SELECTION], order_by=[S.RANK])
+    slots = pl.len().over([S.PORT_OF_ENTRY, S.SELECTION])
+    net = pl.col(S.NETWORK_ID).cast(pl.String)
+    grouped = net.is_not_null() & (net.shift(1) == net)  # placed by its network, not by its score
+    first_of_net = pl.col(S.RANK).min().over(net)
+    f = targets.select(S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, pl.col(S.SELECTION).cast(pl.String), pl.col(S.NETWORK_ID).cast(pl.String))
+    f = f.with_columns(
+        pl.when(score.is_null()).then(None).otherwise(below * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW),
+        slot_no.alias("_slot"),
+        slots.alias("_slots"),
+        grouped.fill_null(False).alias("_grouped"),
+        first_of_net.alias("_first"),
+    )
+    port_slot = is_risk & (score < cut) if cut is not None else pl.lit(False)
+    kind = pl.when(pl.col(S.SELECTION) == "exploration").then(pl.lit("exploration")).when(port_slot).then(pl.lit("port slot")).when(is_risk).then(pl.lit("risk")).otherwise(pl.col(S.SELECTION))
+    slot_words = pl.format("{} of {} risk slots at port {}", pl.col("_slot"), pl.col("_slots"), port)
+    cut_words = pl.lit(f"{cut:.3f}" if cut is not None else "")
+    text = (
+        pl.when(pl.col(S.SELECTION) == "exploration")
+        .then(pl.format("Exploration: drawn at random among the shipments of port {} (keeps the hit-rate estimate honest)", port))
+        .when(port_slot)
+        .then(pl.format("Port slot: {}, filled from the port's own shipments; below the day-wide cut-off of {} for {} risk slots", slot_words, cut_words, pl.lit(n_risk)))
+        .when(is_risk)
+        .then(pl.format("Risk: {}; among the day's {} highest scores", slot_words, pl.lit(n_risk)))
+        .otherwise(pl.col(S.SELECTION).fill_null(""))
+    )
+    net_words = pl.format("; listed with network {} right after its best-ranked member (rank {})", net, pl.col("_first"))
+    return f.select(
+        S.SHIPMENT_ID,
+        PCT_BELOW,
+        pl.when(pl.col("_grouped")).then(kind + pl.lit(" · network")).otherwise(kind).alias(WHY_KIND),
+        pl.when(pl.col("_grouped")).then(text + net_words).otherwise(text).alias(WHY_TEXT),
+    )
+
+
+def weekly_hit_rates(labels: pl.DataFrame, weeks: int = 12) -> list[dict[str, Any]]:
+    """Exams and fentanyl-related finds per exam week (Monday) and exam reason, last ``weeks``."""
+    if labels.height == 0:
+        return []
+    last = labels.get_column(S.EXAM_DATE).max()
+    f = (
+        labels.filter(pl.col(S.EXAM_DATE) > last - timedelta(weeks=weeks))
+        .group_by(pl.col(S.EXAM_DATE).dt.truncate("1w").alias("week"), pl.col(S.EXAM_REASON).cast(pl.String).alias("reason"))
+        .agg(pl.len().alias("exams"), S.is_positive_expr().sum().cast(pl.Int64).alias("positives"))
+        .sort("week", "reason")
+        .with_columns(pl.col("week").dt.to_string("%Y-%m-%d"))
+    )
+    return f.to_dicts()
 
 
 def first_in_order(sub: pl.DataFrame, by: str, desc: bool, need: int) -> pl.Series:

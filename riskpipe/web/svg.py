@@ -1,4 +1,5 @@
-"""Inline SVG drawn on the server: the shipment network graph and small charts.
+"""Inline SVG drawn on the server: the shipment network graph (charts are matplotlib's, in
+:mod:`riskpipe.charts`).
 
 No JavaScript and no network: the page carries the picture. Every label is escaped here
 (``html.escape``) because the result is inserted into templates as markup.
@@ -76,59 +77,3 @@ def network_svg(focal: str, net: dict[str, Any], link_base: str, link_suffix: st
     )
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-def line_chart(series: dict[str, list[float | None]], labels: list[str], width: int = 640, height: int = 200, y_max: float | None = None) -> Markup:
-    """A small multi-series line chart (one colour class per series, legend below)."""
-    pad_l, pad_b, pad_t = 44, 28, 10
-    values = [v for vs in series.values() for v in vs if v is not None]
-    if not values or not labels:
-        return Markup('<p class="muted">not enough data yet</p>')
-    top = y_max if y_max is not None else (max(values) * 1.1 or 1.0)
-    n = len(labels)
-    w, h = width - pad_l - 10, height - pad_b - pad_t
-
-    def xy(i: int, v: float) -> tuple[float, float]:
-        x = pad_l + (w * i / max(1, n - 1))
-        return x, pad_t + h - h * min(v, top) / top
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height + 18 * len(series)}" width="{width}">']
-    for frac in (0, 0.5, 1):
-        y = pad_t + h - h * frac
-        out.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{pad_l - 4}" y="{y + 4:.1f}" text-anchor="end" class="small">{top * frac:.3g}</text>')
-    step = max(1, n // 7)
-    for i in range(0, n, step):
-        x, _ = xy(i, 0)
-        out.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="small">{_t(labels[i])}</text>')
-    for k, (name, vs) in enumerate(series.items()):
-        pts = [xy(i, v) for i, v in enumerate(vs) if v is not None]
-        if pts:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            out.append(f'<polyline points="{path}" class="s{k % 4}"/>')
-            out.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" class="s{k % 4}"/>' for x, y in pts)
-        ly = height + 14 + 18 * k
-        out.append(f'<rect x="{pad_l}" y="{ly - 9}" width="10" height="10" class="s{k % 4}"/>')
-        out.append(f'<text x="{pad_l + 16}" y="{ly}" class="small">{_t(name)}</text>')
-    out.append("</svg>")
-    return Markup("".join(out))
-
-
-def histogram(counts: list[int], width: int = 300, height: int = 120) -> Markup:
-    """Bars of a 10-bin score histogram (share of the day, so days compare)."""
-    total = sum(counts)
-    if not total:
-        return Markup('<span class="muted">no scores</span>')
-    shares = [c / total for c in counts]
-    top = max(shares) or 1.0
-    bw = (width - 20) / len(counts)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="hist" viewBox="0 0 {width} {height}" width="{width}">']
-    for i, s in enumerate(shares):
-        bh = (height - 24) * s / top
-        out.append(
-            f'<rect x="{10 + i * bw:.1f}" y="{height - 16 - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}"><title>'
-            f"{i / 10:.1f}-{(i + 1) / 10:.1f}: {counts[i]}</title></rect>"
-        )
-    out.append(f'<text x="10" y="{height - 3}" class="small">0</text><text x="{width - 10}" y="{height - 3}" text-anchor="end" class="small">1</text>')
-    out.append("</svg>")
-    return Markup("".join(out))

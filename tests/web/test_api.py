@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import warnings
 
@@ -97,7 +98,7 @@ def test_record_outcome_form_and_audit(app, analyst: TestClient) -> None:
     token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
     r = analyst.post(
         "/shipment/S1/outcome",
-        data={"csrf": token, "outcome": "precursor", "exam_reason": "targeted", "exam_date": "2026-01-06", "notes": "<b>bold</b>"},
+        data={"csrf": token, "outcome": "precursor", "exam_reason": "targeted", "exam_date": "2026-01-06", "notes": "<b>bold</b>", "confirm": "yes", "examiner": "Officer K"},
     )
     assert r.status_code == 200
     assert "Outcome saved" in r.text
@@ -121,7 +122,7 @@ def test_concurrent_outcomes_both_in_audit(app) -> None:
 
     def post(c: TestClient, token: str, outcome: str) -> None:
         barrier.wait()
-        r = c.post("/api/outcome", json={S.SHIPMENT_ID: "S2", "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06"}, headers={"X-CSRF-Token": token})
+        r = c.post("/api/outcome", json={S.SHIPMENT_ID: "S2", "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K"}, headers={"X-CSRF-Token": token})
         codes.append(r.status_code)
 
     ts = [threading.Thread(target=post, args=(c, t, o)) for (c, t), o in zip(clients, ["fentanyl", "no_finding"])]
@@ -204,7 +205,7 @@ def test_logout_needs_csrf_and_ends_session(analyst: TestClient) -> None:
 
 
 def _post_api(client: TestClient, token: str, **values):
-    body = {S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", **values}
+    body = {S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K", **values}
     return client.post("/api/outcome", json=body, headers={"X-CSRF-Token": token})
 
 
@@ -213,7 +214,7 @@ def test_outcome_for_an_unknown_shipment_is_refused(app, analyst: TestClient) ->
     r = _post_api(analyst, token, shipment_id="DOES-NOT-EXIST-123")
     assert r.status_code == 404
     assert "DOES-NOT-EXIST-123" in r.json()["detail"] and "raw store" in r.json()["detail"]
-    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06"}
+    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K"}
     r = analyst.post("/shipment/DOES-NOT-EXIST-123/outcome", data=form)
     assert r.status_code == 404 and "DOES-NOT-EXIST-123" in r.text
     store = LabelStore(app.state.settings.db_url)
@@ -261,7 +262,103 @@ def test_resubmitting_the_same_outcome_says_nothing_changed(app, analyst: TestCl
     assert _post_api(analyst, token).json()["changed"] is True
     again = _post_api(analyst, token)
     assert again.status_code == 200 and again.json()["changed"] is False
-    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "next": "/shipment/S1?day=2026-01-06&saved=1"}
+    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "next": "/shipment/S1?day=2026-01-06&saved=1", "confirm": "yes", "examiner": "Officer K"}
     r = analyst.post("/shipment/S1/outcome", data=form)
     assert r.status_code == 200 and "No change" in r.text and "Outcome saved" not in r.text
     assert len(LabelStore(app.state.settings.db_url).history("S1")) == 1
+
+
+def test_an_outcome_must_be_chosen(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/list").text)
+    for form in ({}, {"outcome": ""}):
+        r = analyst.post("/shipment/S1/outcome", data={"csrf": token, "exam_reason": "targeted", "exam_date": "2026-01-06", **form})
+        assert r.status_code == 400 and "choose an outcome" in r.text
+    r = _post_api(analyst, token, outcome="")
+    assert r.status_code == 400 and "choose an outcome" in r.json()["detail"]
+    assert LabelStore(app.state.settings.db_url).current().height == 0
+
+
+@pytest.mark.parametrize("outcome", S.POSITIVE_OUTCOMES)
+def test_a_positive_needs_confirmation_and_an_examiner(app, analyst: TestClient, outcome: str) -> None:
+    token = csrf_of(analyst.get("/list").text)
+    base = {"csrf": token, "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06"}
+    for extra in ({}, {"confirm": "yes"}, {"examiner": "Officer K"}, {"confirm": "no", "examiner": "Officer K"}, {"confirm": "yes", "examiner": "  "}):
+        r = analyst.post("/shipment/S1/outcome", data={**base, **extra})
+        assert r.status_code == 400, extra
+        assert "positive training label" in r.text and "examiner" in r.text
+        r = analyst.post("/api/outcome", json={S.SHIPMENT_ID: "S1", **base, **extra}, headers={"X-CSRF-Token": token})
+        assert r.status_code == 400 and "confirm" in r.json()["detail"]
+    store = LabelStore(app.state.settings.db_url)
+    assert store.current().height == 0 and store.history("S1") == []
+    r = analyst.post("/shipment/S1/outcome", data={**base, "confirm": "yes", "examiner": "Officer K"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert store.current().select(S.OUTCOME, S.EXAMINER).rows() == [(outcome, "Officer K")]
+
+
+def test_a_negative_outcome_needs_no_confirmation(app, analyst: TestClient) -> None:
+    token = csrf_of(analyst.get("/list").text)
+    r = analyst.post("/shipment/S2/outcome", data={"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-06"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert LabelStore(app.state.settings.db_url).current().select(S.OUTCOME).rows() == [("no_finding",)]
+
+
+def test_list_filters_round_trip_through_the_url(analyst: TestClient) -> None:
+    import html as htmlmod
+    import re
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    r = analyst.get("/list?day=2026-01-06&view=all&port=2720&mode=postal&page_size=25&sort=risk_score&desc=0")
+    page = r.text
+    for name, value in (("port", "2720"), ("mode", "postal"), ("page_size", "25"), ("view", "all")):
+        assert re.search(rf'<select name="{name}">.*?<option value="{value}"[^>]*selected', page, re.S), name
+    assert re.search(r'name="sort" value="risk_score"', page) and re.search(r'name="desc" value="0"', page)
+    wanted = {"day": ["2026-01-06"], "view": ["all"], "port": ["2720"], "mode": ["postal"], "page_size": ["25"], "sort": ["risk_score"], "desc": ["0"]}
+    nexts = re.findall(r'name="next" value="([^"]+)"', page)
+    assert nexts and all({k: v for k, v in parse_qs(urlsplit(htmlmod.unescape(n)).query).items() if k != "page"} == wanted for n in nexts)
+    backs = re.findall(r'href="/shipment/[^"]*&amp;back=([^"]+)"', page)
+    assert backs
+    back = unquote(htmlmod.unescape(backs[0]))
+    assert {k: v for k, v in parse_qs(urlsplit(back).query).items() if k != "page"} == wanted
+    # the shipment page leads back to the same filtered list (and only to a list page)
+    ship = analyst.get("/shipment/S2", params={"day": "2026-01-06", "back": back}).text
+    assert f'id="back">' in ship and htmlmod.escape(back) in ship
+    evil = analyst.get("/shipment/S2", params={"day": "2026-01-06", "back": "https://evil.example/list?"}).text
+    assert "evil.example" not in evil
+
+
+def test_health_page_kpis_first_matplotlib_charts_metadata_folded(app, analyst: TestClient) -> None:
+    import json
+    from pathlib import Path
+
+    from riskpipe.web import svg
+
+    models = Path(app.state.settings.models_dir)
+    (models / "m1").mkdir(parents=True)
+    meta = {"feature_schema": {f"f{i}": "Float64" for i in range(87)}, "evaluation": {"precision_at_100": 0.42}}
+    (models / "m1" / "meta.json").write_text(json.dumps(meta))
+    (models / "champion.json").write_text(json.dumps({"version": "m1"}))
+    token = csrf_of(analyst.get("/list").text)
+    for sid, outcome in (("S1", "fentanyl"), ("S3", "no_finding"), ("S2", "no_finding")):
+        body = {S.SHIPMENT_ID: sid, "outcome": outcome, "exam_reason": "random", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "K"}
+        assert analyst.post("/api/outcome", json=body, headers={"X-CSRF-Token": token}).status_code == 200
+    html = analyst.get("/health").text
+    assert html.index('id="kpis"') < html.index("<svg") < html.index('id="metadata"')  # KPIs first, metadata last
+    assert "33.3%" in html and "hit rate, random exams" in html  # 1 of 3 random exams
+    assert html.count("Created with Matplotlib") >= 5
+    assert re.search(r'<details id="metadata"><summary>\d+ fields', html)  # the feature_schema rows folded away
+    assert "e+0" not in html  # no scientific notation on the axes
+    assert not hasattr(svg, "line_chart") and not hasattr(svg, "histogram")  # no hand-drawn charts left
+
+
+def test_health_chart_labels_from_data_are_escaped(app, analyst: TestClient) -> None:
+    import polars as pl
+
+    from riskpipe.store import Layout, write_parquet_atomic
+
+    layout = Layout(app.state.settings.home)
+    path = layout.day_dir(layout.targets, DAY) / "targets.parquet"
+    t = pl.read_parquet(path).with_columns(pl.lit(XSS).alias(S.PORT_OF_ENTRY))
+    write_parquet_atomic(t, path)
+    html = analyst.get("/health").text
+    assert XSS not in html and "<script>" not in html
+    assert "&lt;script&gt;" in html
