@@ -88,6 +88,7 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     rows attributed at the end (as a Dask run does)."""
     from riskpipe.rules import load_rules
     from riskpipe.score import score_day
+    from riskpipe.search import watchlist_step
 
     batch_rows = SCORE_BATCH_ROWS if batch_rows is None else batch_rows
     model, rules = load_champion(settings), load_rules(settings.rules_path)
@@ -96,10 +97,12 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     if rows > batch_rows:
         scored = _score_in_batches(layout, day, features_file, model, rules, feature_columns, raw_columns,
                                    rows, -(-rows // batch_rows))
+        scored = watchlist_step(layout, settings, day, scored)
         return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
     scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
 
 

@@ -94,6 +94,9 @@ def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, s
         layout, day, model, rules, pl.DataFrame(), features=pl.read_parquet(part["features"], columns=feature_columns),
         raw_day=pl.read_parquet(part["raw"], columns=raw_columns), top_n=0,
     )
+    from riskpipe.search import watchlist_step
+
+    scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons of this shard's rows
     return write_parquet_atomic(scored, Path(part["scored"]))
 
 
