@@ -173,17 +173,21 @@ def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit
     cond = pl.lit(False)
     for h, codes in by_hash.items():
         cond = cond | ((pl.col("h") == pl.lit(h, pl.UInt64)) & pl.col("field").is_in(codes))
-    out: list[Hit] = []
+    paths = {}
     for d in sorted(days, reverse=True):
         path = index_path(layout, d)
-        if path is None:
-            continue
-        found = pl.scan_parquet(path).filter(cond).select("field", S.SHIPMENT_ID).collect()
-        for code, sid in found.iter_rows():
-            label, kind, _col = FIELDS[code]
-            out.append(Hit(d, sid, label, kind))
-        if len(out) >= MAX_RESULTS:
-            break
+        if path is not None:
+            paths[str(path)] = d
+    if not paths:
+        return []
+    # one scan over every day's index: Polars reads the files in parallel, each file's footer
+    # and only the row groups whose statistics can hold a wanted hash
+    found = (
+        pl.scan_parquet(list(paths), include_file_paths="_file").filter(cond)
+        .select("field", S.SHIPMENT_ID, "_file").collect()
+    )
+    out = [Hit(paths[f], sid, FIELDS[code][0], FIELDS[code][1]) for code, sid, f in found.iter_rows()]
+    out.sort(key=lambda h: h.day, reverse=True)
     return out[:MAX_RESULTS]
 
 
