@@ -59,10 +59,10 @@ class UpgradeResult:
 
 def store_metadata() -> MetaData:
     """All tables of the store, as the code defines them (what head must equal)."""
-    from riskpipe import labels, users
+    from riskpipe import cases, labels, users
 
     md = MetaData()
-    for source in (labels.metadata, users.metadata):
+    for source in (labels.metadata, users.metadata, cases.metadata):
         for table in source.tables.values():
             table.to_metadata(md)
     return md

@@ -86,20 +86,23 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of
     more than ``batch_rows`` rows is scored in batches (:func:`_score_in_batches`), the day's top
     rows attributed at the end (as a Dask run does)."""
-    from riskpipe.rules import load_rules
+    from riskpipe.rules import load_rules, rules_file
     from riskpipe.score import score_day
+    from riskpipe.search import watchlist_step
 
     batch_rows = SCORE_BATCH_ROWS if batch_rows is None else batch_rows
-    model, rules = load_champion(settings), load_rules(settings.rules_path)
+    model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     if rows > batch_rows:
         scored = _score_in_batches(layout, day, features_file, model, rules, feature_columns, raw_columns,
                                    rows, -(-rows // batch_rows))
+        scored = watchlist_step(layout, settings, day, scored)
         return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
     scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
 
 

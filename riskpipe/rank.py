@@ -106,9 +106,9 @@ def default_reason_texts(settings: Settings) -> dict[str, str]:
     """Texts of the model reasons plus those of the configured analyst rules (if loadable)."""
     rule_texts: dict[str, str] = {}
     try:
-        from riskpipe.rules import load_rules
+        from riskpipe.rules import load_rules, rules_file
 
-        rule_texts = dict(load_rules(settings.rules_path).texts)
+        rule_texts = dict(load_rules(rules_file(settings)).texts)
     except ImportError:  # rules module not present: model texts only
         pass
     return load_reason_texts(rule_texts)

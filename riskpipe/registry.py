@@ -1035,9 +1035,9 @@ def retrain(
         labels = labels.filter(pl.col(S.EXAM_DATE) <= until)
     if rules is None and use_rules:
         try:
-            from riskpipe.rules import load_rules
+            from riskpipe.rules import load_rules, rules_file
 
-            rules = load_rules(settings.rules_path)
+            rules = load_rules(rules_file(settings))
         except ImportError:
             rules = None
     steps.next("training-set")

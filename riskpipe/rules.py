@@ -365,6 +365,19 @@ def parse_rules(text: str, source: str = "<text>") -> RuleSet:
     return RuleSet(rules=tuple(rules), source=source, texts={r.code: r.text for r in rules})
 
 
+#: the rules file the workbench writes under a home whose settings name no ``rules_path``
+HOME_RULES_FILE = "rules.toml"
+
+
+def rules_file(settings: Any) -> Path | None:
+    """The rules file a night uses: ``settings.rules_path``, else ``<home>/rules.toml`` when one
+    was saved there (the workbench's rule editor writes it), else None (the shipped rules)."""
+    if getattr(settings, "rules_path", None) is not None:
+        return Path(settings.rules_path)
+    home_file = Path(settings.home) / HOME_RULES_FILE
+    return home_file if home_file.is_file() else None
+
+
 def load_rules(path: Path | None = None) -> RuleSet:
     """The rules of ``path`` (None: the shipped defaults), validated."""
     path = path or DEFAULT_RULES_PATH

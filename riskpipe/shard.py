@@ -85,15 +85,18 @@ def split_day(layout: Layout, day: date, features_file: Path, n_shards: int, raw
 def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, str]) -> Path:
     """Scores of one shard (cheap reasons only; the day's top rows are attributed later)."""
     from riskpipe.nightly import load_champion, scoring_columns
-    from riskpipe.rules import load_rules
+    from riskpipe.rules import load_rules, rules_file
     from riskpipe.score import score_day
 
-    model, rules = load_champion(settings), load_rules(settings.rules_path)
+    model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(part["features"]))
     scored = score_day(
         layout, day, model, rules, pl.DataFrame(), features=pl.read_parquet(part["features"], columns=feature_columns),
         raw_day=pl.read_parquet(part["raw"], columns=raw_columns), top_n=0,
     )
+    from riskpipe.search import watchlist_step
+
+    scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons of this shard's rows
     return write_parquet_atomic(scored, Path(part["scored"]))
 
 

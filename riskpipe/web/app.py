@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -218,6 +219,9 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
             return default
         return value
+
+    # the routers of riskpipe/web/routes authenticate and render with these (routes/deps.py)
+    app.state.auth = SimpleNamespace(user_of=user_of, supervisor=supervisor, form_of=form_of, render=render, safe_next=safe_next)
 
     def pick_day(value: str | None) -> tuple[date | None, list[date]]:
         days = app.state.data.days()
@@ -603,26 +607,11 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
                 set_session_cookie(request, resp, fresh)
         return resp
 
-    @app.get("/rules", response_class=HTMLResponse)
-    def rules_page(request: Request):
-        supervisor(request)
-        path = _rules_path(settings)
-        text = None
-        if path is not None and path.exists():
-            text = path.read_text(encoding="utf-8", errors="replace")
-        return render(request, "rules.html", {"path": path, "text": text})
+    # -- search, case work, audit, rule feedback (riskpipe/web/routes) -------------------------
+    from riskpipe.web.routes import include_routes
 
+    include_routes(app)
     return app
-
-
-def _rules_path(settings: Settings) -> Path | None:
-    if settings.rules_path is not None:
-        return Path(settings.rules_path)
-    ref = Path(__file__).resolve().parent.parent / "reference"
-    for name in ("rules.toml", "rules.yaml", "rules.yml", "rules.json"):
-        if (ref / name).exists():
-            return ref / name
-    return None
 
 
 PARTNER_PAIRS = [

@@ -161,7 +161,7 @@ def test_a_fresh_database_gets_the_schema_the_code_uses(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from riskpipe import labels, users
+    from riskpipe import cases, labels, users
     from riskpipe.db import get_engine
     from riskpipe.migrate import store_metadata, upgrade
 
@@ -171,7 +171,7 @@ def test_a_fresh_database_gets_the_schema_the_code_uses(db_url: str) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, store_metadata())
     assert diff == []
-    assert set(store_metadata().tables) == {*labels.metadata.tables, *users.metadata.tables}
+    assert set(store_metadata().tables) == {*labels.metadata.tables, *users.metadata.tables, *cases.metadata.tables}
     if engine.dialect.name == "postgresql":
         insp = inspect(engine)
         kinds = {c["name"]: c["type"] for c in insp.get_columns("labels")}

@@ -1,0 +1,122 @@
+"""Search by identifier, saved views and the watchlist."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import polars as pl
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from riskpipe import schema as S
+from riskpipe.cases import ID_KINDS
+from riskpipe.errors import RiskpipeError
+from riskpipe.search import KINDS, normalise, search
+from riskpipe.store import Layout
+from riskpipe.users import User
+from riskpipe.web.routes.deps import case_store, current_user, posted_form, render, safe_next
+
+router = APIRouter()
+MAX_QUERY = 200
+
+
+def _enrich(request: Request, found: pl.DataFrame) -> list[dict]:
+    """Result rows with the night's risk score and the recorded outcome of each shipment."""
+    if found.is_empty():
+        return []
+    layout = Layout(request.app.state.settings.home)
+    scores = []
+    for (d,), part in found.group_by(S.ARRIVAL_DATE):
+        path = layout.day_dir(layout.scores, d) / "scores.parquet"
+        if path.exists():
+            ids = part[S.SHIPMENT_ID].to_list()
+            scores.append(pl.scan_parquet(path).select(S.SHIPMENT_ID, S.RISK_SCORE).filter(pl.col(S.SHIPMENT_ID).is_in(ids)))
+    out = found
+    if scores:
+        out = out.join(pl.concat(pl.collect_all(scores)).unique(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="left", maintain_order="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.Float64).alias(S.RISK_SCORE))
+    labels = request.app.state.labels.current().select(
+        S.SHIPMENT_ID, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_DATE)
+    )
+    out = out.join(labels, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+    return out.to_dicts()
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(request: Request, q: str = "", kind: str = "", user: User = Depends(current_user)):
+    q = q.strip()
+    if len(q) > MAX_QUERY:
+        raise HTTPException(400, f"a search is at most {MAX_QUERY} characters")
+    if kind and kind not in KINDS:
+        raise HTTPException(400, f"kind must be one of {', '.join(KINDS)}")
+    wanted, rows = {}, []
+    if q:
+        layout = Layout(request.app.state.settings.home)
+        wanted, found = await run_in_threadpool(search, layout, q, kind)
+        rows = await run_in_threadpool(_enrich, request, found)
+        # who looked up what: the query as typed (see riskpipe.cases on why not a hash)
+        await run_in_threadpool(case_store(request).record_access, user.username, "search", q,
+                                f"kind={kind or 'any'}; {len(rows)} shipments")
+    here = "/search?" + urlencode({"q": q, "kind": kind}) if q else "/search"
+    return render(request, "search.html", {"q": q, "kind": kind, "kinds": KINDS, "wanted": wanted, "rows": rows,
+                                            "here": here, "searched": bool(q)})
+
+
+@router.get("/views", response_class=HTMLResponse)
+def views_page(request: Request, user: User = Depends(current_user)):
+    msg = request.query_params.get("msg")
+    return render(request, "views.html", {"views": case_store(request).views(user.username), "msg": msg})
+
+
+@router.post("/views")
+def views_action(request: Request, user: User = Depends(current_user), form: dict = Depends(posted_form)):
+    store = case_store(request)
+    action = form.get("action", "save")
+    try:
+        if action == "save":
+            url = form.get("url", "")
+            if safe_next(request, url, "") != url or not url:
+                raise RiskpipeError("a saved view is a workbench address starting with /")
+            store.save_view(user.username, form.get("name", ""), url)
+            msg = f"saved view {form.get('name', '').strip()}"
+        elif action == "delete":
+            store.delete_view(user.username, int(form.get("id", "0") or 0))
+            msg = "view deleted"
+        else:
+            raise HTTPException(400, "unknown action")
+    except (RiskpipeError, ValueError) as exc:
+        msg = str(exc)
+    return RedirectResponse("/views?" + urlencode({"msg": msg}), status_code=303)
+
+
+@router.get("/watchlist", response_class=HTMLResponse)
+def watchlist_page(request: Request, user: User = Depends(current_user)):
+    msg = request.query_params.get("msg")
+    return render(request, "watchlist.html", {"entries": case_store(request).watchlist(), "kinds": ID_KINDS, "msg": msg})
+
+
+@router.post("/watchlist")
+def watchlist_action(request: Request, user: User = Depends(current_user), form: dict = Depends(posted_form)):
+    store = case_store(request)
+    action = form.get("action", "add")
+    try:
+        if action == "add":
+            kind = form.get("kind", "")
+            if kind not in ID_KINDS:
+                raise RiskpipeError(f"kind must be one of {', '.join(ID_KINDS)}")
+            value = normalise(kind, form.get("value", "")[:MAX_QUERY])
+            if not value:
+                raise RiskpipeError("nothing left of that identifier once normalised")
+            store.watch(kind, value, user.username, form.get("note"))
+            msg = f"on the watchlist from the next night: {kind} {value}"
+        elif action == "remove":
+            if not store.unwatch(int(form.get("id", "0") or 0), user.username):
+                raise RiskpipeError("no such watchlist entry (removed already?)")
+            msg = "removed from the watchlist (from the next night)"
+        else:
+            raise HTTPException(400, "unknown action")
+    except (RiskpipeError, ValueError) as exc:
+        msg = str(exc)
+    return RedirectResponse("/watchlist?" + urlencode({"msg": msg}), status_code=303)

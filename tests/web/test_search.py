@@ -1,0 +1,109 @@
+"""Search by identifier (issue 17, point 3): the query is normalised as the party keys are, the
+per-day index finds every shipment of the party across days and is private; a watchlisted
+identifier flags its shipments as a WATCHLIST reason, point in time."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from riskpipe import schema as S
+from riskpipe.store import Layout, write_parquet_atomic
+
+from .conftest import DAY, PREV, raw_rows
+
+
+def _home(tmp_path):
+    from .conftest import build_home
+
+    settings = build_home(tmp_path / "home")
+    layout = Layout(settings.home)
+    extra = raw_rows(PREV, [
+        {S.SHIPMENT_ID: "P1", S.CONSIGNEE_ADDRESS_KEY: "k1", S.DESCRIPTION: "earlier parcel",
+         S.CONSIGNEE_PHONE: "(555) 0101", S.CONSIGNEE_EMAIL: "Pat.Doe@Example.COM", S.ACCOUNT_IP: " 10.0.0.7 "},
+        {S.SHIPMENT_ID: "P2", S.CONSIGNEE_NAME: "Someone Else", S.SHIPPER_NAME: "Other Co", S.CONSIGNEE_ADDRESS: "9 Elm",
+         S.CONSIGNEE_PHONE: "999-1234567", S.SELLER_ID: "SELLER-9"},
+    ])
+    write_parquet_atomic(extra, layout.raw_shipments_day(PREV) / "part-0.parquet")
+    return settings, layout
+
+
+def test_query_normalised_like_the_party_keys() -> None:
+    from riskpipe.search import normalise, query_kinds
+
+    assert normalise("phone", "+1 (555) 010-1999") == "5550101999"
+    assert normalise("email", "  Pat.Doe@Example.COM ") == "pat.doe@example.com"
+    assert normalise("name", "PAT   DOE!") == "pat doe"
+    assert "phone" not in query_kinds("Pat Doe 12")  # letters: not a phone number
+    assert query_kinds("555-0101", "phone") == {"phone": "5550101"}
+
+
+def test_search_finds_the_party_across_days_and_index_is_private(tmp_path) -> None:
+    from riskpipe.search import index_path, search
+
+    settings, layout = _home(tmp_path)
+    _, found = search(layout, "555 0101")  # S1 and S2 today, P1 the day before (written "(555) 0101")
+    assert sorted(found[S.SHIPMENT_ID].to_list()) == ["P1", "S1", "S2"]
+    assert found[S.ARRIVAL_DATE].to_list()[0] == DAY  # newest first
+    assert set(found.filter(pl.col(S.SHIPMENT_ID) == "P1")["matched"]) == {"consignee phone"}
+    _, by_mail = search(layout, "pat.doe@EXAMPLE.com")
+    assert by_mail[S.SHIPMENT_ID].to_list() == ["P1"]
+    _, by_ip = search(layout, "10.0.0.7")
+    assert by_ip[S.SHIPMENT_ID].to_list() == ["P1"]
+    _, by_name = search(layout, "pat doe", kind="name")
+    assert {"S1", "S2", "S3", "S4", "P1"} <= set(by_name[S.SHIPMENT_ID].to_list()) and "P2" not in by_name[S.SHIPMENT_ID].to_list()
+    _, by_seller = search(layout, "seller-9")
+    assert by_seller[S.SHIPMENT_ID].to_list() == ["P2"]
+    _, none = search(layout, "no such person")
+    assert none.height == 0
+    path = index_path(layout, PREV)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_reingested_day_gets_a_fresh_index(tmp_path) -> None:
+    import os
+
+    from riskpipe.search import index_path, search
+
+    _, layout = _home(tmp_path)
+    first = index_path(layout, PREV)
+    again = raw_rows(PREV, [{S.SHIPMENT_ID: "P9", S.CONSIGNEE_PHONE: "555-0101"}])
+    f = layout.raw_shipments_day(PREV) / "part-0.parquet"
+    write_parquet_atomic(again, f)
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 1_000_000))
+    _, found = search(layout, "5550101")
+    assert "P9" in found[S.SHIPMENT_ID].to_list() and "P1" not in found[S.SHIPMENT_ID].to_list()
+    assert not first.exists() and index_path(layout, PREV) != first
+
+
+def test_watchlist_flags_shipments_point_in_time(tmp_path) -> None:
+    from riskpipe.cases import CaseStore, cutoff
+    from riskpipe.rank import load_reason_texts, reason_text_expr
+    from riskpipe.search import WATCHLIST_CODE, normalise, watchlist_step
+
+    settings, layout = _home(tmp_path)
+    now = [cutoff(DAY) - timedelta(hours=3)]
+    store = CaseStore(settings.db_url, clock=lambda: now[0])
+    store.watch("phone", normalise("phone", "(555) 0101"), "sue")  # before DAY's cut-off
+    now[0] = cutoff(DAY) + timedelta(minutes=5)
+    store.watch("name", normalise("name", "Pat Doe"), "sue")  # after it: not for DAY
+    scored = pl.DataFrame({S.SHIPMENT_ID: ["S1", "S2", "S3", "S4"],
+                           S.REASONS: [["PRECURSOR_NAMED"], [], ["X1", "X2", "X3", "X4", "X5"], []]},
+                          schema={S.SHIPMENT_ID: pl.String, S.REASONS: pl.List(pl.String)})
+    out = watchlist_step(layout, settings, DAY, scored)
+    reasons = dict(zip(out[S.SHIPMENT_ID], out[S.REASONS].to_list(), strict=True))
+    assert reasons == {"S1": [WATCHLIST_CODE, "PRECURSOR_NAMED"], "S2": [WATCHLIST_CODE],
+                       "S3": ["X1", "X2", "X3", "X4", "X5"], "S4": []}
+    # the day after, the name entry counts too (every shipment here is consigned to Pat Doe)
+    assert cutoff(DAY) < datetime.now(UTC)
+    later = watchlist_step(layout, settings, DAY + timedelta(days=1), scored)  # no raw data that day
+    assert later[S.REASONS].to_list() == scored[S.REASONS].to_list()
+    entries = store.watchlist_at(cutoff(DAY + timedelta(days=1)))
+    assert ("name", "pat doe") in entries
+    # a removal after the cut-off does not change DAY
+    store.unwatch(store.watchlist()[-1]["id"], "sue")
+    assert watchlist_step(layout, settings, DAY, scored)[S.REASONS].to_list() == out[S.REASONS].to_list()
+    text = out.select(reason_text_expr(load_reason_texts({}))).to_series().to_list()
+    assert "watchlist" in text[0].lower()
