@@ -44,11 +44,14 @@ DEFAULT_OTHER_PORT_CAPACITY = 10
 CONFIG_FILE = "riskpipe.toml"
 ENV_PREFIX = "RISKPIPE_"
 #: ``RISKPIPE_`` variables that are not settings: the CLI's data home and Prefect's server wrapper
-ENV_NOT_SETTINGS = frozenset({"RISKPIPE_HOME", "RISKPIPE_PREFECT_PARENT_PID"})
+#: (and the partner key file, read by the `riskpipe partner` commands only)
+ENV_NOT_SETTINGS = frozenset({"RISKPIPE_HOME", "RISKPIPE_PREFECT_PARENT_PID", "RISKPIPE_PARTNER_KEY_FILE"})
 #: values never echoed in an error (a database URL or a notification URL can hold a password)
 SECRET_SETTINGS = frozenset({"database_url", "notify_url"})
 #: paths that a relative value in riskpipe.toml means relative to the home (where the file is)
-PATH_SETTINGS = ("registry_dir", "registry_key_path", "rules_path", "fx_rates_path")
+PATH_SETTINGS = ("registry_dir", "registry_key_path", "rules_path", "fx_rates_path", "partner_key_path")
+#: land ports of the Unified Cargo Processing program on the Mexican border (Schedule D codes)
+DEFAULT_UCP_PORTS = ["2304", "2506", "2604"]  # Laredo, Otay Mesa, Nogales
 
 
 class Settings(BaseSettings):
@@ -81,6 +84,11 @@ class Settings(BaseSettings):
     nightly_timeout_seconds: int = Field(7200, gt=0)
     retrain_timeout_seconds: int = Field(14400, gt=0)
     io_timeout_seconds: int = Field(3600, gt=0)
+    # sharing risk with a partner customs service (riskpipe.partner)
+    partner_key_path: Path | None = None  # the shared HMAC key, outside the home, mode 0600
+    partner_name: str = "the partner customs service"  # who shares the feeds we import (in reasons)
+    administration_name: str = "this customs service"  # the issuer written into feeds we export
+    ucp_ports: list[str] = Field(default_factory=lambda: list(DEFAULT_UCP_PORTS))
 
     @classmethod
     def settings_customise_sources(
@@ -112,6 +120,14 @@ class Settings(BaseSettings):
         bad = [port for port, n in value.items() if n < 0]
         if bad:
             raise ValueError(f"exams per day must be >= 0 (port {bad[0]})")
+        return value
+
+    @field_validator("ucp_ports")
+    @classmethod
+    def _port_codes(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not re.fullmatch(r"\d{4}", str(p))]
+        if bad:
+            raise ValueError(f"a port is a 4-digit Schedule D code (port {bad[0]!r})")
         return value
 
     @field_validator("rules_path", "fx_rates_path")

@@ -155,7 +155,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     """Targeting list, scores file and report written into the staging directories."""
     from riskpipe.model import training_warnings
     from riskpipe.rank import port_slots, rank_day
-    from riskpipe.report import drift_table, render_report
+    from riskpipe.report import drift_table, oea_claim_counts, render_report
     from riskpipe.score import scores_file_frame
 
     scored = pl.read_parquet(scored_file)
@@ -183,6 +183,9 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
         datetime.now(UTC).isoformat(timespec="seconds"), champion_problem=champion.problem,
         model_warnings=training_warnings(model.meta) if model is not None else (),
         port_slots=port_slots(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
+        oea_claims=oea_claim_counts(
+            scan_raw_shipments(layout, [day]).select(S.TRUSTED_TRADER).collect(), pl.read_parquet(feats_file, columns=["xb_oea_confirmed", "xb_oea_unconfirmed"])
+            if feats_file.exists() and "xb_oea_confirmed" in pl.read_parquet_schema(feats_file) else None),
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
     summary = {

@@ -175,6 +175,10 @@ rules alone.</b> {{ champion_problem }}</div>
 <section><h2>Volumes by port (top 15)</h2>{{ chart_port | safe }}</section>
 <section><h2>Exam slots used per port</h2>{{ chart_slots | safe }}</section>
 <section><h2>Quarantine by reason</h2>{{ chart_quarantine | safe }}</section>
+{% if oea_claims %}<section><h2>Mexico OEA claims (mutual recognition)</h2>
+<p>{{ "{:,}".format(oea_claims.confirmed) }} confirmed on the partner's OEA list ·
+{{ "{:,}".format(oea_claims.not_confirmed) }} not confirmed (no trusted-trader credit)
+{% if oea_claims.not_verified %}· {{ "{:,}".format(oea_claims.not_verified) }} not verified (no OEA list imported){% endif %}</p></section>{% endif %}
 <section><h2>Risk score distribution</h2>{{ chart_scores | safe }}
 <p class="muted">mean {{ "%.4f"|format(score_mean) }}, 99th percentile {{ "%.4f"|format(score_p99) }}</p></section>
 </div>
@@ -201,6 +205,19 @@ compared with days whose own history window was full; until there are {{ min_ref
 )
 
 
+def oea_claim_counts(raw_day: pl.DataFrame, features: pl.DataFrame | None) -> dict[str, int] | None:
+    """``mx_oea`` claims of the day: confirmed / not confirmed on the partner's OEA list, and not
+    verified (no list imported for the day); None when nobody claims it."""
+    claims = int((raw_day.get_column(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").sum()) \
+        if S.TRUSTED_TRADER in raw_day.columns else 0
+    if claims == 0:
+        return None
+    have = features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.columns)
+    ok = int(features["xb_oea_confirmed"].sum()) if have else 0
+    bad = int(features["xb_oea_unconfirmed"].sum()) if have else 0
+    return {"confirmed": ok, "not_confirmed": bad, "not_verified": claims - ok - bad}
+
+
 def render_report(
     day: date,
     scores: pl.DataFrame,
@@ -215,11 +232,13 @@ def render_report(
     champion_problem: str | None = None,
     model_warnings: Sequence[str] = (),
     port_slots: dict[str, int] | None = None,
+    oea_claims: dict[str, int] | None = None,
 ) -> str:
     """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
     night) puts a banner at the top; ``model_warnings`` (``riskpipe.model.training_warnings`` of
     the champion) head the model section; ``port_slots`` (exam slots per port that night) marks
-    each port's capacity on the slot-use chart."""
+    each port's capacity on the slot-use chart; ``oea_claims`` (:func:`oea_claim_counts`) counts
+    the ``mx_oea`` claims confirmed and not confirmed on the partner's OEA list."""
     from riskpipe.names import ReferenceNames
 
     names = ReferenceNames.load()
@@ -265,4 +284,5 @@ def render_report(
         chart_drift=charts.bars(drift_items, "Population stability index (PSI)", "PSI", color=charts.COLORS[3],
                                 marks=[(0.1, "moderate"), (0.25, "major")], decimals=3),
         model_warnings=list(model_warnings),
+        oea_claims=oea_claims,
     )

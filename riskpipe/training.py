@@ -77,6 +77,9 @@ def cache_key(layout: Layout, day: date, labels: pl.DataFrame, feature_columns: 
     ]
     partner = list(layout.raw_partner.glob("*/*.parquet")) if layout.raw_partner.exists() else []
     h.update(json.dumps([_files_digest(raw_files), _files_digest(partner)]).encode())
+    from riskpipe.partner import fingerprint as partner_feeds
+
+    h.update(json.dumps(partner_feeds(layout, day)).encode())  # feeds and OEA lists known at D's cut-off
     return h.hexdigest()
 
 

@@ -1,6 +1,6 @@
 """Risk indicators: one point-in-time feature path for nightly scoring and training.
 
-Families (one module each): commodity, value, parties, history, network, crossborder.
+Families (one module each): commodity, value, parties, history, network, crossborder, partner.
 """
 
 from __future__ import annotations

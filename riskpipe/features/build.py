@@ -19,11 +19,13 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.features import commodity, crossborder, history, network, parties, value
+from riskpipe.features import partner as partner_family
 from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col, with_keys
 from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 FEATURE_COLUMNS: list[str] = (
     commodity.COLUMNS + value.COLUMNS + parties.COLUMNS + history.COLUMNS + network.COLUMNS + crossborder.COLUMNS
+    + partner_family.COLUMNS
 )
 CATEGORICAL_FEATURES: list[str] = [
     commodity.HTS_CHAPTER, parties.TRUSTED_TRADER, crossborder.MODE, crossborder.ENTRY_TYPE, crossborder.ORIGIN_GROUP,
@@ -35,6 +37,7 @@ FEATURE_FAMILIES: dict[str, list[str]] = {
     "history": list(history.COLUMNS),
     "network": list(network.COLUMNS),
     "crossborder": list(crossborder.COLUMNS),
+    "partner": list(partner_family.COLUMNS),
 }
 _FIRES = {
     "commodity": commodity.fires,
@@ -43,6 +46,7 @@ _FIRES = {
     "history": history.fires,
     "network": network.fires,
     "crossborder": crossborder.fires,
+    "partner": partner_family.fires,
 }
 
 OUTPUT_COLUMNS = [S.SHIPMENT_ID, S.NETWORK_ID, *FEATURE_COLUMNS]
@@ -92,7 +96,8 @@ _THIN_VALUE = [value.HEADING, value.LOG_VPK, value.LOG_VPP]
 #: columns of the whole-day pass in the output
 DAY_COLUMNS = [*value.DAY_COLUMNS, *parties.DAY_COLUMNS, *history.COLUMNS, *network.COLUMNS]
 #: columns computed row by row
-ROW_COLUMNS = [*commodity.COLUMNS, *value.ROW_COLUMNS, *parties.ROW_COLUMNS, *crossborder.COLUMNS]
+ROW_COLUMNS = [*commodity.COLUMNS, *value.ROW_COLUMNS, *parties.ROW_COLUMNS, *crossborder.COLUMNS,
+               *partner_family.COLUMNS]
 assert sorted(DAY_COLUMNS + ROW_COLUMNS) == sorted(FEATURE_COLUMNS), "every feature is built exactly once"
 
 
@@ -106,6 +111,7 @@ class _Inputs:
         self.partner = crossborder.partner_for_day(layout, day).collect()
         self.fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
         self.raw = scan_raw_shipments(layout, [day])
+        self.watch = partner_family.inputs(layout, day, self.raw)
 
 
 def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
@@ -142,10 +148,12 @@ def sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _row_plan(raw: pl.LazyFrame, inp: _Inputs, day: date) -> pl.LazyFrame:
     """The families computed row by row (streamable: no window over the day), in any row order."""
-    lazy = commodity.add_commodity(commodity.prepare(raw))
+    # an unconfirmed mx_oea claim is cleared before the parties family reads it
+    lazy = commodity.add_commodity(commodity.prepare(partner_family.verify_oea(raw, inp.watch)))
     lazy = value.prepare_rows(lazy, inp.norms.lazy()).with_columns(value.row_exprs())
     lazy = lazy.with_columns(parties.row_exprs(day))
     lazy = crossborder.add_crossborder(lazy, inp.partner.lazy())
+    lazy = partner_family.add_partner(lazy, inp.watch, day)
     return lazy.select(S.SHIPMENT_ID, *ROW_COLUMNS)
 
 
@@ -173,6 +181,9 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     partner = crossborder.partner_for_day(layout, day)
     fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
     raw = scan_raw_shipments(layout, [day])
+    watch = partner_family.inputs(layout, day, raw)
+    # an unconfirmed mx_oea claim is cleared before the parties family reads it
+    raw = partner_family.verify_oea(raw, watch)
     if timings is not None:
         norms = norms.collect().lazy()
         partner = partner.collect().lazy()
@@ -185,6 +196,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
         ("value", lambda f: value.add_value(f, norms)),
         ("parties", lambda f: parties.add_parties(f, day)),
         ("crossborder", lambda f: crossborder.add_crossborder(f, partner)),
+        ("partner", lambda f: partner_family.add_partner(f, watch, day)),
     ]
     lazy = raw
     for name, stage in stages:
@@ -193,7 +205,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
         if timings is not None:
             lazy = lazy.collect().lazy()
             timings[name] = clock() - t
-    keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS,
+    keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS, *partner_family.COLUMNS,
             *(f"_key_{k}" for k in _KEYS), value.HEADING, value.LOG_VPK, value.LOG_VPP]
     t = clock()
     frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)

@@ -38,24 +38,35 @@ def phone_digits(col: str) -> pl.Expr:
     return pl.col(col).str.replace_all(r"\D", "").str.slice(-10)
 
 
+#: identifier -> its normalised text (null or "" when the party field is missing): the one
+#: normalisation of party keys, hashed below for history and networks and keyed (HMAC) for the
+#: partner exchange (``riskpipe.partner``), so both sides of an exchange match what the features match
+NORMALISED: dict[str, pl.Expr] = {
+    "cons_addr": pl.col(S.CONSIGNEE_ADDRESS_KEY),
+    "cons_name": pl.concat_str(_text(S.CONSIGNEE_NAME), pl.lit("|"), _text(S.CONSIGNEE_POSTAL_CODE)),
+    "cons_phone": phone_digits(S.CONSIGNEE_PHONE),
+    "cons_email": _text(S.CONSIGNEE_EMAIL),
+    "account_ip": pl.col(S.ACCOUNT_IP).str.strip_chars(),
+    "shipper": pl.concat_str(_text(S.SHIPPER_NAME), pl.lit("|"), pl.col(S.SHIPPER_COUNTRY)),
+    "seller": pl.coalesce(pl.col(S.SELLER_ID), _text(S.SELLER_NAME)),
+    "shipper_phone": phone_digits(S.SHIPPER_PHONE),
+    "shipper_email": _text(S.SHIPPER_EMAIL),
+}
+
 #: entity -> expression of its key (UInt64, null when the party field is missing)
 ENTITY_KEYS: dict[str, pl.Expr] = {
-    "cons_addr": _nonempty_hash(pl.col(S.CONSIGNEE_ADDRESS_KEY)),
-    "cons_name": _nonempty_hash(pl.concat_str(_text(S.CONSIGNEE_NAME), pl.lit("|"), _text(S.CONSIGNEE_POSTAL_CODE))),
-    "cons_phone": _nonempty_hash(phone_digits(S.CONSIGNEE_PHONE)),
-    "shipper": _nonempty_hash(pl.concat_str(_text(S.SHIPPER_NAME), pl.lit("|"), pl.col(S.SHIPPER_COUNTRY))),
-    "seller": _nonempty_hash(pl.coalesce(pl.col(S.SELLER_ID), _text(S.SELLER_NAME))),
+    name: _nonempty_hash(NORMALISED[name]) for name in ("cons_addr", "cons_name", "cons_phone", "shipper", "seller")
 }
 
 #: identifiers that link shipments into networks (in addition to the entity keys above)
 LINK_KEYS: dict[str, pl.Expr] = {
     "cons_addr": ENTITY_KEYS["cons_addr"],
     "cons_phone": ENTITY_KEYS["cons_phone"],
-    "cons_email": _nonempty_hash(_text(S.CONSIGNEE_EMAIL)),
-    "account_ip": _nonempty_hash(pl.col(S.ACCOUNT_IP).str.strip_chars()),
+    "cons_email": _nonempty_hash(NORMALISED["cons_email"]),
+    "account_ip": _nonempty_hash(NORMALISED["account_ip"]),
     "seller": ENTITY_KEYS["seller"],
-    "shipper_phone": _nonempty_hash(phone_digits(S.SHIPPER_PHONE)),
-    "shipper_email": _nonempty_hash(_text(S.SHIPPER_EMAIL)),
+    "shipper_phone": _nonempty_hash(NORMALISED["shipper_phone"]),
+    "shipper_email": _nonempty_hash(NORMALISED["shipper_email"]),
 }
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -460,10 +461,11 @@ def files_per_day(per_day: int) -> int:
 
 def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
              prevalence: float = DEFAULT_PREVALENCE, faults: bool = False, gzip: bool = False,
-             progress: Callable[[int, int], None] | None = None) -> GenerateSummary:
+             progress: Callable[[int, int], None] | None = None, partner_out: Path | None = None) -> GenerateSummary:
     """Write ``days`` days of synthetic manifests, partner exports, exam outcomes (all days but the
     last, which is "tonight") and ground truth under ``layout``. Progress counts steps (a day's
-    simulation, each manifest file, and the day's side files)."""
+    simulation, each manifest file, and the day's side files). ``partner_out``: also write the
+    partner administration's side there (``riskpipe.synth.partner``; the US files are unchanged)."""
     if days < 1:
         raise RiskpipeError(f"generate: --days must be at least 1, got {days}")
     if per_day < 1:
@@ -563,6 +565,10 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
             record_seizures(cells, seized_cells, day, rng)
             write_frame(ex.drop("cell", "shipper", "person", "address"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
             examined, seized = ex.height, int(positive.sum())
+        if partner_out is not None:
+            from riskpipe.synth.partner import write_partner_day
+
+            write_partner_day(partner_out, day, i, seed, per_day * prevalence, cells, pop, catalog)
         tick()
         summary.days.append(DaySummary(
             day=day, shipments=core.height, rows=rows, positives=int((core["cls"].cast(pl.Int64).is_in(
@@ -570,4 +576,8 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
             files=files, amendments=amend.height, partner_rows=partner.height, examined=examined, seized=seized,
             fault_rows=int((core["fault"] > 0).sum()), adapted_cells=len(adapted),
         ))
+    if partner_out is not None:
+        from riskpipe.synth.partner import write_partner_home_files
+
+        write_partner_home_files(partner_out, seed, pop)
     return summary

@@ -145,3 +145,23 @@ def test_report_charts_are_matplotlib_svg_with_escaped_data_labels():
     assert "&lt;script&gt;" in html and "&lt;b&gt;47&lt;/b&gt;" in html
     assert "8,390" in html and "8.39e+03" not in html  # thousands separators
     assert not hasattr(report, "bar_chart") and not hasattr(report, "histogram")  # no hand-drawn charts left
+
+
+def test_report_counts_oea_claims_confirmed_and_not_confirmed() -> None:
+    from riskpipe.report import oea_claim_counts
+
+    raw = pl.DataFrame({S.TRUSTED_TRADER: ["mx_oea", "mx_oea", "mx_oea", "ctpat", None]})
+    feats = pl.DataFrame({"xb_oea_confirmed": [1, 0, 0, 0, 0], "xb_oea_unconfirmed": [0, 1, 0, 0, 0]},
+                         schema={"xb_oea_confirmed": pl.Int8, "xb_oea_unconfirmed": pl.Int8})
+    counts = oea_claim_counts(raw, feats)
+    assert counts == {"confirmed": 1, "not_confirmed": 1, "not_verified": 1}
+    assert oea_claim_counts(raw.filter(pl.col(S.TRUSTED_TRADER) != "mx_oea"), feats.head(2)) is None
+    scores = pl.DataFrame({S.SHIPMENT_ID: ["a"], S.RISK_SCORE: [0.2]})
+    targets = pl.DataFrame({S.RANK: [1], S.SHIPMENT_ID: ["a"], S.PORT_OF_ENTRY: ["2304"], S.RISK_SCORE: [0.2],
+                            S.SELECTION: ["risk"], S.REASON_TEXT: [""], S.DESCRIPTION: ["x"],
+                            S.COUNTRY_OF_ORIGIN: ["MX"], S.NETWORK_ID: [None]})
+    day = pl.DataFrame({S.MODE: ["truck"], S.PORT_OF_ENTRY: ["2304"]})
+    args = (date(2026, 1, 5), scores, targets, day, {}, None, None, [], "now")
+    assert "Mexico OEA claims" not in render_report(*args)
+    html = " ".join(render_report(*args, oea_claims=counts).split())
+    assert "1 confirmed on the partner's OEA list · 1 not confirmed (no trusted-trader credit) · 1 not verified" in html
