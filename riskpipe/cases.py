@@ -49,7 +49,7 @@ from riskpipe.migrate import ensure_current
 CASE_STATUSES = ("open", "examined", "closed")
 #: identifier kinds a search or a watchlist entry names (riskpipe.web.search normalises them)
 ID_KINDS = ("phone", "email", "ip", "address", "name", "seller")
-ACCESS_ACTIONS = ("view_shipment", "export_csv", "search", "view_case")
+ACCESS_ACTIONS = ("view_shipment", "export_csv", "export_api", "search", "view_case")
 MAX_NOTE = 2000
 MAX_VIEWS_PER_USER = 50
 

@@ -1094,18 +1094,14 @@ partner_app = typer.Typer(help="Share risk with a partner customs service: keyed
                           "partner's OEA list, joint lists for Unified Cargo Processing ports.", no_args_is_help=True)
 app.add_typer(partner_app, name="partner")
 
-#: the partner key file for these commands (the nightly run reads partner_key_path from riskpipe.toml)
-PARTNER_KEY_ENV = "RISKPIPE_PARTNER_KEY_FILE"
-
-
 def _partner_key(cfg) -> bytes:
-    """The shared key: $RISKPIPE_PARTNER_KEY_FILE, else the partner_key_path setting."""
+    """The shared key: the partner_key_path setting (riskpipe.toml, RISKPIPE_PARTNER_KEY_PATH or
+    its alias RISKPIPE_PARTNER_KEY_FILE), the same the nightly's feature step is given."""
     from riskpipe.partner import read_key
 
-    path = os.environ.get(PARTNER_KEY_ENV) or cfg.partner_key_path
-    if not path:
-        raise RiskpipeError(f"no partner key: set partner_key_path in riskpipe.toml or {PARTNER_KEY_ENV}")
-    return read_key(Path(path), cfg.home)
+    if not cfg.partner_key_path:
+        raise RiskpipeError("no partner key: set partner_key_path in riskpipe.toml or RISKPIPE_PARTNER_KEY_FILE")
+    return read_key(Path(cfg.partner_key_path), cfg.home)
 
 
 def _as_of(value: str | None):
@@ -1121,8 +1117,8 @@ def _as_of(value: str | None):
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-_AS_OF_HELP = ("Replay only: the time to record instead of now (ISO timestamp, UTC). For rebuilding a "
-               "past exchange on a synthetic or restored home.")
+_AS_OF_HELP = ("Replay only: the time to record instead of now (ISO timestamp, UTC), for rebuilding a "
+               "past exchange on a synthetic world; imports refuse it on a home without truth/.")
 
 
 @partner_app.command("keygen")
@@ -1169,6 +1165,11 @@ def _import(path: Path, content: str, as_of: str | None) -> None:
     if not path.is_file():
         raise RiskpipeError(f"{path}: no such file")
     cfg = settings()
+    if as_of is not None and not Layout(cfg.home).truth.is_dir():
+        # a backdated import would put the feed into days already published, and its expiry would
+        # be judged by the backdated clock: only a synthetic world (it has truth/) is replayed
+        raise RiskpipeError("--as-of is for replaying a synthetic world (a home with truth/): on this home an "
+                            "import is recorded at the real time")
     rec = P.import_feed(Layout(cfg.home), path, _partner_key(cfg), content, cfg.partner_name, _as_of(as_of))
     what = "imported" if rec.new else "already imported"
     console.print(f"{path}: {what} ({rec.entries:,} entries, id {rec.feed_id}, at {rec.imported_at:%Y-%m-%d %H:%M} "

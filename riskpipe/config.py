@@ -45,7 +45,9 @@ CONFIG_FILE = "riskpipe.toml"
 ENV_PREFIX = "RISKPIPE_"
 #: ``RISKPIPE_`` variables that are not settings: the CLI's data home and Prefect's server wrapper
 #: (and the partner key file, read by the `riskpipe partner` commands only)
-ENV_NOT_SETTINGS = frozenset({"RISKPIPE_HOME", "RISKPIPE_PREFECT_PARENT_PID", "RISKPIPE_PARTNER_KEY_FILE"})
+#: the partner key file: an alias of RISKPIPE_PARTNER_KEY_PATH
+PARTNER_KEY_FILE_ENV = "RISKPIPE_PARTNER_KEY_FILE"
+ENV_NOT_SETTINGS = frozenset({"RISKPIPE_HOME", "RISKPIPE_PREFECT_PARENT_PID", PARTNER_KEY_FILE_ENV})
 #: values never echoed in an error (a database URL or a notification URL can hold a password)
 SECRET_SETTINGS = frozenset({"database_url", "notify_url"})
 #: paths that a relative value in riskpipe.toml means relative to the home (where the file is)
@@ -332,7 +334,13 @@ def _read_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
             f"environment variable {names[field]}: {field}: not a JSON table such as '{{\"4701\": 80}}'"
         ) from None
     values.pop("home", None)  # the data home is the CLI's --home / RISKPIPE_HOME, not a setting
-    return {k: v for k, v in values.items() if k in names}, names
+    values = {k: v for k, v in values.items() if k in names}
+    # RISKPIPE_PARTNER_KEY_FILE (the name issue 19 gives) is another spelling of partner_key_path
+    alias = next((v for v in environ if v.upper() == PARTNER_KEY_FILE_ENV), None)
+    if alias and "partner_key_path" not in values and environ[alias]:
+        values["partner_key_path"] = environ[alias]
+        names["partner_key_path"] = alias
+    return values, names
 
 
 def _did_you_mean(key: str) -> str:

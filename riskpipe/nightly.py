@@ -52,7 +52,8 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     from riskpipe.features.build import write_features
 
     require_day(layout, day)
-    return write_features(layout, day, load_labels(settings), features_path(layout, day))
+    return write_features(layout, day, load_labels(settings), features_path(layout, day),
+                          partner_key_path=settings.partner_key_path)
 
 
 class RulesOnlyNight(RiskpipeError):

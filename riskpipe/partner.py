@@ -238,18 +238,27 @@ def verify(data: bytes, key: bytes, now: datetime, content: str, source: str) ->
     if not isinstance(entries, list):
         raise RiskpipeError(f"{source}: refused: entries is not a list")
     for i, e in enumerate(entries):
-        ok = (isinstance(e, dict) and e.get("kind") in KIND_CLASS and isinstance(e.get("hmac"), str)
-              and _HEX64.match(e["hmac"]) is not None)
+        # every field a string of its exact form: a signed file with a number or a list where a
+        # string belongs must be refused here, not crash every night that reads it
+        ok = (isinstance(e, dict) and isinstance(e.get("kind"), str) and e["kind"] in KIND_CLASS
+              and isinstance(e.get("hmac"), str) and _HEX64.match(e["hmac"]) is not None)
         if ok and content == FINDINGS:
-            ok = e.get("finding") in S.POSITIVE_OUTCOMES and _is_date(e.get("finding_date"))
+            ok = (isinstance(e.get("finding"), str) and e["finding"] in S.POSITIVE_OUTCOMES
+                  and _is_date(e.get("finding_date")))
         if not ok:
             raise RiskpipeError(f"{source}: refused: entry {i} is not a valid {content} entry")
     return env
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _is_date(text: Any) -> bool:
+    """``YYYY-MM-DD`` as a string (``date.fromisoformat`` also takes ``20260412``)."""
+    if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+        return False
     try:
-        date.fromisoformat(str(text))
+        date.fromisoformat(text)
     except ValueError:
         return False
     return True
@@ -395,16 +404,18 @@ def fingerprint(layout: Layout, day: date) -> list[str]:
     return [f"{c}:{r['_id']}" for c in CONTENTS for r in _records(layout, c, day)]
 
 
-def day_key(layout: Layout) -> bytes:
-    """The shared key for the feature path, from ``partner_key_path`` in the home's riskpipe.toml
-    (the nightly flow, its workers and training all read that file; an environment variable
-    would not reach them). Asked for only when a feed or OEA list is active for the day."""
-    from riskpipe.config import load_settings
+def day_key(layout: Layout, key_path: Path | None = None) -> bytes:
+    """The shared key for the feature path: ``key_path`` (the caller's ``settings.partner_key_path``,
+    loaded with its environment overrides by the CLI or the flow), else ``partner_key_path`` of
+    the home's riskpipe.toml. Asked for only when a feed or OEA list is active for the day."""
+    if key_path is None:
+        from riskpipe.config import load_settings
 
-    path = load_settings(layout.home).partner_key_path
-    if path is None:
-        raise RiskpipeError(f"{layout.home}: partner feeds are stored but partner_key_path is not set in riskpipe.toml")
-    return read_key(path, layout.home)
+        key_path = load_settings(layout.home).partner_key_path
+    if key_path is None:
+        raise RiskpipeError(f"{layout.home}: partner feeds are stored but no partner key is configured "
+                            "(partner_key_path in riskpipe.toml or RISKPIPE_PARTNER_KEY_PATH)")
+    return read_key(key_path, layout.home)
 
 
 def ensure_private(layout: Layout) -> None:

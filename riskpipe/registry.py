@@ -1041,6 +1041,12 @@ def retrain(
         except ImportError:
             rules = None
     steps.next("training-set")
+    if builder is None and settings.partner_key_path is not None:  # the key as the caller loaded it
+        from functools import partial
+
+        from riskpipe.features import build_features
+
+        builder = partial(build_features, partner_key_path=settings.partner_key_path)
     located = labelled_days(layout, labels, until)
     if located.is_empty():
         raise RiskpipeError("no labelled shipments to train on: import exam outcomes first (riskpipe labels import)")

@@ -104,14 +104,15 @@ assert sorted(DAY_COLUMNS + ROW_COLUMNS) == sorted(FEATURE_COLUMNS), "every feat
 class _Inputs:
     """What the feature path reads besides the day's rows (all known at run time)."""
 
-    def __init__(self, layout: Layout, day: date, labels: pl.DataFrame | None) -> None:
+    def __init__(self, layout: Layout, day: date, labels: pl.DataFrame | None,
+                 partner_key_path: Path | None = None) -> None:
         self.known = _known_labels(labels, day)
         self.days = history.ensure_history(layout, day)
         self.norms = history.heading_norms(layout, day, self.days).collect()
         self.partner = crossborder.partner_for_day(layout, day).collect()
         self.fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
         self.raw = scan_raw_shipments(layout, [day])
-        self.watch = partner_family.inputs(layout, day, self.raw)
+        self.watch = partner_family.inputs(layout, day, self.raw, key_path=partner_key_path)
 
 
 def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
@@ -166,7 +167,8 @@ def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
     return clip_nonfinite(rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS))
 
 
-def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None) -> pl.DataFrame:
+def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None,
+           partner_key_path: Path | None = None) -> pl.DataFrame:
     """The feature path in one batch: one lazy plan over the whole day (windows, joins), then
     history and networks on the collected frame; with ``timings`` each family is collected on its
     own and timed. Faster than the thin/row split of :func:`write_features`' batches at 4 M rows
@@ -181,7 +183,7 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     partner = crossborder.partner_for_day(layout, day)
     fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
     raw = scan_raw_shipments(layout, [day])
-    watch = partner_family.inputs(layout, day, raw)
+    watch = partner_family.inputs(layout, day, raw, key_path=partner_key_path)
     # an unconfirmed mx_oea claim is cleared before the parties family reads it
     raw = partner_family.verify_oea(raw, watch)
     if timings is not None:
@@ -229,15 +231,18 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     return clip_nonfinite(frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID))
 
 
-def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None) -> pl.DataFrame:
+def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None, *,
+                   partner_key_path: Path | None = None) -> pl.DataFrame:
     """Features of every shipment arriving on ``day``: ``shipment_id``, ``network_id``, then
     ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes (only those
-    with ``exam_date < day`` are used)."""
-    return _build(layout, day, labels, None)
+    with ``exam_date < day`` are used). ``partner_key_path``: the shared key of partner feeds
+    (``settings.partner_key_path`` as the caller loaded it, environment included); needed only
+    when a feed or OEA list is active for the day (default: the home's riskpipe.toml)."""
+    return _build(layout, day, labels, None, partner_key_path)
 
 
 def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path: Path,
-                   batch_rows: int | None = None) -> Path:
+                   batch_rows: int | None = None, *, partner_key_path: Path | None = None) -> Path:
     """``build_features(layout, day, labels)`` written to ``path`` (atomically).
 
     A day of more than ``batch_rows`` rows (default ``BATCH_ROWS``) is built in batches: the
@@ -249,8 +254,8 @@ def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path:
         raise ValueError(f"batch_rows: need at least 1, got {batch_rows}")
     n_rows = scan_raw_shipments(layout, [day]).select(pl.len()).collect().item()
     if n_rows <= batch_rows:
-        return write_parquet_atomic(build_features(layout, day, labels), path)
-    inp = _Inputs(layout, day, labels)
+        return write_parquet_atomic(build_features(layout, day, labels, partner_key_path=partner_key_path), path)
+    inp = _Inputs(layout, day, labels, partner_key_path)
     work = path.with_name(f".{path.name}.batches-{uuid.uuid4().hex[:8]}")
     try:
         work.mkdir(parents=True)

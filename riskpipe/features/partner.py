@@ -65,15 +65,16 @@ class PartnerInputs:
     oea_by: str = ""  # who shared the active OEA list
 
 
-def inputs(layout, day: date, raw: pl.LazyFrame, key: bytes | None = None) -> PartnerInputs:
-    """The day's matches and OEA verdicts (reads the key from the home's settings only when a feed
-    or list is active for ``day``)."""
+def inputs(layout, day: date, raw: pl.LazyFrame, key: bytes | None = None,
+           key_path: Path | None = None) -> PartnerInputs:
+    """The day's matches and OEA verdicts (reads the key, from ``key_path`` or else the home's
+    riskpipe.toml, only when a feed or list is active for ``day``)."""
     findings = P.active_findings(layout, day)
     oea = P.active_oea(layout, day)
     out = PartnerInputs()
     if findings.height == 0 and oea is None:
         return out
-    key = key if key is not None else P.day_key(layout)
+    key = key if key is not None else P.day_key(layout, key_path)
     if findings.height:
         kinds = [k for k in P.FEED_KINDS if P.KIND_CLASS[k] in set(findings["class"].to_list())]
         values = (

@@ -216,7 +216,9 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         return form
 
     def safe_next(value: str | None, default: str = "/list") -> str:
-        if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        # a path on this site only: browsers drop tabs and newlines, so "/\t/evil" would be "//evil"
+        if (not value or not value.startswith("/") or value.startswith("//") or "\\" in value
+                or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value)):
             return default
         return value
 

@@ -260,3 +260,63 @@ def test_joint_list_holds_only_the_allowed_columns(tmp_path: Path, key_file: Pat
         assert private not in text
     assert "'=HYPERLINK" in text
     assert csv.stat().st_mode & 0o077 == 0
+
+
+def test_the_key_given_only_in_the_environment_reaches_the_nightly_feature_step(tmp_path: Path, key_file: Path) -> None:
+    """Review finding: the feature step read partner_key_path from riskpipe.toml alone, so a home
+    whose key came from RISKPIPE_PARTNER_KEY_FILE imported a feed and then failed every night."""
+    from riskpipe.config import load_settings
+    from riskpipe.nightly import build_features_step
+
+    us = _round_trip(tmp_path, key_file, datetime(2026, 5, 12, 22, tzinfo=UTC))
+    (us.home / "riskpipe.toml").write_text('partner_name = "Mexico\'s customs service"\n')  # no key path in the file
+    settings = load_settings(us.home, environ={"RISKPIPE_PARTNER_KEY_FILE": str(key_file)})
+    assert settings.partner_key_path == key_file
+    path = build_features_step(us, settings, D1)
+    assert pl.read_parquet(path)["partner_watch_hit"].sum() == 5
+    with pytest.raises(RiskpipeError, match="no partner key is configured"):
+        build_features(us, D1)  # neither the file nor a caller names the key
+
+
+@pytest.mark.parametrize("field,value", [("finding_date", 20260512), ("finding_date", "20260512"),
+                                         ("kind", ["phone"]), ("finding", ["precursor"])])
+def test_a_signed_feed_with_a_field_of_the_wrong_type_is_refused(tmp_path: Path, key_file: Path, field: str,
+                                                                 value: object) -> None:
+    """Review finding: ``"finding_date": 20260512`` passed verification (``date.fromisoformat``
+    takes the basic format) and then crashed every night; a list as ``kind`` raised TypeError."""
+    mx, key = _partner_side(tmp_path, key_file)
+    us = _home(tmp_path, "us", key_file, "MX")
+    env = _export(mx, key, tmp_path / "feed.json", datetime(2026, 5, 12, 20, tzinfo=UTC))
+    entries = [dict(e) for e in env["entries"]]
+    entries[0][field] = value
+    body = {k: v for k, v in env.items() if k != "signature"}
+    (tmp_path / "odd.json").write_text(json.dumps(P.sign({**body, "entries": entries}, key)))
+    _refused(us, tmp_path / "odd.json", key, datetime(2026, 5, 12, 22, tzinfo=UTC), "is not a valid findings entry")
+
+
+def test_import_as_of_is_refused_on_a_home_that_is_not_a_synthetic_world(tmp_path: Path, key_file: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """Review finding: ``--as-of`` backdated the import (the feed entered days already published)
+    and judged expiry by that clock: an expired feed went in. Only a synthetic world replays."""
+    import sys
+
+    from riskpipe import cli
+
+    mx, key = _partner_side(tmp_path, key_file)
+    us = _home(tmp_path, "us", key_file, "MX")
+    feed = tmp_path / "feed.json"
+    _export(mx, key, feed, datetime(2026, 5, 12, 20, tzinfo=UTC), valid_days=2)  # long expired by now
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["riskpipe", "--home", str(us.home), "partner", "import", *args])
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        return done.value.code or 0
+
+    assert run(str(feed), "--as-of", "2026-05-12T22:00Z") == 1
+    assert "--as-of is for replaying a synthetic world" in capsys.readouterr().err
+    assert run(str(feed)) == 1 and "expired" in capsys.readouterr().err  # the real clock
+    assert not (us.home / "partner" / "feeds").exists() or not any((us.home / "partner" / "feeds").iterdir())
+    us.truth.mkdir(parents=True)  # a synthetic world may replay its own past
+    assert run(str(feed), "--as-of", "2026-05-12T22:00Z") == 0

@@ -117,6 +117,21 @@ def test_audit_page_is_for_supervisors_and_shows_views_exports_searches(analyst,
     assert rows.count("<td>ana</td>") == 3
 
 
+def test_the_list_api_is_audited_as_an_export(analyst, supervisor) -> None:
+    """Review finding: /api/list hands out the same rows as /list.csv, page by page, unaudited."""
+    assert analyst.get("/api/list", params={"day": str(DAY)}).status_code == 200
+    rows = supervisor.get("/audit").text.split('id="access"')[1].split("</table>")[0]
+    assert "export_api" in rows and "/api/list?" in rows and rows.count("<td>ana</td>") == 1
+
+
+@pytest.mark.parametrize("url", ["/\t/evil.example", "/\n/evil.example", "/ /evil.example"])
+def test_a_saved_view_with_a_control_character_cannot_point_off_site(analyst, url: str) -> None:
+    """Review finding: browsers drop tabs and newlines, so "/<TAB>/evil" became "//evil"."""
+    r = analyst.post("/views", data={"csrf": _token(analyst), "action": "save", "name": "odd", "url": url})
+    assert "workbench address" in r.text
+    assert "evil.example" not in analyst.get("/views").text
+
+
 def _rule_home(settings) -> None:
     """A second night of scores and three outcomes (conftest: S1 precursor_cas + model, S3
     vague_description; targets S1, S3, S2; here S3 becomes the exploration pick)."""

@@ -21,6 +21,7 @@ AUDITED_ROUTES = {
     "/shipment/{shipment_id}": "view_shipment",
     "/api/shipment/{shipment_id}": "view_shipment",
     "/list.csv": "export_csv",
+    "/api/list": "export_api",  # the same rows as the CSV, page by page
 }
 
 
@@ -51,7 +52,7 @@ class AccessAudit:
         if action == "view_shipment":
             target = str((scope.get("path_params") or {}).get("shipment_id", ""))
         else:
-            target = "/list.csv?" + scope.get("query_string", b"").decode("latin-1")
+            target = f"{route}?" + scope.get("query_string", b"").decode("latin-1")
         fastapi_app = scope["app"]
         store = getattr(fastapi_app.state, "cases", None)
         if store is None:
