@@ -24,6 +24,7 @@ from pathlib import Path
 
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import (
+    PRIVATE_DIR,
     Layout,
     commit_journal,
     file_lock,
@@ -99,7 +100,9 @@ def stage(layout: Layout, day: date) -> Staged:
         _recover_all(layout)
         sweep_stale(layout, day)
         _sweep_other_days(layout)
-    return Staged(day, {kind: staging_dir(_final(layout, kind, day)) for kind in OUTPUT_KINDS})
+    # targets hold names and addresses (the analyst fields), scores and reports what was risky:
+    # owner-only folders, whatever the umask (they are renamed into place as they are)
+    return Staged(day, {kind: staging_dir(_final(layout, kind, day), PRIVATE_DIR) for kind in OUTPUT_KINDS})
 
 
 def commit(layout: Layout, staged: Staged) -> dict[str, Path]:

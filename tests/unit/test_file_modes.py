@@ -94,3 +94,18 @@ def test_an_existing_database_is_tightened_when_opened(tmp_path: Path, umask_022
         conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
     dispose_engine(url)
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_published_outputs_are_owner_only(tmp_path: Path, umask_022) -> None:
+    """Review finding: targets/D/ holds names and addresses but was published 0755/0644."""
+    from datetime import date
+
+    from riskpipe import publish
+
+    layout = Layout(tmp_path / "home")
+    staged = publish.stage(layout, date(2026, 1, 5))
+    for kind in publish.OUTPUT_KINDS:
+        (staged[kind] / "file.txt").write_text("x")
+    finals = publish.commit(layout, staged)
+    for kind, final in finals.items():
+        assert stat.S_IMODE(final.stat().st_mode) & 0o077 == 0, kind
