@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Column,
@@ -42,6 +41,7 @@ from sqlalchemy import (
 )
 
 from riskpipe import schema as S
+from riskpipe.cutoff import day_cutoff
 from riskpipe.db import UTCDateTime, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
 from riskpipe.migrate import ensure_current
@@ -141,9 +141,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def cutoff(day: date, timezone: str = "UTC") -> datetime:
-    """The cut-off of arrival day ``day``: the end of that day in ``timezone`` (aware UTC)."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+def cutoff(day: date) -> datetime:
+    """The cut-off of arrival day ``day`` (:func:`riskpipe.cutoff.day_cutoff`, 00:00 UTC of D):
+    watchlist entries added before it flag D's shipments, as partner feeds imported and outcomes
+    recorded before it are known to D."""
+    return day_cutoff(day)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from typing import Any
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.cutoff import day_cutoff
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import PRIVATE_DIR, PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, write_bytes_atomic
 
@@ -348,8 +349,8 @@ def import_feed(layout: Layout, source: Path, key: bytes, content: str, shared_b
 
 
 def cutoff(day: date) -> datetime:
-    """D's cut-off: what was imported before 00:00 UTC of arrival day D is known to D's run."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    """D's cut-off (:func:`riskpipe.cutoff.day_cutoff`): feeds imported before it are known to D."""
+    return day_cutoff(day)
 
 
 def _records(layout: Layout, content: str, day: date) -> list[dict]:

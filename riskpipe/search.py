@@ -267,7 +267,7 @@ def watchlist_step(layout: Layout, settings, day: date, scored: pl.DataFrame) ->
     it stood at the day's cut-off (:func:`riskpipe.cases.cutoff`)."""
     from riskpipe.cases import CaseStore, cutoff
 
-    entries = CaseStore(settings.db_url).watchlist_at(cutoff(day, settings.timezone))
+    entries = CaseStore(settings.db_url).watchlist_at(cutoff(day))
     return with_watchlist_reason(scored, watchlisted_ids(layout, day, entries))
 
 
