@@ -1438,7 +1438,8 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
                 continue
             seen.add(digest)
             try:
-                valid, bad = _read_labels(path_i, workdir, known_ids, run_id, store.latest_exam_date())
+                stored = store.current().select(S.SHIPMENT_ID, pl.col(S.EXAM_DATE).alias(_STORED_EXAM))
+                valid, bad = _read_labels(path_i, workdir, known_ids, run_id, store.latest_exam_date(), stored)
             except _FileRejected as rej:
                 result.status, result.reason = "quarantined", rej.reason
                 summary.files_quarantined += 1
@@ -1466,9 +1467,18 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
     return summary
 
 
+_STORED_EXAM = "_stored_exam_date"
+_KEY_SID = "_label_shipment_key"
+
+
 def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str,
-                 latest_exam: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(valid rows with S.LABEL_SCHEMA, quarantined rows) of one outcomes file (small: eager)."""
+                 latest_exam: date, stored: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(valid rows with S.LABEL_SCHEMA, quarantined rows) of one outcomes file (small: eager).
+
+    ``stored``: the store's current exam date per shipment (``_STORED_EXAM``). A row whose exam
+    date is earlier than the stored one is quarantined (``older_than_stored``): a bulk file
+    carrying a preliminary result must not silently undo a later correction; a deliberate
+    correction with an earlier exam date is made one record at a time in the workbench."""
     lf, _fmt = _scan_text(path, workdir)
     schema = lf.collect_schema()
     missing = [c for c in S.LABEL_REQUIRED if c not in schema]
@@ -1486,7 +1496,13 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
     plan.reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment"))
     plan.reasons.append(_reason(_p(S.EXAM_DATE) > latest_exam, "future:exam_date"))
-    checked = plan.apply(frame.lazy())
+    lf_rows = frame.lazy()
+    if stored is not None and stored.height:
+        lf_rows = lf_rows.with_columns(sid.alias(_KEY_SID)).join(
+            stored.lazy().rename({S.SHIPMENT_ID: _KEY_SID}), on=_KEY_SID, how="left", maintain_order="left").drop(_KEY_SID)
+        plan.reasons.append(_reason(pl.col(_STORED_EXAM).is_not_null() & (_p(S.EXAM_DATE) < pl.col(_STORED_EXAM)),
+                                    "older_than_stored"))
+    checked = plan.apply(lf_rows)
     valid = checked.filter(~pl.col(_BAD)).select(
         *[e.alias(c) for c, e in plan.values.items()]
     ).collect()

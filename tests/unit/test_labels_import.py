@@ -28,6 +28,9 @@ class FakeStore:
     def latest_exam_date(self) -> date:
         return date.today() + timedelta(days=1)
 
+    def current(self) -> pl.DataFrame:
+        return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.EXAM_DATE: pl.Date})
+
 
 def manifest_row(sid: str) -> dict[str, str]:
     return {
@@ -148,3 +151,22 @@ def test_links_in_an_outcomes_folder_are_refused_not_followed(layout: Layout, tm
     assert [(f.file, f.status, f.reason) for f in summary.files if f.status == "refused"] == [("b.csv", "refused", "symlink")]
     with pytest.raises(RiskpipeError, match="symbolic link"):
         import_labels(layout, folder / "b.csv", store)
+
+
+def test_an_import_with_an_older_exam_date_does_not_undo_a_later_outcome(layout: Layout, tmp_path: Path) -> None:
+    """Review finding: a lab export still carrying a preliminary no_finding (exam 01-09) silently
+    overwrote the confirmed fentanyl recorded in the workbench (exam 01-10); the next retrain
+    learned a negative. Such a row is quarantined (older_than_stored); the stored outcome stays."""
+    labels = pytest.importorskip("riskpipe.labels")
+    store = labels.LabelStore(f"sqlite:///{tmp_path / 'labels.db'}")
+    first = tmp_path / "first.csv"
+    pl.DataFrame([label("S1", "fentanyl", exam_date="2026-01-10"), label("S2", "no_finding", exam_date="2026-01-10")]).write_csv(first)
+    assert import_labels(layout, first, store).rows_recorded == 2
+    second = tmp_path / "second.csv"
+    pl.DataFrame([label("S1", "no_finding", exam_date="2026-01-09"),  # older: refused
+                  label("S2", "precursor", exam_date="2026-01-10")]).write_csv(second)  # same day: a correction
+    summary = import_labels(layout, second, store)
+    assert (summary.rows_recorded, summary.rows_quarantined) == (1, 1)
+    assert summary.quarantine_reasons == {"older_than_stored": 1}
+    now = dict(store.current().select(S.SHIPMENT_ID, pl.col(S.OUTCOME).cast(pl.String)).iter_rows())
+    assert now == {"S1": "fentanyl", "S2": "precursor"}
