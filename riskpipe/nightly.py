@@ -74,6 +74,27 @@ def champion_state(settings: Settings):
     return state(Path(settings.models_dir), settings.registry_key_path)
 
 
+def scoring_champion(settings: Settings, scores: pl.DataFrame):
+    """The model that scored ``scores`` (its ``model_version``), not the champion of this instant:
+    a promotion or rollback between the score and rank steps must not make the report, summary
+    and evaluation describe another model than the one that ranked the night."""
+    from riskpipe.registry import ChampionState, load_model
+    from riskpipe.score import NO_MODEL_VERSION
+
+    used = scores.get_column(S.MODEL_VERSION).unique().to_list() if scores.height else []
+    if not used or used == [NO_MODEL_VERSION]:
+        state = champion_state(settings)
+        problem = state.problem or "the night was scored by the rules alone (no usable champion when it was scored)"
+        return ChampionState(None, state.registered, problem)
+    if len(used) > 1:
+        raise RiskpipeError(f"scores of one night come from several models {sorted(map(str, used))}: rerun the night")
+    try:
+        model = load_model(Path(settings.models_dir), str(used[0]), key_path=settings.registry_key_path)
+    except RiskpipeError as exc:
+        return ChampionState(None, True, f"model {used[0]} scored the night but cannot be loaded now: {exc}")
+    return ChampionState(model, True)
+
+
 def load_champion(settings: Settings):
     """The champion model, or None when there is no usable one: the rules alone rank, and the
     night says so (report banner, summary ``champion_problem``, flow warning and exit status)."""
@@ -171,7 +192,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
     write_targets_csv(targets, Path(staged["targets"]))
 
-    champion = champion_state(settings)
+    champion = scoring_champion(settings, scores)
     model = champion.model
     feats_file = features_path(layout, day)
     drift_cols = _key_features(model, pl.read_parquet_schema(feats_file) if feats_file.exists() else None)

@@ -217,3 +217,20 @@ def test_the_cli_applies_riskpipe_environment_variables(monkeypatch, capsys, tmp
     cli.state.home = tmp_path
     monkeypatch.setattr("riskpipe.prefect_env.configure_prefect", lambda home, environ=None: None)
     assert cli.settings().exploration_share == 0.25
+
+
+def test_the_night_is_reported_with_the_model_that_scored_it(home) -> None:
+    """Review finding: the rank step loaded the champion again, so a promotion between the score
+    and rank steps published v1's scores with v2's report, summary and evaluation."""
+    from riskpipe.config import Settings
+    from riskpipe.nightly import scoring_champion
+
+    set_champion(home / "models", "v2")  # promoted after v1 scored the night
+    settings = Settings(home=home)
+    scores = pl.DataFrame({S.SHIPMENT_ID: ["a", "b"], S.MODEL_VERSION: ["v1", "v1"]})
+    state = scoring_champion(settings, scores)
+    assert state.model is not None and state.model.version == "v1" and state.problem is None
+    rules_only = scoring_champion(settings, scores.with_columns(pl.lit("rules-only").alias(S.MODEL_VERSION)))
+    assert rules_only.model is None and "rules alone" in rules_only.problem
+    with pytest.raises(Exception, match="several models"):
+        scoring_champion(settings, pl.DataFrame({S.SHIPMENT_ID: ["a", "b"], S.MODEL_VERSION: ["v1", "v2"]}))
