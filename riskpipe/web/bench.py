@@ -1,9 +1,11 @@
-"""List-page benchmark: p50/p95 latency with concurrent analysts on a published day.
+"""Workbench benchmark: p50/p95 latency of the list page and of the shipment page with
+concurrent analysts on a published day.
 
 Used by ``riskpipe bench``; not part of the default tests. Starts the workbench in-process on a
 free loopback port (uvicorn in a thread), logs a bench user in, then ``users`` threads issue
-``requests`` list requests in total (a mix of first pages, deeper pages, filters and sorts of the
-all-scored view, the view that holds every shipment of the day).
+``requests`` requests in total: list pages (a mix of first pages, deeper pages, filters and sorts
+of the all-scored view, the view that holds every shipment of the day) or shipment pages
+(listed targets mostly, any scored shipment sometimes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,55 @@ def _free_port() -> int:
 
 def bench_list(home: Path, users: int = 20, requests: int = 400, day: str | None = None, seed: int = 7) -> dict:
     """Latency of ``/list`` (ms): p50, p95, max, requests/s, and the first-load (cold) time."""
+    return _bench_pages(home, users, requests, day, seed, _list_urls)
+
+
+def bench_shipment(home: Path, users: int = 20, requests: int = 400, day: str | None = None, seed: int = 7) -> dict:
+    """Latency of the shipment page ``/shipment/<id>`` (ms), for shipments of the day's targeting
+    list (what analysts open) and of the whole scored day, same harness as :func:`bench_list`."""
+    return _bench_pages(home, users, requests, day, seed, _shipment_urls)
+
+
+def _list_urls(data, d: str, rng: random.Random, requests: int) -> list[str]:
+    """A mix of first pages, deeper pages, filters and sorts of the all-scored view."""
+    from datetime import date
+
+    df = data.day_frame(date.fromisoformat(d), "all")
+    ports = df.options.get("port", [])[:5] if df else []
+    urls = []
+    for _ in range(requests):
+        kind = rng.random()
+        if kind < 0.4:
+            urls.append(f"/list?day={d}&view=all&page={rng.randint(1, 20)}")
+        elif kind < 0.7 and ports:
+            urls.append(f"/list?day={d}&view=all&port={rng.choice(ports)}&page={rng.randint(1, 5)}")
+        elif kind < 0.85:
+            urls.append(f"/list?day={d}&view=all&sort=rule_score&desc=1&page={rng.randint(1, 3)}")
+        else:
+            urls.append(f"/list?day={d}")
+    return urls
+
+
+def _shipment_urls(data, d: str, rng: random.Random, requests: int) -> list[str]:
+    """Three in four requests open a listed target (the analyst's path), one in four any scored
+    shipment of the day."""
+    from datetime import date
+
+    import polars as pl
+
+    from riskpipe import schema as S
+
+    targets = pl.read_parquet(data.targets_path(date.fromisoformat(d)), columns=[S.SHIPMENT_ID])
+    scores = pl.scan_parquet(data.scores_path(date.fromisoformat(d))).select(S.SHIPMENT_ID)
+    others = scores.gather_every(max(1, scores.select(pl.len()).collect().item() // 2000)).collect()
+    listed, anyone = targets[S.SHIPMENT_ID].to_list(), others[S.SHIPMENT_ID].to_list()
+    return [f"/shipment/{rng.choice(listed if rng.random() < 0.75 and listed else anyone)}?day={d}"
+            for _ in range(requests)]
+
+
+def _bench_pages(home: Path, users: int, requests: int, day: str | None, seed: int, urls_for) -> dict:
+    """Start the workbench on loopback, log a bench analyst in, time a first (cold) request, then
+    ``requests`` requests from ``users`` concurrent clients (latencies in ms)."""
     import re
 
     import uvicorn
@@ -59,25 +110,13 @@ def bench_list(home: Path, users: int = 20, requests: int = 400, day: str | None
             token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)
             c.post("/login", data={"username": name, "password": password, "csrf": token})
             cookies = dict(c.cookies)
+            rng = random.Random(seed)
+            urls = urls_for(data, d, rng, requests + 1)
             t0 = time.perf_counter()
-            first = c.get(f"/list?day={d}&view=all")
+            first = c.get(urls.pop())
             cold_ms = (time.perf_counter() - t0) * 1000
             if first.status_code != 200:
-                raise RuntimeError(f"list page answered {first.status_code}")
-            df = data.day_frame(days[0] if day is None else __import__("datetime").date.fromisoformat(d), "all")
-            ports = df.options.get("port", [])[:5] if df else []
-        rng = random.Random(seed)
-        urls = []
-        for _ in range(requests):
-            kind = rng.random()
-            if kind < 0.4:
-                urls.append(f"/list?day={d}&view=all&page={rng.randint(1, 20)}")
-            elif kind < 0.7 and ports:
-                urls.append(f"/list?day={d}&view=all&port={rng.choice(ports)}&page={rng.randint(1, 5)}")
-            elif kind < 0.85:
-                urls.append(f"/list?day={d}&view=all&sort=rule_score&desc=1&page={rng.randint(1, 3)}")
-            else:
-                urls.append(f"/list?day={d}")
+                raise RuntimeError(f"first request answered {first.status_code}")
         latencies: list[float] = []
         lock = threading.Lock()
 
