@@ -218,7 +218,7 @@ def hit_rate_by_week(rows: Sequence[dict], title: str = "Hit rate by exam week (
 
 def slot_use(rows: Sequence[dict], title: str = "Exam slots used per port") -> str:
     """Rows ``{"port": str, "name": str, "risk": int, "exploration": int, "slots": int | None}``:
-    stacked risk and exploration exams per port, the port's slots marked where known."""
+    stacked risk and exploration exams per port, the port's ceiling (``slots``) marked where known."""
     if not rows:
         return EMPTY
     rows = list(rows)[::-1]
@@ -234,7 +234,7 @@ def slot_use(rows: Sequence[dict], title: str = "Exam slots used per port") -> s
         slots = [r.get("slots") for r in rows]
         known = [(y, s) for y, s in zip(ys, slots) if s is not None]
         if known:
-            ax.scatter([s for _, s in known], [y for y, _ in known], marker="|", s=160, color="#14213d", label="slots", zorder=3)
+            ax.scatter([s for _, s in known], [y for y, _ in known], marker="|", s=160, color="#14213d", label="ceiling", zorder=3)
         ax.set_yticks(list(ys), names)
         ax.grid(axis="y", visible=False)
         ax.xaxis.set_major_formatter(FuncFormatter(thousands))

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     port_capacity: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PORT_CAPACITY))
     other_port_capacity: int = Field(DEFAULT_OTHER_PORT_CAPACITY, ge=0)
     exploration_share: float = Field(0.10, ge=0.0, le=1.0)
+    # a risk pick needs risk_score > this; slots nothing above it can take become exploration
+    min_target_risk: float = Field(0.0, ge=0.0, le=1.0)
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"
     retrain_cron: str = "0 4 * * 0"

@@ -176,7 +176,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
                         staged: dict[str, str], capacity: int | None, quarantine_by_reason: dict[str, int]) -> dict:
     """Targeting list, scores file and report written into the staging directories."""
     from riskpipe.model import training_warnings
-    from riskpipe.rank import port_slots, rank_day
+    from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
     from riskpipe.report import drift_table, oea_claim_counts, render_report
     from riskpipe.score import scores_file_frame
 
@@ -187,6 +187,7 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity))
     scores = scores_file_frame(scored, day)
     del scored
+    gaps = top_risk_gaps(scores, narrow, targets, settings, capacity)
 
     scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
@@ -204,7 +205,8 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
         model.version if model is not None else None, evaluation, drift,
         datetime.now(UTC).isoformat(timespec="seconds"), champion_problem=champion.problem,
         model_warnings=training_warnings(model.meta) if model is not None else (),
-        port_slots=port_slots(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
+        port_slots=port_ceilings(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
+        gaps=gaps,
         oea_claims=oea_claim_counts(
             scan_raw_shipments(layout, [day]).select(S.TRUSTED_TRADER).collect(), pl.read_parquet(feats_file, columns=["xb_oea_confirmed", "xb_oea_unconfirmed"])
             if feats_file.exists() and "xb_oea_confirmed" in pl.read_parquet_schema(feats_file) else None),
@@ -215,6 +217,8 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
         "shipments": scores.height,
         "targets": targets.height,
         "exploration": targets.filter(pl.col(S.SELECTION) == "exploration").height,
+        # of the day's top-N risk (N = the list's size): what the list could not examine, and why
+        "top_risk_gaps": gaps,
         "networks_in_targets": targets[S.NETWORK_ID].drop_nulls().n_unique(),
         "model_version": model.version if model is not None else "rules-only",
         "score_mean": float(scores[S.RISK_SCORE].mean() or 0.0),

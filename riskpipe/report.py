@@ -174,6 +174,14 @@ rules alone.</b> {{ champion_problem }}</div>
 <section><h2>Volumes by mode</h2>{{ chart_mode | safe }}</section>
 <section><h2>Volumes by port (top 15)</h2>{{ chart_port | safe }}</section>
 <section><h2>Exam slots used per port</h2>{{ chart_slots | safe }}</section>
+{% if gaps %}<section><h2>Top risk not examined</h2>
+<p>{{ gaps_sentence }}</p>
+<table><tr><th>why not examined</th><th>shipments</th><th>risk mass</th></tr>
+{% for key, r in gaps.reasons.items() %}<tr><td>{{ r.words }}</td><td>{{ r.shipments }}</td><td>{{ "%.2f"|format(r.risk_mass) }}</td></tr>
+{% endfor %}<tr><td>total (of the top {{ gaps.top_n }}, risk mass {{ "%.2f"|format(gaps.top_risk_mass) }})</td><td>{{ gaps.not_examined }}</td>
+<td>{{ "%.2f"|format(gaps.not_examined_risk_mass) }}</td></tr></table>
+<p class="muted">Top N = the day's N highest risk scores, N = the exams on the list; risk mass = the sum of their
+scores (the positives they are expected to hold).</p></section>{% endif %}
 <section><h2>Quarantine by reason</h2>{{ chart_quarantine | safe }}</section>
 {% if oea_claims %}<section><h2>Mexico OEA claims (mutual recognition)</h2>
 <p>{{ "{:,}".format(oea_claims.confirmed) }} confirmed on the partner's OEA list ·
@@ -233,13 +241,16 @@ def render_report(
     model_warnings: Sequence[str] = (),
     port_slots: dict[str, int] | None = None,
     oea_claims: dict[str, int] | None = None,
+    gaps: dict | None = None,
 ) -> str:
     """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
     night) puts a banner at the top; ``model_warnings`` (``riskpipe.model.training_warnings`` of
-    the champion) head the model section; ``port_slots`` (exam slots per port that night) marks
-    each port's capacity on the slot-use chart; ``oea_claims`` (:func:`oea_claim_counts`) counts
+    the champion) head the model section; ``port_slots`` (each port's ceiling that night,
+    ``rank.port_ceilings``) marks each port's capacity on the slot-use chart; ``gaps``
+    (``rank.top_risk_gaps``) is the table of the day's top risk the list could not examine; ``oea_claims`` (:func:`oea_claim_counts`) counts
     the ``mx_oea`` claims confirmed and not confirmed on the partner's OEA list."""
     from riskpipe.names import ReferenceNames
+    from riskpipe.rank import gaps_sentence
 
     names = ReferenceNames.load()
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
@@ -285,4 +296,6 @@ def render_report(
                                 marks=[(0.1, "moderate"), (0.25, "major")], decimals=3),
         model_warnings=list(model_warnings),
         oea_claims=oea_claims,
+        gaps=gaps,
+        gaps_sentence=gaps_sentence(gaps) if gaps else "",
     )

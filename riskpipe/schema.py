@@ -200,6 +200,9 @@ REASON_TEXT = "reason_text"
 MODEL_VERSION = "model_version"
 RANK = "rank"
 SELECTION = "selection"
+#: chance the list picked the row given the scores: 1.0 for a risk pick, exploration slots at the
+#: port / the port's shipments not picked by risk for an exploration pick (inverse-propensity weights)
+SELECTION_PROBABILITY = "selection_probability"
 NETWORK_ID = "network_id"
 
 SELECTIONS = ["risk", "exploration"]
@@ -250,6 +253,7 @@ TARGETS_SCHEMA: dict[str, pl.DataType] = {
     COUNTRY_OF_ORIGIN: pl.String(),
     MODE: pl.String(),
     CARRIER_CODE: pl.String(),
+    SELECTION_PROBABILITY: pl.Float64(),  # appended (a widening): older lists lack it
 }
 
 # ---------------------------------------------------------------------------------------------

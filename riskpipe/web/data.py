@@ -10,8 +10,9 @@ the next request; the first request for a day builds its frame (a few seconds at
 
 What an officer needs beside the score is computed in that build too, once per day and view:
 the risk as a percentile of the day (``PCT_BELOW``) and why each target is on the list
-(``WHY_KIND``, ``WHY_TEXT``: a risk slot, a port's own slot below the day-wide cut, an
-exploration draw, a network member listed with its best-ranked member).
+(``WHY_KIND``, ``WHY_TEXT``: a risk pick, a risk pick below the day-wide cut because higher
+scores sat at ports whose ceiling was full, an exploration draw and its chance, a network member
+listed with its best-ranked member).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ DEFAULT_SORT = {"targets": (S.RANK, False), "all": (S.RISK_SCORE, True)}
 HISTORY_WINDOW_DAYS = 60
 PARTNER_WINDOW_DAYS = 30
 PCT_BELOW = "pct_below"  # % of the day's scored shipments with a lower risk score
-WHY_KIND = "why_kind"  # risk | port slot | exploration (+ " · network" when listed with one)
+WHY_KIND = "why_kind"  # risk | below cut-off | exploration (+ " · network" when listed with one)
 WHY_TEXT = "why_text"  # the same in words
 
 
@@ -280,7 +281,8 @@ class WorkbenchData:
         f = f.with_columns(((n - pl.col(S.RISK_SCORE).rank("max", descending=True)) * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW))
         tpath = self.targets_path(day)
         if tpath.exists():
-            targets = pl.read_parquet(tpath, columns=[S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.NETWORK_ID]).sort(S.RANK)
+            cols = [S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.NETWORK_ID, S.SELECTION_PROBABILITY]
+            targets = pl.read_parquet(tpath, columns=[c for c in cols if c in pl.read_parquet_schema(tpath)]).sort(S.RANK)
             ranked = f.get_column(S.RISK_SCORE).drop_nulls().reverse()  # ascending
             why = explain_selection(targets, ranked).with_columns(pl.col(WHY_KIND).cast(pl.Categorical))
             targets = targets.select(
@@ -541,9 +543,9 @@ class WorkbenchData:
         return {"version": str(version), "meta": meta if isinstance(meta, dict) else {}}
 
     def slot_use(self, day: date) -> list[dict[str, Any]]:
-        """Per port on ``day``: exams picked by risk and by exploration, and the port's slots
-        (``rank.port_slots`` of that day's shipments and the configured capacity)."""
-        from riskpipe.rank import port_slots
+        """Per port on ``day``: exams picked by risk and by exploration, and the port's ceiling
+        (``rank.port_ceilings`` of that day's shipments and the configured capacities)."""
+        from riskpipe.rank import port_ceilings
 
         if not self.targets_path(day).exists():
             return []
@@ -554,7 +556,7 @@ class WorkbenchData:
             .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
         )
         counts = dict(scan_raw_shipments(self.layout, [day]).group_by(S.PORT_OF_ENTRY).len().collect().iter_rows())
-        slots = port_slots({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
+        slots = port_ceilings({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
         return [{"port": p, "risk": int(r), "exploration": int(e), "slots": slots.get(p)} for p, r, e in use.iter_rows()]
 
     def volumes(self, days: int = 14) -> list[dict[str, Any]]:
@@ -587,10 +589,12 @@ class WorkbenchData:
 
 def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) -> pl.DataFrame:
     """Per target: ``PCT_BELOW`` (% of the day's scores below its own), ``WHY_KIND`` and
-    ``WHY_TEXT`` (why it is on the list, in words), from what ``rank_day`` did: each port fills
-    its risk slots with its own best scores, so a pick below the day-wide cut (the score the
-    same number of risk slots would need day-wide) is there for its port's slot; exploration
-    picks are random; a network's members are listed right after its best-ranked member.
+    ``WHY_TEXT`` (why it is on the list, in words), from what ``rank_day`` did: risk picks go by
+    score day-wide, each port stopping at its ceiling, so a pick below the day-wide cut (the
+    score the same number of risk picks would need day-wide) is there because higher scores sat
+    at ports whose ceiling was full; exploration picks are random (their chance is shown when
+    the list has ``selection_probability``); a network's members are listed right after its
+    best-ranked member.
 
     ``targets`` in rank order; ``day_scores_ascending``: the day's risk scores, sorted, no nulls.
     """
@@ -606,7 +610,8 @@ def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) ->
     net = pl.col(S.NETWORK_ID).cast(pl.String)
     grouped = net.is_not_null() & (net.shift(1) == net)  # placed by its network, not by its score
     first_of_net = pl.col(S.RANK).min().over(net)
-    f = targets.select(S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, pl.col(S.SELECTION).cast(pl.String), pl.col(S.NETWORK_ID).cast(pl.String))
+    f = targets.select(S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, pl.col(S.SELECTION).cast(pl.String), pl.col(S.NETWORK_ID).cast(pl.String),
+                       *([S.SELECTION_PROBABILITY] if S.SELECTION_PROBABILITY in targets.columns else []))
     f = f.with_columns(
         pl.when(score.is_null()).then(None).otherwise(below * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW),
         slot_no.alias("_slot"),
@@ -615,14 +620,19 @@ def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) ->
         first_of_net.alias("_first"),
     )
     port_slot = is_risk & (score < cut) if cut is not None else pl.lit(False)
-    kind = pl.when(pl.col(S.SELECTION) == "exploration").then(pl.lit("exploration")).when(port_slot).then(pl.lit("port slot")).when(is_risk).then(pl.lit("risk")).otherwise(pl.col(S.SELECTION))
-    slot_words = pl.format("{} of {} risk slots at port {}", pl.col("_slot"), pl.col("_slots"), port)
+    kind = pl.when(pl.col(S.SELECTION) == "exploration").then(pl.lit("exploration")).when(port_slot).then(pl.lit("below cut-off")).when(is_risk).then(pl.lit("risk")).otherwise(pl.col(S.SELECTION))
+    slot_words = pl.format("{} of {} risk picks at port {}", pl.col("_slot"), pl.col("_slots"), port)
+    chance = (
+        pl.format(", chance {}%", (pl.col(S.SELECTION_PROBABILITY) * 100).round(2))
+        if S.SELECTION_PROBABILITY in targets.columns else pl.lit(None, pl.String)
+    )
     cut_words = pl.lit(f"{cut:.3f}" if cut is not None else "")
     text = (
         pl.when(pl.col(S.SELECTION) == "exploration")
-        .then(pl.format("Exploration: drawn at random among the shipments of port {} (keeps the hit-rate estimate honest)", port))
+        .then(pl.format("Exploration: drawn at random among the shipments of port {} not picked by risk{} (keeps the hit-rate estimate honest)",
+                        port, chance.fill_null("")))
         .when(port_slot)
-        .then(pl.format("Port slot: {}, filled from the port's own shipments; below the day-wide cut-off of {} for {} risk slots", slot_words, cut_words, pl.lit(n_risk)))
+        .then(pl.format("Below cut-off: {}; below the day-wide cut-off of {} for {} risk picks: higher scores sat at ports whose ceiling was full", slot_words, cut_words, pl.lit(n_risk)))
         .when(is_risk)
         .then(pl.format("Risk: {}; among the day's {} highest scores", slot_words, pl.lit(n_risk)))
         .otherwise(pl.col(S.SELECTION).fill_null(""))

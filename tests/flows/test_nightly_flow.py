@@ -62,6 +62,13 @@ def test_outputs_follow_the_contract(world, baseline):
     assert targets[S.RANK].to_list() == list(range(1, targets.height + 1))
     assert (Path(baseline["result"]["outputs"]["reports"]) / "report.html").stat().st_size > 1000
     assert _leftovers(baseline["home"]) == []
+    # exploration picks carry their chance; the summary says what of the top risk went unexamined
+    explore = targets.filter(pl.col(S.SELECTION) == "exploration")
+    assert explore.height > 0 and explore[S.SELECTION_PROBABILITY].is_between(0.0, 1.0, closed="right").all()
+    gaps = baseline["result"]["summary"]["top_risk_gaps"]
+    assert gaps["top_n"] == targets.height
+    assert gaps["not_examined"] == sum(r["shipments"] for r in gaps["reasons"].values())
+    assert "Top risk not examined" in (Path(baseline["result"]["outputs"]["reports"]) / "report.html").read_text()
 
 
 def test_rerun_of_a_date_gives_the_same_outputs(world, baseline):

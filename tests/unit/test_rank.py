@@ -172,3 +172,110 @@ def test_exploration_is_shared_across_small_ports():
     out = rank_day(scores, raw, _settings(port_capacity={"4701": 3, "2720": 2}, exploration_share=0.1), texts=TEXTS)
     assert out[S.SELECTION].to_list().count("exploration") == 1
     assert out.group_by(S.PORT_OF_ENTRY).len().sort(S.PORT_OF_ENTRY).rows() == [("2720", 2), ("4701", 3)]
+
+
+# --- issue 14 point 5: a port's capacity is a ceiling, not a quota -------------------------------
+
+
+def _hot_and_cold_day() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Port 4701 (ceiling 3): six high-risk shipments; port 2720 (ceiling 2): four of risk 0."""
+    hot = [(f"h{i}", "4701", 0.9 - i / 100, None) for i in range(6)]
+    cold = [(f"c{i}", "2720", 0.0, None) for i in range(4)]
+    return _day(hot + cold)
+
+
+def test_slots_go_by_risk_up_to_the_ports_ceiling_never_to_risk_zero():
+    scores, raw = _hot_and_cold_day()
+    out = rank_day(scores, raw, _settings(), texts=TEXTS)
+    risk = out.filter(pl.col(S.SELECTION) == "risk")
+    # the hot port up to its ceiling (3), by score; no score-0 shipment is a risk pick
+    assert risk[S.SHIPMENT_ID].to_list() == ["h0", "h1", "h2"]
+    assert risk.filter(pl.col(S.RISK_SCORE) <= 0.0).height == 0
+    # the cold port's ceiling, unusable on risk, became exploration there (labelled so)
+    spare = out.filter(pl.col(S.SELECTION) == "exploration")
+    assert spare[S.PORT_OF_ENTRY].to_list() == ["2720", "2720"]
+    # a total budget below the ceilings' sum goes to the highest risk, wherever it is: with
+    # ceilings 3 and 3 and --capacity 3, all three exams go to the hot port (a quota split
+    # gave the cold port its share of zero-risk shipments)
+    out3 = rank_day(scores, raw, _settings(port_capacity={"4701": 3, "2720": 3}), capacity=3, texts=TEXTS)
+    assert out3[S.SHIPMENT_ID].to_list() == ["h0", "h1", "h2"] and set(out3[S.SELECTION]) == {"risk"}
+    # a floor: shipments at or below min_target_risk are not risk picks
+    floor = rank_day(scores, raw, _settings(min_target_risk=0.885), texts=TEXTS)
+    assert floor.filter(pl.col(S.SELECTION) == "risk")[S.SHIPMENT_ID].to_list() == ["h0", "h1"]
+    assert floor.height == 5
+
+
+def test_capacity_is_the_days_total_up_to_what_the_ceilings_allow():
+    rows = [("p0", "4701", 0.9, None)] + [(f"q{i}", "2720", 0.5 - i / 100, None) for i in range(10)]
+    scores, raw = _day(rows)
+    s = _settings(exploration_share=0.1)
+    # 3 exams, ceilings 3 (one shipment) and 2: a quota split (2 and 1, then capped by the one
+    # shipment) spent only 2
+    assert rank_day(scores, raw, s, capacity=3, texts=TEXTS).height == 3
+    from riskpipe.rank import day_budget, port_ceilings
+
+    # 4701 can examine its one shipment; 2720 up to 2 (its ceiling): 3 in all
+    assert port_ceilings({"4701": 1, "2720": 10}, s, capacity=3) == {"2720": 2, "4701": 1}
+    # (7 > the table's 5 for these ports: the ceilings grow to 7 * 3/5 -> 4 and 7 * 2/5 -> 3, then
+    # 4701's single shipment caps it: 1 + 3)
+    for n, want in [(1, 1), (2, 2), (3, 3), (7, 4)]:
+        out = rank_day(scores, raw, s, capacity=n, texts=TEXTS)
+        assert out.height == want == day_budget(port_ceilings({"4701": 1, "2720": 10}, s, n), n)
+    # more than the table's sum: ceilings scale up in proportion, capped by each port's shipments
+    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=12) == {"2720": 4, "4701": 6, "9999": 2}
+    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=4) == {"2720": 2, "4701": 3, "9999": 1}
+    out = rank_day(scores, raw, s, capacity=11, texts=TEXTS)
+    assert out.height == 5  # ceilings 11 * 3/5 -> 7 and 11 * 2/5 -> 4, then 4701's one shipment: 1 + 4
+
+
+def test_exploration_picks_carry_their_selection_probability():
+    # 100 shipments at one port, ceiling 20, 10 % exploration: 18 risk picks, 2 drawn among the
+    # other 82, each with chance 2/82
+    scores, raw = _day([(f"s{i:03d}", "4701", 1.0 - i / 100, None) for i in range(100)])
+    out = rank_day(scores, raw, _settings(port_capacity={"4701": 20}, exploration_share=0.1), seed=3, texts=TEXTS)
+    prob = dict(out.group_by(S.SELECTION).agg(pl.col(S.SELECTION_PROBABILITY).unique()).iter_rows())
+    assert prob["risk"] == [1.0]
+    assert prob["exploration"] == [pytest.approx(2 / 82)]
+    # spare slots turned into exploration: 2 draws among the cold port's 4 unpicked shipments
+    scores, raw = _hot_and_cold_day()
+    out = rank_day(scores, raw, _settings(), texts=TEXTS)
+    assert out.filter(pl.col(S.SELECTION) == "exploration")[S.SELECTION_PROBABILITY].to_list() == [0.5, 0.5]
+
+
+def test_top_risk_gaps_count_what_was_not_examined_and_why():
+    from riskpipe.rank import gaps_sentence, top_risk_gaps
+
+    # hot port 4701 (ceiling 3) holds the six highest scores; 2720 (ceiling 3) middling ones;
+    # capacity 6 with 1 exploration slot
+    rows = [(f"h{i}", "4701", 0.9 - i / 100, None) for i in range(6)] + [(f"m{i}", "2720", 0.5 - i / 100, None) for i in range(6)]
+    scores, raw = _day(rows)
+    settings = _settings(port_capacity={"4701": 3, "2720": 3}, exploration_share=0.2)
+    out = rank_day(scores, raw, settings, capacity=5, seed=1, texts=TEXTS)
+    assert out.height == 5
+    gaps = top_risk_gaps(scores, raw, out, settings, capacity=5)
+    # top 5 = h0..h4; the list holds h0..h2 (4701's ceiling: 2 risk + 1 exploration, or 3 risk)
+    missed = {"h0", "h1", "h2", "h3", "h4"} - set(out[S.SHIPMENT_ID])
+    assert gaps["top_n"] == 5 and gaps["not_examined"] == len(missed) >= 2
+    assert gaps["reasons"]["port_ceiling"]["shipments"] == len(missed)
+    want_mass = scores.filter(pl.col(S.SHIPMENT_ID).is_in(list(missed)))[S.RISK_SCORE].sum()
+    assert gaps["not_examined_risk_mass"] == pytest.approx(want_mass)
+    assert gaps["top_risk_mass"] == pytest.approx(0.9 + 0.89 + 0.88 + 0.87 + 0.86)
+    assert f"{len(missed)} because their port's ceiling was full of higher-risk picks" in gaps_sentence(gaps)
+    # one port, no ceiling binding: what is missed was taken by the exploration slots
+    one = [(f"s{i:02d}", "4701", 1.0 - i / 100, None) for i in range(40)]
+    scores, raw = _day(one)
+    settings = _settings(port_capacity={"4701": 20}, exploration_share=0.1)
+    out = rank_day(scores, raw, settings, seed=3, texts=TEXTS)
+    gaps = top_risk_gaps(scores, raw, out, settings)
+    n_lost = len({f"s{i:02d}" for i in range(20)} - set(out[S.SHIPMENT_ID]))
+    assert n_lost > 0 and gaps["reasons"]["exploration"]["shipments"] == n_lost == gaps["not_examined"]
+    assert gaps["reasons"]["port_ceiling"]["shipments"] == 0
+    # a full port with an exploration pick: its best missed shipment lost its exam to
+    # exploration, the rest to the ceiling (4701: 9 risk + 1 exploration of its 20 top shipments)
+    rows = [(f"h{i:02d}", "4701", 0.9 - i / 100, None) for i in range(20)] + [(f"m{i:02d}", "2720", 0.1, None) for i in range(20)]
+    scores, raw = _day(rows)
+    settings = _settings(port_capacity={"4701": 10, "2720": 10}, exploration_share=0.1)
+    out = rank_day(scores, raw, settings, seed=3, texts=TEXTS)
+    gaps = top_risk_gaps(scores, raw, out, settings)
+    assert gaps["not_examined"] == 10
+    assert (gaps["reasons"]["exploration"]["shipments"], gaps["reasons"]["port_ceiling"]["shipments"]) == (1, 9)

@@ -165,3 +165,23 @@ def test_report_counts_oea_claims_confirmed_and_not_confirmed() -> None:
     assert "Mexico OEA claims" not in render_report(*args)
     html = " ".join(render_report(*args, oea_claims=counts).split())
     assert "1 confirmed on the partner's OEA list · 1 not confirmed (no trusted-trader credit) · 1 not verified" in html
+
+
+def test_report_shows_the_top_risk_the_list_could_not_examine() -> None:
+    from riskpipe.config import Settings
+    from riskpipe.rank import rank_day, top_risk_gaps
+
+    # port 4701 (ceiling 2) holds the four highest scores, 2720 (ceiling 2) low ones
+    ids = ["h0", "h1", "h2", "h3", "l0", "l1"]
+    scores = pl.DataFrame({S.SHIPMENT_ID: ids, S.RISK_SCORE: [0.9, 0.8, 0.7, 0.6, 0.1, 0.05], S.REASONS: [[]] * 6,
+                           S.MODEL_VERSION: ["v1"] * 6}, schema_overrides={S.REASONS: pl.List(pl.String)})
+    raw = pl.DataFrame({S.SHIPMENT_ID: ids, S.PORT_OF_ENTRY: ["4701"] * 4 + ["2720"] * 2, S.ARRIVAL_DATE: [date(2026, 1, 5)] * 6,
+                        S.MODE: ["express"] * 6})
+    settings = Settings(port_capacity={"4701": 2, "2720": 2}, exploration_share=0.0)
+    targets = rank_day(scores, raw, settings, texts={})
+    gaps = top_risk_gaps(scores, raw, targets, settings)
+    assert gaps["not_examined"] == 2 and gaps["reasons"]["port_ceiling"]["shipments"] == 2
+    html = " ".join(render_report(date(2026, 1, 5), scores, targets, raw, {}, "v1", None, [], "now", gaps=gaps).split())
+    assert "Top risk not examined" in html
+    assert "of the day&#39;s top-4 risk (risk mass 3.00), 2 were not examined (risk mass 1.30): 2 because their port&#39;s ceiling" in html
+    assert "Top risk not examined" not in render_report(date(2026, 1, 5), scores, targets, raw, {}, "v1", None, [], "now")

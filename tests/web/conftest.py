@@ -87,6 +87,7 @@ def build_home(home: Path) -> Settings:
             pl.Series(S.SELECTION, ["risk", "risk", "exploration"]),
             pl.Series(S.NETWORK_ID, ["N1", None, "N1"]),
             pl.lit("Plain words").alias(S.REASON_TEXT),
+            pl.Series(S.SELECTION_PROBABILITY, [1.0, 1.0, 0.5]),
         )
         .select(list(S.TARGETS_SCHEMA))
     )

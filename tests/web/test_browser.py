@@ -195,7 +195,7 @@ def test_list_layout_and_keyboard_at_1280(server, page) -> None:
     assert "p75.0" in s1.inner_text()
     assert s1.locator("td.sel .badge").inner_text() == "risk"
     s1.locator("td.sel summary").click()
-    assert "1 of 2 risk slots at port 4701" in s1.locator("td.sel").inner_text()
+    assert "1 of 2 risk picks at port 4701" in s1.locator("td.sel").inner_text()
     s1.locator("td.why summary").click()
     assert "rule:precursor_cas" in s1.locator("td.why").inner_text()
     # k/j and arrow keys move one focus row

@@ -9,9 +9,10 @@ from riskpipe import schema as S
 from riskpipe.web.data import PCT_BELOW, WHY_KIND, WHY_TEXT, ReferenceNames, explain_selection
 
 
-def test_explain_selection_risk_port_slot_exploration_network() -> None:
-    # port X has one risk slot (A); port Y one risk slot (B, 0.02: below the day-wide cut of
-    # 0.8 that two risk slots would need) and one exploration (G, listed with A's network N1)
+def test_explain_selection_risk_below_cut_exploration_network() -> None:
+    # port X: one risk pick (A), its ceiling full (C, 0.8, not picked); port Y: one risk pick (B,
+    # 0.02: below the day-wide cut of 0.8 that two risk picks would need) and one exploration
+    # (G, chance 1 in 4, listed with A's network N1)
     targets = pl.DataFrame(
         {
             S.RANK: [1, 2, 3],
@@ -20,6 +21,7 @@ def test_explain_selection_risk_port_slot_exploration_network() -> None:
             S.RISK_SCORE: [0.9, 0.0, 0.02],
             S.SELECTION: ["risk", "exploration", "risk"],
             S.NETWORK_ID: ["N1", "N1", None],
+            S.SELECTION_PROBABILITY: [1.0, 0.25, 1.0],
         }
     )
     day_scores = pl.Series([0.0, 0.01, 0.02, 0.8, 0.9])  # the day: A 0.9, C 0.8 (not picked), B, F, G
@@ -27,14 +29,19 @@ def test_explain_selection_risk_port_slot_exploration_network() -> None:
     assert_frame_equal(
         got.select(S.SHIPMENT_ID, PCT_BELOW, WHY_KIND),
         pl.DataFrame(
-            {S.SHIPMENT_ID: ["A", "G", "B"], PCT_BELOW: [80.0, 0.0, 40.0], WHY_KIND: ["risk", "exploration · network", "port slot"]},
+            {S.SHIPMENT_ID: ["A", "G", "B"], PCT_BELOW: [80.0, 0.0, 40.0], WHY_KIND: ["risk", "exploration · network", "below cut-off"]},
             schema_overrides={PCT_BELOW: pl.Float32},
         ),
     )
     text = dict(got.select(S.SHIPMENT_ID, WHY_TEXT).iter_rows())
-    assert text["A"] == "Risk: 1 of 1 risk slots at port X; among the day's 2 highest scores"
-    assert text["B"].startswith("Port slot: 1 of 1 risk slots at port Y") and "cut-off of 0.800 for 2 risk slots" in text["B"]
-    assert text["G"].startswith("Exploration: drawn at random among the shipments of port Y")
+    assert text["A"] == "Risk: 1 of 1 risk picks at port X; among the day's 2 highest scores"
+    assert text["B"].startswith("Below cut-off: 1 of 1 risk picks at port Y") and "cut-off of 0.800 for 2 risk picks" in text["B"]
+    assert "ports whose ceiling was full" in text["B"]
+    assert text["G"].startswith("Exploration: drawn at random among the shipments of port Y not picked by risk, chance 25.0%")
+    # a list published before selection_probability existed still explains itself
+    old = explain_selection(targets.drop(S.SELECTION_PROBABILITY), day_scores)
+    assert dict(old.select(S.SHIPMENT_ID, WHY_TEXT).iter_rows())["G"].startswith(
+        "Exploration: drawn at random among the shipments of port Y not picked by risk (keeps")
     assert text["G"].endswith("listed with network N1 right after its best-ranked member (rank 1)")
 
 
