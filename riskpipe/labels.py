@@ -74,6 +74,37 @@ audit_table = Table(
 )
 
 
+def cutoff(day: date) -> datetime:
+    """D's cut-off for outcomes, the one of the whole feature path (:func:`riskpipe.partner.cutoff`,
+    00:00 UTC of D): an outcome recorded (or corrected) at or after it was not known to D's run."""
+    from riskpipe.partner import cutoff as feature_cutoff
+
+    return feature_cutoff(day)
+
+
+def latest(labels: pl.DataFrame) -> pl.DataFrame:
+    """One row per shipment: the version recorded last (by ``recorded_at`` when the frame has it,
+    else the last row). :meth:`LabelStore.current` is already this; :meth:`LabelStore.versions`
+    reduces to it. Training targets use this: the latest outcome known at retrain time."""
+    if RECORDED_AT in labels.columns:
+        labels = labels.sort(RECORDED_AT, maintain_order=True, nulls_last=False)
+    return labels.unique(S.SHIPMENT_ID, keep="last", maintain_order=True)
+
+
+def known_at(labels: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The outcomes the run of arrival day ``day`` knew: per shipment the latest version recorded
+    before D's cut-off (:func:`cutoff`), kept when its exam date is before ``day``.
+
+    Features of D (prior exams and positives of a party) use this. Given
+    :meth:`LabelStore.versions`, a correction recorded after the cut-off leaves D with the value
+    as recorded before it; given :meth:`LabelStore.current` (one row per shipment), a shipment
+    whose outcome was last changed after the cut-off is left out. A frame without
+    ``recorded_at`` (simulations, hand-made tests) is filtered on the exam date only."""
+    if RECORDED_AT in labels.columns:
+        labels = latest(labels.filter(pl.col(RECORDED_AT) < cutoff(day)))
+    return labels.filter(pl.col(S.EXAM_DATE) < day)
+
+
 def _now_utc() -> datetime:
     """Aware UTC, microsecond precision: what every database stores the same way."""
     return datetime.now(UTC)
@@ -218,6 +249,42 @@ class LabelStore:
             pl.col(S.OUTCOME).cast(S.Outcome),
             pl.col(S.EXAM_REASON).cast(S.ExamReason),
         ).select(list(schema))
+
+    def versions(self, until: date | None = None) -> pl.DataFrame:
+        """Every recorded version of every outcome (``S.LABEL_SCHEMA`` + ``recorded_at``), from the
+        audit trail (each insert or update is one version, ``recorded_at`` its ``changed_at``),
+        ``exam_date <= until`` when given; sorted by ``recorded_at`` then shipment id.
+
+        What point-in-time readers take (:func:`known_at`: the value as it stood at a day's
+        cut-off); :func:`latest` of it is :meth:`current`. A current row without an audit row (a
+        database written outside this store) counts as one version recorded at its
+        ``recorded_at``."""
+        q = select(audit_table.c[S.SHIPMENT_ID], audit_table.c["changed_at"], audit_table.c["after"]).order_by(
+            audit_table.c["id"]
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        values = pl.Struct({c: pl.String() for c in _VALUE_COLS})
+        audit = pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={S.SHIPMENT_ID: pl.String(), RECORDED_AT: pl.Datetime("us", "UTC"), "after": pl.String()},
+            orient="row",
+        ).with_columns(pl.col("after").str.json_decode(values)).unnest("after")
+        audit = audit.with_columns(pl.col(S.EXAM_DATE).str.to_date("%Y-%m-%d"))
+        schema = {**S.LABEL_SCHEMA, RECORDED_AT: pl.Datetime("us", "UTC")}
+        cur = self.current()
+        cur = cur.join(audit.select(S.SHIPMENT_ID, RECORDED_AT), on=[S.SHIPMENT_ID, RECORDED_AT], how="anti")
+        out = pl.concat(
+            [
+                audit.with_columns(pl.col(S.OUTCOME).cast(S.Outcome), pl.col(S.EXAM_REASON).cast(S.ExamReason)).select(
+                    list(schema)
+                ),
+                cur.select(list(schema)),
+            ]
+        )
+        if until is not None:
+            out = out.filter(pl.col(S.EXAM_DATE) <= until)
+        return out.sort(RECORDED_AT, S.SHIPMENT_ID, maintain_order=True)
 
     def get(self, shipment_id: str) -> dict[str, Any] | None:
         """The current outcome of one shipment, or None."""
