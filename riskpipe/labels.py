@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from riskpipe import schema as S
-from riskpipe.db import UTCDateTime, is_sqlite, utc_text, with_retry, write_transaction
+from riskpipe.db import UTCDateTime, is_sqlite, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
 from riskpipe.migrate import ensure_current
 
@@ -140,10 +140,16 @@ class LabelStore:
         audit keeps what it replaced). Identical values change nothing. A future exam date
         refuses the whole frame (nothing written). Returns the number of shipments inserted or
         updated.
+
+        An optional ``recorded_at`` column (contract section 3: when the outcome entered the
+        system, e.g. an archive's own recording time; aware, or naive UTC) is kept as the
+        version's time; null or absent is now. One in the future, or before the stored
+        outcome's of the same shipment, refuses the frame: point-in-time readers
+        (:func:`known_at`) trust it.
         """
         if not actor or not str(actor).strip():
             raise RiskpipeError("labels: an actor (who records the outcomes) is required")
-        incoming = _validate(frame, self.latest_exam_date())
+        incoming = _validate(frame, self.latest_exam_date(), _now_utc())
         if incoming.height == 0:
             return 0
         return with_retry(lambda: self._write(incoming, str(actor)))
@@ -184,16 +190,18 @@ class LabelStore:
         with write_transaction(self.engine) as conn:
             found: list[tuple] = []
             for i in range(0, len(ids), _CHUNK):
-                q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS]]).where(
+                q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT]]).where(
                     labels_table.c[S.SHIPMENT_ID].in_(ids[i : i + _CHUNK])
                 )
                 if not sqlite:
                     q = q.with_for_update()
                 found.extend(tuple(r) for r in conn.execute(q))
-            old = pl.DataFrame(found, schema=_STR_SCHEMA, orient="row").rename(
-                {c: f"{c}_old" for c in _VALUE_COLS}
+            old = pl.DataFrame(found, schema={**_STR_SCHEMA, RECORDED_AT: _UTC}, orient="row").rename(
+                {c: f"{c}_old" for c in [*_VALUE_COLS, RECORDED_AT]}
             )
-            diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+            diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left").with_columns(
+                pl.col(RECORDED_AT).fill_null(pl.lit(now, _UTC))
+            )
             is_new = pl.col(f"{S.EXAM_DATE}_old").is_null()
             same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in _VALUE_COLS])
             changes = diff.filter(is_new | ~same).with_columns(
@@ -206,9 +214,19 @@ class LabelStore:
             )
             if changes.height == 0:
                 return 0
-            stamp: Any = utc_text(now) if sqlite else now  # SQLite: UTCDateTime's text
+            # a version is appended after the stored one, never slipped in before it: the current
+            # row stays the version recorded last (what LabelStore.versions' latest() gives)
+            early = changes.filter(pl.col(RECORDED_AT) < pl.col(f"{RECORDED_AT}_old"))
+            if early.height:
+                r = early.row(0, named=True)
+                raise RiskpipeError(
+                    f"labels: shipment {r[S.SHIPMENT_ID]}: recorded_at {r[RECORDED_AT].isoformat()} is before the "
+                    f"stored outcome's ({r[f'{RECORDED_AT}_old'].isoformat()}; {early.height} such row(s))"
+                )
+            # SQLite: UTCDateTime's text (db.SQLITE_UTC_FORMAT)
+            stamp = pl.col(RECORDED_AT).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00") if sqlite else pl.col(RECORDED_AT)
             day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
-            rows = changes.with_columns(day.alias(S.EXAM_DATE), pl.lit(stamp).alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
+            rows = changes.with_columns(day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
             new_rows = rows.filter(pl.col("action") == "insert")
             upd_rows = rows.filter(pl.col("action") == "update")
             label_cols = [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT, "recorded_by"]
@@ -328,6 +346,23 @@ class LabelStore:
         )
 
 
+_UTC = pl.Datetime("us", "UTC")
+
+
+def _recorded_at(frame: pl.DataFrame) -> pl.Expr:
+    """The optional ``recorded_at`` column as aware UTC (naive values are UTC), null when absent."""
+    if RECORDED_AT not in frame.columns:
+        return pl.lit(None, _UTC).alias(RECORDED_AT)
+    dtype = frame.schema[RECORDED_AT]
+    col = pl.col(RECORDED_AT)
+    if isinstance(dtype, pl.Datetime):
+        col = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return col.dt.cast_time_unit("us").alias(RECORDED_AT)
+    if dtype == pl.Null:
+        return pl.lit(None, _UTC).alias(RECORDED_AT)
+    raise RiskpipeError(f"labels: recorded_at must be a timestamp (got a column of {dtype})")
+
+
 _STR_SCHEMA: dict[str, pl.DataType] = {
     S.SHIPMENT_ID: pl.String(),
     S.EXAM_DATE: pl.Date(),
@@ -366,9 +401,9 @@ def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
 
 
-def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
-    """Check columns, enums and that no exam date is after ``latest``; one row per shipment
-    (the latest exam, then the last row)."""
+def _validate(frame: pl.DataFrame, latest: date, now: datetime | None = None) -> pl.DataFrame:
+    """Check columns, enums, that no exam date is after ``latest`` and no ``recorded_at`` after
+    ``now``; one row per shipment (the latest exam, then the last row)."""
     missing = [c for c in S.LABEL_REQUIRED if c not in frame.columns]
     if missing:
         raise RiskpipeError(f"labels: missing column(s) {', '.join(missing)}")
@@ -381,6 +416,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
             (pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String)).alias(c)
             for c in (S.EXAMINER, S.NOTES)
         ],
+        _recorded_at(frame),
     )
     if f.schema[S.EXAM_DATE] != pl.Date():
         try:
@@ -391,6 +427,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
         (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),
         (pl.col(S.EXAM_DATE).is_null(), S.EXAM_DATE, "is empty"),
         (pl.col(S.EXAM_DATE) > latest, S.EXAM_DATE, f"is in the future (latest accepted today: {latest.isoformat()})"),
+        (pl.col(RECORDED_AT) > (now or _now_utc()), RECORDED_AT, "is in the future"),
         (~pl.col(S.OUTCOME).is_in(S.OUTCOMES).fill_null(False), S.OUTCOME, f"must be one of {', '.join(S.OUTCOMES)}"),
         (
             ~pl.col(S.EXAM_REASON).is_in(S.EXAM_REASONS).fill_null(False),
@@ -405,7 +442,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
             got = first[col].isoformat() if isinstance(first[col], date) else repr(first[col])
             raise RiskpipeError(f"labels: row {first['_row'] + 1}: {col} {rule} (got {got}; {idx.height} bad row(s))")
     return (
-        f.select(list(_STR_SCHEMA))
+        f.select(*_STR_SCHEMA, RECORDED_AT)
         .with_row_index("_order")
         .sort(S.EXAM_DATE, "_order")
         .unique(S.SHIPMENT_ID, keep="last", maintain_order=True)

@@ -104,3 +104,25 @@ def test_training_targets_are_latest_and_features_as_of_the_cut_off(home, db_url
     k = cache_key(home, D, load_labels(settings), [])
     record(store, monkeypatch, CUT + timedelta(days=2), "pill_press")
     assert cache_key(home, D, load_labels(settings), []) == k
+
+
+def test_a_recorded_at_given_is_the_versions_time_and_never_goes_back(db_url):
+    from riskpipe.errors import RiskpipeError
+    from riskpipe.labels import known_at
+
+    store = LabelStore(db_url)
+
+    def frame(outcome: str, at: datetime | None) -> pl.DataFrame:
+        return pl.DataFrame({S.SHIPMENT_ID: [SHIP], S.EXAM_DATE: [EXAM], S.OUTCOME: [outcome],
+                             S.EXAM_REASON: ["targeted"], "recorded_at": [at]},
+                            schema_overrides={"recorded_at": pl.Datetime("us", "UTC")})
+
+    # an archive's outcome recorded the evening of the exam counts for D
+    assert store.record(frame("precursor", CUT - timedelta(hours=4)), actor="import:archive.csv") == 1
+    assert store.current()["recorded_at"].to_list() == [CUT - timedelta(hours=4)]
+    assert known_at(store.versions(), D)[S.OUTCOME].cast(pl.String).to_list() == ["precursor"]
+    with pytest.raises(RiskpipeError, match=r"shipment .*: recorded_at .* is before the stored outcome's"):
+        store.record(frame("no_finding", CUT - timedelta(hours=5)), actor="import:older.csv")
+    with pytest.raises(RiskpipeError, match="recorded_at is in the future"):
+        store.record(frame("no_finding", datetime(2999, 1, 1, tzinfo=UTC)), actor="import:future.csv")
+    assert store.versions().height == 1  # nothing written by the refused frames
