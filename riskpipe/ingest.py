@@ -635,8 +635,8 @@ def _partner_plan(schema: pl.Schema, countries: list[str], now: datetime) -> _Pl
 
 
 def _label_plan(schema: pl.Schema) -> _Plan:
-    """Exam outcomes (contract section 3)."""
-    return _plan(schema, S.LABEL_SCHEMA, S.LABEL_REQUIRED, [])
+    """Exam outcomes (contract section 3), with the optional ``recorded_at`` (UTC)."""
+    return _plan(schema, {**S.LABEL_SCHEMA, "recorded_at": pl.Datetime("us", "UTC")}, S.LABEL_REQUIRED, [])
 
 
 _PUNCTUATION = list("!\"$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -1473,7 +1473,8 @@ _KEY_SID = "_label_shipment_key"
 
 def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str,
                  latest_exam: date, stored: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(valid rows with S.LABEL_SCHEMA, quarantined rows) of one outcomes file (small: eager).
+    """(valid rows with S.LABEL_SCHEMA and ``recorded_at``, quarantined rows) of one outcomes file
+    (small: eager).
 
     ``stored``: the store's current exam date per shipment (``_STORED_EXAM``). A row whose exam
     date is earlier than the stored one is quarantined (``older_than_stored``): a bulk file
@@ -1496,6 +1497,8 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
     plan.reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment"))
     plan.reasons.append(_reason(_p(S.EXAM_DATE) > latest_exam, "future:exam_date"))
+    if "recorded_at" in schema:  # a recording time in the future would hide the outcome until then
+        plan.reasons.append(_reason(_p("recorded_at") > datetime.now(UTC), "future:recorded_at"))
     lf_rows = frame.lazy()
     if stored is not None and stored.height:
         lf_rows = lf_rows.with_columns(sid.alias(_KEY_SID)).join(

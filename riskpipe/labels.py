@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from riskpipe import schema as S
-from riskpipe.db import UTCDateTime, is_sqlite, utc_text, with_retry, write_transaction
+from riskpipe.db import UTCDateTime, is_sqlite, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
 from riskpipe.migrate import ensure_current
 
@@ -74,6 +74,37 @@ audit_table = Table(
 )
 
 
+def cutoff(day: date) -> datetime:
+    """D's cut-off for outcomes, the one of the whole feature path (:func:`riskpipe.cutoff.day_cutoff`,
+    00:00 UTC of D): an outcome recorded (or corrected) at or after it was not known to D's run."""
+    from riskpipe.cutoff import day_cutoff
+
+    return day_cutoff(day)
+
+
+def latest(labels: pl.DataFrame) -> pl.DataFrame:
+    """One row per shipment: the version recorded last (by ``recorded_at`` when the frame has it,
+    else the last row). :meth:`LabelStore.current` is already this; :meth:`LabelStore.versions`
+    reduces to it. Training targets use this: the latest outcome known at retrain time."""
+    if RECORDED_AT in labels.columns:
+        labels = labels.sort(RECORDED_AT, maintain_order=True, nulls_last=False)
+    return labels.unique(S.SHIPMENT_ID, keep="last", maintain_order=True)
+
+
+def known_at(labels: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The outcomes the run of arrival day ``day`` knew: per shipment the latest version recorded
+    before D's cut-off (:func:`cutoff`), kept when its exam date is before ``day``.
+
+    Features of D (prior exams and positives of a party) use this. Given
+    :meth:`LabelStore.versions`, a correction recorded after the cut-off leaves D with the value
+    as recorded before it; given :meth:`LabelStore.current` (one row per shipment), a shipment
+    whose outcome was last changed after the cut-off is left out. A frame without
+    ``recorded_at`` (simulations, hand-made tests) is filtered on the exam date only."""
+    if RECORDED_AT in labels.columns:
+        labels = latest(labels.filter(pl.col(RECORDED_AT) < cutoff(day)))
+    return labels.filter(pl.col(S.EXAM_DATE) < day)
+
+
 def _now_utc() -> datetime:
     """Aware UTC, microsecond precision: what every database stores the same way."""
     return datetime.now(UTC)
@@ -109,10 +140,16 @@ class LabelStore:
         audit keeps what it replaced). Identical values change nothing. A future exam date
         refuses the whole frame (nothing written). Returns the number of shipments inserted or
         updated.
+
+        An optional ``recorded_at`` column (contract section 3: when the outcome entered the
+        system, e.g. an archive's own recording time; aware, or naive UTC) is kept as the
+        version's time; null or absent is now. One in the future, or before the stored
+        outcome's of the same shipment, refuses the frame: point-in-time readers
+        (:func:`known_at`) trust it.
         """
         if not actor or not str(actor).strip():
             raise RiskpipeError("labels: an actor (who records the outcomes) is required")
-        incoming = _validate(frame, self.latest_exam_date())
+        incoming = _validate(frame, self.latest_exam_date(), _now_utc())
         if incoming.height == 0:
             return 0
         return with_retry(lambda: self._write(incoming, str(actor)))
@@ -153,16 +190,18 @@ class LabelStore:
         with write_transaction(self.engine) as conn:
             found: list[tuple] = []
             for i in range(0, len(ids), _CHUNK):
-                q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS]]).where(
+                q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT]]).where(
                     labels_table.c[S.SHIPMENT_ID].in_(ids[i : i + _CHUNK])
                 )
                 if not sqlite:
                     q = q.with_for_update()
                 found.extend(tuple(r) for r in conn.execute(q))
-            old = pl.DataFrame(found, schema=_STR_SCHEMA, orient="row").rename(
-                {c: f"{c}_old" for c in _VALUE_COLS}
+            old = pl.DataFrame(found, schema={**_STR_SCHEMA, RECORDED_AT: _UTC}, orient="row").rename(
+                {c: f"{c}_old" for c in [*_VALUE_COLS, RECORDED_AT]}
             )
-            diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+            diff = incoming.join(old, on=S.SHIPMENT_ID, how="left", maintain_order="left").with_columns(
+                pl.col(RECORDED_AT).fill_null(pl.lit(now, _UTC))
+            )
             is_new = pl.col(f"{S.EXAM_DATE}_old").is_null()
             same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in _VALUE_COLS])
             changes = diff.filter(is_new | ~same).with_columns(
@@ -175,9 +214,19 @@ class LabelStore:
             )
             if changes.height == 0:
                 return 0
-            stamp: Any = utc_text(now) if sqlite else now  # SQLite: UTCDateTime's text
+            # a version is appended after the stored one, never slipped in before it: the current
+            # row stays the version recorded last (what LabelStore.versions' latest() gives)
+            early = changes.filter(pl.col(RECORDED_AT) < pl.col(f"{RECORDED_AT}_old"))
+            if early.height:
+                r = early.row(0, named=True)
+                raise RiskpipeError(
+                    f"labels: shipment {r[S.SHIPMENT_ID]}: recorded_at {r[RECORDED_AT].isoformat()} is before the "
+                    f"stored outcome's ({r[f'{RECORDED_AT}_old'].isoformat()}; {early.height} such row(s))"
+                )
+            # SQLite: UTCDateTime's text (db.SQLITE_UTC_FORMAT)
+            stamp = pl.col(RECORDED_AT).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00") if sqlite else pl.col(RECORDED_AT)
             day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
-            rows = changes.with_columns(day.alias(S.EXAM_DATE), pl.lit(stamp).alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
+            rows = changes.with_columns(day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
             new_rows = rows.filter(pl.col("action") == "insert")
             upd_rows = rows.filter(pl.col("action") == "update")
             label_cols = [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT, "recorded_by"]
@@ -218,6 +267,42 @@ class LabelStore:
             pl.col(S.OUTCOME).cast(S.Outcome),
             pl.col(S.EXAM_REASON).cast(S.ExamReason),
         ).select(list(schema))
+
+    def versions(self, until: date | None = None) -> pl.DataFrame:
+        """Every recorded version of every outcome (``S.LABEL_SCHEMA`` + ``recorded_at``), from the
+        audit trail (each insert or update is one version, ``recorded_at`` its ``changed_at``),
+        ``exam_date <= until`` when given; sorted by ``recorded_at`` then shipment id.
+
+        What point-in-time readers take (:func:`known_at`: the value as it stood at a day's
+        cut-off); :func:`latest` of it is :meth:`current`. A current row without an audit row (a
+        database written outside this store) counts as one version recorded at its
+        ``recorded_at``."""
+        q = select(audit_table.c[S.SHIPMENT_ID], audit_table.c["changed_at"], audit_table.c["after"]).order_by(
+            audit_table.c["id"]
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        values = pl.Struct({c: pl.String() for c in _VALUE_COLS})
+        audit = pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={S.SHIPMENT_ID: pl.String(), RECORDED_AT: pl.Datetime("us", "UTC"), "after": pl.String()},
+            orient="row",
+        ).with_columns(pl.col("after").str.json_decode(values)).unnest("after")
+        audit = audit.with_columns(pl.col(S.EXAM_DATE).str.to_date("%Y-%m-%d"))
+        schema = {**S.LABEL_SCHEMA, RECORDED_AT: pl.Datetime("us", "UTC")}
+        cur = self.current()
+        cur = cur.join(audit.select(S.SHIPMENT_ID, RECORDED_AT), on=[S.SHIPMENT_ID, RECORDED_AT], how="anti")
+        out = pl.concat(
+            [
+                audit.with_columns(pl.col(S.OUTCOME).cast(S.Outcome), pl.col(S.EXAM_REASON).cast(S.ExamReason)).select(
+                    list(schema)
+                ),
+                cur.select(list(schema)),
+            ]
+        )
+        if until is not None:
+            out = out.filter(pl.col(S.EXAM_DATE) <= until)
+        return out.sort(RECORDED_AT, S.SHIPMENT_ID, maintain_order=True)
 
     def get(self, shipment_id: str) -> dict[str, Any] | None:
         """The current outcome of one shipment, or None."""
@@ -261,6 +346,23 @@ class LabelStore:
         )
 
 
+_UTC = pl.Datetime("us", "UTC")
+
+
+def _recorded_at(frame: pl.DataFrame) -> pl.Expr:
+    """The optional ``recorded_at`` column as aware UTC (naive values are UTC), null when absent."""
+    if RECORDED_AT not in frame.columns:
+        return pl.lit(None, _UTC).alias(RECORDED_AT)
+    dtype = frame.schema[RECORDED_AT]
+    col = pl.col(RECORDED_AT)
+    if isinstance(dtype, pl.Datetime):
+        col = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return col.dt.cast_time_unit("us").alias(RECORDED_AT)
+    if dtype == pl.Null:
+        return pl.lit(None, _UTC).alias(RECORDED_AT)
+    raise RiskpipeError(f"labels: recorded_at must be a timestamp (got a column of {dtype})")
+
+
 _STR_SCHEMA: dict[str, pl.DataType] = {
     S.SHIPMENT_ID: pl.String(),
     S.EXAM_DATE: pl.Date(),
@@ -299,9 +401,9 @@ def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
 
 
-def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
-    """Check columns, enums and that no exam date is after ``latest``; one row per shipment
-    (the latest exam, then the last row)."""
+def _validate(frame: pl.DataFrame, latest: date, now: datetime | None = None) -> pl.DataFrame:
+    """Check columns, enums, that no exam date is after ``latest`` and no ``recorded_at`` after
+    ``now``; one row per shipment (the latest exam, then the last row)."""
     missing = [c for c in S.LABEL_REQUIRED if c not in frame.columns]
     if missing:
         raise RiskpipeError(f"labels: missing column(s) {', '.join(missing)}")
@@ -314,6 +416,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
             (pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String)).alias(c)
             for c in (S.EXAMINER, S.NOTES)
         ],
+        _recorded_at(frame),
     )
     if f.schema[S.EXAM_DATE] != pl.Date():
         try:
@@ -324,6 +427,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
         (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),
         (pl.col(S.EXAM_DATE).is_null(), S.EXAM_DATE, "is empty"),
         (pl.col(S.EXAM_DATE) > latest, S.EXAM_DATE, f"is in the future (latest accepted today: {latest.isoformat()})"),
+        (pl.col(RECORDED_AT) > (now or _now_utc()), RECORDED_AT, "is in the future"),
         (~pl.col(S.OUTCOME).is_in(S.OUTCOMES).fill_null(False), S.OUTCOME, f"must be one of {', '.join(S.OUTCOMES)}"),
         (
             ~pl.col(S.EXAM_REASON).is_in(S.EXAM_REASONS).fill_null(False),
@@ -338,7 +442,7 @@ def _validate(frame: pl.DataFrame, latest: date) -> pl.DataFrame:
             got = first[col].isoformat() if isinstance(first[col], date) else repr(first[col])
             raise RiskpipeError(f"labels: row {first['_row'] + 1}: {col} {rule} (got {got}; {idx.height} bad row(s))")
     return (
-        f.select(list(_STR_SCHEMA))
+        f.select(*_STR_SCHEMA, RECORDED_AT)
         .with_row_index("_order")
         .sort(S.EXAM_DATE, "_order")
         .unique(S.SHIPMENT_ID, keep="last", maintain_order=True)

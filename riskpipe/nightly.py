@@ -35,9 +35,10 @@ def features_path(layout: Layout, day: date) -> Path:
 
 
 def load_labels(settings: Settings) -> pl.DataFrame:
+    """Every recorded version of the outcomes: the features keep the ones known at D's cut-off."""
     from riskpipe.labels import LabelStore
 
-    return LabelStore(settings.db_url).current()
+    return LabelStore(settings.db_url).versions()
 
 
 def require_day(layout: Layout, day: date) -> None:
@@ -48,7 +49,8 @@ def require_day(layout: Layout, day: date) -> None:
 
 
 def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
-    """Features of ``day`` point in time (labels strictly before ``day``), written to disk."""
+    """Features of ``day`` point in time (outcomes examined before ``day`` and recorded before its
+    cut-off), written to disk."""
     from riskpipe.features.build import write_features
 
     require_day(layout, day)

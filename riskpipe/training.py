@@ -1,8 +1,17 @@
 """Training sets: the features of examined shipments, rebuilt exactly as the nightly run saw them.
 
 For every past arrival day D the feature path (``riskpipe.features.build_features``) is called
-with the same labels store the nightly run had; it uses only labels with ``exam_date < D`` and
-history before D, so a training row carries no knowledge of its own outcome or of the future.
+with the same labels store the nightly run had; it uses only labels with ``exam_date < D``
+recorded before D's cut-off (as they stood then) and history before D, so a training row carries
+no knowledge of its own outcome or of the future.
+
+Two different "as of" on purpose: the FEATURES of day D (a party's prior exams and positives) see
+only outcomes recorded before D's cut-off (:func:`riskpipe.labels.known_at`); the TARGET of a
+training row is the latest outcome known at retrain time (:func:`riskpipe.labels.latest`), a
+correction included: that is the best knowledge of what the shipment held. ``labels`` may be
+``LabelStore.versions()`` (every recorded version: the features get the values of the past) or
+``LabelStore.current()`` (one per shipment: a shipment corrected after D's cut-off is then left
+out of D's features).
 
 Full-day features are cached under ``features/D/features.parquet`` with a key file
 (``features.key``): a digest of the feature list, of the labels before D and of the raw and
@@ -45,8 +54,11 @@ def _feature_columns() -> list[str]:
 
 
 def labels_before(labels: pl.DataFrame, day: date) -> pl.DataFrame:
-    """The labels known when day ``day`` was scored: ``exam_date < day``."""
-    return labels.filter(pl.col(S.EXAM_DATE) < day)
+    """The labels known when day ``day`` was scored: ``exam_date < day``, recorded before D's
+    cut-off, as they stood then (:func:`riskpipe.labels.known_at`)."""
+    from riskpipe.labels import known_at
+
+    return known_at(labels, day)
 
 
 def _files_digest(paths: Iterable[Path]) -> list[list]:
@@ -110,7 +122,11 @@ def labelled_days(layout: Layout, labels: pl.DataFrame, until: date | None = Non
     """Labels joined to their shipment's arrival day (``arrival_date`` <= ``until``).
 
     Labels naming a shipment absent from the raw store are dropped (they cannot be featurised).
+    One row per shipment: the latest recorded version (the training target).
     """
+    from riskpipe.labels import latest
+
+    labels = latest(labels)
     arrivals = (
         scan_raw_shipments(layout)
         .select(S.SHIPMENT_ID, S.ARRIVAL_DATE)
@@ -150,8 +166,9 @@ def build_training_set(
     """Point-in-time features of every examined shipment arriving on ``days`` (default: every day
     with labels), with ``arrival_date``, ``is_positive``, ``exam_reason`` and ``exam_date``.
 
-    ``labels`` is the label store's current view (one outcome per shipment); each day's features
-    see only the labels examined before that day. ``unexamined_share`` > 0 adds that share of
+    ``labels`` is the label store's versions (or its current view): the targets are the latest
+    outcomes; each day's features see only the outcomes examined before that day and recorded
+    before its cut-off. ``unexamined_share`` > 0 adds that share of
     each day's unexamined shipments as presumed negatives (``exam_reason`` null): with positives
     at 1 in 1,000 or rarer the presumption is almost always right, and the model then sees the
     whole population instead of only what the old targeting chose to examine.

@@ -2,8 +2,9 @@
 
 ``build_features(layout, day, labels)`` sees only: the raw manifests of arrival day ``day`` (known
 at run time), entity history of arrival days strictly before ``day``, partner declarations
-declared up to ``day``, and exam outcomes with ``exam_date < day``. Training calls it for past
-days and gets exactly what the nightly run saw.
+declared up to ``day``, and exam outcomes with ``exam_date < day`` recorded before D's cut-off,
+as they stood at the cut-off (pass ``LabelStore.versions()`` so a later correction leaves D with
+the earlier value). Training calls it for past days and gets exactly what the nightly run saw.
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ def family_fires(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None:
+    """The outcomes D's run knew (:func:`riskpipe.labels.known_at`): recorded before D's cut-off,
+    as they stood then, with exam dates before D."""
     if labels is None:
         return None
-    return labels.filter(pl.col(S.EXAM_DATE) < day).select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME)
+    from riskpipe.labels import known_at
+
+    return known_at(labels, day).select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME)
 
 
 #: a day with more rows than this is written in batches of about this many rows (contiguous ranges
@@ -234,10 +239,11 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
 def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None, *,
                    partner_key_path: Path | None = None) -> pl.DataFrame:
     """Features of every shipment arriving on ``day``: ``shipment_id``, ``network_id``, then
-    ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes (only those
-    with ``exam_date < day`` are used). ``partner_key_path``: the shared key of partner feeds
-    (``settings.partner_key_path`` as the caller loaded it, environment included); needed only
-    when a feed or OEA list is active for the day (default: the home's riskpipe.toml)."""
+    ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes, best all their
+    recorded versions (only those with ``exam_date < day`` recorded before D's cut-off are used).
+    ``partner_key_path``: the shared key of partner feeds (``settings.partner_key_path`` as the
+    caller loaded it, environment included); needed only when a feed or OEA list is active for the
+    day (default: the home's riskpipe.toml)."""
     return _build(layout, day, labels, None, partner_key_path)
 
 

@@ -563,7 +563,10 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
             lookouts.add(ex.filter(positive), pop, day)
             seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
             record_seizures(cells, seized_cells, day, rng)
-            write_frame(ex.drop("cell", "shipper", "person", "address"), layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
+            # recorded the evening of the exam (20:00 UTC): known to the nights after the exam day
+            recorded = (pl.col(S.EXAM_DATE).cast(pl.Datetime("us", "UTC")) + pl.duration(hours=20)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            write_frame(ex.drop("cell", "shipper", "person", "address").with_columns(recorded.alias("recorded_at")),
+                        layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
             examined, seized = ex.height, int(positive.sum())
         if partner_out is not None:
             from riskpipe.synth.partner import write_partner_day

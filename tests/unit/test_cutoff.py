@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from riskpipe import cases, partner
+from riskpipe import cases, labels, partner
 from riskpipe.cutoff import day_cutoff
 
 
-def test_watchlist_and_partner_feeds_share_the_day_cut_off() -> None:
+def test_watchlist_partner_feeds_and_outcomes_share_the_day_cut_off() -> None:
     day = date(2026, 5, 13)
     assert day_cutoff(day) == datetime(2026, 5, 13, tzinfo=UTC)
-    assert cases.cutoff(day) == partner.cutoff(day) == day_cutoff(day)
+    assert cases.cutoff(day) == partner.cutoff(day) == labels.cutoff(day) == day_cutoff(day)

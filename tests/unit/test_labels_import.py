@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -71,7 +71,8 @@ def test_import_records_valid_and_quarantines_the_rest(layout: Layout, tmp_path:
     assert len(store.calls) == 1
     frame, actor = store.calls[0]
     assert actor == "import:outcomes.csv"
-    assert frame.schema == pl.Schema(S.LABEL_SCHEMA)
+    assert frame.schema == pl.Schema({**S.LABEL_SCHEMA, "recorded_at": pl.Datetime("us", "UTC")})
+    assert frame["recorded_at"].null_count() == 2  # not in the file: the store stamps its clock
     assert frame[S.SHIPMENT_ID].to_list() == ["S1", "S2"]
     assert frame[S.OUTCOME].cast(pl.String).to_list() == ["fentanyl", "no_finding"]
     assert frame[S.EXAM_DATE].to_list() == [date(2026, 1, 6)] * 2
@@ -170,3 +171,20 @@ def test_an_import_with_an_older_exam_date_does_not_undo_a_later_outcome(layout:
     assert summary.quarantine_reasons == {"older_than_stored": 1}
     now = dict(store.current().select(S.SHIPMENT_ID, pl.col(S.OUTCOME).cast(pl.String)).iter_rows())
     assert now == {"S1": "fentanyl", "S2": "precursor"}
+
+
+def test_import_keeps_a_files_recorded_at_and_quarantines_a_future_one(layout: Layout, tmp_path: Path) -> None:
+    """Contract section 3: ``recorded_at`` is optional; given, it is when the outcome entered the
+    system (an archive's own time), which point-in-time features trust."""
+    path = tmp_path / "outcomes.csv"
+    pl.DataFrame([
+        label("S1", "fentanyl", recorded_at="2026-01-06T20:00:00Z"),
+        label("S2", recorded_at="2999-01-01T00:00:00Z"),  # in the future
+        label("S1", recorded_at="yesterday"),
+    ]).write_csv(path)
+    store = FakeStore()
+    summary = import_labels(layout, path, store)
+    frame, _ = store.calls[0]
+    assert frame[S.SHIPMENT_ID].to_list() == ["S1"]
+    assert frame["recorded_at"].to_list() == [datetime(2026, 1, 6, 20, tzinfo=UTC)]
+    assert summary.quarantine_reasons == {"future:recorded_at": 1, "bad_timestamp:recorded_at": 1}

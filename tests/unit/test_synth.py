@@ -206,8 +206,10 @@ def test_outcomes_only_for_examined_past_days_and_equal_to_truth(clean_world):
     truth = pl.read_parquet(layout.truth / "*" / "truth.parquet")
     for d in days[:-1]:
         o = pl.read_csv(out_dir / f"outcomes-{d.isoformat()}.csv", infer_schema=False)
-        assert o.columns == list(S.LABEL_SCHEMA)
+        assert o.columns == [*S.LABEL_SCHEMA, "recorded_at"]
         assert (o[S.EXAM_DATE] == d.isoformat()).all()
+        # recorded the evening of the exam: the next night's features know it, D's do not
+        assert (o["recorded_at"] == f"{d.isoformat()}T20:00:00Z").all()
         assert set(o[S.EXAM_REASON].unique()) == {"targeted", "random"}
         j = o.join(truth.with_columns(pl.col(S.TRUE_CLASS).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
         assert j[S.ARRIVAL_DATE].null_count() == 0  # every examined id is a real shipment
