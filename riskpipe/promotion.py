@@ -145,7 +145,8 @@ def paired_bootstrap(
         totals += counts[:, : d.size] @ d
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(totals, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    # hits are counts: differences below 1e-9 are floating-point noise of near-zero scores
+    return round(float(lo), 9) + 0.0, round(float(hi), 9) + 0.0
 
 
 def estimate(
@@ -216,6 +217,8 @@ def decide(evidence: PromotionEvidence, min_positives: int, margin: float = 0.0)
         return True, f"challenger better: interval lower bound {lo:+.2f} > margin {margin:g} hits: promoted"
     if hi < 0:
         return False, "challenger worse: interval below zero: champion kept"
+    if lo == hi == 0:
+        return False, "no difference between challenger and champion (interval [0, 0]): champion kept"
     if lo <= 0 <= hi:
         return False, "interval straddles zero: champion kept"
     return False, f"interval lower bound {lo:+.2f} <= margin {margin:g} hits: champion kept"

@@ -91,6 +91,8 @@ def test_bootstrap_is_reproducible_and_the_decision_follows_its_lower_bound():
     assert paired_bootstrap(np.r_[np.ones(5), -np.ones(5), np.zeros(90)], np.zeros(100, dtype=int), 500, seed=3) == (lo, hi)
     straddling = type(one)(**{**one.__dict__, "interval": (lo, hi)})
     assert decide(straddling, min_positives=10) == (False, "interval straddles zero: champion kept")
+    same = type(one)(**{**one.__dict__, "interval": (0.0, 0.0)})
+    assert decide(same, min_positives=10) == (False, "no difference between challenger and champion (interval [0, 0]): champion kept")
 
 
 def test_three_labelled_positives_are_not_enough_evidence_even_for_a_higher_estimate():
