@@ -60,6 +60,8 @@ def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None 
     (``force``: also when champion.json names a model that cannot be used)."""
     from prefect.runtime import flow_run
 
+    from riskpipe.promotion import summary
+
     log = get_run_logger()
     runsteps.run_started("retrain", flow_run.name, str(flow_run.id) if flow_run.id else None)
     layout = Layout(Path(home))
@@ -74,7 +76,8 @@ def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None 
     create_markdown_artifact(
         key="retrain-decision",
         markdown=(f"# Retrain decision\n\n- promoted: **{record['promoted']}**\n- challenger: {record['challenger_version']}"
-                  f"\n- champion before: {record['champion_version']}\n- reason: {record['reason']}\n"),
+                  f"\n- champion before: {record['champion_version']}\n- reason: {record['reason']}\n"
+                  + (f"- evidence: {summary(record)}\n" if summary(record) else "")),
     )
     return record
 

@@ -174,7 +174,11 @@ def demo(
 
 def _print_decision(record: dict) -> None:
     verdict = "promoted" if record.get("promoted") else "kept the champion"
-    console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}")
+    from riskpipe.promotion import summary
+
+    evidence = summary(record)
+    console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}"
+                  + (f"; {evidence}" if evidence else ""))
     if record.get("views"):
         for view in record["views"]:
             _print_view(view)
@@ -402,9 +406,11 @@ def labels_import(
 @app.command()
 def retrain(
     until: Annotated[Optional[str], typer.Option(help="Train on labelled days up to DATE.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="When champion.json exists but its model cannot be used "
-                                        "(unreadable, missing, unsigned, tampered, other features), promote the "
-                                        "challenger without comparison instead of refusing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote the challenger even without the evidence "
+                                        "(too few labelled positives, an interval that does not clear the margin), "
+                                        "recorded as forced-promote with who and the evidence in decisions.jsonl; "
+                                        "also when champion.json exists but its model cannot be used (unreadable, "
+                                        "missing, unsigned, tampered, other features).")] = False,
 ) -> None:
     """Train a challenger, evaluate it against the champion on later labelled days, and promote
     it only if it is better (a first model is always promoted; a champion that cannot be used is
@@ -439,7 +445,11 @@ def retrain(
                      f"{row['precision_at_capacity']:.3f}", f"{row['recall_at_capacity']:.3f}")
     console.print(bias)
     verdict = "promoted" if decision.promoted else "not promoted"
-    console.print(f"challenger {decision.challenger_version}: {verdict}: {decision.reason}", highlight=False)
+    from riskpipe.promotion import summary
+
+    evidence = summary({"evidence": decision.evidence})
+    console.print(f"challenger {decision.challenger_version}: {verdict}: {decision.reason}"
+                  + (f"; {evidence}" if evidence else ""), highlight=False)
     _print_model_warnings(Path(s.models_dir), decision.challenger_version)
 
 

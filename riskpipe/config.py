@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     exploration_share: float = Field(0.10, ge=0.0, le=1.0)
     # a risk pick needs risk_score > this; slots nothing above it can take become exploration
     min_target_risk: float = Field(0.0, ge=0.0, le=1.0)
+    # promotion (riskpipe.promotion): a challenger replaces the champion only with at least this
+    # many labelled positives on the evaluation days and a bootstrap interval of the difference
+    # in (doubly robust) hits at capacity whose lower bound exceeds the margin (in hits)
+    promotion_min_positives: int = Field(10, ge=0)
+    promotion_margin: float = Field(0.0, ge=0.0)
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"
     retrain_cron: str = "0 4 * * 0"

@@ -806,6 +806,7 @@ def evaluate_models(
     fractions: Sequence[float] = FRACTIONS,
     builder: Any = None,
     random_exam_days: Sequence[date] = (),
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score every shipment of ``eval_days`` with each scorer (plus ``rules`` and ``random``),
     then report them all on the same days (see ``evaluate_scored``). ``random_exam_days``: more
@@ -814,7 +815,9 @@ def evaluate_models(
 
     A scorer gets the day's features joined with its raw columns and ``rule_score`` and returns
     one score per row. ``labels`` is the current label view (the outcomes of the evaluation days
-    are read from it; features see only labels before each day).
+    are read from it; features see only labels before each day). ``keep``: a dict that receives
+    the scored rows (``scored``, one ``score__<name>`` column per scorer) and the day capacities
+    (``capacity``), for estimates beyond the report (``riskpipe.promotion``).
     """
     from riskpipe.store import scan_raw_shipments
     from riskpipe.training import day_features
@@ -847,6 +850,8 @@ def evaluate_models(
     names = [n for n in scorers] + ["rules", "random"]
     caps = capacity_by_day(pl.concat(ports), settings, capacity)
     view_days = {"labelled": list(eval_days), "truth": list(eval_days), "random_exams": all_days}
+    if keep is not None:
+        keep.update(scored=scored, capacity=caps)
     return evaluate_scored(scored, names, caps, fractions, view_days=view_days)
 
 

@@ -165,7 +165,12 @@ class RetrainDecision:
     eval_days: list[str] = field(default_factory=list)
     table: Any = None  # pl.DataFrame evaluation table (not written to the decisions file)
     report: dict[str, Any] = field(default_factory=dict)
-    action: str = "retrain"  # or "trust" (a re-signed model); promote/rollback: record_champion_change
+    action: str = "retrain"  # or "trust" (a re-signed model), "forced-promote" (retrain --force);
+    # promote/rollback: record_champion_change
+    #: riskpipe.promotion.PromotionEvidence.as_dict() of the comparison (None: nothing compared)
+    evidence: dict[str, Any] | None = None
+    min_positives: int | None = None
+    forced: bool = False
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -183,6 +188,10 @@ class RetrainDecision:
             "champion_score": self.champion_score,
             "margin": self.margin,
             "eval_days": self.eval_days,
+            "decided_on": "hits_at_capacity_doubly_robust" if self.evidence else None,
+            "min_positives": self.min_positives,
+            "evidence": self.evidence,
+            "forced": self.forced,
         }
 
 
@@ -924,6 +933,20 @@ def model_card(meta: dict[str, Any]) -> str:
     ]
     for key, value in (meta.get("headline_metrics") or {}).items():
         lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
+    promo = meta.get("promotion")
+    if isinstance(promo, dict) and "interval" in promo:
+        from riskpipe.promotion import summary
+
+        lines += [
+            "",
+            "**Promotion evidence** (against the champion of the day, same evaluation days; "
+            "doubly robust and inverse-propensity estimates from the random exams, paired bootstrap):",
+            "",
+            f"- decision: {promo.get('reason', '?')}",
+            f"- {summary({'evidence': promo})}",
+            f"- minimum labelled positives {promo.get('min_positives')}, margin {promo.get('margin')} hits, "
+            f"{promo.get('bootstrap')} resamples, seed {promo.get('seed')}",
+        ]
     lines += [
         "",
         "**Limits.** Labels exist only for examined shipments, mostly chosen by risk: metrics on them are "
@@ -966,7 +989,9 @@ def headline_metrics(report: dict[str, Any], name: str = "model", min_positives:
 # ---------------------------------------------------------------------------------------------
 # retraining: challenger vs champion on the same later labelled days
 # ---------------------------------------------------------------------------------------------
-DEFAULT_MARGIN = 0.01
+#: hits at capacity over the evaluation days by which the interval's lower bound must exceed 0
+#: (None in ``retrain``: the setting ``promotion_margin``)
+DEFAULT_MARGIN = 0.0
 DECISION_VIEW = "labelled"  # decisions use outcomes only, never ground truth
 
 
@@ -979,7 +1004,8 @@ def retrain(
     rules: Any = None,
     use_rules: bool = True,
     estimator: Any = None,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
+    min_positives: int | None = None,
     eval_days: int | None = None,
     calib_days: int | None = None,
     builder: Any = None,
@@ -989,9 +1015,13 @@ def retrain(
     force: bool = False,
 ) -> RetrainDecision:
     """Train a challenger on labelled days up to ``until``, evaluate it, the champion and the
-    baselines on the same latest labelled days, and promote the challenger only if its precision
-    at capacity (labelled view) beats the champion's by ``margin``. A first model is promoted.
-    The decision is appended to ``decisions.jsonl``; the challenger is saved either way.
+    baselines on the same latest labelled days, and promote the challenger only on evidence
+    (``riskpipe.promotion``): at least ``min_positives`` labelled positives on those days
+    (setting ``promotion_min_positives``) and a paired bootstrap interval of challenger - champion
+    doubly robust hits at capacity whose lower bound exceeds ``margin`` hits (setting
+    ``promotion_margin``). A first model is promoted. ``force`` promotes anyway, audited as
+    ``forced-promote`` with the evidence. The decision is appended to ``decisions.jsonl``; the
+    challenger is saved either way, its model card holding the evidence.
 
     ``labels`` defaults to the label store at ``settings.db_url``; ``rules`` to the configured
     rules file (``use_rules=False``: none); ``estimator`` to ``TabularRiskClassifier``.
@@ -1091,11 +1121,25 @@ def retrain(
         scorers["champion"] = production(champion)
     # random exams are ~1 % of parcels: their view also covers the calibration days (the model
     # never trained on them; calibration is monotone and only rescales its probability)
+    scored: dict[str, Any] = {}
     report = evaluate_models(layout, settings, labels, ev_days, scorers, rules=rules, with_truth=with_truth,
-                             builder=builder, random_exam_days=cal_days)
+                             builder=builder, random_exam_days=cal_days, keep=scored)
     view = report["views"][DECISION_VIEW]
     ch_score = view["model"]["precision_at_capacity"]
     champ_score = view["champion"]["precision_at_capacity"] if champion is not None else None
+    margin = float(getattr(settings, "promotion_margin", DEFAULT_MARGIN) if margin is None else margin)
+    if min_positives is None:
+        min_positives = int(getattr(settings, "promotion_min_positives", 10))
+    evidence = None
+    if champion is not None:
+        from riskpipe import promotion
+
+        # both policies on the same later days; the outcome model of the doubly robust estimate
+        # is the mean of their production scores (it changes the variance, not the expectation)
+        picked = promotion.select_at_capacity(scored["scored"], ["model", "champion"], scored["capacity"]).with_columns(
+            ((pl.col("score__model") + pl.col("score__champion")) / 2).alias("_q")
+        )
+        evidence = promotion.estimate(picked, "selected__model", "selected__champion", "_q", ev_days, seed=settings.seed)
 
     meta = {
         **meta,
@@ -1113,19 +1157,24 @@ def retrain(
         "rule_blend": "max(p, 0.05 * rule_score if rule_score >= 0.6 else 0.001 * rule_score)",
     }
     steps.next("save")
-    version = save_model(models_dir, model, meta, key_path=key_path)
+    forced = False
     if champion is None and champion_note:
-        promoted = True
+        promoted, forced = True, True
         reason = "no usable champion: challenger promoted without comparison" + champion_note
     elif champion is None:
         promoted = True
         reason = "no champion yet: first model promoted"
-    elif ch_score >= champ_score + margin:
-        promoted = True
-        reason = f"challenger precision at capacity {ch_score:.4f} >= champion {champ_score:.4f} + margin {margin}"
     else:
-        promoted = False
-        reason = f"challenger precision at capacity {ch_score:.4f} < champion {champ_score:.4f} + margin {margin}: champion kept"
+        from riskpipe import promotion
+
+        promoted, reason = promotion.decide(evidence, min_positives, margin)
+        if not promoted and force:
+            promoted, forced = True, True
+            reason = f"forced promotion by {operator_name()} (retrain --force) despite: {reason}"
+    if evidence is not None:
+        meta["promotion"] = {**evidence.as_dict(), "min_positives": min_positives, "margin": margin,
+                             "promoted": promoted and promote, "forced": forced, "reason": reason}
+    version = save_model(models_dir, model, meta, key_path=key_path)
     if champion is not None and champion.meta.get("training_window", {}).get("calib_end", "") >= ev_days[0].isoformat():
         reason += " (note: the champion was trained on days overlapping the evaluation days)"
     if promoted and promote:
@@ -1141,6 +1190,10 @@ def retrain(
         eval_days=[d.isoformat() for d in ev_days],
         table=evaluation_table(report),
         report=report,
+        action="forced-promote" if forced and promoted and promote else "retrain",
+        evidence=evidence.as_dict() if evidence is not None else None,
+        min_positives=min_positives,
+        forced=forced,
     )
     record_decision(models_dir, decision)
     steps.end()

@@ -288,3 +288,41 @@ def test_cascade_matches_the_whole_model_on_candidates(world):
     np.testing.assert_allclose(part[top], full[top])
     assert np.isclose(part, full).sum() >= int(0.05 * X.height)
     assert not np.allclose(part, full)  # the tail keeps the first stage's probability
+
+
+def test_retrain_decides_on_evidence_and_audits_a_forced_promotion(world, tmp_path):
+    """A champion that sees only noise: the challenger's doubly robust hits at capacity are far
+    higher, yet with fewer labelled positives than the minimum the champion is kept; --force
+    promotes and decisions.jsonl says so, by whom, with the evidence; with enough positives the
+    interval's lower bound decides."""
+    from riskpipe.registry import operator_name, save_model, set_champion
+
+    layout, labels = world
+    settings = settings_for(layout).model_copy(update={"registry_dir": tmp_path / "models"})
+    models = settings.models_dir
+    data = build_training_set(layout, labels, [START + timedelta(days=i) for i in range(6)], builder=fake_builder)
+    weak, meta = fit_risk_model(data, None, feature_columns=["f_noise"], estimator=small_estimator())
+    set_champion(models, save_model(models, weak, meta, version="weak"))
+    kwargs = dict(until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator())
+
+    kept = retrain(layout, settings, min_positives=1000, **kwargs)
+    ev = kept.evidence
+    assert ev["difference"] > 0 and ev["labelled_positives"] < 1000
+    assert not kept.promoted and champion_version(models) == "weak"
+    assert kept.reason == f"not enough evidence: champion kept ({ev['labelled_positives']} labelled positives < minimum 1000)"
+    card = (models / kept.challenger_version / "model_card.md").read_text()
+    assert "Promotion evidence" in card and f"{ev['random_exams']} random exams" in card
+
+    forced = retrain(layout, settings, min_positives=1000, force=True, **kwargs)
+    assert forced.promoted and champion_version(models) == forced.challenger_version
+    record = read_decisions(models)[-1]
+    assert record["action"] == "forced-promote" and record["forced"] is True and record["by"] == operator_name()
+    assert record["from_version"] == "weak" and record["to_version"] == forced.challenger_version
+    assert "not enough evidence" in record["reason"] and record["evidence"]["labelled_positives"] == ev["labelled_positives"]
+    assert record["min_positives"] == 1000
+
+    set_champion(models, "weak")
+    decided = retrain(layout, settings, min_positives=1, **kwargs)
+    lo = decided.evidence["interval"][0]
+    assert decided.promoted == (lo > 0) and decided.promoted, decided.reason
+    assert read_decisions(models)[-1]["action"] == "retrain"

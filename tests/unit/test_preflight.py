@@ -51,7 +51,9 @@ def test_a_night_for_an_absent_day_fails_in_one_line_before_prefect_starts(tmp_p
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: nightly 2026-03-15: no ingested manifests for arrival date 2026-03-15")
     assert "raw store has: 2026-01-14..2026-01-14" in lines[0]
-    assert wall < 3.0, f"{wall:.1f} s"  # ~0.7-1.0 s on a loaded 2-core machine; Prefect alone takes 7-14 s
+    # the guarantee is that Prefect never starts (below); the wall bound is only a sanity check, loose
+    # enough for a loaded CI machine (0.7-1.0 s measured here at load 10; it once took 3.2 s at load 22)
+    assert wall < 10.0, f"{wall:.1f} s"
     assert not (home / ".prefect").exists()  # Prefect never started: no database, no folder
 
 
