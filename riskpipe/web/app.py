@@ -410,7 +410,7 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         score = data.score(d, shipment_id)
         partner = data.partner(d, shipment_id)
         labels: LabelStore = app.state.labels
-        history = data.party_history(d, manifest, labels.current())
+        history = data.party_history(d, manifest, lambda ids: labels.current(shipment_ids=ids))
         net = data.network(d, manifest, (score or {}).get(S.NETWORK_ID))
         return {
             "day": d,

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -165,6 +167,10 @@ class DayFrame:
     cache: SingleFlightLRU = field(default_factory=lambda: SingleFlightLRU(FILTER_CACHE_SIZE))
 
 
+_INDEX_BUILD = threading.Lock()
+log = logging.getLogger("riskpipe.web")
+
+
 def _stamp(path: Path) -> tuple[int, int, int]:
     """A published file's identity: mtime, inode and size. Publishing renames a new file in, so
     the inode changes even when two writes fall in one coarse filesystem clock tick."""
@@ -184,6 +190,30 @@ class WorkbenchData:
         self.reason_texts = reason_texts if reason_texts is not None else _load_reason_texts(settings)
         self._days = SingleFlightLRU(DAY_CACHE_SIZE)
         self._published: tuple[tuple, list[date]] | None = None
+        self._index_lock = threading.Lock()
+        self._index_pending: set[date] = set()
+
+    def _index_later(self, days: list[date]) -> None:
+        """Build the identifier indexes of ``days`` in a background thread (one day at a time),
+        so the next pages look parties up instead of scanning those days."""
+        with self._index_lock:
+            new = [d for d in days if d not in self._index_pending]
+            self._index_pending.update(new)
+        if new:
+            threading.Thread(target=self._build_indexes, args=(new,), name="riskpipe-index", daemon=True).start()
+
+    def _build_indexes(self, days: list[date]) -> None:
+        from riskpipe.search import index_path
+
+        for d in sorted(days, reverse=True):
+            try:
+                with _INDEX_BUILD:  # one build at a time: pages come first
+                    index_path(self.layout, d)
+            except Exception:  # noqa: BLE001 - the pages scan the day meanwhile
+                log.warning("workbench: could not build the identifier index of %s", d.isoformat(), exc_info=True)
+            finally:
+                with self._index_lock:
+                    self._index_pending.discard(d)
 
     # -- days -----------------------------------------------------------------------------------
     # Every read of a published day goes through these paths; each first finishes a publication
@@ -447,9 +477,14 @@ class WorkbenchData:
         )
         return f.row(-1, named=True) if f.height else None
 
-    def party_history(self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | None) -> list[dict[str, Any]]:
+    def party_history(
+        self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | Callable[[list[str]], pl.DataFrame] | None
+    ) -> list[dict[str, Any]]:
         """Past parcels (before ``day``, within the window) of the same consignee address,
-        consignee phone or shipper, with their recorded exam outcomes, newest first."""
+        consignee phone or shipper, with their recorded exam outcomes, newest first.
+
+        ``labels``: the current outcomes, or a function giving those of a list of shipment ids
+        (so a page reads the outcomes of its at most 200 parcels, not every outcome)."""
         conds = [pl.col(c) == manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)]
         if not conds:
             return []
@@ -457,10 +492,28 @@ class WorkbenchData:
         if not days:
             return []
         cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.DESCRIPTION, S.DECLARED_VALUE_USD, S.COUNTRY_OF_ORIGIN, *HISTORY_COLUMNS]
+        exact = pl.any_horizontal(conds)
+        # the days' identifier indexes name the few candidate rows; days not indexed yet are
+        # scanned in full (and indexed in the background); the exact match is checked on the rows
+        from riskpipe.search import column_candidates
+
+        pairs, full = column_candidates(self.layout, days, {c: manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)})
+        parts = [scan_raw_shipments(self.layout, full).select(cols).filter(exact)] if full else []
+        if full:
+            self._index_later(full)
+        if pairs is not None:
+            found = pairs.collect()
+            if found.height:
+                hit_days = sorted(set(found.get_column(S.ARRIVAL_DATE).to_list()))
+                parts.append(
+                    scan_raw_shipments(self.layout, hit_days).select(cols)
+                    .filter(pl.col(S.SHIPMENT_ID).is_in(found.get_column(S.SHIPMENT_ID).unique().implode()) & exact)
+                    .join(found.lazy(), on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="semi")
+                )
+        if not parts:
+            return []
         f = (
-            scan_raw_shipments(self.layout, days)
-            .select(cols)
-            .filter(pl.any_horizontal(conds))
+            pl.concat(parts)
             .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
             .head(200)
             .collect()
@@ -474,6 +527,8 @@ class WorkbenchData:
                 ignore_nulls=True,
             ).alias("linked_by")
         )
+        if callable(labels):
+            labels = labels(f.get_column(S.SHIPMENT_ID).to_list())
         if labels is not None and labels.height:
             f = f.join(labels.select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
         else:
