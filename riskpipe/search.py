@@ -172,13 +172,15 @@ def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) 
     (and every day to scan) when no day has an index or a value normalises to nothing (it is in
     no index)."""
     codes = {col: code for code, (_l, _k, col) in FIELDS.items() if col in values}
-    wanted: dict[int, int] = {}
-    for col, code in codes.items():
-        kind = FIELDS[code][1]
-        v = normalise(kind, str(values[col]))
-        if not v:
-            return None, list(days)
-        wanted[code] = _hash([v])[0]
+    if not values or len(codes) < len(values):  # a column no index holds: scan
+        return None, list(days)
+    # every value normalised and hashed in one Polars call (a call costs ~1 ms on a busy machine)
+    q = pl.DataFrame({f"c{code}": [str(values[col])] for col, code in codes.items()}, schema={f"c{code}": pl.String for code in codes.values()})
+    normal = q.select([normaliser(FIELDS[code][1], f"c{code}").fill_null("") for code in codes.values()])
+    if any(not normal.item(0, i) for i in range(normal.width)):
+        return None, list(days)
+    hashes = normal.select(pl.all().hash(seed=_SEED)).row(0)
+    wanted = dict(zip(codes.values(), hashes, strict=True))
     ready: dict[str, date] = {}
     missing: list[date] = []
     for d in days:
@@ -187,7 +189,7 @@ def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) 
             missing.append(d)
         else:
             ready[str(path)] = d
-    if not ready or not wanted:
+    if not ready:
         return None, list(days)
     cond = pl.any_horizontal([(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()])
     day_of = pl.DataFrame({"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())}, schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date})

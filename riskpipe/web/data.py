@@ -190,6 +190,7 @@ class WorkbenchData:
         self.reason_texts = reason_texts if reason_texts is not None else _load_reason_texts(settings)
         self._days = SingleFlightLRU(DAY_CACHE_SIZE)
         self._published: tuple[tuple, list[date]] | None = None
+        self._targets = SingleFlightLRU(DAY_CACHE_SIZE)  # published targets files, as read
         self._index_lock = threading.Lock()
         self._index_pending: set[date] = set()
 
@@ -458,14 +459,23 @@ class WorkbenchData:
             f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
             if f.height:
                 out.update(f.row(0, named=True))
-        if self.targets_path(day).exists():
-            t = pl.scan_parquet(self.targets_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+        targets = self.targets_frame(day)
+        if targets is not None:
+            t = targets.filter(pl.col(S.SHIPMENT_ID) == shipment_id)
             if t.height:
                 out.update({k: v for k, v in t.row(0, named=True).items() if k in (S.RANK, S.SELECTION, S.NETWORK_ID, S.REASON_TEXT) or k not in out})
         if not out:
             return None
         out["reason_list"] = [(c, self.reason_words(c)) for c in (out.get(S.REASONS) or [])]
         return out
+
+    def targets_frame(self, day: date) -> pl.DataFrame | None:
+        """The day's published targets file as read (a few thousand rows), kept while the file is
+        unchanged: a shipment page looked its row and its network's members up in two scans."""
+        path = self.targets_path(day)
+        if not path.exists():
+            return None
+        return self._targets.get_or_compute((day, _stamp(path)), lambda: pl.read_parquet(path))
 
     def partner(self, day: date, shipment_id: str) -> dict[str, Any] | None:
         days = [day - timedelta(days=i) for i in range(PARTNER_WINDOW_DAYS, -2, -1)]
@@ -545,15 +555,24 @@ class WorkbenchData:
         keys = {c: v for c, v in keys.items() if c in present}
         conds = [pl.col(c) == v for c, v in keys.items()]
         members: set[str] = set()
-        if network_id and self.targets_path(day).exists():
+        targets = self.targets_frame(day) if network_id else None
+        if targets is not None:
             members = set(
-                pl.scan_parquet(self.targets_path(day))
-                .filter(pl.col(S.NETWORK_ID) == network_id)
+                targets.filter(pl.col(S.NETWORK_ID) == network_id)
                 .select(S.SHIPMENT_ID)
-                .collect()
                 .get_column(S.SHIPMENT_ID)
                 .to_list()
             )
+        if keys:
+            # the day's identifier index names the candidate rows (exact match checked below)
+            from riskpipe.search import column_candidates
+
+            pairs, full = column_candidates(self.layout, [day], keys)
+            if pairs is not None:
+                found = set(pairs.collect().get_column(S.SHIPMENT_ID).to_list()) | members
+                lf = lf.filter(pl.col(S.SHIPMENT_ID).is_in(sorted(found)))
+            elif full:
+                self._index_later(full)
         if members:
             conds.append(pl.col(S.SHIPMENT_ID).is_in(sorted(members)))
         if not conds:

@@ -1,5 +1,5 @@
-"""The shipment page under load (issue 16): the parties' history looked up through the per-day
-identifier indexes equals the full scan it replaces, outcomes are read for the rows shown only,
+"""The shipment page under load (issue 16): the parties' history and the network looked up
+through the per-day identifier indexes equal the full scans they replace, outcomes are read for the rows shown only,
 and the raw store is listed once per scan, not once per day."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _home(tmp_path):
     return settings, layout, store
 
 
-def test_history_through_indexes_equals_the_full_scan(tmp_path) -> None:
+def test_history_and_network_through_indexes_equal_the_full_scan(tmp_path) -> None:
     settings, layout, store = _home(tmp_path)
     data = WorkbenchData(settings, reason_texts={})
     manifests = [data.manifest(DAY, "S1"), data.manifest(DAY, "S3"), {**data.manifest(DAY, "S4"), S.CONSIGNEE_PHONE: "n/a"}]
@@ -73,12 +73,15 @@ def test_history_through_indexes_equals_the_full_scan(tmp_path) -> None:
         return data.party_history(DAY, m, lambda ids: store.current(shipment_ids=ids))
 
     assert [page(m) for m in manifests] == expected  # no index yet: every day scanned
+    nets = [data.network(DAY, m, n) for m in manifests for n in (None, "N1")]
+    assert sum(len(n["shipments"]) for n in nets) >= 4  # the graphs are not empty
     index_path(layout, PREV)
     index_path(layout, DAY - timedelta(days=3))
     assert [page(m) for m in manifests] == expected  # some days indexed
     for d in layout.raw_days():
         index_path(layout, d)
     assert [page(m) for m in manifests] == expected  # every day indexed
+    assert [data.network(DAY, m, n) for m in manifests for n in (None, "N1")] == nets  # the day's index
     from riskpipe.search import column_candidates
 
     window = [d for d in layout.raw_days() if d < DAY]
