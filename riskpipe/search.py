@@ -33,7 +33,7 @@ from riskpipe.features.keys import _text as normalised_text
 from riskpipe.features.keys import phone_digits
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: the consignee address key (the workbench's party history and network)
 ROW_GROUP_ROWS = 64_000
 SEARCH_DAYS = 90
 MAX_RESULTS = 500
@@ -53,6 +53,7 @@ FIELDS: dict[int, tuple[str, str, str]] = {
     9: ("shipper name", "name", S.SHIPPER_NAME),
     10: ("seller id", "seller", S.SELLER_ID),
     11: ("seller name", "seller", S.SELLER_NAME),
+    12: ("consignee address key", "address_key", S.CONSIGNEE_ADDRESS_KEY),  # not searched: the workbench's links
 }
 KINDS = ("phone", "email", "ip", "address", "name", "seller")
 
@@ -151,6 +152,52 @@ def index_path(layout: Layout, day: date) -> Path | None:
         if old != path:
             old.unlink(missing_ok=True)
     return path
+
+
+def ready_index_path(layout: Layout, day: date) -> Path | None:
+    """The day's index file when it is built and current, else None (never builds: a page falls
+    back to scanning the day while :func:`index_path` builds it elsewhere)."""
+    fp = _fingerprint(layout, day)
+    if fp is None:
+        return None
+    path = index_root(layout) / f"day={day.isoformat()}" / f"ids-{fp}.parquet"
+    return path if path.exists() else None
+
+
+def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) -> tuple[pl.LazyFrame | None, list[date]]:
+    """Shipments of ``days`` whose indexed column (a :data:`FIELDS` column) may equal its value in
+    ``values`` (column -> raw value): the index holds normalised values, so the (arrival date,
+    shipment id) pairs returned are a superset of the exact matches, to be checked on the raw
+    rows. Second: the days without a ready index (the caller scans them in full); ``None`` pairs
+    (and every day to scan) when no day has an index or a value normalises to nothing (it is in
+    no index)."""
+    codes = {col: code for code, (_l, _k, col) in FIELDS.items() if col in values}
+    if not values or len(codes) < len(values):  # a column no index holds: scan
+        return None, list(days)
+    # every value normalised and hashed in one Polars call (a call costs ~1 ms on a busy machine)
+    q = pl.DataFrame({f"c{code}": [str(values[col])] for col, code in codes.items()}, schema={f"c{code}": pl.String for code in codes.values()})
+    normal = q.select([normaliser(FIELDS[code][1], f"c{code}").fill_null("") for code in codes.values()])
+    if any(not normal.item(0, i) for i in range(normal.width)):
+        return None, list(days)
+    hashes = normal.select(pl.all().hash(seed=_SEED)).row(0)
+    wanted = dict(zip(codes.values(), hashes, strict=True))
+    ready: dict[str, date] = {}
+    missing: list[date] = []
+    for d in days:
+        path = ready_index_path(layout, d)
+        if path is None:
+            missing.append(d)
+        else:
+            ready[str(path)] = d
+    if not ready:
+        return None, list(days)
+    cond = pl.any_horizontal([(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()])
+    day_of = pl.DataFrame({"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())}, schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date})
+    pairs = (
+        pl.scan_parquet(list(ready), include_file_paths="_file").filter(cond).select(S.SHIPMENT_ID, "_file")
+        .join(day_of.lazy(), on="_file").select(S.ARRIVAL_DATE, S.SHIPMENT_ID).unique()
+    )
+    return pairs, missing
 
 
 @dataclass(frozen=True)

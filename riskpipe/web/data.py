@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -166,6 +168,10 @@ class DayFrame:
     cache: SingleFlightLRU = field(default_factory=lambda: SingleFlightLRU(FILTER_CACHE_SIZE))
 
 
+_INDEX_BUILD = threading.Lock()
+log = logging.getLogger("riskpipe.web")
+
+
 def _stamp(path: Path) -> tuple[int, int, int]:
     """A published file's identity: mtime, inode and size. Publishing renames a new file in, so
     the inode changes even when two writes fall in one coarse filesystem clock tick."""
@@ -185,6 +191,31 @@ class WorkbenchData:
         self.reason_texts = reason_texts if reason_texts is not None else _load_reason_texts(settings)
         self._days = SingleFlightLRU(DAY_CACHE_SIZE)
         self._published: tuple[tuple, list[date]] | None = None
+        self._targets = SingleFlightLRU(DAY_CACHE_SIZE)  # published targets files, as read
+        self._index_lock = threading.Lock()
+        self._index_pending: set[date] = set()
+
+    def _index_later(self, days: list[date]) -> None:
+        """Build the identifier indexes of ``days`` in a background thread (one day at a time),
+        so the next pages look parties up instead of scanning those days."""
+        with self._index_lock:
+            new = [d for d in days if d not in self._index_pending]
+            self._index_pending.update(new)
+        if new:
+            threading.Thread(target=self._build_indexes, args=(new,), name="riskpipe-index", daemon=True).start()
+
+    def _build_indexes(self, days: list[date]) -> None:
+        from riskpipe.search import index_path
+
+        for d in sorted(days, reverse=True):
+            try:
+                with _INDEX_BUILD:  # one build at a time: pages come first
+                    index_path(self.layout, d)
+            except Exception:  # noqa: BLE001 - the pages scan the day meanwhile
+                log.warning("workbench: could not build the identifier index of %s", d.isoformat(), exc_info=True)
+            finally:
+                with self._index_lock:
+                    self._index_pending.discard(d)
 
     # -- days -----------------------------------------------------------------------------------
     # Every read of a published day goes through these paths; each first finishes a publication
@@ -430,14 +461,23 @@ class WorkbenchData:
             f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
             if f.height:
                 out.update(f.row(0, named=True))
-        if self.targets_path(day).exists():
-            t = pl.scan_parquet(self.targets_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+        targets = self.targets_frame(day)
+        if targets is not None:
+            t = targets.filter(pl.col(S.SHIPMENT_ID) == shipment_id)
             if t.height:
                 out.update({k: v for k, v in t.row(0, named=True).items() if k in (S.RANK, S.SELECTION, S.NETWORK_ID, S.REASON_TEXT) or k not in out})
         if not out:
             return None
         out["reason_list"] = [(c, self.reason_words(c)) for c in (out.get(S.REASONS) or [])]
         return out
+
+    def targets_frame(self, day: date) -> pl.DataFrame | None:
+        """The day's published targets file as read (a few thousand rows), kept while the file is
+        unchanged: a shipment page looked its row and its network's members up in two scans."""
+        path = self.targets_path(day)
+        if not path.exists():
+            return None
+        return self._targets.get_or_compute((day, _stamp(path)), lambda: pl.read_parquet(path))
 
     def partner(self, day: date, shipment_id: str) -> dict[str, Any] | None:
         days = [day - timedelta(days=i) for i in range(PARTNER_WINDOW_DAYS, -2, -1)]
@@ -449,9 +489,14 @@ class WorkbenchData:
         )
         return f.row(-1, named=True) if f.height else None
 
-    def party_history(self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | None) -> list[dict[str, Any]]:
+    def party_history(
+        self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | Callable[[list[str]], pl.DataFrame] | None
+    ) -> list[dict[str, Any]]:
         """Past parcels (before ``day``, within the window) of the same consignee address,
-        consignee phone or shipper, with their recorded exam outcomes, newest first."""
+        consignee phone or shipper, with their recorded exam outcomes, newest first.
+
+        ``labels``: the current outcomes, or a function giving those of a list of shipment ids
+        (so a page reads the outcomes of its at most 200 parcels, not every outcome)."""
         conds = [pl.col(c) == manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)]
         if not conds:
             return []
@@ -459,10 +504,28 @@ class WorkbenchData:
         if not days:
             return []
         cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.DESCRIPTION, S.DECLARED_VALUE_USD, S.COUNTRY_OF_ORIGIN, *HISTORY_COLUMNS]
+        exact = pl.any_horizontal(conds)
+        # the days' identifier indexes name the few candidate rows; days not indexed yet are
+        # scanned in full (and indexed in the background); the exact match is checked on the rows
+        from riskpipe.search import column_candidates
+
+        pairs, full = column_candidates(self.layout, days, {c: manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)})
+        parts = [scan_raw_shipments(self.layout, full).select(cols).filter(exact)] if full else []
+        if full:
+            self._index_later(full)
+        if pairs is not None:
+            found = pairs.collect()
+            if found.height:
+                hit_days = sorted(set(found.get_column(S.ARRIVAL_DATE).to_list()))
+                parts.append(
+                    scan_raw_shipments(self.layout, hit_days).select(cols)
+                    .filter(pl.col(S.SHIPMENT_ID).is_in(found.get_column(S.SHIPMENT_ID).unique().implode()) & exact)
+                    .join(found.lazy(), on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="semi")
+                )
+        if not parts:
+            return []
         f = (
-            scan_raw_shipments(self.layout, days)
-            .select(cols)
-            .filter(pl.any_horizontal(conds))
+            pl.concat(parts)
             .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
             .head(200)
             .collect()
@@ -476,6 +539,8 @@ class WorkbenchData:
                 ignore_nulls=True,
             ).alias("linked_by")
         )
+        if callable(labels):
+            labels = labels(f.get_column(S.SHIPMENT_ID).to_list())
         if labels is not None and labels.height:
             f = f.join(labels.select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
         else:
@@ -492,15 +557,24 @@ class WorkbenchData:
         keys = {c: v for c, v in keys.items() if c in present}
         conds = [pl.col(c) == v for c, v in keys.items()]
         members: set[str] = set()
-        if network_id and self.targets_path(day).exists():
+        targets = self.targets_frame(day) if network_id else None
+        if targets is not None:
             members = set(
-                pl.scan_parquet(self.targets_path(day))
-                .filter(pl.col(S.NETWORK_ID) == network_id)
+                targets.filter(pl.col(S.NETWORK_ID) == network_id)
                 .select(S.SHIPMENT_ID)
-                .collect()
                 .get_column(S.SHIPMENT_ID)
                 .to_list()
             )
+        if keys:
+            # the day's identifier index names the candidate rows (exact match checked below)
+            from riskpipe.search import column_candidates
+
+            pairs, full = column_candidates(self.layout, [day], keys)
+            if pairs is not None:
+                found = set(pairs.collect().get_column(S.SHIPMENT_ID).to_list()) | members
+                lf = lf.filter(pl.col(S.SHIPMENT_ID).is_in(sorted(found)))
+            elif full:
+                self._index_later(full)
         if members:
             conds.append(pl.col(S.SHIPMENT_ID).is_in(sorted(members)))
         if not conds:
