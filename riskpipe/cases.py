@@ -313,18 +313,6 @@ class CaseStore:
                 at=self.clock(), actor=actor, action=action, target=target[:300], detail=(detail or None) and detail[:300],
             ))
 
-    def record_accesses(self, rows: list[tuple[datetime, str, str, str]]) -> None:
-        """Several ``(at, actor, action, target)`` access rows in one transaction (the
-        workbench's background audit writer: one write lock per batch, not per page view)."""
-        for _at, _actor, action, _target in rows:
-            if action not in ACCESS_ACTIONS:
-                raise ValueError(f"unknown access action {action!r}")
-        if not rows:
-            return
-        values = [{"at": at, "actor": actor, "action": action, "target": target[:300], "detail": None} for at, actor, action, target in rows]
-        with write_transaction(self.engine) as conn:
-            conn.execute(insert(access_audit_table), values)
-
     def access_log(self, actor: str | None = None, action: str | None = None, limit: int = 500) -> list[dict]:
         t = access_audit_table
         q = select(t).order_by(t.c.id.desc()).limit(limit)

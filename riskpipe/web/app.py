@@ -16,8 +16,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -117,20 +116,11 @@ class NotAuthenticated(Exception):
     """No valid session: pages redirect to the login form, API routes answer 401."""
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """At shutdown, write the access-audit rows still queued (routes/audit.py)."""
-    yield
-    writer = getattr(app.state, "access_writer", None)
-    if writer is not None:
-        await run_in_threadpool(writer.flush)
-
-
 def create_app(settings: Settings, login_limits: LoginLimits | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
     """The workbench for one data home (reads published outputs, writes labels and users).
 
     ``login_limits`` and ``clock`` (wall seconds) set the failed-login back-off (tests)."""
-    app = FastAPI(title="riskpipe workbench", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
+    app = FastAPI(title="riskpipe workbench", docs_url=None, redoc_url=None, openapi_url=None)
     home = Path(settings.home)
     app.state.settings = settings
     app.state.data = WorkbenchData(settings)

@@ -115,31 +115,3 @@ def test_a_raw_scan_lists_the_store_once(tmp_path, monkeypatch) -> None:
     days = [DAY - timedelta(days=i) for i in range(60)]
     assert scan_raw_shipments(layout, days).select(pl.len()).collect().item() == 4 + 1 + 16
     assert calls[0] == 1
-
-
-def test_views_are_audited_in_the_background_and_flushed_at_shutdown(home_settings, monkeypatch) -> None:
-    """A page view no longer inserts and commits its access row itself (one write lock per view
-    under 20 analysts): a background writer commits batches; none is lost at shutdown."""
-    import warnings
-
-    from riskpipe.cases import CaseStore
-    from riskpipe.web import create_app
-
-    from .conftest import login
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-
-    def per_view(*_a, **_k):
-        raise AssertionError("a page view wrote its access row itself")
-
-    monkeypatch.setattr(CaseStore, "record_access", per_view)
-    app = create_app(home_settings)
-    with TestClient(app) as client:  # the app's lifespan: shutdown at exit
-        login(client, "ana")
-        for _ in range(3):
-            assert client.get(f"/shipment/S1?day={DAY}").status_code == 200
-        assert client.get(f"/api/shipment/S2?day={DAY}").status_code == 200
-    rows = CaseStore(home_settings.db_url).access_log(action="view_shipment")
-    assert sorted(r["target"] for r in rows) == ["S1", "S1", "S1", "S2"] and {r["actor"] for r in rows} == {"ana"}
