@@ -920,6 +920,18 @@ def bench(
     console.print(f"results written to {path}")
 
 
+def _read_password(from_stdin: bool, prompt: str, command: str) -> str:
+    """One line of standard input (scripts), or asked twice without echo."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass(prompt)
+    if getpass.getpass("Again: ") != password:
+        raise RiskpipeError(f"{command}: the two passwords differ")
+    return password
+
+
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
@@ -929,17 +941,10 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a workbench user (asks for the password)."""
-    import getpass
-
     from riskpipe.users import UserStore
 
     db_url = settings().db_url  # a wrong home fails before the password is asked
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise RiskpipeError("users add: the two passwords differ")
+    password = _read_password(password_stdin, "Password: ", "users add")
     user = UserStore(db_url).add(username, password, str(role))
     console.print(f"added {user.username} ({user.role})")
 
@@ -952,17 +957,10 @@ def users_passwd(
     ] = False,
 ) -> None:
     """Set a user's password (asks for it); the user's open workbench sessions end."""
-    import getpass
-
     from riskpipe.users import UserStore
 
     db_url = settings().db_url  # a wrong home fails before the password is asked
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("New password: ")
-        if getpass.getpass("Again: ") != password:
-            raise RiskpipeError("users passwd: the two passwords differ")
+    password = _read_password(password_stdin, "New password: ", "users passwd")
     UserStore(db_url).set_password(username, password)
     console.print(f"password of {username} changed; their workbench sessions have ended")
 

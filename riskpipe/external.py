@@ -304,8 +304,9 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
     if not names:
         raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
     derived = {d.name for d in derivations}
-    seen = _seen_columns(doc.get("evaluation", {}), label, derived, f"{source} [evaluation]")
-    one_row_per = _one_row_per(doc.get("training", {}), label, derived, f"{source} [training]")
+    seen = _file_columns(doc.get("evaluation", {}), "seen_columns", "seen", label, derived, f"{source} [evaluation]")
+    one_row_per = _file_columns(doc.get("training", {}), "one_row_per", "distinct", label, derived,
+                                f"{source} [training]")
     return Mapping(
         label=label,
         positive=positive_text,
@@ -340,40 +341,23 @@ def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[str, .
     return groups, min_rows
 
 
-def _one_row_per(table: Any, label: str, derived: set[str], where: str) -> tuple[str, ...]:
-    """``[training].one_row_per``: columns of the data files (not the label, not derived)."""
+def _file_columns(table: Any, key: str, purpose: str, label: str, derived: set[str], where: str) -> tuple[str, ...]:
+    """``[...].<key>``: a list of columns of the data files (not the label, not derived), used to
+    define ``purpose`` rows (``[evaluation].seen_columns``, ``[training].one_row_per``)."""
     if not isinstance(table, dict):
         raise RiskpipeError(f"{where}: must be a table")
-    _check_keys(table, {"one_row_per"}, where)
-    if "one_row_per" not in table:
+    _check_keys(table, {key}, where)
+    if key not in table:
         return ()
-    cols = _str_list(table["one_row_per"], f"{where}.one_row_per")
+    cols = _str_list(table[key], f"{where}.{key}")
     if not cols:
-        raise RiskpipeError(f"{where}.one_row_per: name at least one column (or leave the key out)")
+        raise RiskpipeError(f"{where}.{key}: name at least one column (or leave the key out)")
     if label in cols:
-        raise RiskpipeError(f"{where}.one_row_per: the label column {label!r} cannot define distinct rows")
+        raise RiskpipeError(f"{where}.{key}: the label column {label!r} cannot define {purpose} rows")
     bad = [c for c in cols if c in derived]
     if bad:
-        raise RiskpipeError(f"{where}.one_row_per: {', '.join(map(repr, bad))} is derived; name columns of the data files")
+        raise RiskpipeError(f"{where}.{key}: {', '.join(map(repr, bad))} is derived; name columns of the data files")
     return tuple(dict.fromkeys(cols))
-
-
-def _seen_columns(table: Any, label: str, derived: set[str], where: str) -> tuple[str, ...]:
-    """``[evaluation].seen_columns``: columns of the data files (not the label, not derived)."""
-    if not isinstance(table, dict):
-        raise RiskpipeError(f"{where}: must be a table")
-    _check_keys(table, {"seen_columns"}, where)
-    if "seen_columns" not in table:
-        return ()
-    seen = _str_list(table["seen_columns"], f"{where}.seen_columns")
-    if not seen:
-        raise RiskpipeError(f"{where}.seen_columns: name at least one column (or leave the key out)")
-    if label in seen:
-        raise RiskpipeError(f"{where}.seen_columns: the label column {label!r} cannot define seen rows")
-    bad = [c for c in seen if c in derived]
-    if bad:
-        raise RiskpipeError(f"{where}.seen_columns: {', '.join(map(repr, bad))} is derived; name columns of the data files")
-    return tuple(dict.fromkeys(seen))
 
 
 def load_mapping(path: Path) -> Mapping:
