@@ -393,14 +393,18 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         return {"day": d.isoformat(), "total": res.total, "page": res.query.page, "pages": res.pages, "rows": rows}
 
     # -- one shipment ---------------------------------------------------------------------------
+    def day_param(day: str | None) -> date | None:
+        """The optional ``day`` query parameter (400 unless YYYY-MM-DD)."""
+        if not day:
+            return None
+        try:
+            return date.fromisoformat(day)
+        except ValueError:
+            raise HTTPException(400, "day must be YYYY-MM-DD") from None
+
     def shipment_context(shipment_id: str, day: str | None) -> dict[str, Any]:
         data: WorkbenchData = app.state.data
-        d = None
-        if day:
-            try:
-                d = date.fromisoformat(day)
-            except ValueError:
-                raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        d = day_param(day)
         manifest = data.manifest(d, shipment_id) if d else None
         if manifest is None:
             d = data.find_day(shipment_id)
@@ -447,12 +451,7 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         """404 unless the shipment is in the raw store (the day given, else any day), as
         ``labels import`` quarantines outcomes of unknown shipments."""
         data: WorkbenchData = app.state.data
-        d = None
-        if day:
-            try:
-                d = date.fromisoformat(day)
-            except ValueError:
-                raise HTTPException(400, "day must be YYYY-MM-DD") from None
+        d = day_param(day)
         if d is not None and data.manifest(d, shipment_id) is not None:
             return
         if data.find_day(shipment_id) is None:
