@@ -17,27 +17,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from crash_child import CRASH, CRASH_AT_KTH_REPLACE
+
 from riskpipe import schema as S
 from riskpipe.ingest import ingest_paths, ledger_path, read_runs
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
 
 ROOT = Path(__file__).resolve().parents[2]
-CRASH = 77
-
-CHILD = """
-import os, sys
-from pathlib import Path
-k, calls, real = int(sys.argv[2]), [0], os.replace
-def crashing(src, dst, *args, **kwargs):
-    calls[0] += 1
-    if calls[0] == k:
-        os._exit(%d)
-    return real(src, dst, *args, **kwargs)
-os.replace = crashing
+CHILD = CRASH_AT_KTH_REPLACE + """
 from riskpipe.ingest import ingest_paths
 from riskpipe.store import Layout
 ingest_paths(Layout(Path(sys.argv[1])))
-""" % CRASH
+"""
 
 
 def _row(sid: str, day: str, filed: str, value: str = "10") -> dict[str, str]:

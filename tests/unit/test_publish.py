@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from crash_child import CRASH, CRASH_AT_KTH_REPLACE
+
 from riskpipe import publish
 from riskpipe.store import Layout
 
@@ -62,23 +64,12 @@ def test_run_killed_mid_swap_is_rolled_forward(tmp_path):
 
 
 # --- crashes between the journal and the swaps, seen by readers (real kills: a child process) ---
-CRASH = 77
-COMMIT_CHILD = """
-import json, os, sys
-from datetime import date
-from pathlib import Path
-k, calls, real = int(sys.argv[2]), [0], os.replace
-def crashing(src, dst, *args, **kwargs):
-    calls[0] += 1
-    if calls[0] == k:
-        os._exit(%d)
-    return real(src, dst, *args, **kwargs)
-os.replace = crashing
+COMMIT_CHILD = CRASH_AT_KTH_REPLACE + """
 from riskpipe import publish
 from riskpipe.store import Layout
 staged = publish.Staged(date.fromisoformat(sys.argv[3]), {k: Path(v) for k, v in json.loads(sys.argv[4]).items()})
 publish.commit(Layout(Path(sys.argv[1])), staged)
-""" % CRASH
+"""
 
 
 def _publish_frames(layout: Layout, day: date, tag: str, kill_at: int | None = None) -> None:
