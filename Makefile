@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test lint bench clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Lint before the tests in CI: ruff (rules and formatting) over the code and the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check riskpipe flows tests
+	$(BIN)/ruff format --check riskpipe flows tests
 
 bench: $(STAMP)
 	$(BIN)/riskpipe bench

@@ -20,11 +20,10 @@ from pathlib import Path
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 
-from riskpipe.config import Settings
-from riskpipe.errors import RiskpipeError
-
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
+from riskpipe.config import Settings
+from riskpipe.errors import RiskpipeError
 
 NIGHTLY_DEPLOYMENT = "riskpipe-nightly"
 RETRAIN_DEPLOYMENT = "riskpipe-retrain"
@@ -38,22 +37,28 @@ def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
     nightly = nightly_flow.with_options(timeout_seconds=settings.nightly_timeout_seconds)
     retrain = retrain_flow.with_options(timeout_seconds=settings.retrain_timeout_seconds)
     return [
-        (nightly, {
-            "name": NIGHTLY_DEPLOYMENT,
-            "schedule": Cron(settings.nightly_cron, timezone=settings.timezone),
-            "parameters": {"home": home_str, "day": None},
-            "description": "Ingest, features, score, rank and publish the arrival date of the run (today).",
-            "tags": ["riskpipe"],
-            "entrypoint_type": EntrypointType.MODULE_PATH,
-        }),
-        (retrain, {
-            "name": RETRAIN_DEPLOYMENT,
-            "schedule": Cron(settings.retrain_cron, timezone=settings.timezone),
-            "parameters": {"home": home_str},
-            "description": "Import outcomes, train a challenger, promote it only if better.",
-            "tags": ["riskpipe"],
-            "entrypoint_type": EntrypointType.MODULE_PATH,
-        }),
+        (
+            nightly,
+            {
+                "name": NIGHTLY_DEPLOYMENT,
+                "schedule": Cron(settings.nightly_cron, timezone=settings.timezone),
+                "parameters": {"home": home_str, "day": None},
+                "description": "Ingest, features, score, rank and publish the arrival date of the run (today).",
+                "tags": ["riskpipe"],
+                "entrypoint_type": EntrypointType.MODULE_PATH,
+            },
+        ),
+        (
+            retrain,
+            {
+                "name": RETRAIN_DEPLOYMENT,
+                "schedule": Cron(settings.retrain_cron, timezone=settings.timezone),
+                "parameters": {"home": home_str},
+                "description": "Import outcomes, train a challenger, promote it only if better.",
+                "tags": ["riskpipe"],
+                "entrypoint_type": EntrypointType.MODULE_PATH,
+            },
+        ),
     ]
 
 
@@ -102,8 +107,9 @@ def ui_url(api_url: str) -> str:
     return api_url.rstrip("/").removesuffix("/api")
 
 
-def start_local_server(prefect_home: Path, port: int | None = None, timeout_s: float = 90.0,
-                       log_file: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_local_server(
+    prefect_home: Path, port: int | None = None, timeout_s: float = 90.0, log_file: Path | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start ``prefect server start`` on loopback with its database under ``prefect_home``;
     returns the process and its API URL once healthy (the caller stops the process). The UI is
     served at the same address (the API URL without ``/api``), told where its API is, and its
@@ -112,13 +118,21 @@ def start_local_server(prefect_home: Path, port: int | None = None, timeout_s: f
 
     port = port or free_port()
     if not port_free(port):
-        raise RiskpipeError(f"schedule: port {port} on 127.0.0.1 is in use (another Prefect server?); "
-                            "pass --port, or point PREFECT_API_URL at the running server")
+        raise RiskpipeError(
+            f"schedule: port {port} on 127.0.0.1 is in use (another Prefect server?); "
+            "pass --port, or point PREFECT_API_URL at the running server"
+        )
     api_url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ)
-    env.update({"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url,
-                "PREFECT_UI_STATIC_DIRECTORY": str(prefect_home / "ui")})
+    env.update(
+        {
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "true",
+            "PREFECT_UI_API_URL": api_url,
+            "PREFECT_UI_STATIC_DIRECTORY": str(prefect_home / "ui"),
+        }
+    )
     env.pop("PREFECT_API_URL", None)
     prefect_home.mkdir(parents=True, exist_ok=True)
     log = open(log_file or prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child

@@ -12,22 +12,46 @@ from riskpipe.store import Layout
 
 
 @task(name="generate-world")
-def generate_world(home: str, start: str, days: int, per_day: int, seed: int, prevalence: float | None,
-                   faults: bool, gzip: bool, show_progress: bool) -> dict:
+def generate_world(
+    home: str,
+    start: str,
+    days: int,
+    per_day: int,
+    seed: int,
+    prevalence: float | None,
+    faults: bool,
+    gzip: bool,
+    show_progress: bool,
+) -> dict:
     from riskpipe.synth import DEFAULT_PREVALENCE, generate
 
     with progress_bar("generate", enabled=show_progress) as progress:
         summary = generate(
-            Layout(Path(home)), date.fromisoformat(start), days, per_day, seed,
+            Layout(Path(home)),
+            date.fromisoformat(start),
+            days,
+            per_day,
+            seed,
             prevalence=DEFAULT_PREVALENCE if prevalence is None else prevalence,
-            faults=faults, gzip=gzip, progress=progress,
+            faults=faults,
+            gzip=gzip,
+            progress=progress,
         )
     return summary.totals() if hasattr(summary, "totals") else {"rows": getattr(summary, "rows", None)}
 
 
 @flow(name="generate", flow_run_name="generate-{start}-{days}d", timeout_seconds=4 * 3600)
-def generate_flow(home: str, start: str, days: int, per_day: int, seed: int = 7, prevalence: float | None = None,
-                  faults: bool = False, gzip: bool = False, show_progress: bool = False) -> dict:
+def generate_flow(
+    home: str,
+    start: str,
+    days: int,
+    per_day: int,
+    seed: int = 7,
+    prevalence: float | None = None,
+    faults: bool = False,
+    gzip: bool = False,
+    show_progress: bool = False,
+) -> dict:
     """Generate ``days`` days of synthetic manifests, partner exports and past exam outcomes."""
     totals = generate_world(home, start, days, per_day, seed, prevalence, faults, gzip, show_progress)
     get_run_logger().info("generated %s", totals)

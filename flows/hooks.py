@@ -70,9 +70,8 @@ def _exception(state) -> BaseException | None:
 def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], state):
     """The :class:`riskpipe.notify.Failure` of a failed or crashed run (step and one-line error
     from the exception, else from the state's message)."""
-    from riskpipe.notify import Failure
-
     from riskpipe.nightly import RulesOnlyNight
+    from riskpipe.notify import Failure
 
     exc = _exception(state)
     if isinstance(exc, StepFailed):
@@ -84,9 +83,15 @@ def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], stat
         match = STEP_RE.search(error)
         step = match.group(1) if match else (failed_step(exc) or (None, None))[1]
         if match:
-            error = error[match.end():]
-    return Failure(flow=flow_name, run_name=run_name, day=day_of(flow_name, params), step=step,
-                   error=error or "no error message", state=state.name or state.type.value.title())
+            error = error[match.end() :]
+    return Failure(
+        flow=flow_name,
+        run_name=run_name,
+        day=day_of(flow_name, params),
+        step=step,
+        error=error or "no error message",
+        state=state.name or state.type.value.title(),
+    )
 
 
 def notify_failure(flow, flow_run, state) -> None:

@@ -7,19 +7,22 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.tasks import exponential_backoff
 
+from flows.hooks import ingest_run_name
 from riskpipe import runsteps
 from riskpipe.config import Settings
 from riskpipe.progress import progress_bar
 from riskpipe.store import Layout
 
-from flows.hooks import ingest_run_name
-
 #: I/O tasks and the ingest flow fail after this long unless the caller sets another timeout
 IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
 
 
-@task(name="ingest-files", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      timeout_seconds=IO_TIMEOUT_S)
+@task(
+    name="ingest-files",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    timeout_seconds=IO_TIMEOUT_S,
+)
 def ingest_files(home: str, paths: list[str] | None, fx_rates_path: str | None, show_progress: bool) -> dict:
     """I/O task: read, validate, normalise and store; returns the run's counts (no row data).
     Progress goes to a bar of its own (``show_progress``) or to whoever watches the run's steps."""
@@ -37,14 +40,18 @@ def ingest_files(home: str, paths: list[str] | None, fx_rates_path: str | None, 
 
 
 @flow(name="ingest", flow_run_name=ingest_run_name, timeout_seconds=IO_TIMEOUT_S)
-def ingest_flow(home: str, paths: list[str] | None = None, fx_rates_path: str | None = None,
-                show_progress: bool = False) -> dict:
+def ingest_flow(
+    home: str, paths: list[str] | None = None, fx_rates_path: str | None = None, show_progress: bool = False
+) -> dict:
     """Ingest manifests and partner exports; one bad file is quarantined, never fatal."""
     counts = ingest_files(home, paths, fx_rates_path, show_progress)
     get_run_logger().info(
         "ingest: %s files, %s rows in, %s ingested, %s amended, %s quarantined",
-        counts.get("files_seen"), counts.get("rows_in"), counts.get("rows_ingested"),
-        counts.get("rows_amended"), counts.get("rows_quarantined"),
+        counts.get("files_seen"),
+        counts.get("rows_in"),
+        counts.get("rows_ingested"),
+        counts.get("rows_amended"),
+        counts.get("rows_quarantined"),
     )
     return counts
 

@@ -25,15 +25,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
+from flows.hooks import nightly_run_name, notify_failure
+from flows.ingest import ingest_files
+from flows.settings import home_settings
 from riskpipe import nightly as steps
 from riskpipe import publish, runsteps
-from flows.settings import home_settings
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout
-
-from flows.hooks import nightly_run_name, notify_failure
-from flows.ingest import ingest_files
 
 #: defaults when the caller sets none (settings ``nightly_timeout_seconds``, ``io_timeout_seconds``)
 FLOW_TIMEOUT_S = Settings.model_fields["nightly_timeout_seconds"].default
@@ -79,7 +78,9 @@ def combine_shards(home: str, day: str, scored_files: list[str], features_file: 
 
     layout, settings = _ctx(home)
     d = date.fromisoformat(day)
-    return str(combine(layout, settings, d, scored_files, Path(features_file), steps.work_dir(layout, d) / steps.SCORED_FILE))
+    return str(
+        combine(layout, settings, d, scored_files, Path(features_file), steps.work_dir(layout, d) / steps.SCORED_FILE)
+    )
 
 
 def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
@@ -89,8 +90,12 @@ def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
     return combine_shards(home, day, [f.result() for f in futures], features_file)
 
 
-@task(name="stage-outputs", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1),
-      timeout_seconds=IO_TIMEOUT_S)
+@task(
+    name="stage-outputs",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    timeout_seconds=IO_TIMEOUT_S,
+)
 def stage(home: str, day: str) -> dict[str, str]:
     layout, _ = _ctx(home)
     staged = publish.stage(layout, date.fromisoformat(day))
@@ -98,15 +103,23 @@ def stage(home: str, day: str) -> dict[str, str]:
 
 
 @task(name="rank")
-def rank(home: str, day: str, scored_file: str, staged: dict[str, str], capacity: int | None,
-         quarantine_by_reason: dict[str, int]) -> dict:
+def rank(
+    home: str,
+    day: str,
+    scored_file: str,
+    staged: dict[str, str],
+    capacity: int | None,
+    quarantine_by_reason: dict[str, int],
+) -> dict:
     layout, settings = _ctx(home)
-    return steps.rank_and_stage_step(layout, settings, date.fromisoformat(day), Path(scored_file), staged,
-                                     capacity, quarantine_by_reason)
+    return steps.rank_and_stage_step(
+        layout, settings, date.fromisoformat(day), Path(scored_file), staged, capacity, quarantine_by_reason
+    )
 
 
-@task(name="publish", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1),
-      timeout_seconds=IO_TIMEOUT_S)
+@task(
+    name="publish", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=1), timeout_seconds=IO_TIMEOUT_S
+)
 def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, str]:
     layout, _ = _ctx(home)
     final = publish.commit(layout, publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
@@ -143,10 +156,22 @@ def resolve_day(day: str | None, timezone: str, now: datetime | None = None) -> 
     return now.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
-@flow(name="nightly", flow_run_name=nightly_run_name, timeout_seconds=FLOW_TIMEOUT_S,
-      on_failure=[notify_failure], on_crashed=[notify_failure])
-def nightly_flow(home: str, day: str | None = None, capacity: int | None = None, ingest: bool = True,
-                 show_progress: bool = False, shards: int = 1, allow_rules_only: bool = False) -> dict:
+@flow(
+    name="nightly",
+    flow_run_name=nightly_run_name,
+    timeout_seconds=FLOW_TIMEOUT_S,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
+def nightly_flow(
+    home: str,
+    day: str | None = None,
+    capacity: int | None = None,
+    ingest: bool = True,
+    show_progress: bool = False,
+    shards: int = 1,
+    allow_rules_only: bool = False,
+) -> dict:
     """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
 
     ``day`` None means today in the configured time zone (scheduled runs). Without a usable
@@ -161,9 +186,14 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
     settings, day = _step("resolve-date", _settings_and_day, layout, day)
     if ingest:
         counts = _step("ingest", io_task(ingest_files, settings), home, None, None, show_progress)
-        log.info("ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
-                 counts.get("rows_in"), counts.get("rows_ingested"), counts.get("rows_amended"),
-                 counts.get("rows_quarantined"), counts.get("files_quarantined"))
+        log.info(
+            "ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
+            counts.get("rows_in"),
+            counts.get("rows_ingested"),
+            counts.get("rows_amended"),
+            counts.get("rows_quarantined"),
+            counts.get("files_quarantined"),
+        )
     feats = _step("features", features, home, day)
     log.info("features written for %s", day)
     if shards > 1:
@@ -179,17 +209,27 @@ def nightly_flow(home: str, day: str | None = None, capacity: int | None = None,
     except BaseException:
         publish.abandon(publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
         raise
-    log.info("published %s: %s shipments scored, %s targets (%s exploration), model %s",
-             day, summary["shipments"], summary["targets"], summary["exploration"], summary["model_version"])
+    log.info(
+        "published %s: %s shipments scored, %s targets (%s exploration), model %s",
+        day,
+        summary["shipments"],
+        summary["targets"],
+        summary["exploration"],
+        summary["model_version"],
+    )
     _step("record", _record, layout, day, summary, quarantine, final)
     result = {"summary": summary, "outputs": final}
     problem = summary.get("champion_problem")
     if problem:
-        log.warning("RULES-ONLY NIGHT %s: no usable champion model, targets ranked by the rules alone: %s", day, problem)
+        log.warning(
+            "RULES-ONLY NIGHT %s: no usable champion model, targets ranked by the rules alone: %s", day, problem
+        )
         if not allow_rules_only:
             raise steps.RulesOnlyNight(
                 f"nightly {day}: no usable champion model, so the published targets were ranked by the rules "
-                f"alone ({problem}); pass --allow-rules-only to accept a rules-only night", result)
+                f"alone ({problem}); pass --allow-rules-only to accept a rules-only night",
+                result,
+            )
     return result
 
 
@@ -222,14 +262,17 @@ def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, in
         kind = "a broken champion" if summary.get("champion_registered") else "no champion registered yet"
         create_markdown_artifact(
             key=f"rules-only-{day}",
-            markdown=(f"# Rules-only night: {day}\n\n**No usable model ({kind}): the targets were ranked by "
-                      f"the rules alone.**\n\n{summary['champion_problem']}\n"),
+            markdown=(
+                f"# Rules-only night: {day}\n\n**No usable model ({kind}): the targets were ranked by "
+                f"the rules alone.**\n\n{summary['champion_problem']}\n"
+            ),
             description=f"WARNING: no usable champion model for {day}",
         )
 
 
-def with_task_runner(task_runner: str = "local", dask_address: str | None = None, workers: int = 2,
-                     timeout_seconds: float | None = None):
+def with_task_runner(
+    task_runner: str = "local", dask_address: str | None = None, workers: int = 2, timeout_seconds: float | None = None
+):
     """The nightly flow on a task runner: "local" (threads) or "dask" (a cluster at
     ``dask_address``, or a local one with ``workers`` single-threaded worker processes), with a
     timeout (``timeout_seconds``, else the flow's default)."""
@@ -243,7 +286,9 @@ def with_task_runner(task_runner: str = "local", dask_address: str | None = None
     if dask_address:
         runner = DaskTaskRunner(address=dask_address)
     else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
+        runner = DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None}
+        )
     return flow_.with_options(task_runner=runner)
 
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from riskpipe import runsteps
+from flows.hooks import notify_failure, retrain_run_name
 from flows.settings import home_settings
+from riskpipe import runsteps
 from riskpipe.config import Settings
 from riskpipe.store import Layout
-
-from flows.hooks import notify_failure, retrain_run_name
 
 FLOW_TIMEOUT_S = Settings.model_fields["retrain_timeout_seconds"].default
 IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
@@ -53,8 +52,13 @@ def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     return record
 
 
-@flow(name="retrain", flow_run_name=retrain_run_name, timeout_seconds=FLOW_TIMEOUT_S,
-      on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(
+    name="retrain",
+    flow_run_name=retrain_run_name,
+    timeout_seconds=FLOW_TIMEOUT_S,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None = None, force: bool = False) -> dict:
     """Import new outcomes, train a challenger up to ``until``, promote it only if better
     (``force``: also when champion.json names a model that cannot be used)."""
@@ -66,18 +70,29 @@ def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None 
     runsteps.run_started("retrain", flow_run.name, str(flow_run.id) if flow_run.id else None)
     layout = Layout(Path(home))
     settings = runsteps.run_step("retrain", "settings", home_settings, layout.home)
-    imported = runsteps.run_step("retrain", "import-outcomes",
-                                 import_outcomes.with_options(timeout_seconds=settings.io_timeout_seconds),
-                                 home, outcomes_path or str(layout.landing / "outcomes"))
+    imported = runsteps.run_step(
+        "retrain",
+        "import-outcomes",
+        import_outcomes.with_options(timeout_seconds=settings.io_timeout_seconds),
+        home,
+        outcomes_path or str(layout.landing / "outcomes"),
+    )
     log.info("outcomes imported: %s", {k: v for k, v in imported.items() if isinstance(v, int)})
     record = runsteps.run_step("retrain", "train-and-decide", train_and_decide, home, until, force)
-    log.info("retrain: promoted=%s challenger=%s champion=%s (%s)", record["promoted"],
-             record["challenger_version"], record["champion_version"], record["reason"])
+    log.info(
+        "retrain: promoted=%s challenger=%s champion=%s (%s)",
+        record["promoted"],
+        record["challenger_version"],
+        record["champion_version"],
+        record["reason"],
+    )
     create_markdown_artifact(
         key="retrain-decision",
-        markdown=(f"# Retrain decision\n\n- promoted: **{record['promoted']}**\n- challenger: {record['challenger_version']}"
-                  f"\n- champion before: {record['champion_version']}\n- reason: {record['reason']}\n"
-                  + (f"- evidence: {summary(record)}\n" if summary(record) else "")),
+        markdown=(
+            f"# Retrain decision\n\n- promoted: **{record['promoted']}**\n- challenger: {record['challenger_version']}"
+            f"\n- champion before: {record['champion_version']}\n- reason: {record['reason']}\n"
+            + (f"- evidence: {summary(record)}\n" if summary(record) else "")
+        ),
     )
     return record
 

@@ -198,7 +198,9 @@ class CaseStore:
         t = case_table
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(t.c.assignee, t.c.status).where(t.c.shipment_id == shipment_id)).mappings().first()
+            row = (
+                conn.execute(select(t.c.assignee, t.c.status).where(t.c.shipment_id == shipment_id)).mappings().first()
+            )
             before = dict(row) if row is not None else {"assignee": None, "status": "open"}
             after = {**before, **values}
             if after == before and row is not None:
@@ -209,10 +211,16 @@ class CaseStore:
             else:
                 conn.execute(update(t).where(t.c.shipment_id == shipment_id).values(**after, **stamp))
             key = next(iter(values))
-            conn.execute(insert(case_audit_table).values(
-                shipment_id=shipment_id, changed_at=now, actor=actor, action=action,
-                before=json.dumps({key: before[key]}), after=json.dumps({key: after[key]}),
-            ))
+            conn.execute(
+                insert(case_audit_table).values(
+                    shipment_id=shipment_id,
+                    changed_at=now,
+                    actor=actor,
+                    action=action,
+                    before=json.dumps({key: before[key]}),
+                    after=json.dumps({key: after[key]}),
+                )
+            )
         return True
 
     def add_note(self, shipment_id: str, text: str, actor: str) -> None:
@@ -223,15 +231,27 @@ class CaseStore:
             raise RiskpipeError(f"a note is at most {MAX_NOTE} characters (this one has {len(text)})")
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            conn.execute(insert(case_notes_table).values(shipment_id=shipment_id, created_at=now, author=actor, text=text))
-            conn.execute(insert(case_audit_table).values(
-                shipment_id=shipment_id, changed_at=now, actor=actor, action="note", before=None, after=json.dumps({"note": text}),
-            ))
+            conn.execute(
+                insert(case_notes_table).values(shipment_id=shipment_id, created_at=now, author=actor, text=text)
+            )
+            conn.execute(
+                insert(case_audit_table).values(
+                    shipment_id=shipment_id,
+                    changed_at=now,
+                    actor=actor,
+                    action="note",
+                    before=None,
+                    after=json.dumps({"note": text}),
+                )
+            )
 
     def notes(self, shipment_id: str) -> list[dict]:
         t = case_notes_table
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(t).where(t.c.shipment_id == shipment_id).order_by(t.c.id)).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(select(t).where(t.c.shipment_id == shipment_id).order_by(t.c.id)).mappings()
+            ]
 
     def case_audit(self, shipment_id: str) -> list[dict]:
         t = case_audit_table
@@ -248,18 +268,30 @@ class CaseStore:
             raise RiskpipeError("watchlist: the identifier is empty or longer than 300 characters")
         t = watchlist_table
         with write_transaction(self.engine) as conn:
-            live = conn.execute(select(t.c.id).where(t.c.kind == kind, t.c.value == value, t.c.removed_at.is_(None))).first()
+            live = conn.execute(
+                select(t.c.id).where(t.c.kind == kind, t.c.value == value, t.c.removed_at.is_(None))
+            ).first()
             if live is not None:
                 return int(live[0])
-            res = conn.execute(insert(t).values(kind=kind, value=value, note=(note or "").strip()[:500] or None,
-                                                added_by=actor, added_at=self.clock()))
+            res = conn.execute(
+                insert(t).values(
+                    kind=kind,
+                    value=value,
+                    note=(note or "").strip()[:500] or None,
+                    added_by=actor,
+                    added_at=self.clock(),
+                )
+            )
             return int(res.inserted_primary_key[0])
 
     def unwatch(self, entry_id: int, actor: str) -> bool:
         t = watchlist_table
         with write_transaction(self.engine) as conn:
-            n = conn.execute(update(t).where(t.c.id == entry_id, t.c.removed_at.is_(None))
-                             .values(removed_at=self.clock(), removed_by=actor)).rowcount
+            n = conn.execute(
+                update(t)
+                .where(t.c.id == entry_id, t.c.removed_at.is_(None))
+                .values(removed_at=self.clock(), removed_by=actor)
+            ).rowcount
         return n > 0
 
     def watchlist(self, include_removed: bool = False) -> list[dict]:
@@ -273,9 +305,11 @@ class CaseStore:
     def watchlist_at(self, at: datetime) -> list[tuple[str, str]]:
         """(kind, value) of the entries in force at ``at`` (added by then, not removed by then)."""
         t = watchlist_table
-        q = select(t.c.kind, t.c.value).where(
-            t.c.added_at <= at, or_(t.c.removed_at.is_(None), t.c.removed_at > at)
-        ).distinct()
+        q = (
+            select(t.c.kind, t.c.value)
+            .where(t.c.added_at <= at, or_(t.c.removed_at.is_(None), t.c.removed_at > at))
+            .distinct()
+        )
         with self.engine.connect() as conn:
             return [(r[0], r[1]) for r in conn.execute(q)]
 
@@ -302,16 +336,24 @@ class CaseStore:
     def views(self, username: str) -> list[dict]:
         t = saved_views_table
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(t).where(t.c.username == username).order_by(t.c.name)).mappings()]
+            return [
+                dict(r) for r in conn.execute(select(t).where(t.c.username == username).order_by(t.c.name)).mappings()
+            ]
 
     # -- access audit ---------------------------------------------------------------------------
     def record_access(self, actor: str, action: str, target: str, detail: str | None = None) -> None:
         if action not in ACCESS_ACTIONS:
             raise ValueError(f"unknown access action {action!r}")
         with write_transaction(self.engine) as conn:
-            conn.execute(insert(access_audit_table).values(
-                at=self.clock(), actor=actor, action=action, target=target[:300], detail=(detail or None) and detail[:300],
-            ))
+            conn.execute(
+                insert(access_audit_table).values(
+                    at=self.clock(),
+                    actor=actor,
+                    action=action,
+                    target=target[:300],
+                    detail=(detail or None) and detail[:300],
+                )
+            )
 
     def access_log(self, actor: str | None = None, action: str | None = None, limit: int = 500) -> list[dict]:
         t = access_audit_table
@@ -331,8 +373,11 @@ class CaseStore:
     # -- rule edits -----------------------------------------------------------------------------
     def record_rule_edit(self, actor: str, path: str, before_sha: str | None, after_sha: str, diff: str) -> None:
         with write_transaction(self.engine) as conn:
-            conn.execute(insert(rule_edits_table).values(at=self.clock(), actor=actor, path=path,
-                                                         before_sha=before_sha, after_sha=after_sha, diff=diff))
+            conn.execute(
+                insert(rule_edits_table).values(
+                    at=self.clock(), actor=actor, path=path, before_sha=before_sha, after_sha=after_sha, diff=diff
+                )
+            )
 
     def rule_edits(self, limit: int = 50) -> list[dict]:
         t = rule_edits_table

@@ -85,14 +85,26 @@ def _svg(fig: Figure, title: str) -> str:
     head_end = text.index(">") + 1
     from html import escape
 
-    text = text[:head_end].replace("<svg ", '<svg class="mpl" role="img" ', 1) + f"\n{GENERATOR}\n<title>{escape(title)}</title>" + text[head_end:]
+    text = (
+        text[:head_end].replace("<svg ", '<svg class="mpl" role="img" ', 1)
+        + f"\n{GENERATOR}\n<title>{escape(title)}</title>"
+        + text[head_end:]
+    )
     if _ACTIVE.search(text):
         return '<p class="muted">chart withheld: it contained markup</p>'
     return text
 
 
-def bars(items: Sequence[tuple[str, float]], title: str, xlabel: str = "", color: str = COLORS[0], percent: bool = False,
-         width_in: float = 6.5, marks: Sequence[tuple[float, str]] = (), decimals: int | None = None) -> str:
+def bars(
+    items: Sequence[tuple[str, float]],
+    title: str,
+    xlabel: str = "",
+    color: str = COLORS[0],
+    percent: bool = False,
+    width_in: float = 6.5,
+    marks: Sequence[tuple[float, str]] = (),
+    decimals: int | None = None,
+) -> str:
     """Horizontal bars, first item on top, the value printed at each bar's end; ``marks`` draws
     labelled threshold lines (e.g. PSI 0.1 and 0.25)."""
     if not items:
@@ -155,8 +167,14 @@ def score_bins(scores: object, bins: int = 40) -> list[int]:
     return [counts[i] for i in range(bins)]
 
 
-def lines(x_labels: Sequence[str], series: dict[str, Sequence[float | None]], title: str, ylabel: str = "",
-          y_max: float | None = None, hlines: Sequence[tuple[float, str]] = ()) -> str:
+def lines(
+    x_labels: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    title: str,
+    ylabel: str = "",
+    y_max: float | None = None,
+    hlines: Sequence[tuple[float, str]] = (),
+) -> str:
     """One line per series over days (gaps where a value is missing); optional threshold lines."""
     if not x_labels or not any(v is not None for vs in series.values() for v in vs):
         return EMPTY
@@ -204,8 +222,13 @@ def hit_rate_by_week(rows: Sequence[dict], title: str = "Hit rate by exam week (
             xs = [pos[r["week"]] + offset for r in sub]
             ps = [r["positives"] / r["exams"] for r in sub]
             lo_hi = [wilson(r["positives"], r["exams"]) for r in sub]
-            err = [[p - lo for p, (lo, _) in zip(ps, lo_hi)], [hi - p for p, (_, hi) in zip(ps, lo_hi)]]
-            ax.errorbar(xs, ps, yerr=err, fmt="o-", markersize=3, capsize=2, color=COLORS[k % len(COLORS)], label=label(reason))
+            err = [
+                [p - lo for p, (lo, _) in zip(ps, lo_hi, strict=False)],
+                [hi - p for p, (_, hi) in zip(ps, lo_hi, strict=False)],
+            ]
+            ax.errorbar(
+                xs, ps, yerr=err, fmt="o-", markersize=3, capsize=2, color=COLORS[k % len(COLORS)], label=label(reason)
+            )
         step = max(1, len(weeks) // 8)
         ax.set_xticks(range(0, len(weeks), step), [label(w, 12) for w in weeks[::step]])
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -232,9 +255,17 @@ def slot_use(rows: Sequence[dict], title: str = "Exam slots used per port") -> s
         ax.barh(ys, risk, color=COLORS[0], height=0.7, label="risk")
         ax.barh(ys, expl, left=risk, color=COLORS[2], height=0.7, label="exploration")
         slots = [r.get("slots") for r in rows]
-        known = [(y, s) for y, s in zip(ys, slots) if s is not None]
+        known = [(y, s) for y, s in zip(ys, slots, strict=False) if s is not None]
         if known:
-            ax.scatter([s for _, s in known], [y for y, _ in known], marker="|", s=160, color="#14213d", label="ceiling", zorder=3)
+            ax.scatter(
+                [s for _, s in known],
+                [y for y, _ in known],
+                marker="|",
+                s=160,
+                color="#14213d",
+                label="ceiling",
+                zorder=3,
+            )
         ax.set_yticks(list(ys), names)
         ax.grid(axis="y", visible=False)
         ax.xaxis.set_major_formatter(FuncFormatter(thousands))

@@ -12,12 +12,13 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from riskpipe.errors import RiskpipeError
+
 
 class TaskRunner(StrEnum):
     """Where the nightly scoring shards run (``--task-runner``)."""
@@ -77,9 +78,13 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _global(
     home: Annotated[
-        Optional[Path],
-        typer.Option("--home", help="Data home (default ./data, or $RISKPIPE_HOME). Must exist, except for "
-                     "demo and generate, which create it.", show_default=False),
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Data home (default ./data, or $RISKPIPE_HOME). Must exist, except for "
+            "demo and generate, which create it.",
+            show_default=False,
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
@@ -177,8 +182,10 @@ def _print_decision(record: dict) -> None:
     from riskpipe.promotion import summary
 
     evidence = summary(record)
-    console.print(f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}"
-                  + (f"; {evidence}" if evidence else ""))
+    console.print(
+        f"retrain: {verdict} (challenger {record.get('challenger_version')}): {record.get('reason')}"
+        + (f"; {evidence}" if evidence else "")
+    )
     if record.get("views"):
         for view in record["views"]:
             _print_view(view)
@@ -188,9 +195,16 @@ def _print_decision(record: dict) -> None:
         return
     from rich.table import Table
 
-    metrics = [("precision_at_capacity", "P@capacity"), ("recall_at_capacity", "R@capacity"),
-               ("precision_at_1pct", "P@1%"), ("recall_at_1pct", "R@1%"), ("precision_at_5pct", "P@5%"),
-               ("recall_at_5pct", "R@5%"), ("recall_at_10pct", "R@10%"), ("pr_auc", "PR-AUC")]
+    metrics = [
+        ("precision_at_capacity", "P@capacity"),
+        ("recall_at_capacity", "R@capacity"),
+        ("precision_at_1pct", "P@1%"),
+        ("recall_at_1pct", "R@1%"),
+        ("precision_at_5pct", "P@5%"),
+        ("recall_at_5pct", "R@5%"),
+        ("recall_at_10pct", "R@10%"),
+        ("pr_auc", "PR-AUC"),
+    ]
     view = record.get("view") or "held-out"
     table = Table(title=f"evaluation on held-out later days ({view} view)")
     table.add_column("metric")
@@ -214,9 +228,11 @@ def _print_view(v: dict) -> None:
     days = v.get("days") or []
     span = f"{len(days)} days {days[0]}..{days[-1]}" if days else "no days"
     caps = ", ".join(f"{key} = {k:,} exams" for key, k in (v.get("k_at_prevalence") or {}).items())
-    head = (f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positive"
-            f"{'s' * (v['positives'] != 1)}; "
-            f"prevalence {v['prevalence']:.4f} = {v['prevalence_basis']}; capacity {caps}")
+    head = (
+        f"{_VIEW_TITLES.get(v['view'], v['view'])} view, {span}: {v['rows']:,} rows, {v['positives']} positive"
+        f"{'s' * (v['positives'] != 1)}; "
+        f"prevalence {v['prevalence']:.4f} = {v['prevalence_basis']}; capacity {caps}"
+    )
     wide = Console(width=max(console.width, 150))  # a log file must not cut the figures
     wide.print(head, highlight=False)
     if v.get("verdict"):
@@ -229,13 +245,28 @@ def _print_view(v: dict) -> None:
         table.add_column(name, justify="right")
     pos = v["positives"]
     for key in v.get("k_at_prevalence") or {}:
-        table.add_row(f"P@{key} prev", *[f"{m['precision_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/"
-                                         f"{m['selected_at_prevalence'][key]})" for m in scorers.values()])
-        table.add_row(f"R@{key} prev", *[f"{m['recall_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/{pos})"
-                                         for m in scorers.values()])
-    table.add_row("P@capacity", *[f"{m['precision_at_capacity']:.3f} ({m['hits_at_capacity']}/{m['selected_at_capacity']})"
-                                  for m in scorers.values()])
-    table.add_row("R@capacity", *[f"{m['recall_at_capacity']:.3f} ({m['hits_at_capacity']}/{pos})" for m in scorers.values()])
+        table.add_row(
+            f"P@{key} prev",
+            *[
+                f"{m['precision_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/"
+                f"{m['selected_at_prevalence'][key]})"
+                for m in scorers.values()
+            ],
+        )
+        table.add_row(
+            f"R@{key} prev",
+            *[f"{m['recall_at_prevalence'][key]:.3f} ({m['hits_at_prevalence'][key]}/{pos})" for m in scorers.values()],
+        )
+    table.add_row(
+        "P@capacity",
+        *[
+            f"{m['precision_at_capacity']:.3f} ({m['hits_at_capacity']}/{m['selected_at_capacity']})"
+            for m in scorers.values()
+        ],
+    )
+    table.add_row(
+        "R@capacity", *[f"{m['recall_at_capacity']:.3f} ({m['hits_at_capacity']}/{pos})" for m in scorers.values()]
+    )
     for pct in ("1", "5"):
         table.add_row(f"R@{pct}%", *[f"{(m.get('recall_at') or {}).get(pct, 0.0):.3f}" for m in scorers.values()])
     table.add_row("PR-AUC", *[f"{m['pr_auc']:.3f}" for m in scorers.values()])
@@ -257,8 +288,16 @@ def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
     for r in top_targets_rows(targets_dir / "targets.parquet", n):
         first = (r["reason_text"] or "").split(";")[0].strip()
         more = len(r["reasons"] or []) - 1
-        table.add_row(str(r["rank"]), r["shipment_id"], r["port_of_entry"], f"{r['risk_score']:.3f}", r["selection"],
-                      r["country_of_origin"] or "", r["mode"] or "", first + (f" (+{more} more)" if more > 0 else ""))
+        table.add_row(
+            str(r["rank"]),
+            r["shipment_id"],
+            r["port_of_entry"],
+            f"{r['risk_score']:.3f}",
+            r["selection"],
+            r["country_of_origin"] or "",
+            r["mode"] or "",
+            first + (f" (+{more} more)" if more > 0 else ""),
+        )
     Console(width=max(console.width, 150)).print(table)  # reasons stay readable in a log file
     console.print(
         f"{summary['shipments']:,} shipments scored, {summary['targets']:,} selected "
@@ -275,14 +314,16 @@ def generate(
     days: Annotated[int, typer.Option(help="Number of days.")] = 7,
     per_day: Annotated[int, typer.Option("--per-day", help="Shipments per day (average).")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same world.")] = 7,
-    prevalence: Annotated[
-        Optional[float], typer.Option(help="Share of shipments that are fentanyl-related.")
-    ] = None,
+    prevalence: Annotated[float | None, typer.Option(help="Share of shipments that are fentanyl-related.")] = None,
     faults: Annotated[bool, typer.Option("--faults", help="Add bad rows and broken files.")] = False,
     gzip: Annotated[bool, typer.Option("--gzip", help="Gzip-compress CSV and NDJSON files.")] = False,
     partner_out: Annotated[
-        Optional[Path], typer.Option("--partner-out", help="Also write a partner administration's side (Mexico's "
-                                     "seizures of the same networks, its OEA list) as a home folder DIR.")
+        Path | None,
+        typer.Option(
+            "--partner-out",
+            help="Also write a partner administration's side (Mexico's "
+            "seizures of the same networks, its OEA list) as a home folder DIR.",
+        ),
     ] = None,
 ) -> None:
     """Write synthetic manifests (and partner exports and exam outcomes for past days) into the
@@ -291,16 +332,24 @@ def generate(
 
     from riskpipe.progress import progress_bar
     from riskpipe.store import Layout
-    from riskpipe.synth import DEFAULT_PREVALENCE, generate as generate_world
+    from riskpipe.synth import DEFAULT_PREVALENCE
+    from riskpipe.synth import generate as generate_world
 
     s = settings(create=True)
     layout = Layout(s.home)
     first = parse_day(start, "--start")
     with progress_bar("generate") as progress:
         summary = generate_world(
-            layout, first, days, per_day, seed,
+            layout,
+            first,
+            days,
+            per_day,
+            seed,
             prevalence=DEFAULT_PREVALENCE if prevalence is None else prevalence,
-            faults=faults, gzip=gzip, progress=progress, partner_out=partner_out,
+            faults=faults,
+            gzip=gzip,
+            progress=progress,
+            partner_out=partner_out,
         )
     shown = ["day", "shipments", "rows", "positives", "files", "examined", "seized"]
     pick = [summary.columns.index(c) for c in shown]
@@ -317,15 +366,16 @@ def generate(
         f" · cells that adapted {t['adapted_cells']:,}\nground truth (evaluation only): {layout.truth}"
     )
     if partner_out is not None:
-        console.print(f"partner side (Mexico's customs service): {partner_out} (ingest, labels import and "
-                      f"`partner export` with --home {partner_out})", highlight=False)
+        console.print(
+            f"partner side (Mexico's customs service): {partner_out} (ingest, labels import and "
+            f"`partner export` with --home {partner_out})",
+            highlight=False,
+        )
 
 
 @app.command()
 def ingest(
-    paths: Annotated[
-        Optional[list[Path]], typer.Argument(help="Files or folders (default: the landing folder).")
-    ] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the landing folder).")] = None,
 ) -> None:
     """Ingest manifest and partner-export files: validate, normalise, amend, quarantine."""
     from rich.table import Table
@@ -340,14 +390,25 @@ def ingest(
     cfg = settings()
     layout = Layout(cfg.home)
     with progress_bar("ingest") as progress:
-        summary = ingest_paths(layout, list(paths) if paths else None, fx_rates_path=cfg.fx_rates_path,
-                               progress=progress)
+        summary = ingest_paths(
+            layout, list(paths) if paths else None, fx_rates_path=cfg.fx_rates_path, progress=progress
+        )
     table = Table(title="ingest", caption=f"run {summary.run_id}, {summary.seconds:.1f} s")
     table.add_column("count")
     table.add_column("value", justify="right")
-    for name in ("files_seen", "files_ingested", "files_skipped", "files_quarantined", "files_refused", "rows_in",
-                 "rows_ingested", "rows_amended", "rows_quarantined", "rows_replaced_existing",
-                 "partner_rows_ingested"):
+    for name in (
+        "files_seen",
+        "files_ingested",
+        "files_skipped",
+        "files_quarantined",
+        "files_refused",
+        "rows_in",
+        "rows_ingested",
+        "rows_amended",
+        "rows_quarantined",
+        "rows_replaced_existing",
+        "partner_rows_ingested",
+    ):
         table.add_row(name.replace("_", " "), f"{getattr(summary, name):,}")
     console.print(table)
     if summary.quarantine_reasons:
@@ -395,8 +456,16 @@ def labels_import(
     table = Table(title="labels import", caption=f"run {summary.run_id}")
     table.add_column("count")
     table.add_column("value", justify="right")
-    for name in ("files_seen", "files_imported", "files_skipped", "files_quarantined", "rows_in",
-                 "rows_valid", "rows_recorded", "rows_quarantined"):
+    for name in (
+        "files_seen",
+        "files_imported",
+        "files_skipped",
+        "files_quarantined",
+        "rows_in",
+        "rows_valid",
+        "rows_recorded",
+        "rows_quarantined",
+    ):
         table.add_row(name.replace("_", " "), f"{getattr(summary, name):,}")
     console.print(table)
     for reason, n in sorted(summary.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -405,12 +474,18 @@ def labels_import(
 
 @app.command()
 def retrain(
-    until: Annotated[Optional[str], typer.Option(help="Train on labelled days up to DATE.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Promote the challenger even without the evidence "
-                                        "(too few labelled positives, an interval that does not clear the margin), "
-                                        "recorded as forced-promote with who and the evidence in decisions.jsonl; "
-                                        "also when champion.json exists but its model cannot be used (unreadable, "
-                                        "missing, unsigned, tampered, other features).")] = False,
+    until: Annotated[str | None, typer.Option(help="Train on labelled days up to DATE.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote the challenger even without the evidence "
+            "(too few labelled positives, an interval that does not clear the margin), "
+            "recorded as forced-promote with who and the evidence in decisions.jsonl; "
+            "also when champion.json exists but its model cannot be used (unreadable, "
+            "missing, unsigned, tampered, other features).",
+        ),
+    ] = False,
 ) -> None:
     """Train a challenger, evaluate it against the champion on later labelled days, and promote
     it only if it is better (a first model is always promoted; a champion that cannot be used is
@@ -441,15 +516,24 @@ def retrain(
     for head in ("view", "rows", "positives", "hit rate", "P@cap", "R@cap"):
         bias.add_column(head, justify="right")
     for row in bias_table(decision.report).iter_rows(named=True):
-        bias.add_row(row["view"], str(row["rows"]), str(row["positives"]), f"{row['hit_rate']:.4f}",
-                     f"{row['precision_at_capacity']:.3f}", f"{row['recall_at_capacity']:.3f}")
+        bias.add_row(
+            row["view"],
+            str(row["rows"]),
+            str(row["positives"]),
+            f"{row['hit_rate']:.4f}",
+            f"{row['precision_at_capacity']:.3f}",
+            f"{row['recall_at_capacity']:.3f}",
+        )
     console.print(bias)
     verdict = "promoted" if decision.promoted else "not promoted"
     from riskpipe.promotion import summary
 
     evidence = summary({"evidence": decision.evidence})
-    console.print(f"challenger {decision.challenger_version}: {verdict}: {decision.reason}"
-                  + (f"; {evidence}" if evidence else ""), highlight=False)
+    console.print(
+        f"challenger {decision.challenger_version}: {verdict}: {decision.reason}"
+        + (f"; {evidence}" if evidence else ""),
+        highlight=False,
+    )
     _print_model_warnings(Path(s.models_dir), decision.challenger_version)
 
 
@@ -513,20 +597,32 @@ def _where_to_see(run_name: str, run_id: str | None) -> str:
 
         return f"Prefect run {run_name}: {ui_url(api_url)}/runs/flow-run/{run_id}"
     prefect_home = (state.home / ".prefect").resolve()
-    return (f"Prefect run {run_name} is recorded in {prefect_home}; to browse runs and their logs: "
-            f"PREFECT_HOME={prefect_home} prefect server start (or `riskpipe schedule`)")
+    return (
+        f"Prefect run {run_name} is recorded in {prefect_home}; to browse runs and their logs: "
+        f"PREFECT_HOME={prefect_home} prefect server start (or `riskpipe schedule`)"
+    )
 
 
 @app.command()
 def nightly(
     date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
-    capacity: Annotated[Optional[int], typer.Option(help="Override the total exam budget.", min=1)] = None,
+    capacity: Annotated[int | None, typer.Option(help="Override the total exam budget.", min=1)] = None,
     skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
-    task_runner: Annotated[TaskRunner, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")] = TaskRunner.LOCAL,
-    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster).")] = None,
-    shards: Annotated[Optional[int], typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
-    allow_rules_only: Annotated[bool, typer.Option("--allow-rules-only", help="Exit 0 even when no usable champion "
-                                                   "model ranked the night (the rules alone did; it still warns).")] = False,
+    task_runner: Annotated[
+        TaskRunner, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")
+    ] = TaskRunner.LOCAL,
+    dask_address: Annotated[
+        str | None,
+        typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster)."),
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
+    allow_rules_only: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rules-only",
+            help="Exit 0 even when no usable champion model ranked the night (the rules alone did; it still warns).",
+        ),
+    ] = False,
 ) -> None:
     """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
 
@@ -548,35 +644,51 @@ def nightly(
         raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
     if dask_address and task_runner != "dask":
         raise RiskpipeError("--dask-address needs --task-runner dask")
-    cfg = _checked_settings(lambda s: preflight.check_nightly(Layout(s.home), s, day, ingest=not skip_ingest,
-                                                             allow_rules_only=allow_rules_only))
+    cfg = _checked_settings(
+        lambda s: preflight.check_nightly(
+            Layout(s.home), s, day, ingest=not skip_ingest, allow_rules_only=allow_rules_only
+        )
+    )
     from riskpipe.prefect_env import console_level
 
     console_level(state.debug)  # before Prefect is imported: its console log off unless --debug
     settings()
     from flows.nightly import with_task_runner
-
     from riskpipe.nightly import RulesOnlyNight
 
     n_shards = shards or (4 if task_runner == "dask" else 1)
     run = with_task_runner(task_runner, dask_address, timeout_seconds=cfg.nightly_timeout_seconds)
-    result, failed = _run_with_steps(lambda: run(str(state.home), day.isoformat(), capacity=capacity,
-                                                 ingest=not skip_ingest, show_progress=False, shards=n_shards,
-                                                 allow_rules_only=allow_rules_only),
-                                     catch=RulesOnlyNight)
+    result, failed = _run_with_steps(
+        lambda: run(
+            str(state.home),
+            day.isoformat(),
+            capacity=capacity,
+            ingest=not skip_ingest,
+            show_progress=False,
+            shards=n_shards,
+            allow_rules_only=allow_rules_only,
+        ),
+        catch=RulesOnlyNight,
+    )
     if result is not None:
         _print_night(state.home, day, result)
     problem = ((result or {}).get("summary") or {}).get("champion_problem")
     if failed or problem:
-        err_console.print(f"[yellow]warning:[/yellow] rules-only night {day}: no usable champion model ranked it: "
-                          f"{problem or 'see the report'}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/yellow] rules-only night {day}: no usable champion model ranked it: "
+            f"{problem or 'see the report'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if failed:
         raise RiskpipeError(f"nightly {day}: published a rules-only night; pass --allow-rules-only to accept one")
 
 
-models_app = typer.Typer(help="The model registry: list and show versions, promote one, roll back to the "
-                         "previous champion (audited in models/decisions.jsonl), re-sign older models.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry: list and show versions, promote one, roll back to the "
+    "previous champion (audited in models/decisions.jsonl), re-sign older models.",
+    no_args_is_help=True,
+)
 app.add_typer(models_app, name="models")
 
 
@@ -610,17 +722,27 @@ def models_list() -> None:
     if not infos:
         console.print(f"no models in {s.models_dir}: train one with `riskpipe retrain`", highlight=False)
         return
-    table = Table(title=f"models in {escape(str(s.models_dir))}",
-                  caption=f"P@cap: precision at capacity on held-out later days ({DECISION_VIEW} view)")
-    for col, justify in (("version", "left"), ("saved (UTC)", "left"), ("trained on", "left"), ("P@cap", "right"),
-                         ("champion", "center"), ("loads", "left")):
+    table = Table(
+        title=f"models in {escape(str(s.models_dir))}",
+        caption=f"P@cap: precision at capacity on held-out later days ({DECISION_VIEW} view)",
+    )
+    for col, justify in (
+        ("version", "left"),
+        ("saved (UTC)", "left"),
+        ("trained on", "left"),
+        ("P@cap", "right"),
+        ("champion", "center"),
+        ("loads", "left"),
+    ):
         table.add_column(col, justify=justify, no_wrap=True)
     for info in infos:
         start, end = info.training_window
         metric = info.key_metric
         saved = (info.saved_at or "?").replace("T", " ")[:16]
         table.add_row(
-            info.version, escape(saved), escape(f"{start or '?'} .. {end or '?'}"),
+            info.version,
+            escape(saved),
+            escape(f"{start or '?'} .. {end or '?'}"),
             f"{metric:.3f}" if metric is not None else "",
             "[bold]*[/bold]" if info.champion else "",
             "yes" if info.problem is None else "[red]no[/red] (below)",
@@ -628,8 +750,9 @@ def models_list() -> None:
     Console(width=max(console.width, 120)).print(table)  # rows stay whole in a log file
     for info in infos:
         if info.problem is not None:
-            console.print(f"{info.version} does not load: {info.problem}", highlight=False, markup=False,
-                          soft_wrap=True)
+            console.print(
+                f"{info.version} does not load: {info.problem}", highlight=False, markup=False, soft_wrap=True
+            )
 
 
 @models_app.command("show")
@@ -648,7 +771,8 @@ def models_show(
     start, end = info.training_window
     lines = [
         f"model {version}" + (" (the champion)" if info.champion else ""),
-        "loads: yes (signature, sha256 and reviewed types checked)" if info.problem is None
+        "loads: yes (signature, sha256 and reviewed types checked)"
+        if info.problem is None
         else f"loads: NO: {info.problem}\n(the card below is from its meta.json, unverified)",
         f"saved: {info.saved_at or '?'}; trained on {start or '?'} .. {end or '?'}",
     ]
@@ -660,25 +784,28 @@ def models_show(
 @models_app.command("promote")
 def models_promote(
     version: Annotated[str, typer.Argument(help="The model version to make the champion.")],
-    reason: Annotated[Optional[str], typer.Option(help="Why, for the audit trail.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
 ) -> None:
     """Make VERSION the champion the nightly run uses, after it loads (a model that fails its
     checks is refused). Recorded in models/decisions.jsonl (who, when, from, to, why)."""
     from riskpipe.registry import DECISIONS_FILE, promote
 
     s = settings()
-    before = promote(s.models_dir, version, reason or "operator promotion (riskpipe models promote)",
-                     s.registry_key_path)
+    before = promote(
+        s.models_dir, version, reason or "operator promotion (riskpipe models promote)", s.registry_key_path
+    )
     if before == version:
         console.print(f"{version} is already the champion: nothing changed", highlight=False)
         return
-    console.print(f"champion is now {version} (was {before or 'none'}); recorded in "
-                  f"{s.models_dir / DECISIONS_FILE}", highlight=False)
+    console.print(
+        f"champion is now {version} (was {before or 'none'}); recorded in {s.models_dir / DECISIONS_FILE}",
+        highlight=False,
+    )
 
 
 @models_app.command("rollback")
 def models_rollback(
-    reason: Annotated[Optional[str], typer.Option(help="Why, for the audit trail.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
 ) -> None:
     """Restore the champion before the current one (from the audit trail in
     models/decisions.jsonl), after it loads; the rollback itself is recorded there too. A second
@@ -686,10 +813,12 @@ def models_rollback(
     from riskpipe.registry import DECISIONS_FILE, rollback
 
     s = settings()
-    before, after = rollback(s.models_dir, reason or "operator rollback (riskpipe models rollback)",
-                             s.registry_key_path)
-    console.print(f"champion rolled back from {before} to {after}; recorded in {s.models_dir / DECISIONS_FILE}",
-                  highlight=False)
+    before, after = rollback(
+        s.models_dir, reason or "operator rollback (riskpipe models rollback)", s.registry_key_path
+    )
+    console.print(
+        f"champion rolled back from {before} to {after}; recorded in {s.models_dir / DECISIONS_FILE}", highlight=False
+    )
 
 
 @app.command()
@@ -707,7 +836,9 @@ def serve(
 
     cfg = settings()
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"[yellow]warning:[/yellow] listening on {host}: the workbench is reachable from other machines")
+        err_console.print(
+            f"[yellow]warning:[/yellow] listening on {host}: the workbench is reachable from other machines"
+        )
     web_app = create_app(cfg)
     if not UserStore(cfg.db_url).list():
         err_console.print("no users yet: add one with `riskpipe users add NAME --role supervisor`")
@@ -720,8 +851,14 @@ def serve(
 
 @app.command()
 def schedule(
-    port: Annotated[int, typer.Option(help="Port of the local Prefect server and its UI (when "
-                                      "PREFECT_API_URL is unset; 0: any free port).", min=0, max=65535)] = 4200,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the local Prefect server and its UI (when PREFECT_API_URL is unset; 0: any free port).",
+            min=0,
+            max=65535,
+        ),
+    ] = 4200,
 ) -> None:
     """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
     nightly_cron, retrain_cron, timezone, notify_url, *_timeout_seconds). Uses the Prefect
@@ -746,8 +883,11 @@ def schedule(
         from flows import deploy
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            console.print(f"serving nightly ({cfg.nightly_cron}) and retrain ({cfg.retrain_cron}), time zone "
-                          f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)", highlight=False)
+            console.print(
+                f"serving nightly ({cfg.nightly_cron}) and retrain ({cfg.retrain_cron}), time zone "
+                f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)",
+                highlight=False,
+            )
             deploy.serve(state.home, cfg)
     finally:
         if server is not None:
@@ -763,7 +903,9 @@ def evaluate(
     mapping: Annotated[Path, typer.Option(help="TOML column mapping of the foreign dataset.")],
     train: Annotated[list[Path], typer.Option(help="Training file(s) (repeat the option).")],
     test: Annotated[Path, typer.Option(help="Test file.")],
-    seeds: Annotated[int, typer.Option(help="Fit this many times (random states 0..N-1) and report the mean.", min=1)] = 1,
+    seeds: Annotated[
+        int, typer.Option(help="Fit this many times (random states 0..N-1) and report the mean.", min=1)
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Train the model machinery on a foreign labelled dataset and report precision and recall
@@ -773,7 +915,8 @@ def evaluate(
 
     from rich.table import Table
 
-    from riskpipe.external import contract_json, evaluate as run_evaluation, load_mapping
+    from riskpipe.external import contract_json, load_mapping
+    from riskpipe.external import evaluate as run_evaluation
 
     spec = load_mapping(mapping)
     if as_json:
@@ -792,16 +935,26 @@ def evaluate(
         return f"{value:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
     for name, view in report["views"].items():
-        what = (f"all rows of {test.name}" if name == "all" else
-                f"unseen rows ({', '.join(view['seen_columns'])} not in the training files)")
-        console.print(f"{what}: {view['n']:,} rows, {view['positives']:,} positive "
-                      f"(prevalence {view['base_rate']:.3f})", highlight=False)
+        what = (
+            f"all rows of {test.name}"
+            if name == "all"
+            else f"unseen rows ({', '.join(view['seen_columns'])} not in the training files)"
+        )
+        console.print(
+            f"{what}: {view['n']:,} rows, {view['positives']:,} positive (prevalence {view['base_rate']:.3f})",
+            highlight=False,
+        )
         table = Table()
         for column in ("top", "rows", "precision", "recall", "lift"):
             table.add_column(column, justify="right")
         for key, k in view["k_at"].items():
-            table.add_row(f"{key} %", f"{k:,}", fig(view, "precision_at", key), fig(view, "recall_at", key),
-                          f"{view['lift_at'][key]:.2f}")
+            table.add_row(
+                f"{key} %",
+                f"{k:,}",
+                fig(view, "precision_at", key),
+                fig(view, "recall_at", key),
+                f"{view['lift_at'][key]:.2f}",
+            )
         console.print(table)
         console.print(f"{name}: PR-AUC {fig(view, 'pr_auc')}, ROC-AUC {fig(view, 'roc_auc')}", highlight=False)
     fits = f"mean of {seeds} fits, " if seeds > 1 else ""
@@ -815,7 +968,7 @@ def evaluate(
 @app.command()
 def indicators(
     days: Annotated[int, typer.Option(help="The last N days that have ground truth.")] = 7,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the table as Markdown to this file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the table as Markdown to this file.")] = None,
 ) -> None:
     """For each indicator family, how often it fires on fentanyl-related shipments vs the others
     (a synthetic world's home only: needs its ground truth in truth/)."""
@@ -838,10 +991,14 @@ def indicators(
 
 @app.command()
 def adaptation(
-    warmup_days: Annotated[int, typer.Option("--warmup-days", help="Days of the world's own outcomes to train the first model.")] = 14,
-    retrain_every: Annotated[int, typer.Option("--retrain-every", help="Days between retrains of the weekly policy.")] = 7,
-    capacity: Annotated[Optional[int], typer.Option(help="Exams a day (default: the port table).", min=1)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the weekly table as CSV.")] = None,
+    warmup_days: Annotated[
+        int, typer.Option("--warmup-days", help="Days of the world's own outcomes to train the first model.")
+    ] = 14,
+    retrain_every: Annotated[
+        int, typer.Option("--retrain-every", help="Days between retrains of the weekly policy.")
+    ] = 7,
+    capacity: Annotated[int | None, typer.Option(help="Exams a day (default: the port table).", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the weekly table as CSV.")] = None,
 ) -> None:
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
@@ -854,24 +1011,41 @@ def adaptation(
     from riskpipe.store import Layout
 
     cfg = settings()
-    study = adaptation_study(Layout(state.home), cfg, LabelStore(cfg.db_url).current(), warmup_days=warmup_days,
-                             retrain_every=retrain_every, capacity=capacity)
+    study = adaptation_study(
+        Layout(state.home),
+        cfg,
+        LabelStore(cfg.db_url).current(),
+        warmup_days=warmup_days,
+        retrain_every=retrain_every,
+        capacity=capacity,
+    )
     summary = adaptation_summary(study, weeks=7)
-    one = study.filter((pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0]))
+    one = study.filter(
+        (pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0])
+    )
     shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
     prevalence = positives / shipments if shipments else 0.0
     per_day = one["selected"].sum() / days if days else 0.0
     multiple = per_day / (prevalence * shipments / days) if positives else float("nan")
     console.print(
         f"ground truth view: {days} simulated days, {shipments:,} shipments, {positives} positives, prevalence "
-        f"{prevalence:.4f}; capacity {per_day:.0f} exams a day = {multiple:.1f}x the prevalence", highlight=False
+        f"{prevalence:.4f}; capacity {per_day:.0f} exams a day = {multiple:.1f}x the prevalence",
+        highlight=False,
     )
     table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
     for col in ("policy", "exploration", "week", "found", "positives", "recall", "selected", "precision"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in summary.iter_rows(named=True):
-        table.add_row(r["policy"], f"{r['exploration_share']:.0%}", str(r["week"]), str(r["found"]), str(r["positives"]),
-                      f"{r['recall_at_capacity']:.3f}", str(r["selected"]), f"{r['found'] / r['selected']:.3f}" if r["selected"] else "")
+        table.add_row(
+            r["policy"],
+            f"{r['exploration_share']:.0%}",
+            str(r["week"]),
+            str(r["found"]),
+            str(r["positives"]),
+            f"{r['recall_at_capacity']:.3f}",
+            str(r["selected"]),
+            f"{r['found'] / r['selected']:.3f}" if r["selected"] else "",
+        )
     console.print(table)
     if out is not None:
         summary.write_csv(out)
@@ -885,11 +1059,13 @@ def bench(
     repeat: Annotated[int, typer.Option(help="Runs per stage; the median is shown.")] = 1,
     stages: Annotated[
         str,
-        typer.Option(help="all, or a comma list of: generate, ingest, features, score, rank (= publish), "
-                     "nightly, floor, prefect, web."),
+        typer.Option(
+            help="all, or a comma list of: generate, ingest, features, score, rank (= publish), "
+            "nightly, floor, prefect, web."
+        ),
     ] = "all",
     workdir: Annotated[
-        Optional[Path], typer.Option(help="Cache of the benchmark worlds (default <home>/.bench).", show_default=False)
+        Path | None, typer.Option(help="Cache of the benchmark worlds (default <home>/.bench).", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 7,
     scaling: Annotated[bool, typer.Option("--scaling", help="Also features at 1 M, 2 M and 4 M rows.")] = False,
@@ -904,9 +1080,19 @@ def bench(
     chosen = parse_stages(stages)
     if workdir is None:
         require_home()
-    say = (lambda m: err_console.print(m, highlight=False)) if as_json else (lambda m: console.print(m, highlight=False))
-    result = run_bench(workdir or state.home / ".bench", rows=rows, history_days=history_days, repeat=repeat,
-                       stages=chosen, seed=seed, scaling=scaling, log=say)
+    say = (
+        (lambda m: err_console.print(m, highlight=False)) if as_json else (lambda m: console.print(m, highlight=False))
+    )
+    result = run_bench(
+        workdir or state.home / ".bench",
+        rows=rows,
+        history_days=history_days,
+        repeat=repeat,
+        stages=chosen,
+        seed=seed,
+        scaling=scaling,
+        log=say,
+    )
     result["command"] = "riskpipe " + " ".join(sys.argv[1:])
     path = write_results(result, results_dir)
     if as_json:
@@ -1074,7 +1260,7 @@ def _print_sql_table(shown, total: int, cell_width: int = 40) -> None:
         longest = cells.get_column(name).fill_null("").str.len_chars().max() or 0
         widths.append(min(max(len(name), longest), cell_width) + 3)
     fit, used = [], 1
-    for name, width in zip(cells.columns, widths):
+    for name, width in zip(cells.columns, widths, strict=False):
         if fit and used + width > console.width:
             break
         fit.append(name)
@@ -1084,7 +1270,7 @@ def _print_sql_table(shown, total: int, cell_width: int = 40) -> None:
         rows += f", first {shown.height:,} shown"
     left_out = cells.width - len(fit)
     if left_out:
-        rows += f"; {left_out} more column{'s' if left_out != 1 else ''} not shown ({', '.join(cells.columns[len(fit):][:5])}{', ...' if left_out > 5 else ''})"
+        rows += f"; {left_out} more column{'s' if left_out != 1 else ''} not shown ({', '.join(cells.columns[len(fit) :][:5])}{', ...' if left_out > 5 else ''})"
     if shown.height < total or left_out:
         rows += " - use --csv or --json for everything"
     table = Table(caption=rows)
@@ -1098,9 +1284,13 @@ def _print_sql_table(shown, total: int, cell_width: int = 40) -> None:
 # ---------------------------------------------------------------------------------------------
 # sharing risk with a partner customs service (riskpipe.partner)
 # ---------------------------------------------------------------------------------------------
-partner_app = typer.Typer(help="Share risk with a partner customs service: keyed-hash findings feeds, the "
-                          "partner's OEA list, joint lists for Unified Cargo Processing ports.", no_args_is_help=True)
+partner_app = typer.Typer(
+    help="Share risk with a partner customs service: keyed-hash findings feeds, the "
+    "partner's OEA list, joint lists for Unified Cargo Processing ports.",
+    no_args_is_help=True,
+)
 app.add_typer(partner_app, name="partner")
+
 
 def _partner_key(cfg) -> bytes:
     """The shared key: the partner_key_path setting (riskpipe.toml, RISKPIPE_PARTNER_KEY_PATH or
@@ -1125,12 +1315,16 @@ def _as_of(value: str | None):
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-_AS_OF_HELP = ("Replay only: the time to record instead of now (ISO timestamp, UTC), for rebuilding a "
-               "past exchange on a synthetic world; imports refuse it on a home without truth/.")
+_AS_OF_HELP = (
+    "Replay only: the time to record instead of now (ISO timestamp, UTC), for rebuilding a "
+    "past exchange on a synthetic world; imports refuse it on a home without truth/."
+)
 
 
 @partner_app.command("keygen")
-def partner_keygen(path: Annotated[Path, typer.Argument(help="Where to write the new key (outside the home).")]) -> None:
+def partner_keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the new key (outside the home).")],
+) -> None:
     """Write a new random shared key (0600). Hand it to the partner over a secure channel."""
     from riskpipe.partner import generate_key
 
@@ -1142,9 +1336,9 @@ def partner_keygen(path: Annotated[Path, typer.Argument(help="Where to write the
 def partner_export(
     out: Annotated[Path, typer.Argument(help="The feed file to write (JSON).")],
     since: Annotated[str, typer.Option(help="First exam date of the findings, YYYY-MM-DD.")],
-    until: Annotated[Optional[str], typer.Option(help="Last exam date (default: today, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last exam date (default: today, UTC).")] = None,
     valid_days: Annotated[int, typer.Option("--valid-days", help="Days until the feed expires.", min=1)] = 30,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
 ) -> None:
     """Write the identifiers of confirmed findings as keyed hashes (no identifier in clear), signed."""
     from riskpipe import partner as P
@@ -1162,8 +1356,11 @@ def partner_export(
     entries = P.finding_entries(Layout(cfg.home), labels, key, first, last)
     env = P.make_envelope(P.FINDINGS, entries, key, cfg.administration_name, first, last, now, valid_days)
     P.write_feed(env, out)
-    console.print(f"{out}: {len(entries):,} keyed identifiers of findings {first}..{last}, key id {env['key_id']}, "
-                  f"expires {env['expires_at']}", highlight=False)
+    console.print(
+        f"{out}: {len(entries):,} keyed identifiers of findings {first}..{last}, key id {env['key_id']}, "
+        f"expires {env['expires_at']}",
+        highlight=False,
+    )
 
 
 def _import(path: Path, content: str, as_of: str | None) -> None:
@@ -1176,18 +1373,23 @@ def _import(path: Path, content: str, as_of: str | None) -> None:
     if as_of is not None and not Layout(cfg.home).truth.is_dir():
         # a backdated import would put the feed into days already published, and its expiry would
         # be judged by the backdated clock: only a synthetic world (it has truth/) is replayed
-        raise RiskpipeError("--as-of is for replaying a synthetic world (a home with truth/): on this home an "
-                            "import is recorded at the real time")
+        raise RiskpipeError(
+            "--as-of is for replaying a synthetic world (a home with truth/): on this home an "
+            "import is recorded at the real time"
+        )
     rec = P.import_feed(Layout(cfg.home), path, _partner_key(cfg), content, cfg.partner_name, _as_of(as_of))
     what = "imported" if rec.new else "already imported"
-    console.print(f"{path}: {what} ({rec.entries:,} entries, id {rec.feed_id}, at {rec.imported_at:%Y-%m-%d %H:%M} "
-                  f"UTC); used from the next arrival day's run", highlight=False)
+    console.print(
+        f"{path}: {what} ({rec.entries:,} entries, id {rec.feed_id}, at {rec.imported_at:%Y-%m-%d %H:%M} "
+        f"UTC); used from the next arrival day's run",
+        highlight=False,
+    )
 
 
 @partner_app.command("import")
 def partner_import(
     path: Annotated[Path, typer.Argument(help="A partner's findings feed (JSON).")],
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
 ) -> None:
     """Verify (signature, key id, expiry) and store a partner's findings feed; refused: nothing stored."""
     from riskpipe.partner import FINDINGS
@@ -1200,7 +1402,7 @@ def partner_oea_export(
     out: Annotated[Path, typer.Argument(help="The OEA list file to write (JSON).")],
     operators: Annotated[Path, typer.Option("--list", help="CSV of certified operators: name, country.")],
     valid_days: Annotated[int, typer.Option("--valid-days", help="Days until the list expires.", min=1)] = 30,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
 ) -> None:
     """Write this administration's certified operators (e.g. Mexico's OEA) as keyed hashes, signed."""
     import polars as pl
@@ -1224,7 +1426,7 @@ def partner_oea_export(
 @partner_app.command("oea-import")
 def partner_oea_import(
     path: Annotated[Path, typer.Argument(help="A partner's OEA list (JSON).")],
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help=_AS_OF_HELP)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=_AS_OF_HELP)] = None,
 ) -> None:
     """Verify and store a partner's list of certified operators: mx_oea claims are checked against
     the latest list from the next arrival day's run."""
@@ -1237,7 +1439,7 @@ def partner_oea_import(
 def partner_joint_list(
     date_: Annotated[str, typer.Option("--date", help="Arrival date of a published night, YYYY-MM-DD.")],
     port: Annotated[str, typer.Option(help="A Unified Cargo Processing port (ucp_ports setting).")],
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default <home>/partner/joint).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the files (default <home>/partner/joint).")] = None,
 ) -> None:
     """Write the shipments both services inspect together at a UCP port (CSV and Parquet), with
     only the fields both may see."""
@@ -1250,8 +1452,9 @@ def partner_joint_list(
     needs_key = P.active_findings(layout, day).height > 0 or P.active_oea(layout, day) is not None
     frame = P.joint_list(layout, day, port, list(cfg.ucp_ports), _partner_key(cfg) if needs_key else None)
     csv, pq = P.write_joint_list(frame, out or P.partner_dir(layout) / "joint", day, port)
-    console.print(f"{frame.height:,} shipments for joint inspection at port {port} on {day}\n{csv}\n{pq}",
-                  highlight=False)
+    console.print(
+        f"{frame.height:,} shipments for joint inspection at port {port} on {day}\n{csv}\n{pq}", highlight=False
+    )
 
 
 def main() -> None:

@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     environment. :func:`load_settings` is the loader that adds riskpipe.toml and the environment.
     """
 
-    model_config = SettingsConfigDict(extra="forbid", env_prefix=ENV_PREFIX, case_sensitive=False,
-                                      validate_default=True)
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, case_sensitive=False, validate_default=True
+    )
 
     home: Path = Path("data")
     registry_dir: Path | None = None  # default: <home>/models
@@ -265,8 +266,11 @@ def load_settings(home: Path, overrides: dict | None = None, environ: Mapping[st
         values.update({k: v for k, v in layer.items() if k != "port_capacity"})
 
     def label(kind: str, key: str) -> str:
-        return {"override": "settings override", "env": f"environment variable {env_names.get(key)}",
-                "file": str(toml_path)}[kind]
+        return {
+            "override": "settings override",
+            "env": f"environment variable {env_names.get(key)}",
+            "file": str(toml_path),
+        }[kind]
 
     def where(key: str, sub: str | None = None) -> str:
         """The file or variable that gave ``key`` (``sub``: the port of a capacity table)."""
@@ -280,8 +284,10 @@ def load_settings(home: Path, overrides: dict | None = None, environ: Mapping[st
         merged: dict[str, Any] = dict(DEFAULT_PORT_CAPACITY)
         for kind, table in tables:
             if not isinstance(table, Mapping):
-                raise RiskpipeError(f"{label(kind, 'port_capacity')}: port_capacity: must be a table of port code = "
-                                    f"exams per day (got {_shown(table)})")
+                raise RiskpipeError(
+                    f"{label(kind, 'port_capacity')}: port_capacity: must be a table of port code = "
+                    f"exams per day (got {_shown(table)})"
+                )
             merged.update({str(k): v for k, v in table.items()})
         values["port_capacity"] = merged
     values["home"] = home
@@ -326,7 +332,7 @@ def _read_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
         upper = var.upper()
         if not upper.startswith(ENV_PREFIX) or upper in ENV_NOT_SETTINGS:
             continue
-        key = upper[len(ENV_PREFIX):].lower()
+        key = upper[len(ENV_PREFIX) :].lower()
         if key in fields:
             names[key] = var
         elif difflib.get_close_matches(key, fields, n=1, cutoff=0.8):

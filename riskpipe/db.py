@@ -75,8 +75,13 @@ def utc_text(value: datetime) -> str:
     bypasses SQLAlchemy's types)."""
     v = value.astimezone(UTC)
     return SQLITE_UTC_FORMAT % {
-        "year": v.year, "month": v.month, "day": v.day, "hour": v.hour, "minute": v.minute,
-        "second": v.second, "microsecond": v.microsecond,
+        "year": v.year,
+        "month": v.month,
+        "day": v.day,
+        "hour": v.hour,
+        "minute": v.minute,
+        "second": v.second,
+        "microsecond": v.microsecond,
     }
 
 

@@ -81,7 +81,9 @@ def predict_chunked(predict: Any, Z: np.ndarray, workers: int | None = None) -> 
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="openmp"):
-            return predict(Z) if len(starts) <= 1 else np.concatenate([predict(Z[i : i + PREDICT_CHUNK]) for i in starts])
+            return (
+                predict(Z) if len(starts) <= 1 else np.concatenate([predict(Z[i : i + PREDICT_CHUNK]) for i in starts])
+            )
     with ThreadPoolExecutor(workers, initializer=_one_openmp_thread) as pool:
         return np.concatenate(list(pool.map(lambda i: predict(Z[i : i + PREDICT_CHUNK]), starts)))
 
@@ -100,7 +102,7 @@ def _lookup(col: str, cats: Any, values: list[float], unknown: float) -> pl.Expr
     takes the missing level's value when one was seen in training (sklearn keeps ``None`` as a
     level), else ``unknown``, as does an unseen code."""
     keys, vals, null_value = [], [], None
-    for c, v in zip(cats, values):
+    for c, v in zip(cats, values, strict=False):
         if _is_missing(c):
             null_value = v
         else:
@@ -256,10 +258,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
 
     def _frequency_table(self, X: pl.DataFrame, col: str) -> tuple[list[str], list[float]]:
         counts = (
-            X.select(pl.col(col).cast(pl.String).fill_null(_NULL_KEY).alias("code"))
-            .group_by("code")
-            .len()
-            .sort("code")
+            X.select(pl.col(col).cast(pl.String).fill_null(_NULL_KEY).alias("code")).group_by("code").len().sort("code")
         )
         n = max(X.height, 1)
         return counts["code"].to_list(), (counts["len"] / n).to_list()
@@ -290,9 +289,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
                         target_type="binary",
                         smooth=self.target_encoding_smooth,
                         # an explicit splitter: an int cv shuffles with an unseeded RNG in 1.9
-                        cv=StratifiedKFold(
-                            self.target_encoding_cv, shuffle=True, random_state=self.random_state
-                        ),
+                        cv=StratifiedKFold(self.target_encoding_cv, shuffle=True, random_state=self.random_state),
                     ),
                     list(self.high_cardinality_features_),
                 )
@@ -396,13 +393,13 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
             if name == "numeric" and (trans == "passthrough" or _identity(trans)):
                 exprs += [pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in cols]  # no nulls: a C-order copy
             elif name == "categorical" and isinstance(trans, OrdinalEncoder):
-                for col, cats in zip(cols, trans.categories_):
+                for col, cats in zip(cols, trans.categories_, strict=False):
                     # a NaN level is encoded_missing_value (NaN); a None level keeps its index
                     codes = [np.nan if isinstance(c, float) and np.isnan(c) else float(i) for i, c in enumerate(cats)]
                     exprs.append(_lookup(col, cats, codes, np.nan))
             elif name == "target" and isinstance(trans, TargetEncoder) and trans.target_type_ == "binary":
                 prior = float(trans.target_mean_)
-                for col, cats, enc in zip(cols, trans.categories_, trans.encodings_):
+                for col, cats, enc in zip(cols, trans.categories_, trans.encodings_, strict=False):
                     exprs.append(_lookup(col, cats, [float(v) for v in enc], prior))
             else:
                 return None

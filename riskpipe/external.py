@@ -275,7 +275,9 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         arity, role = DERIVATIONS[op]
         src = _str_list(d.get("columns", d.get("column", [])), where)
         if op == "concat" and len(src) < 2 or op != "concat" and len(src) != arity:
-            raise RiskpipeError(f"{where}: op {op} takes {arity if op != 'concat' else '2 or more'} column(s), got {len(src)}")
+            raise RiskpipeError(
+                f"{where}: op {op} takes {arity if op != 'concat' else '2 or more'} column(s), got {len(src)}"
+            )
         if arity == 0 and not ds.get("date"):
             raise RiskpipeError(f"{where}: op {op} needs [dataset].date")
         length = d.get("length")
@@ -305,8 +307,9 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
     derived = {d.name for d in derivations}
     seen = _file_columns(doc.get("evaluation", {}), "seen_columns", "seen", label, derived, f"{source} [evaluation]")
-    one_row_per = _file_columns(doc.get("training", {}), "one_row_per", "distinct", label, derived,
-                                f"{source} [training]")
+    one_row_per = _file_columns(
+        doc.get("training", {}), "one_row_per", "distinct", label, derived, f"{source} [training]"
+    )
     return Mapping(
         label=label,
         positive=positive_text,
@@ -399,9 +402,7 @@ def read_table(path: Path, mapping: Mapping) -> pl.DataFrame:
     wanted = mapping.source_columns()
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise RiskpipeError(
-            f"{path}: column(s) named in {mapping.source} not found: {', '.join(map(repr, missing))}"
-        )
+        raise RiskpipeError(f"{path}: column(s) named in {mapping.source} not found: {', '.join(map(repr, missing))}")
     frame = frame.select(wanted)
     checks = [
         (pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64, strict=False).is_null()).alias(c)
@@ -520,9 +521,11 @@ class GroupMedians:
     def expr(self) -> pl.Expr:
         """The feature of any rows: the finest group's training median, else a coarser one's."""
         median = pl.lit(self.overall, pl.Float64)
-        for g, (values, medians) in reversed(list(zip(self.groups, self.tables))):
-            found = pl.col(g).cast(pl.String).replace_strict(
-                list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64
+        for g, (values, medians) in reversed(list(zip(self.groups, self.tables, strict=False))):
+            found = (
+                pl.col(g)
+                .cast(pl.String)
+                .replace_strict(list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64)
             )
             median = pl.coalesce(found, median)
         ln = lambda e: e.clip(lower_bound=0.0).log1p()  # noqa: E731 - as op "log"
@@ -720,7 +723,9 @@ def contract_json(report: dict[str, Any]) -> dict[str, Any]:
             if "seen_columns" in v:
                 view["seen_columns"] = v["seen_columns"]
             if "sd" in v:
-                view["sd"] = {key: ({k: v["sd"][key][k] for k in keys} if isinstance(v["sd"][key], dict) else v["sd"][key])
-                              for key in v["sd"]}
+                view["sd"] = {
+                    key: ({k: v["sd"][key][k] for k in keys} if isinstance(v["sd"][key], dict) else v["sd"][key])
+                    for key in v["sd"]
+                }
             out["views"][name] = view
     return out

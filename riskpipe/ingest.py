@@ -105,13 +105,41 @@ Q_RUN_ID = "run_id"
 
 #: address words unified in ``consignee_address_key`` (padded with spaces: whole words only).
 ADDRESS_ABBREVIATIONS: dict[str, str] = {
-    "STREET": "ST", "STR": "ST", "AVENUE": "AVE", "AV": "AVE", "ROAD": "RD", "BOULEVARD": "BLVD",
-    "DRIVE": "DR", "LANE": "LN", "COURT": "CT", "PLACE": "PL", "TERRACE": "TER", "HIGHWAY": "HWY",
-    "PARKWAY": "PKWY", "CIRCLE": "CIR", "SQUARE": "SQ", "TRAIL": "TRL", "WAY": "WAY",
-    "SUITE": "STE", "APARTMENT": "APT", "UNIT": "APT", "NUMBER": "APT", "NO": "APT",
-    "FLOOR": "FL", "BUILDING": "BLDG", "NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W",
-    "NORTHEAST": "NE", "NORTHWEST": "NW", "SOUTHEAST": "SE", "SOUTHWEST": "SW",
-    "POST OFFICE BOX": "PO BOX", "P O BOX": "PO BOX", "POBOX": "PO BOX",
+    "STREET": "ST",
+    "STR": "ST",
+    "AVENUE": "AVE",
+    "AV": "AVE",
+    "ROAD": "RD",
+    "BOULEVARD": "BLVD",
+    "DRIVE": "DR",
+    "LANE": "LN",
+    "COURT": "CT",
+    "PLACE": "PL",
+    "TERRACE": "TER",
+    "HIGHWAY": "HWY",
+    "PARKWAY": "PKWY",
+    "CIRCLE": "CIR",
+    "SQUARE": "SQ",
+    "TRAIL": "TRL",
+    "WAY": "WAY",
+    "SUITE": "STE",
+    "APARTMENT": "APT",
+    "UNIT": "APT",
+    "NUMBER": "APT",
+    "NO": "APT",
+    "FLOOR": "FL",
+    "BUILDING": "BLDG",
+    "NORTH": "N",
+    "SOUTH": "S",
+    "EAST": "E",
+    "WEST": "W",
+    "NORTHEAST": "NE",
+    "NORTHWEST": "NW",
+    "SOUTHEAST": "SE",
+    "SOUTHWEST": "SW",
+    "POST OFFICE BOX": "PO BOX",
+    "P O BOX": "PO BOX",
+    "POBOX": "PO BOX",
 }
 
 
@@ -318,11 +346,18 @@ _NDJSON_KEY = r'[{,]\s*"((?:[^"\\]|\\.)*)"\s*:'
 def _reject_repeated_ndjson_keys(source: Path) -> None:
     """Reject an NDJSON file in which one object gives a key twice (Polars would keep one of the
     values silently). One pass over the lines as text: about 1.8 s per 400 k lines of 28 keys."""
-    lines = pl.scan_csv(source, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-                        infer_schema=False, row_index_name=_ROW, row_index_offset=1)
+    lines = pl.scan_csv(
+        source,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        new_columns=["line"],
+        infer_schema=False,
+        row_index_name=_ROW,
+        row_index_offset=1,
+    )
     keys = pl.col("line").str.extract_all(_NDJSON_KEY)
-    first = (lines.filter(keys.list.len() != keys.list.n_unique()).select(_ROW, keys.alias("keys"))
-             .head(1).collect())
+    first = lines.filter(keys.list.len() != keys.list.n_unique()).select(_ROW, keys.alias("keys")).head(1).collect()
     if first.height:
         found = [k.rstrip(": \t").lstrip("{, \t")[1:-1] for k in first["keys"][0]]
         line = first[_ROW][0]
@@ -354,8 +389,7 @@ def _scan_text(path: Path, workdir: Path, check_utf8: bool = True, all_keys: boo
             if check_utf8:
                 _check_utf8(source)
             _reject_duplicates(_csv_header(source))
-            lf = pl.scan_csv(source, infer_schema=False, row_index_name=_ROW, row_index_offset=1,
-                             raise_if_empty=True)
+            lf = pl.scan_csv(source, infer_schema=False, row_index_name=_ROW, row_index_offset=1, raise_if_empty=True)
         elif fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -369,8 +403,7 @@ def _scan_text(path: Path, workdir: Path, check_utf8: bool = True, all_keys: boo
             # the keys of every line: a schema inferred from the first 1000 lines dropped the
             # values of a key first seen later, silently
             names = pl.scan_ndjson(source, infer_schema_length=None if all_keys else 1000).collect_schema().names()
-            lf = pl.scan_ndjson(source, schema={n: pl.String() for n in names}, row_index_name=_ROW,
-                                row_index_offset=1)
+            lf = pl.scan_ndjson(source, schema={n: pl.String() for n in names}, row_index_name=_ROW, row_index_offset=1)
         schema = lf.collect_schema()
     except _FileRejected:
         raise
@@ -481,10 +514,26 @@ def _reason(cond: pl.Expr, code: str) -> tuple[pl.Expr, str]:
 
 
 _COUNTRY_COLS = {S.SHIPPER_COUNTRY, S.COUNTRY_OF_ORIGIN, S.EXPORT_COUNTRY}
-_FREE_TEXT = {S.SHIPPER_NAME, S.SHIPPER_ADDRESS, S.CONSIGNEE_NAME, S.CONSIGNEE_ADDRESS, S.CONSIGNEE_CITY,
-              S.DESCRIPTION, S.SELLER_NAME, S.MARKETPLACE, S.EXPORTER_NAME, S.NOTES, S.EXAMINER}
-_ENUMS = {S.ENTRY_TYPE: S.ENTRY_TYPES, S.MODE: S.MODES, S.TRUSTED_TRADER: S.TRUSTED_TRADER_KINDS,
-          S.OUTCOME: S.OUTCOMES, S.EXAM_REASON: S.EXAM_REASONS}
+_FREE_TEXT = {
+    S.SHIPPER_NAME,
+    S.SHIPPER_ADDRESS,
+    S.CONSIGNEE_NAME,
+    S.CONSIGNEE_ADDRESS,
+    S.CONSIGNEE_CITY,
+    S.DESCRIPTION,
+    S.SELLER_NAME,
+    S.MARKETPLACE,
+    S.EXPORTER_NAME,
+    S.NOTES,
+    S.EXAMINER,
+}
+_ENUMS = {
+    S.ENTRY_TYPE: S.ENTRY_TYPES,
+    S.MODE: S.MODES,
+    S.TRUSTED_TRADER: S.TRUSTED_TRADER_KINDS,
+    S.OUTCOME: S.OUTCOMES,
+    S.EXAM_REASON: S.EXAM_REASONS,
+}
 
 
 def _t(col: str) -> pl.Expr:
@@ -518,7 +567,11 @@ class _Plan:
         return lf.with_columns(pl.any_horizontal([c for c, _ in self.reasons]).alias(_BAD))
 
     def reasons_expr(self) -> pl.Expr:
-        return pl.concat_list([pl.when(c).then(pl.lit(code)) for c, code in self.reasons]).list.drop_nulls().alias(_REASONS)
+        return (
+            pl.concat_list([pl.when(c).then(pl.lit(code)) for c, code in self.reasons])
+            .list.drop_nulls()
+            .alias(_REASONS)
+        )
 
 
 def _range_rules(col: str, p: pl.Expr, now: datetime) -> list[tuple[pl.Expr, str]]:
@@ -531,19 +584,29 @@ def _range_rules(col: str, p: pl.Expr, now: datetime) -> list[tuple[pl.Expr, str
         return [_reason(p > MAX_VALUE_USD, f"implausible:{col}")]
     if col in (S.FILED_AT, S.DECLARED_AT):
         earliest = datetime(MIN_DATE.year, MIN_DATE.month, MIN_DATE.day, tzinfo=UTC)
-        return [_reason(p < pl.lit(earliest, dtype=pl.Datetime("us", "UTC")), f"implausible:{col}"),
-                _reason(p > pl.lit(now + MAX_FILED_AHEAD, dtype=pl.Datetime("us", "UTC")), f"future:{col}")]
+        return [
+            _reason(p < pl.lit(earliest, dtype=pl.Datetime("us", "UTC")), f"implausible:{col}"),
+            _reason(p > pl.lit(now + MAX_FILED_AHEAD, dtype=pl.Datetime("us", "UTC")), f"future:{col}"),
+        ]
     if col == S.ARRIVAL_DATE:
         latest = today + timedelta(days=MAX_ARRIVAL_DAYS_AHEAD)
         return [_reason((p < MIN_DATE) | (p > latest), f"implausible:{col}")]
     if col == S.ACCOUNT_CREATED_DATE:
-        return [_reason(p < MIN_ACCOUNT_DATE, f"implausible:{col}"),
-                _reason(p > today + timedelta(days=1), f"future:{col}")]
+        return [
+            _reason(p < MIN_ACCOUNT_DATE, f"implausible:{col}"),
+            _reason(p > today + timedelta(days=1), f"future:{col}"),
+        ]
     return []
 
 
-def _plan(schema: pl.Schema, targets: dict[str, pl.DataType], required: Iterable[str],
-          countries: list[str], currencies: list[str] | None = None, now: datetime | None = None) -> _Plan:
+def _plan(
+    schema: pl.Schema,
+    targets: dict[str, pl.DataType],
+    required: Iterable[str],
+    countries: list[str],
+    currencies: list[str] | None = None,
+    now: datetime | None = None,
+) -> _Plan:
     """Rules of the contract as expressions: each yields a reason code or null per row.
     ``now`` (the ingest clock) turns on the plausible ranges."""
     required = set(required)
@@ -709,8 +772,7 @@ def read_runs(layout: Layout) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # quarantine
 # ---------------------------------------------------------------------------------------------
-def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason: str, detail: str,
-                     run_id: str) -> None:
+def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason: str, detail: str, run_id: str) -> None:
     """Copy a whole file into ``quarantine/files`` with a ``<name>.reason.json`` beside it."""
     private_dir(layout.quarantine_files, under=layout.home)
     target = layout.quarantine_files / path.name
@@ -726,8 +788,16 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
         copied, detail = False, f"{detail}; not copied ({ref.reason})"
     finally:
         tmp.unlink(missing_ok=True)
-    info = {"file": path.name, "source_path": str(path), "sha256": digest, "kind": kind, "reason": reason,
-            "detail": detail, "run_id": run_id, "quarantined_at": datetime.now(UTC).isoformat()}
+    info = {
+        "file": path.name,
+        "source_path": str(path),
+        "sha256": digest,
+        "kind": kind,
+        "reason": reason,
+        "detail": detail,
+        "run_id": run_id,
+        "quarantined_at": datetime.now(UTC).isoformat(),
+    }
     if not copied:
         info["copied"] = False
     from riskpipe.store import write_text_atomic
@@ -735,20 +805,26 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
     write_text_atomic(json.dumps(info, indent=2) + "\n", target.with_name(target.name + ".reason.json"), PRIVATE_FILE)
 
 
-def _bad_rows_plan(lf: pl.LazyFrame, schema: pl.Schema, plan: _Plan, source_name: str, kind: str, run_id: str) -> pl.LazyFrame:
+def _bad_rows_plan(
+    lf: pl.LazyFrame, schema: pl.Schema, plan: _Plan, source_name: str, kind: str, run_id: str
+) -> pl.LazyFrame:
     """Rows with at least one reason: original values as strings + source_file, row_number, reasons."""
     originals = [
         _text_raw(c, schema[c]).alias(c)
         for c in schema
         if c not in (_ROW, _REASONS, _BAD, Q_SOURCE_FILE, Q_ROW_NUMBER, Q_REASONS, Q_KIND, Q_RUN_ID)
     ]
-    return lf.filter(pl.col(_BAD)).with_columns(plan.reasons_expr()).select(
-        *originals,
-        pl.lit(source_name).alias(Q_SOURCE_FILE),
-        pl.col(_ROW).cast(pl.Int64).alias(Q_ROW_NUMBER),
-        pl.col(_REASONS).alias(Q_REASONS),
-        pl.lit(kind).alias(Q_KIND),
-        pl.lit(run_id).alias(Q_RUN_ID),
+    return (
+        lf.filter(pl.col(_BAD))
+        .with_columns(plan.reasons_expr())
+        .select(
+            *originals,
+            pl.lit(source_name).alias(Q_SOURCE_FILE),
+            pl.col(_ROW).cast(pl.Int64).alias(Q_ROW_NUMBER),
+            pl.col(_REASONS).alias(Q_REASONS),
+            pl.lit(kind).alias(Q_KIND),
+            pl.lit(run_id).alias(Q_RUN_ID),
+        )
     )
 
 
@@ -764,7 +840,10 @@ def quarantine_reason_counts(layout: Layout) -> dict[str, int]:
     if files:
         frame = (
             pl.concat([pl.scan_parquet(f).select(Q_REASONS) for f in files])
-            .explode(Q_REASONS).group_by(Q_REASONS).len().collect()
+            .explode(Q_REASONS)
+            .group_by(Q_REASONS)
+            .len()
+            .collect()
         )
         counts.update(dict(zip(frame[Q_REASONS].to_list(), frame["len"].to_list(), strict=True)))
     if layout.quarantine_files.exists():
@@ -786,8 +865,7 @@ def _entry_kind(mode: int) -> str | None:
     return "symlink" if stat.S_ISLNK(mode) else "not_regular_file"
 
 
-def _list_inputs(layout: Layout, paths: list[Path] | None,
-                 refused: list[tuple[Path, str]] | None = None) -> list[Path]:
+def _list_inputs(layout: Layout, paths: list[Path] | None, refused: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Files to ingest: given files, top-level files of given folders (default: the landing
     folder). Hidden files (``.`` or ``_`` prefix, e.g. partial uploads) and subfolders are left
     alone. Only regular files are read: a symbolic link or a special file (FIFO, socket,
@@ -865,9 +943,18 @@ def _is_partner(path: Path) -> bool:
     return path.name.startswith(S.PARTNER_FILE_PREFIX)
 
 
-def _stage_file(path: Path, kind: str, workdir: Path, stage_path: Path, quarantine_path: Path,
-                countries: list[str], fx: dict[str, float], ingested_at: datetime, run_id: str,
-                contested: pl.Series | None = None) -> tuple[int, int, list[Path]]:
+def _stage_file(
+    path: Path,
+    kind: str,
+    workdir: Path,
+    stage_path: Path,
+    quarantine_path: Path,
+    countries: list[str],
+    fx: dict[str, float],
+    ingested_at: datetime,
+    run_id: str,
+    contested: pl.Series | None = None,
+) -> tuple[int, int, list[Path]]:
     """Validate one file: normalised valid rows to ``stage_path`` (in input order, final raw
     columns, so a day's file can become a part of its partition as is), bad rows to
     ``quarantine_path``. With ``contested`` (ids that may be filed more than once), valid rows
@@ -969,8 +1056,12 @@ def _contested_ids(layout: Layout, paths: list[Path], workdir: Path) -> pl.Serie
             lf, _fmt = _scan_text(path, workdir, check_utf8=False, all_keys=False)
             schema = lf.collect_schema()
             if S.SHIPMENT_ID in schema:
-                ids.append(lf.select(_text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID]).alias(S.SHIPMENT_ID))
-                           .collect(engine="streaming").get_column(S.SHIPMENT_ID).drop_nulls())
+                ids.append(
+                    lf.select(_text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID]).alias(S.SHIPMENT_ID))
+                    .collect(engine="streaming")
+                    .get_column(S.SHIPMENT_ID)
+                    .drop_nulls()
+                )
         except Exception:  # noqa: BLE001 - staging rejects the file with its reason
             continue
     if not ids:
@@ -984,8 +1075,11 @@ def _contested_ids(layout: Layout, paths: list[Path], workdir: Path) -> pl.Serie
 def _ids_in_store(layout: Layout, sorted_ids: pl.Series) -> pl.Series:
     """The ids of ``sorted_ids`` already in the raw store (partitions ruled out by their
     row-group statistics are not read)."""
-    files = [f for _d, f in _existing_files(layout.raw_shipments, "arrival_date")
-             if _ranges_hold_any(_id_ranges(f), sorted_ids)]
+    files = [
+        f
+        for _d, f in _existing_files(layout.raw_shipments, "arrival_date")
+        if _ranges_hold_any(_id_ranges(f), sorted_ids)
+    ]
     if not files or sorted_ids.is_empty():
         return sorted_ids.clear()
     wanted = pl.DataFrame({S.SHIPMENT_ID: sorted_ids}).unique().lazy()
@@ -1084,13 +1178,17 @@ def _ingest_locked(
                 digest = f"{digest}:{path.name}"
             digests.append(digest)
         for path, why in refused:
-            summary.files.append(FileResult(file=path.name, kind="partner" if _is_partner(path) else "manifest",
-                                            status="refused", reason=why))
+            summary.files.append(
+                FileResult(
+                    file=path.name, kind="partner" if _is_partner(path) else "manifest", status="refused", reason=why
+                )
+            )
         summary.files_refused = len(refused)
         summary.files_seen = len(files) + len(refused)
         fresh = {d for d in digests if d not in seen}
-        new_manifests = [p for p, d in zip(files, digests, strict=True)
-                         if d in fresh and not _is_partner(p) and p.stat().st_size]
+        new_manifests = [
+            p for p, d in zip(files, digests, strict=True) if d in fresh and not _is_partner(p) and p.stat().st_size
+        ]
         contested = _contested_ids(layout, new_manifests, workdir) if len(new_manifests) > 1 else None
         for i, (path, digest) in enumerate(zip(files, digests, strict=True)):
             kind = "partner" if _is_partner(path) else "manifest"
@@ -1104,8 +1202,18 @@ def _ingest_locked(
                 stage = workdir / f"{i:05d}-{kind}.parquet"
                 qpath = workdir / f"{run_id}-{digest[:12]}.parquet"  # moved to quarantine/rows by the journal
                 try:
-                    n_valid, n_bad, views = _stage_file(path, kind, workdir, stage, qpath, countries, fx,
-                                                        ingested_at, run_id, contested if kind == "manifest" else None)
+                    n_valid, n_bad, views = _stage_file(
+                        path,
+                        kind,
+                        workdir,
+                        stage,
+                        qpath,
+                        countries,
+                        fx,
+                        ingested_at,
+                        run_id,
+                        contested if kind == "manifest" else None,
+                    )
                 except _FileRejected as rej:
                     result.status, result.reason = "quarantined", rej.reason
                     summary.files_quarantined += 1
@@ -1124,9 +1232,16 @@ def _ingest_locked(
                         moves.append((qpath, layout.quarantine_rows / qpath.name))
                     staged[kind].extend(views)
                     valid_total += n_valid
-                ledger_records.append({"sha256": digest, "file": path.name, "kind": kind,
-                                       "status": result.status, "run_id": run_id,
-                                       "at": ingested_at.isoformat()})
+                ledger_records.append(
+                    {
+                        "sha256": digest,
+                        "file": path.name,
+                        "kind": kind,
+                        "status": result.status,
+                        "run_id": run_id,
+                        "at": ingested_at.isoformat(),
+                    }
+                )
             if progress:
                 progress(i + 1, total_steps)
 
@@ -1146,10 +1261,15 @@ def _ingest_locked(
         run_record = summary.as_dict()
         run_record["files"] = [asdict(f) for f in summary.files]
         # the partitions, quarantined rows, ledger and run log change together (or not at all)
-        plan = journal_plan(layout.home, swaps, moves, [
-            (ledger_path(layout), _jsonl(ledger_records)),
-            (runs_path(layout), _jsonl([{"kind": "ingest", **run_record}])),
-        ])
+        plan = journal_plan(
+            layout.home,
+            swaps,
+            moves,
+            [
+                (ledger_path(layout), _jsonl(ledger_records)),
+                (runs_path(layout), _jsonl([{"kind": "ingest", **run_record}])),
+            ],
+        )
         commit_journal(layout.home, layout.raw_journal, plan)
         committed = True
     finally:
@@ -1199,8 +1319,9 @@ def _ordered_columns(names: Iterable[str], base: Iterable[str]) -> list[str]:
     return [*base, *extra]
 
 
-def _merge_shipments(layout: Layout, new_files: list[Path],
-                     swaps: list[tuple[Path | None, Path]]) -> tuple[int, int, list[str]]:
+def _merge_shipments(
+    layout: Layout, new_files: list[Path], swaps: list[tuple[Path | None, Path]]
+) -> tuple[int, int, list[str]]:
     """Apply amendments and stage the touched arrival-date partitions.
 
     Only the candidates sharing a ``shipment_id`` are sorted; files holding no loser (superseded
@@ -1224,8 +1345,9 @@ def _merge_shipments(layout: Layout, new_files: list[Path],
     if exist_scans:
         # the store holds months of rows: skip the files whose row-group statistics prove that
         # none of their ids is among the new ones (exact; saves decoding ~4M ids per day kept)
-        maybe = [s for (_d, f), s in zip(existing, exist_scans, strict=True)
-                 if _ranges_hold_any(_id_ranges(f), sorted_ids)]
+        maybe = [
+            s for (_d, f), s in zip(existing, exist_scans, strict=True) if _ranges_hold_any(_id_ranges(f), sorted_ids)
+        ]
         if maybe:
             new_ids = pl.DataFrame({S.SHIPMENT_ID: sorted_ids}).unique()
             old_thin = (
@@ -1249,7 +1371,10 @@ def _merge_shipments(layout: Layout, new_files: list[Path],
     files_by_day: dict[date, list[int]] = {}
     for idx, (d, _f) in enumerate(existing):
         files_by_day.setdefault(d, []).append(idx)
-    new_days = {d: set(g[_ORD].unique().to_list()) for (d,), g in new_thin.select(S.ARRIVAL_DATE, _ORD).unique().partition_by(S.ARRIVAL_DATE, as_dict=True).items()}
+    new_days = {
+        d: set(g[_ORD].unique().to_list())
+        for (d,), g in new_thin.select(S.ARRIVAL_DATE, _ORD).unique().partition_by(S.ARRIVAL_DATE, as_dict=True).items()
+    }
 
     file_days: dict[int, set[date]] = {}
     for d, ords in new_days.items():
@@ -1257,10 +1382,14 @@ def _merge_shipments(layout: Layout, new_files: list[Path],
             file_days.setdefault(o, set()).add(d)
     # superseded rows by file: (_seq, _ord) -> their row numbers, dropped with a per-file
     # filter (an anti-join on the key held the whole day in memory: 3.2 GB for 4M rows)
-    lost_rows: dict[tuple[int, int], pl.Series] = {
-        (int(sq), int(o)): g.get_column(_ROW)
-        for (sq, o), g in losers.partition_by([_SEQ, _ORD], as_dict=True).items()
-    } if losers.height else {}
+    lost_rows: dict[tuple[int, int], pl.Series] = (
+        {
+            (int(sq), int(o)): g.get_column(_ROW)
+            for (sq, o), g in losers.partition_by([_SEQ, _ORD], as_dict=True).items()
+        }
+        if losers.height
+        else {}
+    )
 
     token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # part names sort in ingest order
     private_dir(layout.raw_shipments, under=layout.home)
@@ -1273,14 +1402,19 @@ def _merge_shipments(layout: Layout, new_files: list[Path],
         keep = [existing[i][1] for i in existing_here if (0, i) not in lost_rows]
         movable = [o for o in sources if file_days[o] == {day} and (1, o) not in lost_rows]
         rewrite = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here if (0, i) in lost_rows]
-        rewrite += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o)))
-                    for o in sources if o not in movable]
+        rewrite += [
+            _drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o)))
+            for o in sources
+            if o not in movable
+        ]
         rewrite_plan = _concat_ordered(rewrite) if rewrite else None
         schemas = [pl.read_parquet_schema(f) for f in [*keep, *(new_files[o] for o in movable)]]
         if rewrite_plan is not None:
             schemas.append(dict(rewrite_plan.collect_schema()))
         if all(list(sch.items()) == list(schemas[0].items()) for sch in schemas):
-            _write_parts(layout.raw_shipments_day(day), keep, [new_files[o] for o in movable], rewrite_plan, token, swaps)
+            _write_parts(
+                layout.raw_shipments_day(day), keep, [new_files[o] for o in movable], rewrite_plan, token, swaps
+            )
         else:  # column sets differ (extra input columns): one part of every row of the day
             parts = [_drop(exist_scans[i], lost_rows.get((0, i))) for i in existing_here]
             parts += [_drop(new_scans[o].filter(pl.col(S.ARRIVAL_DATE) == day), lost_rows.get((1, o))) for o in sources]
@@ -1298,8 +1432,14 @@ def _concat_ordered(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
     return plan.select(_ordered_columns(names, S.RAW_SHIPMENT_SCHEMA))
 
 
-def _write_parts(final: Path, keep: list[Path], move: list[Path], rewrite: pl.LazyFrame | None, token: str,
-                 swaps: list[tuple[Path | None, Path]]) -> None:
+def _write_parts(
+    final: Path,
+    keep: list[Path],
+    move: list[Path],
+    rewrite: pl.LazyFrame | None,
+    token: str,
+    swaps: list[tuple[Path | None, Path]],
+) -> None:
     """Stage a partition of several Parquet parts (all of one schema): ``keep`` (files of the
     current partition, hard-linked), ``move`` (staged files, renamed in) and ``rewrite`` (written
     as one more part unless empty); the swap goes to ``swaps``. A partition left with no rows
@@ -1339,7 +1479,12 @@ def _id_ranges(path: Path) -> list[tuple[str, str]] | None:
             if group.num_rows == 0:
                 continue
             stats = group.column(cols[0]).statistics
-            if stats is None or not stats.has_min_max or not isinstance(stats.min, str) or not isinstance(stats.max, str):
+            if (
+                stats is None
+                or not stats.has_min_max
+                or not isinstance(stats.min, str)
+                or not isinstance(stats.max, str)
+            ):
                 return None
             out.append((stats.min, stats.max))
         return out
@@ -1371,17 +1516,24 @@ def _drop(scan: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
 def _merge_partner(layout: Layout, staged: list[Path], swaps: list[tuple[Path | None, Path]]) -> int:
     """Partner rows by UTC day of ``declared_at``, one row per shipment_id per day (latest wins);
     each day's partition is staged and added to ``swaps`` for the run's journal."""
-    new = pl.concat(_keyed(staged, 1), how="diagonal_relaxed").with_columns(
-        pl.col(S.DECLARED_AT).dt.date().alias("_day")
-    ).collect(engine="streaming")
+    new = (
+        pl.concat(_keyed(staged, 1), how="diagonal_relaxed")
+        .with_columns(pl.col(S.DECLARED_AT).dt.date().alias("_day"))
+        .collect(engine="streaming")
+    )
     order = [S.SHIPMENT_ID, S.DECLARED_AT, _SEQ, _ORD, _ROW]
     ingested = 0
     existing = _existing_files(layout.raw_partner, "declared_date")
     for (day,), part in sorted(new.partition_by("_day", as_dict=True).items()):
         files = [f for d, f in existing if d == day]
-        frames = [pl.read_parquet(f).with_row_index(_ROW, offset=1).with_columns(
-            pl.col(_ROW).cast(pl.Int64), pl.lit(0, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD))
-            for i, f in enumerate(files)]
+        frames = [
+            pl.read_parquet(f)
+            .with_row_index(_ROW, offset=1)
+            .with_columns(
+                pl.col(_ROW).cast(pl.Int64), pl.lit(0, dtype=pl.Int8).alias(_SEQ), pl.lit(i, dtype=pl.Int32).alias(_ORD)
+            )
+            for i, f in enumerate(files)
+        ]
         merged = pl.concat([*frames, part.drop("_day")], how="diagonal_relaxed")
         merged = merged.sort(order).unique(subset=[S.SHIPMENT_ID], keep="last", maintain_order=True)
         ingested += int((merged[_SEQ] == 1).sum())
@@ -1450,14 +1602,29 @@ def import_labels(layout: Layout, path: Path, store: LabelStore) -> LabelImportS
                     write_parquet_atomic(bad, layout.quarantine_rows / f"{run_id}-{digest[:12]}.parquet", PRIVATE_FILE)
                     reasons.update(Counter(bad[Q_REASONS].explode().to_list()))
                 recorded = store.record(valid, actor=f"import:{path_i.name}") if valid.height else 0
-                result.rows_in, result.rows_valid, result.rows_quarantined = valid.height + bad.height, valid.height, bad.height
+                result.rows_in, result.rows_valid, result.rows_quarantined = (
+                    valid.height + bad.height,
+                    valid.height,
+                    bad.height,
+                )
                 summary.files_imported += 1
                 summary.rows_in += valid.height + bad.height
                 summary.rows_valid += valid.height
                 summary.rows_recorded += int(recorded or 0)
                 summary.rows_quarantined += bad.height
-            _append_jsonl(ledger, [{"sha256": digest, "file": path_i.name, "kind": "labels",
-                                    "status": result.status, "run_id": run_id, "at": now.isoformat()}])
+            _append_jsonl(
+                ledger,
+                [
+                    {
+                        "sha256": digest,
+                        "file": path_i.name,
+                        "kind": "labels",
+                        "status": result.status,
+                        "run_id": run_id,
+                        "at": now.isoformat(),
+                    }
+                ],
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary.quarantine_reasons = dict(sorted(reasons.items()))
@@ -1471,8 +1638,14 @@ _STORED_EXAM = "_stored_exam_date"
 _KEY_SID = "_label_shipment_key"
 
 
-def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str,
-                 latest_exam: date, stored: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_labels(
+    path: Path,
+    workdir: Path,
+    known_ids: pl.LazyFrame,
+    run_id: str,
+    latest_exam: date,
+    stored: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid rows with S.LABEL_SCHEMA and ``recorded_at``, quarantined rows) of one outcomes file
     (small: eager).
 
@@ -1495,20 +1668,24 @@ def _read_labels(path: Path, workdir: Path, known_ids: pl.LazyFrame, run_id: str
     sid = _text(S.SHIPMENT_ID, schema[S.SHIPMENT_ID])
     wanted = frame.select(sid.alias(S.SHIPMENT_ID)).drop_nulls().unique()
     ids = known_ids.join(wanted.lazy(), on=S.SHIPMENT_ID, how="semi").unique().collect(engine="streaming")
-    plan.reasons.append(_reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment"))
+    plan.reasons.append(
+        _reason(sid.is_not_null() & ~sid.is_in(ids.get_column(S.SHIPMENT_ID).implode()), "unknown_shipment")
+    )
     plan.reasons.append(_reason(_p(S.EXAM_DATE) > latest_exam, "future:exam_date"))
     if "recorded_at" in schema:  # a recording time in the future would hide the outcome until then
         plan.reasons.append(_reason(_p("recorded_at") > datetime.now(UTC), "future:recorded_at"))
     lf_rows = frame.lazy()
     if stored is not None and stored.height:
-        lf_rows = lf_rows.with_columns(sid.alias(_KEY_SID)).join(
-            stored.lazy().rename({S.SHIPMENT_ID: _KEY_SID}), on=_KEY_SID, how="left", maintain_order="left").drop(_KEY_SID)
-        plan.reasons.append(_reason(pl.col(_STORED_EXAM).is_not_null() & (_p(S.EXAM_DATE) < pl.col(_STORED_EXAM)),
-                                    "older_than_stored"))
+        lf_rows = (
+            lf_rows.with_columns(sid.alias(_KEY_SID))
+            .join(stored.lazy().rename({S.SHIPMENT_ID: _KEY_SID}), on=_KEY_SID, how="left", maintain_order="left")
+            .drop(_KEY_SID)
+        )
+        plan.reasons.append(
+            _reason(pl.col(_STORED_EXAM).is_not_null() & (_p(S.EXAM_DATE) < pl.col(_STORED_EXAM)), "older_than_stored")
+        )
     checked = plan.apply(lf_rows)
-    valid = checked.filter(~pl.col(_BAD)).select(
-        *[e.alias(c) for c, e in plan.values.items()]
-    ).collect()
+    valid = checked.filter(~pl.col(_BAD)).select(*[e.alias(c) for c, e in plan.values.items()]).collect()
     bad = _bad_rows_plan(checked, schema, plan, path.name, "labels", run_id).collect()
     return valid, bad
 
@@ -1523,34 +1700,36 @@ def sample_manifest(n: int, seed: int = 0, start: date = date(2026, 1, 5)) -> pl
     rng = np.random.default_rng(seed)
     idx = np.arange(n)
     countries = np.array(["CN", "HK", "MX", "GB", "DE", "KR", "IN", "VN"])
-    return pl.DataFrame({
-        S.SHIPMENT_ID: [f"S{seed:02d}{i:09d}" for i in idx],
-        S.FILED_AT: [f"{start.isoformat()}T{(i % 24):02d}:{(i % 60):02d}:00Z" for i in idx],
-        S.ARRIVAL_DATE: [start.isoformat()] * n,
-        S.ENTRY_TYPE: rng.choice(["321", "86", "11", "01", "postal"], n).tolist(),
-        S.MODE: rng.choice(S.MODES, n).tolist(),
-        S.CARRIER_CODE: rng.choice(["DHL", "FDX", "UPS", "USPS"], n).tolist(),
-        S.PORT_OF_ENTRY: rng.choice(["4701", "2720", "0101", "2304"], n).tolist(),
-        S.SHIPPER_NAME: [f"Shipper {i % 997}" for i in idx],
-        S.SHIPPER_ADDRESS: [f"{i % 500} Industrial Road" for i in idx],
-        S.SHIPPER_COUNTRY: rng.choice(countries, n).tolist(),
-        S.CONSIGNEE_NAME: [f"Person {i % 5003}" for i in idx],
-        S.CONSIGNEE_ADDRESS: [f"{i % 9000} Main Street Apt {i % 7}" for i in idx],
-        S.CONSIGNEE_CITY: ["Springfield"] * n,
-        S.CONSIGNEE_STATE: rng.choice(["NY", "CA", "TX", "OH"], n).tolist(),
-        S.CONSIGNEE_POSTAL_CODE: [f"{(i * 7) % 99999:05d}" for i in idx],
-        S.DESCRIPTION: rng.choice(["t-shirt", "phone case", "hair dye", "machine parts"], n).tolist(),
-        S.COUNTRY_OF_ORIGIN: rng.choice(countries, n).tolist(),
-        S.DECLARED_VALUE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
-        S.CURRENCY: rng.choice(["USD", "CNY", "EUR"], n).tolist(),
-        S.GROSS_WEIGHT_KG: np.round(rng.lognormal(-1, 0.8, n) + 0.01, 3).astype(str).tolist(),
-        S.PIECE_COUNT: rng.integers(1, 5, n).astype(str).tolist(),
-        S.HTS_CODE: rng.choice(["6109.10.0012", "3926909985", "330590", "8479.89.9499"], n).tolist(),
-        S.SELLER_ID: [f"SEL{i % 3001}" for i in idx],
-        S.LISTED_PRICE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
-        S.ACCOUNT_CREATED_DATE: ["2025-06-01"] * n,
-        S.KNOWN_CONSIGNOR: rng.choice(["true", "false"], n).tolist(),
-    })
+    return pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [f"S{seed:02d}{i:09d}" for i in idx],
+            S.FILED_AT: [f"{start.isoformat()}T{(i % 24):02d}:{(i % 60):02d}:00Z" for i in idx],
+            S.ARRIVAL_DATE: [start.isoformat()] * n,
+            S.ENTRY_TYPE: rng.choice(["321", "86", "11", "01", "postal"], n).tolist(),
+            S.MODE: rng.choice(S.MODES, n).tolist(),
+            S.CARRIER_CODE: rng.choice(["DHL", "FDX", "UPS", "USPS"], n).tolist(),
+            S.PORT_OF_ENTRY: rng.choice(["4701", "2720", "0101", "2304"], n).tolist(),
+            S.SHIPPER_NAME: [f"Shipper {i % 997}" for i in idx],
+            S.SHIPPER_ADDRESS: [f"{i % 500} Industrial Road" for i in idx],
+            S.SHIPPER_COUNTRY: rng.choice(countries, n).tolist(),
+            S.CONSIGNEE_NAME: [f"Person {i % 5003}" for i in idx],
+            S.CONSIGNEE_ADDRESS: [f"{i % 9000} Main Street Apt {i % 7}" for i in idx],
+            S.CONSIGNEE_CITY: ["Springfield"] * n,
+            S.CONSIGNEE_STATE: rng.choice(["NY", "CA", "TX", "OH"], n).tolist(),
+            S.CONSIGNEE_POSTAL_CODE: [f"{(i * 7) % 99999:05d}" for i in idx],
+            S.DESCRIPTION: rng.choice(["t-shirt", "phone case", "hair dye", "machine parts"], n).tolist(),
+            S.COUNTRY_OF_ORIGIN: rng.choice(countries, n).tolist(),
+            S.DECLARED_VALUE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
+            S.CURRENCY: rng.choice(["USD", "CNY", "EUR"], n).tolist(),
+            S.GROSS_WEIGHT_KG: np.round(rng.lognormal(-1, 0.8, n) + 0.01, 3).astype(str).tolist(),
+            S.PIECE_COUNT: rng.integers(1, 5, n).astype(str).tolist(),
+            S.HTS_CODE: rng.choice(["6109.10.0012", "3926909985", "330590", "8479.89.9499"], n).tolist(),
+            S.SELLER_ID: [f"SEL{i % 3001}" for i in idx],
+            S.LISTED_PRICE: np.round(rng.lognormal(3, 1, n), 2).astype(str).tolist(),
+            S.ACCOUNT_CREATED_DATE: ["2025-06-01"] * n,
+            S.KNOWN_CONSIGNOR: rng.choice(["true", "false"], n).tolist(),
+        }
+    )
 
 
 def bench_ingest(tmpdir: Path, rows: int = 4_000_000, formats: tuple[str, ...] = ("parquet", "csv")) -> dict:
@@ -1566,8 +1745,10 @@ def bench_ingest(tmpdir: Path, rows: int = 4_000_000, formats: tuple[str, ...] =
     tmpdir = Path(tmpdir)
     base = sample_manifest(min(rows, 100_000))
     reps = -(-rows // base.height)
-    frame = pl.concat([base] * reps).head(rows).with_columns(
-        (pl.lit("B") + pl.int_range(pl.len()).cast(pl.String).str.zfill(10)).alias(S.SHIPMENT_ID)
+    frame = (
+        pl.concat([base] * reps)
+        .head(rows)
+        .with_columns((pl.lit("B") + pl.int_range(pl.len()).cast(pl.String).str.zfill(10)).alias(S.SHIPMENT_ID))
     )
     layouts = {}
     for fmt in formats:

@@ -226,20 +226,28 @@ class LabelStore:
             # SQLite: UTCDateTime's text (db.SQLITE_UTC_FORMAT)
             stamp = pl.col(RECORDED_AT).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00") if sqlite else pl.col(RECORDED_AT)
             day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
-            rows = changes.with_columns(day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by"))
+            rows = changes.with_columns(
+                day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by")
+            )
             new_rows = rows.filter(pl.col("action") == "insert")
             upd_rows = rows.filter(pl.col("action") == "update")
             label_cols = [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT, "recorded_by"]
             if new_rows.height:
-                self._executemany(conn, _insert_sql(self.engine, "labels", label_cols), new_rows.select(label_cols).rows())
+                self._executemany(
+                    conn, _insert_sql(self.engine, "labels", label_cols), new_rows.select(label_cols).rows()
+                )
             if upd_rows.height:
                 set_cols = [*_VALUE_COLS, RECORDED_AT, "recorded_by"]
                 sql = _update_sql(self.engine, "labels", set_cols, S.SHIPMENT_ID)
                 self._executemany(conn, sql, upd_rows.select(*set_cols, S.SHIPMENT_ID).rows())
             audit_cols = [S.SHIPMENT_ID, "changed_at", "actor", "action", "before", "after"]
             audit = rows.select(
-                S.SHIPMENT_ID, pl.col(RECORDED_AT).alias("changed_at"), pl.col("recorded_by").alias("actor"),
-                "action", "before", "after",
+                S.SHIPMENT_ID,
+                pl.col(RECORDED_AT).alias("changed_at"),
+                pl.col("recorded_by").alias("actor"),
+                "action",
+                "before",
+                "after",
             )
             self._executemany(conn, _insert_sql(self.engine, "label_audit", audit_cols), audit.rows())
             return changes.height
@@ -286,11 +294,15 @@ class LabelStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         values = pl.Struct({c: pl.String() for c in _VALUE_COLS})
-        audit = pl.DataFrame(
-            [tuple(r) for r in rows],
-            schema={S.SHIPMENT_ID: pl.String(), RECORDED_AT: pl.Datetime("us", "UTC"), "after": pl.String()},
-            orient="row",
-        ).with_columns(pl.col("after").str.json_decode(values)).unnest("after")
+        audit = (
+            pl.DataFrame(
+                [tuple(r) for r in rows],
+                schema={S.SHIPMENT_ID: pl.String(), RECORDED_AT: pl.Datetime("us", "UTC"), "after": pl.String()},
+                orient="row",
+            )
+            .with_columns(pl.col("after").str.json_decode(values))
+            .unnest("after")
+        )
         audit = audit.with_columns(pl.col(S.EXAM_DATE).str.to_date("%Y-%m-%d"))
         schema = {**S.LABEL_SCHEMA, RECORDED_AT: pl.Datetime("us", "UTC")}
         cur = self.current()
@@ -319,11 +331,7 @@ class LabelStore:
     def history(self, shipment_id: str) -> list[dict]:
         """Audit rows of one shipment, oldest first: ``changed_at`` (UTC), ``actor``,
         ``action`` (insert/update), ``before`` (dict or None) and ``after`` (dict)."""
-        q = (
-            select(audit_table)
-            .where(audit_table.c[S.SHIPMENT_ID] == shipment_id)
-            .order_by(audit_table.c["id"])
-        )
+        q = select(audit_table).where(audit_table.c[S.SHIPMENT_ID] == shipment_id).order_by(audit_table.c["id"])
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         return [
@@ -400,7 +408,7 @@ def _insert_sql(engine: Any, table: str, cols: list[str]) -> str:
 
 def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
     marks = _placeholders(engine, [*set_cols, key])
-    sets = ", ".join(f"{_quote(engine, c)} = {m}" for c, m in zip(set_cols, marks[:-1]))
+    sets = ", ".join(f"{_quote(engine, c)} = {m}" for c, m in zip(set_cols, marks[:-1], strict=False))
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
 
 

@@ -158,8 +158,12 @@ def _adopt(conn: Connection, ctx, url: str) -> bool:
         extra = sorted(columns - expected - LEGACY_OPTIONAL_COLUMNS.get(table, frozenset()))
         if missing or extra:
             detail = "; ".join(
-                p for p in (f"missing {', '.join(missing)}" if missing else "",
-                            f"unexpected {', '.join(extra)}" if extra else "") if p
+                p
+                for p in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unexpected {', '.join(extra)}" if extra else "",
+                )
+                if p
             )
             raise RiskpipeError(
                 f"database {url}: table {table} does not have the columns riskpipe created ({detail}); "

@@ -32,8 +32,9 @@ retraining).
 
 from __future__ import annotations
 
+import collections
 import copy
-
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -177,11 +178,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             head = copy.copy(hgb)
             head._predictors = predictors[:trees]
             return np.asarray(head.decision_function(Z), dtype=float).ravel()
-        out = None
-        for i, out in enumerate(hgb.staged_decision_function(Z), start=1):
-            if i >= trees:
-                break
-        return np.asarray(out, dtype=float).ravel()
+        # the last of the first ``trees`` stages
+        out = collections.deque(itertools.islice(hgb.staged_decision_function(Z), trees), maxlen=1)
+        return np.asarray(out[0], dtype=float).ravel()
 
     def fit_cascade(self, X_calib: pl.DataFrame, y_calib: Any, trees: int = 15) -> RiskModel:
         """Calibrate the log-odds of the first ``trees`` trees on later days (for ``predict_risk_cascade``)."""
@@ -189,10 +188,14 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             return self
         self.stage1_trees_ = int(min(trees, self._boosting().n_iter_))
         Z = self.estimator_.encode(self._X(X_calib))
-        self.calibrator_stage1_ = ProbabilityCalibrator(self.calibration).fit(self._stage1(Z, self.stage1_trees_), y_calib)
+        self.calibrator_stage1_ = ProbabilityCalibrator(self.calibration).fit(
+            self._stage1(Z, self.stage1_trees_), y_calib
+        )
         return self
 
-    def predict_risk_cascade(self, X: pl.DataFrame, candidate_share: float = 0.05, always: np.ndarray | None = None) -> np.ndarray:
+    def predict_risk_cascade(
+        self, X: pl.DataFrame, candidate_share: float = 0.05, always: np.ndarray | None = None
+    ) -> np.ndarray:
         """Calibrated probability with a two-stage cascade: the first trees score every row, the
         whole model re-scores the top ``candidate_share`` of rows (and the rows in ``always``).
         Rows outside get the first stage's own calibrated probability. Falls back to
@@ -301,9 +304,17 @@ class LinearBaseline(BaseEstimator):
         nums = [c for c in self.feature_columns_ if c not in cats]
         parts = []
         if nums:
-            parts.append(("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), nums))
+            parts.append(
+                (
+                    "num",
+                    make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
+                    nums,
+                )
+            )
         if cats:
-            parts.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, max_categories=30), cats))
+            parts.append(
+                ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, max_categories=30), cats)
+            )
         self.pipeline_ = Pipeline(
             [
                 ("encode", ColumnTransformer(parts)),
@@ -367,7 +378,9 @@ def occlusion_drops(predict: Scorer, X: pl.DataFrame, baseline: dict[str, Any], 
     return base[None, :].repeat(len(features), 0).T - stacked.reshape(len(features), n).T
 
 
-def feature_importance(model: RiskModel, X: pl.DataFrame, y: np.ndarray, baseline: dict[str, Any], seed: int = 0, max_rows: int = 2000) -> dict[str, float]:
+def feature_importance(
+    model: RiskModel, X: pl.DataFrame, y: np.ndarray, baseline: dict[str, Any], seed: int = 0, max_rows: int = 2000
+) -> dict[str, float]:
     """Mean occlusion drop over positives (or all rows if none): what drives high scores."""
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(y == 1)
@@ -377,7 +390,7 @@ def feature_importance(model: RiskModel, X: pl.DataFrame, y: np.ndarray, baselin
         idx = rng.choice(idx, max_rows, replace=False)
     sample = X[np.sort(idx)]
     drops = occlusion_drops(model.predict_risk, sample, baseline, model.feature_columns_)
-    return {f: float(v) for f, v in zip(model.feature_columns_, drops.mean(axis=0))}
+    return {f: float(v) for f, v in zip(model.feature_columns_, drops.mean(axis=0), strict=False)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +403,9 @@ def _all_missing(s: pl.Series) -> bool:
     return s.null_count() == s.len()
 
 
-def time_split(days: Sequence[date], eval_days: int | None = None, calib_days: int | None = None) -> tuple[list[date], list[date], list[date]]:
+def time_split(
+    days: Sequence[date], eval_days: int | None = None, calib_days: int | None = None
+) -> tuple[list[date], list[date], list[date]]:
     """(train, calibration, evaluation) days in time order: evaluation last, calibration before."""
     from riskpipe.errors import RiskpipeError
 
@@ -432,7 +447,8 @@ def fit_risk_model(
         model.fit_cascade(calib, yc)
     baseline = feature_baseline(train, features)
     meta = {
-        "estimator": type(est).__name__ + (f" + {linear_weight:g} x LinearBaseline (log-odds)" if linear_weight > 0 else ""),
+        "estimator": type(est).__name__
+        + (f" + {linear_weight:g} x LinearBaseline (log-odds)" if linear_weight > 0 else ""),
         "calibration": model.calibrator_.method_,
         "feature_columns": features,
         "unused_all_missing": [c for c in candidates if c not in features],
@@ -462,19 +478,26 @@ def training_warnings(meta: dict[str, Any]) -> list[str]:
     out = []
     n_train = meta.get("n_train_positive")
     if isinstance(n_train, int) and n_train < MIN_TRAIN_POSITIVES:
-        out.append(f"trained on {n_train} positive(s), fewer than {MIN_TRAIN_POSITIVES}: "
-                   "its ranking and importances rest on too few findings")
+        out.append(
+            f"trained on {n_train} positive(s), fewer than {MIN_TRAIN_POSITIVES}: "
+            "its ranking and importances rest on too few findings"
+        )
     n_calib = meta.get("n_calib_positive")
     if isinstance(n_calib, int) and n_calib < MIN_CALIB_POSITIVES:
-        out.append(f"calibrated on {n_calib} positive(s), fewer than {MIN_CALIB_POSITIVES}: "
-                   "its probabilities are not reliable")
+        out.append(
+            f"calibrated on {n_calib} positive(s), fewer than {MIN_CALIB_POSITIVES}: its probabilities are not reliable"
+        )
     requested = meta.get("calibration_requested", "sigmoid")
     if meta.get("calibration_fallback"):
-        out.append(f"{requested} calibration fell back to identity (uncalibrated log-odds): {meta['calibration_fallback']}")
+        out.append(
+            f"{requested} calibration fell back to identity (uncalibrated log-odds): {meta['calibration_fallback']}"
+        )
     elif "calibration_fallback" not in meta and meta.get("calibration") == "identity":
         out.append("calibration is identity (uncalibrated log-odds)")
     if meta.get("calibration_stage1_fallback"):
-        out.append(f"the first-stage (cascade) calibration fell back to identity: {meta['calibration_stage1_fallback']}")
+        out.append(
+            f"the first-stage (cascade) calibration fell back to identity: {meta['calibration_stage1_fallback']}"
+        )
     return out
 
 
@@ -558,7 +581,9 @@ def evaluate_scored(
     for f in fractions:
         k_cols[_pct(f)] = f"_k_{_pct(f)}"
         frame = frame.with_columns(
-            pl.min_horizontal(pl.max_horizontal((n_day * f).round(9).ceil().cast(pl.Int64), pl.lit(1)), n_day).alias(k_cols[_pct(f)])
+            pl.min_horizontal(pl.max_horizontal((n_day * f).round(9).ceil().cast(pl.Int64), pl.lit(1)), n_day).alias(
+                k_cols[_pct(f)]
+            )
         )
     tops = []
     for name in names:
@@ -599,9 +624,10 @@ def evaluate_scored(
         base = pos / n if n else 0.0
         sizes = day_sizes.filter(pl.col(S.ARRIVAL_DATE).is_in(days_of[view]))
         shipments = int(sizes["n"].sum())
-        prevalence = (base if view in _SAMPLE_VIEWS else (pos / shipments if shipments else 0.0))
+        prevalence = base if view in _SAMPLE_VIEWS else (pos / shipments if shipments else 0.0)
         k_day = {
-            _mult(mult): {d: M.k_for_prevalence(int(c), prevalence, mult) for d, c in sizes.iter_rows()} for mult in multiples
+            _mult(mult): {d: M.k_for_prevalence(int(c), prevalence, mult) for d, c in sizes.iter_rows()}
+            for mult in multiples
         }
         report["base_rates"][view] = {
             "n": n,
@@ -616,9 +642,11 @@ def evaluate_scored(
         }
         k_prev = {}
         for key, ks in k_day.items():
-            k_prev[key] = pl.col(S.ARRIVAL_DATE).replace_strict(
-                list(ks), list(ks.values()), default=0, return_dtype=pl.Int64
-            ) if ks else pl.lit(0, dtype=pl.Int64)
+            k_prev[key] = (
+                pl.col(S.ARRIVAL_DATE).replace_strict(list(ks), list(ks.values()), default=0, return_dtype=pl.Int64)
+                if ks
+                else pl.lit(0, dtype=pl.Int64)
+            )
         top_of: dict[tuple[str, str], pl.Expr] = {}
         for name in names:
             for key in k_cols:
@@ -626,15 +654,25 @@ def evaluate_scored(
             for key, kexpr in k_prev.items():
                 top_of[(name, "prev_" + key)] = (pl.col(f"_rank__{name}") <= kexpr).fill_null(False)
         per_model: dict[str, Any] = {}
-        sums = sub.select(
-            [top.sum().alias(f"sel__{name}__{key}") for (name, key), top in top_of.items()]
-            + [(top & (y == 1)).sum().alias(f"tp__{name}__{key}") for (name, key), top in top_of.items()]
-        ).row(0, named=True) if n else {}
+        sums = (
+            sub.select(
+                [top.sum().alias(f"sel__{name}__{key}") for (name, key), top in top_of.items()]
+                + [(top & (y == 1)).sum().alias(f"tp__{name}__{key}") for (name, key), top in top_of.items()]
+            ).row(0, named=True)
+            if n
+            else {}
+        )
         for name in names:
             m: dict[str, Any] = {
-                "precision_at_prevalence": {}, "recall_at_prevalence": {}, "lift_at_prevalence": {},
-                "selected_at_prevalence": {}, "hits_at_prevalence": {},
-                "precision_at": {}, "recall_at": {}, "lift_at": {}, "selected_at": {},
+                "precision_at_prevalence": {},
+                "recall_at_prevalence": {},
+                "lift_at_prevalence": {},
+                "selected_at_prevalence": {},
+                "hits_at_prevalence": {},
+                "precision_at": {},
+                "recall_at": {},
+                "lift_at": {},
+                "selected_at": {},
             }
             for key in [*k_cols, *("prev_" + k for k in k_prev)]:
                 sel = int(sums.get(f"sel__{name}__{key}", 0) or 0)
@@ -643,17 +681,26 @@ def evaluate_scored(
                 rec = tp / pos if pos else 0.0
                 lift = prec / base if base else 0.0
                 if key == "capacity":
-                    m.update(precision_at_capacity=prec, recall_at_capacity=rec, lift_at_capacity=lift,
-                             selected_at_capacity=sel, hits_at_capacity=tp)
+                    m.update(
+                        precision_at_capacity=prec,
+                        recall_at_capacity=rec,
+                        lift_at_capacity=lift,
+                        selected_at_capacity=sel,
+                        hits_at_capacity=tp,
+                    )
                 elif key.startswith("prev_"):
-                    mk = key[len("prev_"):]
+                    mk = key[len("prev_") :]
                     m["precision_at_prevalence"][mk], m["recall_at_prevalence"][mk] = prec, rec
                     m["lift_at_prevalence"][mk] = lift
                     m["selected_at_prevalence"][mk], m["hits_at_prevalence"][mk] = sel, tp
                 else:
                     m["precision_at"][key], m["recall_at"][key], m["lift_at"][key] = prec, rec, lift
                     m["selected_at"][key] = sel
-            m["pr_auc"] = M.pr_auc(sub.select(y.cast(pl.Int64)).to_series().to_numpy(), sub[_score_col(name)].to_numpy()) if n else 0.0
+            m["pr_auc"] = (
+                M.pr_auc(sub.select(y.cast(pl.Int64)).to_series().to_numpy(), sub[_score_col(name)].to_numpy())
+                if n
+                else 0.0
+            )
             per_model[name] = m
         report["views"][view] = per_model
     report["preferred_view"] = "truth" if "truth" in views else "labelled"
@@ -672,9 +719,18 @@ def view_summaries(report: dict[str, Any], min_positives: int = MIN_EVIDENCE_POS
             continue
         b = report["base_rates"][view]
         enough = b["positives"] >= min_positives
-        keep = ("precision_at_prevalence", "recall_at_prevalence", "hits_at_prevalence", "selected_at_prevalence",
-                "precision_at_capacity", "recall_at_capacity", "hits_at_capacity", "selected_at_capacity",
-                "recall_at", "pr_auc")
+        keep = (
+            "precision_at_prevalence",
+            "recall_at_prevalence",
+            "hits_at_prevalence",
+            "selected_at_prevalence",
+            "precision_at_capacity",
+            "recall_at_capacity",
+            "hits_at_capacity",
+            "selected_at_capacity",
+            "recall_at",
+            "pr_auc",
+        )
         models = report["views"][view]
         order = [m for m in BASELINE_ROWS if m in models] + [m for m in models if m not in BASELINE_ROWS]
         out.append(
@@ -688,14 +744,18 @@ def view_summaries(report: dict[str, Any], min_positives: int = MIN_EVIDENCE_POS
                 "prevalence_basis": b.get("prevalence_basis", ""),
                 "k_at_prevalence": b.get("k_at_prevalence", {}),
                 "enough_evidence": enough,
-                "verdict": None if enough else f"not enough evidence ({b['positives']} positive{'s' * (b['positives'] != 1)})",
+                "verdict": None
+                if enough
+                else f"not enough evidence ({b['positives']} positive{'s' * (b['positives'] != 1)})",
                 "scorers": {name: {k: models[name][k] for k in keep if k in models[name]} for name in order},
             }
         )
     return out
 
 
-def _slices(frame: pl.DataFrame, name: str | None, view: tuple[pl.Expr, pl.Expr], top: int = 10) -> dict[str, list[dict]]:
+def _slices(
+    frame: pl.DataFrame, name: str | None, view: tuple[pl.Expr, pl.Expr], top: int = 10
+) -> dict[str, list[dict]]:
     """Per mode / port / origin: rows, positives, and the first model's precision and recall at
     capacity within the slice (the day's global selection)."""
     if name is None:
@@ -718,8 +778,14 @@ def _slices(frame: pl.DataFrame, name: str | None, view: tuple[pl.Expr, pl.Expr]
             .sort(["n", "value"], descending=[True, False])
             .head(top)
             .with_columns(
-                pl.when(pl.col("selected") > 0).then(pl.col("hits") / pl.col("selected")).otherwise(0.0).alias("precision_at_capacity"),
-                pl.when(pl.col("positives") > 0).then(pl.col("hits") / pl.col("positives")).otherwise(0.0).alias("recall_at_capacity"),
+                pl.when(pl.col("selected") > 0)
+                .then(pl.col("hits") / pl.col("selected"))
+                .otherwise(0.0)
+                .alias("precision_at_capacity"),
+                pl.when(pl.col("positives") > 0)
+                .then(pl.col("hits") / pl.col("positives"))
+                .otherwise(0.0)
+                .alias("recall_at_capacity"),
             )
         )
         out[dim] = g.to_dicts()
@@ -779,7 +845,9 @@ def capacity_by_day(raw_ports: pl.DataFrame, settings: Any, capacity: int | None
     out = {}
     counts = raw_ports.group_by(S.ARRIVAL_DATE, S.PORT_OF_ENTRY).len()
     for (day,), part in counts.group_by(S.ARRIVAL_DATE):
-        out[day] = sum(port_slots(dict(zip(part[S.PORT_OF_ENTRY], part["len"])), settings, capacity).values())
+        out[day] = sum(
+            port_slots(dict(zip(part[S.PORT_OF_ENTRY], part["len"], strict=False)), settings, capacity).values()
+        )
     return out
 
 
@@ -823,16 +891,20 @@ def evaluate_models(
     from riskpipe.training import day_features
 
     parts = []
-    located = labels.select(
-        S.SHIPMENT_ID, S.is_positive_expr(), pl.col(S.EXAM_REASON).cast(pl.String)
-    ).unique(S.SHIPMENT_ID, keep="last")
+    located = labels.select(S.SHIPMENT_ID, S.is_positive_expr(), pl.col(S.EXAM_REASON).cast(pl.String)).unique(
+        S.SHIPMENT_ID, keep="last"
+    )
     ports = []
     all_days = sorted(set(eval_days) | set(random_exam_days))
     for day in all_days:
         feats = day_features(layout, day, labels, builder=builder)
         raw = scan_raw_shipments(layout, [day]).collect()
         ports.append(raw.select(S.ARRIVAL_DATE, pl.col(S.PORT_OF_ENTRY).cast(pl.String)))
-        joined = raw.join(feats.drop([c for c in feats.columns if c in raw.columns and c != S.SHIPMENT_ID]), on=S.SHIPMENT_ID, how="inner")
+        joined = raw.join(
+            feats.drop([c for c in feats.columns if c in raw.columns and c != S.SHIPMENT_ID]),
+            on=S.SHIPMENT_ID,
+            how="inner",
+        )
         joined = joined.with_columns(rule_scores(rules, joined))
         scores = {"rules": joined[S.RULE_SCORE].to_numpy() + 1e-9 * random_scorer(settings.seed + 1)(joined)}
         scores["random"] = random_scorer(settings.seed)(joined)
@@ -864,7 +936,10 @@ def rule_scores(rules: Any, joined: pl.DataFrame) -> list[pl.Series]:
     if S.RULE_FLOOR_SCORE not in applied.columns:
         applied = applied.with_columns(pl.lit(None, dtype=pl.Float64).alias(S.RULE_FLOOR_SCORE))
     hits = joined.select(S.SHIPMENT_ID).join(
-        applied.select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_FLOOR_SCORE), on=S.SHIPMENT_ID, how="left", maintain_order="left"
+        applied.select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_FLOOR_SCORE),
+        on=S.SHIPMENT_ID,
+        how="left",
+        maintain_order="left",
     )
     return [hits[c].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0) for c in (S.RULE_SCORE, S.RULE_FLOOR_SCORE)]
 
@@ -909,7 +984,9 @@ def adaptation_study(
     if len(days) <= warmup_days + 1:
         from riskpipe.errors import RiskpipeError
 
-        raise RiskpipeError(f"adaptation study: need more than {warmup_days + 1} days with ground truth, found {len(days)}")
+        raise RiskpipeError(
+            f"adaptation study: need more than {warmup_days + 1} days with ground truth, found {len(days)}"
+        )
     warm, sim = days[:warmup_days], days[warmup_days:]
     located = labels.select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME, S.EXAM_REASON)
     arrivals = scan_raw_shipments(layout, warm).select(S.SHIPMENT_ID).collect()
@@ -962,12 +1039,22 @@ def adaptation_study(
                         "precision_at_capacity": found / targets.height if targets.height else 0.0,
                     }
                 )
-                outcomes = pl.read_parquet(layout.partition(layout.truth, day) / "truth.parquet", columns=[S.SHIPMENT_ID, S.TRUE_CLASS])
-                new = targets.select(S.SHIPMENT_ID, S.SELECTION).join(outcomes, on=S.SHIPMENT_ID, how="left").select(
-                    S.SHIPMENT_ID,
-                    pl.lit(day, dtype=pl.Date).alias(S.EXAM_DATE),
-                    pl.col(S.TRUE_CLASS).fill_null("no_finding").cast(S.Outcome).alias(S.OUTCOME),
-                    pl.when(pl.col(S.SELECTION) == "exploration").then(pl.lit("random")).otherwise(pl.lit("targeted")).cast(S.ExamReason).alias(S.EXAM_REASON),
+                outcomes = pl.read_parquet(
+                    layout.partition(layout.truth, day) / "truth.parquet", columns=[S.SHIPMENT_ID, S.TRUE_CLASS]
+                )
+                new = (
+                    targets.select(S.SHIPMENT_ID, S.SELECTION)
+                    .join(outcomes, on=S.SHIPMENT_ID, how="left")
+                    .select(
+                        S.SHIPMENT_ID,
+                        pl.lit(day, dtype=pl.Date).alias(S.EXAM_DATE),
+                        pl.col(S.TRUE_CLASS).fill_null("no_finding").cast(S.Outcome).alias(S.OUTCOME),
+                        pl.when(pl.col(S.SELECTION) == "exploration")
+                        .then(pl.lit("random"))
+                        .otherwise(pl.lit("targeted"))
+                        .cast(S.ExamReason)
+                        .alias(S.EXAM_REASON),
+                    )
                 )
                 known = pl.concat([known, new], how="vertical_relaxed")
                 feats[day] = today

@@ -54,8 +54,9 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     from riskpipe.features.build import write_features
 
     require_day(layout, day)
-    return write_features(layout, day, load_labels(settings), features_path(layout, day),
-                          partner_key_path=settings.partner_key_path)
+    return write_features(
+        layout, day, load_labels(settings), features_path(layout, day), partner_key_path=settings.partner_key_path
+    )
 
 
 class RulesOnlyNight(RiskpipeError):
@@ -103,8 +104,9 @@ def load_champion(settings: Settings):
     return champion_state(settings).model
 
 
-def score_step(layout: Layout, settings: Settings, day: date, features_file: Path,
-               batch_rows: int | None = None) -> Path:
+def score_step(
+    layout: Layout, settings: Settings, day: date, features_file: Path, batch_rows: int | None = None
+) -> Path:
     """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``.
 
     Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of
@@ -119,8 +121,9 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     if rows > batch_rows:
-        scored = _score_in_batches(layout, day, features_file, model, rules, feature_columns, raw_columns,
-                                   rows, -(-rows // batch_rows))
+        scored = _score_in_batches(
+            layout, day, features_file, model, rules, feature_columns, raw_columns, rows, -(-rows // batch_rows)
+        )
         scored = watchlist_step(layout, settings, day, scored)
         return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
@@ -130,8 +133,17 @@ def score_step(layout: Layout, settings: Settings, day: date, features_file: Pat
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
 
 
-def _score_in_batches(layout: Layout, day: date, features_file: Path, model, rules, feature_columns: list[str],
-                      raw_columns: list[str], rows: int, n: int) -> pl.DataFrame:
+def _score_in_batches(
+    layout: Layout,
+    day: date,
+    features_file: Path,
+    model,
+    rules,
+    feature_columns: list[str],
+    raw_columns: list[str],
+    rows: int,
+    n: int,
+) -> pl.DataFrame:
     """Score ``n`` contiguous row ranges of the features file (``rows`` rows) one after the other
     (cheap reasons), then give the day's top rows their occlusion reasons, as ``score_frame``
     does for a whole day.
@@ -148,7 +160,11 @@ def _score_in_batches(layout: Layout, day: date, features_file: Path, model, rul
     for a, b in zip(starts, starts[1:], strict=False):
         feats = pl.scan_parquet(features_file).select(feature_columns).slice(a, b - a).collect()
         ids = feats.get_column(S.SHIPMENT_ID)
-        raw_part = raw.select(raw_columns).filter(pl.col(S.SHIPMENT_ID).is_between(pl.lit(ids.min()), pl.lit(ids.max()))).collect()
+        raw_part = (
+            raw.select(raw_columns)
+            .filter(pl.col(S.SHIPMENT_ID).is_between(pl.lit(ids.min()), pl.lit(ids.max())))
+            .collect()
+        )
         parts.append(score_day(layout, day, model, rules, pl.DataFrame(), features=feats, raw_day=raw_part, top_n=0))
         del feats, raw_part
     scored = pl.concat(parts, rechunk=False)
@@ -174,8 +190,15 @@ def scoring_columns(model, rules, feature_schema) -> tuple[list[str], list[str]]
     return features, raw
 
 
-def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_file: Path,
-                        staged: dict[str, str], capacity: int | None, quarantine_by_reason: dict[str, int]) -> dict:
+def rank_and_stage_step(
+    layout: Layout,
+    settings: Settings,
+    day: date,
+    scored_file: Path,
+    staged: dict[str, str],
+    capacity: int | None,
+    quarantine_by_reason: dict[str, int],
+) -> dict:
     """Targeting list, scores file and report written into the staging directories."""
     from riskpipe.model import training_warnings
     from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
@@ -203,15 +226,25 @@ def rank_and_stage_step(layout: Layout, settings: Settings, day: date, scored_fi
     drift = drift_table(layout, day, scores, features, drift_cols)
     evaluation = evaluation_rows(model.meta) if model is not None else None
     html = render_report(
-        day, scores, targets, narrow, quarantine_by_reason,
-        model.version if model is not None else None, evaluation, drift,
-        datetime.now(UTC).isoformat(timespec="seconds"), champion_problem=champion.problem,
+        day,
+        scores,
+        targets,
+        narrow,
+        quarantine_by_reason,
+        model.version if model is not None else None,
+        evaluation,
+        drift,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        champion_problem=champion.problem,
         model_warnings=training_warnings(model.meta) if model is not None else (),
         port_slots=port_ceilings(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
         gaps=gaps,
         oea_claims=oea_claim_counts(
-            scan_raw_shipments(layout, [day]).select(S.TRUSTED_TRADER).collect(), pl.read_parquet(feats_file, columns=["xb_oea_confirmed", "xb_oea_unconfirmed"])
-            if feats_file.exists() and "xb_oea_confirmed" in pl.read_parquet_schema(feats_file) else None),
+            scan_raw_shipments(layout, [day]).select(S.TRUSTED_TRADER).collect(),
+            pl.read_parquet(feats_file, columns=["xb_oea_confirmed", "xb_oea_unconfirmed"])
+            if feats_file.exists() and "xb_oea_confirmed" in pl.read_parquet_schema(feats_file)
+            else None,
+        ),
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
     summary = {
@@ -293,8 +326,19 @@ def _key_features(model, schema) -> list[str]:
 
 def top_targets_rows(targets_file: Path, n: int = 15) -> list[dict]:
     """The first ``n`` targets without personal data (for logs and Prefect artifacts)."""
-    cols = [S.RANK, S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.REASONS, S.REASON_TEXT, S.NETWORK_ID,
-            S.COUNTRY_OF_ORIGIN, S.MODE, S.HTS_CODE]
+    cols = [
+        S.RANK,
+        S.SHIPMENT_ID,
+        S.PORT_OF_ENTRY,
+        S.RISK_SCORE,
+        S.SELECTION,
+        S.REASONS,
+        S.REASON_TEXT,
+        S.NETWORK_ID,
+        S.COUNTRY_OF_ORIGIN,
+        S.MODE,
+        S.HTS_CODE,
+    ]
     frame = pl.read_parquet(targets_file, columns=cols).sort(S.RANK).head(n)
     return frame.with_columns(pl.col(S.RISK_SCORE).round(4)).to_dicts()
 

@@ -31,15 +31,17 @@ class Failure:
         return f"riskpipe {self.flow} {self.state.lower()}: {self.run_name}"
 
     def body(self) -> str:
-        return (f"riskpipe run {self.run_name} ({self.flow}, day {self.day or 'unknown'}) ended {self.state} "
-                f"at step '{self.step or 'unknown'}': {self.error}")
+        return (
+            f"riskpipe run {self.run_name} ({self.flow}, day {self.day or 'unknown'}) ended {self.state} "
+            f"at step '{self.step or 'unknown'}': {self.error}"
+        )
 
 
 def apprise_url(url: str) -> str:
     """``url`` as apprise reads it: a plain http(s) webhook becomes apprise's JSON poster."""
     for plain, scheme in (("http://", "json://"), ("https://", "jsons://")):
         if url.startswith(plain):
-            return scheme + url[len(plain):]
+            return scheme + url[len(plain) :]
     return url
 
 
@@ -52,6 +54,7 @@ def send(url: str, failure: Failure) -> None:
     target = apprise.Apprise()
     if not target.add(apprise_url(url)):
         raise RiskpipeError("notify_url: not a URL apprise can send to (see the apprise URL formats)")
-    if not target.notify(body=failure.body(), title=failure.title(), notify_type=NotifyType.FAILURE,
-                         timeout=SEND_TIMEOUT_S):
+    if not target.notify(
+        body=failure.body(), title=failure.title(), notify_type=NotifyType.FAILURE, timeout=SEND_TIMEOUT_S
+    ):
         raise RiskpipeError("notify_url: the alert could not be delivered")

@@ -59,8 +59,10 @@ CONTENTS = (FINDINGS, OEA)
 #: identifier kinds a feed may carry, and the class each is hashed in: a phone is a phone whoever
 #: holds it (a consignee's phone matches a phone the partner found on a shipper)
 KIND_CLASS: dict[str, str] = {
-    "cons_phone": "phone", "shipper_phone": "phone",
-    "cons_email": "email", "shipper_email": "email",
+    "cons_phone": "phone",
+    "shipper_phone": "phone",
+    "cons_email": "email",
+    "shipper_email": "email",
     "account_ip": "ip",
     "cons_addr": "address",
     "shipper": "shipper",
@@ -69,10 +71,14 @@ KIND_CLASS: dict[str, str] = {
 FEED_KINDS = list(KIND_CLASS)
 #: how a reason names the identifier of today's shipment that matched
 KIND_WORDS: dict[str, str] = {
-    "cons_phone": "the consignee's phone", "shipper_phone": "the shipper's phone",
-    "cons_email": "the consignee's e-mail", "shipper_email": "the shipper's e-mail",
-    "account_ip": "the buyer account's IP address", "cons_addr": "the consignee's address",
-    "shipper": "the shipper", "seller": "the marketplace seller",
+    "cons_phone": "the consignee's phone",
+    "shipper_phone": "the shipper's phone",
+    "cons_email": "the consignee's e-mail",
+    "shipper_email": "the shipper's e-mail",
+    "account_ip": "the buyer account's IP address",
+    "cons_addr": "the consignee's address",
+    "shipper": "the shipper",
+    "seller": "the marketplace seller",
 }
 DEFAULT_VALID_DAYS = 30
 #: how far ahead of our clock a feed's created_at may be (clock skew between administrations)
@@ -100,16 +106,20 @@ def read_key(path: Path, home: Path) -> bytes:
     if not path.is_file():
         raise RiskpipeError(f"partner key {path}: no such file (make one with `riskpipe partner keygen PATH`)")
     if _inside(path, home):
-        raise RiskpipeError(f"partner key {path}: is inside the data home {home}; keep it outside (copies of the "
-                            f"home would carry it)")
+        raise RiskpipeError(
+            f"partner key {path}: is inside the data home {home}; keep it outside (copies of the home would carry it)"
+        )
     if path.stat().st_mode & 0o077:
-        raise RiskpipeError(f"partner key {path}: readable by group or others (mode {path.stat().st_mode & 0o777:o}); "
-                            f"chmod 600 it")
+        raise RiskpipeError(
+            f"partner key {path}: readable by group or others (mode {path.stat().st_mode & 0o777:o}); chmod 600 it"
+        )
     text = path.read_text(encoding="ascii", errors="replace").strip()
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        raise RiskpipeError(f"partner key {path}: not a hex key (make one with `riskpipe partner keygen PATH`)") from None
+        raise RiskpipeError(
+            f"partner key {path}: not a hex key (make one with `riskpipe partner keygen PATH`)"
+        ) from None
     if len(key) < KEY_MIN_BYTES:
         raise RiskpipeError(f"partner key {path}: {len(key)} bytes; need at least {KEY_MIN_BYTES} random bytes")
     return key
@@ -155,8 +165,9 @@ def normalised_frame(frame: pl.LazyFrame, kinds: list[str]) -> pl.LazyFrame:
     from riskpipe.features.keys import NORMALISED
 
     parts = [
-        frame.select(S.SHIPMENT_ID, pl.lit(k).alias("kind"), NORMALISED[k].alias("value"))
-        .filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
+        frame.select(S.SHIPMENT_ID, pl.lit(k).alias("kind"), NORMALISED[k].alias("value")).filter(
+            pl.col("value").is_not_null() & (pl.col("value") != "")
+        )
         for k in kinds
     ]
     return pl.concat(parts)
@@ -191,16 +202,33 @@ def sign(envelope: dict, key: bytes) -> dict:
     return {**{k: v for k, v in envelope.items() if k != "signature"}, "signature": sig}
 
 
-def make_envelope(content: str, entries: list[dict], key: bytes, issuer: str, since: date | None,
-                  until: date | None, now: datetime, valid_days: int) -> dict:
+def make_envelope(
+    content: str,
+    entries: list[dict],
+    key: bytes,
+    issuer: str,
+    since: date | None,
+    until: date | None,
+    now: datetime,
+    valid_days: int,
+) -> dict:
     if valid_days < 1:
         raise RiskpipeError(f"--valid-days: need at least 1, got {valid_days}")
-    return sign({
-        "format": FORMAT, "version": VERSION, "content": content, "issuer": issuer, "key_id": key_id(key),
-        "since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
-        "created_at": _ts(now), "expires_at": _ts(now + timedelta(days=valid_days)),
-        "entries": entries,
-    }, key)
+    return sign(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "content": content,
+            "issuer": issuer,
+            "key_id": key_id(key),
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "created_at": _ts(now),
+            "expires_at": _ts(now + timedelta(days=valid_days)),
+            "entries": entries,
+        },
+        key,
+    )
 
 
 def write_feed(envelope: dict, out: Path) -> Path:
@@ -222,8 +250,10 @@ def verify(data: bytes, key: bytes, now: datetime, content: str, source: str) ->
     if env.get("version") != VERSION:
         raise RiskpipeError(f"{source}: refused: format version {env.get('version')!r}, this riskpipe reads {VERSION}")
     if env.get("key_id") != key_id(key):
-        raise RiskpipeError(f"{source}: refused: made under key {str(env.get('key_id'))[:16]!r}, ours is "
-                            f"{key_id(key)!r} (wrong or rotated key)")
+        raise RiskpipeError(
+            f"{source}: refused: made under key {str(env.get('key_id'))[:16]!r}, ours is "
+            f"{key_id(key)!r} (wrong or rotated key)"
+        )
     sig = env.get("signature")
     if not isinstance(sig, str) or not hmac.compare_digest(sign(env, key)["signature"], sig):
         raise RiskpipeError(f"{source}: refused: bad signature (the file was changed after it was made)")
@@ -241,11 +271,19 @@ def verify(data: bytes, key: bytes, now: datetime, content: str, source: str) ->
     for i, e in enumerate(entries):
         # every field a string of its exact form: a signed file with a number or a list where a
         # string belongs must be refused here, not crash every night that reads it
-        ok = (isinstance(e, dict) and isinstance(e.get("kind"), str) and e["kind"] in KIND_CLASS
-              and isinstance(e.get("hmac"), str) and _HEX64.match(e["hmac"]) is not None)
+        ok = (
+            isinstance(e, dict)
+            and isinstance(e.get("kind"), str)
+            and e["kind"] in KIND_CLASS
+            and isinstance(e.get("hmac"), str)
+            and _HEX64.match(e["hmac"]) is not None
+        )
         if ok and content == FINDINGS:
-            ok = (isinstance(e.get("finding"), str) and e["finding"] in S.POSITIVE_OUTCOMES
-                  and _is_date(e.get("finding_date")))
+            ok = (
+                isinstance(e.get("finding"), str)
+                and e["finding"] in S.POSITIVE_OUTCOMES
+                and _is_date(e.get("finding_date"))
+            )
         if not ok:
             raise RiskpipeError(f"{source}: refused: entry {i} is not a valid {content} entry")
     return env
@@ -276,21 +314,28 @@ def finding_entries(layout: Layout, labels: pl.DataFrame, key: bytes, since: dat
     ).select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String).alias("finding"))
     if found.height == 0:
         return []
-    days = [since - timedelta(days=EXAM_SEARCH_DAYS) + timedelta(days=k)
-            for k in range((until - since).days + EXAM_SEARCH_DAYS + 1)]
+    days = [
+        since - timedelta(days=EXAM_SEARCH_DAYS) + timedelta(days=k)
+        for k in range((until - since).days + EXAM_SEARCH_DAYS + 1)
+    ]
     rows = scan_raw_shipments(layout, days).filter(pl.col(S.SHIPMENT_ID).is_in(found[S.SHIPMENT_ID].implode()))
     ids = normalised_frame(rows, FEED_KINDS).unique().collect()
     ids = ids.join(found, on=S.SHIPMENT_ID, how="inner")
     if ids.height == 0:
         return []
     distinct = ids.select("kind", "value").unique().sort("kind", "value")
-    hashed = pl.concat([
-        g.with_columns(pl.Series("hmac", keyed_hashes(key, str(kind), g["value"].to_list()), dtype=pl.String))
-        for (kind,), g in distinct.group_by("kind", maintain_order=True)
-    ])
+    hashed = pl.concat(
+        [
+            g.with_columns(pl.Series("hmac", keyed_hashes(key, str(kind), g["value"].to_list()), dtype=pl.String))
+            for (kind,), g in distinct.group_by("kind", maintain_order=True)
+        ]
+    )
     out = (
-        ids.join(hashed, on=["kind", "value"]).drop("value", S.SHIPMENT_ID)
-        .sort(S.EXAM_DATE, "finding").group_by("kind", "hmac").agg(pl.all().last())
+        ids.join(hashed, on=["kind", "value"])
+        .drop("value", S.SHIPMENT_ID)
+        .sort(S.EXAM_DATE, "finding")
+        .group_by("kind", "hmac")
+        .agg(pl.all().last())
         .select("kind", "hmac", "finding", pl.col(S.EXAM_DATE).cast(pl.String).alias("finding_date"))
         .sort("kind", "hmac")
     )
@@ -303,9 +348,11 @@ def operator_entries(operators: pl.DataFrame, key: bytes, source: str) -> list[d
     missing = [c for c in ("name", "country") if c not in operators.columns]
     if missing:
         raise RiskpipeError(f"{source}: missing column {missing[0]!r} (need name, country)")
-    shaped = operators.select(pl.col("name").cast(pl.String).alias(S.SHIPPER_NAME),
-                              pl.col("country").cast(pl.String).str.strip_chars().str.to_uppercase()
-                              .alias(S.SHIPPER_COUNTRY), pl.lit("").alias(S.SHIPMENT_ID))
+    shaped = operators.select(
+        pl.col("name").cast(pl.String).alias(S.SHIPPER_NAME),
+        pl.col("country").cast(pl.String).str.strip_chars().str.to_uppercase().alias(S.SHIPPER_COUNTRY),
+        pl.lit("").alias(S.SHIPMENT_ID),
+    )
     values = normalised_frame(shaped.lazy(), ["shipper"]).collect()["value"].unique().sort().to_list()
     return [{"kind": "shipper", "hmac": h} for h in sorted(keyed_hashes(key, "shipper", values))]
 
@@ -330,8 +377,9 @@ class Imported:
     imported_at: datetime
 
 
-def import_feed(layout: Layout, source: Path, key: bytes, content: str, shared_by: str,
-                now: datetime | None = None) -> Imported:
+def import_feed(
+    layout: Layout, source: Path, key: bytes, content: str, shared_by: str, now: datetime | None = None
+) -> Imported:
     """Verify the feed in ``source`` and store it with its import time (``now``, default the
     clock). A refused feed stores nothing. Importing the same feed again keeps the first import."""
     now = now or datetime.now(UTC)
@@ -342,7 +390,9 @@ def import_feed(layout: Layout, source: Path, key: bytes, content: str, shared_b
     path = folder / f"{feed_id}.json"
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        return Imported(path, feed_id, len(env["entries"]), False, _parse_ts(old["imported_at"], "imported_at", str(path)))
+        return Imported(
+            path, feed_id, len(env["entries"]), False, _parse_ts(old["imported_at"], "imported_at", str(path))
+        )
     record = {"imported_at": _ts(now), "shared_by": shared_by, "feed": env}
     write_bytes_atomic(json.dumps(record, sort_keys=True).encode("ascii"), path, PRIVATE_FILE)
     return Imported(path, feed_id, len(env["entries"]), True, now)
@@ -369,16 +419,27 @@ def _records(layout: Layout, content: str, day: date) -> list[dict]:
     return sorted(out, key=lambda r: (r["_imported"], r["_id"]))
 
 
-ENTRY_SCHEMA = {"kind": pl.String, "class": pl.String, "hmac": pl.String, "finding": pl.String,
-                "finding_date": pl.Date, "shared_by": pl.String}
+ENTRY_SCHEMA = {
+    "kind": pl.String,
+    "class": pl.String,
+    "hmac": pl.String,
+    "finding": pl.String,
+    "finding_date": pl.Date,
+    "shared_by": pl.String,
+}
 
 
 def active_findings(layout: Layout, day: date) -> pl.DataFrame:
     """Entries of the findings feeds known at D's cut-off, with findings dated before D."""
     rows = [
-        {**{k: e[k] for k in ("kind", "hmac", "finding")}, "class": KIND_CLASS[e["kind"]],
-         "finding_date": date.fromisoformat(e["finding_date"]), "shared_by": r["shared_by"]}
-        for r in _records(layout, FINDINGS, day) for e in r["feed"]["entries"]
+        {
+            **{k: e[k] for k in ("kind", "hmac", "finding")},
+            "class": KIND_CLASS[e["kind"]],
+            "finding_date": date.fromisoformat(e["finding_date"]),
+            "shared_by": r["shared_by"],
+        }
+        for r in _records(layout, FINDINGS, day)
+        for e in r["feed"]["entries"]
     ]
     frame = pl.DataFrame(rows, schema=ENTRY_SCHEMA) if rows else pl.DataFrame(schema=ENTRY_SCHEMA)
     return frame.filter(pl.col("finding_date") < day)
@@ -414,8 +475,10 @@ def day_key(layout: Layout, key_path: Path | None = None) -> bytes:
 
         key_path = load_settings(layout.home).partner_key_path
     if key_path is None:
-        raise RiskpipeError(f"{layout.home}: partner feeds are stored but no partner key is configured "
-                            "(partner_key_path in riskpipe.toml or RISKPIPE_PARTNER_KEY_PATH)")
+        raise RiskpipeError(
+            f"{layout.home}: partner feeds are stored but no partner key is configured "
+            "(partner_key_path in riskpipe.toml or RISKPIPE_PARTNER_KEY_PATH)"
+        )
     return read_key(key_path, layout.home)
 
 
@@ -433,9 +496,24 @@ def ensure_private(layout: Layout) -> None:
 #: its OEA list), and what both need to find the truck. No risk score, no reason codes, no model
 #: or rule internals, no US-only reasons, no consignee personal data.
 JOINT_COLUMNS = [
-    "joint_rank", S.SHIPMENT_ID, S.ARRIVAL_DATE, S.PORT_OF_ENTRY, S.MODE, S.CARRIER_CODE, S.MASTER_BILL,
-    S.SHIPPER_NAME, S.SHIPPER_COUNTRY, S.COUNTRY_OF_ORIGIN, S.EXPORT_COUNTRY, S.DESCRIPTION, S.HTS_CODE,
-    S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG, S.PIECE_COUNT, "oea_claim", "shared_reason",
+    "joint_rank",
+    S.SHIPMENT_ID,
+    S.ARRIVAL_DATE,
+    S.PORT_OF_ENTRY,
+    S.MODE,
+    S.CARRIER_CODE,
+    S.MASTER_BILL,
+    S.SHIPPER_NAME,
+    S.SHIPPER_COUNTRY,
+    S.COUNTRY_OF_ORIGIN,
+    S.EXPORT_COUNTRY,
+    S.DESCRIPTION,
+    S.HTS_CODE,
+    S.DECLARED_VALUE_USD,
+    S.GROSS_WEIGHT_KG,
+    S.PIECE_COUNT,
+    "oea_claim",
+    "shared_reason",
 ]
 
 
@@ -446,14 +524,19 @@ def joint_list(layout: Layout, day: date, port: str, ucp_ports: list[str], key: 
     from riskpipe.features import partner as family
 
     if port not in ucp_ports:
-        raise RiskpipeError(f"--port {port}: not a Unified Cargo Processing port in settings "
-                            f"(ucp_ports: {', '.join(ucp_ports) or 'none'})")
+        raise RiskpipeError(
+            f"--port {port}: not a Unified Cargo Processing port in settings "
+            f"(ucp_ports: {', '.join(ucp_ports) or 'none'})"
+        )
     targets_file = layout.day_dir(layout.targets, day) / "targets.parquet"
     if not targets_file.is_file():
-        raise RiskpipeError(f"{targets_file}: no published targeting list for {day} (run `riskpipe nightly --date {day}`)")
+        raise RiskpipeError(
+            f"{targets_file}: no published targeting list for {day} (run `riskpipe nightly --date {day}`)"
+        )
     targets = (
         pl.read_parquet(targets_file, columns=[S.RANK, S.SHIPMENT_ID, S.PORT_OF_ENTRY])
-        .filter(pl.col(S.PORT_OF_ENTRY) == port).sort(S.RANK)
+        .filter(pl.col(S.PORT_OF_ENTRY) == port)
+        .sort(S.RANK)
         .select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("joint_rank"), S.SHIPMENT_ID)
     )
     raw = scan_raw_shipments(layout, [day]).filter(pl.col(S.SHIPMENT_ID).is_in(targets[S.SHIPMENT_ID].implode()))
@@ -478,6 +561,8 @@ def write_joint_list(frame: pl.DataFrame, out_dir: Path, day: date, port: str) -
 
     private_dir(Path(out_dir))
     stem = f"joint-{day.isoformat()}-port-{port}"
-    csv = write_bytes_atomic(formula_safe(frame).write_csv().encode("utf-8"), Path(out_dir) / f"{stem}.csv", PRIVATE_FILE)
+    csv = write_bytes_atomic(
+        formula_safe(frame).write_csv().encode("utf-8"), Path(out_dir) / f"{stem}.csv", PRIVATE_FILE
+    )
     pq = write_parquet_atomic(frame, Path(out_dir) / f"{stem}.parquet", PRIVATE_FILE)
     return csv, pq

@@ -21,8 +21,10 @@ def check_home(home: Path) -> None:
     """The data home must exist: a mistyped ``--home`` is not created by a run."""
     if not home.is_dir():
         what = "is not a folder" if home.exists() else "does not exist"
-        raise RiskpipeError(f"data home {home} {what}: give --home (or RISKPIPE_HOME) an existing home, "
-                            "or make one with `riskpipe generate` or `riskpipe demo`")
+        raise RiskpipeError(
+            f"data home {home} {what}: give --home (or RISKPIPE_HOME) an existing home, "
+            "or make one with `riskpipe generate` or `riskpipe demo`"
+        )
 
 
 def day_ingested(layout: Layout, day: date) -> bool:
@@ -75,18 +77,23 @@ def check_nightly(layout: Layout, settings, day: date, ingest: bool, allow_rules
     check_home(layout.home)
     if not day_ingested(layout, day):
         if not ingest:
-            raise RiskpipeError(f"nightly {day}: no ingested manifests for arrival date {day} in {layout.home} "
-                                f"(raw store has: {_span(layout)}); ingest them first, or drop --skip-ingest")
+            raise RiskpipeError(
+                f"nightly {day}: no ingested manifests for arrival date {day} in {layout.home} "
+                f"(raw store has: {_span(layout)}); ingest them first, or drop --skip-ingest"
+            )
         if not pending_landing_files(layout):
-            raise RiskpipeError(f"nightly {day}: no ingested manifests for arrival date {day} in {layout.home} "
-                                f"(raw store has: {_span(layout)}) and no new files in {layout.landing}")
+            raise RiskpipeError(
+                f"nightly {day}: no ingested manifests for arrival date {day} in {layout.home} "
+                f"(raw store has: {_span(layout)}) and no new files in {layout.landing}"
+            )
     if not allow_rules_only:
         from riskpipe.nightly import champion_state
 
         state = champion_state(settings)
         if state.model is None:
-            raise RiskpipeError(f"nightly {day}: {state.problem}; or pass --allow-rules-only to rank the night "
-                                "by the rules alone")
+            raise RiskpipeError(
+                f"nightly {day}: {state.problem}; or pass --allow-rules-only to rank the night by the rules alone"
+            )
 
 
 def check_retrain(layout: Layout, settings, until: date | None, force: bool) -> None:
@@ -97,12 +104,16 @@ def check_retrain(layout: Layout, settings, until: date | None, force: bool) -> 
     days = sorted(p.name.split("=", 1)[1] for p in base.glob("arrival_date=*")) if base.is_dir() else []
     if not [d for d in days if until is None or d <= until.isoformat()] and not layout.raw_journal.exists():
         upto = f" up to {until}" if until else ""
-        raise RiskpipeError(f"retrain: no ingested manifests{upto} in {layout.home} (raw store has: {_span(layout)}); "
-                            "run `riskpipe ingest` first")
+        raise RiskpipeError(
+            f"retrain: no ingested manifests{upto} in {layout.home} (raw store has: {_span(layout)}); "
+            "run `riskpipe ingest` first"
+        )
     if not force:
         from riskpipe.nightly import champion_state
 
         state = champion_state(settings)
         if state.registered and state.model is None:
-            raise RiskpipeError(f"retrain: {state.problem}; refusing to promote a challenger without comparing it "
-                                "(repair the champion, or rerun with --force to promote without comparison)")
+            raise RiskpipeError(
+                f"retrain: {state.problem}; refusing to promote a challenger without comparing it "
+                "(repair the champion, or rerun with --force to promote without comparison)"
+            )

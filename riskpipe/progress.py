@@ -51,15 +51,19 @@ class StepBars:
         self.run_id: str | None = None
         self.finished: list[tuple[str, float]] = []
         self._rows: dict[str, Any] = {}
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[count]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) if console.is_terminal else None
+        self._progress = (
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[count]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            if console.is_terminal
+            else None
+        )
 
     def __enter__(self) -> StepBars:
         if self._progress is not None:

@@ -104,26 +104,36 @@ def _dr_terms(selected: str, q: str) -> pl.Expr:
     """Per-row DR contribution: mu on selected rows plus the IPS correction on random exams."""
     mu = pl.when(pl.col("_targeted")).then(pl.col("_y")).otherwise(pl.col(q).cast(pl.Float64).fill_null(0.0))
     correction = (
-        pl.when(pl.col("_random") & (pl.col("_p") > 0)).then((pl.col("_y") - pl.col(q).cast(pl.Float64).fill_null(0.0)) / pl.col("_p")).otherwise(0.0)
+        pl.when(pl.col("_random") & (pl.col("_p") > 0))
+        .then((pl.col("_y") - pl.col(q).cast(pl.Float64).fill_null(0.0)) / pl.col("_p"))
+        .otherwise(0.0)
     )
     return pl.when(pl.col(selected)).then(mu + correction).otherwise(0.0)
 
 
-def ips_hits(scored: pl.DataFrame, selected: str, days: Sequence[Any] | None = None, rate: float | None = None) -> float:
+def ips_hits(
+    scored: pl.DataFrame, selected: str, days: Sequence[Any] | None = None, rate: float | None = None
+) -> float:
     """Horvitz-Thompson estimate of a policy's hits at capacity from the random exams (see the
     module docstring for the assumptions). ``selected``: boolean column, the policy's picks."""
     days = sorted(scored[S.ARRIVAL_DATE].unique().to_list()) if days is None else days
     return float(_frame(scored, days, rate).select(_ips_terms(selected).sum()).item() or 0.0)
 
 
-def dr_hits(scored: pl.DataFrame, selected: str, q: str, days: Sequence[Any] | None = None, rate: float | None = None) -> float:
+def dr_hits(
+    scored: pl.DataFrame, selected: str, q: str, days: Sequence[Any] | None = None, rate: float | None = None
+) -> float:
     """Doubly robust estimate of a policy's hits at capacity (``q``: outcome-model column)."""
     days = sorted(scored[S.ARRIVAL_DATE].unique().to_list()) if days is None else days
     return float(_frame(scored, days, rate).select(_dr_terms(selected, q).sum()).item() or 0.0)
 
 
 def paired_bootstrap(
-    diff: np.ndarray, day_index: np.ndarray, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = DEFAULT_LEVEL
+    diff: np.ndarray,
+    day_index: np.ndarray,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
 ) -> tuple[float, float]:
     """Percentile interval of ``sum(diff)`` when shipments are resampled with replacement within
     each day (``day_index``: the day of each row). Both policies' contributions are in ``diff``
@@ -211,8 +221,10 @@ def decide(evidence: PromotionEvidence, min_positives: int, margin: float = 0.0)
     a bootstrap interval of challenger - champion whose lower bound exceeds ``margin`` (hits)."""
     lo, hi = evidence.interval
     if evidence.labelled_positives < min_positives:
-        return False, (f"not enough evidence: champion kept ({evidence.labelled_positives} labelled positives "
-                       f"< minimum {min_positives})")
+        return False, (
+            f"not enough evidence: champion kept ({evidence.labelled_positives} labelled positives "
+            f"< minimum {min_positives})"
+        )
     if lo > margin:
         return True, f"challenger better: interval lower bound {lo:+.2f} > margin {margin:g} hits: promoted"
     if hi < 0:
@@ -245,12 +257,16 @@ def select_at_capacity(scored: pl.DataFrame, names: Sequence[str], capacity: dic
     """``scored`` with a boolean ``selected__<name>`` per scorer: the day's top ``capacity``
     by ``score__<name>`` (ties by shipment id, as ``riskpipe.model.evaluate_scored`` ranks)."""
     cap = pl.DataFrame(
-        {S.ARRIVAL_DATE: list(capacity), "_k": list(capacity.values())}, schema={S.ARRIVAL_DATE: pl.Date, "_k": pl.Int64}
+        {S.ARRIVAL_DATE: list(capacity), "_k": list(capacity.values())},
+        schema={S.ARRIVAL_DATE: pl.Date, "_k": pl.Int64},
     )
     frame = scored.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID).join(cap, on=S.ARRIVAL_DATE, how="left", maintain_order="left")
     return frame.with_columns(
         [
-            (pl.col(f"score__{n}").fill_nan(None).rank("ordinal", descending=True).over(S.ARRIVAL_DATE) <= pl.col("_k").fill_null(0))
+            (
+                pl.col(f"score__{n}").fill_nan(None).rank("ordinal", descending=True).over(S.ARRIVAL_DATE)
+                <= pl.col("_k").fill_null(0)
+            )
             .fill_null(False)
             .alias(f"selected__{n}")
             for n in names

@@ -164,16 +164,15 @@ def default_reason_texts(settings: Settings) -> dict[str, str]:
 def reason_text_expr(texts: dict[str, str], reasons_col: str = S.REASONS) -> pl.Expr:
     """Plain words of the first reasons, joined with ``; `` (unknown codes read as words)."""
     codes = sorted(texts)
-    fallback = (
-        pl.element()
-        .str.strip_prefix(MODEL_REASON_PREFIX)
-        .str.replace_all("_", " ")
-        .str.to_lowercase()
-    )
-    mapped = pl.col(reasons_col).list.head(MAX_REASON_TEXTS).list.eval(
-        pl.when(pl.element().is_in(codes))
-        .then(pl.element().replace_strict(codes, [texts[c] for c in codes], default=None, return_dtype=pl.String))
-        .otherwise(fallback)
+    fallback = pl.element().str.strip_prefix(MODEL_REASON_PREFIX).str.replace_all("_", " ").str.to_lowercase()
+    mapped = (
+        pl.col(reasons_col)
+        .list.head(MAX_REASON_TEXTS)
+        .list.eval(
+            pl.when(pl.element().is_in(codes))
+            .then(pl.element().replace_strict(codes, [texts[c] for c in codes], default=None, return_dtype=pl.String))
+            .otherwise(fallback)
+        )
     )
     return mapped.list.join("; ")
 
@@ -204,8 +203,11 @@ def rank_day(
     """
     seed = settings.seed if seed is None else seed
     texts = default_reason_texts(settings) if texts is None else texts
-    analyst_cols = [c for c in S.TARGETS_SCHEMA if c not in (S.RANK, S.SELECTION, S.SELECTION_PROBABILITY, S.REASON_TEXT)
-                    and c not in scores.columns]
+    analyst_cols = [
+        c
+        for c in S.TARGETS_SCHEMA
+        if c not in (S.RANK, S.SELECTION, S.SELECTION_PROBABILITY, S.REASON_TEXT) and c not in scores.columns
+    ]
     analyst_cols = [c for c in analyst_cols if c != S.NETWORK_ID or c in raw_day.columns]
     raw_cols = [S.SHIPMENT_ID] + [c for c in analyst_cols if c != S.SHIPMENT_ID]
     missing = [c for c in raw_cols if c not in raw_day.columns]
@@ -261,9 +263,7 @@ def rank_day(
     # exploration: the smallest random keys among the rest of each port; each of the rest had
     # the same chance, _explore_n / _rest_n
     rest_order = pl.col(_RANDOM_KEY).rank("ordinal").over([S.PORT_OF_ENTRY, "_is_risk"])
-    frame = frame.with_columns(
-        (~pl.col("_is_risk") & (rest_order <= pl.col("_explore_n"))).alias("_is_explore")
-    )
+    frame = frame.with_columns((~pl.col("_is_risk") & (rest_order <= pl.col("_explore_n"))).alias("_is_explore"))
     picked = frame.filter(pl.col("_is_risk") | pl.col("_is_explore")).with_columns(
         pl.when(pl.col("_is_risk")).then(pl.lit("risk")).otherwise(pl.lit("exploration")).alias(S.SELECTION),
         pl.when(pl.col("_is_risk"))
@@ -375,6 +375,8 @@ def top_risk_gaps(
 def gaps_sentence(gaps: dict) -> str:
     """The gaps in one line: "of the day's top-N risk, k were not examined: j because ..."."""
     parts = [f"{r['shipments']} because {r['words']}" for r in gaps["reasons"].values() if r["shipments"]]
-    head = (f"of the day's top-{gaps['top_n']} risk (risk mass {gaps['top_risk_mass']:.2f}), "
-            f"{gaps['not_examined']} were not examined (risk mass {gaps['not_examined_risk_mass']:.2f})")
+    head = (
+        f"of the day's top-{gaps['top_n']} risk (risk mass {gaps['top_risk_mass']:.2f}), "
+        f"{gaps['not_examined']} were not examined (risk mass {gaps['not_examined_risk_mass']:.2f})"
+    )
     return head + (": " + "; ".join(parts) if parts else "")

@@ -66,8 +66,21 @@ _MAC_CONTEXT = b"riskpipe-registry-v1"
 
 _NUMPY_SCALARS = frozenset(
     f"numpy.{t}"
-    for t in ("bool", "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float16", "float32", "float64")
+    for t in (
+        "bool",
+        "bool_",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
 )
 #: Every node a model file may hold, as skops loader -> exact type names. Derived by saving the
 #: models riskpipe trains (``RiskModel`` over ``TabularRiskClassifier`` with numeric, categorical
@@ -382,7 +395,9 @@ def _check_nodes(data: bytes, what: str, legacy: bool = False) -> list[str]:
         raise RiskpipeError(f"{what}: not a readable skops model file ({type(exc).__name__})") from None
     extra = [t for t in untrusted if t not in names]
     if extra:  # skops saw a type the schema walk did not: refuse rather than guess
-        raise RiskpipeError(f"{what}: refusing it: the file holds types outside the reviewed list: {', '.join(extra[:6])}")
+        raise RiskpipeError(
+            f"{what}: refusing it: the file holds types outside the reviewed list: {', '.join(extra[:6])}"
+        )
     return list(untrusted)
 
 
@@ -534,7 +549,9 @@ def champion_version(models_dir: Path) -> str | None:
     try:
         version = json.loads(path.read_text(encoding="utf-8"))["version"]
     except OSError as exc:
-        raise RiskpipeError(f"{path}: cannot read the champion pointer ({exc.strerror or type(exc).__name__})") from None
+        raise RiskpipeError(
+            f"{path}: cannot read the champion pointer ({exc.strerror or type(exc).__name__})"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise RiskpipeError(f"{path}: not a valid champion pointer ({type(exc).__name__}: {exc})") from None
     return check_version_name(version, str(path))
@@ -590,8 +607,9 @@ def read_decisions(models_dir: Path) -> list[dict[str, Any]]:
 
 
 # -- champion changes by the operator, audited ---------------------------------------------------
-def record_champion_change(models_dir: Path, action: str, from_version: str | None, to_version: str,
-                           reason: str) -> dict[str, Any]:
+def record_champion_change(
+    models_dir: Path, action: str, from_version: str | None, to_version: str, reason: str
+) -> dict[str, Any]:
     """Append a champion change (``promote``, ``rollback``) to the audit trail: who, when, from,
     to, why. Also written with the keys of a retrain decision (``promoted``,
     ``challenger_version``, ``champion_version``), so every reader of the file sees the change."""
@@ -714,8 +732,9 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def describe_version(models_dir: Path, version: str, key_path: Path | None = None,
-                     champion: str | None = None) -> VersionInfo:
+def describe_version(
+    models_dir: Path, version: str, key_path: Path | None = None, champion: str | None = None
+) -> VersionInfo:
     """Load ``version`` as the nightly run would, and say whether it loads and what it is."""
     models_dir = Path(models_dir)
     check_version_name(version)
@@ -840,7 +859,9 @@ def trust_model(models_dir: Path, version: str, key_path: Path | None = None) ->
     if not (folder / META_FILE).exists():
         raise RiskpipeError(f"model {version}: no such model in {models_dir}")
     if (folder / SIGNATURE_FILE).exists():
-        raise RiskpipeError(f"model {version} is already signed: nothing to trust (a signed model that fails to load was changed)")
+        raise RiskpipeError(
+            f"model {version} is already signed: nothing to trust (a signed model that fails to load was changed)"
+        )
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         data = (folder / MODEL_FILE).read_bytes()
@@ -975,10 +996,25 @@ def headline_metrics(report: dict[str, Any], name: str = "model", min_positives:
         m = v["scorers"].get(name)
         if m is None:
             continue
-        at = [(f"{key} prevalence ({k:,} exams)", m["precision_at_prevalence"][key], m["recall_at_prevalence"][key],
-               m["hits_at_prevalence"][key], m["selected_at_prevalence"][key]) for key, k in v["k_at_prevalence"].items()]
-        at.append(("capacity (the ports' exam slots)", m["precision_at_capacity"], m["recall_at_capacity"],
-                   m["hits_at_capacity"], m["selected_at_capacity"]))
+        at = [
+            (
+                f"{key} prevalence ({k:,} exams)",
+                m["precision_at_prevalence"][key],
+                m["recall_at_prevalence"][key],
+                m["hits_at_prevalence"][key],
+                m["selected_at_prevalence"][key],
+            )
+            for key, k in v["k_at_prevalence"].items()
+        ]
+        at.append(
+            (
+                "capacity (the ports' exam slots)",
+                m["precision_at_capacity"],
+                m["recall_at_capacity"],
+                m["hits_at_capacity"],
+                m["selected_at_capacity"],
+            )
+        )
         for label, p, r, hits, sel in at:
             out[f"{v['view']} precision / recall at {label}"] = v["verdict"] or (
                 f"{p:.4f} / {r:.4f} ({hits} found; {sel:,} selected rows in the view; {v['positives']} positives)"
@@ -1041,10 +1077,9 @@ def retrain(
         fit_risk_model,
         time_split,
     )
+    from riskpipe.runsteps import Steps
     from riskpipe.score import blend
     from riskpipe.training import build_training_set, labelled_days
-
-    from riskpipe.runsteps import Steps
 
     steps = Steps("retrain")  # step boundaries for whoever watches (the CLI's progress rows)
     steps.next("champion")
@@ -1108,7 +1143,9 @@ def retrain(
 
     def production(m: LoadedModel):
         return lambda joined: blend(
-            m.model.predict_risk(joined), joined[S.RULE_SCORE].to_numpy(), floor_score=joined[S.RULE_FLOOR_SCORE].to_numpy()
+            m.model.predict_risk(joined),
+            joined[S.RULE_SCORE].to_numpy(),
+            floor_score=joined[S.RULE_FLOOR_SCORE].to_numpy(),
         )
 
     steps.next("evaluate")
@@ -1122,8 +1159,18 @@ def retrain(
     # random exams are ~1 % of parcels: their view also covers the calibration days (the model
     # never trained on them; calibration is monotone and only rescales its probability)
     scored: dict[str, Any] = {}
-    report = evaluate_models(layout, settings, labels, ev_days, scorers, rules=rules, with_truth=with_truth,
-                             builder=builder, random_exam_days=cal_days, keep=scored)
+    report = evaluate_models(
+        layout,
+        settings,
+        labels,
+        ev_days,
+        scorers,
+        rules=rules,
+        with_truth=with_truth,
+        builder=builder,
+        random_exam_days=cal_days,
+        keep=scored,
+    )
     view = report["views"][DECISION_VIEW]
     ch_score = view["model"]["precision_at_capacity"]
     champ_score = view["champion"]["precision_at_capacity"] if champion is not None else None
@@ -1139,7 +1186,9 @@ def retrain(
         picked = promotion.select_at_capacity(scored["scored"], ["model", "champion"], scored["capacity"]).with_columns(
             ((pl.col("score__model") + pl.col("score__champion")) / 2).alias("_q")
         )
-        evidence = promotion.estimate(picked, "selected__model", "selected__champion", "_q", ev_days, seed=settings.seed)
+        evidence = promotion.estimate(
+            picked, "selected__model", "selected__champion", "_q", ev_days, seed=settings.seed
+        )
 
     meta = {
         **meta,
@@ -1172,8 +1221,14 @@ def retrain(
             promoted, forced = True, True
             reason = f"forced promotion by {operator_name()} (retrain --force) despite: {reason}"
     if evidence is not None:
-        meta["promotion"] = {**evidence.as_dict(), "min_positives": min_positives, "margin": margin,
-                             "promoted": promoted and promote, "forced": forced, "reason": reason}
+        meta["promotion"] = {
+            **evidence.as_dict(),
+            "min_positives": min_positives,
+            "margin": margin,
+            "promoted": promoted and promote,
+            "forced": forced,
+            "reason": reason,
+        }
     version = save_model(models_dir, model, meta, key_path=key_path)
     if champion is not None and champion.meta.get("training_window", {}).get("calib_end", "") >= ev_days[0].isoformat():
         reason += " (note: the champion was trained on days overlapping the evaluation days)"

@@ -28,9 +28,15 @@ MIN_REFERENCE_DAYS = 7  # fewer comparable reference days than this: "warming up
 HISTORY_LOOKBACK_DAYS = 90  # unwindowed history features (first seen, prior exams) warm up this long
 _WINDOW = re.compile(r"_(\d+)d$")
 _WORDS = [
-    ("hist_", ""), ("cons_addr", "consignee address"), ("cons_name", "consignee name"), ("cons_phone", "consignee phone"),
-    ("first_seen_days", "days since first seen"), ("prior_positives", "prior positive exams"), ("prior_exams", "prior exams"),
-    ("_usd", " (USD)"), ("_kg", " (kg)"),
+    ("hist_", ""),
+    ("cons_addr", "consignee address"),
+    ("cons_name", "consignee name"),
+    ("cons_phone", "consignee phone"),
+    ("first_seen_days", "days since first seen"),
+    ("prior_positives", "prior positive exams"),
+    ("prior_exams", "prior exams"),
+    ("_usd", " (USD)"),
+    ("_kg", " (kg)"),
 ]
 
 
@@ -47,6 +53,7 @@ def psi(expected: pl.Series, actual: pl.Series, bins: int = PSI_BINS) -> float |
     if expected.len() == 0 or actual.len() == 0:
         return None
     edges = sorted({float(expected.quantile(q / bins, "linear")) for q in range(1, bins)})
+
     def shares(values: pl.Series) -> list[float]:
         idx = values.cut(edges, labels=[str(i) for i in range(len(edges) + 1)]).cast(pl.String).cast(pl.Int32)
         counts = idx.value_counts().sort(idx.name)
@@ -55,8 +62,9 @@ def psi(expected: pl.Series, actual: pl.Series, bins: int = PSI_BINS) -> float |
             full[k] = c
         n = values.len()
         return [max(c / n, 1e-4) for c in full.values()]
+
     e, a = shares(expected), shares(actual)
-    return float(sum((ai - ei) * math.log(ai / ei) for ei, ai in zip(e, a)))
+    return float(sum((ai - ei) * math.log(ai / ei) for ei, ai in zip(e, a, strict=False)))
 
 
 def warmup_days(column: str) -> int:
@@ -91,14 +99,19 @@ def describe_change(name: str, past: pl.Series, now: pl.Series) -> str:
     if binary or float((past == 0).mean()) > 0.5:
         a, b = float((past != 0).mean()), float((now != 0).mean())
         what = f"the share of parcels with {words}" if binary else f"the share of parcels with any {words}"
-        return f"{what} {moved(round(a, 3), round(b, 3))} from {a:.0%} to {b:.0%}" if moved(round(a, 3), round(b, 3)) != "stayed" else f"{what} stayed at {a:.0%}"
+        return (
+            f"{what} {moved(round(a, 3), round(b, 3))} from {a:.0%} to {b:.0%}"
+            if moved(round(a, 3), round(b, 3)) != "stayed"
+            else f"{what} stayed at {a:.0%}"
+        )
     a, b = float(past.median()), float(now.median())
     fa, fb = charts.thousands(round(a, 3)), charts.thousands(round(b, 3))
     return f"the median {words} {moved(a, b)} from {fa} to {fb}" if fa != fb else f"the median {words} stayed at {fa}"
 
 
-def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.DataFrame | None,
-                columns: list[str]) -> list[dict]:
+def drift_table(
+    layout: Layout, day: date, scores: pl.DataFrame, features: pl.DataFrame | None, columns: list[str]
+) -> list[dict]:
     """PSI of the score and of key features on ``day`` against the previous 30 days' outputs.
 
     A history feature is compared only with reference days that had their full history window
@@ -111,8 +124,15 @@ def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.Da
     if score_files:
         # extra_columns: days published before scores.parquet had arrival_date sit among newer ones
         past = pl.scan_parquet(score_files, extra_columns="ignore").select(S.RISK_SCORE).collect()
-        rows.append({"name": S.RISK_SCORE, "psi": psi(past[S.RISK_SCORE], scores[S.RISK_SCORE]), "days": len(score_files),
-                     "words": describe_change(S.RISK_SCORE, past[S.RISK_SCORE], scores[S.RISK_SCORE]), "warming": None})
+        rows.append(
+            {
+                "name": S.RISK_SCORE,
+                "psi": psi(past[S.RISK_SCORE], scores[S.RISK_SCORE]),
+                "days": len(score_files),
+                "words": describe_change(S.RISK_SCORE, past[S.RISK_SCORE], scores[S.RISK_SCORE]),
+                "warming": None,
+            }
+        )
     if features is not None:
         raw_days = layout.raw_days()
         first = min(raw_days) if raw_days else day
@@ -128,13 +148,27 @@ def drift_table(layout: Layout, day: date, scores: pl.DataFrame, features: pl.Da
             if not full_today or len(usable) < MIN_REFERENCE_DAYS:
                 ready = first + timedelta(days=need + MIN_REFERENCE_DAYS)
                 for col in group:
-                    rows.append({"name": col, "psi": None, "days": len(usable), "words": "",
-                                 "warming": f"history starts {first.isoformat()}; its {need}-day window is comparable from {ready.isoformat()}"})
+                    rows.append(
+                        {
+                            "name": col,
+                            "psi": None,
+                            "days": len(usable),
+                            "words": "",
+                            "warming": f"history starts {first.isoformat()}; its {need}-day window is comparable from {ready.isoformat()}",
+                        }
+                    )
                 continue
             past = pl.scan_parquet([str(feat_files[d]) for d in usable]).select(group).collect()
             for col in group:
-                rows.append({"name": col, "psi": psi(past[col], features[col]), "days": len(usable),
-                             "words": describe_change(col, past[col], features[col]), "warming": None})
+                rows.append(
+                    {
+                        "name": col,
+                        "psi": psi(past[col], features[col]),
+                        "days": len(usable),
+                        "words": describe_change(col, past[col], features[col]),
+                        "warming": None,
+                    }
+                )
     for row in rows:
         v = row["psi"]
         if row.get("warming"):
@@ -216,8 +250,11 @@ compared with days whose own history window was full; until there are {{ min_ref
 def oea_claim_counts(raw_day: pl.DataFrame, features: pl.DataFrame | None) -> dict[str, int] | None:
     """``mx_oea`` claims of the day: confirmed / not confirmed on the partner's OEA list, and not
     verified (no list imported for the day); None when nobody claims it."""
-    claims = int((raw_day.get_column(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").sum()) \
-        if S.TRUSTED_TRADER in raw_day.columns else 0
+    claims = (
+        int((raw_day.get_column(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").sum())
+        if S.TRUSTED_TRADER in raw_day.columns
+        else 0
+    )
     if claims == 0:
         return None
     have = features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.columns)
@@ -263,7 +300,10 @@ def render_report(
     if targets.height:
         use = (
             targets.group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
-            .agg((pl.col(S.SELECTION) == "risk").sum().alias("risk"), (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"))
+            .agg(
+                (pl.col(S.SELECTION) == "risk").sum().alias("risk"),
+                (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"),
+            )
             .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
         )
         slot_rows = [
@@ -283,7 +323,9 @@ def render_report(
         chart_mode=charts.bars([(str(m), float(n)) for m, n in by_mode.iter_rows()], "Shipments by mode", "shipments"),
         chart_port=charts.bars(port_items, "Shipments by port of entry", "shipments", color=charts.COLORS[2]),
         chart_slots=charts.slot_use(slot_rows),
-        chart_quarantine=charts.bars([(k, float(v)) for k, v in q_items], "Quarantined rows by reason", "rows", color=charts.COLORS[4]),
+        chart_quarantine=charts.bars(
+            [(k, float(v)) for k, v in q_items], "Quarantined rows by reason", "rows", color=charts.COLORS[4]
+        ),
         chart_scores=charts.score_histogram(charts.score_bins(scores[S.RISK_SCORE])),
         score_mean=float(scores[S.RISK_SCORE].mean() or 0.0),
         score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
@@ -292,8 +334,14 @@ def render_report(
         drift=drift,
         drift_window=DRIFT_WINDOW_DAYS,
         min_reference_days=MIN_REFERENCE_DAYS,
-        chart_drift=charts.bars(drift_items, "Population stability index (PSI)", "PSI", color=charts.COLORS[3],
-                                marks=[(0.1, "moderate"), (0.25, "major")], decimals=3),
+        chart_drift=charts.bars(
+            drift_items,
+            "Population stability index (PSI)",
+            "PSI",
+            color=charts.COLORS[3],
+            marks=[(0.1, "moderate"), (0.25, "major")],
+            decimals=3,
+        ),
         model_warnings=list(model_warnings),
         oea_claims=oea_claims,
         gaps=gaps,

@@ -118,7 +118,9 @@ class RuleSet:
 
     def _mask_expr(self, schema: pl.Schema) -> pl.Expr:
         bits = [
-            pl.when(_rule_expr(r, schema).fill_null(False)).then(pl.lit(1 << i, pl.UInt64)).otherwise(pl.lit(0, pl.UInt64))
+            pl.when(_rule_expr(r, schema).fill_null(False))
+            .then(pl.lit(1 << i, pl.UInt64))
+            .otherwise(pl.lit(0, pl.UInt64))
             for i, r in enumerate(self.rules)
         ]
         mask = pl.sum_horizontal(bits) if bits else pl.repeat(0, pl.len(), dtype=pl.UInt64)
@@ -137,8 +139,12 @@ class RuleSet:
             reasons.append(codes)
         return pl.DataFrame(
             {MASK: values, S.RULE_SCORE: scores, S.RULE_FLOOR_SCORE: floors, S.RULE_REASONS: reasons},
-            schema={MASK: pl.UInt64, S.RULE_SCORE: pl.Float64, S.RULE_FLOOR_SCORE: pl.Float64,
-                    S.RULE_REASONS: pl.List(pl.String)},
+            schema={
+                MASK: pl.UInt64,
+                S.RULE_SCORE: pl.Float64,
+                S.RULE_FLOOR_SCORE: pl.Float64,
+                S.RULE_REASONS: pl.List(pl.String),
+            },
         )
 
     def score_of(self, codes: list[str]) -> float:
@@ -163,9 +169,8 @@ class RuleSet:
             return self._apply_rows(self.hits(frame))
         lazy, schema = self._checked(frame)
         hits = self._collect(lazy, pl.col(S.SHIPMENT_ID), self._mask_expr(schema))
-        return (
-            hits.join(self.mask_table(hits[MASK]), on=MASK, how="left", maintain_order="left")
-            .select(S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_REASONS, S.RULE_FLOOR_SCORE)
+        return hits.join(self.mask_table(hits[MASK]), on=MASK, how="left", maintain_order="left").select(
+            S.SHIPMENT_ID, S.RULE_SCORE, S.RULE_REASONS, S.RULE_FLOOR_SCORE
         )
 
     def _apply_rows(self, hits: pl.DataFrame) -> pl.DataFrame:
@@ -225,9 +230,12 @@ def _cond_expr(c: Condition, schema: pl.Schema) -> pl.Expr:
             lex = load_lexicon()
             if v[1:] == "vague":
                 return normalise_text(col).str.strip_chars().is_in(list(lex.lists["vague"])).fill_null(False)
-            return normalise_text(col).str.contains_any(list(lex.lists[v[1:]]), ascii_case_insensitive=True).fill_null(
-                False
-            ) & col.is_not_null()
+            return (
+                normalise_text(col)
+                .str.contains_any(list(lex.lists[v[1:]]), ascii_case_insensitive=True)
+                .fill_null(False)
+                & col.is_not_null()
+            )
         return col.str.contains_any(_terms(v), ascii_case_insensitive=True).fill_null(False)
     if c.op == "matches":
         return col.str.contains(v).fill_null(False)
@@ -236,7 +244,12 @@ def _cond_expr(c: Condition, schema: pl.Schema) -> pl.Expr:
         return (inside if c.op == "in" else ~inside).fill_null(False)
     lit = pl.lit(v)
     out = {
-        "eq": col == lit, "ne": col != lit, "gt": col > lit, "ge": col >= lit, "lt": col < lit, "le": col <= lit,
+        "eq": col == lit,
+        "ne": col != lit,
+        "gt": col > lit,
+        "ge": col >= lit,
+        "lt": col < lit,
+        "le": col <= lit,
     }[c.op]
     return out.fill_null(False)
 
@@ -334,9 +347,7 @@ def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
         items = raw.get(key, [])
         if not isinstance(items, list):
             raise _fail(source, where, f"{key} must be a list of conditions")
-        conds[key] = tuple(
-            _validate_condition(c, source, f"{where}, {key}[{j}]", fields) for j, c in enumerate(items)
-        )
+        conds[key] = tuple(_validate_condition(c, source, f"{where}, {key}[{j}]", fields) for j, c in enumerate(items))
     if not conds["all"] and not conds["any"]:
         raise _fail(source, where, "needs conditions under all = [...] or any = [...]")
     return Rule(code=code, text=text.strip(), weight=float(w), all=conds["all"], any=conds["any"], floor=floor)

@@ -61,7 +61,9 @@ def rule_hits(layout: Layout, days: list[date] | None = None) -> pl.DataFrame:
         if d is None or (days is not None and d not in days):
             continue
         hits = (
-            pl.scan_parquet(path).select(S.SHIPMENT_ID, S.REASONS).explode(S.REASONS)
+            pl.scan_parquet(path)
+            .select(S.SHIPMENT_ID, S.REASONS)
+            .explode(S.REASONS)
             .filter(pl.col(S.REASONS).is_not_null() & ~pl.col(S.REASONS).str.starts_with(MODEL_REASON_PREFIX))
             .select(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE), pl.col(S.REASONS).alias("code"), S.SHIPMENT_ID)
         )
@@ -73,11 +75,15 @@ def rule_hits(layout: Layout, days: list[date] | None = None) -> pl.DataFrame:
             hits = hits.with_columns(pl.lit(None, pl.String).alias(S.SELECTION))
         frames.append(hits)
     if not frames:
-        return pl.DataFrame(schema={S.ARRIVAL_DATE: pl.Date, "code": pl.String, S.SHIPMENT_ID: pl.String, S.SELECTION: pl.String})
+        return pl.DataFrame(
+            schema={S.ARRIVAL_DATE: pl.Date, "code": pl.String, S.SHIPMENT_ID: pl.String, S.SELECTION: pl.String}
+        )
     return pl.concat(pl.collect_all(frames))
 
 
-def rule_stats(layout: Layout, labels: pl.DataFrame, days: list[date] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def rule_stats(
+    layout: Layout, labels: pl.DataFrame, days: list[date] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per rule: hits, nights, exams, exams caused, findings, precision and its interval on the
     labelled and the random view; per night and rule: hits), rules by hits."""
     hits = rule_hits(layout, days)
@@ -95,7 +101,9 @@ def rule_stats(layout: Layout, labels: pl.DataFrame, days: list[date] | None = N
             pl.len().alias("hits"),
             pl.col(S.ARRIVAL_DATE).n_unique().alias("nights"),
             examined.sum().alias("exams"),
-            (examined & (pl.col("exam_reason") == "targeted") & pl.col(S.SELECTION).is_not_null()).sum().alias("exams_caused"),
+            (examined & (pl.col("exam_reason") == "targeted") & pl.col(S.SELECTION).is_not_null())
+            .sum()
+            .alias("exams_caused"),
             (examined & pl.col("positive")).sum().alias("findings"),
             random.sum().alias("random_exams"),
             (random & pl.col("positive")).sum().alias("random_findings"),
@@ -106,14 +114,33 @@ def rule_stats(layout: Layout, labels: pl.DataFrame, days: list[date] | None = N
     for r in per_rule.iter_rows(named=True):
         lo, hi = wilson(r["findings"], r["exams"])
         rlo, rhi = wilson(r["random_findings"], r["random_exams"])
-        rows.append({
-            **r,
-            "precision": r["findings"] / r["exams"] if r["exams"] else None, "precision_lo": lo, "precision_hi": hi,
-            "random_precision": r["random_findings"] / r["random_exams"] if r["random_exams"] else None,
-            "random_lo": rlo, "random_hi": rhi,
-        })
-    cols = ["code", "hits", "nights", "exams", "exams_caused", "findings", "precision", "precision_lo", "precision_hi",
-            "random_exams", "random_findings", "random_precision", "random_lo", "random_hi"]
+        rows.append(
+            {
+                **r,
+                "precision": r["findings"] / r["exams"] if r["exams"] else None,
+                "precision_lo": lo,
+                "precision_hi": hi,
+                "random_precision": r["random_findings"] / r["random_exams"] if r["random_exams"] else None,
+                "random_lo": rlo,
+                "random_hi": rhi,
+            }
+        )
+    cols = [
+        "code",
+        "hits",
+        "nights",
+        "exams",
+        "exams_caused",
+        "findings",
+        "precision",
+        "precision_lo",
+        "precision_hi",
+        "random_exams",
+        "random_findings",
+        "random_precision",
+        "random_lo",
+        "random_hi",
+    ]
     int_cols = {"hits", "nights", "exams", "exams_caused", "findings", "random_exams", "random_findings"}
     schema = {c: (pl.String if c == "code" else pl.Int64 if c in int_cols else pl.Float64) for c in cols}
     stats = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)

@@ -283,6 +283,7 @@ def is_positive_expr(outcome_col: str = OUTCOME) -> pl.Expr:
     """1 when an exam outcome is fentanyl-related (contract section 3), else 0."""
     return pl.col(outcome_col).cast(pl.String).is_in(POSITIVE_OUTCOMES).cast(pl.Int8).alias(IS_POSITIVE)
 
+
 # ---------------------------------------------------------------------------------------------
 # Analyst rules (riskpipe/rules.py)
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 from riskpipe.features.build import clip_nonfinite
-from riskpipe.model import occlusion_drops, reset_expr
+from riskpipe.model import occlusion_drops
 from riskpipe.rank import MODEL_REASON_PREFIX
 from riskpipe.store import Layout, scan_raw_shipments
 
@@ -106,7 +106,11 @@ def _predict_fn(model: Any):
 
 
 def predict_batches(
-    model: Any, frame: pl.DataFrame, batch_rows: int = BATCH_ROWS, cascade: bool = False, always: np.ndarray | None = None
+    model: Any,
+    frame: pl.DataFrame,
+    batch_rows: int = BATCH_ROWS,
+    cascade: bool = False,
+    always: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model probability of every row, ``batch_rows`` at a time (``cascade``: see module doc;
     ``always``: rows the whole model must score)."""
@@ -133,7 +137,9 @@ def _safe_baseline(frame: pl.DataFrame, baseline: dict[str, Any]) -> dict[str, A
     return out
 
 
-def model_reasons_top(model: Any, frame: pl.DataFrame, features: list[str], baseline: dict[str, Any], batch: int = 1000) -> list[list[str]]:
+def model_reasons_top(
+    model: Any, frame: pl.DataFrame, features: list[str], baseline: dict[str, Any], batch: int = 1000
+) -> list[list[str]]:
     """Occlusion reasons for each row of ``frame`` (a few thousand rows at most)."""
     predict = _predict_fn(model)
     baseline = _safe_baseline(frame, baseline)
@@ -145,7 +151,9 @@ def model_reasons_top(model: Any, frame: pl.DataFrame, features: list[str], base
         for i in range(part.height):
             thresh = max(0.02 * base[i], 1e-9)
             order = np.argsort(-drops[i], kind="stable")
-            out.append([f"{MODEL_REASON_PREFIX}{features[j]}" for j in order[:MAX_MODEL_REASONS] if drops[i, j] > thresh])
+            out.append(
+                [f"{MODEL_REASON_PREFIX}{features[j]}" for j in order[:MAX_MODEL_REASONS] if drops[i, j] > thresh]
+            )
     return out
 
 
@@ -156,7 +164,9 @@ def attribution_features(model: Any, n: int = ATTRIBUTION_FEATURES) -> list[str]
     return ranked[:n] if ranked else list(model.feature_columns)[:n]
 
 
-def cheap_reason_index(frame: pl.DataFrame, importance: dict[str, float], baseline: dict[str, Any], high: dict[str, float]) -> tuple[pl.Expr, list[str]]:
+def cheap_reason_index(
+    frame: pl.DataFrame, importance: dict[str, float], baseline: dict[str, Any], high: dict[str, float]
+) -> tuple[pl.Expr, list[str]]:
     """One model code per row as a small integer: the index in the returned code list of the
     most important feature whose value is unusual, or ``len(codes)`` when none is."""
     ranked = sorted((f for f, v in importance.items() if v > 0 and f in frame.columns), key=lambda f: -importance[f])
@@ -179,7 +189,9 @@ def cheap_reason_index(frame: pl.DataFrame, importance: dict[str, float], baseli
     return pl.coalesce(branches).fill_null(len(codes)).cast(pl.UInt8), codes
 
 
-def cheap_reason_expr(frame: pl.DataFrame, importance: dict[str, float], baseline: dict[str, Any], high: dict[str, float]) -> pl.Expr:
+def cheap_reason_expr(
+    frame: pl.DataFrame, importance: dict[str, float], baseline: dict[str, Any], high: dict[str, float]
+) -> pl.Expr:
     """One model code per row: the most important feature whose value is unusual (or null)."""
     index, codes = cheap_reason_index(frame, importance, baseline, high)
     if not codes:
@@ -187,7 +199,9 @@ def cheap_reason_expr(frame: pl.DataFrame, importance: dict[str, float], baselin
     return index.replace_strict(list(range(len(codes) + 1)), [*codes, None], return_dtype=pl.String)
 
 
-def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray | None]:
+def _rule_parts(
+    joined: pl.DataFrame, rules: Any | None
+) -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray | None]:
     """(rule_score per row, index of each row's rule reasons, the distinct rule reason lists,
     floor score per row or None when the rules carry no floor marks).
 
@@ -201,7 +215,9 @@ def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np
     if hasattr(rules, "hit_mask") and len(rules.rules) <= MASK_RULES:
         mask = rules.hit_mask(joined)
         table = rules.mask_table(mask)
-        ids = mask.replace_strict(table[MASK], pl.Series(np.arange(table.height, dtype=np.int64)), return_dtype=pl.Int64)
+        ids = mask.replace_strict(
+            table[MASK], pl.Series(np.arange(table.height, dtype=np.int64)), return_dtype=pl.Int64
+        )
         idx = ids.to_numpy()
         scores = table[S.RULE_SCORE].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0).to_numpy()
         floors = table[S.RULE_FLOOR_SCORE].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -209,7 +225,11 @@ def _rule_parts(joined: pl.DataFrame, rules: Any | None) -> tuple[np.ndarray, np
     hits = joined.select(S.SHIPMENT_ID).join(rules.apply(joined), on=S.SHIPMENT_ID, how="left", maintain_order="left")
     score = hits[S.RULE_SCORE].cast(pl.Float64).fill_null(0.0).clip(0.0, 1.0).to_numpy()
     reasons = [list(r or []) for r in hits[S.RULE_REASONS].to_list()]
-    floor = hits[S.RULE_FLOOR_SCORE].cast(pl.Float64).fill_null(0.0).to_numpy() if S.RULE_FLOOR_SCORE in hits.columns else None
+    floor = (
+        hits[S.RULE_FLOOR_SCORE].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if S.RULE_FLOOR_SCORE in hits.columns
+        else None
+    )
     return score, np.arange(n, dtype=np.int64), reasons, floor
 
 
@@ -246,7 +266,11 @@ def score_frame(
     n = joined.height
     features = []
     if model is not None:
-        features = list(model.feature_columns) if getattr(model, "feature_columns", None) else list(model.model.feature_columns_)
+        features = (
+            list(model.feature_columns)
+            if getattr(model, "feature_columns", None)
+            else list(model.model.feature_columns_)
+        )
     needed = {S.SHIPMENT_ID, S.NETWORK_ID, *features, *(getattr(rules, "fields", None) or joined.columns)}
     joined = joined.select([c for c in joined.columns if c in needed])  # less memory on big days
     # a non-finite feature (from a store older than ingest's limits) must not stop the night
@@ -270,7 +294,9 @@ def score_frame(
     top_idx = np.zeros(0, dtype=np.int64)
     top_codes: list[list[str]] = []
     if model is not None and n:
-        index, cheap_codes = cheap_reason_index(joined, model.importance, model.baseline, model.meta.get("high_value", {}))
+        index, cheap_codes = cheap_reason_index(
+            joined, model.importance, model.baseline, model.meta.get("high_value", {})
+        )
         cheap = joined.select(index.alias("_cheap"))["_cheap"].cast(pl.Int64).to_numpy()
         top_idx = top_rows(risk, joined[S.SHIPMENT_ID], top_n)
         top = joined[top_idx]
@@ -278,13 +304,17 @@ def score_frame(
     width = len(cheap_codes) + 1
     combo = pl.Series(rule_idx * width + cheap)
     uniq = combo.unique()
-    key = combo.replace_strict(uniq, pl.Series(np.arange(len(uniq), dtype=np.int64)), return_dtype=pl.Int64).to_numpy().copy()
+    key = (
+        combo.replace_strict(uniq, pl.Series(np.arange(len(uniq), dtype=np.int64)), return_dtype=pl.Int64)
+        .to_numpy()
+        .copy()
+    )
     lists = []
     for c in uniq.to_list():
         r, m = divmod(c, width)
         lists.append(_merge_reasons(rule_lists[r], cheap_codes[m : m + 1]))
     key[top_idx] = len(lists) + np.arange(len(top_idx))
-    lists += [_merge_reasons(rule_lists[rule_idx[i]], codes) for i, codes in zip(top_idx, top_codes)]
+    lists += [_merge_reasons(rule_lists[rule_idx[i]], codes) for i, codes in zip(top_idx, top_codes, strict=False)]
     reasons = pl.Series(S.REASONS, lists, dtype=pl.List(pl.String)).gather(key)
     network = pl.col(S.NETWORK_ID).cast(pl.String) if S.NETWORK_ID in joined.columns else pl.lit(None, dtype=pl.String)
     return joined.select(
@@ -409,15 +439,29 @@ def _bench_day(seed: int, n: int = 20_000) -> tuple[pl.DataFrame, Any]:
     from riskpipe.estimator import TabularRiskClassifier
     from riskpipe.features import build_features
     from riskpipe.features.testing import write_raw_day
-    from riskpipe.model import DEFAULT_LEAVES, DEFAULT_LEARNING_RATE, DEFAULT_TREES, fit_risk_model
+    from riskpipe.model import DEFAULT_LEARNING_RATE, DEFAULT_LEAVES, DEFAULT_TREES, fit_risk_model
     from riskpipe.registry import LoadedModel
 
     rng = np.random.default_rng(seed)
-    benign = ["T-shirt", "Phone case", "Wireless earbuds", "Yoga mat", "Kitchen knife set", "Socks", "LED strip",
-              "Cosmetic materials", "Dog food", "Hardware nuts", "Gift", "Sample"]
+    benign = [
+        "T-shirt",
+        "Phone case",
+        "Wireless earbuds",
+        "Yoga mat",
+        "Kitchen knife set",
+        "Socks",
+        "LED strip",
+        "Cosmetic materials",
+        "Dog food",
+        "Hardware nuts",
+        "Gift",
+        "Sample",
+    ]
     chem = ["4-piperidone hydrochloride", "NPP powder", "1-boc-4-piperidone 79099-07-3", "TDP-5 tablet press die"]
     is_chem = rng.random(n) < 0.01
-    desc = np.where(is_chem, np.array(chem)[rng.integers(0, len(chem), n)], np.array(benign)[rng.integers(0, len(benign), n)])
+    desc = np.where(
+        is_chem, np.array(chem)[rng.integers(0, len(chem), n)], np.array(benign)[rng.integers(0, len(benign), n)]
+    )
     origin = np.array(["CN", "HK", "MX", "GB", "DE", "IN"])[rng.integers(0, 6, n)]
     rows = [
         {
@@ -450,5 +494,7 @@ def _bench_day(seed: int, n: int = 20_000) -> tuple[pl.DataFrame, Any]:
     )
     from riskpipe.features import FEATURE_COLUMNS
 
-    model, meta = fit_risk_model(labelled.head(15_000), labelled.tail(5_000), list(FEATURE_COLUMNS), estimator=est, seed=seed)
+    model, meta = fit_risk_model(
+        labelled.head(15_000), labelled.tail(5_000), list(FEATURE_COLUMNS), estimator=est, seed=seed
+    )
     return joined, LoadedModel(version="bench", model=model, meta=meta)

@@ -164,7 +164,9 @@ def ready_index_path(layout: Layout, day: date) -> Path | None:
     return path if path.exists() else None
 
 
-def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) -> tuple[pl.LazyFrame | None, list[date]]:
+def column_candidates(
+    layout: Layout, days: list[date], values: dict[str, str]
+) -> tuple[pl.LazyFrame | None, list[date]]:
     """Shipments of ``days`` whose indexed column (a :data:`FIELDS` column) may equal its value in
     ``values`` (column -> raw value): the index holds normalised values, so the (arrival date,
     shipment id) pairs returned are a superset of the exact matches, to be checked on the raw
@@ -175,7 +177,10 @@ def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) 
     if not values or len(codes) < len(values):  # a column no index holds: scan
         return None, list(days)
     # every value normalised and hashed in one Polars call (a call costs ~1 ms on a busy machine)
-    q = pl.DataFrame({f"c{code}": [str(values[col])] for col, code in codes.items()}, schema={f"c{code}": pl.String for code in codes.values()})
+    q = pl.DataFrame(
+        {f"c{code}": [str(values[col])] for col, code in codes.items()},
+        schema={f"c{code}": pl.String for code in codes.values()},
+    )
     normal = q.select([normaliser(FIELDS[code][1], f"c{code}").fill_null("") for code in codes.values()])
     if any(not normal.item(0, i) for i in range(normal.width)):
         return None, list(days)
@@ -191,11 +196,20 @@ def column_candidates(layout: Layout, days: list[date], values: dict[str, str]) 
             ready[str(path)] = d
     if not ready:
         return None, list(days)
-    cond = pl.any_horizontal([(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()])
-    day_of = pl.DataFrame({"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())}, schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date})
+    cond = pl.any_horizontal(
+        [(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()]
+    )
+    day_of = pl.DataFrame(
+        {"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())},
+        schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
+    )
     pairs = (
-        pl.scan_parquet(list(ready), include_file_paths="_file").filter(cond).select(S.SHIPMENT_ID, "_file")
-        .join(day_of.lazy(), on="_file").select(S.ARRIVAL_DATE, S.SHIPMENT_ID).unique()
+        pl.scan_parquet(list(ready), include_file_paths="_file")
+        .filter(cond)
+        .select(S.SHIPMENT_ID, "_file")
+        .join(day_of.lazy(), on="_file")
+        .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+        .unique()
     )
     return pairs, missing
 
@@ -230,8 +244,10 @@ def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit
     # one scan over every day's index: Polars reads the files in parallel, each file's footer
     # and only the row groups whose statistics can hold a wanted hash
     found = (
-        pl.scan_parquet(list(paths), include_file_paths="_file").filter(cond)
-        .select("field", S.SHIPMENT_ID, "_file").collect()
+        pl.scan_parquet(list(paths), include_file_paths="_file")
+        .filter(cond)
+        .select("field", S.SHIPMENT_ID, "_file")
+        .collect()
     )
     out = [Hit(paths[f], sid, FIELDS[code][0], FIELDS[code][1]) for code, sid, f in found.iter_rows()]
     out.sort(key=lambda h: h.day, reverse=True)
@@ -248,15 +264,24 @@ def search_days(layout: Layout, last: date | None = None, n_days: int = SEARCH_D
     return [d for d in days if start <= d <= end]
 
 
-def search(layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS) -> tuple[dict[str, str], pl.DataFrame]:
+def search(
+    layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS
+) -> tuple[dict[str, str], pl.DataFrame]:
     """(normalised query per kind, one row per matching shipment: day, shipment id, the fields
     that matched, consignee, shipper, description, port), newest day first."""
     wanted = query_kinds(query, kind)
     hits = lookup(layout, search_days(layout, n_days=n_days), wanted)
     schema = {S.ARRIVAL_DATE: pl.Date, S.SHIPMENT_ID: pl.String, "matched": pl.String}
     if not hits:
-        return wanted, pl.DataFrame(schema={**schema, S.CONSIGNEE_NAME: pl.String, S.SHIPPER_NAME: pl.String,
-                                            S.DESCRIPTION: pl.String, S.PORT_OF_ENTRY: pl.String})
+        return wanted, pl.DataFrame(
+            schema={
+                **schema,
+                S.CONSIGNEE_NAME: pl.String,
+                S.SHIPPER_NAME: pl.String,
+                S.DESCRIPTION: pl.String,
+                S.PORT_OF_ENTRY: pl.String,
+            }
+        )
     frame = (
         pl.DataFrame([(h.day, h.shipment_id, h.field) for h in hits], schema=schema, orient="row")
         .group_by(S.ARRIVAL_DATE, S.SHIPMENT_ID, maintain_order=True)
@@ -266,7 +291,9 @@ def search(layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS
     details = []
     for d, ids in frame.group_by(S.ARRIVAL_DATE).agg(S.SHIPMENT_ID).iter_rows():
         details.append(
-            scan_raw_shipments(layout, [d]).select(cols).filter(pl.col(S.SHIPMENT_ID).is_in(ids))
+            scan_raw_shipments(layout, [d])
+            .select(cols)
+            .filter(pl.col(S.SHIPMENT_ID).is_in(ids))
             .with_columns(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE))
         )
     info = pl.concat(pl.collect_all(details)).with_columns(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
@@ -302,8 +329,11 @@ def with_watchlist_reason(scored: pl.DataFrame, flagged: set[str], max_reasons: 
     hit = pl.col(S.SHIPMENT_ID).is_in(list(flagged))
     return scored.with_columns(
         pl.when(hit)
-        .then(pl.concat_list(pl.lit([WATCHLIST_CODE], pl.List(pl.String)), pl.col(S.REASONS).list.set_difference([WATCHLIST_CODE]))
-              .list.head(max_reasons))
+        .then(
+            pl.concat_list(
+                pl.lit([WATCHLIST_CODE], pl.List(pl.String)), pl.col(S.REASONS).list.set_difference([WATCHLIST_CODE])
+            ).list.head(max_reasons)
+        )
         .otherwise(pl.col(S.REASONS))
         .alias(S.REASONS)
     )

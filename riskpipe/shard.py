@@ -51,8 +51,14 @@ def shard_dir(layout: Layout, day: date) -> Path:
     return layout.home / "work" / day.isoformat() / "shards"
 
 
-def split_day(layout: Layout, day: date, features_file: Path, n_shards: int, raw_columns: list[str] | None = None,
-              feature_columns: list[str] | None = None) -> list[dict[str, str]]:
+def split_day(
+    layout: Layout,
+    day: date,
+    features_file: Path,
+    n_shards: int,
+    raw_columns: list[str] | None = None,
+    feature_columns: list[str] | None = None,
+) -> list[dict[str, str]]:
     """Write the raw rows and features of each shard of ``day``; returns their paths per shard.
     ``raw_columns`` / ``feature_columns``: only these (default all; the shipment id always).
 
@@ -70,8 +76,15 @@ def split_day(layout: Layout, day: date, features_file: Path, n_shards: int, raw
         if raw_columns is not None:
             rows = rows.select(list(dict.fromkeys([S.SHIPMENT_ID, *raw_columns])))
         name = f"{i:03d}-of-{n_shards:03d}.parquet"
-        part = {"raw": out_dir / f"raw-{name}", "features": out_dir / f"features-{name}", "scored": out_dir / f"scored-{name}"}
-        for kind, frame in (("raw", rows), ("features", features.join(rows.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi"))):
+        part = {
+            "raw": out_dir / f"raw-{name}",
+            "features": out_dir / f"features-{name}",
+            "scored": out_dir / f"scored-{name}",
+        }
+        for kind, frame in (
+            ("raw", rows),
+            ("features", features.join(rows.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="semi")),
+        ):
             tmp = tmp_sibling(part[kind])
             try:
                 frame.sink_parquet(tmp, engine="streaming")
@@ -91,8 +104,14 @@ def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, s
     model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(part["features"]))
     scored = score_day(
-        layout, day, model, rules, pl.DataFrame(), features=pl.read_parquet(part["features"], columns=feature_columns),
-        raw_day=pl.read_parquet(part["raw"], columns=raw_columns), top_n=0,
+        layout,
+        day,
+        model,
+        rules,
+        pl.DataFrame(),
+        features=pl.read_parquet(part["features"], columns=feature_columns),
+        raw_day=pl.read_parquet(part["raw"], columns=raw_columns),
+        top_n=0,
     )
     from riskpipe.search import watchlist_step
 
@@ -144,8 +163,15 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
     return scored.with_columns(pl.concat(pieces, rechunk=False))
 
 
-def combine_shards(layout: Layout, settings: Settings, day: date, scored_files: list[str], features_file: Path,
-                   out_file: Path, top_n: int | None = None) -> Path:
+def combine_shards(
+    layout: Layout,
+    settings: Settings,
+    day: date,
+    scored_files: list[str],
+    features_file: Path,
+    out_file: Path,
+    top_n: int | None = None,
+) -> Path:
     """Concatenate shard scores in the order of the day's features file (the order a
     single-process run scores in), attribute the day's top rows, write."""
     from riskpipe.nightly import load_champion
@@ -200,12 +226,22 @@ def _stage(name: str, home: str, day: str, registry: str | None, arg):
     elif name == "score-shard":
         out = str(score_shard(layout, settings, d, arg))
     elif name == "combine":
-        out = str(combine_shards(layout, settings, d, arg, steps.features_path(layout, d),
-                                 steps.work_dir(layout, d) / steps.SCORED_FILE))
+        out = str(
+            combine_shards(
+                layout, settings, d, arg, steps.features_path(layout, d), steps.work_dir(layout, d) / steps.SCORED_FILE
+            )
+        )
     else:  # rank, report and publish
         staged = publish.stage(layout, d)
-        steps.rank_and_stage_step(layout, settings, d, steps.work_dir(layout, d) / steps.SCORED_FILE,
-                                  {k: str(v) for k, v in staged.dirs.items()}, None, {})
+        steps.rank_and_stage_step(
+            layout,
+            settings,
+            d,
+            steps.work_dir(layout, d) / steps.SCORED_FILE,
+            {k: str(v) for k, v in staged.dirs.items()},
+            None,
+            {},
+        )
         out = {k: str(v) for k, v in publish.commit(layout, staged).items()}
     secs = time.perf_counter() - t0
     return out, secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -222,10 +258,18 @@ def bench_sharded(home: Path, day: date, shards: int, registry: Path | None = No
 
     def run(name: str, arg=None):
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out, secs, peak = pool.submit(_stage, name, str(home), day.isoformat(),
-                                          str(registry) if registry else None, arg).result()
-        report.append({"stage": name, "rows": rows, "seconds": round(secs, 1), "peak_rss_mb": round(peak),
-                       "load_avg_1m": round(os.getloadavg()[0], 1)})
+            out, secs, peak = pool.submit(
+                _stage, name, str(home), day.isoformat(), str(registry) if registry else None, arg
+            ).result()
+        report.append(
+            {
+                "stage": name,
+                "rows": rows,
+                "seconds": round(secs, 1),
+                "peak_rss_mb": round(peak),
+                "load_avg_1m": round(os.getloadavg()[0], 1),
+            }
+        )
         return out
 
     run("features")

@@ -114,7 +114,9 @@ def run_query(layout: Layout, query: str, labels_loader=None) -> pl.DataFrame:  
         missing = re.search(r"Table with name (\w+) does not exist", str(exc))
         if missing and missing.group(1).lower() in VIEWS:
             name = missing.group(1).lower()
-            raise RiskpipeError(f"sql: no published {name} yet under {layout.home} (view {name} has no files)") from None
+            raise RiskpipeError(
+                f"sql: no published {name} yet under {layout.home} (view {name} has no files)"
+            ) from None
         raise RiskpipeError(f"sql: {_first_line(exc)}") from None
     except duckdb.Error as exc:
         raise RiskpipeError(f"sql: {_first_line(exc)}") from None

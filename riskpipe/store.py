@@ -359,8 +359,12 @@ def _rel(home: Path, path: Path | None) -> str | None:
         return str(Path(path).resolve().relative_to(Path(home).resolve()))
 
 
-def journal_plan(home: Path, swaps: list[tuple[Path | None, Path]], moves: list[tuple[Path, Path]] | None = None,
-                 appends: list[tuple[Path, list[str]]] | None = None) -> dict:
+def journal_plan(
+    home: Path,
+    swaps: list[tuple[Path | None, Path]],
+    moves: list[tuple[Path, Path]] | None = None,
+    appends: list[tuple[Path, list[str]]] | None = None,
+) -> dict:
     """A plan for :func:`commit_journal`: ``swaps`` (staged directory, final directory; staged
     None removes the final one), ``moves`` (file renames) and ``appends`` (lines for log files,
     applied after every swap and move). Every path lies under ``home``."""

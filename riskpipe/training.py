@@ -84,9 +84,7 @@ def cache_key(layout: Layout, day: date, labels: pl.DataFrame, feature_columns: 
     h = hashlib.sha256()
     h.update(json.dumps(feature_columns).encode())
     h.update(known.write_csv().encode())
-    raw_files = [
-        f for d in layout.raw_days() if d <= day for f in layout.raw_shipments_day(d).glob("*.parquet")
-    ]
+    raw_files = [f for d in layout.raw_days() if d <= day for f in layout.raw_shipments_day(d).glob("*.parquet")]
     partner = list(layout.raw_partner.glob("*/*.parquet")) if layout.raw_partner.exists() else []
     h.update(json.dumps([_files_digest(raw_files), _files_digest(partner)]).encode())
     from riskpipe.partner import fingerprint as partner_feeds
@@ -128,10 +126,7 @@ def labelled_days(layout: Layout, labels: pl.DataFrame, until: date | None = Non
 
     labels = latest(labels)
     arrivals = (
-        scan_raw_shipments(layout)
-        .select(S.SHIPMENT_ID, S.ARRIVAL_DATE)
-        .unique(S.SHIPMENT_ID, keep="last")
-        .collect()
+        scan_raw_shipments(layout).select(S.SHIPMENT_ID, S.ARRIVAL_DATE).unique(S.SHIPMENT_ID, keep="last").collect()
     )
     out = labels.join(arrivals, on=S.SHIPMENT_ID, how="inner")
     if until is not None:

@@ -127,7 +127,12 @@ def _verify_scrypt(password: str, stored: str) -> bool:
         if kind != "scrypt":
             return False
         got = hashlib.scrypt(
-            password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=len(digest) // 2,
+            password.encode("utf-8"),
+            salt=bytes.fromhex(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(digest) // 2,
             maxmem=256 * 1024 * 1024,
         )
     except (ValueError, TypeError):
@@ -186,7 +191,9 @@ class UserStore:
         t = users_table
         with self.engine.begin() as conn:
             conn.execute(
-                update(t).where(t.c.username == username, t.c.password_hash == old_hash).values(password_hash=hash_password(password))
+                update(t)
+                .where(t.c.username == username, t.c.password_hash == old_hash)
+                .values(password_hash=hash_password(password))
             )
 
     def get(self, username: str) -> User | None:
@@ -202,9 +209,9 @@ class UserStore:
     def list(self) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(users_table.c.username, users_table.c.role, users_table.c.active, users_table.c.created_at).order_by(
-                    users_table.c.username
-                )
+                select(
+                    users_table.c.username, users_table.c.role, users_table.c.active, users_table.c.created_at
+                ).order_by(users_table.c.username)
             ).mappings()
             return [dict(r) for r in rows]
 
@@ -240,8 +247,9 @@ class UserStore:
             if row is None:
                 raise RiskpipeError(f"users: no user {username!r}")
             if row[0] == "supervisor" and row[1]:
-                others = select(t.c.username).where(t.c.role == "supervisor", t.c.active.is_(True),
-                                                    t.c.username != username)
+                others = select(t.c.username).where(
+                    t.c.role == "supervisor", t.c.active.is_(True), t.c.username != username
+                )
                 if not is_sqlite(self.engine):
                     others = others.with_for_update()
                 if conn.execute(others.limit(1)).first() is None:
@@ -252,7 +260,10 @@ class UserStore:
 
     def _update(self, username: str, **values) -> None:
         with self.engine.begin() as conn:
-            if conn.execute(update(users_table).where(users_table.c.username == username).values(**values)).rowcount == 0:
+            if (
+                conn.execute(update(users_table).where(users_table.c.username == username).values(**values)).rowcount
+                == 0
+            ):
                 raise RiskpipeError(f"users: no user {username!r}")
 
 
@@ -327,8 +338,9 @@ class LoginThrottle:
     Keys are keyed hashes (``salt``): the table holds no names or addresses.
     """
 
-    def __init__(self, db_url: str, salt: bytes, limits: LoginLimits | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db_url: str, salt: bytes, limits: LoginLimits | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.engine = ensure_current(db_url)
         self.salt = salt
         self.limits = limits or LoginLimits()

@@ -99,11 +99,29 @@ def postgres_server() -> Iterator[PgServer]:
     data = base / "data"
     started = False
     try:
-        _run([str(bin_dir / "initdb"), "-D", str(data), "-U", "riskpipe", "-A", "trust", "-E", "UTF8",
-              "--no-locale", "--no-sync"], as_user, log)
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "riskpipe",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            as_user,
+            log,
+        )
         options = f"-c listen_addresses='' -k {base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o", options, "start"],
-             as_user, log)
+        _run(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o", options, "start"],
+            as_user,
+            log,
+        )
         started = True
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(base, ignore_errors=True)

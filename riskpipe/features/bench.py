@@ -24,15 +24,63 @@ from riskpipe import schema as S
 from riskpipe.store import Layout, write_parquet_atomic
 
 _DESCRIPTIONS = [
-    "T-shirt", "women's dress", "phone case", "USB cable", "wireless earbuds", "LED strip light", "plush toy",
-    "lipstick", "face cream", "hair dye", "necklace", "handbag", "kitchen utensils", "auto parts", "machine parts",
-    "hardware nuts", "dog food", "vitamin tablets", "tea", "gift", "sample", "parts", "silicone mold",
-    "Aniline CAS 62-53-3 reagent grade", "1-boc-4-piperidone CAS 79099-07-3", "tablet press TDP-5", "corsets",
+    "T-shirt",
+    "women's dress",
+    "phone case",
+    "USB cable",
+    "wireless earbuds",
+    "LED strip light",
+    "plush toy",
+    "lipstick",
+    "face cream",
+    "hair dye",
+    "necklace",
+    "handbag",
+    "kitchen utensils",
+    "auto parts",
+    "machine parts",
+    "hardware nuts",
+    "dog food",
+    "vitamin tablets",
+    "tea",
+    "gift",
+    "sample",
+    "parts",
+    "silicone mold",
+    "Aniline CAS 62-53-3 reagent grade",
+    "1-boc-4-piperidone CAS 79099-07-3",
+    "tablet press TDP-5",
+    "corsets",
 ]
-_HTS = ["6109100012", "6204444010", "3926909985", "8544429090", "8518300000", "9405420000", "9503000090",
-        "3304100000", "3304990000", "3305900000", "7117190000", "4202229000", "3924100000", "8708999990",
-        "8487900080", "7318158000", "2309100010", "2106909998", "0902100000", "9505900000", "4911998000",
-        "8473305100", "3926909985", "2921420000", "2933399100", "8479899499", "6212300000"]
+_HTS = [
+    "6109100012",
+    "6204444010",
+    "3926909985",
+    "8544429090",
+    "8518300000",
+    "9405420000",
+    "9503000090",
+    "3304100000",
+    "3304990000",
+    "3305900000",
+    "7117190000",
+    "4202229000",
+    "3924100000",
+    "8708999990",
+    "8487900080",
+    "7318158000",
+    "2309100010",
+    "2106909998",
+    "0902100000",
+    "9505900000",
+    "4911998000",
+    "8473305100",
+    "3926909985",
+    "2921420000",
+    "2933399100",
+    "8479899499",
+    "6212300000",
+]
 _COUNTRIES = ["CN", "HK", "MX", "GB", "DE", "KR", "IN", "VN", "JP", "CA"]
 _P_COUNTRY = [0.55, 0.12, 0.05, 0.05, 0.05, 0.05, 0.04, 0.04, 0.03, 0.02]
 
@@ -50,8 +98,19 @@ def synthetic_raw_day(day: date, rows: int, seed: int, population: int | None = 
     weight = pl.Series(np.round(rng.lognormal(-0.5, 0.8, rows) + 0.01, 3))
     pieces = pl.Series(rng.integers(1, 5, rows))
     ts = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    frame = pl.DataFrame({"p": person, "sh": shipper, "se": seller, "k": kind, "c": country, "v": value,
-                          "w": weight, "n": pieces, "i": pl.Series(np.arange(rows))})
+    frame = pl.DataFrame(
+        {
+            "p": person,
+            "sh": shipper,
+            "se": seller,
+            "k": kind,
+            "c": country,
+            "v": value,
+            "w": weight,
+            "n": pieces,
+            "i": pl.Series(np.arange(rows)),
+        }
+    )
     desc = pl.Series(_DESCRIPTIONS)
     hts = pl.Series(_HTS)
     ctry = pl.Series(_COUNTRIES)
@@ -82,8 +141,13 @@ def synthetic_raw_day(day: date, rows: int, seed: int, population: int | None = 
         pl.concat_str(pl.lit("+86 138"), pl.col("sh").cast(pl.String).str.zfill(8)).alias(S.SHIPPER_PHONE),
         pl.concat_str(pl.lit("617"), p.str.zfill(7)).alias(S.CONSIGNEE_PHONE),
         pl.concat_str(pl.lit("user"), p, pl.lit("@mail.com")).alias(S.CONSIGNEE_EMAIL),
-        pl.concat_str(pl.lit("10."), (pl.col("p") % 250).cast(pl.String), pl.lit("."), (pl.col("p") // 250 % 250)
-                      .cast(pl.String), pl.lit(".1")).alias(S.ACCOUNT_IP),
+        pl.concat_str(
+            pl.lit("10."),
+            (pl.col("p") % 250).cast(pl.String),
+            pl.lit("."),
+            (pl.col("p") // 250 % 250).cast(pl.String),
+            pl.lit(".1"),
+        ).alias(S.ACCOUNT_IP),
         pl.col("v").alias(S.DECLARED_VALUE_USD),
         pl.concat_str(addr.str.to_lowercase(), pl.lit("|02101")).alias(S.CONSIGNEE_ADDRESS_KEY),
     )

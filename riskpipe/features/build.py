@@ -25,11 +25,20 @@ from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col, with_keys
 from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 FEATURE_COLUMNS: list[str] = (
-    commodity.COLUMNS + value.COLUMNS + parties.COLUMNS + history.COLUMNS + network.COLUMNS + crossborder.COLUMNS
+    commodity.COLUMNS
+    + value.COLUMNS
+    + parties.COLUMNS
+    + history.COLUMNS
+    + network.COLUMNS
+    + crossborder.COLUMNS
     + partner_family.COLUMNS
 )
 CATEGORICAL_FEATURES: list[str] = [
-    commodity.HTS_CHAPTER, parties.TRUSTED_TRADER, crossborder.MODE, crossborder.ENTRY_TYPE, crossborder.ORIGIN_GROUP,
+    commodity.HTS_CHAPTER,
+    parties.TRUSTED_TRADER,
+    crossborder.MODE,
+    crossborder.ENTRY_TYPE,
+    crossborder.ORIGIN_GROUP,
 ]
 FEATURE_FAMILIES: dict[str, list[str]] = {
     "commodity": list(commodity.COLUMNS),
@@ -101,16 +110,22 @@ _THIN_VALUE = [value.HEADING, value.LOG_VPK, value.LOG_VPP]
 #: columns of the whole-day pass in the output
 DAY_COLUMNS = [*value.DAY_COLUMNS, *parties.DAY_COLUMNS, *history.COLUMNS, *network.COLUMNS]
 #: columns computed row by row
-ROW_COLUMNS = [*commodity.COLUMNS, *value.ROW_COLUMNS, *parties.ROW_COLUMNS, *crossborder.COLUMNS,
-               *partner_family.COLUMNS]
+ROW_COLUMNS = [
+    *commodity.COLUMNS,
+    *value.ROW_COLUMNS,
+    *parties.ROW_COLUMNS,
+    *crossborder.COLUMNS,
+    *partner_family.COLUMNS,
+]
 assert sorted(DAY_COLUMNS + ROW_COLUMNS) == sorted(FEATURE_COLUMNS), "every feature is built exactly once"
 
 
 class _Inputs:
     """What the feature path reads besides the day's rows (all known at run time)."""
 
-    def __init__(self, layout: Layout, day: date, labels: pl.DataFrame | None,
-                 partner_key_path: Path | None = None) -> None:
+    def __init__(
+        self, layout: Layout, day: date, labels: pl.DataFrame | None, partner_key_path: Path | None = None
+    ) -> None:
         self.known = _known_labels(labels, day)
         self.days = history.ensure_history(layout, day)
         self.norms = history.heading_norms(layout, day, self.days).collect()
@@ -128,8 +143,11 @@ def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
     windows over person, address and contact keys, history lookups and the day's networks never
     see the names, addresses and descriptions. Writes the day's history tables on the way."""
     thin = inp.raw.select(
-        S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
-        value.heading_expr(), *value.log_value_exprs(),
+        S.SHIPMENT_ID,
+        S.DECLARED_VALUE_USD,
+        *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
+        value.heading_expr(),
+        *value.log_value_exprs(),
     ).collect(engine="streaming")
     thin = sorted_by_id(thin)
     if thin.height and not history.history_current(layout, day, inp.fingerprint):
@@ -172,8 +190,13 @@ def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
     return clip_nonfinite(rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS))
 
 
-def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float] | None,
-           partner_key_path: Path | None = None) -> pl.DataFrame:
+def _build(
+    layout: Layout,
+    day: date,
+    labels: pl.DataFrame | None,
+    timings: dict[str, float] | None,
+    partner_key_path: Path | None = None,
+) -> pl.DataFrame:
     """The feature path in one batch: one lazy plan over the whole day (windows, joins), then
     history and networks on the collected frame; with ``timings`` each family is collected on its
     own and timed. Faster than the thin/row split of :func:`write_features`' batches at 4 M rows
@@ -212,8 +235,18 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
         if timings is not None:
             lazy = lazy.collect().lazy()
             timings[name] = clock() - t
-    keep = [S.SHIPMENT_ID, *commodity.COLUMNS, *value.COLUMNS, *parties.COLUMNS, *crossborder.COLUMNS, *partner_family.COLUMNS,
-            *(f"_key_{k}" for k in _KEYS), value.HEADING, value.LOG_VPK, value.LOG_VPP]
+    keep = [
+        S.SHIPMENT_ID,
+        *commodity.COLUMNS,
+        *value.COLUMNS,
+        *parties.COLUMNS,
+        *crossborder.COLUMNS,
+        *partner_family.COLUMNS,
+        *(f"_key_{k}" for k in _KEYS),
+        value.HEADING,
+        value.LOG_VPK,
+        value.LOG_VPP,
+    ]
     t = clock()
     frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)
     if timings is not None:
@@ -236,8 +269,9 @@ def _build(layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict
     return clip_nonfinite(frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID))
 
 
-def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None, *,
-                   partner_key_path: Path | None = None) -> pl.DataFrame:
+def build_features(
+    layout: Layout, day: date, labels: pl.DataFrame | None = None, *, partner_key_path: Path | None = None
+) -> pl.DataFrame:
     """Features of every shipment arriving on ``day``: ``shipment_id``, ``network_id``, then
     ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes, best all their
     recorded versions (only those with ``exam_date < day`` recorded before D's cut-off are used).
@@ -247,8 +281,15 @@ def build_features(layout: Layout, day: date, labels: pl.DataFrame | None = None
     return _build(layout, day, labels, None, partner_key_path)
 
 
-def write_features(layout: Layout, day: date, labels: pl.DataFrame | None, path: Path,
-                   batch_rows: int | None = None, *, partner_key_path: Path | None = None) -> Path:
+def write_features(
+    layout: Layout,
+    day: date,
+    labels: pl.DataFrame | None,
+    path: Path,
+    batch_rows: int | None = None,
+    *,
+    partner_key_path: Path | None = None,
+) -> Path:
     """``build_features(layout, day, labels)`` written to ``path`` (atomically).
 
     A day of more than ``batch_rows`` rows (default ``BATCH_ROWS``) is built in batches: the

@@ -31,18 +31,56 @@ ENTRY_TYPE = "entry_type_kind"
 ORIGIN_GROUP = "origin_group"
 
 COLUMNS = [
-    XB_PARTNER_EXPECTED, XB_PARTNER_PRESENT, XB_PARTNER_MISSING, XB_VALUE_LOG_RATIO, XB_VALUE_MISMATCH,
-    XB_WEIGHT_LOG_RATIO, XB_WEIGHT_MISMATCH, XB_DESC_MISMATCH, XB_EXPORTER_AEO, MODE, ENTRY_TYPE, ORIGIN_GROUP,
+    XB_PARTNER_EXPECTED,
+    XB_PARTNER_PRESENT,
+    XB_PARTNER_MISSING,
+    XB_VALUE_LOG_RATIO,
+    XB_VALUE_MISMATCH,
+    XB_WEIGHT_LOG_RATIO,
+    XB_WEIGHT_MISMATCH,
+    XB_DESC_MISMATCH,
+    XB_EXPORTER_AEO,
+    MODE,
+    ENTRY_TYPE,
+    ORIGIN_GROUP,
 ]
 
 VALUE_TOLERANCE = math.log(1.5)
 WEIGHT_TOLERANCE = math.log(1.25)
 
 _GROUPS = {
-    "CN": "CN", "HK": "HK", "MX": "MX", "CA": "CA", "IN": "IN",
+    "CN": "CN",
+    "HK": "HK",
+    "MX": "MX",
+    "CA": "CA",
+    "IN": "IN",
     **{c: "asia" for c in ("JP", "KR", "TW", "VN", "TH", "SG", "MY", "ID", "PH", "PK", "BD", "LK", "KH", "MO")},
-    **{c: "europe" for c in ("GB", "DE", "FR", "IT", "NL", "ES", "CH", "BE", "AT", "PL", "SE", "DK", "IE", "PT",
-                             "CZ", "FI", "NO", "GR", "HU", "RO", "TR")},
+    **{
+        c: "europe"
+        for c in (
+            "GB",
+            "DE",
+            "FR",
+            "IT",
+            "NL",
+            "ES",
+            "CH",
+            "BE",
+            "AT",
+            "PL",
+            "SE",
+            "DK",
+            "IE",
+            "PT",
+            "CZ",
+            "FI",
+            "NO",
+            "GR",
+            "HU",
+            "RO",
+            "TR",
+        )
+    },
     **{c: "americas" for c in ("US", "BR", "CO", "AR", "CL", "PE", "GT", "HN", "SV", "DO", "EC", "PA", "CR")},
 }
 ORIGIN_GROUPS = ["CN", "HK", "MX", "CA", "IN", "asia", "europe", "americas", "other", "none"]
@@ -109,9 +147,7 @@ def crossborder_exprs() -> list[pl.Expr]:
     )
     # tokenised only where a partner declaration is present (elsewhere an empty text: cheap)
     shared_words = (
-        _tokens(pl.when(present).then(pl.col(S.DESCRIPTION)))
-        .list.set_intersection(_tokens(pl.col(PX_DESC)))
-        .list.len()
+        _tokens(pl.when(present).then(pl.col(S.DESCRIPTION))).list.set_intersection(_tokens(pl.col(PX_DESC))).list.len()
     )
     origin = _origin_group(pl.col(S.COUNTRY_OF_ORIGIN))
     return [
@@ -122,12 +158,17 @@ def crossborder_exprs() -> list[pl.Expr]:
         (vratio.abs() > VALUE_TOLERANCE).fill_null(False).cast(pl.Int8).alias(XB_VALUE_MISMATCH),
         wratio.alias(XB_WEIGHT_LOG_RATIO),
         (wratio.abs() > WEIGHT_TOLERANCE).fill_null(False).cast(pl.Int8).alias(XB_WEIGHT_MISMATCH),
-        (present & pl.col(PX_DESC).is_not_null() & (shared_words == 0)).fill_null(False).cast(pl.Int8)
+        (present & pl.col(PX_DESC).is_not_null() & (shared_words == 0))
+        .fill_null(False)
+        .cast(pl.Int8)
         .alias(XB_DESC_MISMATCH),
         pl.col(PX_AEO).cast(pl.Int8).alias(XB_EXPORTER_AEO),
         pl.col(S.MODE).cast(pl.String).cast(S.Mode).alias(MODE),
         pl.col(S.ENTRY_TYPE).cast(pl.String).cast(S.EntryType).alias(ENTRY_TYPE),
-        pl.when(pl.col(S.COUNTRY_OF_ORIGIN).is_null()).then(pl.lit("none")).otherwise(origin).cast(OriginGroup)
+        pl.when(pl.col(S.COUNTRY_OF_ORIGIN).is_null())
+        .then(pl.lit("none"))
+        .otherwise(origin)
+        .cast(OriginGroup)
         .alias(ORIGIN_GROUP),
     ]
 

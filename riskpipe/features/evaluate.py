@@ -19,7 +19,9 @@ def truth_days(layout: Layout) -> list[date]:
     base = layout.truth
     if not base.exists():
         return []
-    have = {date.fromisoformat(p.name.split("=", 1)[1]) for p in base.glob("arrival_date=*") if any(p.glob("*.parquet"))}
+    have = {
+        date.fromisoformat(p.name.split("=", 1)[1]) for p in base.glob("arrival_date=*") if any(p.glob("*.parquet"))
+    }
     return sorted(have & set(layout.raw_days()))
 
 
@@ -41,9 +43,17 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
         )
         fires = pl.concat([feats.select(S.SHIPMENT_ID), family_fires(feats)], how="horizontal")
         fires = fires.with_columns(pl.any_horizontal(pl.exclude(S.SHIPMENT_ID)).alias("any family"))
-        raw = scan_raw_shipments(layout, [d]).select(
-            [c for c in S.RAW_SHIPMENT_SCHEMA if (c in rules.fields and c not in feats.columns) or c == S.SHIPMENT_ID]
-        ).collect()
+        raw = (
+            scan_raw_shipments(layout, [d])
+            .select(
+                [
+                    c
+                    for c in S.RAW_SHIPMENT_SCHEMA
+                    if (c in rules.fields and c not in feats.columns) or c == S.SHIPMENT_ID
+                ]
+            )
+            .collect()
+        )
         scored = rules.apply(raw.join(feats, on=S.SHIPMENT_ID, how="inner"))
         fires = fires.join(
             scored.select(S.SHIPMENT_ID, (pl.col(S.RULE_SCORE) >= 0.2).alias("rules (score >= 0.2)")), on=S.SHIPMENT_ID
@@ -58,20 +68,28 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
         pos = frame.filter(pl.col("positive")).get_column(fam).mean() if n_pos else None
         neg = frame.filter(~pl.col("positive")).get_column(fam).mean() if n_neg else None
         fired = frame.get_column(fam).sum()
-        rows.append({
-            "family": fam,
-            "fires_on_positives": pos,
-            "fires_on_negatives": neg,
-            "lift": (pos / neg) if pos is not None and neg else None,
-            # what an officer examining every shipment it fires on would find (with the fired count)
-            "fired": int(fired),
-            "precision": frame.filter(pl.col(fam)).get_column("positive").mean() if fired else None,
-        })
-    return pl.DataFrame(rows, schema={"family": pl.String, "fires_on_positives": pl.Float64,
-                                      "fires_on_negatives": pl.Float64, "lift": pl.Float64,
-                                      "fired": pl.Int64, "precision": pl.Float64}).with_columns(
-        pl.lit(int(n_pos)).alias("positives"), pl.lit(int(n_neg)).alias("negatives")
-    )
+        rows.append(
+            {
+                "family": fam,
+                "fires_on_positives": pos,
+                "fires_on_negatives": neg,
+                "lift": (pos / neg) if pos is not None and neg else None,
+                # what an officer examining every shipment it fires on would find (with the fired count)
+                "fired": int(fired),
+                "precision": frame.filter(pl.col(fam)).get_column("positive").mean() if fired else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "family": pl.String,
+            "fires_on_positives": pl.Float64,
+            "fires_on_negatives": pl.Float64,
+            "lift": pl.Float64,
+            "fired": pl.Int64,
+            "precision": pl.Float64,
+        },
+    ).with_columns(pl.lit(int(n_pos)).alias("positives"), pl.lit(int(n_neg)).alias("negatives"))
 
 
 def table_markdown(table: pl.DataFrame, days: list[date]) -> str:

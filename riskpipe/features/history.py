@@ -196,8 +196,12 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
 
     The daily files are sorted by entity, so the entity filter skips most row groups."""
     code = ENTITY_CODES[entity]
-    schema = {KEY: pl.UInt64, **{f"p{w}": pl.UInt32 for w in WINDOWS}, **{f"s{w}": pl.UInt32 for w in WINDOWS},
-              "age": pl.Int32}
+    schema = {
+        KEY: pl.UInt64,
+        **{f"p{w}": pl.UInt32 for w in WINDOWS},
+        **{f"s{w}": pl.UInt32 for w in WINDOWS},
+        "age": pl.Int32,
+    }
     if not days or keys_today.len() == 0:
         return pl.DataFrame(schema=schema)
     scans = [
@@ -305,8 +309,9 @@ def prior_exam_counts(layout: Layout, labels: pl.DataFrame | None, day: date) ->
     return pl.concat(parts).select(ENTITY, KEY, "exams", "positives")
 
 
-def add_history(frame: pl.DataFrame, layout: Layout, day: date, days: list[date],
-                labels: pl.DataFrame | None) -> pl.DataFrame:
+def add_history(
+    frame: pl.DataFrame, layout: Layout, day: date, days: list[date], labels: pl.DataFrame | None
+) -> pl.DataFrame:
     """Add the history family to today's frame (eager; needs the ``_key_<entity>`` columns).
 
     Each entity is looked up on its own (single 64-bit key joins) into a narrow frame aligned

@@ -82,5 +82,13 @@ def load_lexicon(reference_dir: Path = REFERENCE_DIR) -> Lexicon:
 
 
 #: names usable as ``@name`` in rule files
-LEXICON_NAMES = ("precursors", "presses", "misdescriptions", "chemical_words", "forwarders", "commercial",
-                 "institutions", "vague")
+LEXICON_NAMES = (
+    "precursors",
+    "presses",
+    "misdescriptions",
+    "chemical_words",
+    "forwarders",
+    "commercial",
+    "institutions",
+    "vague",
+)

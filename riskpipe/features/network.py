@@ -34,8 +34,13 @@ DEFAULT_MAX_GROUP = 200
 LINK_CAPS: dict[str, int] = {
     # consignee side: a household's own parcels link; a bigger shared identifier bridges households
     # into one giant group (measured on the synthetic world: an IP cap of 10 already percolates)
-    "cons_addr": 10, "cons_phone": 5, "cons_email": 5, "account_ip": 5,
-    "seller": 50, "shipper_phone": 50, "shipper_email": 50,
+    "cons_addr": 10,
+    "cons_phone": 5,
+    "cons_email": 5,
+    "account_ip": 5,
+    "seller": 50,
+    "shipper_phone": 50,
+    "shipper_email": 50,
 }
 NEW_PARTY_DAYS = 7
 _SHIPPER_SIDE = {"seller": "seller", "shipper_phone": "shipper", "shipper_email": "shipper"}
@@ -103,9 +108,7 @@ def add_network(frame: pl.DataFrame, caps: dict[str, int] | None = None) -> pl.D
     prior_pos = pl.any_horizontal(pl.col(H.positives_col(e)) > 0 for e in ("cons_addr", "cons_name", "cons_phone"))
     addr = key_col("cons_addr")
     p7 = H.parcels_col("cons_addr", 7)
-    f = frame.select(
-        addr, key_col("shipper"), p7, prior_pos.alias("_pos"), comp.alias(_LABEL)
-    )
+    f = frame.select(addr, key_col("shipper"), p7, prior_pos.alias("_pos"), comp.alias(_LABEL))
     groups = f.group_by(_LABEL).agg(
         pl.len().cast(pl.Int32).alias(NET_SIZE),
         pl.col(key_col("shipper")).n_unique().cast(pl.Int32).alias(NET_SHIPPERS),

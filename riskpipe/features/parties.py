@@ -23,8 +23,16 @@ SHARED_CONTACT_SHIPPER_NAMES = "shared_contact_shipper_names"
 SHARED_CONTACT_MULTI_SHIPPER = "shared_contact_multi_shipper"
 
 COLUMNS = [
-    CONSIGNEE_RESIDENTIAL, CONSIGNEE_PO_BOX, CONSIGNEE_FORWARDER, CONSIGNEE_INSTITUTION, NAMES_AT_ADDRESS_DAY,
-    ACCOUNT_AGE_DAYS, KNOWN_CONSIGNOR, TRUSTED_TRADER, SHARED_CONTACT_SHIPPER_NAMES, SHARED_CONTACT_MULTI_SHIPPER,
+    CONSIGNEE_RESIDENTIAL,
+    CONSIGNEE_PO_BOX,
+    CONSIGNEE_FORWARDER,
+    CONSIGNEE_INSTITUTION,
+    NAMES_AT_ADDRESS_DAY,
+    ACCOUNT_AGE_DAYS,
+    KNOWN_CONSIGNOR,
+    TRUSTED_TRADER,
+    SHARED_CONTACT_SHIPPER_NAMES,
+    SHARED_CONTACT_MULTI_SHIPPER,
 ]
 
 TRUSTED_KINDS = ["none", *S.TRUSTED_TRADER_KINDS]
@@ -47,7 +55,9 @@ def row_exprs(day: date, lex: Lexicon | None = None) -> list[pl.Expr]:
     return [
         (~commercial).cast(pl.Int8).alias(CONSIGNEE_RESIDENTIAL),
         pl.col(S.CONSIGNEE_ADDRESS).str.contains(PO_BOX_PATTERN).fill_null(False).cast(pl.Int8).alias(CONSIGNEE_PO_BOX),
-        cons.str.contains_any(lex.terms("forwarders"), ascii_case_insensitive=True).cast(pl.Int8).alias(CONSIGNEE_FORWARDER),
+        cons.str.contains_any(lex.terms("forwarders"), ascii_case_insensitive=True)
+        .cast(pl.Int8)
+        .alias(CONSIGNEE_FORWARDER),
         cons.str.contains_any(lex.terms("institutions"), ascii_case_insensitive=True)
         .cast(pl.Int8)
         .alias(CONSIGNEE_INSTITUTION),
@@ -65,7 +75,9 @@ def day_exprs() -> list[pl.Expr]:
         _names_sharing("shipper_phone"), _names_sharing("shipper_email"), _names_sharing("account_ip")
     ).cast(pl.Int32)
     return [
-        pl.when(addr_key.is_not_null()).then(pl.col(key_col("cons_name")).n_unique().over(addr_key)).otherwise(1)
+        pl.when(addr_key.is_not_null())
+        .then(pl.col(key_col("cons_name")).n_unique().over(addr_key))
+        .otherwise(1)
         .cast(pl.Int32)
         .alias(NAMES_AT_ADDRESS_DAY),
         shared.alias(SHARED_CONTACT_SHIPPER_NAMES),
@@ -73,8 +85,15 @@ def day_exprs() -> list[pl.Expr]:
     ]
 
 
-ROW_COLUMNS = [CONSIGNEE_RESIDENTIAL, CONSIGNEE_PO_BOX, CONSIGNEE_FORWARDER, CONSIGNEE_INSTITUTION,
-               ACCOUNT_AGE_DAYS, KNOWN_CONSIGNOR, TRUSTED_TRADER]
+ROW_COLUMNS = [
+    CONSIGNEE_RESIDENTIAL,
+    CONSIGNEE_PO_BOX,
+    CONSIGNEE_FORWARDER,
+    CONSIGNEE_INSTITUTION,
+    ACCOUNT_AGE_DAYS,
+    KNOWN_CONSIGNOR,
+    TRUSTED_TRADER,
+]
 DAY_COLUMNS = [NAMES_AT_ADDRESS_DAY, SHARED_CONTACT_SHIPPER_NAMES, SHARED_CONTACT_MULTI_SHIPPER]
 
 

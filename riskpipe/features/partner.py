@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
@@ -65,8 +66,9 @@ class PartnerInputs:
     oea_by: str = ""  # who shared the active OEA list
 
 
-def inputs(layout, day: date, raw: pl.LazyFrame, key: bytes | None = None,
-           key_path: Path | None = None) -> PartnerInputs:
+def inputs(
+    layout, day: date, raw: pl.LazyFrame, key: bytes | None = None, key_path: Path | None = None
+) -> PartnerInputs:
     """The day's matches and OEA verdicts (reads the key, from ``key_path`` or else the home's
     riskpipe.toml, only when a feed or list is active for ``day``)."""
     findings = P.active_findings(layout, day)
@@ -78,8 +80,12 @@ def inputs(layout, day: date, raw: pl.LazyFrame, key: bytes | None = None,
     if findings.height:
         kinds = [k for k in P.FEED_KINDS if P.KIND_CLASS[k] in set(findings["class"].to_list())]
         values = (
-            P.normalised_frame(raw, kinds).group_by("kind", "value").agg(pl.len().alias("_n"))
-            .filter(pl.col("_n") <= WATCH_MAX_SHIPMENTS).select("kind", "value").collect()
+            P.normalised_frame(raw, kinds)
+            .group_by("kind", "value")
+            .agg(pl.len().alias("_n"))
+            .filter(pl.col("_n") <= WATCH_MAX_SHIPMENTS)
+            .select("kind", "value")
+            .collect()
         )
         latest = findings.sort("finding_date", "finding").group_by("class", "hmac").agg(pl.all().last())
         for (kind,), g in values.sort("kind", "value").group_by("kind", maintain_order=True):
@@ -88,13 +94,19 @@ def inputs(layout, day: date, raw: pl.LazyFrame, key: bytes | None = None,
             hit = hashed.join(latest.filter(pl.col("class") == P.KIND_CLASS[kind]), on="hmac", how="inner")
             if hit.height:
                 out.matches[kind] = hit.select(
-                    pl.col("value").alias(_V), pl.col("finding_date").alias(_date_col(kind)),
-                    pl.col("finding").alias(_finding_col(kind)), pl.col("shared_by").alias(_by_col(kind)),
+                    pl.col("value").alias(_V),
+                    pl.col("finding_date").alias(_date_col(kind)),
+                    pl.col("finding").alias(_finding_col(kind)),
+                    pl.col("shared_by").alias(_by_col(kind)),
                 )
     if oea is not None:
         claims = (
             raw.filter(pl.col(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea")
-            .select(NORMALISED["shipper"].alias(_OEA_V)).drop_nulls().unique().collect().sort(_OEA_V)
+            .select(NORMALISED["shipper"].alias(_OEA_V))
+            .drop_nulls()
+            .unique()
+            .collect()
+            .sort(_OEA_V)
         )
         hashed = P.keyed_hashes(key, "shipper", claims[_OEA_V].to_list())
         out.oea_by = oea.shared_by
@@ -106,7 +118,9 @@ def verify_oea(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
     """``xb_oea_confirmed`` / ``xb_oea_unconfirmed``; an unconfirmed ``mx_oea`` claim is cleared
     from ``trusted_trader`` (no credit) before the parties family reads it."""
     if inp.oea is None:
-        return frame.with_columns(pl.lit(0, pl.Int8).alias(XB_OEA_CONFIRMED), pl.lit(0, pl.Int8).alias(XB_OEA_UNCONFIRMED))
+        return frame.with_columns(
+            pl.lit(0, pl.Int8).alias(XB_OEA_CONFIRMED), pl.lit(0, pl.Int8).alias(XB_OEA_UNCONFIRMED)
+        )
     claim = (pl.col(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").fill_null(False)
     ok = pl.col(_OEA_OK).fill_null(False)
     return (
@@ -130,19 +144,26 @@ def add_partner(frame: pl.LazyFrame, inp: PartnerInputs, day: date) -> pl.LazyFr
     """The watch-list columns (the OEA columns come from :func:`verify_oea`)."""
     if not inp.matches:
         return frame.with_columns(
-            pl.lit(0, pl.Int8).alias(PARTNER_WATCH_HIT), pl.lit(0, pl.Int8).alias(PARTNER_WATCH_KINDS),
+            pl.lit(0, pl.Int8).alias(PARTNER_WATCH_HIT),
+            pl.lit(0, pl.Int8).alias(PARTNER_WATCH_KINDS),
             pl.lit(None, pl.Int32).alias(PARTNER_WATCH_DAYS),
         )
     dates = [pl.col(_date_col(k)) for k in inp.matches]
     helpers = [c(k) for k in inp.matches for c in (_date_col, _finding_col, _by_col)]
-    return _with_matches(frame, inp).with_columns(
-        pl.any_horizontal(d.is_not_null() for d in dates).cast(pl.Int8).alias(PARTNER_WATCH_HIT),
-        pl.sum_horizontal(d.is_not_null().cast(pl.Int8) for d in dates).cast(pl.Int8).alias(PARTNER_WATCH_KINDS),
-        (pl.lit(day) - pl.max_horizontal(dates)).dt.total_days().cast(pl.Int32).alias(PARTNER_WATCH_DAYS),
-    ).drop(helpers)
+    return (
+        _with_matches(frame, inp)
+        .with_columns(
+            pl.any_horizontal(d.is_not_null() for d in dates).cast(pl.Int8).alias(PARTNER_WATCH_HIT),
+            pl.sum_horizontal(d.is_not_null().cast(pl.Int8) for d in dates).cast(pl.Int8).alias(PARTNER_WATCH_KINDS),
+            (pl.lit(day) - pl.max_horizontal(dates)).dt.total_days().cast(pl.Int32).alias(PARTNER_WATCH_DAYS),
+        )
+        .drop(helpers)
+    )
 
 
-OEA_UNCONFIRMED_TEXT = "the exporter claims Mexico OEA certification but is not on the OEA list shared by {by}: no trusted-trader credit"
+OEA_UNCONFIRMED_TEXT = (
+    "the exporter claims Mexico OEA certification but is not on the OEA list shared by {by}: no trusted-trader credit"
+)
 
 
 def reason_texts(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
@@ -150,9 +171,15 @@ def reason_texts(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
     matches a precursor finding shared by Mexico's customs service on 2026-05-12") and an
     unconfirmed OEA claim, ``; ``-joined (null when none)."""
     parts = [
-        pl.when(pl.col(_date_col(k)).is_not_null()).then(pl.format(
-            "{} matches a {} finding shared by {} on {}", pl.lit(P.KIND_WORDS[k]),
-            pl.col(_finding_col(k)).str.replace("_", " "), pl.col(_by_col(k)), pl.col(_date_col(k)).cast(pl.String)))
+        pl.when(pl.col(_date_col(k)).is_not_null()).then(
+            pl.format(
+                "{} matches a {} finding shared by {} on {}",
+                pl.lit(P.KIND_WORDS[k]),
+                pl.col(_finding_col(k)).str.replace("_", " "),
+                pl.col(_by_col(k)),
+                pl.col(_date_col(k)).cast(pl.String),
+            )
+        )
         for k in inp.matches
     ]
     if inp.oea is not None:

@@ -48,9 +48,13 @@ def raw_frame(rows: list[dict], day: date) -> pl.DataFrame:
         r.setdefault(S.INGESTED_AT, datetime(day.year, day.month, day.day, tzinfo=UTC))
         r[S.ARRIVAL_DATE] = day
         full.append(r)
-    return pl.DataFrame(
-        [{c: r.get(c) for c in S.RAW_SHIPMENT_SCHEMA} for r in full], schema=S.RAW_SHIPMENT_SCHEMA, orient="row"
-    ) if full else pl.DataFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+    return (
+        pl.DataFrame(
+            [{c: r.get(c) for c in S.RAW_SHIPMENT_SCHEMA} for r in full], schema=S.RAW_SHIPMENT_SCHEMA, orient="row"
+        )
+        if full
+        else pl.DataFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+    )
 
 
 def write_raw_day(layout: Layout, day: date, rows: list[dict]) -> pl.DataFrame:

@@ -39,11 +39,21 @@ def hts_flags(hts: pl.Series) -> np.ndarray:
     return hts.str.slice(0, 4).is_in(list(RISKY_HTS)).to_numpy()
 
 
-def rule_score(desc: np.ndarray, hts: np.ndarray, origin_cn_hk: np.ndarray, mx_truck_untrusted: np.ndarray,
-               value_usd: np.ndarray, weight_kg: np.ndarray, dflags: dict[str, np.ndarray], risky_hts: np.ndarray,
-               parcels_to_address: np.ndarray | None = None, partner_status: np.ndarray | None = None,
-               lookout: np.ndarray | None = None, new_account: np.ndarray | None = None,
-               known_lab: np.ndarray | None = None) -> np.ndarray:
+def rule_score(
+    desc: np.ndarray,
+    hts: np.ndarray,
+    origin_cn_hk: np.ndarray,
+    mx_truck_untrusted: np.ndarray,
+    value_usd: np.ndarray,
+    weight_kg: np.ndarray,
+    dflags: dict[str, np.ndarray],
+    risky_hts: np.ndarray,
+    parcels_to_address: np.ndarray | None = None,
+    partner_status: np.ndarray | None = None,
+    lookout: np.ndarray | None = None,
+    new_account: np.ndarray | None = None,
+    known_lab: np.ndarray | None = None,
+) -> np.ndarray:
     """Points of simple targeting rules per parcel (vectorised).
 
     ``parcels_to_address``: parcels of the day to the same address (split shipments);
@@ -53,8 +63,15 @@ def rule_score(desc: np.ndarray, hts: np.ndarray, origin_cn_hk: np.ndarray, mx_t
     lab (officers know who buys reagents legally)."""
     heavy_cheap = (weight_kg > 20) & (value_usd < 150)
     risky = np.where(hts >= 0, risky_hts[np.clip(hts, 0, None)], False)
-    score = (2.0 * dflags["chem"][desc] + 1.5 * dflags["press"][desc] + 1.0 * (dflags["press"][desc] & (weight_kg > 10))
-             + 1.0 * (dflags["vague"][desc] & origin_cn_hk) + 1.5 * risky + 1.5 * mx_truck_untrusted + 1.0 * heavy_cheap)
+    score = (
+        2.0 * dflags["chem"][desc]
+        + 1.5 * dflags["press"][desc]
+        + 1.0 * (dflags["press"][desc] & (weight_kg > 10))
+        + 1.0 * (dflags["vague"][desc] & origin_cn_hk)
+        + 1.5 * risky
+        + 1.5 * mx_truck_untrusted
+        + 1.0 * heavy_cheap
+    )
     if parcels_to_address is not None:
         score = score + 1.0 * (parcels_to_address >= 3) + 0.5 * (parcels_to_address >= 5)
     if partner_status is not None:
@@ -68,8 +85,13 @@ def rule_score(desc: np.ndarray, hts: np.ndarray, origin_cn_hk: np.ndarray, mx_t
     return score
 
 
-def select_exams(score: np.ndarray, eligible: np.ndarray, rng: np.random.Generator,
-                 random_share: float = RANDOM_SHARE, targeted_share: float = TARGETED_SHARE) -> np.ndarray:
+def select_exams(
+    score: np.ndarray,
+    eligible: np.ndarray,
+    rng: np.random.Generator,
+    random_share: float = RANDOM_SHARE,
+    targeted_share: float = TARGETED_SHARE,
+) -> np.ndarray:
     """Exam reason per parcel: 0 none, 1 targeted, 2 random (vectorised)."""
     n = len(score)
     reason = np.zeros(n, dtype=np.int8)

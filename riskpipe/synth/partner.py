@@ -36,8 +36,16 @@ ADMINISTRATION = "Mexico's customs service"
 _STREAM = 19
 
 
-def write_partner_day(out: Path, day: date, day_index: int, seed: int, expected_positives: float, cells: list[Cell],
-                      pop: Population, catalog: Catalog) -> int:
+def write_partner_day(
+    out: Path,
+    day: date,
+    day_index: int,
+    seed: int,
+    expected_positives: float,
+    cells: list[Cell],
+    pop: Population,
+    catalog: Catalog,
+) -> int:
     """The partner's seizures of ``day`` (manifests and outcomes) under ``out/landing``; their count."""
     from riskpipe.synth.world import assemble
 
@@ -49,15 +57,19 @@ def write_partner_day(out: Path, day: date, day_index: int, seed: int, expected_
     core = core.with_columns(pl.concat_str(pl.lit("MX"), pl.col("id")).alias("id"))
     landing = out / "landing"
     landing.mkdir(parents=True, exist_ok=True)
-    write_manifest_file(core, pop, catalog, day, landing / file_name("manifest", day, 1, "parquet", False), "parquet", False)
-    outcomes = pl.DataFrame({
-        S.SHIPMENT_ID: core["id"],
-        S.EXAM_DATE: pl.Series([day] * core.height, dtype=pl.Date),
-        S.OUTCOME: pl.Series(S.OUTCOMES).gather(core["cls"]),
-        S.EXAM_REASON: pl.Series(["targeted"] * core.height),
-        S.EXAMINER: pl.Series([f"ANAM-{n}" for n in rng.integers(100, 999, core.height)]),
-        S.NOTES: pl.Series(["seized at export"] * core.height),
-    })
+    write_manifest_file(
+        core, pop, catalog, day, landing / file_name("manifest", day, 1, "parquet", False), "parquet", False
+    )
+    outcomes = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: core["id"],
+            S.EXAM_DATE: pl.Series([day] * core.height, dtype=pl.Date),
+            S.OUTCOME: pl.Series(S.OUTCOMES).gather(core["cls"]),
+            S.EXAM_REASON: pl.Series(["targeted"] * core.height),
+            S.EXAMINER: pl.Series([f"ANAM-{n}" for n in rng.integers(100, 999, core.height)]),
+            S.NOTES: pl.Series(["seized at export"] * core.height),
+        }
+    )
     write_frame(outcomes, landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
     return core.height
 
@@ -72,6 +84,7 @@ def write_partner_home_files(out: Path, seed: int, pop: Population) -> int:
     listed.write_csv(out / "oea-operators.csv")
     toml = out / "riskpipe.toml"
     if not toml.exists():
-        write_text_atomic(f'administration_name = "{ADMINISTRATION}"\npartner_name = "U.S. Customs and Border Protection"\n',
-                          toml)
+        write_text_atomic(
+            f'administration_name = "{ADMINISTRATION}"\npartner_name = "U.S. Customs and Border Protection"\n', toml
+        )
     return listed.height

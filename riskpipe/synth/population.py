@@ -17,63 +17,185 @@ from riskpipe.synth.catalog import Catalog
 
 # shipper countries weighted like real US e-commerce origins (China and Hong Kong first)
 SHIPPER_COUNTRIES: dict[str, float] = {
-    "CN": 0.55, "HK": 0.12, "KR": 0.035, "GB": 0.035, "CA": 0.035, "MX": 0.04, "JP": 0.03, "DE": 0.03,
-    "VN": 0.025, "IN": 0.02, "TW": 0.015, "FR": 0.015, "IT": 0.012, "TR": 0.01, "NL": 0.008, "ES": 0.007,
-    "TH": 0.007, "CH": 0.004, "CO": 0.004,
+    "CN": 0.55,
+    "HK": 0.12,
+    "KR": 0.035,
+    "GB": 0.035,
+    "CA": 0.035,
+    "MX": 0.04,
+    "JP": 0.03,
+    "DE": 0.03,
+    "VN": 0.025,
+    "IN": 0.02,
+    "TW": 0.015,
+    "FR": 0.015,
+    "IT": 0.012,
+    "TR": 0.01,
+    "NL": 0.008,
+    "ES": 0.007,
+    "TH": 0.007,
+    "CH": 0.004,
+    "CO": 0.004,
 }
 COUNTRIES = list(SHIPPER_COUNTRIES) + ["US", "SG", "MY"]
-LOCAL_CURRENCY = {"CN": "CNY", "HK": "HKD", "GB": "GBP", "DE": "EUR", "FR": "EUR", "IT": "EUR", "NL": "EUR",
-                  "ES": "EUR", "MX": "MXN", "CA": "CAD", "JP": "JPY"}
+LOCAL_CURRENCY = {
+    "CN": "CNY",
+    "HK": "HKD",
+    "GB": "GBP",
+    "DE": "EUR",
+    "FR": "EUR",
+    "IT": "EUR",
+    "NL": "EUR",
+    "ES": "EUR",
+    "MX": "MXN",
+    "CA": "CAD",
+    "JP": "JPY",
+}
 CURRENCIES = ["USD", "CNY", "HKD", "EUR", "GBP", "MXN", "CAD", "JPY"]
 #: units of currency per USD (approximate; ingest converts with its own replaceable table)
 PER_USD = np.array([1.0, 7.2, 7.8, 0.92, 0.79, 17.5, 1.36, 150.0])
 
-FIRST = ("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan "
-         "Joseph Jessica Thomas Sarah Carlos Maria Jose Ana Luis Sofia Wei Li Ming Hui Jun Mei Raj Priya Amit "
-         "Anjali Kevin Karen Brian Nancy Jason Lisa Daniel Betty Matthew Sandra Anthony Ashley Mark Emily Tyler "
-         "Hannah Juan Rosa Minh Lan Ahmed Fatima Omar Aisha Ivan Olga Kofi Ama Hiro Yuki").split()
-LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
-        "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark "
-        "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams "
-        "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Chen Wang Zhang Liu Patel Shah Kim Park "
-        "Tran Khan Ali Cohen Murphy Cruz Reyes Morales Ortiz").split()
-STREETS = ("Maple Oak Pine Cedar Elm Washington Lake Hill Park Main Sunset Highland Willow Meadow Church "
-           "Spring Ridge Forest River Jefferson Lincoln Franklin Madison Jackson Adams Cherry Walnut Chestnut "
-           "Lakeview Valley Mill Center Union Broad Market Grove Hickory Birch Dogwood Magnolia Orchard "
-           "Prospect Summit Bay Harbor Laurel Aspen Sycamore Poplar Spruce Heritage Liberty Victory").split()
+FIRST = (
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan "
+    "Joseph Jessica Thomas Sarah Carlos Maria Jose Ana Luis Sofia Wei Li Ming Hui Jun Mei Raj Priya Amit "
+    "Anjali Kevin Karen Brian Nancy Jason Lisa Daniel Betty Matthew Sandra Anthony Ashley Mark Emily Tyler "
+    "Hannah Juan Rosa Minh Lan Ahmed Fatima Omar Aisha Ivan Olga Kofi Ama Hiro Yuki"
+).split()
+LAST = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+    "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark "
+    "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams "
+    "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Chen Wang Zhang Liu Patel Shah Kim Park "
+    "Tran Khan Ali Cohen Murphy Cruz Reyes Morales Ortiz"
+).split()
+STREETS = (
+    "Maple Oak Pine Cedar Elm Washington Lake Hill Park Main Sunset Highland Willow Meadow Church "
+    "Spring Ridge Forest River Jefferson Lincoln Franklin Madison Jackson Adams Cherry Walnut Chestnut "
+    "Lakeview Valley Mill Center Union Broad Market Grove Hickory Birch Dogwood Magnolia Orchard "
+    "Prospect Summit Bay Harbor Laurel Aspen Sycamore Poplar Spruce Heritage Liberty Victory"
+).split()
 SUFFIX_SHORT = ["St", "Ave", "Rd", "Blvd", "Dr", "Ln", "Ct", "Way", "Pl"]
 SUFFIX_LONG = ["Street", "Avenue", "Road", "Boulevard", "Drive", "Lane", "Court", "Way", "Place"]
 CITIES = [  # city, state, 3-digit ZIP prefix
-    ("New York", "NY", "100"), ("Brooklyn", "NY", "112"), ("Queens", "NY", "113"), ("Los Angeles", "CA", "900"),
-    ("San Diego", "CA", "921"), ("San Jose", "CA", "951"), ("San Francisco", "CA", "941"), ("Chicago", "IL", "606"),
-    ("Houston", "TX", "770"), ("Dallas", "TX", "752"), ("San Antonio", "TX", "782"), ("El Paso", "TX", "799"),
-    ("Austin", "TX", "787"), ("Phoenix", "AZ", "850"), ("Tucson", "AZ", "857"), ("Philadelphia", "PA", "191"),
-    ("Pittsburgh", "PA", "152"), ("Jacksonville", "FL", "322"), ("Miami", "FL", "331"), ("Orlando", "FL", "328"),
-    ("Columbus", "OH", "432"), ("Cleveland", "OH", "441"), ("Indianapolis", "IN", "462"), ("Seattle", "WA", "981"),
-    ("Denver", "CO", "802"), ("Boston", "MA", "021"), ("Cambridge", "MA", "021"), ("Nashville", "TN", "372"),
-    ("Detroit", "MI", "482"), ("Portland", "OR", "972"), ("Las Vegas", "NV", "891"), ("Louisville", "KY", "402"),
-    ("Baltimore", "MD", "212"), ("Milwaukee", "WI", "532"), ("Albuquerque", "NM", "871"), ("Atlanta", "GA", "303"),
-    ("Newark", "NJ", "071"), ("Jersey City", "NJ", "073"), ("Charlotte", "NC", "282"), ("Minneapolis", "MN", "554"),
-    ("Salt Lake City", "UT", "841"), ("Kansas City", "MO", "641"), ("Omaha", "NE", "681"), ("Providence", "RI", "029"),
-    ("Hartford", "CT", "061"), ("Burlington", "VT", "054"), ("Portland", "ME", "041"), ("Wilmington", "DE", "198"),
+    ("New York", "NY", "100"),
+    ("Brooklyn", "NY", "112"),
+    ("Queens", "NY", "113"),
+    ("Los Angeles", "CA", "900"),
+    ("San Diego", "CA", "921"),
+    ("San Jose", "CA", "951"),
+    ("San Francisco", "CA", "941"),
+    ("Chicago", "IL", "606"),
+    ("Houston", "TX", "770"),
+    ("Dallas", "TX", "752"),
+    ("San Antonio", "TX", "782"),
+    ("El Paso", "TX", "799"),
+    ("Austin", "TX", "787"),
+    ("Phoenix", "AZ", "850"),
+    ("Tucson", "AZ", "857"),
+    ("Philadelphia", "PA", "191"),
+    ("Pittsburgh", "PA", "152"),
+    ("Jacksonville", "FL", "322"),
+    ("Miami", "FL", "331"),
+    ("Orlando", "FL", "328"),
+    ("Columbus", "OH", "432"),
+    ("Cleveland", "OH", "441"),
+    ("Indianapolis", "IN", "462"),
+    ("Seattle", "WA", "981"),
+    ("Denver", "CO", "802"),
+    ("Boston", "MA", "021"),
+    ("Cambridge", "MA", "021"),
+    ("Nashville", "TN", "372"),
+    ("Detroit", "MI", "482"),
+    ("Portland", "OR", "972"),
+    ("Las Vegas", "NV", "891"),
+    ("Louisville", "KY", "402"),
+    ("Baltimore", "MD", "212"),
+    ("Milwaukee", "WI", "532"),
+    ("Albuquerque", "NM", "871"),
+    ("Atlanta", "GA", "303"),
+    ("Newark", "NJ", "071"),
+    ("Jersey City", "NJ", "073"),
+    ("Charlotte", "NC", "282"),
+    ("Minneapolis", "MN", "554"),
+    ("Salt Lake City", "UT", "841"),
+    ("Kansas City", "MO", "641"),
+    ("Omaha", "NE", "681"),
+    ("Providence", "RI", "029"),
+    ("Hartford", "CT", "061"),
+    ("Burlington", "VT", "054"),
+    ("Portland", "ME", "041"),
+    ("Wilmington", "DE", "198"),
 ]
-UNIVERSITIES = ("State University", "Institute of Technology", "University Medical Center", "College of Sciences",
-                "Polytechnic University", "Research University")
+UNIVERSITIES = (
+    "State University",
+    "Institute of Technology",
+    "University Medical Center",
+    "College of Sciences",
+    "Polytechnic University",
+    "Research University",
+)
 DEPTS = ("Dept of Chemistry", "Chemistry Dept", "Dept of Pharmacology", "Biochemistry Lab", "Materials Science Lab")
-CN_CITIES = ("Shenzhen Guangzhou Yiwu Dongguan Hangzhou Ningbo Xiamen Shanghai Wuhan Shijiazhuang Jinan "
-             "Zhengzhou Tianjin Suzhou Foshan").split()
-WORDS = ("Huaxin Xinyuan Jiale Hongda Mingtai Ruifeng Tianyi Jinsheng Weiye Kangda Baili Haoyun Longxiang "
-         "Shengda Yongan Fuda Hengtai Xinda Jiaxin Zhongke Bright Global Sunrise Golden Star Ocean Pacific "
-         "Union Prime Nova Apex Vista Delta Orion").split()
-TRADES = ("Trading E-commerce Technology Import&Export Industrial Biotech Chemical Electronics Garment "
-          "Household Crafts Supply Logistics Pharmaceutical Materials").split()
-CO_SUFFIX = {"CN": "Co., Ltd", "HK": "Limited", "GB": "Ltd", "DE": "GmbH", "FR": "SARL", "IT": "S.r.l.",
-             "NL": "B.V.", "ES": "S.L.", "MX": "S.A. de C.V.", "CA": "Inc.", "JP": "K.K.", "KR": "Co., Ltd",
-             "IN": "Pvt Ltd", "VN": "Co., Ltd", "TW": "Co., Ltd", "TR": "Ltd. Sti.", "TH": "Co., Ltd",
-             "CH": "AG", "CO": "S.A.S.", "SG": "Pte Ltd", "MY": "Sdn Bhd", "US": "LLC"}
-PHONE_CC = {"CN": "86", "HK": "852", "GB": "44", "DE": "49", "FR": "33", "IT": "39", "NL": "31", "ES": "34",
-            "MX": "52", "CA": "1", "JP": "81", "KR": "82", "IN": "91", "VN": "84", "TW": "886", "TR": "90",
-            "TH": "66", "CH": "41", "CO": "57", "SG": "65", "MY": "60", "US": "1"}
+CN_CITIES = (
+    "Shenzhen Guangzhou Yiwu Dongguan Hangzhou Ningbo Xiamen Shanghai Wuhan Shijiazhuang Jinan "
+    "Zhengzhou Tianjin Suzhou Foshan"
+).split()
+WORDS = (
+    "Huaxin Xinyuan Jiale Hongda Mingtai Ruifeng Tianyi Jinsheng Weiye Kangda Baili Haoyun Longxiang "
+    "Shengda Yongan Fuda Hengtai Xinda Jiaxin Zhongke Bright Global Sunrise Golden Star Ocean Pacific "
+    "Union Prime Nova Apex Vista Delta Orion"
+).split()
+TRADES = (
+    "Trading E-commerce Technology Import&Export Industrial Biotech Chemical Electronics Garment "
+    "Household Crafts Supply Logistics Pharmaceutical Materials"
+).split()
+CO_SUFFIX = {
+    "CN": "Co., Ltd",
+    "HK": "Limited",
+    "GB": "Ltd",
+    "DE": "GmbH",
+    "FR": "SARL",
+    "IT": "S.r.l.",
+    "NL": "B.V.",
+    "ES": "S.L.",
+    "MX": "S.A. de C.V.",
+    "CA": "Inc.",
+    "JP": "K.K.",
+    "KR": "Co., Ltd",
+    "IN": "Pvt Ltd",
+    "VN": "Co., Ltd",
+    "TW": "Co., Ltd",
+    "TR": "Ltd. Sti.",
+    "TH": "Co., Ltd",
+    "CH": "AG",
+    "CO": "S.A.S.",
+    "SG": "Pte Ltd",
+    "MY": "Sdn Bhd",
+    "US": "LLC",
+}
+PHONE_CC = {
+    "CN": "86",
+    "HK": "852",
+    "GB": "44",
+    "DE": "49",
+    "FR": "33",
+    "IT": "39",
+    "NL": "31",
+    "ES": "34",
+    "MX": "52",
+    "CA": "1",
+    "JP": "81",
+    "KR": "82",
+    "IN": "91",
+    "VN": "84",
+    "TW": "886",
+    "TR": "90",
+    "TH": "66",
+    "CH": "41",
+    "CO": "57",
+    "SG": "65",
+    "MY": "60",
+    "US": "1",
+}
 MAIL_DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "icloud.com", "hotmail.com", "aol.com"]
 SHIPPER_MAIL = ["163.com", "qq.com", "126.com", "gmail.com", "outlook.com", "foxmail.com", "yahoo.com"]
 MARKETPLACES = ["amazon", "temu", "shein", "aliexpress", "ebay", "etsy", "walmart", "tiktok_shop"]
@@ -84,8 +206,16 @@ HOUSE, APARTMENT, COMMERCIAL, FORWARDER, UNIVERSITY = 0, 1, 2, 3, 4
 # ports and carriers ------------------------------------------------------------------------
 MODES = ["express", "postal", "air_cargo", "truck"]
 PORTS: dict[str, list[tuple[str, float]]] = {  # mode -> (Schedule D code, weight)
-    "express": [("4701", 0.2), ("4196", 0.22), ("2095", 0.2), ("1704", 0.08), ("3901", 0.1), ("2720", 0.1),
-                ("5206", 0.05), ("5501", 0.05)],
+    "express": [
+        ("4701", 0.2),
+        ("4196", 0.22),
+        ("2095", 0.2),
+        ("1704", 0.08),
+        ("3901", 0.1),
+        ("2720", 0.1),
+        ("5206", 0.05),
+        ("5501", 0.05),
+    ],
     "postal": [("4771", 0.45), ("2704", 0.3), ("5206", 0.1), ("2809", 0.15)],
     "air_cargo": [("2720", 0.3), ("4701", 0.25), ("3901", 0.15), ("1704", 0.1), ("3029", 0.1), ("5501", 0.1)],
     "truck": [("2304", 0.4), ("2506", 0.25), ("2604", 0.2), ("2402", 0.15)],  # Mexican border
@@ -97,8 +227,18 @@ CARRIERS: dict[str, list[tuple[str, float]]] = {
     "air_cargo": [("CK", 0.25), ("CX", 0.2), ("5Y", 0.15), ("CA", 0.15), ("K4", 0.15), ("PO", 0.1)],
     "truck": [("MXTR", 0.3), ("TFMX", 0.25), ("ESTR", 0.2), ("CASTR", 0.15), ("FRTX", 0.1)],
 }
-POSTAL_OPERATOR = {"CN": "CNPOST", "HK": "HKPOST", "GB": "ROYALMAIL", "DE": "DPAG", "CA": "CANPOST", "JP": "JPPOST",
-                   "KR": "KPOST", "MX": "SEPOMEX", "FR": "LAPOSTE", "IN": "INDIAPOST"}
+POSTAL_OPERATOR = {
+    "CN": "CNPOST",
+    "HK": "HKPOST",
+    "GB": "ROYALMAIL",
+    "DE": "DPAG",
+    "CA": "CANPOST",
+    "JP": "JPPOST",
+    "KR": "KPOST",
+    "MX": "SEPOMEX",
+    "FR": "LAPOSTE",
+    "IN": "INDIAPOST",
+}
 CARRIER_CODES = sorted({c for v in CARRIERS.values() for c, _ in v} | set(POSTAL_OPERATOR.values()) | {"UPU"})
 PORT_CODES = sorted({p for v in PORTS.values() for p, _ in v} | {p for p, _ in CANADA_TRUCK_PORTS})
 
@@ -189,19 +329,29 @@ def make_agents(rng: np.random.Generator, n: int) -> Table:
     sellers put on their filings (one phone desk, one mailbox, one office IP), with a size."""
     word = _s(WORDS, rng.integers(0, len(WORDS), n))
     kind = _s(["logistics", "fulfillment", "express", "supplychain", "ecommerce"], rng.integers(0, 5, n))
-    frame = pl.DataFrame({"w": word, "k": kind, "tel": _digits(rng, n, 9), "no": rng.integers(1, 999, n),
-                          "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
-                          **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)}})
+    frame = pl.DataFrame(
+        {
+            "w": word,
+            "k": kind,
+            "tel": _digits(rng, n, 9),
+            "no": rng.integers(1, 999, n),
+            "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
+            **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)},
+        }
+    )
     out = frame.select(
         pl.format("+86{}", pl.col("tel")).alias("phone"),
-        pl.format("{}{}{}@{}", pl.col("w").str.to_lowercase(), pl.col("k"), pl.col("no"), pl.col("mail")).alias("email"),
+        pl.format("{}{}{}@{}", pl.col("w").str.to_lowercase(), pl.col("k"), pl.col("no"), pl.col("mail")).alias(
+            "email"
+        ),
         pl.format("{}.{}.{}.{}", "ip0", "ip1", "ip2", "ip3").alias("ip"),
     )
     return Table(out, {"popularity": rng.lognormal(0.0, 1.0, n)})
 
 
-def use_agents(frame: pl.DataFrame, rng: np.random.Generator, agents: Table, share: float,
-               agent: np.ndarray | None = None) -> pl.DataFrame:
+def use_agents(
+    frame: pl.DataFrame, rng: np.random.Generator, agents: Table, share: float, agent: np.ndarray | None = None
+) -> pl.DataFrame:
     """Replace the contacts of a ``share`` of the shippers by their agent's (each of phone,
     e-mail and IP independently, as filings differ in what they carry). ``agent``: the agent of
     every row (drawn by the agents' sizes when not given)."""
@@ -219,9 +369,16 @@ def use_agents(frame: pl.DataFrame, rng: np.random.Generator, agents: Table, sha
     )
 
 
-def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date, new: bool,
-                  countries: np.ndarray | None = None, agents: Table | None = None,
-                  agent_share: float = AGENT_SHARE) -> Table:
+def make_shippers(
+    rng: np.random.Generator,
+    n: int,
+    catalog: Catalog,
+    day: date,
+    new: bool,
+    countries: np.ndarray | None = None,
+    agents: Table | None = None,
+    agent_share: float = AGENT_SHARE,
+) -> Table:
     """Shippers with a home country, a few kinds of goods they sell, contact data and account data
     (a share files through an agent whose contacts it shares, see :func:`use_agents`)."""
     codes = list(SHIPPER_COUNTRIES)
@@ -240,17 +397,29 @@ def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date,
     word = _s(WORDS, rng.integers(0, len(WORDS), n))
     trade = _s(TRADES, rng.integers(0, len(TRADES), n))
     is_cn = pl.Series(np.isin(cidx, [0, 1]))
-    frame = pl.DataFrame({"country": country, "city": city, "word": word, "trade": trade, "suffix": suffix,
-                          "is_cn": is_cn, "num": rng.integers(1, 999, n), "street": _s(STREETS, rng.integers(0, len(STREETS), n)),
-                          "cc": pl.Series([PHONE_CC.get(c, "1") for c in codes]).gather(pl.Series(cidx)),
-                          "tel": _digits(rng, n, 9), "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
-                          "mailno": rng.integers(1, 9999, n),
-                          **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)}})
+    frame = pl.DataFrame(
+        {
+            "country": country,
+            "city": city,
+            "word": word,
+            "trade": trade,
+            "suffix": suffix,
+            "is_cn": is_cn,
+            "num": rng.integers(1, 999, n),
+            "street": _s(STREETS, rng.integers(0, len(STREETS), n)),
+            "cc": pl.Series([PHONE_CC.get(c, "1") for c in codes]).gather(pl.Series(cidx)),
+            "tel": _digits(rng, n, 9),
+            "mail": _s(SHIPPER_MAIL, rng.integers(0, len(SHIPPER_MAIL), n)),
+            "mailno": rng.integers(1, 9999, n),
+            **{f"ip{j}": rng.integers(1, 255, n) for j in range(4)},
+        }
+    )
     if new:
         age = rng.integers(0, NEW_ACCOUNT_MAX_DAYS, n)
     else:
-        age = np.where(rng.random(n) < YOUNG_ACCOUNT_SHARE, rng.integers(0, 120, n),
-                       rng.gamma(1.5, 500.0, n).astype(np.int64) + 30)
+        age = np.where(
+            rng.random(n) < YOUNG_ACCOUNT_SHARE, rng.integers(0, 120, n), rng.gamma(1.5, 500.0, n).astype(np.int64) + 30
+        )
     created = pl.Series(np.datetime64(day, "D") - age.astype("timedelta64[D]"))
     tt = np.zeros(n, dtype=np.int64)  # 0 none, 1 ctpat, 2 mx_oea, 3 other_mra
     r = rng.random(n)
@@ -277,24 +446,48 @@ def make_shippers(rng: np.random.Generator, n: int, catalog: Catalog, day: date,
     if agents is not None:
         out = use_agents(out, rng, agents, agent_share)
     pop = rng.lognormal(0.0, 1.6, n) * (NEW_SHIPPER_POPULARITY if new else 1.0)
-    return Table(out, {"country": cidx.astype(np.int16), "kinds": kinds, "popularity": pop,
-                       "known": (rng.random(n) < (0.2 if new else 0.7))})
+    return Table(
+        out,
+        {
+            "country": cidx.astype(np.int16),
+            "kinds": kinds,
+            "popularity": pop,
+            "known": (rng.random(n) < (0.2 if new else 0.7)),
+        },
+    )
 
 
-def make_addresses(rng: np.random.Generator, n: int, kind_probs=(0.55, 0.35, 0.1, 0.0, 0.0),
-                   kinds: np.ndarray | None = None) -> Table:
+def make_addresses(
+    rng: np.random.Generator, n: int, kind_probs=(0.55, 0.35, 0.1, 0.0, 0.0), kinds: np.ndarray | None = None
+) -> Table:
     """US addresses: houses, apartments, businesses, package forwarders and university labs."""
     kind = _pick(rng, [0, 1, 2, 3, 4], kind_probs, n) if kinds is None else kinds
     city = rng.integers(0, len(CITIES), n)
     # forwarders cluster near ports and tax-free states; the pick is not important for the model
-    unit = np.where(kind == APARTMENT, rng.integers(1, 40, n) * np.where(rng.random(n) < 0.5, 100, 1) + rng.integers(0, 20, n),
-                    np.where(kind == FORWARDER, rng.integers(100, 999, n), np.where(kind == COMMERCIAL, rng.integers(100, 600, n), 0)))
-    frame = pl.DataFrame({
-        "num": rng.integers(1, 9999, n), "street": _s(STREETS, rng.integers(0, len(STREETS), n)),
-        "suffix": rng.integers(0, len(SUFFIX_SHORT), n), "kind": kind.astype(np.int8), "unit": unit,
-        "city": _s([c[0] for c in CITIES], city), "state": _s([c[1] for c in CITIES], city),
-        "zip3": _s([c[2] for c in CITIES], city), "zip2": _digits(rng, n, 2),
-    }).with_columns(pl.concat_str(["zip3", "zip2"]).alias("zip")).drop("zip3", "zip2")
+    unit = np.where(
+        kind == APARTMENT,
+        rng.integers(1, 40, n) * np.where(rng.random(n) < 0.5, 100, 1) + rng.integers(0, 20, n),
+        np.where(
+            kind == FORWARDER, rng.integers(100, 999, n), np.where(kind == COMMERCIAL, rng.integers(100, 600, n), 0)
+        ),
+    )
+    frame = (
+        pl.DataFrame(
+            {
+                "num": rng.integers(1, 9999, n),
+                "street": _s(STREETS, rng.integers(0, len(STREETS), n)),
+                "suffix": rng.integers(0, len(SUFFIX_SHORT), n),
+                "kind": kind.astype(np.int8),
+                "unit": unit,
+                "city": _s([c[0] for c in CITIES], city),
+                "state": _s([c[1] for c in CITIES], city),
+                "zip3": _s([c[2] for c in CITIES], city),
+                "zip2": _digits(rng, n, 2),
+            }
+        )
+        .with_columns(pl.concat_str(["zip3", "zip2"]).alias("zip"))
+        .drop("zip3", "zip2")
+    )
     return Table(frame, {"kind": kind.astype(np.int8)})
 
 
@@ -303,13 +496,20 @@ def address_lines(addr: pl.DataFrame) -> pl.Series:
     spellings of the same place from it (see ``riskpipe.synth.writer.street_variants``)."""
     short = pl.Series(SUFFIX_SHORT).gather(addr["suffix"])
     f = addr.with_columns(short.alias("s"))
-    unit_word = (pl.when(pl.col("kind") == APARTMENT).then(pl.lit("Apt"))
-                 .when(pl.col("kind") == COMMERCIAL).then(pl.lit("Suite"))
-                 .when(pl.col("kind") == FORWARDER).then(pl.lit("Ste"))
-                 .otherwise(pl.lit(None, dtype=pl.String)))
+    unit_word = (
+        pl.when(pl.col("kind") == APARTMENT)
+        .then(pl.lit("Apt"))
+        .when(pl.col("kind") == COMMERCIAL)
+        .then(pl.lit("Suite"))
+        .when(pl.col("kind") == FORWARDER)
+        .then(pl.lit("Ste"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
     has_unit = pl.col("kind").is_in([APARTMENT, COMMERCIAL, FORWARDER])
     base = pl.format("{} {} {}", pl.col("num"), pl.col("street"), pl.col("s"))
-    return f.select(pl.when(has_unit).then(pl.format("{} {} {}", base, unit_word, pl.col("unit"))).otherwise(base).alias("a"))["a"]
+    return f.select(
+        pl.when(has_unit).then(pl.format("{} {} {}", base, unit_word, pl.col("unit"))).otherwise(base).alias("a")
+    )["a"]
 
 
 #: consignee accounts per parcel of a day: most buyers order about once a month (capped for the
@@ -332,19 +532,29 @@ def buyer_weights(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(frequent, rng.lognormal(np.log(8.0), 0.7, n), rng.lognormal(0.0, 0.5, n))
 
 
-def make_people(rng: np.random.Generator, n: int, address_ids: np.ndarray, new: bool,
-                popularity: np.ndarray | None = None) -> Table:
+def make_people(
+    rng: np.random.Generator, n: int, address_ids: np.ndarray, new: bool, popularity: np.ndarray | None = None
+) -> Table:
     """Consignees (account holders): a name, phone, e-mail and a home address; ``popularity``
     (how often they order) defaults to :func:`buyer_weights`."""
     fi = rng.integers(0, len(FIRST), n)
     li = rng.integers(0, len(LAST), n)
-    frame = pl.DataFrame({"first": _s(FIRST, fi), "last": _s(LAST, li),
-                          "area": rng.integers(201, 990, n), "tel": _digits(rng, n, 7),
-                          "dom": _s(MAIL_DOMAINS, rng.integers(0, len(MAIL_DOMAINS), n)), "k": rng.integers(1, 999, n)})
+    frame = pl.DataFrame(
+        {
+            "first": _s(FIRST, fi),
+            "last": _s(LAST, li),
+            "area": rng.integers(201, 990, n),
+            "tel": _digits(rng, n, 7),
+            "dom": _s(MAIL_DOMAINS, rng.integers(0, len(MAIL_DOMAINS), n)),
+            "k": rng.integers(1, 999, n),
+        }
+    )
     out = frame.select(
         pl.format("{} {}", pl.col("first"), pl.col("last")).alias("name"),
         pl.format("{}-{}-{}", pl.col("area"), pl.col("tel").str.slice(0, 3), pl.col("tel").str.slice(3)).alias("phone"),
-        pl.format("{}.{}{}@{}", pl.col("first"), pl.col("last"), pl.col("k"), pl.col("dom")).str.to_lowercase().alias("email"),
+        pl.format("{}.{}{}@{}", pl.col("first"), pl.col("last"), pl.col("k"), pl.col("dom"))
+        .str.to_lowercase()
+        .alias("email"),
     )
     pop = buyer_weights(rng, n) if popularity is None else popularity
     return Table(out, {"address": address_ids.astype(np.int64), "popularity": pop})
@@ -354,8 +564,7 @@ def make_sellers(rng: np.random.Generator, n: int) -> Table:
     word = _s(WORDS, rng.integers(0, len(WORDS), n))
     trade = _s(["Store", "Shop", "Official", "Outlet", "Mall", "Direct", "Boutique"], rng.integers(0, 7, n))
     mk = rng.choice(len(MARKETPLACES), n, p=[0.3, 0.2, 0.15, 0.12, 0.1, 0.05, 0.05, 0.03])
-    frame = pl.DataFrame({"w": word, "t": trade, "k": rng.integers(10, 99999, n),
-                          "mk": _s(MARKETPLACES, mk)}).select(
+    frame = pl.DataFrame({"w": word, "t": trade, "k": rng.integers(10, 99999, n), "mk": _s(MARKETPLACES, mk)}).select(
         pl.format("{} {} {}", pl.col("w"), pl.col("t"), pl.col("k")).alias("name"),
         pl.format("{}-{}", pl.col("mk").str.slice(0, 3).str.to_uppercase(), pl.col("k") * 7919 % 9_999_991).alias("id"),
         pl.col("mk").alias("marketplace"),
@@ -414,19 +623,38 @@ def build_population(rng: np.random.Generator, per_day: int, catalog: Catalog, d
     uni = addresses.append(make_addresses(rng, n_uni, kinds=np.full(n_uni, UNIVERSITY)))
     home = rng.integers(0, n_addr, n_home)
     people = make_people(rng, n_home, home, new=False)
-    business = people.append(make_people(rng, n_bus, bus_addr[rng.integers(0, n_bus_addr, n_bus)], new=False,
-                                         popularity=rng.lognormal(np.log(20.0), 1.0, n_bus)))
+    business = people.append(
+        make_people(
+            rng,
+            n_bus,
+            bus_addr[rng.integers(0, n_bus_addr, n_bus)],
+            new=False,
+            popularity=rng.lognormal(np.log(20.0), 1.0, n_bus),
+        )
+    )
     # university lab contacts: a department name in place of a person's name
     uni_people = make_people(rng, n_uni * 3, np.repeat(np.asarray(uni), 3), new=False)
     dept = _s(DEPTS, rng.integers(0, len(DEPTS), n_uni * 3))
     uname = _s(UNIVERSITIES, rng.integers(0, len(UNIVERSITIES), n_uni * 3))
-    uni_people.frame = uni_people.frame.with_columns(dept.alias("d"), uname.alias("u")).with_columns(
-        pl.format("{}, {} {}", pl.col("d"), pl.col("name").str.split(" ").list.last(), pl.col("u")).alias("name")
-    ).drop("d", "u")
+    uni_people.frame = (
+        uni_people.frame.with_columns(dept.alias("d"), uname.alias("u"))
+        .with_columns(
+            pl.format("{}, {} {}", pl.col("d"), pl.col("name").str.split(" ").list.last(), pl.col("u")).alias("name")
+        )
+        .drop("d", "u")
+    )
     uni_ids = people.append(uni_people)
     sellers = make_sellers(rng, int(np.clip(per_day / 25, 100, 150_000)))
-    return Population(shippers, addresses, people, sellers, np.asarray(uni_ids), np.asarray(fwd), agents,
-                      np.asarray(business, dtype=np.int64))
+    return Population(
+        shippers,
+        addresses,
+        people,
+        sellers,
+        np.asarray(uni_ids),
+        np.asarray(fwd),
+        agents,
+        np.asarray(business, dtype=np.int64),
+    )
 
 
 def grow(pop: Population, rng: np.random.Generator, per_day: int, catalog: Catalog, day: date) -> None:

@@ -43,8 +43,13 @@ EMERGING = "precursor_in"
 EMERGING_SHARE = 0.25
 #: when it appears, as a share of the run's days
 EMERGING_AT = 0.6
-SCHEME_CLASS = {"precursor": "precursor", "pill_press": "pill_press", "pills_mx": "fentanyl", "reshipper": "fentanyl",
-                "precursor_in": "precursor"}
+SCHEME_CLASS = {
+    "precursor": "precursor",
+    "pill_press": "pill_press",
+    "pills_mx": "fentanyl",
+    "reshipper": "fentanyl",
+    "precursor_in": "precursor",
+}
 MODE_PROBS = {  # express, postal, air_cargo, truck
     "precursor": (0.55, 0.3, 0.15, 0.0),
     "pill_press": (0.45, 0.0, 0.55, 0.0),
@@ -52,8 +57,13 @@ MODE_PROBS = {  # express, postal, air_cargo, truck
     "reshipper": (0.6, 0.3, 0.1, 0.0),
     "precursor_in": (0.2, 0.6, 0.2, 0.0),
 }
-ORIGINS = {"precursor": ("CN", "HK"), "pill_press": ("CN",), "pills_mx": ("MX",), "reshipper": ("CN", "HK"),
-           "precursor_in": ("IN",)}
+ORIGINS = {
+    "precursor": ("CN", "HK"),
+    "pill_press": ("CN",),
+    "pills_mx": ("MX",),
+    "reshipper": ("CN", "HK"),
+    "precursor_in": ("IN",),
+}
 TRANSSHIP = ("HK", "SG", "MY", "NL")
 #: share of a cell's aliases that are old accounts bought or borrowed, not opened for the job
 AGED_ALIAS_SHARE = 0.3
@@ -86,18 +96,26 @@ class Cell:
     changes: list[date] = field(default_factory=list)
 
 
-def make_cells(rng: np.random.Generator, expected_per_day: float, pop: Population, catalog: Catalog,
-               day: date) -> list[Cell]:
+def make_cells(
+    rng: np.random.Generator, expected_per_day: float, pop: Population, catalog: Catalog, day: date
+) -> list[Cell]:
     """Enough cells that each ships a few parcels a day at the expected prevalence."""
     n = int(np.clip(round(expected_per_day / 3), 6, 400))
     counts = np.round(SCHEME_SHARE * n).astype(int)
     counts = np.where(SCHEME_SHARE > 0, np.maximum(1, counts), 0)
-    schemes = [s for s, k in zip(SCHEMES, counts) for _ in range(k)]
+    schemes = [s for s, k in zip(SCHEMES, counts, strict=False) for _ in range(k)]
     return _new_cells(rng, schemes, 0, pop, catalog, day)
 
 
-def _new_cells(rng: np.random.Generator, schemes: list[str], first: int, pop: Population, catalog: Catalog,
-               day: date, activity: np.ndarray | None = None) -> list[Cell]:
+def _new_cells(
+    rng: np.random.Generator,
+    schemes: list[str],
+    first: int,
+    pop: Population,
+    catalog: Catalog,
+    day: date,
+    activity: np.ndarray | None = None,
+) -> list[Cell]:
     act = rng.lognormal(0, 0.6, len(schemes)) if activity is None else activity
     cells = [
         Cell(
@@ -114,8 +132,9 @@ def _new_cells(rng: np.random.Generator, schemes: list[str], first: int, pop: Po
     return cells
 
 
-def spawn(cells: list[Cell], rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
-          rate: float = 0.02) -> list[Cell]:
+def spawn(
+    cells: list[Cell], rng: np.random.Generator, pop: Population, catalog: Catalog, day: date, rate: float = 0.02
+) -> list[Cell]:
     """New organisations enter the trade now and then (about ``rate`` x the number of cells a
     day), naive at first: the population of cells renews itself as old ones learn to hide. They
     run the schemes already in the world (the emerging one once it has appeared)."""
@@ -163,7 +182,7 @@ def _ports(rng: np.random.Generator) -> np.ndarray:
     """One preferred port per mode (index in ``PORT_CODES``)."""
     out = np.empty(len(MODES), dtype=np.int16)
     for m, name in enumerate(MODES):
-        codes, w = zip(*PORTS[name])
+        codes, w = zip(*PORTS[name], strict=False)
         out[m] = PORT_CODES.index(codes[rng.choice(len(codes), p=np.array(w) / sum(w))])
     return out
 
@@ -181,7 +200,7 @@ def refresh_many(cells: list[Cell], rng: np.random.Generator, pop: Population, c
     n_drop = rng.integers(3, 7, len(cells))
     n_mule = rng.integers(3, 8, len(cells))
     alias_country = []
-    for cell, k in zip(cells, n_alias):
+    for cell, k in zip(cells, n_alias, strict=False):
         cell.generation += 1
         cell.changes.append(day)
         if cell.generation > 1:  # burnt once: name the goods less often
@@ -209,21 +228,27 @@ def refresh_many(cells: list[Cell], rng: np.random.Generator, pop: Population, c
     # style 0: the cell's aliases share one or two contact sets (those of its first aliases)
     owner = np.repeat(starts, n_alias) + np.minimum(rng.integers(0, 2, total), np.repeat(n_alias - 1, n_alias))
     own = pl.Series(np.where(style == 0, owner, np.arange(total)).astype(np.int64))
-    alias.frame = alias.frame.with_columns(*(pl.col(c).gather(own) for c in ("phone", "email", "ip")),
-                                           created.alias("account_created"))
+    alias.frame = alias.frame.with_columns(
+        *(pl.col(c).gather(own) for c in ("phone", "email", "ip")), created.alias("account_created")
+    )
     # style 1: they file through a legitimate agent, like a third of honest sellers
     if len(pop.agents):
         p = pop.agents.arrays["popularity"]
         agent = rng.choice(len(pop.agents), len(cells), p=p / p.sum())[cell_of_alias]
         alias.frame = use_agents(alias.frame, rng, pop.agents, 1.0, agent=agent).with_columns(
-            *(pl.when(pl.Series(style == 1)).then(pl.col(c)).otherwise(alias.frame[c]).alias(c)
-              for c in ("phone", "email", "ip")))
+            *(
+                pl.when(pl.Series(style == 1)).then(pl.col(c)).otherwise(alias.frame[c]).alias(c)
+                for c in ("phone", "email", "ip")
+            )
+        )
     pills = np.repeat(np.array([c.scheme == "pills_mx" for c in cells]), n_alias)
     abuse = pills & (rng.random(len(pills)) < 0.2)  # trusted channels get abused: some claim OEA
     alias.frame = alias.frame.with_columns(
-        pl.when(pl.Series(pills)).then(
-            pl.Series([None, "mx_oea"], dtype=pl.String).gather(pl.Series(abuse.astype(np.int64)))
-        ).otherwise(pl.col("trusted")).alias("trusted"))
+        pl.when(pl.Series(pills))
+        .then(pl.Series([None, "mx_oea"], dtype=pl.String).gather(pl.Series(abuse.astype(np.int64))))
+        .otherwise(pl.col("trusted"))
+        .alias("trusted")
+    )
     alias.arrays["popularity"] = np.zeros(len(alias))  # never drawn by legitimate trade
     alias_ids = np.asarray(pop.shippers.append(alias), dtype=np.int64)
     # drops: new addresses, the homes of people who also shop there, package forwarders
@@ -274,7 +299,9 @@ def adapt(cells: list[Cell], day: date, rng: np.random.Generator, pop: Populatio
     return [c.cell_id for c in due]
 
 
-def illicit_rows(cells: list[Cell], n: int, rng: np.random.Generator, pop: Population, catalog: Catalog) -> dict[str, np.ndarray]:
+def illicit_rows(
+    cells: list[Cell], n: int, rng: np.random.Generator, pop: Population, catalog: Catalog
+) -> dict[str, np.ndarray]:
     """``n`` fentanyl-related parcels of the day, spread over the cells (loop over cells, not rows)."""
     if n == 0 or not cells:
         return {}
@@ -282,7 +309,7 @@ def illicit_rows(cells: list[Cell], n: int, rng: np.random.Generator, pop: Popul
     counts = rng.multinomial(n, w / w.sum())
     parts: list[dict[str, np.ndarray]] = []
     postal = MODES.index("postal")
-    for ci, (cell, m) in enumerate(zip(cells, counts)):
+    for ci, (cell, m) in enumerate(zip(cells, counts, strict=False)):
         if m == 0:
             continue
         s = cell.scheme
@@ -315,14 +342,28 @@ def illicit_rows(cells: list[Cell], n: int, rng: np.random.Generator, pop: Popul
         export = np.full(m, -1, dtype=np.int16)
         if s in ("precursor", "reshipper", "precursor_in"):  # transshipment through a third country
             tr = rng.random(m) < 0.15
-            export = np.where(tr, np.array([COUNTRIES.index(c) for c in TRANSSHIP])[rng.integers(0, len(TRANSSHIP), m)], -1).astype(np.int16)
-        parts.append({
-            "shipper": shipper, "person": person, "address": address, "desc": desc.astype(np.int32),
-            "hts": hts.astype(np.int32), "mode": mode.astype(np.int8), "value_usd": value, "weight": weight,
-            "pieces": np.where(s == "pill_press", rng.integers(1, 4, m), 1).astype(np.int32),
-            "origin": origin, "export": export, "kind": np.where(explicit, -1, kinds).astype(np.int16),
-            "cls": np.full(m, S.OUTCOMES.index(SCHEME_CLASS[s]), dtype=np.int8),
-            "cell": np.full(m, ci, dtype=np.int32), "scheme": np.full(m, SCHEMES.index(s), dtype=np.int8),
-            "port": port, "seller": rng.choice(cell.sellers, m),
-        })
+            export = np.where(
+                tr, np.array([COUNTRIES.index(c) for c in TRANSSHIP])[rng.integers(0, len(TRANSSHIP), m)], -1
+            ).astype(np.int16)
+        parts.append(
+            {
+                "shipper": shipper,
+                "person": person,
+                "address": address,
+                "desc": desc.astype(np.int32),
+                "hts": hts.astype(np.int32),
+                "mode": mode.astype(np.int8),
+                "value_usd": value,
+                "weight": weight,
+                "pieces": np.where(s == "pill_press", rng.integers(1, 4, m), 1).astype(np.int32),
+                "origin": origin,
+                "export": export,
+                "kind": np.where(explicit, -1, kinds).astype(np.int16),
+                "cls": np.full(m, S.OUTCOMES.index(SCHEME_CLASS[s]), dtype=np.int8),
+                "cell": np.full(m, ci, dtype=np.int32),
+                "scheme": np.full(m, SCHEMES.index(s), dtype=np.int8),
+                "port": port,
+                "seller": rng.choice(cell.sellers, m),
+            }
+        )
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -87,8 +87,12 @@ ENTRY_PROBS = {  # per mode: 321, 86, 11, 01, postal
     "truck": (0.5, 0.0, 0.3, 0.2, 0.0),
 }
 LEAD_HOURS = {"express": (6, 30), "postal": (12, 96), "air_cargo": (8, 48), "truck": (1, 6)}
-DEFAULT_MODES = {"CN": (0.45, 0.3, 0.25, 0.0), "HK": (0.5, 0.25, 0.25, 0.0), "MX": (0.45, 0.15, 0.0, 0.4),
-                 "CA": (0.45, 0.2, 0.0, 0.35)}
+DEFAULT_MODES = {
+    "CN": (0.45, 0.3, 0.25, 0.0),
+    "HK": (0.5, 0.25, 0.25, 0.0),
+    "MX": (0.45, 0.15, 0.0, 0.4),
+    "CA": (0.45, 0.2, 0.0, 0.35),
+}
 OTHER_MODES = (0.6, 0.3, 0.1, 0.0)
 
 
@@ -112,21 +116,60 @@ class GenerateSummary:
     """What ``generate`` wrote: one row per day, totals, and rows ready for a printed table."""
 
     days: list[DaySummary] = field(default_factory=list)
-    columns: tuple[str, ...] = ("day", "shipments", "rows", "positives", "files", "amendments", "partner", "examined",
-                                "seized", "faults", "adapted")
+    columns: tuple[str, ...] = (
+        "day",
+        "shipments",
+        "rows",
+        "positives",
+        "files",
+        "amendments",
+        "partner",
+        "examined",
+        "seized",
+        "faults",
+        "adapted",
+    )
 
     def totals(self) -> dict[str, int]:
-        keys = ("shipments", "rows", "positives", "files", "amendments", "partner_rows", "examined", "seized",
-                "fault_rows", "adapted_cells")
+        keys = (
+            "shipments",
+            "rows",
+            "positives",
+            "files",
+            "amendments",
+            "partner_rows",
+            "examined",
+            "seized",
+            "fault_rows",
+            "adapted_cells",
+        )
         out = {k: sum(getattr(d, k) for d in self.days) for k in keys}
         out["days"] = len(self.days)
         return out
 
     def as_rows(self) -> list[tuple[str, ...]]:
         """One tuple of strings per day plus a ``total`` row, in the order of ``columns``."""
+
         def row(label: str, d: dict) -> tuple[str, ...]:
-            return (label, *(f"{d[k]:,}" for k in ("shipments", "rows", "positives", "files", "amendments",
-                                                   "partner_rows", "examined", "seized", "fault_rows", "adapted_cells")))
+            return (
+                label,
+                *(
+                    f"{d[k]:,}"
+                    for k in (
+                        "shipments",
+                        "rows",
+                        "positives",
+                        "files",
+                        "amendments",
+                        "partner_rows",
+                        "examined",
+                        "seized",
+                        "fault_rows",
+                        "adapted_cells",
+                    )
+                ),
+            )
+
         rows = [row(d.day.isoformat(), asdict(d)) for d in self.days]
         rows.append(row("total", self.totals()))
         return rows
@@ -160,7 +203,11 @@ def _mode_table(catalog: Catalog) -> np.ndarray:
     t = np.zeros((len(catalog.kinds), len(codes), len(MODES)))
     for i, k in enumerate(catalog.kinds):
         for j, c in enumerate(codes):
-            p = np.array([k.modes.get(m, 0.0) for m in MODES]) if k.modes else np.array(DEFAULT_MODES.get(c, OTHER_MODES))
+            p = (
+                np.array([k.modes.get(m, 0.0) for m in MODES])
+                if k.modes
+                else np.array(DEFAULT_MODES.get(c, OTHER_MODES))
+            )
             if c not in ("MX", "CA"):
                 p[3] = 0.0  # no trucks from overseas
                 if p.sum() == 0:
@@ -169,7 +216,9 @@ def _mode_table(catalog: Catalog) -> np.ndarray:
     return t
 
 
-def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catalog, mode_cum: np.ndarray) -> dict[str, np.ndarray]:
+def legit_rows(
+    n: int, rng: np.random.Generator, pop: Population, catalog: Catalog, mode_cum: np.ndarray
+) -> dict[str, np.ndarray]:
     """``n`` legitimate parcels drawn from the population and the catalog: most consignees are
     occasional buyers (the day's first-time buyers among them), lab reagents go mostly to
     university labs and some kinds to businesses."""
@@ -215,19 +264,35 @@ def legit_rows(n: int, rng: np.random.Generator, pop: Population, catalog: Catal
     vague = np.array([k.vague for k in catalog.kinds])[kind]
     u = rng.random(n)
     p_viol = 0.015 + 0.04 * vague
-    cls = np.where(u < p_viol, S.OUTCOMES.index("other_violation"),
-                   np.where(u > 1 - 0.0004, S.OUTCOMES.index("other_narcotic"), S.OUTCOMES.index("no_finding")))
+    cls = np.where(
+        u < p_viol,
+        S.OUTCOMES.index("other_violation"),
+        np.where(u > 1 - 0.0004, S.OUTCOMES.index("other_narcotic"), S.OUTCOMES.index("no_finding")),
+    )
     return {
-        "shipper": shipper.astype(np.int64), "person": person.astype(np.int64), "address": address.astype(np.int64),
-        "desc": desc.astype(np.int32), "hts": hts.astype(np.int32), "mode": mode.astype(np.int8),
-        "value_usd": value, "weight": weight, "pieces": pieces, "origin": origin, "export": export,
-        "kind": kind.astype(np.int16), "cls": cls.astype(np.int8), "cell": np.full(n, -1, dtype=np.int32),
-        "scheme": np.full(n, -1, dtype=np.int8), "port": np.full(n, -1, dtype=np.int16),
+        "shipper": shipper.astype(np.int64),
+        "person": person.astype(np.int64),
+        "address": address.astype(np.int64),
+        "desc": desc.astype(np.int32),
+        "hts": hts.astype(np.int32),
+        "mode": mode.astype(np.int8),
+        "value_usd": value,
+        "weight": weight,
+        "pieces": pieces,
+        "origin": origin,
+        "export": export,
+        "kind": kind.astype(np.int16),
+        "cls": cls.astype(np.int8),
+        "cell": np.full(n, -1, dtype=np.int32),
+        "scheme": np.full(n, -1, dtype=np.int8),
+        "port": np.full(n, -1, dtype=np.int16),
         "seller": np.full(n, -1, dtype=np.int64),
     }
 
 
-def _per_mode(rng: np.random.Generator, mode: np.ndarray, table: dict[str, list[tuple[str, float]]], codes: list[str]) -> np.ndarray:
+def _per_mode(
+    rng: np.random.Generator, mode: np.ndarray, table: dict[str, list[tuple[str, float]]], codes: list[str]
+) -> np.ndarray:
     out = np.zeros(len(mode), dtype=np.int16)
     for m, name in enumerate(MODES):
         sel = np.flatnonzero(mode == m)
@@ -237,8 +302,14 @@ def _per_mode(rng: np.random.Generator, mode: np.ndarray, table: dict[str, list[
     return out
 
 
-def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: Population, day: date,
-             day_index: int, faults: bool) -> pl.DataFrame:
+def assemble(
+    parts: list[dict[str, np.ndarray]],
+    rng: np.random.Generator,
+    pop: Population,
+    day: date,
+    day_index: int,
+    faults: bool,
+) -> pl.DataFrame:
     """Common filing attributes, shuffling, ids, amendments and fault marks for all parcels of a day."""
     # legitimate rows are independent draws, already in random order; the illicit ones are
     # dropped in at random places so that ids and file positions do not reveal the class
@@ -284,14 +355,20 @@ def assemble(parts: list[dict[str, np.ndarray]], rng: np.random.Generator, pop: 
     illicit = cols["cell"] >= 0
     cols["has_seller"] = (mode != MODES.index("truck")) & (rng.random(n) < np.where(illicit, 0.45, 0.6))
     drawn = weighted_draw(rng, pop.sellers.arrays["popularity"], n)
-    cols["seller"] = np.where(cols["has_seller"], np.where(cols["seller"] >= 0, cols["seller"], drawn), -1)  # cells list their own
+    cols["seller"] = np.where(
+        cols["has_seller"], np.where(cols["seller"] >= 0, cols["seller"], drawn), -1
+    )  # cells list their own
     cols["listed_price"] = np.round(cols["declared_value"] * rng.uniform(1.0, 1.6, n), 2)
     air = mode == MODES.index("air_cargo")
     express = mode == MODES.index("express")
     has_master = air | (express & (rng.random(n) < 0.3))
     groups = max(1, n // 150)
-    cols["master"] = np.where(has_master, (np.array([int(p) for p in PORT_CODES])[cols["port"]] % 1000) * 100_000_000
-                              + (day_index * 1_000_003 + rng.integers(0, groups, n)) % 100_000_000, -1)
+    cols["master"] = np.where(
+        has_master,
+        (np.array([int(p) for p in PORT_CODES])[cols["port"]] % 1000) * 100_000_000
+        + (day_index * 1_000_003 + rng.integers(0, groups, n)) % 100_000_000,
+        -1,
+    )
     lo = np.array([LEAD_HOURS[m][0] for m in MODES])[mode]
     hi = np.array([LEAD_HOURS[m][1] for m in MODES])[mode]
     lead_s = (rng.uniform(lo, hi) * 3600).astype(np.int64)
@@ -325,7 +402,9 @@ def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -
     m = len(pick)
     what = rng.integers(0, 3, m)
     kind = a["kind"].to_numpy().astype(np.int64)
-    new_desc = np.where((what == 1) & (kind >= 0), catalog.pick(catalog.kind_desc, np.clip(kind, 0, None), rng), a["desc"].to_numpy())
+    new_desc = np.where(
+        (what == 1) & (kind >= 0), catalog.pick(catalog.kind_desc, np.clip(kind, 0, None), rng), a["desc"].to_numpy()
+    )
     factor = np.where(what == 0, rng.uniform(0.7, 1.3, m), 1.0)
     wfactor = np.where(what == 2, rng.uniform(0.8, 1.25, m), 1.0)
     return a.with_columns(
@@ -338,11 +417,21 @@ def amendments(core: pl.DataFrame, rng: np.random.Generator, catalog: Catalog) -
 
 
 #: what Mexican export declarations say instead of the manifest's English text
-GENERIC_ES = ("mercancia general", "mercancias varias", "articulos varios", "productos diversos", "muestras sin valor",
-              "refacciones", "artesanias", "ropa y accesorios")
+GENERIC_ES = (
+    "mercancia general",
+    "mercancias varias",
+    "articulos varios",
+    "productos diversos",
+    "muestras sin valor",
+    "refacciones",
+    "artesanias",
+    "ropa y accesorios",
+)
 
 
-def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog) -> tuple[pl.DataFrame, np.ndarray]:
+def _partner(
+    core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog
+) -> tuple[pl.DataFrame, np.ndarray]:
     """Mexico's export declarations for Mexico-origin parcels. Honest ones disagree too: an FOB
     value below the retail value on the manifest (or a list price above it), a net weight beside
     a gross one, a generic Spanish description; about one in eight is never sent. Pill cells'
@@ -358,24 +447,32 @@ def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, cata
     u_v, u_w, u_d = rng.random(n), rng.random(n), rng.random(n)
     fob = u_v < np.where(illicit, 0.45, 0.25)  # FOB (or undervalued) on the export side
     retail = ~fob & (u_v < np.where(illicit, 0.55, 0.35))  # list price above the manifest value
-    v_factor = np.where(fob, rng.uniform(0.35, 0.85, n), np.where(retail, rng.uniform(1.2, 2.2, n), rng.uniform(0.98, 1.02, n)))
+    v_factor = np.where(
+        fob, rng.uniform(0.35, 0.85, n), np.where(retail, rng.uniform(1.2, 2.2, n), rng.uniform(0.98, 1.02, n))
+    )
     net = u_w < np.where(illicit, 0.35, 0.2)  # net weight (no packaging) vs gross
     tare = ~net & (u_w < np.where(illicit, 0.45, 0.3))  # pallet or tare counted in
-    w_factor = np.where(net, rng.uniform(0.5, 0.9, n), np.where(tare, rng.uniform(1.1, 1.6, n), rng.uniform(0.97, 1.03, n)))
+    w_factor = np.where(
+        net, rng.uniform(0.5, 0.9, n), np.where(tare, rng.uniform(1.1, 1.6, n), rng.uniform(0.97, 1.03, n))
+    )
     generic = u_d < np.where(illicit, 0.4, 0.25)
     desc = catalog.descriptions.gather(mx["desc"])
     es = pl.Series(GENERIC_ES).gather(pl.Series(rng.integers(0, len(GENERIC_ES), n)))
     sh = pop.shippers.frame.select(pl.all().gather(mx["shipper"]))
-    out = pl.DataFrame({
-        S.SHIPMENT_ID: mx["id"],
-        S.EXPORT_COUNTRY: pl.Series(["MX"] * n),
-        S.EXPORTER_NAME: sh["name"],
-        S.EXPORTER_AEO: sh["trusted"].is_not_null().to_numpy() | (rng.random(n) < 0.05),
-        S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * v_factor, 2),
-        S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * w_factor, 3),
-        S.DESCRIPTION: pl.select(pl.when(pl.Series(generic)).then(es).otherwise(desc)).to_series(),
-        S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - rng.integers(3600, 24 * 3600, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
-    })
+    out = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: mx["id"],
+            S.EXPORT_COUNTRY: pl.Series(["MX"] * n),
+            S.EXPORTER_NAME: sh["name"],
+            S.EXPORTER_AEO: sh["trusted"].is_not_null().to_numpy() | (rng.random(n) < 0.05),
+            S.PARTNER_DECLARED_VALUE_USD: np.round(mx["value_usd"].to_numpy() * v_factor, 2),
+            S.GROSS_WEIGHT_KG: np.round(mx["weight"].to_numpy() * w_factor, 3),
+            S.DESCRIPTION: pl.select(pl.when(pl.Series(generic)).then(es).otherwise(desc)).to_series(),
+            S.DECLARED_AT: pl.Series(mx["filed_us"].to_numpy() - rng.integers(3600, 24 * 3600, n) * 1_000_000).cast(
+                pl.Datetime("us", "UTC")
+            ),
+        }
+    )
     differs = (np.abs(np.log(v_factor)) > 0.3) | (np.abs(np.log(w_factor)) > 0.2) | generic
     status[is_mx] = np.where(~keep, 2, np.where(differs, 3, 1))
     return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA), status
@@ -383,13 +480,19 @@ def _partner(core: pl.DataFrame, rng: np.random.Generator, pop: Population, cata
 
 def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
     cell_ids = pl.Series([c.cell_id for c in cells] or [""], dtype=pl.String)
-    return pl.DataFrame({
-        S.SHIPMENT_ID: core["id"],
-        S.ARRIVAL_DATE: pl.Series([day] * core.height, dtype=pl.Date),
-        S.TRUE_CLASS: pl.Series(S.OUTCOMES).gather(core["cls"]),
-        S.SCHEME: pl.select(pl.when(core["scheme"] >= 0).then(pl.Series(SCHEMES).gather(core["scheme"].clip(0, None)))).to_series(),
-        S.CELL_ID: pl.select(pl.when(core["cell"] >= 0).then(cell_ids.gather(core["cell"].clip(0, None)))).to_series(),
-    }).cast(S.TRUTH_SCHEMA)
+    return pl.DataFrame(
+        {
+            S.SHIPMENT_ID: core["id"],
+            S.ARRIVAL_DATE: pl.Series([day] * core.height, dtype=pl.Date),
+            S.TRUE_CLASS: pl.Series(S.OUTCOMES).gather(core["cls"]),
+            S.SCHEME: pl.select(
+                pl.when(core["scheme"] >= 0).then(pl.Series(SCHEMES).gather(core["scheme"].clip(0, None)))
+            ).to_series(),
+            S.CELL_ID: pl.select(
+                pl.when(core["cell"] >= 0).then(cell_ids.gather(core["cell"].clip(0, None)))
+            ).to_series(),
+        }
+    ).cast(S.TRUTH_SCHEMA)
 
 
 @dataclass
@@ -410,16 +513,27 @@ class Lookouts:
         return out
 
     def add(self, seized: pl.DataFrame, pop: Population, day: date) -> None:
-        ids = {"shipper": seized["shipper"].to_list(), "person": seized["person"].to_list(),
-               "address": np.setdiff1d(seized["address"].to_numpy(), pop.forwarders).tolist(),
-               "phone": pop.shippers.frame["phone"].gather(seized["shipper"]).to_list()}
+        ids = {
+            "shipper": seized["shipper"].to_list(),
+            "person": seized["person"].to_list(),
+            "address": np.setdiff1d(seized["address"].to_numpy(), pop.forwarders).tolist(),
+            "phone": pop.shippers.frame["phone"].gather(seized["shipper"]).to_list(),
+        }
         for kind, keys in ids.items():
             self.since[kind].update(dict.fromkeys(keys, day))
 
 
-def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalog: Catalog, day: date,
-           dflags: dict[str, np.ndarray], risky_hts: np.ndarray, partner_status: np.ndarray,
-           lookouts: Lookouts | None = None) -> pl.DataFrame:
+def _exams(
+    core: pl.DataFrame,
+    rng: np.random.Generator,
+    pop: Population,
+    catalog: Catalog,
+    day: date,
+    dflags: dict[str, np.ndarray],
+    risky_hts: np.ndarray,
+    partner_status: np.ndarray,
+    lookouts: Lookouts | None = None,
+) -> pl.DataFrame:
     origin = core["origin"].to_numpy()
     cn_hk = np.isin(origin, [COUNTRIES.index("CN"), COUNTRIES.index("HK")])
     trusted = pop.shippers.frame["trusted"].is_not_null().to_numpy()[core["shipper"].to_numpy()]
@@ -427,29 +541,47 @@ def _exams(core: pl.DataFrame, rng: np.random.Generator, pop: Population, catalo
     created = pop.shippers.frame["account_created"].gather(core["shipper"]).to_numpy()
     age = (np.datetime64(day, "D") - created.astype("datetime64[D]")).astype(np.int64)
     new_account = core["has_account"].to_numpy() & (age < exams.NEW_ACCOUNT_DAYS)
-    score = exams.rule_score(core["desc"].to_numpy(), core["hts"].to_numpy(), cn_hk, mx_truck,
-                             core["value_usd"].to_numpy(), core["weight"].to_numpy(), dflags, risky_hts,
-                             parcels_to_address=np.bincount(address := core["address"].to_numpy())[address],
-                             partner_status=partner_status,
-                             lookout=None if lookouts is None else lookouts.hit(core, pop, day),
-                             new_account=new_account,
-                             known_lab=np.isin(core["person"].to_numpy(), pop.universities))
+    score = exams.rule_score(
+        core["desc"].to_numpy(),
+        core["hts"].to_numpy(),
+        cn_hk,
+        mx_truck,
+        core["value_usd"].to_numpy(),
+        core["weight"].to_numpy(),
+        dflags,
+        risky_hts,
+        parcels_to_address=np.bincount(address := core["address"].to_numpy())[address],
+        partner_status=partner_status,
+        lookout=None if lookouts is None else lookouts.hit(core, pop, day),
+        new_account=new_account,
+        known_lab=np.isin(core["person"].to_numpy(), pop.universities),
+    )
     reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
     sel = np.flatnonzero(reason > 0)
     ex = core[sel]
     outcome = pl.Series(S.OUTCOMES).gather(ex["cls"])
-    notes = pl.select(pl.when(outcome.is_in(S.POSITIVE_OUTCOMES)).then(pl.lit("seized; sample sent to lab"))
-                      .when(outcome == "other_violation").then(pl.lit("IPR or valuation issue"))).to_series()
-    return pl.DataFrame({
-        S.SHIPMENT_ID: ex["id"],
-        S.EXAM_DATE: pl.Series([day] * len(sel), dtype=pl.Date),
-        S.OUTCOME: outcome,
-        S.EXAM_REASON: pl.Series(["", "targeted", "random"]).gather(pl.Series(reason[sel].astype(np.int64))),
-        S.EXAMINER: pl.select(pl.concat_str([pl.lit("CBPO-"), pl.Series(rng.integers(100, 999, len(sel))).cast(pl.String)])).to_series(),
-        S.NOTES: notes,
-        "cell": ex["cell"],
-        "shipper": ex["shipper"], "person": ex["person"], "address": ex["address"],
-    })
+    notes = pl.select(
+        pl.when(outcome.is_in(S.POSITIVE_OUTCOMES))
+        .then(pl.lit("seized; sample sent to lab"))
+        .when(outcome == "other_violation")
+        .then(pl.lit("IPR or valuation issue"))
+    ).to_series()
+    return pl.DataFrame(
+        {
+            S.SHIPMENT_ID: ex["id"],
+            S.EXAM_DATE: pl.Series([day] * len(sel), dtype=pl.Date),
+            S.OUTCOME: outcome,
+            S.EXAM_REASON: pl.Series(["", "targeted", "random"]).gather(pl.Series(reason[sel].astype(np.int64))),
+            S.EXAMINER: pl.select(
+                pl.concat_str([pl.lit("CBPO-"), pl.Series(rng.integers(100, 999, len(sel))).cast(pl.String)])
+            ).to_series(),
+            S.NOTES: notes,
+            "cell": ex["cell"],
+            "shipper": ex["shipper"],
+            "person": ex["person"],
+            "address": ex["address"],
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,9 +591,18 @@ def files_per_day(per_day: int) -> int:
     return max(3, math.ceil(per_day * 1.1 / ROWS_PER_FILE))
 
 
-def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
-             prevalence: float = DEFAULT_PREVALENCE, faults: bool = False, gzip: bool = False,
-             progress: Callable[[int, int], None] | None = None, partner_out: Path | None = None) -> GenerateSummary:
+def generate(
+    layout: Layout,
+    start: date,
+    days: int,
+    per_day: int,
+    seed: int,
+    prevalence: float = DEFAULT_PREVALENCE,
+    faults: bool = False,
+    gzip: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    partner_out: Path | None = None,
+) -> GenerateSummary:
     """Write ``days`` days of synthetic manifests, partner exports, exam outcomes (all days but the
     last, which is "tonight") and ground truth under ``layout``. Progress counts steps (a day's
     simulation, each manifest file, and the day's side files). ``partner_out``: also write the
@@ -507,7 +648,9 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
             spawn(cells, rng, pop, catalog, day)
         if i == emerge_day and prevalence > 0:
             emerge(cells, rng, pop, catalog, day)
-        n = max(1, int(round(per_day * WEEKDAY_FACTOR[day.weekday()] / WEEKDAY_FACTOR.mean() * rng.uniform(0.97, 1.03))))
+        n = max(
+            1, int(round(per_day * WEEKDAY_FACTOR[day.weekday()] / WEEKDAY_FACTOR.mean() * rng.uniform(0.97, 1.03)))
+        )
         k = int(rng.binomial(n, prevalence)) if prevalence > 0 else 0
         k = min(k, n)
         parts = [legit_rows(n - k, rng, pop, catalog, mode_cum)] if n - k > 0 else []
@@ -545,40 +688,66 @@ def generate(layout: Layout, start: date, days: int, per_day: int, seed: int,
         if faults:
             kinds = BROKEN_KINDS if i == 0 else (BROKEN_KINDS[i % len(BROKEN_KINDS)],)
             sample_core = core.head(min(100, core.height)).with_columns(pl.lit(0, dtype=pl.Int8).alias("fault"))
-            sample = text_timestamps(manifest_frame(sample_core, pop, catalog, day).drop("fault"), sample_core["ts_style"])
+            sample = text_timestamps(
+                manifest_frame(sample_core, pop, catalog, day).drop("fault"), sample_core["ts_style"]
+            )
             write_broken_files(sample, layout.landing, day, n_files + 1, kinds)
             files += len(kinds)
             rows += sample.height * sum(k != "empty" for k in kinds)
         partner, partner_status = _partner(core, rng, pop, catalog)
         if partner.height:
             pfmt = FORMATS[i % len(FORMATS)]
-            write_frame(partner if pfmt == "parquet" else partner.with_columns(
-                pl.col(S.DECLARED_AT).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
-                layout.landing / file_name(S.PARTNER_FILE_PREFIX, day, None, pfmt, gzip), pfmt, gzip)
+            write_frame(
+                partner
+                if pfmt == "parquet"
+                else partner.with_columns(pl.col(S.DECLARED_AT).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                layout.landing / file_name(S.PARTNER_FILE_PREFIX, day, None, pfmt, gzip),
+                pfmt,
+                gzip,
+            )
         write_parquet_atomic(_truth(core, cells, day), layout.partition(layout.truth, day) / "truth.parquet")
         examined = seized = 0
         if i < days - 1:  # the last day is tonight: not examined yet
             ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status, lookouts)
             positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
             lookouts.add(ex.filter(positive), pop, day)
-            seized_cells = {cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()}
+            seized_cells = {
+                cells[c].cell_id for c in ex.filter(positive & (pl.col("cell") >= 0))["cell"].unique().to_list()
+            }
             record_seizures(cells, seized_cells, day, rng)
             # recorded the evening of the exam (20:00 UTC): known to the nights after the exam day
-            recorded = (pl.col(S.EXAM_DATE).cast(pl.Datetime("us", "UTC")) + pl.duration(hours=20)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-            write_frame(ex.drop("cell", "shipper", "person", "address").with_columns(recorded.alias("recorded_at")),
-                        layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv", "csv", False)
+            recorded = (pl.col(S.EXAM_DATE).cast(pl.Datetime("us", "UTC")) + pl.duration(hours=20)).dt.strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
+            write_frame(
+                ex.drop("cell", "shipper", "person", "address").with_columns(recorded.alias("recorded_at")),
+                layout.landing / "outcomes" / f"outcomes-{day.isoformat()}.csv",
+                "csv",
+                False,
+            )
             examined, seized = ex.height, int(positive.sum())
         if partner_out is not None:
             from riskpipe.synth.partner import write_partner_day
 
             write_partner_day(partner_out, day, i, seed, per_day * prevalence, cells, pop, catalog)
         tick()
-        summary.days.append(DaySummary(
-            day=day, shipments=core.height, rows=rows, positives=int((core["cls"].cast(pl.Int64).is_in(
-                [S.OUTCOMES.index(o) for o in S.POSITIVE_OUTCOMES])).sum()),
-            files=files, amendments=amend.height, partner_rows=partner.height, examined=examined, seized=seized,
-            fault_rows=int((core["fault"] > 0).sum()), adapted_cells=len(adapted),
-        ))
+        summary.days.append(
+            DaySummary(
+                day=day,
+                shipments=core.height,
+                rows=rows,
+                positives=int(
+                    (core["cls"].cast(pl.Int64).is_in([S.OUTCOMES.index(o) for o in S.POSITIVE_OUTCOMES])).sum()
+                ),
+                files=files,
+                amendments=amend.height,
+                partner_rows=partner.height,
+                examined=examined,
+                seized=seized,
+                fault_rows=int((core["fault"] > 0).sum()),
+                adapted_cells=len(adapted),
+            )
+        )
     if partner_out is not None:
         from riskpipe.synth.partner import write_partner_home_files
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip as gz
 import io
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +37,11 @@ TS_SUFFIX = ["Z", "+00:00", "+0000", ""]  # "" = no offset (read as UTC)
 FAULT_MISSING, FAULT_WEIGHT, FAULT_COUNTRY, FAULT_CURRENCY, FAULT_DATE, FAULT_VALUE = 1, 2, 3, 4, 5, 6
 BROKEN_KINDS = ("truncated", "empty", "missing_column", "not_utf8")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def day_micros(day: date) -> int:
-    return int((datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 1_000_000
+    return int((datetime(day.year, day.month, day.day, tzinfo=UTC) - _EPOCH).total_seconds()) * 1_000_000
 
 
 def _gather(series: pl.Series, idx: pl.Series | np.ndarray) -> pl.Series:
@@ -117,21 +117,52 @@ def manifest_frame(core: pl.DataFrame, pop: Population, catalog: Catalog, day: d
         pl.Series(pop.shippers.arrays["known"]).gather(core["shipper"]).alias(S.KNOWN_CONSIGNOR),
         sh["trusted"].alias(S.TRUSTED_TRADER),
         pl.Series(COUNTRIES).gather(core["export"].clip(0, None)).alias(S.EXPORT_COUNTRY),
-        core["desc_upper"], core["name_upper"], core["hts_style"], core["hts"].alias("_hts"), core["export"].alias("_exp"),
-        core["has_seller"], core["has_contact"], core["has_consignee_contact"], core["has_account"], core["has_known"],
+        core["desc_upper"],
+        core["name_upper"],
+        core["hts_style"],
+        core["hts"].alias("_hts"),
+        core["export"].alias("_exp"),
+        core["has_seller"],
+        core["has_contact"],
+        core["has_consignee_contact"],
+        core["has_account"],
+        core["has_known"],
         core["fault"],
     )
     null = pl.lit(None)
     opt = {
-        S.DESCRIPTION: pl.when(pl.col("desc_upper")).then(pl.col(S.DESCRIPTION).str.to_uppercase()).otherwise(pl.col(S.DESCRIPTION)),
-        S.CONSIGNEE_NAME: pl.when(pl.col("name_upper")).then(pl.col(S.CONSIGNEE_NAME).str.to_uppercase()).otherwise(pl.col(S.CONSIGNEE_NAME)),
-        S.HTS_CODE: pl.when(pl.col("_hts") < 0).then(null)
-        .when(pl.col("hts_style") == 1).then(pl.format("{}.{}.{}", pl.col(S.HTS_CODE).str.slice(0, 4), pl.col(S.HTS_CODE).str.slice(4, 2), pl.col(S.HTS_CODE).str.slice(6, 4)))
-        .when(pl.col("hts_style") == 2).then(pl.col(S.HTS_CODE).str.slice(0, 6))
+        S.DESCRIPTION: pl.when(pl.col("desc_upper"))
+        .then(pl.col(S.DESCRIPTION).str.to_uppercase())
+        .otherwise(pl.col(S.DESCRIPTION)),
+        S.CONSIGNEE_NAME: pl.when(pl.col("name_upper"))
+        .then(pl.col(S.CONSIGNEE_NAME).str.to_uppercase())
+        .otherwise(pl.col(S.CONSIGNEE_NAME)),
+        S.HTS_CODE: pl.when(pl.col("_hts") < 0)
+        .then(null)
+        .when(pl.col("hts_style") == 1)
+        .then(
+            pl.format(
+                "{}.{}.{}",
+                pl.col(S.HTS_CODE).str.slice(0, 4),
+                pl.col(S.HTS_CODE).str.slice(4, 2),
+                pl.col(S.HTS_CODE).str.slice(6, 4),
+            )
+        )
+        .when(pl.col("hts_style") == 2)
+        .then(pl.col(S.HTS_CODE).str.slice(0, 6))
         .otherwise(pl.col(S.HTS_CODE)),
         S.EXPORT_COUNTRY: pl.when(pl.col("_exp") >= 0).then(pl.col(S.EXPORT_COUNTRY)),
-        S.MASTER_BILL: pl.when(pl.col(S.MASTER_BILL) >= 0).then(pl.format("{}-{}", pl.col(S.MASTER_BILL) // 100_000_000, (pl.col(S.MASTER_BILL) % 100_000_000).cast(pl.String).str.zfill(8))),
-        **{c: pl.when(pl.col("has_seller")).then(pl.col(c)) for c in (S.SELLER_NAME, S.SELLER_ID, S.MARKETPLACE, S.LISTED_PRICE)},
+        S.MASTER_BILL: pl.when(pl.col(S.MASTER_BILL) >= 0).then(
+            pl.format(
+                "{}-{}",
+                pl.col(S.MASTER_BILL) // 100_000_000,
+                (pl.col(S.MASTER_BILL) % 100_000_000).cast(pl.String).str.zfill(8),
+            )
+        ),
+        **{
+            c: pl.when(pl.col("has_seller")).then(pl.col(c))
+            for c in (S.SELLER_NAME, S.SELLER_ID, S.MARKETPLACE, S.LISTED_PRICE)
+        },
         **{c: pl.when(pl.col("has_contact")).then(pl.col(c)) for c in (S.SHIPPER_PHONE, S.SHIPPER_EMAIL)},
         **{c: pl.when(pl.col("has_consignee_contact")).then(pl.col(c)) for c in (S.CONSIGNEE_PHONE, S.CONSIGNEE_EMAIL)},
         **{c: pl.when(pl.col("has_account")).then(pl.col(c)) for c in (S.ACCOUNT_CREATED_DATE, S.ACCOUNT_IP)},
@@ -152,19 +183,30 @@ def inject_faults(f: pl.DataFrame, fmt: str) -> pl.DataFrame:
     f = f.with_columns(fault.alias("fault"))
     out = f.with_columns(
         pl.when(pl.col("fault") == FAULT_MISSING).then(None).otherwise(pl.col(S.DESCRIPTION)).alias(S.DESCRIPTION),
-        pl.when(pl.col("fault") == FAULT_WEIGHT).then(-pl.col(S.GROSS_WEIGHT_KG) * (pl.col(S.PIECE_COUNT) % 2))
-        .otherwise(pl.col(S.GROSS_WEIGHT_KG)).alias(S.GROSS_WEIGHT_KG),
-        pl.when(pl.col("fault") == FAULT_COUNTRY).then(pl.lit("XX")).otherwise(pl.col(S.COUNTRY_OF_ORIGIN)).alias(S.COUNTRY_OF_ORIGIN),
+        pl.when(pl.col("fault") == FAULT_WEIGHT)
+        .then(-pl.col(S.GROSS_WEIGHT_KG) * (pl.col(S.PIECE_COUNT) % 2))
+        .otherwise(pl.col(S.GROSS_WEIGHT_KG))
+        .alias(S.GROSS_WEIGHT_KG),
+        pl.when(pl.col("fault") == FAULT_COUNTRY)
+        .then(pl.lit("XX"))
+        .otherwise(pl.col(S.COUNTRY_OF_ORIGIN))
+        .alias(S.COUNTRY_OF_ORIGIN),
         pl.when(pl.col("fault") == FAULT_CURRENCY).then(pl.lit("XYZ")).otherwise(pl.col(S.CURRENCY)).alias(S.CURRENCY),
     )
     if top >= FAULT_DATE:
         out = out.with_columns(
-            pl.when(pl.col("fault") == FAULT_DATE).then(pl.lit("2026-02-30"))
-            .otherwise(pl.col(S.ARRIVAL_DATE).cast(pl.String)).alias(S.ARRIVAL_DATE))
+            pl.when(pl.col("fault") == FAULT_DATE)
+            .then(pl.lit("2026-02-30"))
+            .otherwise(pl.col(S.ARRIVAL_DATE).cast(pl.String))
+            .alias(S.ARRIVAL_DATE)
+        )
     if top >= FAULT_VALUE:
         out = out.with_columns(
-            pl.when(pl.col("fault") == FAULT_VALUE).then(pl.lit("N/A"))
-            .otherwise(pl.col(S.DECLARED_VALUE).cast(pl.String)).alias(S.DECLARED_VALUE))
+            pl.when(pl.col("fault") == FAULT_VALUE)
+            .then(pl.lit("N/A"))
+            .otherwise(pl.col(S.DECLARED_VALUE).cast(pl.String))
+            .alias(S.DECLARED_VALUE)
+        )
     return out
 
 
@@ -172,7 +214,11 @@ def text_timestamps(f: pl.DataFrame, style: pl.Series) -> pl.DataFrame:
     """ISO 8601 ``filed_at`` with the offset forms carriers really send (Z, +00:00, +0000, none)."""
     ts = pl.col(S.FILED_AT)
     frac = style >= 4
-    base = pl.when(pl.lit(frac)).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3f")).otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    base = (
+        pl.when(pl.lit(frac))
+        .then(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.3f"))
+        .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    )
     return f.with_columns(pl.concat_str([base, pl.Series(TS_SUFFIX).gather(style % 4)]).alias(S.FILED_AT))
 
 
@@ -207,8 +253,9 @@ def file_name(prefix: str, day: date, n: int | None, fmt: str, gzip: bool) -> st
     return f"{stem}.{ext}"
 
 
-def write_manifest_file(core: pl.DataFrame, pop: Population, catalog: Catalog, day: date, path: Path, fmt: str,
-                        gzip: bool) -> int:
+def write_manifest_file(
+    core: pl.DataFrame, pop: Population, catalog: Catalog, day: date, path: Path, fmt: str, gzip: bool
+) -> int:
     """One manifest file; returns its row count."""
     f = manifest_frame(core, pop, catalog, day)
     text = fmt != "parquet"
@@ -223,7 +270,9 @@ def write_manifest_file(core: pl.DataFrame, pop: Population, catalog: Catalog, d
     return f.height
 
 
-def write_broken_files(sample: pl.DataFrame, landing: Path, day: date, first_n: int, kinds: tuple[str, ...]) -> list[Path]:
+def write_broken_files(
+    sample: pl.DataFrame, landing: Path, day: date, first_n: int, kinds: tuple[str, ...]
+) -> list[Path]:
     """Broken files a real landing folder sees: truncated Parquet, empty file, a CSV missing a
     required column, a CSV with bytes that are not UTF-8. Their rows repeat rows of good files."""
     paths = []

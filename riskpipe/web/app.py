@@ -32,18 +32,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from riskpipe import charts
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
+from riskpipe.names import ReferenceNames
 from riskpipe.users import ROLES, LoginLimits, LoginThrottle, User, UserStore
-from riskpipe import charts
 from riskpipe.web import svg
 from riskpipe.web.data import (
     PAGE_SIZES,
     SORTABLE,
     ListQuery,
-    ReferenceNames,
     SingleFlightLRU,
     WorkbenchData,
     hit_rates,
@@ -71,7 +71,20 @@ MANIFEST_ORDER = list(S.RAW_SHIPMENT_SCHEMA)
 LIST_PAGE_CACHE_SIZE = 256  # rendered list contents (~100 kB each)
 USER_CACHE_S = 1.0  # an account change made elsewhere (CLI) reaches running sessions within this
 #: the list's query parameters: links and the page cache carry these only (others are dropped)
-LIST_PARAMS = ("day", "view", "port", "mode", "origin", "reason", "selection", "network", "sort", "desc", "page", "page_size")
+LIST_PARAMS = (
+    "day",
+    "view",
+    "port",
+    "mode",
+    "origin",
+    "reason",
+    "selection",
+    "network",
+    "sort",
+    "desc",
+    "page",
+    "page_size",
+)
 MAX_PARAM_LEN = 200  # longer filter values are refused (a port, a reason code or a network id is short)
 SECURITY_HEADERS = [
     ("Content-Security-Policy", CSP),
@@ -109,14 +122,22 @@ class HeadersAndLog:
         await self.app(scope, receive, send_with_headers)
         if log.isEnabledFor(logging.INFO):
             route = scope.get("route")
-            log.info("%s %s %s %.0fms", scope["method"], getattr(route, "path", "?"), status[0], (time.perf_counter() - t0) * 1000)
+            log.info(
+                "%s %s %s %.0fms",
+                scope["method"],
+                getattr(route, "path", "?"),
+                status[0],
+                (time.perf_counter() - t0) * 1000,
+            )
 
 
 class NotAuthenticated(Exception):
     """No valid session: pages redirect to the login form, API routes answer 401."""
 
 
-def create_app(settings: Settings, login_limits: LoginLimits | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(
+    settings: Settings, login_limits: LoginLimits | None = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
     """The workbench for one data home (reads published outputs, writes labels and users).
 
     ``login_limits`` and ``clock`` (wall seconds) set the failed-login back-off (tests)."""
@@ -128,7 +149,9 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
     app.state.users = UserStore(settings.db_url)
     app.state.secret = load_or_create_secret(home)
     app.state.throttle = LoginThrottle(settings.db_url, app.state.secret, login_limits, clock)
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True)
+    )
     names = ReferenceNames.load()
     env.globals.update(
         S=S,
@@ -164,7 +187,12 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         user = getattr(request.state, "user", None)
-        return render(request, "error.html", {"status": exc.status_code, "message": exc.detail, "user": user}, status=exc.status_code)
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": exc.detail, "user": user},
+            status=exc.status_code,
+        )
 
     def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
         ctx.setdefault("user", getattr(request.state, "user", None))
@@ -217,13 +245,20 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
 
     def safe_next(value: str | None, default: str = "/list") -> str:
         # a path on this site only: browsers drop tabs and newlines, so "/\t/evil" would be "//evil"
-        if (not value or not value.startswith("/") or value.startswith("//") or "\\" in value
-                or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value)):
+        if (
+            not value
+            or not value.startswith("/")
+            or value.startswith("//")
+            or "\\" in value
+            or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        ):
             return default
         return value
 
     # the routers of riskpipe/web/routes authenticate and render with these (routes/deps.py)
-    app.state.auth = SimpleNamespace(user_of=user_of, supervisor=supervisor, form_of=form_of, render=render, safe_next=safe_next)
+    app.state.auth = SimpleNamespace(
+        user_of=user_of, supervisor=supervisor, form_of=form_of, render=render, safe_next=safe_next
+    )
 
     def pick_day(value: str | None) -> tuple[date | None, list[date]]:
         days = app.state.data.days()
@@ -271,7 +306,9 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         import secrets as _secrets
 
         token = _secrets.token_urlsafe(24)
-        resp = render(request, "login.html", {"next": safe_next(next), "login_csrf": token, "error": None, "user": None})
+        resp = render(
+            request, "login.html", {"next": safe_next(next), "login_csrf": token, "error": None, "user": None}
+        )
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600, path="/login")
         return resp
 
@@ -288,7 +325,12 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if attempt.refused:
             wait = math.ceil(attempt.retry_after_s)
             log.info("login refused: back-off")
-            resp = render(request, "login.html", {**again, "error": f"Too many failed attempts: try again in {_seconds(wait)}."}, status=429)
+            resp = render(
+                request,
+                "login.html",
+                {**again, "error": f"Too many failed attempts: try again in {_seconds(wait)}."},
+                status=429,
+            )
             resp.headers["Retry-After"] = str(wait)
             return resp
         user = await run_in_threadpool(app.state.users.authenticate, username, password)
@@ -303,7 +345,14 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
 
     def set_session_cookie(request: Request, resp: Response, user: User) -> None:
         cookie, _csrf = make_session(app.state.secret, user.username, user.generation)
-        resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", max_age=SESSION_MAX_AGE_S, secure=request.url.scheme == "https")
+        resp.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            httponly=True,
+            samesite="lax",
+            max_age=SESSION_MAX_AGE_S,
+            secure=request.url.scheme == "https",
+        )
 
     @app.post("/logout")
     async def logout(request: Request):
@@ -333,7 +382,14 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if d:
             base["day"] = d.isoformat()
         # everything the content depends on (links carry the list's other parameters given)
-        key = (d, tuple(days), app.state.data.day_version(d) if d else None, app.state.list_generation, q, tuple(sorted(base.items())))
+        key = (
+            d,
+            tuple(days),
+            app.state.data.day_version(d) if d else None,
+            app.state.list_generation,
+            q,
+            tuple(sorted(base.items())),
+        )
         pages: SingleFlightLRU = app.state.list_pages
         content = pages.peek(key)
         if content is None:
@@ -350,7 +406,11 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
             return "/list?" + urlencode(params)
 
         def sort_link(col: str) -> str:
-            desc = not q.desc if q.sort == col else col in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG)
+            desc = (
+                not q.desc
+                if q.sort == col
+                else col in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG)
+            )
             return link(sort=col, desc="1" if desc else "0")
 
         here = link(sort=q.sort, desc="1" if q.desc else "0", page=q.page)
@@ -380,7 +440,11 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         q = list_query(request)
         body = app.state.data.export_csv(d, q)
         name = f"riskpipe-{q.view}-{d.isoformat()}.csv"
-        return Response(body, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @app.get("/api/list")
     def api_list(request: Request, day: str | None = None):
@@ -389,7 +453,10 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if d is None:
             return {"day": None, "total": 0, "rows": []}
         res = app.state.data.list_page(d, list_query(request))
-        rows = [{k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items() if not k.startswith("_")} for r in res.rows]
+        rows = [
+            {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items() if not k.startswith("_")}
+            for r in res.rows
+        ]
         return {"day": d.isoformat(), "total": res.total, "page": res.query.page, "pages": res.pages, "rows": rows}
 
     # -- one shipment ---------------------------------------------------------------------------
@@ -420,7 +487,8 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
             "day": d,
             "sid": shipment_id,
             "manifest": manifest,
-            "manifest_order": [c for c in MANIFEST_ORDER if c in manifest] + [c for c in manifest if c not in MANIFEST_ORDER],
+            "manifest_order": [c for c in MANIFEST_ORDER if c in manifest]
+            + [c for c in manifest if c not in MANIFEST_ORDER],
             "score": score,
             "partner": partner,
             "history": history,
@@ -434,18 +502,26 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         user_of(request)
         ctx = shipment_context(shipment_id, day)
         ctx["graph"] = svg.network_svg(shipment_id, ctx["network"], "/shipment/", f"?day={ctx['day'].isoformat()}")
-        ctx.update(outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"]))
+        ctx.update(
+            outcomes=S.OUTCOMES, reasons=S.EXAM_REASONS, partner_pairs=_partner_pairs(ctx["manifest"], ctx["partner"])
+        )
         ctx["saved"] = request.query_params.get("saved") if request.query_params.get("saved") in ("1", "same") else None
         ctx["max_exam_date"] = app.state.labels.latest_exam_date()
         back = request.query_params.get("back") or ""
-        ctx["back"] = back if back.startswith("/list?") and len(back) <= 2000 and "\\" not in back else f"/list?day={ctx['day'].isoformat()}"
+        ctx["back"] = (
+            back
+            if back.startswith("/list?") and len(back) <= 2000 and "\\" not in back
+            else f"/list?day={ctx['day'].isoformat()}"
+        )
         return render(request, "shipment.html", ctx)
 
     @app.get("/api/shipment/{shipment_id}")
     def api_shipment(request: Request, shipment_id: str, day: str | None = None):
         user_of(request)
         ctx = shipment_context(shipment_id, day)
-        return JSONResponse(_jsonable({k: ctx[k] for k in ("day", "manifest", "score", "partner", "label", "audit", "network")}))
+        return JSONResponse(
+            _jsonable({k: ctx[k] for k in ("day", "manifest", "score", "partner", "label", "audit", "network")})
+        )
 
     def require_shipment(shipment_id: str, day: str | None) -> None:
         """404 unless the shipment is in the raw store (the day given, else any day), as
@@ -455,7 +531,9 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         if d is not None and data.manifest(d, shipment_id) is not None:
             return
         if data.find_day(shipment_id) is None:
-            raise HTTPException(404, f"no shipment {shipment_id} in the raw store: outcomes are recorded for ingested shipments only")
+            raise HTTPException(
+                404, f"no shipment {shipment_id} in the raw store: outcomes are recorded for ingested shipments only"
+            )
 
     async def _record(request: Request, shipment_id: str, form: dict[str, str], user: User) -> bool:
         """Record one outcome; True when it changed the stored one (applied and audited), False
@@ -467,7 +545,10 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
             raise HTTPException(400, "exam_date must be YYYY-MM-DD") from None
         if exam_date > labels.latest_exam_date():
             today = f"{labels.today().isoformat()}, {settings.timezone}"
-            raise HTTPException(400, f"exam_date {exam_date.isoformat()} is in the future (today is {today}): record an exam once it has taken place")
+            raise HTTPException(
+                400,
+                f"exam_date {exam_date.isoformat()} is in the future (today is {today}): record an exam once it has taken place",
+            )
         outcome, reason = form.get("outcome", ""), form.get("exam_reason", "")
         if not outcome:
             raise HTTPException(400, "choose an outcome: none was selected, so nothing was recorded")
@@ -543,7 +624,24 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         base = next((v["hist"] for v in vols if v["hist"]), None)
         drift = [psi(base, v["hist"]) if base and v["hist"] else None for v in vols]
         # the charts only change with the data they show: rendered once per distinct data
-        key = repr(([(v["day"], v["scored"], v["risk"], v["exploration"], v["mean_score"], v["p99_score"], tuple(v["hist"])) for v in vols], weekly, slot_rows))
+        key = repr(
+            (
+                [
+                    (
+                        v["day"],
+                        v["scored"],
+                        v["risk"],
+                        v["exploration"],
+                        v["mean_score"],
+                        v["p99_score"],
+                        tuple(v["hist"]),
+                    )
+                    for v in vols
+                ],
+                weekly,
+                slot_rows,
+            )
+        )
         rendered = app.state.health_charts.get_or_compute(key, lambda: _health_charts(vols, drift, weekly, slot_rows))
         kpis = _health_kpis(vols, weekly)
         champion = data.champion()
@@ -551,8 +649,15 @@ def create_app(settings: Settings, login_limits: LoginLimits | None = None, cloc
         return render(
             request,
             "health.html",
-            {"vols": vols, "rates": rates, "charts": {k: Markup(v) for k, v in rendered.items()}, "kpis": kpis,
-             "latest": latest, "champion": champion, "metrics": meta},
+            {
+                "vols": vols,
+                "rates": rates,
+                "charts": {k: Markup(v) for k, v in rendered.items()},
+                "kpis": kpis,
+                "latest": latest,
+                "champion": champion,
+                "metrics": meta,
+            },
         )
 
     @app.get("/report/{day}")
@@ -642,18 +747,43 @@ def _partner_pairs(manifest: dict[str, Any], partner: dict[str, Any] | None) -> 
     return out
 
 
-def _health_charts(vols: list[dict], drift: list[float | None], weekly: list[dict], slot_rows: list[dict]) -> dict[str, str]:
+def _health_charts(
+    vols: list[dict], drift: list[float | None], weekly: list[dict], slot_rows: list[dict]
+) -> dict[str, str]:
     """The health page's charts (matplotlib SVG via :mod:`riskpipe.charts`)."""
     days = [v["day"].isoformat()[5:] for v in vols]
     latest = vols[-1] if vols else None
     return {
-        "volumes": charts.lines(days, {"scored": [v["scored"] for v in vols]}, "Scored shipments per night", "shipments"),
-        "targets": charts.lines(days, {"risk": [v["risk"] for v in vols], "exploration": [v["exploration"] for v in vols]}, "Targets by selection", "targets"),
-        "scores": charts.lines(days, {"mean score": [v["mean_score"] for v in vols], "p99 score": [v["p99_score"] for v in vols]}, "Score level", "risk score", y_max=1.0),
-        "psi": charts.lines(days, {"PSI vs first night": drift}, "Score distribution shift (PSI)", "PSI", hlines=[(0.1, "moderate"), (0.25, "major")]),
-        "hist": charts.score_histogram(latest["hist"] if latest else [], f"Risk scores on {latest['day'].isoformat()}" if latest else ""),
+        "volumes": charts.lines(
+            days, {"scored": [v["scored"] for v in vols]}, "Scored shipments per night", "shipments"
+        ),
+        "targets": charts.lines(
+            days,
+            {"risk": [v["risk"] for v in vols], "exploration": [v["exploration"] for v in vols]},
+            "Targets by selection",
+            "targets",
+        ),
+        "scores": charts.lines(
+            days,
+            {"mean score": [v["mean_score"] for v in vols], "p99 score": [v["p99_score"] for v in vols]},
+            "Score level",
+            "risk score",
+            y_max=1.0,
+        ),
+        "psi": charts.lines(
+            days,
+            {"PSI vs first night": drift},
+            "Score distribution shift (PSI)",
+            "PSI",
+            hlines=[(0.1, "moderate"), (0.25, "major")],
+        ),
+        "hist": charts.score_histogram(
+            latest["hist"] if latest else [], f"Risk scores on {latest['day'].isoformat()}" if latest else ""
+        ),
         "hits": charts.hit_rate_by_week(weekly),
-        "slots": charts.slot_use(slot_rows, f"Exam slots used per port on {latest['day'].isoformat()}" if latest else ""),
+        "slots": charts.slot_use(
+            slot_rows, f"Exam slots used per port on {latest['day'].isoformat()}" if latest else ""
+        ),
     }
 
 
@@ -670,7 +800,9 @@ def _health_kpis(vols: list[dict], weekly: list[dict]) -> list[tuple[str, str, s
         n, k = sum(r["exams"] for r in rows), sum(r["positives"] for r in rows)
         if n:
             lo, hi = charts.wilson(k, n)
-            out.append((f"{k / n:.1%}", f"hit rate, {reason} exams", f"{k:,} of {n:,}; 95 % interval {lo:.1%} to {hi:.1%}"))
+            out.append(
+                (f"{k / n:.1%}", f"hit rate, {reason} exams", f"{k:,} of {n:,}; 95 % interval {lo:.1%} to {hi:.1%}")
+            )
     return out
 
 

@@ -74,8 +74,9 @@ def _shipment_urls(data, d: str, rng: random.Random, requests: int) -> list[str]
     scores = pl.scan_parquet(data.scores_path(date.fromisoformat(d))).select(S.SHIPMENT_ID)
     others = scores.gather_every(max(1, scores.select(pl.len()).collect().item() // 2000)).collect()
     listed, anyone = targets[S.SHIPMENT_ID].to_list(), others[S.SHIPMENT_ID].to_list()
-    return [f"/shipment/{rng.choice(listed if rng.random() < 0.75 and listed else anyone)}?day={d}"
-            for _ in range(requests)]
+    return [
+        f"/shipment/{rng.choice(listed if rng.random() < 0.75 and listed else anyone)}?day={d}" for _ in range(requests)
+    ]
 
 
 def _bench_pages(home: Path, users: int, requests: int, day: str | None, seed: int, urls_for) -> dict:
@@ -139,7 +140,7 @@ def _bench_pages(home: Path, users: int, requests: int, day: str | None, seed: i
         chunks = [urls[i::users] for i in range(users)]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(users) as pool:
-            list(pool.map(worker, zip(clients, chunks)))
+            list(pool.map(worker, zip(clients, chunks, strict=False)))
         wall = time.perf_counter() - t0
     finally:
         server.should_exit = True

@@ -35,7 +35,6 @@ from riskpipe import publish
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.csvsafe import formula_safe
-from riskpipe.names import ReferenceNames
 from riskpipe.errors import RiskpipeError
 from riskpipe.registry import check_version_name
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
@@ -68,7 +67,15 @@ LINK_WORDS = {
     S.SHIPPER_NAME: "shipper",
 }
 SORTABLE = {
-    "targets": [S.RANK, S.RISK_SCORE, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG],
+    "targets": [
+        S.RANK,
+        S.RISK_SCORE,
+        S.PORT_OF_ENTRY,
+        S.MODE,
+        S.COUNTRY_OF_ORIGIN,
+        S.DECLARED_VALUE_USD,
+        S.GROSS_WEIGHT_KG,
+    ],
     "all": [S.RISK_SCORE, S.RULE_SCORE, S.RANK, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN],
 }
 DEFAULT_SORT = {"targets": (S.RANK, False), "all": (S.RISK_SCORE, True)}
@@ -98,7 +105,15 @@ class ListQuery:
     def normalised(self) -> ListQuery:
         view = self.view if self.view in VIEWS else "targets"
         sort = self.sort if self.sort in SORTABLE[view] else DEFAULT_SORT[view][0]
-        desc = self.desc if self.desc is not None else (DEFAULT_SORT[view][1] if sort == DEFAULT_SORT[view][0] else sort in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG))
+        desc = (
+            self.desc
+            if self.desc is not None
+            else (
+                DEFAULT_SORT[view][1]
+                if sort == DEFAULT_SORT[view][0]
+                else sort in (S.RISK_SCORE, S.RULE_SCORE, S.DECLARED_VALUE_USD, S.GROSS_WEIGHT_KG)
+            )
+        )
         size = self.page_size if self.page_size in PAGE_SIZES else 50
         return replace(self, view=view, sort=sort, desc=desc, page=max(1, self.page), page_size=size)
 
@@ -283,7 +298,11 @@ class WorkbenchData:
                 f = f.with_columns(pl.lit(None, dtype).alias(col))
         f = f.with_columns(pl.col(S.REASONS).list.join(SEP).fill_null("").alias(REASON_KEY)).sort(S.RANK)
         spath = self.scores_path(day)
-        day_scores = pl.read_parquet(spath, columns=[S.RISK_SCORE]).get_column(S.RISK_SCORE) if spath.exists() else f.get_column(S.RISK_SCORE)
+        day_scores = (
+            pl.read_parquet(spath, columns=[S.RISK_SCORE]).get_column(S.RISK_SCORE)
+            if spath.exists()
+            else f.get_column(S.RISK_SCORE)
+        )
         ranked = day_scores.drop_nulls().sort()
         f = f.join(explain_selection(f, ranked), on=S.SHIPMENT_ID, how="left", maintain_order="left")
         return self._finish(f.with_row_index(ROW))
@@ -309,15 +328,32 @@ class WorkbenchData:
         )
         n = f.get_column(S.RISK_SCORE).drop_nulls().len()
         # % strictly below: n minus the shipments scoring at least as high (rank "max" descending)
-        f = f.with_columns(((n - pl.col(S.RISK_SCORE).rank("max", descending=True)) * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW))
+        f = f.with_columns(
+            ((n - pl.col(S.RISK_SCORE).rank("max", descending=True)) * (100.0 / max(n, 1)))
+            .cast(pl.Float32)
+            .alias(PCT_BELOW)
+        )
         tpath = self.targets_path(day)
         if tpath.exists():
-            cols = [S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, S.SELECTION, S.NETWORK_ID, S.SELECTION_PROBABILITY]
-            targets = pl.read_parquet(tpath, columns=[c for c in cols if c in pl.read_parquet_schema(tpath)]).sort(S.RANK)
+            cols = [
+                S.SHIPMENT_ID,
+                S.RANK,
+                S.PORT_OF_ENTRY,
+                S.RISK_SCORE,
+                S.SELECTION,
+                S.NETWORK_ID,
+                S.SELECTION_PROBABILITY,
+            ]
+            targets = pl.read_parquet(tpath, columns=[c for c in cols if c in pl.read_parquet_schema(tpath)]).sort(
+                S.RANK
+            )
             ranked = f.get_column(S.RISK_SCORE).drop_nulls().reverse()  # ascending
             why = explain_selection(targets, ranked).with_columns(pl.col(WHY_KIND).cast(pl.Categorical))
             targets = targets.select(
-                S.SHIPMENT_ID, S.RANK, pl.col(S.SELECTION).cast(pl.String).cast(pl.Categorical), pl.col(S.NETWORK_ID).cast(pl.Categorical)
+                S.SHIPMENT_ID,
+                S.RANK,
+                pl.col(S.SELECTION).cast(pl.String).cast(pl.Categorical),
+                pl.col(S.NETWORK_ID).cast(pl.Categorical),
             ).join(why, on=S.SHIPMENT_ID, how="left")
             f = f.join(targets, on=S.SHIPMENT_ID, how="left", maintain_order="left")
         else:
@@ -426,7 +462,19 @@ class WorkbenchData:
             f = f.with_columns(pl.col(S.REASONS).list.join(S.REASONS_SEPARATOR))  # as in targets.csv
         else:
             reasons = pl.col(REASON_KEY).cast(pl.String).str.replace_all(SEP, S.REASONS_SEPARATOR, literal=True)
-            f = f.select(S.SHIPMENT_ID, S.RISK_SCORE, S.RULE_SCORE, reasons.alias(S.REASONS), S.RANK, S.SELECTION, S.NETWORK_ID, S.PORT_OF_ENTRY, S.MODE, S.COUNTRY_OF_ORIGIN, S.MODEL_VERSION)
+            f = f.select(
+                S.SHIPMENT_ID,
+                S.RISK_SCORE,
+                S.RULE_SCORE,
+                reasons.alias(S.REASONS),
+                S.RANK,
+                S.SELECTION,
+                S.NETWORK_ID,
+                S.PORT_OF_ENTRY,
+                S.MODE,
+                S.COUNTRY_OF_ORIGIN,
+                S.MODEL_VERSION,
+            )
         f = f.with_columns(pl.col(pl.Categorical).cast(pl.String))
         f = formula_safe(f)  # spreadsheet formula injection: such cells are written as text
         buf = io.BytesIO()
@@ -444,7 +492,12 @@ class WorkbenchData:
     def find_day(self, shipment_id: str) -> date | None:
         """The arrival day of a shipment: newest raw partition first."""
         for d in reversed(self.layout.raw_days()):
-            hit = scan_raw_shipments(self.layout, [d]).filter(pl.col(S.SHIPMENT_ID) == shipment_id).select(pl.len()).collect()
+            hit = (
+                scan_raw_shipments(self.layout, [d])
+                .filter(pl.col(S.SHIPMENT_ID) == shipment_id)
+                .select(pl.len())
+                .collect()
+            )
             if hit.item() > 0:
                 return d
         return None
@@ -465,7 +518,13 @@ class WorkbenchData:
         if targets is not None:
             t = targets.filter(pl.col(S.SHIPMENT_ID) == shipment_id)
             if t.height:
-                out.update({k: v for k, v in t.row(0, named=True).items() if k in (S.RANK, S.SELECTION, S.NETWORK_ID, S.REASON_TEXT) or k not in out})
+                out.update(
+                    {
+                        k: v
+                        for k, v in t.row(0, named=True).items()
+                        if k in (S.RANK, S.SELECTION, S.NETWORK_ID, S.REASON_TEXT) or k not in out
+                    }
+                )
         if not out:
             return None
         out["reason_list"] = [(c, self.reason_words(c)) for c in (out.get(S.REASONS) or [])]
@@ -503,7 +562,14 @@ class WorkbenchData:
         days = [d for d in self.layout.raw_days() if day - timedelta(days=HISTORY_WINDOW_DAYS) <= d < day]
         if not days:
             return []
-        cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.DESCRIPTION, S.DECLARED_VALUE_USD, S.COUNTRY_OF_ORIGIN, *HISTORY_COLUMNS]
+        cols = [
+            S.SHIPMENT_ID,
+            S.ARRIVAL_DATE,
+            S.DESCRIPTION,
+            S.DECLARED_VALUE_USD,
+            S.COUNTRY_OF_ORIGIN,
+            *HISTORY_COLUMNS,
+        ]
         exact = pl.any_horizontal(conds)
         # the days' identifier indexes name the few candidate rows; days not indexed yet are
         # scanned in full (and indexed in the background); the exact match is checked on the rows
@@ -518,23 +584,23 @@ class WorkbenchData:
             if found.height:
                 hit_days = sorted(set(found.get_column(S.ARRIVAL_DATE).to_list()))
                 parts.append(
-                    scan_raw_shipments(self.layout, hit_days).select(cols)
+                    scan_raw_shipments(self.layout, hit_days)
+                    .select(cols)
                     .filter(pl.col(S.SHIPMENT_ID).is_in(found.get_column(S.SHIPMENT_ID).unique().implode()) & exact)
                     .join(found.lazy(), on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="semi")
                 )
         if not parts:
             return []
-        f = (
-            pl.concat(parts)
-            .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
-            .head(200)
-            .collect()
-        )
+        f = pl.concat(parts).sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).head(200).collect()
         if f.height == 0:
             return []
         f = f.with_columns(
             pl.concat_str(
-                [pl.when(pl.col(c) == manifest[c]).then(pl.lit(LINK_WORDS[c])) for c in HISTORY_COLUMNS if manifest.get(c)],
+                [
+                    pl.when(pl.col(c) == manifest[c]).then(pl.lit(LINK_WORDS[c]))
+                    for c in HISTORY_COLUMNS
+                    if manifest.get(c)
+                ],
                 separator=", ",
                 ignore_nulls=True,
             ).alias("linked_by")
@@ -542,9 +608,19 @@ class WorkbenchData:
         if callable(labels):
             labels = labels(f.get_column(S.SHIPMENT_ID).to_list())
         if labels is not None and labels.height:
-            f = f.join(labels.select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
+            f = f.join(
+                labels.select(
+                    S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)
+                ),
+                on=S.SHIPMENT_ID,
+                how="left",
+            )
         else:
-            f = f.with_columns(pl.lit(None, pl.Date).alias(S.EXAM_DATE), pl.lit(None, pl.String).alias(S.OUTCOME), pl.lit(None, pl.String).alias(S.EXAM_REASON))
+            f = f.with_columns(
+                pl.lit(None, pl.Date).alias(S.EXAM_DATE),
+                pl.lit(None, pl.String).alias(S.OUTCOME),
+                pl.lit(None, pl.String).alias(S.EXAM_REASON),
+            )
         return f.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).to_dicts()
 
     def network(self, day: date, manifest: dict[str, Any], network_id: str | None, limit: int = 40) -> dict[str, Any]:
@@ -626,18 +702,34 @@ class WorkbenchData:
         use = (
             pl.read_parquet(self.targets_path(day), columns=[S.PORT_OF_ENTRY, S.SELECTION])
             .group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
-            .agg((pl.col(S.SELECTION) == "risk").sum().alias("risk"), (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"))
+            .agg(
+                (pl.col(S.SELECTION) == "risk").sum().alias("risk"),
+                (pl.col(S.SELECTION) == "exploration").sum().alias("exploration"),
+            )
             .sort(["risk", S.PORT_OF_ENTRY], descending=[True, False])
         )
         counts = dict(scan_raw_shipments(self.layout, [day]).group_by(S.PORT_OF_ENTRY).len().collect().iter_rows())
-        slots = port_ceilings({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
-        return [{"port": p, "risk": int(r), "exploration": int(e), "slots": slots.get(p)} for p, r, e in use.iter_rows()]
+        slots = (
+            port_ceilings({str(k): int(v) for k, v in counts.items() if k is not None}, self.settings) if counts else {}
+        )
+        return [
+            {"port": p, "risk": int(r), "exploration": int(e), "slots": slots.get(p)} for p, r, e in use.iter_rows()
+        ]
 
     def volumes(self, days: int = 14) -> list[dict[str, Any]]:
         """Per published day: scored shipments, targets by selection kind, mean and p99 score."""
         out = []
         for d in sorted(self.days()[:days]):
-            row: dict[str, Any] = {"day": d, "scored": 0, "targets": 0, "risk": 0, "exploration": 0, "mean_score": None, "p99_score": None, "hist": []}
+            row: dict[str, Any] = {
+                "day": d,
+                "scored": 0,
+                "targets": 0,
+                "risk": 0,
+                "exploration": 0,
+                "mean_score": None,
+                "p99_score": None,
+                "hist": [],
+            }
             if self.scores_path(d).exists():
                 s = (
                     pl.scan_parquet(self.scores_path(d))
@@ -645,14 +737,29 @@ class WorkbenchData:
                         pl.len().alias("n"),
                         pl.col(S.RISK_SCORE).mean().alias("mean"),
                         pl.col(S.RISK_SCORE).quantile(0.99).alias("p99"),
-                        *[((pl.col(S.RISK_SCORE) >= i / 10) & (pl.col(S.RISK_SCORE) < (i + 1) / 10 + (1e-9 if i == 9 else 0))).sum().alias(f"h{i}") for i in range(10)],
+                        *[
+                            (
+                                (pl.col(S.RISK_SCORE) >= i / 10)
+                                & (pl.col(S.RISK_SCORE) < (i + 1) / 10 + (1e-9 if i == 9 else 0))
+                            )
+                            .sum()
+                            .alias(f"h{i}")
+                            for i in range(10)
+                        ],
                     )
                     .collect()
                     .row(0, named=True)
                 )
-                row.update(scored=s["n"], mean_score=s["mean"], p99_score=s["p99"], hist=[s[f"h{i}"] for i in range(10)])
+                row.update(
+                    scored=s["n"], mean_score=s["mean"], p99_score=s["p99"], hist=[s[f"h{i}"] for i in range(10)]
+                )
             if self.targets_path(d).exists():
-                t = pl.scan_parquet(self.targets_path(d)).group_by(pl.col(S.SELECTION).cast(pl.String)).agg(pl.len()).collect()
+                t = (
+                    pl.scan_parquet(self.targets_path(d))
+                    .group_by(pl.col(S.SELECTION).cast(pl.String))
+                    .agg(pl.len())
+                    .collect()
+                )
                 for sel, n in t.iter_rows():
                     if sel in ("risk", "exploration"):
                         row[sel] = n
@@ -677,15 +784,24 @@ def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) ->
     is_risk = pl.col(S.SELECTION) == "risk"
     n_risk = int(targets.filter(pl.col(S.SELECTION) == "risk").height)
     cut = float(day_scores_ascending[n - n_risk]) if 0 < n_risk <= n else None
-    below = pl.Series(day_scores_ascending.search_sorted(targets.get_column(S.RISK_SCORE).fill_null(-1.0), side="left")).cast(pl.Float64)
+    below = pl.Series(
+        day_scores_ascending.search_sorted(targets.get_column(S.RISK_SCORE).fill_null(-1.0), side="left")
+    ).cast(pl.Float64)
     port = pl.col(S.PORT_OF_ENTRY).cast(pl.String).fill_null("?")
     slot_no = pl.int_range(1, pl.len() + 1).over([S.PORT_OF_ENTRY, S.SELECTION], order_by=[S.RANK])
     slots = pl.len().over([S.PORT_OF_ENTRY, S.SELECTION])
     net = pl.col(S.NETWORK_ID).cast(pl.String)
     grouped = net.is_not_null() & (net.shift(1) == net)  # placed by its network, not by its score
     first_of_net = pl.col(S.RANK).min().over(net)
-    f = targets.select(S.SHIPMENT_ID, S.RANK, S.PORT_OF_ENTRY, S.RISK_SCORE, pl.col(S.SELECTION).cast(pl.String), pl.col(S.NETWORK_ID).cast(pl.String),
-                       *([S.SELECTION_PROBABILITY] if S.SELECTION_PROBABILITY in targets.columns else []))
+    f = targets.select(
+        S.SHIPMENT_ID,
+        S.RANK,
+        S.PORT_OF_ENTRY,
+        S.RISK_SCORE,
+        pl.col(S.SELECTION).cast(pl.String),
+        pl.col(S.NETWORK_ID).cast(pl.String),
+        *([S.SELECTION_PROBABILITY] if S.SELECTION_PROBABILITY in targets.columns else []),
+    )
     f = f.with_columns(
         pl.when(score.is_null()).then(None).otherwise(below * (100.0 / max(n, 1))).cast(pl.Float32).alias(PCT_BELOW),
         slot_no.alias("_slot"),
@@ -694,24 +810,47 @@ def explain_selection(targets: pl.DataFrame, day_scores_ascending: pl.Series) ->
         first_of_net.alias("_first"),
     )
     port_slot = is_risk & (score < cut) if cut is not None else pl.lit(False)
-    kind = pl.when(pl.col(S.SELECTION) == "exploration").then(pl.lit("exploration")).when(port_slot).then(pl.lit("below cut-off")).when(is_risk).then(pl.lit("risk")).otherwise(pl.col(S.SELECTION))
+    kind = (
+        pl.when(pl.col(S.SELECTION) == "exploration")
+        .then(pl.lit("exploration"))
+        .when(port_slot)
+        .then(pl.lit("below cut-off"))
+        .when(is_risk)
+        .then(pl.lit("risk"))
+        .otherwise(pl.col(S.SELECTION))
+    )
     slot_words = pl.format("{} of {} risk picks at port {}", pl.col("_slot"), pl.col("_slots"), port)
     chance = (
         pl.format(", chance {}%", (pl.col(S.SELECTION_PROBABILITY) * 100).round(2))
-        if S.SELECTION_PROBABILITY in targets.columns else pl.lit(None, pl.String)
+        if S.SELECTION_PROBABILITY in targets.columns
+        else pl.lit(None, pl.String)
     )
     cut_words = pl.lit(f"{cut:.3f}" if cut is not None else "")
     text = (
         pl.when(pl.col(S.SELECTION) == "exploration")
-        .then(pl.format("Exploration: drawn at random among the shipments of port {} not picked by risk{} (keeps the hit-rate estimate honest)",
-                        port, chance.fill_null("")))
+        .then(
+            pl.format(
+                "Exploration: drawn at random among the shipments of port {} not picked by risk{} (keeps the hit-rate estimate honest)",
+                port,
+                chance.fill_null(""),
+            )
+        )
         .when(port_slot)
-        .then(pl.format("Below cut-off: {}; below the day-wide cut-off of {} for {} risk picks: higher scores sat at ports whose ceiling was full", slot_words, cut_words, pl.lit(n_risk)))
+        .then(
+            pl.format(
+                "Below cut-off: {}; below the day-wide cut-off of {} for {} risk picks: higher scores sat at ports whose ceiling was full",
+                slot_words,
+                cut_words,
+                pl.lit(n_risk),
+            )
+        )
         .when(is_risk)
         .then(pl.format("Risk: {}; among the day's {} highest scores", slot_words, pl.lit(n_risk)))
         .otherwise(pl.col(S.SELECTION).fill_null(""))
     )
-    net_words = pl.format("; listed with network {} right after its best-ranked member (rank {})", net, pl.col("_first"))
+    net_words = pl.format(
+        "; listed with network {} right after its best-ranked member (rank {})", net, pl.col("_first")
+    )
     return f.select(
         S.SHIPMENT_ID,
         PCT_BELOW,
@@ -727,7 +866,9 @@ def weekly_hit_rates(labels: pl.DataFrame, weeks: int = 12) -> list[dict[str, An
     last = labels.get_column(S.EXAM_DATE).max()
     f = (
         labels.filter(pl.col(S.EXAM_DATE) > last - timedelta(weeks=weeks))
-        .group_by(pl.col(S.EXAM_DATE).dt.truncate("1w").alias("week"), pl.col(S.EXAM_REASON).cast(pl.String).alias("reason"))
+        .group_by(
+            pl.col(S.EXAM_DATE).dt.truncate("1w").alias("week"), pl.col(S.EXAM_REASON).cast(pl.String).alias("reason")
+        )
         .agg(pl.len().alias("exams"), S.is_positive_expr().sum().cast(pl.Int64).alias("positives"))
         .sort("week", "reason")
         .with_columns(pl.col("week").dt.to_string("%Y-%m-%d"))
@@ -765,7 +906,7 @@ def psi(expected: list[int], actual: list[int]) -> float | None:
     if te == 0 or ta == 0:
         return None
     total = 0.0
-    for e, a in zip(expected, actual):
+    for e, a in zip(expected, actual, strict=False):
         pe, pa = max(e / te, 1e-4), max(a / ta, 1e-4)
         total += (pa - pe) * math.log(pa / pe)
     return total

@@ -8,9 +8,9 @@ No JavaScript and no network: the page carries the picture. Every label is escap
 from __future__ import annotations
 
 import math
-from urllib.parse import quote
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -19,7 +19,9 @@ def _t(value: Any) -> str:
     return escape(str(value), quote=True)
 
 
-def network_svg(focal: str, net: dict[str, Any], link_base: str, link_suffix: str = "", width: int = 720, height: int = 460) -> Markup:
+def network_svg(
+    focal: str, net: dict[str, Any], link_base: str, link_suffix: str = "", width: int = 720, height: int = 460
+) -> Markup:
     """Focal shipment in the centre, shared identifiers on an inner ring, linked shipments on an
     outer ring next to the identifiers they share; shipments of the published network in red."""
     cx, cy = width / 2, height / 2

@@ -14,12 +14,26 @@ from riskpipe.ingest import ingest_paths
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
 
 VALID = {
-    S.SHIPMENT_ID: "00123", S.FILED_AT: "2026-03-01T23:59:59.123456+00:00", S.ARRIVAL_DATE: "2026-03-02",
-    S.ENTRY_TYPE: "01", S.MODE: "truck", S.CARRIER_CODE: "0042", S.PORT_OF_ENTRY: "2304",
-    S.SHIPPER_NAME: "Exportadora", S.SHIPPER_ADDRESS: "Av. 1", S.SHIPPER_COUNTRY: "MX",
-    S.CONSIGNEE_NAME: "Buyer", S.CONSIGNEE_ADDRESS: "9 Elm Rd", S.CONSIGNEE_CITY: "Laredo",
-    S.CONSIGNEE_STATE: "TX", S.CONSIGNEE_POSTAL_CODE: "07801", S.DESCRIPTION: "auto parts",
-    S.COUNTRY_OF_ORIGIN: "MX", S.DECLARED_VALUE: "0", S.CURRENCY: "MXN", S.GROSS_WEIGHT_KG: "12.5",
+    S.SHIPMENT_ID: "00123",
+    S.FILED_AT: "2026-03-01T23:59:59.123456+00:00",
+    S.ARRIVAL_DATE: "2026-03-02",
+    S.ENTRY_TYPE: "01",
+    S.MODE: "truck",
+    S.CARRIER_CODE: "0042",
+    S.PORT_OF_ENTRY: "2304",
+    S.SHIPPER_NAME: "Exportadora",
+    S.SHIPPER_ADDRESS: "Av. 1",
+    S.SHIPPER_COUNTRY: "MX",
+    S.CONSIGNEE_NAME: "Buyer",
+    S.CONSIGNEE_ADDRESS: "9 Elm Rd",
+    S.CONSIGNEE_CITY: "Laredo",
+    S.CONSIGNEE_STATE: "TX",
+    S.CONSIGNEE_POSTAL_CODE: "07801",
+    S.DESCRIPTION: "auto parts",
+    S.COUNTRY_OF_ORIGIN: "MX",
+    S.DECLARED_VALUE: "0",
+    S.CURRENCY: "MXN",
+    S.GROSS_WEIGHT_KG: "12.5",
     S.PIECE_COUNT: "1",
 }
 
@@ -64,9 +78,16 @@ def test_every_enum_value_of_the_contract_is_accepted(layout: Layout) -> None:
 
 
 def test_partner_file_prefix_routes_to_partner_store(layout: Layout) -> None:
-    partner = {S.SHIPMENT_ID: "00123", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "E", S.EXPORTER_AEO: "false",
-               S.PARTNER_DECLARED_VALUE_USD: "1.5", S.GROSS_WEIGHT_KG: "12", S.DESCRIPTION: "parts",
-               S.DECLARED_AT: "2026-03-01T10:00:00Z"}
+    partner = {
+        S.SHIPMENT_ID: "00123",
+        S.EXPORT_COUNTRY: "MX",
+        S.EXPORTER_NAME: "E",
+        S.EXPORTER_AEO: "false",
+        S.PARTNER_DECLARED_VALUE_USD: "1.5",
+        S.GROSS_WEIGHT_KG: "12",
+        S.DESCRIPTION: "parts",
+        S.DECLARED_AT: "2026-03-01T10:00:00Z",
+    }
     pl.DataFrame([partner]).write_ndjson(layout.landing / "partner-exports-2026-03-01.ndjson")
     summary = ingest_paths(layout)
     assert summary.partner_rows_ingested == 1

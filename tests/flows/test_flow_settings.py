@@ -11,7 +11,7 @@ from flows.settings import home_settings
 
 
 def test_flow_settings_apply_the_environment_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "riskpipe.toml").write_text("exploration_share = 0.05\ntimezone = \"America/Chicago\"\n")
+    (tmp_path / "riskpipe.toml").write_text('exploration_share = 0.05\ntimezone = "America/Chicago"\n')
     monkeypatch.setenv("RISKPIPE_EXPLORATION_SHARE", "0.2")
     settings = home_settings(tmp_path)
     assert settings.exploration_share == 0.2
@@ -20,5 +20,7 @@ def test_flow_settings_apply_the_environment_over_the_file(tmp_path: Path, monke
 
 def test_every_flow_reads_settings_through_the_environment_aware_loader() -> None:
     flows_dir = Path(__file__).resolve().parents[2] / "flows"
-    offenders = [p.name for p in flows_dir.glob("*.py") if p.name != "settings.py" and "load_settings(" in p.read_text()]
+    offenders = [
+        p.name for p in flows_dir.glob("*.py") if p.name != "settings.py" and "load_settings(" in p.read_text()
+    ]
     assert offenders == []

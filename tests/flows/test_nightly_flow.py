@@ -96,7 +96,9 @@ def test_a_broken_input_file_is_quarantined_and_the_night_succeeds(world, home_c
 def test_a_failure_names_its_step(home_copy):
     from flows.nightly import nightly_flow
 
-    with pytest.raises(RiskpipeError, match=r"nightly step 'features' failed: no ingested manifests for arrival date 2030-01-01"):
+    with pytest.raises(
+        RiskpipeError, match=r"nightly step 'features' failed: no ingested manifests for arrival date 2030-01-01"
+    ):
         nightly_flow(str(home_copy), "2030-01-01", ingest=False)
     assert not (home_copy / "scores" / "2030-01-01").exists()
     assert _leftovers(home_copy) == []
@@ -146,6 +148,7 @@ def test_sharded_scoring_on_a_two_worker_dask_cluster_equals_single_process(worl
 
 def test_killed_run_leaves_published_outputs_intact_and_rerun_recovers(world, baseline, home_copy):
     import prefect.settings
+
     from flows.nightly import nightly_flow
 
     day = world["day"]
@@ -224,7 +227,9 @@ def test_a_night_without_a_usable_champion_is_published_rules_only_and_says_so(w
     summary = caught.value.result["summary"]
     assert summary["model_version"] == "rules-only" and expected in summary["champion_problem"]
     assert summary["champion_registered"] is (breakage != "fresh")
-    targets = pl.read_parquet(Layout(home_copy).day_dir(Layout(home_copy).targets, date.fromisoformat(day)) / "targets.parquet")
+    targets = pl.read_parquet(
+        Layout(home_copy).day_dir(Layout(home_copy).targets, date.fromisoformat(day)) / "targets.parquet"
+    )
     assert targets.height > 0 and set(targets[S.MODEL_VERSION]) == {"rules-only"}
     report = (Path(caught.value.result["outputs"]["reports"]) / "report.html").read_text()
     assert "No usable model tonight" in report

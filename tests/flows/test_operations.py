@@ -75,8 +75,10 @@ def test_run_names_say_what_a_run_is_about(home_copy):
 
     today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
     assert nightly_probe(str(home_copy), "2026-02-01") == "nightly-2026-02-01"
-    assert nightly_probe(str(home_copy)) in {f"nightly-{today}",
-                                             f"nightly-{datetime.now(ZoneInfo('Pacific/Kiritimati')).date()}"}
+    assert nightly_probe(str(home_copy)) in {
+        f"nightly-{today}",
+        f"nightly-{datetime.now(ZoneInfo('Pacific/Kiritimati')).date()}",
+    }
     assert retrain_probe(str(home_copy), "2026-02-01") == "retrain-until-2026-02-01"
     assert retrain_probe(str(home_copy)).startswith("retrain-until-20")
     assert nightly_flow.flow_run_name is nightly_run_name and retrain_flow.flow_run_name is retrain_run_name
@@ -95,8 +97,9 @@ def test_scheduled_flows_and_io_tasks_take_their_timeouts_from_the_home(home_cop
     from flows.nightly import io_task, publish_outputs, stage
     from flows.retrain import import_outcomes
 
-    settings = load_settings(home_copy, {"nightly_timeout_seconds": 1800, "retrain_timeout_seconds": 5400,
-                                         "io_timeout_seconds": 600})
+    settings = load_settings(
+        home_copy, {"nightly_timeout_seconds": 1800, "retrain_timeout_seconds": 5400, "io_timeout_seconds": 600}
+    )
     (nightly, n_opts), (retrain, r_opts) = deployment_specs(home_copy, settings)
     assert (nightly.name, nightly.timeout_seconds, n_opts["name"]) == ("nightly", 1800, "riskpipe-nightly")
     assert (retrain.name, retrain.timeout_seconds, r_opts["name"]) == ("retrain", 5400, "riskpipe-retrain")
@@ -140,8 +143,13 @@ def test_a_failed_night_prints_at_most_3_lines_and_alerts_once(world, home_copy)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     code = "import sys; from riskpipe.cli import main; sys.argv[0] = 'riskpipe'; main()"
     try:
-        done = subprocess.run([sys.executable, "-c", code, "--home", str(home_copy), "nightly", "--date", day,
-                               "--skip-ingest"], env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--home", str(home_copy), "nightly", "--date", day, "--skip-ingest"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         receiver.shutdown()
         receiver.server_close()
@@ -154,7 +162,9 @@ def test_a_failed_night_prints_at_most_3_lines_and_alerts_once(world, home_copy)
     assert len(_Receiver.posts) == 1, _Receiver.posts
     alert = _Receiver.posts[0]
     assert alert["title"] == f"riskpipe nightly failed: nightly-{day}"
-    assert alert["message"].startswith(f"riskpipe run nightly-{day} (nightly, day {day}) ended Failed at step 'features': ")
+    assert alert["message"].startswith(
+        f"riskpipe run nightly-{day} (nightly, day {day}) ended Failed at step 'features': "
+    )
     assert "parquet" in alert["message"].lower() and "\n" not in alert["message"]
 
     # the run's log reached the API at INFO (the UI's log tab), under its name
@@ -172,8 +182,8 @@ def test_a_failed_night_prints_at_most_3_lines_and_alerts_once(world, home_copy)
 @pytest.mark.slow  # ~15-20 s: a real `prefect server start`
 def test_the_schedule_server_serves_the_ui_pointed_at_its_api(tmp_path):
     import httpx
-
     import prefect
+
     from flows.deploy import start_local_server, ui_url
 
     ui_files = Path(prefect.__file__).parent / "server" / "ui" / "index.html"
@@ -196,17 +206,26 @@ def test_an_alert_names_the_step_of_a_failed_timed_out_or_crashed_run(home_copy)
     from riskpipe.runsteps import StepFailed
 
     params = {"home": str(home_copy), "day": "2026-02-01"}
-    failed = describe_failure("nightly", "nightly-2026-02-01", params,
-                              Failed(data=StepFailed("nightly", "features", "no ingested manifests")))
-    assert (failed.step, failed.error, failed.state, failed.day) == ("features", "no ingested manifests", "Failed",
-                                                                    "2026-02-01")
+    failed = describe_failure(
+        "nightly", "nightly-2026-02-01", params, Failed(data=StepFailed("nightly", "features", "no ingested manifests"))
+    )
+    assert (failed.step, failed.error, failed.state, failed.day) == (
+        "features",
+        "no ingested manifests",
+        "Failed",
+        "2026-02-01",
+    )
     timeout = TimeoutError("Scope timed out after 7200.0 second(s).")
     timeout.__context__ = KeyboardInterrupt()
     timeout.__context__.riskpipe_step = ("nightly", "score")
     timed_out = describe_failure("nightly", "nightly-2026-02-01", params, Failed(name="TimedOut", data=timeout))
     assert (timed_out.step, timed_out.state) == ("score", "TimedOut")
     assert timed_out.error == "Scope timed out after 7200.0 second(s)."
-    crashed = describe_failure("retrain", "retrain-until-2026-02-01", {"home": str(home_copy), "until": "2026-02-01"},
-                               Crashed(message="Flow run process exited with non-zero status code -9."))
+    crashed = describe_failure(
+        "retrain",
+        "retrain-until-2026-02-01",
+        {"home": str(home_copy), "until": "2026-02-01"},
+        Crashed(message="Flow run process exited with non-zero status code -9."),
+    )
     assert (crashed.step, crashed.state, crashed.day) == (None, "Crashed", "2026-02-01")
     assert "status code -9" in crashed.body() and "step 'unknown'" in crashed.body()

@@ -60,8 +60,9 @@ def test_killing_the_flow_process_stops_its_ephemeral_api_server(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(home)], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(home)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     info_file = home / "server.json"
     server_pid = None
     try:

@@ -75,7 +75,9 @@ def make_world(home) -> tuple[Layout, pl.DataFrame]:
             }
         ).unique(S.SHIPMENT_ID, keep="first", maintain_order=True)
         labels.append(lab)
-    labels_df = pl.concat(labels).with_columns(pl.col(S.OUTCOME).cast(S.Outcome), pl.col(S.EXAM_REASON).cast(S.ExamReason))
+    labels_df = pl.concat(labels).with_columns(
+        pl.col(S.OUTCOME).cast(S.Outcome), pl.col(S.EXAM_REASON).cast(S.ExamReason)
+    )
     return layout, labels_df
 
 
@@ -113,7 +115,9 @@ def test_training_set_is_point_in_time_and_labelled_only(world):
     assert {S.IS_POSITIVE, S.EXAM_REASON, S.ARRIVAL_DATE, "f_signal"} <= set(data.columns)
     # day 0 sees no labels (all exams are the next day); day 2 sees only day 0's outcomes
     prior = data.group_by(S.ARRIVAL_DATE).agg(pl.col("f_prior_positives").first()).sort(S.ARRIVAL_DATE)
-    day0_pos = labels.filter(pl.col(S.SHIPMENT_ID).str.starts_with("D00")).select(S.is_positive_expr()).to_series().sum()
+    day0_pos = (
+        labels.filter(pl.col(S.SHIPMENT_ID).str.starts_with("D00")).select(S.is_positive_expr()).to_series().sum()
+    )
     # day 0's outcomes are recorded on day 1 (not before it): day 1 sees none, day 2 sees them
     assert day0_pos > 0
     assert prior["f_prior_positives"].to_list() == [0, 0, day0_pos]
@@ -131,10 +135,14 @@ def test_feature_cache_is_invalidated_by_new_labels(world, tmp_path):
     first = day_features(layout, day, labels, builder=counting)
     again = day_features(layout, day, labels, builder=counting)
     assert first.equals(again) and len(calls) == 1
-    later_only = pl.concat([labels, labels.head(1).with_columns(pl.lit("X-new").alias(S.SHIPMENT_ID), pl.lit(day).alias(S.EXAM_DATE))])
+    later_only = pl.concat(
+        [labels, labels.head(1).with_columns(pl.lit("X-new").alias(S.SHIPMENT_ID), pl.lit(day).alias(S.EXAM_DATE))]
+    )
     day_features(layout, day, later_only, builder=counting)  # exam on day itself: not known before
     assert len(calls) == 1
-    earlier = pl.concat([labels, labels.head(1).with_columns(pl.lit("X-old").alias(S.SHIPMENT_ID), pl.lit(START).alias(S.EXAM_DATE))])
+    earlier = pl.concat(
+        [labels, labels.head(1).with_columns(pl.lit("X-old").alias(S.SHIPMENT_ID), pl.lit(START).alias(S.EXAM_DATE))]
+    )
     day_features(layout, day, earlier, builder=counting)
     assert len(calls) == 2
 
@@ -190,14 +198,26 @@ def test_evaluate_scored_exact_values():
     assert rep["views"]["random_exams"]["m"]["recall_at_capacity"] == 0.0
     table = evaluation_table(rep)
     assert table.columns[0] == "model"
-    assert [c for c in table.columns if c.endswith("_capacity")] == ["precision_at_capacity", "recall_at_capacity", "lift_at_capacity"]
+    assert [c for c in table.columns if c.endswith("_capacity")] == [
+        "precision_at_capacity",
+        "recall_at_capacity",
+        "lift_at_capacity",
+    ]
     assert table["precision_at_50pct"].to_list() == [0.25]
 
 
 def test_retrain_promotes_first_then_decides_by_margin(world):
     layout, labels = world
     settings = settings_for(layout)
-    first = retrain(layout, settings, until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator())
+    first = retrain(
+        layout,
+        settings,
+        until=START + timedelta(days=9),
+        labels=labels,
+        builder=fake_builder,
+        use_rules=False,
+        estimator=small_estimator(),
+    )
     assert first.promoted and champion_version(settings.models_dir) == first.challenger_version
     table = first.table
     assert table["model"].to_list()[:4] == ["model", "rules", "random", "linear"]
@@ -206,7 +226,16 @@ def test_retrain_promotes_first_then_decides_by_margin(world):
     loaded = load_model(settings.models_dir)
     assert loaded.version == first.challenger_version and loaded.feature_columns[0] == "f_signal"
     # same data again: the challenger cannot beat the champion by the margin
-    second = retrain(layout, settings, until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator(), margin=0.5)
+    second = retrain(
+        layout,
+        settings,
+        until=START + timedelta(days=9),
+        labels=labels,
+        builder=fake_builder,
+        use_rules=False,
+        estimator=small_estimator(),
+        margin=0.5,
+    )
     assert not second.promoted and champion_version(settings.models_dir) == first.challenger_version
     decisions = read_decisions(settings.models_dir)
     assert [d["promoted"] for d in decisions] == [True, False]
@@ -238,7 +267,13 @@ def test_retrain_refuses_to_promote_past_a_champion_it_cannot_use(world, tmp_pat
     else:
         with open(models / "m1" / MODEL_FILE, "ab") as fh:
             fh.write(b"\0")
-    kwargs = dict(until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator())
+    kwargs = dict(
+        until=START + timedelta(days=9),
+        labels=labels,
+        builder=fake_builder,
+        use_rules=False,
+        estimator=small_estimator(),
+    )
     with pytest.raises(RiskpipeError, match=r"champion is not usable.*refusing to promote.*--force"):
         retrain(layout, settings, **kwargs)
     assert read_decisions(models) == [] and [p.name for p in models.iterdir() if p.is_dir()] == ["m1"]
@@ -277,7 +312,9 @@ def test_cascade_matches_the_whole_model_on_candidates(world):
     days = [START + timedelta(days=i) for i in range(DAYS)]
     data = build_training_set(layout, labels, days, builder=fake_builder)
     model, _ = fit_risk_model(
-        data.filter(pl.col(S.ARRIVAL_DATE) < days[8]), data.filter(pl.col(S.ARRIVAL_DATE) >= days[8]), estimator=small_estimator()
+        data.filter(pl.col(S.ARRIVAL_DATE) < days[8]),
+        data.filter(pl.col(S.ARRIVAL_DATE) >= days[8]),
+        estimator=small_estimator(),
     )
     X = pl.concat([fake_builder(layout, d, labels) for d in days[10:]])
     full = model.predict_risk(X)
@@ -303,13 +340,22 @@ def test_retrain_decides_on_evidence_and_audits_a_forced_promotion(world, tmp_pa
     data = build_training_set(layout, labels, [START + timedelta(days=i) for i in range(6)], builder=fake_builder)
     weak, meta = fit_risk_model(data, None, feature_columns=["f_noise"], estimator=small_estimator())
     set_champion(models, save_model(models, weak, meta, version="weak"))
-    kwargs = dict(until=START + timedelta(days=9), labels=labels, builder=fake_builder, use_rules=False, estimator=small_estimator())
+    kwargs = dict(
+        until=START + timedelta(days=9),
+        labels=labels,
+        builder=fake_builder,
+        use_rules=False,
+        estimator=small_estimator(),
+    )
 
     kept = retrain(layout, settings, min_positives=1000, **kwargs)
     ev = kept.evidence
     assert ev["difference"] > 0 and ev["labelled_positives"] < 1000
     assert not kept.promoted and champion_version(models) == "weak"
-    assert kept.reason == f"not enough evidence: champion kept ({ev['labelled_positives']} labelled positives < minimum 1000)"
+    assert (
+        kept.reason
+        == f"not enough evidence: champion kept ({ev['labelled_positives']} labelled positives < minimum 1000)"
+    )
     card = (models / kept.challenger_version / "model_card.md").read_text()
     assert "Promotion evidence" in card and f"{ev['random_exams']} random exams" in card
 
@@ -318,7 +364,10 @@ def test_retrain_decides_on_evidence_and_audits_a_forced_promotion(world, tmp_pa
     record = read_decisions(models)[-1]
     assert record["action"] == "forced-promote" and record["forced"] is True and record["by"] == operator_name()
     assert record["from_version"] == "weak" and record["to_version"] == forced.challenger_version
-    assert "not enough evidence" in record["reason"] and record["evidence"]["labelled_positives"] == ev["labelled_positives"]
+    assert (
+        "not enough evidence" in record["reason"]
+        and record["evidence"]["labelled_positives"] == ev["labelled_positives"]
+    )
     assert record["min_positives"] == 1000
 
     set_champion(models, "weak")

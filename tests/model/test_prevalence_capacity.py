@@ -38,8 +38,12 @@ def _day(day: date, letters: str, truth: str, exams_: dict[str, tuple[int, str]]
 def frame() -> pl.DataFrame:
     """Two days of 10 shipments. Truth: a, d (day 1); m, s (day 2). Examined: a+ (targeted),
     c- e- (random), h- (targeted); m+ (random), n- (targeted), s+ (targeted), t- (random)."""
-    day1 = _day(D1, "abcdefghij", "ad", {"a": (1, "targeted"), "c": (0, "random"), "e": (0, "random"), "h": (0, "targeted")})
-    day2 = _day(D2, "klmnopqrst", "ms", {"m": (1, "random"), "n": (0, "targeted"), "s": (1, "targeted"), "t": (0, "random")})
+    day1 = _day(
+        D1, "abcdefghij", "ad", {"a": (1, "targeted"), "c": (0, "random"), "e": (0, "random"), "h": (0, "targeted")}
+    )
+    day2 = _day(
+        D2, "klmnopqrst", "ms", {"m": (1, "random"), "n": (0, "targeted"), "s": (1, "targeted"), "t": (0, "random")}
+    )
     return pl.concat([day1, day2])
 
 
@@ -86,8 +90,13 @@ def test_precision_and_recall_at_1x_and_3x_prevalence_match_hand_computed_values
     # the earlier metrics stay available
     assert rep["views"]["truth"]["m"]["precision_at_capacity"] == pytest.approx(0.25)
     table = evaluation_table(rep)
-    assert table.columns[:5] == ["model", "precision_at_1x_prevalence", "recall_at_1x_prevalence",
-                                 "precision_at_3x_prevalence", "recall_at_3x_prevalence"]
+    assert table.columns[:5] == [
+        "model",
+        "precision_at_1x_prevalence",
+        "recall_at_1x_prevalence",
+        "precision_at_3x_prevalence",
+        "recall_at_3x_prevalence",
+    ]
     assert "precision_at_capacity" in table.columns and "recall_at_50pct" in table.columns
     assert table["recall_at_3x_prevalence"].to_list() == [pytest.approx(0.75)]
 
@@ -97,8 +106,13 @@ def test_a_view_can_cover_more_days_than_the_others():
     labelled and truth views keep the evaluation days."""
     day3 = _day(D3, "uvwxyz", "u", {"u": (1, "random"), "v": (0, "random")})
     scored = pl.concat([day3, frame()])
-    rep = evaluate_scored(scored, ["m"], {D1: 2, D2: 2, D3: 2}, fractions=(0.5,),
-                          view_days={"labelled": [D1, D2], "truth": [D1, D2], "random_exams": [D1, D2, D3]})
+    rep = evaluate_scored(
+        scored,
+        ["m"],
+        {D1: 2, D2: 2, D3: 2},
+        fractions=(0.5,),
+        view_days={"labelled": [D1, D2], "truth": [D1, D2], "random_exams": [D1, D2, D3]},
+    )
     assert rep["eval_days"] == [D1.isoformat(), D2.isoformat()]
     assert rep["base_rates"]["labelled"]["positives"] == 3  # u (day 3) is not in the labelled view
     assert rep["base_rates"]["truth"]["prevalence"] == pytest.approx(0.2)
@@ -145,8 +159,9 @@ def test_random_compliance_exams_are_drawn_independently_of_targeting():
     full share."""
     n = 20_000
     score = np.arange(n, dtype=float)  # distinct: the top 10 % by score are the targeted ones
-    reason = exams.select_exams(score, np.ones(n, dtype=bool), np.random.default_rng(0),
-                                random_share=0.2, targeted_share=0.1)
+    reason = exams.select_exams(
+        score, np.ones(n, dtype=bool), np.random.default_rng(0), random_share=0.2, targeted_share=0.1
+    )
     top = score >= n * 0.9
     assert (reason == 1).sum() == n // 10
     # about a fifth of the highest-scored parcels are compliance exams, like everywhere else
@@ -160,10 +175,20 @@ def test_model_card_lines_carry_counts_and_the_evidence_verdict():
     scored = frame().rename({"score__m": "score__model"})
     lines = headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}), min_positives=2)
     assert lines["truth view"].startswith("20 rows, 4 positives, 2 days")
-    assert lines["truth precision / recall at 3x prevalence (12 exams)"] == "0.2500 / 0.7500 (3 found; 12 selected rows in the view; 4 positives)"
+    assert (
+        lines["truth precision / recall at 3x prevalence (12 exams)"]
+        == "0.2500 / 0.7500 (3 found; 12 selected rows in the view; 4 positives)"
+    )
     # 1 random-exam positive (fewer than 2): no figure at all, not even at the ports' capacity
     assert lines["random_exams precision / recall at 1x prevalence (6 exams)"] == "not enough evidence (1 positive)"
-    assert lines["random_exams precision / recall at capacity (the ports' exam slots)"] == "not enough evidence (1 positive)"
+    assert (
+        lines["random_exams precision / recall at capacity (the ports' exam slots)"]
+        == "not enough evidence (1 positive)"
+    )
     # by default a view needs MIN_EVIDENCE_POSITIVES (5): 4 true positives are not enough
-    assert headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}))[
-        "truth precision / recall at 1x prevalence (4 exams)"] == "not enough evidence (4 positives)"
+    assert (
+        headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}))[
+            "truth precision / recall at 1x prevalence (4 exams)"
+        ]
+        == "not enough evidence (4 positives)"
+    )

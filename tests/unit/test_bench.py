@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from riskpipe import bench
 from riskpipe import schema as S
+from riskpipe.bench import core as bench
 from riskpipe.errors import RiskpipeError
 
 
@@ -59,8 +59,9 @@ def test_child_process_reports_time_rows_and_its_own_peak(tmp_path: Path) -> Non
 
 
 def test_child_error_is_reported_not_raised(tmp_path: Path) -> None:
-    res = bench.run_child("do_floor_landing", {"files": [str(tmp_path / "missing.csv")], "out": str(tmp_path / "o")},
-                          tmp_path / "logs")
+    res = bench.run_child(
+        "do_floor_landing", {"files": [str(tmp_path / "missing.csv")], "out": str(tmp_path / "o")}, tmp_path / "logs"
+    )
     assert "missing.csv" in res["error"]
     assert Path(res["log"]).exists()
 

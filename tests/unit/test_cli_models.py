@@ -37,8 +37,9 @@ def fitted():
     rng = np.random.default_rng(0)
     n = 400
     x = rng.random(n)
-    frame = pl.DataFrame({S.SHIPMENT_ID: [f"s{i}" for i in range(n)], "f_x": x,
-                          S.IS_POSITIVE: (x > 0.9).astype(np.int8)})
+    frame = pl.DataFrame(
+        {S.SHIPMENT_ID: [f"s{i}" for i in range(n)], "f_x": x, S.IS_POSITIVE: (x > 0.9).astype(np.int8)}
+    )
     est = TabularRiskClassifier(random_state=0, max_iter=10, min_samples_leaf=5, early_stopping=False)
     with threadpool_limits(1):
         return fit_risk_model(frame.head(300), frame.tail(100), estimator=est)
@@ -50,8 +51,10 @@ def home(tmp_path, fitted):
     model, meta = fitted
     home = tmp_path / "home"
     for i, version in enumerate(("v1", "v2", "v3")):
-        extra = {"training_window": {"train_start": f"2026-01-0{i + 1}", "train_end": f"2026-01-2{i}"},
-                 "headline_metrics": {"labelled precision at capacity": 0.2 + 0.1 * i}}
+        extra = {
+            "training_window": {"train_start": f"2026-01-0{i + 1}", "train_end": f"2026-01-2{i}"},
+            "headline_metrics": {"labelled precision at capacity": 0.2 + 0.1 * i},
+        }
         save_model(home / "models", model, {**meta, **extra}, version=version)
     return home
 
@@ -62,8 +65,14 @@ def run(monkeypatch, capsys, *args: str, prefect: bool = False) -> tuple[int, st
     import riskpipe.prefect_env
 
     if prefect:
-        for name in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-                     "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "PREFECT_LOGGING_LEVEL", "PREFECT_UI_ENABLED"):
+        for name in (
+            "PREFECT_HOME",
+            "PREFECT_SERVER_ANALYTICS_ENABLED",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
+            "PREFECT_LOGGING_LEVEL",
+            "PREFECT_UI_ENABLED",
+        ):
             monkeypatch.delenv(name, raising=False)
     else:
         monkeypatch.setattr(riskpipe.prefect_env, "configure_prefect", lambda home, environ=None: None)
@@ -131,18 +140,29 @@ def test_rollback_restores_the_previous_champion_and_audits_it(monkeypatch, caps
     assert code == 0, err
     assert champion_version(models) == "v2" and "champion rolled back from v3 to v2" in out
     last = read_decisions(models)[-1]
-    assert (last["action"], last["from_version"], last["to_version"], last["reason"]) == ("rollback", "v3", "v2",
-                                                                                            "v3 misfires")
+    assert (last["action"], last["from_version"], last["to_version"], last["reason"]) == (
+        "rollback",
+        "v3",
+        "v2",
+        "v3 misfires",
+    )
     assert last["by"] == getpass.getuser() and last["decided_at"] and last["promoted"] is True
     promotion = read_decisions(models)[-2]
     assert (promotion["action"], promotion["from_version"], promotion["to_version"], promotion["reason"]) == (
-        "promote", "v2", "v3", "hotfix")
+        "promote",
+        "v2",
+        "v3",
+        "hotfix",
+    )
 
     code, out, _ = run(monkeypatch, capsys, "--home", str(home), "models", "rollback")
     assert code == 0 and champion_version(models) == "v1" and "from v2 to v1" in out
     code, _, err = run(monkeypatch, capsys, "--home", str(home), "models", "rollback")
     assert code == 1 and champion_version(models) == "v1"
-    assert err.strip() == f"error: no previous champion to roll back to: v1 is the first champion in {models / 'decisions.jsonl'}"
+    assert (
+        err.strip()
+        == f"error: no previous champion to roll back to: v1 is the first champion in {models / 'decisions.jsonl'}"
+    )
 
 
 def test_rollback_refuses_a_broken_previous_champion_and_a_pointer_changed_by_hand(monkeypatch, capsys, home):
@@ -167,8 +187,13 @@ def test_champion_history_follows_promotions_rollbacks_and_re_signed_models(tmp_
         {"promoted": True, "challenger_version": "a", "champion_version": None, "reason": "first"},
         {"promoted": False, "challenger_version": "x", "champion_version": "a", "reason": "kept"},
         {"promoted": True, "challenger_version": "b", "champion_version": "a", "reason": "better"},
-        {"promoted": True, "challenger_version": "b2", "champion_version": "b", "metric": "none",
-         "reason": "operator re-signed unsigned model b as b2 (riskpipe models trust)"},
+        {
+            "promoted": True,
+            "challenger_version": "b2",
+            "champion_version": "b",
+            "metric": "none",
+            "reason": "operator re-signed unsigned model b as b2 (riskpipe models trust)",
+        },
         {"action": "promote", "promoted": True, "from_version": "h", "to_version": "c"},  # h: set by hand
         {"action": "rollback", "promoted": True, "from_version": "c", "to_version": "h"},
     ]
@@ -178,12 +203,20 @@ def test_champion_history_follows_promotions_rollbacks_and_re_signed_models(tmp_
 
 def test_mistyped_home_fails_at_once_and_creates_nothing(monkeypatch, capsys, tmp_path):
     missing = tmp_path / "hom"
-    for args in (["models", "list"], ["users", "list"], ["nightly", "--date", "2026-01-14"], ["ingest"],
-                 ["retrain"], ["labels", "import", str(tmp_path)]):
+    for args in (
+        ["models", "list"],
+        ["users", "list"],
+        ["nightly", "--date", "2026-01-14"],
+        ["ingest"],
+        ["retrain"],
+        ["labels", "import", str(tmp_path)],
+    ):
         code, out, err = run(monkeypatch, capsys, "--home", str(missing), *args, prefect=True)
         assert code == 1, args
-        assert err.strip() == (f"error: data home {missing} does not exist: give --home (or RISKPIPE_HOME) an "
-                               "existing home, or make one with `riskpipe generate` or `riskpipe demo`"), args
+        assert err.strip() == (
+            f"error: data home {missing} does not exist: give --home (or RISKPIPE_HOME) an "
+            "existing home, or make one with `riskpipe generate` or `riskpipe demo`"
+        ), args
         assert not missing.exists() and not (missing / ".prefect").exists()
     monkeypatch.setenv("RISKPIPE_HOME", str(missing))
     assert run(monkeypatch, capsys, "models", "list")[0] == 1 and not missing.exists()
@@ -200,8 +233,9 @@ def test_version_dates_and_choices(monkeypatch, capsys, tmp_path):
     assert code == 1 and err == "error: --until: '2026-02-30' is not a date (day is out of range for month)\n"
     code, _, err = run(monkeypatch, capsys, "--home", str(tmp_path), "nightly", "--date", "yesterday")
     assert code == 1 and err == "error: --date: 'yesterday' is not a date YYYY-MM-DD\n"
-    code, _, err = run(monkeypatch, capsys, "--home", str(tmp_path), "nightly", "--date", "2026-01-14",
-                       "--task-runner", "spark")
+    code, _, err = run(
+        monkeypatch, capsys, "--home", str(tmp_path), "nightly", "--date", "2026-01-14", "--task-runner", "spark"
+    )
     assert code == 2 and "'spark' is not one of 'local', 'dask'" in " ".join(err.replace("│", " ").split())
     code, _, err = run(monkeypatch, capsys, "--home", str(tmp_path), "users", "add", "x", "--role", "boss")
     assert code == 2 and "'boss' is not one of 'analyst', 'supervisor'" in " ".join(err.replace("│", " ").split())
@@ -211,8 +245,9 @@ def test_the_cli_applies_riskpipe_environment_variables(monkeypatch, capsys, tmp
     monkeypatch.setenv("RISKPIPE_EXPLORATION_SHARE", "1.5")
     code, _, err = run(monkeypatch, capsys, "--home", str(tmp_path), "users", "list")
     assert code == 1
-    assert err == ("error: environment variable RISKPIPE_EXPLORATION_SHARE: exploration_share: must be <= 1 "
-                   "(got '1.5')\n")
+    assert err == (
+        "error: environment variable RISKPIPE_EXPLORATION_SHARE: exploration_share: must be <= 1 (got '1.5')\n"
+    )
     monkeypatch.setenv("RISKPIPE_EXPLORATION_SHARE", "0.25")
     cli.state.home = tmp_path
     monkeypatch.setattr("riskpipe.prefect_env.configure_prefect", lambda home, environ=None: None)

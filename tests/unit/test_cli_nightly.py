@@ -39,8 +39,9 @@ def _run(monkeypatch, tmp_path, capsys, flow, *flags: str) -> tuple[int, str, di
     monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # restored after the test
     monkeypatch.setattr(cli, "settings", lambda **o: load_settings(cli.state.home, o))  # no Prefect env
     monkeypatch.setattr(cli, "_print_night", lambda home, day, night, n=15: seen.setdefault("printed", night))
-    monkeypatch.setattr(sys, "argv", ["riskpipe", "--home", str(tmp_path), "nightly", "--date", "2026-01-14",
-                                      "--skip-ingest", *flags])
+    monkeypatch.setattr(
+        sys, "argv", ["riskpipe", "--home", str(tmp_path), "nightly", "--date", "2026-01-14", "--skip-ingest", *flags]
+    )
     with pytest.raises(SystemExit) as done:
         cli.main()
     return done.value.code or 0, capsys.readouterr().err, seen

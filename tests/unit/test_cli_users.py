@@ -31,13 +31,27 @@ def test_list_shows_name_role_active_created_and_never_a_hash(monkeypatch, capsy
     code, out, _ = run(monkeypatch, capsys, "--home", str(tmp_path), "users", "list")
     assert code == 0 and out.startswith("no users yet")
     for name, role in (("ann", "analyst"), ("sue", "supervisor")):
-        code, _, err = run(monkeypatch, capsys, "--home", str(tmp_path), "users", "add", name, "--role", role,
-                           "--password-stdin", stdin="a long password\n")
+        code, _, err = run(
+            monkeypatch,
+            capsys,
+            "--home",
+            str(tmp_path),
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            stdin="a long password\n",
+        )
         assert code == 0, err
     UserStore(load_settings(tmp_path).db_url).set_active("ann", False)
     code, out, _ = run(monkeypatch, capsys, "--home", str(tmp_path), "users", "list")
-    cells = [[c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")] for line in out.splitlines()
-             if line.startswith(("│", "┃"))]
+    cells = [
+        [c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")]
+        for line in out.splitlines()
+        if line.startswith(("│", "┃"))
+    ]
     assert cells[0] == ["name", "role", "active", "created (UTC)"]
     assert [c[:3] for c in cells[1:]] == [["ann", "analyst", "no"], ["sue", "supervisor", "yes"]]
     assert cells[2][3].startswith("20") and len(cells[2][3]) == 19  # YYYY-MM-DD HH:MM:SS

@@ -42,8 +42,13 @@ def _toml(home, text: str):
 
 def test_environment_overrides_the_file_which_overrides_the_defaults(tmp_path):
     _toml(tmp_path, 'exploration_share = 0.2\ntimezone = "America/Chicago"\n[port_capacity]\n"4701" = 80\n')
-    env = {"RISKPIPE_EXPLORATION_SHARE": "0.3", "RISKPIPE_DATABASE_URL": "sqlite:////tmp/x.db",
-           "RISKPIPE_PORT_CAPACITY": '{"2720": 7}', "RISKPIPE_HOME": "/elsewhere", "PATH": "/bin"}
+    env = {
+        "RISKPIPE_EXPLORATION_SHARE": "0.3",
+        "RISKPIPE_DATABASE_URL": "sqlite:////tmp/x.db",
+        "RISKPIPE_PORT_CAPACITY": '{"2720": 7}',
+        "RISKPIPE_HOME": "/elsewhere",
+        "PATH": "/bin",
+    }
     s = load_settings(tmp_path, environ=env)
     assert s.exploration_share == 0.3 and s.db_url == "sqlite:////tmp/x.db"
     assert s.timezone == "America/Chicago"  # from the file: no variable for it
@@ -105,13 +110,18 @@ def test_bad_values_name_the_file_and_the_key_in_one_line(tmp_path, text, expect
 def test_bad_environment_values_name_the_variable(tmp_path):
     with pytest.raises(RiskpipeError) as err:
         load_settings(tmp_path, environ={"RISKPIPE_EXPLORATION_SHARE": "1.5"})
-    assert str(err.value) == "environment variable RISKPIPE_EXPLORATION_SHARE: exploration_share: must be <= 1 (got '1.5')"
+    assert (
+        str(err.value) == "environment variable RISKPIPE_EXPLORATION_SHARE: exploration_share: must be <= 1 (got '1.5')"
+    )
     with pytest.raises(RiskpipeError, match="^environment variable RISKPIPE_TIMEZONE: timezone: not a known time zone"):
         load_settings(tmp_path, environ={"RISKPIPE_TIMEZONE": "Mars/Base"})
     with pytest.raises(RiskpipeError, match="^environment variable RISKPIPE_PORT_CAPACITY: port_capacity: not a JSON"):
         load_settings(tmp_path, environ={"RISKPIPE_PORT_CAPACITY": "{4701: 80}"})
-    with pytest.raises(RiskpipeError, match="^environment variable RISKPIPE_EXPLORATON_SHARE: unknown setting "
-                                            "'exploraton_share' \\(did you mean 'exploration_share'\\?\\)"):
+    with pytest.raises(
+        RiskpipeError,
+        match="^environment variable RISKPIPE_EXPLORATON_SHARE: unknown setting "
+        "'exploraton_share' \\(did you mean 'exploration_share'\\?\\)",
+    ):
         load_settings(tmp_path, environ={"RISKPIPE_EXPLORATON_SHARE": "0.2"})
     with pytest.raises(RiskpipeError) as err:  # a secret is never echoed
         load_settings(tmp_path, environ={"RISKPIPE_DATABASE_URL": "postgresql://u:s3cret@h/db", "RISKPIPE_SEED": "x"})
@@ -138,8 +148,16 @@ def test_timezones_and_crons_that_load_are_accepted_by_prefect(tmp_path):
     and then fails when `riskpipe schedule` builds its deployments)."""
     from prefect.client.schemas.schedules import CronSchedule
 
-    good = ["0 2 * * *", "*/15 * * * *", "0 2 * * mon-fri", "30 5 * * 1", "0 0 1 jan,jul *", "0 4 * * 0,7",
-            "@daily", "0 0-23/6 1-15 * *"]
+    good = [
+        "0 2 * * *",
+        "*/15 * * * *",
+        "0 2 * * mon-fri",
+        "30 5 * * 1",
+        "0 0 1 jan,jul *",
+        "0 4 * * 0,7",
+        "@daily",
+        "0 0-23/6 1-15 * *",
+    ]
     for cron in good:
         check_cron(cron)
         CronSchedule(cron=cron, timezone="America/Chicago")

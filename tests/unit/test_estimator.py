@@ -5,9 +5,9 @@ from datetime import date
 import numpy as np
 import polars as pl
 import pytest
-from threadpoolctl import threadpool_limits
 import skops.io as sio
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from riskpipe.estimator import FREQ_SUFFIX, TABULAR_TRUSTED_TYPES, TabularRiskClassifier
 from riskpipe.metrics import precision_at_frac
@@ -65,11 +65,12 @@ def test_explicit_roles_read_integer_codes_as_text_and_ignore() -> None:
 
 def test_frequency_table_is_relative_frequency_with_nulls() -> None:
     frame = pl.DataFrame({"code": ["x", "x", None, "y"], "v": [1.0, 2.0, 3.0, 4.0]})
-    model = TabularRiskClassifier(high_cardinality=["code"], max_iter=2, early_stopping=False,
-                                  min_samples_leaf=1, target_encoding_cv=2)
+    model = TabularRiskClassifier(
+        high_cardinality=["code"], max_iter=2, early_stopping=False, min_samples_leaf=1, target_encoding_cv=2
+    )
     model.fit(frame, [0, 1, 0, 1])
     keys, freqs = model.frequencies_["code"]
-    assert dict(zip(keys, freqs)) == {"\x00null": 0.25, "x": 0.5, "y": 0.25}
+    assert dict(zip(keys, freqs, strict=False)) == {"\x00null": 0.25, "x": 0.5, "y": 0.25}
     encoded = model.encode(pl.DataFrame({"code": ["x", "zz", None], "v": [0.0, 0.0, 0.0]}))
     freq_col = model.encoded_feature_names_.index("code" + FREQ_SUFFIX)
     assert encoded[:, freq_col].tolist() == [0.5, 0.0, 0.25]

@@ -32,7 +32,9 @@ def test_encode_equals_the_column_transformer_with_nulls_and_unseen_codes() -> N
     train, y = _frame(800, 0)
     model = TabularRiskClassifier(max_iter=10, random_state=0).fit(train, y)
     test, _ = _frame(300, 1)
-    test = test.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(pl.lit("unseen")).otherwise("code").alias("code"))
+    test = test.with_columns(
+        pl.when(pl.int_range(pl.len()) % 5 == 0).then(pl.lit("unseen")).otherwise("code").alias("code")
+    )
     fast = model.encode(test)
     slow = np.asarray(model.pipeline_.named_steps["encode"].transform(model._prepare(test)))
     assert fast.dtype == np.float64 and fast.flags.c_contiguous

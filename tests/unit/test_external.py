@@ -23,6 +23,7 @@ from riskpipe.external import (
 )
 from riskpipe.metrics import ranking_report
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """OpenMP threads spin badly on a shared 2-core machine; one thread is faster here."""
@@ -116,8 +117,18 @@ def test_planted_signal_is_found(files) -> None:
 def test_cli_json_shape_is_exact(files) -> None:
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--mapping", str(files["mapping"]), "--train", str(files["train"]),
-         "--train", str(files["train"]), "--test", str(files["test"]), "--json"],
+        [
+            "evaluate",
+            "--mapping",
+            str(files["mapping"]),
+            "--train",
+            str(files["train"]),
+            "--train",
+            str(files["train"]),
+            "--test",
+            str(files["test"]),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # stdout is the JSON and nothing else
@@ -131,8 +142,11 @@ def test_cli_json_shape_is_exact(files) -> None:
 
 
 def test_contract_json_drops_other_keys() -> None:  # a report without views: the contract keys only
-    rep = {"precision_at": {"1": 1.0, "2": 0.5, "5": 0.4, "10": 0.3, "20": 0.1},
-           "recall_at": {"1": 0.1, "2": 0.2, "5": 0.3, "10": 0.4, "20": 0.9}, "pr_auc": 0.5}
+    rep = {
+        "precision_at": {"1": 1.0, "2": 0.5, "5": 0.4, "10": 0.3, "20": 0.1},
+        "recall_at": {"1": 0.1, "2": 0.2, "5": 0.3, "10": 0.4, "20": 0.9},
+        "pr_auc": 0.5,
+    }
     assert contract_json(rep) == {
         "precision_at": {"1": 1.0, "2": 0.5, "5": 0.4, "10": 0.3},
         "recall_at": {"1": 0.1, "2": 0.2, "5": 0.3, "10": 0.4},
@@ -214,7 +228,9 @@ def test_missing_files_and_bad_values(files, tmp_path: Path) -> None:
         evaluate(spec, [broken], files["test"])
     junk = tmp_path / "junk.csv"
     frame = pl.read_csv(files["train"], infer_schema=False)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("n/a")).otherwise(pl.col("Mass")).alias("Mass")).write_csv(junk)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("n/a")).otherwise(pl.col("Mass")).alias("Mass")
+    ).write_csv(junk)
     with pytest.raises(RiskpipeError, match=r"column 'Mass' row 6: 'n/a' is not a number"):
         evaluate(spec, [junk], files["test"])
 
@@ -224,17 +240,39 @@ def test_missing_files_and_bad_values(files, tmp_path: Path) -> None:
     [
         ({"dataset": {"positive": [1]}, "columns": {"numeric": ["a"]}}, "'label'"),
         ({"dataset": {"label": "y"}, "columns": {"numeric": ["a"]}}, "'positive'"),
-        ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]},
-          "derive": [{"name": "z", "op": "eval", "column": "a"}]}, "op 'eval' is not one of"),
-        ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]},
-          "derive": [{"name": "z", "op": "prefix", "column": "a"}]}, "positive integer 'length'"),
-        ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]},
-          "derive": [{"name": "z", "op": "weekday"}]}, "needs \\[dataset\\].date"),
-        ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"], "categorical": ["a"]}},
-         "more than one role: a"),
+        (
+            {
+                "dataset": {"label": "y", "positive": [1]},
+                "columns": {"numeric": ["a"]},
+                "derive": [{"name": "z", "op": "eval", "column": "a"}],
+            },
+            "op 'eval' is not one of",
+        ),
+        (
+            {
+                "dataset": {"label": "y", "positive": [1]},
+                "columns": {"numeric": ["a"]},
+                "derive": [{"name": "z", "op": "prefix", "column": "a"}],
+            },
+            "positive integer 'length'",
+        ),
+        (
+            {
+                "dataset": {"label": "y", "positive": [1]},
+                "columns": {"numeric": ["a"]},
+                "derive": [{"name": "z", "op": "weekday"}],
+            },
+            "needs \\[dataset\\].date",
+        ),
+        (
+            {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"], "categorical": ["a"]}},
+            "more than one role: a",
+        ),
         ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a", "y"]}}, "label column"),
-        ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]}, "model": {"evil": 1}},
-         "unknown key\\(s\\) evil"),
+        (
+            {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]}, "model": {"evil": 1}},
+            "unknown key\\(s\\) evil",
+        ),
         ({"dataset": {"label": "y", "positive": [1]}, "columns": {"numerics": ["a"]}}, "unknown key\\(s\\) numerics"),
     ],
 )
@@ -257,10 +295,13 @@ def test_shipped_customs_mapping_is_valid() -> None:
 # ---------------------------------------------------------------------------------------------
 # the unseen view (issue 13): test rows whose seen-column values no training file holds
 # ---------------------------------------------------------------------------------------------
-SEEN = MAPPING + """
+SEEN = (
+    MAPPING
+    + """
 [evaluation]
 seen_columns = ["Value"]
 """
+)
 
 
 def test_unseen_rows_match_the_combination_of_values() -> None:
@@ -297,8 +338,12 @@ def near_copies(tmp_path: Path) -> dict[str, Path]:
     train, valid = _world(2000, 1), _world(600, 3)
     fresh = _world(900, 2)
     test = pl.concat([train.head(250), valid.head(150), fresh]).sample(fraction=1.0, shuffle=True, seed=0)
-    paths = {"mapping": mapping, "train": tmp_path / "train.csv", "valid": tmp_path / "valid.csv",
-             "test": tmp_path / "test.csv"}
+    paths = {
+        "mapping": mapping,
+        "train": tmp_path / "train.csv",
+        "valid": tmp_path / "valid.csv",
+        "test": tmp_path / "test.csv",
+    }
     train.write_csv(paths["train"])
     valid.write_csv(paths["valid"])
     test.write_csv(paths["test"])
@@ -346,8 +391,17 @@ def test_seeds_average_the_fits(near_copies) -> None:
 
 
 def test_cli_prints_both_views_and_json_carries_them(near_copies) -> None:
-    args = ["evaluate", "--mapping", str(near_copies["mapping"]), "--train", str(near_copies["train"]),
-            "--train", str(near_copies["valid"]), "--test", str(near_copies["test"])]
+    args = [
+        "evaluate",
+        "--mapping",
+        str(near_copies["mapping"]),
+        "--train",
+        str(near_copies["train"]),
+        "--train",
+        str(near_copies["valid"]),
+        "--test",
+        str(near_copies["test"]),
+    ]
     n, positives = _expected_unseen(near_copies["test"], near_copies["train"], near_copies["valid"])
     text = CliRunner().invoke(app, args, terminal_width=200)
     assert text.exit_code == 0, text.output
@@ -372,13 +426,17 @@ def test_seen_column_absent_from_a_file_is_a_one_line_error(files, tmp_path: Pat
     with pytest.raises(RiskpipeError, match=r"train.csv: column\(s\) named in .*bad.toml not found: 'Price'") as err:
         evaluate(load_mapping(bad), [files["train"]], files["test"])
     assert "\n" not in str(err.value)
-    result = CliRunner().invoke(app, ["evaluate", "--mapping", str(bad), "--train", str(files["train"]),
-                                      "--test", str(files["test"])])
+    result = CliRunner().invoke(
+        app, ["evaluate", "--mapping", str(bad), "--train", str(files["train"]), "--test", str(files["test"])]
+    )
     assert isinstance(result.exception, RiskpipeError)  # main() prints it as one line
 
 
-_BASE = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["a"]},
-         "derive": [{"name": "la", "op": "log", "column": "a"}]}
+_BASE = {
+    "dataset": {"label": "y", "positive": [1]},
+    "columns": {"numeric": ["a"]},
+    "derive": [{"name": "la", "op": "log", "column": "a"}],
+}
 
 
 @pytest.mark.parametrize(
@@ -410,18 +468,23 @@ def test_seen_columns_validation(evaluation, message) -> None:
 # ---------------------------------------------------------------------------------------------
 from riskpipe.external import GroupMedians, MappedModel, build_model, first_rows  # noqa: E402
 
-_REL = {"dataset": {"label": "y", "positive": [1]},
-        "columns": {"numeric": ["v"]},
-        "derive": [{"name": "hs4", "op": "prefix", "column": "hs6", "length": 4, "role": "categorical"},
-                   {"name": "v_rel", "op": "relative_to_group", "column": "v", "groups": ["hs6", "hs4"],
-                    "min_rows": 3}],
-        "model": {"max_iter": 5, "early_stopping": False}}
-_TRAIN = pl.DataFrame({
-    "v": [9.0, 99.0, 999.0, 1.0, 3.0, 5.0, 1000.0, None, 7.0],
-    "hs6": ["111111", "111111", "111111", "222211", "222211", "222222", "222222", "111111", None],
-    "hs4": ["1111", "1111", "1111", "2222", "2222", "2222", "2222", "1111", None],
-    "y": [0, 1, 1, 0, 0, 1, 1, 0, 0],
-})
+_REL = {
+    "dataset": {"label": "y", "positive": [1]},
+    "columns": {"numeric": ["v"]},
+    "derive": [
+        {"name": "hs4", "op": "prefix", "column": "hs6", "length": 4, "role": "categorical"},
+        {"name": "v_rel", "op": "relative_to_group", "column": "v", "groups": ["hs6", "hs4"], "min_rows": 3},
+    ],
+    "model": {"max_iter": 5, "early_stopping": False},
+}
+_TRAIN = pl.DataFrame(
+    {
+        "v": [9.0, 99.0, 999.0, 1.0, 3.0, 5.0, 1000.0, None, 7.0],
+        "hs6": ["111111", "111111", "111111", "222211", "222211", "222222", "222222", "111111", None],
+        "hs4": ["1111", "1111", "1111", "2222", "2222", "2222", "2222", "1111", None],
+        "y": [0, 1, 1, 0, 0, 1, 1, 0, 0],
+    }
+)
 
 
 def _ln(x: float) -> float:
@@ -452,12 +515,14 @@ def test_group_relative_is_learned_from_the_training_rows_only() -> None:
 def test_group_relative_falls_back_to_coarser_groups_then_all_rows() -> None:
     spec = parse_mapping(_REL)
     medians = GroupMedians.fit(spec.fitted()[0], _TRAIN)
-    rows = pl.DataFrame({
-        "v": [4.0, 4.0, 8.0, 8.0, None],
-        # 222211 has 2 training rows (< min_rows 3): its heading 2222; 9999xx unseen; null group
-        "hs6": ["222211", "222299", "999999", None, "111111"],
-        "hs4": ["2222", "2222", "9999", None, "1111"],
-    })
+    rows = pl.DataFrame(
+        {
+            "v": [4.0, 4.0, 8.0, 8.0, None],
+            # 222211 has 2 training rows (< min_rows 3): its heading 2222; 9999xx unseen; null group
+            "hs6": ["222211", "222299", "999999", None, "111111"],
+            "hs4": ["2222", "2222", "9999", None, "1111"],
+        }
+    )
     got = rows.select(medians.expr())["v_rel"].to_list()
     assert got[:4] == pytest.approx([0.0, 0.0, 0.0, 0.0])  # 4 vs heading median 4; 8 vs overall 8
     assert got[4] is None  # no value, no feature
@@ -514,13 +579,15 @@ def test_evaluate_with_a_fitted_derivation_finds_a_group_relative_signal(tmp_pat
         code = rng.choice(["010101", "020202", "030303"], n)
         level = np.select([code == "010101", code == "020202"], [1.0, 100.0], 10_000.0)
         rel = rng.lognormal(0.0, 0.5, n)
-        return pl.DataFrame({"code": code.tolist(), "price": (level * rel).round(2),
-                             "y": (rel > 1.5).astype(int)})
+        return pl.DataFrame({"code": code.tolist(), "price": (level * rel).round(2), "y": (rel > 1.5).astype(int)})
 
     frame(3000).write_csv(tmp_path / "train.csv")
     frame(1000).write_csv(tmp_path / "test.csv")
-    doc = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["price"]},
-           "model": {"max_iter": 60, "max_depth": 2, "early_stopping": False}}
+    doc = {
+        "dataset": {"label": "y", "positive": [1]},
+        "columns": {"numeric": ["price"]},
+        "model": {"max_iter": 60, "max_depth": 2, "early_stopping": False},
+    }
     rel = {**doc, "derive": [{"name": "price_rel", "op": "relative_to_group", "column": "price", "groups": ["code"]}]}
     relative = evaluate(parse_mapping(rel), [tmp_path / "train.csv"], tmp_path / "test.csv")
     assert relative["roc_auc"] > 0.98
@@ -532,17 +599,36 @@ _FIT_BASE = {"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a"}]}, r"derive 'r': relative_to_group needs 'groups'"),
+        (
+            {"derive": [{"name": "r", "op": "relative_to_group", "column": "a"}]},
+            r"derive 'r': relative_to_group needs 'groups'",
+        ),
         ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": []}]}, r"needs 'groups'"),
-        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": [3]}]}, r"groups: expected a list"),
-        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": 0}]},
-         r"min_rows must be a positive integer, got 0"),
-        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": True}]},
-         r"min_rows must be a positive integer"),
-        ({"derive": [{"name": "r", "op": "log", "column": "a", "groups": ["g"]}]},
-         r"derive 'r': groups only apply to op relative_to_group"),
-        ({"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g"},
-                     {"name": "lr", "op": "log", "column": "r"}]}, r"derive 'lr': reads 'r', which is fitted"),
+        (
+            {"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": [3]}]},
+            r"groups: expected a list",
+        ),
+        (
+            {"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": 0}]},
+            r"min_rows must be a positive integer, got 0",
+        ),
+        (
+            {"derive": [{"name": "r", "op": "relative_to_group", "column": "a", "groups": "g", "min_rows": True}]},
+            r"min_rows must be a positive integer",
+        ),
+        (
+            {"derive": [{"name": "r", "op": "log", "column": "a", "groups": ["g"]}]},
+            r"derive 'r': groups only apply to op relative_to_group",
+        ),
+        (
+            {
+                "derive": [
+                    {"name": "r", "op": "relative_to_group", "column": "a", "groups": "g"},
+                    {"name": "lr", "op": "log", "column": "r"},
+                ]
+            },
+            r"derive 'lr': reads 'r', which is fitted",
+        ),
         ({"training": {"one_row_per": []}}, r"\[training\]\.one_row_per: name at least one column"),
         ({"training": {"one_row_per": ["y"]}}, r"the label column 'y' cannot define distinct rows"),
         ({"training": {"one_row_per": ["a"], "dedupe": True}}, r"\[training\]: unknown key\(s\) dedupe"),
@@ -556,11 +642,17 @@ def test_fitted_and_training_options_validation_is_one_line(extra, message) -> N
 
 
 def test_a_fitted_derivation_may_feed_another_and_stateless_ones_may_feed_it() -> None:
-    spec = parse_mapping({**_FIT_BASE, "columns": {"numeric": ["a", "b"]}, "derive": [
-        {"name": "ab", "op": "ratio", "columns": ["a", "b"]},
-        {"name": "r1", "op": "relative_to_group", "column": "ab", "groups": "g"},
-        {"name": "r2", "op": "relative_to_group", "column": "r1", "groups": "g", "min_rows": 1},
-    ]})
+    spec = parse_mapping(
+        {
+            **_FIT_BASE,
+            "columns": {"numeric": ["a", "b"]},
+            "derive": [
+                {"name": "ab", "op": "ratio", "columns": ["a", "b"]},
+                {"name": "r1", "op": "relative_to_group", "column": "ab", "groups": "g"},
+                {"name": "r2", "op": "relative_to_group", "column": "r1", "groups": "g", "min_rows": 1},
+            ],
+        }
+    )
     assert [d.name for d in spec.fitted()] == ["r1", "r2"]
     assert spec.model_input_columns() == ["a", "b", "ab", "g"]
     assert spec.source_columns()[-1] == "g"

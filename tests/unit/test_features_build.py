@@ -7,10 +7,16 @@ import pytest
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
-from riskpipe.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURE_FAMILIES, build_features, family_fires
+from riskpipe.features import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    FEATURE_FAMILIES,
+    build_features,
+    family_fires,
+    value,
+)
 from riskpipe.features.bench import bench_features, make_bench_world
 from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
-from riskpipe.features import value
 from riskpipe.features.testing import write_raw_day
 from riskpipe.store import Layout, write_parquet_atomic
 
@@ -67,8 +73,11 @@ def test_indicator_table_from_truth(tmp_path):
     truth = raw.select(
         S.SHIPMENT_ID,
         S.ARRIVAL_DATE,
-        pl.Series(S.TRUE_CLASS, ["precursor", "no_finding", "fentanyl", "no_finding", "no_finding", "no_finding"],
-                  dtype=S.Outcome),
+        pl.Series(
+            S.TRUE_CLASS,
+            ["precursor", "no_finding", "fentanyl", "no_finding", "no_finding", "no_finding"],
+            dtype=S.Outcome,
+        ),
         pl.lit(None, pl.String).alias(S.SCHEME),
         pl.lit(None, pl.String).alias(S.CELL_ID),
     )

@@ -95,7 +95,14 @@ def test_description_vs_hts_mismatch():
 
 
 def test_vagueness_and_word_count():
-    f = run([{S.DESCRIPTION: "GIFT"}, {S.DESCRIPTION: " spare  parts. "}, {S.DESCRIPTION: "gift box set"}, {S.DESCRIPTION: ""}])
+    f = run(
+        [
+            {S.DESCRIPTION: "GIFT"},
+            {S.DESCRIPTION: " spare  parts. "},
+            {S.DESCRIPTION: "gift box set"},
+            {S.DESCRIPTION: ""},
+        ]
+    )
     assert col(f, C.DESC_VAGUE) == [1, 1, 0, 1]
     assert col(f, C.DESC_WORD_COUNT) == [1, 2, 3, 1]
 
@@ -109,7 +116,9 @@ def test_listed_price_vs_declared_value():
             {S.DECLARED_VALUE: 10.0},
         ]
     )
-    assert_series_equal(f.get_column(C.LISTED_TO_DECLARED_RATIO), pl.Series(C.LISTED_TO_DECLARED_RATIO, [5.0, 1.2, None, None]))
+    assert_series_equal(
+        f.get_column(C.LISTED_TO_DECLARED_RATIO), pl.Series(C.LISTED_TO_DECLARED_RATIO, [5.0, 1.2, None, None])
+    )
     assert col(f, C.DECLARED_UNDER_LISTED) == [1, 0, 0, 0]
 
 

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 
 from riskpipe import schema as S
+from riskpipe.features import build_features
 from riskpipe.features import crossborder as X
 from riskpipe.features.testing import raw_frame, write_raw_day
-from riskpipe.features import build_features
 from riskpipe.store import Layout, write_parquet_atomic
 
 D = date(2026, 3, 10)
@@ -29,8 +29,14 @@ def at(d: date) -> datetime:
 
 def test_partner_presence_mismatches_and_aeo(tmp_path):
     lay = Layout(tmp_path)
-    mx = {S.COUNTRY_OF_ORIGIN: "MX", S.SHIPPER_COUNTRY: "MX", S.MODE: "truck", S.DECLARED_VALUE: 99.0,
-          S.GROSS_WEIGHT_KG: 10.0, S.DESCRIPTION: "leather boots"}
+    mx = {
+        S.COUNTRY_OF_ORIGIN: "MX",
+        S.SHIPPER_COUNTRY: "MX",
+        S.MODE: "truck",
+        S.DECLARED_VALUE: 99.0,
+        S.GROSS_WEIGHT_KG: 10.0,
+        S.DESCRIPTION: "leather boots",
+    }
     write_raw_day(
         lay,
         D,
@@ -44,16 +50,45 @@ def test_partner_presence_mismatches_and_aeo(tmp_path):
         ],
     )
     base = {S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "x"}
-    write_partner(lay, date(2026, 3, 8), [
-        {**base, S.SHIPMENT_ID: "A", S.EXPORTER_AEO: True, S.PARTNER_DECLARED_VALUE_USD: 99.0, S.GROSS_WEIGHT_KG: 10.0,
-         S.DESCRIPTION: "Boots, leather", S.DECLARED_AT: at(date(2026, 3, 8))},
-        {**base, S.SHIPMENT_ID: "B", S.EXPORTER_AEO: False, S.PARTNER_DECLARED_VALUE_USD: 199.0, S.GROSS_WEIGHT_KG: 20.0,
-         S.DESCRIPTION: "ceramic pottery", S.DECLARED_AT: at(date(2026, 3, 8))},
-    ])
-    write_partner(lay, date(2026, 3, 11), [
-        {**base, S.SHIPMENT_ID: "F", S.EXPORTER_AEO: True, S.PARTNER_DECLARED_VALUE_USD: 99.0, S.GROSS_WEIGHT_KG: 10.0,
-         S.DESCRIPTION: "leather boots", S.DECLARED_AT: at(date(2026, 3, 11))},
-    ])
+    write_partner(
+        lay,
+        date(2026, 3, 8),
+        [
+            {
+                **base,
+                S.SHIPMENT_ID: "A",
+                S.EXPORTER_AEO: True,
+                S.PARTNER_DECLARED_VALUE_USD: 99.0,
+                S.GROSS_WEIGHT_KG: 10.0,
+                S.DESCRIPTION: "Boots, leather",
+                S.DECLARED_AT: at(date(2026, 3, 8)),
+            },
+            {
+                **base,
+                S.SHIPMENT_ID: "B",
+                S.EXPORTER_AEO: False,
+                S.PARTNER_DECLARED_VALUE_USD: 199.0,
+                S.GROSS_WEIGHT_KG: 20.0,
+                S.DESCRIPTION: "ceramic pottery",
+                S.DECLARED_AT: at(date(2026, 3, 8)),
+            },
+        ],
+    )
+    write_partner(
+        lay,
+        date(2026, 3, 11),
+        [
+            {
+                **base,
+                S.SHIPMENT_ID: "F",
+                S.EXPORTER_AEO: True,
+                S.PARTNER_DECLARED_VALUE_USD: 99.0,
+                S.GROSS_WEIGHT_KG: 10.0,
+                S.DESCRIPTION: "leather boots",
+                S.DECLARED_AT: at(date(2026, 3, 11)),
+            },
+        ],
+    )
     f = build_features(lay, D)
     assert f.get_column(S.SHIPMENT_ID).to_list() == list("ABCDEF")
     assert f.get_column(X.XB_PARTNER_EXPECTED).to_list() == [1, 1, 1, 1, 0, 1]

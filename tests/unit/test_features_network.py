@@ -16,7 +16,11 @@ D = date(2026, 3, 10)
 def test_components_by_label_propagation():
     # chain 0-1 (a), 1-2 (b), 2-3 (a2): one component; 4 alone; 5-6 (c)
     frame = pl.DataFrame(
-        {"k1": [1, 1, None, 7, None, 9, 9], "k2": [None, 2, 2, None, 8, None, None], "k3": [None, None, 3, 3, None, None, None]},
+        {
+            "k1": [1, 1, None, 7, None, 9, 9],
+            "k2": [None, 2, 2, None, 8, None, None],
+            "k3": [None, None, 3, 3, None, None, None],
+        },
         schema={"k1": pl.UInt64, "k2": pl.UInt64, "k3": pl.UInt64},
     )
     assert N.components(frame, ["k1", "k2", "k3"]).to_list() == [0, 0, 0, 0, 4, 5, 5]

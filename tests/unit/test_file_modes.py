@@ -18,12 +18,27 @@ from riskpipe.store import Layout
 
 def _manifest_row(sid: str, value: str = "10") -> dict[str, str]:
     return {
-        S.SHIPMENT_ID: sid, S.FILED_AT: "2026-01-05T08:00:00Z", S.ARRIVAL_DATE: "2026-01-05", S.ENTRY_TYPE: "321",
-        S.MODE: "express", S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: "0401", S.SHIPPER_NAME: "Acme",
-        S.SHIPPER_ADDRESS: "1 Road", S.SHIPPER_COUNTRY: "CN", S.CONSIGNEE_NAME: "J Doe",
-        S.CONSIGNEE_ADDRESS: "12 Main St", S.CONSIGNEE_CITY: "Dayton", S.CONSIGNEE_STATE: "OH",
-        S.CONSIGNEE_POSTAL_CODE: "45402", S.DESCRIPTION: "t-shirt", S.COUNTRY_OF_ORIGIN: "CN",
-        S.DECLARED_VALUE: value, S.CURRENCY: "USD", S.GROSS_WEIGHT_KG: "0.5", S.PIECE_COUNT: "1",
+        S.SHIPMENT_ID: sid,
+        S.FILED_AT: "2026-01-05T08:00:00Z",
+        S.ARRIVAL_DATE: "2026-01-05",
+        S.ENTRY_TYPE: "321",
+        S.MODE: "express",
+        S.CARRIER_CODE: "DHL",
+        S.PORT_OF_ENTRY: "0401",
+        S.SHIPPER_NAME: "Acme",
+        S.SHIPPER_ADDRESS: "1 Road",
+        S.SHIPPER_COUNTRY: "CN",
+        S.CONSIGNEE_NAME: "J Doe",
+        S.CONSIGNEE_ADDRESS: "12 Main St",
+        S.CONSIGNEE_CITY: "Dayton",
+        S.CONSIGNEE_STATE: "OH",
+        S.CONSIGNEE_POSTAL_CODE: "45402",
+        S.DESCRIPTION: "t-shirt",
+        S.COUNTRY_OF_ORIGIN: "CN",
+        S.DECLARED_VALUE: value,
+        S.CURRENCY: "USD",
+        S.GROSS_WEIGHT_KG: "0.5",
+        S.PIECE_COUNT: "1",
         S.HTS_CODE: "6109.10.0012",
     }
 
@@ -55,13 +70,28 @@ def test_private_data_is_created_owner_only_whatever_the_umask(tmp_path: Path, u
     layout = Layout(home)
     _csv(layout.landing / "m.csv", [_manifest_row("S1"), _manifest_row("S2", "not-a-number")])
     _csv(layout.landing / "broken.csv", [{"no": "manifest columns"}])
-    _csv(layout.landing / "partner-exports-1.csv", [{
-        S.SHIPMENT_ID: "S1", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "false",
-        S.PARTNER_DECLARED_VALUE_USD: "9", S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
-        S.DECLARED_AT: "2026-01-04T10:00:00Z"}])
-    _csv(layout.landing / "outcomes" / "labels.csv", [
-        {S.SHIPMENT_ID: "S1", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"},
-        {S.SHIPMENT_ID: "NOPE", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"}])
+    _csv(
+        layout.landing / "partner-exports-1.csv",
+        [
+            {
+                S.SHIPMENT_ID: "S1",
+                S.EXPORT_COUNTRY: "MX",
+                S.EXPORTER_NAME: "Exp",
+                S.EXPORTER_AEO: "false",
+                S.PARTNER_DECLARED_VALUE_USD: "9",
+                S.GROSS_WEIGHT_KG: "1",
+                S.DESCRIPTION: "shirts",
+                S.DECLARED_AT: "2026-01-04T10:00:00Z",
+            }
+        ],
+    )
+    _csv(
+        layout.landing / "outcomes" / "labels.csv",
+        [
+            {S.SHIPMENT_ID: "S1", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"},
+            {S.SHIPMENT_ID: "NOPE", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"},
+        ],
+    )
     summary = ingest_paths(layout)
     assert (summary.files_quarantined, summary.rows_quarantined) == (1, 1)
     settings = load_settings(home)
@@ -72,9 +102,17 @@ def test_private_data_is_created_owner_only_whatever_the_umask(tmp_path: Path, u
     private = [p for base in ("raw", "quarantine", "ingest") for p in [home / base, *(home / base).rglob("*")]]
     private += [p for p in home.glob("riskpipe.db*")] + [home / ".prefect"]
     names = {str(p.relative_to(home)) for p in private}
-    for expected in ("raw/shipments/arrival_date=2026-01-05", "raw/partner_exports/declared_date=2026-01-04",
-                     "quarantine/files/broken.csv", "quarantine/files/broken.csv.reason.json",
-                     "ingest/ledger.jsonl", "ingest/runs.jsonl", "ingest/labels_ledger.jsonl", "riskpipe.db", ".prefect"):
+    for expected in (
+        "raw/shipments/arrival_date=2026-01-05",
+        "raw/partner_exports/declared_date=2026-01-04",
+        "quarantine/files/broken.csv",
+        "quarantine/files/broken.csv.reason.json",
+        "ingest/ledger.jsonl",
+        "ingest/runs.jsonl",
+        "ingest/labels_ledger.jsonl",
+        "riskpipe.db",
+        ".prefect",
+    ):
         assert expected in names, expected
     assert any(n.startswith("raw/shipments/arrival_date=2026-01-05/part-") for n in names)
     assert len(list((home / "quarantine" / "rows").glob("*.parquet"))) == 2  # manifest row, label row

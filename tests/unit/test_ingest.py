@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -90,7 +90,7 @@ def test_valid_csv_is_normalised_with_exact_values(layout: Layout) -> None:
     assert r[S.SHIPPER_COUNTRY] == "CN" and r[S.CONSIGNEE_STATE] == "OH" and r[S.CURRENCY] == "CNY"
     assert r[S.HTS_CODE] == "6109100012"
     assert r[S.DECLARED_VALUE_USD] == pytest.approx(100 * 0.1390)
-    assert r[S.FILED_AT] == datetime(2026, 1, 5, 8, tzinfo=timezone.utc)
+    assert r[S.FILED_AT] == datetime(2026, 1, 5, 8, tzinfo=UTC)
     assert r[S.ARRIVAL_DATE] == date(2026, 1, 5)
     assert r[S.PIECE_COUNT] == 2 and r[S.ENTRY_TYPE] == "321"
     assert r[S.CONSIGNEE_ADDRESS_KEY] == "12 MAIN ST APT 4|04501"
@@ -99,18 +99,27 @@ def test_valid_csv_is_normalised_with_exact_values(layout: Layout) -> None:
 
 
 def test_address_key_unifies_abbreviations() -> None:
-    out = pl.DataFrame({
-        "a": ["12 Main Street Apt. 4", "12 MAIN ST #4", "12 main st., unit 4", "5 North Oak Avenue Suite 2"],
-        "z": ["04501", "04501-1234", "045011234", "10001"],
-    }).select(address_key(pl.col("a"), pl.col("z")).alias("k"))
+    out = pl.DataFrame(
+        {
+            "a": ["12 Main Street Apt. 4", "12 MAIN ST #4", "12 main st., unit 4", "5 North Oak Avenue Suite 2"],
+            "z": ["04501", "04501-1234", "045011234", "10001"],
+        }
+    ).select(address_key(pl.col("a"), pl.col("z")).alias("k"))
     assert out["k"].to_list() == ["12 MAIN ST APT 4|04501"] * 3 + ["5 N OAK AVE STE 2|10001"]
 
 
 def test_timestamp_formats() -> None:
-    values = ["2026-01-05T10:00:00Z", "2026-01-05T10:00:00.250+00:00", "2026-01-05T10:00:00+0000",
-              "2026-01-05T10:00:00", "2026-01-05T12:00:00+02:00", "2026-02-30T10:00:00Z", "yesterday"]
+    values = [
+        "2026-01-05T10:00:00Z",
+        "2026-01-05T10:00:00.250+00:00",
+        "2026-01-05T10:00:00+0000",
+        "2026-01-05T10:00:00",
+        "2026-01-05T12:00:00+02:00",
+        "2026-02-30T10:00:00Z",
+        "yesterday",
+    ]
     out = pl.DataFrame({"t": values}).select(parse_timestamp(pl.col("t")))["t"].to_list()
-    ten = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+    ten = datetime(2026, 1, 5, 10, tzinfo=UTC)
     assert out == [ten, ten.replace(microsecond=250_000), ten, ten, ten, None, None]
 
 
@@ -169,7 +178,10 @@ def test_several_reasons_on_one_row(layout: Layout) -> None:
     write_csv(layout.landing / "m.csv", row(**{S.GROSS_WEIGHT_KG: "0", S.CURRENCY: "ABC", S.SHIPPER_COUNTRY: "XX"}))
     ingest_paths(layout)
     assert sorted(q_rows(layout)["reasons"][0].to_list()) == [
-        "nonpositive:gross_weight_kg", "unknown_country:shipper_country", "unknown_currency"]
+        "nonpositive:gross_weight_kg",
+        "unknown_country:shipper_country",
+        "unknown_currency",
+    ]
 
 
 def test_missing_required_column_quarantines_file(layout: Layout) -> None:
@@ -194,8 +206,13 @@ def test_non_utf8_empty_and_truncated_files_are_quarantined(layout: Layout) -> N
     (layout.landing / "junk.xlsx").write_bytes(b"PK\x03\x04")
     summary = ingest_paths(layout)
     reasons = {f.file: f.reason for f in summary.files}
-    assert reasons == {"latin1.csv": "not_utf8", "empty.csv": "empty", "header_only.csv": "empty",
-                       "cut.parquet": "unreadable", "junk.xlsx": "unsupported_format"}
+    assert reasons == {
+        "latin1.csv": "not_utf8",
+        "empty.csv": "empty",
+        "header_only.csv": "empty",
+        "cut.parquet": "unreadable",
+        "junk.xlsx": "unsupported_format",
+    }
     assert summary.files_quarantined == 5 and summary.rows_in == 0
     assert not layout.raw_days()
     for name in reasons:
@@ -205,8 +222,10 @@ def test_non_utf8_empty_and_truncated_files_are_quarantined(layout: Layout) -> N
 
 def test_parquet_ndjson_and_gzip(layout: Layout) -> None:
     frame(row(**{S.SHIPMENT_ID: "P1"})).with_columns(
-        pl.col(S.GROSS_WEIGHT_KG).cast(pl.Float64), pl.col(S.PIECE_COUNT).cast(pl.Int64),
-        pl.col(S.FILED_AT).str.to_datetime(time_zone="UTC"), pl.col(S.ARRIVAL_DATE).str.to_date(),
+        pl.col(S.GROSS_WEIGHT_KG).cast(pl.Float64),
+        pl.col(S.PIECE_COUNT).cast(pl.Int64),
+        pl.col(S.FILED_AT).str.to_datetime(time_zone="UTC"),
+        pl.col(S.ARRIVAL_DATE).str.to_date(),
     ).write_parquet(layout.landing / "a.parquet")
     lines = [json.dumps(row(**{S.SHIPMENT_ID: "N1"})), json.dumps({**row(**{S.SHIPMENT_ID: "N2"}), S.PIECE_COUNT: 3})]
     (layout.landing / "b.ndjson").write_text("\n".join(lines) + "\n")
@@ -254,12 +273,19 @@ def test_tie_on_filed_at_goes_to_later_row(layout: Layout) -> None:
 def test_amendment_across_runs_moves_arrival_date(layout: Layout) -> None:
     write_csv(layout.landing / "day1.csv", row(), row(**{S.SHIPMENT_ID: "S2"}))
     ingest_paths(layout)
-    write_csv(layout.landing / "day2.csv",
-              row(**{S.FILED_AT: "2026-01-06T01:00:00+0000", S.ARRIVAL_DATE: "2026-01-06", S.DECLARED_VALUE: "9"}),
-              row(**{S.SHIPMENT_ID: "S2", S.FILED_AT: "2026-01-01T00:00:00Z", S.DECLARED_VALUE: "5"}))
+    write_csv(
+        layout.landing / "day2.csv",
+        row(**{S.FILED_AT: "2026-01-06T01:00:00+0000", S.ARRIVAL_DATE: "2026-01-06", S.DECLARED_VALUE: "9"}),
+        row(**{S.SHIPMENT_ID: "S2", S.FILED_AT: "2026-01-01T00:00:00Z", S.DECLARED_VALUE: "5"}),
+    )
     summary = ingest_paths(layout)
     assert summary.files_skipped == 1 and summary.files_ingested == 1
-    assert (summary.rows_in, summary.rows_ingested, summary.rows_amended, summary.rows_replaced_existing) == (2, 1, 1, 1)
+    assert (summary.rows_in, summary.rows_ingested, summary.rows_amended, summary.rows_replaced_existing) == (
+        2,
+        1,
+        1,
+        1,
+    )
     assert layout.raw_days() == [date(2026, 1, 5), date(2026, 1, 6)]
     day5 = scan_raw_shipments(layout, [date(2026, 1, 5)]).collect()
     day6 = scan_raw_shipments(layout, [date(2026, 1, 6)]).collect()
@@ -304,25 +330,55 @@ def test_extra_columns_kept_as_strings_after_schema(layout: Layout) -> None:
 
 
 def test_optional_columns_validated(layout: Layout) -> None:
-    write_csv(layout.landing / "m.csv",
-              row(**{S.TRUSTED_TRADER: "CTPAT", S.KNOWN_CONSIGNOR: "true", S.ACCOUNT_CREATED_DATE: "2025-01-02",
-                     S.LISTED_PRICE: "10"}),
-              row(**{S.SHIPMENT_ID: "B", S.TRUSTED_TRADER: "gold", S.KNOWN_CONSIGNOR: "yes",
-                     S.ACCOUNT_CREATED_DATE: "2025-02-30", S.LISTED_PRICE: "-1"}))
+    write_csv(
+        layout.landing / "m.csv",
+        row(
+            **{
+                S.TRUSTED_TRADER: "CTPAT",
+                S.KNOWN_CONSIGNOR: "true",
+                S.ACCOUNT_CREATED_DATE: "2025-01-02",
+                S.LISTED_PRICE: "10",
+            }
+        ),
+        row(
+            **{
+                S.SHIPMENT_ID: "B",
+                S.TRUSTED_TRADER: "gold",
+                S.KNOWN_CONSIGNOR: "yes",
+                S.ACCOUNT_CREATED_DATE: "2025-02-30",
+                S.LISTED_PRICE: "-1",
+            }
+        ),
+    )
     ingest_paths(layout)
     out = raw(layout)
     assert out[S.TRUSTED_TRADER].to_list() == ["ctpat"] and out[S.KNOWN_CONSIGNOR].to_list() == [True]
     assert out[S.LISTED_PRICE_USD][0] == pytest.approx(1.39)
     assert sorted(q_rows(layout)["reasons"][0].to_list()) == [
-        "bad_date:account_created_date", "bad_enum:trusted_trader", "bad_type:known_consignor", "negative:listed_price"]
+        "bad_date:account_created_date",
+        "bad_enum:trusted_trader",
+        "bad_type:known_consignor",
+        "negative:listed_price",
+    ]
 
 
 def test_partner_exports(layout: Layout) -> None:
-    p = {S.SHIPMENT_ID: "S1", S.EXPORT_COUNTRY: "mx", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "true",
-         S.PARTNER_DECLARED_VALUE_USD: "10", S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
-         S.DECLARED_AT: "2026-01-04T10:00:00Z"}
-    write_csv(layout.landing / "partner-exports-1.csv", p, {**p, S.DECLARED_AT: "2026-01-04T12:00:00Z",
-              S.PARTNER_DECLARED_VALUE_USD: "11"}, {**p, S.SHIPMENT_ID: "S2", S.GROSS_WEIGHT_KG: "0"})
+    p = {
+        S.SHIPMENT_ID: "S1",
+        S.EXPORT_COUNTRY: "mx",
+        S.EXPORTER_NAME: "Exp",
+        S.EXPORTER_AEO: "true",
+        S.PARTNER_DECLARED_VALUE_USD: "10",
+        S.GROSS_WEIGHT_KG: "1",
+        S.DESCRIPTION: "shirts",
+        S.DECLARED_AT: "2026-01-04T10:00:00Z",
+    }
+    write_csv(
+        layout.landing / "partner-exports-1.csv",
+        p,
+        {**p, S.DECLARED_AT: "2026-01-04T12:00:00Z", S.PARTNER_DECLARED_VALUE_USD: "11"},
+        {**p, S.SHIPMENT_ID: "S2", S.GROSS_WEIGHT_KG: "0"},
+    )
     summary = ingest_paths(layout)
     out = scan_raw_partner(layout).collect()
     assert out[S.SHIPMENT_ID].to_list() == ["S1"] and out[S.PARTNER_DECLARED_VALUE_USD].to_list() == [11.0]
@@ -334,7 +390,10 @@ def test_partner_exports(layout: Layout) -> None:
 
 def test_accounting_identity_on_a_mixed_landing(layout: Layout) -> None:
     rows = [row(**{S.SHIPMENT_ID: f"S{i}"}) for i in range(20)]
-    rows += [row(**{S.SHIPMENT_ID: "S3", S.FILED_AT: "2026-01-05T09:00:00Z"}), row(**{S.SHIPMENT_ID: "X", S.CURRENCY: "?"})]
+    rows += [
+        row(**{S.SHIPMENT_ID: "S3", S.FILED_AT: "2026-01-05T09:00:00Z"}),
+        row(**{S.SHIPMENT_ID: "X", S.CURRENCY: "?"}),
+    ]
     write_csv(layout.landing / "a.csv", *rows)
     frame(row(**{S.SHIPMENT_ID: "S4", S.FILED_AT: "2026-01-05T10:00:00Z"})).write_parquet(layout.landing / "b.parquet")
     (layout.landing / "c.csv").write_bytes(b"")
@@ -371,8 +430,11 @@ def test_fx_rates_replaceable_and_validated(layout: Layout, tmp_path: Path) -> N
 
 
 def test_empty_or_null_free_text_is_missing(layout: Layout) -> None:
-    frame(row(**{S.SHIPMENT_ID: "A", S.DESCRIPTION: ""}), row(**{S.SHIPMENT_ID: "B", S.DESCRIPTION: None}),
-          row(**{S.SHIPMENT_ID: "C"})).write_parquet(layout.landing / "m.parquet")
+    frame(
+        row(**{S.SHIPMENT_ID: "A", S.DESCRIPTION: ""}),
+        row(**{S.SHIPMENT_ID: "B", S.DESCRIPTION: None}),
+        row(**{S.SHIPMENT_ID: "C"}),
+    ).write_parquet(layout.landing / "m.parquet")
     summary = ingest_paths(layout)
     assert raw(layout)[S.SHIPMENT_ID].to_list() == ["C"]
     assert summary.quarantine_reasons == {"missing:description": 2}
@@ -407,8 +469,13 @@ def test_cli_prints_counts_and_one_line_errors(tmp_path: Path) -> None:
     ok = subprocess.run([str(exe), "--home", str(home), "ingest"], capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "rows ingested" in ok.stdout and "unknown_currency" in ok.stdout
-    bad = subprocess.run([str(exe), "--home", str(home), "ingest", str(tmp_path / "nope.csv")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [str(exe), "--home", str(home), "ingest", str(tmp_path / "nope.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
 
@@ -433,8 +500,17 @@ def test_amendment_across_runs_with_many_old_partitions(layout: Layout) -> None:
     write_csv(layout.landing / "d1.csv", row(**{S.SHIPMENT_ID: "A1"}))
     write_csv(layout.landing / "d2.csv", row(**{S.SHIPMENT_ID: "Z1", S.ARRIVAL_DATE: "2026-01-04"}))
     ingest_paths(layout)
-    write_csv(layout.landing / "d3.csv", row(**{S.SHIPMENT_ID: "Z1", S.ARRIVAL_DATE: "2026-01-06",
-                                                S.FILED_AT: "2026-01-06T00:00:00Z", S.DECLARED_VALUE: "7"}))
+    write_csv(
+        layout.landing / "d3.csv",
+        row(
+            **{
+                S.SHIPMENT_ID: "Z1",
+                S.ARRIVAL_DATE: "2026-01-06",
+                S.FILED_AT: "2026-01-06T00:00:00Z",
+                S.DECLARED_VALUE: "7",
+            }
+        ),
+    )
     summary = ingest_paths(layout)
     assert (summary.rows_ingested, summary.rows_replaced_existing) == (1, 1)
     assert layout.raw_days() == [date(2026, 1, 5), date(2026, 1, 6)]
@@ -475,10 +551,18 @@ def test_a_day_of_several_files_becomes_parts_and_only_contested_rows_are_rewrit
     """Rows whose id is filed twice are staged apart, so each file's other rows become a part of
     the partition as staged; a later amendment rewrites only the part holding the replaced row."""
     later = {S.FILED_AT: "2026-01-05T09:00:00Z"}
-    write_csv(layout.landing / "a.csv", row(**{S.SHIPMENT_ID: "A1"}), row(**{S.SHIPMENT_ID: "A2"}),
-              row(**{S.SHIPMENT_ID: "A3"}))
-    write_csv(layout.landing / "b.csv", row(**{S.SHIPMENT_ID: "B1"}), row(**{S.SHIPMENT_ID: "B2"}),
-              row(**{S.SHIPMENT_ID: "A2", S.DECLARED_VALUE: "7", **later}))
+    write_csv(
+        layout.landing / "a.csv",
+        row(**{S.SHIPMENT_ID: "A1"}),
+        row(**{S.SHIPMENT_ID: "A2"}),
+        row(**{S.SHIPMENT_ID: "A3"}),
+    )
+    write_csv(
+        layout.landing / "b.csv",
+        row(**{S.SHIPMENT_ID: "B1"}),
+        row(**{S.SHIPMENT_ID: "B2"}),
+        row(**{S.SHIPMENT_ID: "A2", S.DECLARED_VALUE: "7", **later}),
+    )
     summary = ingest_paths(layout)
     assert (summary.rows_in, summary.rows_ingested, summary.rows_amended) == (6, 5, 1)
     part_dir = layout.raw_shipments_day(date(2026, 1, 5))
@@ -516,8 +600,11 @@ def test_parts_with_other_columns_are_merged_into_one(layout: Layout) -> None:
 # issue 12: hostile or careless input
 # ---------------------------------------------------------------------------------------------
 def test_a_filing_dated_in_the_future_cannot_beat_later_amendments(layout: Layout) -> None:
-    write_csv(layout.landing / "a.csv", row(**{S.DECLARED_VALUE: "1"}),
-              row(**{S.DECLARED_VALUE: "666", S.FILED_AT: "2099-01-01T00:00:00Z"}))
+    write_csv(
+        layout.landing / "a.csv",
+        row(**{S.DECLARED_VALUE: "1"}),
+        row(**{S.DECLARED_VALUE: "666", S.FILED_AT: "2099-01-01T00:00:00Z"}),
+    )
     first = ingest_paths(layout)
     assert first.quarantine_reasons == {"future:filed_at": 1}
     write_csv(layout.landing / "b.csv", row(**{S.DECLARED_VALUE: "2", S.FILED_AT: "2026-01-06T00:00:00Z"}))
@@ -530,12 +617,14 @@ def test_derived_values_in_the_store_are_finite(layout: Layout) -> None:
     holds is finite and within the limits."""
     from riskpipe.ingest import MAX_VALUE_USD, MAX_WEIGHT_KG, MIN_WEIGHT_KG
 
-    write_csv(layout.landing / "m.csv",
-              row(**{S.SHIPMENT_ID: "A", S.LISTED_PRICE: "5"}),
-              row(**{S.SHIPMENT_ID: "B", S.DECLARED_VALUE: "1.7e308", S.CURRENCY: "GBP", S.LISTED_PRICE: "5"}),
-              row(**{S.SHIPMENT_ID: "C", S.GROSS_WEIGHT_KG: "1e-320", S.LISTED_PRICE: "5"}),
-              row(**{S.SHIPMENT_ID: "D", S.GROSS_WEIGHT_KG: "4.9e-324", S.LISTED_PRICE: "5"}),
-              row(**{S.SHIPMENT_ID: "E", S.LISTED_PRICE: "1e308", S.CURRENCY: "GBP"}))
+    write_csv(
+        layout.landing / "m.csv",
+        row(**{S.SHIPMENT_ID: "A", S.LISTED_PRICE: "5"}),
+        row(**{S.SHIPMENT_ID: "B", S.DECLARED_VALUE: "1.7e308", S.CURRENCY: "GBP", S.LISTED_PRICE: "5"}),
+        row(**{S.SHIPMENT_ID: "C", S.GROSS_WEIGHT_KG: "1e-320", S.LISTED_PRICE: "5"}),
+        row(**{S.SHIPMENT_ID: "D", S.GROSS_WEIGHT_KG: "4.9e-324", S.LISTED_PRICE: "5"}),
+        row(**{S.SHIPMENT_ID: "E", S.LISTED_PRICE: "1e308", S.CURRENCY: "GBP"}),
+    )
     summary = ingest_paths(layout)
     out = raw(layout)
     assert out[S.SHIPMENT_ID].to_list() == ["A"]
@@ -547,18 +636,32 @@ def test_derived_values_in_the_store_are_finite(layout: Layout) -> None:
 
 
 def test_partner_rows_get_the_same_limits(layout: Layout) -> None:
-    p = {S.SHIPMENT_ID: "S1", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "true",
-         S.PARTNER_DECLARED_VALUE_USD: "10", S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
-         S.DECLARED_AT: "2026-01-04T10:00:00Z"}
-    write_csv(layout.landing / "partner-exports-1.csv", p,
-              {**p, S.SHIPMENT_ID: "W", S.GROSS_WEIGHT_KG: "1e-320"},
-              {**p, S.SHIPMENT_ID: "V", S.PARTNER_DECLARED_VALUE_USD: "1.7e308"},
-              {**p, S.SHIPMENT_ID: "F", S.DECLARED_AT: "2099-01-01T00:00:00Z"},
-              {**p, S.SHIPMENT_ID: "O", S.DECLARED_AT: "1900-01-01T00:00:00Z"})
+    p = {
+        S.SHIPMENT_ID: "S1",
+        S.EXPORT_COUNTRY: "MX",
+        S.EXPORTER_NAME: "Exp",
+        S.EXPORTER_AEO: "true",
+        S.PARTNER_DECLARED_VALUE_USD: "10",
+        S.GROSS_WEIGHT_KG: "1",
+        S.DESCRIPTION: "shirts",
+        S.DECLARED_AT: "2026-01-04T10:00:00Z",
+    }
+    write_csv(
+        layout.landing / "partner-exports-1.csv",
+        p,
+        {**p, S.SHIPMENT_ID: "W", S.GROSS_WEIGHT_KG: "1e-320"},
+        {**p, S.SHIPMENT_ID: "V", S.PARTNER_DECLARED_VALUE_USD: "1.7e308"},
+        {**p, S.SHIPMENT_ID: "F", S.DECLARED_AT: "2099-01-01T00:00:00Z"},
+        {**p, S.SHIPMENT_ID: "O", S.DECLARED_AT: "1900-01-01T00:00:00Z"},
+    )
     summary = ingest_paths(layout)
     assert scan_raw_partner(layout).collect()[S.SHIPMENT_ID].to_list() == ["S1"]
-    assert summary.quarantine_reasons == {"implausible:gross_weight_kg": 1, "implausible:declared_value_usd": 1,
-                                          "future:declared_at": 1, "implausible:declared_at": 1}
+    assert summary.quarantine_reasons == {
+        "implausible:gross_weight_kg": 1,
+        "implausible:declared_value_usd": 1,
+        "future:declared_at": 1,
+        "implausible:declared_at": 1,
+    }
 
 
 def test_ndjson_key_first_seen_after_line_1000_is_kept(layout: Layout) -> None:
@@ -612,8 +715,9 @@ def test_explicit_symlink_path_is_refused(layout: Layout, tmp_path: Path) -> Non
 def test_duplicate_column_names_quarantine_the_file(layout: Layout) -> None:
     """CSV headers and Parquet schemas (NDJSON objects: see the next test)."""
     header = list(row())
-    (layout.landing / "dup.csv").write_text(",".join([*header, S.DESCRIPTION]) + "\n"
-                                            + ",".join([*row().values(), "other"]) + "\n")
+    (layout.landing / "dup.csv").write_text(
+        ",".join([*header, S.DESCRIPTION]) + "\n" + ",".join([*row().values(), "other"]) + "\n"
+    )
     with gzip.open(layout.landing / "dupz.csv.gz", "wt") as fh:
         fh.write(",".join([*header, S.DESCRIPTION]) + "\n" + ",".join([*row().values(), "other"]) + "\n")
     import pyarrow as pa
@@ -625,8 +729,7 @@ def test_duplicate_column_names_quarantine_the_file(layout: Layout) -> None:
     summary = ingest_paths(layout)
     assert raw(layout)[S.SHIPMENT_ID].to_list() == ["OK"]
     reasons = {f.file: f.reason for f in summary.files if f.status == "quarantined"}
-    assert reasons == {name: f"duplicate_column:{S.DESCRIPTION}"
-                       for name in ("dup.csv", "dupz.csv.gz", "dup.parquet")}
+    assert reasons == {name: f"duplicate_column:{S.DESCRIPTION}" for name in ("dup.csv", "dupz.csv.gz", "dup.parquet")}
     assert summary.quarantine_reasons == {f"file:duplicate_column:{S.DESCRIPTION}": 3}
 
 
@@ -656,11 +759,16 @@ def _run_cli(home: Path, *args: str):
 
     import riskpipe
 
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(home.parent),
-           "PYTHONPATH": str(Path(riskpipe.__file__).parents[1]), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": str(home.parent),
+        "PYTHONPATH": str(Path(riskpipe.__file__).parents[1]),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     code = "import sys; from riskpipe.cli import main; sys.argv[0] = 'riskpipe'; main()"
-    return subprocess.run([sys.executable, "-c", code, "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, "--home", str(home), *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_cli_ingest_fails_when_every_file_is_quarantined(tmp_path: Path) -> None:

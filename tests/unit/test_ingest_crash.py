@@ -16,7 +16,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from crash_child import CRASH, CRASH_AT_KTH_REPLACE
 
 from riskpipe import schema as S
@@ -24,28 +23,54 @@ from riskpipe.ingest import ingest_paths, ledger_path, read_runs
 from riskpipe.store import Layout, scan_raw_partner, scan_raw_shipments
 
 ROOT = Path(__file__).resolve().parents[2]
-CHILD = CRASH_AT_KTH_REPLACE + """
+CHILD = (
+    CRASH_AT_KTH_REPLACE
+    + """
 from riskpipe.ingest import ingest_paths
 from riskpipe.store import Layout
 ingest_paths(Layout(Path(sys.argv[1])))
 """
+)
 
 
 def _row(sid: str, day: str, filed: str, value: str = "10") -> dict[str, str]:
     return {
-        S.SHIPMENT_ID: sid, S.FILED_AT: filed, S.ARRIVAL_DATE: day, S.ENTRY_TYPE: "321", S.MODE: "express",
-        S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: "0401", S.SHIPPER_NAME: "Acme", S.SHIPPER_ADDRESS: "1 Road",
-        S.SHIPPER_COUNTRY: "CN", S.CONSIGNEE_NAME: "J Doe", S.CONSIGNEE_ADDRESS: "12 Main St",
-        S.CONSIGNEE_CITY: "Dayton", S.CONSIGNEE_STATE: "OH", S.CONSIGNEE_POSTAL_CODE: "45402",
-        S.DESCRIPTION: "t-shirt", S.COUNTRY_OF_ORIGIN: "CN", S.DECLARED_VALUE: value, S.CURRENCY: "USD",
-        S.GROSS_WEIGHT_KG: "0.5", S.PIECE_COUNT: "1", S.HTS_CODE: "6109.10.0012",
+        S.SHIPMENT_ID: sid,
+        S.FILED_AT: filed,
+        S.ARRIVAL_DATE: day,
+        S.ENTRY_TYPE: "321",
+        S.MODE: "express",
+        S.CARRIER_CODE: "DHL",
+        S.PORT_OF_ENTRY: "0401",
+        S.SHIPPER_NAME: "Acme",
+        S.SHIPPER_ADDRESS: "1 Road",
+        S.SHIPPER_COUNTRY: "CN",
+        S.CONSIGNEE_NAME: "J Doe",
+        S.CONSIGNEE_ADDRESS: "12 Main St",
+        S.CONSIGNEE_CITY: "Dayton",
+        S.CONSIGNEE_STATE: "OH",
+        S.CONSIGNEE_POSTAL_CODE: "45402",
+        S.DESCRIPTION: "t-shirt",
+        S.COUNTRY_OF_ORIGIN: "CN",
+        S.DECLARED_VALUE: value,
+        S.CURRENCY: "USD",
+        S.GROSS_WEIGHT_KG: "0.5",
+        S.PIECE_COUNT: "1",
+        S.HTS_CODE: "6109.10.0012",
     }
 
 
 def _partner(sid: str, declared: str, value: str) -> dict[str, str]:
-    return {S.SHIPMENT_ID: sid, S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "Exp", S.EXPORTER_AEO: "false",
-            S.PARTNER_DECLARED_VALUE_USD: value, S.GROSS_WEIGHT_KG: "1", S.DESCRIPTION: "shirts",
-            S.DECLARED_AT: declared}
+    return {
+        S.SHIPMENT_ID: sid,
+        S.EXPORT_COUNTRY: "MX",
+        S.EXPORTER_NAME: "Exp",
+        S.EXPORTER_AEO: "false",
+        S.PARTNER_DECLARED_VALUE_USD: value,
+        S.GROSS_WEIGHT_KG: "1",
+        S.DESCRIPTION: "shirts",
+        S.DECLARED_AT: declared,
+    }
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -64,15 +89,19 @@ def _first_files(landing: Path) -> None:
 def _second_files(landing: Path) -> None:
     """Amendments (one moving a shipment to another day), new rows on an existing and a new
     day, one bad row; partner amendments on the existing day and rows on a new one."""
-    rows = [_row("A00", "2026-01-05", "2026-01-04T09:00:00Z", "11"),  # amends in place
-            _row("A01", "2026-01-07", "2026-01-04T09:00:00Z", "12"),  # moves to a new day
-            _row("B00", "2026-01-06", "2026-01-05T09:00:00Z", "13")]
+    rows = [
+        _row("A00", "2026-01-05", "2026-01-04T09:00:00Z", "11"),  # amends in place
+        _row("A01", "2026-01-07", "2026-01-04T09:00:00Z", "12"),  # moves to a new day
+        _row("B00", "2026-01-06", "2026-01-05T09:00:00Z", "13"),
+    ]
     rows += [_row(f"C{i:02d}", "2026-01-06", "2026-01-05T08:00:00Z") for i in range(8)]
     rows += [_row(f"D{i:02d}", "2026-01-07", "2026-01-06T08:00:00Z") for i in range(8)]
     rows += [_row("BAD", "2026-01-07", "2026-01-06T08:00:00Z", "not-a-number")]
     _csv(landing / "m2.csv", rows)
-    _csv(landing / "partner-exports-2.csv",
-         [_partner("A00", "2026-01-03T11:00:00Z", "19"), _partner("D00", "2026-01-05T10:00:00Z", "7")])
+    _csv(
+        landing / "partner-exports-2.csv",
+        [_partner("A00", "2026-01-03T11:00:00Z", "19"), _partner("D00", "2026-01-05T10:00:00Z", "7")],
+    )
 
 
 def _content(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -124,8 +153,9 @@ def _count_replaces(homes: dict, monkeypatch: pytest.MonkeyPatch) -> int:
 
 def _crash_child(home: Path, k: int) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(home), str(k)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(home), str(k)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode in (0, CRASH), done.stderr[-3000:]
     return done.returncode
 
@@ -204,9 +234,12 @@ def test_stale_staging_and_aside_folders_are_swept_by_the_next_ingest(homes) -> 
     layout = Layout(homes["base"] / "sweep")
     shutil.copytree(homes["first"].home, layout.home)
     final = layout.raw_shipments_day(date(2026, 1, 5))
-    leftovers = [final.with_name(f".{final.name}.staging-deadbeef"), final.with_name(f".{final.name}.old-deadbeef"),
-                 layout.raw_partner / ".declared_date=2026-01-03.staging-deadbeef",
-                 layout.home / "ingest" / ".run-20260101T000000-abcdef"]
+    leftovers = [
+        final.with_name(f".{final.name}.staging-deadbeef"),
+        final.with_name(f".{final.name}.old-deadbeef"),
+        layout.raw_partner / ".declared_date=2026-01-03.staging-deadbeef",
+        layout.home / "ingest" / ".run-20260101T000000-abcdef",
+    ]
     for p in leftovers:
         p.mkdir(parents=True)
         (p / "part-0.parquet").write_bytes(b"junk")

@@ -112,9 +112,7 @@ def test_within_frame_latest_exam_wins(store: LabelStore) -> None:
     assert store.current()[S.OUTCOME].cast(pl.String).to_list() == ["pill_press"]
 
 
-@pytest.mark.parametrize(
-    ("col", "value"), [(S.OUTCOME, "cocaine"), (S.EXAM_REASON, "hunch"), (S.OUTCOME, None)]
-)
+@pytest.mark.parametrize(("col", "value"), [(S.OUTCOME, "cocaine"), (S.EXAM_REASON, "hunch"), (S.OUTCOME, None)])
 def test_enums_validated(store: LabelStore, col: str, value) -> None:
     f = frame([("A", date(2026, 1, 5), "fentanyl", "targeted")]).with_columns(pl.lit(value, pl.String).alias(col))
     with pytest.raises(RiskpipeError, match=col):
@@ -124,8 +122,12 @@ def test_enums_validated(store: LabelStore, col: str, value) -> None:
 
 def test_missing_column_and_string_dates(store: LabelStore) -> None:
     with pytest.raises(RiskpipeError, match="exam_reason"):
-        store.record(pl.DataFrame({S.SHIPMENT_ID: ["A"], S.EXAM_DATE: [date(2026, 1, 1)], S.OUTCOME: ["fentanyl"]}), "x")
-    f = pl.DataFrame({S.SHIPMENT_ID: ["A"], S.EXAM_DATE: ["2026-01-04"], S.OUTCOME: ["fentanyl"], S.EXAM_REASON: ["other"]})
+        store.record(
+            pl.DataFrame({S.SHIPMENT_ID: ["A"], S.EXAM_DATE: [date(2026, 1, 1)], S.OUTCOME: ["fentanyl"]}), "x"
+        )
+    f = pl.DataFrame(
+        {S.SHIPMENT_ID: ["A"], S.EXAM_DATE: ["2026-01-04"], S.OUTCOME: ["fentanyl"], S.EXAM_REASON: ["other"]}
+    )
     assert store.record(f, "x") == 1
     assert store.current()[S.EXAM_DATE].to_list() == [date(2026, 1, 4)]
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from test_point_in_time import D, make_home
 
 from riskpipe import labels as L
 from riskpipe import schema as S
@@ -17,8 +18,6 @@ from riskpipe.features import build_features
 from riskpipe.labels import LabelStore
 from riskpipe.nightly import load_labels
 from riskpipe.training import build_training_set, cache_key
-
-from test_point_in_time import D, make_home
 
 #: a shipment of D-2 at the address every day shares ("9 Pine Rd"), examined the day before D
 SHIP = f"S{D - timedelta(days=2):%m%d}-0001"
@@ -113,9 +112,16 @@ def test_a_recorded_at_given_is_the_versions_time_and_never_goes_back(db_url):
     store = LabelStore(db_url)
 
     def frame(outcome: str, at: datetime | None) -> pl.DataFrame:
-        return pl.DataFrame({S.SHIPMENT_ID: [SHIP], S.EXAM_DATE: [EXAM], S.OUTCOME: [outcome],
-                             S.EXAM_REASON: ["targeted"], "recorded_at": [at]},
-                            schema_overrides={"recorded_at": pl.Datetime("us", "UTC")})
+        return pl.DataFrame(
+            {
+                S.SHIPMENT_ID: [SHIP],
+                S.EXAM_DATE: [EXAM],
+                S.OUTCOME: [outcome],
+                S.EXAM_REASON: ["targeted"],
+                "recorded_at": [at],
+            },
+            schema_overrides={"recorded_at": pl.Datetime("us", "UTC")},
+        )
 
     # an archive's outcome recorded the evening of the exam counts for D
     assert store.record(frame("precursor", CUT - timedelta(hours=4)), actor="import:archive.csv") == 1

@@ -34,12 +34,27 @@ class FakeStore:
 
 def manifest_row(sid: str) -> dict[str, str]:
     return {
-        S.SHIPMENT_ID: sid, S.FILED_AT: "2026-01-05T08:00:00Z", S.ARRIVAL_DATE: "2026-01-05",
-        S.ENTRY_TYPE: "321", S.MODE: "express", S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: "4701",
-        S.SHIPPER_NAME: "A", S.SHIPPER_ADDRESS: "B", S.SHIPPER_COUNTRY: "CN", S.CONSIGNEE_NAME: "C",
-        S.CONSIGNEE_ADDRESS: "1 Main St", S.CONSIGNEE_CITY: "X", S.CONSIGNEE_STATE: "NY",
-        S.CONSIGNEE_POSTAL_CODE: "10001", S.DESCRIPTION: "toys", S.COUNTRY_OF_ORIGIN: "CN",
-        S.DECLARED_VALUE: "5", S.CURRENCY: "USD", S.GROSS_WEIGHT_KG: "0.2", S.PIECE_COUNT: "1",
+        S.SHIPMENT_ID: sid,
+        S.FILED_AT: "2026-01-05T08:00:00Z",
+        S.ARRIVAL_DATE: "2026-01-05",
+        S.ENTRY_TYPE: "321",
+        S.MODE: "express",
+        S.CARRIER_CODE: "DHL",
+        S.PORT_OF_ENTRY: "4701",
+        S.SHIPPER_NAME: "A",
+        S.SHIPPER_ADDRESS: "B",
+        S.SHIPPER_COUNTRY: "CN",
+        S.CONSIGNEE_NAME: "C",
+        S.CONSIGNEE_ADDRESS: "1 Main St",
+        S.CONSIGNEE_CITY: "X",
+        S.CONSIGNEE_STATE: "NY",
+        S.CONSIGNEE_POSTAL_CODE: "10001",
+        S.DESCRIPTION: "toys",
+        S.COUNTRY_OF_ORIGIN: "CN",
+        S.DECLARED_VALUE: "5",
+        S.CURRENCY: "USD",
+        S.GROSS_WEIGHT_KG: "0.2",
+        S.PIECE_COUNT: "1",
     }
 
 
@@ -53,19 +68,28 @@ def layout(tmp_path: Path) -> Layout:
 
 
 def label(sid: str, outcome: str = "no_finding", **over) -> dict:
-    return {S.SHIPMENT_ID: sid, S.EXAM_DATE: "2026-01-06", S.OUTCOME: outcome, S.EXAM_REASON: "random",
-            S.EXAMINER: "e1", S.NOTES: None, **over}
+    return {
+        S.SHIPMENT_ID: sid,
+        S.EXAM_DATE: "2026-01-06",
+        S.OUTCOME: outcome,
+        S.EXAM_REASON: "random",
+        S.EXAMINER: "e1",
+        S.NOTES: None,
+        **over,
+    }
 
 
 def test_import_records_valid_and_quarantines_the_rest(layout: Layout, tmp_path: Path) -> None:
     path = tmp_path / "outcomes.csv"
-    pl.DataFrame([
-        label("S1", "fentanyl", exam_reason="targeted"),
-        label("S2"),
-        label("NOPE"),  # unknown shipment
-        label("S2", "cake"),  # bad outcome
-        label("S1", exam_date="2026-02-31"),  # bad date
-    ]).write_csv(path)
+    pl.DataFrame(
+        [
+            label("S1", "fentanyl", exam_reason="targeted"),
+            label("S2"),
+            label("NOPE"),  # unknown shipment
+            label("S2", "cake"),  # bad outcome
+            label("S1", exam_date="2026-02-31"),  # bad date
+        ]
+    ).write_csv(path)
     store = FakeStore()
     summary = import_labels(layout, path, store)
     assert len(store.calls) == 1
@@ -149,7 +173,9 @@ def test_links_in_an_outcomes_folder_are_refused_not_followed(layout: Layout, tm
     summary = import_labels(layout, folder, store)
     assert [f[S.SHIPMENT_ID].to_list() for f, _ in store.calls] == [["S1"]]
     assert summary.files_refused == 1
-    assert [(f.file, f.status, f.reason) for f in summary.files if f.status == "refused"] == [("b.csv", "refused", "symlink")]
+    assert [(f.file, f.status, f.reason) for f in summary.files if f.status == "refused"] == [
+        ("b.csv", "refused", "symlink")
+    ]
     with pytest.raises(RiskpipeError, match="symbolic link"):
         import_labels(layout, folder / "b.csv", store)
 
@@ -161,11 +187,17 @@ def test_an_import_with_an_older_exam_date_does_not_undo_a_later_outcome(layout:
     labels = pytest.importorskip("riskpipe.labels")
     store = labels.LabelStore(f"sqlite:///{tmp_path / 'labels.db'}")
     first = tmp_path / "first.csv"
-    pl.DataFrame([label("S1", "fentanyl", exam_date="2026-01-10"), label("S2", "no_finding", exam_date="2026-01-10")]).write_csv(first)
+    pl.DataFrame(
+        [label("S1", "fentanyl", exam_date="2026-01-10"), label("S2", "no_finding", exam_date="2026-01-10")]
+    ).write_csv(first)
     assert import_labels(layout, first, store).rows_recorded == 2
     second = tmp_path / "second.csv"
-    pl.DataFrame([label("S1", "no_finding", exam_date="2026-01-09"),  # older: refused
-                  label("S2", "precursor", exam_date="2026-01-10")]).write_csv(second)  # same day: a correction
+    pl.DataFrame(
+        [
+            label("S1", "no_finding", exam_date="2026-01-09"),  # older: refused
+            label("S2", "precursor", exam_date="2026-01-10"),
+        ]
+    ).write_csv(second)  # same day: a correction
     summary = import_labels(layout, second, store)
     assert (summary.rows_recorded, summary.rows_quarantined) == (1, 1)
     assert summary.quarantine_reasons == {"older_than_stored": 1}
@@ -177,11 +209,13 @@ def test_import_keeps_a_files_recorded_at_and_quarantines_a_future_one(layout: L
     """Contract section 3: ``recorded_at`` is optional; given, it is when the outcome entered the
     system (an archive's own time), which point-in-time features trust."""
     path = tmp_path / "outcomes.csv"
-    pl.DataFrame([
-        label("S1", "fentanyl", recorded_at="2026-01-06T20:00:00Z"),
-        label("S2", recorded_at="2999-01-01T00:00:00Z"),  # in the future
-        label("S1", recorded_at="yesterday"),
-    ]).write_csv(path)
+    pl.DataFrame(
+        [
+            label("S1", "fentanyl", recorded_at="2026-01-06T20:00:00Z"),
+            label("S2", recorded_at="2999-01-01T00:00:00Z"),  # in the future
+            label("S1", recorded_at="yesterday"),
+        ]
+    ).write_csv(path)
     store = FakeStore()
     summary = import_labels(layout, path, store)
     frame, _ = store.calls[0]

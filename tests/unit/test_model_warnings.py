@@ -101,17 +101,28 @@ def test_older_metadata_without_the_reason_still_warns() -> None:
 
 def _report(model_warnings) -> str:
     scores = pl.DataFrame({S.SHIPMENT_ID: ["a"], S.RISK_SCORE: [0.5]})
-    targets = pl.DataFrame({S.RANK: [1], S.SHIPMENT_ID: ["a"], S.PORT_OF_ENTRY: ["4701"], S.RISK_SCORE: [0.5],
-                            S.SELECTION: ["risk"], S.REASON_TEXT: [""], S.DESCRIPTION: ["x"],
-                            S.COUNTRY_OF_ORIGIN: ["CN"], S.NETWORK_ID: [None]})
+    targets = pl.DataFrame(
+        {
+            S.RANK: [1],
+            S.SHIPMENT_ID: ["a"],
+            S.PORT_OF_ENTRY: ["4701"],
+            S.RISK_SCORE: [0.5],
+            S.SELECTION: ["risk"],
+            S.REASON_TEXT: [""],
+            S.DESCRIPTION: ["x"],
+            S.COUNTRY_OF_ORIGIN: ["CN"],
+            S.NETWORK_ID: [None],
+        }
+    )
     raw = pl.DataFrame({S.MODE: ["express"], S.PORT_OF_ENTRY: ["4701"]})
-    return render_report(date(2026, 1, 5), scores, targets, raw, {}, "v1", None, [], "now",
-                         model_warnings=model_warnings)
+    return render_report(
+        date(2026, 1, 5), scores, targets, raw, {}, "v1", None, [], "now", model_warnings=model_warnings
+    )
 
 
 def test_report_model_section_shows_the_warnings() -> None:
     html = _report(["trained on 8 positive(s), fewer than 20: <few>"])
-    section = html[html.index("<h2>Model health</h2>"):]
+    section = html[html.index("<h2>Model health</h2>") :]
     assert "Model warnings" in section
     assert "<li>trained on 8 positive(s), fewer than 20: &lt;few&gt;</li>" in section  # escaped
     assert "Model warnings" not in _report(())
@@ -126,8 +137,12 @@ def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch
 
     def fake_retrain(layout, settings, until, force=False):
         return RetrainDecision(
-            promoted=True, challenger_version="v7", champion_version=None, reason="first model",
-            eval_days=["2026-01-05"], table=pl.DataFrame({"model": ["model"], "precision_at_capacity": [0.5]}),
+            promoted=True,
+            challenger_version="v7",
+            champion_version=None,
+            reason="first model",
+            eval_days=["2026-01-05"],
+            table=pl.DataFrame({"model": ["model"], "precision_at_capacity": [0.5]}),
             report={"preferred_view": "labelled", "views": {}, "base_rates": {}},
         )
 
@@ -136,4 +151,7 @@ def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch
     result = CliRunner().invoke(app, ["--home", str(tmp_path), "retrain"])
     assert result.exit_code == 0, result.output
     assert "warning: challenger v7 trained on 8 positive(s), fewer than 20" in result.output
-    assert "warning: challenger v7 sigmoid calibration fell back to identity (uncalibrated log-odds): no calibration rows" in result.output
+    assert (
+        "warning: challenger v7 sigmoid calibration fell back to identity (uncalibrated log-odds): no calibration rows"
+        in result.output
+    )

@@ -36,12 +36,28 @@ ROWS = {
 
 def manifest_row(sid: str, day: date, port: str, hts: str, country: str) -> dict[str, str]:
     return {
-        S.SHIPMENT_ID: sid, S.FILED_AT: f"{day.isoformat()}T08:00:00Z", S.ARRIVAL_DATE: day.isoformat(),
-        S.ENTRY_TYPE: "321", S.MODE: "express", S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: port,
-        S.SHIPPER_NAME: "Shipper", S.SHIPPER_ADDRESS: "B", S.SHIPPER_COUNTRY: country,
-        S.CONSIGNEE_NAME: "C", S.CONSIGNEE_ADDRESS: "1 Main St", S.CONSIGNEE_CITY: "X", S.CONSIGNEE_STATE: "NY",
-        S.CONSIGNEE_POSTAL_CODE: "01001", S.DESCRIPTION: "phone case", S.COUNTRY_OF_ORIGIN: country,
-        S.DECLARED_VALUE: "5", S.CURRENCY: "USD", S.GROSS_WEIGHT_KG: "0.2", S.PIECE_COUNT: "1", S.HTS_CODE: hts,
+        S.SHIPMENT_ID: sid,
+        S.FILED_AT: f"{day.isoformat()}T08:00:00Z",
+        S.ARRIVAL_DATE: day.isoformat(),
+        S.ENTRY_TYPE: "321",
+        S.MODE: "express",
+        S.CARRIER_CODE: "DHL",
+        S.PORT_OF_ENTRY: port,
+        S.SHIPPER_NAME: "Shipper",
+        S.SHIPPER_ADDRESS: "B",
+        S.SHIPPER_COUNTRY: country,
+        S.CONSIGNEE_NAME: "C",
+        S.CONSIGNEE_ADDRESS: "1 Main St",
+        S.CONSIGNEE_CITY: "X",
+        S.CONSIGNEE_STATE: "NY",
+        S.CONSIGNEE_POSTAL_CODE: "01001",
+        S.DESCRIPTION: "phone case",
+        S.COUNTRY_OF_ORIGIN: country,
+        S.DECLARED_VALUE: "5",
+        S.CURRENCY: "USD",
+        S.GROSS_WEIGHT_KG: "0.2",
+        S.PIECE_COUNT: "1",
+        S.HTS_CODE: hts,
     }
 
 
@@ -78,9 +94,14 @@ def home(tmp_path_factory) -> Path:
     pl.DataFrame(rows).write_csv(layout.landing / "m.csv")
     pl.DataFrame(
         {
-            S.SHIPMENT_ID: ["B1"], S.EXPORT_COUNTRY: ["MX"], S.EXPORTER_NAME: ["Exportadora"],
-            S.EXPORTER_AEO: ["true"], S.PARTNER_DECLARED_VALUE_USD: ["5"], S.GROSS_WEIGHT_KG: ["0.2"],
-            S.DESCRIPTION: ["phone case"], S.DECLARED_AT: ["2026-01-05T20:00:00Z"],
+            S.SHIPMENT_ID: ["B1"],
+            S.EXPORT_COUNTRY: ["MX"],
+            S.EXPORTER_NAME: ["Exportadora"],
+            S.EXPORTER_AEO: ["true"],
+            S.PARTNER_DECLARED_VALUE_USD: ["5"],
+            S.GROSS_WEIGHT_KG: ["0.2"],
+            S.DESCRIPTION: ["phone case"],
+            S.DECLARED_AT: ["2026-01-05T20:00:00Z"],
         }
     ).write_csv(layout.landing / "partner-exports-1.csv")
     summary = ingest_paths(layout)
@@ -190,10 +211,14 @@ def test_drift_history_reads_scores_written_before_arrival_date(tmp_path: Path) 
     from riskpipe.report import drift_table
 
     layout = Layout(tmp_path / "h")
-    old = pl.DataFrame({S.SHIPMENT_ID: ["x"], S.RISK_SCORE: [0.5], S.RULE_SCORE: [0.0], S.REASONS: [[]],
-                        S.MODEL_VERSION: ["v0"]}, schema=S.SCORES_SCHEMA)
+    old = pl.DataFrame(
+        {S.SHIPMENT_ID: ["x"], S.RISK_SCORE: [0.5], S.RULE_SCORE: [0.0], S.REASONS: [[]], S.MODEL_VERSION: ["v0"]},
+        schema=S.SCORES_SCHEMA,
+    )
     tonight = DAY2 + timedelta(days=3)
-    new = old.select(S.SHIPMENT_ID, pl.lit(tonight - timedelta(days=2)).alias(S.ARRIVAL_DATE), pl.exclude(S.SHIPMENT_ID))
+    new = old.select(
+        S.SHIPMENT_ID, pl.lit(tonight - timedelta(days=2)).alias(S.ARRIVAL_DATE), pl.exclude(S.SHIPMENT_ID)
+    )
     (layout.day_dir(layout.scores, tonight - timedelta(days=1))).mkdir(parents=True)
     old.write_parquet(layout.day_dir(layout.scores, tonight - timedelta(days=1)) / "scores.parquet")
     (layout.day_dir(layout.scores, tonight - timedelta(days=2))).mkdir(parents=True)
@@ -232,15 +257,29 @@ def test_sql_views_over_the_raw_store_outputs_and_labels(home: Path, monkeypatch
         {"arrival_date": "2026-01-05", "shipments": 3, "targets": 3, "outcomes": 1, "partner": 0},
         {"arrival_date": "2026-01-06", "shipments": 2, "targets": 2, "outcomes": 0, "partner": 1},
     ]
-    code, out, _ = run_cli(monkeypatch, capsys, home, "sql", "--csv",
-                           "SELECT shipment_id, port_of_entry, hts_code FROM shipments ORDER BY 1")
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        home,
+        "sql",
+        "--csv",
+        "SELECT shipment_id, port_of_entry, hts_code FROM shipments ORDER BY 1",
+    )
     assert code == 0
     assert out.splitlines()[:2] == ["shipment_id,port_of_entry,hts_code", "00123,0101,0901210000"]
     # the query, with paths relative to the home
-    code, out, _ = run_cli(monkeypatch, capsys, home, "sql", "--csv",
-                           "SELECT arrival_date, count(*) AS n FROM read_parquet('scores/*/scores.parquet') GROUP BY 1 ORDER BY 1")
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        home,
+        "sql",
+        "--csv",
+        "SELECT arrival_date, count(*) AS n FROM read_parquet('scores/*/scores.parquet') GROUP BY 1 ORDER BY 1",
+    )
     assert code == 0 and out.splitlines() == ["arrival_date,n", "2026-01-05,3", "2026-01-06,2"]
-    code, out, _ = run_cli(monkeypatch, capsys, home, "sql", "SELECT shipment_id, risk_score FROM scores ORDER BY 2 DESC LIMIT 2")
+    code, out, _ = run_cli(
+        monkeypatch, capsys, home, "sql", "SELECT shipment_id, risk_score FROM scores ORDER BY 2 DESC LIMIT 2"
+    )
     assert code == 0 and "00123" in out and "B1" in out and "2 rows" in out
 
 

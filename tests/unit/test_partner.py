@@ -40,15 +40,32 @@ def _home(tmp_path: Path, name: str, key_file: Path, partner_name: str) -> Layou
 
 
 SEIZED = {  # the network's parties, as the partner filed them (other spelling, same identifiers)
-    S.SHIPMENT_ID: "MX-1", S.CONSIGNEE_PHONE: "+1 (617) 555-0199", S.CONSIGNEE_EMAIL: "Mule.One@Example.com",
-    S.ACCOUNT_IP: " 203.0.113.7 ", S.CONSIGNEE_ADDRESS: "77 Drop Rd", S.SELLER_ID: "SELL-42",
-    S.SHIPPER_PHONE: "86-755-1234-5678", S.SHIPPER_EMAIL: "chem@trade.cn", S.SHIPPER_NAME: "Golden Chem Co",
+    S.SHIPMENT_ID: "MX-1",
+    S.CONSIGNEE_PHONE: "+1 (617) 555-0199",
+    S.CONSIGNEE_EMAIL: "Mule.One@Example.com",
+    S.ACCOUNT_IP: " 203.0.113.7 ",
+    S.CONSIGNEE_ADDRESS: "77 Drop Rd",
+    S.SELLER_ID: "SELL-42",
+    S.SHIPPER_PHONE: "86-755-1234-5678",
+    S.SHIPPER_EMAIL: "chem@trade.cn",
+    S.SHIPPER_NAME: "Golden Chem Co",
 }
 # every raw identifier of the partner's world: none may be in the feed in clear (no fragment
 # short enough to occur by chance in hex digests: "617" alone made the test flaky)
 WORLD_RAW = [
-    "555-0199", "6175550199", "mule.one@example.com", "Mule.One@Example.com", "203.0.113.7", "77 drop rd",
-    "77 Drop Rd", "SELL-42", "7551234567", "1234-5678", "chem@trade.cn", "golden chem co", "Golden Chem Co",
+    "555-0199",
+    "6175550199",
+    "mule.one@example.com",
+    "Mule.One@Example.com",
+    "203.0.113.7",
+    "77 drop rd",
+    "77 Drop Rd",
+    "SELL-42",
+    "7551234567",
+    "1234-5678",
+    "chem@trade.cn",
+    "golden chem co",
+    "Golden Chem Co",
 ]
 
 
@@ -59,8 +76,9 @@ def _partner_side(tmp_path: Path, key_file: Path) -> tuple[Layout, bytes]:
 
 
 def _labels(rows: list[tuple[str, date, str]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={S.SHIPMENT_ID: pl.String, S.EXAM_DATE: pl.Date, S.OUTCOME: pl.String},
-                        orient="row")
+    return pl.DataFrame(
+        rows, schema={S.SHIPMENT_ID: pl.String, S.EXAM_DATE: pl.Date, S.OUTCOME: pl.String}, orient="row"
+    )
 
 
 def _export(mx: Layout, key: bytes, out: Path, now: datetime, valid_days: int = 30) -> dict:
@@ -100,13 +118,20 @@ def test_round_trip_finds_planted_matches_and_file_holds_no_identifier(tmp_path:
     assert oct((tmp_path / "feed.json").stat().st_mode & 0o777) == "0o600"
     f = build_features(us, D1).sort(S.SHIPMENT_ID)
     hit = dict(zip(f[S.SHIPMENT_ID], f["partner_watch_hit"], strict=True))
-    assert hit == {"US-addr-13": 1, "US-clean-13": 0, "US-email-13": 1, "US-phone-13": 1, "US-seller-13": 1,
-                   "US-shipper-phone-as-consignee-13": 1}
+    assert hit == {
+        "US-addr-13": 1,
+        "US-clean-13": 0,
+        "US-email-13": 1,
+        "US-phone-13": 1,
+        "US-seller-13": 1,
+        "US-shipper-phone-as-consignee-13": 1,
+    }
     assert f.filter(pl.col(S.SHIPMENT_ID) == "US-phone-13")["partner_watch_days_since"].item() == 1
     raw = scan_raw_shipments(us, [D1])
     texts = dict(reason_texts(raw, inputs(us, D1, raw)).collect().iter_rows())
-    assert texts["US-phone-13"] == ("the consignee's phone matches a precursor finding shared by Mexico's customs "
-                                    "service on 2026-05-12")
+    assert texts["US-phone-13"] == (
+        "the consignee's phone matches a precursor finding shared by Mexico's customs service on 2026-05-12"
+    )
     assert texts["US-clean-13"] is None
     # stored 0600 under a 0700 folder
     stored = next((us.home / "partner" / "feeds").glob("*.json"))
@@ -122,13 +147,26 @@ def test_feed_imported_after_the_cut_off_does_not_affect_the_day(tmp_path: Path,
 def test_batched_build_equals_one_plan_with_a_feed_and_an_oea_list(tmp_path: Path, key_file: Path) -> None:
     us = _round_trip(tmp_path, key_file, datetime(2026, 5, 12, 22, tzinfo=UTC))
     key = P.read_key(key_file, us.home)
-    write_raw_day(us, D1, [{**r, S.SHIPMENT_ID: f"{r[S.SHIPMENT_ID]}-{D1.day}", S.TRUSTED_TRADER: "mx_oea"}
-                           for r in US_DAY] + [{S.SHIPMENT_ID: "OEA-ok", S.SHIPPER_NAME: "Listed SA",
-                                                S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"}])
+    write_raw_day(
+        us,
+        D1,
+        [{**r, S.SHIPMENT_ID: f"{r[S.SHIPMENT_ID]}-{D1.day}", S.TRUSTED_TRADER: "mx_oea"} for r in US_DAY]
+        + [{S.SHIPMENT_ID: "OEA-ok", S.SHIPPER_NAME: "Listed SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"}],
+    )
     oea = tmp_path / "oea.json"
-    P.write_feed(P.make_envelope(P.OEA, P.operator_entries(pl.DataFrame({"name": ["LISTED  SA "], "country": ["mx"]}),
-                                                          key, "list"), key, "MX", None, None,
-                                 datetime(2026, 5, 12, 20, tzinfo=UTC), 30), oea)
+    P.write_feed(
+        P.make_envelope(
+            P.OEA,
+            P.operator_entries(pl.DataFrame({"name": ["LISTED  SA "], "country": ["mx"]}), key, "list"),
+            key,
+            "MX",
+            None,
+            None,
+            datetime(2026, 5, 12, 20, tzinfo=UTC),
+            30,
+        ),
+        oea,
+    )
     P.import_feed(us, oea, key, P.OEA, "Mexico's customs service", datetime(2026, 5, 12, 22, tzinfo=UTC))
     one = build_features(us, D1)
     batched = pl.read_parquet(write_features(us, D1, None, tmp_path / "f.parquet", batch_rows=3))
@@ -140,17 +178,29 @@ def test_batched_build_equals_one_plan_with_a_feed_and_an_oea_list(tmp_path: Pat
 def test_mx_oea_claim_not_on_the_list_gets_no_credit_and_a_reason(tmp_path: Path, key_file: Path) -> None:
     us = _home(tmp_path, "us", key_file, "Mexico's customs service")
     key = P.read_key(key_file, us.home)
-    claims = [{S.SHIPMENT_ID: "A", S.SHIPPER_NAME: "Listed SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"},
-              {S.SHIPMENT_ID: "B", S.SHIPPER_NAME: "Pretender SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"},
-              {S.SHIPMENT_ID: "C", S.SHIPPER_NAME: "Pretender SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "ctpat"}]
+    claims = [
+        {S.SHIPMENT_ID: "A", S.SHIPPER_NAME: "Listed SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"},
+        {S.SHIPMENT_ID: "B", S.SHIPPER_NAME: "Pretender SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "mx_oea"},
+        {S.SHIPMENT_ID: "C", S.SHIPPER_NAME: "Pretender SA", S.SHIPPER_COUNTRY: "MX", S.TRUSTED_TRADER: "ctpat"},
+    ]
     write_raw_day(us, D1, claims)
     before = build_features(us, D1)  # no list imported: claims neither confirmed nor refused
     assert before["trusted_trader_kind"].cast(pl.String).to_list() == ["mx_oea", "mx_oea", "ctpat"]
     assert before["xb_oea_unconfirmed"].sum() == 0
     oea = tmp_path / "oea.json"
-    P.write_feed(P.make_envelope(P.OEA, P.operator_entries(pl.DataFrame({"name": ["Listed SA"], "country": ["MX"]}),
-                                                          key, "list"), key, "MX", None, None,
-                                 datetime(2026, 5, 12, 20, tzinfo=UTC), 30), oea)
+    P.write_feed(
+        P.make_envelope(
+            P.OEA,
+            P.operator_entries(pl.DataFrame({"name": ["Listed SA"], "country": ["MX"]}), key, "list"),
+            key,
+            "MX",
+            None,
+            None,
+            datetime(2026, 5, 12, 20, tzinfo=UTC),
+            30,
+        ),
+        oea,
+    )
     P.import_feed(us, oea, key, P.OEA, "Mexico's customs service", datetime(2026, 5, 12, 22, tzinfo=UTC))
     f = build_features(us, D1).sort(S.SHIPMENT_ID)
     assert f["trusted_trader_kind"].cast(pl.String).to_list() == ["mx_oea", "none", "ctpat"]
@@ -238,12 +288,27 @@ def test_normalisation_is_the_features_normalisation() -> None:
 
 def test_joint_list_holds_only_the_allowed_columns(tmp_path: Path, key_file: Path) -> None:
     us = _round_trip(tmp_path, key_file, datetime(2026, 5, 12, 22, tzinfo=UTC))
-    rows = [{**r, S.SHIPMENT_ID: f"{r[S.SHIPMENT_ID]}-{D1.day}", S.PORT_OF_ENTRY: "2304", S.MODE: "truck",
-             S.DESCRIPTION: "=HYPERLINK(\"x\")"} for r in US_DAY]
+    rows = [
+        {
+            **r,
+            S.SHIPMENT_ID: f"{r[S.SHIPMENT_ID]}-{D1.day}",
+            S.PORT_OF_ENTRY: "2304",
+            S.MODE: "truck",
+            S.DESCRIPTION: '=HYPERLINK("x")',
+        }
+        for r in US_DAY
+    ]
     write_raw_day(us, D1, rows)
-    targets = pl.DataFrame({S.RANK: [1, 2, 3], S.SHIPMENT_ID: ["US-phone-13", "US-clean-13", "US-addr-13"],
-                            S.PORT_OF_ENTRY: ["2304", "2304", "2506"], S.RISK_SCORE: [0.9, 0.5, 0.4],
-                            S.REASONS: [["model:x"], ["US_ONLY"], []], S.REASON_TEXT: ["secret", "secret", "secret"]})
+    targets = pl.DataFrame(
+        {
+            S.RANK: [1, 2, 3],
+            S.SHIPMENT_ID: ["US-phone-13", "US-clean-13", "US-addr-13"],
+            S.PORT_OF_ENTRY: ["2304", "2304", "2506"],
+            S.RISK_SCORE: [0.9, 0.5, 0.4],
+            S.REASONS: [["model:x"], ["US_ONLY"], []],
+            S.REASON_TEXT: ["secret", "secret", "secret"],
+        }
+    )
     folder = us.day_dir(us.targets, D1)
     folder.mkdir(parents=True)
     targets.write_parquet(folder / "targets.parquet")
@@ -280,10 +345,13 @@ def test_the_key_given_only_in_the_environment_reaches_the_nightly_feature_step(
         build_features(us, D1)  # neither the file nor a caller names the key
 
 
-@pytest.mark.parametrize("field,value", [("finding_date", 20260512), ("finding_date", "20260512"),
-                                         ("kind", ["phone"]), ("finding", ["precursor"])])
-def test_a_signed_feed_with_a_field_of_the_wrong_type_is_refused(tmp_path: Path, key_file: Path, field: str,
-                                                                 value: object) -> None:
+@pytest.mark.parametrize(
+    "field,value",
+    [("finding_date", 20260512), ("finding_date", "20260512"), ("kind", ["phone"]), ("finding", ["precursor"])],
+)
+def test_a_signed_feed_with_a_field_of_the_wrong_type_is_refused(
+    tmp_path: Path, key_file: Path, field: str, value: object
+) -> None:
     """Review finding: ``"finding_date": 20260512`` passed verification (``date.fromisoformat``
     takes the basic format) and then crashed every night; a list as ``kind`` raised TypeError."""
     mx, key = _partner_side(tmp_path, key_file)
@@ -296,9 +364,9 @@ def test_a_signed_feed_with_a_field_of_the_wrong_type_is_refused(tmp_path: Path,
     _refused(us, tmp_path / "odd.json", key, datetime(2026, 5, 12, 22, tzinfo=UTC), "is not a valid findings entry")
 
 
-def test_import_as_of_is_refused_on_a_home_that_is_not_a_synthetic_world(tmp_path: Path, key_file: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch,
-                                                                         capsys: pytest.CaptureFixture) -> None:
+def test_import_as_of_is_refused_on_a_home_that_is_not_a_synthetic_world(
+    tmp_path: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Review finding: ``--as-of`` backdated the import (the feed entered days already published)
     and judged expiry by that clock: an expired feed went in. Only a synthetic world replays."""
     import sys

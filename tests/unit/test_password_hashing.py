@@ -45,7 +45,9 @@ def test_scrypt_user_logs_in_and_is_rehashed(tmp_path) -> None:
     store = UserStore(f"sqlite:///{tmp_path / 'u.db'}")
     store.add("old", "placeholder-password")
     with store.engine.begin() as conn:
-        conn.execute(update(users_table).where(users_table.c.username == "old").values(password_hash=_old_scrypt_hash(PASSWORD)))
+        conn.execute(
+            update(users_table).where(users_table.c.username == "old").values(password_hash=_old_scrypt_hash(PASSWORD))
+        )
     generation = store.get("old").generation
 
     assert store.authenticate("old", "wrong-password-1") is None  # a wrong password is refused...

@@ -34,9 +34,18 @@ def labels(days: list[date]) -> pl.DataFrame:
 
 def partner(lay: Layout, d: date, k: int) -> None:
     frame = pl.DataFrame(
-        [{S.SHIPMENT_ID: f"MX{k}", S.EXPORT_COUNTRY: "MX", S.EXPORTER_NAME: "e", S.EXPORTER_AEO: True,
-          S.PARTNER_DECLARED_VALUE_USD: 50.0, S.GROSS_WEIGHT_KG: 1.0, S.DESCRIPTION: "T-shirt",
-          S.DECLARED_AT: datetime(d.year, d.month, d.day, 9, tzinfo=UTC)}],
+        [
+            {
+                S.SHIPMENT_ID: f"MX{k}",
+                S.EXPORT_COUNTRY: "MX",
+                S.EXPORTER_NAME: "e",
+                S.EXPORTER_AEO: True,
+                S.PARTNER_DECLARED_VALUE_USD: 50.0,
+                S.GROSS_WEIGHT_KG: 1.0,
+                S.DESCRIPTION: "T-shirt",
+                S.DECLARED_AT: datetime(d.year, d.month, d.day, 9, tzinfo=UTC),
+            }
+        ],
         schema=S.PARTNER_SCHEMA,
     )
     write_parquet_atomic(frame, lay.raw_partner_day(d) / "part-0.parquet")

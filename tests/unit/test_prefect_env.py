@@ -58,8 +58,9 @@ def test_the_ephemeral_server_dies_with_the_process_that_started_it(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), str(ROOT), os.environ.get("PYTHONPATH", "")])
     env["FAKE_UVICORN_ARGV"] = str(argv_file)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(home), "18999"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(home), "18999"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     server_pid = None
     try:
         deadline = time.monotonic() + 120
@@ -111,8 +112,14 @@ def _logging_of(tmp_path: Path, mode: str) -> dict:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", LOGGING_PROBE, str(tmp_path), mode], env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LOGGING_PROBE, str(tmp_path), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -29,8 +29,14 @@ def _cli(home: Path, *args: str) -> tuple[int, list[str], float]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     code = "import sys; from riskpipe.cli import main; sys.argv[0] = 'riskpipe'; main()"
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, "--home", str(home), *args], env=env, cwd=home.parent,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--home", str(home), *args],
+        env=env,
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     wall = time.perf_counter() - t0
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     return done.returncode, lines, wall

@@ -28,12 +28,17 @@ def hand_frame() -> pl.DataFrame:
                 reason, positive = "random", (day == D1 and j == 0) or (day == D2 and j < 2)
             if day == D1 and j == 2:
                 reason, positive = "targeted", True
-            rows.append({
-                S.ARRIVAL_DATE: day, S.SHIPMENT_ID: f"{day:%d}-{j:02d}",
-                S.IS_POSITIVE: positive, S.EXAM_REASON: reason, "q": 0.1,
-                "a": (day == D1 and j in (0, 2)) or (day == D2 and j == 0),
-                "b": (day == D1 and j in (1, 3)) or (day == D2 and j in (0, 1)),
-            })
+            rows.append(
+                {
+                    S.ARRIVAL_DATE: day,
+                    S.SHIPMENT_ID: f"{day:%d}-{j:02d}",
+                    S.IS_POSITIVE: positive,
+                    S.EXAM_REASON: reason,
+                    "q": 0.1,
+                    "a": (day == D1 and j in (0, 2)) or (day == D2 and j == 0),
+                    "b": (day == D1 and j in (1, 3)) or (day == D2 and j in (0, 1)),
+                }
+            )
     return pl.DataFrame(rows, schema_overrides={S.IS_POSITIVE: pl.Boolean, S.EXAM_REASON: pl.String})
 
 
@@ -62,12 +67,20 @@ def better_frame(n_days: int = 5, per_day: int = 200, positives_per_day: int = 4
         reason = np.array([None] * per_day, dtype=object)
         reason[:20] = "targeted"
         reason[20 + rng.choice(per_day - 20, 4, replace=False)] = "random"
-        parts.append(pl.DataFrame({
-            S.ARRIVAL_DATE: [day] * per_day, S.SHIPMENT_ID: [f"{i}-{j:03d}" for j in range(per_day)],
-            S.IS_POSITIVE: [bool(v) if r is not None else None for v, r in zip(y, reason)],
-            S.EXAM_REASON: list(reason), "q": [0.01] * per_day,
-            "ch": np.arange(per_day) < 10, "champ": (np.arange(per_day) >= 10) & (np.arange(per_day) < 20),
-        }, schema_overrides={S.IS_POSITIVE: pl.Boolean, S.EXAM_REASON: pl.String}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    S.ARRIVAL_DATE: [day] * per_day,
+                    S.SHIPMENT_ID: [f"{i}-{j:03d}" for j in range(per_day)],
+                    S.IS_POSITIVE: [bool(v) if r is not None else None for v, r in zip(y, reason, strict=False)],
+                    S.EXAM_REASON: list(reason),
+                    "q": [0.01] * per_day,
+                    "ch": np.arange(per_day) < 10,
+                    "champ": (np.arange(per_day) >= 10) & (np.arange(per_day) < 20),
+                },
+                schema_overrides={S.IS_POSITIVE: pl.Boolean, S.EXAM_REASON: pl.String},
+            )
+        )
     return pl.concat(parts)
 
 
@@ -88,11 +101,17 @@ def test_bootstrap_is_reproducible_and_the_decision_follows_its_lower_bound():
     # a bootstrap whose interval straddles zero keeps the champion
     lo, hi = paired_bootstrap(np.r_[np.ones(5), -np.ones(5), np.zeros(90)], np.zeros(100, dtype=int), 500, seed=3)
     assert lo < 0 < hi
-    assert paired_bootstrap(np.r_[np.ones(5), -np.ones(5), np.zeros(90)], np.zeros(100, dtype=int), 500, seed=3) == (lo, hi)
+    assert paired_bootstrap(np.r_[np.ones(5), -np.ones(5), np.zeros(90)], np.zeros(100, dtype=int), 500, seed=3) == (
+        lo,
+        hi,
+    )
     straddling = type(one)(**{**one.__dict__, "interval": (lo, hi)})
     assert decide(straddling, min_positives=10) == (False, "interval straddles zero: champion kept")
     same = type(one)(**{**one.__dict__, "interval": (0.0, 0.0)})
-    assert decide(same, min_positives=10) == (False, "no difference between challenger and champion (interval [0, 0]): champion kept")
+    assert decide(same, min_positives=10) == (
+        False,
+        "no difference between challenger and champion (interval [0, 0]): champion kept",
+    )
 
 
 def test_three_labelled_positives_are_not_enough_evidence_even_for_a_higher_estimate():
@@ -110,12 +129,32 @@ def test_printed_decision_line_has_the_interval_and_the_counts(capsys):
     CLI that prints only the reason)."""
     from riskpipe.cli import _print_decision
 
-    evidence = {"estimator": "doubly robust", "days": ["2026-03-01", "2026-03-02"], "challenger_hits": 12.34,
-                "champion_hits": 10.0, "difference": 2.34, "interval": [-1.26, 5.81], "level": 0.95,
-                "challenger_hits_ips": 0.0, "champion_hits_ips": 0.0, "difference_ips": 0.0, "interval_ips": [0.0, 0.0],
-                "labelled_positives": 31, "random_exams": 160, "random_positives": 0, "bootstrap": 2000, "seed": 7}
-    _print_decision({"promoted": False, "challenger_version": "m2", "reason": "interval straddles zero: champion kept",
-                     "evidence": evidence})
+    evidence = {
+        "estimator": "doubly robust",
+        "days": ["2026-03-01", "2026-03-02"],
+        "challenger_hits": 12.34,
+        "champion_hits": 10.0,
+        "difference": 2.34,
+        "interval": [-1.26, 5.81],
+        "level": 0.95,
+        "challenger_hits_ips": 0.0,
+        "champion_hits_ips": 0.0,
+        "difference_ips": 0.0,
+        "interval_ips": [0.0, 0.0],
+        "labelled_positives": 31,
+        "random_exams": 160,
+        "random_positives": 0,
+        "bootstrap": 2000,
+        "seed": 7,
+    }
+    _print_decision(
+        {
+            "promoted": False,
+            "challenger_version": "m2",
+            "reason": "interval straddles zero: champion kept",
+            "evidence": evidence,
+        }
+    )
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith("retrain: kept the champion (challenger m2): interval straddles zero: champion kept;")
     assert "challenger 12.3 vs champion 10.0" in out and "95% interval [-1.3, +5.8]" in out

@@ -64,12 +64,15 @@ def test_run_killed_mid_swap_is_rolled_forward(tmp_path):
 
 
 # --- crashes between the journal and the swaps, seen by readers (real kills: a child process) ---
-COMMIT_CHILD = CRASH_AT_KTH_REPLACE + """
+COMMIT_CHILD = (
+    CRASH_AT_KTH_REPLACE
+    + """
 from riskpipe import publish
 from riskpipe.store import Layout
 staged = publish.Staged(date.fromisoformat(sys.argv[3]), {k: Path(v) for k, v in json.loads(sys.argv[4]).items()})
 publish.commit(Layout(Path(sys.argv[1])), staged)
 """
+)
 
 
 def _publish_frames(layout: Layout, day: date, tag: str, kill_at: int | None = None) -> None:
@@ -86,10 +89,24 @@ def _publish_frames(layout: Layout, day: date, tag: str, kill_at: int | None = N
 
     staged = publish.stage(layout, day)
     ids = [f"{tag}-{i}" for i in range(3)]
-    pl.DataFrame({S.SHIPMENT_ID: ids, S.RISK_SCORE: [0.9, 0.5, 0.1], S.RULE_SCORE: [0.0] * 3,
-                  S.REASONS: [["r:x"]] * 3, S.MODEL_VERSION: [tag] * 3}).write_parquet(staged["scores"] / "scores.parquet")
-    pl.DataFrame({S.RANK: [1, 2], S.SHIPMENT_ID: ids[:2], S.RISK_SCORE: [0.9, 0.5], S.SELECTION: ["risk"] * 2,
-                  S.REASONS: [["r:x"]] * 2}).write_parquet(staged["targets"] / "targets.parquet")
+    pl.DataFrame(
+        {
+            S.SHIPMENT_ID: ids,
+            S.RISK_SCORE: [0.9, 0.5, 0.1],
+            S.RULE_SCORE: [0.0] * 3,
+            S.REASONS: [["r:x"]] * 3,
+            S.MODEL_VERSION: [tag] * 3,
+        }
+    ).write_parquet(staged["scores"] / "scores.parquet")
+    pl.DataFrame(
+        {
+            S.RANK: [1, 2],
+            S.SHIPMENT_ID: ids[:2],
+            S.RISK_SCORE: [0.9, 0.5],
+            S.SELECTION: ["risk"] * 2,
+            S.REASONS: [["r:x"]] * 2,
+        }
+    ).write_parquet(staged["targets"] / "targets.parquet")
     (staged["reports"] / "report.html").write_text(tag)
     if kill_at is None:
         publish.commit(layout, staged)
@@ -97,8 +114,13 @@ def _publish_frames(layout: Layout, day: date, tag: str, kill_at: int | None = N
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     dirs = json.dumps({k: str(v) for k, v in staged.dirs.items()})
-    done = subprocess.run([sys.executable, "-c", COMMIT_CHILD, str(layout.home), str(kill_at), day.isoformat(), dirs],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", COMMIT_CHILD, str(layout.home), str(kill_at), day.isoformat(), dirs],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == CRASH, done.stderr[-2000:]
 
 

@@ -40,7 +40,7 @@ def _day(rows: list[tuple[str, str, float, str | None]]) -> tuple[pl.DataFrame, 
             S.SHIPPER_NAME: ["s"] * len(rows),
             S.DESCRIPTION: ["d"] * len(rows),
             S.DECLARED_VALUE_USD: [10.0] * len(rows),
-            S.MODE: pl.Series([ "express"] * len(rows), dtype=S.Mode),
+            S.MODE: pl.Series(["express"] * len(rows), dtype=S.Mode),
         }
     )
     return scores, raw
@@ -222,8 +222,16 @@ def test_capacity_is_the_days_total_up_to_what_the_ceilings_allow():
         out = rank_day(scores, raw, s, capacity=n, texts=TEXTS)
         assert out.height == want == day_budget(port_ceilings({"4701": 1, "2720": 10}, s, n), n)
     # more than the table's sum: ceilings scale up in proportion, capped by each port's shipments
-    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=12) == {"2720": 4, "4701": 6, "9999": 2}
-    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=4) == {"2720": 2, "4701": 3, "9999": 1}
+    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=12) == {
+        "2720": 4,
+        "4701": 6,
+        "9999": 2,
+    }
+    assert port_ceilings({"4701": 100, "2720": 100, "9999": 100}, _settings(), capacity=4) == {
+        "2720": 2,
+        "4701": 3,
+        "9999": 1,
+    }
     out = rank_day(scores, raw, s, capacity=11, texts=TEXTS)
     assert out.height == 5  # ceilings 11 * 3/5 -> 7 and 11 * 2/5 -> 4, then 4701's one shipment: 1 + 4
 
@@ -247,7 +255,9 @@ def test_top_risk_gaps_count_what_was_not_examined_and_why():
 
     # hot port 4701 (ceiling 3) holds the six highest scores; 2720 (ceiling 3) middling ones;
     # capacity 6 with 1 exploration slot
-    rows = [(f"h{i}", "4701", 0.9 - i / 100, None) for i in range(6)] + [(f"m{i}", "2720", 0.5 - i / 100, None) for i in range(6)]
+    rows = [(f"h{i}", "4701", 0.9 - i / 100, None) for i in range(6)] + [
+        (f"m{i}", "2720", 0.5 - i / 100, None) for i in range(6)
+    ]
     scores, raw = _day(rows)
     settings = _settings(port_capacity={"4701": 3, "2720": 3}, exploration_share=0.2)
     out = rank_day(scores, raw, settings, capacity=5, seed=1, texts=TEXTS)
@@ -272,7 +282,9 @@ def test_top_risk_gaps_count_what_was_not_examined_and_why():
     assert gaps["reasons"]["port_ceiling"]["shipments"] == 0
     # a full port with an exploration pick: its best missed shipment lost its exam to
     # exploration, the rest to the ceiling (4701: 9 risk + 1 exploration of its 20 top shipments)
-    rows = [(f"h{i:02d}", "4701", 0.9 - i / 100, None) for i in range(20)] + [(f"m{i:02d}", "2720", 0.1, None) for i in range(20)]
+    rows = [(f"h{i:02d}", "4701", 0.9 - i / 100, None) for i in range(20)] + [
+        (f"m{i:02d}", "2720", 0.1, None) for i in range(20)
+    ]
     scores, raw = _day(rows)
     settings = _settings(port_capacity={"4701": 10, "2720": 10}, exploration_share=0.1)
     out = rank_day(scores, raw, settings, seed=3, texts=TEXTS)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import json
 import functools
 import hashlib
+import json
 import os
 import pickle
 import stat
@@ -69,7 +69,9 @@ def test_save_load_roundtrip_and_champion(tmp_path, fitted):
     with pytest.raises(RiskpipeError, match="no champion"):
         load_model(tmp_path)
     set_champion(tmp_path, version)
-    loaded = load_model(tmp_path, feature_schema={"f_x": pl.Float64, "f_cat": pl.Enum(["a", "b", "c"]), "other": pl.Int8})
+    loaded = load_model(
+        tmp_path, feature_schema={"f_x": pl.Float64, "f_cat": pl.Enum(["a", "b", "c"]), "other": pl.Int8}
+    )
     assert loaded.version == "v1" and champion_version(tmp_path) == "v1"
     np.testing.assert_array_equal(loaded.model.predict_risk(frame), model.predict_risk(frame))
 
@@ -137,8 +139,13 @@ def _plant(models: Path, version: str, data: bytes, meta: dict, sign: bool = Fal
     folder = models / version
     folder.mkdir(parents=True)
     (folder / MODEL_FILE).write_bytes(data)
-    full = {**meta, "version": version, "format_version": 1, "artifact": MODEL_FILE,
-            "sha256": hashlib.sha256(data).hexdigest()}
+    full = {
+        **meta,
+        "version": version,
+        "format_version": 1,
+        "artifact": MODEL_FILE,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     (folder / META_FILE).write_text(json.dumps(full, default=str))
     if sign:
         from riskpipe.registry import sign_version
@@ -315,7 +322,9 @@ def test_freshly_trained_models_hold_only_reviewed_types_and_load(tmp_path):
         loaded = load_model(models, version)
         np.testing.assert_array_equal(loaded.model.predict_risk(frame), model.predict_risk(frame))
         if calib is not None:
-            np.testing.assert_array_equal(loaded.model.predict_risk_cascade(frame, 0.1), model.predict_risk_cascade(frame, 0.1))
+            np.testing.assert_array_equal(
+                loaded.model.predict_risk_cascade(frame, 0.1), model.predict_risk_cascade(frame, 0.1)
+            )
 
 
 def test_registry_key_is_private_outside_models_and_created_once(tmp_path, fitted):

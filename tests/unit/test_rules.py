@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -94,17 +92,44 @@ def test_shipped_defaults_load_and_cover_domain_red_flags():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "nope", op = "eq", value = 1 }]', "rule R1, all[0], field 'nope': unknown field"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "like", value = "x" }]', "unknown op 'like'"),
-        ('code = "R1"\ntext = "t"\nweight = 1.5\nall = [{ field = "description", op = "is_null" }]', "rule R1: weight 1.5"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "matches", value = "([" }]', "invalid regular expression"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "contains_any", value = "@nothing" }]', "unknown lexicon @nothing"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "declared_value_usd", op = "gt", value = "big" }]', "needs a number"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "country_of_origin", op = "in", value = "CN" }]', "non-empty list"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "is_null", value = 1 }]', "takes no value"),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "nope", op = "eq", value = 1 }]',
+            "rule R1, all[0], field 'nope': unknown field",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "like", value = "x" }]',
+            "unknown op 'like'",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 1.5\nall = [{ field = "description", op = "is_null" }]',
+            "rule R1: weight 1.5",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "matches", value = "([" }]',
+            "invalid regular expression",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "contains_any", value = "@nothing" }]',
+            "unknown lexicon @nothing",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "declared_value_usd", op = "gt", value = "big" }]',
+            "needs a number",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "country_of_origin", op = "in", value = "CN" }]',
+            "non-empty list",
+        ),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nall = [{ field = "description", op = "is_null", value = 1 }]',
+            "takes no value",
+        ),
         ('code = "R1"\ntext = "t"\nweight = 0.5', "needs conditions"),
         ('code = "R1"\nweight = 0.5\nall = [{ field = "description", op = "is_null" }]', "plain-language text"),
-        ('code = "R1"\ntext = "t"\nweight = 0.5\nexpr = "__import__(\'os\')"\nall = [{ field = "description", op = "is_null" }]', "unknown key(s) expr"),
+        (
+            'code = "R1"\ntext = "t"\nweight = 0.5\nexpr = "__import__(\'os\')"\nall = [{ field = "description", op = "is_null" }]',
+            "unknown key(s) expr",
+        ),
     ],
 )
 def test_bad_rules_are_rejected_naming_rule_and_field(tmp_path, body, message):
@@ -180,5 +205,7 @@ def test_floor_must_be_boolean():
     from riskpipe.rules import parse_rules
 
     with pytest.raises(RiskpipeError, match="rule X.*floor"):
-        parse_rules('[[rule]]\ncode = "X"\ntext = "t"\nweight = 0.1\nfloor = "yes"\n'
-                    'all = [ { field = "description", op = "is_null" } ]\n')
+        parse_rules(
+            '[[rule]]\ncode = "X"\ntext = "t"\nweight = 0.1\nfloor = "yes"\n'
+            'all = [ { field = "description", op = "is_null" } ]\n'
+        )

@@ -24,8 +24,12 @@ def test_run_step_announces_boundaries_and_names_the_failing_step():
         assert run_step("nightly", "features", lambda x: x + 1, 1) == 2
         with pytest.raises(StepFailed) as caught:
             run_step("nightly", "score", lambda: (_ for _ in ()).throw(ValueError("bad\n  column x")))
-    assert [(e.step, e.kind) for e in seen] == [("features", "start"), ("features", "done"),
-                                               ("score", "start"), ("score", "failed")]
+    assert [(e.step, e.kind) for e in seen] == [
+        ("features", "start"),
+        ("features", "done"),
+        ("score", "start"),
+        ("score", "failed"),
+    ]
     assert str(caught.value) == "nightly step 'score' failed: bad column x"
     assert isinstance(caught.value, RiskpipeError) and isinstance(caught.value.__cause__, ValueError)
     assert seen[-1].detail == "bad column x"
@@ -97,8 +101,13 @@ def receiver():
     server.server_close()
 
 
-FAILURE = Failure(flow="nightly", run_name="nightly-2026-02-01", day="2026-02-01", step="features",
-                  error="no ingested manifests for arrival date 2026-02-01")
+FAILURE = Failure(
+    flow="nightly",
+    run_name="nightly-2026-02-01",
+    day="2026-02-01",
+    step="features",
+    error="no ingested manifests for arrival date 2026-02-01",
+)
 
 
 @pytest.mark.parametrize("scheme", ["json", "http"])
@@ -108,8 +117,10 @@ def test_an_alert_is_posted_once_with_run_day_step_and_error(receiver, scheme):
     assert len(posts) == 1 and posts[0]["path"] == "/alerts"
     body = posts[0]["body"]
     assert body["title"] == "riskpipe nightly failed: nightly-2026-02-01"
-    assert body["message"] == ("riskpipe run nightly-2026-02-01 (nightly, day 2026-02-01) ended Failed at step "
-                               "'features': no ingested manifests for arrival date 2026-02-01")
+    assert body["message"] == (
+        "riskpipe run nightly-2026-02-01 (nightly, day 2026-02-01) ended Failed at step "
+        "'features': no ingested manifests for arrival date 2026-02-01"
+    )
     assert body["type"] == "failure"
 
 

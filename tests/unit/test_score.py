@@ -49,8 +49,12 @@ def _frame(n: int, seed: int) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def loaded() -> LoadedModel:
-    est = TabularRiskClassifier(max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
-    model, meta = fit_risk_model(_frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.0)
+    est = TabularRiskClassifier(
+        max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0
+    )
+    model, meta = fit_risk_model(
+        _frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.0
+    )
     return LoadedModel(version="t", model=model, meta=meta)
 
 
@@ -82,10 +86,16 @@ def test_batched_scoring_equals_unbatched_and_cascade_keeps_the_top(loaded, monk
     rules = parse_rules(RULES)
     one = score_frame(day, loaded, rules, top_n=20)
     assert_frame_equal(score_frame(day, loaded, rules, top_n=20, batch_rows=64), one)
-    assert one[S.REASONS].list.len().max() >= 1 and one.filter(pl.col(S.RULE_SCORE) > 0)[S.REASONS].list.first().eq("BIG").all()
+    assert (
+        one[S.REASONS].list.len().max() >= 1
+        and one.filter(pl.col(S.RULE_SCORE) > 0)[S.REASONS].list.first().eq("BIG").all()
+    )
     # the cascade only changes rows outside the candidates: the top 10 by the whole model stay on top
     casc = score_frame(day, loaded, rules, top_n=20, cascade_min_rows=100)
-    top = lambda f: f.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(10)[S.SHIPMENT_ID].to_list()
+
+    def top(f: pl.DataFrame) -> list[str]:
+        return f.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(10)[S.SHIPMENT_ID].to_list()
+
     assert top(casc) == top(one)
 
 
@@ -110,7 +120,9 @@ def test_join_raw_features_sorted_fast_path_equals_the_join():
     from riskpipe.score import join_raw_features
 
     feats = pl.DataFrame({S.SHIPMENT_ID: ["a", "b", "c", "d"], "f": [1, 2, 3, 4], S.HTS_CODE: ["x"] * 4})
-    raw = pl.DataFrame({S.SHIPMENT_ID: ["c", "a", "d", "b"], S.DESCRIPTION: ["C", "A", "D", "B"], S.HTS_CODE: ["r"] * 4})
+    raw = pl.DataFrame(
+        {S.SHIPMENT_ID: ["c", "a", "d", "b"], S.DESCRIPTION: ["C", "A", "D", "B"], S.HTS_CODE: ["r"] * 4}
+    )
     fast = join_raw_features(raw, feats)
     assert fast.columns == [S.SHIPMENT_ID, S.DESCRIPTION, "f", S.HTS_CODE]  # raw first; features win a clash
     assert fast[S.DESCRIPTION].to_list() == ["A", "B", "C", "D"] and fast["f"].to_list() == [1, 2, 3, 4]
@@ -124,8 +136,12 @@ def test_join_raw_features_sorted_fast_path_equals_the_join():
 @pytest.fixture(scope="module")
 def loaded_linear() -> LoadedModel:
     """The production shape: trees and the linear partner (whose scaler refuses infinities)."""
-    est = TabularRiskClassifier(max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
-    model, meta = fit_risk_model(_frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.3)
+    est = TabularRiskClassifier(
+        max_iter=30, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0
+    )
+    model, meta = fit_risk_model(
+        _frame(600, 0), _frame(300, 1), [S.DECLARED_VALUE, "kind", "noise"], estimator=est, linear_weight=0.3
+    )
     return LoadedModel(version="t", model=model, meta=meta)
 
 
@@ -144,10 +160,11 @@ def test_scoring_survives_non_finite_feature_values(which, request):
     assert np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
     assert out.height == 60
     # the clipped infinity scores as the largest finite value would
-    big = day.with_columns(pl.Series(S.DECLARED_VALUE, [1e18, -1e18, float("nan"), 1e18] + [10.0] * 56),
-                           pl.Series("noise", [None, 1e18] + [0.0] * 58))
-    assert_frame_equal(score_frame(big, loaded, parse_rules(RULES), top_n=10).drop(S.REASONS),
-                       out.drop(S.REASONS))
+    big = day.with_columns(
+        pl.Series(S.DECLARED_VALUE, [1e18, -1e18, float("nan"), 1e18] + [10.0] * 56),
+        pl.Series("noise", [None, 1e18] + [0.0] * 58),
+    )
+    assert_frame_equal(score_frame(big, loaded, parse_rules(RULES), top_n=10).drop(S.REASONS), out.drop(S.REASONS))
 
 
 def test_nightly_features_and_score_survive_an_old_store_with_infinities(tmp_path):
@@ -163,20 +180,32 @@ def test_nightly_features_and_score_survive_an_old_store_with_infinities(tmp_pat
     lay = Layout(tmp_path)
     d0, d1 = date(2026, 3, 9), date(2026, 3, 10)
     rng = np.random.default_rng(0)
-    write_raw_day(lay, d0, [{S.DECLARED_VALUE: float(v), S.DECLARED_VALUE_USD: float(v), S.GROSS_WEIGHT_KG: float(w)}
-                            for v, w in zip(rng.uniform(1, 900, 300), rng.uniform(0.05, 5, 300))])
-    train = build_features(lay, d0).with_columns(
-        pl.Series(S.IS_POSITIVE, (rng.random(300) < 0.2).astype(np.int8)))
-    est = TabularRiskClassifier(max_iter=20, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0)
+    write_raw_day(
+        lay,
+        d0,
+        [
+            {S.DECLARED_VALUE: float(v), S.DECLARED_VALUE_USD: float(v), S.GROSS_WEIGHT_KG: float(w)}
+            for v, w in zip(rng.uniform(1, 900, 300), rng.uniform(0.05, 5, 300), strict=False)
+        ],
+    )
+    train = build_features(lay, d0).with_columns(pl.Series(S.IS_POSITIVE, (rng.random(300) < 0.2).astype(np.int8)))
+    est = TabularRiskClassifier(
+        max_iter=20, learning_rate=0.2, early_stopping=False, min_samples_leaf=5, random_state=0
+    )
     model, meta = fit_risk_model(train, train, FEATURE_COLUMNS, estimator=est, linear_weight=0.3)
     loaded_model = LoadedModel(version="t", model=model, meta=meta)
-    write_raw_day(lay, d1, [
-        {S.DECLARED_VALUE: 1.7e308, S.DECLARED_VALUE_USD: float("inf")},
-        {S.GROSS_WEIGHT_KG: 1e-320},
-        {S.DECLARED_VALUE_USD: float("nan")},
-        {S.DECLARED_VALUE_USD: float("-inf"), S.GROSS_WEIGHT_KG: float("inf")},
-        {}, {},
-    ])
+    write_raw_day(
+        lay,
+        d1,
+        [
+            {S.DECLARED_VALUE: 1.7e308, S.DECLARED_VALUE_USD: float("inf")},
+            {S.GROSS_WEIGHT_KG: 1e-320},
+            {S.DECLARED_VALUE_USD: float("nan")},
+            {S.DECLARED_VALUE_USD: float("-inf"), S.GROSS_WEIGHT_KG: float("inf")},
+            {},
+            {},
+        ],
+    )
     scored = score_day(lay, d1, loaded_model, parse_rules(RULES), pl.DataFrame(schema=S.LABEL_SCHEMA))
     risk = scored[S.RISK_SCORE].to_numpy()
     assert scored.height == 6 and np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()

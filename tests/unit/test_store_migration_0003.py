@@ -21,8 +21,10 @@ def _at_0002(url: str) -> None:
         command.upgrade(_config(conn), "0002")
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO labels VALUES ('S-1', :d, 'no_finding', 'random', NULL, NULL, :t, 'ana')"),
-                     {"d": date(2026, 1, 6), "t": datetime(2026, 1, 7, 9, tzinfo=UTC)})
+        conn.execute(
+            text("INSERT INTO labels VALUES ('S-1', :d, 'no_finding', 'random', NULL, NULL, :t, 'ana')"),
+            {"d": date(2026, 1, 6), "t": datetime(2026, 1, 7, 9, tzinfo=UTC)},
+        )
     engine.dispose()
 
 

@@ -39,7 +39,8 @@ def release_metadata(with_main_changes: bool) -> MetaData:
     build the OLD schema."""
     md = MetaData()
     Table(
-        "labels", md,
+        "labels",
+        md,
         Column("shipment_id", String(64), primary_key=True),
         Column("exam_date", Date, nullable=False, index=True),
         Column("outcome", String(32), nullable=False),
@@ -50,7 +51,8 @@ def release_metadata(with_main_changes: bool) -> MetaData:
         Column("recorded_by", String(100), nullable=False),
     )
     Table(
-        "label_audit", md,
+        "label_audit",
+        md,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("shipment_id", String(64), nullable=False, index=True),
         Column("changed_at", DateTime, nullable=False),
@@ -69,7 +71,8 @@ def release_metadata(with_main_changes: bool) -> MetaData:
     if with_main_changes:
         users.append(Column("session_generation", String(32), nullable=False, default=""))
         Table(
-            "login_throttle", md,
+            "login_throttle",
+            md,
             Column("key", String(64), primary_key=True),
             Column("failures", Integer, nullable=False),
             Column("blocked_until", Float, nullable=False),
@@ -96,8 +99,10 @@ def make_old_database(url: str, with_main_changes: bool) -> None:
             {"d": date(2026, 1, 6), "t": RECORDED},
         )
         conn.execute(
-            text("INSERT INTO label_audit (shipment_id, changed_at, actor, action, before, after) "
-                 "VALUES ('S-OLD', :t, 'import:a.csv', 'insert', NULL, '{}')"),
+            text(
+                "INSERT INTO label_audit (shipment_id, changed_at, actor, action, before, after) "
+                "VALUES ('S-OLD', :t, 'import:a.csv', 'insert', NULL, '{}')"
+            ),
             {"t": RECORDED},
         )
     engine.dispose()

@@ -11,7 +11,7 @@ import polars as pl
 from riskpipe import partner as P
 from riskpipe import schema as S
 from riskpipe.config import Settings
-from riskpipe.ingest import ingest_paths, import_labels
+from riskpipe.ingest import import_labels, ingest_paths
 from riskpipe.labels import LabelStore
 from riskpipe.store import Layout, scan_raw_shipments
 from riskpipe.synth import generate
@@ -20,8 +20,11 @@ START = date(2026, 1, 5)
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_partner_side_leaves_the_us_world_unchanged_and_its_feed_holds_no_identifier(tmp_path: Path) -> None:
@@ -38,14 +41,32 @@ def test_partner_side_leaves_the_us_world_unchanged_and_its_feed_holds_no_identi
     assert labels.height > 0 and labels[S.OUTCOME].cast(pl.String).is_in(S.POSITIVE_OUTCOMES).all()
     key = bytes(range(32))
     entries = P.finding_entries(mx, labels, key, START, date(2026, 1, 8))
-    env = P.make_envelope(P.FINDINGS, entries, key, "Mexico's customs service", START, date(2026, 1, 8),
-                          datetime(2026, 1, 8, 20, tzinfo=UTC), 30)
+    env = P.make_envelope(
+        P.FINDINGS,
+        entries,
+        key,
+        "Mexico's customs service",
+        START,
+        date(2026, 1, 8),
+        datetime(2026, 1, 8, 20, tzinfo=UTC),
+        30,
+    )
     feed = P.write_feed(env, tmp_path / "feed.json")
     data = feed.read_bytes().lower()
     assert len(entries) > 10
     # every raw phone, e-mail, IP, address, shipper and seller of both worlds: none in clear
-    cols = [S.CONSIGNEE_PHONE, S.SHIPPER_PHONE, S.CONSIGNEE_EMAIL, S.SHIPPER_EMAIL, S.ACCOUNT_IP,
-            S.CONSIGNEE_ADDRESS, S.CONSIGNEE_ADDRESS_KEY, S.SHIPPER_NAME, S.SELLER_ID, S.CONSIGNEE_NAME]
+    cols = [
+        S.CONSIGNEE_PHONE,
+        S.SHIPPER_PHONE,
+        S.CONSIGNEE_EMAIL,
+        S.SHIPPER_EMAIL,
+        S.ACCOUNT_IP,
+        S.CONSIGNEE_ADDRESS,
+        S.CONSIGNEE_ADDRESS_KEY,
+        S.SHIPPER_NAME,
+        S.SELLER_ID,
+        S.CONSIGNEE_NAME,
+    ]
     ingest_paths(us)
     from riskpipe.features.keys import NORMALISED
 

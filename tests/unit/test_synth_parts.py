@@ -38,7 +38,14 @@ def test_catalog_has_forty_kinds_with_ten_digit_codes():
 def test_a_seized_cell_changes_covers_aliases_drops_modes_and_ports_after_a_lag():
     rng, catalog, pop, cells = _small_world()
     cell, other = cells[0], cells[1]
-    before = (set(cell.cover), set(cell.aliases), set(cell.drops), set(cell.mules), cell.modes.copy(), set(cell.sellers))
+    before = (
+        set(cell.cover),
+        set(cell.aliases),
+        set(cell.drops),
+        set(cell.mules),
+        cell.modes.copy(),
+        set(cell.sellers),
+    )
     other_before = set(other.aliases)
     record_seizures(cells, {cell.cell_id}, DAY, rng)
     assert cell.seizures == [DAY] and cell.adapt_on is not None
@@ -124,12 +131,24 @@ def test_exam_rules_and_selection():
     assert flags["press"].tolist() == [False, False, True, False]
     risky = exams.hts_flags(pl.Series(["2933399100", "6109100012"]))
     assert risky.tolist() == [True, False]
-    score = exams.rule_score(np.array([0, 1, 2, 3]), np.array([0, -1, -1, 1]), np.array([True, True, False, False]),
-                             np.array([False, False, False, True]), np.array([10.0, 5.0, 60.0, 20.0]),
-                             np.array([1.0, 0.2, 40.0, 2.0]), flags, risky)
+    score = exams.rule_score(
+        np.array([0, 1, 2, 3]),
+        np.array([0, -1, -1, 1]),
+        np.array([True, True, False, False]),
+        np.array([False, False, False, True]),
+        np.array([10.0, 5.0, 60.0, 20.0]),
+        np.array([1.0, 0.2, 40.0, 2.0]),
+        flags,
+        risky,
+    )
     assert score.tolist() == [3.5, 1.0, 3.5, 1.5]
-    reason = exams.select_exams(np.array([5.0, 0.0, 2.0, 0.0]), np.array([True, True, True, True]),
-                                np.random.default_rng(0), random_share=0.0, targeted_share=0.25)
+    reason = exams.select_exams(
+        np.array([5.0, 0.0, 2.0, 0.0]),
+        np.array([True, True, True, True]),
+        np.random.default_rng(0),
+        random_share=0.0,
+        targeted_share=0.25,
+    )
     assert reason.tolist() == [1, 0, 0, 0]
     assert len(catalog.descriptions) > 200
 
@@ -137,7 +156,13 @@ def test_exam_rules_and_selection():
 def test_street_variants_write_the_same_place_differently():
     lines = pl.Series(["12 Maple St Apt 4", "7 Oak Ave", "99 Pine Rd Suite 200", "5 Elm Dr Ste 101", "3 Bay Ct"])
     out = street_variants(lines, pl.Series([2, 2, 3, 1, 0], dtype=pl.Int8))
-    assert out.to_list() == ["12 Maple Street #4", "7 Oak Avenue", "99 pine rd, suite 200", "5 ELM DR STE 101", "3 Bay Ct"]
+    assert out.to_list() == [
+        "12 Maple Street #4",
+        "7 Oak Avenue",
+        "99 pine rd, suite 200",
+        "5 ELM DR STE 101",
+        "3 Bay Ct",
+    ]
 
 
 def test_weighted_draw_follows_the_weights_and_the_seed():
@@ -155,11 +180,31 @@ def test_split_parcels_and_partner_mismatch_add_rule_points():
     flags = exams.description_flags(pl.Series(["T-shirt"]))
     risky = exams.hts_flags(pl.Series(["6109100012"]))
     z = np.zeros(4, dtype=np.int64)
-    score = exams.rule_score(z, z, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 20.0), np.full(4, 1.0), flags, risky,
-                             parcels_to_address=np.array([1, 3, 5, 1]), partner_status=np.array([0, 1, 2, 3]))
+    score = exams.rule_score(
+        z,
+        z,
+        np.zeros(4, bool),
+        np.zeros(4, bool),
+        np.full(4, 20.0),
+        np.full(4, 1.0),
+        flags,
+        risky,
+        parcels_to_address=np.array([1, 3, 5, 1]),
+        partner_status=np.array([0, 1, 2, 3]),
+    )
     assert score.tolist() == [0.0, 1.0, 2.5, 1.0]  # honest partner filings differ too: a difference is one point
-    score = exams.rule_score(z, z, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 20.0), np.full(4, 1.0), flags, risky,
-                             lookout=np.array([True, False, False, True]), new_account=np.array([False, True, False, True]))
+    score = exams.rule_score(
+        z,
+        z,
+        np.zeros(4, bool),
+        np.zeros(4, bool),
+        np.full(4, 20.0),
+        np.full(4, 1.0),
+        flags,
+        risky,
+        lookout=np.array([True, False, False, True]),
+        new_account=np.array([False, True, False, True]),
+    )
     assert score.tolist() == [3.0, 1.0, 0.0, 4.0]
 
 

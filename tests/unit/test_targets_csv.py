@@ -30,12 +30,27 @@ HOSTILE = {
 
 def manifest_row(sid: str, description: str) -> dict[str, str]:
     return {
-        S.SHIPMENT_ID: sid, S.FILED_AT: "2026-01-05T08:00:00Z", S.ARRIVAL_DATE: DAY.isoformat(),
-        S.ENTRY_TYPE: "321", S.MODE: "express", S.CARRIER_CODE: "DHL", S.PORT_OF_ENTRY: "4701",
-        S.SHIPPER_NAME: "=1+1" if sid == "T1" else "Shipper", S.SHIPPER_ADDRESS: "B", S.SHIPPER_COUNTRY: "CN",
-        S.CONSIGNEE_NAME: "C", S.CONSIGNEE_ADDRESS: "1 Main St", S.CONSIGNEE_CITY: "X", S.CONSIGNEE_STATE: "NY",
-        S.CONSIGNEE_POSTAL_CODE: "10001", S.DESCRIPTION: description, S.COUNTRY_OF_ORIGIN: "CN",
-        S.DECLARED_VALUE: "5", S.CURRENCY: "USD", S.GROSS_WEIGHT_KG: "0.2", S.PIECE_COUNT: "1",
+        S.SHIPMENT_ID: sid,
+        S.FILED_AT: "2026-01-05T08:00:00Z",
+        S.ARRIVAL_DATE: DAY.isoformat(),
+        S.ENTRY_TYPE: "321",
+        S.MODE: "express",
+        S.CARRIER_CODE: "DHL",
+        S.PORT_OF_ENTRY: "4701",
+        S.SHIPPER_NAME: "=1+1" if sid == "T1" else "Shipper",
+        S.SHIPPER_ADDRESS: "B",
+        S.SHIPPER_COUNTRY: "CN",
+        S.CONSIGNEE_NAME: "C",
+        S.CONSIGNEE_ADDRESS: "1 Main St",
+        S.CONSIGNEE_CITY: "X",
+        S.CONSIGNEE_STATE: "NY",
+        S.CONSIGNEE_POSTAL_CODE: "10001",
+        S.DESCRIPTION: description,
+        S.COUNTRY_OF_ORIGIN: "CN",
+        S.DECLARED_VALUE: "5",
+        S.CURRENCY: "USD",
+        S.GROSS_WEIGHT_KG: "0.2",
+        S.PIECE_COUNT: "1",
     }
 
 

@@ -26,7 +26,8 @@ def test_users_add_authenticate_passwd_deactivate_remove(db_url: str) -> None:
     users.set_active("ana", False)
     assert users.get("ana") is None and users.authenticate("ana", "password-new") is None
     assert [(u["username"], u["role"], u["active"]) for u in users.list()] == [
-        ("ana", "analyst", False), ("sue", "supervisor", True)
+        ("ana", "analyst", False),
+        ("sue", "supervisor", True),
     ]
     users.remove("ana")
     with pytest.raises(RiskpipeError, match="no user"):

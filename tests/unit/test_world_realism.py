@@ -70,10 +70,14 @@ def measured_world(home: Path, seed: int, days: int = DEMO_DAYS, per_day: int = 
         truth = pl.read_parquet(layout.partition(layout.truth, d) / "*.parquet").select(
             S.SHIPMENT_ID, pl.col(S.TRUE_CLASS).cast(pl.String).is_in(S.POSITIVE_OUTCOMES).alias("positive")
         )
-        raw = scan_raw_shipments(layout, [d]).select(
-            S.SHIPMENT_ID, S.DESCRIPTION, S.HTS_CODE, S.CONSIGNEE_ADDRESS_KEY, S.ARRIVAL_DATE
-        ).collect()
-        parts.append(pl.concat([feats, fires], how="horizontal").join(truth, on=S.SHIPMENT_ID).join(raw, on=S.SHIPMENT_ID))
+        raw = (
+            scan_raw_shipments(layout, [d])
+            .select(S.SHIPMENT_ID, S.DESCRIPTION, S.HTS_CODE, S.CONSIGNEE_ADDRESS_KEY, S.ARRIVAL_DATE)
+            .collect()
+        )
+        parts.append(
+            pl.concat([feats, fires], how="horizontal").join(truth, on=S.SHIPMENT_ID).join(raw, on=S.SHIPMENT_ID)
+        )
     return pl.concat(parts, how="vertical_relaxed")
 
 
@@ -93,7 +97,9 @@ def flag_precision(frame: pl.DataFrame) -> pl.DataFrame:
         n = int(hit.sum())
         pos = int((hit & frame.get_column("positive")).sum())
         rows.append({"flag": c, "hits": n, "positives": pos, "precision": pos / n if n else None})
-    return pl.DataFrame(rows, schema={"flag": pl.String, "hits": pl.Int64, "positives": pl.Int64, "precision": pl.Float64})
+    return pl.DataFrame(
+        rows, schema={"flag": pl.String, "hits": pl.Int64, "positives": pl.Int64, "precision": pl.Float64}
+    )
 
 
 def value_precision(frame: pl.DataFrame, expr: pl.Expr) -> pl.DataFrame:
@@ -136,16 +142,21 @@ def test_no_indicator_flag_is_a_give_away(worlds):
         assert table.height >= 20  # every family's flags were measured
         bad = give_aways(table)
         assert bad.height == 0, f"seed {seed}: flags >= {MAX_PRECISION:.0%} precise:\n{bad}"
-    pooled = pl.concat([flag_precision(f) for f in worlds.values()]).group_by("flag").agg(
-        pl.col("hits").sum(), pl.col("positives").sum()
-    ).with_columns((pl.col("positives") / pl.col("hits")).alias("precision"))
+    pooled = (
+        pl.concat([flag_precision(f) for f in worlds.values()])
+        .group_by("flag")
+        .agg(pl.col("hits").sum(), pl.col("positives").sum())
+        .with_columns((pl.col("positives") / pl.col("hits")).alias("precision"))
+    )
     assert give_aways(pooled).height == 0, give_aways(pooled)
 
 
 def test_no_description_or_hts_code_is_a_give_away(worlds):
     for seed, frame in worlds.items():
-        for name, expr in (("description", pl.col(S.DESCRIPTION).str.to_lowercase().str.strip_chars()),
-                           ("HTS code", pl.col(S.HTS_CODE))):
+        for name, expr in (
+            ("description", pl.col(S.DESCRIPTION).str.to_lowercase().str.strip_chars()),
+            ("HTS code", pl.col(S.HTS_CODE)),
+        ):
             bad = give_aways(value_precision(frame, expr))
             assert bad.height == 0, f"seed {seed}: {name} values >= {MAX_PRECISION:.0%} precise:\n{bad}"
 
@@ -166,7 +177,9 @@ def test_every_world_holds_positives_to_learn_from(worlds, homes):
         assert 0.002 < share < 0.004
         labels = _labels(Layout(homes[seed]))
         train_end = START + timedelta(days=17)
-        found = labels.filter((pl.col(S.EXAM_DATE) < train_end) & pl.col(S.OUTCOME).cast(pl.String).is_in(S.POSITIVE_OUTCOMES))
+        found = labels.filter(
+            (pl.col(S.EXAM_DATE) < train_end) & pl.col(S.OUTCOME).cast(pl.String).is_in(S.POSITIVE_OUTCOMES)
+        )
         assert found.height >= 36, f"seed {seed}: {found.height} examined positives in the training days"
 
 
@@ -174,7 +187,7 @@ def test_every_world_holds_positives_to_learn_from(worlds, homes):
 # the lexicon and rules are domain knowledge, not the generator's vocabulary
 # ---------------------------------------------------------------------------------------------
 #: modules outside riskpipe/synth that may import it: they run `generate`
-MAY_IMPORT_SYNTH = {"riskpipe/cli.py", "riskpipe/bench.py"}
+MAY_IMPORT_SYNTH = {"riskpipe/cli.py", "riskpipe/bench/core.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -212,6 +225,8 @@ def test_most_cover_descriptions_of_illicit_cells_are_not_in_the_lexicon():
     lex = load_lexicon()
     terms = [t for name in ("precursors", "presses", "misdescriptions") for t in lex.terms(name)]
     norm = pl.select(normalise_text(pl.Series(covers))).to_series()
-    hit = norm.str.contains_any(terms, ascii_case_insensitive=True) | norm.str.strip_chars().is_in(list(lex.lists["vague"]))
+    hit = norm.str.contains_any(terms, ascii_case_insensitive=True) | norm.str.strip_chars().is_in(
+        list(lex.lists["vague"])
+    )
     assert hit.mean() <= 0.5, f"{int(hit.sum())} of {len(covers)} cover texts match the lexicon"
     assert hit.any()  # the lexicon still knows some covers seen in real cases

@@ -58,8 +58,20 @@ def build_home(home: Path) -> Settings:
         DAY,
         [
             {S.SHIPMENT_ID: "S1", S.DESCRIPTION: XSS, S.CONSIGNEE_PHONE: "555-0101", S.CONSIGNEE_ADDRESS_KEY: "k1"},
-            {S.SHIPMENT_ID: "S2", S.PORT_OF_ENTRY: "2720", S.MODE: "postal", S.COUNTRY_OF_ORIGIN: "IN", S.CONSIGNEE_PHONE: "555-0101", S.CONSIGNEE_ADDRESS_KEY: "k2"},
-            {S.SHIPMENT_ID: "S3", S.COUNTRY_OF_ORIGIN: "MX", S.CONSIGNEE_ADDRESS_KEY: "k3", S.DESCRIPTION: "=HYPERLINK(\"http://x\")"},
+            {
+                S.SHIPMENT_ID: "S2",
+                S.PORT_OF_ENTRY: "2720",
+                S.MODE: "postal",
+                S.COUNTRY_OF_ORIGIN: "IN",
+                S.CONSIGNEE_PHONE: "555-0101",
+                S.CONSIGNEE_ADDRESS_KEY: "k2",
+            },
+            {
+                S.SHIPMENT_ID: "S3",
+                S.COUNTRY_OF_ORIGIN: "MX",
+                S.CONSIGNEE_ADDRESS_KEY: "k3",
+                S.DESCRIPTION: '=HYPERLINK("http://x")',
+            },
             {S.SHIPMENT_ID: "S4", S.PORT_OF_ENTRY: "2720", S.CONSIGNEE_ADDRESS_KEY: "k4"},
         ],
     )
@@ -129,4 +141,8 @@ def csrf_of(html: str) -> str:
 def login(client, username: str, password: str = PASSWORD):
     page = client.get("/login")
     token = csrf_of(page.text)
-    return client.post("/login", data={"username": username, "password": password, "csrf": token, "next": "/list"}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf": token, "next": "/list"},
+        follow_redirects=False,
+    )

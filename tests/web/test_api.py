@@ -39,7 +39,9 @@ def supervisor(app) -> TestClient:
     return c
 
 
-@pytest.mark.parametrize("path", ["/", "/list", "/list.csv", "/shipment/S1", "/health", "/users", "/rules", f"/report/{DAY}"])
+@pytest.mark.parametrize(
+    "path", ["/", "/list", "/list.csv", "/shipment/S1", "/health", "/users", "/rules", f"/report/{DAY}"]
+)
 def test_pages_need_login(app, path: str) -> None:
     r = TestClient(app).get(path, follow_redirects=False)
     assert r.status_code == 303
@@ -76,21 +78,32 @@ def test_roles_enforced(analyst: TestClient, supervisor: TestClient) -> None:
     assert analyst.get("/users").status_code == 403
     assert analyst.get("/rules").status_code == 403
     token = csrf_of(analyst.get("/list").text)
-    r = analyst.post("/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "supervisor"})
+    r = analyst.post(
+        "/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "supervisor"}
+    )
     assert r.status_code == 403
     assert supervisor.get("/users").status_code == 200
     assert supervisor.get("/rules").status_code == 200
     token = csrf_of(supervisor.get("/users").text)
-    r = supervisor.post("/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "analyst"})
+    r = supervisor.post(
+        "/users", data={"csrf": token, "action": "add", "username": "eve", "password": "x" * 10, "role": "analyst"}
+    )
     assert r.status_code == 200 and "eve" in r.text
 
 
 def test_csrf_rejected_without_token(app, analyst: TestClient) -> None:
-    r = analyst.post("/shipment/S1/outcome", data={"outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06"})
+    r = analyst.post(
+        "/shipment/S1/outcome", data={"outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06"}
+    )
     assert r.status_code == 403
     r = analyst.post("/shipment/S1/outcome", data={"csrf": "wrong", "outcome": "fentanyl", "exam_reason": "targeted"})
     assert r.status_code == 403
-    assert analyst.post("/api/outcome", json={S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted"}).status_code == 403
+    assert (
+        analyst.post(
+            "/api/outcome", json={S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted"}
+        ).status_code
+        == 403
+    )
     assert LabelStore(app.state.settings.db_url).current().height == 0
 
 
@@ -98,7 +111,15 @@ def test_record_outcome_form_and_audit(app, analyst: TestClient) -> None:
     token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
     r = analyst.post(
         "/shipment/S1/outcome",
-        data={"csrf": token, "outcome": "precursor", "exam_reason": "targeted", "exam_date": "2026-01-06", "notes": "<b>bold</b>", "confirm": "yes", "examiner": "Officer K"},
+        data={
+            "csrf": token,
+            "outcome": "precursor",
+            "exam_reason": "targeted",
+            "exam_date": "2026-01-06",
+            "notes": "<b>bold</b>",
+            "confirm": "yes",
+            "examiner": "Officer K",
+        },
     )
     assert r.status_code == 200
     assert "Outcome saved" in r.text
@@ -122,10 +143,24 @@ def test_concurrent_outcomes_both_in_audit(app) -> None:
 
     def post(c: TestClient, token: str, outcome: str) -> None:
         barrier.wait()
-        r = c.post("/api/outcome", json={S.SHIPMENT_ID: "S2", "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K"}, headers={"X-CSRF-Token": token})
+        r = c.post(
+            "/api/outcome",
+            json={
+                S.SHIPMENT_ID: "S2",
+                "outcome": outcome,
+                "exam_reason": "targeted",
+                "exam_date": "2026-01-06",
+                "confirm": "yes",
+                "examiner": "Officer K",
+            },
+            headers={"X-CSRF-Token": token},
+        )
         codes.append(r.status_code)
 
-    ts = [threading.Thread(target=post, args=(c, t, o)) for (c, t), o in zip(clients, ["fentanyl", "no_finding"])]
+    ts = [
+        threading.Thread(target=post, args=(c, t, o))
+        for (c, t), o in zip(clients, ["fentanyl", "no_finding"], strict=False)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -162,7 +197,12 @@ def test_list_filters_sort_and_pagination(analyst: TestClient) -> None:
     assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?reason=rule:vague_description").json()["rows"]] == ["S3"]
     assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?network=N1").json()["rows"]] == ["S1", "S2"]
     assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?origin=IN&mode=postal").json()["rows"]] == ["S2"]
-    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?view=all&sort=risk_score&desc=0").json()["rows"]] == ["S4", "S2", "S3", "S1"]
+    assert [r[S.SHIPMENT_ID] for r in analyst.get("/api/list?view=all&sort=risk_score&desc=0").json()["rows"]] == [
+        "S4",
+        "S2",
+        "S3",
+        "S1",
+    ]
     page2 = analyst.get("/api/list?view=all&sort=risk_score&desc=0&page=2&page_size=25").json()
     assert page2["page"] == 1 and page2["total"] == 4  # past the end: clamped to the last page
 
@@ -205,7 +245,15 @@ def test_logout_needs_csrf_and_ends_session(analyst: TestClient) -> None:
 
 
 def _post_api(client: TestClient, token: str, **values):
-    body = {S.SHIPMENT_ID: "S1", "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K", **values}
+    body = {
+        S.SHIPMENT_ID: "S1",
+        "outcome": "fentanyl",
+        "exam_reason": "targeted",
+        "exam_date": "2026-01-06",
+        "confirm": "yes",
+        "examiner": "Officer K",
+        **values,
+    }
     return client.post("/api/outcome", json=body, headers={"X-CSRF-Token": token})
 
 
@@ -214,7 +262,14 @@ def test_outcome_for_an_unknown_shipment_is_refused(app, analyst: TestClient) ->
     r = _post_api(analyst, token, shipment_id="DOES-NOT-EXIST-123")
     assert r.status_code == 404
     assert "DOES-NOT-EXIST-123" in r.json()["detail"] and "raw store" in r.json()["detail"]
-    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "Officer K"}
+    form = {
+        "csrf": token,
+        "outcome": "fentanyl",
+        "exam_reason": "targeted",
+        "exam_date": "2026-01-06",
+        "confirm": "yes",
+        "examiner": "Officer K",
+    }
     r = analyst.post("/shipment/DOES-NOT-EXIST-123/outcome", data=form)
     assert r.status_code == 404 and "DOES-NOT-EXIST-123" in r.text
     store = LabelStore(app.state.settings.db_url)
@@ -232,7 +287,10 @@ def test_future_exam_date_is_refused_with_a_reason(app, analyst: TestClient) -> 
     future = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()  # past the tolerance in any time zone
     r = _post_api(analyst, token, exam_date=future)
     assert r.status_code == 400 and "future" in r.json()["detail"] and future in r.json()["detail"]
-    r = analyst.post("/shipment/S1/outcome", data={"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": future})
+    r = analyst.post(
+        "/shipment/S1/outcome",
+        data={"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": future},
+    )
     assert r.status_code == 400 and "future" in r.text
     store = LabelStore(app.state.settings.db_url)
     assert store.current().height == 0 and store.history("S1") == []
@@ -246,7 +304,13 @@ def test_correction_with_an_earlier_exam_date_is_applied_and_audited(app, analys
     # the exam was really on the 5th and found nothing: the correction is recorded later
     r = analyst.post(
         "/shipment/S1/outcome",
-        data={"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-05", "next": "/shipment/S1?day=2026-01-06&saved=1"},
+        data={
+            "csrf": token,
+            "outcome": "no_finding",
+            "exam_reason": "targeted",
+            "exam_date": "2026-01-05",
+            "next": "/shipment/S1?day=2026-01-06&saved=1",
+        },
     )
     assert r.status_code == 200 and "Outcome saved" in r.text
     store = LabelStore(app.state.settings.db_url)
@@ -262,7 +326,15 @@ def test_resubmitting_the_same_outcome_says_nothing_changed(app, analyst: TestCl
     assert _post_api(analyst, token).json()["changed"] is True
     again = _post_api(analyst, token)
     assert again.status_code == 200 and again.json()["changed"] is False
-    form = {"csrf": token, "outcome": "fentanyl", "exam_reason": "targeted", "exam_date": "2026-01-06", "next": "/shipment/S1?day=2026-01-06&saved=1", "confirm": "yes", "examiner": "Officer K"}
+    form = {
+        "csrf": token,
+        "outcome": "fentanyl",
+        "exam_reason": "targeted",
+        "exam_date": "2026-01-06",
+        "next": "/shipment/S1?day=2026-01-06&saved=1",
+        "confirm": "yes",
+        "examiner": "Officer K",
+    }
     r = analyst.post("/shipment/S1/outcome", data=form)
     assert r.status_code == 200 and "No change" in r.text and "Outcome saved" not in r.text
     assert len(LabelStore(app.state.settings.db_url).history("S1")) == 1
@@ -271,7 +343,9 @@ def test_resubmitting_the_same_outcome_says_nothing_changed(app, analyst: TestCl
 def test_an_outcome_must_be_chosen(app, analyst: TestClient) -> None:
     token = csrf_of(analyst.get("/list").text)
     for form in ({}, {"outcome": ""}):
-        r = analyst.post("/shipment/S1/outcome", data={"csrf": token, "exam_reason": "targeted", "exam_date": "2026-01-06", **form})
+        r = analyst.post(
+            "/shipment/S1/outcome", data={"csrf": token, "exam_reason": "targeted", "exam_date": "2026-01-06", **form}
+        )
         assert r.status_code == 400 and "choose an outcome" in r.text
     r = _post_api(analyst, token, outcome="")
     assert r.status_code == 400 and "choose an outcome" in r.json()["detail"]
@@ -282,7 +356,13 @@ def test_an_outcome_must_be_chosen(app, analyst: TestClient) -> None:
 def test_a_positive_needs_confirmation_and_an_examiner(app, analyst: TestClient, outcome: str) -> None:
     token = csrf_of(analyst.get("/list").text)
     base = {"csrf": token, "outcome": outcome, "exam_reason": "targeted", "exam_date": "2026-01-06"}
-    for extra in ({}, {"confirm": "yes"}, {"examiner": "Officer K"}, {"confirm": "no", "examiner": "Officer K"}, {"confirm": "yes", "examiner": "  "}):
+    for extra in (
+        {},
+        {"confirm": "yes"},
+        {"examiner": "Officer K"},
+        {"confirm": "no", "examiner": "Officer K"},
+        {"confirm": "yes", "examiner": "  "},
+    ):
         r = analyst.post("/shipment/S1/outcome", data={**base, **extra})
         assert r.status_code == 400, extra
         assert "positive training label" in r.text and "examiner" in r.text
@@ -290,14 +370,20 @@ def test_a_positive_needs_confirmation_and_an_examiner(app, analyst: TestClient,
         assert r.status_code == 400 and "confirm" in r.json()["detail"]
     store = LabelStore(app.state.settings.db_url)
     assert store.current().height == 0 and store.history("S1") == []
-    r = analyst.post("/shipment/S1/outcome", data={**base, "confirm": "yes", "examiner": "Officer K"}, follow_redirects=False)
+    r = analyst.post(
+        "/shipment/S1/outcome", data={**base, "confirm": "yes", "examiner": "Officer K"}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert store.current().select(S.OUTCOME, S.EXAMINER).rows() == [(outcome, "Officer K")]
 
 
 def test_a_negative_outcome_needs_no_confirmation(app, analyst: TestClient) -> None:
     token = csrf_of(analyst.get("/list").text)
-    r = analyst.post("/shipment/S2/outcome", data={"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-06"}, follow_redirects=False)
+    r = analyst.post(
+        "/shipment/S2/outcome",
+        data={"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-06"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert LabelStore(app.state.settings.db_url).current().select(S.OUTCOME).rows() == [("no_finding",)]
 
@@ -312,16 +398,26 @@ def test_list_filters_round_trip_through_the_url(analyst: TestClient) -> None:
     for name, value in (("port", "2720"), ("mode", "postal"), ("page_size", "25"), ("view", "all")):
         assert re.search(rf'<select name="{name}">.*?<option value="{value}"[^>]*selected', page, re.S), name
     assert re.search(r'name="sort" value="risk_score"', page) and re.search(r'name="desc" value="0"', page)
-    wanted = {"day": ["2026-01-06"], "view": ["all"], "port": ["2720"], "mode": ["postal"], "page_size": ["25"], "sort": ["risk_score"], "desc": ["0"]}
+    wanted = {
+        "day": ["2026-01-06"],
+        "view": ["all"],
+        "port": ["2720"],
+        "mode": ["postal"],
+        "page_size": ["25"],
+        "sort": ["risk_score"],
+        "desc": ["0"],
+    }
     nexts = re.findall(r'name="next" value="([^"]+)"', page)
-    assert nexts and all({k: v for k, v in parse_qs(urlsplit(htmlmod.unescape(n)).query).items() if k != "page"} == wanted for n in nexts)
+    assert nexts and all(
+        {k: v for k, v in parse_qs(urlsplit(htmlmod.unescape(n)).query).items() if k != "page"} == wanted for n in nexts
+    )
     backs = re.findall(r'href="/shipment/[^"]*&amp;back=([^"]+)"', page)
     assert backs
     back = unquote(htmlmod.unescape(backs[0]))
     assert {k: v for k, v in parse_qs(urlsplit(back).query).items() if k != "page"} == wanted
     # the shipment page leads back to the same filtered list (and only to a list page)
     ship = analyst.get("/shipment/S2", params={"day": "2026-01-06", "back": back}).text
-    assert f'id="back">' in ship and htmlmod.escape(back) in ship
+    assert 'id="back">' in ship and htmlmod.escape(back) in ship
     evil = analyst.get("/shipment/S2", params={"day": "2026-01-06", "back": "https://evil.example/list?"}).text
     assert "evil.example" not in evil
 
@@ -339,7 +435,14 @@ def test_health_page_kpis_first_matplotlib_charts_metadata_folded(app, analyst: 
     (models / "champion.json").write_text(json.dumps({"version": "m1"}))
     token = csrf_of(analyst.get("/list").text)
     for sid, outcome in (("S1", "fentanyl"), ("S3", "no_finding"), ("S2", "no_finding")):
-        body = {S.SHIPMENT_ID: sid, "outcome": outcome, "exam_reason": "random", "exam_date": "2026-01-06", "confirm": "yes", "examiner": "K"}
+        body = {
+            S.SHIPMENT_ID: sid,
+            "outcome": outcome,
+            "exam_reason": "random",
+            "exam_date": "2026-01-06",
+            "confirm": "yes",
+            "examiner": "K",
+        }
         assert analyst.post("/api/outcome", json=body, headers={"X-CSRF-Token": token}).status_code == 200
     html = analyst.get("/health").text
     assert html.index('id="kpis"') < html.index("<svg") < html.index('id="metadata"')  # KPIs first, metadata last

@@ -31,7 +31,9 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
 if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 
@@ -49,7 +51,9 @@ def server(home_settings):
     from riskpipe.web import create_app
 
     port = _free_port()
-    config = uvicorn.Config(create_app(home_settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(home_settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -3,8 +3,8 @@ written on a manifest, sees every shipment of that party, and opens one."""
 
 from __future__ import annotations
 
-from .test_browser import page, server  # noqa: F401 - the shared Chromium and workbench fixtures
 from .conftest import PASSWORD
+from .test_browser import page, server  # noqa: F401 - the shared Chromium and workbench fixtures
 
 
 def test_search_then_open_a_result(server, page, tmp_path) -> None:  # noqa: F811

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 import time
-
 from datetime import date
 
 import polars as pl
@@ -54,7 +53,9 @@ def _order(sub: pl.DataFrame, by: str, desc: bool, need: int) -> list[int]:
 
 
 def test_first_in_order_matches_the_full_sort_with_ties_and_nulls():
-    sub = pl.DataFrame({"v": [0.5, None, 0.9, 0.5, 0.1, 0.9, None, 0.5], ROW: list(range(8))}, schema={"v": pl.Float64, ROW: pl.UInt32})
+    sub = pl.DataFrame(
+        {"v": [0.5, None, 0.9, 0.5, 0.1, 0.9, None, 0.5], ROW: list(range(8))}, schema={"v": pl.Float64, ROW: pl.UInt32}
+    )
     assert first_in_order(sub, "v", True, 3).to_list() == [2, 5, 0]  # ties at the cut-off: row order
     assert first_in_order(sub, "v", False, 2).to_list() == [4, 0]
     assert first_in_order(sub, "v", False, 8).to_list() == [4, 0, 3, 7, 2, 5, 1, 6]  # nulls last
@@ -65,7 +66,9 @@ def test_first_in_order_matches_the_full_sort_with_ties_and_nulls():
 
 def test_first_in_order_with_too_many_ties_falls_back_exactly():
     n = 70_000  # more tied rows at the cut-off than the candidate limit
-    sub = pl.DataFrame({"v": [1.0] * (n - 3) + [2.0, None, 3.0], ROW: list(range(n))}, schema={"v": pl.Float64, ROW: pl.UInt32})
+    sub = pl.DataFrame(
+        {"v": [1.0] * (n - 3) + [2.0, None, 3.0], ROW: list(range(n))}, schema={"v": pl.Float64, ROW: pl.UInt32}
+    )
     for desc in (True, False):
         assert first_in_order(sub, "v", desc, 5).to_list() == _order(sub, "v", desc, 5)
     assert first_in_order(sub, "v", True, 4).to_list() == [n - 1, n - 3, 0, 1]

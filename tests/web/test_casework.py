@@ -5,7 +5,6 @@ with the loader's message, a diff, an audit row, stale edits refused), CSRF on e
 from __future__ import annotations
 
 import warnings
-from datetime import date
 
 import polars as pl
 import pytest
@@ -70,7 +69,11 @@ def test_search_shows_outcomes(analyst, home_settings) -> None:
 
 def test_watchlist_and_saved_views(analyst, home_settings) -> None:
     t = _token(analyst)
-    r = analyst.post("/watchlist", data={"csrf": t, "action": "add", "kind": "phone", "value": "+1 (555) 010-1999"}, follow_redirects=False)
+    r = analyst.post(
+        "/watchlist",
+        data={"csrf": t, "action": "add", "kind": "phone", "value": "+1 (555) 010-1999"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     entries = CaseStore(home_settings.db_url).watchlist()
     assert [(e["kind"], e["value"], e["added_by"]) for e in entries] == [("phone", "5550101999", "ana")]
@@ -86,12 +89,27 @@ def test_watchlist_and_saved_views(analyst, home_settings) -> None:
 
 def test_assignment_status_and_notes_are_audited(analyst, supervisor, home_settings) -> None:
     ts, ta = _token(supervisor), _token(analyst)
-    assert supervisor.post("/case/S1", data={"csrf": ts, "action": "assign", "assignee": "ana"}, follow_redirects=False).status_code == 303
-    assert analyst.post("/case/S1", data={"csrf": ta, "action": "status", "status": "examined"}, follow_redirects=False).status_code == 303
+    assert (
+        supervisor.post(
+            "/case/S1", data={"csrf": ts, "action": "assign", "assignee": "ana"}, follow_redirects=False
+        ).status_code
+        == 303
+    )
+    assert (
+        analyst.post(
+            "/case/S1", data={"csrf": ta, "action": "status", "status": "examined"}, follow_redirects=False
+        ).status_code
+        == 303
+    )
     analyst.post("/case/S1", data={"csrf": ta, "action": "note", "note": XSS})
     # an analyst cannot hand a case to someone else
     assert analyst.post("/case/S1", data={"csrf": ta, "action": "assign", "assignee": "sue"}).status_code == 403
-    assert analyst.post("/case/S1", data={"csrf": ta, "action": "status", "status": "lost"}).text.count("case status must be one of") == 1
+    assert (
+        analyst.post("/case/S1", data={"csrf": ta, "action": "status", "status": "lost"}).text.count(
+            "case status must be one of"
+        )
+        == 1
+    )
     audit = CaseStore(home_settings.db_url).case_audit("S1")
     assert [(a["actor"], a["action"], a["before"], a["after"]) for a in audit] == [
         ("sue", "assign", '{"assignee": null}', '{"assignee": "ana"}'),
@@ -140,8 +158,16 @@ def _rule_home(settings) -> None:
     targets = pl.read_parquet(tpath)
     sel = pl.when(pl.col(S.SHIPMENT_ID) == "S3").then(pl.lit("exploration")).otherwise(pl.lit("risk"))
     write_parquet_atomic(targets.with_columns(sel.cast(targets.schema[S.SELECTION]).alias(S.SELECTION)), tpath)
-    prev = pl.DataFrame({S.SHIPMENT_ID: ["P1"], S.RISK_SCORE: [0.5], S.RULE_SCORE: [1.0],
-                         S.REASONS: [["rule:precursor_cas"]], S.MODEL_VERSION: ["v1"]}, schema=S.SCORES_SCHEMA)
+    prev = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: ["P1"],
+            S.RISK_SCORE: [0.5],
+            S.RULE_SCORE: [1.0],
+            S.REASONS: [["rule:precursor_cas"]],
+            S.MODEL_VERSION: ["v1"],
+        },
+        schema=S.SCORES_SCHEMA,
+    )
     write_parquet_atomic(prev, layout.day_dir(layout.scores, PREV) / "scores.parquet")
     labels = LabelStore(settings.db_url)
     labels.record_one("S1", DAY, "fentanyl", "targeted", "ana", "E1", None)
@@ -157,12 +183,35 @@ def test_rule_stats_on_known_counts(home_settings) -> None:
     got = {r["code"]: r for r in stats.iter_rows(named=True)}
     assert set(got) == {"rule:precursor_cas", "rule:vague_description"}  # model: codes are not rules
     p = got["rule:precursor_cas"]
-    assert (p["hits"], p["nights"], p["exams"], p["exams_caused"], p["findings"], p["random_exams"], p["random_findings"]) == (2, 2, 2, 1, 2, 1, 1)
+    assert (
+        p["hits"],
+        p["nights"],
+        p["exams"],
+        p["exams_caused"],
+        p["findings"],
+        p["random_exams"],
+        p["random_findings"],
+    ) == (2, 2, 2, 1, 2, 1, 1)
     v = got["rule:vague_description"]
-    assert (v["hits"], v["exams"], v["exams_caused"], v["findings"], v["random_exams"], v["random_findings"]) == (1, 1, 1, 0, 1, 0)
-    assert v["precision"] == 0.0 and v["precision_lo"] == 0.0 and v["precision_hi"] == pytest.approx(3.8415 / 4.8415, abs=1e-4)
+    assert (v["hits"], v["exams"], v["exams_caused"], v["findings"], v["random_exams"], v["random_findings"]) == (
+        1,
+        1,
+        1,
+        0,
+        1,
+        0,
+    )
+    assert (
+        v["precision"] == 0.0
+        and v["precision_lo"] == 0.0
+        and v["precision_hi"] == pytest.approx(3.8415 / 4.8415, abs=1e-4)
+    )
     assert p["precision"] == 1.0 and p["precision_lo"] == pytest.approx(wilson(2, 2)[0]) and p["precision_hi"] == 1.0
-    assert sorted(per_night.iter_rows()) == [(PREV, "rule:precursor_cas", 1), (DAY, "rule:precursor_cas", 1), (DAY, "rule:vague_description", 1)]
+    assert sorted(per_night.iter_rows()) == [
+        (PREV, "rule:precursor_cas", 1),
+        (DAY, "rule:precursor_cas", 1),
+        (DAY, "rule:vague_description", 1),
+    ]
 
 
 def test_rules_page_shows_stats_and_is_for_supervisors(analyst, supervisor, home_settings) -> None:
@@ -174,12 +223,12 @@ def test_rules_page_shows_stats_and_is_for_supervisors(analyst, supervisor, home
     assert "PRECURSOR_NAMED" in page  # the rules text in the editor (shipped rules)
 
 
-GOOD_RULE = '''[[rule]]
+GOOD_RULE = """[[rule]]
 code = "HEAVY"
 text = "Heavy parcel <b>"
 weight = 0.2
 all = [ { field = "gross_weight_kg", op = "gt", value = 10 } ]
-'''
+"""
 
 
 def test_rule_edit_validates_diffs_saves_atomically_and_audits(supervisor, home_settings) -> None:
@@ -197,29 +246,40 @@ def test_rule_edit_validates_diffs_saves_atomically_and_audits(supervisor, home_
     assert r.status_code == 400
     import html
 
-    assert "\n" not in str(exc.value) and str(exc.value) in html.unescape(r.text.split('id="rule-error">')[1].split("</p>")[0])
+    assert "\n" not in str(exc.value) and str(exc.value) in html.unescape(
+        r.text.split('id="rule-error">')[1].split("</p>")[0]
+    )
     assert "/rules/save" not in r.text
     r = supervisor.post("/rules/preview", data={"csrf": t, "base_sha": base, "text": GOOD_RULE})
     assert r.status_code == 200 and 'id="diff"' in r.text
-    assert "+code = &#34;HEAVY&#34;" in r.text and "-code = &#34;PRECURSOR_NAMED&#34;" in r.text and "<b>" not in r.text.split('id="diff"')[1]
+    assert (
+        "+code = &#34;HEAVY&#34;" in r.text
+        and "-code = &#34;PRECURSOR_NAMED&#34;" in r.text
+        and "<b>" not in r.text.split('id="diff"')[1]
+    )
     assert not target.exists()  # nothing saved by a preview
     assert supervisor.post("/rules/save", data={"csrf": t, "base_sha": "0" * 64, "text": GOOD_RULE}).status_code == 409
     assert supervisor.post("/rules/save", data={"csrf": t, "base_sha": base, "text": bad}).status_code == 400
     r = supervisor.post("/rules/save", data={"csrf": t, "base_sha": base, "text": GOOD_RULE}, follow_redirects=False)
     assert r.status_code == 303
-    assert rules_file(home_settings) == target and [x.code for x in load_rules(rules_file(home_settings)).rules] == ["HEAVY"]
+    assert rules_file(home_settings) == target and [x.code for x in load_rules(rules_file(home_settings)).rules] == [
+        "HEAVY"
+    ]
     edits = CaseStore(home_settings.db_url).rule_edits()
-    assert len(edits) == 1 and edits[0]["actor"] == "sue" and "+code = \"HEAVY\"" in edits[0]["diff"]
+    assert len(edits) == 1 and edits[0]["actor"] == "sue" and '+code = "HEAVY"' in edits[0]["diff"]
     assert "HEAVY" in supervisor.get("/audit").text
 
 
-@pytest.mark.parametrize("path,data", [
-    ("/views", {"action": "save", "name": "n", "url": "/list"}),
-    ("/watchlist", {"action": "add", "kind": "phone", "value": "5550101"}),
-    ("/case/S1", {"action": "note", "note": "x"}),
-    ("/rules/preview", {"text": GOOD_RULE}),
-    ("/rules/save", {"text": GOOD_RULE, "base_sha": "x"}),
-])
+@pytest.mark.parametrize(
+    "path,data",
+    [
+        ("/views", {"action": "save", "name": "n", "url": "/list"}),
+        ("/watchlist", {"action": "add", "kind": "phone", "value": "5550101"}),
+        ("/case/S1", {"action": "note", "note": "x"}),
+        ("/rules/preview", {"text": GOOD_RULE}),
+        ("/rules/save", {"text": GOOD_RULE, "base_sha": "x"}),
+    ],
+)
 def test_every_post_needs_csrf(supervisor, home_settings, path: str, data: dict) -> None:
     assert supervisor.post(path, data=data).status_code == 403
     assert supervisor.post(path, data={**data, "csrf": "forged"}).status_code == 403

@@ -32,7 +32,9 @@ def client(app, name: str) -> TestClient:
 
 
 def row_tokens(html: str) -> set[str]:
-    return set(re.findall(r'<input type="hidden" name="csrf" value="([^"]+)">\s*<input type="hidden" name="next"', html))
+    return set(
+        re.findall(r'<input type="hidden" name="csrf" value="([^"]+)">\s*<input type="hidden" name="next"', html)
+    )
 
 
 def shown_ids(html: str) -> list[str]:
@@ -48,7 +50,11 @@ def test_each_session_gets_its_own_csrf_token_in_a_cached_page(app) -> None:
     assert "csrf-" not in a.text and "csrf-" not in s.text  # no placeholder left
     assert "ana (analyst)" in a.text and "sue (supervisor)" in s.text
     # the token in a cached row form is accepted for that session
-    r = ana.post("/shipment/S1/outcome", data={"csrf": ta.pop(), "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-06"}, follow_redirects=False)
+    r = ana.post(
+        "/shipment/S1/outcome",
+        data={"csrf": ta.pop(), "outcome": "no_finding", "exam_reason": "targeted", "exam_date": "2026-01-06"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
 
 
@@ -66,10 +72,16 @@ def test_republished_day_is_shown_on_the_next_request(app, home_settings) -> Non
     assert shown_ids(ana.get("/list?view=all").text) == ["S1", "S3", "S2", "S4"]
     layout = Layout(home_settings.home)
     tpath = layout.day_dir(layout.targets, DAY) / "targets.parquet"
-    t = pl.read_parquet(tpath).filter(pl.col(S.SHIPMENT_ID) != "S1").with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(S.RANK))
+    t = (
+        pl.read_parquet(tpath)
+        .filter(pl.col(S.SHIPMENT_ID) != "S1")
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(S.RANK))
+    )
     write_parquet_atomic(t, tpath)  # a rerun of the night publishes a new file
     spath = layout.day_dir(layout.scores, DAY) / "scores.parquet"
-    s = pl.read_parquet(spath).with_columns(pl.when(pl.col(S.SHIPMENT_ID) == "S4").then(0.99).otherwise(pl.col(S.RISK_SCORE)).alias(S.RISK_SCORE))
+    s = pl.read_parquet(spath).with_columns(
+        pl.when(pl.col(S.SHIPMENT_ID) == "S4").then(0.99).otherwise(pl.col(S.RISK_SCORE)).alias(S.RISK_SCORE)
+    )
     write_parquet_atomic(s, spath)
     assert shown_ids(ana.get("/list").text) == ["S3", "S2"]
     assert shown_ids(ana.get("/list?view=all").text) == ["S4", "S1", "S3", "S2"]
@@ -81,7 +93,17 @@ def test_recording_an_outcome_invalidates_rendered_lists(app) -> None:
     ana.get("/list")
     assert len(app.state.list_pages._items) == 1  # second view served from the cache
     gen = app.state.list_generation
-    r = ana.post("/shipment/S3/outcome", data={"csrf": csrf_of(page), "outcome": "no_finding", "exam_reason": "random", "exam_date": "2026-01-06", "next": "/list"}, follow_redirects=False)
+    r = ana.post(
+        "/shipment/S3/outcome",
+        data={
+            "csrf": csrf_of(page),
+            "outcome": "no_finding",
+            "exam_reason": "random",
+            "exam_date": "2026-01-06",
+            "next": "/list",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/list"
     assert app.state.list_generation == gen + 1
     again = ana.get("/list").text

@@ -6,7 +6,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from riskpipe import schema as S
-from riskpipe.web.data import PCT_BELOW, WHY_KIND, WHY_TEXT, ReferenceNames, explain_selection
+from riskpipe.names import ReferenceNames
+from riskpipe.web.data import PCT_BELOW, WHY_KIND, WHY_TEXT, explain_selection
 
 
 def test_explain_selection_risk_below_cut_exploration_network() -> None:
@@ -29,19 +30,29 @@ def test_explain_selection_risk_below_cut_exploration_network() -> None:
     assert_frame_equal(
         got.select(S.SHIPMENT_ID, PCT_BELOW, WHY_KIND),
         pl.DataFrame(
-            {S.SHIPMENT_ID: ["A", "G", "B"], PCT_BELOW: [80.0, 0.0, 40.0], WHY_KIND: ["risk", "exploration · network", "below cut-off"]},
+            {
+                S.SHIPMENT_ID: ["A", "G", "B"],
+                PCT_BELOW: [80.0, 0.0, 40.0],
+                WHY_KIND: ["risk", "exploration · network", "below cut-off"],
+            },
             schema_overrides={PCT_BELOW: pl.Float32},
         ),
     )
     text = dict(got.select(S.SHIPMENT_ID, WHY_TEXT).iter_rows())
     assert text["A"] == "Risk: 1 of 1 risk picks at port X; among the day's 2 highest scores"
-    assert text["B"].startswith("Below cut-off: 1 of 1 risk picks at port Y") and "cut-off of 0.800 for 2 risk picks" in text["B"]
+    assert (
+        text["B"].startswith("Below cut-off: 1 of 1 risk picks at port Y")
+        and "cut-off of 0.800 for 2 risk picks" in text["B"]
+    )
     assert "ports whose ceiling was full" in text["B"]
-    assert text["G"].startswith("Exploration: drawn at random among the shipments of port Y not picked by risk, chance 25.0%")
+    assert text["G"].startswith(
+        "Exploration: drawn at random among the shipments of port Y not picked by risk, chance 25.0%"
+    )
     # a list published before selection_probability existed still explains itself
     old = explain_selection(targets.drop(S.SELECTION_PROBABILITY), day_scores)
     assert dict(old.select(S.SHIPMENT_ID, WHY_TEXT).iter_rows())["G"].startswith(
-        "Exploration: drawn at random among the shipments of port Y not picked by risk (keeps")
+        "Exploration: drawn at random among the shipments of port Y not picked by risk (keeps"
+    )
     assert text["G"].endswith("listed with network N1 right after its best-ranked member (rank 1)")
 
 
@@ -59,5 +70,9 @@ def test_every_port_of_the_default_capacity_table_and_the_synthetic_world_has_a_
     from riskpipe.synth.population import CANADA_TRUCK_PORTS, PORTS
 
     names = ReferenceNames.load()
-    codes = set(DEFAULT_PORT_CAPACITY) | {p for ports in PORTS.values() for p, _ in ports} | {p for p, _ in CANADA_TRUCK_PORTS}
+    codes = (
+        set(DEFAULT_PORT_CAPACITY)
+        | {p for ports in PORTS.values() for p, _ in ports}
+        | {p for p, _ in CANADA_TRUCK_PORTS}
+    )
     assert sorted(c for c in codes if not names.port(c)) == []

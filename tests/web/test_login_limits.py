@@ -163,7 +163,11 @@ def test_old_cookie_refused_after_password_change_in_the_workbench(plain_app) ->
     login(ana, "ana"), login(sue, "sue")
     assert ana.get("/list").status_code == 200  # ana's account is now in the user cache
     token = csrf_of(sue.get("/users").text)
-    r = sue.post("/users", data={"csrf": token, "action": "password", "username": "ana", "password": "brand-new-pass"}, follow_redirects=False)
+    r = sue.post(
+        "/users",
+        data={"csrf": token, "action": "password", "username": "ana", "password": "brand-new-pass"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert ana.get("/api/list").status_code == 401
     assert login(TestClient(plain_app), "ana", "brand-new-pass").status_code == 303
@@ -174,7 +178,11 @@ def test_own_password_change_keeps_the_changer_signed_in(plain_app) -> None:
     login(sue, "sue")
     old = sue.cookies.get("riskpipe_session")
     token = csrf_of(sue.get("/users").text)
-    r = sue.post("/users", data={"csrf": token, "action": "password", "username": "sue", "password": "brand-new-pass"}, follow_redirects=False)
+    r = sue.post(
+        "/users",
+        data={"csrf": token, "action": "password", "username": "sue", "password": "brand-new-pass"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert sue.get("/users").status_code == 200  # a fresh cookie came with the answer
     replay = TestClient(plain_app)
@@ -190,7 +198,9 @@ def test_old_cookie_refused_after_password_change_from_the_cli(plain_app, home_s
     code = "import sys; from riskpipe.cli import main; sys.argv[0] = 'riskpipe'; main()"
     args = ["--home", str(home_settings.home), "users", "passwd", "ana", "--password-stdin"]
     env = {**os.environ, "PYTHONPATH": str(Path(riskpipe.__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", code, *args], input="brand-new-pass\n", text=True, capture_output=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], input="brand-new-pass\n", text=True, capture_output=True, env=env
+    )
     assert done.returncode == 0, done.stderr
     assert "password of ana changed" in done.stdout
     time.sleep(USER_CACHE_S + 0.1)
@@ -217,7 +227,9 @@ def test_a_users_table_of_the_old_schema_is_upgraded(tmp_path) -> None:
         "CREATE TABLE users (username VARCHAR(64) NOT NULL, password_hash VARCHAR(300) NOT NULL, "
         "role VARCHAR(16) NOT NULL, active BOOLEAN NOT NULL, created_at DATETIME NOT NULL, PRIMARY KEY (username))"
     )
-    con.execute("INSERT INTO users VALUES ('old', ?, 'analyst', 1, '2026-01-01 00:00:00.000000')", (hash_password(PASSWORD),))
+    con.execute(
+        "INSERT INTO users VALUES ('old', ?, 'analyst', 1, '2026-01-01 00:00:00.000000')", (hash_password(PASSWORD),)
+    )
     con.commit()
     con.close()
     url = f"sqlite:///{path}"

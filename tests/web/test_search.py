@@ -20,12 +20,27 @@ def _home(tmp_path):
 
     settings = build_home(tmp_path / "home")
     layout = Layout(settings.home)
-    extra = raw_rows(PREV, [
-        {S.SHIPMENT_ID: "P1", S.CONSIGNEE_ADDRESS_KEY: "k1", S.DESCRIPTION: "earlier parcel",
-         S.CONSIGNEE_PHONE: "(555) 0101", S.CONSIGNEE_EMAIL: "Pat.Doe@Example.COM", S.ACCOUNT_IP: " 10.0.0.7 "},
-        {S.SHIPMENT_ID: "P2", S.CONSIGNEE_NAME: "Someone Else", S.SHIPPER_NAME: "Other Co", S.CONSIGNEE_ADDRESS: "9 Elm",
-         S.CONSIGNEE_PHONE: "999-1234567", S.SELLER_ID: "SELLER-9"},
-    ])
+    extra = raw_rows(
+        PREV,
+        [
+            {
+                S.SHIPMENT_ID: "P1",
+                S.CONSIGNEE_ADDRESS_KEY: "k1",
+                S.DESCRIPTION: "earlier parcel",
+                S.CONSIGNEE_PHONE: "(555) 0101",
+                S.CONSIGNEE_EMAIL: "Pat.Doe@Example.COM",
+                S.ACCOUNT_IP: " 10.0.0.7 ",
+            },
+            {
+                S.SHIPMENT_ID: "P2",
+                S.CONSIGNEE_NAME: "Someone Else",
+                S.SHIPPER_NAME: "Other Co",
+                S.CONSIGNEE_ADDRESS: "9 Elm",
+                S.CONSIGNEE_PHONE: "999-1234567",
+                S.SELLER_ID: "SELLER-9",
+            },
+        ],
+    )
     write_parquet_atomic(extra, layout.raw_shipments_day(PREV) / "part-0.parquet")
     return settings, layout
 
@@ -53,7 +68,9 @@ def test_search_finds_the_party_across_days_and_index_is_private(tmp_path) -> No
     _, by_ip = search(layout, "10.0.0.7")
     assert by_ip[S.SHIPMENT_ID].to_list() == ["P1"]
     _, by_name = search(layout, "pat doe", kind="name")
-    assert {"S1", "S2", "S3", "S4", "P1"} <= set(by_name[S.SHIPMENT_ID].to_list()) and "P2" not in by_name[S.SHIPMENT_ID].to_list()
+    assert {"S1", "S2", "S3", "S4", "P1"} <= set(by_name[S.SHIPMENT_ID].to_list()) and "P2" not in by_name[
+        S.SHIPMENT_ID
+    ].to_list()
     _, by_seller = search(layout, "seller-9")
     assert by_seller[S.SHIPMENT_ID].to_list() == ["P2"]
     _, none = search(layout, "no such person")
@@ -89,13 +106,21 @@ def test_watchlist_flags_shipments_point_in_time(tmp_path) -> None:
     store.watch("phone", normalise("phone", "(555) 0101"), "sue")  # before DAY's cut-off
     now[0] = cutoff(DAY) + timedelta(minutes=5)
     store.watch("name", normalise("name", "Pat Doe"), "sue")  # after it: not for DAY
-    scored = pl.DataFrame({S.SHIPMENT_ID: ["S1", "S2", "S3", "S4"],
-                           S.REASONS: [["PRECURSOR_NAMED"], [], ["X1", "X2", "X3", "X4", "X5"], []]},
-                          schema={S.SHIPMENT_ID: pl.String, S.REASONS: pl.List(pl.String)})
+    scored = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: ["S1", "S2", "S3", "S4"],
+            S.REASONS: [["PRECURSOR_NAMED"], [], ["X1", "X2", "X3", "X4", "X5"], []],
+        },
+        schema={S.SHIPMENT_ID: pl.String, S.REASONS: pl.List(pl.String)},
+    )
     out = watchlist_step(layout, settings, DAY, scored)
     reasons = dict(zip(out[S.SHIPMENT_ID], out[S.REASONS].to_list(), strict=True))
-    assert reasons == {"S1": [WATCHLIST_CODE, "PRECURSOR_NAMED"], "S2": [WATCHLIST_CODE],
-                       "S3": ["X1", "X2", "X3", "X4", "X5"], "S4": []}
+    assert reasons == {
+        "S1": [WATCHLIST_CODE, "PRECURSOR_NAMED"],
+        "S2": [WATCHLIST_CODE],
+        "S3": ["X1", "X2", "X3", "X4", "X5"],
+        "S4": [],
+    }
     # the day after, the name entry counts too (every shipment here is consigned to Pat Doe)
     assert cutoff(DAY) < datetime.now(UTC)
     later = watchlist_step(layout, settings, DAY + timedelta(days=1), scored)  # no raw data that day

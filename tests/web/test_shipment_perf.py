@@ -24,18 +24,29 @@ def old_history(layout: Layout, day: date, manifest: dict[str, Any], labels: pl.
     days = [d for d in layout.raw_days() if day - timedelta(days=HISTORY_WINDOW_DAYS) <= d < day]
     cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.DESCRIPTION, S.DECLARED_VALUE_USD, S.COUNTRY_OF_ORIGIN, *HISTORY_COLUMNS]
     f = (
-        scan_raw_shipments(layout, days).select(cols).filter(pl.any_horizontal(conds))
-        .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).head(200).collect()
+        scan_raw_shipments(layout, days)
+        .select(cols)
+        .filter(pl.any_horizontal(conds))
+        .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
+        .head(200)
+        .collect()
     )
     if f.height == 0:
         return []
     f = f.with_columns(
         pl.concat_str(
             [pl.when(pl.col(c) == manifest[c]).then(pl.lit(LINK_WORDS[c])) for c in HISTORY_COLUMNS if manifest.get(c)],
-            separator=", ", ignore_nulls=True,
+            separator=", ",
+            ignore_nulls=True,
         ).alias("linked_by")
     )
-    f = f.join(labels.select(S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)), on=S.SHIPMENT_ID, how="left")
+    f = f.join(
+        labels.select(
+            S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)
+        ),
+        on=S.SHIPMENT_ID,
+        how="left",
+    )
     return f.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).to_dicts()
 
 
@@ -48,9 +59,18 @@ def _home(tmp_path):
         d = DAY - timedelta(days=i)
         rows = [
             {S.SHIPMENT_ID: f"H{i}a", S.CONSIGNEE_ADDRESS_KEY: "k1", S.CONSIGNEE_PHONE: "999", S.SHIPPER_NAME: "A Co"},
-            {S.SHIPMENT_ID: f"H{i}b", S.CONSIGNEE_ADDRESS_KEY: "K1", S.CONSIGNEE_PHONE: "(555) 0101",
-             S.SHIPPER_NAME: "SHENZHEN TRADING CO."},  # near matches: not linked
-            {S.SHIPMENT_ID: f"H{i}c", S.CONSIGNEE_ADDRESS_KEY: "zz", S.CONSIGNEE_PHONE: "555-0101", S.SHIPPER_NAME: "Other Co"},
+            {
+                S.SHIPMENT_ID: f"H{i}b",
+                S.CONSIGNEE_ADDRESS_KEY: "K1",
+                S.CONSIGNEE_PHONE: "(555) 0101",
+                S.SHIPPER_NAME: "SHENZHEN TRADING CO.",
+            },  # near matches: not linked
+            {
+                S.SHIPMENT_ID: f"H{i}c",
+                S.CONSIGNEE_ADDRESS_KEY: "zz",
+                S.CONSIGNEE_PHONE: "555-0101",
+                S.SHIPPER_NAME: "Other Co",
+            },
             {S.SHIPMENT_ID: f"H{i}d", S.CONSIGNEE_ADDRESS_KEY: "yy", S.SHIPPER_NAME: "Other Co"},
         ]
         write_parquet_atomic(raw_rows(d, rows), layout.raw_shipments_day(d) / "part-0.parquet")
@@ -63,7 +83,11 @@ def _home(tmp_path):
 def test_history_and_network_through_indexes_equal_the_full_scan(tmp_path) -> None:
     settings, layout, store = _home(tmp_path)
     data = WorkbenchData(settings, reason_texts={})
-    manifests = [data.manifest(DAY, "S1"), data.manifest(DAY, "S3"), {**data.manifest(DAY, "S4"), S.CONSIGNEE_PHONE: "n/a"}]
+    manifests = [
+        data.manifest(DAY, "S1"),
+        data.manifest(DAY, "S3"),
+        {**data.manifest(DAY, "S4"), S.CONSIGNEE_PHONE: "n/a"},
+    ]
     expected = [old_history(layout, DAY, m, store.current()) for m in manifests]
     assert len(expected[0]) == 9 and {r[S.SHIPMENT_ID] for r in expected[0]} >= {"P1", "H2a", "H3c"}
     assert not any(r[S.SHIPMENT_ID].endswith("b") for r in expected[0])  # near matches stay out
@@ -86,7 +110,9 @@ def test_history_and_network_through_indexes_equal_the_full_scan(tmp_path) -> No
 
     window = [d for d in layout.raw_days() if d < DAY]
     pairs, full = column_candidates(layout, window, {c: manifests[0][c] for c in HISTORY_COLUMNS})
-    assert full == [] and {"P1", "H2a", "H2b", "H2c"} <= set(pairs.collect().get_column(S.SHIPMENT_ID))  # looked up, not scanned
+    assert full == [] and {"P1", "H2a", "H2b", "H2c"} <= set(
+        pairs.collect().get_column(S.SHIPMENT_ID)
+    )  # looked up, not scanned
     assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected  # a frame still works
 
 
@@ -97,7 +123,9 @@ def test_outcomes_are_read_for_the_rows_shown_only(tmp_path) -> None:
     assert only.get_column(S.SHIPMENT_ID).to_list() == ["H3a"] and only.schema == store.current().schema
     asked: list[list[str]] = []
     data = WorkbenchData(settings, reason_texts={})
-    data.party_history(DAY, data.manifest(DAY, "S1"), lambda ids: asked.append(sorted(ids)) or store.current(shipment_ids=ids))
+    data.party_history(
+        DAY, data.manifest(DAY, "S1"), lambda ids: asked.append(sorted(ids)) or store.current(shipment_ids=ids)
+    )
     assert len(asked) == 1 and "P1" in asked[0] and "H4d" not in asked[0]
 
 

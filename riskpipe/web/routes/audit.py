@@ -68,7 +68,15 @@ def audit_page(request: Request, actor: str = "", action: str = "", user: User =
     if action and action not in ACCESS_ACTIONS:
         raise HTTPException(400, f"action must be one of {', '.join(ACCESS_ACTIONS)}")
     store = case_store(request)
-    return render(request, "audit.html", {
-        "rows": store.access_log(actor or None, action or None), "actor": actor, "action": action, "actions": ACCESS_ACTIONS,
-        "case_changes": store.recent_case_changes(), "rule_edits": store.rule_edits(),
-    })
+    return render(
+        request,
+        "audit.html",
+        {
+            "rows": store.access_log(actor or None, action or None),
+            "actor": actor,
+            "action": action,
+            "actions": ACCESS_ACTIONS,
+            "case_changes": store.recent_case_changes(),
+            "rule_edits": store.rule_edits(),
+        },
+    )

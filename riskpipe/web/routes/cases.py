@@ -22,7 +22,9 @@ def cases_page(request: Request, assignee: str = "", status: str = "", user: Use
         raise HTTPException(400, f"status must be one of {', '.join(CASE_STATUSES)}")
     who = user.username if assignee == "" else (None if assignee == "*" else assignee)
     rows = case_store(request).cases(assignee=who, status=status or None)
-    return render(request, "cases.html", {"rows": rows, "assignee": assignee, "status": status, "statuses": CASE_STATUSES})
+    return render(
+        request, "cases.html", {"rows": rows, "assignee": assignee, "status": status, "statuses": CASE_STATUSES}
+    )
 
 
 @router.get("/case/{shipment_id}", response_class=HTMLResponse)
@@ -30,16 +32,32 @@ async def case_page(request: Request, shipment_id: str, user: User = Depends(cur
     day = await run_in_threadpool(require_shipment, request, shipment_id)
     store = case_store(request)
     await run_in_threadpool(store.record_access, user.username, "view_case", shipment_id)
-    officers = [u["username"] for u in request.app.state.users.list() if u["active"]] if user.is_supervisor else [user.username]
-    return render(request, "case.html", {
-        "sid": shipment_id, "day": day, "case": store.case(shipment_id), "notes": store.notes(shipment_id),
-        "audit": store.case_audit(shipment_id), "statuses": CASE_STATUSES, "officers": officers,
-        "label": request.app.state.labels.get(shipment_id), "msg": request.query_params.get("msg"),
-    })
+    officers = (
+        [u["username"] for u in request.app.state.users.list() if u["active"]]
+        if user.is_supervisor
+        else [user.username]
+    )
+    return render(
+        request,
+        "case.html",
+        {
+            "sid": shipment_id,
+            "day": day,
+            "case": store.case(shipment_id),
+            "notes": store.notes(shipment_id),
+            "audit": store.case_audit(shipment_id),
+            "statuses": CASE_STATUSES,
+            "officers": officers,
+            "label": request.app.state.labels.get(shipment_id),
+            "msg": request.query_params.get("msg"),
+        },
+    )
 
 
 @router.post("/case/{shipment_id}")
-async def case_action(request: Request, shipment_id: str, user: User = Depends(current_user), form: dict = Depends(posted_form)):
+async def case_action(
+    request: Request, shipment_id: str, user: User = Depends(current_user), form: dict = Depends(posted_form)
+):
     await run_in_threadpool(require_shipment, request, shipment_id)
     store = case_store(request)
     action = form.get("action", "")

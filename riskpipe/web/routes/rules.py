@@ -52,8 +52,10 @@ def _stats(request: Request) -> dict:
         texts = {}
     nights = sorted(set(per_night[S.ARRIVAL_DATE].to_list()))[-MAX_NIGHTS_SHOWN:]
     counts: dict[tuple[date, str], int] = {(d, c): n for d, c, n in per_night.iter_rows()}
-    rows = [{**r, "text": texts.get(r["code"], ""), "per_night": [counts.get((d, r["code"]), 0) for d in nights]}
-            for r in stats.iter_rows(named=True)]
+    rows = [
+        {**r, "text": texts.get(r["code"], ""), "per_night": [counts.get((d, r["code"]), 0) for d in nights]}
+        for r in stats.iter_rows(named=True)
+    ]
     silent = [c for c in texts if c not in set(stats["code"].to_list())]
     return {"stats": rows, "nights": nights, "silent": silent}
 
@@ -63,10 +65,19 @@ async def rules_page(request: Request, user: User = Depends(supervisor_user)):
     current, target = _paths(request)
     text = current.read_text(encoding="utf-8", errors="replace") if current.exists() else ""
     ctx = await run_in_threadpool(_stats, request)
-    return render(request, "rules_feedback.html", {
-        **ctx, "path": current, "target": target, "text": text, "base_sha": _sha(text),
-        "edits": case_store(request).rule_edits(), "msg": request.query_params.get("msg"),
-    })
+    return render(
+        request,
+        "rules_feedback.html",
+        {
+            **ctx,
+            "path": current,
+            "target": target,
+            "text": text,
+            "base_sha": _sha(text),
+            "edits": case_store(request).rule_edits(),
+            "msg": request.query_params.get("msg"),
+        },
+    )
 
 
 @router.post("/rules/preview", response_class=HTMLResponse)
@@ -82,11 +93,26 @@ def rules_preview(request: Request, user: User = Depends(supervisor_user), form:
             parse_rules(new, str(target))
         except RiskpipeError as exc:
             error = str(exc).splitlines()[0]
-    diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"{current} (now)", tofile=f"{target} (proposed)"))
-    return render(request, "rules_preview.html", {
-        "error": error, "diff": diff, "text": new, "base_sha": form.get("base_sha", ""), "target": target,
-    }, status=400 if error else 200)
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{current} (now)",
+            tofile=f"{target} (proposed)",
+        )
+    )
+    return render(
+        request,
+        "rules_preview.html",
+        {
+            "error": error,
+            "diff": diff,
+            "text": new,
+            "base_sha": form.get("base_sha", ""),
+            "target": target,
+        },
+        status=400 if error else 200,
+    )
 
 
 @router.post("/rules/save")
@@ -104,8 +130,11 @@ def rules_save(request: Request, user: User = Depends(supervisor_user), form: di
         raise HTTPException(400, str(exc).splitlines()[0]) from None
     if new == old and current == target:
         return RedirectResponse("/rules?msg=no+change", status_code=303)
-    diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=str(current), tofile=str(target)))
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=str(current), tofile=str(target)
+        )
+    )
     write_text_atomic(new, target)
     case_store(request).record_rule_edit(user.username, str(target), _sha(old) if old else None, _sha(new), diff)
     return RedirectResponse("/rules?msg=saved:+the+next+night+uses+these+rules", status_code=303)

@@ -31,10 +31,14 @@ def _enrich(request: Request, found: pl.DataFrame) -> list[dict]:
         path = layout.day_dir(layout.scores, d) / "scores.parquet"
         if path.exists():
             ids = part[S.SHIPMENT_ID].to_list()
-            scores.append(pl.scan_parquet(path).select(S.SHIPMENT_ID, S.RISK_SCORE).filter(pl.col(S.SHIPMENT_ID).is_in(ids)))
+            scores.append(
+                pl.scan_parquet(path).select(S.SHIPMENT_ID, S.RISK_SCORE).filter(pl.col(S.SHIPMENT_ID).is_in(ids))
+            )
     out = found
     if scores:
-        out = out.join(pl.concat(pl.collect_all(scores)).unique(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="left", maintain_order="left")
+        out = out.join(
+            pl.concat(pl.collect_all(scores)).unique(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="left", maintain_order="left"
+        )
     else:
         out = out.with_columns(pl.lit(None, pl.Float64).alias(S.RISK_SCORE))
     labels = request.app.state.labels.current().select(
@@ -57,11 +61,19 @@ async def search_page(request: Request, q: str = "", kind: str = "", user: User 
         wanted, found = await run_in_threadpool(search, layout, q, kind)
         rows = await run_in_threadpool(_enrich, request, found)
         # who looked up what: the query as typed (see riskpipe.cases on why not a hash)
-        await run_in_threadpool(case_store(request).record_access, user.username, "search", q,
-                                f"kind={kind or 'any'}; {len(rows)} shipments")
+        await run_in_threadpool(
+            case_store(request).record_access,
+            user.username,
+            "search",
+            q,
+            f"kind={kind or 'any'}; {len(rows)} shipments",
+        )
     here = "/search?" + urlencode({"q": q, "kind": kind}) if q else "/search"
-    return render(request, "search.html", {"q": q, "kind": kind, "kinds": KINDS, "wanted": wanted, "rows": rows,
-                                            "here": here, "searched": bool(q)})
+    return render(
+        request,
+        "search.html",
+        {"q": q, "kind": kind, "kinds": KINDS, "wanted": wanted, "rows": rows, "here": here, "searched": bool(q)},
+    )
 
 
 @router.get("/views", response_class=HTMLResponse)
@@ -94,7 +106,9 @@ def views_action(request: Request, user: User = Depends(current_user), form: dic
 @router.get("/watchlist", response_class=HTMLResponse)
 def watchlist_page(request: Request, user: User = Depends(current_user)):
     msg = request.query_params.get("msg")
-    return render(request, "watchlist.html", {"entries": case_store(request).watchlist(), "kinds": ID_KINDS, "msg": msg})
+    return render(
+        request, "watchlist.html", {"entries": case_store(request).watchlist(), "kinds": ID_KINDS, "msg": msg}
+    )
 
 
 @router.post("/watchlist")

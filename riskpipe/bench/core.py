@@ -103,9 +103,15 @@ def do_ingest(home: str, path: str) -> dict:
     t0 = time.perf_counter()
     summary = ingest_paths(layout, [Path(path)])
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "rows": summary.rows_in,
-            "detail": {"ingested": summary.rows_ingested, "quarantined": summary.rows_quarantined,
-                       "file_mb": round(Path(path).stat().st_size / 2**20, 1)}}
+    return {
+        "seconds": secs,
+        "rows": summary.rows_in,
+        "detail": {
+            "ingested": summary.rows_ingested,
+            "quarantined": summary.rows_quarantined,
+            "file_mb": round(Path(path).stat().st_size / 2**20, 1),
+        },
+    }
 
 
 def do_features(home: str, day: str) -> dict:
@@ -144,15 +150,27 @@ def do_rank_publish(home: str, day: str) -> dict:
     layout, settings, d = _layout(home), _settings(home), date.fromisoformat(day)
     t0 = time.perf_counter()
     staged = publish.stage(layout, d)
-    summary = nightly.rank_and_stage_step(layout, settings, d, nightly.work_dir(layout, d) / nightly.SCORED_FILE,
-                                          {k: str(v) for k, v in staged.dirs.items()}, None,
-                                          quarantine_reason_counts(layout))
+    summary = nightly.rank_and_stage_step(
+        layout,
+        settings,
+        d,
+        nightly.work_dir(layout, d) / nightly.SCORED_FILE,
+        {k: str(v) for k, v in staged.dirs.items()},
+        None,
+        quarantine_reason_counts(layout),
+    )
     t1 = time.perf_counter()
     publish.commit(layout, staged)
     t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "rows": summary["shipments"],
-            "detail": {"rank_and_report_s": round(t1 - t0, 2), "publish_s": round(t2 - t1, 2),
-                       "targets": summary["targets"]}}
+    return {
+        "seconds": t2 - t0,
+        "rows": summary["shipments"],
+        "detail": {
+            "rank_and_report_s": round(t1 - t0, 2),
+            "publish_s": round(t2 - t1, 2),
+            "targets": summary["targets"],
+        },
+    }
 
 
 def do_nightly(home: str, day: str, files: list[str]) -> dict:
@@ -182,8 +200,15 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
     lap("score")
     staged = publish.stage(layout, d)
     try:
-        summary = nightly.rank_and_stage_step(layout, settings, d, scored, {k: str(v) for k, v in staged.dirs.items()},
-                                              None, quarantine_reason_counts(layout))
+        summary = nightly.rank_and_stage_step(
+            layout,
+            settings,
+            d,
+            scored,
+            {k: str(v) for k, v in staged.dirs.items()},
+            None,
+            quarantine_reason_counts(layout),
+        )
         lap("rank_and_report")
         final = publish.commit(layout, staged)
     except BaseException:
@@ -191,9 +216,17 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
         raise
     nightly.write_run_record(layout, d, {"summary": summary, "outputs": {k: str(v) for k, v in final.items()}})
     lap("publish")
-    return {"seconds": time.perf_counter() - t0, "rows": summary["shipments"],
-            "detail": {"steps_s": steps, "peak_mb_after": peaks, "rows_in": ingested.rows_in, "targets": summary["targets"],
-                       "model": summary["model_version"]}}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rows": summary["shipments"],
+        "detail": {
+            "steps_s": steps,
+            "peak_mb_after": peaks,
+            "rows_in": ingested.rows_in,
+            "targets": summary["targets"],
+            "model": summary["model_version"],
+        },
+    }
 
 
 def do_prefect(home: str, day: str) -> dict:
@@ -221,8 +254,7 @@ def do_floor(home: str, day: str, out: str) -> dict:
     t0 = time.perf_counter()
     frame = pl.read_parquet(files)
     frame.select(S.SHIPMENT_ID, pl.lit(0.0).alias(S.RISK_SCORE)).write_parquet(out)
-    return {"seconds": time.perf_counter() - t0, "rows": frame.height,
-            "detail": {"input": "raw partition (parquet)"}}
+    return {"seconds": time.perf_counter() - t0, "rows": frame.height, "detail": {"input": "raw partition (parquet)"}}
 
 
 def do_floor_landing(files: list[str], out: str) -> dict:
@@ -313,8 +345,22 @@ def prep_scaling_world(home: str, day: str, rows: int, history_days: int, seed: 
 
 
 _CHILD_FUNCS: dict[str, Callable[..., dict]] = {
-    f.__name__: f for f in (do_generate, do_ingest, do_features, do_score, do_rank_publish, do_nightly, do_prefect,
-                            do_floor, do_floor_landing, do_web, prep_history, prep_ingest, prep_scaling_world)
+    f.__name__: f
+    for f in (
+        do_generate,
+        do_ingest,
+        do_features,
+        do_score,
+        do_rank_publish,
+        do_nightly,
+        do_prefect,
+        do_floor,
+        do_floor_landing,
+        do_web,
+        prep_history,
+        prep_ingest,
+        prep_scaling_world,
+    )
 }
 
 
@@ -359,8 +405,12 @@ def run_child(fn: str, kwargs: dict, scratch: Path, isolate: bool = True) -> dic
     spec, out, log = scratch / f"{tag}.spec.json", scratch / f"{tag}.out.json", scratch / f"{tag}.log"
     spec.write_text(json.dumps({"fn": fn, "kwargs": kwargs, "out": str(out)}), encoding="utf-8")
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "riskpipe.bench", "child", str(spec)],
-                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "riskpipe.bench", "child", str(spec)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     res = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
@@ -433,11 +483,16 @@ def _row(name: str, runs: list[dict], nominal_rows: int) -> dict:
     if judged and (t_s is not None or t_mb is not None):
         passed = (t_s is None or secs <= t_s) and (t_mb is None or peak <= t_mb)
     row.update(
-        rows=rows, seconds=round(secs, 3), seconds_all=[round(r["seconds"], 3) for r in ok],
+        rows=rows,
+        seconds=round(secs, 3),
+        seconds_all=[round(r["seconds"], 3) for r in ok],
         process_s=round(statistics.median(r["process_s"] for r in ok), 2),
         rows_per_s=round(rows / secs) if secs > 0 and name not in WEB_STAGES else None,
-        peak_mb=round(peak, 1), target_s=None if t_s is None else round(t_s, 3), target_mb=t_mb,
-        passed=passed, detail=ok[-1].get("detail"),
+        peak_mb=round(peak, 1),
+        target_s=None if t_s is None else round(t_s, 3),
+        target_mb=t_mb,
+        passed=passed,
+        detail=ok[-1].get("detail"),
     )
     if len(ok) < len(runs):
         row["error"] = next(r["error"] for r in runs if "error" in r)
@@ -494,7 +549,7 @@ def run_bench(
     need_landing = not (landing.exists() and any(landing.iterdir()))
     want_world = any(s in stages for s in ("ingest", "features", "score", "rank", "nightly", "floor", "prefect", "web"))
     if "generate" in stages or (need_landing and want_world):
-        for i in range(repeat if "generate" in stages else 1):
+        for _ in range(repeat if "generate" in stages else 1):
             gen_home = scratch / "generate"
             res = child("do_generate", home=str(gen_home), day=day, rows=rows, seed=seed)
             if "generate" in stages:
@@ -516,8 +571,10 @@ def run_bench(
         base, ingested, inputs = world / "base", world / "ingested", world / "inputs"
         if not (base / ".ready").exists():
             say(f"preparing {history_days} days of history at {rows:,} rows a day (cached in {world})")
-            need(child("prep_history", home=str(base), day=day, rows=rows, history_days=history_days, seed=seed),
-                 "history")
+            need(
+                child("prep_history", home=str(base), day=day, rows=rows, history_days=history_days, seed=seed),
+                "history",
+            )
             (base / ".ready").write_text("ok", encoding="utf-8")
         if not (ingested / ".ready").exists():
             say("ingesting the benchmark day once (cached)")
@@ -545,8 +602,10 @@ def run_bench(
                 shutil.rmtree(c, ignore_errors=True)
             if "floor" in stages:
                 record("floor", child("do_floor", home=str(ingested), day=day, out=str(scratch / "floor.parquet")))
-                record("floor (landing files)",
-                       child("do_floor_landing", files=files, out=str(scratch / "floor-landing.parquet")))
+                record(
+                    "floor (landing files)",
+                    child("do_floor_landing", files=files, out=str(scratch / "floor-landing.parquet")),
+                )
             if "nightly" in stages or ("web" in stages and i == repeat - 1):
                 n = clone_home(base, scratch / "nightly")
                 res = child("do_nightly", home=str(n), day=day, files=files)
@@ -573,8 +632,10 @@ def run_bench(
                 same = workdir / f"world-r{n}-h{history_days}-s{seed}" / "base"
                 if (same / ".ready").exists():  # same generator, rows and seed: identical history days
                     clone_home(same, sw)
-                need(child("prep_scaling_world", home=str(sw), day=day, rows=n, history_days=history_days, seed=seed),
-                     f"the scaling world at {n} rows")
+                need(
+                    child("prep_scaling_world", home=str(sw), day=day, rows=n, history_days=history_days, seed=seed),
+                    f"the scaling world at {n} rows",
+                )
                 (sw / ".ready").write_text("ok", encoding="utf-8")
             runs = []
             for _ in range(repeat):
@@ -599,21 +660,37 @@ def run_bench(
     if pr and by_name.get("nightly", {}).get("seconds") and pr.get("seconds"):
         pr["prefect_overhead_s"] = round(pr["seconds"] - by_name["nightly"]["seconds"], 2)
     return {
-        "config": {"rows": rows, "history_days": history_days, "repeat": repeat, "stages": stages, "seed": seed,
-                   "day": day, "workdir": str(workdir), "isolated": isolate},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_before": [round(x, 2) for x in load_before],
-                    "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-                    "started_at": started_at,
-                    "total_s": round(time.perf_counter() - started, 1)},
-        "world": (f"day {day}: {rows:,} shipments of the synthetic world (riskpipe.synth), mixed CSV/Parquet/NDJSON "
-                  f"files; {history_days} history days at full size ({rows:,} rows a day) from the fast raw "
-                  "generator of riskpipe.features.bench (other parties than the day's: history cost, few matches); "
-                  "champion model fitted on a synthetic day with the full tree budget"),
-        "method": ("each stage in a fresh process; seconds = wall time of the stage's work inside it (median of "
-                   "repeats), process_s = including interpreter start and imports; peak MB = max RSS of that "
-                   "process from os.wait4 (ru_maxrss)" if isolate else
-                   "in-process (tests): peak MB is this process's peak so far"),
+        "config": {
+            "rows": rows,
+            "history_days": history_days,
+            "repeat": repeat,
+            "stages": stages,
+            "seed": seed,
+            "day": day,
+            "workdir": str(workdir),
+            "isolated": isolate,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+            "started_at": started_at,
+            "total_s": round(time.perf_counter() - started, 1),
+        },
+        "world": (
+            f"day {day}: {rows:,} shipments of the synthetic world (riskpipe.synth), mixed CSV/Parquet/NDJSON "
+            f"files; {history_days} history days at full size ({rows:,} rows a day) from the fast raw "
+            "generator of riskpipe.features.bench (other parties than the day's: history cost, few matches); "
+            "champion model fitted on a synthetic day with the full tree budget"
+        ),
+        "method": (
+            "each stage in a fresh process; seconds = wall time of the stage's work inside it (median of "
+            "repeats), process_s = including interpreter start and imports; peak MB = max RSS of that "
+            "process from os.wait4 (ru_maxrss)"
+            if isolate
+            else "in-process (tests): peak MB is this process's peak so far"
+        ),
         "stages": table,
         "ratio_nightly_floor": ratio,
         "scaling": scaling_rows_out,
@@ -640,10 +717,19 @@ def render_table(result: dict):
     from rich.table import Table
 
     cfg = result["config"]
-    t = Table(min_width=80, title=f"riskpipe bench: {cfg['rows']:,} rows, {cfg['history_days']} days of history, "
-                    f"median of {cfg['repeat']}")
-    for col, just in (("stage", "left"), ("rows", "right"), ("seconds", "right"), ("rows/s", "right"),
-                      ("peak MB", "right"), ("target", "left"), ("pass", "center")):
+    t = Table(
+        min_width=80,
+        title=f"riskpipe bench: {cfg['rows']:,} rows, {cfg['history_days']} days of history, median of {cfg['repeat']}",
+    )
+    for col, just in (
+        ("stage", "left"),
+        ("rows", "right"),
+        ("seconds", "right"),
+        ("rows/s", "right"),
+        ("peak MB", "right"),
+        ("target", "left"),
+        ("pass", "center"),
+    ):
         t.add_column(col, justify=just, no_wrap=True)
     for r in result["stages"]:
         if "seconds" not in r:
@@ -653,8 +739,15 @@ def render_table(result: dict):
         verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[r["passed"]]
         if r["passed"] is None and _fmt_target(r):
             verdict = "n/a"  # targets are for 4 M rows
-        t.add_row(r["stage"], f"{r['rows']:,}", secs, f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "",
-                  f"{r['peak_mb']:,.0f}", _fmt_target(r), verdict)
+        t.add_row(
+            r["stage"],
+            f"{r['rows']:,}",
+            secs,
+            f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "",
+            f"{r['peak_mb']:,.0f}",
+            _fmt_target(r),
+            verdict,
+        )
     tables = [t]
     if result.get("scaling"):
         s = Table(title="features scaling (history days at the same size as the day)")
@@ -680,13 +773,17 @@ def summary_lines(result: dict) -> list[str]:
         if r["stage"] == "nightly" and r.get("detail"):
             lines.append("nightly steps (s): " + ", ".join(f"{k} {v}" for k, v in r["detail"]["steps_s"].items()))
             if r["detail"].get("peak_mb_after"):
-                lines.append("nightly peak MB after each step: "
-                             + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items()))
+                lines.append(
+                    "nightly peak MB after each step: "
+                    + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items())
+                )
         if r.get("error"):
             lines.append(f"{r['stage']}: error: {r['error']}" + (f" (log {r['log']})" if r.get("log") else ""))
     m = result["machine"]
-    lines.append(f"load average before/after: {m['load_avg_before'][0]} / {m['load_avg_after'][0]} "
-                 f"on {m['cpus']} cores; total {m['total_s']} s")
+    lines.append(
+        f"load average before/after: {m['load_avg_before'][0]} / {m['load_avg_after'][0]} "
+        f"on {m['cpus']} cores; total {m['total_s']} s"
+    )
     lines.append("world: " + result["world"])
     lines.append("method: " + result["method"])
     return lines
@@ -698,10 +795,3 @@ def write_results(result: dict, directory: Path) -> Path:
     path = directory / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     return path
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "child":
-        sys.exit(_child_main(sys.argv[2]))
-    print("usage: riskpipe bench (this module's command line is for its own child processes)", file=sys.stderr)
-    sys.exit(2)
