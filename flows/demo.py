@@ -18,6 +18,6 @@ def demo_flow(home: str, start: str, days: int, per_day: int, seed: int = 7, sho
     generated = generate_flow(home, start, days, per_day, seed, show_progress=show_progress)
     ingested = ingest_flow(home, show_progress=show_progress)
     last = date.fromisoformat(start) + timedelta(days=days - 1)
-    decision = retrain_flow(home, until=(last - timedelta(days=1)).isoformat())
+    decision = retrain_flow(home, until=(last - timedelta(days=1)).isoformat(), with_truth=True)
     night = nightly_flow(home, last.isoformat(), ingest=False, show_progress=show_progress)
     return {"generated": generated, "ingested": ingested, "decision": decision, "night": night, "day": last.isoformat()}

@@ -38,13 +38,15 @@ def import_outcomes(home: str, path: str) -> dict:
 
 
 @task(name="train-and-decide")
-def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
-    from riskpipe.model import view_summaries
-    from riskpipe.registry import retrain
+def train_and_decide(home: str, until: str | None, force: bool = False, with_truth: bool = False) -> dict:
+    from riskpipe.evaluation.truth import truth_reader
+    from riskpipe.model.evaluate import view_summaries
+    from riskpipe.retrain import retrain
 
     layout = Layout(Path(home))
     settings = home_settings(layout.home)
-    decision = retrain(layout, settings, date.fromisoformat(until) if until else None, force=force)
+    truth = truth_reader(layout) if with_truth else None  # evaluation only (the demo's synthetic world)
+    decision = retrain(layout, settings, date.fromisoformat(until) if until else None, force=force, truth=truth)
     record = decision.as_record()
     record["table"] = decision.table.to_dicts() if decision.table is not None else []
     record["view"] = (decision.report or {}).get("preferred_view")
@@ -59,9 +61,12 @@ def train_and_decide(home: str, until: str | None, force: bool = False) -> dict:
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
 )
-def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None = None, force: bool = False) -> dict:
+def retrain_flow(
+    home: str, until: str | None = None, outcomes_path: str | None = None, force: bool = False, with_truth: bool = False
+) -> dict:
     """Import new outcomes, train a challenger up to ``until``, promote it only if better
-    (``force``: also when champion.json names a model that cannot be used)."""
+    (``force``: also when champion.json names a model that cannot be used). ``with_truth``: add the
+    ground-truth view to the recorded figures (a synthetic world's evaluation; never decides)."""
     from prefect.runtime import flow_run
 
     from riskpipe.promotion import summary
@@ -78,7 +83,7 @@ def retrain_flow(home: str, until: str | None = None, outcomes_path: str | None 
         outcomes_path or str(layout.landing / "outcomes"),
     )
     log.info("outcomes imported: %s", {k: v for k, v in imported.items() if isinstance(v, int)})
-    record = runsteps.run_step("retrain", "train-and-decide", train_and_decide, home, until, force)
+    record = runsteps.run_step("retrain", "train-and-decide", train_and_decide, home, until, force, with_truth)
     log.info(
         "retrain: promoted=%s challenger=%s champion=%s (%s)",
         record["promoted"],

@@ -493,14 +493,16 @@ def retrain(
     from rich.table import Table
 
     from riskpipe import preflight
-    from riskpipe.model import bias_table
-    from riskpipe.registry import retrain as run_retrain
+    from riskpipe.evaluation.truth import truth_reader
+    from riskpipe.model.evaluate import bias_table
+    from riskpipe.retrain import retrain as run_retrain
     from riskpipe.store import Layout
 
     until_day = parse_day(until, "--until")
     _checked_settings(lambda s: preflight.check_retrain(Layout(s.home), s, until_day, force))
     s = settings()
-    decision, _ = _run_with_steps(lambda: run_retrain(Layout(s.home), s, until_day, force=force))
+    truth = truth_reader(Layout(s.home)) if Layout(s.home).truth.is_dir() else None  # a synthetic world's figures
+    decision, _ = _run_with_steps(lambda: run_retrain(Layout(s.home), s, until_day, force=force, truth=truth))
     view = decision.report.get("preferred_view", "labelled")
     # one column per scorer, one row per metric: fits a terminal however many scorers
     table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
@@ -541,7 +543,7 @@ def _print_model_warnings(models_dir: Path, version: str | None) -> None:
     """One ``warning:`` line (stderr) per ``training_warnings`` of a saved model's metadata."""
     import json
 
-    from riskpipe.model import training_warnings
+    from riskpipe.model.fit import training_warnings
     from riskpipe.registry import META_FILE
 
     path = models_dir / str(version) / META_FILE
@@ -761,7 +763,8 @@ def models_show(
 ) -> None:
     """A version's model card: what it is, the days it learned from, how good it was on later
     days, its limits; and whether it loads."""
-    from riskpipe.registry import check_version_name, describe_version, list_versions, model_card
+    from riskpipe.model.card import model_card
+    from riskpipe.registry import check_version_name, describe_version, list_versions
 
     s = settings()
     check_version_name(version)
@@ -972,7 +975,7 @@ def indicators(
 ) -> None:
     """For each indicator family, how often it fires on fentanyl-related shipments vs the others
     (a synthetic world's home only: needs its ground truth in truth/)."""
-    from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
+    from riskpipe.evaluation.indicators import indicator_table, table_markdown, truth_days
     from riskpipe.labels import LabelStore
     from riskpipe.store import Layout
 
@@ -1006,8 +1009,8 @@ def adaptation(
     import polars as pl
     from rich.table import Table
 
+    from riskpipe.evaluation.adaptation import adaptation_study, adaptation_summary
     from riskpipe.labels import LabelStore
-    from riskpipe.model import adaptation_study, adaptation_summary
     from riskpipe.store import Layout
 
     cfg = settings()

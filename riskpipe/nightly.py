@@ -14,9 +14,20 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe import score as scoring
 from riskpipe.config import Settings
 from riskpipe.csvsafe import csv_schema, formula_safe
 from riskpipe.errors import RiskpipeError
+from riskpipe.features.build import write_features
+from riskpipe.labels import LabelStore
+from riskpipe.model.fit import training_warnings
+from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
+from riskpipe.registry import ChampionState, load_model
+from riskpipe.report import drift_table, oea_claim_counts, render_report
+from riskpipe.rules import load_rules, rules_file
+from riskpipe.score import NO_MODEL_VERSION, champion_state, load_champion, scores_file_frame, scoring_columns
+from riskpipe.search import watchlist_step
+from riskpipe.shard import attribute_top, top_shipment_ids
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
 SCORED_FILE = "scored.parquet"
@@ -36,8 +47,6 @@ def features_path(layout: Layout, day: date) -> Path:
 
 def load_labels(settings: Settings) -> pl.DataFrame:
     """Every recorded version of the outcomes: the features keep the ones known at D's cut-off."""
-    from riskpipe.labels import LabelStore
-
     return LabelStore(settings.db_url).versions()
 
 
@@ -51,8 +60,6 @@ def require_day(layout: Layout, day: date) -> None:
 def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     """Features of ``day`` point in time (outcomes examined before ``day`` and recorded before its
     cut-off), written to disk."""
-    from riskpipe.features.build import write_features
-
     require_day(layout, day)
     return write_features(
         layout, day, load_labels(settings), features_path(layout, day), partner_key_path=settings.partner_key_path
@@ -69,21 +76,10 @@ class RulesOnlyNight(RiskpipeError):
         self.result = result
 
 
-def champion_state(settings: Settings):
-    """The champion (``riskpipe.registry.ChampionState``): the model, or why there is none (a
-    fresh home, or a pointer or model that cannot be used)."""
-    from riskpipe.registry import champion_state as state
-
-    return state(Path(settings.models_dir), settings.registry_key_path)
-
-
 def scoring_champion(settings: Settings, scores: pl.DataFrame):
     """The model that scored ``scores`` (its ``model_version``), not the champion of this instant:
     a promotion or rollback between the score and rank steps must not make the report, summary
     and evaluation describe another model than the one that ranked the night."""
-    from riskpipe.registry import ChampionState, load_model
-    from riskpipe.score import NO_MODEL_VERSION
-
     used = scores.get_column(S.MODEL_VERSION).unique().to_list() if scores.height else []
     if not used or used == [NO_MODEL_VERSION]:
         state = champion_state(settings)
@@ -98,12 +94,6 @@ def scoring_champion(settings: Settings, scores: pl.DataFrame):
     return ChampionState(model, True)
 
 
-def load_champion(settings: Settings):
-    """The champion model, or None when there is no usable one: the rules alone rank, and the
-    night says so (report banner, summary ``champion_problem``, flow warning and exit status)."""
-    return champion_state(settings).model
-
-
 def score_step(
     layout: Layout, settings: Settings, day: date, features_file: Path, batch_rows: int | None = None
 ) -> Path:
@@ -112,10 +102,6 @@ def score_step(
     Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of
     more than ``batch_rows`` rows is scored in batches (:func:`_score_in_batches`), the day's top
     rows attributed at the end (as a Dask run does)."""
-    from riskpipe.rules import load_rules, rules_file
-    from riskpipe.score import score_day
-    from riskpipe.search import watchlist_step
-
     batch_rows = SCORE_BATCH_ROWS if batch_rows is None else batch_rows
     model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
@@ -128,7 +114,7 @@ def score_step(
         return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
-    scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    scored = scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
     scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
     return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
 
@@ -151,9 +137,6 @@ def _score_in_batches(
     The features file is sorted by shipment id, so a range is a range of ids: its raw columns are
     read by an id filter, and the batches concatenated in order are the single-process frame
     (no shard files, no sort, no join of the whole day)."""
-    from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features, score_day
-    from riskpipe.shard import attribute_top
-
     starts = [i * rows // n for i in range(n)] + [rows]
     raw = scan_raw_shipments(layout, [day])
     parts = []
@@ -165,29 +148,17 @@ def _score_in_batches(
             .filter(pl.col(S.SHIPMENT_ID).is_between(pl.lit(ids.min()), pl.lit(ids.max())))
             .collect()
         )
-        parts.append(score_day(layout, day, model, rules, pl.DataFrame(), features=feats, raw_day=raw_part, top_n=0))
+        parts.append(
+            scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=feats, raw_day=raw_part, top_n=0)
+        )
         del feats, raw_part
     scored = pl.concat(parts, rechunk=False)
-    if model is None or TOP_N_ATTRIBUTION <= 0:
+    if model is None or scoring.TOP_N_ATTRIBUTION <= 0:
         return scored
-    from riskpipe.shard import top_shipment_ids
-
-    head = top_shipment_ids(scored, TOP_N_ATTRIBUTION).lazy()
+    head = top_shipment_ids(scored, scoring.TOP_N_ATTRIBUTION).lazy()
     raw_top = raw.join(head, on=S.SHIPMENT_ID, how="semi").collect()
     feats_top = pl.scan_parquet(features_file).join(head, on=S.SHIPMENT_ID, how="semi").collect()
-    return attribute_top(scored, join_raw_features(raw_top, feats_top), model, TOP_N_ATTRIBUTION)
-
-
-def scoring_columns(model, rules, feature_schema) -> tuple[list[str], list[str]]:
-    """The feature columns and the raw columns that scoring reads: what the champion and the rules
-    use. A 4 M-row day's full raw and feature frames joined would take several gigabytes (a
-    shard of a 16 M-row day read whole peaked at 9.9 GB)."""
-    needed = {S.SHIPMENT_ID, S.NETWORK_ID, *rules.fields}
-    if model is not None:
-        needed |= set(model.feature_columns)
-    features = [c for c in feature_schema if c in needed]
-    raw = [S.SHIPMENT_ID, *sorted(c for c in rules.fields if c not in feature_schema)]
-    return features, raw
+    return attribute_top(scored, scoring.join_raw_features(raw_top, feats_top), model, scoring.TOP_N_ATTRIBUTION)
 
 
 def rank_and_stage_step(
@@ -200,11 +171,6 @@ def rank_and_stage_step(
     quarantine_by_reason: dict[str, int],
 ) -> dict:
     """Targeting list, scores file and report written into the staging directories."""
-    from riskpipe.model import training_warnings
-    from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
-    from riskpipe.report import drift_table, oea_claim_counts, render_report
-    from riskpipe.score import scores_file_frame
-
     scored = pl.read_parquet(scored_file)
     # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
     # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).

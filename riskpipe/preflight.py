@@ -87,7 +87,7 @@ def check_nightly(layout: Layout, settings, day: date, ingest: bool, allow_rules
                 f"(raw store has: {_span(layout)}) and no new files in {layout.landing}"
             )
     if not allow_rules_only:
-        from riskpipe.nightly import champion_state
+        from riskpipe.score import champion_state
 
         state = champion_state(settings)
         if state.model is None:
@@ -109,7 +109,7 @@ def check_retrain(layout: Layout, settings, until: date | None, force: bool) -> 
             "run `riskpipe ingest` first"
         )
     if not force:
-        from riskpipe.nightly import champion_state
+        from riskpipe.score import champion_state
 
         state = champion_state(settings)
         if state.registered and state.model is None:

@@ -57,8 +57,9 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.rules import load_rules, rules_file
+from riskpipe.score import MODEL_REASON_PREFIX
 
-MODEL_REASON_PREFIX = "model:"
 EXPLORATION_TEXT = "Chosen at random for an exploration exam (keeps the hit-rate estimate unbiased)"
 MAX_REASON_TEXTS = 3
 NO_REASON_TEXT = "High overall risk score (no single indicator stands out)"
@@ -151,14 +152,7 @@ def load_reason_texts(rules_texts: dict[str, str] | None = None, path: Path | No
 
 def default_reason_texts(settings: Settings) -> dict[str, str]:
     """Texts of the model reasons plus those of the configured analyst rules (if loadable)."""
-    rule_texts: dict[str, str] = {}
-    try:
-        from riskpipe.rules import load_rules, rules_file
-
-        rule_texts = dict(load_rules(rules_file(settings)).texts)
-    except ImportError:  # rules module not present: model texts only
-        pass
-    return load_reason_texts(rule_texts)
+    return load_reason_texts(dict(load_rules(rules_file(settings)).texts))
 
 
 def reason_text_expr(texts: dict[str, str], reasons_col: str = S.REASONS) -> pl.Expr:

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.rank import MODEL_REASON_PREFIX
+from riskpipe.score import MODEL_REASON_PREFIX
 from riskpipe.store import Layout
 
 Z95 = 1.959963984540054

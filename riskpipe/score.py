@@ -34,19 +34,23 @@ caller publishes. Its frame holds the ``S.SCORES_SCHEMA`` columns first, then ``
 
 from __future__ import annotations
 
-import os
-import time
+from collections.abc import Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from riskpipe import registry
 from riskpipe import schema as S
+from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
+from riskpipe.features import build_features
 from riskpipe.features.build import clip_nonfinite
-from riskpipe.model import occlusion_drops
-from riskpipe.rank import MODEL_REASON_PREFIX
+from riskpipe.model.explain import occlusion_drops
+from riskpipe.registry import ChampionState, LoadedModel
+from riskpipe.rules import MASK, MASK_RULES, RuleSet
 from riskpipe.store import Layout, scan_raw_shipments
 
 #: floor weight (see ``blend``): a hit of a ``floor = true`` rule (a named precursor, a pill
@@ -74,6 +78,8 @@ MAX_MODEL_REASONS = 3
 CHEAP_REASON_FEATURES = 8
 NO_MODEL_VERSION = "rules-only"
 RULE_REASONS = "rule_reasons"
+#: reason codes of the model's own (``model:<feature>``); the rest are rule codes
+MODEL_REASON_PREFIX = "model:"
 
 
 def blend(p_model: Any, rule_score: Any, rule_weight: float = RULE_WEIGHT, floor_score: Any = None) -> np.ndarray:
@@ -210,8 +216,6 @@ def _rule_parts(
     n = joined.height
     if rules is None or not n:
         return np.zeros(n), np.zeros(n, dtype=np.int64), [[]], None
-    from riskpipe.rules import MASK, MASK_RULES
-
     if hasattr(rules, "hit_mask") and len(rules.rules) <= MASK_RULES:
         mask = rules.hit_mask(joined)
         table = rules.mask_table(mask)
@@ -370,8 +374,6 @@ def score_day(
     Side-effect free: reads the raw store (and features' inputs), writes nothing.
     """
     if features is None:
-        from riskpipe.features import build_features
-
         features = build_features(layout, day, labels)
     if raw_day is None:
         raw_day = scan_raw_shipments(layout, [day]).collect()
@@ -380,121 +382,27 @@ def score_day(
     )
 
 
-def bench_score(
-    n_rows: int = 4_000_000,
-    *,
-    joined: pl.DataFrame | None = None,
-    model: Any | None = None,
-    rules: Any | None = None,
-    seed: int = 0,
-    batch_rows: int = BATCH_ROWS,
-) -> dict[str, Any]:
-    """Time ``score_frame`` (model, rules, blend, reasons) on ``n_rows`` with features built.
-
-    Without ``joined``: a 20 k-row synthetic day (varied descriptions, values, origins, trusted
-    traders) goes through the real feature path in a temporary home, is tiled to ``n_rows``
-    with fresh shipment ids, and a model with the full tree budget (no early stopping) is fitted
-    on it; ``rules`` default to the shipped ones. Returns rows, seconds, rows/s, trees, and the
-    process's peak RSS in MB.
-    """
-    import resource
-
-    if joined is None or model is None:
-        base, fitted = _bench_day(seed)
-        joined = joined if joined is not None else tile_frame(base, n_rows)
-        model = model if model is not None else fitted
-    if rules is None:
-        from riskpipe.rules import load_rules
-
-        rules = load_rules(None)
-    t0 = time.perf_counter()
-    out = score_frame(joined, model, rules, batch_rows=batch_rows)
-    secs = time.perf_counter() - t0
-    est = getattr(model.model, "estimator_", None)
-    return {
-        "stage": "score",
-        "rows": out.height,
-        "features": len(model.feature_columns),
-        "trees": getattr(est, "n_iter_", None),
-        "seconds": round(secs, 2),
-        "rows_per_second": round(out.height / secs) if secs else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "load_avg_1m": round(os.getloadavg()[0], 1),
-        "cascade": out.height > CASCADE_MIN_ROWS,
-    }
+def champion_state(settings: Settings) -> ChampionState:
+    """The champion (``riskpipe.registry.ChampionState``): the model, or why there is none (a
+    fresh home, or a pointer or model that cannot be used)."""
+    return registry.champion_state(Path(settings.models_dir), settings.registry_key_path)
 
 
-def tile_frame(frame: pl.DataFrame, n_rows: int) -> pl.DataFrame:
-    """``frame`` repeated to ``n_rows`` rows, each with a fresh ``shipment_id``."""
-    reps = -(-n_rows // max(frame.height, 1))
-    out = pl.concat([frame] * reps).head(n_rows)
-    return out.with_columns(pl.format("B{}", pl.int_range(pl.len(), dtype=pl.Int64)).alias(S.SHIPMENT_ID))
+def load_champion(settings: Settings) -> LoadedModel | None:
+    """The champion model, or None when there is no usable one: the rules alone rank, and the
+    night says so (report banner, summary ``champion_problem``, flow warning and exit status)."""
+    return champion_state(settings).model
 
 
-def _bench_day(seed: int, n: int = 20_000) -> tuple[pl.DataFrame, Any]:
-    """A synthetic day through the real feature path, and a full-budget model fitted on it."""
-    import tempfile
-    from pathlib import Path
-
-    from riskpipe.estimator import TabularRiskClassifier
-    from riskpipe.features import build_features
-    from riskpipe.features.testing import write_raw_day
-    from riskpipe.model import DEFAULT_LEARNING_RATE, DEFAULT_LEAVES, DEFAULT_TREES, fit_risk_model
-    from riskpipe.registry import LoadedModel
-
-    rng = np.random.default_rng(seed)
-    benign = [
-        "T-shirt",
-        "Phone case",
-        "Wireless earbuds",
-        "Yoga mat",
-        "Kitchen knife set",
-        "Socks",
-        "LED strip",
-        "Cosmetic materials",
-        "Dog food",
-        "Hardware nuts",
-        "Gift",
-        "Sample",
-    ]
-    chem = ["4-piperidone hydrochloride", "NPP powder", "1-boc-4-piperidone 79099-07-3", "TDP-5 tablet press die"]
-    is_chem = rng.random(n) < 0.01
-    desc = np.where(
-        is_chem, np.array(chem)[rng.integers(0, len(chem), n)], np.array(benign)[rng.integers(0, len(benign), n)]
-    )
-    origin = np.array(["CN", "HK", "MX", "GB", "DE", "IN"])[rng.integers(0, 6, n)]
-    rows = [
-        {
-            S.DESCRIPTION: str(desc[i]),
-            S.COUNTRY_OF_ORIGIN: str(origin[i]),
-            S.DECLARED_VALUE: float(rng.integers(3, 900)),
-            S.GROSS_WEIGHT_KG: float(rng.uniform(0.05, 5.0)),
-            S.CONSIGNEE_ADDRESS: f"{rng.integers(0, n // 3)} Main St",
-            S.TRUSTED_TRADER: "ctpat" if rng.random() < 0.1 else None,
-            S.PORT_OF_ENTRY: ("4701", "2720", "4196", "2304")[i % 4],
-        }
-        for i in range(n)
-    ]
-    day = date(2026, 1, 15)
-    with tempfile.TemporaryDirectory() as tmp:
-        layout = Layout(Path(tmp))
-        raw = write_raw_day(layout, day, rows)
-        feats = build_features(layout, day, None)
-    joined = join_raw_features(raw, feats)
-    y = (is_chem | (rng.random(n) < 0.005)).astype(np.int8)
-    labelled = joined.join(
-        pl.DataFrame({S.SHIPMENT_ID: raw[S.SHIPMENT_ID], S.IS_POSITIVE: y}), on=S.SHIPMENT_ID, how="left"
-    )
-    est = TabularRiskClassifier(
-        random_state=seed,
-        learning_rate=DEFAULT_LEARNING_RATE,
-        max_iter=DEFAULT_TREES,
-        max_leaf_nodes=DEFAULT_LEAVES,
-        early_stopping=False,
-    )
-    from riskpipe.features import FEATURE_COLUMNS
-
-    model, meta = fit_risk_model(
-        labelled.head(15_000), labelled.tail(5_000), list(FEATURE_COLUMNS), estimator=est, seed=seed
-    )
-    return joined, LoadedModel(version="bench", model=model, meta=meta)
+def scoring_columns(
+    model: LoadedModel | None, rules: RuleSet, feature_schema: Mapping[str, pl.DataType]
+) -> tuple[list[str], list[str]]:
+    """The feature columns and the raw columns that scoring reads: what the champion and the rules
+    use. A 4 M-row day's full raw and feature frames joined would take several gigabytes (a
+    shard of a 16 M-row day read whole peaked at 9.9 GB)."""
+    needed = {S.SHIPMENT_ID, S.NETWORK_ID, *rules.fields}
+    if model is not None:
+        needed |= set(model.feature_columns)
+    features = [c for c in feature_schema if c in needed]
+    raw = [S.SHIPMENT_ID, *sorted(c for c in rules.fields if c not in feature_schema)]
+    return features, raw

@@ -30,6 +30,20 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.features.build import sorted_by_id
+from riskpipe.rules import load_rules, rules_file
+from riskpipe.score import (
+    MAX_REASONS,
+    MODEL_REASON_PREFIX,
+    TOP_N_ATTRIBUTION,
+    attribution_features,
+    join_raw_features,
+    load_champion,
+    model_reasons_top,
+    score_day,
+    scoring_columns,
+)
+from riskpipe.search import watchlist_step
 from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
 
 #: fixed seed of the shard hash (changing it moves rows between shards, never their scores)
@@ -97,10 +111,6 @@ def split_day(
 
 def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, str]) -> Path:
     """Scores of one shard (cheap reasons only; the day's top rows are attributed later)."""
-    from riskpipe.nightly import load_champion, scoring_columns
-    from riskpipe.rules import load_rules, rules_file
-    from riskpipe.score import score_day
-
     model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(part["features"]))
     scored = score_day(
@@ -113,8 +123,6 @@ def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, s
         raw_day=pl.read_parquet(part["raw"], columns=raw_columns),
         top_n=0,
     )
-    from riskpipe.search import watchlist_step
-
     scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons of this shard's rows
     return write_parquet_atomic(scored, Path(part["scored"]))
 
@@ -131,9 +139,6 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
 
     ``scored`` was scored with ``top_n=0``; ``joined`` holds raw columns and features of (at
     least) the top rows. Same selection, order and reason merge as ``score.score_frame``."""
-    from riskpipe.rank import MODEL_REASON_PREFIX
-    from riskpipe.score import MAX_REASONS, attribution_features, model_reasons_top
-
     if model is None or top_n <= 0 or scored.is_empty():
         return scored
     top_ids = top_shipment_ids(scored, top_n)
@@ -174,13 +179,8 @@ def combine_shards(
 ) -> Path:
     """Concatenate shard scores in the order of the day's features file (the order a
     single-process run scores in), attribute the day's top rows, write."""
-    from riskpipe.nightly import load_champion
-    from riskpipe.score import TOP_N_ATTRIBUTION, join_raw_features
-
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     raw = scan_raw_shipments(layout, [day])
-    from riskpipe.features.build import sorted_by_id
-
     # the features file is sorted by shipment id (build_features): sorting the concatenated shards
     # the same way (one column at a time) restores the single-process order without a join copy
     scored = sorted_by_id(pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical"))
@@ -201,105 +201,3 @@ def combine_shards(
     write_parquet_atomic(scored, out_file)
     shutil.rmtree(shard_dir(layout, day), ignore_errors=True)  # a day's copy: no longer needed
     return out_file
-
-
-# ---------------------------------------------------------------------------------------------
-# benchmark: python -m riskpipe.shard --home DIR --rows N --shards K --models DIR
-# ---------------------------------------------------------------------------------------------
-def _stage(name: str, home: str, day: str, registry: str | None, arg):
-    """One stage of the sharded path in this (fresh) process: (result, seconds, peak RSS MB)."""
-    import resource
-    import time
-
-    from riskpipe import nightly as steps
-    from riskpipe import publish
-    from riskpipe.config import load_settings
-
-    layout = Layout(Path(home))
-    settings = load_settings(layout.home, {"registry_dir": registry} if registry else None)
-    d = date.fromisoformat(day)
-    t0 = time.perf_counter()
-    if name == "features":
-        out = str(steps.build_features_step(layout, settings, d))
-    elif name == "split":
-        out = split_day(layout, d, steps.features_path(layout, d), arg)
-    elif name == "score-shard":
-        out = str(score_shard(layout, settings, d, arg))
-    elif name == "combine":
-        out = str(
-            combine_shards(
-                layout, settings, d, arg, steps.features_path(layout, d), steps.work_dir(layout, d) / steps.SCORED_FILE
-            )
-        )
-    else:  # rank, report and publish
-        staged = publish.stage(layout, d)
-        steps.rank_and_stage_step(
-            layout,
-            settings,
-            d,
-            steps.work_dir(layout, d) / steps.SCORED_FILE,
-            {k: str(v) for k, v in staged.dirs.items()},
-            None,
-            {},
-        )
-        out = {k: str(v) for k, v in publish.commit(layout, staged).items()}
-    secs = time.perf_counter() - t0
-    return out, secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench_sharded(home: Path, day: date, shards: int, registry: Path | None = None) -> list[dict]:
-    """Wall time and peak memory of each stage of the sharded nightly path, each stage in a fresh
-    process (so a stage's peak is its own); the raw store of ``day`` must exist in ``home``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    rows = scan_raw_shipments(Layout(home), [day]).select(pl.len()).collect().item()
-    report: list[dict] = []
-
-    def run(name: str, arg=None):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out, secs, peak = pool.submit(
-                _stage, name, str(home), day.isoformat(), str(registry) if registry else None, arg
-            ).result()
-        report.append(
-            {
-                "stage": name,
-                "rows": rows,
-                "seconds": round(secs, 1),
-                "peak_rss_mb": round(peak),
-                "load_avg_1m": round(os.getloadavg()[0], 1),
-            }
-        )
-        return out
-
-    run("features")
-    parts = run("split", shards)
-    scored = [run("score-shard", p) for p in parts]
-    run("combine", scored)
-    run("rank-publish")
-    return report
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import json
-
-    from riskpipe.features.bench import make_bench_world
-
-    ap = argparse.ArgumentParser(description="Sharded nightly path: time and peak memory per stage.")
-    ap.add_argument("--home", type=Path, required=True)
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--history-days", type=int, default=3)
-    ap.add_argument("--shards", type=int, default=4)
-    ap.add_argument("--models", type=Path, default=None, help="a registry with a champion (default: rules only)")
-    ap.add_argument("--day", type=date.fromisoformat, default=date(2026, 3, 1))
-    args = ap.parse_args(argv)
-    layout = Layout(args.home)
-    if args.day not in set(layout.raw_days()):
-        make_bench_world(layout, args.day, args.rows, args.history_days)
-    for row in bench_sharded(args.home, args.day, args.shards, args.models):
-        print(json.dumps(row), flush=True)
-
-
-if __name__ == "__main__":
-    main()

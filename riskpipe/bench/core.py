@@ -132,14 +132,14 @@ def do_score(home: str, day: str) -> dict:
     """The nightly score step on features already built."""
     import polars as pl
 
-    from riskpipe import nightly
+    from riskpipe import nightly, score
 
     layout, d = _layout(home), date.fromisoformat(day)
     t0 = time.perf_counter()
     path = nightly.score_step(layout, _settings(home), d, nightly.features_path(layout, d))
     secs = time.perf_counter() - t0
     rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-    return {"seconds": secs, "rows": rows, "detail": {"model": nightly.load_champion(_settings(home)) is not None}}
+    return {"seconds": secs, "rows": rows, "detail": {"model": score.load_champion(_settings(home)) is not None}}
 
 
 def do_rank_publish(home: str, day: str) -> dict:
@@ -305,7 +305,7 @@ def prep_history(home: str, day: str, rows: int, history_days: int, seed: int) -
     history.ensure_history(layout, d)
     models = _settings(home).models_dir
     if champion_version(models) is None:
-        from riskpipe.score import _bench_day
+        from riskpipe.bench.score import _bench_day
 
         _, loaded = _bench_day(seed)
         set_champion(models, save_model(models, loaded.model, loaded.meta))

@@ -35,7 +35,7 @@ def world(tmp_path_factory):
     from riskpipe.config import load_settings
     from riskpipe.ingest import import_labels, ingest_paths
     from riskpipe.labels import LabelStore
-    from riskpipe.registry import retrain
+    from riskpipe.retrain import retrain
     from riskpipe.store import Layout
     from riskpipe.synth import generate
 

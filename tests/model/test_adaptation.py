@@ -13,9 +13,9 @@ from riskpipe.store import Layout
 
 @pytest.mark.slow
 def test_adaptation_study_runs_each_policy_and_share(tmp_path):
+    from riskpipe.evaluation.adaptation import adaptation_study, adaptation_summary
     from riskpipe.ingest import import_labels, ingest_paths
     from riskpipe.labels import LabelStore
-    from riskpipe.model import adaptation_study, adaptation_summary
     from riskpipe.synth.world import generate
 
     layout = Layout(tmp_path)

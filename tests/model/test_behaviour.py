@@ -18,7 +18,7 @@ from riskpipe import schema as S
 from riskpipe.features import build_features
 from riskpipe.features.testing import write_raw_day
 from riskpipe.metrics import pr_auc
-from riskpipe.model import fit_risk_model
+from riskpipe.model.fit import fit_risk_model
 from riskpipe.registry import LoadedModel
 from riskpipe.rules import load_rules
 from riskpipe.score import RULE_WEIGHT, score_day

@@ -15,8 +15,11 @@ import pytest
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
-from riskpipe.model import evaluate_scored, evaluation_table, fit_risk_model, time_split
-from riskpipe.registry import champion_version, load_model, read_decisions, retrain
+from riskpipe.evaluation.truth import truth_reader
+from riskpipe.model.evaluate import evaluate_scored, evaluation_table
+from riskpipe.model.fit import fit_risk_model, time_split
+from riskpipe.registry import champion_version, load_model, read_decisions
+from riskpipe.retrain import retrain
 from riskpipe.store import Layout, write_parquet_atomic
 from riskpipe.training import build_training_set, day_features
 
@@ -217,6 +220,7 @@ def test_retrain_promotes_first_then_decides_by_margin(world):
         builder=fake_builder,
         use_rules=False,
         estimator=small_estimator(),
+        truth=truth_reader(layout),  # the evaluation's truth view (retrain itself reads no truth)
     )
     assert first.promoted and champion_version(settings.models_dir) == first.challenger_version
     table = first.table
@@ -255,7 +259,7 @@ def test_retrain_refuses_to_promote_past_a_champion_it_cannot_use(world, tmp_pat
     settings = settings_for(layout).model_copy(update={"registry_dir": tmp_path / "models"})
     models = settings.models_dir
     # a champion to break (any signed model will do: it is never compared when broken)
-    from riskpipe.model import fit_risk_model as fit
+    from riskpipe.model.fit import fit_risk_model as fit
 
     data = build_training_set(layout, labels, [START + timedelta(days=i) for i in range(6)], builder=fake_builder)
     model, meta = fit(data, None, estimator=small_estimator())

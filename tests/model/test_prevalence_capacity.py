@@ -14,7 +14,7 @@ import pytest
 
 from riskpipe import metrics as M
 from riskpipe import schema as S
-from riskpipe.model import MIN_EVIDENCE_POSITIVES, evaluate_scored, evaluation_table, view_summaries
+from riskpipe.model.evaluate import MIN_EVIDENCE_POSITIVES, evaluate_scored, evaluation_table, view_summaries
 from riskpipe.synth import exams
 
 D1, D2, D3 = date(2026, 2, 1), date(2026, 2, 2), date(2026, 2, 3)
@@ -170,7 +170,7 @@ def test_random_compliance_exams_are_drawn_independently_of_targeting():
 
 
 def test_model_card_lines_carry_counts_and_the_evidence_verdict():
-    from riskpipe.registry import headline_metrics
+    from riskpipe.model.card import headline_metrics
 
     scored = frame().rename({"score__m": "score__model"})
     lines = headline_metrics(evaluate_scored(scored, ["model"], {D1: 2, D2: 2}), min_positives=2)

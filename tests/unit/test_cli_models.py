@@ -32,7 +32,7 @@ def fitted():
     from threadpoolctl import threadpool_limits
 
     from riskpipe.estimator import TabularRiskClassifier
-    from riskpipe.model import fit_risk_model
+    from riskpipe.model.fit import fit_risk_model
 
     rng = np.random.default_rng(0)
     n = 400

@@ -7,6 +7,7 @@ import pytest
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
+from riskpipe.evaluation.indicators import indicator_table, table_markdown, truth_days
 from riskpipe.features import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
@@ -16,7 +17,6 @@ from riskpipe.features import (
     value,
 )
 from riskpipe.features.bench import bench_features, make_bench_world
-from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
 from riskpipe.features.testing import write_raw_day
 from riskpipe.store import Layout, write_parquet_atomic
 

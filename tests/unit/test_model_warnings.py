@@ -14,14 +14,10 @@ from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from riskpipe import schema as S
-from riskpipe.model import (
-    MIN_CALIB_POSITIVES,
-    MIN_TRAIN_POSITIVES,
-    ProbabilityCalibrator,
-    fit_risk_model,
-    training_warnings,
-)
-from riskpipe.registry import META_FILE, RetrainDecision, model_card, save_model
+from riskpipe.model import MIN_CALIB_POSITIVES, MIN_TRAIN_POSITIVES, ProbabilityCalibrator
+from riskpipe.model.card import model_card
+from riskpipe.model.fit import fit_risk_model, training_warnings
+from riskpipe.registry import META_FILE, RetrainDecision, save_model
 from riskpipe.report import render_report
 
 
@@ -129,13 +125,13 @@ def test_report_model_section_shows_the_warnings() -> None:
 
 
 def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch) -> None:
-    import riskpipe.registry
+    import riskpipe.retrain
     from riskpipe.cli import app
 
     _, meta = _fit(_frame(300, 8, 0), None)
     save_model(tmp_path / "models", _fit(_frame(300, 8, 0), None)[0], meta, version="v7")
 
-    def fake_retrain(layout, settings, until, force=False):
+    def fake_retrain(layout, settings, until, force=False, truth=None):
         return RetrainDecision(
             promoted=True,
             challenger_version="v7",
@@ -146,7 +142,7 @@ def test_retrain_cli_prints_the_challengers_warnings(tmp_path: Path, monkeypatch
             report={"preferred_view": "labelled", "views": {}, "base_rates": {}},
         )
 
-    monkeypatch.setattr(riskpipe.registry, "retrain", fake_retrain)
+    monkeypatch.setattr(riskpipe.retrain, "retrain", fake_retrain)
     monkeypatch.setattr("riskpipe.preflight.check_retrain", lambda *a, **k: None)  # no raw store here
     result = CliRunner().invoke(app, ["--home", str(tmp_path), "retrain"])
     assert result.exit_code == 0, result.output

@@ -16,7 +16,7 @@ import skops.io as sio
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
-from riskpipe.model import fit_risk_model
+from riskpipe.model.fit import fit_risk_model
 from riskpipe.registry import (
     CHAMPION_FILE,
     META_FILE,

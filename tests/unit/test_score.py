@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 import riskpipe.estimator as E
 from riskpipe import schema as S
 from riskpipe.estimator import TabularRiskClassifier
-from riskpipe.model import fit_risk_model
+from riskpipe.model.fit import fit_risk_model
 from riskpipe.registry import LoadedModel
 from riskpipe.rules import parse_rules
 from riskpipe.score import score_frame, top_rows
