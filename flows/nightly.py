@@ -110,7 +110,7 @@ def rank(
     staged: dict[str, str],
     capacity: int | None,
     quarantine_by_reason: dict[str, int],
-) -> dict:
+) -> steps.NightSummary:
     layout, settings = _ctx(home)
     return steps.rank_and_stage_step(
         layout, settings, date.fromisoformat(day), Path(scored_file), staged, capacity, quarantine_by_reason
@@ -212,14 +212,14 @@ def nightly_flow(
     log.info(
         "published %s: %s shipments scored, %s targets (%s exploration), model %s",
         day,
-        summary["shipments"],
-        summary["targets"],
-        summary["exploration"],
-        summary["model_version"],
+        summary.shipments,
+        summary.targets,
+        summary.exploration,
+        summary.model_version,
     )
     _step("record", _record, layout, day, summary, quarantine, final)
-    result = {"summary": summary, "outputs": final}
-    problem = summary.get("champion_problem")
+    result = {"summary": summary.as_dict(), "outputs": final}
+    problem = summary.champion_problem
     if problem:
         log.warning(
             "RULES-ONLY NIGHT %s: no usable champion model, targets ranked by the rules alone: %s", day, problem
@@ -233,13 +233,15 @@ def nightly_flow(
     return result
 
 
-def _record(layout: Layout, day: str, summary: dict, quarantine: dict[str, int], final: dict[str, str]) -> None:
+def _record(
+    layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int], final: dict[str, str]
+) -> None:
     """The night's artifacts in Prefect and its run record in the home."""
     _artifacts(layout, day, summary, quarantine)
-    steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary, "outputs": final})
+    steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary.as_dict(), "outputs": final})
 
 
-def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, int]) -> None:
+def _artifacts(layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int]) -> None:
     """The night at a glance in the Prefect UI (no personal data)."""
     targets_file = layout.day_dir(layout.targets, date.fromisoformat(day)) / "targets.parquet"
     rows = steps.top_targets_rows(targets_file)
@@ -250,21 +252,21 @@ def _artifacts(layout: Layout, day: str, summary: dict, quarantine: dict[str, in
         "",
         "| measure | value |",
         "|---|---|",
-        f"| shipments scored | {summary['shipments']:,} |",
-        f"| targets | {summary['targets']:,} ({summary['exploration']:,} exploration) |",
+        f"| shipments scored | {summary.shipments:,} |",
+        f"| targets | {summary.targets:,} ({summary.exploration:,} exploration) |",
         f"| rows quarantined (all time) | {sum(quarantine.values()):,} |",
-        f"| model version | {summary['model_version']} |",
-        f"| mean score / p99 | {summary['score_mean']:.4f} / {summary['score_p99']:.4f} |",
-        f"| features drifting (PSI > 0.25) | {', '.join(summary['drift_major']) or 'none'} |",
+        f"| model version | {summary.model_version} |",
+        f"| mean score / p99 | {summary.score_mean:.4f} / {summary.score_p99:.4f} |",
+        f"| features drifting (PSI > 0.25) | {', '.join(summary.drift_major) or 'none'} |",
     ]
     create_markdown_artifact(key=f"summary-{day}", markdown="\n".join(lines), description=f"Nightly summary {day}")
-    if summary.get("champion_problem"):
-        kind = "a broken champion" if summary.get("champion_registered") else "no champion registered yet"
+    if summary.champion_problem:
+        kind = "a broken champion" if summary.champion_registered else "no champion registered yet"
         create_markdown_artifact(
             key=f"rules-only-{day}",
             markdown=(
                 f"# Rules-only night: {day}\n\n**No usable model ({kind}): the targets were ranked by "
-                f"the rules alone.**\n\n{summary['champion_problem']}\n"
+                f"the rules alone.**\n\n{summary.champion_problem}\n"
             ),
             description=f"WARNING: no usable champion model for {day}",
         )

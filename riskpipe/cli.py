@@ -276,13 +276,13 @@ def _print_view(v: dict) -> None:
 def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
     from rich.table import Table
 
-    from riskpipe.nightly import top_targets_rows
+    from riskpipe.nightly import NightSummary, top_targets_rows
     from riskpipe.store import Layout
 
     layout = Layout(home)
-    summary = night["summary"]
+    summary = NightSummary.from_dict(night["summary"])
     targets_dir = layout.day_dir(layout.targets, day)
-    table = Table(title=f"top targets, arrival date {day} (model {summary['model_version']})")
+    table = Table(title=f"top targets, arrival date {day} (model {summary.model_version})")
     for col in ("rank", "shipment", "port", "score", "selection", "origin", "mode", "main reason (plain words)"):
         table.add_column(col, overflow="fold", no_wrap=col != "main reason (plain words)")
     for r in top_targets_rows(targets_dir / "targets.parquet", n):
@@ -300,8 +300,8 @@ def _print_night(home: Path, day: date, night: dict, n: int = 15) -> None:
         )
     Console(width=max(console.width, 150)).print(table)  # reasons stay readable in a log file
     console.print(
-        f"{summary['shipments']:,} shipments scored, {summary['targets']:,} selected "
-        f"({summary['exploration']:,} exploration)\n"
+        f"{summary.shipments:,} shipments scored, {summary.targets:,} selected "
+        f"({summary.exploration:,} exploration)\n"
         f"report:  {layout.day_dir(layout.reports, day) / 'report.html'}\n"
         f"targets: {targets_dir / 'targets.csv'} (and targets.parquet)\n"
         f"scores:  {layout.day_dir(layout.scores, day) / 'scores.parquet'}"

@@ -8,8 +8,11 @@ never travel through Prefect. Outputs of the night are staged and published atom
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -64,6 +67,36 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     return write_features(
         layout, day, load_labels(settings), features_path(layout, day), partner_key_path=settings.partner_key_path
     )
+
+
+@dataclass(frozen=True)
+class NightSummary:
+    """What a night did: the flow's log and Prefect artifacts, the CLI and the bench read it;
+    ``reports/D/summary.json``, the run record and the flow's result hold ``as_dict()``."""
+
+    day: str
+    shipments: int
+    targets: int
+    exploration: int
+    #: of the day's top-N risk (N = the list's size): what the list could not examine, and why
+    top_risk_gaps: dict[str, Any]
+    networks_in_targets: int
+    model_version: str
+    score_mean: float
+    score_p99: float
+    drift_major: list[str]
+    #: why no model ranked tonight (None when the champion did); registered False: fresh home
+    champion_problem: str | None = None
+    champion_registered: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (field order kept): summary.json, run records, flow results."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NightSummary:
+        """From ``as_dict()`` output (a flow's result, a run record); unknown keys are ignored."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 class RulesOnlyNight(RiskpipeError):
@@ -169,7 +202,7 @@ def rank_and_stage_step(
     staged: dict[str, str],
     capacity: int | None,
     quarantine_by_reason: dict[str, int],
-) -> dict:
+) -> NightSummary:
     """Targeting list, scores file and report written into the staging directories."""
     scored = pl.read_parquet(scored_file)
     # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
@@ -213,23 +246,21 @@ def rank_and_stage_step(
         ),
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
-    summary = {
-        "day": day.isoformat(),
-        "shipments": scores.height,
-        "targets": targets.height,
-        "exploration": targets.filter(pl.col(S.SELECTION) == "exploration").height,
-        # of the day's top-N risk (N = the list's size): what the list could not examine, and why
-        "top_risk_gaps": gaps,
-        "networks_in_targets": targets[S.NETWORK_ID].drop_nulls().n_unique(),
-        "model_version": model.version if model is not None else "rules-only",
-        "score_mean": float(scores[S.RISK_SCORE].mean() or 0.0),
-        "score_p99": float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
-        "drift_major": [d["name"] for d in drift if d["level"] == "major"],
-        # why no model ranked tonight (None when the champion did); registered False: fresh home
-        "champion_problem": champion.problem,
-        "champion_registered": champion.registered,
-    }
-    (Path(staged["reports"]) / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    summary = NightSummary(
+        day=day.isoformat(),
+        shipments=scores.height,
+        targets=targets.height,
+        exploration=targets.filter(pl.col(S.SELECTION) == "exploration").height,
+        top_risk_gaps=gaps,
+        networks_in_targets=targets[S.NETWORK_ID].drop_nulls().n_unique(),
+        model_version=model.version if model is not None else "rules-only",
+        score_mean=float(scores[S.RISK_SCORE].mean() or 0.0),
+        score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
+        drift_major=[d["name"] for d in drift if d["level"] == "major"],
+        champion_problem=champion.problem,
+        champion_registered=champion.registered,
+    )
+    (Path(staged["reports"]) / "summary.json").write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
     return summary
 
 

@@ -164,11 +164,11 @@ def do_rank_publish(home: str, day: str) -> dict:
     t2 = time.perf_counter()
     return {
         "seconds": t2 - t0,
-        "rows": summary["shipments"],
+        "rows": summary.shipments,
         "detail": {
             "rank_and_report_s": round(t1 - t0, 2),
             "publish_s": round(t2 - t1, 2),
-            "targets": summary["targets"],
+            "targets": summary.targets,
         },
     }
 
@@ -214,17 +214,19 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
     except BaseException:
         publish.abandon(staged)
         raise
-    nightly.write_run_record(layout, d, {"summary": summary, "outputs": {k: str(v) for k, v in final.items()}})
+    nightly.write_run_record(
+        layout, d, {"summary": summary.as_dict(), "outputs": {k: str(v) for k, v in final.items()}}
+    )
     lap("publish")
     return {
         "seconds": time.perf_counter() - t0,
-        "rows": summary["shipments"],
+        "rows": summary.shipments,
         "detail": {
             "steps_s": steps,
             "peak_mb_after": peaks,
             "rows_in": ingested.rows_in,
-            "targets": summary["targets"],
-            "model": summary["model_version"],
+            "targets": summary.targets,
+            "model": summary.model_version,
         },
     }
 
