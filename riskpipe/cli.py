@@ -791,7 +791,8 @@ def models_promote(
 ) -> None:
     """Make VERSION the champion the nightly run uses, after it loads (a model that fails its
     checks is refused). Recorded in models/decisions.jsonl (who, when, from, to, why)."""
-    from riskpipe.registry import DECISIONS_FILE, promote
+    from riskpipe.decisions import DECISIONS_FILE
+    from riskpipe.registry import promote
 
     s = settings()
     before = promote(
@@ -813,7 +814,8 @@ def models_rollback(
     """Restore the champion before the current one (from the audit trail in
     models/decisions.jsonl), after it loads; the rollback itself is recorded there too. A second
     rollback goes one champion further back."""
-    from riskpipe.registry import DECISIONS_FILE, rollback
+    from riskpipe.decisions import DECISIONS_FILE
+    from riskpipe.registry import rollback
 
     s = settings()
     before, after = rollback(

@@ -42,9 +42,9 @@ PREDICT_CHUNK = 16_384
 _NULL_KEY = "\x00null"  # stands for a null code in the frequency table only
 
 #: Types beyond skops' defaults that a fitted ``TabularRiskClassifier`` saved by
-#: ``riskpipe.registry.dumps_model`` holds (no functions: HGB's ``partial(check_array)`` is taken
+#: ``riskpipe.modelfile.dumps_model`` holds (no functions: HGB's ``partial(check_array)`` is taken
 #: out and rebuilt by the registry). The registry enforces its own exact list,
-#: ``riskpipe.registry.MODEL_NODES``; checked by the round trip in tests/unit/test_estimator.py.
+#: ``riskpipe.modelfile.MODEL_NODES``; checked by the round trip in tests/unit/test_estimator.py.
 TABULAR_TRUSTED_TYPES: list[str] = [
     "riskpipe.estimator.TabularRiskClassifier",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",

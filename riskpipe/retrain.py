@@ -17,6 +17,7 @@ import polars as pl
 
 from riskpipe import promotion
 from riskpipe import schema as S
+from riskpipe.decisions import RetrainDecision, operator_name, record_decision
 from riskpipe.errors import RiskpipeError
 from riskpipe.features import build_features
 from riskpipe.holdout import TruthReader, evaluate_models
@@ -27,12 +28,9 @@ from riskpipe.model.fit import fit_linear, fit_risk_model, time_split
 from riskpipe.registry import (
     DECISION_VIEW,
     LoadedModel,
-    RetrainDecision,
     _champion_or_none,
     champion_state,
     check_features,
-    operator_name,
-    record_decision,
     save_model,
     set_champion,
 )

@@ -2,7 +2,7 @@
 
 ``RiskModel`` (trees + linear partner, calibrated on later days), ``ProbabilityCalibrator`` and
 ``LinearBaseline`` are defined here because saved models name them as ``riskpipe.model.<Class>``
-(``riskpipe.registry.MODEL_NODES``). Fitting is in ``riskpipe.model.fit``, explanation
+(``riskpipe.modelfile.MODEL_NODES``). Fitting is in ``riskpipe.model.fit``, explanation
 (occlusion, reasons) in ``riskpipe.model.explain``, held-out metrics in
 ``riskpipe.model.evaluate`` and the model card in ``riskpipe.model.card``.
 

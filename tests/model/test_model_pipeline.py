@@ -15,10 +15,11 @@ import pytest
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.decisions import read_decisions
 from riskpipe.evaluation.truth import truth_reader
 from riskpipe.model.evaluate import evaluate_scored, evaluation_table
 from riskpipe.model.fit import fit_risk_model, time_split
-from riskpipe.registry import champion_version, load_model, read_decisions
+from riskpipe.registry import champion_version, load_model
 from riskpipe.retrain import retrain
 from riskpipe.store import Layout, write_parquet_atomic
 from riskpipe.training import build_training_set, day_features
@@ -336,7 +337,8 @@ def test_retrain_decides_on_evidence_and_audits_a_forced_promotion(world, tmp_pa
     higher, yet with fewer labelled positives than the minimum the champion is kept; --force
     promotes and decisions.jsonl says so, by whom, with the evidence; with enough positives the
     interval's lower bound decides."""
-    from riskpipe.registry import operator_name, save_model, set_champion
+    from riskpipe.decisions import operator_name
+    from riskpipe.registry import save_model, set_champion
 
     layout, labels = world
     settings = settings_for(layout).model_copy(update={"registry_dir": tmp_path / "models"})

@@ -14,17 +14,8 @@ import pytest
 
 from riskpipe import cli
 from riskpipe import schema as S
-from riskpipe.registry import (
-    CHAMPION_FILE,
-    MODEL_FILE,
-    RetrainDecision,
-    champion_history,
-    champion_version,
-    read_decisions,
-    record_decision,
-    save_model,
-    set_champion,
-)
+from riskpipe.decisions import RetrainDecision, champion_history, read_decisions, record_decision
+from riskpipe.registry import CHAMPION_FILE, MODEL_FILE, champion_version, save_model, set_champion
 
 
 @pytest.fixture(scope="module")

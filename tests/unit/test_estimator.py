@@ -133,7 +133,7 @@ def test_sklearn_conventions() -> None:
 def test_skops_round_trip_gives_identical_predictions(tmp_path) -> None:
     train, y = _planted(800)
     model = _fast().fit(train, y)
-    from riskpipe.registry import dumps_model, loads_model
+    from riskpipe.modelfile import dumps_model, loads_model
 
     data = dumps_model(model)  # the registry's way: no function reference in the file
     assert set(sio.get_untrusted_types(data=data)) <= set(TABULAR_TRUSTED_TYPES)

@@ -14,10 +14,11 @@ from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from riskpipe import schema as S
+from riskpipe.decisions import RetrainDecision
 from riskpipe.model import MIN_CALIB_POSITIVES, MIN_TRAIN_POSITIVES, ProbabilityCalibrator
 from riskpipe.model.card import model_card
 from riskpipe.model.fit import fit_risk_model, training_warnings
-from riskpipe.registry import META_FILE, RetrainDecision, save_model
+from riskpipe.registry import META_FILE, save_model
 from riskpipe.report import render_report
 
 

@@ -15,22 +15,20 @@ import pytest
 import skops.io as sio
 
 from riskpipe import schema as S
+from riskpipe.decisions import RetrainDecision, read_decisions, record_decision
 from riskpipe.errors import RiskpipeError
 from riskpipe.model.fit import fit_risk_model
 from riskpipe.registry import (
     CHAMPION_FILE,
     META_FILE,
     MODEL_FILE,
-    RetrainDecision,
     champion_version,
     list_versions,
     load_model,
-    read_decisions,
-    record_decision,
     save_model,
     set_champion,
-    sha256_file,
 )
+from riskpipe.store import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +282,7 @@ def test_freshly_trained_models_hold_only_reviewed_types_and_load(tmp_path):
     """Every kind of model riskpipe trains (trees over numeric, categorical and high-cardinality
     codes, the linear partner, sigmoid / isotonic / identity calibration, the cascade's first
     stage) saves with no function reference and loads with identical predictions."""
-    from riskpipe.registry import MODEL_NODES, model_nodes
+    from riskpipe.modelfile import MODEL_NODES, model_nodes
 
     rng = np.random.default_rng(1)
     n = 1200
@@ -328,7 +326,7 @@ def test_freshly_trained_models_hold_only_reviewed_types_and_load(tmp_path):
 
 
 def test_registry_key_is_private_outside_models_and_created_once(tmp_path, fitted):
-    from riskpipe.registry import default_key_path
+    from riskpipe.signing import default_key_path
 
     _, model, meta = fitted
     models = tmp_path / "models"
