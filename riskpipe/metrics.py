@@ -75,6 +75,16 @@ def k_for_prevalence(n: int, prevalence: float, multiple: float) -> int:
     return min(math.ceil(round(multiple * prevalence * n, 9)), n)
 
 
+def rates_at_k(hits: int, k: int, positives: int, base_rate: float) -> tuple[float, float, float]:
+    """(precision, recall, lift) of a selection of ``k`` rows holding ``hits`` of ``positives``:
+    the one place these ratios and their zero conventions are computed (every metric here and
+    ``riskpipe.model.evaluate``'s per-view counts use it)."""
+    precision = hits / k if k else 0.0
+    recall = hits / positives if positives else 0.0
+    lift = precision / base_rate if base_rate else 0.0
+    return precision, recall, lift
+
+
 def _hits_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[int, int]:
     """(positives among the top k, effective k)."""
     if k < 1:
@@ -90,7 +100,7 @@ def precision_at_k(y_true: Any, score: Any, k: int) -> float:
     if y.shape[0] == 0:
         return 0.0
     hits, k = _hits_at_k(y, s, k)
-    return hits / k
+    return rates_at_k(hits, k, int(y.sum()), 0.0)[0]
 
 
 def recall_at_k(y_true: Any, score: Any, k: int) -> float:
@@ -99,8 +109,8 @@ def recall_at_k(y_true: Any, score: Any, k: int) -> float:
     total = int(y.sum())
     if total == 0:
         return 0.0
-    hits, _ = _hits_at_k(y, s, k)
-    return hits / total
+    hits, k = _hits_at_k(y, s, k)
+    return rates_at_k(hits, k, total, 0.0)[1]
 
 
 def lift_at_k(y_true: Any, score: Any, k: int) -> float:
@@ -108,7 +118,8 @@ def lift_at_k(y_true: Any, score: Any, k: int) -> float:
     y, s = _arrays(y_true, score)
     if y.shape[0] == 0 or y.sum() == 0:
         return 0.0
-    return precision_at_k(y, s, k) / float(y.mean())
+    hits, k = _hits_at_k(y, s, k)
+    return rates_at_k(hits, k, int(y.sum()), float(y.mean()))[2]
 
 
 def precision_at_frac(y_true: Any, score: Any, frac: float) -> float:
@@ -152,7 +163,7 @@ def pr_auc(y_true: Any, score: Any) -> float:
     return float(np.sum(gain * precision))
 
 
-def _pct_key(frac: float) -> str:
+def pct_key(frac: float) -> str:
     """0.05 -> "5", 0.005 -> "0.5": the key used in reports and JSON."""
     return f"{round(frac * 100, 6):g}"
 
@@ -180,11 +191,7 @@ def ranking_report(
         if k <= 0 or n == 0:
             return 0.0, 0.0, 0.0
         k = min(k, n)
-        hits = int(cum[k - 1])
-        precision = hits / k
-        recall = hits / positives if positives else 0.0
-        lift = precision / base if base else 0.0
-        return precision, recall, lift
+        return rates_at_k(int(cum[k - 1]), k, positives, base)
 
     report: dict[str, Any] = {
         "n": n,
@@ -196,7 +203,7 @@ def ranking_report(
         "lift_at": {},
     }
     for frac in fractions:
-        key = _pct_key(frac)
+        key = pct_key(frac)
         k = k_for_fraction(n, frac)
         p, r, lift = at(k)
         report["k_at"][key] = k

@@ -82,17 +82,7 @@ def port_slots(ports: dict[str, int], settings: Settings, capacity: int | None =
     if capacity is not None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
-        total = sum(base.values())
-        if total == 0:
-            base = {p: 0 for p in base}
-        else:
-            exact = {p: v * capacity / total for p, v in base.items()}
-            slots = {p: int(np.floor(x)) for p, x in exact.items()}
-            left = capacity - sum(slots.values())
-            order = sorted(base, key=lambda p: (-(exact[p] - slots[p]), p))
-            for p in order[:left]:
-                slots[p] += 1
-            base = slots
+        base = _largest_remainder(capacity, base) if sum(base.values()) else {p: 0 for p in base}
     return {p: min(v, ports[p]) for p, v in base.items()}
 
 
@@ -123,19 +113,24 @@ def exploration_slots(slots: int, share: float) -> int:
     return int(np.floor(slots * share + 0.5))
 
 
+def _largest_remainder(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` (positive sum): each key gets the floor of
+    its exact share, the units left go to the largest remainders, ties by key."""
+    wsum = sum(weights.values())
+    exact = {k: weights[k] * total / wsum for k in sorted(weights)}
+    out = {k: int(np.floor(x)) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: (-(exact[k] - out[k]), k))[: total - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
 def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
     """``total`` split in proportion to ``weights`` (largest remainder, ties by key), never
     more than a key's weight."""
-    keys = sorted(weights)
     wsum = sum(weights.values())
     if wsum == 0 or total <= 0:
-        return {k: 0 for k in keys}
-    total = min(total, wsum)
-    exact = {k: weights[k] * total / wsum for k in keys}
-    out = {k: int(np.floor(exact[k])) for k in keys}
-    for k in sorted(keys, key=lambda k: (-(exact[k] - out[k]), k))[: total - sum(out.values())]:
-        out[k] += 1
-    return out
+        return {k: 0 for k in sorted(weights)}
+    return _largest_remainder(min(total, wsum), weights)
 
 
 def load_reason_texts(rules_texts: dict[str, str] | None = None, path: Path | None = None) -> dict[str, str]:

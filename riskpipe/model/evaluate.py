@@ -42,10 +42,6 @@ SLICE_COLUMNS = (S.MODE, S.PORT_OF_ENTRY, S.COUNTRY_OF_ORIGIN)
 BASELINE_ROWS = ("model", "rules", "random", "linear")
 
 
-def _pct(frac: float) -> str:
-    return f"{round(frac * 100, 6):g}"
-
-
 def _score_col(name: str) -> str:
     return f"score__{name}"
 
@@ -100,10 +96,10 @@ def evaluate_scored(
     n_day = pl.col("_n_day")
     k_cols = {"capacity": "_k_cap"}
     for f in fractions:
-        k_cols[_pct(f)] = f"_k_{_pct(f)}"
+        k_cols[M.pct_key(f)] = f"_k_{M.pct_key(f)}"
         frame = frame.with_columns(
             pl.min_horizontal(pl.max_horizontal((n_day * f).round(9).ceil().cast(pl.Int64), pl.lit(1)), n_day).alias(
-                k_cols[_pct(f)]
+                k_cols[M.pct_key(f)]
             )
         )
     tops = []
@@ -198,9 +194,7 @@ def evaluate_scored(
             for key in [*k_cols, *("prev_" + k for k in k_prev)]:
                 sel = int(sums.get(f"sel__{name}__{key}", 0) or 0)
                 tp = int(sums.get(f"tp__{name}__{key}", 0) or 0)
-                prec = tp / sel if sel else 0.0
-                rec = tp / pos if pos else 0.0
-                lift = prec / base if base else 0.0
+                prec, rec, lift = M.rates_at_k(tp, sel, pos, base)
                 if key == "capacity":
                     m.update(
                         precision_at_capacity=prec,
