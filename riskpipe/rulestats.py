@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from riskpipe import publish
 from riskpipe import schema as S
 from riskpipe.score import MODEL_REASON_PREFIX
 from riskpipe.store import Layout
@@ -52,8 +53,6 @@ def _day_of(path: Path) -> date | None:
 def rule_hits(layout: Layout, days: list[date] | None = None) -> pl.DataFrame:
     """One row per (night, rule code, shipment) hit, with the shipment's selection on the list
     (null: not a target)."""
-    from riskpipe import publish
-
     publish.ensure_all_complete(layout)
     frames = []
     for path in sorted(layout.scores.glob("*/scores.parquet")):

@@ -30,6 +30,9 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features import FEATURE_COLUMNS, build_features
+from riskpipe.labels import known_at, latest
+from riskpipe.partner import fingerprint as partner_feeds
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
 FEATURES_FILE = "features.parquet"
@@ -39,25 +42,16 @@ FeatureBuilder = Callable[[Layout, date, pl.DataFrame], pl.DataFrame]
 
 
 def _default_builder() -> FeatureBuilder:
-    from riskpipe.features import build_features
-
     return build_features
 
 
 def _feature_columns() -> list[str]:
-    try:
-        from riskpipe.features import FEATURE_COLUMNS
-
-        return list(FEATURE_COLUMNS)
-    except ImportError:
-        return []
+    return list(FEATURE_COLUMNS)
 
 
 def labels_before(labels: pl.DataFrame, day: date) -> pl.DataFrame:
     """The labels known when day ``day`` was scored: ``exam_date < day``, recorded before D's
     cut-off, as they stood then (:func:`riskpipe.labels.known_at`)."""
-    from riskpipe.labels import known_at
-
     return known_at(labels, day)
 
 
@@ -87,8 +81,6 @@ def cache_key(layout: Layout, day: date, labels: pl.DataFrame, feature_columns: 
     raw_files = [f for d in layout.raw_days() if d <= day for f in layout.raw_shipments_day(d).glob("*.parquet")]
     partner = list(layout.raw_partner.glob("*/*.parquet")) if layout.raw_partner.exists() else []
     h.update(json.dumps([_files_digest(raw_files), _files_digest(partner)]).encode())
-    from riskpipe.partner import fingerprint as partner_feeds
-
     h.update(json.dumps(partner_feeds(layout, day)).encode())  # feeds and OEA lists known at D's cut-off
     return h.hexdigest()
 
@@ -122,8 +114,6 @@ def labelled_days(layout: Layout, labels: pl.DataFrame, until: date | None = Non
     Labels naming a shipment absent from the raw store are dropped (they cannot be featurised).
     One row per shipment: the latest recorded version (the training target).
     """
-    from riskpipe.labels import latest
-
     labels = latest(labels)
     arrivals = (
         scan_raw_shipments(layout).select(S.SHIPMENT_ID, S.ARRIVAL_DATE).unique(S.SHIPMENT_ID, keep="last").collect()

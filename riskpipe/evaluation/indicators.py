@@ -11,7 +11,9 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
-from riskpipe.store import Layout
+from riskpipe.features import build_features, family_fires
+from riskpipe.rules import load_rules
+from riskpipe.store import Layout, scan_raw_shipments
 
 
 def truth_days(layout: Layout) -> list[date]:
@@ -28,10 +30,6 @@ def truth_days(layout: Layout) -> list[date]:
 def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per family (and for "any family" and the shipped rules): the share of true positives and of
     negatives it fires on, over the shipments of ``days``, and the ratio of the two (lift)."""
-    from riskpipe.features import build_features, family_fires
-    from riskpipe.rules import load_rules
-    from riskpipe.store import scan_raw_shipments
-
     if not days:
         raise RiskpipeError(f"indicators: no day of {layout.home} has both raw manifests and ground truth (truth/)")
     rules = load_rules()
