@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -254,7 +254,7 @@ def rank_and_stage_step(
         top_risk_gaps=gaps,
         networks_in_targets=targets[S.NETWORK_ID].drop_nulls().n_unique(),
         model_version=model.version if model is not None else "rules-only",
-        score_mean=float(scores[S.RISK_SCORE].mean() or 0.0),
+        score_mean=float(cast("float | None", scores[S.RISK_SCORE].mean()) or 0.0),  # a Float64 mean
         score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
         drift_major=[d["name"] for d in drift if d["level"] == "major"],
         champion_problem=champion.problem,

@@ -203,6 +203,7 @@ def retrain(
         promoted = True
         reason = "no champion yet: first model promoted"
     else:
+        assert evidence is not None  # estimated above whenever there is a champion
         promoted, reason = promotion.decide(evidence, min_positives, margin)
         if not promoted and force:
             promoted, forced = True, True

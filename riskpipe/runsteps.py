@@ -107,7 +107,7 @@ def run_step(flow: str, step: str, fn: Callable[..., Any], *args: Any, **kwargs:
             raise StepFailed(flow, step, error) from exc
         if not isinstance(exc, StepFailed):  # a cancellation (timeout), an interrupt: marked
             try:
-                exc.riskpipe_step = (flow, step)
+                setattr(exc, "riskpipe_step", (flow, step))  # noqa: B010 - any exception type
             except AttributeError:
                 pass
         raise

@@ -177,7 +177,8 @@ def cheap_reason_index(
     most important feature whose value is unusual, or ``len(codes)`` when none is."""
     ranked = sorted((f for f, v in importance.items() if v > 0 and f in frame.columns), key=lambda f: -importance[f])
     ranked = ranked[:CHEAP_REASON_FEATURES]
-    branches, codes = [], []
+    branches: list[pl.Expr] = []
+    codes: list[str] = []
     for f in ranked:
         dt = frame.schema[f]
         if dt.is_numeric() and f in high:

@@ -186,10 +186,10 @@ def combine_shards(
     scored = sorted_by_id(pl.concat([pl.read_parquet(f) for f in scored_files], how="vertical"))
     order = pl.scan_parquet(features_file).select(S.SHIPMENT_ID).collect().get_column(S.SHIPMENT_ID)
     if not scored.get_column(S.SHIPMENT_ID).equals(order):
-        if scored.height != order.height:
-            raise ValueError(f"shards of {day}: {scored.height} scored rows for {order.height} shipments of the day")
+        if scored.height != order.len():
+            raise ValueError(f"shards of {day}: {scored.height} scored rows for {order.len()} shipments of the day")
         scored = order.to_frame().join(scored, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
-        if scored.height != order.height:
+        if scored.height != order.len():
             raise ValueError(f"shards of {day}: the scored shipments are not the day's")
     del order
     model = load_champion(settings)

@@ -152,6 +152,7 @@ def _stage(name: str, home: str, day: str, registry: str | None, arg):
     settings = load_settings(layout.home, {"registry_dir": registry} if registry else None)
     d = date.fromisoformat(day)
     t0 = time.perf_counter()
+    out: str | list[dict[str, str]] | dict[str, str]
     if name == "features":
         out = str(steps.build_features_step(layout, settings, d))
     elif name == "split":

@@ -87,6 +87,8 @@ def adaptation_study(
                 scores = score_frame(join_raw_features(raw, today), model, rules, top_n=0)
                 targets = rank_day(scores, raw, run_settings, capacity=capacity, texts={})
                 truth = truth_all[day]
+                if truth is None:  # the days were chosen for their truth files: one went missing since
+                    raise RiskpipeError(f"adaptation study: the ground truth of {day} disappeared during the study")
                 picked = targets.select(S.SHIPMENT_ID, S.SELECTION).join(truth, on=S.SHIPMENT_ID, how="left")
                 found = int(picked[TRUE_POSITIVE].fill_null(0).sum())
                 positives = int(truth[TRUE_POSITIVE].sum())

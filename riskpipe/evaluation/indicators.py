@@ -6,6 +6,7 @@ Reads the synthetic ground truth (``truth/``); nothing in the feature path impor
 from __future__ import annotations
 
 from datetime import date
+from typing import cast
 
 import polars as pl
 
@@ -63,8 +64,8 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
     n_neg = frame.height - n_pos
     rows = []
     for fam in families:
-        pos = frame.filter(pl.col("positive")).get_column(fam).mean() if n_pos else None
-        neg = frame.filter(~pl.col("positive")).get_column(fam).mean() if n_neg else None
+        pos = _mean(frame.filter(pl.col("positive")).get_column(fam)) if n_pos else None
+        neg = _mean(frame.filter(~pl.col("positive")).get_column(fam)) if n_neg else None
         fired = frame.get_column(fam).sum()
         rows.append(
             {
@@ -88,6 +89,11 @@ def indicator_table(layout: Layout, days: list[date], labels: pl.DataFrame | Non
             "precision": pl.Float64,
         },
     ).with_columns(pl.lit(int(n_pos)).alias("positives"), pl.lit(int(n_neg)).alias("negatives"))
+
+
+def _mean(flags: pl.Series) -> float | None:
+    """The share of true values of a boolean column (None when it holds no value)."""
+    return cast("float | None", flags.mean())  # a boolean mean is a float: polars types it as any scalar
 
 
 def table_markdown(table: pl.DataFrame, days: list[date]) -> str:

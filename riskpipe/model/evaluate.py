@@ -27,7 +27,7 @@ truth view); it reads no files. Ground truth is read only by ``riskpipe.evaluati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -71,7 +71,7 @@ def evaluate_scored(
     capacity_by_day: dict[date, int],
     fractions: Sequence[float] = FRACTIONS,
     *,
-    view_days: dict[str, Sequence[date]] | None = None,
+    view_days: Mapping[str, Sequence[date]] | None = None,
     multiples: Sequence[float] = PREVALENCE_MULTIPLES,
 ) -> dict[str, Any]:
     """Metrics of each score column ``score__<name>`` in ``scored`` (one row per shipment of the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -29,7 +29,7 @@ def feature_baseline(X: pl.DataFrame, features: list[str]) -> dict[str, Any]:
         elif dt.is_temporal():
             out[c] = None
         else:
-            med = s.cast(pl.Float64).median()
+            med = cast("float | None", s.cast(pl.Float64).median())  # Float64 median: float or None
             out[c] = None if med is None or math.isnan(med) else float(med)
     return out
 

@@ -70,7 +70,7 @@ def fit_risk_model(
     model = RiskModel(est, features, calibration, linear_weight)
     yc = calib[S.IS_POSITIVE].cast(pl.Int64).to_numpy() if calib is not None and calib.height else None
     model.fit(train, y, calib if yc is not None else None, yc)
-    if yc is not None:
+    if calib is not None and yc is not None:
         model.fit_cascade(calib, yc)
     baseline = feature_baseline(train, features)
     meta = {
