@@ -10,7 +10,6 @@ without enough such days it is "warming up", shown but not judged.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -20,9 +19,9 @@ import polars as pl
 
 from riskpipe import charts
 from riskpipe import schema as S
+from riskpipe.drift import psi
 from riskpipe.store import Layout
 
-PSI_BINS = 10
 DRIFT_WINDOW_DAYS = 30
 MIN_REFERENCE_DAYS = 7  # fewer comparable reference days than this: "warming up", not judged
 HISTORY_LOOKBACK_DAYS = 90  # unwindowed history features (first seen, prior exams) warm up this long
@@ -43,30 +42,6 @@ _WORDS = [
 # ---------------------------------------------------------------------------------------------
 # statistics
 # ---------------------------------------------------------------------------------------------
-def psi(expected: pl.Series, actual: pl.Series, bins: int = PSI_BINS) -> float | None:
-    """Population stability index of ``actual`` against ``expected`` on ``expected``'s deciles.
-
-    Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
-    """
-    expected = expected.drop_nulls().cast(pl.Float64)
-    actual = actual.drop_nulls().cast(pl.Float64)
-    if expected.len() == 0 or actual.len() == 0:
-        return None
-    edges = sorted({float(expected.quantile(q / bins, "linear")) for q in range(1, bins)})
-
-    def shares(values: pl.Series) -> list[float]:
-        idx = values.cut(edges, labels=[str(i) for i in range(len(edges) + 1)]).cast(pl.String).cast(pl.Int32)
-        counts = idx.value_counts().sort(idx.name)
-        full = dict.fromkeys(range(len(edges) + 1), 0)
-        for k, c in counts.iter_rows():
-            full[k] = c
-        n = values.len()
-        return [max(c / n, 1e-4) for c in full.values()]
-
-    e, a = shares(expected), shares(actual)
-    return float(sum((ai - ei) * math.log(ai / ei) for ei, ai in zip(e, a, strict=False)))
-
-
 def warmup_days(column: str) -> int:
     """Days of history a feature needs before its values are comparable (0: none): the window of
     a ``hist_..._<N>d`` feature, ``HISTORY_LOOKBACK_DAYS`` for other history features."""

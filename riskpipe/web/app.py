@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from riskpipe import charts
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.drift import psi_from_counts
 from riskpipe.errors import RiskpipeError
 from riskpipe.labels import LabelStore
 from riskpipe.names import ReferenceNames
@@ -47,7 +48,6 @@ from riskpipe.web.data import (
     SingleFlightLRU,
     WorkbenchData,
     hit_rates,
-    psi,
     weekly_hit_rates,
 )
 from riskpipe.web.security import (
@@ -622,7 +622,7 @@ def create_app(
         for r in slot_rows:
             r["name"] = names.port(r["port"])
         base = next((v["hist"] for v in vols if v["hist"]), None)
-        drift = [psi(base, v["hist"]) if base and v["hist"] else None for v in vols]
+        drift = [psi_from_counts(base, v["hist"]) if base and v["hist"] else None for v in vols]
         # the charts only change with the data they show: rendered once per distinct data
         key = repr(
             (
