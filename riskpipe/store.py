@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -192,19 +192,27 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path, mode: int | None = None) -> Path:
-    """Write ``frame`` to ``path`` via a temporary file and an atomic rename (``mode``: the
-    file's permissions, e.g. :data:`PRIVATE_FILE`; default: the umask's)."""
+def write_atomic(path: Path, write: Callable[[Path], object], mode: int | None = None) -> Path:
+    """``write(tmp)`` into a temporary sibling of ``path``, then an atomic rename onto ``path``:
+    a reader sees the old file or the whole new one, never a half-written file, whatever the
+    format (``frame.write_csv``, ``frame.write_ndjson``, ...). ``mode`` as in
+    :func:`write_parquet_atomic`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_tmp(path, mode)
     try:
-        frame.write_parquet(tmp)
+        write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path, mode: int | None = None) -> Path:
+    """Write ``frame`` to ``path`` via a temporary file and an atomic rename (``mode``: the
+    file's permissions, e.g. :data:`PRIVATE_FILE`; default: the umask's)."""
+    return write_atomic(path, frame.write_parquet, mode)
 
 
 def write_bytes_atomic(data: bytes, path: Path, mode: int | None = None, durable: bool = False) -> Path:
