@@ -291,14 +291,14 @@ def run_bench(
                     child("do_floor_landing", files=files, out=str(scratch / "floor-landing.parquet")),
                 )
             if "nightly" in stages or ("web" in stages and i == repeat - 1):
-                n = clone_home(base, scratch / "nightly")
-                res = child("do_nightly", home=str(n), day=day, files=files)
+                night = clone_home(base, scratch / "nightly")
+                res = child("do_nightly", home=str(night), day=day, files=files)
                 if "nightly" in stages:
                     record("nightly", res)
                 if "web" in stages and i == repeat - 1 and "error" not in res:
-                    record("web list p95", child("do_web", home=str(n), users=WEB_USERS))
-                    record("web shipment p95", child("do_web", home=str(n), users=WEB_USERS, page="shipment"))
-                shutil.rmtree(n, ignore_errors=True)
+                    record("web list p95", child("do_web", home=str(night), users=WEB_USERS))
+                    record("web shipment p95", child("do_web", home=str(night), users=WEB_USERS, page="shipment"))
+                shutil.rmtree(night, ignore_errors=True)
             if "prefect" in stages:
                 p = clone_home(base, scratch / "prefect")
                 (p / "landing").mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import JustifyMethod
+
 from riskpipe.bench.core import WEB_STAGES
 
 
@@ -31,7 +33,7 @@ def render_table(result: dict):
         min_width=80,
         title=f"riskpipe bench: {cfg['rows']:,} rows, {cfg['history_days']} days of history, median of {cfg['repeat']}",
     )
-    for col, just in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("stage", "left"),
         ("rows", "right"),
         ("seconds", "right"),
@@ -39,7 +41,8 @@ def render_table(result: dict):
         ("peak MB", "right"),
         ("target", "left"),
         ("pass", "center"),
-    ):
+    )
+    for col, just in columns:
         t.add_column(col, justify=just, no_wrap=True)
     for r in result["stages"]:
         if "seconds" not in r:

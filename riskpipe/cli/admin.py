@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from riskpipe.cli.base import Role, console, settings, state
 from riskpipe.errors import RiskpipeError
+
+if TYPE_CHECKING:  # polars only inside commands: --help stays instant
+    import polars as pl
 
 users_app = typer.Typer(help="Workbench users: list, add, remove, set passwords.", no_args_is_help=True)
 
@@ -153,18 +156,17 @@ def sql(
     _print_sql_table(for_text(frame.head(max(max_rows, 0))), frame.height)
 
 
-def _print_sql_table(shown, total: int, cell_width: int = 40) -> None:
+def _print_sql_table(shown: pl.DataFrame, total: int, cell_width: int = 40) -> None:
     """A result as a table in the terminal's width: long cells end in an ellipsis, and columns
     that do not fit are left out (and named in the caption) rather than squeezed to nothing."""
     import polars as pl
     from rich.table import Table
 
     cells = shown.select(pl.all().cast(pl.String))  # for_text made the lists text
-    widths = []
-    for name in cells.columns:
-        longest = cells.get_column(name).fill_null("").str.len_chars().max() or 0
-        widths.append(min(max(len(name), longest), cell_width) + 3)
-    fit, used = [], 1
+    longest = cells.select(pl.all().fill_null("").str.len_chars().max()).row(0)
+    widths = [min(max(len(name), int(n or 0)), cell_width) + 3 for name, n in zip(cells.columns, longest, strict=True)]
+    fit: list[str] = []
+    used = 1
     for name, width in zip(cells.columns, widths, strict=False):
         if fit and used + width > console.width:
             break

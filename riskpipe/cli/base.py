@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar, overload
 
 import typer
 from rich.console import Console
 
 from riskpipe.errors import RiskpipeError
+
+if TYPE_CHECKING:  # config imports pydantic: not at start-up, so that --help stays instant
+    from riskpipe.config import Settings
+
+T = TypeVar("T")
 
 
 class TaskRunner(StrEnum):
@@ -105,7 +111,7 @@ def require_home(create: bool = False) -> Path:
     return home
 
 
-def settings(create: bool = False, **overrides):
+def settings(create: bool = False, **overrides: object) -> Settings:
     """Settings for the current home: defaults, ``riskpipe.toml`` there, ``RISKPIPE_``
     environment variables, then ``overrides``. The home must exist unless ``create``."""
     from riskpipe.config import load_settings
@@ -115,6 +121,14 @@ def settings(create: bool = False, **overrides):
     loaded = load_settings(state.home, overrides, environ=os.environ)  # checked before Prefect is set up
     configure_prefect(state.home)
     return loaded
+
+
+@overload
+def parse_day(value: str, option: str) -> date: ...
+@overload
+def parse_day(value: None, option: str) -> None: ...
+@overload
+def parse_day(value: str | None, option: str) -> date | None: ...
 
 
 def parse_day(value: str | None, option: str) -> date | None:
@@ -129,7 +143,7 @@ def parse_day(value: str | None, option: str) -> date | None:
         raise RiskpipeError(f"{option}: {value!r} is not a date YYYY-MM-DD") from None
 
 
-def _checked_settings(check) -> object:
+def _checked_settings(check: Callable[[Settings], object]) -> Settings:
     """The home's settings after ``check(settings)``, read without touching Prefect (no
     ``.prefect`` folder, no database) so that a call that cannot succeed costs nothing."""
     from riskpipe.config import load_settings
@@ -141,7 +155,13 @@ def _checked_settings(check) -> object:
     return cfg
 
 
-def _run_with_steps(run, catch: type[BaseException] | None = None) -> tuple[object, bool]:
+@overload
+def _run_with_steps(run: Callable[[], T], catch: None = None) -> tuple[T, bool]: ...
+@overload
+def _run_with_steps(run: Callable[[], T], catch: type[BaseException]) -> tuple[T | None, bool]: ...
+
+
+def _run_with_steps(run: Callable[[], T], catch: type[BaseException] | None = None) -> tuple[T | None, bool]:
     """``run()`` with a progress row per step on stderr; after success one line of step times
     and where to see the run. Returns (result, False), or (the exception's ``result``, True) for
     an exception of type ``catch``."""
@@ -150,6 +170,7 @@ def _run_with_steps(run, catch: type[BaseException] | None = None) -> tuple[obje
 
     bars = StepBars(err_console)
     failed = False
+    result: T | None
     with bars, watching(bars):
         try:
             result = run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 
 from riskpipe.cli.base import console, settings
 from riskpipe.errors import RiskpipeError
@@ -51,14 +51,15 @@ def models_list() -> None:
         title=f"models in {escape(str(s.models_dir))}",
         caption=f"P@cap: precision at capacity on held-out later days ({DECISION_VIEW} view)",
     )
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("version", "left"),
         ("saved (UTC)", "left"),
         ("trained on", "left"),
         ("P@cap", "right"),
         ("champion", "center"),
         ("loads", "left"),
-    ):
+    )
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True)
     for info in infos:
         start, end = info.training_window

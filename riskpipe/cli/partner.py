@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from riskpipe.cli.base import _one_line, console, parse_day, settings, state
 from riskpipe.errors import RiskpipeError
+
+if TYPE_CHECKING:
+    from riskpipe.config import Settings
 
 partner_app = typer.Typer(
     help="Share risk with a partner customs service: keyed-hash findings feeds, the "
@@ -17,7 +21,7 @@ partner_app = typer.Typer(
 )
 
 
-def _partner_key(cfg) -> bytes:
+def _partner_key(cfg: Settings) -> bytes:
     """The shared key: the partner_key_path setting (riskpipe.toml, RISKPIPE_PARTNER_KEY_PATH or
     its alias RISKPIPE_PARTNER_KEY_FILE), the same the nightly's feature step is given."""
     from riskpipe.partner import read_key
@@ -27,10 +31,8 @@ def _partner_key(cfg) -> bytes:
     return read_key(Path(cfg.partner_key_path), cfg.home)
 
 
-def _as_of(value: str | None):
+def _as_of(value: str | None) -> datetime:
     """``--as-of``: a replay's clock (ISO timestamp, UTC if no offset), else now."""
-    from datetime import UTC, datetime
-
     if value is None:
         return datetime.now(UTC)
     try:

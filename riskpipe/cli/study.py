@@ -136,7 +136,7 @@ def adaptation(
     )
     shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
     prevalence = positives / shipments if shipments else 0.0
-    per_day = one["selected"].sum() / days if days else 0.0
+    per_day = float(one["selected"].sum()) / days if days else 0.0
     multiple = per_day / (prevalence * shipments / days) if positives else float("nan")
     console.print(
         f"ground truth view: {days} simulated days, {shipments:,} shipments, {positives} positives, prevalence "

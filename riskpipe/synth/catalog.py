@@ -17,6 +17,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -56,9 +57,12 @@ def load_kinds(path: Path = KINDS_FILE) -> tuple[Kind, ...]:
     the kinds' and their origins' order, so the same seed still makes the same world."""
     with path.open("rb") as fh:
         entries = tomllib.load(fh)["kind"]
-    return tuple(
-        Kind(**{name: tuple(v) if name in _TUPLE_FIELDS else v for name, v in entry.items()}) for entry in entries
-    )
+    return tuple(_kind(entry) for entry in entries)
+
+
+def _kind(entry: dict[str, Any]) -> Kind:
+    fields: dict[str, Any] = {name: tuple(v) if name in _TUPLE_FIELDS else v for name, v in entry.items()}
+    return Kind(**fields)
 
 
 KINDS: tuple[Kind, ...] = load_kinds()

@@ -70,7 +70,7 @@ def weighted_draw(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.n
 
 def _choice_rows(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
     """Per-row categorical draw from per-row cumulative probabilities (rows x k)."""
-    u = rng.random(cum.shape[0])[:, None]
+    u = rng.random(int(cum.shape[0]))[:, None]
     return (cum < u).sum(axis=1).clip(0, cum.shape[1] - 1)
 
 
@@ -352,7 +352,7 @@ def _partner(
     )
     differs = (np.abs(np.log(v_factor)) > 0.3) | (np.abs(np.log(w_factor)) > 0.2) | generic
     status[is_mx] = np.where(~keep, 2, np.where(differs, 3, 1))
-    return out.filter(pl.Series(keep)).cast(S.PARTNER_SCHEMA), status
+    return out.filter(pl.Series(keep)).cast(pl.Schema(S.PARTNER_SCHEMA)), status
 
 
 def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
@@ -369,7 +369,7 @@ def _truth(core: pl.DataFrame, cells: list[Cell], day: date) -> pl.DataFrame:
                 pl.when(core["cell"] >= 0).then(cell_ids.gather(core["cell"].clip(0, None)))
             ).to_series(),
         }
-    ).cast(S.TRUTH_SCHEMA)
+    ).cast(pl.Schema(S.TRUTH_SCHEMA))
 
 
 @dataclass

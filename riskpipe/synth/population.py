@@ -392,7 +392,7 @@ class Population:
     def address_strings(self) -> pl.Series:
         """Street line of every address (cached; extended when addresses were appended)."""
         have = 0 if self._lines is None else len(self._lines)
-        if have < len(self.addresses):
+        if self._lines is None or have < len(self.addresses):
             extra = address_lines(self.addresses.frame.slice(have))
             self._lines = extra if self._lines is None else pl.concat([self._lines, extra], rechunk=True)
         return self._lines
