@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 
 #: modes of files and directories holding hashes or personal data (owner only).
@@ -449,8 +450,6 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.Laz
     version) and every row carries its ``arrival_date`` column, so no hive parsing is needed.
     Returns an empty frame with the raw schema when nothing matches.
     """
-    from riskpipe import schema as S
-
     ensure_raw_complete(layout)
     present = layout.raw_days()  # once: a listing per wanted day cost the workbench 60 ms a page
     wanted = present if days is None else [d for d in days if d in set(present)]
@@ -467,8 +466,6 @@ def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyF
     (``raw/partner_exports/declared_date=D``), one row per ``shipment_id`` per partition (the
     latest ``declared_at``); a reader matching them to manifests of arrival day D scans a window
     of declaration days before D and keeps the latest row per ``shipment_id``."""
-    from riskpipe import schema as S
-
     ensure_raw_complete(layout)
     base = layout.raw_partner
     if not base.exists():

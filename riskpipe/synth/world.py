@@ -44,6 +44,7 @@ from riskpipe.synth.daily import (
     assemble,
     legit_rows,
 )
+from riskpipe.synth.partner import write_partner_day, write_partner_home_files
 from riskpipe.synth.population import build_population, grow
 from riskpipe.synth.schemes import (
     EMERGING_AT,
@@ -293,8 +294,6 @@ def generate(
             )
             examined, seized = ex.height, int(positive.sum())
         if partner_out is not None:
-            from riskpipe.synth.partner import write_partner_day
-
             write_partner_day(partner_out, day, i, seed, per_day * prevalence, cells, pop, catalog)
         tick()
         summary.days.append(
@@ -315,7 +314,5 @@ def generate(
             )
         )
     if partner_out is not None:
-        from riskpipe.synth.partner import write_partner_home_files
-
         write_partner_home_files(partner_out, seed, pop)
     return summary

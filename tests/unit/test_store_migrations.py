@@ -168,7 +168,8 @@ def test_a_fresh_database_gets_the_schema_the_code_uses(db_url: str) -> None:
 
     from riskpipe import cases, labels, users
     from riskpipe.db import get_engine
-    from riskpipe.migrate import store_metadata, upgrade
+    from riskpipe.migrate import upgrade
+    from riskpipe.tables import store_metadata
 
     upgrade(db_url)
     engine = get_engine(db_url)
