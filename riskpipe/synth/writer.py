@@ -20,16 +20,8 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.store import tmp_sibling, write_bytes_atomic
 from riskpipe.synth.catalog import Catalog
-from riskpipe.synth.population import (
-    CARRIER_CODES,
-    COUNTRIES,
-    CURRENCIES,
-    MODES,
-    PORT_CODES,
-    SUFFIX_LONG,
-    SUFFIX_SHORT,
-    Population,
-)
+from riskpipe.synth.places import CARRIER_CODES, COUNTRIES, CURRENCIES, MODES, PORT_CODES, SUFFIX_LONG, SUFFIX_SHORT
+from riskpipe.synth.population import Population
 
 FORMATS = ("csv", "parquet", "ndjson")
 TS_SUFFIX = ["Z", "+00:00", "+0000", ""]  # "" = no offset (read as UTC)
