@@ -23,8 +23,10 @@ import polars as pl
 from riskpipe.errors import RiskpipeError
 from riskpipe.ingest.columns import _ROW
 
+#: the row-number column (1-based data row) a format's ``scan_text`` adds
+ROW = _ROW
 #: ``scan_text(source, check_utf8, all_keys)``: a lazy frame of a (decompressed) file with
-#: ``_row_number`` (1-based data row), values as text where the format allows
+#: :data:`ROW`, values as text where the format allows
 ScanText = Callable[[Path, bool, bool], pl.LazyFrame]
 
 
