@@ -119,6 +119,7 @@ class Derivation:
         num = [x.cast(pl.Float64) for x in c]
         text = [x.cast(pl.String) for x in c]
         op = self.op
+        e: pl.Expr
         if op == "ratio":
             e = pl.when(num[1] != 0).then(num[0] / num[1])
         elif op == "product":
@@ -137,12 +138,16 @@ class Derivation:
             e = pl.concat_str(text, separator="|")
         elif op == "frequency":
             e = pl.len().over(c[0]).cast(pl.Float64) / pl.len()
-        elif op == "weekday":
-            e = pl.col(date_col).dt.weekday().cast(pl.String)
-        elif op == "month":
-            e = pl.col(date_col).dt.month().cast(pl.String)
-        elif op == "day":
-            e = pl.col(date_col).dt.day().cast(pl.Float64)
+        elif op in ("weekday", "month", "day"):
+            if date_col is None:  # pragma: no cover - parse_mapping requires [dataset].date
+                raise RiskpipeError(f"derive {self.name!r}: op {op} needs [dataset].date")
+            day = pl.col(date_col).dt
+            if op == "weekday":
+                e = day.weekday().cast(pl.String)
+            elif op == "month":
+                e = day.month().cast(pl.String)
+            else:
+                e = day.day().cast(pl.Float64)
         else:  # pragma: no cover - validated at load
             raise RiskpipeError(f"derive {self.name!r}: unknown op {op!r}")
         return e.alias(self.name)

@@ -40,7 +40,7 @@ def read_table(path: Path, mapping: Mapping) -> pl.DataFrame:
         bad = frame.select(checks)
         for col in bad.columns:
             if bad[col].any():
-                row = int(bad[col].arg_max())
+                row = int(bad[col].arg_true()[0])
                 raise RiskpipeError(f"{path}: column {col!r} row {row + 1}: {frame[col][row]!r} is not a number")
     casts: list[pl.Expr] = [pl.col(c).cast(pl.Float64, strict=False) for c in mapping.numeric]
     casts += [pl.col(c).cast(pl.String) for c in (*mapping.categorical, *mapping.high_cardinality)]
@@ -86,7 +86,7 @@ def load_labelled_keys(
         frame = read_table(path, mapping)
         label = frame.get_column(mapping.label)
         if label.null_count():
-            row = int(label.is_null().arg_max())
+            row = int(label.is_null().arg_true()[0])
             raise RiskpipeError(f"{path}: label column {mapping.label!r} is empty on row {row + 1}")
         y = frame.select(_label_text(mapping.label, label.dtype).is_in(list(mapping.positive))).to_series()
         feats = frame

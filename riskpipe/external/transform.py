@@ -38,7 +38,7 @@ class GroupMedians:
                 .sort(g)
             )
             tables.append((tuple(t[g].to_list()), tuple(t["m"].to_list())))
-        overall = rows["v"].median() if rows.height else None
+        overall = rows.select(pl.col("v").median()).item() if rows.height else None
         return cls(d.name, d.columns[0], d.groups, tuple(tables), None if overall is None else float(overall))
 
     def expr(self) -> pl.Expr:

@@ -81,7 +81,7 @@ def _ids_in_store(layout: Layout, sorted_ids: pl.Series) -> pl.Series:
 def _existing_files(base: Path, prefix: str) -> list[tuple[date, Path]]:
     if not base.exists():
         return []
-    out = []
+    out: list[tuple[date, Path]] = []
     for part in sorted(p for p in base.glob(f"{prefix}=*") if p.is_dir()):
         day = date.fromisoformat(part.name.split("=", 1)[1])
         out.extend((day, f) for f in sorted(part.glob("*.parquet")))
@@ -253,7 +253,7 @@ def _id_ranges(path: Path) -> list[tuple[str, str]] | None:
         cols = [i for i in range(meta.num_columns) if meta.schema.column(i).path == S.SHIPMENT_ID]
         if len(cols) != 1:
             return None
-        out = []
+        out: list[tuple[str, str]] = []
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             if group.num_rows == 0:

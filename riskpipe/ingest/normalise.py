@@ -133,12 +133,13 @@ def _stage_file(
             pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias(S.INGESTED_AT),
         ).select(*_ordered_columns([*base, *extras.values()], base))
     bad = _bad_rows_plan(checked, schema, plan, path.name, kind, run_id)
-    split = contested is not None and not contested.is_empty()
-    if split:
+    hit_ids = contested if contested is not None and not contested.is_empty() else None
+    split = hit_ids is not None
+    if hit_ids is not None:
         # one sink partitioned by "contested?" (two sinks of one plan computed it twice: +50 %);
         # PartitionBy is marked unstable in Polars: pinned, and its output is checked below
         split_dir = stage_path.with_name(stage_path.stem + ".split")
-        hit = pl.col(S.SHIPMENT_ID).is_in(contested.implode()).alias(_HIT)
+        hit = pl.col(S.SHIPMENT_ID).is_in(hit_ids.implode()).alias(_HIT)
         target = pl.PartitionBy(split_dir, key=_HIT, include_key=False, approximate_bytes_per_file=None)
         valid_sink = valid.with_columns(hit).sink_parquet(target, **RAW_PARQUET, mkdir=True, lazy=True)
     else:

@@ -42,7 +42,7 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
         copied, detail = False, f"{detail}; not copied ({ref.reason})"
     finally:
         tmp.unlink(missing_ok=True)
-    info = {
+    info: dict[str, str | bool] = {
         "file": path.name,
         "source_path": str(path),
         "sha256": digest,

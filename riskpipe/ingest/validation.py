@@ -8,12 +8,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 from riskpipe.ingest.columns import _BAD, _REASONS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polars.expr.whenthen import ChainedThen, Then
 
 REFERENCE_DIR = Path(__file__).parent.parent / "reference"
 DEFAULT_FX_RATES = REFERENCE_DIR / "fx_rates.csv"
@@ -352,11 +356,12 @@ def _label_plan(schema: pl.Schema) -> _Plan:
     return _plan(schema, {**S.LABEL_SCHEMA, "recorded_at": pl.Datetime("us", "UTC")}, S.LABEL_REQUIRED, [])
 
 
-def _lookup(key: pl.Expr, table: dict, dtype: pl.DataType = pl.Float64) -> pl.Expr:
+def _lookup(key: pl.Expr, table: dict, dtype: pl.DataType | type[pl.DataType] = pl.Float64) -> pl.Expr:
     """``table[key]`` as ``dtype`` (null when absent), as a when/then chain: in the streaming
     engine ``replace_strict`` with the same table raised the peak of a 4 M-row ingest from 1.6
     to 2.4 GB (and ran no faster) for a table of 42 currencies."""
-    expr: pl.Expr | pl.When | pl.Then = pl
+    chain: Then | ChainedThen | None = None
     for k, v in table.items():
-        expr = expr.when(key == k).then(pl.lit(v, dtype=dtype))
-    return pl.lit(None, dtype=dtype) if expr is pl else expr.otherwise(None)
+        cond, value = key == k, pl.lit(v, dtype=dtype)
+        chain = pl.when(cond).then(value) if chain is None else chain.when(cond).then(value)
+    return pl.lit(None, dtype=dtype) if chain is None else chain.otherwise(None)
