@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from riskpipe.store import (
     Layout,
     private_dir,
     sha256_file,
+    tmp_sibling,
     write_text_atomic,
 )
 
@@ -32,10 +32,15 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
     target = layout.quarantine_files / path.name
     if target.exists() and (not digest or sha256_file(target) != digest):
         target = layout.quarantine_files / f"{digest[:12]}-{path.name}"
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    # a rename, not store.write_bytes_atomic: the file (any size) is streamed from a descriptor
+    # opened without following links, never held in memory; store has no atomic stream copy
+    tmp = tmp_sibling(target)
     copied = True
     try:
-        with _open_regular(path) as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+        with (
+            _open_regular(path) as src,
+            open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, target)
     except _Refused as ref:  # replaced by a link since it was listed: record it, copy nothing
