@@ -46,6 +46,7 @@ from typing import Any
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.config import load_settings
 from riskpipe.cutoff import day_cutoff
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import PRIVATE_DIR, PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, write_bytes_atomic
@@ -471,8 +472,6 @@ def day_key(layout: Layout, key_path: Path | None = None) -> bytes:
     loaded with its environment overrides by the CLI or the flow), else ``partner_key_path`` of
     the home's riskpipe.toml. Asked for only when a feed or OEA list is active for the day."""
     if key_path is None:
-        from riskpipe.config import load_settings
-
         key_path = load_settings(layout.home).partner_key_path
     if key_path is None:
         raise RiskpipeError(
