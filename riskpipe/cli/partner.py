@@ -171,14 +171,15 @@ def partner_joint_list(
     """Write the shipments both services inspect together at a UCP port (CSV and Parquet), with
     only the fields both may see."""
     from riskpipe import partner as P
+    from riskpipe import partner_joint as J
     from riskpipe.store import Layout
 
     cfg = settings()
     layout = Layout(cfg.home)
     day = parse_day(date_, "--date")
     needs_key = P.active_findings(layout, day).height > 0 or P.active_oea(layout, day) is not None
-    frame = P.joint_list(layout, day, port, list(cfg.ucp_ports), _partner_key(cfg) if needs_key else None)
-    csv, pq = P.write_joint_list(frame, out or P.partner_dir(layout) / "joint", day, port)
+    frame = J.joint_list(layout, day, port, list(cfg.ucp_ports), _partner_key(cfg) if needs_key else None)
+    csv, pq = J.write_joint_list(frame, out or P.partner_dir(layout) / "joint", day, port)
     console.print(
         f"{frame.height:,} shipments for joint inspection at port {port} on {day}\n{csv}\n{pq}", highlight=False
     )
