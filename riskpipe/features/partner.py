@@ -24,6 +24,7 @@ import polars as pl
 
 from riskpipe import partner as P
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import NORMALISED
 
 PARTNER_WATCH_HIT = "partner_watch_hit"
@@ -194,3 +195,37 @@ def reason_texts(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
 
 def fires() -> pl.Expr:
     return (pl.col(PARTNER_WATCH_HIT) == 1) | (pl.col(XB_OEA_UNCONFIRMED) == 1)
+
+
+class _Work(NoWork):
+    def __init__(self, inp: PartnerInputs, day: date) -> None:
+        self.inp, self.day = inp, day
+
+    def adjust_raw(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        # an unconfirmed mx_oea claim is cleared before the parties family reads it
+        return verify_oea(frame, self.inp)
+
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return add_partner(frame, self.inp, self.day)
+
+
+class PartnerFamily:
+    """Row-level: the day's identifiers against the partner's shared findings and OEA list."""
+
+    name = "partner"
+    columns = COLUMNS
+    categorical: list[str] = []
+    day_columns: list[str] = []
+    reasons = {
+        PARTNER_WATCH_HIT: "an identifier matches a finding shared by the partner customs service",
+        XB_OEA_UNCONFIRMED: "an mx_oea claim not on the partner's OEA list",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Work(inputs(ctx.layout, ctx.day, ctx.raw, key_path=ctx.partner_key_path), ctx.day)
+
+
+FAMILY = PartnerFamily()
