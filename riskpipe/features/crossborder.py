@@ -9,6 +9,7 @@ import math
 from datetime import date, timedelta
 
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from riskpipe import schema as S
 from riskpipe.features.family import DayContext, FamilyDay, NoWork
@@ -129,7 +130,7 @@ def _origin_group(country: pl.Expr) -> pl.Expr:
     for c, g in _GROUPS.items():
         groups.setdefault(g, []).append(c)
     (first, countries), *rest = groups.items()
-    expr = pl.when(country.is_in(countries)).then(pl.lit(first))
+    expr: Then | ChainedThen = pl.when(country.is_in(countries)).then(pl.lit(first))
     for g, countries in rest:
         expr = expr.when(country.is_in(countries)).then(pl.lit(g))
     return expr.otherwise(pl.lit("other"))

@@ -183,12 +183,14 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
 
     The daily files are sorted by entity, so the entity filter skips most row groups."""
     code = ENTITY_CODES[entity]
-    schema = {
-        KEY: pl.UInt64,
-        **{f"p{w}": pl.UInt32 for w in WINDOWS},
-        **{f"s{w}": pl.UInt32 for w in WINDOWS},
-        "age": pl.Int32,
-    }
+    schema = pl.Schema(
+        {
+            KEY: pl.UInt64,
+            **{f"p{w}": pl.UInt32 for w in WINDOWS},
+            **{f"s{w}": pl.UInt32 for w in WINDOWS},
+            "age": pl.Int32,
+        }
+    )
     if not days or keys_today.len() == 0:
         return pl.DataFrame(schema=schema)
     scans = [
@@ -240,7 +242,7 @@ def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
     the raw partitions of the ``EXAM_SEARCH_DAYS`` before their exam date)."""
     path = layout.history / "labelled_parties.parquet"
     key_cols = [key_col(e) for e in EXAM_ENTITIES]
-    schema = {S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}}
+    schema = pl.Schema({S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}})
     cache = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
     missing = labels.select(S.SHIPMENT_ID, S.EXAM_DATE).join(cache.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
     if missing.height:
@@ -303,7 +305,7 @@ def add_history(
 
     Each entity is looked up on its own (single 64-bit key joins) into a narrow frame aligned
     with ``frame``; the columns are stacked at the end (no copy of the wide frame per entity)."""
-    ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.get)
+    ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.__getitem__)
     exams = prior_exam_counts(layout, labels, day)
     new_cols: dict[str, pl.Series] = {}
     for e in ents:

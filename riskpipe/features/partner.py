@@ -26,6 +26,7 @@ from riskpipe import partner as P
 from riskpipe import schema as S
 from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import NORMALISED
+from riskpipe.store import Layout
 
 PARTNER_WATCH_HIT = "partner_watch_hit"
 PARTNER_WATCH_KINDS = "partner_watch_kinds"
@@ -68,7 +69,7 @@ class PartnerInputs:
 
 
 def inputs(
-    layout, day: date, raw: pl.LazyFrame, key: bytes | None = None, key_path: Path | None = None
+    layout: Layout, day: date, raw: pl.LazyFrame, key: bytes | None = None, key_path: Path | None = None
 ) -> PartnerInputs:
     """The day's matches and OEA verdicts (reads the key, from ``key_path`` or else the home's
     riskpipe.toml, only when a feed or list is active for ``day``)."""
@@ -109,9 +110,9 @@ def inputs(
             .collect()
             .sort(_OEA_V)
         )
-        hashed = P.keyed_hashes(key, "shipper", claims[_OEA_V].to_list())
+        claim_hashes = P.keyed_hashes(key, "shipper", claims[_OEA_V].to_list())
         out.oea_by = oea.shared_by
-        out.oea = claims.with_columns(pl.Series(_OEA_OK, [h in oea.hmacs for h in hashed], dtype=pl.Boolean))
+        out.oea = claims.with_columns(pl.Series(_OEA_OK, [h in oea.hmacs for h in claim_hashes], dtype=pl.Boolean))
     return out
 
 
@@ -189,8 +190,8 @@ def reason_texts(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
     f = _with_matches(verify_oea(frame, inp), inp)
     if not parts:
         return f.select(S.SHIPMENT_ID, pl.lit(None, pl.String).alias("partner_reason"))
-    text = pl.concat_list(parts).list.drop_nulls().list.join("; ")
-    return f.select(S.SHIPMENT_ID, pl.when(text != "").then(text).alias("partner_reason"))
+    joined = pl.concat_list(parts).list.drop_nulls().list.join("; ")
+    return f.select(S.SHIPMENT_ID, pl.when(joined != "").then(joined).alias("partner_reason"))
 
 
 def fires() -> pl.Expr:
