@@ -11,7 +11,7 @@ Why this shape:
 * The world: the day scored (arrival date ``D``) comes from the synthetic world
   (:func:`riskpipe.synth.generate`, ``rows`` shipments, mixed CSV / Parquet / NDJSON files, partner
   exports). Its ``history_days`` days of history are written at FULL size (``rows`` a day) straight
-  into the raw store by the fast vectorised generator of :mod:`riskpipe.features.bench` (generating
+  into the raw store by the fast vectorised generator of :mod:`riskpipe.bench.features` (generating
   30 days through the full world would take 30 x the generate time): the history aggregates the
   feature windows sum therefore have the size a ``rows``-a-day history gives. Their parties are not
   the world's, so few of the day's parties are found in history: the cost (reading and summing 30
@@ -365,7 +365,7 @@ def run_bench(
         "world": (
             f"day {day}: {rows:,} shipments of the synthetic world (riskpipe.synth), mixed CSV/Parquet/NDJSON "
             f"files; {history_days} history days at full size ({rows:,} rows a day) from the fast raw "
-            "generator of riskpipe.features.bench (other parties than the day's: history cost, few matches); "
+            "generator of riskpipe.bench.features (other parties than the day's: history cost, few matches); "
             "champion model fitted on a synthetic day with the full tree budget"
         ),
         "method": (

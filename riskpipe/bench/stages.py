@@ -237,8 +237,8 @@ def do_web(home: str, users: int, page: str = "list") -> dict:
 # -- preparation (cached, not measured) ---------------------------------------------------------
 def prep_history(home: str, day: str, rows: int, history_days: int, seed: int) -> dict:
     """Full-size raw history days, their aggregates, and a champion model."""
+    from riskpipe.bench.features import synthetic_raw_day
     from riskpipe.features import history
-    from riskpipe.features.bench import synthetic_raw_day
     from riskpipe.registry import champion_version, save_model, set_champion
 
     layout, d = _layout(home), date.fromisoformat(day)
@@ -279,9 +279,9 @@ def prep_ingest(home: str, files: list[str], inputs_dir: str, day: str) -> dict:
 
 
 def prep_scaling_world(home: str, day: str, rows: int, history_days: int, seed: int) -> dict:
-    """The fast synthetic raw world of :mod:`riskpipe.features.bench` (history and day at ``rows``)."""
+    """The fast synthetic raw world of :mod:`riskpipe.bench.features` (history and day at ``rows``)."""
+    from riskpipe.bench.features import make_bench_world
     from riskpipe.features import history
-    from riskpipe.features.bench import make_bench_world
 
     layout, d = _layout(home), date.fromisoformat(day)
     make_bench_world(layout, d, rows, history_days, seed)
