@@ -24,10 +24,10 @@ import polars as pl
 from riskpipe import nightly as steps
 from riskpipe import publish
 from riskpipe import schema as S
+from riskpipe.bench.features import make_bench_world
 from riskpipe.config import load_settings
 from riskpipe.estimator import TabularRiskClassifier
 from riskpipe.features import FEATURE_COLUMNS, build_features
-from riskpipe.features.bench import make_bench_world
 from riskpipe.features.testing import write_raw_day
 from riskpipe.model import DEFAULT_LEARNING_RATE, DEFAULT_LEAVES, DEFAULT_TREES
 from riskpipe.model.fit import fit_risk_model
