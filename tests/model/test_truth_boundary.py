@@ -86,4 +86,4 @@ def test_only_the_top_layer_imports_the_evaluation_package():
             offenders.append(f"{rel}: {bad}")
     assert not offenders, offenders
     # and the check itself sees an import when there is one
-    assert "riskpipe.evaluation.truth" in _imports(root / "cli.py")
+    assert "riskpipe.evaluation.truth" in _imports(root / "cli" / "run.py")
