@@ -39,6 +39,7 @@ from riskpipe.store import Layout, private_dir, scan_raw_shipments, write_parque
 
 SCORES_FILE = "scores.parquet"
 META_FILE = "provisional.json"
+PROVISIONAL = "provisional"  # the flag column / key the workbench and its API show
 FEATURES_FILE = ".features.parquet"  # work file of the last scoring (hidden: not an output)
 
 
@@ -110,7 +111,17 @@ def read_provisional(layout: Layout, day: date) -> pl.DataFrame | None:
     path = provisional_path(layout, day)
     if nightly_published(layout, day) or not path.exists():
         return None
-    return pl.read_parquet(path).with_columns(pl.lit(True).alias("provisional"))
+    return pl.read_parquet(path).with_columns(pl.lit(True).alias(PROVISIONAL))
+
+
+def provisional_score(layout: Layout, day: date, shipment_id: str) -> dict | None:
+    """One shipment's provisional score row (with ``provisional`` True) for the workbench, or
+    None when the day has none or its night's scores replaced them."""
+    path = provisional_path(layout, day)
+    if nightly_published(layout, day) or not path.exists():
+        return None
+    f = pl.scan_parquet(path).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+    return {**f.row(0, named=True), PROVISIONAL: True} if f.height else None
 
 
 def provisional_days(layout: Layout) -> list[date]:

@@ -14,7 +14,7 @@ import pytest
 from riskpipe import schema as S
 from riskpipe.config import load_settings
 from riskpipe.ingest import ingest_paths
-from riskpipe.provisional import provisional_path, read_provisional
+from riskpipe.provisional import provisional_days, provisional_path, provisional_score, read_provisional
 from riskpipe.store import Layout, file_lock, scan_raw_shipments
 from riskpipe.watch import Watcher, watch_state_path
 
@@ -137,10 +137,18 @@ def test_provisional_scores_are_written_apart_and_replaced_by_the_night(home: La
     assert prov is not None and sorted(prov[S.SHIPMENT_ID]) == ["A1", "A2"]
     assert prov.columns == [*S.SCORES_FILE_SCHEMA, "provisional"] and prov["provisional"].all()
     assert not (home.scores / DAY.isoformat()).exists()  # never among the published outputs
+    one = provisional_score(home, DAY, "A2")
+    assert (
+        one is not None
+        and one["provisional"] is True
+        and one[S.RISK_SCORE] == prov.filter(pl.col(S.SHIPMENT_ID) == "A2")[S.RISK_SCORE].item()
+    )
+    assert provisional_days(home) == [DAY] and provisional_score(home, DAY, "nope") is None
     # the night publishes the day: its scores replace the provisional ones, the next poll sweeps
     night = home.scores / DAY.isoformat() / "scores.parquet"
     night.parent.mkdir(parents=True)
     prov.drop("provisional").write_parquet(night)
-    assert read_provisional(home, DAY) is None
+    assert read_provisional(home, DAY) is None and provisional_score(home, DAY, "A2") is None
+    assert provisional_days(home) == []
     swept = w.poll()
     assert swept.replaced == [DAY] and not provisional_path(home, DAY).parent.exists()
