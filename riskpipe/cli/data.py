@@ -128,6 +128,8 @@ def watch(
     """Ingest landing files as they arrive (as `ingest` does) and score their day provisionally; Ctrl-C stops."""
     import threading
 
+    from rich.markup import escape
+
     from riskpipe.store import Layout
     from riskpipe.watch import PollResult, stop_on_signals
     from riskpipe.watch import watch as watch_landing
@@ -154,12 +156,12 @@ def watch(
         for day in result.replaced:
             console.print(f"provisional scores {day}: replaced by the night's")
         for error in result.errors:
-            console.print(f"[red]{error}[/red]")
+            console.print(f"[red]{escape(error)}[/red]")
 
-    if not once:
-        console.print(f"watching {layout.landing} every {interval:g} s (Ctrl-C stops)")
     stop = threading.Event()
     with stop_on_signals(stop):
+        if not once:
+            console.print(f"watching {layout.landing} every {interval:g} s (Ctrl-C stops)")
         watch_landing(
             layout,
             cfg,

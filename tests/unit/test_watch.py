@@ -5,6 +5,10 @@ written apart and replaced by the night's."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -152,3 +156,21 @@ def test_provisional_scores_are_written_apart_and_replaced_by_the_night(home: La
     assert provisional_days(home) == []
     swept = w.poll()
     assert swept.replaced == [DAY] and not provisional_path(home, DAY).parent.exists()
+
+
+def test_ctrl_c_stops_the_watch_command_cleanly(home: Layout) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "riskpipe.cli", "--home", str(home.home), "watch", "--interval", "0.2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed once the loop is about to start
+        assert "watching" in first, first
+        time.sleep(0.5)  # a few polls
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopped" in out and "Traceback" not in out
