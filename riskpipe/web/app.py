@@ -40,16 +40,10 @@ from riskpipe.labels import LabelStore
 from riskpipe.names import ReferenceNames
 from riskpipe.users import ROLES, LoginLimits, LoginThrottle, User, UserStore
 from riskpipe.web import svg
-from riskpipe.web.data import (
-    PAGE_SIZES,
-    SORTABLE,
-    ListQuery,
-    SingleFlightLRU,
-    WorkbenchData,
-    hit_rates,
-    psi,
-    weekly_hit_rates,
-)
+from riskpipe.web.data import WorkbenchData, psi
+from riskpipe.web.days import SingleFlightLRU
+from riskpipe.web.health import hit_rates, weekly_hit_rates
+from riskpipe.web.lists import PAGE_SIZES, SORTABLE, ListQuery
 from riskpipe.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
