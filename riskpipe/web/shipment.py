@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.search import column_candidates, index_path
+from riskpipe.lookup import build_lookup, columns_of, link_candidates, read_rows, ready_lookup
+from riskpipe.search import column_candidates
 from riskpipe.store import scan_raw_partner, scan_raw_shipments
 from riskpipe.web.days import DayFiles, _stamp
 
@@ -39,6 +41,7 @@ LINK_WORDS = {
 }
 HISTORY_WINDOW_DAYS = 60
 PARTNER_WINDOW_DAYS = 30
+HISTORY_ROWS = 200  # past parcels shown
 
 _INDEX_BUILD = threading.Lock()
 log = logging.getLogger("riskpipe.web")
@@ -48,8 +51,8 @@ class ShipmentData(DayFiles):
     """Look-ups of one shipment and the parties it shares identifiers with."""
 
     def _index_later(self, days: list[date]) -> None:
-        """Build the identifier indexes of ``days`` in a background thread (one day at a time),
-        so the next pages look parties up instead of scanning those days."""
+        """Build the look-up files of ``days`` (:mod:`riskpipe.lookup`) in a background thread (one
+        day at a time), so the next pages read rows by id instead of scanning those days."""
         with self._index_lock:
             new = [d for d in days if d not in self._index_pending]
             self._index_pending.update(new)
@@ -60,9 +63,9 @@ class ShipmentData(DayFiles):
         for d in sorted(days, reverse=True):
             try:
                 with _INDEX_BUILD:  # one build at a time: pages come first
-                    index_path(self.layout, d)
+                    build_lookup(self.layout, d)
             except Exception:  # noqa: BLE001 - the pages scan the day meanwhile
-                log.warning("workbench: could not build the identifier index of %s", d.isoformat(), exc_info=True)
+                log.warning("workbench: could not build the look-up files of %s", d.isoformat(), exc_info=True)
             finally:
                 with self._index_lock:
                     self._index_pending.discard(d)
@@ -80,8 +83,19 @@ class ShipmentData(DayFiles):
                 return d
         return None
 
+    def _lookup(self, day: date) -> dict[str, Path] | None:
+        """The day's look-up files, or None (and built in the background) while there are none."""
+        paths = ready_lookup(self.layout, day)
+        if paths is None:
+            self._index_later([day])
+        return paths
+
     def manifest(self, day: date, shipment_id: str) -> dict[str, Any] | None:
-        f = scan_raw_shipments(self.layout, [day]).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+        paths = self._lookup(day)
+        if paths is not None:  # one row group of the day's sorted copy
+            f = read_rows(paths, [shipment_id])
+        else:
+            f = scan_raw_shipments(self.layout, [day]).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
         if f.height == 0:
             return None
         return f.row(0, named=True)
@@ -149,12 +163,31 @@ class ShipmentData(DayFiles):
             *HISTORY_COLUMNS,
         ]
         exact = pl.any_horizontal(conds)
-        # the days' identifier indexes name the few candidate rows; days not indexed yet are
-        # scanned in full (and indexed in the background); the exact match is checked on the rows
-        pairs, full = column_candidates(self.layout, days, {c: manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)})
-        parts = [scan_raw_shipments(self.layout, full).select(cols).filter(exact)] if full else []
-        if full:
-            self._index_later(full)
+        values = {c: manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)}
+        # days with look-up files: their link entries name the candidates, read by id (newest day
+        # first, stopping once HISTORY_ROWS rows are found: only those are shown)
+        parts: list[pl.LazyFrame] = []
+        found_rows = 0
+        rest = []
+        for d in sorted(days, reverse=True):
+            paths = ready_lookup(self.layout, d) if found_rows < HISTORY_ROWS else None
+            if paths is None:
+                if found_rows < HISTORY_ROWS:
+                    rest.append(d)
+                continue
+            ids = sorted(set(link_candidates(paths, values).get_column(S.SHIPMENT_ID).to_list()))
+            for i in range(0, len(ids), HISTORY_ROWS):
+                rows = read_rows(paths, ids[i : i + HISTORY_ROWS], cols).filter(exact)
+                parts.append(rows.lazy())
+                found_rows += rows.height
+                if found_rows >= HISTORY_ROWS:
+                    break
+        days = rest
+        # the other days' identifier indexes name the few candidate rows; days not indexed yet are
+        # scanned in full; the exact match is checked on the rows
+        pairs, full = column_candidates(self.layout, days, values) if days else (None, [])
+        if full:  # not built here: a 4 M-row day's files take minutes to build; the nightly writes each day's
+            parts.append(scan_raw_shipments(self.layout, full).select(cols).filter(exact))
         if pairs is not None:
             found = pairs.collect()
             if found.height:
@@ -167,7 +200,12 @@ class ShipmentData(DayFiles):
                 )
         if not parts:
             return []
-        f = pl.concat(parts).sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).head(200).collect()
+        f = (
+            pl.concat(parts, how="vertical_relaxed")
+            .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
+            .head(HISTORY_ROWS)
+            .collect()
+        )
         if f.height == 0:
             return []
         f = f.with_columns(
@@ -204,8 +242,9 @@ class ShipmentData(DayFiles):
         as nodes and edges for the SVG graph."""
         keys = {c: manifest[c] for c in LINK_COLUMNS if manifest.get(c) not in (None, "")}
         sid = manifest[S.SHIPMENT_ID]
-        lf = scan_raw_shipments(self.layout, [day])
-        present = set(lf.collect_schema().names())
+        paths = self._lookup(day)
+        lf = scan_raw_shipments(self.layout, [day]) if paths is None else pl.LazyFrame()
+        present = set(columns_of(paths) if paths is not None else lf.collect_schema().names())
         keys = {c: v for c, v in keys.items() if c in present}
         conds = [pl.col(c) == v for c, v in keys.items()]
         members: set[str] = set()
@@ -217,6 +256,8 @@ class ShipmentData(DayFiles):
                 .get_column(S.SHIPMENT_ID)
                 .to_list()
             )
+        if paths is not None:
+            return _network_from_links(paths, sid, keys, members, limit)
         if keys:
             # the day's identifier index names the candidate rows (exact match checked below)
             pairs, full = column_candidates(self.layout, [day], keys)
@@ -247,3 +288,29 @@ class ShipmentData(DayFiles):
             others.append({"id": row[S.SHIPMENT_ID], "in_network": row[S.SHIPMENT_ID] in members, "links": linked})
             edges.extend((row[S.SHIPMENT_ID], c) for c in linked)
         return {"shipments": others, "identifiers": identifiers, "edges": edges, "truncated": truncated}
+
+
+def _network_from_links(
+    paths: dict[str, Path], sid: str, keys: dict[str, Any], members: set[str], limit: int
+) -> dict[str, Any]:
+    """:meth:`ShipmentData.network` from the day's link entries alone (no row read): a shipment
+    is linked by a column when its value hashes as this shipment's (64-bit hashes of the values
+    as typed, per column: a collision, about 2^-64 per entry, would add one edge)."""
+    cand = link_candidates(paths, {c: str(v) for c, v in keys.items()}) if keys else None
+    by_id: dict[str, set[str]] = {m: set() for m in members}
+    if cand is not None:
+        for col, other in cand.iter_rows():  # bounded below: the first limit + 1 ids are shown
+            by_id.setdefault(other, set()).add(col)
+    by_id.pop(sid, None)
+    if not keys and not members:
+        return {"shipments": [], "identifiers": [], "edges": [], "truncated": False}
+    shown = sorted(by_id)[: limit + 1]
+    truncated = len(shown) > limit
+    identifiers = [{"id": f"{c}", "kind": LINK_WORDS[c], "value": str(v)} for c, v in keys.items()]
+    edges: list[tuple[str, str]] = [(sid, c) for c in keys]
+    others = []
+    for other in shown[:limit]:
+        linked = [c for c in keys if c in by_id[other]]
+        others.append({"id": other, "in_network": other in members, "links": linked})
+        edges.extend((other, c) for c in linked)
+    return {"shipments": others, "identifiers": identifiers, "edges": edges, "truncated": truncated}

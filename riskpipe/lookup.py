@@ -1,0 +1,233 @@
+"""Per-day look-up files for the workbench's shipment page: one shipment's row by id, and the
+shipments sharing an identifier with it, without scanning the day.
+
+A raw partition holds a day's rows in ingest order: a 4 M-row day is about 40 row groups whose
+shipment-id ranges overlap, so finding one id decodes the whole day (about 1 s), and finding the
+shipments that share a phone or an address with it scans seven columns of the day. Built once per
+day (by the nightly after publication, else on the workbench's first need), under
+``<home>/index/lookup/day=D/``, named by the raw partition's fingerprint (a re-ingested day gets
+new files):
+
+- ``rows-<fp>.parquet``: the day's raw rows sorted by ``shipment_id``, in row groups of
+  :data:`LOOKUP_ROWS` rows; ``keys-<fp>.parquet`` the first id of each group, so a look-up reads
+  one group (:func:`read_rows`).
+- ``links-<fp>.parquet``: ``(field, h, shipment_id)`` for every non-empty value of
+  :data:`LINK_FIELDS`, ``h`` the 64-bit hash of the value as typed (the page links exact values),
+  sorted by ``h`` in row groups whose statistics let a look-up skip the rest
+  (:func:`link_candidates`; the caller checks the exact values on the rows).
+
+Files are 0600 in 0700 folders (they hold personal data).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from riskpipe import schema as S
+from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
+
+LOOKUP_VERSION = 1
+LOOKUP_ROWS = 4096  # rows per row group of the sorted copy: one look-up decodes this many rows
+LINK_ROW_GROUP_ROWS = 64_000
+_SEED = 31
+#: the identifier columns the shipment page links on (its network and its parties' history).
+LINK_FIELDS: dict[str, int] = {
+    S.CONSIGNEE_ADDRESS_KEY: 1,
+    S.CONSIGNEE_PHONE: 2,
+    S.CONSIGNEE_EMAIL: 3,
+    S.SHIPPER_PHONE: 4,
+    S.SHIPPER_EMAIL: 5,
+    S.ACCOUNT_IP: 6,
+    S.SELLER_ID: 7,
+    S.SHIPPER_NAME: 8,
+}
+_KEYS_CACHE: dict[str, list[str]] = {}
+log = logging.getLogger("riskpipe.lookup")
+_KEYS_LOCK = threading.Lock()
+_META_CACHE: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+META_CACHE_SIZE = 8  # parsed footers kept (a few MB each)
+
+
+def lookup_root(layout: Layout) -> Path:
+    return layout.home / "index" / "lookup"
+
+
+def _fingerprint(layout: Layout, day: date) -> str | None:
+    """The raw partition's files (name, size, mtime) and the Polars version (its hash)."""
+    files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
+    if not files:
+        return None
+    parts = [f"v{LOOKUP_VERSION}", pl.__version__]
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _paths(layout: Layout, day: date, fp: str) -> dict[str, Path]:
+    folder = lookup_root(layout) / f"day={day.isoformat()}"
+    return {k: folder / f"{k}-{fp}.parquet" for k in ("rows", "keys", "links")}
+
+
+def ready_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
+    """The day's look-up files when built and current, else None (never builds)."""
+    fp = _fingerprint(layout, day)
+    if fp is None:
+        return None
+    paths = _paths(layout, day, fp)
+    return paths if all(p.exists() for p in paths.values()) else None
+
+
+def _write_private(frame: pl.DataFrame, path: Path, row_group_size: int) -> None:
+    tmp = tmp_sibling(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
+    try:
+        frame.write_parquet(tmp, row_group_size=row_group_size, statistics=True)
+        os.chmod(tmp, PRIVATE_FILE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
+    """The day's look-up files, built now when missing or stale (None: no raw data that day).
+    Called by the nightly once the day is published, so the first page of the day finds them."""
+    fp = _fingerprint(layout, day)
+    if fp is None:
+        return None
+    paths = _paths(layout, day, fp)
+    if all(p.exists() for p in paths.values()):
+        return paths
+    rows = scan_raw_shipments(layout, [day]).sort(S.SHIPMENT_ID).collect()
+    keys = rows.select(pl.col(S.SHIPMENT_ID).gather_every(LOOKUP_ROWS))
+    parts = [
+        rows.lazy()
+        .select(pl.lit(code, pl.UInt8).alias("field"), pl.col(col).cast(pl.String).alias("v"), S.SHIPMENT_ID)
+        .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
+        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), S.SHIPMENT_ID)
+        for col, code in LINK_FIELDS.items()
+        if col in rows.columns
+    ]
+    links = (
+        pl.concat(parts).sort("h", "field").collect()
+        if parts
+        else pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, S.SHIPMENT_ID: pl.String})
+    )
+    folder = paths["rows"].parent
+    private_dir(folder, under=layout.home)
+    _write_private(rows, paths["rows"], LOOKUP_ROWS)
+    _write_private(links, paths["links"], LINK_ROW_GROUP_ROWS)
+    _write_private(keys, paths["keys"], LINK_ROW_GROUP_ROWS)  # last: its presence marks the set complete
+    for old in folder.glob("*.parquet"):
+        if old not in paths.values():
+            old.unlink(missing_ok=True)
+    return paths
+
+
+def _group_keys(keys_path: Path) -> list[str]:
+    """First shipment id of each row group of the sorted copy (read once per file)."""
+    k = str(keys_path)
+    with _KEYS_LOCK:
+        if k in _KEYS_CACHE:
+            return _KEYS_CACHE[k]
+    keys = pl.read_parquet(keys_path).get_column(S.SHIPMENT_ID).to_list()
+    with _KEYS_LOCK:
+        if len(_KEYS_CACHE) > 256:
+            _KEYS_CACHE.clear()
+        _KEYS_CACHE[k] = keys
+    return keys
+
+
+def row_groups_for(paths: dict[str, Path], shipment_ids: list[str]) -> list[int]:
+    """The row groups of the sorted copy that can hold ``shipment_ids`` (one per id at most)."""
+    keys = _group_keys(paths["keys"])
+    return sorted({bisect.bisect_right(keys, sid) - 1 for sid in shipment_ids} - {-1})
+
+
+def _metadata(rows_path: Path) -> pq.FileMetaData:
+    """The sorted copy's footer, parsed once per file (a thousand row groups: parsing it again
+    for every look-up would cost more than the look-up)."""
+    k = str(rows_path)
+    with _KEYS_LOCK:
+        if k in _META_CACHE:
+            _META_CACHE.move_to_end(k)
+            return _META_CACHE[k]
+    meta = pq.read_metadata(rows_path)
+    with _KEYS_LOCK:
+        _META_CACHE[k] = meta
+        while len(_META_CACHE) > META_CACHE_SIZE:
+            _META_CACHE.popitem(last=False)
+    return meta
+
+
+def columns_of(paths: dict[str, Path]) -> list[str]:
+    """The day's raw columns, in the raw order."""
+    return list(_metadata(paths["rows"]).schema.to_arrow_schema().names)
+
+
+def read_groups(rows_path: Path, groups: list[int], columns: list[str]) -> pl.DataFrame:
+    """Those row groups of the sorted copy, and only those."""
+    table = pq.ParquetFile(rows_path, metadata=_metadata(rows_path)).read_row_groups(groups, columns=columns)
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+def read_rows(paths: dict[str, Path], shipment_ids: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+    """The rows of ``shipment_ids`` from a day's sorted copy, in id order, reading only the row
+    groups whose id range holds them."""
+    wanted = sorted(set(shipment_ids))
+    out = columns_of(paths) if columns is None else columns
+    cols = [S.SHIPMENT_ID, *[c for c in out if c != S.SHIPMENT_ID]]
+    groups = row_groups_for(paths, wanted)
+    if not groups:
+        return (
+            read_groups(paths["rows"], [0], out).head(0) if _metadata(paths["rows"]).num_row_groups else pl.DataFrame()
+        )
+    found = read_groups(paths["rows"], groups, cols).filter(
+        pl.col(S.SHIPMENT_ID).is_in(pl.Series(wanted, dtype=pl.String).implode())
+    )
+    return found.sort(S.SHIPMENT_ID).select(out)
+
+
+def link_candidates(paths: dict[str, Path], values: dict[str, str]) -> pl.DataFrame:
+    """``(field column, shipment_id)`` of the day's shipments whose :data:`LINK_FIELDS` column
+    hashes as its value in ``values`` (column -> value as typed): a superset of the exact matches
+    (hash collisions), to be checked on the rows."""
+    codes = {col: LINK_FIELDS[col] for col in values if col in LINK_FIELDS}
+    if not codes:
+        return pl.DataFrame(schema={"column": pl.String, S.SHIPMENT_ID: pl.String})
+    q = pl.DataFrame({col: [str(values[col])] for col in codes}, schema={col: pl.String for col in codes})
+    hashes = q.select(pl.all().hash(seed=_SEED)).row(0)
+    cond = pl.any_horizontal(
+        [
+            (pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64))
+            for code, h in zip(codes.values(), hashes, strict=True)
+        ]
+    )
+    names = pl.DataFrame(
+        {"field": list(codes.values()), "column": list(codes)}, schema={"field": pl.UInt8, "column": pl.String}
+    )
+    found = pl.scan_parquet(paths["links"]).filter(cond).select("field", S.SHIPMENT_ID).collect()
+    return found.join(names, on="field").select("column", S.SHIPMENT_ID)
+
+
+def prepare_day(layout: Layout, day: date) -> bool:
+    """The nightly's call once ``day`` is published: build its look-up files so the day's first
+    shipment pages read by id. A failure is logged, never raised: the list is already published
+    and the workbench scans the day meanwhile (and builds the files on its first need)."""
+    try:
+        return build_lookup(layout, day) is not None
+    except Exception:  # noqa: BLE001 - an optimisation must not fail a published night
+        log.warning("could not build the look-up files of %s", day.isoformat(), exc_info=True)
+        return False

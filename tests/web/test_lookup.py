@@ -1,0 +1,125 @@
+"""The shipment page's per-day look-up files (issue 16 point 5): one shipment's row read from the
+one row group holding its id, its network from the day's link entries, its parties' history from
+the link entries of past days, each equal to the full scan it replaces; the files are private."""
+
+from __future__ import annotations
+
+import stat
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from riskpipe import lookup
+from riskpipe import schema as S
+from riskpipe.labels import LabelStore
+from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic
+from riskpipe.web import shipment as shipment_mod
+from riskpipe.web.data import WorkbenchData
+
+from .conftest import DAY, build_home, raw_rows
+
+PHONES = ["555-0101", "555-0202", "555-0303", ""]
+SELLERS = ["sel-1", "sel-2", "sel-3"]
+
+
+def _home(tmp_path, monkeypatch):
+    """The conftest home, its day and four earlier days widened to many rows sharing identifiers
+    (row groups of 4 rows in the look-up files, so a day has several)."""
+    monkeypatch.setattr(lookup, "LOOKUP_ROWS", 4)
+    settings = build_home(tmp_path / "home")
+    layout = Layout(settings.home)
+    for k in range(0, 5):
+        d = DAY - timedelta(days=k)
+        extra = [
+            {
+                S.SHIPMENT_ID: f"X{k}{i:02d}",
+                S.CONSIGNEE_PHONE: PHONES[i % 4] or None,
+                S.SELLER_ID: SELLERS[i % 3],
+                S.CONSIGNEE_ADDRESS_KEY: "k1" if i % 5 == 0 else f"a{i}",
+                S.SHIPPER_NAME: "A Co" if i % 7 == 0 else "B Co",
+            }
+            for i in range(30)
+        ]
+        path = layout.raw_shipments_day(d) / "part-0.parquet"
+        old = pl.read_parquet(path) if path.exists() else None
+        new = raw_rows(d, extra)
+        write_parquet_atomic(pl.concat([old, new], how="diagonal_relaxed") if old is not None else new, path)
+    LabelStore(settings.db_url).record_one("X200", DAY - timedelta(days=1), "fentanyl", "targeted", "ana", None, None)
+    return settings, layout
+
+
+def _no_background(data: WorkbenchData) -> WorkbenchData:
+    data._index_later = lambda days: None  # type: ignore[method-assign]
+    return data
+
+
+def test_a_shipment_is_read_from_the_one_row_group_holding_its_id(tmp_path, monkeypatch) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    scan = _no_background(WorkbenchData(settings, reason_texts={}))
+    expected = {sid: scan.manifest(DAY, sid) for sid in ("S1", "S3", "X017", "X029", "nope")}
+    assert expected["X017"] is not None and expected["nope"] is None
+    paths = lookup.build_lookup(layout, DAY)
+    assert paths is not None and pl.read_parquet_schema(paths["rows"])  # written
+    read: list[list[int]] = []
+    real = lookup.read_groups
+
+    def spy(rows_path, groups, columns):
+        read.append(list(groups))
+        return real(rows_path, groups, columns)
+
+    monkeypatch.setattr(lookup, "read_groups", spy)
+    data = _no_background(WorkbenchData(settings, reason_texts={}))
+    n_groups = -(-scan_raw_shipments(layout, [DAY]).select(pl.len()).collect().item() // 4)
+    assert n_groups >= 8
+    for sid, want in expected.items():
+        read.clear()
+        assert data.manifest(DAY, sid) == want
+        assert len(read) == 1 and len(read[0]) <= 1  # one row group of the day's sorted copy, not the day
+
+
+def test_network_from_the_link_entries_equals_the_scan(tmp_path, monkeypatch) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    scan = _no_background(WorkbenchData(settings, reason_texts={}))
+    manifests = [scan.manifest(DAY, sid) for sid in ("S1", "S3", "X000", "X005", "X013")]
+    cases = [(m, n, lim) for m in manifests for n in (None, "N1") for lim in (40, 3)]
+    expected = [scan.network(DAY, m, n, limit=lim) for m, n, lim in cases]
+    assert sum(len(e["shipments"]) for e in expected) > 20 and any(e["truncated"] for e in expected)
+    lookup.build_lookup(layout, DAY)
+    data = _no_background(WorkbenchData(settings, reason_texts={}))
+    monkeypatch.setattr(shipment_mod, "scan_raw_shipments", None)  # the day is not scanned any more
+    assert [data.network(DAY, m, n, limit=lim) for m, n, lim in cases] == expected
+
+
+@pytest.mark.parametrize("rows_shown", [200, 3])
+def test_history_from_the_link_entries_equals_the_scan(tmp_path, monkeypatch, rows_shown: int) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    monkeypatch.setattr(shipment_mod, "HISTORY_ROWS", rows_shown)
+    store = LabelStore(settings.db_url)
+    scan = _no_background(WorkbenchData(settings, reason_texts={}))
+    manifests = [scan.manifest(DAY, sid) for sid in ("S1", "X000", "X007", "X014")]
+    expected = [scan.party_history(DAY, m, store.current()) for m in manifests]
+    assert sum(len(e) for e in expected) >= 10
+    assert rows_shown < 200 or any(r[S.OUTCOME] == "fentanyl" for e in expected for r in e)
+    for k in (1, 3):  # some past days with look-up files, the others scanned
+        lookup.build_lookup(layout, DAY - timedelta(days=k))
+    data = _no_background(WorkbenchData(settings, reason_texts={}))
+    assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected
+    for d in layout.raw_days():
+        lookup.build_lookup(layout, d)
+    assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected
+
+
+def test_lookup_files_are_private_and_follow_the_raw_partition(tmp_path, monkeypatch) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    paths = lookup.build_lookup(layout, DAY)
+    assert paths is not None and lookup.ready_lookup(layout, DAY) == paths
+    for p in paths.values():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert stat.S_IMODE(paths["rows"].parent.stat().st_mode) == 0o700
+    extra = raw_rows(DAY, [{S.SHIPMENT_ID: "Z1"}])
+    write_parquet_atomic(extra, layout.raw_shipments_day(DAY) / "part-9.parquet")  # a re-ingest
+    assert lookup.ready_lookup(layout, DAY) is None  # stale: the page scans until rebuilt
+    data = _no_background(WorkbenchData(settings, reason_texts={}))
+    assert data.manifest(DAY, "Z1") is not None
+    assert lookup.build_lookup(layout, DAY) != paths and not paths["rows"].exists()  # old files removed
