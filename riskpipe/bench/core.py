@@ -281,7 +281,7 @@ def do_floor_landing(files: list[str], out: str) -> dict:
 
 def do_web(home: str, users: int, page: str = "list") -> dict:
     """List-page (or shipment-page) latency with concurrent users on the published day."""
-    from riskpipe.web.bench import bench_list, bench_shipment
+    from riskpipe.bench.web import bench_list, bench_shipment
 
     res = (bench_shipment if page == "shipment" else bench_list)(Path(home), users=users)
     return {"seconds": res["p95_ms"] / 1000.0, "rows": res["requests"], "detail": res}
@@ -777,6 +777,10 @@ def summary_lines(result: dict) -> list[str]:
                     "nightly peak MB after each step: "
                     + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items())
                 )
+        if r["stage"] in WEB_STAGES and r.get("detail"):
+            from riskpipe.bench.web import web_summary_line  # the workbench's imports: slow, web rows only
+
+            lines.append(web_summary_line(r["stage"], r["detail"]))
         if r.get("error"):
             lines.append(f"{r['stage']}: error: {r['error']}" + (f" (log {r['log']})" if r.get("log") else ""))
     m = result["machine"]
