@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from riskpipe import schema as S
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
 
-LOOKUP_VERSION = 1
+LOOKUP_VERSION = 2  # 2: the scores sorted copy
 LOOKUP_ROWS = 4096  # rows per row group of the sorted copy: one look-up decodes this many rows
 LINK_ROW_GROUP_ROWS = 64_000
 _SEED = 31
@@ -63,29 +63,41 @@ def lookup_root(layout: Layout) -> Path:
 
 
 def _fingerprint(layout: Layout, day: date) -> str | None:
-    """The raw partition's files (name, size, mtime) and the Polars version (its hash)."""
+    """The raw partition's files and the day's published scores (name, size, mtime, inode) and
+    the Polars version (its hash): a re-ingested or re-scored day gets new files."""
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
     if not files:
         return None
     parts = [f"v{LOOKUP_VERSION}", pl.__version__]
+    scores = _scores_file(layout, day)
+    if scores.exists():
+        st = scores.stat()
+        parts.append(f"scores:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
     for f in files:
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def _scores_file(layout: Layout, day: date) -> Path:
+    return layout.day_dir(layout.scores, day) / "scores.parquet"
+
+
 def _paths(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     folder = lookup_root(layout) / f"day={day.isoformat()}"
-    return {k: folder / f"{k}-{fp}.parquet" for k in ("rows", "keys", "links")}
+    return {k: folder / f"{k}-{fp}.parquet" for k in ("rows", "links", "scores", "scores_keys", "keys")}
 
 
 def ready_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
-    """The day's look-up files when built and current, else None (never builds)."""
+    """The day's look-up files when built and current, else None (never builds). ``scores`` and
+    ``scores_keys`` are absent when the day had no published scores."""
     fp = _fingerprint(layout, day)
     if fp is None:
         return None
     paths = _paths(layout, day, fp)
-    return paths if all(p.exists() for p in paths.values()) else None
+    if not paths["keys"].exists():  # written last
+        return None
+    return {k: p for k, p in paths.items() if p.exists()}
 
 
 def _write_private(frame: pl.DataFrame, path: Path, row_group_size: int) -> None:
@@ -105,28 +117,38 @@ def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
     fp = _fingerprint(layout, day)
     if fp is None:
         return None
+    ready = ready_lookup(layout, day)
+    if ready is not None:
+        return ready
     paths = _paths(layout, day, fp)
-    if all(p.exists() for p in paths.values()):
-        return paths
+    folder = paths["rows"].parent
+    private_dir(folder, under=layout.home)
     rows = scan_raw_shipments(layout, [day]).sort(S.SHIPMENT_ID).collect()
     keys = rows.select(pl.col(S.SHIPMENT_ID).gather_every(LOOKUP_ROWS))
+    _write_private(rows, paths["rows"], LOOKUP_ROWS)
+    present = set(rows.columns)
+    del rows  # the day in memory once: the link entries read their nine columns again
+    raw = scan_raw_shipments(layout, [day])
     parts = [
-        rows.lazy()
-        .select(pl.lit(code, pl.UInt8).alias("field"), pl.col(col).cast(pl.String).alias("v"), S.SHIPMENT_ID)
+        raw.select(pl.lit(code, pl.UInt8).alias("field"), pl.col(col).cast(pl.String).alias("v"), S.SHIPMENT_ID)
         .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
         .select("field", pl.col("v").hash(seed=_SEED).alias("h"), S.SHIPMENT_ID)
         for col, code in LINK_FIELDS.items()
-        if col in rows.columns
+        if col in present
     ]
     links = (
         pl.concat(parts).sort("h", "field").collect()
         if parts
         else pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, S.SHIPMENT_ID: pl.String})
     )
-    folder = paths["rows"].parent
-    private_dir(folder, under=layout.home)
-    _write_private(rows, paths["rows"], LOOKUP_ROWS)
     _write_private(links, paths["links"], LINK_ROW_GROUP_ROWS)
+    del links
+    if _scores_file(layout, day).exists():  # the published scores, the same way (one row group a look-up)
+        scores = pl.read_parquet(_scores_file(layout, day)).sort(S.SHIPMENT_ID)
+        _write_private(scores, paths["scores"], LOOKUP_ROWS)
+        _write_private(scores.select(pl.col(S.SHIPMENT_ID).gather_every(LOOKUP_ROWS)), paths["scores_keys"], 65_536)
+    else:
+        paths = {k: p for k, p in paths.items() if not k.startswith("scores")}
     _write_private(keys, paths["keys"], LINK_ROW_GROUP_ROWS)  # last: its presence marks the set complete
     for old in folder.glob("*.parquet"):
         if old not in paths.values():
@@ -148,9 +170,10 @@ def _group_keys(keys_path: Path) -> list[str]:
     return keys
 
 
-def row_groups_for(paths: dict[str, Path], shipment_ids: list[str]) -> list[int]:
-    """The row groups of the sorted copy that can hold ``shipment_ids`` (one per id at most)."""
-    keys = _group_keys(paths["keys"])
+def row_groups_for(paths: dict[str, Path], shipment_ids: list[str], kind: str = "rows") -> list[int]:
+    """The row groups of a sorted copy (``rows`` or ``scores``) that can hold ``shipment_ids``
+    (one per id at most)."""
+    keys = _group_keys(paths["keys" if kind == "rows" else f"{kind}_keys"])
     return sorted({bisect.bisect_right(keys, sid) - 1 for sid in shipment_ids} - {-1})
 
 
@@ -170,9 +193,9 @@ def _metadata(rows_path: Path) -> pq.FileMetaData:
     return meta
 
 
-def columns_of(paths: dict[str, Path]) -> list[str]:
-    """The day's raw columns, in the raw order."""
-    return list(_metadata(paths["rows"]).schema.to_arrow_schema().names)
+def columns_of(paths: dict[str, Path], kind: str = "rows") -> list[str]:
+    """The columns of a sorted copy (the day's raw columns, or the scores'), in their order."""
+    return list(_metadata(paths[kind]).schema.to_arrow_schema().names)
 
 
 def read_groups(rows_path: Path, groups: list[int], columns: list[str]) -> pl.DataFrame:
@@ -183,18 +206,18 @@ def read_groups(rows_path: Path, groups: list[int], columns: list[str]) -> pl.Da
     return out
 
 
-def read_rows(paths: dict[str, Path], shipment_ids: list[str], columns: list[str] | None = None) -> pl.DataFrame:
-    """The rows of ``shipment_ids`` from a day's sorted copy, in id order, reading only the row
-    groups whose id range holds them."""
+def read_rows(
+    paths: dict[str, Path], shipment_ids: list[str], columns: list[str] | None = None, kind: str = "rows"
+) -> pl.DataFrame:
+    """The rows of ``shipment_ids`` from a day's sorted copy (``rows``: the raw rows; ``scores``:
+    the published scores), in id order, reading only the row groups whose id range holds them."""
     wanted = sorted(set(shipment_ids))
-    out = columns_of(paths) if columns is None else columns
+    out = columns_of(paths, kind) if columns is None else columns
     cols = [S.SHIPMENT_ID, *[c for c in out if c != S.SHIPMENT_ID]]
-    groups = row_groups_for(paths, wanted)
+    groups = row_groups_for(paths, wanted, kind)
     if not groups:
-        return (
-            read_groups(paths["rows"], [0], out).head(0) if _metadata(paths["rows"]).num_row_groups else pl.DataFrame()
-        )
-    found = read_groups(paths["rows"], groups, cols).filter(
+        return read_groups(paths[kind], [0], out).head(0) if _metadata(paths[kind]).num_row_groups else pl.DataFrame()
+    found = read_groups(paths[kind], groups, cols).filter(
         pl.col(S.SHIPMENT_ID).is_in(pl.Series(wanted, dtype=pl.String).implode())
     )
     return found.sort(S.SHIPMENT_ID).select(out)

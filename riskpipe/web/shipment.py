@@ -103,7 +103,11 @@ class ShipmentData(DayFiles):
     def score(self, day: date, shipment_id: str) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if self.scores_path(day).exists():
-            f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
+            paths = self._lookup(day)
+            if paths is not None and "scores" in paths:  # one row group of the sorted copy
+                f = read_rows(paths, [shipment_id], kind="scores")
+            else:
+                f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
             if f.height:
                 out.update(f.row(0, named=True))
         targets = self.targets_frame(day)

@@ -123,3 +123,27 @@ def test_lookup_files_are_private_and_follow_the_raw_partition(tmp_path, monkeyp
     data = _no_background(WorkbenchData(settings, reason_texts={}))
     assert data.manifest(DAY, "Z1") is not None
     assert lookup.build_lookup(layout, DAY) != paths and not paths["rows"].exists()  # old files removed
+
+
+def test_a_score_is_read_from_the_scores_sorted_copy_and_follows_a_rescore(tmp_path, monkeypatch) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    scan = _no_background(WorkbenchData(settings, reason_texts={}))
+    expected = {sid: scan.score(DAY, sid) for sid in ("S1", "S3", "S4", "X017")}
+    assert expected["S1"] is not None and expected["S1"][S.RISK_SCORE] is not None
+    paths = lookup.build_lookup(layout, DAY)
+    assert paths is not None and "scores" in paths
+    kinds: list[str] = []
+    real = lookup.read_rows
+
+    def spy(paths_, ids, columns=None, kind="rows"):
+        kinds.append(kind)
+        return real(paths_, ids, columns, kind)
+
+    monkeypatch.setattr(shipment_mod, "read_rows", spy)
+    data = _no_background(WorkbenchData(settings, reason_texts={}))
+    assert {sid: data.score(DAY, sid) for sid in expected} == expected
+    assert kinds == ["scores"] * len(expected)  # not a scan of the day's scores
+    spath = layout.day_dir(layout.scores, DAY) / "scores.parquet"
+    write_parquet_atomic(pl.read_parquet(spath).with_columns(pl.lit(0.5).alias(S.RISK_SCORE)), spath)  # a rerun
+    assert lookup.ready_lookup(layout, DAY) is None
+    assert data.score(DAY, "S1")[S.RISK_SCORE] == 0.5
