@@ -254,3 +254,64 @@ def prepare_day(layout: Layout, day: date) -> bool:
     except Exception:  # noqa: BLE001 - an optimisation must not fail a published night
         log.warning("could not build the look-up files of %s", day.isoformat(), exc_info=True)
         return False
+
+
+_RAW_META: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
+RAW_META_CACHE_SIZE = 512  # footers of raw files kept (a few tens of KB each: 60 days of parts)
+
+
+def _raw_metadata(path: Path) -> pq.FileMetaData:
+    """A raw file's footer, parsed once per file version (name, mtime, size)."""
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size)
+    with _KEYS_LOCK:
+        if k in _RAW_META:
+            _RAW_META.move_to_end(k)
+            return _RAW_META[k]
+    meta = pq.read_metadata(path)
+    with _KEYS_LOCK:
+        _RAW_META[k] = meta
+        while len(_RAW_META) > RAW_META_CACHE_SIZE:
+            _RAW_META.popitem(last=False)
+    return meta
+
+
+def _may_hold(meta: pq.FileMetaData, group: int, where: dict[int, str]) -> bool:
+    """Whether row group ``group`` can hold a row whose column (by leaf index) equals its value."""
+    rg = meta.row_group(group)
+    for j, value in where.items():
+        st = rg.column(j).statistics
+        if st is None or not st.has_min_max:
+            return True
+        v: str | bytes = value.encode() if isinstance(st.min, bytes) else value
+        if st.min <= v <= st.max:
+            return True
+    return False
+
+
+def scan_matching(layout: Layout, days: list[date], values: dict[str, str], columns: list[str]) -> pl.DataFrame:
+    """``columns`` of the raw rows of ``days`` whose column equals its value in ``values`` (any
+    one), reading only the row groups whose min/max statistics can hold a value, with footers
+    parsed once per file (Polars parses every footer again on each scan: 30 a page for a
+    party's history over the days without look-up files)."""
+    frames = []
+    exact = pl.any_horizontal([pl.col(c) == v for c, v in values.items()])
+    for d in days:
+        for f in sorted(layout.raw_shipments_day(d).glob("*.parquet")):
+            meta = _raw_metadata(f)
+            if meta.num_row_groups == 0:
+                continue
+            leaf = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)}
+            if any(c not in leaf for c in (*values, *columns)):  # an older layout: Polars fills the gaps
+                frames.append(scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect())
+                break
+            where = {leaf[c]: str(v) for c, v in values.items()}
+            groups = [g for g in range(meta.num_row_groups) if _may_hold(meta, g, where)]
+            if groups:
+                table = pq.ParquetFile(f, metadata=meta).read_row_groups(groups, columns=list(dict.fromkeys(columns)))
+                got = pl.from_arrow(table)
+                assert isinstance(got, pl.DataFrame)
+                frames.append(got.filter(exact))
+    if not frames:
+        return scan_raw_shipments(layout, days[:1]).select(columns).head(0).collect()
+    return pl.concat(frames, how="vertical_relaxed")

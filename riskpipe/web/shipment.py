@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.lookup import build_lookup, columns_of, link_candidates, read_rows, ready_lookup
+from riskpipe.lookup import build_lookup, columns_of, link_candidates, read_rows, ready_lookup, scan_matching
 from riskpipe.search import column_candidates
 from riskpipe.store import scan_raw_partner, scan_raw_shipments
 from riskpipe.web.days import DayFiles, _stamp
@@ -191,7 +191,7 @@ class ShipmentData(DayFiles):
         # scanned in full; the exact match is checked on the rows
         pairs, full = column_candidates(self.layout, days, values) if days else (None, [])
         if full:  # not built here: a 4 M-row day's files take minutes to build; the nightly writes each day's
-            parts.append(scan_raw_shipments(self.layout, full).select(cols).filter(exact))
+            parts.append(scan_matching(self.layout, full, values, cols).lazy())
         if pairs is not None:
             found = pairs.collect()
             if found.height:

@@ -147,3 +147,25 @@ def test_a_score_is_read_from_the_scores_sorted_copy_and_follows_a_rescore(tmp_p
     write_parquet_atomic(pl.read_parquet(spath).with_columns(pl.lit(0.5).alias(S.RISK_SCORE)), spath)  # a rerun
     assert lookup.ready_lookup(layout, DAY) is None
     assert data.score(DAY, "S1")[S.RISK_SCORE] == 0.5
+
+
+def test_days_without_lookup_files_read_only_the_row_groups_their_statistics_allow(tmp_path, monkeypatch) -> None:
+    settings, layout = _home(tmp_path, monkeypatch)
+    d = DAY - timedelta(days=2)
+    path = layout.raw_shipments_day(d) / "part-0.parquet"
+    pl.read_parquet(path).sort(S.CONSIGNEE_PHONE).write_parquet(path, row_group_size=4, statistics=True)
+    cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.CONSIGNEE_PHONE, S.SHIPPER_NAME]
+    values = {S.CONSIGNEE_PHONE: "555-0202", S.SHIPPER_NAME: "nobody"}
+    kept: list[bool] = []
+    real = lookup._may_hold
+
+    def spy(meta, group, where):
+        kept.append(real(meta, group, where))
+        return kept[-1]
+
+    monkeypatch.setattr(lookup, "_may_hold", spy)
+    got = lookup.scan_matching(layout, [d], values, cols)
+    exact = pl.any_horizontal([pl.col(c) == v for c, v in values.items()])
+    want = scan_raw_shipments(layout, [d]).select(cols).filter(exact).collect()
+    assert got.sort(S.SHIPMENT_ID).to_dicts() == want.sort(S.SHIPMENT_ID).to_dicts() and want.height >= 7
+    assert len(kept) >= 8 and sum(kept) <= 4  # the phone's groups (and an edge one), not the day
