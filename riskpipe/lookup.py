@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from datetime import date
 from pathlib import Path
@@ -54,6 +55,8 @@ LINK_FIELDS: dict[str, int] = {
 _KEYS_CACHE: dict[str, list[str]] = {}
 log = logging.getLogger("riskpipe.lookup")
 _KEYS_LOCK = threading.Lock()
+_FP_CACHE: dict[tuple[str, int, int, tuple[int, int, int]], str | None] = {}
+SETTLE_NS = 2_000_000_000
 _META_CACHE: OrderedDict[str, pq.FileMetaData] = OrderedDict()
 META_CACHE_SIZE = 8  # parsed footers kept (a few MB each)
 
@@ -63,6 +66,34 @@ def lookup_root(layout: Layout) -> Path:
 
 
 def _fingerprint(layout: Layout, day: date) -> str | None:
+    """:func:`_day_fingerprint`, reused while the raw partition's folder (a file added, removed or
+    renamed in changes its mtime) and the scores file are unchanged and older than two seconds
+    (coarse filesystem clocks): one stat each instead of a listing and a stat per file, for each
+    of the 60 days a shipment page looks at."""
+    folder, scores = layout.raw_shipments_day(day), _scores_file(layout, day)
+    try:
+        fs = folder.stat()
+    except OSError:
+        return None
+    try:
+        ss = scores.stat()
+        sk: tuple[int, int, int] = (ss.st_mtime_ns, ss.st_ino, ss.st_size)
+    except OSError:
+        sk = (0, 0, 0)
+    key = (str(folder), fs.st_mtime_ns, fs.st_ino, sk)
+    with _KEYS_LOCK:
+        if key in _FP_CACHE:
+            return _FP_CACHE[key]
+    fp = _day_fingerprint(layout, day)
+    if time.time_ns() - max(fs.st_mtime_ns, sk[0]) > SETTLE_NS:
+        with _KEYS_LOCK:
+            _FP_CACHE[key] = fp
+            if len(_FP_CACHE) > 4096:
+                _FP_CACHE.clear()
+    return fp
+
+
+def _day_fingerprint(layout: Layout, day: date) -> str | None:
     """The raw partition's files and the day's published scores (name, size, mtime, inode) and
     the Polars version (its hash): a re-ingested or re-scored day gets new files."""
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
@@ -258,6 +289,7 @@ def prepare_day(layout: Layout, day: date) -> bool:
 
 _RAW_META: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
 RAW_META_CACHE_SIZE = 512  # footers of raw files kept (a few tens of KB each: 60 days of parts)
+_RANGES: OrderedDict[tuple[str, int, int, str], list[tuple[object, object] | None]] = OrderedDict()
 
 
 def _raw_metadata(path: Path) -> pq.FileMetaData:
@@ -276,17 +308,37 @@ def _raw_metadata(path: Path) -> pq.FileMetaData:
     return meta
 
 
-def _may_hold(meta: pq.FileMetaData, group: int, where: dict[int, str]) -> bool:
-    """Whether row group ``group`` can hold a row whose column (by leaf index) equals its value."""
-    rg = meta.row_group(group)
-    for j, value in where.items():
-        st = rg.column(j).statistics
-        if st is None or not st.has_min_max:
-            return True
-        v: str | bytes = value.encode() if isinstance(st.min, bytes) else value
-        if st.min <= v <= st.max:
-            return True
-    return False
+def _ranges(path: Path, meta: pq.FileMetaData, column: str) -> list[tuple[object, object] | None]:
+    """Per row group of a raw file: (min, max) of ``column`` (None: no statistics), read from the
+    footer once per file version and column."""
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size, column)
+    with _KEYS_LOCK:
+        if k in _RANGES:
+            return _RANGES[k]
+    leaf = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)}
+    out: list[tuple[object, object] | None] = []
+    for g in range(meta.num_row_groups):
+        s = meta.row_group(g).column(leaf[column]).statistics
+        out.append((s.min, s.max) if s is not None and s.has_min_max else None)
+    with _KEYS_LOCK:
+        _RANGES[k] = out
+        while len(_RANGES) > RAW_META_CACHE_SIZE * 4:
+            _RANGES.popitem(last=False)
+    return out
+
+
+def _may_hold(ranges: list[tuple[object, object] | None], value: str) -> list[bool]:
+    """Per row group: whether its min/max can hold ``value``."""
+    out = []
+    for r in ranges:
+        if r is None:
+            out.append(True)
+            continue
+        lo, hi = r
+        v: object = value.encode() if isinstance(lo, bytes) else value
+        out.append(bool(lo <= v <= hi))  # type: ignore[operator]
+    return out
 
 
 def scan_matching(layout: Layout, days: list[date], values: dict[str, str], columns: list[str]) -> pl.DataFrame:
@@ -301,12 +353,14 @@ def scan_matching(layout: Layout, days: list[date], values: dict[str, str], colu
             meta = _raw_metadata(f)
             if meta.num_row_groups == 0:
                 continue
-            leaf = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)}
-            if any(c not in leaf for c in (*values, *columns)):  # an older layout: Polars fills the gaps
+            names = set(meta.schema.names)
+            if any(c not in names for c in (*values, *columns)):  # an older layout: Polars fills the gaps
                 frames.append(scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect())
                 break
-            where = {leaf[c]: str(v) for c, v in values.items()}
-            groups = [g for g in range(meta.num_row_groups) if _may_hold(meta, g, where)]
+            keep = [False] * meta.num_row_groups
+            for c, v in values.items():
+                keep = [a or b for a, b in zip(keep, _may_hold(_ranges(f, meta, c), str(v)), strict=True)]
+            groups = [g for g, k in enumerate(keep) if k]
             if groups:
                 table = pq.ParquetFile(f, metadata=meta).read_row_groups(groups, columns=list(dict.fromkeys(columns)))
                 got = pl.from_arrow(table)

@@ -156,16 +156,38 @@ def test_days_without_lookup_files_read_only_the_row_groups_their_statistics_all
     pl.read_parquet(path).sort(S.CONSIGNEE_PHONE).write_parquet(path, row_group_size=4, statistics=True)
     cols = [S.SHIPMENT_ID, S.ARRIVAL_DATE, S.CONSIGNEE_PHONE, S.SHIPPER_NAME]
     values = {S.CONSIGNEE_PHONE: "555-0202", S.SHIPPER_NAME: "nobody"}
-    kept: list[bool] = []
+    asked: list[list[bool]] = []
     real = lookup._may_hold
 
-    def spy(meta, group, where):
-        kept.append(real(meta, group, where))
-        return kept[-1]
+    def spy(ranges, value):
+        asked.append(real(ranges, value))
+        return asked[-1]
 
     monkeypatch.setattr(lookup, "_may_hold", spy)
     got = lookup.scan_matching(layout, [d], values, cols)
     exact = pl.any_horizontal([pl.col(c) == v for c, v in values.items()])
     want = scan_raw_shipments(layout, [d]).select(cols).filter(exact).collect()
     assert got.sort(S.SHIPMENT_ID).to_dicts() == want.sort(S.SHIPMENT_ID).to_dicts() and want.height >= 7
+    kept = [any(g) for g in zip(*asked, strict=True)]  # per row group: can one of the values be there
     assert len(kept) >= 8 and sum(kept) <= 4  # the phone's groups (and an edge one), not the day
+
+
+def test_a_settled_day_is_not_listed_again_for_each_page(tmp_path, monkeypatch) -> None:
+    _settings, layout = _home(tmp_path, monkeypatch)
+    monkeypatch.setattr(lookup, "SETTLE_NS", 0)
+    paths = lookup.build_lookup(layout, DAY)
+    listings = [0]
+    real = type(layout.home).glob
+
+    def counting(self, pattern):
+        listings[0] += 1
+        return real(self, pattern)
+
+    monkeypatch.setattr(type(layout.home), "glob", counting)
+    assert lookup.ready_lookup(layout, DAY) == paths
+    before = listings[0]
+    for _ in range(5):
+        assert lookup.ready_lookup(layout, DAY) == paths
+    assert listings[0] == before  # one stat of the folder and of the scores file, no listing
+    write_parquet_atomic(raw_rows(DAY, [{S.SHIPMENT_ID: "Z1"}]), layout.raw_shipments_day(DAY) / "part-9.parquet")
+    assert lookup.ready_lookup(layout, DAY) is None  # a new file in the partition is seen at once
