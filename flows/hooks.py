@@ -74,6 +74,7 @@ def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], stat
     from riskpipe.notify import Failure
 
     exc = _exception(state)
+    step: str | None
     if isinstance(exc, StepFailed):
         step, error = exc.step, exc.error
     elif isinstance(exc, RulesOnlyNight):

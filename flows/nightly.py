@@ -290,7 +290,8 @@ def with_task_runner(
         runner = DaskTaskRunner(
             cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None}
         )
-    return flow_.with_options(task_runner=runner)
+    # prefect's TaskRunner is invariant in its future type: a DaskTaskRunner (futures of Dask) is refused
+    return flow_.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

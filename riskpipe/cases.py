@@ -282,7 +282,10 @@ class CaseStore:
                     added_at=self.clock(),
                 )
             )
-            return int(res.inserted_primary_key[0])
+            inserted = res.inserted_primary_key
+            if inserted is None:
+                raise RiskpipeError("watchlist: the database gave no id for the new entry")
+            return int(inserted[0])
 
     def unwatch(self, entry_id: int, actor: str) -> bool:
         t = watchlist_table

@@ -18,14 +18,20 @@ import math
 import re
 import threading
 from collections.abc import Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import polars as pl
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 GENERATOR = f"<!-- Created with Matplotlib v{matplotlib.__version__} (https://matplotlib.org/) by riskpipe.charts -->"
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "riskpipe",  # stable ids: the same data gives the same SVG
     "text.parse_math": False,  # a "$" in a label is a dollar sign, not mathtext
@@ -83,8 +89,6 @@ def _svg(fig: Figure, title: str) -> str:
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = text.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "", 1)  # HTML knows xlink:href
     head_end = text.index(">") + 1
-    from html import escape
-
     text = (
         text[:head_end].replace("<svg ", '<svg class="mpl" role="img" ', 1)
         + f"\n{GENERATOR}\n<title>{escape(title)}</title>"
@@ -153,11 +157,9 @@ def score_histogram(counts: Sequence[int], title: str = "Risk score distribution
         return _svg(fig, title)
 
 
-def score_bins(scores: object, bins: int = 40) -> list[int]:
+def score_bins(scores: pl.Series | Sequence[float | None], bins: int = 40) -> list[int]:
     """Equal-width bin counts of a Polars series of scores in [0, 1] (nulls dropped)."""
-    import polars as pl
-
-    values = scores.drop_nulls() if isinstance(scores, pl.Series) else pl.Series(list(scores)).drop_nulls()  # type: ignore[union-attr]
+    values = scores.drop_nulls() if isinstance(scores, pl.Series) else pl.Series(list(scores)).drop_nulls()
     if values.len() == 0:
         return []
     idx = (values.cast(pl.Float64).clip(0.0, 1.0) * bins).floor().cast(pl.Int32).clip(0, bins - 1)

@@ -14,15 +14,23 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import PydanticBaseSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
 from riskpipe.errors import RiskpipeError
+
+
+class Where(Protocol):
+    """Which file or variable gave a setting (``sub``: one key of a table setting): for error lines."""
+
+    def __call__(self, key: str, sub: str | None = None) -> str: ...
+
 
 DEFAULT_PORT_CAPACITY: dict[str, int] = {
     # Schedule D port code -> exams per day (defaults; override in riskpipe.toml [port_capacity])
@@ -213,8 +221,9 @@ def check_cron(text: str) -> None:
                 )
             if match.group(1) == "*":
                 continue
-            bounds = [_cron_number(v, names) for v in match.group(1).split("-")]
-            if any(b is None for b in bounds):
+            found = [_cron_number(v, names) for v in match.group(1).split("-")]
+            bounds = [b for b in found if b is not None]
+            if len(bounds) < len(found):
                 raise ValueError(f"{name} field {part!r} is not a number{' or a name' if names else ''}")
             if not all(low <= b <= high for b in bounds):
                 raise ValueError(f"{name} field {part!r} is outside {low}-{high}")
@@ -361,7 +370,7 @@ def _did_you_mean(key: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _one_error(exc: ValidationError, where) -> str:
+def _one_error(exc: ValidationError, where: Where) -> str:
     """The first validation error as ``<file or variable>: <key>: <what is wrong> (got <value>)``."""
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err.get("loc", ())]
@@ -371,7 +380,7 @@ def _one_error(exc: ValidationError, where) -> str:
     return f"{source}: {key}: {_what(err)} (got {shown})"
 
 
-def _what(err: dict[str, Any]) -> str:
+def _what(err: ErrorDetails) -> str:
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
     says = {
         "less_than_equal": lambda: f"must be <= {_number(ctx.get('le'))}",
@@ -400,7 +409,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_key_outside_registry(settings: Settings, where) -> None:
+def _check_key_outside_registry(settings: Settings, where: Where) -> None:
     """The registry refuses a key inside the registry when it signs or loads; say so at load."""
     key = settings.registry_key_path
     if key is None:

@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from riskpipe.errors import RiskpipeError
+from riskpipe.store import PRIVATE_FILE, set_mode
 
 T = TypeVar("T")
 
@@ -114,8 +115,6 @@ def _private_sqlite_file(path: Path) -> None:
     tighten one made by an older version."""
     if str(path).startswith("file:"):  # a URI filename: SQLite's to open
         return
-    from riskpipe.store import PRIVATE_FILE, set_mode
-
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if p.exists():

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from riskpipe import schema as S
+from riskpipe.cutoff import day_cutoff
 from riskpipe.db import UTCDateTime, is_sqlite, with_retry, write_transaction
 from riskpipe.errors import RiskpipeError
 from riskpipe.migrate import ensure_current
@@ -77,8 +78,6 @@ audit_table = Table(
 def cutoff(day: date) -> datetime:
     """D's cut-off for outcomes, the one of the whole feature path (:func:`riskpipe.cutoff.day_cutoff`,
     00:00 UTC of D): an outcome recorded (or corrected) at or after it was not known to D's run."""
-    from riskpipe.cutoff import day_cutoff
-
     return day_cutoff(day)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, MetaData, inspect
+from sqlalchemy import Connection, Engine, inspect
 
 from riskpipe.db import get_engine, write_transaction
 from riskpipe.errors import RiskpipeError
@@ -55,17 +55,6 @@ class UpgradeResult:
     @property
     def changed(self) -> bool:
         return self.before != self.after
-
-
-def store_metadata() -> MetaData:
-    """All tables of the store, as the code defines them (what head must equal)."""
-    from riskpipe import cases, labels, users
-
-    md = MetaData()
-    for source in (labels.metadata, users.metadata, cases.metadata):
-        for table in source.tables.values():
-            table.to_metadata(md)
-    return md
 
 
 @cache

@@ -134,7 +134,7 @@ class _TiedSubprocess:
 
 def _tie(module: ModuleType) -> None:
     if sys.platform.startswith("linux") and not isinstance(getattr(module, "subprocess", None), _TiedSubprocess):
-        module.subprocess = _TiedSubprocess()
+        module.__dict__["subprocess"] = _TiedSubprocess()  # the module's global, as its code sees it
 
 
 class _TieOnImport(importlib.abc.MetaPathFinder):

@@ -10,7 +10,6 @@ without enough such days it is "warming up", shown but not judged.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -20,9 +19,11 @@ import polars as pl
 
 from riskpipe import charts
 from riskpipe import schema as S
+from riskpipe.drift import psi
+from riskpipe.names import ReferenceNames
+from riskpipe.rank import gaps_sentence
 from riskpipe.store import Layout
 
-PSI_BINS = 10
 DRIFT_WINDOW_DAYS = 30
 MIN_REFERENCE_DAYS = 7  # fewer comparable reference days than this: "warming up", not judged
 HISTORY_LOOKBACK_DAYS = 90  # unwindowed history features (first seen, prior exams) warm up this long
@@ -43,28 +44,11 @@ _WORDS = [
 # ---------------------------------------------------------------------------------------------
 # statistics
 # ---------------------------------------------------------------------------------------------
-def psi(expected: pl.Series, actual: pl.Series, bins: int = PSI_BINS) -> float | None:
-    """Population stability index of ``actual`` against ``expected`` on ``expected``'s deciles.
-
-    Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
-    """
-    expected = expected.drop_nulls().cast(pl.Float64)
-    actual = actual.drop_nulls().cast(pl.Float64)
-    if expected.len() == 0 or actual.len() == 0:
-        return None
-    edges = sorted({float(expected.quantile(q / bins, "linear")) for q in range(1, bins)})
-
-    def shares(values: pl.Series) -> list[float]:
-        idx = values.cut(edges, labels=[str(i) for i in range(len(edges) + 1)]).cast(pl.String).cast(pl.Int32)
-        counts = idx.value_counts().sort(idx.name)
-        full = dict.fromkeys(range(len(edges) + 1), 0)
-        for k, c in counts.iter_rows():
-            full[k] = c
-        n = values.len()
-        return [max(c / n, 1e-4) for c in full.values()]
-
-    e, a = shares(expected), shares(actual)
-    return float(sum((ai - ei) * math.log(ai / ei) for ei, ai in zip(e, a, strict=False)))
+def _number(value: object) -> float:
+    """A Polars aggregate (mean, median) of a non-empty numeric series as a float."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
 def warmup_days(column: str) -> int:
@@ -96,15 +80,15 @@ def describe_change(name: str, past: pl.Series, now: pl.Series) -> str:
         return "rose" if b > a else "fell" if b < a else "stayed"
 
     binary = set(past.unique().to_list()) <= {0.0, 1.0} and set(now.unique().to_list()) <= {0.0, 1.0}
-    if binary or float((past == 0).mean()) > 0.5:
-        a, b = float((past != 0).mean()), float((now != 0).mean())
+    if binary or _number((past == 0).mean()) > 0.5:
+        a, b = _number((past != 0).mean()), _number((now != 0).mean())
         what = f"the share of parcels with {words}" if binary else f"the share of parcels with any {words}"
         return (
             f"{what} {moved(round(a, 3), round(b, 3))} from {a:.0%} to {b:.0%}"
             if moved(round(a, 3), round(b, 3)) != "stayed"
             else f"{what} stayed at {a:.0%}"
         )
-    a, b = float(past.median()), float(now.median())
+    a, b = _number(past.median()), _number(now.median())
     fa, fb = charts.thousands(round(a, 3)), charts.thousands(round(b, 3))
     return f"the median {words} {moved(a, b)} from {fa} to {fb}" if fa != fb else f"the median {words} stayed at {fa}"
 
@@ -119,8 +103,8 @@ def drift_table(
     ``"warming up"`` (shown, not judged, never "major"). Each row says the change in words."""
     past_days = [day - timedelta(days=i) for i in range(1, DRIFT_WINDOW_DAYS + 1)]
     rows: list[dict] = []
-    score_files = [layout.day_dir(layout.scores, d) / "scores.parquet" for d in past_days]
-    score_files = [str(f) for f in score_files if f.exists()]
+    score_paths = [layout.day_dir(layout.scores, d) / "scores.parquet" for d in past_days]
+    score_files = [str(f) for f in score_paths if f.exists()]
     if score_files:
         # extra_columns: days published before scores.parquet had arrival_date sit among newer ones
         past = pl.scan_parquet(score_files, extra_columns="ignore").select(S.RISK_SCORE).collect()
@@ -257,9 +241,9 @@ def oea_claim_counts(raw_day: pl.DataFrame, features: pl.DataFrame | None) -> di
     )
     if claims == 0:
         return None
-    have = features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.columns)
-    ok = int(features["xb_oea_confirmed"].sum()) if have else 0
-    bad = int(features["xb_oea_unconfirmed"].sum()) if have else 0
+    ok = bad = 0
+    if features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.columns):
+        ok, bad = int(features["xb_oea_confirmed"].sum()), int(features["xb_oea_unconfirmed"].sum())
     return {"confirmed": ok, "not_confirmed": bad, "not_verified": claims - ok - bad}
 
 
@@ -286,9 +270,6 @@ def render_report(
     ``rank.port_ceilings``) marks each port's capacity on the slot-use chart; ``gaps``
     (``rank.top_risk_gaps``) is the table of the day's top risk the list could not examine; ``oea_claims`` (:func:`oea_claim_counts`) counts
     the ``mx_oea`` claims confirmed and not confirmed on the partner's OEA list."""
-    from riskpipe.names import ReferenceNames
-    from riskpipe.rank import gaps_sentence
-
     names = ReferenceNames.load()
     by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
     by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
@@ -320,14 +301,18 @@ def render_report(
         n_targets=targets.height,
         n_exploration=n_explore,
         n_quarantined=sum(quarantine_by_reason.values()),
-        chart_mode=charts.bars([(str(m), float(n)) for m, n in by_mode.iter_rows()], "Shipments by mode", "shipments"),
+        chart_mode=charts.bars(
+            [(str(m), float(n)) for m, n in zip(by_mode[S.MODE].to_list(), by_mode["len"].to_list(), strict=True)],
+            "Shipments by mode",
+            "shipments",
+        ),
         chart_port=charts.bars(port_items, "Shipments by port of entry", "shipments", color=charts.COLORS[2]),
         chart_slots=charts.slot_use(slot_rows),
         chart_quarantine=charts.bars(
             [(k, float(v)) for k, v in q_items], "Quarantined rows by reason", "rows", color=charts.COLORS[4]
         ),
         chart_scores=charts.score_histogram(charts.score_bins(scores[S.RISK_SCORE])),
-        score_mean=float(scores[S.RISK_SCORE].mean() or 0.0),
+        score_mean=_number(scores[S.RISK_SCORE].mean() or 0.0),
         score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
         top=targets.sort(S.RANK).head(top_n).to_dicts(),
         evaluation=evaluation,

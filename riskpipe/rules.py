@@ -337,7 +337,7 @@ def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
     if not isinstance(text, str) or not text.strip():
         raise _fail(source, where, "needs a plain-language text")
     w = raw.get("weight")
-    if not _number(w) or hasattr(w, "isoformat") or not 0.0 <= float(w) <= 1.0:
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= float(w) <= 1.0:
         raise _fail(source, where, f"weight {w!r} must be a number between 0 and 1")
     floor = raw.get("floor", False)
     if not isinstance(floor, bool):

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from riskpipe.features.bench import make_bench_world
+    from riskpipe.bench.features import make_bench_world
 
     ap = argparse.ArgumentParser(description="Sharded nightly path: time and peak memory per stage.")
     ap.add_argument("--home", type=Path, required=True)

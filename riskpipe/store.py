@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 
 #: modes of files and directories holding hashes or personal data (owner only).
@@ -192,19 +193,27 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path, mode: int | None = None) -> Path:
-    """Write ``frame`` to ``path`` via a temporary file and an atomic rename (``mode``: the
-    file's permissions, e.g. :data:`PRIVATE_FILE`; default: the umask's)."""
+def write_atomic(path: Path, write: Callable[[Path], object], mode: int | None = None) -> Path:
+    """``write(tmp)`` into a temporary sibling of ``path``, then an atomic rename onto ``path``:
+    a reader sees the old file or the whole new one, never a half-written file, whatever the
+    format (``frame.write_csv``, ``frame.write_ndjson``, ...). ``mode`` as in
+    :func:`write_parquet_atomic`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_tmp(path, mode)
     try:
-        frame.write_parquet(tmp)
+        write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path, mode: int | None = None) -> Path:
+    """Write ``frame`` to ``path`` via a temporary file and an atomic rename (``mode``: the
+    file's permissions, e.g. :data:`PRIVATE_FILE`; default: the umask's)."""
+    return write_atomic(path, frame.write_parquet, mode)
 
 
 def write_bytes_atomic(data: bytes, path: Path, mode: int | None = None, durable: bool = False) -> Path:
@@ -441,8 +450,6 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.Laz
     version) and every row carries its ``arrival_date`` column, so no hive parsing is needed.
     Returns an empty frame with the raw schema when nothing matches.
     """
-    from riskpipe import schema as S
-
     ensure_raw_complete(layout)
     present = layout.raw_days()  # once: a listing per wanted day cost the workbench 60 ms a page
     wanted = present if days is None else [d for d in days if d in set(present)]
@@ -459,8 +466,6 @@ def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyF
     (``raw/partner_exports/declared_date=D``), one row per ``shipment_id`` per partition (the
     latest ``declared_at``); a reader matching them to manifests of arrival day D scans a window
     of declaration days before D and keeps the latest row per ``shipment_id``."""
-    from riskpipe import schema as S
-
     ensure_raw_complete(layout)
     base = layout.raw_partner
     if not base.exists():

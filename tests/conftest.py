@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 PG_BINARIES = ("initdb", "pg_ctl")
 _SCHEMA_NUMBERS = itertools.count(1)
@@ -167,3 +168,12 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """OpenMP threads spin badly on a busy 2-core machine: tiny fits and predictions are far
+    faster on one. Modules that fit models ask for it (module scope, so that their module-scoped
+    fitted models are fitted under it too): ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    with threadpool_limits(limits=1):
+        yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from riskpipe.bench.core import _child_main
+from riskpipe.bench.stages import _child_main
 
 if len(sys.argv) == 3 and sys.argv[1] == "child":
     sys.exit(_child_main(sys.argv[2]))

@@ -1,6 +1,7 @@
 """Risk indicators: one point-in-time feature path for nightly scoring and training.
 
-Families (one module each): commodity, value, parties, history, network, crossborder, partner.
+Families (one module each, listed once in ``families.FAMILIES``; protocol in ``family``): commodity,
+value, parties, history, network, crossborder, partner.
 """
 
 from __future__ import annotations

@@ -19,47 +19,30 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.features import commodity, crossborder, history, network, parties, value
-from riskpipe.features import partner as partner_family
-from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col, with_keys
-from riskpipe.store import Layout, scan_raw_shipments, tmp_sibling, write_parquet_atomic
+from riskpipe.features import families as registry
+from riskpipe.features import history, value
+from riskpipe.features.family import DayContext, Family, FamilyDay
+from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col
+from riskpipe.labels import known_at
+from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic
 
-FEATURE_COLUMNS: list[str] = (
-    commodity.COLUMNS
-    + value.COLUMNS
-    + parties.COLUMNS
-    + history.COLUMNS
-    + network.COLUMNS
-    + crossborder.COLUMNS
-    + partner_family.COLUMNS
-)
-CATEGORICAL_FEATURES: list[str] = [
-    commodity.HTS_CHAPTER,
-    parties.TRUSTED_TRADER,
-    crossborder.MODE,
-    crossborder.ENTRY_TYPE,
-    crossborder.ORIGIN_GROUP,
-]
-FEATURE_FAMILIES: dict[str, list[str]] = {
-    "commodity": list(commodity.COLUMNS),
-    "value": list(value.COLUMNS),
-    "parties": list(parties.COLUMNS),
-    "history": list(history.COLUMNS),
-    "network": list(network.COLUMNS),
-    "crossborder": list(crossborder.COLUMNS),
-    "partner": list(partner_family.COLUMNS),
-}
-_FIRES = {
-    "commodity": commodity.fires,
-    "value": value.fires,
-    "parties": parties.fires,
-    "history": history.fires,
-    "network": network.fires,
-    "crossborder": crossborder.fires,
-    "partner": partner_family.fires,
-}
 
-OUTPUT_COLUMNS = [S.SHIPMENT_ID, S.NETWORK_ID, *FEATURE_COLUMNS]
+def feature_columns(families: list[Family]) -> list[str]:
+    """The feature columns of ``families``, in registry order; a column built twice is refused."""
+    cols = [c for f in families for c in f.columns]
+    if len(set(cols)) != len(cols):
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        raise ValueError(f"feature families: columns built twice: {', '.join(twice)}")
+    for f in families:
+        if not set(f.day_columns) <= set(f.columns) or not set(f.categorical) <= set(f.columns):
+            raise ValueError(f"feature family {f.name}: day_columns and categorical must be among its columns")
+    return cols
+
+
+FEATURE_COLUMNS: list[str] = feature_columns(registry.FAMILIES)
+CATEGORICAL_FEATURES: list[str] = [c for f in registry.FAMILIES for c in f.categorical]
+FEATURE_FAMILIES: dict[str, list[str]] = {f.name: list(f.columns) for f in registry.FAMILIES}
+
 _KEYS = {**ENTITY_KEYS, **LINK_KEYS}
 
 #: largest magnitude a float feature may have: an infinity becomes +/- this, NaN becomes null.
@@ -88,7 +71,7 @@ def clip_nonfinite(frame: pl.DataFrame, columns: list[str] | None = None) -> pl.
 
 def family_fires(frame: pl.DataFrame) -> pl.DataFrame:
     """One boolean column per family: does this family flag the shipment (its strong flags)."""
-    return frame.select(fire().fill_null(False).alias(name) for name, fire in _FIRES.items())
+    return frame.select(f.fires().fill_null(False).alias(f.name) for f in registry.FAMILIES)
 
 
 def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None:
@@ -96,8 +79,6 @@ def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None
     as they stood then, with exam dates before D."""
     if labels is None:
         return None
-    from riskpipe.labels import known_at
-
     return known_at(labels, day).select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME)
 
 
@@ -107,42 +88,51 @@ BATCH_ROWS = 5_000_000
 _BATCH = "_batch"  # the id-range number of a row in the batched build
 #: what the whole-day pass keeps per row besides the keys (value helpers for the history tables)
 _THIN_VALUE = [value.HEADING, value.LOG_VPK, value.LOG_VPP]
-#: columns of the whole-day pass in the output
-DAY_COLUMNS = [*value.DAY_COLUMNS, *parties.DAY_COLUMNS, *history.COLUMNS, *network.COLUMNS]
-#: columns computed row by row
-ROW_COLUMNS = [
-    *commodity.COLUMNS,
-    *value.ROW_COLUMNS,
-    *parties.ROW_COLUMNS,
-    *crossborder.COLUMNS,
-    *partner_family.COLUMNS,
-]
-assert sorted(DAY_COLUMNS + ROW_COLUMNS) == sorted(FEATURE_COLUMNS), "every feature is built exactly once"
 
 
-class _Inputs:
-    """What the feature path reads besides the day's rows (all known at run time)."""
+class _Day:
+    """One day's build: the registered families (read once per build) opened on the day's inputs.
 
-    def __init__(
-        self, layout: Layout, day: date, labels: pl.DataFrame | None, partner_key_path: Path | None = None
-    ) -> None:
-        self.known = _known_labels(labels, day)
-        self.days = history.ensure_history(layout, day)
-        self.norms = history.heading_norms(layout, day, self.days).collect()
-        self.partner = crossborder.partner_for_day(layout, day).collect()
+    ``raw`` is the day's scan as every family reads it (after each family's ``adjust_raw``);
+    ``ctx.raw`` is the scan as stored (the party keys are hashed from it)."""
+
+    def __init__(self, layout: Layout, day: date, labels: pl.DataFrame | None, partner_key_path: Path | None) -> None:
+        self.families = list(registry.FAMILIES)
+        self.columns = feature_columns(self.families)
+        known = _known_labels(labels, day)
+        days = history.ensure_history(layout, day)
         self.fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
-        self.raw = scan_raw_shipments(layout, [day])
-        self.watch = partner_family.inputs(layout, day, self.raw, key_path=partner_key_path)
+        raw = scan_raw_shipments(layout, [day])
+        self.ctx = DayContext(layout, day, raw, days, known, partner_key_path)
+        self.work: list[tuple[Family, FamilyDay]] = [(f, f.open(self.ctx)) for f in self.families]
+        for _, w in self.work:
+            raw = w.adjust_raw(raw)
+        self.raw = raw
+        self.day_columns = [c for f in self.families for c in f.day_columns]
+        self.row_columns = [c for c in self.columns if c not in set(self.day_columns)]
+        #: the day columns that come from window expressions (the rest from ``day_frame``)
+        self.window_columns = [e.meta.output_name() for _, w in self.work for e in w.day_exprs()]
+
+    @property
+    def output_columns(self) -> list[str]:
+        return [S.SHIPMENT_ID, S.NETWORK_ID, *self.columns]
+
+    def write_history(self, frame: pl.DataFrame) -> None:
+        """By-product: the aggregates of this day for the nights after it (saves re-reading raw);
+        ``frame`` carries the ``_key_*`` columns and the value helpers."""
+        layout, day = self.ctx.layout, self.ctx.day
+        if frame.height and not history.history_current(layout, day, self.fingerprint):
+            history.write_day_history(layout, day, frame, self.fingerprint)
 
 
-def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
+def _day_frame(b: _Day) -> pl.DataFrame:
     """The columns that need the whole day, sorted by shipment id: ``shipment_id``,
-    ``network_id`` and ``DAY_COLUMNS``.
+    ``network_id`` and the families' day columns.
 
     Built from a thin frame (ids, hashed party keys, value in USD and the heading helpers):
     windows over person, address and contact keys, history lookups and the day's networks never
     see the names, addresses and descriptions. Writes the day's history tables on the way."""
-    thin = inp.raw.select(
+    thin = b.ctx.raw.select(
         S.SHIPMENT_ID,
         S.DECLARED_VALUE_USD,
         *(expr.alias(key_col(n)) for n, expr in _KEYS.items()),
@@ -150,16 +140,14 @@ def _day_frame(layout: Layout, day: date, inp: _Inputs) -> pl.DataFrame:
         *value.log_value_exprs(),
     ).collect(engine="streaming")
     thin = sorted_by_id(thin)
-    if thin.height and not history.history_current(layout, day, inp.fingerprint):
-        # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
-        history.write_day_history(layout, day, thin, inp.fingerprint)
+    b.write_history(thin)
     # one family's windows at a time: their group tables never coexist
-    windows = [thin.select(value.day_exprs()), thin.select(parties.day_exprs())]
+    windows = [thin.select(exprs) for _, w in b.work if (exprs := w.day_exprs())]
     thin = thin.drop(S.DECLARED_VALUE_USD, *_THIN_VALUE).hstack([c for w in windows for c in w.get_columns()])
     del windows
-    thin = history.add_history(thin, layout, day, inp.days, inp.known)
-    thin = network.add_network(thin)
-    return thin.select(S.SHIPMENT_ID, S.NETWORK_ID, *DAY_COLUMNS)
+    for _, w in b.work:
+        thin = w.day_frame(thin)
+    return thin.select(S.SHIPMENT_ID, S.NETWORK_ID, *b.day_columns)
 
 
 def sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
@@ -170,24 +158,21 @@ def sorted_by_id(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame([frame.drop_in_place(c).gather(order) for c in frame.columns])
 
 
-def _row_plan(raw: pl.LazyFrame, inp: _Inputs, day: date) -> pl.LazyFrame:
-    """The families computed row by row (streamable: no window over the day), in any row order."""
-    # an unconfirmed mx_oea claim is cleared before the parties family reads it
-    lazy = commodity.add_commodity(commodity.prepare(partner_family.verify_oea(raw, inp.watch)))
-    lazy = value.prepare_rows(lazy, inp.norms.lazy()).with_columns(value.row_exprs())
-    lazy = lazy.with_columns(parties.row_exprs(day))
-    lazy = crossborder.add_crossborder(lazy, inp.partner.lazy())
-    lazy = partner_family.add_partner(lazy, inp.watch, day)
-    return lazy.select(S.SHIPMENT_ID, *ROW_COLUMNS)
+def _row_plan(b: _Day) -> pl.LazyFrame:
+    """The families' row-level columns (streamable: no window over the day), in any row order."""
+    lazy = b.raw
+    for _, w in b.work:
+        lazy = w.rows(lazy)
+    return lazy.select(S.SHIPMENT_ID, *b.row_columns)
 
 
-def _assemble(rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
+def _assemble(b: _Day, rows: pl.DataFrame, day_part: pl.DataFrame) -> pl.DataFrame:
     """Row columns (any order; ``rows`` is emptied) beside the whole-day columns of the same
     shipments (sorted by id)."""
     rows = sorted_by_id(rows)
     if not rows.get_column(S.SHIPMENT_ID).equals(day_part.get_column(S.SHIPMENT_ID)):
         raise RuntimeError("feature build: row batch and whole-day columns hold different shipments")
-    return clip_nonfinite(rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(OUTPUT_COLUMNS))
+    return clip_nonfinite(rows.hstack(day_part.drop(S.SHIPMENT_ID).get_columns()).select(b.output_columns))
 
 
 def _build(
@@ -197,76 +182,57 @@ def _build(
     timings: dict[str, float] | None,
     partner_key_path: Path | None = None,
 ) -> pl.DataFrame:
-    """The feature path in one batch: one lazy plan over the whole day (windows, joins), then
-    history and networks on the collected frame; with ``timings`` each family is collected on its
-    own and timed. Faster than the thin/row split of :func:`write_features`' batches at 4 M rows
-    (nightly bench, features stage: 50.9 / 44.4 s split vs median 34.5 s here); the split serves days above
-    ``BATCH_ROWS`` where this plan's memory (3 GB at 4 M rows, 12 GB at 16 M) does not fit."""
+    """The feature path in one batch: one lazy plan over the whole day (each family's rows, then
+    its windows), then the families' whole-day work on the collected frame; with ``timings`` each
+    family is collected on its own and timed (its row and whole-day parts summed). Faster than the
+    thin/row split of :func:`write_features`' batches at 4 M rows (nightly bench, features stage:
+    50.9 / 44.4 s split vs median 34.5 s here); the split serves days above ``BATCH_ROWS`` where
+    this plan's memory (3 GB at 4 M rows, 12 GB at 16 M) does not fit."""
     clock = time.perf_counter
-    known = _known_labels(labels, day)
-
     t0 = clock()
-    days = history.ensure_history(layout, day)
-    norms = history.heading_norms(layout, day, days)
-    partner = crossborder.partner_for_day(layout, day)
-    fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
-    raw = scan_raw_shipments(layout, [day])
-    watch = partner_family.inputs(layout, day, raw, key_path=partner_key_path)
-    # an unconfirmed mx_oea claim is cleared before the parties family reads it
-    raw = partner_family.verify_oea(raw, watch)
+    b = _Day(layout, day, labels, partner_key_path)
+    lazy = b.raw
     if timings is not None:
-        norms = norms.collect().lazy()
-        partner = partner.collect().lazy()
-        raw = raw.collect().lazy()
+        lazy = lazy.collect().lazy()
         timings["history_update_and_read_raw"] = clock() - t0
 
-    stages = [
-        ("keys", lambda f: with_keys(f, _KEYS)),
-        ("commodity", lambda f: commodity.add_commodity(commodity.prepare(f))),
-        ("value", lambda f: value.add_value(f, norms)),
-        ("parties", lambda f: parties.add_parties(f, day)),
-        ("crossborder", lambda f: crossborder.add_crossborder(f, partner)),
-        ("partner", lambda f: partner_family.add_partner(f, watch, day)),
-    ]
-    lazy = raw
-    for name, stage in stages:
+    def timed(name: str, t: float, frame: pl.LazyFrame) -> pl.LazyFrame:
+        if timings is None:
+            return frame
+        frame = frame.collect().lazy()
+        timings[name] = timings.get(name, 0.0) + clock() - t
+        return frame
+
+    lazy = timed("keys", clock(), lazy.with_columns(expr.alias(key_col(n)) for n, expr in _KEYS.items()))
+    for f, w in b.work:
         t = clock()
-        lazy = stage(lazy)
-        if timings is not None:
-            lazy = lazy.collect().lazy()
-            timings[name] = clock() - t
-    keep = [
-        S.SHIPMENT_ID,
-        *commodity.COLUMNS,
-        *value.COLUMNS,
-        *parties.COLUMNS,
-        *crossborder.COLUMNS,
-        *partner_family.COLUMNS,
-        *(f"_key_{k}" for k in _KEYS),
-        value.HEADING,
-        value.LOG_VPK,
-        value.LOG_VPP,
-    ]
+        lazy = w.rows(lazy)
+        if exprs := w.day_exprs():
+            lazy = lazy.with_columns(exprs)
+        lazy = timed(f.name, t, lazy)
+    keep = [S.SHIPMENT_ID, *b.row_columns, *b.window_columns, *(key_col(k) for k in _KEYS), *_THIN_VALUE]
     t = clock()
     frame = lazy.select(keep).collect().sort(S.SHIPMENT_ID)
     if timings is not None:
         timings["collect"] = clock() - t
-    if frame.height and not history.history_current(layout, day, fingerprint):
-        # by-product: the aggregates of this day for the nights after it (saves re-reading raw)
+    t = clock()
+    b.write_history(frame)
+    if timings is not None:
+        timings["history_write_day"] = clock() - t
+    for f, w in b.work:
         t = clock()
-        history.write_day_history(layout, day, frame, fingerprint)
+        frame = w.day_frame(frame)
         if timings is not None:
-            timings["history_write_day"] = clock() - t
+            timings[f.name] = timings.get(f.name, 0.0) + clock() - t
+    return clip_nonfinite(frame.select(b.output_columns).sort(S.SHIPMENT_ID))
 
-    t = clock()
-    frame = history.add_history(frame, layout, day, days, known)
-    if timings is not None:
-        timings["history"] = clock() - t
-    t = clock()
-    frame = network.add_network(frame.sort(S.SHIPMENT_ID))
-    if timings is not None:
-        timings["network"] = clock() - t
-    return clip_nonfinite(frame.select(OUTPUT_COLUMNS).sort(S.SHIPMENT_ID))
+
+def build_features_staged(
+    layout: Layout, day: date, labels: pl.DataFrame | None, timings: dict[str, float]
+) -> pl.DataFrame:
+    """:func:`build_features` with each family collected on its own and timed into ``timings``
+    (seconds per stage and family; the total is not the production time: the benchmark's view)."""
+    return _build(layout, day, labels, timings)
 
 
 def build_features(
@@ -302,41 +268,36 @@ def write_features(
     n_rows = scan_raw_shipments(layout, [day]).select(pl.len()).collect().item()
     if n_rows <= batch_rows:
         return write_parquet_atomic(build_features(layout, day, labels, partner_key_path=partner_key_path), path)
-    inp = _Inputs(layout, day, labels, partner_key_path)
+    b = _Day(layout, day, labels, partner_key_path)
     work = path.with_name(f".{path.name}.batches-{uuid.uuid4().hex[:8]}")
     try:
         work.mkdir(parents=True)
         # the whole-day columns go to disk while the row families stream: never both in memory
         day_file = work / "day.parquet"
-        day_frame = _day_frame(layout, day, inp)
+        day_frame = _day_frame(b)
         n = -(-day_frame.height // batch_rows)
         starts = [i * day_frame.height // n for i in range(n)] + [day_frame.height]
         bounds = [day_frame.get_column(S.SHIPMENT_ID)[s] for s in starts[1:-1]]
         day_frame.write_parquet(day_file)
         del day_frame
-        batch = pl.sum_horizontal([(pl.col(S.SHIPMENT_ID) >= b).cast(pl.Int32) for b in bounds]).alias(_BATCH)
+        batch = pl.sum_horizontal([(pl.col(S.SHIPMENT_ID) >= x).cast(pl.Int32) for x in bounds]).alias(_BATCH)
         split = work / "rows"
         target = pl.PartitionBy(split, key=_BATCH, include_key=False, approximate_bytes_per_file=None)
-        _row_plan(inp.raw, inp, day).with_columns(batch).sink_parquet(target, mkdir=True, engine="streaming")
+        _row_plan(b).with_columns(batch).sink_parquet(target, mkdir=True, engine="streaming")
         parts = []
         for i in range(n):
             files = sorted((split / f"{_BATCH}={i}").glob("*.parquet"))
-            rows = pl.read_parquet(files) if files else pl.DataFrame(schema=_row_schema(inp, day))
+            rows = pl.read_parquet(files) if files else pl.DataFrame(schema=_row_plan(b).collect_schema())
             day_part = pl.scan_parquet(day_file).slice(starts[i], starts[i + 1] - starts[i]).collect()
             part = work / f"part-{i:04d}.parquet"
-            _assemble(rows, day_part).write_parquet(part)
+            _assemble(b, rows, day_part).write_parquet(part)
             parts.append(part)
             del rows, day_part
-        tmp = tmp_sibling(path)
-        try:
-            pl.scan_parquet(parts).sink_parquet(tmp, engine="streaming")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # streamed into the work folder, then renamed into place (store's atomic writers take a
+        # frame in memory; the whole day's frame is what the batches avoid holding)
+        whole = work / "features.parquet"
+        pl.scan_parquet(parts).sink_parquet(whole, engine="streaming")
+        os.replace(whole, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
-
-
-def _row_schema(inp: _Inputs, day: date) -> pl.Schema:
-    return _row_plan(inp.raw, inp, day).collect_schema()

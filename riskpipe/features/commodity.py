@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.lexicon import Lexicon, load_lexicon, normalise_text
 
 DESC_NORM = "_desc_norm"
@@ -124,3 +125,35 @@ def fires() -> pl.Expr:
         | (pl.col(DESC_HTS_MISMATCH) == 1)
         | (pl.col(DECLARED_UNDER_LISTED) == 1)
     )
+
+
+class _Rows(NoWork):
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return add_commodity(prepare(frame))
+
+
+class CommodityFamily:
+    """Row-level only: what the description and the HTS code say."""
+
+    name = "commodity"
+    columns = COLUMNS
+    categorical = [HTS_CHAPTER]
+    day_columns: list[str] = []
+    reasons = {
+        DESC_PRECURSOR_HIT: "the description names a fentanyl precursor",
+        DESC_PRESS_HIT: "the description names a pill press, die or encapsulator",
+        DESC_MISDESCRIPTION_HIT: "the description is one seen on seized precursor parcels",
+        DESC_CAS_NUMBER: "the description holds a CAS registry number",
+        HTS_RISKY_HEADING: "the HTS code is a chemical, pharmaceutical or press heading",
+        DESC_HTS_MISMATCH: "the description does not fit the HTS code",
+        DECLARED_UNDER_LISTED: "declared at less than half the marketplace listed price",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Rows()
+
+
+FAMILY = CommodityFamily()

@@ -9,8 +9,10 @@ import math
 from datetime import date, timedelta
 
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.lexicon import normalise_text
 from riskpipe.store import Layout, scan_raw_partner
 
@@ -128,7 +130,7 @@ def _origin_group(country: pl.Expr) -> pl.Expr:
     for c, g in _GROUPS.items():
         groups.setdefault(g, []).append(c)
     (first, countries), *rest = groups.items()
-    expr = pl.when(country.is_in(countries)).then(pl.lit(first))
+    expr: Then | ChainedThen = pl.when(country.is_in(countries)).then(pl.lit(first))
     for g, countries in rest:
         expr = expr.when(country.is_in(countries)).then(pl.lit(g))
     return expr.otherwise(pl.lit("other"))
@@ -184,3 +186,35 @@ def fires() -> pl.Expr:
         | (pl.col(XB_WEIGHT_MISMATCH) == 1)
         | (pl.col(XB_DESC_MISMATCH) == 1)
     )
+
+
+class _Rows(NoWork):
+    def __init__(self, partner: pl.LazyFrame) -> None:
+        self.partner = partner
+
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return add_crossborder(frame, self.partner)
+
+
+class CrossborderFamily:
+    """Row-level: the manifest against the partner's export declaration (joined by shipment id)."""
+
+    name = "crossborder"
+    columns = COLUMNS
+    categorical = [MODE, ENTRY_TYPE, ORIGIN_GROUP]
+    day_columns: list[str] = []
+    reasons = {
+        XB_PARTNER_MISSING: "no Mexican export declaration where one is expected",
+        XB_VALUE_MISMATCH: "the declared value differs from the export declaration's",
+        XB_WEIGHT_MISMATCH: "the weight differs from the export declaration's",
+        XB_DESC_MISMATCH: "the description shares no word with the export declaration's",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Rows(partner_for_day(ctx.layout, ctx.day))
+
+
+FAMILY = CrossborderFamily()

@@ -19,12 +19,12 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.features import value
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import ENTITY_KEYS, key_col, with_keys
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
 WINDOWS = (1, 7, 30, 90)
 LOOKBACK_DAYS = max(WINDOWS)
-NORM_WINDOW_DAYS = 30
 #: entities whose parcel and shipper counts are windowed
 COUNT_ENTITIES = ("cons_addr", "cons_name", "cons_phone")
 #: entities whose first-seen age is a feature
@@ -77,10 +77,6 @@ COLUMNS = (
 # ---------------------------------------------------------------------------------------------
 def entities_path(layout: Layout, day: date) -> Path:
     return layout.history / "entities" / f"day={day.isoformat()}.parquet"
-
-
-def headings_path(layout: Layout, day: date) -> Path:
-    return layout.history / "headings" / f"day={day.isoformat()}.parquet"
 
 
 def _meta_ok(layout: Layout) -> bool:
@@ -136,7 +132,7 @@ def _fingerprint_path(layout: Layout, day: date) -> Path:
 def history_current(layout: Layout, day: date, fingerprint: str | None = None) -> bool:
     """True when the aggregates of ``day`` exist and were built from the current raw partition."""
     fp = _fingerprint_path(layout, day)
-    if not (entities_path(layout, day).exists() and headings_path(layout, day).exists() and fp.exists()):
+    if not (entities_path(layout, day).exists() and value.headings_path(layout, day).exists() and fp.exists()):
         return False
     return fp.read_text(encoding="utf-8") == (fingerprint or raw_fingerprint(layout, day))
 
@@ -146,7 +142,7 @@ def write_day_history(layout: Layout, day: date, prepared: pl.LazyFrame | pl.Dat
     value helper columns (``value.HEADING``, log values); the fingerprint goes last (commit)."""
     ent = day_entity_aggregates(prepared).collect()
     heads = value.heading_aggregates(prepared.lazy()).collect()
-    write_parquet_atomic(heads.sort(value.HEADING), headings_path(layout, day))
+    write_parquet_atomic(heads.sort(value.HEADING), value.headings_path(layout, day))
     write_parquet_atomic(ent.sort(ENTITY, KEY), entities_path(layout, day))
     write_text_atomic(fingerprint, _fingerprint_path(layout, day))
 
@@ -178,15 +174,6 @@ def ensure_history(layout: Layout, day: date) -> list[date]:
     return days
 
 
-def heading_norms(layout: Layout, day: date, days: list[date]) -> pl.LazyFrame:
-    """Value norms per heading from the ``NORM_WINDOW_DAYS`` days before ``day``."""
-    first = day - timedelta(days=NORM_WINDOW_DAYS)
-    files = [str(headings_path(layout, d)) for d in days if d >= first]
-    if not files:
-        return value.empty_norms()
-    return value.norms_from_history(pl.scan_parquet(files))
-
-
 # ---------------------------------------------------------------------------------------------
 # window features
 # ---------------------------------------------------------------------------------------------
@@ -196,12 +183,14 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
 
     The daily files are sorted by entity, so the entity filter skips most row groups."""
     code = ENTITY_CODES[entity]
-    schema = {
-        KEY: pl.UInt64,
-        **{f"p{w}": pl.UInt32 for w in WINDOWS},
-        **{f"s{w}": pl.UInt32 for w in WINDOWS},
-        "age": pl.Int32,
-    }
+    schema = pl.Schema(
+        {
+            KEY: pl.UInt64,
+            **{f"p{w}": pl.UInt32 for w in WINDOWS},
+            **{f"s{w}": pl.UInt32 for w in WINDOWS},
+            "age": pl.Int32,
+        }
+    )
     if not days or keys_today.len() == 0:
         return pl.DataFrame(schema=schema)
     scans = [
@@ -253,7 +242,7 @@ def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
     the raw partitions of the ``EXAM_SEARCH_DAYS`` before their exam date)."""
     path = layout.history / "labelled_parties.parquet"
     key_cols = [key_col(e) for e in EXAM_ENTITIES]
-    schema = {S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}}
+    schema = pl.Schema({S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}})
     cache = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
     missing = labels.select(S.SHIPMENT_ID, S.EXAM_DATE).join(cache.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
     if missing.height:
@@ -316,7 +305,7 @@ def add_history(
 
     Each entity is looked up on its own (single 64-bit key joins) into a narrow frame aligned
     with ``frame``; the columns are stacked at the end (no copy of the wide frame per entity)."""
-    ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.get)
+    ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.__getitem__)
     exams = prior_exam_counts(layout, labels, day)
     new_cols: dict[str, pl.Series] = {}
     for e in ents:
@@ -351,3 +340,33 @@ def fires() -> pl.Expr:
     traffic, and in the synthetic world consignees buy every day.)"""
     prior_pos = pl.any_horizontal(pl.col(positives_col(e)) > 0 for e in EXAM_ENTITIES)
     return prior_pos
+
+
+class _Lookups(NoWork):
+    def __init__(self, ctx: DayContext) -> None:
+        self.ctx = ctx
+
+    def day_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        c = self.ctx
+        return add_history(frame, c.layout, c.day, c.history_days, c.known_labels)
+
+
+class HistoryFamily:
+    """Whole-day: the day's hashed party keys looked up in the history tables and prior exams."""
+
+    name = "history"
+    columns = COLUMNS
+    categorical: list[str] = []
+    day_columns = COLUMNS
+    reasons = {
+        positives_col(e): f"the {e.replace('_', ' ')} was linked to an earlier positive exam" for e in EXAM_ENTITIES
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Lookups(ctx)
+
+
+FAMILY = HistoryFamily()

@@ -7,6 +7,8 @@ and is rebuilt when it changes (see ``history.update_history``).
 
 from __future__ import annotations
 
+from typing import overload
+
 import polars as pl
 
 from riskpipe import schema as S
@@ -74,6 +76,10 @@ def key_col(entity: str) -> str:
     return f"_key_{entity}"
 
 
+@overload
+def with_keys(frame: pl.LazyFrame, names: dict[str, pl.Expr]) -> pl.LazyFrame: ...
+@overload
+def with_keys(frame: pl.DataFrame, names: dict[str, pl.Expr]) -> pl.DataFrame: ...
 def with_keys(frame: pl.LazyFrame | pl.DataFrame, names: dict[str, pl.Expr]) -> pl.LazyFrame | pl.DataFrame:
     """Add ``_key_<entity>`` columns (dropped before output)."""
     return frame.with_columns(expr.alias(key_col(name)) for name, expr in names.items())

@@ -18,6 +18,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.features import history as H
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import LINK_KEYS, key_col
 
 NET_SIZE = "net_size"
@@ -141,3 +142,28 @@ def add_network(frame: pl.DataFrame, caps: dict[str, int] | None = None) -> pl.D
 def fires() -> pl.Expr:
     """A group whose consignee-side parties touch a past positive."""
     return pl.col(NET_TOUCHES_POSITIVE) == 1
+
+
+class _Groups(NoWork):
+    def day_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return add_network(frame)
+
+
+class NetworkFamily:
+    """Whole-day: groups of the day's shipments; reads the history family's columns (so it is
+    listed after it) and adds ``network_id`` beside its columns."""
+
+    name = "network"
+    columns = COLUMNS
+    categorical: list[str] = []
+    day_columns = COLUMNS
+    reasons = {NET_TOUCHES_POSITIVE: "its network's consignees were linked to an earlier positive exam"}
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Groups()
+
+
+FAMILY = NetworkFamily()

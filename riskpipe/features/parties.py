@@ -8,6 +8,7 @@ from datetime import date
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import ensure_keys, key_col
 from riskpipe.features.lexicon import Lexicon, load_lexicon, normalise_text
 
@@ -113,3 +114,39 @@ def fires() -> pl.Expr:
         | (pl.col(SHARED_CONTACT_MULTI_SHIPPER) == 1)
         | (pl.col(ACCOUNT_AGE_DAYS) < NEW_ACCOUNT_DAYS).fill_null(False)
     )
+
+
+class _Work(NoWork):
+    def __init__(self, day: date) -> None:
+        self.day = day
+
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.with_columns(row_exprs(self.day))
+
+    def day_exprs(self) -> list[pl.Expr]:
+        return day_exprs()
+
+
+class PartiesFamily:
+    """Row-level party facts plus windows over the day's hashed address and contact keys."""
+
+    name = "parties"
+    columns = COLUMNS
+    categorical = [TRUSTED_TRADER]
+    day_columns = DAY_COLUMNS
+    reasons = {
+        CONSIGNEE_PO_BOX: "the consignee address is a PO box",
+        CONSIGNEE_FORWARDER: "the consignee is a freight forwarder",
+        NAMES_AT_ADDRESS_DAY: "four or more consignee names at one address today",
+        SHARED_CONTACT_MULTI_SHIPPER: "a shipper phone, e-mail or IP used by several shipper names today",
+        ACCOUNT_AGE_DAYS: f"the buyer's account is less than {NEW_ACCOUNT_DAYS} days old",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Work(ctx.day)
+
+
+FAMILY = PartiesFamily()

@@ -24,7 +24,9 @@ import polars as pl
 
 from riskpipe import partner as P
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import NORMALISED
+from riskpipe.store import Layout
 
 PARTNER_WATCH_HIT = "partner_watch_hit"
 PARTNER_WATCH_KINDS = "partner_watch_kinds"
@@ -67,7 +69,7 @@ class PartnerInputs:
 
 
 def inputs(
-    layout, day: date, raw: pl.LazyFrame, key: bytes | None = None, key_path: Path | None = None
+    layout: Layout, day: date, raw: pl.LazyFrame, key: bytes | None = None, key_path: Path | None = None
 ) -> PartnerInputs:
     """The day's matches and OEA verdicts (reads the key, from ``key_path`` or else the home's
     riskpipe.toml, only when a feed or list is active for ``day``)."""
@@ -108,9 +110,9 @@ def inputs(
             .collect()
             .sort(_OEA_V)
         )
-        hashed = P.keyed_hashes(key, "shipper", claims[_OEA_V].to_list())
+        claim_hashes = P.keyed_hashes(key, "shipper", claims[_OEA_V].to_list())
         out.oea_by = oea.shared_by
-        out.oea = claims.with_columns(pl.Series(_OEA_OK, [h in oea.hmacs for h in hashed], dtype=pl.Boolean))
+        out.oea = claims.with_columns(pl.Series(_OEA_OK, [h in oea.hmacs for h in claim_hashes], dtype=pl.Boolean))
     return out
 
 
@@ -188,9 +190,43 @@ def reason_texts(frame: pl.LazyFrame, inp: PartnerInputs) -> pl.LazyFrame:
     f = _with_matches(verify_oea(frame, inp), inp)
     if not parts:
         return f.select(S.SHIPMENT_ID, pl.lit(None, pl.String).alias("partner_reason"))
-    text = pl.concat_list(parts).list.drop_nulls().list.join("; ")
-    return f.select(S.SHIPMENT_ID, pl.when(text != "").then(text).alias("partner_reason"))
+    joined = pl.concat_list(parts).list.drop_nulls().list.join("; ")
+    return f.select(S.SHIPMENT_ID, pl.when(joined != "").then(joined).alias("partner_reason"))
 
 
 def fires() -> pl.Expr:
     return (pl.col(PARTNER_WATCH_HIT) == 1) | (pl.col(XB_OEA_UNCONFIRMED) == 1)
+
+
+class _Work(NoWork):
+    def __init__(self, inp: PartnerInputs, day: date) -> None:
+        self.inp, self.day = inp, day
+
+    def adjust_raw(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        # an unconfirmed mx_oea claim is cleared before the parties family reads it
+        return verify_oea(frame, self.inp)
+
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return add_partner(frame, self.inp, self.day)
+
+
+class PartnerFamily:
+    """Row-level: the day's identifiers against the partner's shared findings and OEA list."""
+
+    name = "partner"
+    columns = COLUMNS
+    categorical: list[str] = []
+    day_columns: list[str] = []
+    reasons = {
+        PARTNER_WATCH_HIT: "an identifier matches a finding shared by the partner customs service",
+        XB_OEA_UNCONFIRMED: "an mx_oea claim not on the partner's OEA list",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Work(inputs(ctx.layout, ctx.day, ctx.raw, key_path=ctx.partner_key_path), ctx.day)
+
+
+FAMILY = PartnerFamily()

@@ -42,7 +42,9 @@ def raw_frame(rows: list[dict], day: date) -> pl.DataFrame:
         r[S.CONSIGNEE_NAME] = f"Person {i}"
         r[S.CONSIGNEE_ADDRESS] = f"{i} Main St"
         r.update(row)
-        r.setdefault(S.CONSIGNEE_ADDRESS_KEY, (r[S.CONSIGNEE_ADDRESS] or "").lower() + "|" + r[S.CONSIGNEE_POSTAL_CODE])
+        r.setdefault(
+            S.CONSIGNEE_ADDRESS_KEY, str(r[S.CONSIGNEE_ADDRESS] or "").lower() + "|" + str(r[S.CONSIGNEE_POSTAL_CODE])
+        )
         r.setdefault(S.DECLARED_VALUE_USD, r[S.DECLARED_VALUE])
         r.setdefault(S.FILED_AT, datetime(day.year, day.month, day.day, tzinfo=UTC))
         r.setdefault(S.INGESTED_AT, datetime(day.year, day.month, day.day, tzinfo=UTC))

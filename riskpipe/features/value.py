@@ -4,10 +4,15 @@ per-day aggregate across one consignee's parcels of the day (a split-shipment si
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from pathlib import Path
+
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import ensure_keys, key_col
+from riskpipe.store import Layout
 
 HEADING = "hts_heading"  # helper / history column: first 4 digits of the HTS code
 LOG_VPK = "_log_value_per_kg"
@@ -162,6 +167,25 @@ def heading_day_aggregates(raw: pl.LazyFrame) -> pl.LazyFrame:
     return heading_aggregates(raw.with_columns(heading_expr(), *log_value_exprs()))
 
 
+#: the heading norms of day D: the heading tables of the days D-30 .. D-1
+NORM_WINDOW_DAYS = 30
+
+
+def headings_path(layout: Layout, day: date) -> Path:
+    """The day's heading aggregates (written with the entity history: ``history.write_day_history``)."""
+    return layout.history / "headings" / f"day={day.isoformat()}.parquet"
+
+
+def heading_norms(layout: Layout, day: date, days: list[date]) -> pl.LazyFrame:
+    """Value norms per heading from the ``NORM_WINDOW_DAYS`` days before ``day`` (``days``: the
+    history days whose tables exist)."""
+    first = day - timedelta(days=NORM_WINDOW_DAYS)
+    files = [str(headings_path(layout, d)) for d in days if d >= first]
+    if not files:
+        return empty_norms()
+    return norms_from_history(pl.scan_parquet(files))
+
+
 def empty_norms() -> pl.LazyFrame:
     return pl.LazyFrame(schema={HEADING: pl.String, NORM_LOG_VPK: pl.Float64, NORM_LOG_VPP: pl.Float64})
 
@@ -170,3 +194,36 @@ def fires() -> pl.Expr:
     return (pl.col(CONSIGNEE_DAY_OVER_800) == 1) | (pl.col(VALUE_PER_KG_VS_HEADING).abs() > FAR_FROM_NORM).fill_null(
         False
     )
+
+
+class _Work(NoWork):
+    def __init__(self, norms: pl.LazyFrame) -> None:
+        self.norms = norms
+
+    def rows(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return prepare_rows(frame, self.norms).with_columns(row_exprs())
+
+    def day_exprs(self) -> list[pl.Expr]:
+        return day_exprs()
+
+
+class ValueFamily:
+    """Row-level values against the heading norms, plus the person's parcels of the day (windows)."""
+
+    name = "value"
+    columns = COLUMNS
+    categorical: list[str] = []
+    day_columns = DAY_COLUMNS
+    reasons = {
+        CONSIGNEE_DAY_OVER_800: "one consignee's parcels of the day total over $800, each under it",
+        VALUE_PER_KG_VS_HEADING: "value per kg far from the norm of its HTS heading (x5)",
+    }
+
+    def fires(self) -> pl.Expr:
+        return fires()
+
+    def open(self, ctx: DayContext) -> FamilyDay:
+        return _Work(heading_norms(ctx.layout, ctx.day, ctx.history_days))
+
+
+FAMILY = ValueFamily()

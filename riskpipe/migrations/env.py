@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from riskpipe.migrate import store_metadata
+from riskpipe.tables import store_metadata
 
 config = context.config
 target_metadata = store_metadata()

@@ -24,6 +24,7 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.store import write_text_atomic
 from riskpipe.synth.catalog import Catalog
+from riskpipe.synth.daily import assemble
 from riskpipe.synth.population import Population
 from riskpipe.synth.schemes import Cell, illicit_rows
 from riskpipe.synth.writer import file_name, write_frame, write_manifest_file
@@ -47,8 +48,6 @@ def write_partner_day(
     catalog: Catalog,
 ) -> int:
     """The partner's seizures of ``day`` (manifests and outcomes) under ``out/landing``; their count."""
-    from riskpipe.synth.world import assemble
-
     rng = np.random.default_rng([seed, _STREAM, day_index])
     k = int(rng.poisson(SEIZURE_SHARE * expected_positives)) if cells else 0
     if k == 0:

@@ -22,19 +22,8 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.synth.catalog import Catalog
-from riskpipe.synth.population import (
-    COUNTRIES,
-    MODES,
-    PORT_CODES,
-    PORTS,
-    SHIPPER_COUNTRIES,
-    Population,
-    make_addresses,
-    make_people,
-    make_sellers,
-    make_shippers,
-    use_agents,
-)
+from riskpipe.synth.places import COUNTRIES, MODES, PORT_CODES, PORTS, SHIPPER_COUNTRIES
+from riskpipe.synth.population import Population, make_addresses, make_people, make_sellers, make_shippers, use_agents
 
 SCHEMES = ["precursor", "pill_press", "pills_mx", "reshipper", "precursor_in"]
 SCHEME_SHARE = np.array([0.42, 0.13, 0.25, 0.20, 0.0])  # share of fentanyl-related parcels by scheme at the start

@@ -18,18 +18,11 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.ingest.readers import get_format
 from riskpipe.store import tmp_sibling, write_bytes_atomic
 from riskpipe.synth.catalog import Catalog
-from riskpipe.synth.population import (
-    CARRIER_CODES,
-    COUNTRIES,
-    CURRENCIES,
-    MODES,
-    PORT_CODES,
-    SUFFIX_LONG,
-    SUFFIX_SHORT,
-    Population,
-)
+from riskpipe.synth.places import CARRIER_CODES, COUNTRIES, CURRENCIES, MODES, PORT_CODES, SUFFIX_LONG, SUFFIX_SHORT
+from riskpipe.synth.population import Population
 
 FORMATS = ("csv", "parquet", "ndjson")
 TS_SUFFIX = ["Z", "+00:00", "+0000", ""]  # "" = no offset (read as UTC)
@@ -223,24 +216,21 @@ def text_timestamps(f: pl.DataFrame, style: pl.Series) -> pl.DataFrame:
 
 
 def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
-    """Write one file atomically; gzip (for text formats) without a timestamp, so bytes are stable."""
+    """Write one file atomically in format ``fmt`` of the one format registry
+    (:mod:`riskpipe.ingest.readers`); gzip (for formats that allow it) without a timestamp, so
+    bytes are stable."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        tmp = tmp_sibling(path)
-        try:
-            f.write_parquet(tmp, compression="lz4", statistics=False)  # lz4: cheapest to write
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
-    if gzip:
+    form = get_format(fmt)
+    if gzip and form.gzip:
         buf = io.BytesIO()
-        f.write_csv(buf) if fmt == "csv" else f.write_ndjson(buf)
+        form.write(f, buf)
         write_bytes_atomic(gz.compress(buf.getvalue(), compresslevel=1, mtime=0), path)
         return path
+    # a rename, not store.write_bytes_atomic: the writer streams a whole day's file to disk
+    # (the bytes are never held in memory), and store has no atomic writer taking a callback
     tmp = tmp_sibling(path)
     try:
-        f.write_csv(tmp) if fmt == "csv" else f.write_ndjson(tmp)
+        form.write(f, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -248,9 +238,10 @@ def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
 
 
 def file_name(prefix: str, day: date, n: int | None, fmt: str, gzip: bool) -> str:
-    ext = fmt + (".gz" if gzip and fmt != "parquet" else "")
+    form = get_format(fmt)
+    ext = form.suffixes[0] + (".gz" if gzip and form.gzip else "")
     stem = f"{prefix}-{day.isoformat()}" + (f"-{n}" if n is not None else "")
-    return f"{stem}.{ext}"
+    return f"{stem}{ext}"
 
 
 def write_manifest_file(

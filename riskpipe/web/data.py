@@ -14,17 +14,3 @@ from riskpipe.web.shipment import ShipmentData
 
 class WorkbenchData(ListData, ShipmentData, HealthData):
     """Read access to a data home for the workbench (thread-safe caches)."""
-
-
-def psi(expected: list[int], actual: list[int]) -> float | None:
-    """Population stability index between two histograms (same bins)."""
-    import math
-
-    te, ta = sum(expected), sum(actual)
-    if te == 0 or ta == 0:
-        return None
-    total = 0.0
-    for e, a in zip(expected, actual, strict=False):
-        pe, pa = max(e / te, 1e-4), max(a / ta, 1e-4)
-        total += (pa - pe) * math.log(pa / pe)
-    return total

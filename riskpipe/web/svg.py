@@ -1,8 +1,12 @@
-"""Inline SVG drawn on the server: the shipment network graph (charts are matplotlib's, in
-:mod:`riskpipe.charts`).
+"""Inline SVG drawn on the server: the shipment network graph. Charts (anything with axes) are
+drawn by matplotlib in :mod:`riskpipe.charts`, the one chart helper of the report and the pages.
 
-No JavaScript and no network: the page carries the picture. Every label is escaped here
-(``html.escape``) because the result is inserted into templates as markup.
+Why this one picture is not matplotlib: it is a node-link diagram, not a chart (no axes, no
+scale), whose nodes are links to the linked shipments' pages with hover titles, styled by the
+page's stylesheet (``.ship.net`` for the published network). matplotlib's SVG has fixed colours
+and no per-node anchors or CSS classes. No JavaScript and no network: the page carries the
+picture. Every label is escaped here (``html.escape``) because the result is inserted into
+templates as markup.
 """
 
 from __future__ import annotations

@@ -62,14 +62,7 @@ def _labels(ids: list[str], y: list[int], day: date) -> pl.DataFrame:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """OpenMP threads spin badly on a busy 2-core machine: tiny fits and predictions are far
-    faster on one."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -81,13 +81,7 @@ def make_world(home) -> tuple[Layout, pl.DataFrame]:
     return layout, labels_df
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """OpenMP threads spin badly on a busy 2-core machine: tiny fits are 20x faster on one."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

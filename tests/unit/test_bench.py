@@ -10,6 +10,7 @@ import pytest
 
 from riskpipe import schema as S
 from riskpipe.bench import core as bench
+from riskpipe.bench import output
 from riskpipe.errors import RiskpipeError
 
 
@@ -76,8 +77,26 @@ def test_run_bench_generate_stage_structure(tmp_path: Path) -> None:
     assert row["target_s"] == 30 and row["passed"] is None  # judged at 4 M rows only
     landing = tmp_path / "work" / "world-r300-h0-s7" / "landing"
     assert any(p.name.startswith("manifest-2026-03-05") for p in landing.iterdir())
-    tables = bench.render_table(result)
+    tables = output.render_table(result)
     assert tables[0].row_count == 1
-    assert any("method:" in line for line in bench.summary_lines(result))
-    path = bench.write_results(result, tmp_path / "bench-results")
+    assert any("method:" in line for line in output.summary_lines(result))
+    path = output.write_results(result, tmp_path / "bench-results")
     assert path.suffix == ".json" and path.stat().st_size > 100
+
+
+def test_prep_ingest_writes_the_day_as_parquet_and_csv_atomically(tmp_path: Path) -> None:
+    from riskpipe.bench import stages
+
+    day = bench.BENCH_DAY.isoformat()
+    gen = tmp_path / "gen"
+    stages.do_generate(str(gen), day, 300, 7)
+    files = sorted(str(p) for p in (gen / "landing").iterdir() if p.is_file())
+    home, inputs = tmp_path / "home", tmp_path / "inputs"
+    res = stages.prep_ingest(str(home), files, str(inputs), day)
+    assert sorted(p.name for p in inputs.iterdir()) == ["day.csv", "day.parquet"]  # no temporaries left
+    parquet = pl.read_parquet(inputs / "day.parquet")
+    csv = pl.read_csv(inputs / "day.csv", infer_schema=False)
+    assert parquet.height == csv.height > 0
+    assert res["rows"] >= parquet.height  # rows ingested, amendments included
+    assert csv.columns == parquet.columns == list(S.MANIFEST_SCHEMA)
+    assert csv[S.FILED_AT][0].endswith("Z")

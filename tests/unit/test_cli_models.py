@@ -14,6 +14,7 @@ import pytest
 
 from riskpipe import cli
 from riskpipe import schema as S
+from riskpipe.cli import base
 from riskpipe.registry import (
     CHAMPION_FILE,
     MODEL_FILE,
@@ -249,9 +250,9 @@ def test_the_cli_applies_riskpipe_environment_variables(monkeypatch, capsys, tmp
         "error: environment variable RISKPIPE_EXPLORATION_SHARE: exploration_share: must be <= 1 (got '1.5')\n"
     )
     monkeypatch.setenv("RISKPIPE_EXPLORATION_SHARE", "0.25")
-    cli.state.home = tmp_path
+    base.state.home = tmp_path
     monkeypatch.setattr("riskpipe.prefect_env.configure_prefect", lambda home, environ=None: None)
-    assert cli.settings().exploration_share == 0.25
+    assert base.settings().exploration_share == 0.25
 
 
 def test_the_night_is_reported_with_the_model_that_scored_it(home) -> None:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from riskpipe import cli
+from riskpipe.cli import base, run
 from riskpipe.nightly import RulesOnlyNight
 
 PROBLEM = "no champion model has been registered in data/models yet: run `riskpipe retrain`"
@@ -37,8 +38,8 @@ def _run(monkeypatch, tmp_path, capsys, flow, *flags: str) -> tuple[int, str, di
     monkeypatch.setattr(flows.nightly, "with_task_runner", with_task_runner)
     monkeypatch.setattr(preflight, "check_nightly", lambda *a, **k: seen.setdefault("preflight", k))
     monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # restored after the test
-    monkeypatch.setattr(cli, "settings", lambda **o: load_settings(cli.state.home, o))  # no Prefect env
-    monkeypatch.setattr(cli, "_print_night", lambda home, day, night, n=15: seen.setdefault("printed", night))
+    monkeypatch.setattr(run, "settings", lambda **o: load_settings(base.state.home, o))  # no Prefect env
+    monkeypatch.setattr(run, "_print_night", lambda home, day, night, n=15: seen.setdefault("printed", night))
     monkeypatch.setattr(
         sys, "argv", ["riskpipe", "--home", str(tmp_path), "nightly", "--date", "2026-01-14", "--skip-ingest", *flags]
     )

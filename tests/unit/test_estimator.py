@@ -7,17 +7,11 @@ import polars as pl
 import pytest
 import skops.io as sio
 from sklearn.base import clone
-from threadpoolctl import threadpool_limits
 
 from riskpipe.estimator import FREQ_SUFFIX, TABULAR_TRUSTED_TYPES, TabularRiskClassifier
 from riskpipe.metrics import precision_at_frac
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """OpenMP threads spin badly on a shared 2-core machine; one thread is faster here."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _planted(n: int = 3000, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from threadpoolctl import threadpool_limits
 
 from riskpipe.estimator import TabularRiskClassifier
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _frame(n: int, seed: int) -> tuple[pl.DataFrame, np.ndarray]:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from riskpipe.cli import app
@@ -23,12 +22,7 @@ from riskpipe.external import (
 )
 from riskpipe.metrics import ranking_report
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """OpenMP threads spin badly on a shared 2-core machine; one thread is faster here."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 MAPPING = """

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from riskpipe import schema as S
+from riskpipe.bench.features import bench_features, make_bench_world
 from riskpipe.errors import RiskpipeError
 from riskpipe.features import (
     CATEGORICAL_FEATURES,
@@ -15,7 +16,6 @@ from riskpipe.features import (
     family_fires,
     value,
 )
-from riskpipe.features.bench import bench_features, make_bench_world
 from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
 from riskpipe.features.testing import write_raw_day
 from riskpipe.store import Layout, write_parquet_atomic

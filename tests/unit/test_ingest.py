@@ -449,7 +449,7 @@ def test_each_empty_file_is_quarantined_once(layout: Layout) -> None:
 
 
 def test_bench_ingest_small(tmp_path: Path) -> None:
-    from riskpipe.ingest import bench_ingest
+    from riskpipe.bench.ingest import bench_ingest
 
     out = bench_ingest(tmp_path, rows=2_000)
     assert out["parquet_ingested"] == out["csv_ingested"] == 2_000
@@ -481,7 +481,7 @@ def test_cli_prints_counts_and_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_row_group_statistics_skip_only_files_without_any_new_id(tmp_path: Path) -> None:
-    from riskpipe.ingest import _id_ranges, _ranges_hold_any
+    from riskpipe.ingest.merge import _id_ranges, _ranges_hold_any
 
     def _may_hold_any(path: Path, ids: pl.Series) -> bool:
         return _ranges_hold_any(_id_ranges(path), ids)
@@ -534,7 +534,7 @@ def test_enum_typed_parquet_columns_are_checked_by_category(layout: Layout) -> N
 
 
 def test_id_ranges_rule_out_files_in_one_search(tmp_path: Path) -> None:
-    from riskpipe.ingest import _id_ranges, _ranges_hold_any
+    from riskpipe.ingest.merge import _id_ranges, _ranges_hold_any
 
     path = tmp_path / "part.parquet"
     pl.DataFrame({S.SHIPMENT_ID: ["B01", "B02", "B03", "D07", "D08", "D09"]}).write_parquet(path, row_group_size=3)

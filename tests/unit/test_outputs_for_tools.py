@@ -233,8 +233,9 @@ def test_drift_history_reads_scores_written_before_arrival_date(tmp_path: Path) 
 # ---------------------------------------------------------------------------------------------
 def run_cli(monkeypatch, capsys, home: Path, *args: str) -> tuple[int, str, str]:
     from riskpipe import cli
+    from riskpipe.cli import admin, base
 
-    monkeypatch.setattr(cli, "settings", lambda **o: load_settings(cli.state.home, o))  # no Prefect env
+    monkeypatch.setattr(admin, "settings", lambda **o: load_settings(base.state.home, o))  # no Prefect env
     monkeypatch.setattr(sys, "argv", ["riskpipe", "--home", str(home), *args])
     with pytest.raises(SystemExit) as done:
         cli.main()

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from riskpipe import partner as P
+from riskpipe import partner_joint as J
 from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 from riskpipe.features import build_features
@@ -314,14 +315,14 @@ def test_joint_list_holds_only_the_allowed_columns(tmp_path: Path, key_file: Pat
     targets.write_parquet(folder / "targets.parquet")
     key = P.read_key(key_file, us.home)
     with pytest.raises(RiskpipeError, match="not a Unified Cargo Processing port"):
-        P.joint_list(us, D1, "4701", ["2304"], key)
-    frame = P.joint_list(us, D1, "2304", ["2304"], key)
-    assert frame.columns == P.JOINT_COLUMNS
+        J.joint_list(us, D1, "4701", ["2304"], key)
+    frame = J.joint_list(us, D1, "2304", ["2304"], key)
+    assert frame.columns == J.JOINT_COLUMNS
     assert frame[S.SHIPMENT_ID].to_list() == ["US-phone-13", "US-clean-13"]
     assert frame["shared_reason"][0].startswith("the consignee's phone matches a precursor finding")
-    csv, pq = P.write_joint_list(frame, tmp_path / "joint", D1, "2304")
+    csv, pq = J.write_joint_list(frame, tmp_path / "joint", D1, "2304")
     header = csv.read_text().splitlines()[0].split(",")
-    assert header == P.JOINT_COLUMNS and pl.read_parquet(pq).columns == P.JOINT_COLUMNS
+    assert header == J.JOINT_COLUMNS and pl.read_parquet(pq).columns == J.JOINT_COLUMNS
     text = csv.read_text()
     for private in ("secret", "US_ONLY", "model:", "0.9", S.RISK_SCORE, S.CONSIGNEE_NAME):
         assert private not in text

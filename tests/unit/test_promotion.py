@@ -127,7 +127,7 @@ def test_three_labelled_positives_are_not_enough_evidence_even_for_a_higher_esti
 def test_printed_decision_line_has_the_interval_and_the_counts(capsys):
     """A decision record as retrain writes it (evidence written out by hand, so this fails on a
     CLI that prints only the reason)."""
-    from riskpipe.cli import _print_decision
+    from riskpipe.cli.show import _print_decision
 
     evidence = {
         "estimator": "doubly robust",

@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from threadpoolctl import threadpool_limits
 
 import riskpipe.estimator as E
 from riskpipe import schema as S
@@ -25,10 +24,7 @@ all = [ {{ field = "{S.DECLARED_VALUE}", op = "gt", value = 150 }} ]
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _frame(n: int, seed: int) -> pl.DataFrame:

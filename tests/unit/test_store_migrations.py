@@ -168,7 +168,8 @@ def test_a_fresh_database_gets_the_schema_the_code_uses(db_url: str) -> None:
 
     from riskpipe import cases, labels, users
     from riskpipe.db import get_engine
-    from riskpipe.migrate import store_metadata, upgrade
+    from riskpipe.migrate import upgrade
+    from riskpipe.tables import store_metadata
 
     upgrade(db_url)
     engine = get_engine(db_url)
@@ -220,6 +221,7 @@ def test_an_unknown_table_shape_is_refused_and_left_alone(tmp_path) -> None:
 
 def test_db_upgrade_command_upgrades_then_is_a_no_op(tmp_path, monkeypatch, capsys) -> None:
     from riskpipe import cli
+    from riskpipe.cli import admin, base
     from riskpipe.config import load_settings
     from riskpipe.migrate import head_revision
 
@@ -227,7 +229,7 @@ def test_db_upgrade_command_upgrades_then_is_a_no_op(tmp_path, monkeypatch, caps
     home.mkdir()
     url = f"sqlite:///{(home / 'riskpipe.db').resolve()}"
     make_old_database(url, with_main_changes=False)
-    monkeypatch.setattr(cli, "settings", lambda **o: load_settings(cli.state.home, o))  # no Prefect env
+    monkeypatch.setattr(admin, "settings", lambda **o: load_settings(base.state.home, o))  # no Prefect env
 
     def run(*args: str) -> tuple[int, str]:
         monkeypatch.setattr(sys, "argv", ["riskpipe", "--home", str(home), *args])

@@ -9,9 +9,9 @@ import polars as pl
 
 from riskpipe.synth import exams
 from riskpipe.synth.catalog import COVER_KINDS, KINDS, build_catalog, cover_descriptions
+from riskpipe.synth.daily import weighted_draw
 from riskpipe.synth.population import build_population
 from riskpipe.synth.schemes import adapt, illicit_rows, make_cells, record_seizures
-from riskpipe.synth.world import weighted_draw
 from riskpipe.synth.writer import street_variants
 
 DAY = date(2026, 1, 5)
@@ -118,7 +118,7 @@ def test_illicit_rows_follow_their_scheme():
     scheme = rows["scheme"]
     press = scheme == 1
     assert np.median(rows["weight"][press]) > 10 * np.median(rows["weight"][scheme == 0])
-    from riskpipe.synth.population import COUNTRIES
+    from riskpipe.synth.places import COUNTRIES
 
     assert (rows["origin"][scheme == 2] == COUNTRIES.index("MX")).all()
 
@@ -217,3 +217,25 @@ def test_new_cells_spawn_naive_with_fresh_ids():
     assert len(new) > 0 and len(cells) == n + len(new)
     assert [c.cell_id for c in new] == [f"C{n + i + 1:04d}" for i in range(len(new))]
     assert all(c.generation == 1 and len(c.aliases) >= 3 for c in new)
+
+
+def test_the_kinds_table_loads_as_kinds_every_cover_and_named_kind_known(tmp_path) -> None:
+    from riskpipe.synth.catalog import COVER_KINDS, KINDS, SCHEME_EXPLICIT_KIND, Kind, load_kinds
+
+    keys = [k.key for k in KINDS]
+    assert len(keys) == len(set(keys)) >= 50
+    assert all(isinstance(k.hts, tuple) and isinstance(k.descriptions, tuple) and k.origins for k in KINDS)
+    assert {key for keys_ in COVER_KINDS.values() for key in keys_} | set(SCHEME_EXPLICIT_KIND.values()) <= set(keys)
+    # the file's order is the kinds' order (the generator indexes kinds by position)
+    toml = tmp_path / "kinds.toml"
+    toml.write_text(
+        '[[kind]]\nkey = "b"\nhts = ["1"]\ndescriptions = ["x"]\nvalue_usd = 1\nweight_kg = 0.5\n'
+        'origins = { MX = 0.4, CN = 0.6 }\n\n[[kind]]\nkey = "a"\nhts = ["2"]\ndescriptions = ["y", "z"]\n'
+        "value_usd = 2.5\nweight_kg = 1\norigins = { CN = 1.0 }\nmodes = { truck = 1.0 }\n",
+        encoding="utf-8",
+    )
+    assert load_kinds(toml) == (
+        Kind("b", ("1",), ("x",), 1, 0.5, {"MX": 0.4, "CN": 0.6}),
+        Kind("a", ("2",), ("y", "z"), 2.5, 1, {"CN": 1.0}, modes={"truck": 1.0}),
+    )
+    assert list(load_kinds(toml)[0].origins) == ["MX", "CN"]

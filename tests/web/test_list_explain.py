@@ -67,7 +67,7 @@ def test_reference_names_beside_codes() -> None:
 
 def test_every_port_of_the_default_capacity_table_and_the_synthetic_world_has_a_name() -> None:
     from riskpipe.config import DEFAULT_PORT_CAPACITY
-    from riskpipe.synth.population import CANADA_TRUCK_PORTS, PORTS
+    from riskpipe.synth.places import CANADA_TRUCK_PORTS, PORTS
 
     names = ReferenceNames.load()
     codes = (

@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from riskpipe.web import create_app
-from riskpipe.web.app import USER_CACHE_S
+from riskpipe.web.routes.deps import USER_CACHE_S
 
 from .conftest import PASSWORD, csrf_of, login
 

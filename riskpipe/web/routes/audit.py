@@ -13,7 +13,7 @@ from riskpipe.cases import ACCESS_ACTIONS, CaseStore
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, render, supervisor_user
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(supervisor_user)])
 log = logging.getLogger("riskpipe.web")
 
 #: route template -> access action; a successful answer to these is recorded

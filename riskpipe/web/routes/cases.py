@@ -13,7 +13,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, current_user, posted_form, render, require_shipment
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(current_user)])
 
 
 @router.get("/cases", response_class=HTMLResponse)

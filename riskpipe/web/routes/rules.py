@@ -26,7 +26,7 @@ from riskpipe.store import Layout, write_text_atomic
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, render, supervisor_form, supervisor_user
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(supervisor_user)])
 MAX_RULES_TEXT = 200_000
 MAX_NIGHTS_SHOWN = 14
 

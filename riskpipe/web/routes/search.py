@@ -17,7 +17,7 @@ from riskpipe.store import Layout
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, current_user, posted_form, render, safe_next
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(current_user)])
 MAX_QUERY = 200
 
 
@@ -55,7 +55,8 @@ async def search_page(request: Request, q: str = "", kind: str = "", user: User 
         raise HTTPException(400, f"a search is at most {MAX_QUERY} characters")
     if kind and kind not in KINDS:
         raise HTTPException(400, f"kind must be one of {', '.join(KINDS)}")
-    wanted, rows = {}, []
+    wanted: dict[str, str] = {}
+    rows: list[dict] = []
     if q:
         layout = Layout(request.app.state.settings.home)
         wanted, found = await run_in_threadpool(search, layout, q, kind)
@@ -89,7 +90,7 @@ def views_action(request: Request, user: User = Depends(current_user), form: dic
     try:
         if action == "save":
             url = form.get("url", "")
-            if safe_next(request, url, "") != url or not url:
+            if safe_next(url, "") != url or not url:
                 raise RiskpipeError("a saved view is a workbench address starting with /")
             store.save_view(user.username, form.get("name", ""), url)
             msg = f"saved view {form.get('name', '').strip()}"

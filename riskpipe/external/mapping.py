@@ -1,4 +1,4 @@
-"""External benchmark: train the shared estimator on a foreign labelled dataset via a mapping.
+"""The mapping of a foreign labelled dataset (external benchmark), parsed and validated.
 
 A user's own labelled data (another administration's declarations, a public benchmark) rarely
 uses our column names. A TOML mapping says which of its columns play which role, which label
@@ -61,20 +61,14 @@ not the reverse.
 
 from __future__ import annotations
 
-import math
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from riskpipe.errors import RiskpipeError
-from riskpipe.metrics import DEFAULT_FRACTIONS, ranking_report
-
-_ROW = "__riskpipe_row"  # row index while matching seen values (not a plausible data column)
 
 #: op -> (number of source columns, role of the result); "date" ops read the dataset's date.
 DERIVATIONS: dict[str, tuple[int, str]] = {
@@ -125,6 +119,7 @@ class Derivation:
         num = [x.cast(pl.Float64) for x in c]
         text = [x.cast(pl.String) for x in c]
         op = self.op
+        e: pl.Expr
         if op == "ratio":
             e = pl.when(num[1] != 0).then(num[0] / num[1])
         elif op == "product":
@@ -143,12 +138,16 @@ class Derivation:
             e = pl.concat_str(text, separator="|")
         elif op == "frequency":
             e = pl.len().over(c[0]).cast(pl.Float64) / pl.len()
-        elif op == "weekday":
-            e = pl.col(date_col).dt.weekday().cast(pl.String)
-        elif op == "month":
-            e = pl.col(date_col).dt.month().cast(pl.String)
-        elif op == "day":
-            e = pl.col(date_col).dt.day().cast(pl.Float64)
+        elif op in ("weekday", "month", "day"):
+            if date_col is None:  # pragma: no cover - parse_mapping requires [dataset].date
+                raise RiskpipeError(f"derive {self.name!r}: op {op} needs [dataset].date")
+            day = pl.col(date_col).dt
+            if op == "weekday":
+                e = day.weekday().cast(pl.String)
+            elif op == "month":
+                e = day.month().cast(pl.String)
+            else:
+                e = day.day().cast(pl.Float64)
         else:  # pragma: no cover - validated at load
             raise RiskpipeError(f"derive {self.name!r}: unknown op {op!r}")
         return e.alias(self.name)
@@ -382,350 +381,3 @@ def _as_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def read_table(path: Path, mapping: Mapping) -> pl.DataFrame:
-    """Read the mapped columns of one CSV / Parquet / NDJSON file (gzip ok), codes as text."""
-    path = Path(path)
-    if not path.is_file():
-        raise RiskpipeError(f"data file not found: {path}")
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pl.read_parquet(path)
-        elif name.endswith((".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")):
-            frame = pl.read_ndjson(path)
-        else:  # CSV: everything as text first, so codes keep leading zeros
-            frame = pl.read_csv(path, infer_schema=False)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise RiskpipeError(f"{path}: cannot be read: {' '.join(str(exc).split())[:200]}") from None
-    wanted = mapping.source_columns()
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise RiskpipeError(f"{path}: column(s) named in {mapping.source} not found: {', '.join(map(repr, missing))}")
-    frame = frame.select(wanted)
-    checks = [
-        (pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64, strict=False).is_null()).alias(c)
-        for c in mapping.numeric
-        if frame.schema[c] == pl.String
-    ]
-    if checks:  # a non-numeric value in a numeric column is bad input, not a silent null
-        bad = frame.select(checks)
-        for col in bad.columns:
-            if bad[col].any():
-                row = int(bad[col].arg_max())
-                raise RiskpipeError(f"{path}: column {col!r} row {row + 1}: {frame[col][row]!r} is not a number")
-    casts: list[pl.Expr] = [pl.col(c).cast(pl.Float64, strict=False) for c in mapping.numeric]
-    casts += [pl.col(c).cast(pl.String) for c in (*mapping.categorical, *mapping.high_cardinality)]
-    if mapping.date:
-        d = pl.col(mapping.date)
-        if frame.schema[mapping.date] == pl.String:
-            d = d.str.to_date(mapping.date_format, strict=False)
-        casts.append(d.cast(pl.Date))
-    frame = frame.with_columns(casts)
-    if mapping.date and frame.height and frame[mapping.date].null_count() == frame.height:
-        raise RiskpipeError(f"{path}: no value of date column {mapping.date!r} parses as a date")
-    return frame
-
-
-def _label_text(col: str, dtype: pl.DataType) -> pl.Expr:
-    """The label as text, as positive values are written: 1.0 -> "1", True -> "true"."""
-    e = pl.col(col)
-    if dtype.is_float():
-        return pl.when(e == e.round()).then(e.cast(pl.Int64).cast(pl.String)).otherwise(e.cast(pl.String))
-    return e.cast(pl.String).str.to_lowercase() if dtype == pl.Boolean else e.cast(pl.String)
-
-
-def load_labelled(paths: list[Path], mapping: Mapping) -> tuple[pl.DataFrame, np.ndarray]:
-    """Features (mapped and derived) and 0/1 labels of one or more files, in file order.
-
-    A ``frequency`` derivation is computed per file (a file is one batch of declarations)."""
-    X, y, _ = load_labelled_keys(paths, mapping)
-    return X, y
-
-
-def load_labelled_keys(
-    paths: list[Path], mapping: Mapping, key_columns: tuple[str, ...] | None = None
-) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
-    """``load_labelled`` plus the rows' values of ``key_columns`` (default: ``seen_columns``) as
-    text.
-
-    With fitted derivations the frame holds their input columns instead (``MappedModel`` adds
-    them): see ``Mapping.model_input_columns``."""
-    feature_cols = mapping.model_input_columns()
-    key_cols = mapping.seen_columns if key_columns is None else key_columns
-    frames, labels, keys = [], [], []
-    for path in paths:
-        frame = read_table(path, mapping)
-        label = frame.get_column(mapping.label)
-        if label.null_count():
-            row = int(label.is_null().arg_max())
-            raise RiskpipeError(f"{path}: label column {mapping.label!r} is empty on row {row + 1}")
-        y = frame.select(_label_text(mapping.label, label.dtype).is_in(list(mapping.positive))).to_series()
-        feats = frame
-        for d in mapping.derive:  # in order: a derivation may use an earlier one
-            if not d.fitted:
-                feats = feats.with_columns(d.expr(mapping.date))
-        frames.append(feats.select(feature_cols))
-        labels.append(y.to_numpy().astype(np.int64))
-        keys.append(frame.select(pl.col(c).cast(pl.String) for c in key_cols))
-    return pl.concat(frames, how="vertical_relaxed"), np.concatenate(labels), pl.concat(keys)
-
-
-def unseen_rows(reference: pl.DataFrame, rows: pl.DataFrame) -> np.ndarray:
-    """True for each row of ``rows`` whose combination of values occurs in no row of
-    ``reference`` (same columns; a null equals a null)."""
-    mask = np.ones(rows.height, dtype=bool)
-    if rows.height and reference.height:
-        seen = rows.with_row_index(_ROW).join(reference.unique(), on=rows.columns, how="semi", nulls_equal=True)
-        mask[seen[_ROW].to_numpy()] = False
-    return mask
-
-
-def first_rows(keys: pl.DataFrame) -> np.ndarray:
-    """Indices of the first row (in order) of each distinct combination of ``keys``' values
-    (a null equals a null), ascending."""
-    return keys.with_row_index(_ROW).unique(subset=keys.columns, keep="first", maintain_order=True)[_ROW].to_numpy()
-
-
-@dataclass(frozen=True)
-class GroupMedians:
-    """A fitted ``relative_to_group`` derivation: the training medians of ``column`` per value
-    of each group column (only values with ``min_rows`` training rows) and overall."""
-
-    name: str
-    column: str
-    groups: tuple[str, ...]
-    tables: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]  # per group: (values, medians)
-    overall: float | None
-
-    @classmethod
-    def fit(cls, d: Derivation, frame: pl.DataFrame) -> GroupMedians:
-        """Learn the medians from the training rows ``frame`` (rows without a value ignored)."""
-        value = pl.col(d.columns[0]).cast(pl.Float64)
-        rows = frame.select(value.alias("v"), *(pl.col(g).cast(pl.String).alias(g) for g in d.groups))
-        rows = rows.filter(pl.col("v").is_not_null())
-        tables = []
-        for g in d.groups:
-            t = (
-                rows.drop_nulls(g)
-                .group_by(g)
-                .agg(pl.col("v").median().alias("m"), pl.len().alias("n"))
-                .filter(pl.col("n") >= d.min_rows)
-                .sort(g)
-            )
-            tables.append((tuple(t[g].to_list()), tuple(t["m"].to_list())))
-        overall = rows["v"].median() if rows.height else None
-        return cls(d.name, d.columns[0], d.groups, tuple(tables), None if overall is None else float(overall))
-
-    def expr(self) -> pl.Expr:
-        """The feature of any rows: the finest group's training median, else a coarser one's."""
-        median = pl.lit(self.overall, pl.Float64)
-        for g, (values, medians) in reversed(list(zip(self.groups, self.tables, strict=False))):
-            found = (
-                pl.col(g)
-                .cast(pl.String)
-                .replace_strict(list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64)
-            )
-            median = pl.coalesce(found, median)
-        ln = lambda e: e.clip(lower_bound=0.0).log1p()  # noqa: E731 - as op "log"
-        return (ln(pl.col(self.column).cast(pl.Float64)) - ln(median)).alias(self.name)
-
-
-class MappedModel:
-    """The shared estimator behind a mapping's fitted derivations: ``fit`` learns them from the
-    training rows (then the estimator on the completed features), ``predict_proba`` looks them
-    up, so no statistic of the rows being scored reaches their features."""
-
-    def __init__(self, mapping: Mapping, classifier: Any) -> None:
-        self.mapping = mapping
-        self.classifier = classifier
-
-    def _select(self, X: pl.DataFrame) -> pl.DataFrame:
-        roles = self.mapping.features_by_role()
-        return X.select(c for r in ROLES for c in roles[r])
-
-    def fit(self, X: pl.DataFrame, y: np.ndarray) -> MappedModel:
-        self.medians_: list[GroupMedians] = []
-        for d in self.mapping.fitted():  # in order: a fitted derivation may use an earlier one
-            self.medians_.append(GroupMedians.fit(d, X))
-            X = X.with_columns(self.medians_[-1].expr())
-        self.classifier.fit(self._select(X), y)
-        return self
-
-    def transform(self, X: pl.DataFrame) -> pl.DataFrame:
-        """The features the estimator sees for rows ``X`` (fitted derivations added)."""
-        for medians in self.medians_:
-            X = X.with_columns(medians.expr())
-        return self._select(X)
-
-    def predict_proba(self, X: pl.DataFrame) -> np.ndarray:
-        return self.classifier.predict_proba(self.transform(X))
-
-    @property
-    def n_iter_(self) -> int:
-        return int(self.classifier.n_iter_)
-
-
-def build_model(mapping: Mapping, random_state: int = 0):
-    """The shared estimator with the mapping's roles and model parameters (wrapped in a
-    ``MappedModel`` when the mapping has fitted derivations)."""
-    from riskpipe.estimator import TabularRiskClassifier
-
-    roles = mapping.features_by_role()
-    params = {"random_state": random_state, **mapping.model}
-    classifier = TabularRiskClassifier(
-        numeric=roles["numeric"],
-        categorical=roles["categorical"],
-        high_cardinality=roles["high_cardinality"],
-        **params,
-    )
-    return MappedModel(mapping, classifier) if mapping.fitted() else classifier
-
-
-def _roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC-AUC (ties count half); None when the rows hold one class only."""
-    if y.size == 0 or y.min() == y.max():
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score))
-
-
-def view_report(y: np.ndarray, score: np.ndarray, fractions: tuple[float, ...] = DEFAULT_FRACTIONS) -> dict[str, Any]:
-    """``ranking_report`` of some rows plus ``roc_auc`` (None with one class)."""
-    report = ranking_report(y, score, fractions=fractions)
-    report["roc_auc"] = _roc_auc(np.asarray(y), np.asarray(score, dtype=float))
-    return report
-
-
-def views_report(
-    y: np.ndarray, score: np.ndarray, unseen: np.ndarray | None, fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-) -> dict[str, dict[str, Any]]:
-    """``{"all": ..., "unseen": ...}`` (``unseen`` only when a mask is given): the same scores
-    read on every test row and on the rows whose seen-column values the training files lack."""
-    views = {"all": view_report(y, score, fractions)}
-    if unseen is not None:
-        views["unseen"] = view_report(y[unseen], score[unseen], fractions)
-    return views
-
-
-def _mean(values: list[Any]) -> Any:
-    """Leaf-wise mean of equally shaped reports (equal leaves, e.g. row counts, kept as they are)."""
-    first = values[0]
-    if isinstance(first, dict):
-        return {k: _mean([v[k] for v in values]) for k in first}
-    if all(v == first for v in values):
-        return first
-    if any(v is None for v in values):  # e.g. ROC-AUC undefined in one fit only: not averaged
-        return None
-    return float(np.mean(values))
-
-
-def _sd(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Standard deviation across seeds of the precision, recall and AUC figures of one view."""
-    out: dict[str, Any] = {}
-    for key in ("precision_at", "recall_at"):
-        out[key] = {k: float(np.std([r[key][k] for r in reports])) for k in reports[0][key]}
-    for key in ("pr_auc", "roc_auc"):
-        vals = [r[key] for r in reports]
-        out[key] = None if any(v is None for v in vals) else float(np.std(vals))
-    return out
-
-
-def evaluate(
-    mapping: Mapping,
-    train_paths: list[Path],
-    test_path: Path,
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
-    random_state: int = 0,
-    seeds: int = 1,
-) -> dict[str, Any]:
-    """Train on the training file(s), score the test file, report ranking metrics.
-
-    Returns ``ranking_report`` of all test rows plus ``roc_auc``, ``views`` (``all`` and, with
-    ``seen_columns``, ``unseen``: the test rows whose seen values occur in no training file),
-    ``train_rows``, ``train_positives``, ``seconds`` (wall time of fit and predict) and
-    ``n_iter``. With ``seeds`` > 1 the model is fitted with random states ``random_state`` ..
-    ``random_state + seeds - 1`` and every figure is the mean over the fits (each view gets an
-    ``sd`` entry): on a thousand rows one fit's precision at 5 % varies by several points."""
-    if not train_paths:
-        raise RiskpipeError("evaluate: give at least one --train file")
-    if seeds < 1:
-        raise RiskpipeError(f"evaluate: seeds must be at least 1, got {seeds}")
-    key_columns = tuple(dict.fromkeys((*mapping.seen_columns, *mapping.one_row_per)))
-    X_train, y_train, keys_train = load_labelled_keys(list(train_paths), mapping, key_columns)
-    seen_train = keys_train.select(mapping.seen_columns)
-    rows_read = int(y_train.shape[0])
-    if mapping.one_row_per:  # near-copies once; seen-ness still reads every training row
-        keep = first_rows(keys_train.select(mapping.one_row_per))
-        X_train, y_train = X_train[keep], y_train[keep]
-    if y_train.sum() == 0:
-        raise RiskpipeError(
-            f"label values {list(mapping.positive)} not found in column {mapping.label!r} of the training data"
-        )
-    if y_train.sum() == y_train.shape[0]:
-        raise RiskpipeError(f"every training row is positive: check 'positive' in {mapping.source}")
-    X_test, y_test, seen_test = load_labelled_keys([test_path], mapping)
-    unseen = unseen_rows(seen_train, seen_test) if mapping.seen_columns else None
-    runs, seconds, n_iter = [], 0.0, []
-    for seed in range(random_state, random_state + seeds):
-        model = build_model(mapping, random_state=seed)
-        t0 = time.perf_counter()
-        model.fit(X_train, y_train)
-        score = model.predict_proba(X_test)[:, 1]
-        seconds += time.perf_counter() - t0
-        runs.append(views_report(y_test, score, unseen, fractions))
-        n_iter.append(int(model.n_iter_))
-    views = {name: _mean([r[name] for r in runs]) for name in runs[0]}
-    if seeds > 1:
-        for name in views:
-            views[name]["sd"] = _sd([r[name] for r in runs])
-    if unseen is not None:
-        views["unseen"]["seen_columns"] = list(mapping.seen_columns)
-    report = {k: v for k, v in views["all"].items() if k != "sd"}
-    report.update(
-        views=views,
-        seeds=seeds,
-        train_rows=int(y_train.shape[0]),
-        train_rows_read=rows_read,
-        train_positives=int(y_train.sum()),
-        seconds=round(seconds, 2),
-        n_iter=int(round(float(np.mean(n_iter)))),
-    )
-    if not math.isfinite(report["pr_auc"]):  # pragma: no cover - defensive
-        report["pr_auc"] = 0.0
-    return report
-
-
-def contract_json(report: dict[str, Any]) -> dict[str, Any]:
-    """The ``--json`` shape: contract section 5's precision and recall at 1/2/5/10 % of all test
-    rows, widened with ``views`` (each: rows, positives, prevalence, precision and recall at
-    1/2/5/10 %, PR-AUC, ROC-AUC; ``unseen`` also names its seen columns)."""
-    keys = ("1", "2", "5", "10")
-    out: dict[str, Any] = {
-        "precision_at": {k: report["precision_at"][k] for k in keys},
-        "recall_at": {k: report["recall_at"][k] for k in keys},
-    }
-    views = report.get("views")
-    if views:
-        out["views"] = {}
-        for name, v in views.items():
-            view = {
-                "rows": v["n"],
-                "positives": v["positives"],
-                "prevalence": v["base_rate"],
-                "precision_at": {k: v["precision_at"][k] for k in keys},
-                "recall_at": {k: v["recall_at"][k] for k in keys},
-                "pr_auc": v["pr_auc"],
-                "roc_auc": v["roc_auc"],
-            }
-            if "seen_columns" in v:
-                view["seen_columns"] = v["seen_columns"]
-            if "sd" in v:
-                view["sd"] = {
-                    key: ({k: v["sd"][key][k] for k in keys} if isinstance(v["sd"][key], dict) else v["sd"][key])
-                    for key in v["sd"]
-                }
-            out["views"][name] = view
-    return out

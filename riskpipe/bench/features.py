@@ -1,6 +1,6 @@
 """Feature benchmark: time per family for one day, and a fast synthetic raw store to run it on.
 
-``python -m riskpipe.features.bench --home DIR --rows 4000000 --history-days 30`` builds (once)
+``python -m riskpipe.bench.features --home DIR --rows 4000000 --history-days 30`` builds (once)
 ``history-days`` raw days plus the day scored, then times ``build_features`` of that day. The
 synthetic rows are vectorised numpy/Polars (no Python loop per row) from a bounded population,
 so parties repeat across days as in real traffic; they are not the synthetic world of
@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.features import build_features, history
+from riskpipe.features.build import build_features_staged
 from riskpipe.store import Layout, write_parquet_atomic
 
 _DESCRIPTIONS = [
@@ -180,19 +182,14 @@ def bench_features(layout: Layout, day: date, labels: pl.DataFrame | None = None
     """Timings (seconds) of ``build_features(layout, day)`` per stage and family; history of
     earlier days is brought up to date first and timed on its own (``history_catch_up_s``, a
     one-off cost: nightly runs add one day)."""
-    from riskpipe.features import history
-    from riskpipe.features.build import _build
-
     t = time.perf_counter()
     history.ensure_history(layout, day)
     catch_up = time.perf_counter() - t
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    frame = _build(layout, day, labels, timings)
+    frame = build_features_staged(layout, day, labels, timings)
     staged = time.perf_counter() - t
     t = time.perf_counter()
-    from riskpipe.features import build_features
-
     cpu = time.process_time()
     again = build_features(layout, day, labels)
     total = time.perf_counter() - t

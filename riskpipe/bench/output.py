@@ -1,0 +1,114 @@
+"""What ``riskpipe bench`` prints and writes: the stage table (and the scaling table), the plain
+summary lines under it, and the results file."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import JustifyMethod
+
+from riskpipe.bench.core import WEB_STAGES
+
+
+def _fmt_target(r: dict) -> str:
+    parts = []
+    if r.get("target_s") is not None:
+        if r["stage"] in WEB_STAGES:
+            parts.append(f"<={r['target_s'] * 1000:.0f} ms")
+        else:
+            parts.append(f"<={r['target_s']:g} s")
+    if r.get("target_mb") is not None:
+        parts.append(f"<={r['target_mb'] / 1024:g} GB")
+    return ", ".join(parts)
+
+
+def render_table(result: dict):
+    """A rich table of the stages (and a second one for scaling when present)."""
+    from rich.table import Table
+
+    cfg = result["config"]
+    t = Table(
+        min_width=80,
+        title=f"riskpipe bench: {cfg['rows']:,} rows, {cfg['history_days']} days of history, median of {cfg['repeat']}",
+    )
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("stage", "left"),
+        ("rows", "right"),
+        ("seconds", "right"),
+        ("rows/s", "right"),
+        ("peak MB", "right"),
+        ("target", "left"),
+        ("pass", "center"),
+    )
+    for col, just in columns:
+        t.add_column(col, justify=just, no_wrap=True)
+    for r in result["stages"]:
+        if "seconds" not in r:
+            t.add_row(r["stage"], "", "", "", "", _fmt_target(r), "[red]error[/red]")
+            continue
+        secs = f"{r['seconds'] * 1000:.0f} ms" if r["stage"] in WEB_STAGES else f"{r['seconds']:.2f}"
+        verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[r["passed"]]
+        if r["passed"] is None and _fmt_target(r):
+            verdict = "n/a"  # targets are for 4 M rows
+        t.add_row(
+            r["stage"],
+            f"{r['rows']:,}",
+            secs,
+            f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "",
+            f"{r['peak_mb']:,.0f}",
+            _fmt_target(r),
+            verdict,
+        )
+    tables = [t]
+    if result.get("scaling"):
+        s = Table(title="features scaling (history days at the same size as the day)")
+        for col in ("rows", "seconds", "us/row", "peak MB"):
+            s.add_column(col, justify="right")
+        for r in result["scaling"]:
+            if "seconds" in r:
+                s.add_row(f"{r['rows']:,}", f"{r['seconds']:.2f}", f"{r['us_per_row']:.2f}", f"{r['peak_mb']:,.0f}")
+            else:
+                s.add_row(r["stage"], "error", "", "")
+        tables.append(s)
+    return tables
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Plain lines printed under the table: ratio, Prefect overhead, load, errors, method."""
+    lines = []
+    for name, ratio in result["ratio_nightly_floor"].items():
+        lines.append(f"nightly / {name}: {ratio}x")
+    for r in result["stages"]:
+        if r.get("prefect_overhead_s") is not None:
+            lines.append(f"Prefect overhead (flow minus library steps): {r['prefect_overhead_s']:.1f} s")
+        if r["stage"] == "nightly" and r.get("detail"):
+            lines.append("nightly steps (s): " + ", ".join(f"{k} {v}" for k, v in r["detail"]["steps_s"].items()))
+            if r["detail"].get("peak_mb_after"):
+                lines.append(
+                    "nightly peak MB after each step: "
+                    + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items())
+                )
+        if r["stage"] in WEB_STAGES and r.get("detail"):
+            from riskpipe.bench.web import web_summary_line  # the workbench's imports: slow, web rows only
+
+            lines.append(web_summary_line(r["stage"], r["detail"]))
+        if r.get("error"):
+            lines.append(f"{r['stage']}: error: {r['error']}" + (f" (log {r['log']})" if r.get("log") else ""))
+    m = result["machine"]
+    lines.append(
+        f"load average before/after: {m['load_avg_before'][0]} / {m['load_avg_after'][0]} "
+        f"on {m['cpus']} cores; total {m['total_s']} s"
+    )
+    lines.append("world: " + result["world"])
+    lines.append("method: " + result["method"])
+    return lines
+
+
+def write_results(result: dict, directory: Path) -> Path:
+    """``bench-results/<timestamp>.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    return path

@@ -1,0 +1,241 @@
+"""Running the pipeline: ``retrain``, ``nightly``, the workbench (``serve``) and the scheduler (``schedule``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from riskpipe.cli.base import (
+    TaskRunner,
+    _checked_settings,
+    _run_with_steps,
+    console,
+    err_console,
+    parse_day,
+    settings,
+    state,
+)
+from riskpipe.cli.show import _print_model_warnings, _print_night
+from riskpipe.errors import RiskpipeError
+
+
+def retrain(
+    until: Annotated[str | None, typer.Option(help="Train on labelled days up to DATE.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote the challenger even without the evidence "
+            "(too few labelled positives, an interval that does not clear the margin), "
+            "recorded as forced-promote with who and the evidence in decisions.jsonl; "
+            "also when champion.json exists but its model cannot be used (unreadable, "
+            "missing, unsigned, tampered, other features).",
+        ),
+    ] = False,
+) -> None:
+    """Train a challenger, evaluate it against the champion on later labelled days, and promote
+    it only if it is better (a first model is always promoted; a champion that cannot be used is
+    refused unless --force)."""
+    from rich.table import Table
+
+    from riskpipe import preflight
+    from riskpipe.model import bias_table
+    from riskpipe.registry import retrain as run_retrain
+    from riskpipe.store import Layout
+
+    until_day = parse_day(until, "--until")
+    _checked_settings(lambda s: preflight.check_retrain(Layout(s.home), s, until_day, force))
+    s = settings()
+    decision, _ = _run_with_steps(lambda: run_retrain(Layout(s.home), s, until_day, force=force))
+    view = decision.report.get("preferred_view", "labelled")
+    # one column per scorer, one row per metric: fits a terminal however many scorers
+    table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
+    table.add_column("metric")
+    scorers = decision.table["model"].to_list()
+    for name in scorers:
+        table.add_column(name, justify="right")
+    for col in decision.table.columns[1:]:
+        label = col.replace("_at_", " @ ").replace("pct", " %").replace("capacity", "capacity")
+        table.add_row(label, *[f"{v:.3f}" for v in decision.table[col].to_list()])
+    console.print(table)
+    bias = Table(title="How biased the labelled view is (model)")
+    for head in ("view", "rows", "positives", "hit rate", "P@cap", "R@cap"):
+        bias.add_column(head, justify="right")
+    for row in bias_table(decision.report).iter_rows(named=True):
+        bias.add_row(
+            row["view"],
+            str(row["rows"]),
+            str(row["positives"]),
+            f"{row['hit_rate']:.4f}",
+            f"{row['precision_at_capacity']:.3f}",
+            f"{row['recall_at_capacity']:.3f}",
+        )
+    console.print(bias)
+    verdict = "promoted" if decision.promoted else "not promoted"
+    from riskpipe.promotion import summary
+
+    evidence = summary({"evidence": decision.evidence})
+    console.print(
+        f"challenger {decision.challenger_version}: {verdict}: {decision.reason}"
+        + (f"; {evidence}" if evidence else ""),
+        highlight=False,
+    )
+    _print_model_warnings(Path(s.models_dir), decision.challenger_version)
+
+
+def nightly(
+    date_: Annotated[str, typer.Option("--date", help="Arrival date to score, YYYY-MM-DD.")],
+    capacity: Annotated[int | None, typer.Option(help="Override the total exam budget.", min=1)] = None,
+    skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
+    task_runner: Annotated[
+        TaskRunner, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")
+    ] = TaskRunner.LOCAL,
+    dask_address: Annotated[
+        str | None,
+        typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster)."),
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
+    allow_rules_only: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rules-only",
+            help="Exit 0 even when no usable champion model ranked the night (the rules alone did; it still warns).",
+        ),
+    ] = False,
+) -> None:
+    """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
+
+    Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
+    With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same.
+    Without a usable champion model the night is refused before it starts unless
+    --allow-rules-only; should the champion break during the run, the rules alone rank the night,
+    which is published with a warning and a report banner, and the exit status is 1.
+
+    Checked before Prefect starts (one line, well under a second): the home exists, the day is
+    ingested or new files wait in the landing folder, the champion is usable. A row per step
+    shows progress; a failed night prints one line naming the step (--debug: Prefect's log and
+    traceback)."""
+    from riskpipe import preflight
+    from riskpipe.store import Layout
+
+    day = parse_day(date_, "--date")
+    if task_runner not in ("local", "dask"):
+        raise RiskpipeError(f"--task-runner: {task_runner!r} is not one of local, dask")
+    if dask_address and task_runner != "dask":
+        raise RiskpipeError("--dask-address needs --task-runner dask")
+    cfg = _checked_settings(
+        lambda s: preflight.check_nightly(
+            Layout(s.home), s, day, ingest=not skip_ingest, allow_rules_only=allow_rules_only
+        )
+    )
+    from riskpipe.prefect_env import console_level
+
+    console_level(state.debug)  # before Prefect is imported: its console log off unless --debug
+    settings()
+    from flows.nightly import with_task_runner
+    from riskpipe.nightly import RulesOnlyNight
+
+    n_shards = shards or (4 if task_runner == "dask" else 1)
+    run = with_task_runner(task_runner, dask_address, timeout_seconds=cfg.nightly_timeout_seconds)
+    result, failed = _run_with_steps(
+        lambda: run(
+            str(state.home),
+            day.isoformat(),
+            capacity=capacity,
+            ingest=not skip_ingest,
+            show_progress=False,
+            shards=n_shards,
+            allow_rules_only=allow_rules_only,
+        ),
+        catch=RulesOnlyNight,
+    )
+    if result is not None:
+        _print_night(state.home, day, result)
+    problem = ((result or {}).get("summary") or {}).get("champion_problem")
+    if failed or problem:
+        err_console.print(
+            f"[yellow]warning:[/yellow] rules-only night {day}: no usable champion model ranked it: "
+            f"{problem or 'see the report'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
+        raise RiskpipeError(f"nightly {day}: published a rules-only night; pass --allow-rules-only to accept one")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """The analyst workbench (web) on loopback."""
+    import logging
+
+    import uvicorn
+
+    from riskpipe.users import UserStore
+    from riskpipe.web import create_app
+
+    cfg = settings()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]warning:[/yellow] listening on {host}: the workbench is reachable from other machines"
+        )
+    web_app = create_app(cfg)
+    if not UserStore(cfg.db_url).list():
+        err_console.print("no users yet: add one with `riskpipe users add NAME --role supervisor`")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    console.print(f"workbench on http://{host}:{port}/ (Ctrl-C to stop)")
+    # access_log off: uvicorn's access lines carry client addresses and full query strings;
+    # riskpipe.web logs method, route template, status and time instead.
+    uvicorn.run(web_app, host=host, port=port, access_log=False, log_level="warning")
+
+
+def schedule(
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the local Prefect server and its UI (when PREFECT_API_URL is unset; 0: any free port).",
+            min=0,
+            max=65535,
+        ),
+    ] = 4200,
+) -> None:
+    """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
+    nightly_cron, retrain_cron, timezone, notify_url, *_timeout_seconds). Uses the Prefect
+    server at $PREFECT_API_URL, or starts one on 127.0.0.1:PORT with its database under the data
+    home; its UI (runs, logs, artifacts) is at http://127.0.0.1:PORT. Ctrl-C stops serving."""
+    from riskpipe.preflight import check_home
+
+    check_home(state.home)
+    cfg = settings()
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.deploy import start_local_server
+
+        console.print(f"starting a local Prefect server on 127.0.0.1:{port or 'any port'} (about 10 s)...")
+        server, api_url = start_local_server((state.home / ".prefect").resolve(), port=port or None)
+        os.environ["PREFECT_API_URL"] = api_url  # for the flow-run subprocesses
+    else:
+        api_url = os.environ["PREFECT_API_URL"]
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows import deploy
+
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            console.print(
+                f"serving nightly ({cfg.nightly_cron}) and retrain ({cfg.retrain_cron}), time zone "
+                f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)",
+                highlight=False,
+            )
+            deploy.serve(state.home, cfg)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - a server that will not stop is killed
+                server.kill()

@@ -1,0 +1,216 @@
+"""Studies and measurements: ``evaluate`` (a foreign dataset), ``indicators``, ``adaptation``, ``bench``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from riskpipe.cli.base import console, err_console, require_home, settings, state
+
+
+def evaluate(
+    mapping: Annotated[Path, typer.Option(help="TOML column mapping of the foreign dataset.")],
+    train: Annotated[list[Path], typer.Option(help="Training file(s) (repeat the option).")],
+    test: Annotated[Path, typer.Option(help="Test file.")],
+    seeds: Annotated[
+        int, typer.Option(help="Fit this many times (random states 0..N-1) and report the mean.", min=1)
+    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Train the model machinery on a foreign labelled dataset and report precision and recall
+    at 1, 2, 5 and 10 % of the test rows: of all rows and, when the mapping names
+    [evaluation] seen_columns, of the rows whose values there occur in no training file."""
+    import json
+
+    from rich.table import Table
+
+    from riskpipe.external import contract_json, load_mapping
+    from riskpipe.external import evaluate as run_evaluation
+
+    spec = load_mapping(mapping)
+    if as_json:
+        report = run_evaluation(spec, list(train), test, seeds=seeds)
+        sys.stdout.write(json.dumps(contract_json(report)) + "\n")
+        return
+    with console.status("training and scoring ..."):
+        report = run_evaluation(spec, list(train), test, seeds=seeds)
+
+    def fig(view: dict, key: str, pct: str | None = None) -> str:
+        value = view[key] if pct is None else view[key][pct]
+        if value is None:
+            return "n/a"
+        sd = view.get("sd", {}).get(key)
+        sd = sd if pct is None or sd is None else sd[pct]
+        return f"{value:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    for name, view in report["views"].items():
+        what = (
+            f"all rows of {test.name}"
+            if name == "all"
+            else f"unseen rows ({', '.join(view['seen_columns'])} not in the training files)"
+        )
+        console.print(
+            f"{what}: {view['n']:,} rows, {view['positives']:,} positive (prevalence {view['base_rate']:.3f})",
+            highlight=False,
+        )
+        table = Table()
+        for column in ("top", "rows", "precision", "recall", "lift"):
+            table.add_column(column, justify="right")
+        for key, k in view["k_at"].items():
+            table.add_row(
+                f"{key} %",
+                f"{k:,}",
+                fig(view, "precision_at", key),
+                fig(view, "recall_at", key),
+                f"{view['lift_at'][key]:.2f}",
+            )
+        console.print(table)
+        console.print(f"{name}: PR-AUC {fig(view, 'pr_auc')}, ROC-AUC {fig(view, 'roc_auc')}", highlight=False)
+    fits = f"mean of {seeds} fits, " if seeds > 1 else ""
+    console.print(
+        f"trained on {report['train_rows']:,} rows ({report['train_positives']:,} positive), {fits}"
+        f"{report['n_iter']} boosting iterations, fit + score {report['seconds']:.1f} s",
+        highlight=False,
+    )
+
+
+def indicators(
+    days: Annotated[int, typer.Option(help="The last N days that have ground truth.")] = 7,
+    out: Annotated[Path | None, typer.Option(help="Also write the table as Markdown to this file.")] = None,
+) -> None:
+    """For each indicator family, how often it fires on fentanyl-related shipments vs the others
+    (a synthetic world's home only: needs its ground truth in truth/)."""
+    from riskpipe.features.evaluate import indicator_table, table_markdown, truth_days
+    from riskpipe.labels import LabelStore
+    from riskpipe.store import Layout
+
+    cfg = settings()
+    layout = Layout(state.home)
+    chosen = truth_days(layout)[-days:] if days > 0 else []
+    labels = LabelStore(cfg.db_url).current()  # exam outcomes known so far (prior-exam features)
+    text = table_markdown(indicator_table(layout, chosen, labels), chosen)
+    console.print(text, highlight=False, markup=False)
+    if out is not None:
+        from riskpipe.store import write_text_atomic
+
+        write_text_atomic(text, out)
+        console.print(f"written to {out}")
+
+
+def adaptation(
+    warmup_days: Annotated[
+        int, typer.Option("--warmup-days", help="Days of the world's own outcomes to train the first model.")
+    ] = 14,
+    retrain_every: Annotated[
+        int, typer.Option("--retrain-every", help="Days between retrains of the weekly policy.")
+    ] = 7,
+    capacity: Annotated[int | None, typer.Option(help="Exams a day (default: the port table).", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the weekly table as CSV.")] = None,
+) -> None:
+    """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
+    list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
+    exploration. Shows how the smugglers' adaptation erodes a static model."""
+    import polars as pl
+    from rich.table import Table
+
+    from riskpipe.labels import LabelStore
+    from riskpipe.model import adaptation_study, adaptation_summary
+    from riskpipe.store import Layout
+
+    cfg = settings()
+    study = adaptation_study(
+        Layout(state.home),
+        cfg,
+        LabelStore(cfg.db_url).current(),
+        warmup_days=warmup_days,
+        retrain_every=retrain_every,
+        capacity=capacity,
+    )
+    summary = adaptation_summary(study, weeks=7)
+    one = study.filter(
+        (pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0])
+    )
+    shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
+    prevalence = positives / shipments if shipments else 0.0
+    per_day = float(one["selected"].sum()) / days if days else 0.0
+    multiple = per_day / (prevalence * shipments / days) if positives else float("nan")
+    console.print(
+        f"ground truth view: {days} simulated days, {shipments:,} shipments, {positives} positives, prevalence "
+        f"{prevalence:.4f}; capacity {per_day:.0f} exams a day = {multiple:.1f}x the prevalence",
+        highlight=False,
+    )
+    table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
+    for col in ("policy", "exploration", "week", "found", "positives", "recall", "selected", "precision"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in summary.iter_rows(named=True):
+        table.add_row(
+            r["policy"],
+            f"{r['exploration_share']:.0%}",
+            str(r["week"]),
+            str(r["found"]),
+            str(r["positives"]),
+            f"{r['recall_at_capacity']:.3f}",
+            str(r["selected"]),
+            f"{r['found'] / r['selected']:.3f}" if r["selected"] else "",
+        )
+    console.print(table)
+    if out is not None:
+        summary.write_csv(out)
+        console.print(f"written to {out}")
+
+
+def bench(
+    rows: Annotated[int, typer.Option(help="Shipments in the day benchmarked (targets are for 4 M).")] = 4_000_000,
+    history_days: Annotated[int, typer.Option(help="Days of history before it, at the same size.")] = 30,
+    repeat: Annotated[int, typer.Option(help="Runs per stage; the median is shown.")] = 1,
+    stages: Annotated[
+        str,
+        typer.Option(
+            help="all, or a comma list of: generate, ingest, features, score, rank (= publish), "
+            "nightly, floor, prefect, web."
+        ),
+    ] = "all",
+    workdir: Annotated[
+        Path | None, typer.Option(help="Cache of the benchmark worlds (default <home>/.bench).", show_default=False)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 7,
+    scaling: Annotated[bool, typer.Option("--scaling", help="Also features at 1 M, 2 M and 4 M rows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    results_dir: Annotated[Path, typer.Option(help="Where the results file is written.")] = Path("bench-results"),
+) -> None:
+    """The performance benchmark: per stage wall time, rows/s and peak memory, and the floor."""
+    import json
+
+    from riskpipe.bench import parse_stages, render_table, run_bench, summary_lines, write_results
+
+    chosen = parse_stages(stages)
+    if workdir is None:
+        require_home()
+    say = (
+        (lambda m: err_console.print(m, highlight=False)) if as_json else (lambda m: console.print(m, highlight=False))
+    )
+    result = run_bench(
+        workdir or state.home / ".bench",
+        rows=rows,
+        history_days=history_days,
+        repeat=repeat,
+        stages=chosen,
+        seed=seed,
+        scaling=scaling,
+        log=say,
+    )
+    result["command"] = "riskpipe " + " ".join(sys.argv[1:])
+    path = write_results(result, results_dir)
+    if as_json:
+        print(json.dumps(result, indent=1, default=str))
+        return
+    wide = console if console.is_terminal else Console(width=120)  # a log file must not truncate it
+    for table in render_table(result):
+        wide.print(table)
+    for line in summary_lines(result):
+        console.print(line, highlight=False)
+    console.print(f"results written to {path}")
