@@ -1,4 +1,5 @@
-"""Deployments: the nightly flow on a cron, retraining weekly, served by ``riskpipe schedule``.
+"""Deployments: the nightly flow on a cron, retraining weekly, and the landing folder ingested as
+files arrive (``ingest-landed`` on an interval: :mod:`riskpipe.watch`), served by ``riskpipe schedule``.
 
 Cron schedules only fire with a real Prefect server (an ephemeral API has no scheduler), so
 :func:`start_local_server` starts ``prefect server start`` on loopback, UI included, when the user
@@ -18,8 +19,9 @@ import time
 from pathlib import Path
 
 from prefect.deployments.runner import EntrypointType
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 
+from flows.ingest import landed_flow
 from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from riskpipe.config import Settings
@@ -27,12 +29,18 @@ from riskpipe.errors import RiskpipeError
 
 NIGHTLY_DEPLOYMENT = "riskpipe-nightly"
 RETRAIN_DEPLOYMENT = "riskpipe-retrain"
+LANDED_DEPLOYMENT = "riskpipe-ingest-landed"
+#: seconds between runs of the landed-files deployment (each run is one look at the landing folder;
+#: a Prefect flow run costs a few seconds, so ``riskpipe watch`` polls more often on one machine)
+LANDED_INTERVAL_S = 60
 
 
 def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
     """(flow, deployment options) of the nightly run (date resolved at run time: today in
     ``settings.timezone``) and the weekly retraining, both on their crons in
-    ``settings.timezone``, the flows with the home's timeouts."""
+    ``settings.timezone``, the flows with the home's timeouts; and the landing folder's new files
+    ingested (and their days scored provisionally) every ``LANDED_INTERVAL_S`` seconds, one run
+    at a time (a run still going when the next is due makes it wait)."""
     home_str = str(Path(home).resolve())
     nightly = nightly_flow.with_options(timeout_seconds=settings.nightly_timeout_seconds)
     retrain = retrain_flow.with_options(timeout_seconds=settings.retrain_timeout_seconds)
@@ -55,6 +63,18 @@ def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
                 "schedule": Cron(settings.retrain_cron, timezone=settings.timezone),
                 "parameters": {"home": home_str},
                 "description": "Import outcomes, train a challenger, promote it only if better.",
+                "tags": ["riskpipe"],
+                "entrypoint_type": EntrypointType.MODULE_PATH,
+            },
+        ),
+        (
+            landed_flow.with_options(timeout_seconds=settings.io_timeout_seconds),
+            {
+                "name": LANDED_DEPLOYMENT,
+                "schedule": Interval(LANDED_INTERVAL_S, timezone=settings.timezone),
+                "parameters": {"home": home_str},
+                "concurrency_limit": 1,
+                "description": "Ingest the landing folder's new files; score their days provisionally.",
                 "tags": ["riskpipe"],
                 "entrypoint_type": EntrypointType.MODULE_PATH,
             },

@@ -8,10 +8,12 @@ from prefect import flow, get_run_logger, task
 from prefect.tasks import exponential_backoff
 
 from flows.hooks import ingest_run_name
+from flows.settings import home_settings
 from riskpipe import runsteps
 from riskpipe.config import Settings
 from riskpipe.progress import progress_bar
 from riskpipe.store import Layout
+from riskpipe.watch import SETTLE_S, Watcher
 
 #: I/O tasks and the ingest flow fail after this long unless the caller sets another timeout
 IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
@@ -54,6 +56,29 @@ def ingest_flow(
         counts.get("rows_quarantined"),
     )
     return counts
+
+
+@flow(name="ingest-landed", timeout_seconds=IO_TIMEOUT_S)
+def landed_flow(home: str, settle_seconds: float = SETTLE_S, provisional: bool = True) -> dict:
+    """One look at the landing folder (:mod:`riskpipe.watch`): ingest the files that are ready,
+    score their days provisionally; skipped when another ingest is running. A deployment runs
+    it on an interval (``flows.deploy``); what earlier runs handled is in ``ingest/watch.json``."""
+    watcher = Watcher(Layout(Path(home)), home_settings(home), settle_s=settle_seconds, provisional=provisional)
+    out = watcher.poll().as_dict()
+    logger = get_run_logger()
+    if out["busy"]:
+        logger.info("ingest-landed: another ingest is running; skipped")
+    if out["ingest"]:
+        logger.info(
+            "ingest-landed: %s files ingested, %s rows ingested, %s quarantined; provisional days %s",
+            out["ingest"].get("files_ingested"),
+            out["ingest"].get("rows_ingested"),
+            out["ingest"].get("rows_quarantined"),
+            [p["day"] for p in out["provisional"]],
+        )
+    for error in out["errors"]:
+        logger.warning("ingest-landed: %s", error)
+    return out
 
 
 if __name__ == "__main__":

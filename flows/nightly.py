@@ -28,8 +28,8 @@ from prefect.tasks import exponential_backoff
 from flows.hooks import nightly_run_name, notify_failure
 from flows.ingest import ingest_files
 from flows.settings import home_settings
+from riskpipe import lookup, publish, runsteps
 from riskpipe import nightly as steps
-from riskpipe import publish, runsteps
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout
@@ -123,6 +123,7 @@ def rank(
 def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, str]:
     layout, _ = _ctx(home)
     final = publish.commit(layout, publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
+    lookup.prepare_day(layout, date.fromisoformat(day))  # the shipment page's per-day look-up files
     return {k: str(v) for k, v in final.items()}
 
 

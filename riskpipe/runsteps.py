@@ -1,7 +1,7 @@
 """Step boundaries of a run (a night, a retraining), for whoever watches: the CLI draws a
 progress row per step from them, the failure hook names the failing step.
 
-The flows (and :func:`riskpipe.registry.retrain`) call :func:`run_step` around each step, or
+The flows (and :func:`riskpipe.retrain.retrain`) call :func:`run_step` around each step, or
 :class:`Steps` for straight-line code; listeners registered with :func:`watching` receive a
 :class:`StepEvent` when a step starts, reports progress and ends. Events are process-local and
 in memory: a run in another process (a scheduled run) has no listener and pays nothing. No

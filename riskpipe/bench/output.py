@@ -90,6 +90,10 @@ def summary_lines(result: dict) -> list[str]:
                     "nightly peak MB after each step: "
                     + ", ".join(f"{k} {v:,}" for k, v in r["detail"]["peak_mb_after"].items())
                 )
+        if r["stage"] in WEB_STAGES and r.get("detail"):
+            from riskpipe.bench.web import web_summary_line  # the workbench's imports: slow, web rows only
+
+            lines.append(web_summary_line(r["stage"], r["detail"]))
         if r.get("error"):
             lines.append(f"{r['stage']}: error: {r['error']}" + (f" (log {r['log']})" if r.get("log") else ""))
     m = result["machine"]

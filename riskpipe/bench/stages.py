@@ -230,7 +230,7 @@ def do_floor_landing(files: list[str], out: str) -> dict:
 
 def do_web(home: str, users: int, page: str = "list") -> dict:
     """List-page (or shipment-page) latency with concurrent users on the published day."""
-    from riskpipe.web.bench import bench_list, bench_shipment
+    from riskpipe.bench.web import bench_list, bench_shipment
 
     res = (bench_shipment if page == "shipment" else bench_list)(Path(home), users=users)
     return {"seconds": res["p95_ms"] / 1000.0, "rows": res["requests"], "detail": res}

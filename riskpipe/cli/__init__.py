@@ -16,6 +16,7 @@ for _command in (
     world.demo,
     world.generate,
     data.ingest,
+    data.watch,
     run.retrain,
     run.nightly,
     run.serve,

@@ -110,3 +110,67 @@ def labels_import(
     console.print(table)
     for reason, n in sorted(summary.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         console.print(f"  quarantined {reason}: {n:,}")
+
+
+def watch(
+    interval: Annotated[
+        float,
+        typer.Option(help="Seconds between looks at the landing folder (a landed file is scored within a minute)."),
+    ] = 15.0,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file's size and time must stay unchanged before it is read.")
+    ] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="Look once, then exit.")] = False,
+    provisional: Annotated[
+        bool, typer.Option(help="Score the days of ingested files provisionally (replaced by their night).")
+    ] = True,
+) -> None:
+    """Ingest landing files as they arrive (as `ingest` does) and score their day provisionally; Ctrl-C stops."""
+    import threading
+
+    from rich.markup import escape
+
+    from riskpipe.store import Layout
+    from riskpipe.watch import PollResult, stop_on_signals
+    from riskpipe.watch import watch as watch_landing
+
+    cfg = settings()
+    layout = Layout(cfg.home)
+
+    def report(result: PollResult) -> None:
+        if result.busy:
+            console.print("another ingest is running: this look is skipped")
+        if result.ingest is not None:
+            c = result.ingest
+            console.print(
+                f"ingest {c['run_id']}: {c['files_ingested']} files ingested, {c['files_skipped']} skipped, "
+                f"{c['files_quarantined']} quarantined; {c['rows_ingested']:,} rows, "
+                f"{c['rows_quarantined']:,} quarantined rows"
+            )
+        for r in result.provisional:
+            console.print(
+                f"provisional scores {r.day}: {r.rows:,} shipments, model {r.model_version}, {r.seconds:.1f} s"
+            )
+        if result.latency_s:
+            console.print(f"landing to provisional score: {max(result.latency_s.values()):.1f} s (slowest file)")
+        for day in result.replaced:
+            console.print(f"provisional scores {day}: replaced by the night's")
+        for error in result.errors:
+            console.print(f"[red]{escape(error)}[/red]")
+
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        if not once:
+            console.print(f"watching {layout.landing} every {interval:g} s (Ctrl-C stops)")
+        watch_landing(
+            layout,
+            cfg,
+            interval_s=interval,
+            settle_s=settle,
+            once=once,
+            provisional=provisional,
+            stop=stop,
+            report=report,
+        )
+    if not once:
+        console.print("stopped")

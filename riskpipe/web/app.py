@@ -31,7 +31,8 @@ from riskpipe.config import Settings
 from riskpipe.labels import LabelStore
 from riskpipe.names import ReferenceNames
 from riskpipe.users import LoginLimits, LoginThrottle, UserStore
-from riskpipe.web.data import SingleFlightLRU, WorkbenchData
+from riskpipe.web.data import WorkbenchData
+from riskpipe.web.days import SingleFlightLRU
 from riskpipe.web.routes import audit, cases, health, listing, login, rules, search, shipment, users
 from riskpipe.web.routes.deps import NotAuthenticated, render
 from riskpipe.web.security import load_or_create_secret

@@ -100,10 +100,11 @@ def test_scheduled_flows_and_io_tasks_take_their_timeouts_from_the_home(home_cop
     settings = load_settings(
         home_copy, {"nightly_timeout_seconds": 1800, "retrain_timeout_seconds": 5400, "io_timeout_seconds": 600}
     )
-    (nightly, n_opts), (retrain, r_opts) = deployment_specs(home_copy, settings)
+    (nightly, n_opts), (retrain, r_opts), (landed, l_opts) = deployment_specs(home_copy, settings)
     assert (nightly.name, nightly.timeout_seconds, n_opts["name"]) == ("nightly", 1800, "riskpipe-nightly")
     assert (retrain.name, retrain.timeout_seconds, r_opts["name"]) == ("retrain", 5400, "riskpipe-retrain")
     assert nightly.on_failure_hooks == nightly.on_crashed_hooks != []  # kept by with_options
+    assert (landed.name, landed.timeout_seconds, l_opts["name"]) == ("ingest-landed", 600, "riskpipe-ingest-landed")
     for t in (ingest_files, stage, publish_outputs, import_outcomes):
         assert t.timeout_seconds == 3600  # the default
         assert io_task(t, settings).timeout_seconds == 600

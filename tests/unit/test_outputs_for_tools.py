@@ -119,7 +119,8 @@ def test_targets_csv_joins_reasons_with_the_one_separator(home: Path) -> None:
 
 
 def test_workbench_export_uses_the_same_separator(home: Path) -> None:
-    from riskpipe.web.data import ListQuery, WorkbenchData
+    from riskpipe.web.data import WorkbenchData
+    from riskpipe.web.lists import ListQuery
 
     data = WorkbenchData(load_settings(home))
     for view in ("targets", "all"):

@@ -128,7 +128,8 @@ def test_workbench_never_shows_a_mixture_after_a_kill_between_journal_and_swaps(
     """Killed right after the journal (call 2: before any swap) and after the first swap (call 4):
     the workbench shows the new night complete, not old targets with missing scores."""
     from riskpipe.config import Settings
-    from riskpipe.web.data import ListQuery, WorkbenchData
+    from riskpipe.web.data import WorkbenchData
+    from riskpipe.web.lists import ListQuery
 
     for kill_at in (2, 4):
         layout = Layout(tmp_path / f"k{kill_at}")

@@ -8,8 +8,10 @@ import polars as pl
 
 from riskpipe.config import Settings
 from riskpipe.store import Layout, write_parquet_atomic
-from riskpipe.web import data as data_mod
-from riskpipe.web.data import ROW, SingleFlightLRU, WorkbenchData, first_in_order
+from riskpipe.web import days as days_mod
+from riskpipe.web.data import WorkbenchData
+from riskpipe.web.days import SingleFlightLRU
+from riskpipe.web.lists import ROW, first_in_order
 
 
 def test_concurrent_misses_compute_once_and_share_the_value():
@@ -75,7 +77,7 @@ def test_first_in_order_with_too_many_ties_falls_back_exactly():
 
 
 def test_published_days_listing_is_reused_until_a_day_is_added(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "DAYS_SETTLE_NS", 0)  # no coarse-clock grace in the test
+    monkeypatch.setattr(days_mod, "DAYS_SETTLE_NS", 0)  # no coarse-clock grace in the test
     home = tmp_path / "home"
     settings = Settings(home=home)
     data = WorkbenchData(settings, reason_texts={})

@@ -7,7 +7,7 @@ from polars.testing import assert_frame_equal
 
 from riskpipe import schema as S
 from riskpipe.names import ReferenceNames
-from riskpipe.web.data import PCT_BELOW, WHY_KIND, WHY_TEXT, explain_selection
+from riskpipe.web.explain import PCT_BELOW, WHY_KIND, WHY_TEXT, explain_selection
 
 
 def test_explain_selection_risk_below_cut_exploration_network() -> None:

@@ -13,7 +13,8 @@ from riskpipe import schema as S
 from riskpipe.labels import LabelStore
 from riskpipe.search import index_path
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic
-from riskpipe.web.data import HISTORY_COLUMNS, HISTORY_WINDOW_DAYS, LINK_WORDS, WorkbenchData
+from riskpipe.web.data import WorkbenchData
+from riskpipe.web.shipment import HISTORY_COLUMNS, HISTORY_WINDOW_DAYS, LINK_WORDS
 
 from .conftest import DAY, PREV, build_home, raw_rows
 

@@ -12,7 +12,9 @@ from markupsafe import Markup
 from riskpipe import charts
 from riskpipe.drift import psi_from_counts
 from riskpipe.names import ReferenceNames
-from riskpipe.web.data import SingleFlightLRU, WorkbenchData, hit_rates, weekly_hit_rates
+from riskpipe.web.data import WorkbenchData
+from riskpipe.web.days import SingleFlightLRU
+from riskpipe.web.health import hit_rates, weekly_hit_rates
 from riskpipe.web.routes.deps import current_user, render
 
 router = APIRouter(dependencies=[Depends(current_user)])

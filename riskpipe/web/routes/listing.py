@@ -14,7 +14,9 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from riskpipe import schema as S
-from riskpipe.web.data import PAGE_SIZES, SORTABLE, ListQuery, SingleFlightLRU, WorkbenchData
+from riskpipe.web.data import WorkbenchData
+from riskpipe.web.days import SingleFlightLRU
+from riskpipe.web.lists import PAGE_SIZES, SORTABLE, ListQuery
 from riskpipe.web.routes.deps import current_user, render
 
 router = APIRouter(dependencies=[Depends(current_user)])

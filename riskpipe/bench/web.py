@@ -1,0 +1,223 @@
+"""Workbench benchmark: p50/p95 latency of the list page and of the shipment page with
+concurrent analysts on a published day.
+
+Used by ``riskpipe bench``. Starts the workbench in this process on a free loopback port
+(uvicorn in a thread), builds the day's look-up files as the nightly flow does after publication
+(timed apart), logs a bench user in and times one first (cold) request; then a load generator in
+ANOTHER process (``python -m riskpipe.bench.web``: its clients' CPU is not the server's) runs
+``users`` concurrent clients, at most one request in flight each, over ``requests`` requests to
+127.0.0.1 only: list pages (a mix of first pages, deeper pages, filters and sorts of the
+all-scored view, the view that holds every shipment of the day) or shipment pages (listed targets
+mostly, any scored shipment sometimes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import httpx
+import polars as pl
+import uvicorn
+
+from riskpipe import schema as S
+from riskpipe.config import load_settings
+from riskpipe.lookup import prepare_day
+from riskpipe.store import Layout
+from riskpipe.users import UserStore
+from riskpipe.web import create_app
+from riskpipe.web.data import WorkbenchData
+
+LOOPBACK = "127.0.0.1"
+
+
+def web_summary_line(stage: str, detail: dict) -> str:
+    """The line ``riskpipe bench`` prints under its table for a page: p50 and p95 and how measured."""
+    page = stage.removeprefix("web ").removesuffix(" p95")
+    return (
+        f"web {page} page: p50 {detail['p50_ms']:,.0f} ms, p95 {detail['p95_ms']:,.0f} ms, max {detail['max_ms']:,.0f} ms, "
+        f"{detail['requests']} requests by {detail['users']} concurrent clients in another process "
+        f"(cold first {detail['cold_first_load_ms']:,.0f} ms; look-up files built in {detail.get('lookup_build_s', 0)} s)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def bench_list(home: Path, users: int = 20, requests: int = 400, day: str | None = None, seed: int = 7) -> dict:
+    """Latency of ``/list`` (ms): p50, p95, max, requests/s, and the first-load (cold) time."""
+    return _bench_pages(home, users, requests, day, seed, _list_urls)
+
+
+def bench_shipment(home: Path, users: int = 20, requests: int = 400, day: str | None = None, seed: int = 7) -> dict:
+    """Latency of the shipment page ``/shipment/<id>`` (ms), for shipments of the day's targeting
+    list (what analysts open) and of the whole scored day, same harness as :func:`bench_list`."""
+    return _bench_pages(home, users, requests, day, seed, _shipment_urls)
+
+
+def _list_urls(data: WorkbenchData, d: str, rng: random.Random, requests: int) -> list[str]:
+    """A mix of first pages, deeper pages, filters and sorts of the all-scored view."""
+    df = data.day_frame(date.fromisoformat(d), "all")
+    ports = df.options.get("port", [])[:5] if df else []
+    urls = []
+    for _ in range(requests):
+        kind = rng.random()
+        if kind < 0.4:
+            urls.append(f"/list?day={d}&view=all&page={rng.randint(1, 20)}")
+        elif kind < 0.7 and ports:
+            urls.append(f"/list?day={d}&view=all&port={rng.choice(ports)}&page={rng.randint(1, 5)}")
+        elif kind < 0.85:
+            urls.append(f"/list?day={d}&view=all&sort=rule_score&desc=1&page={rng.randint(1, 3)}")
+        else:
+            urls.append(f"/list?day={d}")
+    return urls
+
+
+def _shipment_urls(data: WorkbenchData, d: str, rng: random.Random, requests: int) -> list[str]:
+    """Three in four requests open a listed target (the analyst's path), one in four any scored
+    shipment of the day."""
+    targets = pl.read_parquet(data.targets_path(date.fromisoformat(d)), columns=[S.SHIPMENT_ID])
+    scores = pl.scan_parquet(data.scores_path(date.fromisoformat(d))).select(S.SHIPMENT_ID)
+    others = scores.gather_every(max(1, scores.select(pl.len()).collect().item() // 2000)).collect()
+    listed, anyone = targets[S.SHIPMENT_ID].to_list(), others[S.SHIPMENT_ID].to_list()
+    return [
+        f"/shipment/{rng.choice(listed if rng.random() < 0.75 and listed else anyone)}?day={d}" for _ in range(requests)
+    ]
+
+
+def _bench_pages(home: Path, users: int, requests: int, day: str | None, seed: int, urls_for) -> dict:
+    """Start the workbench on loopback, log a bench analyst in, time a first (cold) request, then
+    ``requests`` requests from ``users`` concurrent clients (latencies in ms)."""
+    settings = load_settings(Path(home))
+    app = create_app(settings)
+    data = app.state.data
+    days = data.days()
+    if not days:
+        raise ValueError(f"{home}: nothing published to benchmark (run the nightly flow first)")
+    d = day or days[0].isoformat()
+    t0 = time.perf_counter()
+    prepare_day(Layout(Path(home)), date.fromisoformat(d))  # as the nightly flow does once the day is published
+    lookup_s = time.perf_counter() - t0
+    name, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    store = UserStore(settings.db_url)
+    store.add(name, password, "analyst")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://{LOOPBACK}:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=300) as c:
+            found = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+            if found is None:
+                raise RuntimeError("the login page has no CSRF token")
+            token = found.group(1)
+            c.post("/login", data={"username": name, "password": password, "csrf": token})
+            cookies = dict(c.cookies)
+            rng = random.Random(seed)
+            urls = urls_for(data, d, rng, requests + 1)
+            t0 = time.perf_counter()
+            first = c.get(urls.pop())
+            cold_ms = (time.perf_counter() - t0) * 1000
+            if first.status_code != 200:
+                raise RuntimeError(f"first request answered {first.status_code}")
+        latencies, wall = run_load_process(base, cookies, urls, users)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        try:
+            store.remove(name)
+        except Exception:  # noqa: BLE001 - best effort clean-up of the bench user
+            pass
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")  # never beyond the slowest request
+    return {
+        "day": d,
+        "users": users,
+        "lookup_build_s": round(lookup_s, 1),
+        "load_generator": "separate process",
+        "requests": len(latencies),
+        "cold_first_load_ms": round(cold_ms, 1),
+        "p50_ms": round(q[49], 1),
+        "p95_ms": round(q[94], 1),
+        "max_ms": round(latencies[-1], 1),
+        "requests_per_s": round(len(latencies) / wall, 1),
+    }
+
+
+def run_load_process(base: str, cookies: dict[str, str], urls: list[str], users: int) -> tuple[list[float], float]:
+    """Run :func:`load` in a child process (``python -m riskpipe.bench.web``); its latencies (ms)
+    and wall time (s). The spec goes over stdin: the session cookie never appears in a process list."""
+    if not base.startswith(f"http://{LOOPBACK}:"):
+        raise ValueError(f"the load generator only targets {LOOPBACK}, not {base}")
+    spec = json.dumps({"base": base, "cookies": cookies, "urls": urls, "users": users})
+    proc = subprocess.run(
+        [sys.executable, "-m", "riskpipe.bench.web"], input=spec, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"load generator failed ({proc.returncode}): {tail[0]}")
+    out = json.loads(proc.stdout)
+    if out.get("pid") == os.getpid():
+        raise RuntimeError("the load generator ran in the server's process")
+    return [float(x) for x in out["latencies_ms"]], float(out["wall_s"])
+
+
+def load(base: str, cookies: dict[str, str], urls: list[str], users: int) -> tuple[list[float], float]:
+    """``users`` clients, each with at most one request in flight (bounded concurrency), taking
+    the next URL until none is left; latencies (ms) and wall time (s). Any answer but 200 fails."""
+    if not base.startswith(f"http://{LOOPBACK}:"):
+        raise ValueError(f"the load generator only targets {LOOPBACK}, not {base}")
+    todo = list(reversed(urls))
+    latencies: list[float] = []
+    lock = threading.Lock()
+    # one client per analyst, made before the clock starts (building one costs tens of ms of CPU)
+    clients = [httpx.Client(base_url=base, cookies=cookies, timeout=60) for _ in range(users)]
+
+    def worker(client: httpx.Client) -> None:
+        with client:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    u = todo.pop()
+                t = time.perf_counter()
+                r = client.get(u)
+                ms = (time.perf_counter() - t) * 1000
+                if r.status_code != 200:
+                    raise RuntimeError(f"{u} answered {r.status_code}")
+                with lock:
+                    latencies.append(ms)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(users) as pool:
+        list(pool.map(worker, clients))
+    return latencies, time.perf_counter() - t0
+
+
+def _main() -> int:
+    spec = json.loads(sys.stdin.read())
+    latencies, wall = load(spec["base"], spec["cookies"], spec["urls"], int(spec["users"]))
+    print(json.dumps({"latencies_ms": latencies, "wall_s": wall, "pid": os.getpid()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

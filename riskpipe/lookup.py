@@ -1,0 +1,371 @@
+"""Per-day look-up files for the workbench's shipment page: one shipment's row by id, and the
+shipments sharing an identifier with it, without scanning the day.
+
+A raw partition holds a day's rows in ingest order: a 4 M-row day is about 40 row groups whose
+shipment-id ranges overlap, so finding one id decodes the whole day (about 1 s), and finding the
+shipments that share a phone or an address with it scans seven columns of the day. Built once per
+day (by the nightly after publication, else on the workbench's first need), under
+``<home>/index/lookup/day=D/``, named by the raw partition's fingerprint (a re-ingested day gets
+new files):
+
+- ``rows-<fp>.parquet``: the day's raw rows sorted by ``shipment_id``, in row groups of
+  :data:`LOOKUP_ROWS` rows; ``keys-<fp>.parquet`` the first id of each group, so a look-up reads
+  one group (:func:`read_rows`).
+- ``links-<fp>.parquet``: ``(field, h, shipment_id)`` for every non-empty value of
+  :data:`LINK_FIELDS`, ``h`` the 64-bit hash of the value as typed (the page links exact values),
+  sorted by ``h`` in row groups whose statistics let a look-up skip the rest
+  (:func:`link_candidates`; the caller checks the exact values on the rows).
+
+Files are 0600 in 0700 folders (they hold personal data).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from riskpipe import schema as S
+from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
+
+LOOKUP_VERSION = 2  # 2: the scores sorted copy
+LOOKUP_ROWS = 4096  # rows per row group of the sorted copy: one look-up decodes this many rows
+LINK_ROW_GROUP_ROWS = 64_000
+_SEED = 31
+#: the identifier columns the shipment page links on (its network and its parties' history).
+LINK_FIELDS: dict[str, int] = {
+    S.CONSIGNEE_ADDRESS_KEY: 1,
+    S.CONSIGNEE_PHONE: 2,
+    S.CONSIGNEE_EMAIL: 3,
+    S.SHIPPER_PHONE: 4,
+    S.SHIPPER_EMAIL: 5,
+    S.ACCOUNT_IP: 6,
+    S.SELLER_ID: 7,
+    S.SHIPPER_NAME: 8,
+}
+_KEYS_CACHE: dict[str, list[str]] = {}
+log = logging.getLogger("riskpipe.lookup")
+_KEYS_LOCK = threading.Lock()
+_FP_CACHE: dict[tuple[str, int, int, tuple[int, int, int]], str | None] = {}
+SETTLE_NS = 2_000_000_000
+_META_CACHE: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+META_CACHE_SIZE = 8  # parsed footers kept (a few MB each)
+
+
+def lookup_root(layout: Layout) -> Path:
+    return layout.home / "index" / "lookup"
+
+
+def _fingerprint(layout: Layout, day: date) -> str | None:
+    """:func:`_day_fingerprint`, reused while the raw partition's folder (a file added, removed or
+    renamed in changes its mtime) and the scores file are unchanged and older than two seconds
+    (coarse filesystem clocks): one stat each instead of a listing and a stat per file, for each
+    of the 60 days a shipment page looks at."""
+    folder, scores = layout.raw_shipments_day(day), _scores_file(layout, day)
+    try:
+        fs = folder.stat()
+    except OSError:
+        return None
+    try:
+        ss = scores.stat()
+        sk: tuple[int, int, int] = (ss.st_mtime_ns, ss.st_ino, ss.st_size)
+    except OSError:
+        sk = (0, 0, 0)
+    key = (str(folder), fs.st_mtime_ns, fs.st_ino, sk)
+    with _KEYS_LOCK:
+        if key in _FP_CACHE:
+            return _FP_CACHE[key]
+    fp = _day_fingerprint(layout, day)
+    if time.time_ns() - max(fs.st_mtime_ns, sk[0]) > SETTLE_NS:
+        with _KEYS_LOCK:
+            _FP_CACHE[key] = fp
+            if len(_FP_CACHE) > 4096:
+                _FP_CACHE.clear()
+    return fp
+
+
+def _day_fingerprint(layout: Layout, day: date) -> str | None:
+    """The raw partition's files and the day's published scores (name, size, mtime, inode) and
+    the Polars version (its hash): a re-ingested or re-scored day gets new files."""
+    files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
+    if not files:
+        return None
+    parts = [f"v{LOOKUP_VERSION}", pl.__version__]
+    scores = _scores_file(layout, day)
+    if scores.exists():
+        st = scores.stat()
+        parts.append(f"scores:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _scores_file(layout: Layout, day: date) -> Path:
+    return layout.day_dir(layout.scores, day) / "scores.parquet"
+
+
+def _paths(layout: Layout, day: date, fp: str) -> dict[str, Path]:
+    folder = lookup_root(layout) / f"day={day.isoformat()}"
+    return {k: folder / f"{k}-{fp}.parquet" for k in ("rows", "links", "scores", "scores_keys", "keys")}
+
+
+def ready_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
+    """The day's look-up files when built and current, else None (never builds). ``scores`` and
+    ``scores_keys`` are absent when the day had no published scores."""
+    fp = _fingerprint(layout, day)
+    if fp is None:
+        return None
+    paths = _paths(layout, day, fp)
+    if not paths["keys"].exists():  # written last
+        return None
+    return {k: p for k, p in paths.items() if p.exists()}
+
+
+def _write_private(frame: pl.DataFrame, path: Path, row_group_size: int) -> None:
+    tmp = tmp_sibling(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
+    try:
+        frame.write_parquet(tmp, row_group_size=row_group_size, statistics=True)
+        os.chmod(tmp, PRIVATE_FILE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
+    """The day's look-up files, built now when missing or stale (None: no raw data that day).
+    Called by the nightly once the day is published, so the first page of the day finds them."""
+    fp = _fingerprint(layout, day)
+    if fp is None:
+        return None
+    ready = ready_lookup(layout, day)
+    if ready is not None:
+        return ready
+    paths = _paths(layout, day, fp)
+    folder = paths["rows"].parent
+    private_dir(folder, under=layout.home)
+    rows = scan_raw_shipments(layout, [day]).sort(S.SHIPMENT_ID).collect()
+    keys = rows.select(pl.col(S.SHIPMENT_ID).gather_every(LOOKUP_ROWS))
+    _write_private(rows, paths["rows"], LOOKUP_ROWS)
+    present = set(rows.columns)
+    del rows  # the day in memory once: the link entries read their nine columns again
+    raw = scan_raw_shipments(layout, [day])
+    parts = [
+        raw.select(pl.lit(code, pl.UInt8).alias("field"), pl.col(col).cast(pl.String).alias("v"), S.SHIPMENT_ID)
+        .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
+        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), S.SHIPMENT_ID)
+        for col, code in LINK_FIELDS.items()
+        if col in present
+    ]
+    links = (
+        pl.concat(parts).sort("h", "field").collect()
+        if parts
+        else pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, S.SHIPMENT_ID: pl.String})
+    )
+    _write_private(links, paths["links"], LINK_ROW_GROUP_ROWS)
+    del links
+    if _scores_file(layout, day).exists():  # the published scores, the same way (one row group a look-up)
+        scores = pl.read_parquet(_scores_file(layout, day)).sort(S.SHIPMENT_ID)
+        _write_private(scores, paths["scores"], LOOKUP_ROWS)
+        _write_private(scores.select(pl.col(S.SHIPMENT_ID).gather_every(LOOKUP_ROWS)), paths["scores_keys"], 65_536)
+    else:
+        paths = {k: p for k, p in paths.items() if not k.startswith("scores")}
+    _write_private(keys, paths["keys"], LINK_ROW_GROUP_ROWS)  # last: its presence marks the set complete
+    for old in folder.glob("*.parquet"):
+        if old not in paths.values():
+            old.unlink(missing_ok=True)
+    return paths
+
+
+def _group_keys(keys_path: Path) -> list[str]:
+    """First shipment id of each row group of the sorted copy (read once per file)."""
+    k = str(keys_path)
+    with _KEYS_LOCK:
+        if k in _KEYS_CACHE:
+            return _KEYS_CACHE[k]
+    keys = pl.read_parquet(keys_path).get_column(S.SHIPMENT_ID).to_list()
+    with _KEYS_LOCK:
+        if len(_KEYS_CACHE) > 256:
+            _KEYS_CACHE.clear()
+        _KEYS_CACHE[k] = keys
+    return keys
+
+
+def row_groups_for(paths: dict[str, Path], shipment_ids: list[str], kind: str = "rows") -> list[int]:
+    """The row groups of a sorted copy (``rows`` or ``scores``) that can hold ``shipment_ids``
+    (one per id at most)."""
+    keys = _group_keys(paths["keys" if kind == "rows" else f"{kind}_keys"])
+    return sorted({bisect.bisect_right(keys, sid) - 1 for sid in shipment_ids} - {-1})
+
+
+def _metadata(rows_path: Path) -> pq.FileMetaData:
+    """The sorted copy's footer, parsed once per file (a thousand row groups: parsing it again
+    for every look-up would cost more than the look-up)."""
+    k = str(rows_path)
+    with _KEYS_LOCK:
+        if k in _META_CACHE:
+            _META_CACHE.move_to_end(k)
+            return _META_CACHE[k]
+    meta = pq.read_metadata(rows_path)
+    with _KEYS_LOCK:
+        _META_CACHE[k] = meta
+        while len(_META_CACHE) > META_CACHE_SIZE:
+            _META_CACHE.popitem(last=False)
+    return meta
+
+
+def columns_of(paths: dict[str, Path], kind: str = "rows") -> list[str]:
+    """The columns of a sorted copy (the day's raw columns, or the scores'), in their order."""
+    return list(_metadata(paths[kind]).schema.to_arrow_schema().names)
+
+
+def read_groups(rows_path: Path, groups: list[int], columns: list[str]) -> pl.DataFrame:
+    """Those row groups of the sorted copy, and only those."""
+    table = pq.ParquetFile(rows_path, metadata=_metadata(rows_path)).read_row_groups(groups, columns=columns)
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+def read_rows(
+    paths: dict[str, Path], shipment_ids: list[str], columns: list[str] | None = None, kind: str = "rows"
+) -> pl.DataFrame:
+    """The rows of ``shipment_ids`` from a day's sorted copy (``rows``: the raw rows; ``scores``:
+    the published scores), in id order, reading only the row groups whose id range holds them."""
+    wanted = sorted(set(shipment_ids))
+    out = columns_of(paths, kind) if columns is None else columns
+    cols = [S.SHIPMENT_ID, *[c for c in out if c != S.SHIPMENT_ID]]
+    groups = row_groups_for(paths, wanted, kind)
+    if not groups:
+        return read_groups(paths[kind], [0], out).head(0) if _metadata(paths[kind]).num_row_groups else pl.DataFrame()
+    found = read_groups(paths[kind], groups, cols).filter(
+        pl.col(S.SHIPMENT_ID).is_in(pl.Series(wanted, dtype=pl.String).implode())
+    )
+    return found.sort(S.SHIPMENT_ID).select(out)
+
+
+def link_candidates(paths: dict[str, Path], values: dict[str, str]) -> pl.DataFrame:
+    """``(field column, shipment_id)`` of the day's shipments whose :data:`LINK_FIELDS` column
+    hashes as its value in ``values`` (column -> value as typed): a superset of the exact matches
+    (hash collisions), to be checked on the rows."""
+    codes = {col: LINK_FIELDS[col] for col in values if col in LINK_FIELDS}
+    if not codes:
+        return pl.DataFrame(schema={"column": pl.String, S.SHIPMENT_ID: pl.String})
+    q = pl.DataFrame({col: [str(values[col])] for col in codes}, schema={col: pl.String for col in codes})
+    hashes = q.select(pl.all().hash(seed=_SEED)).row(0)
+    cond = pl.any_horizontal(
+        [
+            (pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64))
+            for code, h in zip(codes.values(), hashes, strict=True)
+        ]
+    )
+    names = pl.DataFrame(
+        {"field": list(codes.values()), "column": list(codes)}, schema={"field": pl.UInt8, "column": pl.String}
+    )
+    found = pl.scan_parquet(paths["links"]).filter(cond).select("field", S.SHIPMENT_ID).collect()
+    return found.join(names, on="field").select("column", S.SHIPMENT_ID)
+
+
+def prepare_day(layout: Layout, day: date) -> bool:
+    """The nightly's call once ``day`` is published: build its look-up files so the day's first
+    shipment pages read by id. A failure is logged, never raised: the list is already published
+    and the workbench scans the day meanwhile (and builds the files on its first need)."""
+    try:
+        return build_lookup(layout, day) is not None
+    except Exception:  # noqa: BLE001 - an optimisation must not fail a published night
+        log.warning("could not build the look-up files of %s", day.isoformat(), exc_info=True)
+        return False
+
+
+_RAW_META: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
+RAW_META_CACHE_SIZE = 512  # footers of raw files kept (a few tens of KB each: 60 days of parts)
+_RANGES: OrderedDict[tuple[str, int, int, str], list[tuple[object, object] | None]] = OrderedDict()
+
+
+def _raw_metadata(path: Path) -> pq.FileMetaData:
+    """A raw file's footer, parsed once per file version (name, mtime, size)."""
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size)
+    with _KEYS_LOCK:
+        if k in _RAW_META:
+            _RAW_META.move_to_end(k)
+            return _RAW_META[k]
+    meta = pq.read_metadata(path)
+    with _KEYS_LOCK:
+        _RAW_META[k] = meta
+        while len(_RAW_META) > RAW_META_CACHE_SIZE:
+            _RAW_META.popitem(last=False)
+    return meta
+
+
+def _ranges(path: Path, meta: pq.FileMetaData, column: str) -> list[tuple[object, object] | None]:
+    """Per row group of a raw file: (min, max) of ``column`` (None: no statistics), read from the
+    footer once per file version and column."""
+    st = path.stat()
+    k = (str(path), st.st_mtime_ns, st.st_size, column)
+    with _KEYS_LOCK:
+        if k in _RANGES:
+            return _RANGES[k]
+    leaf = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)}
+    out: list[tuple[object, object] | None] = []
+    for g in range(meta.num_row_groups):
+        s = meta.row_group(g).column(leaf[column]).statistics
+        out.append((s.min, s.max) if s is not None and s.has_min_max else None)
+    with _KEYS_LOCK:
+        _RANGES[k] = out
+        while len(_RANGES) > RAW_META_CACHE_SIZE * 4:
+            _RANGES.popitem(last=False)
+    return out
+
+
+def _may_hold(ranges: list[tuple[object, object] | None], value: str) -> list[bool]:
+    """Per row group: whether its min/max can hold ``value``."""
+    out = []
+    for r in ranges:
+        if r is None:
+            out.append(True)
+            continue
+        lo, hi = r
+        v: object = value.encode() if isinstance(lo, bytes) else value
+        out.append(bool(lo <= v <= hi))  # type: ignore[operator]
+    return out
+
+
+def scan_matching(layout: Layout, days: list[date], values: dict[str, str], columns: list[str]) -> pl.DataFrame:
+    """``columns`` of the raw rows of ``days`` whose column equals its value in ``values`` (any
+    one), reading only the row groups whose min/max statistics can hold a value, with footers
+    parsed once per file (Polars parses every footer again on each scan: 30 a page for a
+    party's history over the days without look-up files)."""
+    frames = []
+    exact = pl.any_horizontal([pl.col(c) == v for c, v in values.items()])
+    for d in days:
+        for f in sorted(layout.raw_shipments_day(d).glob("*.parquet")):
+            meta = _raw_metadata(f)
+            if meta.num_row_groups == 0:
+                continue
+            names = set(meta.schema.names)
+            if any(c not in names for c in (*values, *columns)):  # an older layout: Polars fills the gaps
+                frames.append(scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect())
+                break
+            keep = [False] * meta.num_row_groups
+            for c, v in values.items():
+                keep = [a or b for a, b in zip(keep, _may_hold(_ranges(f, meta, c), str(v)), strict=True)]
+            groups = [g for g, k in enumerate(keep) if k]
+            if groups:
+                table = pq.ParquetFile(f, metadata=meta).read_row_groups(groups, columns=list(dict.fromkeys(columns)))
+                got = pl.from_arrow(table)
+                assert isinstance(got, pl.DataFrame)
+                frames.append(got.filter(exact))
+    if not frames:
+        return scan_raw_shipments(layout, days[:1]).select(columns).head(0).collect()
+    return pl.concat(frames, how="vertical_relaxed")
