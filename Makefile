@@ -18,10 +18,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Lint before the tests in CI: ruff (rules and formatting) over the code and the tests.
+# Lint before the tests in CI: ruff (rules and formatting) over the code and the tests, the layer
+# contracts (import-linter, [tool.importlinter] in pyproject.toml) and the type checker (mypy).
 lint: $(STAMP)
 	$(BIN)/ruff check riskpipe flows tests
 	$(BIN)/ruff format --check riskpipe flows tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/riskpipe bench

@@ -53,6 +53,7 @@ def retrain(
     truth = truth_reader(Layout(s.home)) if Layout(s.home).truth.is_dir() else None  # a synthetic world's figures
     decision, _ = _run_with_steps(lambda: run_retrain(Layout(s.home), s, until_day, force=force, truth=truth))
     view = decision.report.get("preferred_view", "labelled")
+    assert decision.table is not None  # retrain always evaluates (only read-back decisions lack it)
     # one column per scorer, one row per metric: fits a terminal however many scorers
     table = Table(title=f"Held-out days {decision.eval_days[0]}..{decision.eval_days[-1]} ({view} view)")
     table.add_column("metric")

@@ -55,9 +55,9 @@ def upgrade() -> None:
             # the type stays DATETIME; the text gets the offset it always meant
             op.execute(f"UPDATE {table} SET {column} = {column} || '+00:00' WHERE {column} NOT LIKE '%+00:00'")
         else:
-            kwargs = {"postgresql_using": f"{column} AT TIME ZONE 'UTC'"} if bind.dialect.name == "postgresql" else {}
+            using = f"{column} AT TIME ZONE 'UTC'" if bind.dialect.name == "postgresql" else None
             op.alter_column(table, column, type_=sa.DateTime(timezone=True), existing_type=sa.DateTime(),
-                            existing_nullable=False, **kwargs)
+                            existing_nullable=False, postgresql_using=using)
 
 
 def downgrade() -> None:
