@@ -17,7 +17,7 @@ Why this shape:
   the world's, so few of the day's parties are found in history: the cost (reading and summing 30
   days of aggregates, joining them) is there, the matches are not.
 * A champion model is fitted once on a small synthetic day through the real feature path with the
-  full tree budget (:func:`riskpipe.score._bench_day`) and saved in the registry, so scoring costs
+  full tree budget (:func:`riskpipe.bench.score._bench_day`) and saved in the registry, so scoring costs
   what it costs in production.
 * All of it is cached under the work directory, keyed by rows, history days and seed; each measured
   run works on a hard-linked clone of a cached home (every write of the pipeline is an atomic
