@@ -8,7 +8,7 @@ and one entry below.
 
 from __future__ import annotations
 
-from riskpipe.features import commodity, crossborder, history, network, parties, partner, value
+from riskpipe.features import commodity, crossborder, graph, history, network, parties, partner, value
 from riskpipe.features.family import Family
 
 FAMILIES: list[Family] = [
@@ -19,4 +19,5 @@ FAMILIES: list[Family] = [
     network.FAMILY,
     crossborder.FAMILY,
     partner.FAMILY,
+    graph.FAMILY,
 ]

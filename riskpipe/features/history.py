@@ -87,7 +87,7 @@ def _meta_ok(layout: Layout) -> bool:
         return True
     import shutil
 
-    for sub in ("entities", "headings", "fingerprints", "labelled_parties.parquet"):
+    for sub in ("entities", "headings", "fingerprints", "labelled_parties.parquet", "labelled_links.parquet"):
         p = layout.history / sub
         if p.is_dir():
             shutil.rmtree(p)
@@ -237,11 +237,18 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
     return out.select(list(schema)).cast(schema)
 
 
-def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
+def labelled_parties(
+    layout: Layout,
+    labels: pl.DataFrame,
+    keys: dict[str, pl.Expr] | None = None,
+    cache_name: str = "labelled_parties.parquet",
+) -> pl.DataFrame:
     """Hashed party keys of labelled shipments (cached; only unseen shipment ids are looked up in
-    the raw partitions of the ``EXAM_SEARCH_DAYS`` before their exam date)."""
-    path = layout.history / "labelled_parties.parquet"
-    key_cols = [key_col(e) for e in EXAM_ENTITIES]
+    the raw partitions of the ``EXAM_SEARCH_DAYS`` before their exam date). ``keys``: the keys to
+    cache (default: the ``EXAM_ENTITIES``), one cache file per key set (``cache_name``)."""
+    keys = {e: ENTITY_KEYS[e] for e in EXAM_ENTITIES} if keys is None else keys
+    path = layout.history / cache_name
+    key_cols = [key_col(e) for e in keys]
     schema = pl.Schema({S.SHIPMENT_ID: pl.String, **{k: pl.UInt64 for k in key_cols}})
     cache = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
     missing = labels.select(S.SHIPMENT_ID, S.EXAM_DATE).join(cache.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
@@ -259,7 +266,7 @@ def labelled_parties(layout: Layout, labels: pl.DataFrame) -> pl.DataFrame:
         found = (
             with_keys(
                 scan_raw_shipments(layout, wanted).filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode())),
-                {e: ENTITY_KEYS[e] for e in EXAM_ENTITIES},
+                keys,
             )
             .select(S.SHIPMENT_ID, *key_cols)
             .unique(S.SHIPMENT_ID, keep="first")

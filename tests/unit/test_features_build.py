@@ -58,12 +58,12 @@ def test_family_fires_one_flag_per_family(tmp_path):
     fires = family_fires(build_features(lay, D))
     assert fires.columns == list(FEATURE_FAMILIES)
     assert fires.select(pl.all().cast(pl.Int8)).rows() == [
-        (1, 0, 0, 0, 0, 0, 0),
-        (0, 0, 1, 0, 0, 0, 0),
-        (0, 0, 0, 0, 0, 1, 0),
-        (0, 1, 0, 0, 0, 0, 0),
-        (0, 1, 0, 0, 0, 0, 0),
-        (0, 0, 0, 0, 0, 0, 0),
+        (1, 0, 0, 0, 0, 0, 0, 0),
+        (0, 0, 1, 0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 1, 0, 0),
+        (0, 1, 0, 0, 0, 0, 0, 0),
+        (0, 1, 0, 0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 0, 0, 0),
     ]
 
 
