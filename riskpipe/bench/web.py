@@ -1,9 +1,10 @@
 """Workbench benchmark: p50/p95 latency of the list page and of the shipment page with
 concurrent analysts on a published day.
 
-Used by ``riskpipe bench``. Starts the workbench in this process on a free loopback port
-(uvicorn in a thread), builds the day's look-up files as the nightly flow does after publication
-(timed apart), logs a bench user in and times one first (cold) request; then a load generator in
+Used by ``riskpipe bench``. Builds the day's look-up files as the nightly flow does after
+publication (timed apart), starts the workbench the way users do, ``riskpipe serve --workers N``
+(another process; N as serve's default unless given) on a free loopback port, logs a bench user
+in and times one first (cold) request, warms every worker (untimed); then a load generator in
 ANOTHER process (``python -m riskpipe.bench.web``: its clients' CPU is not the server's) runs
 ``users`` concurrent clients, at most one request in flight each, over ``requests`` requests to
 127.0.0.1 only, under two load models, each reported under its own label:
@@ -29,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,19 +40,20 @@ from pathlib import Path
 
 import httpx
 import polars as pl
-import uvicorn
 
 from riskpipe import schema as S
+from riskpipe.cli.run import default_workers
 from riskpipe.config import load_settings
 from riskpipe.lookup import prepare_day
 from riskpipe.store import Layout
 from riskpipe.users import UserStore
-from riskpipe.web import create_app
 from riskpipe.web.data import WorkbenchData
 
 LOOPBACK = "127.0.0.1"
 THINK_MEAN_S = 5.0  # mean think time of the users model: a quick analyst's look at a page
 USERS_REQUESTS = 200  # requests of the users model (its wall time is about requests / users * think)
+WARMUP_PER_WORKER = 3  # untimed requests per worker process before the clock (each has its own caches)
+SERVER_START_S = 180  # riskpipe serve must answer within this
 
 
 def web_summary_line(stage: str, detail: dict) -> str:
@@ -86,11 +89,12 @@ def bench_list(
     seed: int = 7,
     think_mean_s: float | None = THINK_MEAN_S,
     users_requests: int = USERS_REQUESTS,
+    workers: int | None = None,
 ) -> dict:
     """Latency of ``/list`` (ms): p50, p95, max, requests/s, and the first-load (cold) time, under
     the stress model (top level) and, unless ``think_mean_s`` is None, the users model
     (``users_model``)."""
-    return _bench_pages(home, users, requests, day, seed, _list_urls, think_mean_s, users_requests)
+    return _bench_pages(home, users, requests, day, seed, _list_urls, think_mean_s, users_requests, workers)
 
 
 def bench_shipment(
@@ -101,10 +105,11 @@ def bench_shipment(
     seed: int = 7,
     think_mean_s: float | None = THINK_MEAN_S,
     users_requests: int = USERS_REQUESTS,
+    workers: int | None = None,
 ) -> dict:
     """Latency of the shipment page ``/shipment/<id>`` (ms), for shipments of the day's targeting
     list (what analysts open) and of the whole scored day, same harness as :func:`bench_list`."""
-    return _bench_pages(home, users, requests, day, seed, _shipment_urls, think_mean_s, users_requests)
+    return _bench_pages(home, users, requests, day, seed, _shipment_urls, think_mean_s, users_requests, workers)
 
 
 def _list_urls(data: WorkbenchData, d: str, rng: random.Random, requests: int) -> list[str]:
@@ -146,13 +151,14 @@ def _bench_pages(
     urls_for,
     think_mean_s: float | None = None,
     users_requests: int = USERS_REQUESTS,
+    workers: int | None = None,
 ) -> dict:
-    """Start the workbench on loopback, log a bench analyst in, time a first (cold) request, then
+    """Start the workbench as users run it (``riskpipe serve --workers N``, another process) on
+    loopback, log a bench analyst in, time a first (cold) request, then
     ``requests`` requests from ``users`` concurrent clients without think time (stress) and, when
     ``think_mean_s`` is given, ``users_requests`` more with think time (users); latencies in ms."""
     settings = load_settings(Path(home))
-    app = create_app(settings)
-    data = app.state.data
+    data = WorkbenchData(settings)  # the bench's own view of the day, to pick the URLs
     days = data.days()
     if not days:
         raise ValueError(f"{home}: nothing published to benchmark (run the nightly flow first)")
@@ -160,16 +166,13 @@ def _bench_pages(
     t0 = time.perf_counter()
     prepare_day(Layout(Path(home)), date.fromisoformat(d))  # as the nightly flow does once the day is published
     lookup_s = time.perf_counter() - t0
+    n_workers = workers or default_workers()
     name, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     store = UserStore(settings.db_url)
     store.add(name, password, "analyst")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     base = f"http://{LOOPBACK}:{port}"
+    server = start_server(Path(home), port, n_workers)
     try:
         with httpx.Client(base_url=base, timeout=300) as c:
             found = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
@@ -186,12 +189,14 @@ def _bench_pages(
             cold_ms = (time.perf_counter() - t0) * 1000
             if first.status_code != 200:
                 raise RuntimeError(f"first request answered {first.status_code}")
+        # every worker process has its own caches: warm them all before the clock (the first
+        # request above reached one of them), not timed
+        load(base, cookies, urls[: WARMUP_PER_WORKER * n_workers], n_workers * WARMUP_PER_WORKER)
         latencies, wall = run_load_process(base, cookies, urls, users)
         if user_urls:
             user_lat, user_wall = run_load_process(base, cookies, user_urls, users, think_mean_s, seed)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_server(server)
         try:
             store.remove(name)
         except Exception:  # noqa: BLE001 - best effort clean-up of the bench user
@@ -201,6 +206,8 @@ def _bench_pages(
         "users": users,
         "lookup_build_s": round(lookup_s, 1),
         "load_generator": "separate process",
+        "server": f"riskpipe serve --workers {n_workers} (separate process)",
+        "workers": n_workers,
         "load_model": "stress (closed loop, no think time)",
         "cold_first_load_ms": round(cold_ms, 1),
         **_quantiles(latencies, wall),
@@ -225,6 +232,41 @@ def _quantiles(latencies: list[float], wall: float) -> dict:
         "max_ms": round(latencies[-1], 1),
         "requests_per_s": round(len(latencies) / wall, 1),
     }
+
+
+def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
+    """``riskpipe serve --workers N`` on loopback, as users start the workbench, once it answers."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskpipe.cli", "--home", str(home), "serve"]
+        + ["--host", LOOPBACK, "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"riskpipe serve exited ({proc.returncode}): {tail[0]}")
+        try:
+            if httpx.get(f"http://{LOOPBACK}:{port}/login", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError(f"riskpipe serve did not answer within {SERVER_START_S} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server this bench started (SIGTERM: uvicorn stops its workers), killed if it hangs."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def run_load_process(
