@@ -50,7 +50,7 @@ def test_serve_default_workers_fit_the_machine(monkeypatch, capsys, tmp_path) ->
     assert cli_run.default_workers() == 4
     monkeypatch.setattr(cli_run.os, "cpu_count", lambda: None)
     assert cli_run.default_workers() == 1
-    monkeypatch.setattr(cli_run.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cli_run.os, "cpu_count", lambda: 6)
     home = tmp_path / "home"
     home.mkdir()
-    assert _serve(monkeypatch, capsys, home)["workers"] == 2
+    assert _serve(monkeypatch, capsys, home)["workers"] == 3
