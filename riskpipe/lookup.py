@@ -22,12 +22,15 @@ Files are 0600 in 0700 folders (they hold personal data).
 from __future__ import annotations
 
 import bisect
+import fcntl
 import hashlib
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +43,7 @@ from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments
 LOOKUP_VERSION = 2  # 2: the scores sorted copy
 LOOKUP_ROWS = 4096  # rows per row group of the sorted copy: one look-up decodes this many rows
 LINK_ROW_GROUP_ROWS = 64_000
+BUILD_LOCK_FILE = ".build.lock"  # under lookup_root: one build at a time across processes
 _SEED = 31
 #: the identifier columns the shipment page links on (its network and its parties' history).
 LINK_FIELDS: dict[str, int] = {
@@ -144,13 +148,33 @@ def _write_private(frame: pl.DataFrame, path: Path, row_group_size: int) -> None
 
 def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
     """The day's look-up files, built now when missing or stale (None: no raw data that day).
-    Called by the nightly once the day is published, so the first page of the day finds them."""
+    Called by the nightly once the day is published, so the first page of the day finds them.
+    One build at a time per home, across processes (workbench workers, the nightly): the others
+    wait on :data:`BUILD_LOCK_FILE` and then find the files built."""
     fp = _fingerprint(layout, day)
     if fp is None:
         return None
     ready = ready_lookup(layout, day)
     if ready is not None:
         return ready
+    with _build_lock(layout):
+        return ready_lookup(layout, day) or _build(layout, day, fp)
+
+
+@contextmanager
+def _build_lock(layout: Layout) -> Iterator[None]:
+    """An exclusive ``flock`` on the home's look-up build lock (released when the holder exits)."""
+    root = private_dir(lookup_root(layout), under=layout.home)
+    fd = os.open(root / BUILD_LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
+    """Write the day's look-up files (under :func:`_build_lock`)."""
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)

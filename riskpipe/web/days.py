@@ -17,10 +17,22 @@ from typing import Any
 from riskpipe import publish
 from riskpipe.config import Settings
 from riskpipe.rank import default_reason_texts, load_reason_texts
-from riskpipe.store import Layout
+from riskpipe.store import Layout, write_text_atomic
 
 DAY_CACHE_SIZE = 4  # day views held in memory (a 4 M-row day view is a few hundred MB)
 DAYS_SETTLE_NS = 2_000_000_000  # a published-days listing is reused once its directories are this old
+OUTCOMES_STAMP = ".web_outcomes"  # renewed when the workbench records an outcome (no personal data in it)
+
+
+def outcomes_changed(home: Path) -> None:
+    """Say to every workbench process of ``home`` (``riskpipe serve --workers N``) that an outcome
+    was recorded: their rendered lists key on :func:`outcomes_version`, a file renamed in anew."""
+    write_text_atomic(str(time.time_ns()), Path(home) / OUTCOMES_STAMP)
+
+
+def outcomes_version(home: Path) -> tuple[int, int, int]:
+    """The identity of the outcomes stamp (one stat): changes whenever any process records one."""
+    return _stamp(Path(home) / OUTCOMES_STAMP)
 
 
 class SingleFlightLRU:

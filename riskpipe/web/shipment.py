@@ -13,6 +13,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.lookup import build_lookup, columns_of, link_candidates, read_rows, ready_lookup, scan_matching
+from riskpipe.provisional import PROVISIONAL, provisional_score
 from riskpipe.search import column_candidates
 from riskpipe.store import scan_raw_partner, scan_raw_shipments
 from riskpipe.web.days import DayFiles, _stamp
@@ -109,7 +110,9 @@ class ShipmentData(DayFiles):
             else:
                 f = pl.scan_parquet(self.scores_path(day)).filter(pl.col(S.SHIPMENT_ID) == shipment_id).collect()
             if f.height:
-                out.update(f.row(0, named=True))
+                out.update(f.row(0, named=True), **{PROVISIONAL: False})
+        else:  # the night has not published this day: the watcher's provisional score, flagged
+            out.update(provisional_score(self.layout, day, shipment_id) or {})
         targets = self.targets_frame(day)
         if targets is not None:
             t = targets.filter(pl.col(S.SHIPMENT_ID) == shipment_id)

@@ -158,3 +158,28 @@ def test_overlong_filter_values_are_refused_before_caching(app) -> None:
     assert r.status_code == 400 and "port" in r.text
     assert len(app.state.list_pages._items) == n
     assert ana.get("/api/list?reason=" + "x" * 60_000).status_code == 400
+
+
+def test_an_outcome_recorded_in_another_worker_invalidates_this_workers_lists(home_settings) -> None:
+    """``riskpipe serve --workers N``: each worker process has its own app and cache; an outcome
+    saved through one must make the others render their lists afresh (the generation is shared
+    through the data home, not a per-process counter)."""
+    here, there = create_app(home_settings), create_app(home_settings)  # two workers of one home
+    ana = client(here, "ana")
+    ana.get("/list")
+    ana.get("/list")
+    assert len(here.state.list_pages._items) == 1
+    other = client(there, "ana")
+    r = other.post(
+        "/shipment/S3/outcome",
+        data={
+            "csrf": csrf_of(other.get("/list").text),
+            "outcome": "no_finding",
+            "exam_reason": "random",
+            "exam_date": "2026-01-06",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    ana.get("/list")
+    assert len(here.state.list_pages._items) == 2  # rendered afresh in this worker too

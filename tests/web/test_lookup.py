@@ -191,3 +191,36 @@ def test_a_settled_day_is_not_listed_again_for_each_page(tmp_path, monkeypatch) 
     assert listings[0] == before  # one stat of the folder and of the scores file, no listing
     write_parquet_atomic(raw_rows(DAY, [{S.SHIPMENT_ID: "Z1"}]), layout.raw_shipments_day(DAY) / "part-9.parquet")
     assert lookup.ready_lookup(layout, DAY) is None  # a new file in the partition is seen at once
+
+
+def test_a_days_files_are_built_under_a_lock_other_processes_see(tmp_path, monkeypatch) -> None:
+    """Several workbench worker processes (and the nightly) may want the same day's files at once:
+    the build holds a file lock of the home (flock: other processes wait, then find them built)."""
+    import fcntl
+    import os
+
+    settings, layout = _home(tmp_path, monkeypatch)
+    lock_path = lookup.lookup_root(layout) / lookup.BUILD_LOCK_FILE
+    held: list[bool] = []
+    real = lookup._write_private
+
+    def spy(frame, path, row_group_size) -> None:
+        fd = os.open(lock_path, os.O_RDWR) if lock_path.exists() else None
+        if fd is None:
+            held.append(False)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file: as another process
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+            finally:
+                os.close(fd)
+        real(frame, path, row_group_size)
+
+    monkeypatch.setattr(lookup, "_write_private", spy)
+    assert lookup.build_lookup(layout, DAY) is not None
+    assert held and all(held)
+    held.clear()
+    assert lookup.build_lookup(layout, DAY) is not None and held == []  # built: nothing written again

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from riskpipe import schema as S
 from riskpipe.web.data import WorkbenchData
-from riskpipe.web.days import SingleFlightLRU
+from riskpipe.web.days import SingleFlightLRU, outcomes_version
 from riskpipe.web.lists import PAGE_SIZES, SORTABLE, ListQuery
 from riskpipe.web.routes.deps import current_user, render
 
@@ -99,6 +99,7 @@ async def list_page(request: Request, day: str | None = None) -> HTMLResponse:
         tuple(days),
         state.data.day_version(d) if d else None,
         state.list_generation,
+        outcomes_version(state.settings.home),  # an outcome recorded by another worker process
         q,
         tuple(sorted(base.items())),
     )

@@ -19,6 +19,7 @@ from riskpipe.labels import LabelStore
 from riskpipe.users import User
 from riskpipe.web import svg
 from riskpipe.web.data import WorkbenchData
+from riskpipe.web.days import outcomes_changed
 from riskpipe.web.routes.deps import api_csrf, current_user, day_param, posted_form, render, safe_next
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -145,6 +146,7 @@ async def _record(request: Request, shipment_id: str, form: dict[str, str], user
         raise HTTPException(400, str(exc)) from None
     if changed:
         request.app.state.list_generation += 1  # cached list pages were rendered before this outcome
+        await run_in_threadpool(outcomes_changed, request.app.state.settings.home)  # ... in every worker
     return changed
 
 
