@@ -42,12 +42,12 @@ import httpx
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.cli.run import default_workers
 from riskpipe.config import load_settings
 from riskpipe.lookup import prepare_day
 from riskpipe.store import Layout
 from riskpipe.users import UserStore
 from riskpipe.web.data import WorkbenchData
+from riskpipe.web.serving import default_workers
 
 LOOPBACK = "127.0.0.1"
 THINK_MEAN_S = 5.0  # mean think time of the users model: a quick analyst's look at a page

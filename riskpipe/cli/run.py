@@ -20,6 +20,7 @@ from riskpipe.cli.base import (
 )
 from riskpipe.cli.show import _print_model_warnings, _print_night
 from riskpipe.errors import RiskpipeError
+from riskpipe.web import serving
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -172,14 +173,6 @@ def nightly(
         raise RiskpipeError(f"nightly {day}: published a rules-only night; pass --allow-rules-only to accept one")
 
 
-def default_workers() -> int:
-    """Worker processes of ``serve`` by default: one per two cores, at most 4. Each worker's
-    Polars already uses every core and holds its own caches of the day (a few hundred MB on a
-    4 M-row day): on 2 cores, 2 workers answered the shipment page worse under stress than one
-    (p95 2,070 vs 815 ms, 19 vs 35 requests/s; commit message of this change)."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
-
-
 WORKBENCH_APP = "riskpipe.cli.run:workbench_app"  # what each worker process imports
 
 
@@ -226,7 +219,7 @@ def serve(
     if not UserStore(cfg.db_url).list():
         err_console.print("no users yet: add one with `riskpipe users add NAME --role supervisor`")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    n = workers or default_workers()
+    n = workers or serving.default_workers()
     os.environ["RISKPIPE_HOME"] = str(Path(cfg.home).resolve())  # for the worker processes' factory
     console.print(f"workbench on http://{host}:{port}/ ({n} worker process{'es' if n > 1 else ''}; Ctrl-C to stop)")
     # access_log off: uvicorn's access lines carry client addresses and full query strings;

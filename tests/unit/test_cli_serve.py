@@ -11,6 +11,7 @@ import pytest
 from riskpipe import cli
 from riskpipe.cli import run as cli_run
 from riskpipe.users import UserStore
+from riskpipe.web import serving
 
 
 def _serve(monkeypatch, capsys, home, *args: str) -> dict:
@@ -46,11 +47,11 @@ def test_serve_starts_n_worker_processes_from_the_factory(monkeypatch, capsys, t
 
 
 def test_serve_default_workers_fit_the_machine(monkeypatch, capsys, tmp_path) -> None:
-    monkeypatch.setattr(cli_run.os, "cpu_count", lambda: 16)
-    assert cli_run.default_workers() == 4
-    monkeypatch.setattr(cli_run.os, "cpu_count", lambda: None)
-    assert cli_run.default_workers() == 1
-    monkeypatch.setattr(cli_run.os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(serving.os, "cpu_count", lambda: 16)
+    assert serving.default_workers() == 4
+    monkeypatch.setattr(serving.os, "cpu_count", lambda: None)
+    assert serving.default_workers() == 1
+    monkeypatch.setattr(serving.os, "cpu_count", lambda: 6)
     home = tmp_path / "home"
     home.mkdir()
     assert _serve(monkeypatch, capsys, home)["workers"] == 3
