@@ -155,7 +155,7 @@ def start_local_server(
     )
     env.pop("PREFECT_API_URL", None)
     prefect_home.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child
+    log = open(log_file or prefect_home / "server.log", "ab")  # owned by the child
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s

@@ -24,12 +24,12 @@ def _params() -> dict[str, Any]:
     return dict(flow_run.parameters or {})
 
 
-def _timezone(home: Any) -> str:
+def _timezone(home: str | Path) -> str:
     try:
         from flows.settings import home_settings
 
         return home_settings(Path(home)).timezone
-    except Exception:  # noqa: BLE001 - a name must never fail a run; the flow reports bad settings
+    except Exception:  # a name must never fail a run; the flow reports bad settings
         return "UTC"
 
 
@@ -62,7 +62,7 @@ def ingest_run_name() -> str:
 def _exception(state) -> BaseException | None:
     try:
         value = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001 - a crash has no result; its message is all there is
+    except Exception:  # a crash has no result; its message is all there is
         return None
     return value if isinstance(value, BaseException) else None
 
@@ -107,7 +107,7 @@ def notify_failure(flow, flow_run, state) -> None:
     logger = flow_run_logger(flow_run, flow)
     try:
         url = home_settings(Path(params.get("home", "data"))).notify_url
-    except Exception as exc:  # noqa: BLE001 - reported on the run
+    except Exception as exc:  # reported on the run
         logger.error("alert not sent: the home's settings could not be read: %s", one_line(exc))
         return
     if not url:
@@ -115,7 +115,7 @@ def notify_failure(flow, flow_run, state) -> None:
     failure = describe_failure(flow.name, flow_run.name, params, state)
     try:
         send(url, failure)
-    except Exception as exc:  # noqa: BLE001 - reported on the run
+    except Exception as exc:  # reported on the run
         logger.error("alert not sent: %s", one_line(exc))
     else:
         logger.info("alert sent for %s (step %s)", flow_run.name, failure.step or "unknown")

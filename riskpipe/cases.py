@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -191,10 +190,10 @@ class CaseStore:
             raise RiskpipeError(f"case status must be one of {', '.join(CASE_STATUSES)} (got {status!r})")
         return self._change(shipment_id, actor, "status", status=status)
 
-    def _change(self, shipment_id: str, actor: str, action: str, **values: Any) -> bool:
+    def _change(self, shipment_id: str, actor: str, action: str, **values: str | None) -> bool:
         return with_retry(lambda: self._change_once(shipment_id, actor, action, values))
 
-    def _change_once(self, shipment_id: str, actor: str, action: str, values: dict[str, Any]) -> bool:
+    def _change_once(self, shipment_id: str, actor: str, action: str, values: dict[str, str | None]) -> bool:
         t = case_table
         now = self.clock()
         with write_transaction(self.engine) as conn:

@@ -400,11 +400,11 @@ def _what(err: ErrorDetails) -> str:
     return says[kind]() if kind in says else str(err.get("msg", "invalid value")).rstrip(".").lower()
 
 
-def _number(value: Any) -> str:
+def _number(value: object) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     text = repr(str(value) if isinstance(value, Path) else value)
     return text if len(text) <= 80 else text[:77] + "..."
 

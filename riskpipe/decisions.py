@@ -13,7 +13,7 @@ import pwd
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -22,10 +22,17 @@ from riskpipe.errors import RiskpipeError
 DECISIONS_FILE = "decisions.jsonl"
 
 
-def _json_default(value: Any) -> Any:
+@runtime_checkable
+class _SupportsItem(Protocol):
+    """A numpy scalar (or one-element array): ``item()`` gives the Python value."""
+
+    def item(self) -> object: ...
+
+
+def _json_default(value: object) -> object:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
+    if isinstance(value, _SupportsItem):  # numpy scalars
         return value.item()
     if isinstance(value, Path):
         return str(value)

@@ -23,7 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 from sqlalchemy import (
     Column,
+    Connection,
     Date,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -224,7 +226,7 @@ class LabelStore:
                 )
             # SQLite: UTCDateTime's text (db.SQLITE_UTC_FORMAT)
             stamp = pl.col(RECORDED_AT).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00") if sqlite else pl.col(RECORDED_AT)
-            day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
+            day: pl.Expr = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
             rows = changes.with_columns(
                 day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by")
             )
@@ -252,7 +254,7 @@ class LabelStore:
             return changes.height
 
     @staticmethod
-    def _executemany(conn: Any, sql: str, rows: list[tuple]) -> None:
+    def _executemany(conn: Connection, sql: str, rows: list[tuple]) -> None:
         """Plain DB-API executemany: one prepared statement, no per-row SQLAlchemy processing."""
         for i in range(0, len(rows), 10_000):
             conn.exec_driver_sql(sql, rows[i : i + 10_000])
@@ -383,7 +385,7 @@ _STR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _placeholders(engine: Any, cols: list[str]) -> list[str]:
+def _placeholders(engine: Engine, cols: list[str]) -> list[str]:
     style = engine.dialect.paramstyle
     if style == "qmark":
         return ["?"] * len(cols)
@@ -396,16 +398,16 @@ def _placeholders(engine: Any, cols: list[str]) -> list[str]:
     raise RiskpipeError(f"labels: database driver paramstyle {style!r} is not supported")
 
 
-def _quote(engine: Any, name: str) -> str:
+def _quote(engine: Engine, name: str) -> str:
     return engine.dialect.identifier_preparer.quote(name)
 
 
-def _insert_sql(engine: Any, table: str, cols: list[str]) -> str:
+def _insert_sql(engine: Engine, table: str, cols: list[str]) -> str:
     names = ", ".join(_quote(engine, c) for c in cols)
     return f"INSERT INTO {_quote(engine, table)} ({names}) VALUES ({', '.join(_placeholders(engine, cols))})"
 
 
-def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
+def _update_sql(engine: Engine, table: str, set_cols: list[str], key: str) -> str:
     marks = _placeholders(engine, [*set_cols, key])
     sets = ", ".join(f"{_quote(engine, c)} = {m}" for c, m in zip(set_cols, marks[:-1], strict=False))
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
@@ -431,7 +433,7 @@ def _validate(frame: pl.DataFrame, latest: date, now: datetime | None = None) ->
     if f.schema[S.EXAM_DATE] != pl.Date():
         try:
             f = f.with_columns(pl.col(S.EXAM_DATE).cast(pl.String).str.to_date("%Y-%m-%d"))
-        except Exception:  # noqa: BLE001 - polars raises its own compute errors
+        except Exception:  # polars raises its own compute errors
             raise RiskpipeError("labels: exam_date must be a date YYYY-MM-DD") from None
     checks = [
         (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),

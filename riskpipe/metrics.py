@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)
 
 
-def _arrays(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(y_true: ArrayLike, score: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Labels as 0/1 ints and scores as floats, checked for equal length."""
     y = np.asarray(y_true)
     s = np.asarray(score, dtype=float)
@@ -46,7 +47,7 @@ def _arrays(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), s
 
 
-def rank_order(score: Any) -> np.ndarray:
+def rank_order(score: ArrayLike) -> np.ndarray:
     """Row indices from the highest score to the lowest; ties keep the original order."""
     s = np.asarray(score, dtype=float)
     key = np.where(np.isnan(s), -np.inf, -s)  # NaN last (after -inf scores too: stable below)
@@ -94,7 +95,7 @@ def _hits_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[int, int]:
     return int(y[top].sum()), k
 
 
-def precision_at_k(y_true: Any, score: Any, k: int) -> float:
+def precision_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Share of positives among the ``k`` highest-scored rows (k larger than n means all rows)."""
     y, s = _arrays(y_true, score)
     if y.shape[0] == 0:
@@ -103,7 +104,7 @@ def precision_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, int(y.sum()), 0.0)[0]
 
 
-def recall_at_k(y_true: Any, score: Any, k: int) -> float:
+def recall_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Share of all positives found among the ``k`` highest-scored rows (0.0 if no positives)."""
     y, s = _arrays(y_true, score)
     total = int(y.sum())
@@ -113,7 +114,7 @@ def recall_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, total, 0.0)[1]
 
 
-def lift_at_k(y_true: Any, score: Any, k: int) -> float:
+def lift_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Precision at k over the base rate: how many times better than random selection."""
     y, s = _arrays(y_true, score)
     if y.shape[0] == 0 or y.sum() == 0:
@@ -122,28 +123,28 @@ def lift_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, int(y.sum()), float(y.mean()))[2]
 
 
-def precision_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def precision_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Precision among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return precision_at_k(y, s, k) if k else 0.0
 
 
-def recall_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def recall_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Recall among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return recall_at_k(y, s, k) if k else 0.0
 
 
-def lift_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def lift_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Lift among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return lift_at_k(y, s, k) if k else 0.0
 
 
-def pr_auc(y_true: Any, score: Any) -> float:
+def pr_auc(y_true: ArrayLike, score: ArrayLike) -> float:
     """Average precision: sum over thresholds of (recall gain) x precision; tied scores are one
     threshold (same value as ``sklearn.metrics.average_precision_score``). 0.0 if no positives."""
     y, s = _arrays(y_true, score)
@@ -169,8 +170,8 @@ def pct_key(frac: float) -> str:
 
 
 def ranking_report(
-    y_true: Any,
-    score: Any,
+    y_true: ArrayLike,
+    score: ArrayLike,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     capacity: int | None = None,
 ) -> dict[str, Any]:

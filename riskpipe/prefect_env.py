@@ -28,10 +28,10 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 #: the level of Prefect's console handler (its logging.yml ``handlers.console.level``)
 CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
@@ -68,6 +68,7 @@ def configure_prefect(home: Path, environ: dict[str, str] | None = None) -> None
 # ---------------------------------------------------------------------------------------------
 SERVER_MODULE = "prefect.server.api.server"
 PARENT_ENV = "RISKPIPE_PREFECT_PARENT_PID"
+T = TypeVar("T")
 
 #: run in the server process instead of ``python -m uvicorn``: ask for SIGTERM when the parent
 #: dies (PR_SET_PDEATHSIG = 1), give up if it already has, then run uvicorn with the same args.
@@ -88,7 +89,7 @@ class _Spawner:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], T]) -> T:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="riskpipe-prefect-spawner", daemon=True)
@@ -106,7 +107,7 @@ class _Spawner:
             fn, box, done = self._jobs.get()
             try:
                 box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # handed to the caller
                 box["error"] = exc
             done.set()
 
@@ -122,7 +123,7 @@ class _TiedSubprocess:
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
 
-    def Popen(self, args: Any, *rest: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802 - subprocess API
+    def Popen(self, args: Any, *rest: Any, **kwargs: Any) -> subprocess.Popen:  # subprocess API
         cmd = list(args) if isinstance(args, list | tuple) else None
         if rest or cmd is None or cmd[1:3] != ["-m", "uvicorn"]:
             return subprocess.Popen(args, *rest, **kwargs)
@@ -141,7 +142,9 @@ class _TieOnImport(importlib.abc.MetaPathFinder):
     """Ties Prefect's server module when (if ever) it is imported: importing it up front costs
     ~1.2 s, and a run against a real server (PREFECT_API_URL) never needs it."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != SERVER_MODULE:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)

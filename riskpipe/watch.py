@@ -192,7 +192,7 @@ class Watcher:
         for day in days:
             try:
                 done = score_provisional(self.layout, self.settings, day)
-            except Exception as exc:  # noqa: BLE001 - the ingest is committed; the night will score
+            except Exception as exc:  # the ingest is committed; the night will score
                 result.errors.append(f"provisional {day}: {one_line(exc)}")
                 continue
             if done is not None:

@@ -385,8 +385,8 @@ class Population:
     def settle(self) -> None:
         """Join queued appends and extend caches now, so writer threads only read."""
         for t in (self.shippers, self.addresses, self.people, self.sellers):
-            t.frame  # noqa: B018 - the property joins pending chunks
-            t.arrays  # noqa: B018
+            _ = t.frame  # the property joins pending chunks
+            _ = t.arrays
         self.address_strings()
 
     def address_strings(self) -> pl.Series:
