@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 #: the level of Prefect's console handler (its logging.yml ``handlers.console.level``)
 CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
@@ -138,6 +138,13 @@ def _tie(module: ModuleType) -> None:
         module.__dict__["subprocess"] = _TiedSubprocess()  # the module's global, as its code sees it
 
 
+@runtime_checkable
+class _ExecLoader(Protocol):
+    """A loader with ``exec_module`` (PEP 451), which the finder below wraps."""
+
+    exec_module: Callable[[ModuleType], None]
+
+
 class _TieOnImport(importlib.abc.MetaPathFinder):
     """Ties Prefect's server module when (if ever) it is imported: importing it up front costs
     ~1.2 s, and a run against a real server (PREFECT_API_URL) never needs it."""
@@ -149,7 +156,7 @@ class _TieOnImport(importlib.abc.MetaPathFinder):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
+        if not isinstance(loader, _ExecLoader):
             return spec
         exec_module = loader.exec_module
 
