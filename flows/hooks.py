@@ -11,9 +11,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskpipe.runsteps import StepFailed, failed_step, one_line
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun, State
+
+    from riskpipe.notify import Failure
 
 STEP_RE = re.compile(r"\bstep '([^']+)' failed: ")
 
@@ -59,7 +65,7 @@ def ingest_run_name() -> str:
     return f"ingest-{datetime.now(UTC):%Y-%m-%dT%H%M%SZ}"
 
 
-def _exception(state) -> BaseException | None:
+def _exception(state: State) -> BaseException | None:
     try:
         value = state.result(raise_on_failure=False)
     except Exception:  # a crash has no result; its message is all there is
@@ -67,7 +73,7 @@ def _exception(state) -> BaseException | None:
     return value if isinstance(value, BaseException) else None
 
 
-def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], state):
+def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], state: State) -> Failure:
     """The :class:`riskpipe.notify.Failure` of a failed or crashed run (step and one-line error
     from the exception, else from the state's message)."""
     from riskpipe.nightly import RulesOnlyNight
@@ -95,7 +101,7 @@ def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], stat
     )
 
 
-def notify_failure(flow, flow_run, state) -> None:
+def notify_failure(flow: Flow, flow_run: FlowRun, state: State) -> None:
     """on_failure / on_crashed hook: one alert to ``notify_url`` (if set) naming the run, the day,
     the failing step and the error. A failed alert is logged on the run, never raised."""
     from prefect.logging.loggers import flow_run_logger
