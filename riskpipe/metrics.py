@@ -24,12 +24,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)
+
+
+class AtCapacity(TypedDict):
+    """The top ``k`` rows a capacity of ``k`` exams examines."""
+
+    k: int
+    precision: float
+    recall: float
+    lift: float
+
+
+class RankingReport(TypedDict):
+    """:func:`ranking_report`'s record (a JSON object in reports): per-fraction figures keyed by
+    :func:`pct_key`."""
+
+    n: int
+    positives: int
+    base_rate: float
+    k_at: dict[str, int]
+    precision_at: dict[str, float]
+    recall_at: dict[str, float]
+    lift_at: dict[str, float]
+    pr_auc: float
+    at_capacity: AtCapacity | None
 
 
 def _arrays(y_true: ArrayLike, score: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -174,7 +198,7 @@ def ranking_report(
     score: ArrayLike,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     capacity: int | None = None,
-) -> dict[str, Any]:
+) -> RankingReport:
     """Every ranking metric at once, keyed by percent strings ("1", "2", "5", "10").
 
     Returns ``{"n", "positives", "base_rate", "k_at", "precision_at", "recall_at", "lift_at",
@@ -194,30 +218,33 @@ def ranking_report(
         k = min(k, n)
         return rates_at_k(int(cum[k - 1]), k, positives, base)
 
-    report: dict[str, Any] = {
-        "n": n,
-        "positives": positives,
-        "base_rate": base,
-        "k_at": {},
-        "precision_at": {},
-        "recall_at": {},
-        "lift_at": {},
-    }
+    k_at: dict[str, int] = {}
+    precision_at: dict[str, float] = {}
+    recall_at: dict[str, float] = {}
+    lift_at: dict[str, float] = {}
     for frac in fractions:
         key = pct_key(frac)
         k = k_for_fraction(n, frac)
         p, r, lift = at(k)
-        report["k_at"][key] = k
-        report["precision_at"][key] = p
-        report["recall_at"][key] = r
-        report["lift_at"][key] = lift
-    report["pr_auc"] = pr_auc(y, s)
-    if capacity is None:
-        report["at_capacity"] = None
-    else:
+        k_at[key] = k
+        precision_at[key] = p
+        recall_at[key] = r
+        lift_at[key] = lift
+    at_capacity: AtCapacity | None = None
+    if capacity is not None:
         if capacity < 0:
             raise ValueError(f"metrics: capacity must be >= 0, got {capacity}")
         k = min(capacity, n)
         p, r, lift = at(k)
-        report["at_capacity"] = {"k": k, "precision": p, "recall": r, "lift": lift}
-    return report
+        at_capacity = {"k": k, "precision": p, "recall": r, "lift": lift}
+    return {
+        "n": n,
+        "positives": positives,
+        "base_rate": base,
+        "k_at": k_at,
+        "precision_at": precision_at,
+        "recall_at": recall_at,
+        "lift_at": lift_at,
+        "pr_auc": pr_auc(y, s),
+        "at_capacity": at_capacity,
+    }
