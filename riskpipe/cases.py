@@ -18,6 +18,7 @@ D gives the same flags whatever was added or removed later.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -159,7 +160,7 @@ class Case:
 class CaseStore:
     """Cases, notes, watchlists, saved views and the audits, in ``settings.db_url``."""
 
-    def __init__(self, db_url: str, clock=_now) -> None:
+    def __init__(self, db_url: str, clock: Callable[[], datetime] = _now) -> None:
         self.engine = ensure_current(db_url)
         self.clock = clock
 

@@ -164,7 +164,7 @@ def _estimator_parts(model: object) -> Iterator[object]:
             stack.extend(vars(obj).values())
 
 
-def _hgb_check_array():
+def _hgb_check_array() -> functools.partial[object]:
     """The validator a fitted HistGradientBoosting keeps for its numeric columns (sklearn 1.9:
     ``partial(check_array, dtype=[X_DTYPE], ensure_all_finite=False)``)."""
     return functools.partial(check_array, dtype=[X_DTYPE], ensure_all_finite=False)

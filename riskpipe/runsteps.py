@@ -46,7 +46,8 @@ class StepFailed(RiskpipeError):
         super().__init__(f"{flow} step '{step}' failed: {error}")
         self.flow, self.step, self.error = flow, step, error
 
-    def __reduce__(self):  # pickled across processes (Dask, Prefect results) with its fields
+    def __reduce__(self) -> tuple[type[StepFailed], tuple[str, str, str]]:
+        """Pickled across processes (Dask, Prefect results) with its fields."""
         return (type(self), (self.flow, self.step, self.error))
 
 

@@ -258,7 +258,7 @@ class UserStore:
                     )
             conn.execute(delete(t).where(t.c.username == username))
 
-    def _update(self, username: str, **values) -> None:
+    def _update(self, username: str, **values: object) -> None:
         with self.engine.begin() as conn:
             if (
                 conn.execute(update(users_table).where(users_table.c.username == username).values(**values)).rowcount
