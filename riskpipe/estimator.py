@@ -174,7 +174,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         early_stopping: bool | str = True,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int = 30,
-        class_weight: dict | str | None = None,
+        class_weight: dict[int, float] | str | None = None,
         random_state: int | None = None,
     ) -> None:
         self.categorical = categorical

@@ -189,7 +189,7 @@ class LabelStore:
         now = _now_utc()
         sqlite = is_sqlite(self.engine)
         with write_transaction(self.engine) as conn:
-            found: list[tuple] = []
+            found: list[tuple[object, ...]] = []
             for i in range(0, len(ids), _CHUNK):
                 q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT]]).where(
                     labels_table.c[S.SHIPMENT_ID].in_(ids[i : i + _CHUNK])
@@ -254,7 +254,7 @@ class LabelStore:
             return changes.height
 
     @staticmethod
-    def _executemany(conn: Connection, sql: str, rows: list[tuple]) -> None:
+    def _executemany(conn: Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
         """Plain DB-API executemany: one prepared statement, no per-row SQLAlchemy processing."""
         for i in range(0, len(rows), 10_000):
             conn.exec_driver_sql(sql, rows[i : i + 10_000])
@@ -329,7 +329,7 @@ class LabelStore:
             return None
         return dict(row)  # recorded_at: aware UTC (UTCDateTime)
 
-    def history(self, shipment_id: str) -> list[dict]:
+    def history(self, shipment_id: str) -> list[dict[str, object]]:
         """Audit rows of one shipment, oldest first: ``changed_at`` (UTC), ``actor``,
         ``action`` (insert/update), ``before`` (dict or None) and ``after`` (dict)."""
         q = select(audit_table).where(audit_table.c[S.SHIPMENT_ID] == shipment_id).order_by(audit_table.c["id"])

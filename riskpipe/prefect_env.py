@@ -85,7 +85,7 @@ class _Spawner:
     """A daemon thread that starts child processes and lives until the process ends."""
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[[], object], dict[str, Any], threading.Event]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 

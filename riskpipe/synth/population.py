@@ -7,7 +7,7 @@ their aliases, mules and drops. Rows of the day refer to entities by integer ind
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -40,7 +40,7 @@ from riskpipe.synth.places import (
 )
 
 
-def _pick(rng: np.random.Generator, items: list, probs: ArrayLike, n: int) -> np.ndarray:
+def _pick(rng: np.random.Generator, items: Sequence[object], probs: ArrayLike, n: int) -> np.ndarray:
     p = np.asarray(probs, dtype=float)
     return rng.choice(len(items), size=n, p=p / p.sum())
 
