@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -320,7 +319,7 @@ class LabelStore:
             out = out.filter(pl.col(S.EXAM_DATE) <= until)
         return out.sort(RECORDED_AT, S.SHIPMENT_ID, maintain_order=True)
 
-    def get(self, shipment_id: str) -> dict[str, Any] | None:
+    def get(self, shipment_id: str) -> dict[str, object] | None:
         """The current outcome of one shipment, or None."""
         q = select(labels_table).where(labels_table.c[S.SHIPMENT_ID] == shipment_id)
         with self.engine.connect() as conn:

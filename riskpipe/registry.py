@@ -87,7 +87,7 @@ class LoadedModel:
         return list(self.meta.get("feature_columns", []))
 
     @property
-    def baseline(self) -> dict[str, Any]:
+    def baseline(self) -> dict[str, object]:
         """Feature -> its usual value (training median / most frequent), for occlusion reasons."""
         return dict(self.meta.get("baseline", {}))
 

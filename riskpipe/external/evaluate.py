@@ -63,9 +63,9 @@ def _mean(values: list[Any]) -> Any:
     return float(np.mean(values))
 
 
-def _sd(reports: list[ViewReport]) -> dict[str, Any]:
+def _sd(reports: list[ViewReport]) -> dict[str, dict[str, float] | float | None]:
     """Standard deviation across seeds of the precision, recall and AUC figures of one view."""
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, float] | float | None] = {}
     for key in ("precision_at", "recall_at"):
         out[key] = {k: float(np.std([r[key][k] for r in reports])) for k in reports[0][key]}
     for figure in ("pr_auc", "roc_auc"):
