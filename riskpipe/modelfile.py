@@ -211,7 +211,7 @@ def loads_model(data: bytes, what: str = "model", legacy: bool = False) -> objec
     trusted = _check_nodes(data, what, legacy=legacy)
     try:
         model = sio.loads(data, trusted=trusted)
-    except Exception as exc:
+    except Exception as exc:  # any load failure means an unloadable model
         raise RiskpipeError(f"{what}: cannot load it ({type(exc).__name__}: {exc})") from None
     for part in _estimator_parts(model):
         if not isinstance(part, FunctionTransformer):
