@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron, Interval
@@ -26,6 +27,9 @@ from flows.nightly import nightly_flow
 from flows.retrain import retrain_flow
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
+
+if TYPE_CHECKING:
+    from prefect.runner import Runner
 
 NIGHTLY_DEPLOYMENT = "riskpipe-nightly"
 RETRAIN_DEPLOYMENT = "riskpipe-retrain"
@@ -82,7 +86,7 @@ def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
     ]
 
 
-async def add_to_runner(runner, home: Path, settings: Settings) -> None:
+async def add_to_runner(runner: Runner, home: Path, settings: Settings) -> None:
     """Register the deployments with ``runner``, which will run the flow objects themselves."""
     for flow_, options in deployment_specs(home, settings):
         await runner.aadd_flow(flow_, **options)
@@ -155,7 +159,7 @@ def start_local_server(
     )
     env.pop("PREFECT_API_URL", None)
     prefect_home.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child
+    log = open(log_file or prefect_home / "server.log", "ab")  # owned by the child
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s

@@ -11,9 +11,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskpipe.runsteps import StepFailed, failed_step, one_line
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun, State
+
+    from riskpipe.notify import Failure
 
 STEP_RE = re.compile(r"\bstep '([^']+)' failed: ")
 
@@ -24,12 +30,12 @@ def _params() -> dict[str, Any]:
     return dict(flow_run.parameters or {})
 
 
-def _timezone(home: Any) -> str:
+def _timezone(home: str | Path) -> str:
     try:
         from flows.settings import home_settings
 
         return home_settings(Path(home)).timezone
-    except Exception:  # noqa: BLE001 - a name must never fail a run; the flow reports bad settings
+    except Exception:  # a name must never fail a run; the flow reports bad settings
         return "UTC"
 
 
@@ -59,15 +65,15 @@ def ingest_run_name() -> str:
     return f"ingest-{datetime.now(UTC):%Y-%m-%dT%H%M%SZ}"
 
 
-def _exception(state) -> BaseException | None:
+def _exception(state: State) -> BaseException | None:
     try:
         value = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001 - a crash has no result; its message is all there is
+    except Exception:  # a crash has no result; its message is all there is
         return None
     return value if isinstance(value, BaseException) else None
 
 
-def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], state):
+def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], state: State) -> Failure:
     """The :class:`riskpipe.notify.Failure` of a failed or crashed run (step and one-line error
     from the exception, else from the state's message)."""
     from riskpipe.nightly import RulesOnlyNight
@@ -95,7 +101,7 @@ def describe_failure(flow_name: str, run_name: str, params: dict[str, Any], stat
     )
 
 
-def notify_failure(flow, flow_run, state) -> None:
+def notify_failure(flow: Flow, flow_run: FlowRun, state: State) -> None:
     """on_failure / on_crashed hook: one alert to ``notify_url`` (if set) naming the run, the day,
     the failing step and the error. A failed alert is logged on the run, never raised."""
     from prefect.logging.loggers import flow_run_logger
@@ -107,7 +113,7 @@ def notify_failure(flow, flow_run, state) -> None:
     logger = flow_run_logger(flow_run, flow)
     try:
         url = home_settings(Path(params.get("home", "data"))).notify_url
-    except Exception as exc:  # noqa: BLE001 - reported on the run
+    except Exception as exc:  # reported on the run
         logger.error("alert not sent: the home's settings could not be read: %s", one_line(exc))
         return
     if not url:
@@ -115,7 +121,7 @@ def notify_failure(flow, flow_run, state) -> None:
     failure = describe_failure(flow.name, flow_run.name, params, state)
     try:
         send(url, failure)
-    except Exception as exc:  # noqa: BLE001 - reported on the run
+    except Exception as exc:  # reported on the run
         logger.error("alert not sent: %s", one_line(exc))
     else:
         logger.info("alert sent for %s (step %s)", flow_run.name, failure.step or "unknown")

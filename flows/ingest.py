@@ -13,7 +13,7 @@ from riskpipe import runsteps
 from riskpipe.config import Settings
 from riskpipe.progress import progress_bar
 from riskpipe.store import Layout
-from riskpipe.watch import SETTLE_S, Watcher
+from riskpipe.watch import SETTLE_S, PollRecord, Watcher
 
 #: I/O tasks and the ingest flow fail after this long unless the caller sets another timeout
 IO_TIMEOUT_S = Settings.model_fields["io_timeout_seconds"].default
@@ -59,7 +59,7 @@ def ingest_flow(
 
 
 @flow(name="ingest-landed", timeout_seconds=IO_TIMEOUT_S)
-def landed_flow(home: str, settle_seconds: float = SETTLE_S, provisional: bool = True) -> dict:
+def landed_flow(home: str, settle_seconds: float = SETTLE_S, provisional: bool = True) -> PollRecord:
     """One look at the landing folder (:mod:`riskpipe.watch`): ingest the files that are ready,
     score their days provisionally; skipped when another ingest is running. A deployment runs
     it on an interval (``flows.deploy``); what earlier runs handled is in ``ingest/watch.json``."""

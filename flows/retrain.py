@@ -34,7 +34,7 @@ def import_outcomes(home: str, path: str) -> dict:
     if not Path(path).exists():
         return {"rows_in": 0}
     summary = import_labels(layout, Path(path), LabelStore(settings.db_url))
-    return summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
+    return summary.as_dict()
 
 
 @task(name="train-and-decide")

@@ -18,9 +18,9 @@ D gives the same flags whatever was added or removed later.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -160,7 +160,7 @@ class Case:
 class CaseStore:
     """Cases, notes, watchlists, saved views and the audits, in ``settings.db_url``."""
 
-    def __init__(self, db_url: str, clock=_now) -> None:
+    def __init__(self, db_url: str, clock: Callable[[], datetime] = _now) -> None:
         self.engine = ensure_current(db_url)
         self.clock = clock
 
@@ -173,7 +173,9 @@ class CaseStore:
             return Case(shipment_id, None, "open", None, None)
         return Case(row[S.SHIPMENT_ID], row["assignee"], row["status"], row["updated_at"], row["updated_by"])
 
-    def cases(self, assignee: str | None = None, status: str | None = None, limit: int = 500) -> list[dict]:
+    def cases(
+        self, assignee: str | None = None, status: str | None = None, limit: int = 500
+    ) -> list[dict[str, object]]:
         q = select(case_table).order_by(case_table.c.updated_at.desc()).limit(limit)
         if assignee:
             q = q.where(case_table.c.assignee == assignee)
@@ -191,10 +193,10 @@ class CaseStore:
             raise RiskpipeError(f"case status must be one of {', '.join(CASE_STATUSES)} (got {status!r})")
         return self._change(shipment_id, actor, "status", status=status)
 
-    def _change(self, shipment_id: str, actor: str, action: str, **values: Any) -> bool:
+    def _change(self, shipment_id: str, actor: str, action: str, **values: str | None) -> bool:
         return with_retry(lambda: self._change_once(shipment_id, actor, action, values))
 
-    def _change_once(self, shipment_id: str, actor: str, action: str, values: dict[str, Any]) -> bool:
+    def _change_once(self, shipment_id: str, actor: str, action: str, values: dict[str, str | None]) -> bool:
         t = case_table
         now = self.clock()
         with write_transaction(self.engine) as conn:
@@ -245,7 +247,7 @@ class CaseStore:
                 )
             )
 
-    def notes(self, shipment_id: str) -> list[dict]:
+    def notes(self, shipment_id: str) -> list[dict[str, object]]:
         t = case_notes_table
         with self.engine.connect() as conn:
             return [
@@ -253,7 +255,7 @@ class CaseStore:
                 for r in conn.execute(select(t).where(t.c.shipment_id == shipment_id).order_by(t.c.id)).mappings()
             ]
 
-    def case_audit(self, shipment_id: str) -> list[dict]:
+    def case_audit(self, shipment_id: str) -> list[dict[str, object]]:
         t = case_audit_table
         with self.engine.connect() as conn:
             rows = conn.execute(select(t).where(t.c.shipment_id == shipment_id).order_by(t.c.id)).mappings()
@@ -297,7 +299,7 @@ class CaseStore:
             ).rowcount
         return n > 0
 
-    def watchlist(self, include_removed: bool = False) -> list[dict]:
+    def watchlist(self, include_removed: bool = False) -> list[dict[str, object]]:
         t = watchlist_table
         q = select(t).order_by(t.c.id.desc())
         if not include_removed:
@@ -336,7 +338,7 @@ class CaseStore:
         with write_transaction(self.engine) as conn:
             conn.execute(delete(t).where(and_(t.c.username == username, t.c.id == view_id)))
 
-    def views(self, username: str) -> list[dict]:
+    def views(self, username: str) -> list[dict[str, object]]:
         t = saved_views_table
         with self.engine.connect() as conn:
             return [
@@ -358,7 +360,9 @@ class CaseStore:
                 )
             )
 
-    def access_log(self, actor: str | None = None, action: str | None = None, limit: int = 500) -> list[dict]:
+    def access_log(
+        self, actor: str | None = None, action: str | None = None, limit: int = 500
+    ) -> list[dict[str, object]]:
         t = access_audit_table
         q = select(t).order_by(t.c.id.desc()).limit(limit)
         if actor:
@@ -368,7 +372,7 @@ class CaseStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def recent_case_changes(self, limit: int = 200) -> list[dict]:
+    def recent_case_changes(self, limit: int = 200) -> list[dict[str, object]]:
         t = case_audit_table
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(t).order_by(t.c.id.desc()).limit(limit)).mappings()]
@@ -382,7 +386,7 @@ class CaseStore:
                 )
             )
 
-    def rule_edits(self, limit: int = 50) -> list[dict]:
+    def rule_edits(self, limit: int = 50) -> list[dict[str, object]]:
         t = rule_edits_table
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(t).order_by(t.c.id.desc()).limit(limit)).mappings()]

@@ -19,7 +19,7 @@ import re
 import threading
 from collections.abc import Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 import polars as pl
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 GENERATOR = f"<!-- Created with Matplotlib v{matplotlib.__version__} (https://matplotlib.org/) by riskpipe.charts -->"
-_RC: dict[RcKeyType, Any] = {
+_RC: dict[RcKeyType, object] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "riskpipe",  # stable ids: the same data gives the same SVG
     "text.parse_math": False,  # a "$" in a label is a dollar sign, not mathtext

@@ -254,7 +254,9 @@ class _EnvironSource(EnvSettingsSource):
         return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
-def load_settings(home: Path, overrides: dict | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    home: Path, overrides: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings for ``home``: code defaults, then ``<home>/riskpipe.toml``, then the ``RISKPIPE_``
     variables of ``environ`` (only when given: the CLI passes ``os.environ``; library callers
     pass nothing and get no environment), then ``overrides``.
@@ -400,11 +402,11 @@ def _what(err: ErrorDetails) -> str:
     return says[kind]() if kind in says else str(err.get("msg", "invalid value")).rstrip(".").lower()
 
 
-def _number(value: Any) -> str:
+def _number(value: object) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     text = repr(str(value) if isinstance(value, Path) else value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -22,10 +23,17 @@ from riskpipe.errors import RiskpipeError
 DECISIONS_FILE = "decisions.jsonl"
 
 
-def _json_default(value: Any) -> Any:
+@runtime_checkable
+class _SupportsItem(Protocol):
+    """A numpy scalar (or one-element array): ``item()`` gives the Python value."""
+
+    def item(self) -> object: ...
+
+
+def _json_default(value: object) -> object:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
+    if isinstance(value, _SupportsItem):  # numpy scalars
         return value.item()
     if isinstance(value, Path):
         return str(value)
@@ -54,7 +62,7 @@ class RetrainDecision:
     min_positives: int | None = None
     forced: bool = False
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self) -> dict[str, object]:
         return {
             "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "action": self.action,
@@ -90,7 +98,7 @@ def record_decision(models_dir: Path, decision: RetrainDecision) -> None:
     _append_decision(models_dir, decision.as_record())
 
 
-def _append_decision(models_dir: Path, record: dict[str, Any]) -> None:
+def _append_decision(models_dir: Path, record: Mapping[str, object]) -> None:
     path = Path(models_dir) / DECISIONS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
@@ -118,11 +126,11 @@ def read_decisions(models_dir: Path) -> list[dict[str, Any]]:
 # -- champion changes by the operator, audited ---------------------------------------------------
 def record_champion_change(
     models_dir: Path, action: str, from_version: str | None, to_version: str, reason: str
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Append a champion change (``promote``, ``rollback``) to the audit trail: who, when, from,
     to, why. Also written with the keys of a retrain decision (``promoted``,
     ``challenger_version``, ``champion_version``), so every reader of the file sees the change."""
-    record = {
+    record: dict[str, object] = {
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "action": action,
         "by": operator_name(),

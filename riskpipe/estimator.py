@@ -24,10 +24,11 @@ Saved with skops through ``riskpipe.registry``: the learned state is sklearn bui
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import polars as pl
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -40,6 +41,8 @@ FREQ_SUFFIX = "__freq"
 #: rows per tree-prediction call (about 10 MB of encoded features: stays in cache across trees)
 PREDICT_CHUNK = 16_384
 _NULL_KEY = "\x00null"  # stands for a null code in the frequency table only
+#: what fit and predict accept (a lazy frame is collected first)
+Frame = pl.DataFrame | pl.LazyFrame
 
 #: Types beyond skops' defaults that a fitted ``TabularRiskClassifier`` saved by
 #: ``riskpipe.modelfile.dumps_model`` holds (no functions: HGB's ``partial(check_array)`` is taken
@@ -66,7 +69,9 @@ def _one_openmp_thread() -> None:
     threadpool_limits(limits=1, user_api="openmp")  # this worker thread only, for its lifetime
 
 
-def predict_chunked(predict: Any, Z: np.ndarray, workers: int | None = None) -> np.ndarray:
+def predict_chunked(
+    predict: Callable[[np.ndarray], np.ndarray], Z: np.ndarray, workers: int | None = None
+) -> np.ndarray:
     """``predict(Z)`` computed ``PREDICT_CHUNK`` rows at a time by ``workers`` Python threads
     (default: the CPU count, at most 4), each with one OpenMP thread. Tree prediction walks all
     rows once per tree: a chunk stays in cache across the trees (half the cost of one call on
@@ -88,16 +93,16 @@ def predict_chunked(predict: Any, Z: np.ndarray, workers: int | None = None) -> 
         return np.concatenate(list(pool.map(lambda i: predict(Z[i : i + PREDICT_CHUNK]), starts)))
 
 
-def _is_missing(c: Any) -> bool:
+def _is_missing(c: object) -> bool:
     return c is None or (isinstance(c, float) and np.isnan(c))
 
 
-def _identity(trans: Any) -> bool:
+def _identity(trans: object) -> bool:
     """A fitted ``"passthrough"`` (sklearn stores it as a FunctionTransformer without a func)."""
     return isinstance(trans, FunctionTransformer) and trans.func is None and trans.validate is False
 
 
-def _lookup(col: str, cats: Any, values: list[float], unknown: float) -> pl.Expr:
+def _lookup(col: str, cats: Iterable[object], values: list[float], unknown: float) -> pl.Expr:
     """``col`` (text) mapped through a fitted encoder's ``categories_`` -> ``values``: a null
     takes the missing level's value when one was seen in training (sklearn keeps ``None`` as a
     level), else ``unknown``, as does an unseen code."""
@@ -169,7 +174,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         early_stopping: bool | str = True,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int = 30,
-        class_weight: dict | str | None = None,
+        class_weight: dict[int, float] | str | None = None,
         random_state: int | None = None,
     ) -> None:
         self.categorical = categorical
@@ -231,7 +236,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         return by_role["numeric"], by_role["categorical"], by_role["high_cardinality"]
 
     # -- preparation shared by fit and predict --------------------------------------------------
-    def _prepare(self, X: Any) -> pl.DataFrame:
+    def _prepare(self, X: Frame) -> pl.DataFrame:
         """Cast the fitted columns to their role's dtype and add frequency columns."""
         if isinstance(X, pl.LazyFrame):
             X = X.collect()
@@ -267,7 +272,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         numeric_cols = list(self.numeric_features_)
         if self.frequency_encoding:
             numeric_cols += [c + FREQ_SUFFIX for c in self.high_cardinality_features_]
-        transformers: list[tuple[str, Any, list[str]]] = []
+        transformers: list[tuple[str, object, list[str]]] = []
         if self.categorical_features_:
             transformers.append(
                 (
@@ -319,7 +324,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         return Pipeline([("encode", encode), ("model", hgb)])
 
     # -- sklearn API ---------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> TabularRiskClassifier:
+    def fit(self, X: Frame, y: ArrayLike) -> TabularRiskClassifier:
         """Learn roles, frequency tables, encoders and trees from a Polars frame and 0/1 labels."""
         if isinstance(X, pl.LazyFrame):
             X = X.collect()
@@ -346,18 +351,18 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = int(self.pipeline_.named_steps["model"].n_iter_)
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Frame) -> np.ndarray:
         """Class probabilities, shape (n, 2); column 1 is the positive class."""
         return self._trees("predict_proba", X)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Frame) -> np.ndarray:
         return self._trees("predict", X)
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def decision_function(self, X: Frame) -> np.ndarray:
         """Raw log-odds: ranks identically to ``predict_proba`` without saturating."""
         return self._trees("decision_function", X)
 
-    def _trees(self, method: str, X: Any) -> np.ndarray:
+    def _trees(self, method: str, X: Frame) -> np.ndarray:
         """The boosted trees' ``method`` on the encoded rows, ``PREDICT_CHUNK`` rows at a time
         on one thread: HGB walks all rows once per tree, so a chunk that stays in cache across
         the trees halves the cost on millions of rows, and OpenMP threads on a busy shared
@@ -365,7 +370,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         equals one call on all rows."""
         return predict_chunked(getattr(self.pipeline_.named_steps["model"], method), self.encode(X))
 
-    def encode(self, X: Any) -> np.ndarray:
+    def encode(self, X: Frame) -> np.ndarray:
         """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``.
 
         Row-major float64 built in Polars from the fitted encoders' tables (equal to the

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 from sqlalchemy import (
     Column,
+    Connection,
     Date,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -187,7 +188,7 @@ class LabelStore:
         now = _now_utc()
         sqlite = is_sqlite(self.engine)
         with write_transaction(self.engine) as conn:
-            found: list[tuple] = []
+            found: list[tuple[object, ...]] = []
             for i in range(0, len(ids), _CHUNK):
                 q = select(*[labels_table.c[c] for c in [S.SHIPMENT_ID, *_VALUE_COLS, RECORDED_AT]]).where(
                     labels_table.c[S.SHIPMENT_ID].in_(ids[i : i + _CHUNK])
@@ -224,7 +225,7 @@ class LabelStore:
                 )
             # SQLite: UTCDateTime's text (db.SQLITE_UTC_FORMAT)
             stamp = pl.col(RECORDED_AT).dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00") if sqlite else pl.col(RECORDED_AT)
-            day: Any = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
+            day: pl.Expr = pl.col(S.EXAM_DATE).dt.to_string("%Y-%m-%d") if sqlite else pl.col(S.EXAM_DATE)
             rows = changes.with_columns(
                 day.alias(S.EXAM_DATE), stamp.alias(RECORDED_AT), pl.lit(actor).alias("recorded_by")
             )
@@ -252,7 +253,7 @@ class LabelStore:
             return changes.height
 
     @staticmethod
-    def _executemany(conn: Any, sql: str, rows: list[tuple]) -> None:
+    def _executemany(conn: Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
         """Plain DB-API executemany: one prepared statement, no per-row SQLAlchemy processing."""
         for i in range(0, len(rows), 10_000):
             conn.exec_driver_sql(sql, rows[i : i + 10_000])
@@ -318,7 +319,7 @@ class LabelStore:
             out = out.filter(pl.col(S.EXAM_DATE) <= until)
         return out.sort(RECORDED_AT, S.SHIPMENT_ID, maintain_order=True)
 
-    def get(self, shipment_id: str) -> dict[str, Any] | None:
+    def get(self, shipment_id: str) -> dict[str, object] | None:
         """The current outcome of one shipment, or None."""
         q = select(labels_table).where(labels_table.c[S.SHIPMENT_ID] == shipment_id)
         with self.engine.connect() as conn:
@@ -327,7 +328,7 @@ class LabelStore:
             return None
         return dict(row)  # recorded_at: aware UTC (UTCDateTime)
 
-    def history(self, shipment_id: str) -> list[dict]:
+    def history(self, shipment_id: str) -> list[dict[str, object]]:
         """Audit rows of one shipment, oldest first: ``changed_at`` (UTC), ``actor``,
         ``action`` (insert/update), ``before`` (dict or None) and ``after`` (dict)."""
         q = select(audit_table).where(audit_table.c[S.SHIPMENT_ID] == shipment_id).order_by(audit_table.c["id"])
@@ -383,7 +384,7 @@ _STR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _placeholders(engine: Any, cols: list[str]) -> list[str]:
+def _placeholders(engine: Engine, cols: list[str]) -> list[str]:
     style = engine.dialect.paramstyle
     if style == "qmark":
         return ["?"] * len(cols)
@@ -396,16 +397,16 @@ def _placeholders(engine: Any, cols: list[str]) -> list[str]:
     raise RiskpipeError(f"labels: database driver paramstyle {style!r} is not supported")
 
 
-def _quote(engine: Any, name: str) -> str:
+def _quote(engine: Engine, name: str) -> str:
     return engine.dialect.identifier_preparer.quote(name)
 
 
-def _insert_sql(engine: Any, table: str, cols: list[str]) -> str:
+def _insert_sql(engine: Engine, table: str, cols: list[str]) -> str:
     names = ", ".join(_quote(engine, c) for c in cols)
     return f"INSERT INTO {_quote(engine, table)} ({names}) VALUES ({', '.join(_placeholders(engine, cols))})"
 
 
-def _update_sql(engine: Any, table: str, set_cols: list[str], key: str) -> str:
+def _update_sql(engine: Engine, table: str, set_cols: list[str], key: str) -> str:
     marks = _placeholders(engine, [*set_cols, key])
     sets = ", ".join(f"{_quote(engine, c)} = {m}" for c, m in zip(set_cols, marks[:-1], strict=False))
     return f"UPDATE {_quote(engine, table)} SET {sets} WHERE {_quote(engine, key)} = {marks[-1]}"
@@ -431,7 +432,7 @@ def _validate(frame: pl.DataFrame, latest: date, now: datetime | None = None) ->
     if f.schema[S.EXAM_DATE] != pl.Date():
         try:
             f = f.with_columns(pl.col(S.EXAM_DATE).cast(pl.String).str.to_date("%Y-%m-%d"))
-        except Exception:  # noqa: BLE001 - polars raises its own compute errors
+        except Exception:  # polars raises its own compute errors
             raise RiskpipeError("labels: exam_date must be a date YYYY-MM-DD") from None
     checks = [
         (pl.col(S.SHIPMENT_ID).is_null() | (pl.col(S.SHIPMENT_ID) == ""), S.SHIPMENT_ID, "is empty"),

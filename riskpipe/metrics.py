@@ -24,14 +24,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)
 
 
-def _arrays(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
+class AtCapacity(TypedDict):
+    """The top ``k`` rows a capacity of ``k`` exams examines."""
+
+    k: int
+    precision: float
+    recall: float
+    lift: float
+
+
+class RankingReport(TypedDict):
+    """:func:`ranking_report`'s record (a JSON object in reports): per-fraction figures keyed by
+    :func:`pct_key`."""
+
+    n: int
+    positives: int
+    base_rate: float
+    k_at: dict[str, int]
+    precision_at: dict[str, float]
+    recall_at: dict[str, float]
+    lift_at: dict[str, float]
+    pr_auc: float
+    at_capacity: AtCapacity | None
+
+
+def _arrays(y_true: ArrayLike, score: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Labels as 0/1 ints and scores as floats, checked for equal length."""
     y = np.asarray(y_true)
     s = np.asarray(score, dtype=float)
@@ -46,7 +71,7 @@ def _arrays(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), s
 
 
-def rank_order(score: Any) -> np.ndarray:
+def rank_order(score: ArrayLike) -> np.ndarray:
     """Row indices from the highest score to the lowest; ties keep the original order."""
     s = np.asarray(score, dtype=float)
     key = np.where(np.isnan(s), -np.inf, -s)  # NaN last (after -inf scores too: stable below)
@@ -94,7 +119,7 @@ def _hits_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[int, int]:
     return int(y[top].sum()), k
 
 
-def precision_at_k(y_true: Any, score: Any, k: int) -> float:
+def precision_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Share of positives among the ``k`` highest-scored rows (k larger than n means all rows)."""
     y, s = _arrays(y_true, score)
     if y.shape[0] == 0:
@@ -103,7 +128,7 @@ def precision_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, int(y.sum()), 0.0)[0]
 
 
-def recall_at_k(y_true: Any, score: Any, k: int) -> float:
+def recall_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Share of all positives found among the ``k`` highest-scored rows (0.0 if no positives)."""
     y, s = _arrays(y_true, score)
     total = int(y.sum())
@@ -113,7 +138,7 @@ def recall_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, total, 0.0)[1]
 
 
-def lift_at_k(y_true: Any, score: Any, k: int) -> float:
+def lift_at_k(y_true: ArrayLike, score: ArrayLike, k: int) -> float:
     """Precision at k over the base rate: how many times better than random selection."""
     y, s = _arrays(y_true, score)
     if y.shape[0] == 0 or y.sum() == 0:
@@ -122,28 +147,28 @@ def lift_at_k(y_true: Any, score: Any, k: int) -> float:
     return rates_at_k(hits, k, int(y.sum()), float(y.mean()))[2]
 
 
-def precision_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def precision_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Precision among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return precision_at_k(y, s, k) if k else 0.0
 
 
-def recall_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def recall_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Recall among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return recall_at_k(y, s, k) if k else 0.0
 
 
-def lift_at_frac(y_true: Any, score: Any, frac: float) -> float:
+def lift_at_frac(y_true: ArrayLike, score: ArrayLike, frac: float) -> float:
     """Lift among the top ``ceil(frac * n)`` rows."""
     y, s = _arrays(y_true, score)
     k = k_for_fraction(y.shape[0], frac)
     return lift_at_k(y, s, k) if k else 0.0
 
 
-def pr_auc(y_true: Any, score: Any) -> float:
+def pr_auc(y_true: ArrayLike, score: ArrayLike) -> float:
     """Average precision: sum over thresholds of (recall gain) x precision; tied scores are one
     threshold (same value as ``sklearn.metrics.average_precision_score``). 0.0 if no positives."""
     y, s = _arrays(y_true, score)
@@ -169,11 +194,11 @@ def pct_key(frac: float) -> str:
 
 
 def ranking_report(
-    y_true: Any,
-    score: Any,
+    y_true: ArrayLike,
+    score: ArrayLike,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     capacity: int | None = None,
-) -> dict[str, Any]:
+) -> RankingReport:
     """Every ranking metric at once, keyed by percent strings ("1", "2", "5", "10").
 
     Returns ``{"n", "positives", "base_rate", "k_at", "precision_at", "recall_at", "lift_at",
@@ -193,30 +218,33 @@ def ranking_report(
         k = min(k, n)
         return rates_at_k(int(cum[k - 1]), k, positives, base)
 
-    report: dict[str, Any] = {
-        "n": n,
-        "positives": positives,
-        "base_rate": base,
-        "k_at": {},
-        "precision_at": {},
-        "recall_at": {},
-        "lift_at": {},
-    }
+    k_at: dict[str, int] = {}
+    precision_at: dict[str, float] = {}
+    recall_at: dict[str, float] = {}
+    lift_at: dict[str, float] = {}
     for frac in fractions:
         key = pct_key(frac)
         k = k_for_fraction(n, frac)
         p, r, lift = at(k)
-        report["k_at"][key] = k
-        report["precision_at"][key] = p
-        report["recall_at"][key] = r
-        report["lift_at"][key] = lift
-    report["pr_auc"] = pr_auc(y, s)
-    if capacity is None:
-        report["at_capacity"] = None
-    else:
+        k_at[key] = k
+        precision_at[key] = p
+        recall_at[key] = r
+        lift_at[key] = lift
+    at_capacity: AtCapacity | None = None
+    if capacity is not None:
         if capacity < 0:
             raise ValueError(f"metrics: capacity must be >= 0, got {capacity}")
         k = min(capacity, n)
         p, r, lift = at(k)
-        report["at_capacity"] = {"k": k, "precision": p, "recall": r, "lift": lift}
-    return report
+        at_capacity = {"k": k, "precision": p, "recall": r, "lift": lift}
+    return {
+        "n": n,
+        "positives": positives,
+        "base_rate": base,
+        "k_at": k_at,
+        "precision_at": precision_at,
+        "recall_at": recall_at,
+        "lift_at": lift_at,
+        "pr_auc": pr_auc(y, s),
+        "at_capacity": at_capacity,
+    }

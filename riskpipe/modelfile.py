@@ -12,7 +12,7 @@ import functools
 import io
 import json
 import zipfile
-from typing import Any
+from collections.abc import Iterator
 
 import skops.io as sio
 from sklearn.base import BaseEstimator
@@ -107,7 +107,7 @@ def model_nodes(data: bytes) -> set[tuple[str, str]]:
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise RiskpipeError(f"not a readable skops model file ({type(exc).__name__})") from None
     found: set[tuple[str, str]] = set()
-    stack: list[Any] = [schema]
+    stack: list[object] = [schema]
     while stack:
         obj = stack.pop()
         if isinstance(obj, dict):
@@ -136,7 +136,7 @@ def _check_nodes(data: bytes, what: str, legacy: bool = False) -> list[str]:
     names = {t for ts in allowed.values() for t in ts}
     try:
         untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means an unreadable model
+    except Exception as exc:  # any parse failure means an unreadable model
         raise RiskpipeError(f"{what}: not a readable skops model file ({type(exc).__name__})") from None
     extra = [t for t in untrusted if t not in names]
     if extra:  # skops saw a type the schema walk did not: refuse rather than guess
@@ -146,10 +146,10 @@ def _check_nodes(data: bytes, what: str, legacy: bool = False) -> list[str]:
     return list(untrusted)
 
 
-def _estimator_parts(model: Any):
+def _estimator_parts(model: object) -> Iterator[object]:
     """Every object reachable through estimators, lists, tuples and dicts (each once)."""
     seen: set[int] = set()
-    stack = [model]
+    stack: list[object] = [model]
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
@@ -164,13 +164,13 @@ def _estimator_parts(model: Any):
             stack.extend(vars(obj).values())
 
 
-def _hgb_check_array():
+def _hgb_check_array() -> functools.partial[object]:
     """The validator a fitted HistGradientBoosting keeps for its numeric columns (sklearn 1.9:
     ``partial(check_array, dtype=[X_DTYPE], ensure_all_finite=False)``)."""
     return functools.partial(check_array, dtype=[X_DTYPE], ensure_all_finite=False)
 
 
-def _is_hgb_check_array(func: Any) -> bool:
+def _is_hgb_check_array(func: object) -> bool:
     want = _hgb_check_array()
     return (
         isinstance(func, functools.partial)
@@ -182,7 +182,7 @@ def _is_hgb_check_array(func: Any) -> bool:
     )
 
 
-def dumps_model(model: Any) -> bytes:
+def dumps_model(model: object) -> bytes:
     """The skops bytes of ``model`` holding no function reference: HGB's ``partial(check_array)``
     is replaced by a marker (on a copy) that :func:`loads_model` turns back into the same partial.
     Refuses (one line) a model holding any other function or a type outside :data:`MODEL_NODES`."""
@@ -197,13 +197,13 @@ def dumps_model(model: Any) -> bytes:
             setattr(part, _RESTORE_ATTR, _HGB_CHECK)
     try:
         data = sio.dumps(model)
-    except Exception as exc:  # noqa: BLE001 - skops cannot save some objects at all
+    except Exception as exc:  # skops cannot save some objects at all
         raise RiskpipeError(f"cannot save the model with skops ({type(exc).__name__}: {exc})") from None
     _check_nodes(data, "model to save")
     return data
 
 
-def loads_model(data: bytes, what: str = "model", legacy: bool = False) -> Any:
+def loads_model(data: bytes, what: str = "model", legacy: bool = False) -> object:
     """Build a model from skops bytes checked against :data:`MODEL_NODES`, and put back the
     functions :func:`dumps_model` took out."""
     import skops.io as sio
@@ -211,10 +211,12 @@ def loads_model(data: bytes, what: str = "model", legacy: bool = False) -> Any:
     trusted = _check_nodes(data, what, legacy=legacy)
     try:
         model = sio.loads(data, trusted=trusted)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # any load failure means an unloadable model
         raise RiskpipeError(f"{what}: cannot load it ({type(exc).__name__}: {exc})") from None
     for part in _estimator_parts(model):
-        marker = getattr(part, _RESTORE_ATTR, None) if isinstance(part, FunctionTransformer) else None
+        if not isinstance(part, FunctionTransformer):
+            continue
+        marker = getattr(part, _RESTORE_ATTR, None)
         if marker is None:
             continue
         if marker != _HGB_CHECK or part.func is not None:

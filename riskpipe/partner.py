@@ -41,7 +41,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -181,7 +180,7 @@ def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_ts(text: Any, field: str, source: str) -> datetime:
+def _parse_ts(text: object, field: str, source: str) -> datetime:
     try:
         moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
@@ -293,7 +292,7 @@ def verify(data: bytes, key: bytes, now: datetime, content: str, source: str) ->
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _is_date(text: Any) -> bool:
+def _is_date(text: object) -> bool:
     """``YYYY-MM-DD`` as a string (``date.fromisoformat`` also takes ``20260412``)."""
     if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
         return False

@@ -28,10 +28,10 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 #: the level of Prefect's console handler (its logging.yml ``handlers.console.level``)
 CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
@@ -68,6 +68,7 @@ def configure_prefect(home: Path, environ: dict[str, str] | None = None) -> None
 # ---------------------------------------------------------------------------------------------
 SERVER_MODULE = "prefect.server.api.server"
 PARENT_ENV = "RISKPIPE_PREFECT_PARENT_PID"
+T = TypeVar("T")
 
 #: run in the server process instead of ``python -m uvicorn``: ask for SIGTERM when the parent
 #: dies (PR_SET_PDEATHSIG = 1), give up if it already has, then run uvicorn with the same args.
@@ -84,11 +85,11 @@ class _Spawner:
     """A daemon thread that starts child processes and lives until the process ends."""
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[[], object], dict[str, Any], threading.Event]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], T]) -> T:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="riskpipe-prefect-spawner", daemon=True)
@@ -106,7 +107,7 @@ class _Spawner:
             fn, box, done = self._jobs.get()
             try:
                 box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # handed to the caller
                 box["error"] = exc
             done.set()
 
@@ -122,7 +123,7 @@ class _TiedSubprocess:
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
 
-    def Popen(self, args: Any, *rest: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802 - subprocess API
+    def Popen(self, args: Any, *rest: Any, **kwargs: Any) -> subprocess.Popen:  # subprocess API
         cmd = list(args) if isinstance(args, list | tuple) else None
         if rest or cmd is None or cmd[1:3] != ["-m", "uvicorn"]:
             return subprocess.Popen(args, *rest, **kwargs)
@@ -137,16 +138,25 @@ def _tie(module: ModuleType) -> None:
         module.__dict__["subprocess"] = _TiedSubprocess()  # the module's global, as its code sees it
 
 
+@runtime_checkable
+class _ExecLoader(Protocol):
+    """A loader with ``exec_module`` (PEP 451), which the finder below wraps."""
+
+    exec_module: Callable[[ModuleType], None]
+
+
 class _TieOnImport(importlib.abc.MetaPathFinder):
     """Ties Prefect's server module when (if ever) it is imported: importing it up front costs
     ~1.2 s, and a run against a real server (PREFECT_API_URL) never needs it."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != SERVER_MODULE:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
+        if not isinstance(loader, _ExecLoader):
             return spec
         exec_module = loader.exec_module
 

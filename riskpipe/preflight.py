@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from riskpipe import schema as S
+from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 from riskpipe.store import Layout
 
@@ -70,7 +71,7 @@ def _span(layout: Layout) -> str:
     return f"{days[0]}..{days[-1]}" if days else "none"
 
 
-def check_nightly(layout: Layout, settings, day: date, ingest: bool, allow_rules_only: bool) -> None:
+def check_nightly(layout: Layout, settings: Settings, day: date, ingest: bool, allow_rules_only: bool) -> None:
     """Before ``riskpipe nightly``: the home exists; the day is ingested, or (when the night
     ingests first) new files wait in the landing folder; the champion is usable, or rules-only
     nights are allowed."""
@@ -96,7 +97,7 @@ def check_nightly(layout: Layout, settings, day: date, ingest: bool, allow_rules
             )
 
 
-def check_retrain(layout: Layout, settings, until: date | None, force: bool) -> None:
+def check_retrain(layout: Layout, settings: Settings, until: date | None, force: bool) -> None:
     """Before ``riskpipe retrain``: the home exists, holds ingested days (up to ``until``), and
     its champion is usable or absent (a broken one is only replaced with ``force``)."""
     check_home(layout.home)

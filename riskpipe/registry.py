@@ -76,6 +76,8 @@ class LoadedModel:
     """A verified model and its metadata."""
 
     version: str
+    #: the saved estimator as loaded (``riskpipe.model.RiskModel``, ``LinearBaseline`` or any
+    #: reviewed sklearn estimator): its class is known only at run time, so callers narrow it
     model: Any
     meta: dict[str, Any]
     path: Path | None = None
@@ -85,7 +87,7 @@ class LoadedModel:
         return list(self.meta.get("feature_columns", []))
 
     @property
-    def baseline(self) -> dict[str, Any]:
+    def baseline(self) -> dict[str, object]:
         """Feature -> its usual value (training median / most frequent), for occlusion reasons."""
         return dict(self.meta.get("baseline", {}))
 
@@ -100,7 +102,7 @@ def new_version(now: datetime | None = None) -> str:
     return "m" + now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def check_version_name(version: Any, source: str = "version") -> str:
+def check_version_name(version: object, source: str = "version") -> str:
     """``version`` if it names a folder directly inside the registry, else a one-line refusal."""
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         shown = repr(version)[:80]
@@ -130,7 +132,7 @@ def sign_version(models_dir: Path, version: str, key_path: Path | None = None) -
 
 def save_model(
     models_dir: Path,
-    model: Any,
+    model: object,
     meta: dict[str, Any],
     card: str | None = None,
     version: str | None = None,
@@ -279,7 +281,7 @@ class VersionInfo:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
@@ -295,7 +297,7 @@ def describe_version(
         loaded = load_model(models_dir, version, key_path=key_path)
         return VersionInfo(version, champion == version, None, loaded.meta)
     except RiskpipeError as exc:
-        meta: Any = {}
+        meta: object = {}
         try:
             meta = json.loads((_version_folder(models_dir, version) / META_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError, RiskpipeError):

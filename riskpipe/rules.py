@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "reference" / "rules.toml"
@@ -195,7 +198,7 @@ class RuleSet:
 # ---------------------------------------------------------------------------------------------
 # expressions
 # ---------------------------------------------------------------------------------------------
-def _terms(value: Any) -> list[str]:
+def _terms(value: str | Iterable[object]) -> list[str]:
     if isinstance(value, str) and value.startswith("@"):
         from riskpipe.features.lexicon import load_lexicon
 
@@ -270,15 +273,17 @@ def _fail(source: str, where: str, msg: str) -> RiskpipeError:
     return RiskpipeError(f"rules {source}: {where}: {msg}")
 
 
-def _scalar(x: Any) -> bool:
-    return isinstance(x, (str, int, float, bool)) or hasattr(x, "isoformat")
+def _scalar(x: object) -> bool:
+    """A TOML scalar: text, number, boolean, or a date, date-time or time of day."""
+    return isinstance(x, (str, int, float, bool, date, time))
 
 
-def _number(x: Any) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or hasattr(x, "isoformat")
+def _number(x: object) -> bool:
+    """Comparable by order: a number (not a boolean), or a date, date-time or time of day."""
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or isinstance(x, (date, time))
 
 
-def _validate_condition(raw: Any, source: str, where: str, fields: set[str]) -> Condition:
+def _validate_condition(raw: object, source: str, where: str, fields: set[str]) -> Condition:
     from riskpipe.features.lexicon import LEXICON_NAMES
 
     if not isinstance(raw, dict):
@@ -323,7 +328,7 @@ def _validate_condition(raw: Any, source: str, where: str, fields: set[str]) -> 
     return Condition(field=f, op=op, value=tuple(v) if isinstance(v, list) else v)
 
 
-def _validate_rule(raw: Any, i: int, source: str, fields: set[str]) -> Rule:
+def _validate_rule(raw: object, i: int, source: str, fields: set[str]) -> Rule:
     if not isinstance(raw, dict):
         raise _fail(source, f"rule #{i + 1}", "must be a [[rule]] table")
     code = raw.get("code")
@@ -380,10 +385,10 @@ def parse_rules(text: str, source: str = "<text>") -> RuleSet:
 HOME_RULES_FILE = "rules.toml"
 
 
-def rules_file(settings: Any) -> Path | None:
+def rules_file(settings: Settings) -> Path | None:
     """The rules file a night uses: ``settings.rules_path``, else ``<home>/rules.toml`` when one
     was saved there (the workbench's rule editor writes it), else None (the shipped rules)."""
-    if getattr(settings, "rules_path", None) is not None:
+    if settings.rules_path is not None:
         return Path(settings.rules_path)
     home_file = Path(settings.home) / HOME_RULES_FILE
     return home_file if home_file.is_file() else None

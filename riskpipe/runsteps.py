@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from riskpipe.errors import RiskpipeError
 
@@ -46,7 +46,8 @@ class StepFailed(RiskpipeError):
         super().__init__(f"{flow} step '{step}' failed: {error}")
         self.flow, self.step, self.error = flow, step, error
 
-    def __reduce__(self):  # pickled across processes (Dask, Prefect results) with its fields
+    def __reduce__(self) -> tuple[type[StepFailed], tuple[str, str, str]]:
+        """Pickled across processes (Dask, Prefect results) with its fields."""
         return (type(self), (self.flow, self.step, self.error))
 
 
@@ -61,6 +62,10 @@ Listener = Callable[[StepEvent], None]
 _listeners: list[Listener] = []
 _active: dict[str, str] = {}  # running step -> its flow (progress reported by name)
 _lock = threading.Lock()
+#: attribute naming the (flow, step) a cancellation or interrupt escaped from (any exception type)
+STEP_ATTR = "riskpipe_step"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -82,7 +87,7 @@ def emit(event: StepEvent) -> None:
     for listener in listeners:
         try:
             listener(event)
-        except Exception:  # noqa: BLE001, S112 - a display problem must not fail a night
+        except Exception:  # a display problem must not fail a night
             continue
 
 
@@ -91,7 +96,7 @@ def run_started(flow: str, name: str | None, run_id: str | None = None) -> None:
     emit(StepEvent(flow, name or flow, "run", detail=run_id))
 
 
-def run_step(flow: str, step: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def run_step(flow: str, step: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` as step ``step`` of ``flow``: its start and end are announced, and
     an exception becomes :class:`StepFailed` naming the step (the original is its cause)."""
     emit(StepEvent(flow, step, "start"))
@@ -107,7 +112,7 @@ def run_step(flow: str, step: str, fn: Callable[..., Any], *args: Any, **kwargs:
             raise StepFailed(flow, step, error) from exc
         if not isinstance(exc, StepFailed):  # a cancellation (timeout), an interrupt: marked
             try:
-                setattr(exc, "riskpipe_step", (flow, step))  # noqa: B010 - any exception type
+                setattr(exc, STEP_ATTR, (flow, step))
             except AttributeError:
                 pass
         raise
@@ -126,7 +131,7 @@ def failed_step(exc: BaseException | None) -> tuple[str, str] | None:
         seen.add(id(exc))
         if isinstance(exc, StepFailed):
             return exc.flow, exc.step
-        marked = getattr(exc, "riskpipe_step", None)
+        marked = getattr(exc, STEP_ATTR, None)
         if marked:
             return marked
         exc = exc.__cause__ or exc.__context__

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -82,6 +83,15 @@ login_throttle_table = Table(
 
 def _new_generation() -> str:
     return secrets.token_hex(8)
+
+
+class UserRow(TypedDict):
+    """One user as :meth:`UserStore.list` shows it (no password hash, no session generation)."""
+
+    username: str
+    role: str
+    active: bool
+    created_at: datetime  # aware UTC
 
 
 @dataclass(frozen=True)
@@ -206,14 +216,17 @@ class UserStore:
             ).first()
         return User(row[0], row[1], row[2]) if row else None
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[UserRow]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
                     users_table.c.username, users_table.c.role, users_table.c.active, users_table.c.created_at
                 ).order_by(users_table.c.username)
             ).mappings()
-            return [dict(r) for r in rows]
+            return [
+                UserRow(username=r["username"], role=r["role"], active=r["active"], created_at=r["created_at"])
+                for r in rows
+            ]
 
     def set_role(self, username: str, role: str) -> None:
         _check_role(role)
@@ -227,7 +240,7 @@ class UserStore:
     def set_active(self, username: str, active: bool) -> None:
         """(De)activate; a deactivation ends the user's sessions for good (a reactivation does
         not bring old cookies back)."""
-        values: dict = {"active": active}
+        values: dict[str, object] = {"active": active}
         if not active:
             values["session_generation"] = _new_generation()
         self._update(username, **values)
@@ -258,7 +271,7 @@ class UserStore:
                     )
             conn.execute(delete(t).where(t.c.username == username))
 
-    def _update(self, username: str, **values) -> None:
+    def _update(self, username: str, **values: object) -> None:
         with self.engine.begin() as conn:
             if (
                 conn.execute(update(users_table).where(users_table.c.username == username).values(**values)).rowcount
@@ -396,7 +409,7 @@ class LoginThrottle:
             row = conn.execute(select(t.c.failures, t.c.blocked_until).where(t.c.key == attempt.address_key)).first()
             if row is None:
                 return
-            values: dict = {"failures": max(row[0] - 1, 0)}
+            values: dict[str, object] = {"failures": max(row[0] - 1, 0)}
             if attempt.address_block_set and math.isclose(row[1], attempt.address_block_set):
                 values["blocked_until"] = attempt.address_block_before  # the block was this attempt's
             conn.execute(update(t).where(t.c.key == attempt.address_key).values(**values))

@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
@@ -61,6 +62,27 @@ INTERVAL_S = 15.0
 Signature = tuple[int, int]  # (size in bytes, modification time in ns)
 
 
+class ProvisionalRecord(TypedDict):
+    """One provisionally scored day in :meth:`PollResult.as_dict`."""
+
+    day: str
+    rows: int
+    model_version: str
+    seconds: float
+
+
+class PollRecord(TypedDict):
+    """:meth:`PollResult.as_dict`: the JSON the ingest-landed flow returns (dates as ISO text)."""
+
+    waiting: list[str]
+    busy: bool
+    ingest: dict[str, object] | None
+    provisional: list[ProvisionalRecord]
+    latency_s: dict[str, float]
+    replaced: list[str]
+    errors: list[str]
+
+
 @dataclass
 class PollResult:
     """What one poll did: files ``waiting`` to settle, ``busy`` when another ingest held the lock,
@@ -69,13 +91,13 @@ class PollResult:
 
     waiting: list[str] = field(default_factory=list)
     busy: bool = False
-    ingest: dict | None = None
+    ingest: dict[str, object] | None = None
     provisional: list[ProvisionalResult] = field(default_factory=list)
     latency_s: dict[str, float] = field(default_factory=dict)
     replaced: list[date] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> PollRecord:
         return {
             "waiting": self.waiting,
             "busy": self.busy,
@@ -192,7 +214,7 @@ class Watcher:
         for day in days:
             try:
                 done = score_provisional(self.layout, self.settings, day)
-            except Exception as exc:  # noqa: BLE001 - the ingest is committed; the night will score
+            except Exception as exc:  # the ingest is committed; the night will score
                 result.errors.append(f"provisional {day}: {one_line(exc)}")
                 continue
             if done is not None:

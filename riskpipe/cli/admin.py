@@ -139,7 +139,7 @@ def sql(
     read_only_statement(query)  # refused before the home or the store is opened
     cfg = settings()
 
-    def labels():
+    def labels() -> pl.DataFrame:
         from riskpipe.labels import LabelStore
 
         return LabelStore(cfg.db_url, timezone=cfg.timezone).current()

@@ -214,7 +214,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last resort: still one line
+    except Exception as exc:  # last resort: still one line
         if state.debug:
             raise
         from riskpipe.runsteps import failed_step

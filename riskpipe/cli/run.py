@@ -271,5 +271,5 @@ def schedule(
             server.terminate()
             try:
                 server.wait(timeout=15)
-            except Exception:  # noqa: BLE001 - a server that will not stop is killed
+            except Exception:  # a server that will not stop is killed
                 server.kill()

@@ -14,7 +14,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.external.mapping import Mapping
 from riskpipe.external.readers import first_rows, load_labelled_keys, unseen_rows
 from riskpipe.external.transform import build_model
-from riskpipe.metrics import DEFAULT_FRACTIONS, ranking_report
+from riskpipe.metrics import DEFAULT_FRACTIONS, RankingReport, ranking_report
 
 
 def _roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
@@ -26,16 +26,23 @@ def _roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(y, score))
 
 
-def view_report(y: np.ndarray, score: np.ndarray, fractions: tuple[float, ...] = DEFAULT_FRACTIONS) -> dict[str, Any]:
+class ViewReport(RankingReport):
+    """``ranking_report`` of one view's rows plus ``roc_auc`` (None with one class)."""
+
+    roc_auc: float | None
+
+
+def view_report(y: np.ndarray, score: np.ndarray, fractions: tuple[float, ...] = DEFAULT_FRACTIONS) -> ViewReport:
     """``ranking_report`` of some rows plus ``roc_auc`` (None with one class)."""
-    report = ranking_report(y, score, fractions=fractions)
-    report["roc_auc"] = _roc_auc(np.asarray(y), np.asarray(score, dtype=float))
-    return report
+    return {
+        **ranking_report(y, score, fractions=fractions),
+        "roc_auc": _roc_auc(np.asarray(y), np.asarray(score, dtype=float)),
+    }
 
 
 def views_report(
     y: np.ndarray, score: np.ndarray, unseen: np.ndarray | None, fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ViewReport]:
     """``{"all": ..., "unseen": ...}`` (``unseen`` only when a mask is given): the same scores
     read on every test row and on the rows whose seen-column values the training files lack."""
     views = {"all": view_report(y, score, fractions)}
@@ -56,14 +63,15 @@ def _mean(values: list[Any]) -> Any:
     return float(np.mean(values))
 
 
-def _sd(reports: list[dict[str, Any]]) -> dict[str, Any]:
+def _sd(reports: list[ViewReport]) -> dict[str, dict[str, float] | float | None]:
     """Standard deviation across seeds of the precision, recall and AUC figures of one view."""
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, float] | float | None] = {}
     for key in ("precision_at", "recall_at"):
         out[key] = {k: float(np.std([r[key][k] for r in reports])) for k in reports[0][key]}
-    for key in ("pr_auc", "roc_auc"):
-        vals = [r[key] for r in reports]
-        out[key] = None if any(v is None for v in vals) else float(np.std(vals))
+    for figure in ("pr_auc", "roc_auc"):
+        vals = [r[figure] for r in reports]
+        known = [v for v in vals if v is not None]
+        out[figure] = None if len(known) < len(vals) else float(np.std(known))
     return out
 
 

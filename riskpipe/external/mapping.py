@@ -208,7 +208,7 @@ class Mapping:
         return roles
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
+def _str_list(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -343,7 +343,7 @@ def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[str, .
     return groups, min_rows
 
 
-def _file_columns(table: Any, key: str, purpose: str, label: str, derived: set[str], where: str) -> tuple[str, ...]:
+def _file_columns(table: object, key: str, purpose: str, label: str, derived: set[str], where: str) -> tuple[str, ...]:
     """``[...].<key>``: a list of columns of the data files (not the label, not derived), used to
     define ``purpose`` rows (``[evaluation].seen_columns``, ``[training].one_row_per``)."""
     if not isinstance(table, dict):
@@ -374,7 +374,7 @@ def load_mapping(path: Path) -> Mapping:
     return parse_mapping(doc, source=str(path))
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     """Label values compared as text: 1 -> "1", 1.0 -> "1", True -> "true"."""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -24,7 +24,7 @@ def read_table(path: Path, mapping: Mapping) -> pl.DataFrame:
     fmt = format_of(path) or get_format("csv")  # a name of no registered format is read as CSV
     try:
         frame = fmt.read(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+    except Exception as exc:  # any reader failure is bad input
         raise RiskpipeError(f"{path}: cannot be read: {' '.join(str(exc).split())[:200]}") from None
     wanted = mapping.source_columns()
     missing = [c for c in wanted if c not in frame.columns]

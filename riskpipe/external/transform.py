@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 
 from riskpipe.external.mapping import ROLES, Derivation, Mapping
+
+
+class Classifier(Protocol):
+    """What the benchmark needs of an estimator: fit on a frame and 0/1 labels, probabilities
+    (column 1 positive), and the boosting rounds it used (``TabularRiskClassifier`` or a
+    ``MappedModel`` around one)."""
+
+    @property
+    def n_iter_(self) -> int: ...
+
+    def fit(self, X: pl.DataFrame, y: np.ndarray) -> object: ...
+
+    def predict_proba(self, X: pl.DataFrame) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,10 @@ class GroupMedians:
                 .replace_strict(list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64)
             )
             median = pl.coalesce(found, median)
-        ln = lambda e: e.clip(lower_bound=0.0).log1p()  # noqa: E731 - as op "log"
+
+        def ln(e: pl.Expr) -> pl.Expr:  # as op "log"
+            return e.clip(lower_bound=0.0).log1p()
+
         return (ln(pl.col(self.column).cast(pl.Float64)) - ln(median)).alias(self.name)
 
 
@@ -60,7 +76,7 @@ class MappedModel:
     training rows (then the estimator on the completed features), ``predict_proba`` looks them
     up, so no statistic of the rows being scored reaches their features."""
 
-    def __init__(self, mapping: Mapping, classifier: Any) -> None:
+    def __init__(self, mapping: Mapping, classifier: Classifier) -> None:
         self.mapping = mapping
         self.classifier = classifier
 
@@ -90,7 +106,7 @@ class MappedModel:
         return int(self.classifier.n_iter_)
 
 
-def build_model(mapping: Mapping, random_state: int = 0):
+def build_model(mapping: Mapping, random_state: int = 0) -> Classifier:
     """The shared estimator with the mapping's roles and model parameters (wrapped in a
     ``MappedModel`` when the mapping has fitted derivations)."""
     from riskpipe.estimator import TabularRiskClassifier

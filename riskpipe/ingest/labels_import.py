@@ -143,7 +143,7 @@ def _read_labels(
     plan = _label_plan(schema)
     try:
         frame = lf.collect()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # any parse failure rejects the file with its reason
         raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
     if frame.height == 0:
         raise _FileRejected("empty", "no data rows")

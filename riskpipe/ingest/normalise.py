@@ -146,7 +146,7 @@ def _stage_file(
         valid_sink = valid.sink_parquet(stage_path, **RAW_PARQUET, lazy=True)
     try:  # one pass over the input feeds both sinks (shared sub-plan)
         pl.collect_all([valid_sink, bad.sink_parquet(quarantine_path, lazy=True)], engine="streaming")
-    except Exception as exc:  # noqa: BLE001 - a parse failure mid-file rejects the whole file
+    except Exception as exc:  # a parse failure mid-file rejects the whole file
         stage_path.unlink(missing_ok=True)
         quarantine_path.unlink(missing_ok=True)
         if split:

@@ -232,7 +232,7 @@ def _scan_text(path: Path, workdir: Path, check_utf8: bool = True, all_keys: boo
         schema = lf.collect_schema()
     except _FileRejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser error means the file cannot be parsed
+    except Exception as exc:  # any parser error means the file cannot be parsed
         raise _FileRejected("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
     if len(schema) <= 1:
         raise _FileRejected("unreadable", "no columns")

@@ -50,7 +50,7 @@ class IngestSummary:
                 f"+ amended {self.rows_amended} + quarantined {self.rows_quarantined}"
             )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -78,5 +78,5 @@ class LabelImportSummary:
                 f"+ quarantined {self.rows_quarantined}"
             )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -50,7 +50,7 @@ def load_fx_rates(path: Path | None = None) -> pl.DataFrame:
         raise RiskpipeError(f"FX rates file {path} does not exist")
     try:
         frame = pl.read_csv(path, infer_schema=False)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a user error here
+    except Exception as exc:  # any parse failure is a user error here
         raise RiskpipeError(f"FX rates file {path}: cannot read as CSV ({type(exc).__name__})") from None
     missing = {"currency", "usd_per_unit"} - set(frame.columns)
     if missing:

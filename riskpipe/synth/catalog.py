@@ -15,6 +15,7 @@ sets): no keyword separates the classes alone.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,7 @@ def build_catalog(kinds: tuple[Kind, ...] = KINDS) -> Catalog:
             codes.append(c)
         return code_id[c]
 
-    def ids(f, items) -> np.ndarray:
+    def ids(f: Callable[[str], int], items: Iterable[str]) -> np.ndarray:
         return np.array([f(x) for x in items], dtype=np.int32)
 
     by_key = {k.key: i for i, k in enumerate(kinds)}

@@ -7,11 +7,13 @@ their aliases, mules and drops. Rows of the day refer to entities by integer ind
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import polars as pl
+from numpy.typing import ArrayLike
 
 from riskpipe.synth.catalog import Catalog
 from riskpipe.synth.places import (
@@ -38,12 +40,12 @@ from riskpipe.synth.places import (
 )
 
 
-def _pick(rng: np.random.Generator, items: list, probs, n: int) -> np.ndarray:
+def _pick(rng: np.random.Generator, items: Sequence[object], probs: ArrayLike, n: int) -> np.ndarray:
     p = np.asarray(probs, dtype=float)
     return rng.choice(len(items), size=n, p=p / p.sum())
 
 
-def _s(values, idx: np.ndarray) -> pl.Series:
+def _s(values: Iterable[str], idx: np.ndarray) -> pl.Series:
     """Gather strings from a small Python list by an index array (vectorised)."""
     return pl.Series(values=list(values), dtype=pl.String).gather(pl.Series(idx.astype(np.int64)))
 
@@ -253,7 +255,10 @@ def make_shippers(
 
 
 def make_addresses(
-    rng: np.random.Generator, n: int, kind_probs=(0.55, 0.35, 0.1, 0.0, 0.0), kinds: np.ndarray | None = None
+    rng: np.random.Generator,
+    n: int,
+    kind_probs: tuple[float, ...] = (0.55, 0.35, 0.1, 0.0, 0.0),
+    kinds: np.ndarray | None = None,
 ) -> Table:
     """US addresses: houses, apartments, businesses, package forwarders and university labs."""
     kind = _pick(rng, [0, 1, 2, 3, 4], kind_probs, n) if kinds is None else kinds
@@ -385,8 +390,8 @@ class Population:
     def settle(self) -> None:
         """Join queued appends and extend caches now, so writer threads only read."""
         for t in (self.shippers, self.addresses, self.people, self.sellers):
-            t.frame  # noqa: B018 - the property joins pending chunks
-            t.arrays  # noqa: B018
+            _ = t.frame  # the property joins pending chunks
+            _ = t.arrays
         self.address_strings()
 
     def address_strings(self) -> pl.Series:

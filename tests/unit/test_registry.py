@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import stat
+from datetime import date
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import skops.io as sio
 
 from riskpipe import schema as S
-from riskpipe.decisions import RetrainDecision, read_decisions, record_decision
+from riskpipe.decisions import RetrainDecision, _json_default, read_decisions, record_decision
 from riskpipe.errors import RiskpipeError
 from riskpipe.model.fit import fit_risk_model
 from riskpipe.registry import (
@@ -404,3 +405,16 @@ def test_champion_state_tells_a_fresh_home_from_a_broken_pointer(tmp_path, fitte
     (models / CHAMPION_FILE).write_text(json.dumps({"version": "v9"}))
     missing = champion_state(models)
     assert missing.registered and "v9" in missing.problem
+
+
+def test_json_default_turns_numpy_scalars_dates_and_paths_into_json_values():
+    """Decision and meta records hold numpy scalars from metrics: ``item()`` gives the Python
+    value (the SupportsItem protocol); anything else unknown is refused, not stringified."""
+    assert _json_default(np.float64(0.25)) == 0.25 and type(_json_default(np.float64(0.25))) is float
+    assert _json_default(np.int64(3)) == 3 and type(_json_default(np.int64(3))) is int
+    assert _json_default(np.bool_(True)) is True
+    assert _json_default(date(2026, 1, 15)) == "2026-01-15"
+    assert _json_default(Path("models") / "m1") == "models/m1"
+    assert json.loads(json.dumps({"k": np.float32(0.5)}, default=_json_default)) == {"k": 0.5}
+    with pytest.raises(TypeError, match="not JSON serialisable: Fraction"):
+        _json_default(Fraction(1, 3))

@@ -209,3 +209,26 @@ def test_floor_must_be_boolean():
             '[[rule]]\ncode = "X"\ntext = "t"\nweight = 0.1\nfloor = "yes"\n'
             'all = [ { field = "description", op = "is_null" } ]\n'
         )
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ('{ field = "arrival_date", op = "ge", value = 2026-01-15 }', None),
+        ('{ field = "arrival_date", op = "eq", value = 2026-01-15 }', None),
+        ('{ field = "arrival_date", op = "in", value = [2026-01-15, 2026-01-16] }', None),
+        ('{ field = "declared_value_usd", op = "lt", value = 25 }', None),
+        ('{ field = "declared_value_usd", op = "gt", value = true }', "needs a number or a date"),
+        ('{ field = "arrival_date", op = "eq", value = { day = 1 } }', "needs a single value"),
+        ('{ field = "arrival_date", op = "in", value = [[2026-01-15]] }', "non-empty list of values"),
+    ],
+)
+def test_toml_dates_are_values_and_tables_are_not(condition, message):
+    """A TOML date (``datetime.date``) compares and matches like a number; a boolean does not
+    order and a table or nested list is no value (the checks are types, not attribute probes)."""
+    text = f'[[rule]]\ncode = "R1"\ntext = "t"\nweight = 0.5\nall = [{condition}]\n'
+    if message is None:
+        assert [r.code for r in parse_rules(text).rules] == ["R1"]
+    else:
+        with pytest.raises(RiskpipeError, match=message):
+            parse_rules(text)
