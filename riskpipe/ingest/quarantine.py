@@ -5,7 +5,6 @@ with their reason codes), and the counts of reasons.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from riskpipe.store import (
     Layout,
     private_dir,
     sha256_file,
-    tmp_sibling,
+    write_atomic,
     write_text_atomic,
 )
 
@@ -32,21 +31,17 @@ def _quarantine_file(layout: Layout, path: Path, digest: str, kind: str, reason:
     target = layout.quarantine_files / path.name
     if target.exists() and (not digest or sha256_file(target) != digest):
         target = layout.quarantine_files / f"{digest[:12]}-{path.name}"
-    # a rename, not store.write_bytes_atomic: the file (any size) is streamed from a descriptor
-    # opened without following links, never held in memory; store has no atomic stream copy
-    tmp = tmp_sibling(target)
+    # streamed from a descriptor opened without following links (any size, never held in memory)
+
+    def copy_into(tmp: Path) -> None:
+        with _open_regular(path) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
     copied = True
     try:
-        with (
-            _open_regular(path) as src,
-            open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as dst,
-        ):
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, target)
+        write_atomic(target, copy_into, PRIVATE_FILE)
     except _Refused as ref:  # replaced by a link since it was listed: record it, copy nothing
         copied, detail = False, f"{detail}; not copied ({ref.reason})"
-    finally:
-        tmp.unlink(missing_ok=True)
     info: dict[str, str | bool] = {
         "file": path.name,
         "source_path": str(path),

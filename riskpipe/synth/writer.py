@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip as gz
 import io
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.ingest.readers import get_format
-from riskpipe.store import tmp_sibling, write_bytes_atomic
+from riskpipe.store import write_atomic, write_bytes_atomic
 from riskpipe.synth.catalog import Catalog
 from riskpipe.synth.places import CARRIER_CODES, COUNTRIES, CURRENCIES, MODES, PORT_CODES, SUFFIX_LONG, SUFFIX_SHORT
 from riskpipe.synth.population import Population
@@ -226,15 +225,7 @@ def write_frame(f: pl.DataFrame, path: Path, fmt: str, gzip: bool) -> Path:
         form.write(f, buf)
         write_bytes_atomic(gz.compress(buf.getvalue(), compresslevel=1, mtime=0), path)
         return path
-    # a rename, not store.write_bytes_atomic: the writer streams a whole day's file to disk
-    # (the bytes are never held in memory), and store has no atomic writer taking a callback
-    tmp = tmp_sibling(path)
-    try:
-        form.write(f, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: form.write(f, tmp))  # streamed to disk, never held as bytes
 
 
 def file_name(prefix: str, day: date, n: int | None, fmt: str, gzip: bool) -> str:
