@@ -63,6 +63,7 @@ def retrain(
     promote: bool = True,
     unexamined_share: float = 0.0,
     force: bool = False,
+    weighted: bool | None = None,
 ) -> RetrainDecision:
     """Train a challenger on labelled days up to ``until``, evaluate it, the champion and the
     baselines on the same latest labelled days, and promote the challenger only on evidence
@@ -82,7 +83,13 @@ def retrain(
     exists but the champion cannot be used (pointer unreadable, model missing, unsigned, tampered
     or needing other features), nothing can be compared, so retraining is refused before it
     starts unless ``force`` (then the challenger is promoted and the reason says why).
+
+    ``weighted`` (default: the setting ``training_selection_weights`` if any, else False) trains
+    with random exams weighted by their inverse selection probability
+    (``riskpipe.training.selection_weights``).
     """
+    if weighted is None:
+        weighted = bool(getattr(settings, "training_selection_weights", False))
     steps = Steps("retrain")  # step boundaries for whoever watches (the CLI's progress rows)
     steps.next("champion")
     models_dir = Path(settings.models_dir)
@@ -108,7 +115,13 @@ def retrain(
         raise RiskpipeError("no labelled shipments to train on: import exam outcomes first (riskpipe labels import)")
     train_days, cal_days, ev_days = time_split(located[S.ARRIVAL_DATE].unique().to_list(), eval_days, calib_days)
     data = build_training_set(
-        layout, labels, train_days + cal_days, builder=builder, unexamined_share=unexamined_share, seed=settings.seed
+        layout,
+        labels,
+        train_days + cal_days,
+        builder=builder,
+        unexamined_share=unexamined_share,
+        seed=settings.seed,
+        weighted=weighted,
     )
     train = data.filter(pl.col(S.ARRIVAL_DATE).is_in(train_days))
     # calibrate on examined shipments only: the probability is that of a finding if examined
