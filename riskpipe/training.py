@@ -163,7 +163,10 @@ def published_probabilities(layout: Layout, days: Iterable[date]) -> pl.DataFram
 
 
 def selection_weights(
-    data: pl.DataFrame, shipments_per_day: dict[date, int], probabilities: pl.DataFrame | None = None
+    data: pl.DataFrame,
+    shipments_per_day: dict[date, int],
+    probabilities: pl.DataFrame | None = None,
+    max_weight: float | None = None,
 ) -> pl.DataFrame:
     """``data`` (a training set) with ``sample_weight``: 1 / the selection probability of each
     random exam, 1 for every other row.
@@ -175,6 +178,11 @@ def selection_weights(
     ``selection_probability`` (labels that carry it), the published list's (``probabilities``,
     exploration rows), else the day's random exams / its shipments (a uniform draw's rate, a
     ratio estimate). Rows without ``exam_reason`` (presumed negatives) keep 1.
+
+    ``max_weight`` clips the weights (clipped inverse propensity: biased towards the labelled
+    rows, far less variance). Measured in the adaptation study: with one exploration exam in
+    3,000 shipments a weight reaches 3,000, a handful of negatives then outweigh every positive
+    and recall falls (see the README).
     """
     own = pl.col(S.SELECTION_PROBABILITY) if S.SELECTION_PROBABILITY in data.columns else pl.lit(None, dtype=pl.Float64)
     frame = data.with_columns(own.alias("_own"))
@@ -198,7 +206,10 @@ def selection_weights(
         .join(sizes, on=S.ARRIVAL_DATE, how="left")
     )
     p = pl.coalesce(pl.col("_own"), pl.col("_listed"), rate)
-    weight = pl.when(pl.col("_is_random") & (p > 0)).then(1.0 / p.clip(None, 1.0)).otherwise(1.0)
+    inverse = 1.0 / p.clip(None, 1.0)
+    if max_weight is not None:
+        inverse = inverse.clip(None, float(max_weight))
+    weight = pl.when(pl.col("_is_random") & (p > 0)).then(inverse).otherwise(1.0)
     return frame.with_columns(weight.alias(SAMPLE_WEIGHT)).drop("_own", "_listed", "_is_random", "_random_n", "_n")
 
 
@@ -212,6 +223,7 @@ def build_training_set(
     unexamined_share: float = 0.0,
     seed: int = 0,
     weighted: bool = False,
+    max_weight: float | None = None,
 ) -> pl.DataFrame:
     """Point-in-time features of every examined shipment arriving on ``days`` (default: every day
     with labels), with ``arrival_date``, ``is_positive``, ``exam_reason`` and ``exam_date``.
@@ -224,7 +236,7 @@ def build_training_set(
     whole population instead of only what the old targeting chose to examine.
 
     ``weighted`` adds ``sample_weight`` (:func:`selection_weights`: random exams weighted by
-    their inverse selection probability). The two ways of using the unexamined shipments do not
+    their inverse selection probability, clipped at ``max_weight`` when given). The two ways of using the unexamined shipments do not
     mix: the weighted random exams already stand for them, so presumed negatives would count
     them twice (``weighted`` with ``unexamined_share`` > 0 is refused).
     """
@@ -259,5 +271,5 @@ def build_training_set(
         return pl.DataFrame()
     data = pl.concat(parts, how="vertical_relaxed").sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
     if weighted:
-        data = selection_weights(data, sizes, published_probabilities(layout, sorted(sizes)))
+        data = selection_weights(data, sizes, published_probabilities(layout, sorted(sizes)), max_weight)
     return data

@@ -105,14 +105,23 @@ def indicators(
 COMPARISONS = ("policies", "exploration", "weighting")
 
 
-def _adaptation_arms(compare: str, share: float, novelty: float) -> list:
+def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | None) -> list:
     """The arms of each comparison (``riskpipe.evaluation.adaptation.Arm``)."""
     from riskpipe.evaluation.adaptation import Arm
 
     if compare == "exploration":
-        return [Arm("weekly", 0.0), Arm("weekly", share), Arm("weekly", share, novelty)]
+        return [
+            Arm("weekly", 0.0),
+            Arm("weekly", share),
+            Arm("weekly", share, novelty),
+            Arm("weekly", share, novelty, weighted=True, weight_cap=cap),
+        ]
     if compare == "weighting":
-        return [Arm("weekly", share), Arm("weekly", share, weighted=True)]
+        return [
+            Arm("weekly", share),
+            Arm("weekly", share, weighted=True),
+            *([Arm("weekly", share, weighted=True, weight_cap=cap)] if cap is not None else []),
+        ]
     return [Arm(policy, s) for s in (0.0, share) for policy in ("static", "weekly")]
 
 
@@ -129,7 +138,7 @@ def adaptation(
         str,
         typer.Option(
             help="policies: never vs weekly retrained, 0 vs --exploration; exploration: weekly with none, "
-            "uniform and novelty-aware exploration; weighting: weekly with uniform exploration, exploration "
+            "uniform and novelty-aware exploration (unweighted and weighted training); weighting: weekly with uniform exploration, exploration "
             "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table)."
         ),
     ] = "policies",
@@ -138,10 +147,17 @@ def adaptation(
         float, typer.Option("--novelty-share", help="Share of the exploration drawn by novelty.", min=0, max=1)
     ] = 0.5,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of recall per week by policy to this file.")] = None,
+    weight_cap: Annotated[
+        float | None,
+        typer.Option("--weight-cap", help="Clip of the training weights of the capped weighted arm.", min=1),
+    ] = 10.0,
 ) -> None:
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
-    exploration. Shows how the smugglers' adaptation erodes a static model."""
+    exploration. Shows how the smugglers' adaptation erodes a static model. --compare
+    exploration: none vs uniform vs novelty-aware exploration; --compare weighting: training
+    with exploration exams weighted by 1 / selection probability or not. Also: when each arm
+    first found the scheme new after the warm-up."""
     import polars as pl
     from rich.table import Table
 
@@ -189,7 +205,7 @@ def adaptation(
         warmup_days=warmup_days,
         retrain_every=retrain_every,
         capacity=capacity,
-        arms=_adaptation_arms(compare, exploration, novelty_share),
+        arms=_adaptation_arms(compare, exploration, novelty_share, weight_cap),
     )
     summary = adaptation_summary(study, weeks=7)
     one = study.filter(pl.col("arm") == study["arm"][0])

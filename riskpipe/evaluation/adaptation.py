@@ -39,6 +39,7 @@ class Arm:
     exploration_share: float
     novelty_share: float = 0.0  # share of the exploration drawn by novelty (0: all uniform)
     weighted: bool = False  # exploration exams weighted by 1 / selection probability in training
+    weight_cap: float | None = None  # clip of those weights (None: pure inverse probability)
 
     @property
     def name(self) -> str:
@@ -48,7 +49,8 @@ class Arm:
             kind = f"{self.exploration_share:.0%} exploration, {self.novelty_share:.0%} of it by novelty"
         else:
             kind = f"{self.exploration_share:.0%} uniform exploration"
-        return f"{self.policy}, {kind}" + (", weighted" if self.weighted else "")
+        cap = f" (capped at {self.weight_cap:g})" if self.weight_cap is not None else ""
+        return f"{self.policy}, {kind}" + (f", weighted{cap}" if self.weighted else "")
 
 
 def new_schemes(truth_by_day: dict[date, pl.DataFrame], warm: Sequence[date]) -> set[str]:
@@ -111,13 +113,13 @@ def adaptation_study(
     boot = located.filter(pl.col(S.EXAM_DATE) < sim[0]).join(arrivals, on=S.SHIPMENT_ID, how="semi")
     warm_feats = {d: day_features(layout, d, labels, cache=False) for d in warm}
 
-    def train(feats: dict[date, pl.DataFrame], known: pl.DataFrame, weighted: bool) -> LoadedModel:
+    def train(feats: dict[date, pl.DataFrame], known: pl.DataFrame, arm: Arm) -> LoadedModel:
         ordered = sorted(feats)
         n_cal = max(1, len(ordered) // 5)
         parts = [attach_labels(feats[d], d, known) for d in ordered]
         data = pl.concat([p for p in parts if p.height], how="vertical_relaxed")
-        if weighted:
-            data = selection_weights(data, {d: feats[d].height for d in ordered})
+        if arm.weighted:
+            data = selection_weights(data, {d: feats[d].height for d in ordered}, max_weight=arm.weight_cap)
         cal_days = set(ordered[-n_cal:])
         fitted, meta = fit_risk_model(
             data.filter(~pl.col(S.ARRIVAL_DATE).is_in(cal_days)),
@@ -127,7 +129,10 @@ def adaptation_study(
         )
         return LoadedModel(version=f"sim-{ordered[-1].isoformat()}", model=fitted, meta=meta)
 
-    first = {w: train(warm_feats, boot, w) for w in sorted({a.weighted for a in arms})}
+    firsts: dict[tuple[bool, float | None], LoadedModel] = {}
+    for a in arms:
+        if (a.weighted, a.weight_cap) not in firsts:
+            firsts[(a.weighted, a.weight_cap)] = train(warm_feats, boot, a)
     truth_all: dict[date, pl.DataFrame] = {}
     for d in days:
         frame = read_truth_day(layout, d)
@@ -138,10 +143,10 @@ def adaptation_study(
     rows = []
     for arm in arms:
         run_settings = settings.model_copy(update={"exploration_share": arm.exploration_share})
-        known, feats, model = boot, dict(warm_feats), first[arm.weighted]
+        known, feats, model = boot, dict(warm_feats), firsts[(arm.weighted, arm.weight_cap)]
         for i, day in enumerate(sim):
             if arm.policy == "weekly" and i > 0 and i % retrain_every == 0:
-                model = train(feats, known, arm.weighted)
+                model = train(feats, known, arm)
             today = day_features(layout, day, known, cache=False)
             raw = scan_raw_shipments(layout, [day]).collect()
             joined = join_raw_features(raw, today)
@@ -225,7 +230,12 @@ def adaptation_summary(study: pl.DataFrame, weeks: int = 7) -> pl.DataFrame:
             (pl.col("found").sum() / pl.col("positives").sum()).alias("recall_at_capacity"),
             *[pl.col(c).sum() for c in sums],
         )
-        .sort("exploration_share", "policy", *[k for k in ("novelty_share", "weighted") if k in study.columns], "week")
+        .sort(
+            "exploration_share",
+            "policy",
+            *[k for k in ("novelty_share", "weighted", "arm") if k in study.columns],
+            "week",
+        )
     )
 
 

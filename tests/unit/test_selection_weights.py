@@ -104,3 +104,9 @@ def test_tabular_classifier_and_linear_partner_use_the_weights():
     model, _ = fit_risk_model(train.with_columns(pl.Series(SAMPLE_WEIGHT, heavy)), None, ["f"], linear_weight=0.5)
     unweighted, _ = fit_risk_model(train.drop(SAMPLE_WEIGHT), None, ["f"], linear_weight=0.5)
     assert model.linear_.predict_risk(high).mean() < unweighted.linear_.predict_risk(high).mean() - 0.05
+
+
+def test_weights_can_be_clipped():
+    out = selection_weights(_training_rows(), {D1: 200, D2: 50}, max_weight=5.0)
+    w = dict(zip(out[S.SHIPMENT_ID], out[SAMPLE_WEIGHT], strict=True))
+    assert w["b"] == pytest.approx(4.0) and w["c"] == 5.0 and w["d"] == 5.0 and w["a"] == 1.0
