@@ -110,3 +110,13 @@ def test_weights_can_be_clipped():
     out = selection_weights(_training_rows(), {D1: 200, D2: 50}, max_weight=5.0)
     w = dict(zip(out[S.SHIPMENT_ID], out[SAMPLE_WEIGHT], strict=True))
     assert w["b"] == pytest.approx(4.0) and w["c"] == 5.0 and w["d"] == 5.0 and w["a"] == 1.0
+
+
+def test_model_card_states_the_selection_weights():
+    from riskpipe.model.card import model_card
+
+    train = _frame()
+    _, meta = fit_risk_model(train, None, ["f"], estimator=_Recorder())
+    assert "20 random exams weighted by 1 / their selection probability (up to 5)" in model_card(meta)
+    _, plain = fit_risk_model(train.drop(SAMPLE_WEIGHT), None, ["f"], estimator=_Recorder())
+    assert "Selection weights" not in model_card(plain)
