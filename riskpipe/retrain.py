@@ -38,7 +38,7 @@ from riskpipe.rules import load_rules, rules_file
 from riskpipe.runsteps import Steps
 from riskpipe.score import blend
 from riskpipe.store import Layout
-from riskpipe.training import build_training_set, labelled_days
+from riskpipe.training import build_training_set, labelled_days, published_probabilities
 
 #: hits at capacity over the evaluation days by which the interval's lower bound must exceed 0
 #: (None in ``retrain``: the setting ``promotion_margin``)
@@ -185,7 +185,9 @@ def retrain(
     if champion is not None:
         # both policies on the same later days; the outcome model of the doubly robust estimate
         # is the mean of their production scores (it changes the variance, not the expectation)
-        picked = promotion.select_at_capacity(scored["scored"], ["model", "champion"], scored["capacity"]).with_columns(
+        # exploration rows of the published lists carry their own selection probability
+        with_p = scored["scored"].join(published_probabilities(layout, ev_days), on=S.SHIPMENT_ID, how="left")
+        picked = promotion.select_at_capacity(with_p, ["model", "champion"], scored["capacity"]).with_columns(
             ((pl.col("score__model") + pl.col("score__champion")) / 2).alias("_q")
         )
         evidence = promotion.estimate(
