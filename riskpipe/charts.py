@@ -19,13 +19,17 @@ import re
 import threading
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
 import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from riskpipe.store import write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -276,3 +280,24 @@ def slot_use(rows: Sequence[dict], title: str = "Exam slots used per port") -> s
         ax.set_title(title, loc="left")
         fig.legend(fontsize=8, frameon=False, loc="outside lower center", ncol=3)  # never over the bars
         return _svg(fig, title)
+
+
+def recall_by_week_png(series: dict[str, Sequence[float | None]], weeks: Sequence[int], path: Path, title: str) -> None:
+    """A PNG file (the adaptation study's ``--plot``): recall at capacity per week, one line per
+    policy, y from 0 to 1. Written atomically (a temporary file renamed into place)."""
+    with _LOCK, matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(7.5, 3.6), dpi=110, layout="constrained")
+        ax = fig.add_subplot()
+        for k, (name, vs) in enumerate(series.items()):
+            ys = [math.nan if v is None else float(v) for v in vs]
+            ax.plot(list(weeks), ys, marker="o", markersize=4, color=COLORS[k % len(COLORS)], label=label(name, 60))
+        ax.set_xticks(list(weeks))
+        ax.set_xlabel("week of the simulation")
+        ax.set_ylabel("recall at capacity")
+        ax.set_ylim(0, 1)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_title(label(title, 90), loc="left")
+        ax.legend(fontsize=8, frameon=False, loc="best")
+        buf = io.BytesIO()
+        FigureCanvasAgg(fig).print_png(buf)
+    write_bytes_atomic(buf.getvalue(), path)

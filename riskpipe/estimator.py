@@ -324,8 +324,9 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         return Pipeline([("encode", encode), ("model", hgb)])
 
     # -- sklearn API ---------------------------------------------------------------------------
-    def fit(self, X: Frame, y: ArrayLike) -> TabularRiskClassifier:
-        """Learn roles, frequency tables, encoders and trees from a Polars frame and 0/1 labels."""
+    def fit(self, X: Frame, y: ArrayLike, sample_weight: ArrayLike | None = None) -> TabularRiskClassifier:
+        """Learn roles, frequency tables, encoders and trees from a Polars frame and 0/1 labels
+        (``sample_weight``: per-row weights for the trees, e.g. inverse selection probabilities)."""
         if isinstance(X, pl.LazyFrame):
             X = X.collect()
         if not isinstance(X, pl.DataFrame):
@@ -346,7 +347,8 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         self.frequencies_ = {c: self._frequency_table(X, c) for c in high} if self.frequency_encoding else {}
         self.pipeline_ = self._build_pipeline()
-        self.pipeline_.fit(self._prepare(X), y_arr)
+        weights = {} if sample_weight is None else {"model__sample_weight": np.asarray(sample_weight, dtype=float)}
+        self.pipeline_.fit(self._prepare(X), y_arr, **weights)
         self.classes_ = self.pipeline_.classes_
         self.n_iter_ = int(self.pipeline_.named_steps["model"].n_iter_)
         return self

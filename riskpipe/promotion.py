@@ -75,8 +75,10 @@ class PromotionEvidence:
 
 
 def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.DataFrame:
-    """Rows of ``days`` with ``_y`` (0/1, null unexamined), ``_random`` and ``_p`` (the day's
-    random-exam rate)."""
+    """Rows of ``days`` with ``_y`` (0/1, null unexamined), ``_random`` and ``_p``: a random
+    exam's recorded ``selection_probability`` when ``scored`` has one (novelty-aware
+    exploration draws with unequal chances: ``riskpipe.rank``), else ``rate``, else the day's
+    random-exam rate."""
     reason = pl.col(S.EXAM_REASON).cast(pl.String)
     examined = pl.col(S.IS_POSITIVE).is_not_null()
     frame = scored.filter(pl.col(S.ARRIVAL_DATE).is_in(list(days))).with_columns(
@@ -85,10 +87,12 @@ def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.
         (examined & (reason != RANDOM_REASON).fill_null(True)).fill_null(False).alias("_targeted"),
     )
     if rate is not None:
-        return frame.with_columns(pl.lit(float(rate)).alias("_p"))
-    return frame.with_columns(
-        (pl.col("_random").sum().over(S.ARRIVAL_DATE) / pl.len().over(S.ARRIVAL_DATE)).cast(pl.Float64).alias("_p")
-    )
+        p = pl.lit(float(rate))
+    else:
+        p = (pl.col("_random").sum().over(S.ARRIVAL_DATE) / pl.len().over(S.ARRIVAL_DATE)).cast(pl.Float64)
+    if S.SELECTION_PROBABILITY in frame.columns:
+        p = pl.coalesce(pl.col(S.SELECTION_PROBABILITY).cast(pl.Float64), p)
+    return frame.with_columns(p.alias("_p"))
 
 
 def _ips_terms(selected: str) -> pl.Expr:

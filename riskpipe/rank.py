@@ -29,6 +29,14 @@ How the list is built (``rank_day``):
    port with room has only shipments at or below the floor left) become exploration at the
    ports with room left (in proportion to that room), drawn and weighted as in 2: the exams
    are available and a random exam still teaches the model and the hit-rate estimate.
+   Novelty-aware exploration (``novelty_share`` > 0 and a ``novelty`` column in the scores,
+   ``riskpipe.model.novelty``): each port's exploration slots are drawn instead with unequal
+   chances, ``pi_i = n * ((1 - s) / N + s * w_i / W)`` (n slots, N shipments not picked by
+   risk, w their novelty, W its sum, s the share), capped at 1 with the excess spread over the
+   others (``inclusion_probabilities``), by systematic sampling in the seeded random order
+   (``systematic_sample``): exactly n picks, each shipment drawn with probability exactly
+   ``pi_i``, recorded as its ``selection_probability``. A share s of the slots so follows the
+   novelty, the rest stays uniform, and inverse-probability weights stay exact.
 4. Order. Risk picks first by score, then exploration picks by score; then the members of one
    network are listed together, right after the network's best-ranked member. A "network" with
    more than ``max_network_size`` shipments in the day is not a case an officer can work as one
@@ -57,6 +65,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.model.novelty import NOVELTY
 from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import MODEL_REASON_PREFIX
 
@@ -175,6 +184,68 @@ def _random_keys(shipment_ids: pl.Series, day: date, seed: int) -> pl.Series:
     return pl.Series(_RANDOM_KEY, keys)
 
 
+def inclusion_probabilities(size: np.ndarray, n: int) -> np.ndarray:
+    """Chances proportional to ``size`` (non-negative, not all 0) summing to ``n``, none above 1:
+    units whose share would exceed 1 get 1 and the rest of ``n`` is spread over the others."""
+    size = np.asarray(size, dtype=float)
+    pi = np.zeros(len(size))
+    capped = np.zeros(len(size), dtype=bool)
+    n = min(int(n), len(size))
+    for _ in range(len(size) + 1):
+        free = ~capped & (size > 0)
+        left = n - capped.sum()
+        if left <= 0 or not free.any():
+            break
+        pi[free] = left * size[free] / size[free].sum()
+        over = free & (pi >= 1.0)
+        if not over.any():
+            break
+        pi[over], capped[over] = 1.0, True
+    pi[capped] = 1.0
+    return pi
+
+
+def systematic_sample(pi: np.ndarray, u: float) -> np.ndarray:
+    """Systematic sampling in the given order with start ``u`` in [0, 1): unit i is picked when
+    an integer k has ``c_(i-1) < u + k <= c_i`` (c the running sum of ``pi``). Each unit is
+    picked with probability ``pi_i`` over u; ``sum(pi)`` (an integer) units are picked."""
+    c = np.cumsum(np.asarray(pi, dtype=float))
+    k = np.floor(c - u + 1e-9)
+    prev = np.concatenate([[np.floor(-u + 1e-9)], k[:-1]])
+    return k > prev
+
+
+def _novelty_draw(frame: pl.DataFrame, share: float, day: date, seed: int) -> pl.DataFrame:
+    """``_is_explore`` and ``_pi`` of each row by novelty-aware systematic sampling per port."""
+    frame = frame.with_columns(pl.int_range(pl.len()).alias("_row"))
+    rest = frame.filter(~pl.col("_is_risk") & (pl.col("_explore_n") > 0)).sort(S.PORT_OF_ENTRY, _RANDOM_KEY)
+    rng = np.random.default_rng([int(seed), day.toordinal(), 1])
+    rows, pis, picks = [], [], []
+    for part in rest.partition_by(S.PORT_OF_ENTRY, maintain_order=True):
+        w = part[NOVELTY].fill_null(0.0).fill_nan(0.0).clip(0.0, None).to_numpy()
+        big_n = part.height
+        n = int(part["_explore_n"][0])
+        total = float(w.sum())
+        size = (1.0 - share) / big_n + (share * w / total if total > 0 else np.full(big_n, share / big_n))
+        pi = inclusion_probabilities(size, n)
+        rows.append(part["_row"].to_numpy())
+        pis.append(pi)
+        picks.append(systematic_sample(pi, float(rng.random())))
+    drawn = pl.DataFrame(
+        {
+            "_row": np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+            "_pi": np.concatenate(pis) if pis else np.zeros(0),
+            "_is_explore": np.concatenate(picks) if picks else np.zeros(0, dtype=bool),
+        },
+        schema={"_row": pl.Int64, "_pi": pl.Float64, "_is_explore": pl.Boolean},
+    )
+    return (
+        frame.join(drawn, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.col("_is_explore").fill_null(False))
+        .drop("_row")
+    )
+
+
 def rank_day(
     scores: pl.DataFrame,
     raw_day: pl.DataFrame,
@@ -183,8 +254,12 @@ def rank_day(
     seed: int | None = None,
     texts: dict[str, str] | None = None,
     max_network_size: int = MAX_NETWORK_SIZE,
+    novelty_share: float | None = None,
 ) -> pl.DataFrame:
     """The targeting list (``S.TARGETS_SCHEMA`` columns, in order) of one arrival day.
+
+    ``novelty_share`` (default: the setting ``exploration_novelty_share`` if any, else 0): the
+    share of exploration drawn by novelty when ``scores`` has a ``novelty`` column.
 
     ``scores``: ``shipment_id``, ``risk_score``, ``reasons``, ``model_version`` and optionally
     ``network_id``; ``raw_day``: the day's normalised manifests. ``texts``: reason code -> plain
@@ -203,7 +278,15 @@ def rank_day(
     raw = raw_day.with_columns([pl.lit(None, dtype=S.TARGETS_SCHEMA[c]).alias(c) for c in missing]).select(raw_cols)
     # selection works on the narrow columns; the others (reasons lists above all) are joined to the
     # picked rows only (joining and sorting them for a 16 M-row day copied gigabytes)
-    narrow = [S.SHIPMENT_ID, S.RISK_SCORE, *([S.NETWORK_ID] if S.NETWORK_ID in scores.columns else [])]
+    if novelty_share is None:
+        novelty_share = float(getattr(settings, "exploration_novelty_share", 0.0))
+    by_novelty = novelty_share > 0 and NOVELTY in scores.columns
+    narrow = [
+        S.SHIPMENT_ID,
+        S.RISK_SCORE,
+        *([S.NETWORK_ID] if S.NETWORK_ID in scores.columns else []),
+        *([NOVELTY] if by_novelty else []),
+    ]
     carried = [c for c in scores.columns if c not in narrow and c not in raw_cols]
     frame = scores.select(narrow).join(raw, on=S.SHIPMENT_ID, how="inner")
     if S.NETWORK_ID not in frame.columns:
@@ -251,14 +334,17 @@ def rank_day(
     frame = frame.join(draws, on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
     # exploration: the smallest random keys among the rest of each port; each of the rest had
     # the same chance, _explore_n / _rest_n
-    rest_order = pl.col(_RANDOM_KEY).rank("ordinal").over([S.PORT_OF_ENTRY, "_is_risk"])
-    frame = frame.with_columns((~pl.col("_is_risk") & (rest_order <= pl.col("_explore_n"))).alias("_is_explore"))
+    if by_novelty:
+        frame = _novelty_draw(frame, novelty_share, day, seed)
+    else:
+        rest_order = pl.col(_RANDOM_KEY).rank("ordinal").over([S.PORT_OF_ENTRY, "_is_risk"])
+        frame = frame.with_columns(
+            (~pl.col("_is_risk") & (rest_order <= pl.col("_explore_n"))).alias("_is_explore"),
+            (pl.col("_explore_n") / pl.col("_rest_n")).alias("_pi"),
+        )
     picked = frame.filter(pl.col("_is_risk") | pl.col("_is_explore")).with_columns(
         pl.when(pl.col("_is_risk")).then(pl.lit("risk")).otherwise(pl.lit("exploration")).alias(S.SELECTION),
-        pl.when(pl.col("_is_risk"))
-        .then(pl.lit(1.0))
-        .otherwise(pl.col("_explore_n") / pl.col("_rest_n"))
-        .alias(S.SELECTION_PROBABILITY),
+        pl.when(pl.col("_is_risk")).then(pl.lit(1.0)).otherwise(pl.col("_pi")).alias(S.SELECTION_PROBABILITY),
     )
     extra = scores.filter(pl.col(S.SHIPMENT_ID).is_in(picked.get_column(S.SHIPMENT_ID).implode())).select(
         S.SHIPMENT_ID, *carried

@@ -38,7 +38,7 @@ from riskpipe.rules import load_rules, rules_file
 from riskpipe.runsteps import Steps
 from riskpipe.score import blend
 from riskpipe.store import Layout
-from riskpipe.training import build_training_set, labelled_days
+from riskpipe.training import build_training_set, labelled_days, published_probabilities
 
 #: hits at capacity over the evaluation days by which the interval's lower bound must exceed 0
 #: (None in ``retrain``: the setting ``promotion_margin``)
@@ -63,6 +63,7 @@ def retrain(
     promote: bool = True,
     unexamined_share: float = 0.0,
     force: bool = False,
+    weighted: bool | None = None,
 ) -> RetrainDecision:
     """Train a challenger on labelled days up to ``until``, evaluate it, the champion and the
     baselines on the same latest labelled days, and promote the challenger only on evidence
@@ -82,7 +83,13 @@ def retrain(
     exists but the champion cannot be used (pointer unreadable, model missing, unsigned, tampered
     or needing other features), nothing can be compared, so retraining is refused before it
     starts unless ``force`` (then the challenger is promoted and the reason says why).
+
+    ``weighted`` (default: the setting ``training_selection_weights`` if any, else False) trains
+    with random exams weighted by their inverse selection probability
+    (``riskpipe.training.selection_weights``).
     """
+    if weighted is None:
+        weighted = bool(getattr(settings, "training_selection_weights", False))
     steps = Steps("retrain")  # step boundaries for whoever watches (the CLI's progress rows)
     steps.next("champion")
     models_dir = Path(settings.models_dir)
@@ -108,7 +115,13 @@ def retrain(
         raise RiskpipeError("no labelled shipments to train on: import exam outcomes first (riskpipe labels import)")
     train_days, cal_days, ev_days = time_split(located[S.ARRIVAL_DATE].unique().to_list(), eval_days, calib_days)
     data = build_training_set(
-        layout, labels, train_days + cal_days, builder=builder, unexamined_share=unexamined_share, seed=settings.seed
+        layout,
+        labels,
+        train_days + cal_days,
+        builder=builder,
+        unexamined_share=unexamined_share,
+        seed=settings.seed,
+        weighted=weighted,
     )
     train = data.filter(pl.col(S.ARRIVAL_DATE).is_in(train_days))
     # calibrate on examined shipments only: the probability is that of a finding if examined
@@ -172,7 +185,9 @@ def retrain(
     if champion is not None:
         # both policies on the same later days; the outcome model of the doubly robust estimate
         # is the mean of their production scores (it changes the variance, not the expectation)
-        picked = promotion.select_at_capacity(scored["scored"], ["model", "champion"], scored["capacity"]).with_columns(
+        # exploration rows of the published lists carry their own selection probability
+        with_p = scored["scored"].join(published_probabilities(layout, ev_days), on=S.SHIPMENT_ID, how="left")
+        picked = promotion.select_at_capacity(with_p, ["model", "champion"], scored["capacity"]).with_columns(
             ((pl.col("score__model") + pl.col("score__champion")) / 2).alias("_q")
         )
         evidence = promotion.estimate(

@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
 from riskpipe.features import FEATURE_COLUMNS, build_features
 from riskpipe.labels import known_at, latest
 from riskpipe.partner import fingerprint as partner_feeds
@@ -132,10 +133,84 @@ def attach_labels(features: pl.DataFrame, day: date, labels: pl.DataFrame) -> pl
         S.is_positive_expr(),
         pl.col(S.EXAM_REASON),
         pl.col(S.EXAM_DATE),
+        *([pl.col(S.SELECTION_PROBABILITY)] if S.SELECTION_PROBABILITY in labels.columns else []),
     ).unique(S.SHIPMENT_ID, keep="last")
     return features.join(outcome, on=S.SHIPMENT_ID, how="inner").with_columns(
         pl.lit(day, dtype=pl.Date).alias(S.ARRIVAL_DATE)
     )
+
+
+#: the per-row weight of a training set (``riskpipe.model.SAMPLE_WEIGHT``)
+SAMPLE_WEIGHT = "sample_weight"
+RANDOM_REASON = "random"
+
+
+def published_probabilities(layout: Layout, days: Iterable[date]) -> pl.DataFrame:
+    """``shipment_id``, ``selection_probability`` of the exploration rows of the published lists
+    of ``days`` (lists without the column, older ones, give nothing)."""
+    parts = []
+    for day in days:
+        path = layout.day_dir(layout.targets, day) / "targets.parquet"
+        if path.exists() and S.SELECTION_PROBABILITY in pl.read_parquet_schema(path):
+            parts.append(
+                pl.read_parquet(path, columns=[S.SHIPMENT_ID, S.SELECTION, S.SELECTION_PROBABILITY])
+                .filter(pl.col(S.SELECTION) == "exploration")
+                .select(S.SHIPMENT_ID, S.SELECTION_PROBABILITY)
+            )
+    if not parts:
+        return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.SELECTION_PROBABILITY: pl.Float64})
+    return pl.concat(parts).unique(S.SHIPMENT_ID, keep="last")
+
+
+def selection_weights(
+    data: pl.DataFrame,
+    shipments_per_day: dict[date, int],
+    probabilities: pl.DataFrame | None = None,
+    max_weight: float | None = None,
+) -> pl.DataFrame:
+    """``data`` (a training set) with ``sample_weight``: 1 / the selection probability of each
+    random exam, 1 for every other row.
+
+    Why: the random exams are the only labels whose chance of being looked at is known; weighted
+    by its inverse, a random exam stands for the shipments nobody chose to examine, and the
+    training set as a whole for the day's population (targeted exams, chosen for sure given the
+    scores, stand for themselves). The probability is, in order: the row's own
+    ``selection_probability`` (labels that carry it), the published list's (``probabilities``,
+    exploration rows), else the day's random exams / its shipments (a uniform draw's rate, a
+    ratio estimate). Rows without ``exam_reason`` (presumed negatives) keep 1.
+
+    ``max_weight`` clips the weights (clipped inverse propensity: biased towards the labelled
+    rows, far less variance). Measured in the adaptation study: with one exploration exam in
+    3,000 shipments a weight reaches 3,000, a handful of negatives then outweigh every positive
+    and recall falls (see the README).
+    """
+    own = pl.col(S.SELECTION_PROBABILITY) if S.SELECTION_PROBABILITY in data.columns else pl.lit(None, dtype=pl.Float64)
+    frame = data.with_columns(own.alias("_own"))
+    if probabilities is not None and probabilities.height:
+        frame = frame.join(
+            probabilities.select(S.SHIPMENT_ID, pl.col(S.SELECTION_PROBABILITY).alias("_listed")),
+            on=S.SHIPMENT_ID,
+            how="left",
+        )
+    else:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("_listed"))
+    is_random = pl.col(S.EXAM_REASON).cast(pl.String) == RANDOM_REASON
+    sizes = pl.DataFrame(
+        {S.ARRIVAL_DATE: list(shipments_per_day), "_n": list(shipments_per_day.values())},
+        schema={S.ARRIVAL_DATE: pl.Date, "_n": pl.Int64},
+    )
+    rate = pl.col("_random_n") / pl.col("_n")
+    frame = (
+        frame.with_columns(is_random.fill_null(False).alias("_is_random"))
+        .with_columns(pl.col("_is_random").cast(pl.Int64).sum().over(S.ARRIVAL_DATE).alias("_random_n"))
+        .join(sizes, on=S.ARRIVAL_DATE, how="left")
+    )
+    p = pl.coalesce(pl.col("_own"), pl.col("_listed"), rate)
+    inverse = 1.0 / p.clip(None, 1.0)
+    if max_weight is not None:
+        inverse = inverse.clip(None, float(max_weight))
+    weight = pl.when(pl.col("_is_random") & (p > 0)).then(inverse).otherwise(1.0)
+    return frame.with_columns(weight.alias(SAMPLE_WEIGHT)).drop("_own", "_listed", "_is_random", "_random_n", "_n")
 
 
 def build_training_set(
@@ -147,6 +222,8 @@ def build_training_set(
     builder: FeatureBuilder | None = None,
     unexamined_share: float = 0.0,
     seed: int = 0,
+    weighted: bool = False,
+    max_weight: float | None = None,
 ) -> pl.DataFrame:
     """Point-in-time features of every examined shipment arriving on ``days`` (default: every day
     with labels), with ``arrival_date``, ``is_positive``, ``exam_reason`` and ``exam_date``.
@@ -157,15 +234,27 @@ def build_training_set(
     each day's unexamined shipments as presumed negatives (``exam_reason`` null): with positives
     at 1 in 1,000 or rarer the presumption is almost always right, and the model then sees the
     whole population instead of only what the old targeting chose to examine.
+
+    ``weighted`` adds ``sample_weight`` (:func:`selection_weights`: random exams weighted by
+    their inverse selection probability, clipped at ``max_weight`` when given). The two ways of using the unexamined shipments do not
+    mix: the weighted random exams already stand for them, so presumed negatives would count
+    them twice (``weighted`` with ``unexamined_share`` > 0 is refused).
     """
+    if weighted and unexamined_share > 0:
+        raise RiskpipeError(
+            "training: weighted random exams already stand for the unexamined shipments; "
+            "use either weighting or unexamined_share, not both"
+        )
     located = labelled_days(layout, labels)
     wanted = sorted(set(days)) if days is not None else sorted(set(located[S.ARRIVAL_DATE].to_list()))
     parts = []
+    sizes: dict[date, int] = {}
     for day in wanted:
         day_labels = located.filter(pl.col(S.ARRIVAL_DATE) == day)
         if day_labels.is_empty():
             continue
         feats = day_features(layout, day, labels, cache=cache, builder=builder)
+        sizes[day] = feats.height
         parts.append(attach_labels(feats, day, day_labels))
         if unexamined_share > 0:
             rest = feats.join(day_labels.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
@@ -180,4 +269,7 @@ def build_training_set(
             )
     if not parts:
         return pl.DataFrame()
-    return pl.concat(parts, how="vertical_relaxed").sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+    data = pl.concat(parts, how="vertical_relaxed").sort(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+    if weighted:
+        data = selection_weights(data, sizes, published_probabilities(layout, sorted(sizes)), max_weight)
+    return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -101,6 +102,29 @@ def indicators(
         console.print(f"written to {out}")
 
 
+COMPARISONS = ("policies", "exploration", "weighting")
+
+
+def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | None) -> list:
+    """The arms of each comparison (``riskpipe.evaluation.adaptation.Arm``)."""
+    from riskpipe.evaluation.adaptation import Arm
+
+    if compare == "exploration":
+        return [
+            Arm("weekly", 0.0),
+            Arm("weekly", share),
+            Arm("weekly", share, novelty),
+            Arm("weekly", share, novelty, weighted=True, weight_cap=cap),
+        ]
+    if compare == "weighting":
+        return [
+            Arm("weekly", share),
+            Arm("weekly", share, weighted=True),
+            *([Arm("weekly", share, weighted=True, weight_cap=cap)] if cap is not None else []),
+        ]
+    return [Arm(policy, s) for s in (0.0, share) for policy in ("static", "weekly")]
+
+
 def adaptation(
     warmup_days: Annotated[
         int, typer.Option("--warmup-days", help="Days of the world's own outcomes to train the first model.")
@@ -110,30 +134,81 @@ def adaptation(
     ] = 7,
     capacity: Annotated[int | None, typer.Option(help="Exams a day (default: the port table).", min=1)] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the weekly table as CSV.")] = None,
+    compare: Annotated[
+        str,
+        typer.Option(
+            help="policies: never vs weekly retrained, 0 vs --exploration; exploration: weekly with none, "
+            "uniform and novelty-aware exploration (unweighted and weighted training); weighting: weekly with uniform exploration, exploration "
+            "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table)."
+        ),
+    ] = "policies",
+    exploration: Annotated[float, typer.Option(help="Exploration share of the exploring arms.", min=0, max=1)] = 0.1,
+    novelty_share: Annotated[
+        float, typer.Option("--novelty-share", help="Share of the exploration drawn by novelty.", min=0, max=1)
+    ] = 0.5,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of recall per week by policy to this file.")] = None,
+    weight_cap: Annotated[
+        float | None,
+        typer.Option("--weight-cap", help="Clip of the training weights of the capped weighted arm.", min=1),
+    ] = 10.0,
 ) -> None:
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
-    exploration. Shows how the smugglers' adaptation erodes a static model."""
+    exploration. Shows how the smugglers' adaptation erodes a static model. --compare
+    exploration: none vs uniform vs novelty-aware exploration; --compare weighting: training
+    with exploration exams weighted by 1 / selection probability or not. Also: when each arm
+    first found the scheme new after the warm-up."""
     import polars as pl
     from rich.table import Table
 
-    from riskpipe.evaluation.adaptation import adaptation_study, adaptation_summary
+    from riskpipe.charts import recall_by_week_png
+    from riskpipe.evaluation.adaptation import adaptation_study, adaptation_summary, scheme_discovery
     from riskpipe.labels import LabelStore
     from riskpipe.store import Layout
 
+    if compare not in COMPARISONS:
+        raise typer.BadParameter(f"--compare must be one of {', '.join(COMPARISONS)}, got {compare!r}")
     cfg = settings()
+    layout, labels = Layout(state.home), LabelStore(cfg.db_url).current()
+    if compare == "weighting":
+        from riskpipe.evaluation.weighting import weighting_comparison
+
+        with console.status("training unweighted and weighted on the home's labels ..."):
+            views, info = weighting_comparison(layout, cfg, labels, capacity=capacity)
+        weights = info["sample_weights"] or {}
+        console.print(
+            f"three views, evaluation days {info['eval_days'][0]}..{info['eval_days'][1]}; training "
+            f"{info['train_days'][0]}..{info['train_days'][1]} holds {info['random_rows']} random exams "
+            f"({info['random_positives']} positive), weight up to {weights.get('max', 1.0):.0f}",
+            highlight=False,
+        )
+        vt = Table(title="unweighted vs weighted training (the random-exam view has few positives: noise)")
+        for col in ("view", "model", "rows", "positives", "hits", "selected", "precision", "recall", "PR-AUC"):
+            vt.add_column(col, justify="left" if col in ("view", "model") else "right")
+        for r in views.iter_rows(named=True):
+            vt.add_row(
+                r["view"],
+                r["model"],
+                f"{r['rows']:,}",
+                str(r["positives"]),
+                str(r["hits_at_capacity"]),
+                str(r["selected_at_capacity"]),
+                f"{r['precision_at_capacity']:.3f}",
+                f"{r['recall_at_capacity']:.3f}",
+                f"{r['pr_auc']:.3f}",
+            )
+        console.print(vt)
     study = adaptation_study(
-        Layout(state.home),
+        layout,
         cfg,
-        LabelStore(cfg.db_url).current(),
+        labels,
         warmup_days=warmup_days,
         retrain_every=retrain_every,
         capacity=capacity,
+        arms=_adaptation_arms(compare, exploration, novelty_share, weight_cap),
     )
     summary = adaptation_summary(study, weeks=7)
-    one = study.filter(
-        (pl.col("policy") == study["policy"][0]) & (pl.col("exploration_share") == study["exploration_share"][0])
-    )
+    one = study.filter(pl.col("arm") == study["arm"][0])
     shipments, positives, days = int(one["shipments"].sum()), int(one["positives"].sum()), one.height
     prevalence = positives / shipments if shipments else 0.0
     per_day = float(one["selected"].sum()) / days if days else 0.0
@@ -144,23 +219,46 @@ def adaptation(
         highlight=False,
     )
     table = Table(title="recall at capacity by week of the simulation (found / truth positives)")
-    for col in ("policy", "exploration", "week", "found", "positives", "recall", "selected", "precision"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    for col in ("arm", "week", "found", "positives", "recall", "new scheme", "selected", "precision"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
     for r in summary.iter_rows(named=True):
         table.add_row(
-            r["policy"],
-            f"{r['exploration_share']:.0%}",
+            r["arm"],
             str(r["week"]),
             str(r["found"]),
             str(r["positives"]),
             f"{r['recall_at_capacity']:.3f}",
+            f"{r['new_scheme_found']}/{r['new_scheme_positives']}",
             str(r["selected"]),
             f"{r['found'] / r['selected']:.3f}" if r["selected"] else "",
         )
     console.print(table)
+    found = scheme_discovery(study)
+    st = Table(title="the new scheme (no positive in the warm-up days) and cumulative recall")
+    for col in ("arm", "appeared", "first found", "days", "new scheme found", "recall", "recall last 14 days"):
+        st.add_column(col, justify="left" if col == "arm" else "right")
+    for r in found.iter_rows(named=True):
+        st.add_row(
+            r["arm"],
+            str(r["new_scheme_appeared"] or "none"),
+            str(r["new_scheme_first_found"] or "never"),
+            "" if r["days_to_find"] is None else str(r["days_to_find"]),
+            f"{r['new_scheme_found']}/{r['new_scheme_positives']}",
+            f"{r['cumulative_recall']:.3f}",
+            f"{r['recall_last_days']:.3f}",
+        )
+    console.print(st)
     if out is not None:
         summary.write_csv(out)
         console.print(f"written to {out}")
+    if plot is not None:
+        weeks = sorted(summary["week"].unique().to_list())
+        series: dict[str, Sequence[float | None]] = {
+            str(arm): [dict(zip(part["week"], part["recall_at_capacity"], strict=True)).get(w) for w in weeks]
+            for (arm,), part in summary.group_by("arm", maintain_order=True)
+        }
+        recall_by_week_png(series, weeks, plot, f"Recall at capacity per week ({per_day:.0f} exams a day)")
+        console.print(f"plot written to {plot}")
 
 
 def bench(

@@ -25,6 +25,17 @@ def read_truth(layout: Layout, days: Sequence[date]) -> pl.DataFrame | None:
     )
 
 
+def read_truth_day(layout: Layout, day: date) -> pl.DataFrame | None:
+    """Shipment, ``true_class``, ``scheme`` and ``true_positive`` of one day, or None without a
+    truth file (the adaptation study follows new schemes with it)."""
+    path = layout.partition(layout.truth, day) / "truth.parquet"
+    if not path.exists():
+        return None
+    return pl.read_parquet(path, columns=[S.SHIPMENT_ID, S.TRUE_CLASS, S.SCHEME]).with_columns(
+        pl.col(S.TRUE_CLASS).cast(pl.String).is_in(S.POSITIVE_OUTCOMES).cast(pl.Int8).alias(TRUE_POSITIVE)
+    )
+
+
 def truth_reader(layout: Layout) -> TruthReader:
     """``read_truth`` bound to ``layout``: the truth view's source for retraining's evaluation."""
     return lambda days: read_truth(layout, days)

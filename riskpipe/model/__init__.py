@@ -48,7 +48,19 @@ DEFAULT_LINEAR_WEIGHT = 0.5
 #: runs, but ``training_warnings`` says so on the CLI, in the model card and in the report
 MIN_TRAIN_POSITIVES = 20
 MIN_CALIB_POSITIVES = 5
-NON_FEATURES = {S.SHIPMENT_ID, S.NETWORK_ID, S.ARRIVAL_DATE, S.IS_POSITIVE, S.EXAM_REASON, S.EXAM_DATE, S.OUTCOME}
+#: per-row training weight (``riskpipe.training.SAMPLE_WEIGHT``): never a model input
+SAMPLE_WEIGHT = "sample_weight"
+NON_FEATURES = {
+    S.SHIPMENT_ID,
+    S.NETWORK_ID,
+    S.ARRIVAL_DATE,
+    S.IS_POSITIVE,
+    S.EXAM_REASON,
+    S.EXAM_DATE,
+    S.OUTCOME,
+    SAMPLE_WEIGHT,
+    S.SELECTION_PROBABILITY,
+}
 
 Scorer = Callable[[pl.DataFrame], np.ndarray]
 
@@ -119,13 +131,26 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     def _X(self, X: pl.DataFrame) -> pl.DataFrame:
         return X.select(self.feature_columns_)
 
-    def fit(self, X: pl.DataFrame, y: Any, X_calib: pl.DataFrame | None = None, y_calib: Any = None) -> RiskModel:
+    def fit(
+        self,
+        X: pl.DataFrame,
+        y: Any,
+        X_calib: pl.DataFrame | None = None,
+        y_calib: Any = None,
+        sample_weight: Any = None,
+    ) -> RiskModel:
+        """Fit the estimator and its linear partner (both with ``sample_weight`` when given: the
+        inverse selection probabilities of ``riskpipe.training``), then calibrate unweighted on
+        the later days (the probability stays that of a finding if examined)."""
         self.feature_columns_ = list(self.feature_columns or [c for c in X.columns if c not in NON_FEATURES])
         base = clone(self.estimator) if self.estimator is not None else default_estimator(0)
-        self.estimator_ = base.fit(self._X(X), np.asarray(y))
+        weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, dtype=float)}
+        self.estimator_ = base.fit(self._X(X), np.asarray(y), **weights)
         # the ensemble partner: a regularised linear model extrapolates more soberly to the
         # unexamined population than trees grown on ~100 positives (see DEFAULT_LINEAR_WEIGHT)
-        self.linear_ = LinearBaseline(self.feature_columns_).fit(X, np.asarray(y)) if self.linear_weight > 0 else None
+        self.linear_ = (
+            LinearBaseline(self.feature_columns_).fit(X, np.asarray(y), **weights) if self.linear_weight > 0 else None
+        )
         self.classes_ = np.array([0, 1])
         self.calibrator_ = ProbabilityCalibrator(self.calibration)
         if X_calib is not None and y_calib is not None and X_calib.height:
@@ -258,7 +283,7 @@ class LinearBaseline(BaseEstimator):
         self.feature_columns = feature_columns
         self.C = C
 
-    def fit(self, X: pl.DataFrame, y: Any) -> LinearBaseline:
+    def fit(self, X: pl.DataFrame, y: Any, sample_weight: Any = None) -> LinearBaseline:
         self.feature_columns_ = list(self.feature_columns or [c for c in X.columns if c not in NON_FEATURES])
         frame = _linear_frame(X, self.feature_columns_)
         cats = [c for c in self.feature_columns_ if frame.schema[c] == pl.String]
@@ -281,7 +306,9 @@ class LinearBaseline(BaseEstimator):
                 ("encode", ColumnTransformer(parts)),
                 ("model", LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)),
             ]
-        ).fit(frame, np.asarray(y))
+        )
+        weights = {} if sample_weight is None else {"model__sample_weight": np.asarray(sample_weight, dtype=float)}
+        self.pipeline_.fit(frame, np.asarray(y), **weights)
         return self
 
     def predict_risk(self, X: pl.DataFrame) -> np.ndarray:

@@ -29,6 +29,14 @@ def model_card(meta: dict[str, Any]) -> str:
         f"calibration rows: {meta.get('n_calib', '?')} ({meta.get('n_calib_positive', '?')} positive).",
         "",
     ]
+    weights = meta.get("sample_weights")
+    if isinstance(weights, dict):
+        lines += [
+            f"**Selection weights.** {weights.get('weighted_rows', '?')} random exams weighted by 1 / their "
+            f"selection probability (up to {weights.get('max', 0):.0f}); total weight {weights.get('sum', 0):,.0f}, "
+            f"of positives {weights.get('positive_sum', 0):,.0f}.",
+            "",
+        ]
     warnings = meta["warnings"] if "warnings" in meta else training_warnings(meta)
     if warnings:
         lines += ["**Warnings.**", "", *(f"- {w}" for w in warnings), ""]

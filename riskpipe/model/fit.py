@@ -19,6 +19,7 @@ from riskpipe.model import (
     DEFAULT_LINEAR_WEIGHT,
     MIN_CALIB_POSITIVES,
     MIN_TRAIN_POSITIVES,
+    SAMPLE_WEIGHT,
     LinearBaseline,
     RiskModel,
     default_estimator,
@@ -69,7 +70,9 @@ def fit_risk_model(
     est = estimator if estimator is not None else default_estimator(seed)
     model = RiskModel(est, features, calibration, linear_weight)
     yc = calib[S.IS_POSITIVE].cast(pl.Int64).to_numpy() if calib is not None and calib.height else None
-    model.fit(train, y, calib if yc is not None else None, yc)
+    # inverse selection probabilities (riskpipe.training.selection_weights) when the set has them
+    weights = train[SAMPLE_WEIGHT].fill_null(1.0).to_numpy() if SAMPLE_WEIGHT in train.columns else None
+    model.fit(train, y, calib if yc is not None else None, yc, sample_weight=weights)
     if calib is not None and yc is not None:
         model.fit_cascade(calib, yc)
     baseline = feature_baseline(train, features)
@@ -90,6 +93,13 @@ def fit_risk_model(
         "calibration_requested": calibration,
         "calibration_fallback": model.calibrator_.fallback_,
     }
+    if weights is not None:
+        meta["sample_weights"] = {
+            "weighted_rows": int((weights != 1.0).sum()),
+            "sum": float(weights.sum()),
+            "max": float(weights.max()),
+            "positive_sum": float(weights[y == 1].sum()),
+        }
     stage1 = getattr(model, "calibrator_stage1_", None)
     if stage1 is not None and stage1.fallback_:
         meta["calibration_stage1_fallback"] = stage1.fallback_

@@ -34,3 +34,24 @@ def test_adaptation_study_runs_each_policy_and_share(tmp_path):
     assert static == 1 and weekly > 1
     summary = adaptation_summary(study)
     assert summary["found"].sum() == study["found"].sum()
+
+
+@pytest.mark.slow
+def test_adaptation_arms_with_novelty_and_weighting(tmp_path):
+    from riskpipe.evaluation.adaptation import Arm, adaptation_study, scheme_discovery
+    from riskpipe.ingest import import_labels, ingest_paths
+    from riskpipe.labels import LabelStore
+    from riskpipe.synth.world import generate
+
+    layout = Layout(tmp_path)
+    generate(layout, date(2026, 1, 5), 12, 1500, 3)
+    ingest_paths(layout)
+    store = LabelStore(f"sqlite:///{tmp_path / 'riskpipe.db'}")
+    import_labels(layout, layout.landing / "outcomes", store)
+    settings = Settings(home=tmp_path)
+    arms = [Arm("weekly", 0.2, 0.5), Arm("weekly", 0.2, 0.5, weighted=True)]
+    study = adaptation_study(layout, settings, store.current(), warmup_days=8, retrain_every=2, capacity=10, arms=arms)
+    assert study.height == 2 * 4 and set(study["arm"]) == {a.name for a in arms}
+    assert (study["explored"] == 2).all()  # round(10 x 0.2) exploration exams a day
+    assert (study["new_scheme_found"] <= study["new_scheme_positives"]).all()
+    assert scheme_discovery(study).height == 2

@@ -160,3 +160,23 @@ def test_printed_decision_line_has_the_interval_and_the_counts(capsys):
     assert "challenger 12.3 vs champion 10.0" in out and "95% interval [-1.3, +5.8]" in out
     assert "31 labelled positives, 160 random exams, 0 random positives" in out
     assert summary({"evidence": evidence}) in out
+
+
+def test_recorded_selection_probabilities_replace_the_day_rate():
+    """Novelty-aware exploration draws with unequal chances: each random exam's recorded
+    ``selection_probability`` is its inverse weight, not the day's share of random exams."""
+    frame = hand_frame().with_columns(
+        pl.when(pl.col(S.SHIPMENT_ID) == "01-00")
+        .then(0.5)
+        .when(pl.col(S.SHIPMENT_ID) == "02-00")
+        .then(0.05)
+        .otherwise(None)
+        .cast(pl.Float64)
+        .alias(S.SELECTION_PROBABILITY)
+    )
+    # A: day 1 row 0 (1 / 0.5) + day 2 row 0 (1 / 0.05)
+    assert ips_hits(frame, "a") == pytest.approx(2.0 + 20.0)
+    # B: day 2 row 0 (1 / 0.05) + row 1 without a recorded chance: the day's rate (1 / 0.2)
+    assert ips_hits(frame, "b") == pytest.approx(20.0 + 5.0)
+    # DR, A: day 1 row 0 (0.1 + 0.9 / 0.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 / 0.05)
+    assert dr_hits(frame, "a", "q") == pytest.approx(1.9 + 1.0 + 18.1)
