@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     port_capacity: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PORT_CAPACITY))
     other_port_capacity: int = Field(DEFAULT_OTHER_PORT_CAPACITY, ge=0)
     exploration_share: float = Field(0.10, ge=0.0, le=1.0)
+    # share of the exploration slots drawn with chances weighted by novelty (riskpipe.model.novelty),
+    # each pick's probability recorded; 0 = uniform exploration only. Off by default: in
+    # `riskpipe adaptation` it found less than uniform exploration (README, "Adaptation")
+    exploration_novelty_share: float = Field(0.0, ge=0.0, le=1.0)
+    # train with random exams weighted by 1 / selection probability (riskpipe.training); off by
+    # default: with ~1 exploration exam a day the weights reach the hundreds (README, "Adaptation")
+    training_selection_weights: bool = False
     # a risk pick needs risk_score > this; slots nothing above it can take become exploration
     min_target_risk: float = Field(0.0, ge=0.0, le=1.0)
     # promotion (riskpipe.promotion): a challenger replaces the champion only with at least this

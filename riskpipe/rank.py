@@ -279,7 +279,7 @@ def rank_day(
     # selection works on the narrow columns; the others (reasons lists above all) are joined to the
     # picked rows only (joining and sorting them for a 16 M-row day copied gigabytes)
     if novelty_share is None:
-        novelty_share = float(getattr(settings, "exploration_novelty_share", 0.0))
+        novelty_share = settings.exploration_novelty_share
     by_novelty = novelty_share > 0 and NOVELTY in scores.columns
     narrow = [
         S.SHIPMENT_ID,

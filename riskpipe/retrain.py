@@ -89,7 +89,7 @@ def retrain(
     (``riskpipe.training.selection_weights``).
     """
     if weighted is None:
-        weighted = bool(getattr(settings, "training_selection_weights", False))
+        weighted = settings.training_selection_weights
     steps = Steps("retrain")  # step boundaries for whoever watches (the CLI's progress rows)
     steps.next("champion")
     models_dir = Path(settings.models_dir)
