@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import JustifyMethod
 
-from riskpipe.bench.core import WEB_STAGES
+from riskpipe.bench.core import CRITICAL, SPREAD, WEB_STAGES
 
 
 def _fmt_target(r: dict) -> str:
@@ -80,6 +80,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = []
     for name, ratio in result["ratio_nightly_floor"].items():
         lines.append(f"nightly / {name}: {ratio}x")
+    lines += critical_lines(result)
     for r in result["stages"]:
         if r.get("prefect_overhead_s") is not None:
             lines.append(f"Prefect overhead (flow minus library steps): {r['prefect_overhead_s']:.1f} s")
@@ -103,6 +104,35 @@ def summary_lines(result: dict) -> list[str]:
     )
     lines.append("world: " + result["world"])
     lines.append("method: " + result["method"])
+    return lines
+
+
+def critical_lines(result: dict) -> list[str]:
+    """The critical path (cut-off to published list, the day already ingested as its files
+    landed), its stages, the floor and their ratio; the ingest spread over the day, apart."""
+    by_name = {r["stage"]: r for r in result["stages"]}
+    lines = []
+    cr = by_name.get(CRITICAL)
+    if cr and cr.get("seconds") is not None:
+        parts = " + ".join(f"{k} {v:.2f}" for k, v in (cr.get("detail") or {}).get("stages_s", {}).items())
+        lines.append(
+            f"critical path (cut-off to published list, day ingested as it landed): {cr['seconds']:.2f} s "
+            f"= {parts}; peak {cr['peak_mb']:,.0f} MB (target 45 s, 3 GB; features 20 s, score 10 s)"
+        )
+        if cr.get("with_prefect_start_s") is not None:
+            lines.append(f"critical path with Prefect's start on it (riskpipe nightly): {cr['with_prefect_start_s']} s")
+        fl = by_name.get("floor")
+        if fl and fl.get("seconds"):
+            lines.append(f"floor (read the day's raw partition, write scores): {fl['seconds']:.2f} s")
+        for name, ratio in (result.get("ratio_critical_floor") or {}).items():
+            lines.append(f"critical path / {name}: {ratio}x")
+    sp = by_name.get(SPREAD)
+    if sp and sp.get("seconds") is not None and sp.get("detail"):
+        d = sp["detail"]
+        lines.append(
+            f"ingest spread over the day (off the critical path): {sp['seconds']:.2f} s in {d['chunks']} chunks, "
+            f"largest {d['largest_chunk_s']} s"
+        )
     return lines
 
 
