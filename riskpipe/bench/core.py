@@ -89,8 +89,10 @@ def run_child(fn: str, kwargs: dict, scratch: Path, isolate: bool = True) -> dic
     scratch.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if not isolate:
+        cpu = time.process_time()
         try:
             res = _CHILD_FUNCS[fn](**kwargs)
+            res["cpu_s"] = time.process_time() - cpu
         except Exception as exc:  # noqa: BLE001 - same contract as a child
             res = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}
         res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -182,8 +184,10 @@ def critical_run(path: dict[str, dict]) -> dict:
         "rows": path["features"].get("rows", 0),
         "peak_mb": max(p["peak_mb"] for p in parts),
         "process_s": sum(p["process_s"] for p in parts),
+        **({"cpu_s": sum(p["cpu_s"] for p in parts)} if all("cpu_s" in p for p in parts) else {}),
         "detail": {
             "stages_s": {s: round(path[s]["seconds"], 2) for s in CRITICAL_STAGES},
+            "stages_cpu_s": {s: round(path[s].get("cpu_s", 0.0), 2) for s in CRITICAL_STAGES},
             "peak_mb": {s: round(path[s]["peak_mb"]) for s in CRITICAL_STAGES},
         },
     }
@@ -207,6 +211,7 @@ def _row(name: str, runs: list[dict], nominal_rows: int) -> dict:
         seconds=round(secs, 3),
         seconds_all=[round(r["seconds"], 3) for r in ok],
         process_s=round(statistics.median(r["process_s"] for r in ok), 2),
+        cpu_s=round(statistics.median(r["cpu_s"] for r in ok), 2) if all("cpu_s" in r for r in ok) else None,
         rows_per_s=round(rows / secs) if secs > 0 and name not in WEB_STAGES else None,
         peak_mb=round(peak, 1),
         target_s=None if t_s is None else round(t_s, 3),
@@ -421,7 +426,8 @@ def run_bench(
         ),
         "method": (
             "each stage in a fresh process; seconds = wall time of the stage's work inside it (median of "
-            "repeats), process_s = including interpreter start and imports; peak MB = max RSS of that "
+            "repeats), process_s = including interpreter start and imports; CPU s = CPU time of the "
+            "stage's work, all threads (steadier than wall time on a shared machine); peak MB = max RSS of that "
             "process from os.wait4 (ru_maxrss)"
             if isolate
             else "in-process (tests): peak MB is this process's peak so far"

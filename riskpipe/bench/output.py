@@ -37,6 +37,7 @@ def render_table(result: dict):
         ("stage", "left"),
         ("rows", "right"),
         ("seconds", "right"),
+        ("CPU s", "right"),
         ("rows/s", "right"),
         ("peak MB", "right"),
         ("target", "left"),
@@ -46,7 +47,7 @@ def render_table(result: dict):
         t.add_column(col, justify=just, no_wrap=True)
     for r in result["stages"]:
         if "seconds" not in r:
-            t.add_row(r["stage"], "", "", "", "", _fmt_target(r), "[red]error[/red]")
+            t.add_row(r["stage"], "", "", "", "", "", _fmt_target(r), "[red]error[/red]")
             continue
         secs = f"{r['seconds'] * 1000:.0f} ms" if r["stage"] in WEB_STAGES else f"{r['seconds']:.2f}"
         verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[r["passed"]]
@@ -56,6 +57,7 @@ def render_table(result: dict):
             r["stage"],
             f"{r['rows']:,}",
             secs,
+            f"{r['cpu_s']:.2f}" if r.get("cpu_s") is not None and r["stage"] not in WEB_STAGES else "",
             f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "",
             f"{r['peak_mb']:,.0f}",
             _fmt_target(r),

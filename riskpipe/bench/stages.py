@@ -342,8 +342,10 @@ def _child_main(spec_path: str) -> int:
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     fn = _CHILD_FUNCS[spec["fn"]]
+    cpu = time.process_time()
     try:
         result = fn(**spec["kwargs"])
+        result["cpu_s"] = time.process_time() - cpu  # all threads: steadier than wall time on a busy machine
         code = 0
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as the stage's error
         result = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}

@@ -184,3 +184,12 @@ def test_ingest_spread_in_chunks_equals_one_ingest(tmp_path: Path) -> None:
     spread, once = raw(tmp_path / "spread"), raw(tmp_path / "once")
     assert spread.height > 250 and res["rows"] >= spread.height
     assert spread.equals(once)
+
+
+def test_child_reports_the_cpu_time_of_its_work_and_the_row_its_median(tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    pl.DataFrame({S.SHIPMENT_ID: [str(i) for i in range(1000)]}).write_csv(csv)
+    res = bench.run_child("do_floor_landing", {"files": [str(csv)], "out": str(tmp_path / "o.parquet")}, tmp_path / "l")
+    assert 0 < res["cpu_s"] < res["process_s"]
+    runs = [{"seconds": 1.0, "rows": 1, "peak_mb": 1.0, "process_s": 2.0, "cpu_s": c} for c in (3.0, 1.0, 2.0)]
+    assert bench._row("features", runs, 1)["cpu_s"] == 2.0
