@@ -15,6 +15,7 @@ import time
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -24,7 +25,7 @@ from riskpipe.features import history, value
 from riskpipe.features.family import DayContext, Family, FamilyDay
 from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col
 from riskpipe.labels import known_at
-from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic
+from riskpipe.store import Layout, scan_raw_shipments, write_atomic
 
 
 def feature_columns(families: list[Family]) -> list[str]:
@@ -80,6 +81,19 @@ def _known_labels(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None
     if labels is None:
         return None
     return known_at(labels, day).select(S.SHIPMENT_ID, S.EXAM_DATE, S.OUTCOME)
+
+
+#: how a day's features file is written: LZ4 without column statistics. Its readers (scoring, the
+#: report's drift, the training cache) read whole columns, never filter on statistics; at 4 M rows
+#: x 94 columns zstd with statistics took 12.3-14.6 s to write, LZ4 without them 4.2-5.4 s
+#: (151 -> 199 MB; same frame read back)
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "lz4", "statistics": False}
+
+
+def write_parquet_fast(frame: pl.DataFrame, path: Path) -> Path:
+    """``frame`` written atomically to ``path`` with :data:`PARQUET_OPTIONS` (work files of a
+    night that are read whole)."""
+    return write_atomic(path, lambda tmp: frame.write_parquet(tmp, **PARQUET_OPTIONS))
 
 
 #: a day with more rows than this is written in batches of about this many rows (contiguous ranges
@@ -267,7 +281,7 @@ def write_features(
         raise ValueError(f"batch_rows: need at least 1, got {batch_rows}")
     n_rows = scan_raw_shipments(layout, [day]).select(pl.len()).collect().item()
     if n_rows <= batch_rows:
-        return write_parquet_atomic(build_features(layout, day, labels, partner_key_path=partner_key_path), path)
+        return write_parquet_fast(build_features(layout, day, labels, partner_key_path=partner_key_path), path)
     b = _Day(layout, day, labels, partner_key_path)
     work = path.with_name(f".{path.name}.batches-{uuid.uuid4().hex[:8]}")
     try:
@@ -296,7 +310,7 @@ def write_features(
         # streamed into the work folder, then renamed into place (store's atomic writers take a
         # frame in memory; the whole day's frame is what the batches avoid holding)
         whole = work / "features.parquet"
-        pl.scan_parquet(parts).sink_parquet(whole, engine="streaming")
+        pl.scan_parquet(parts).sink_parquet(whole, engine="streaming", **PARQUET_OPTIONS)
         os.replace(whole, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
