@@ -21,6 +21,7 @@ from riskpipe import score as scoring
 from riskpipe.config import Settings
 from riskpipe.csvsafe import csv_schema, formula_safe
 from riskpipe.errors import RiskpipeError
+from riskpipe.features import history
 from riskpipe.features.build import write_features, write_parquet_fast
 from riskpipe.labels import LabelStore
 from riskpipe.model.fit import training_warnings
@@ -65,8 +66,21 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     cut-off), written to disk."""
     require_day(layout, day)
     return write_features(
-        layout, day, load_labels(settings), features_path(layout, day), partner_key_path=settings.partner_key_path
+        layout,
+        day,
+        load_labels(settings),
+        features_path(layout, day),
+        partner_key_path=settings.partner_key_path,
+        history_by_product=False,  # written after publishing: history_step
     )
+
+
+def history_step(layout: Layout, day: date) -> bool:
+    """The history tables of ``day`` (for the nights after it), written once the night is
+    published: off the critical path from cut-off to published list (the features step no longer
+    writes them as a by-product). Idempotent (True when written); if the night stops before it,
+    the next night's features step writes them."""
+    return history.update_history(layout, day)
 
 
 @dataclass(frozen=True)

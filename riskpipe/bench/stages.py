@@ -185,10 +185,12 @@ def do_nightly(home: str, day: str, files: list[str]) -> dict:
     except BaseException:
         publish.abandon(staged)
         raise
+    lap("publish")
     nightly.write_run_record(
         layout, d, {"summary": summary.as_dict(), "outputs": {k: str(v) for k, v in final.items()}}
     )
-    lap("publish")
+    nightly.history_step(layout, d)  # the flow's record step: after publishing
+    lap("record_and_history")
     return {
         "seconds": time.perf_counter() - t0,
         "rows": summary.shipments,

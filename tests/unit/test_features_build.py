@@ -199,3 +199,32 @@ def test_features_file_is_lz4_without_statistics_and_reads_back_equal(tmp_path):
         chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups) for c in range(meta.num_columns)]
         assert {ch.compression for ch in chunks} <= {"LZ4", "LZ4_RAW"}
         assert all(ch.statistics is None or not ch.statistics.has_min_max for ch in chunks)
+
+
+def test_night_writes_the_day_history_after_publishing_and_the_same_tables(tmp_path):
+    """The nightly features step leaves the day's history tables to ``history_step`` (run after
+    publishing, off the critical path); those equal the by-product of a features build, and the
+    features file is the same either way."""
+    from polars.testing import assert_frame_equal
+
+    from riskpipe import nightly
+    from riskpipe.config import load_settings
+    from riskpipe.features import history, value
+
+    lay = Layout(tmp_path / "home")
+    make_bench_world(lay, D, rows=1_500, history_days=2)
+    by_product = Layout(tmp_path / "by-product")
+    make_bench_world(by_product, D, rows=1_500, history_days=2)
+    one = build_features(by_product, D)  # writes D's history as a by-product
+    assert history.history_current(by_product, D)
+
+    feats = nightly.build_features_step(lay, load_settings(lay.home), D)
+    assert_frame_equal(pl.read_parquet(feats), one, check_exact=False, rtol=1e-12)
+    assert not history.history_current(lay, D)  # not on the critical path
+    assert nightly.history_step(lay, D) is True
+    assert history.history_current(lay, D)
+    for path in (history.entities_path, value.headings_path):
+        assert_frame_equal(
+            pl.read_parquet(path(lay, D)), pl.read_parquet(path(by_product, D)), check_exact=False, rtol=1e-12
+        )
+    assert nightly.history_step(lay, D) is False  # idempotent
