@@ -237,9 +237,11 @@ def nightly_flow(
 def _record(
     layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int], final: dict[str, str]
 ) -> None:
-    """The night's artifacts in Prefect and its run record in the home."""
+    """The night's artifacts in Prefect and its run record in the home; then the day's history
+    tables for the nights after it (after publishing: off the critical path)."""
     _artifacts(layout, day, summary, quarantine)
     steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary.as_dict(), "outputs": final})
+    steps.history_step(layout, date.fromisoformat(day))
 
 
 def _artifacts(layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int]) -> None:

@@ -21,7 +21,8 @@ from riskpipe import score as scoring
 from riskpipe.config import Settings
 from riskpipe.csvsafe import csv_schema, formula_safe
 from riskpipe.errors import RiskpipeError
-from riskpipe.features.build import write_features
+from riskpipe.features import history
+from riskpipe.features.build import write_features, write_parquet_fast
 from riskpipe.labels import LabelStore
 from riskpipe.model.fit import training_warnings
 from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
@@ -31,7 +32,7 @@ from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import NO_MODEL_VERSION, champion_state, load_champion, scores_file_frame, scoring_columns
 from riskpipe.search import watchlist_step
 from riskpipe.shard import attribute_top, top_shipment_ids
-from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+from riskpipe.store import Layout, scan_raw_shipments, write_text_atomic
 
 SCORED_FILE = "scored.parquet"
 KEY_DRIFT_FEATURES = 12
@@ -65,8 +66,21 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
     cut-off), written to disk."""
     require_day(layout, day)
     return write_features(
-        layout, day, load_labels(settings), features_path(layout, day), partner_key_path=settings.partner_key_path
+        layout,
+        day,
+        load_labels(settings),
+        features_path(layout, day),
+        partner_key_path=settings.partner_key_path,
+        history_by_product=False,  # written after publishing: history_step
     )
+
+
+def history_step(layout: Layout, day: date) -> bool:
+    """The history tables of ``day`` (for the nights after it), written once the night is
+    published: off the critical path from cut-off to published list (the features step no longer
+    writes them as a by-product). Idempotent (True when written); if the night stops before it,
+    the next night's features step writes them."""
+    return history.update_history(layout, day)
 
 
 @dataclass(frozen=True)
@@ -144,12 +158,12 @@ def score_step(
             layout, day, features_file, model, rules, feature_columns, raw_columns, rows, -(-rows // batch_rows)
         )
         scored = watchlist_step(layout, settings, day, scored)
-        return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
+        return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)
     features = pl.read_parquet(features_file, columns=feature_columns)
     raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
     scored = scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
     scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
-    return write_parquet_atomic(scored, work_dir(layout, day) / SCORED_FILE)
+    return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)  # a work file, read whole
 
 
 def _score_in_batches(

@@ -45,9 +45,19 @@ from riskpipe.errors import RiskpipeError
 #: the day benchmarked: a Thursday, whose weekday factor in the synthetic world is 1.0
 BENCH_DAY = date(2026, 3, 5)
 REFERENCE_ROWS = 4_000_000
-ALL_STAGES = ("generate", "ingest", "features", "score", "rank", "nightly", "floor", "prefect", "web")
-DEFAULT_STAGES = ("generate", "ingest", "features", "score", "rank", "nightly", "floor")
+ALL_STAGES = ("generate", "ingest", "spread", "features", "score", "rank", "nightly", "floor", "prefect", "web")
+DEFAULT_STAGES = ("generate", "ingest", "spread", "features", "score", "rank", "nightly", "floor")
 STAGE_ALIASES = {"publish": "rank", "all": "default"}
+#: ``critical``: the stages of the critical path and the floor it is compared with
+STAGE_GROUPS = {"critical": ("features", "score", "rank", "floor")}
+#: the critical path: cut-off to published list, the day's files already ingested as they landed
+#: (``riskpipe watch`` / the ingest deployment); its stages, measured one after the other on one home
+CRITICAL = "critical path"
+CRITICAL_STAGES = ("features", "score", "rank+publish")
+#: ``spread`` ingests the day's landing files in this many chunks (at most one per file), one
+#: after the other into the history home, as the watcher does while they land during the day
+SPREAD_CHUNKS = 12
+SPREAD = "ingest spread over the day"
 SCALING_ROWS = (1_000_000, 2_000_000, 4_000_000)
 WEB_USERS = 20
 
@@ -61,6 +71,7 @@ TARGETS: dict[str, tuple[float | None, float | None]] = {
     "features": (60, 4 * 1024),
     "score": (20, None),
     "nightly": (90, 4 * 1024),
+    CRITICAL: (45, 3 * 1024),
     "web list p95": (0.2, None),
     "web shipment p95": (0.3, None),
 }
@@ -78,8 +89,10 @@ def run_child(fn: str, kwargs: dict, scratch: Path, isolate: bool = True) -> dic
     scratch.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if not isolate:
+        cpu = time.process_time()
         try:
             res = _CHILD_FUNCS[fn](**kwargs)
+            res["cpu_s"] = time.process_time() - cpu
         except Exception as exc:  # noqa: BLE001 - same contract as a child
             res = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}
         res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -140,10 +153,14 @@ def parse_stages(text: str) -> list[str]:
             continue
         if name == "default":
             out.extend(DEFAULT_STAGES)
+        elif name in STAGE_GROUPS:
+            out.extend(STAGE_GROUPS[name])
         elif name in ALL_STAGES:
             out.append(name)
         else:
-            raise RiskpipeError(f"bench: unknown stage {raw.strip()!r} (known: all, {', '.join(ALL_STAGES)}, publish)")
+            raise RiskpipeError(
+                f"bench: unknown stage {raw.strip()!r} (known: all, {', '.join(ALL_STAGES)}, publish, critical)"
+            )
     return [s for s in ALL_STAGES if s in out]
 
 
@@ -151,6 +168,29 @@ def _target(name: str, rows: int) -> tuple[float | None, float | None, bool]:
     """Target seconds and MB of a stage; judged (third item) only at the reference size."""
     secs, mb = TARGETS.get(name, (None, None))
     return secs, mb, rows == REFERENCE_ROWS or name in WEB_STAGES
+
+
+def critical_run(path: dict[str, dict]) -> dict:
+    """One run of the critical path from its stages' results (each a child process, one after
+    the other on the same home): seconds and process time summed, peak the largest of theirs
+    (the stages never run at once). An error when a stage failed or did not run."""
+    missing = [s for s in CRITICAL_STAGES if s not in path]
+    failed = [s for s in CRITICAL_STAGES if s in path and "error" in path[s]]
+    if missing or failed:
+        return {"error": f"critical path incomplete: {', '.join(failed or missing)} failed or did not run"}
+    parts = [path[s] for s in CRITICAL_STAGES]
+    return {
+        "seconds": sum(p["seconds"] for p in parts),
+        "rows": path["features"].get("rows", 0),
+        "peak_mb": max(p["peak_mb"] for p in parts),
+        "process_s": sum(p["process_s"] for p in parts),
+        **({"cpu_s": sum(p["cpu_s"] for p in parts)} if all("cpu_s" in p for p in parts) else {}),
+        "detail": {
+            "stages_s": {s: round(path[s]["seconds"], 2) for s in CRITICAL_STAGES},
+            "stages_cpu_s": {s: round(path[s].get("cpu_s", 0.0), 2) for s in CRITICAL_STAGES},
+            "peak_mb": {s: round(path[s]["peak_mb"]) for s in CRITICAL_STAGES},
+        },
+    }
 
 
 def _row(name: str, runs: list[dict], nominal_rows: int) -> dict:
@@ -171,6 +211,7 @@ def _row(name: str, runs: list[dict], nominal_rows: int) -> dict:
         seconds=round(secs, 3),
         seconds_all=[round(r["seconds"], 3) for r in ok],
         process_s=round(statistics.median(r["process_s"] for r in ok), 2),
+        cpu_s=round(statistics.median(r["cpu_s"] for r in ok), 2) if all("cpu_s" in r for r in ok) else None,
         rows_per_s=round(rows / secs) if secs > 0 and name not in WEB_STAGES else None,
         peak_mb=round(peak, 1),
         target_s=None if t_s is None else round(t_s, 3),
@@ -272,17 +313,23 @@ def run_bench(
                     h = scratch / f"ingest-{fmt}"
                     record(f"ingest {fmt}", child("do_ingest", home=str(h), path=str(inputs / f"day.{fmt}")))
                     shutil.rmtree(h, ignore_errors=True)
+            if "spread" in stages:
+                h = clone_home(base, scratch / "spread")
+                record(SPREAD, child("do_ingest_spread", home=str(h), files=files, chunks=SPREAD_CHUNKS))
+                shutil.rmtree(h, ignore_errors=True)
             if any(s in stages for s in ("features", "score", "rank")):
                 c = clone_home(ingested, scratch / "steps")
-                res = child("do_features", home=str(c), day=day)
+                path: dict[str, dict] = {"features": child("do_features", home=str(c), day=day)}
                 if "features" in stages:
-                    record("features", res)
-                if "error" not in res and any(s in stages for s in ("score", "rank")):
-                    res = child("do_score", home=str(c), day=day)
+                    record("features", path["features"])
+                if "error" not in path["features"] and any(s in stages for s in ("score", "rank")):
+                    path["score"] = child("do_score", home=str(c), day=day)
                     if "score" in stages:
-                        record("score", res)
-                    if "error" not in res and "rank" in stages:
-                        record("rank+publish", child("do_rank_publish", home=str(c), day=day))
+                        record("score", path["score"])
+                    if "error" not in path["score"] and "rank" in stages:
+                        path["rank+publish"] = record("rank+publish", child("do_rank_publish", home=str(c), day=day))
+                if all(s in stages for s in ("features", "score", "rank")):
+                    record(CRITICAL, critical_run(path))
                 shutil.rmtree(c, ignore_errors=True)
             if "floor" in stages:
                 record("floor", child("do_floor", home=str(ingested), day=day, out=str(scratch / "floor.parquet")))
@@ -340,9 +387,18 @@ def run_bench(
         nr, fr = by_name.get("nightly"), by_name.get(floor_name)
         if nr and fr and nr.get("seconds") and fr.get("seconds"):
             ratio[floor_name] = round(nr["seconds"] / fr["seconds"], 1)
+    ratio_critical = {}
+    for floor_name in ("floor", "floor (landing files)"):
+        cr, fr = by_name.get(CRITICAL), by_name.get(floor_name)
+        if cr and fr and cr.get("seconds") and fr.get("seconds"):
+            ratio_critical[floor_name] = round(cr["seconds"] / fr["seconds"], 1)
     pr = by_name.get("nightly via Prefect")
     if pr and by_name.get("nightly", {}).get("seconds") and pr.get("seconds"):
         pr["prefect_overhead_s"] = round(pr["seconds"] - by_name["nightly"]["seconds"], 2)
+        cr = by_name.get(CRITICAL)
+        if cr and cr.get("seconds"):
+            # `riskpipe nightly` as users run it starts Prefect: its start is then on the path
+            cr["with_prefect_start_s"] = round(cr["seconds"] + max(pr["prefect_overhead_s"], 0.0), 2)
     return {
         "config": {
             "rows": rows,
@@ -370,12 +426,14 @@ def run_bench(
         ),
         "method": (
             "each stage in a fresh process; seconds = wall time of the stage's work inside it (median of "
-            "repeats), process_s = including interpreter start and imports; peak MB = max RSS of that "
+            "repeats), process_s = including interpreter start and imports; CPU s = CPU time of the "
+            "stage's work, all threads (steadier than wall time on a shared machine); peak MB = max RSS of that "
             "process from os.wait4 (ru_maxrss)"
             if isolate
             else "in-process (tests): peak MB is this process's peak so far"
         ),
         "stages": table,
         "ratio_nightly_floor": ratio,
+        "ratio_critical_floor": ratio_critical,
         "scaling": scaling_rows_out,
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import JustifyMethod
 
-from riskpipe.bench.core import WEB_STAGES
+from riskpipe.bench.core import CRITICAL, SPREAD, WEB_STAGES
 
 
 def _fmt_target(r: dict) -> str:
@@ -37,6 +37,7 @@ def render_table(result: dict):
         ("stage", "left"),
         ("rows", "right"),
         ("seconds", "right"),
+        ("CPU s", "right"),
         ("rows/s", "right"),
         ("peak MB", "right"),
         ("target", "left"),
@@ -46,7 +47,7 @@ def render_table(result: dict):
         t.add_column(col, justify=just, no_wrap=True)
     for r in result["stages"]:
         if "seconds" not in r:
-            t.add_row(r["stage"], "", "", "", "", _fmt_target(r), "[red]error[/red]")
+            t.add_row(r["stage"], "", "", "", "", "", _fmt_target(r), "[red]error[/red]")
             continue
         secs = f"{r['seconds'] * 1000:.0f} ms" if r["stage"] in WEB_STAGES else f"{r['seconds']:.2f}"
         verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[r["passed"]]
@@ -56,6 +57,7 @@ def render_table(result: dict):
             r["stage"],
             f"{r['rows']:,}",
             secs,
+            f"{r['cpu_s']:.2f}" if r.get("cpu_s") is not None and r["stage"] not in WEB_STAGES else "",
             f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "",
             f"{r['peak_mb']:,.0f}",
             _fmt_target(r),
@@ -80,6 +82,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = []
     for name, ratio in result["ratio_nightly_floor"].items():
         lines.append(f"nightly / {name}: {ratio}x")
+    lines += critical_lines(result)
     for r in result["stages"]:
         if r.get("prefect_overhead_s") is not None:
             lines.append(f"Prefect overhead (flow minus library steps): {r['prefect_overhead_s']:.1f} s")
@@ -103,6 +106,35 @@ def summary_lines(result: dict) -> list[str]:
     )
     lines.append("world: " + result["world"])
     lines.append("method: " + result["method"])
+    return lines
+
+
+def critical_lines(result: dict) -> list[str]:
+    """The critical path (cut-off to published list, the day already ingested as its files
+    landed), its stages, the floor and their ratio; the ingest spread over the day, apart."""
+    by_name = {r["stage"]: r for r in result["stages"]}
+    lines = []
+    cr = by_name.get(CRITICAL)
+    if cr and cr.get("seconds") is not None:
+        parts = " + ".join(f"{k} {v:.2f}" for k, v in (cr.get("detail") or {}).get("stages_s", {}).items())
+        lines.append(
+            f"critical path (cut-off to published list, day ingested as it landed): {cr['seconds']:.2f} s "
+            f"= {parts}; peak {cr['peak_mb']:,.0f} MB (target 45 s, 3 GB; features 20 s, score 10 s)"
+        )
+        if cr.get("with_prefect_start_s") is not None:
+            lines.append(f"critical path with Prefect's start on it (riskpipe nightly): {cr['with_prefect_start_s']} s")
+        fl = by_name.get("floor")
+        if fl and fl.get("seconds"):
+            lines.append(f"floor (read the day's raw partition, write scores): {fl['seconds']:.2f} s")
+        for name, ratio in (result.get("ratio_critical_floor") or {}).items():
+            lines.append(f"critical path / {name}: {ratio}x")
+    sp = by_name.get(SPREAD)
+    if sp and sp.get("seconds") is not None and sp.get("detail"):
+        d = sp["detail"]
+        lines.append(
+            f"ingest spread over the day (off the critical path): {sp['seconds']:.2f} s in {d['chunks']} chunks, "
+            f"largest {d['largest_chunk_s']} s"
+        )
     return lines
 
 

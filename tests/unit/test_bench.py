@@ -100,3 +100,96 @@ def test_prep_ingest_writes_the_day_as_parquet_and_csv_atomically(tmp_path: Path
     assert res["rows"] >= parquet.height  # rows ingested, amendments included
     assert csv.columns == parquet.columns == list(S.MANIFEST_SCHEMA)
     assert csv[S.FILED_AT][0].endswith("Z")
+
+
+def test_parse_stages_critical_group() -> None:
+    assert bench.parse_stages("critical,spread") == ["spread", "features", "score", "rank", "floor"]
+
+
+def test_critical_path_sums_its_stages_and_takes_the_largest_peak() -> None:
+    path = {
+        "features": {"seconds": 20.0, "rows": 4_000_000, "peak_mb": 2900.0, "process_s": 22.0},
+        "score": {"seconds": 9.0, "rows": 4_000_000, "peak_mb": 2500.0, "process_s": 11.0},
+        "rank+publish": {"seconds": 6.0, "rows": 4_000_000, "peak_mb": 1800.0, "process_s": 8.0},
+    }
+    run = bench.critical_run(path)
+    assert (run["seconds"], run["peak_mb"], run["process_s"], run["rows"]) == (35.0, 2900.0, 41.0, 4_000_000)
+    assert run["detail"]["stages_s"] == {"features": 20.0, "score": 9.0, "rank+publish": 6.0}
+    row = bench._row(bench.CRITICAL, [run], 4_000_000)
+    assert (row["target_s"], row["target_mb"], row["passed"]) == (45, 3072, True)
+    slow = bench._row(bench.CRITICAL, [{**run, "seconds": 46.0}], 4_000_000)
+    assert slow["passed"] is False
+    assert "error" in bench.critical_run({**path, "score": {"error": "boom"}})
+    assert "error" in bench.critical_run({"features": path["features"]})
+
+
+def test_summary_prints_critical_path_floor_ratio_and_spread() -> None:
+    crit = bench._row(
+        bench.CRITICAL,
+        [
+            bench.critical_run(
+                {s: {"seconds": 10.0, "rows": 5, "peak_mb": 100.0, "process_s": 11.0} for s in bench.CRITICAL_STAGES}
+            )
+        ],
+        5,
+    )
+    floor = bench._row("floor", [{"seconds": 2.0, "rows": 5, "peak_mb": 50.0, "process_s": 3.0}], 5)
+    spread = bench._row(
+        bench.SPREAD,
+        [
+            {
+                "seconds": 6.0,
+                "rows": 5,
+                "peak_mb": 50.0,
+                "process_s": 7.0,
+                "detail": {"chunks": 3, "chunk_s": [1, 2, 3], "largest_chunk_s": 3},
+            }
+        ],
+        5,
+    )
+    result = {
+        "stages": [crit, floor, spread],
+        "ratio_nightly_floor": {},
+        "ratio_critical_floor": {"floor": 15.0},
+        "machine": {"load_avg_before": [1.0], "load_avg_after": [1.0], "cpus": 2, "total_s": 1.0},
+        "world": "w",
+        "method": "m",
+    }
+    text = "\n".join(output.summary_lines(result))
+    assert "critical path (cut-off to published list" in text and "30.00 s = features 10.00 + score 10.00" in text
+    assert "floor (read the day's raw partition, write scores): 2.00 s" in text
+    assert "critical path / floor: 15.0x" in text
+    assert "ingest spread over the day (off the critical path): 6.00 s in 3 chunks, largest 3 s" in text
+
+
+def test_ingest_spread_in_chunks_equals_one_ingest(tmp_path: Path) -> None:
+    from riskpipe.bench import stages
+    from riskpipe.store import Layout, scan_raw_shipments
+
+    day = bench.BENCH_DAY.isoformat()
+    gen = tmp_path / "gen"
+    stages.do_generate(str(gen), day, 300, 7)
+    files = sorted(str(p) for p in (gen / "landing").iterdir() if p.is_file())
+    assert len(files) >= 3
+    res = stages.do_ingest_spread(str(tmp_path / "spread"), files, 3)
+    assert res["detail"]["chunks"] == 3 and len(res["detail"]["chunk_s"]) == 3
+    stages.do_ingest_spread(str(tmp_path / "once"), files, 1)
+
+    def raw(home: Path) -> pl.DataFrame:
+        frame = scan_raw_shipments(Layout(home), [bench.BENCH_DAY]).collect()
+        return frame.drop(
+            [c for c in frame.columns if c.startswith("_") or c in ("ingested_at", "source_file")], strict=False
+        ).sort(S.SHIPMENT_ID)
+
+    spread, once = raw(tmp_path / "spread"), raw(tmp_path / "once")
+    assert spread.height > 250 and res["rows"] >= spread.height
+    assert spread.equals(once)
+
+
+def test_child_reports_the_cpu_time_of_its_work_and_the_row_its_median(tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    pl.DataFrame({S.SHIPMENT_ID: [str(i) for i in range(1000)]}).write_csv(csv)
+    res = bench.run_child("do_floor_landing", {"files": [str(csv)], "out": str(tmp_path / "o.parquet")}, tmp_path / "l")
+    assert 0 < res["cpu_s"] < res["process_s"]
+    runs = [{"seconds": 1.0, "rows": 1, "peak_mb": 1.0, "process_s": 2.0, "cpu_s": c} for c in (3.0, 1.0, 2.0)]
+    assert bench._row("features", runs, 1)["cpu_s"] == 2.0

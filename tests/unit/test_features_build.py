@@ -177,3 +177,54 @@ def test_batched_build_clips_too(tmp_path):
     f = pl.read_parquet(out)
     num = _numeric_features(f)
     assert f.select(pl.col(num).is_finite().fill_null(True).all()).row(0) == (True,) * len(num)
+
+
+def test_features_file_is_lz4_without_statistics_and_reads_back_equal(tmp_path):
+    """The night's features file (both build paths) is written the fast way (LZ4, no column
+    statistics: its readers read whole columns) and holds ``build_features``' frame (equal up to the
+    last bits of a float sum: the day's value sums are parallel, two builds differ there too)."""
+    import pyarrow.parquet as pq
+    from polars.testing import assert_frame_equal
+
+    from riskpipe.features.build import write_features
+
+    lay = Layout(tmp_path / "home")
+    make_bench_world(lay, D, rows=1_500, history_days=1)
+    one = build_features(lay, D)
+    for batch_rows in (10_000, 600):
+        out = tmp_path / f"out-{batch_rows}" / "features.parquet"
+        write_features(lay, D, None, out, batch_rows=batch_rows)
+        assert_frame_equal(pl.read_parquet(out), one, check_exact=False, rtol=1e-12)
+        meta = pq.ParquetFile(out).metadata
+        chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups) for c in range(meta.num_columns)]
+        assert {ch.compression for ch in chunks} <= {"LZ4", "LZ4_RAW"}
+        assert all(ch.statistics is None or not ch.statistics.has_min_max for ch in chunks)
+
+
+def test_night_writes_the_day_history_after_publishing_and_the_same_tables(tmp_path):
+    """The nightly features step leaves the day's history tables to ``history_step`` (run after
+    publishing, off the critical path); those equal the by-product of a features build, and the
+    features file is the same either way."""
+    from polars.testing import assert_frame_equal
+
+    from riskpipe import nightly
+    from riskpipe.config import load_settings
+    from riskpipe.features import history, value
+
+    lay = Layout(tmp_path / "home")
+    make_bench_world(lay, D, rows=1_500, history_days=2)
+    by_product = Layout(tmp_path / "by-product")
+    make_bench_world(by_product, D, rows=1_500, history_days=2)
+    one = build_features(by_product, D)  # writes D's history as a by-product
+    assert history.history_current(by_product, D)
+
+    feats = nightly.build_features_step(lay, load_settings(lay.home), D)
+    assert_frame_equal(pl.read_parquet(feats), one, check_exact=False, rtol=1e-12)
+    assert not history.history_current(lay, D)  # not on the critical path
+    assert nightly.history_step(lay, D) is True
+    assert history.history_current(lay, D)
+    for path in (history.entities_path, value.headings_path):
+        assert_frame_equal(
+            pl.read_parquet(path(lay, D)), pl.read_parquet(path(by_product, D)), check_exact=False, rtol=1e-12
+        )
+    assert nightly.history_step(lay, D) is False  # idempotent
