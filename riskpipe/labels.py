@@ -185,7 +185,6 @@ class LabelStore:
         """One write transaction: read the stored rows of these shipments, diff in Polars, then
         bulk-insert new rows, bulk-update changed ones and append their audit rows."""
         ids = incoming[S.SHIPMENT_ID].to_list()
-        now = _now_utc()
         sqlite = is_sqlite(self.engine)
         with write_transaction(self.engine) as conn:
             found: list[tuple[object, ...]] = []
@@ -196,6 +195,10 @@ class LabelStore:
                 if not sqlite:
                     q = q.with_for_update()
                 found.extend(tuple(r) for r in conn.execute(q))
+            # the clock is read once the write lock (SQLite) or the rows' locks (FOR UPDATE) are held:
+            # read before, a writer that waited behind another would stamp an earlier time than the
+            # outcome committed meanwhile and be refused as "recorded before the stored outcome"
+            now = _now_utc()
             old = pl.DataFrame(found, schema={**_STR_SCHEMA, RECORDED_AT: _UTC}, orient="row").rename(
                 {c: f"{c}_old" for c in [*_VALUE_COLS, RECORDED_AT]}
             )

@@ -185,3 +185,35 @@ def test_bulk_record_is_fast(backend: str, tmp_path, request) -> None:
     assert store.record(f2, actor="import") == n // 2
     assert len(store.history("S000000")) == 2
     assert len(store.history("S000001")) == 1
+
+
+def test_a_writer_waiting_behind_another_stamps_a_later_time(
+    store: LabelStore, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two analysts record an outcome of one shipment at once: the one that waited for the write
+    lock must stamp its outcome after the one committed meanwhile (it was refused with "recorded_at
+    ... is before the stored outcome's" when the clock was read before the lock: a 400 in the
+    workbench, seen once in tests/web/test_api.py::test_concurrent_outcomes_both_in_audit)."""
+    import contextlib
+
+    from riskpipe import labels as L
+
+    original = L.write_transaction
+    other = LabelStore(db_url)
+    raced = []
+
+    @contextlib.contextmanager
+    def racing(engine):  # the other analyst commits while this writer waits for the lock
+        if not raced:
+            raced.append(True)
+            other.record_one("S2", date(2026, 1, 6), "no_finding", "targeted", actor="sue")
+        with original(engine) as conn:
+            yield conn
+
+    monkeypatch.setattr(L, "write_transaction", racing)
+    assert store.record_one("S2", date(2026, 1, 6), "fentanyl", "targeted", actor="ana")
+    assert raced
+    cur = store.current()
+    assert cur[S.OUTCOME].cast(pl.String).to_list() == ["fentanyl"]  # the later writer's outcome is current
+    versions = store.versions()
+    assert versions.height == 2
