@@ -268,8 +268,10 @@ def bench(
     stages: Annotated[
         str,
         typer.Option(
-            help="all, or a comma list of: generate, ingest, features, score, rank (= publish), "
-            "nightly, floor, prefect, web."
+            help="all, or a comma list of: generate, ingest, spread (the landing files ingested in 12 "
+            "chunks, as riskpipe watch does), features, score, rank (= publish), nightly, floor, prefect, "
+            "web; critical = features,score,rank,floor (the critical path from an ingested day, the floor "
+            "and their ratio)."
         ),
     ] = "all",
     workdir: Annotated[
@@ -280,7 +282,8 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     results_dir: Annotated[Path, typer.Option(help="Where the results file is written.")] = Path("bench-results"),
 ) -> None:
-    """The performance benchmark: per stage wall time, rows/s and peak memory, and the floor."""
+    """The performance benchmark: per stage wall time, CPU time, rows/s and peak memory; the critical
+    path (features + score + rank and publish on an already ingested day), the floor and their ratio."""
     import json
 
     from riskpipe.bench import parse_stages, render_table, run_bench, summary_lines, write_results
