@@ -69,8 +69,9 @@ def lookup_root(layout: Layout) -> Path:
     return layout.home / "index" / "lookup"
 
 
-def _fingerprint(layout: Layout, day: date) -> str | None:
-    """:func:`_day_fingerprint`, reused while the raw partition's folder (a file added, removed or
+def day_fingerprint(layout: Layout, day: date) -> str | None:
+    """The identity of a day's raw partition and published scores (None: no raw data that day):
+    :func:`_day_fingerprint`, reused while the raw partition's folder (a file added, removed or
     renamed in changes its mtime) and the scores file are unchanged and older than two seconds
     (coarse filesystem clocks): one stat each instead of a listing and a stat per file, for each
     of the 60 days a shipment page looks at."""
@@ -126,7 +127,7 @@ def _paths(layout: Layout, day: date, fp: str) -> dict[str, Path]:
 def ready_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
     """The day's look-up files when built and current, else None (never builds). ``scores`` and
     ``scores_keys`` are absent when the day had no published scores."""
-    fp = _fingerprint(layout, day)
+    fp = day_fingerprint(layout, day)
     if fp is None:
         return None
     paths = _paths(layout, day, fp)
@@ -151,7 +152,7 @@ def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
     Called by the nightly once the day is published, so the first page of the day finds them.
     One build at a time per home, across processes (workbench workers, the nightly): the others
     wait on :data:`BUILD_LOCK_FILE` and then find the files built."""
-    fp = _fingerprint(layout, day)
+    fp = day_fingerprint(layout, day)
     if fp is None:
         return None
     ready = ready_lookup(layout, day)
@@ -316,10 +317,39 @@ RAW_META_CACHE_SIZE = 512  # footers of raw files kept (a few tens of KB each: 6
 _RANGES: OrderedDict[tuple[str, int, int, str], list[tuple[object, object] | None]] = OrderedDict()
 
 
-def _raw_metadata(path: Path) -> pq.FileMetaData:
-    """A raw file's footer, parsed once per file version (name, mtime, size)."""
+_RAW_LISTING: dict[tuple[str, int, int], list[Path]] = {}
+
+
+def _raw_files(layout: Layout, day: date) -> list[Path]:
+    """The raw partition's files, listed again only when its folder changed (a file added,
+    removed or renamed in) or changed within the last two seconds (coarse filesystem clocks):
+    one stat instead of a listing for each of the 30 days of a party's history."""
+    folder = layout.raw_shipments_day(day)
+    try:
+        st = folder.stat()
+    except OSError:
+        return []
+    key = (str(folder), st.st_mtime_ns, st.st_ino)
+    with _KEYS_LOCK:
+        if key in _RAW_LISTING:
+            return _RAW_LISTING[key]
+    files = sorted(folder.glob("*.parquet"))
+    if time.time_ns() - st.st_mtime_ns > SETTLE_NS:
+        with _KEYS_LOCK:
+            if len(_RAW_LISTING) > RAW_META_CACHE_SIZE:
+                _RAW_LISTING.clear()
+            _RAW_LISTING[key] = files
+    return files
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
     st = path.stat()
-    k = (str(path), st.st_mtime_ns, st.st_size)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _raw_metadata(path: Path, key: tuple[str, int, int] | None = None) -> pq.FileMetaData:
+    """A raw file's footer, parsed once per file version (name, mtime, size: ``key``, else one stat)."""
+    k = key or _file_key(path)
     with _KEYS_LOCK:
         if k in _RAW_META:
             _RAW_META.move_to_end(k)
@@ -332,11 +362,12 @@ def _raw_metadata(path: Path) -> pq.FileMetaData:
     return meta
 
 
-def _ranges(path: Path, meta: pq.FileMetaData, column: str) -> list[tuple[object, object] | None]:
+def _ranges(
+    path: Path, meta: pq.FileMetaData, column: str, key: tuple[str, int, int] | None = None
+) -> list[tuple[object, object] | None]:
     """Per row group of a raw file: (min, max) of ``column`` (None: no statistics), read from the
-    footer once per file version and column."""
-    st = path.stat()
-    k = (str(path), st.st_mtime_ns, st.st_size, column)
+    footer once per file version (``key``, else one stat) and column."""
+    k = (*(key or _file_key(path)), column)
     with _KEYS_LOCK:
         if k in _RANGES:
             return _RANGES[k]
@@ -372,24 +403,37 @@ def scan_matching(layout: Layout, days: list[date], values: dict[str, str], colu
     party's history over the days without look-up files)."""
     frames = []
     exact = pl.any_horizontal([pl.col(c) == v for c, v in values.items()])
+    empty: pl.DataFrame | None = None
     for d in days:
-        for f in sorted(layout.raw_shipments_day(d).glob("*.parquet")):
-            meta = _raw_metadata(f)
+        found: list[pl.DataFrame] = []
+        for f in _raw_files(layout, d):
+            try:
+                fkey = _file_key(f)
+                meta = _raw_metadata(f, fkey)
+            except OSError:  # replaced since listed: Polars reads the day as it is now
+                found = [scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect()]
+                break
             if meta.num_row_groups == 0:
                 continue
             names = set(meta.schema.names)
             if any(c not in names for c in (*values, *columns)):  # an older layout: Polars fills the gaps
-                frames.append(scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect())
+                found = [scan_raw_shipments(layout, [d]).select(columns).filter(exact).collect()]
                 break
+            if empty is None:  # the answer when nothing matches, from a footer already parsed
+                table = meta.schema.to_arrow_schema().empty_table().select(list(dict.fromkeys(columns)))
+                empty = pl.DataFrame(pl.from_arrow(table)).select(columns)
             keep = [False] * meta.num_row_groups
             for c, v in values.items():
-                keep = [a or b for a, b in zip(keep, _may_hold(_ranges(f, meta, c), str(v)), strict=True)]
+                keep = [a or b for a, b in zip(keep, _may_hold(_ranges(f, meta, c, fkey), str(v)), strict=True)]
             groups = [g for g, k in enumerate(keep) if k]
             if groups:
                 table = pq.ParquetFile(f, metadata=meta).read_row_groups(groups, columns=list(dict.fromkeys(columns)))
                 got = pl.from_arrow(table)
                 assert isinstance(got, pl.DataFrame)
-                frames.append(got.filter(exact))
+                found.append(got.filter(exact))
+        frames.extend(found)
     if not frames:
+        if empty is not None:
+            return empty
         return scan_raw_shipments(layout, days[:1]).select(columns).head(0).collect()
     return pl.concat(frames, how="vertical_relaxed")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -39,6 +40,9 @@ SEARCH_DAYS = 90
 MAX_RESULTS = 500
 MIN_PHONE_DIGITS = 7
 _SEED = 29
+SETTLE_NS = 2_000_000_000
+_FP_CACHE: dict[tuple[str, int, int], str | None] = {}
+_FP_LOCK = threading.Lock()
 
 #: field code -> (label, identifier kind, column, normaliser)
 FIELDS: dict[int, tuple[str, str, str]] = {
@@ -99,6 +103,29 @@ def index_root(layout: Layout) -> Path:
 
 
 def _fingerprint(layout: Layout, day: date) -> str | None:
+    """:func:`_files_fingerprint`, reused while the raw partition's folder is unchanged (a file
+    added, removed or renamed in changes its mtime) and older than two seconds (coarse filesystem
+    clocks): one stat instead of a listing and a stat per file, for each of the 30 days of a
+    shipment page's party history."""
+    folder = layout.raw_shipments_day(day)
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    key = (str(folder), st.st_mtime_ns, st.st_ino)
+    with _FP_LOCK:
+        if key in _FP_CACHE:
+            return _FP_CACHE[key]
+    fp = _files_fingerprint(layout, day)
+    if time.time_ns() - st.st_mtime_ns > SETTLE_NS:
+        with _FP_LOCK:
+            if len(_FP_CACHE) > 4096:
+                _FP_CACHE.clear()
+            _FP_CACHE[key] = fp
+    return fp
+
+
+def _files_fingerprint(layout: Layout, day: date) -> str | None:
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
     if not files:
         return None

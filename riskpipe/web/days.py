@@ -20,6 +20,7 @@ from riskpipe.rank import default_reason_texts, load_reason_texts
 from riskpipe.store import Layout, write_text_atomic
 
 DAY_CACHE_SIZE = 4  # day views held in memory (a 4 M-row day view is a few hundred MB)
+SHIPMENT_CACHE_SIZE = 4096  # parts of shipment pages kept (manifest, score, partner, history rows, network)
 DAYS_SETTLE_NS = 2_000_000_000  # a published-days listing is reused once its directories are this old
 OUTCOMES_STAMP = ".web_outcomes"  # renewed when the workbench records an outcome (no personal data in it)
 
@@ -93,6 +94,9 @@ class DayFiles:
         self._days = SingleFlightLRU(DAY_CACHE_SIZE)
         self._published: tuple[tuple, list[date]] | None = None
         self._targets = SingleFlightLRU(DAY_CACHE_SIZE)  # published targets files, as read
+        self._partners = SingleFlightLRU(DAY_CACHE_SIZE)  # a day's partner window, read once
+        # the parts of a shipment page read from immutable published files, keyed by their identity
+        self._shipment_parts = SingleFlightLRU(SHIPMENT_CACHE_SIZE)
         self._index_lock = threading.Lock()
         self._index_pending: set[date] = set()
 

@@ -12,10 +12,18 @@ from typing import Any
 import polars as pl
 
 from riskpipe import schema as S
-from riskpipe.lookup import build_lookup, columns_of, link_candidates, read_rows, ready_lookup, scan_matching
+from riskpipe.lookup import (
+    build_lookup,
+    columns_of,
+    day_fingerprint,
+    link_candidates,
+    read_rows,
+    ready_lookup,
+    scan_matching,
+)
 from riskpipe.provisional import PROVISIONAL, provisional_score
 from riskpipe.search import column_candidates
-from riskpipe.store import scan_raw_partner, scan_raw_shipments
+from riskpipe.store import ensure_raw_complete, scan_raw_partner, scan_raw_shipments
 from riskpipe.web.days import DayFiles, _stamp
 
 #: identifiers that tie shipments of a day into a network (shared party data).
@@ -91,7 +99,24 @@ class ShipmentData(DayFiles):
             self._index_later([day])
         return paths
 
+    def _raw_key(self, day: date) -> str | None:
+        """The identity of the day's raw partition and published scores (a re-ingest or a re-score
+        changes it): the key of the shipment-page parts read from them."""
+        ensure_raw_complete(self.layout)  # an interrupted ingest is rolled forward before the key is taken
+        return day_fingerprint(self.layout, day)
+
     def manifest(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        """The shipment's raw row, kept per raw partition (an analyst's team opens the same
+        targets again and again: the row group is decoded once)."""
+        fp = self._raw_key(day)
+        if fp is None:
+            return None
+        row = self._shipment_parts.get_or_compute(
+            ("manifest", day, fp, shipment_id), lambda: self._read_manifest(day, shipment_id)
+        )
+        return dict(row) if row is not None else None
+
+    def _read_manifest(self, day: date, shipment_id: str) -> dict[str, Any] | None:
         paths = self._lookup(day)
         if paths is not None:  # one row group of the day's sorted copy
             f = read_rows(paths, [shipment_id])
@@ -102,6 +127,16 @@ class ShipmentData(DayFiles):
         return f.row(0, named=True)
 
     def score(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        """The shipment's published score and target row, kept while both files are unchanged (a
+        provisional score, of a day not yet published, is read each time)."""
+        scores = self.scores_path(day)
+        if not scores.exists():
+            return self._read_score(day, shipment_id)
+        key = ("score", day, _stamp(scores), _stamp(self.targets_path(day)), shipment_id)
+        out = self._shipment_parts.get_or_compute(key, lambda: self._read_score(day, shipment_id))
+        return None if out is None else {**out, "reason_list": list(out["reason_list"])}
+
+    def _read_score(self, day: date, shipment_id: str) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if self.scores_path(day).exists():
             paths = self._lookup(day)
@@ -138,14 +173,27 @@ class ShipmentData(DayFiles):
         return self._targets.get_or_compute((day, _stamp(path)), lambda: pl.read_parquet(path))
 
     def partner(self, day: date, shipment_id: str) -> dict[str, Any] | None:
+        """The latest partner declaration of the shipment within the window before ``day``: the
+        window's partitions are read once (a few hundred thousand rows) and kept sorted by id
+        while their files are unchanged; a page looks its rows up by binary search."""
+        window = self._partner_window(day)
+        ids = window.get_column(S.SHIPMENT_ID)
+        lo, hi = ids.search_sorted(shipment_id, side="left"), ids.search_sorted(shipment_id, side="right")
+        return window.row(int(hi) - 1, named=True) if hi > lo else None
+
+    def _partner_window(self, day: date) -> pl.DataFrame:
         days = [day - timedelta(days=i) for i in range(PARTNER_WINDOW_DAYS, -2, -1)]
-        f = (
-            scan_raw_partner(self.layout, days)
-            .filter(pl.col(S.SHIPMENT_ID) == shipment_id)
-            .sort(S.DECLARED_AT)
-            .collect()
+        wanted = {f"declared_date={d.isoformat()}" for d in days}
+        ensure_raw_complete(self.layout)
+        base = self.layout.raw_partner
+        folders = [p for p in base.iterdir() if p.name in wanted and p.is_dir()] if base.exists() else []
+        files = sorted(f for p in folders for f in p.glob("*.parquet"))
+        key = (day, tuple((str(f), _stamp(f)) for f in files))
+        # latest declaration last within an id (nulls first, as the page's sort on declared_at)
+        frame: pl.DataFrame = self._partners.get_or_compute(
+            key, lambda: scan_raw_partner(self.layout, days).sort(S.SHIPMENT_ID, S.DECLARED_AT).collect()
         )
-        return f.row(-1, named=True) if f.height else None
+        return frame
 
     def party_history(
         self, day: date, manifest: dict[str, Any], labels: pl.DataFrame | Callable[[list[str]], pl.DataFrame] | None
@@ -161,6 +209,37 @@ class ShipmentData(DayFiles):
         days = [d for d in self.layout.raw_days() if day - timedelta(days=HISTORY_WINDOW_DAYS) <= d < day]
         if not days:
             return []
+        # the past parcels are immutable while the window's raw partitions are: kept per party
+        # (the outcomes, which change, are joined afresh below)
+        window = tuple((d, day_fingerprint(self.layout, d)) for d in days)
+        party = tuple((c, manifest.get(c)) for c in HISTORY_COLUMNS)
+        f: pl.DataFrame = self._shipment_parts.get_or_compute(
+            ("history", day, window, party), lambda: self._history_rows(manifest, days)
+        )
+        if f.height == 0:
+            return []
+        if callable(labels):
+            labels = labels(f.get_column(S.SHIPMENT_ID).to_list())
+        if labels is not None and labels.height:
+            f = f.join(
+                labels.select(
+                    S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)
+                ),
+                on=S.SHIPMENT_ID,
+                how="left",
+            )
+        else:
+            f = f.with_columns(
+                pl.lit(None, pl.Date).alias(S.EXAM_DATE),
+                pl.lit(None, pl.String).alias(S.OUTCOME),
+                pl.lit(None, pl.String).alias(S.EXAM_REASON),
+            )
+        return f.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).to_dicts()
+
+    def _history_rows(self, manifest: dict[str, Any], days: list[date]) -> pl.DataFrame:
+        """The past parcels of :meth:`party_history` (newest first, at most :data:`HISTORY_ROWS`)
+        with the identifiers that link them, without outcomes."""
+        exact = pl.any_horizontal([pl.col(c) == manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)])
         cols = [
             S.SHIPMENT_ID,
             S.ARRIVAL_DATE,
@@ -169,7 +248,6 @@ class ShipmentData(DayFiles):
             S.COUNTRY_OF_ORIGIN,
             *HISTORY_COLUMNS,
         ]
-        exact = pl.any_horizontal(conds)
         values = {c: manifest[c] for c in HISTORY_COLUMNS if manifest.get(c)}
         # days with look-up files: their link entries name the candidates, read by id (newest day
         # first, stopping once HISTORY_ROWS rows are found: only those are shown)
@@ -194,7 +272,9 @@ class ShipmentData(DayFiles):
         # scanned in full; the exact match is checked on the rows
         pairs, full = column_candidates(self.layout, days, values) if days else (None, [])
         if full:  # not built here: a 4 M-row day's files take minutes to build; the nightly writes each day's
-            parts.append(scan_matching(self.layout, full, values, cols).lazy())
+            matched = scan_matching(self.layout, full, values, cols)
+            if matched.height:  # no plan to run for nothing
+                parts.append(matched.lazy())
         if pairs is not None:
             found = pairs.collect()
             if found.height:
@@ -206,7 +286,7 @@ class ShipmentData(DayFiles):
                     .join(found.lazy(), on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="semi")
                 )
         if not parts:
-            return []
+            return pl.DataFrame()
         f = (
             pl.concat(parts, how="vertical_relaxed")
             .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
@@ -214,8 +294,8 @@ class ShipmentData(DayFiles):
             .collect()
         )
         if f.height == 0:
-            return []
-        f = f.with_columns(
+            return f
+        return f.with_columns(
             pl.concat_str(
                 [
                     pl.when(pl.col(c) == manifest[c]).then(pl.lit(LINK_WORDS[c]))
@@ -226,27 +306,23 @@ class ShipmentData(DayFiles):
                 ignore_nulls=True,
             ).alias("linked_by")
         )
-        if callable(labels):
-            labels = labels(f.get_column(S.SHIPMENT_ID).to_list())
-        if labels is not None and labels.height:
-            f = f.join(
-                labels.select(
-                    S.SHIPMENT_ID, S.EXAM_DATE, pl.col(S.OUTCOME).cast(pl.String), pl.col(S.EXAM_REASON).cast(pl.String)
-                ),
-                on=S.SHIPMENT_ID,
-                how="left",
-            )
-        else:
-            f = f.with_columns(
-                pl.lit(None, pl.Date).alias(S.EXAM_DATE),
-                pl.lit(None, pl.String).alias(S.OUTCOME),
-                pl.lit(None, pl.String).alias(S.EXAM_REASON),
-            )
-        return f.sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False]).to_dicts()
 
     def network(self, day: date, manifest: dict[str, Any], network_id: str | None, limit: int = 40) -> dict[str, Any]:
         """Shipments of ``day`` sharing an identifier with this one (and its published network),
-        as nodes and edges for the SVG graph."""
+        as nodes and edges for the SVG graph (do not modify: kept while the day's raw partition
+        and targets file are unchanged)."""
+        fp = self._raw_key(day)
+        if fp is None:
+            return self._read_network(day, manifest, network_id, limit)
+        members_key = _stamp(self.targets_path(day)) if network_id else None
+        party = tuple((c, manifest.get(c)) for c in (S.SHIPMENT_ID, *LINK_COLUMNS))
+        key = ("network", day, fp, members_key, network_id, party, limit)
+        out: dict[str, Any] = self._shipment_parts.get_or_compute(
+            key, lambda: self._read_network(day, manifest, network_id, limit)
+        )
+        return out
+
+    def _read_network(self, day: date, manifest: dict[str, Any], network_id: str | None, limit: int) -> dict[str, Any]:
         keys = {c: manifest[c] for c in LINK_COLUMNS if manifest.get(c) not in (None, "")}
         sid = manifest[S.SHIPMENT_ID]
         paths = self._lookup(day)
