@@ -7,7 +7,7 @@ is stripped. A day's index is a small Parquet file of ``(field, h, shipment_id)`
 64-bit hash of a normalised identifier, sorted by ``h`` in row groups of
 :data:`ROW_GROUP_ROWS`, so a look-up reads the footer and the one or two row groups whose
 min/max statistics can hold the hash, not the day (a 4 M-row day has about 30 M index entries;
-90 days of them are read in well under a second, see :func:`bench_search`).
+90 days of them are read in well under a second, see :func:`riskpipe.bench.search.bench_search`).
 
 An index is built on first need (a search, or the nightly's watchlist step for the day it
 scores, so the newest day is ready before anyone searches) and cached under
@@ -373,21 +373,3 @@ def watchlist_step(layout: Layout, settings, day: date, scored: pl.DataFrame) ->
 
     entries = CaseStore(settings.db_url).watchlist_at(cutoff(day))
     return with_watchlist_reason(scored, watchlisted_ids(layout, day, entries))
-
-
-def bench_search(layout: Layout, queries: list[str], repeat: int = 1) -> dict[str, float]:
-    """Seconds per search (p50, p95, max) over ``queries`` on the home's last 90 days, indexes
-    built first (their build time reported apart)."""
-    t0 = time.perf_counter()
-    for d in search_days(layout):
-        index_path(layout, d)
-    build_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeat):
-        for q in queries:
-            t = time.perf_counter()
-            search(layout, q)
-            times.append(time.perf_counter() - t)
-    times.sort()
-    pick = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
-    return {"index_build_s": build_s, "p50_s": pick(0.5), "p95_s": pick(0.95), "max_s": times[-1], "n": len(times)}

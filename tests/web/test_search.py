@@ -132,3 +132,14 @@ def test_watchlist_flags_shipments_point_in_time(tmp_path) -> None:
     assert watchlist_step(layout, settings, DAY, scored)[S.REASONS].to_list() == out[S.REASONS].to_list()
     text = out.select(reason_text_expr(load_reason_texts({}))).to_series().to_list()
     assert "watchlist" in text[0].lower()
+
+
+def test_bench_search_builds_the_indexes_then_times_each_query(tmp_path) -> None:
+    from riskpipe.bench.search import bench_search
+    from riskpipe.search import ready_index_path, search_days
+
+    _, layout = _home(tmp_path)
+    out = bench_search(layout, ["555 0101", "seller-9", "no such person"], repeat=2)
+    assert out["n"] == 6
+    assert 0 < out["p50_s"] <= out["p95_s"] <= out["max_s"]
+    assert all(ready_index_path(layout, d) is not None for d in search_days(layout))  # built before the clock
