@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.propensity import random_exam_probability
 
 RANDOM_REASON = "random"
 DEFAULT_BOOTSTRAP = 2000
@@ -76,9 +77,9 @@ class PromotionEvidence:
 
 def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.DataFrame:
     """Rows of ``days`` with ``_y`` (0/1, null unexamined), ``_random`` and ``_p``: a random
-    exam's recorded ``selection_probability`` when ``scored`` has one (novelty-aware
-    exploration draws with unequal chances: ``riskpipe.rank``), else ``rate``, else the day's
-    random-exam rate."""
+    exam's chance of being drawn by the compliance draw (``rate``, else the day's random exams
+    without a recorded probability / shipments) or the exploration draw (its recorded
+    ``selection_probability``): ``riskpipe.propensity``."""
     reason = pl.col(S.EXAM_REASON).cast(pl.String)
     examined = pl.col(S.IS_POSITIVE).is_not_null()
     frame = scored.filter(pl.col(S.ARRIVAL_DATE).is_in(list(days))).with_columns(
@@ -86,12 +87,11 @@ def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.
         (examined & (reason == RANDOM_REASON)).fill_null(False).alias("_random"),
         (examined & (reason != RANDOM_REASON).fill_null(True)).fill_null(False).alias("_targeted"),
     )
-    if rate is not None:
-        p = pl.lit(float(rate))
-    else:
-        p = (pl.col("_random").sum().over(S.ARRIVAL_DATE) / pl.len().over(S.ARRIVAL_DATE)).cast(pl.Float64)
-    if S.SELECTION_PROBABILITY in frame.columns:
-        p = pl.coalesce(pl.col(S.SELECTION_PROBABILITY).cast(pl.Float64), p)
+    recorded = (
+        pl.col(S.SELECTION_PROBABILITY) if S.SELECTION_PROBABILITY in frame.columns else pl.lit(None, dtype=pl.Float64)
+    )
+    # one probability per random exam covering both draws (compliance and exploration)
+    p = random_exam_probability(pl.col("_random"), recorded, pl.len().over(S.ARRIVAL_DATE), rate)
     return frame.with_columns(p.alias("_p"))
 
 

@@ -163,8 +163,8 @@ def test_printed_decision_line_has_the_interval_and_the_counts(capsys):
 
 
 def test_recorded_selection_probabilities_replace_the_day_rate():
-    """Novelty-aware exploration draws with unequal chances: each random exam's recorded
-    ``selection_probability`` is its inverse weight, not the day's share of random exams."""
+    """Novelty-aware exploration draws with unequal chances: a random exam's recorded
+    ``selection_probability`` sets its weight, not the day's share of random exams."""
     frame = hand_frame().with_columns(
         pl.when(pl.col(S.SHIPMENT_ID) == "01-00")
         .then(0.5)
@@ -174,9 +174,54 @@ def test_recorded_selection_probabilities_replace_the_day_rate():
         .cast(pl.Float64)
         .alias(S.SELECTION_PROBABILITY)
     )
-    # A: day 1 row 0 (1 / 0.5) + day 2 row 0 (1 / 0.05)
-    assert ips_hits(frame, "a") == pytest.approx(2.0 + 20.0)
-    # B: day 2 row 0 (1 / 0.05) + row 1 without a recorded chance: the day's rate (1 / 0.2)
-    assert ips_hits(frame, "b") == pytest.approx(20.0 + 5.0)
-    # DR, A: day 1 row 0 (0.1 + 0.9 / 0.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 / 0.05)
-    assert dr_hits(frame, "a", "q") == pytest.approx(1.9 + 1.0 + 18.1)
+    # two draws per day (riskpipe.propensity): lam = compliance exams' share of the random exams,
+    # r = compliance exams / shipments off the list; weight lam + (1 - lam) / pi on the list,
+    # lam / r + 1 - lam off it. Day 1: lam 1/2, r 1/9: row 0 1.5, row 1 5. Day 2: lam 3/4,
+    # r 3/19: row 0 0.75 + 0.25 * 20 = 5.75, rows 1-3 5.
+    # A: day 1 row 0 + day 2 row 0
+    assert ips_hits(frame, "a") == pytest.approx(1.5 + 5.75)
+    # B: day 2 row 0 + row 1
+    assert ips_hits(frame, "b") == pytest.approx(5.75 + 5.0)
+    # DR, A: day 1 row 0 (0.1 + 0.9 * 1.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 * 5.75)
+    assert dr_hits(frame, "a", "q") == pytest.approx(1.45 + 1.0 + 5.275)
+
+
+def _two_draw_day(rng: np.random.Generator, y: np.ndarray, pi: np.ndarray, rate: float) -> pl.DataFrame:
+    """One day whose random exams come from a uniform compliance draw (nothing recorded) and a
+    systematic exploration draw with recorded chances ``pi`` (both returned as ``random``)."""
+    from riskpipe.rank import systematic_sample
+
+    n = len(y)
+    compliance = rng.random(n) < rate
+    perm = rng.permutation(n)
+    explore = systematic_sample(pi[perm], float(rng.random()))[np.argsort(perm)]
+    examined = compliance | explore
+    return pl.DataFrame(
+        {
+            S.ARRIVAL_DATE: [date(2026, 1, 10)] * n,
+            S.SHIPMENT_ID: [f"s{i:05d}" for i in range(n)],
+            S.IS_POSITIVE: pl.Series(np.where(examined, y, -1)).cast(pl.Int8).replace(-1, None),
+            S.EXAM_REASON: pl.Series(np.where(examined, "random", None).tolist(), dtype=pl.String).cast(S.ExamReason),
+            S.SELECTION_PROBABILITY: pl.Series(np.where(explore, pi, np.nan)).fill_nan(None),
+        }
+    )
+
+
+def test_ips_with_compliance_and_exploration_exams_on_one_day_is_unbiased():
+    """Both random draws each stand for the whole day: summing them as one sample (and counting
+    exploration exams in the compliance rate) overstated the hits by ~70 %."""
+    from riskpipe.rank import inclusion_probabilities
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = (rng.random(n) < 0.05).astype(int)
+    novelty = rng.random(n)
+    pi = inclusion_probabilities(0.5 / n + 0.5 * novelty / novelty.sum(), 60)
+    selected = np.zeros(n, dtype=bool)
+    selected[:1200] = True
+    truth = y[selected].sum()
+    est = [
+        ips_hits(_two_draw_day(rng, y, pi, 0.02).with_columns(pl.Series("sel", selected)), "sel") for _ in range(200)
+    ]
+    se = np.std(est) / np.sqrt(len(est))
+    assert abs(np.mean(est) - truth) < 3 * se, (np.mean(est), se, truth)
