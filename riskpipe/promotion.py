@@ -10,12 +10,15 @@ published list's ``selection = exploration`` rows play that role once their outc
 For a policy (a score ranked per day, its top ``capacity`` selected) the quantity estimated is
 its *hits at capacity*: positives among the shipments it would select, summed over the days.
 
-- **IPS** (inverse propensity, Horvitz-Thompson): ``sum over random exams the policy selects of
-  y / p_day``. Unbiased when random exams are a uniform draw of the day's shipments at rate
-  ``p_day``, independent of the outcome and of the policy's scores (the policy must not have been
-  fitted on those days' outcomes). ``p_day`` is the setting's known rate when given, else the
-  day's random exams / shipments (a ratio estimate: consistent, not exactly unbiased). Very noisy:
-  at prevalence 0.003 and 1 % random exams a week holds one or two random positives.
+- **IPS** (inverse propensity, Horvitz-Thompson): ``sum over targeted exams the policy selects
+  of y + sum over random exams it selects of y / p`` (the DR form below with ``q = 0``). The
+  targeted outcomes are known whoever looked; without them the policy that made the list scored
+  0 (exploration is drawn only among its non-picks). Unbiased under the DR assumptions below,
+  with random exams independent of the outcome and of the policy's scores (the policy must not
+  have been fitted on those days' outcomes). ``p`` covers the day's compliance draw (the
+  setting's known rate when given, else a ratio estimate) and its exploration picks (recorded
+  probabilities): ``riskpipe.propensity``. Very noisy: at prevalence 0.003 and 1 % random exams
+  a week holds one or two random positives.
 - **DR** (doubly robust): ``sum over selected rows of mu + sum over random exams selected of
   (y - q) / p_day``, where ``mu`` is the observed outcome for shipments examined for another reason
   (targeted: their outcome is known whoever looked) and ``q`` (a model's probability, here the mean
@@ -96,9 +99,15 @@ def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.
 
 
 def _ips_terms(selected: str) -> pl.Expr:
-    """Per-row IPS contribution of a policy whose selection is the boolean column ``selected``."""
+    """Per-row IPS contribution of a policy whose selection is the boolean column ``selected``:
+    the observed outcome of its targeted picks, the weighted outcome of its random exams.
+    Exploration is drawn only among the shipments risk did not pick, so the picks of the policy
+    that made the list have chance 0 of a random exam: without their known outcomes its IPS
+    was structurally 0 and the comparison favoured any challenger."""
     return (
-        pl.when(pl.col(selected) & pl.col("_random") & (pl.col("_p") > 0))
+        pl.when(pl.col(selected) & pl.col("_targeted"))
+        .then(pl.col("_y"))
+        .when(pl.col(selected) & pl.col("_random") & (pl.col("_p") > 0))
         .then(pl.col("_y") / pl.col("_p"))
         .otherwise(0.0)
     )

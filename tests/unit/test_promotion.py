@@ -44,12 +44,12 @@ def hand_frame() -> pl.DataFrame:
 
 def test_ips_estimate_equals_the_hand_computed_value():
     frame = hand_frame()
-    # A: day 1 row 0 (1 / 0.2) + day 2 row 0 (1 / 0.2); the targeted hit is not a random exam
-    assert ips_hits(frame, "a") == pytest.approx(10.0)
+    # A: day 1 row 0 (1 / 0.2) + row 2 targeted (its known outcome, 1) + day 2 row 0 (1 / 0.2)
+    assert ips_hits(frame, "a") == pytest.approx(11.0)
     # B: day 1 row 1 negative, row 3 unexamined; day 2 rows 0 and 1 (2 / 0.2)
     assert ips_hits(frame, "b") == pytest.approx(10.0)
     # a known rate instead of the day's share of random exams
-    assert ips_hits(frame, "a", rate=0.1) == pytest.approx(20.0)
+    assert ips_hits(frame, "a", rate=0.1) == pytest.approx(21.0)
     # DR, A: day 1 row 0 (0.1 + 0.9 / 0.2) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 / 0.2)
     assert dr_hits(frame, "a", "q") == pytest.approx(4.6 + 1.0 + 4.6)
     # DR, B: day 1 row 1 (0.1 - 0.1 / 0.2) + row 3 (0.1) + day 2 rows 0, 1 (2 x 4.6)
@@ -178,8 +178,8 @@ def test_recorded_selection_probabilities_replace_the_day_rate():
     # r = compliance exams / shipments off the list; weight lam + (1 - lam) / pi on the list,
     # lam / r + 1 - lam off it. Day 1: lam 1/2, r 1/9: row 0 1.5, row 1 5. Day 2: lam 3/4,
     # r 3/19: row 0 0.75 + 0.25 * 20 = 5.75, rows 1-3 5.
-    # A: day 1 row 0 + day 2 row 0
-    assert ips_hits(frame, "a") == pytest.approx(1.5 + 5.75)
+    # A: day 1 row 0 + row 2 targeted (1) + day 2 row 0
+    assert ips_hits(frame, "a") == pytest.approx(1.5 + 1.0 + 5.75)
     # B: day 2 row 0 + row 1
     assert ips_hits(frame, "b") == pytest.approx(5.75 + 5.0)
     # DR, A: day 1 row 0 (0.1 + 0.9 * 1.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 * 5.75)
@@ -225,3 +225,39 @@ def test_ips_with_compliance_and_exploration_exams_on_one_day_is_unbiased():
     ]
     se = np.std(est) / np.sqrt(len(est))
     assert abs(np.mean(est) - truth) < 3 * se, (np.mean(est), se, truth)
+
+
+def test_ips_counts_the_known_outcomes_of_targeted_picks():
+    """Exploration is drawn only among the shipments risk did not pick, so the champion's own
+    picks (the targeted exams) have chance 0 of a random exam: its IPS was structurally 0 and
+    the comparison favoured the challenger. Their outcomes are known and count as such."""
+    rng = np.random.default_rng(2)
+    n, day = 1000, date(2026, 1, 10)
+    y = (rng.random(n) < 0.05).astype(int)
+    champ = np.zeros(n, dtype=bool)
+    champ[:100] = True  # the published risk picks, examined (targeted)
+    chal = np.zeros(n, dtype=bool)
+    chal[50:150] = True  # shares 50 of them
+    res = []
+    for _ in range(200):
+        explore = np.zeros(n, dtype=bool)
+        explore[100 + rng.choice(n - 100, 30, replace=False)] = True  # among the non-risk rows
+        examined = champ | explore
+        frame = pl.DataFrame(
+            {
+                S.ARRIVAL_DATE: [day] * n,
+                S.SHIPMENT_ID: [f"s{i:05d}" for i in range(n)],
+                S.IS_POSITIVE: pl.Series(np.where(examined, y, -1)).cast(pl.Int8).replace(-1, None),
+                S.EXAM_REASON: pl.Series(
+                    np.where(champ, "targeted", np.where(explore, "random", None)).tolist(), dtype=pl.String
+                ).cast(S.ExamReason),
+                S.SELECTION_PROBABILITY: pl.Series(np.where(explore, 30 / (n - 100), np.nan)).fill_nan(None),
+                "ch": chal,
+                "cp": champ,
+            }
+        )
+        res.append((ips_hits(frame, "ch"), ips_hits(frame, "cp")))
+    got = np.array(res)
+    assert (got[:, 1] == y[champ].sum()).all()  # every champion pick is examined: exact
+    se = got[:, 0].std() / np.sqrt(len(got))
+    assert abs(got[:, 0].mean() - y[chal].sum()) < 3 * se + 1e-9, (got[:, 0].mean(), se, y[chal].sum())
