@@ -10,12 +10,15 @@ published list's ``selection = exploration`` rows play that role once their outc
 For a policy (a score ranked per day, its top ``capacity`` selected) the quantity estimated is
 its *hits at capacity*: positives among the shipments it would select, summed over the days.
 
-- **IPS** (inverse propensity, Horvitz-Thompson): ``sum over random exams the policy selects of
-  y / p_day``. Unbiased when random exams are a uniform draw of the day's shipments at rate
-  ``p_day``, independent of the outcome and of the policy's scores (the policy must not have been
-  fitted on those days' outcomes). ``p_day`` is the setting's known rate when given, else the
-  day's random exams / shipments (a ratio estimate: consistent, not exactly unbiased). Very noisy:
-  at prevalence 0.003 and 1 % random exams a week holds one or two random positives.
+- **IPS** (inverse propensity, Horvitz-Thompson): ``sum over targeted exams the policy selects
+  of y + sum over random exams it selects of y / p`` (the DR form below with ``q = 0``). The
+  targeted outcomes are known whoever looked; without them the policy that made the list scored
+  0 (exploration is drawn only among its non-picks). Unbiased under the DR assumptions below,
+  with random exams independent of the outcome and of the policy's scores (the policy must not
+  have been fitted on those days' outcomes). ``p`` covers the day's compliance draw (the
+  setting's known rate when given, else a ratio estimate) and its exploration picks (recorded
+  probabilities): ``riskpipe.propensity``. Very noisy: at prevalence 0.003 and 1 % random exams
+  a week holds one or two random positives.
 - **DR** (doubly robust): ``sum over selected rows of mu + sum over random exams selected of
   (y - q) / p_day``, where ``mu`` is the observed outcome for shipments examined for another reason
   (targeted: their outcome is known whoever looked) and ``q`` (a model's probability, here the mean
@@ -40,6 +43,7 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.propensity import random_exam_probability
 
 RANDOM_REASON = "random"
 DEFAULT_BOOTSTRAP = 2000
@@ -76,9 +80,9 @@ class PromotionEvidence:
 
 def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.DataFrame:
     """Rows of ``days`` with ``_y`` (0/1, null unexamined), ``_random`` and ``_p``: a random
-    exam's recorded ``selection_probability`` when ``scored`` has one (novelty-aware
-    exploration draws with unequal chances: ``riskpipe.rank``), else ``rate``, else the day's
-    random-exam rate."""
+    exam's chance of being drawn by the compliance draw (``rate``, else the day's random exams
+    without a recorded probability / shipments) or the exploration draw (its recorded
+    ``selection_probability``): ``riskpipe.propensity``."""
     reason = pl.col(S.EXAM_REASON).cast(pl.String)
     examined = pl.col(S.IS_POSITIVE).is_not_null()
     frame = scored.filter(pl.col(S.ARRIVAL_DATE).is_in(list(days))).with_columns(
@@ -86,19 +90,24 @@ def _frame(scored: pl.DataFrame, days: Sequence[Any], rate: float | None) -> pl.
         (examined & (reason == RANDOM_REASON)).fill_null(False).alias("_random"),
         (examined & (reason != RANDOM_REASON).fill_null(True)).fill_null(False).alias("_targeted"),
     )
-    if rate is not None:
-        p = pl.lit(float(rate))
-    else:
-        p = (pl.col("_random").sum().over(S.ARRIVAL_DATE) / pl.len().over(S.ARRIVAL_DATE)).cast(pl.Float64)
-    if S.SELECTION_PROBABILITY in frame.columns:
-        p = pl.coalesce(pl.col(S.SELECTION_PROBABILITY).cast(pl.Float64), p)
+    recorded = (
+        pl.col(S.SELECTION_PROBABILITY) if S.SELECTION_PROBABILITY in frame.columns else pl.lit(None, dtype=pl.Float64)
+    )
+    # one probability per random exam covering both draws (compliance and exploration)
+    p = random_exam_probability(pl.col("_random"), recorded, pl.len().over(S.ARRIVAL_DATE), rate)
     return frame.with_columns(p.alias("_p"))
 
 
 def _ips_terms(selected: str) -> pl.Expr:
-    """Per-row IPS contribution of a policy whose selection is the boolean column ``selected``."""
+    """Per-row IPS contribution of a policy whose selection is the boolean column ``selected``:
+    the observed outcome of its targeted picks, the weighted outcome of its random exams.
+    Exploration is drawn only among the shipments risk did not pick, so the picks of the policy
+    that made the list have chance 0 of a random exam: without their known outcomes its IPS
+    was structurally 0 and the comparison favoured any challenger."""
     return (
-        pl.when(pl.col(selected) & pl.col("_random") & (pl.col("_p") > 0))
+        pl.when(pl.col(selected) & pl.col("_targeted"))
+        .then(pl.col("_y"))
+        .when(pl.col(selected) & pl.col("_random") & (pl.col("_p") > 0))
         .then(pl.col("_y") / pl.col("_p"))
         .otherwise(0.0)
     )

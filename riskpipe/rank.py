@@ -215,8 +215,15 @@ def systematic_sample(pi: np.ndarray, u: float) -> np.ndarray:
     return k > prev
 
 
+MAX_NOVELTY_SHARE = 0.99  # novelty share used at most: the uniform part stays > 0
+
+
 def _novelty_draw(frame: pl.DataFrame, share: float, day: date, seed: int) -> pl.DataFrame:
-    """``_is_explore`` and ``_pi`` of each row by novelty-aware systematic sampling per port."""
+    """``_is_explore`` and ``_pi`` of each row by novelty-aware systematic sampling per port.
+
+    ``share`` is capped at ``MAX_NOVELTY_SHARE``: the uniform part keeps every row's chance > 0,
+    else rows of novelty 0 could never be explored and the estimates would silently skip them."""
+    share = min(float(share), MAX_NOVELTY_SHARE)
     frame = frame.with_columns(pl.int_range(pl.len()).alias("_row"))
     rest = frame.filter(~pl.col("_is_risk") & (pl.col("_explore_n") > 0)).sort(S.PORT_OF_ENTRY, _RANDOM_KEY)
     rng = np.random.default_rng([int(seed), day.toordinal(), 1])

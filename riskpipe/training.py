@@ -34,6 +34,7 @@ from riskpipe.errors import RiskpipeError
 from riskpipe.features import FEATURE_COLUMNS, build_features
 from riskpipe.labels import known_at, latest
 from riskpipe.partner import fingerprint as partner_feeds
+from riskpipe.propensity import random_exam_probability
 from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
 FEATURES_FILE = "features.parquet"
@@ -174,10 +175,11 @@ def selection_weights(
     Why: the random exams are the only labels whose chance of being looked at is known; weighted
     by its inverse, a random exam stands for the shipments nobody chose to examine, and the
     training set as a whole for the day's population (targeted exams, chosen for sure given the
-    scores, stand for themselves). The probability is, in order: the row's own
-    ``selection_probability`` (labels that carry it), the published list's (``probabilities``,
-    exploration rows), else the day's random exams / its shipments (a uniform draw's rate, a
-    ratio estimate). Rows without ``exam_reason`` (presumed negatives) keep 1.
+    scores, stand for themselves). The probability covers both random draws of the day
+    (``riskpipe.propensity``): ``1 - (1 - r_day) * (1 - pi)``, ``pi`` the row's own
+    ``selection_probability`` else the published list's (``probabilities``, exploration rows),
+    0 off the list, ``r_day`` the day's random exams without one / its shipments (a ratio
+    estimate). Rows without ``exam_reason`` (presumed negatives) keep 1.
 
     ``max_weight`` clips the weights (clipped inverse propensity: biased towards the labelled
     rows, far less variance). Measured in the adaptation study: with one exploration exam in
@@ -199,18 +201,16 @@ def selection_weights(
         {S.ARRIVAL_DATE: list(shipments_per_day), "_n": list(shipments_per_day.values())},
         schema={S.ARRIVAL_DATE: pl.Date, "_n": pl.Int64},
     )
-    rate = pl.col("_random_n") / pl.col("_n")
-    frame = (
-        frame.with_columns(is_random.fill_null(False).alias("_is_random"))
-        .with_columns(pl.col("_is_random").cast(pl.Int64).sum().over(S.ARRIVAL_DATE).alias("_random_n"))
-        .join(sizes, on=S.ARRIVAL_DATE, how="left")
+    frame = frame.with_columns(is_random.fill_null(False).alias("_is_random")).join(
+        sizes, on=S.ARRIVAL_DATE, how="left"
     )
-    p = pl.coalesce(pl.col("_own"), pl.col("_listed"), rate)
+    # one probability per random exam covering both draws (compliance and exploration)
+    p = random_exam_probability(pl.col("_is_random"), pl.coalesce(pl.col("_own"), pl.col("_listed")), pl.col("_n"))
     inverse = 1.0 / p.clip(None, 1.0)
     if max_weight is not None:
         inverse = inverse.clip(None, float(max_weight))
     weight = pl.when(pl.col("_is_random") & (p > 0)).then(inverse).otherwise(1.0)
-    return frame.with_columns(weight.alias(SAMPLE_WEIGHT)).drop("_own", "_listed", "_is_random", "_random_n", "_n")
+    return frame.with_columns(weight.alias(SAMPLE_WEIGHT)).drop("_own", "_listed", "_is_random", "_n")
 
 
 def build_training_set(

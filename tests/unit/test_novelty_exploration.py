@@ -6,11 +6,13 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+import pytest
+from pydantic import ValidationError
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
 from riskpipe.model.novelty import NOVELTY, unseen_parties
-from riskpipe.rank import inclusion_probabilities, rank_day, systematic_sample
+from riskpipe.rank import _novelty_draw, inclusion_probabilities, rank_day, systematic_sample
 
 DAY = date(2026, 1, 10)
 
@@ -101,3 +103,26 @@ def test_unseen_parties_flags_new_never_examined_shippers():
         }
     )
     assert unseen_parties(frame).tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_a_novelty_share_of_one_keeps_every_chance_above_zero():
+    """Share 1 would give novelty-0 shipments chance 0 (never explored, skipped by the
+    estimates): the setting refuses it and the draw keeps a uniform part."""
+    with pytest.raises(ValidationError):
+        Settings(exploration_novelty_share=1.0)
+    scores, raw = _day(40, [0.0] * 30 + [1.0] * 10)
+    out = rank_day(scores, raw, _settings(), seed=0, texts={}, novelty_share=1.0)
+    explo = out.filter(pl.col(S.SELECTION) == "exploration")
+    assert explo.height == 3
+    frame = pl.DataFrame(
+        {
+            S.PORT_OF_ENTRY: ["P"] * 20,
+            "_random_key": np.linspace(0, 1, 20),
+            "_is_risk": [False] * 20,
+            "_explore_n": [2] * 20,
+            NOVELTY: [0.0] * 15 + [1.0] * 5,
+            S.SHIPMENT_ID: [f"s{i}" for i in range(20)],
+        }
+    )
+    pi = _novelty_draw(frame, 1.0, DAY, 0)["_pi"].to_numpy()
+    assert (pi > 0).all() and abs(pi.sum() - 2) < 1e-9

@@ -44,12 +44,12 @@ def hand_frame() -> pl.DataFrame:
 
 def test_ips_estimate_equals_the_hand_computed_value():
     frame = hand_frame()
-    # A: day 1 row 0 (1 / 0.2) + day 2 row 0 (1 / 0.2); the targeted hit is not a random exam
-    assert ips_hits(frame, "a") == pytest.approx(10.0)
+    # A: day 1 row 0 (1 / 0.2) + row 2 targeted (its known outcome, 1) + day 2 row 0 (1 / 0.2)
+    assert ips_hits(frame, "a") == pytest.approx(11.0)
     # B: day 1 row 1 negative, row 3 unexamined; day 2 rows 0 and 1 (2 / 0.2)
     assert ips_hits(frame, "b") == pytest.approx(10.0)
     # a known rate instead of the day's share of random exams
-    assert ips_hits(frame, "a", rate=0.1) == pytest.approx(20.0)
+    assert ips_hits(frame, "a", rate=0.1) == pytest.approx(21.0)
     # DR, A: day 1 row 0 (0.1 + 0.9 / 0.2) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 / 0.2)
     assert dr_hits(frame, "a", "q") == pytest.approx(4.6 + 1.0 + 4.6)
     # DR, B: day 1 row 1 (0.1 - 0.1 / 0.2) + row 3 (0.1) + day 2 rows 0, 1 (2 x 4.6)
@@ -163,8 +163,8 @@ def test_printed_decision_line_has_the_interval_and_the_counts(capsys):
 
 
 def test_recorded_selection_probabilities_replace_the_day_rate():
-    """Novelty-aware exploration draws with unequal chances: each random exam's recorded
-    ``selection_probability`` is its inverse weight, not the day's share of random exams."""
+    """Novelty-aware exploration draws with unequal chances: a random exam's recorded
+    ``selection_probability`` sets its weight, not the day's share of random exams."""
     frame = hand_frame().with_columns(
         pl.when(pl.col(S.SHIPMENT_ID) == "01-00")
         .then(0.5)
@@ -174,9 +174,90 @@ def test_recorded_selection_probabilities_replace_the_day_rate():
         .cast(pl.Float64)
         .alias(S.SELECTION_PROBABILITY)
     )
-    # A: day 1 row 0 (1 / 0.5) + day 2 row 0 (1 / 0.05)
-    assert ips_hits(frame, "a") == pytest.approx(2.0 + 20.0)
-    # B: day 2 row 0 (1 / 0.05) + row 1 without a recorded chance: the day's rate (1 / 0.2)
-    assert ips_hits(frame, "b") == pytest.approx(20.0 + 5.0)
-    # DR, A: day 1 row 0 (0.1 + 0.9 / 0.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 / 0.05)
-    assert dr_hits(frame, "a", "q") == pytest.approx(1.9 + 1.0 + 18.1)
+    # two draws per day (riskpipe.propensity): lam = compliance exams' share of the random exams,
+    # r = compliance exams / shipments off the list; weight lam + (1 - lam) / pi on the list,
+    # lam / r + 1 - lam off it. Day 1: lam 1/2, r 1/9: row 0 1.5, row 1 5. Day 2: lam 3/4,
+    # r 3/19: row 0 0.75 + 0.25 * 20 = 5.75, rows 1-3 5.
+    # A: day 1 row 0 + row 2 targeted (1) + day 2 row 0
+    assert ips_hits(frame, "a") == pytest.approx(1.5 + 1.0 + 5.75)
+    # B: day 2 row 0 + row 1
+    assert ips_hits(frame, "b") == pytest.approx(5.75 + 5.0)
+    # DR, A: day 1 row 0 (0.1 + 0.9 * 1.5) + row 2 targeted (1) + day 2 row 0 (0.1 + 0.9 * 5.75)
+    assert dr_hits(frame, "a", "q") == pytest.approx(1.45 + 1.0 + 5.275)
+
+
+def _two_draw_day(rng: np.random.Generator, y: np.ndarray, pi: np.ndarray, rate: float) -> pl.DataFrame:
+    """One day whose random exams come from a uniform compliance draw (nothing recorded) and a
+    systematic exploration draw with recorded chances ``pi`` (both returned as ``random``)."""
+    from riskpipe.rank import systematic_sample
+
+    n = len(y)
+    compliance = rng.random(n) < rate
+    perm = rng.permutation(n)
+    explore = systematic_sample(pi[perm], float(rng.random()))[np.argsort(perm)]
+    examined = compliance | explore
+    return pl.DataFrame(
+        {
+            S.ARRIVAL_DATE: [date(2026, 1, 10)] * n,
+            S.SHIPMENT_ID: [f"s{i:05d}" for i in range(n)],
+            S.IS_POSITIVE: pl.Series(np.where(examined, y, -1)).cast(pl.Int8).replace(-1, None),
+            S.EXAM_REASON: pl.Series(np.where(examined, "random", None).tolist(), dtype=pl.String).cast(S.ExamReason),
+            S.SELECTION_PROBABILITY: pl.Series(np.where(explore, pi, np.nan)).fill_nan(None),
+        }
+    )
+
+
+def test_ips_with_compliance_and_exploration_exams_on_one_day_is_unbiased():
+    """Both random draws each stand for the whole day: summing them as one sample (and counting
+    exploration exams in the compliance rate) overstated the hits by ~70 %."""
+    from riskpipe.rank import inclusion_probabilities
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = (rng.random(n) < 0.05).astype(int)
+    novelty = rng.random(n)
+    pi = inclusion_probabilities(0.5 / n + 0.5 * novelty / novelty.sum(), 60)
+    selected = np.zeros(n, dtype=bool)
+    selected[:1200] = True
+    truth = y[selected].sum()
+    est = [
+        ips_hits(_two_draw_day(rng, y, pi, 0.02).with_columns(pl.Series("sel", selected)), "sel") for _ in range(200)
+    ]
+    se = np.std(est) / np.sqrt(len(est))
+    assert abs(np.mean(est) - truth) < 3 * se, (np.mean(est), se, truth)
+
+
+def test_ips_counts_the_known_outcomes_of_targeted_picks():
+    """Exploration is drawn only among the shipments risk did not pick, so the champion's own
+    picks (the targeted exams) have chance 0 of a random exam: its IPS was structurally 0 and
+    the comparison favoured the challenger. Their outcomes are known and count as such."""
+    rng = np.random.default_rng(2)
+    n, day = 1000, date(2026, 1, 10)
+    y = (rng.random(n) < 0.05).astype(int)
+    champ = np.zeros(n, dtype=bool)
+    champ[:100] = True  # the published risk picks, examined (targeted)
+    chal = np.zeros(n, dtype=bool)
+    chal[50:150] = True  # shares 50 of them
+    res = []
+    for _ in range(200):
+        explore = np.zeros(n, dtype=bool)
+        explore[100 + rng.choice(n - 100, 30, replace=False)] = True  # among the non-risk rows
+        examined = champ | explore
+        frame = pl.DataFrame(
+            {
+                S.ARRIVAL_DATE: [day] * n,
+                S.SHIPMENT_ID: [f"s{i:05d}" for i in range(n)],
+                S.IS_POSITIVE: pl.Series(np.where(examined, y, -1)).cast(pl.Int8).replace(-1, None),
+                S.EXAM_REASON: pl.Series(
+                    np.where(champ, "targeted", np.where(explore, "random", None)).tolist(), dtype=pl.String
+                ).cast(S.ExamReason),
+                S.SELECTION_PROBABILITY: pl.Series(np.where(explore, 30 / (n - 100), np.nan)).fill_nan(None),
+                "ch": chal,
+                "cp": champ,
+            }
+        )
+        res.append((ips_hits(frame, "ch"), ips_hits(frame, "cp")))
+    got = np.array(res)
+    assert (got[:, 1] == y[champ].sum()).all()  # every champion pick is examined: exact
+    se = got[:, 0].std() / np.sqrt(len(got))
+    assert abs(got[:, 0].mean() - y[chal].sum()) < 3 * se + 1e-9, (got[:, 0].mean(), se, y[chal].sum())

@@ -38,9 +38,11 @@ def test_random_exams_get_the_inverse_of_their_selection_probability():
     out = selection_weights(_training_rows(), {D1: 200, D2: 50}, listed)
     w = dict(zip(out[S.SHIPMENT_ID], out[SAMPLE_WEIGHT], strict=True))
     assert w["a"] == 1.0  # targeted: stands for itself
-    assert w["b"] == pytest.approx(4.0)  # its own recorded probability
-    assert w["c"] == pytest.approx(100.0)  # no probability: the day's rate, 2 random exams of 200
-    assert w["d"] == pytest.approx(10.0)  # the published list's probability
+    # D1 mixes the two draws (riskpipe.propensity): lam = 1/2 of its random exams are compliance
+    # exams, r = 1 / 199 shipments off the list
+    assert w["b"] == pytest.approx(0.5 + 0.5 * 4.0)  # its own recorded probability 0.25
+    assert w["c"] == pytest.approx(0.5 * 199 + 0.5)  # no probability: the compliance draw
+    assert w["d"] == pytest.approx(10.0)  # the published list's probability, D2's only draw
     assert w["e"] == 1.0  # presumed negative
 
 
@@ -109,7 +111,7 @@ def test_tabular_classifier_and_linear_partner_use_the_weights():
 def test_weights_can_be_clipped():
     out = selection_weights(_training_rows(), {D1: 200, D2: 50}, max_weight=5.0)
     w = dict(zip(out[S.SHIPMENT_ID], out[SAMPLE_WEIGHT], strict=True))
-    assert w["b"] == pytest.approx(4.0) and w["c"] == 5.0 and w["d"] == 5.0 and w["a"] == 1.0
+    assert w["b"] == pytest.approx(2.5) and w["c"] == 5.0 and w["d"] == 5.0 and w["a"] == 1.0
 
 
 def test_model_card_states_the_selection_weights():
@@ -120,3 +122,21 @@ def test_model_card_states_the_selection_weights():
     assert "20 random exams weighted by 1 / their selection probability (up to 5)" in model_card(meta)
     _, plain = fit_risk_model(train.drop(SAMPLE_WEIGHT), None, ["f"], estimator=_Recorder())
     assert "Selection weights" not in model_card(plain)
+
+
+def test_weights_of_compliance_and_exploration_exams_sum_to_the_day():
+    """A day of 10,000 shipments with 100 compliance random exams (1 %) and 20 exploration exams
+    (recorded chance 0.002): each draw stands for the whole day, so together their weights must
+    sum to about the day's shipments, not twice it."""
+    day = date(2026, 1, 10)
+    rows = [(f"c{i}", None) for i in range(100)] + [(f"e{i}", 0.002) for i in range(20)]
+    data = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [r[0] for r in rows],
+            S.EXAM_REASON: pl.Series(["random"] * len(rows)).cast(S.ExamReason),
+            S.SELECTION_PROBABILITY: pl.Series([r[1] for r in rows], dtype=pl.Float64),
+            S.ARRIVAL_DATE: [day] * len(rows),
+        }
+    )
+    total = selection_weights(data, {day: 10_000})[SAMPLE_WEIGHT].sum()
+    assert abs(total - 10_000) < 200
