@@ -291,3 +291,15 @@ def test_every_post_needs_csrf(supervisor, home_settings, path: str, data: dict)
 def test_new_pages_need_login(app, path: str) -> None:
     r = TestClient(app).get(path, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize(("path", "action"), [("/views", "delete"), ("/watchlist", "remove")])
+@pytest.mark.parametrize("bad", ["9999999999999999999999999", str(2**63), "-9999999999999999999999999"])
+def test_an_id_beyond_the_database_range_is_a_400_not_a_500(analyst, path: str, action: str, bad: str) -> None:
+    """Review finding: an id past 2**63-1 overflowed in the database driver (500)."""
+    t = _token(analyst)
+    analyst.post("/watchlist", data={"csrf": t, "action": "add", "kind": "phone", "value": "5550101999"})
+    analyst.post("/views", data={"csrf": t, "action": "save", "name": "mine", "url": "/list"})
+    r = analyst.post(path, data={"csrf": t, "action": action, "id": bad}, follow_redirects=False)
+    assert r.status_code == 400
+    assert "5550101999" in analyst.get("/watchlist").text and "mine" in analyst.get("/views").text
