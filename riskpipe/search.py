@@ -265,32 +265,40 @@ def column_candidates(
         return None, list(days)
     hashes = normal.select(pl.all().hash(seed=_SEED)).row(0)
     wanted = dict(zip(codes.values(), hashes, strict=True))
-    ready: dict[str, date] = {}
-    missing: list[date] = []
-    for d in days:
-        path = ready_index_path(layout, d)
-        if path is None:
-            missing.append(d)
-        else:
-            ready[str(path)] = d
-    if not ready:
-        return None, list(days)
     cond = pl.any_horizontal(
         [(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()]
     )
-    day_of = pl.DataFrame(
-        {"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())},
-        schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
-    )
-    pairs = (
-        pl.scan_parquet(list(ready), include_file_paths="_file")
-        .filter(cond)
-        .select(S.SHIPMENT_ID, "_file")
-        .join(day_of.lazy(), on="_file")
-        .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
-        .unique()
-    )
-    return pairs, missing
+    for attempt in range(READ_ATTEMPTS):
+        ready: dict[str, date] = {}
+        missing: list[date] = []
+        for d in days:
+            path = ready_index_path(layout, d)
+            if path is None:
+                missing.append(d)
+            else:
+                ready[str(path)] = d
+        if not ready:
+            return None, list(days)
+        day_of = pl.DataFrame(
+            {"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())},
+            schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
+        )
+        try:  # read now: a file replaced by a newer index of its day is resolved again, not a failure
+            pairs = (
+                pl.scan_parquet(list(ready), include_file_paths="_file")
+                .filter(cond)
+                .select(S.SHIPMENT_ID, "_file")
+                .join(day_of.lazy(), on="_file")
+                .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+                .unique()
+                .collect()
+            )
+        except FileNotFoundError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            continue
+        return pairs.lazy(), missing
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

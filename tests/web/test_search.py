@@ -207,3 +207,26 @@ def test_a_reader_whose_index_was_replaced_rebuilds_instead_of_failing(tmp_path,
     removed.clear()
     assert sm.watchlisted_ids(layout, DAY, [("phone", "5550101")]) == {"S1", "S2"}
     assert removed
+
+
+def test_the_pages_candidate_rows_survive_an_index_replaced_before_the_read(tmp_path, monkeypatch) -> None:
+    """The shipment page's reader of ready indexes (column_candidates): a file deleted between
+    resolving and reading it is resolved again (here: none ready, so the day is scanned) rather
+    than failing the page."""
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    sm.index_path(layout, DAY)
+    real_ready = sm.ready_index_path
+    removed: list[object] = []
+
+    def replaced_once(layout_, day):
+        path = real_ready(layout_, day)
+        if path is not None and not removed:
+            removed.append(path)
+            path.unlink()  # another builder's clean-up (its newer index not ready yet)
+        return path
+
+    monkeypatch.setattr(sm, "ready_index_path", replaced_once)
+    pairs, full = sm.column_candidates(layout, [DAY], {S.CONSIGNEE_PHONE: "555-0101"})
+    assert removed and full == [DAY] and pairs is None  # the day is scanned in full, as an unindexed one
