@@ -71,7 +71,7 @@ def score_provisional(layout: Layout, settings: Settings, day: date) -> Provisio
     if nightly_published(layout, day):
         return None
     t0 = time.perf_counter()
-    folder = private_dir(layout.day_dir(provisional_root(layout), day))
+    folder = private_dir(layout.day_dir(provisional_root(layout), day), under=layout.home)
     scores = _features_and_scores(layout, settings, day, folder / FEATURES_FILE)
     path = write_parquet_atomic(scores, folder / SCORES_FILE)
     versions = scores.get_column(S.MODEL_VERSION).unique().to_list()

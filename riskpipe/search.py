@@ -19,10 +19,13 @@ link hashes of personal identifiers to shipments).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,6 +44,8 @@ MAX_RESULTS = 500
 MIN_PHONE_DIGITS = 7
 _SEED = 29
 SETTLE_NS = 2_000_000_000
+INDEX_LOCK_FILE = "build.lock"  # per day, beside its index files
+READ_ATTEMPTS = 3  # a reader whose index file was replaced meanwhile resolves it again
 _FP_CACHE: dict[tuple[str, int, int], str | None] = {}
 _FP_LOCK = threading.Lock()
 
@@ -156,7 +161,12 @@ def build_index(layout: Layout, day: date) -> pl.DataFrame:
 
 
 def index_path(layout: Layout, day: date) -> Path | None:
-    """The day's index file, built now when missing or stale (None: no raw data that day)."""
+    """The day's index file, built now when missing or stale (None: no raw data that day).
+
+    Built and cleaned up under the day's :func:`_index_lock`, the fingerprint read again under
+    it: a builder of an older fingerprint (the watcher's provisional scoring while the nightly
+    ingest lands) never deletes the current index another process has just built and reads; a
+    reader that finds its file gone anyway (replaced by a newer one) rebuilds (:func:`_read_index`)."""
     fp = _fingerprint(layout, day)
     if fp is None:
         return None
@@ -164,8 +174,34 @@ def index_path(layout: Layout, day: date) -> Path | None:
     path = folder / f"ids-{fp}.parquet"
     if path.exists():
         return path
-    frame = build_index(layout, day)
+    with _index_lock(layout, folder):
+        fp = _files_fingerprint(layout, day)  # the partition may have changed while we waited
+        if fp is None:
+            return None
+        path = folder / f"ids-{fp}.parquet"
+        if not path.exists():
+            _write_index(build_index(layout, day), path)
+        current = _files_fingerprint(layout, day)  # ... or while we built
+        keep = {path, folder / f"ids-{current}.parquet"}
+        for old in folder.glob("ids-*.parquet"):
+            if old not in keep:
+                old.unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def _index_lock(layout: Layout, folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the day's index lock file (0600, released when the holder exits)."""
     private_dir(folder, under=layout.home)
+    fd = os.open(folder / INDEX_LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_index(frame: pl.DataFrame, path: Path) -> None:
     tmp = tmp_sibling(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
     try:
@@ -175,10 +211,26 @@ def index_path(layout: Layout, day: date) -> Path | None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    for old in folder.glob("ids-*.parquet"):
-        if old != path:
-            old.unlink(missing_ok=True)
-    return path
+
+
+def _read_index(
+    layout: Layout, days: list[date], query: Callable[[list[str]], pl.DataFrame]
+) -> tuple[pl.DataFrame, dict[str, date]]:
+    """(``query`` over the index files of ``days``, file -> day; days without raw data left out).
+    When a file is gone (a newer index of its day replaced it), the indexes are resolved again
+    (rebuilt) and the query rerun rather than failing."""
+    for attempt in range(READ_ATTEMPTS):
+        paths: dict[str, date] = {}
+        for d in days:
+            path = index_path(layout, d)
+            if path is not None:
+                paths[str(path)] = d
+        try:
+            return query(list(paths)), paths
+        except FileNotFoundError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def ready_index_path(layout: Layout, day: date) -> Path | None:
@@ -213,32 +265,40 @@ def column_candidates(
         return None, list(days)
     hashes = normal.select(pl.all().hash(seed=_SEED)).row(0)
     wanted = dict(zip(codes.values(), hashes, strict=True))
-    ready: dict[str, date] = {}
-    missing: list[date] = []
-    for d in days:
-        path = ready_index_path(layout, d)
-        if path is None:
-            missing.append(d)
-        else:
-            ready[str(path)] = d
-    if not ready:
-        return None, list(days)
     cond = pl.any_horizontal(
         [(pl.col("field") == code) & (pl.col("h") == pl.lit(h, pl.UInt64)) for code, h in wanted.items()]
     )
-    day_of = pl.DataFrame(
-        {"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())},
-        schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
-    )
-    pairs = (
-        pl.scan_parquet(list(ready), include_file_paths="_file")
-        .filter(cond)
-        .select(S.SHIPMENT_ID, "_file")
-        .join(day_of.lazy(), on="_file")
-        .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
-        .unique()
-    )
-    return pairs, missing
+    for attempt in range(READ_ATTEMPTS):
+        ready: dict[str, date] = {}
+        missing: list[date] = []
+        for d in days:
+            path = ready_index_path(layout, d)
+            if path is None:
+                missing.append(d)
+            else:
+                ready[str(path)] = d
+        if not ready:
+            return None, list(days)
+        day_of = pl.DataFrame(
+            {"_file": list(ready), S.ARRIVAL_DATE: list(ready.values())},
+            schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
+        )
+        try:  # read now: a file replaced by a newer index of its day is resolved again, not a failure
+            pairs = (
+                pl.scan_parquet(list(ready), include_file_paths="_file")
+                .filter(cond)
+                .select(S.SHIPMENT_ID, "_file")
+                .join(day_of.lazy(), on="_file")
+                .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+                .unique()
+                .collect()
+            )
+        except FileNotFoundError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            continue
+        return pairs.lazy(), missing
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -261,21 +321,20 @@ def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit
     cond = pl.lit(False)
     for h, codes in by_hash.items():
         cond = cond | ((pl.col("h") == pl.lit(h, pl.UInt64)) & pl.col("field").is_in(codes))
-    paths = {}
-    for d in sorted(days, reverse=True):
-        path = index_path(layout, d)
-        if path is not None:
-            paths[str(path)] = d
-    if not paths:
-        return []
-    # one scan over every day's index: Polars reads the files in parallel, each file's footer
-    # and only the row groups whose statistics can hold a wanted hash
-    found = (
-        pl.scan_parquet(list(paths), include_file_paths="_file")
-        .filter(cond)
-        .select("field", S.SHIPMENT_ID, "_file")
-        .collect()
-    )
+
+    def query(files: list[str]) -> pl.DataFrame:
+        if not files:
+            return pl.DataFrame(schema={"field": pl.UInt8, S.SHIPMENT_ID: pl.String, "_file": pl.String})
+        # one scan over every day's index: Polars reads the files in parallel, each file's footer
+        # and only the row groups whose statistics can hold a wanted hash
+        return (
+            pl.scan_parquet(files, include_file_paths="_file")
+            .filter(cond)
+            .select("field", S.SHIPMENT_ID, "_file")
+            .collect()
+        )
+
+    found, paths = _read_index(layout, sorted(days, reverse=True), query)
     out = [Hit(paths[f], sid, FIELDS[code][0], FIELDS[code][1]) for code, sid, f in found.iter_rows()]
     out.sort(key=lambda h: h.day, reverse=True)
     return out[:MAX_RESULTS]
@@ -335,14 +394,17 @@ def watchlisted_ids(layout: Layout, day: date, entries: list[tuple[str, str]]) -
         by_kind.setdefault(kind, []).append(value)
     if not by_kind:
         return out
-    path = index_path(layout, day)
-    if path is None:
-        return out
     cond = pl.lit(False)
     for kind, values in by_kind.items():
         codes = [c for c, f in FIELDS.items() if f[1] == kind]
         cond = cond | (pl.col("h").is_in(pl.Series(_hash(values), dtype=pl.UInt64)) & pl.col("field").is_in(codes))
-    return set(pl.scan_parquet(path).filter(cond).select(S.SHIPMENT_ID).collect()[S.SHIPMENT_ID].to_list())
+
+    def query(files: list[str]) -> pl.DataFrame:
+        if not files:
+            return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String})
+        return pl.scan_parquet(files).filter(cond).select(S.SHIPMENT_ID).collect()
+
+    return set(_read_index(layout, [day], query)[0][S.SHIPMENT_ID].to_list())
 
 
 WATCHLIST_CODE = "WATCHLIST"

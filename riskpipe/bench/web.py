@@ -172,8 +172,9 @@ def _bench_pages(
     store.add(name, password, "analyst")
     port = _free_port()
     base = f"http://{LOOPBACK}:{port}"
-    server = start_server(Path(home), port, n_workers)
-    try:
+    server: subprocess.Popen | None = None
+    try:  # the user is removed whatever fails from here on, the start of the server included
+        server = start_server(Path(home), port, n_workers)
         with httpx.Client(base_url=base, timeout=300) as c:
             found = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
             if found is None:
@@ -196,7 +197,8 @@ def _bench_pages(
         if user_urls:
             user_lat, user_wall = run_load_process(base, cookies, user_urls, users, think_mean_s, seed)
     finally:
-        stop_server(server)
+        if server is not None:
+            stop_server(server)
         try:
             store.remove(name)
         except Exception:  # noqa: BLE001 - best effort clean-up of the bench user

@@ -147,3 +147,21 @@ def test_published_outputs_are_owner_only(tmp_path: Path, umask_022) -> None:
     finals = publish.commit(layout, staged)
     for kind, final in finals.items():
         assert stat.S_IMODE(final.stat().st_mode) & 0o077 == 0, kind
+
+
+def test_provisional_scores_folder_is_owner_only(tmp_path: Path, umask_022, monkeypatch) -> None:
+    """Review finding: ``<home>/provisional`` (scores of identifiable shipments) was made 0755."""
+    from datetime import date
+
+    from riskpipe import provisional
+
+    frame = pl.DataFrame(
+        {S.SHIPMENT_ID: ["P1"], S.RISK_SCORE: [0.5], S.RULE_SCORE: [0.0], S.REASONS: [["model:score"]]}
+    ).with_columns(pl.lit("v1").alias(S.MODEL_VERSION))
+    monkeypatch.setattr(provisional, "_features_and_scores", lambda *a, **k: frame)
+    layout = Layout(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    done = provisional.score_provisional(layout, None, date(2026, 1, 5))  # type: ignore[arg-type]
+    assert done is not None and done.rows == 1
+    root = provisional.provisional_root(layout)
+    assert _open_to_others([root, done.path.parent]) == []  # the files inside are behind them

@@ -300,25 +300,40 @@ def test_future_exam_date_is_refused_with_a_reason(app, analyst: TestClient) -> 
 
 def test_correction_with_an_earlier_exam_date_is_applied_and_audited(app, analyst: TestClient) -> None:
     token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
-    assert _post_api(analyst, token, exam_date="2026-01-06", outcome="fentanyl").status_code == 200
-    # the exam was really on the 5th and found nothing: the correction is recorded later
+    assert _post_api(analyst, token, exam_date="2026-01-07", outcome="fentanyl").status_code == 200
+    # the exam was really on the 6th (S1 arrived that day) and found nothing: the correction is recorded later
     r = analyst.post(
         "/shipment/S1/outcome",
         data={
             "csrf": token,
             "outcome": "no_finding",
             "exam_reason": "targeted",
-            "exam_date": "2026-01-05",
+            "exam_date": "2026-01-06",
             "next": "/shipment/S1?day=2026-01-06&saved=1",
         },
     )
     assert r.status_code == 200 and "Outcome saved" in r.text
     store = LabelStore(app.state.settings.db_url)
     cur = store.get("S1")
-    assert (cur[S.OUTCOME], cur[S.EXAM_DATE].isoformat()) == ("no_finding", "2026-01-05")
+    assert (cur[S.OUTCOME], cur[S.EXAM_DATE].isoformat()) == ("no_finding", "2026-01-06")
     hist = store.history("S1")
     assert [h["action"] for h in hist] == ["insert", "update"]
-    assert hist[1]["before"][S.EXAM_DATE] == "2026-01-06" and hist[1]["after"][S.EXAM_DATE] == "2026-01-05"
+    assert hist[1]["before"][S.EXAM_DATE] == "2026-01-07" and hist[1]["after"][S.EXAM_DATE] == "2026-01-06"
+
+
+def test_an_exam_date_before_the_arrival_is_refused(app, analyst: TestClient) -> None:
+    """Review finding: exam_date had no lower bound (0001-01-01 was stored as a training label)."""
+    token = csrf_of(analyst.get("/shipment/S1?day=2026-01-06").text)
+    for early in ("0001-01-01", "2026-01-05"):  # S1 arrived on 2026-01-06
+        r = _post_api(analyst, token, exam_date=early)
+        assert r.status_code == 400 and early in r.json()["detail"] and "2026-01-06" in r.json()["detail"]
+        assert "\n" not in r.json()["detail"]
+        form = {"csrf": token, "outcome": "no_finding", "exam_reason": "targeted", "exam_date": early}
+        r = analyst.post("/shipment/S1/outcome", data=form, follow_redirects=False)
+        assert r.status_code == 400 and "before the shipment arrived" in r.text
+    store = LabelStore(app.state.settings.db_url)
+    assert store.current().height == 0 and store.history("S1") == []
+    assert _post_api(analyst, token, exam_date="2026-01-06").status_code == 200  # the arrival day itself
 
 
 def test_resubmitting_the_same_outcome_says_nothing_changed(app, analyst: TestClient) -> None:

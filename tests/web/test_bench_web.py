@@ -106,3 +106,23 @@ def test_the_bench_serves_the_workbench_as_users_do_with_worker_processes(tmp_pa
     assert len(servers) == 1 and servers[0][1:5] == ["-m", "riskpipe.cli", "--home", str(home)]
     assert servers[0][5:] == ["serve", "--host", "127.0.0.1", "--port", servers[0][-3], "--workers", "2"]
     assert res["workers"] == 2 and res["server"].startswith("riskpipe serve --workers 2") and res["requests"] == 6
+
+
+def test_a_server_that_fails_to_start_leaves_no_bench_account(tmp_path, monkeypatch) -> None:
+    """Review finding: the bench analyst was added before start_server and outside the
+    try/finally, so a failed start left an active account behind."""
+    from riskpipe.users import UserStore
+
+    home = tmp_path / "home"
+    settings = build_home(home)
+    before = UserStore(settings.db_url).list()
+
+    def boom(*_a, **_k):
+        raise RuntimeError("riskpipe serve exited (1): address already in use")
+
+    stopped: list[object] = []
+    monkeypatch.setattr(bench_web, "start_server", boom)
+    monkeypatch.setattr(bench_web, "stop_server", stopped.append)
+    with pytest.raises(RuntimeError, match="address already in use"):
+        bench_list(home, users=1, requests=2, day=DAY.isoformat(), think_mean_s=None, workers=1)
+    assert UserStore(settings.db_url).list() == before and stopped == []

@@ -270,6 +270,47 @@ def test_rule_edit_validates_diffs_saves_atomically_and_audits(supervisor, home_
     assert "HEAVY" in supervisor.get("/audit").text
 
 
+def test_two_saves_from_the_same_version_one_wins_the_other_gets_409(app, home_settings, monkeypatch) -> None:
+    """Review finding: the base_sha check and the write were not atomic, so two supervisors
+    saving from the same version both succeeded and one edit was silently lost."""
+    import threading
+    import time
+
+    from riskpipe.web.routes import rules as rules_routes
+
+    real_parse = rules_routes.parse_rules
+
+    def slow_parse(*a, **k):
+        time.sleep(0.3)  # widen the window between the check and the write
+        return real_parse(*a, **k)
+
+    monkeypatch.setattr(rules_routes, "parse_rules", slow_parse)
+    clients = [_client(app, "sue"), _client(app, "sue")]
+    page = clients[0].get("/rules").text
+    base = page.split('name="base_sha" value="')[1].split('"')[0]
+    codes: dict[str, int] = {}
+
+    def save(c: TestClient, code: str) -> None:
+        text = GOOD_RULE.replace("HEAVY", code)
+        r = c.post("/rules/save", data={"csrf": _token(c), "base_sha": base, "text": text}, follow_redirects=False)
+        codes[code] = r.status_code
+
+    threads = [
+        threading.Thread(target=save, args=(c, code)) for c, code in zip(clients, ["HEAVY_A", "HEAVY_B"], strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes.values()) == [303, 409]
+    winner = next(code for code, status in codes.items() if status == 303)
+    saved = (home_settings.home / "rules.toml").read_text()
+    assert winner in saved and ({"HEAVY_A", "HEAVY_B"} - {winner}).pop() not in saved
+    assert len(CaseStore(home_settings.db_url).rule_edits()) == 1
+    lock = home_settings.home / "rules.toml.lock"
+    assert lock.stat().st_mode & 0o077 == 0
+
+
 @pytest.mark.parametrize(
     "path,data",
     [
@@ -291,3 +332,15 @@ def test_every_post_needs_csrf(supervisor, home_settings, path: str, data: dict)
 def test_new_pages_need_login(app, path: str) -> None:
     r = TestClient(app).get(path, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize(("path", "action"), [("/views", "delete"), ("/watchlist", "remove")])
+@pytest.mark.parametrize("bad", ["9999999999999999999999999", str(2**63), "-9999999999999999999999999"])
+def test_an_id_beyond_the_database_range_is_a_400_not_a_500(analyst, path: str, action: str, bad: str) -> None:
+    """Review finding: an id past 2**63-1 overflowed in the database driver (500)."""
+    t = _token(analyst)
+    analyst.post("/watchlist", data={"csrf": t, "action": "add", "kind": "phone", "value": "5550101999"})
+    analyst.post("/views", data={"csrf": t, "action": "save", "name": "mine", "url": "/list"})
+    r = analyst.post(path, data={"csrf": t, "action": action, "id": bad}, follow_redirects=False)
+    assert r.status_code == 400
+    assert "5550101999" in analyst.get("/watchlist").text and "mine" in analyst.get("/views").text

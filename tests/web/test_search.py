@@ -143,3 +143,90 @@ def test_bench_search_builds_the_indexes_then_times_each_query(tmp_path) -> None
     assert out["n"] == 6
     assert 0 < out["p50_s"] <= out["p95_s"] <= out["max_s"]
     assert all(ready_index_path(layout, d) is not None for d in search_days(layout))  # built before the clock
+
+
+def test_an_older_builder_never_deletes_the_current_index(tmp_path, monkeypatch) -> None:
+    """Review finding: the watcher's build of the day as it was (before the nightly ingest landed
+    a new part) deleted every other index file, the nightly's current one included, which the
+    nightly had just built and was reading."""
+    import threading
+
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    real_build = sm.build_index
+    building, go_on = threading.Event(), threading.Event()
+
+    def gated_build(layout_, day):
+        frame = real_build(layout_, day)  # the day as the watcher saw it
+        if threading.current_thread().name == "watcher":
+            building.set()
+            go_on.wait(timeout=10)
+        return frame
+
+    monkeypatch.setattr(sm, "build_index", gated_build)
+    got: dict[str, object] = {}
+    watcher = threading.Thread(target=lambda: got.setdefault("w", sm.index_path(layout, DAY)), name="watcher")
+    watcher.start()
+    assert building.wait(timeout=10)
+    # the nightly ingest lands a new part for the day, then the nightly builds and reads its index
+    part = raw_rows(DAY, [{S.SHIPMENT_ID: "S9", S.CONSIGNEE_PHONE: "555-0101"}])
+    write_parquet_atomic(part, layout.raw_shipments_day(DAY) / "part-1.parquet")
+    sm._FP_CACHE.clear()
+    nightly = threading.Thread(target=lambda: got.setdefault("n", sm.index_path(layout, DAY)), name="nightly")
+    nightly.start()
+    nightly.join(timeout=2)  # without the lock it finishes now; with it, it waits for the watcher
+    go_on.set()
+    watcher.join(timeout=30)
+    nightly.join(timeout=30)
+    current = got["n"]
+    assert isinstance(current, type(layout.home)) and current.exists()  # the current index is still there
+    assert "S9" in pl.read_parquet(current)[S.SHIPMENT_ID].to_list()
+    assert (current.parent / "build.lock").stat().st_mode & 0o077 == 0
+
+
+def test_a_reader_whose_index_was_replaced_rebuilds_instead_of_failing(tmp_path, monkeypatch) -> None:
+    """The other half of the finding: a file resolved, then deleted by another builder before it
+    is read, is resolved (rebuilt) again."""
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    real_index_path = sm.index_path
+    removed: list[object] = []
+
+    def replaced_once(layout_, day):
+        path = real_index_path(layout_, day)
+        if path is not None and not removed:
+            path.unlink()  # another builder's clean-up, between resolving the file and reading it
+            removed.append(path)
+        return path
+
+    monkeypatch.setattr(sm, "index_path", replaced_once)
+    _, found = sm.search(layout, "555 0101")
+    assert removed and sorted(found[S.SHIPMENT_ID].to_list()) == ["P1", "S1", "S2"]
+    removed.clear()
+    assert sm.watchlisted_ids(layout, DAY, [("phone", "5550101")]) == {"S1", "S2"}
+    assert removed
+
+
+def test_the_pages_candidate_rows_survive_an_index_replaced_before_the_read(tmp_path, monkeypatch) -> None:
+    """The shipment page's reader of ready indexes (column_candidates): a file deleted between
+    resolving and reading it is resolved again (here: none ready, so the day is scanned) rather
+    than failing the page."""
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    sm.index_path(layout, DAY)
+    real_ready = sm.ready_index_path
+    removed: list[object] = []
+
+    def replaced_once(layout_, day):
+        path = real_ready(layout_, day)
+        if path is not None and not removed:
+            removed.append(path)
+            path.unlink()  # another builder's clean-up (its newer index not ready yet)
+        return path
+
+    monkeypatch.setattr(sm, "ready_index_path", replaced_once)
+    pairs, full = sm.column_candidates(layout, [DAY], {S.CONSIGNEE_PHONE: "555-0101"})
+    assert removed and full == [DAY] and pairs is None  # the day is scanned in full, as an unindexed one

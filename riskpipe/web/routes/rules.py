@@ -10,7 +10,11 @@ night uses it and a night already running keeps the rules it loaded; every save 
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 from riskpipe.rules import DEFAULT_RULES_PATH, HOME_RULES_FILE, load_rules, parse_rules, rules_file
 from riskpipe.rulestats import rule_stats
-from riskpipe.store import Layout, write_text_atomic
+from riskpipe.store import PRIVATE_FILE, Layout, write_text_atomic
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, render, supervisor_form, supervisor_user
 
@@ -115,26 +119,43 @@ def rules_preview(request: Request, user: User = Depends(supervisor_user), form:
     )
 
 
+@contextmanager
+def _save_lock(target: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<rules file>.lock`` (0600, beside the file a save writes), held
+    from reading the current rules to the end of the write: two supervisors saving from the same
+    version (threads or worker processes) are serialised, and the second gets the 409."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.with_name(target.name + ".lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 @router.post("/rules/save")
 def rules_save(request: Request, user: User = Depends(supervisor_user), form: dict = Depends(supervisor_form)):
-    current, target = _paths(request)
     new = form.get("text", "").replace("\r\n", "\n")
-    old = current.read_text(encoding="utf-8", errors="replace") if current.exists() else ""
     if len(new) > MAX_RULES_TEXT:
         raise HTTPException(400, f"the rules text is longer than {MAX_RULES_TEXT} characters")
-    if not form.get("base_sha") or form.get("base_sha") != _sha(old):
-        raise HTTPException(409, "the rules changed since this edit began: open the Rules page again and redo the edit")
-    try:
-        parse_rules(new, str(target))
-    except RiskpipeError as exc:
-        raise HTTPException(400, str(exc).splitlines()[0]) from None
-    if new == old and current == target:
-        return RedirectResponse("/rules?msg=no+change", status_code=303)
-    diff = "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=str(current), tofile=str(target)
+    with _save_lock(_paths(request)[1]):
+        current, target = _paths(request)  # under the lock: the first save changes the file the nights read
+        old = current.read_text(encoding="utf-8", errors="replace") if current.exists() else ""
+        if not form.get("base_sha") or form.get("base_sha") != _sha(old):
+            raise HTTPException(
+                409, "the rules changed since this edit began: open the Rules page again and redo the edit"
+            )
+        try:
+            parse_rules(new, str(target))
+        except RiskpipeError as exc:
+            raise HTTPException(400, str(exc).splitlines()[0]) from None
+        if new == old and current == target:
+            return RedirectResponse("/rules?msg=no+change", status_code=303)
+        diff = "".join(
+            difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=str(current), tofile=str(target)
+            )
         )
-    )
-    write_text_atomic(new, target)
-    case_store(request).record_rule_edit(user.username, str(target), _sha(old) if old else None, _sha(new), diff)
+        write_text_atomic(new, target)
+        case_store(request).record_rule_edit(user.username, str(target), _sha(old) if old else None, _sha(new), diff)
     return RedirectResponse("/rules?msg=saved:+the+next+night+uses+these+rules", status_code=303)

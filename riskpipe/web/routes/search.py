@@ -19,6 +19,15 @@ from riskpipe.web.routes.deps import case_store, current_user, posted_form, rend
 
 router = APIRouter(dependencies=[Depends(current_user)])
 MAX_QUERY = 200
+MAX_ROW_ID = 2**63 - 1  # the database's integer ids; a larger one overflowed in the driver (500)
+
+
+def _row_id(form: dict) -> int:
+    """The posted id of a saved view or watchlist entry, refused (400) outside the database's range."""
+    row_id = int(form.get("id", "0") or 0)
+    if not 1 <= row_id <= MAX_ROW_ID:
+        raise HTTPException(400, f"id must be between 1 and {MAX_ROW_ID}")
+    return row_id
 
 
 def _enrich(request: Request, found: pl.DataFrame) -> list[dict]:
@@ -95,7 +104,7 @@ def views_action(request: Request, user: User = Depends(current_user), form: dic
             store.save_view(user.username, form.get("name", ""), url)
             msg = f"saved view {form.get('name', '').strip()}"
         elif action == "delete":
-            store.delete_view(user.username, int(form.get("id", "0") or 0))
+            store.delete_view(user.username, _row_id(form))
             msg = "view deleted"
         else:
             raise HTTPException(400, "unknown action")
@@ -127,7 +136,7 @@ def watchlist_action(request: Request, user: User = Depends(current_user), form:
             store.watch(kind, value, user.username, form.get("note"))
             msg = f"on the watchlist from the next night: {kind} {value}"
         elif action == "remove":
-            if not store.unwatch(int(form.get("id", "0") or 0), user.username):
+            if not store.unwatch(_row_id(form), user.username):
                 raise RiskpipeError("no such watchlist entry (removed already?)")
             msg = "removed from the watchlist (from the next night)"
         else:

@@ -90,17 +90,19 @@ def api_shipment(request: Request, shipment_id: str, day: str | None = None) -> 
     )
 
 
-def _require_ingested(request: Request, shipment_id: str, day: str | None) -> None:
-    """404 unless the shipment is in the raw store (the day given, else any day), as
-    ``labels import`` quarantines outcomes of unknown shipments."""
+def _require_ingested(request: Request, shipment_id: str, day: str | None) -> date:
+    """The shipment's arrival day; 404 unless the shipment is in the raw store (the day given,
+    else any day), as ``labels import`` quarantines outcomes of unknown shipments."""
     data: WorkbenchData = request.app.state.data
     d = day_param(day)
     if d is not None and data.manifest(d, shipment_id) is not None:
-        return
-    if data.find_day(shipment_id) is None:
+        return d
+    found = data.find_day(shipment_id)
+    if found is None:
         raise HTTPException(
             404, f"no shipment {shipment_id} in the raw store: outcomes are recorded for ingested shipments only"
         )
+    return found
 
 
 async def _record(request: Request, shipment_id: str, form: dict[str, str], user: User) -> bool:
@@ -122,7 +124,13 @@ async def _record(request: Request, shipment_id: str, form: dict[str, str], user
         raise HTTPException(400, "choose an outcome: none was selected, so nothing was recorded")
     if outcome not in S.OUTCOMES or reason not in S.EXAM_REASONS:
         raise HTTPException(400, "outcome or exam_reason is not one of the allowed values")
-    await run_in_threadpool(_require_ingested, request, shipment_id, form.get("day"))
+    arrival: date = await run_in_threadpool(_require_ingested, request, shipment_id, form.get("day"))
+    if exam_date < arrival:  # a typo (0001-01-01) would become a training label dated before the shipment
+        raise HTTPException(
+            400,
+            f"exam_date {exam_date.isoformat()} is before the shipment arrived ({arrival.isoformat()}): "
+            "nothing was recorded",
+        )
     examiner = (form.get("examiner") or "").strip()[:200] or None
     if outcome in S.POSITIVE_OUTCOMES and (form.get("confirm") != "yes" or examiner is None):
         # a wrong positive label is worse than none: it teaches the next retrain a seizure
