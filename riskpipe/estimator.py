@@ -348,7 +348,21 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         self.frequencies_ = {c: self._frequency_table(X, c) for c in high} if self.frequency_encoding else {}
         self.pipeline_ = self._build_pipeline()
         weights = {} if sample_weight is None else {"model__sample_weight": np.asarray(sample_weight, dtype=float)}
-        self.pipeline_.fit(self._prepare(X), y_arr, **weights)
+        prepared = self._prepare(X)
+        # scikit-learn's histogram binning fails on a numeric column with no value in its training
+        # split ("window shape cannot be larger than input array shape"; early stopping holds out
+        # validation_fraction of the rows first), e.g. a party-graph column with a handful of links
+        # in a young home. A column with fewer values than min_samples_leaf can never be split on
+        # (the side holding its values would be too small), so a constant in its place at fit time
+        # changes no tree, and at predict time its values go down the same (unsplit) paths.
+        unsplittable = [
+            c
+            for c, dtype in prepared.schema.items()
+            if dtype.is_numeric()
+            and prepared[c].cast(pl.Float64).is_finite().fill_null(False).sum() < self.min_samples_leaf
+        ]
+        prepared = prepared.with_columns(pl.lit(0.0).alias(c) for c in unsplittable)
+        self.pipeline_.fit(prepared, y_arr, **weights)
         self.classes_ = self.pipeline_.classes_
         self.n_iter_ = int(self.pipeline_.named_steps["model"].n_iter_)
         return self

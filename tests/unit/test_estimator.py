@@ -133,3 +133,17 @@ def test_skops_round_trip_gives_identical_predictions(tmp_path) -> None:
     assert set(sio.get_untrusted_types(data=data)) <= set(TABULAR_TRUSTED_TYPES)
     loaded = loads_model(data)
     np.testing.assert_array_equal(loaded.predict_proba(train), model.predict_proba(train))
+
+
+def test_a_column_with_a_handful_of_values_fits_and_changes_no_prediction() -> None:
+    """A party-graph column in a young home holds a few links: scikit-learn's binning crashed when
+    early stopping's split left it without a value ("window shape cannot be larger than input
+    array shape"). Fewer values than min_samples_leaf can never be split on, so the model equals
+    one fitted without the column."""
+    X, y = _planted(600)
+    sparse = np.full(X.height, np.nan)
+    sparse[[3, 250]] = [1.0, 2.0]  # two links
+    with_col = X.with_columns(pl.Series("links", sparse), pl.lit(None, pl.Float64).alias("none_yet"))
+    model = _fast(early_stopping=True, validation_fraction=0.1).fit(with_col, y)
+    plain = _fast(early_stopping=True, validation_fraction=0.1).fit(X, y)
+    np.testing.assert_allclose(model.predict_proba(with_col)[:, 1], plain.predict_proba(X)[:, 1], rtol=1e-12)
