@@ -10,42 +10,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from manifest_rows import manifest_row, write_csv
 
 from riskpipe import schema as S
 from riskpipe.ingest import import_labels, ingest_paths
 from riskpipe.store import Layout
-
-
-def _manifest_row(sid: str, value: str = "10") -> dict[str, str]:
-    return {
-        S.SHIPMENT_ID: sid,
-        S.FILED_AT: "2026-01-05T08:00:00Z",
-        S.ARRIVAL_DATE: "2026-01-05",
-        S.ENTRY_TYPE: "321",
-        S.MODE: "express",
-        S.CARRIER_CODE: "DHL",
-        S.PORT_OF_ENTRY: "0401",
-        S.SHIPPER_NAME: "Acme",
-        S.SHIPPER_ADDRESS: "1 Road",
-        S.SHIPPER_COUNTRY: "CN",
-        S.CONSIGNEE_NAME: "J Doe",
-        S.CONSIGNEE_ADDRESS: "12 Main St",
-        S.CONSIGNEE_CITY: "Dayton",
-        S.CONSIGNEE_STATE: "OH",
-        S.CONSIGNEE_POSTAL_CODE: "45402",
-        S.DESCRIPTION: "t-shirt",
-        S.COUNTRY_OF_ORIGIN: "CN",
-        S.DECLARED_VALUE: value,
-        S.CURRENCY: "USD",
-        S.GROSS_WEIGHT_KG: "0.5",
-        S.PIECE_COUNT: "1",
-        S.HTS_CODE: "6109.10.0012",
-    }
-
-
-def _csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema={k: pl.String for k in rows[0]}).write_csv(path)
 
 
 @pytest.fixture
@@ -68,9 +37,9 @@ def test_private_data_is_created_owner_only_whatever_the_umask(tmp_path: Path, u
 
     home = tmp_path / "home"
     layout = Layout(home)
-    _csv(layout.landing / "m.csv", [_manifest_row("S1"), _manifest_row("S2", "not-a-number")])
-    _csv(layout.landing / "broken.csv", [{"no": "manifest columns"}])
-    _csv(
+    write_csv(layout.landing / "m.csv", [manifest_row("S1"), manifest_row("S2", value="not-a-number")])
+    write_csv(layout.landing / "broken.csv", [{"no": "manifest columns"}])
+    write_csv(
         layout.landing / "partner-exports-1.csv",
         [
             {
@@ -85,7 +54,7 @@ def test_private_data_is_created_owner_only_whatever_the_umask(tmp_path: Path, u
             }
         ],
     )
-    _csv(
+    write_csv(
         layout.landing / "outcomes" / "labels.csv",
         [
             {S.SHIPMENT_ID: "S1", S.EXAM_DATE: "2026-01-06", S.OUTCOME: "no_finding", S.EXAM_REASON: "random"},

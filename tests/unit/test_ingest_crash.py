@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from crash_child import CRASH, CRASH_AT_KTH_REPLACE
+from manifest_rows import manifest_row, write_csv
 
 from riskpipe import schema as S
 from riskpipe.ingest import ingest_paths, ledger_path, read_runs
@@ -33,33 +34,6 @@ ingest_paths(Layout(Path(sys.argv[1])))
 )
 
 
-def _row(sid: str, day: str, filed: str, value: str = "10") -> dict[str, str]:
-    return {
-        S.SHIPMENT_ID: sid,
-        S.FILED_AT: filed,
-        S.ARRIVAL_DATE: day,
-        S.ENTRY_TYPE: "321",
-        S.MODE: "express",
-        S.CARRIER_CODE: "DHL",
-        S.PORT_OF_ENTRY: "0401",
-        S.SHIPPER_NAME: "Acme",
-        S.SHIPPER_ADDRESS: "1 Road",
-        S.SHIPPER_COUNTRY: "CN",
-        S.CONSIGNEE_NAME: "J Doe",
-        S.CONSIGNEE_ADDRESS: "12 Main St",
-        S.CONSIGNEE_CITY: "Dayton",
-        S.CONSIGNEE_STATE: "OH",
-        S.CONSIGNEE_POSTAL_CODE: "45402",
-        S.DESCRIPTION: "t-shirt",
-        S.COUNTRY_OF_ORIGIN: "CN",
-        S.DECLARED_VALUE: value,
-        S.CURRENCY: "USD",
-        S.GROSS_WEIGHT_KG: "0.5",
-        S.PIECE_COUNT: "1",
-        S.HTS_CODE: "6109.10.0012",
-    }
-
-
 def _partner(sid: str, declared: str, value: str) -> dict[str, str]:
     return {
         S.SHIPMENT_ID: sid,
@@ -73,32 +47,27 @@ def _partner(sid: str, declared: str, value: str) -> dict[str, str]:
     }
 
 
-def _csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema={k: pl.String for k in rows[0]}).write_csv(path)
-
-
 def _first_files(landing: Path) -> None:
     """Two days of manifests and one day of partner declarations."""
-    rows = [_row(f"A{i:02d}", "2026-01-05", "2026-01-04T08:00:00Z") for i in range(12)]
-    rows += [_row(f"B{i:02d}", "2026-01-06", "2026-01-05T08:00:00Z") for i in range(12)]
-    _csv(landing / "m1.csv", rows)
-    _csv(landing / "partner-exports-1.csv", [_partner(f"A{i:02d}", "2026-01-03T10:00:00Z", "9") for i in range(4)])
+    rows = [manifest_row(f"A{i:02d}", "2026-01-05", "2026-01-04T08:00:00Z") for i in range(12)]
+    rows += [manifest_row(f"B{i:02d}", "2026-01-06", "2026-01-05T08:00:00Z") for i in range(12)]
+    write_csv(landing / "m1.csv", rows)
+    write_csv(landing / "partner-exports-1.csv", [_partner(f"A{i:02d}", "2026-01-03T10:00:00Z", "9") for i in range(4)])
 
 
 def _second_files(landing: Path) -> None:
     """Amendments (one moving a shipment to another day), new rows on an existing and a new
     day, one bad row; partner amendments on the existing day and rows on a new one."""
     rows = [
-        _row("A00", "2026-01-05", "2026-01-04T09:00:00Z", "11"),  # amends in place
-        _row("A01", "2026-01-07", "2026-01-04T09:00:00Z", "12"),  # moves to a new day
-        _row("B00", "2026-01-06", "2026-01-05T09:00:00Z", "13"),
+        manifest_row("A00", "2026-01-05", "2026-01-04T09:00:00Z", "11"),  # amends in place
+        manifest_row("A01", "2026-01-07", "2026-01-04T09:00:00Z", "12"),  # moves to a new day
+        manifest_row("B00", "2026-01-06", "2026-01-05T09:00:00Z", "13"),
     ]
-    rows += [_row(f"C{i:02d}", "2026-01-06", "2026-01-05T08:00:00Z") for i in range(8)]
-    rows += [_row(f"D{i:02d}", "2026-01-07", "2026-01-06T08:00:00Z") for i in range(8)]
-    rows += [_row("BAD", "2026-01-07", "2026-01-06T08:00:00Z", "not-a-number")]
-    _csv(landing / "m2.csv", rows)
-    _csv(
+    rows += [manifest_row(f"C{i:02d}", "2026-01-06", "2026-01-05T08:00:00Z") for i in range(8)]
+    rows += [manifest_row(f"D{i:02d}", "2026-01-07", "2026-01-06T08:00:00Z") for i in range(8)]
+    rows += [manifest_row("BAD", "2026-01-07", "2026-01-06T08:00:00Z", "not-a-number")]
+    write_csv(landing / "m2.csv", rows)
+    write_csv(
         landing / "partner-exports-2.csv",
         [_partner("A00", "2026-01-03T11:00:00Z", "19"), _partner("D00", "2026-01-05T10:00:00Z", "7")],
     )
