@@ -236,16 +236,21 @@ def row_groups_for(paths: dict[str, Path], shipment_ids: list[str], kind: str = 
 def _metadata(rows_path: Path) -> pq.FileMetaData:
     """The sorted copy's footer, parsed once per file (a thousand row groups: parsing it again
     for every look-up would cost more than the look-up)."""
-    k = str(rows_path)
+    return _footer(_META_CACHE, META_CACHE_SIZE, str(rows_path), rows_path)
+
+
+def _footer(cache: OrderedDict, size: int, key: object, path: Path) -> pq.FileMetaData:
+    """``path``'s parsed Parquet footer from the LRU ``cache`` (at most ``size`` entries), read on a
+    miss; the lock guards the cache only, never the read."""
     with _KEYS_LOCK:
-        if k in _META_CACHE:
-            _META_CACHE.move_to_end(k)
-            return _META_CACHE[k]
-    meta = pq.read_metadata(rows_path)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    meta = pq.read_metadata(path)
     with _KEYS_LOCK:
-        _META_CACHE[k] = meta
-        while len(_META_CACHE) > META_CACHE_SIZE:
-            _META_CACHE.popitem(last=False)
+        cache[key] = meta
+        while len(cache) > size:
+            cache.popitem(last=False)
     return meta
 
 
@@ -349,17 +354,7 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 
 def _raw_metadata(path: Path, key: tuple[str, int, int] | None = None) -> pq.FileMetaData:
     """A raw file's footer, parsed once per file version (name, mtime, size: ``key``, else one stat)."""
-    k = key or _file_key(path)
-    with _KEYS_LOCK:
-        if k in _RAW_META:
-            _RAW_META.move_to_end(k)
-            return _RAW_META[k]
-    meta = pq.read_metadata(path)
-    with _KEYS_LOCK:
-        _RAW_META[k] = meta
-        while len(_RAW_META) > RAW_META_CACHE_SIZE:
-            _RAW_META.popitem(last=False)
-    return meta
+    return _footer(_RAW_META, RAW_META_CACHE_SIZE, key or _file_key(path), path)
 
 
 def _ranges(
