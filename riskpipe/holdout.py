@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.cutoff import day_cutoff
 from riskpipe.model import Scorer
 from riskpipe.model.evaluate import FRACTIONS, SLICE_COLUMNS, _score_col, evaluate_scored
 from riskpipe.rank import port_slots
@@ -82,7 +83,7 @@ def evaluate_models(
     all_days = sorted(set(eval_days) | set(random_exam_days))
     for day in all_days:
         feats = day_features(layout, day, labels, builder=builder)
-        raw = scan_raw_shipments(layout, [day]).collect()
+        raw = scan_raw_shipments(layout, [day], as_of=day_cutoff(day)).collect()  # as its night knew it
         ports.append(raw.select(S.ARRIVAL_DATE, pl.col(S.PORT_OF_ENTRY).cast(pl.String)))
         joined = raw.join(
             feats.drop([c for c in feats.columns if c in raw.columns and c != S.SHIPMENT_ID]),

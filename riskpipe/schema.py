@@ -124,6 +124,15 @@ RAW_DERIVED: dict[str, pl.DataType] = {
 #: the normalised raw store of manifests (``raw/shipments``), in this column order.
 RAW_SHIPMENT_SCHEMA: dict[str, pl.DataType] = {**MANIFEST_SCHEMA, **RAW_DERIVED}
 
+#: filings replaced by a later one (``raw/shipments_superseded``): the raw columns plus when the
+#: filing that replaced it was filed and ingested (its validity ends there: point in time)
+SUPERSEDED_BY_FILED_AT = "superseded_by_filed_at"
+SUPERSEDED_BY_INGESTED_AT = "superseded_by_ingested_at"
+SUPERSEDED_DERIVED: dict[str, pl.DataType] = {
+    SUPERSEDED_BY_FILED_AT: pl.Datetime("us", "UTC"),
+    SUPERSEDED_BY_INGESTED_AT: pl.Datetime("us", "UTC"),
+}
+
 # ---------------------------------------------------------------------------------------------
 # Section 2: partner export declarations (optional input)
 # ---------------------------------------------------------------------------------------------

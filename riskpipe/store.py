@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -51,6 +51,11 @@ class Layout:
     @property
     def raw_shipments(self) -> Path:
         return self.raw / "shipments"
+
+    @property
+    def raw_superseded(self) -> Path:
+        """Filings replaced by a later filing of the same shipment (kept: point in time)."""
+        return self.raw / "shipments_superseded"
 
     @property
     def raw_partner(self) -> Path:
@@ -118,6 +123,10 @@ class Layout:
 
     def raw_shipments_day(self, day: date) -> Path:
         return self.partition(self.raw_shipments, day)
+
+    def raw_superseded_day(self, day: date) -> Path:
+        """Superseded filings of shipments arriving on ``day`` (as the superseded filing said)."""
+        return self.partition(self.raw_superseded, day)
 
     def raw_partner_day(self, day: date) -> Path:
         """Partner declarations declared on ``day`` (UTC date of ``declared_at``)."""
@@ -443,20 +452,76 @@ def ensure_raw_complete(layout: Layout, wait_s: float = 300.0) -> None:
         time.sleep(0.05)
 
 
-def scan_raw_shipments(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:
+def scan_raw_shipments(layout: Layout, days: list[date] | None = None, as_of: datetime | None = None) -> pl.LazyFrame:
     """Lazy scan of the normalised manifests (``raw/shipments``) for ``days`` (default: all).
 
     Invariant kept by ingest: a partition holds exactly one row per ``shipment_id`` (its latest
     version) and every row carries its ``arrival_date`` column, so no hive parsing is needed.
     Returns an empty frame with the raw schema when nothing matches.
+
+    ``as_of`` (a rebuild of a past day passes its cut-off, :func:`riskpipe.cutoff.day_cutoff`):
+    each shipment as its latest filing made before ``as_of`` said, from the superseded filings
+    ingest keeps (:func:`as_of_filings`). Default: the latest filing (the current night). A day
+    without superseded filings is read exactly as without ``as_of`` (nothing more is read).
     """
     ensure_raw_complete(layout)
     present = layout.raw_days()  # once: a listing per wanted day cost the workbench 60 ms a page
     wanted = present if days is None else [d for d in days if d in set(present)]
     files = [str(f) for d in wanted for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
-    if not files:
-        return pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
-    return pl.scan_parquet(files, hive_partitioning=False)
+    amended: dict[date, list[Path]] = {}
+    if as_of is not None and layout.raw_superseded.exists():
+        # a day whose shipments all moved to another day since still has its superseded filings
+        asked = sorted(set(wanted) | set(days or [])) if days is not None else _days_with_parts(layout)
+        amended = {d: fs for d in asked if (fs := sorted(layout.raw_superseded_day(d).glob("*.parquet")))}
+    if not amended:
+        if not files:
+            return pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+        return pl.scan_parquet(files, hive_partitioning=False)
+    assert as_of is not None
+    plain = [str(f) for d in wanted if d not in amended for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
+    here = [str(f) for d in amended for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
+    current = pl.scan_parquet(here, hive_partitioning=False) if here else pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+    names = current.collect_schema().names()
+    old = pl.scan_parquet([str(f) for fs in amended.values() for f in fs], hive_partitioning=False)
+    resolved = as_of_filings(current, old, as_of).select(names)
+    if not plain:
+        return resolved
+    return pl.concat([pl.scan_parquet(plain, hive_partitioning=False), resolved], how="diagonal_relaxed")
+
+
+def _days_with_parts(layout: Layout) -> list[date]:
+    """Arrival days of the raw store or of its superseded filings, ascending."""
+    days = set(layout.raw_days())
+    for p in layout.raw_superseded.glob("arrival_date=*"):
+        if p.is_dir() and any(p.glob("*.parquet")):
+            days.add(date.fromisoformat(p.name.split("=", 1)[1]))
+    return sorted(days)
+
+
+def as_of_filings(current: pl.LazyFrame, superseded: pl.LazyFrame, as_of: datetime) -> pl.LazyFrame:
+    """Per shipment, the filing valid at ``as_of``: filed before it and not yet replaced then
+    (``superseded_by_filed_at`` >= ``as_of`` or, for the current filing, never); a shipment
+    filed only after ``as_of`` keeps its first filing (a rebuilt day keeps every shipment it
+    held). Only the shipments with a superseded filing are resolved (windows over a few rows);
+    the others pass as stored. Columns: those of ``current`` plus the superseded ones (null)."""
+    ids = superseded.select(S.SHIPMENT_ID).unique()
+    untouched = current.join(ids, on=S.SHIPMENT_ID, how="anti")
+    nulls = [pl.lit(None, dtype=t).alias(c) for c, t in S.SUPERSEDED_DERIVED.items()]
+    cand = pl.concat(
+        [current.join(ids, on=S.SHIPMENT_ID, how="semi").with_columns(nulls), superseded], how="diagonal_relaxed"
+    )
+    filed, until = pl.col(S.FILED_AT), pl.col(S.SUPERSEDED_BY_FILED_AT)
+    before = filed < as_of
+    valid = before & (until.is_null() | (until >= as_of))
+    # a tie of filing times: the one filed in the same instant that replaced it is the later
+    last_of_tie = until.is_null() | (until > filed)
+    keep = (
+        pl.when(before.any().over(S.SHIPMENT_ID))
+        .then(valid & (filed == filed.filter(valid).max().over(S.SHIPMENT_ID)))
+        .otherwise((filed == filed.min().over(S.SHIPMENT_ID)) & last_of_tie)
+    )
+    chosen = cand.filter(keep)
+    return pl.concat([untouched.with_columns(nulls), chosen], how="diagonal_relaxed")
 
 
 def scan_raw_partner(layout: Layout, days: list[date] | None = None) -> pl.LazyFrame:

@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from riskpipe import schema as S
+from riskpipe.cutoff import day_cutoff
 from riskpipe.errors import RiskpipeError
 from riskpipe.features import FEATURE_COLUMNS, build_features
 from riskpipe.labels import known_at, latest
@@ -44,7 +45,13 @@ FeatureBuilder = Callable[[Layout, date, pl.DataFrame], pl.DataFrame]
 
 
 def _default_builder() -> FeatureBuilder:
-    return build_features
+    return _as_of_cutoff
+
+
+def _as_of_cutoff(layout: Layout, day: date, labels: pl.DataFrame) -> pl.DataFrame:
+    """A past day's features as its night could know them: each shipment as filed before D's
+    cut-off (an amendment filed after it is not used; issue 14, point 6)."""
+    return build_features(layout, day, labels, as_of=day_cutoff(day))
 
 
 def _feature_columns() -> list[str]:
@@ -81,6 +88,7 @@ def cache_key(layout: Layout, day: date, labels: pl.DataFrame, feature_columns: 
     h.update(json.dumps(feature_columns).encode())
     h.update(known.write_csv().encode())
     raw_files = [f for d in layout.raw_days() if d <= day for f in layout.raw_shipments_day(d).glob("*.parquet")]
+    raw_files += [f for d in layout.raw_days() if d <= day for f in layout.raw_superseded_day(d).glob("*.parquet")]
     partner = list(layout.raw_partner.glob("*/*.parquet")) if layout.raw_partner.exists() else []
     h.update(json.dumps([_files_digest(raw_files), _files_digest(partner)]).encode())
     h.update(json.dumps(partner_feeds(layout, day)).encode())  # feeds and OEA lists known at D's cut-off

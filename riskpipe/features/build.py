@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +117,17 @@ class _Day:
         labels: pl.DataFrame | None,
         partner_key_path: Path | None,
         history_by_product: bool = True,
+        as_of: datetime | None = None,
     ) -> None:
-        self.history_by_product = history_by_product
+        # a rebuild as of a cut-off does not write the day's history tables: they are the
+        # store's (latest filings), whichever night builds them first
+        self.history_by_product = history_by_product and as_of is None
         self.families = list(registry.FAMILIES)
         self.columns = feature_columns(self.families)
         known = _known_labels(labels, day)
         days = history.ensure_history(layout, day)
         self.fingerprint = history.raw_fingerprint(layout, day)  # before reading: a later change is seen
-        raw = scan_raw_shipments(layout, [day])
+        raw = scan_raw_shipments(layout, [day], as_of=as_of)
         self.ctx = DayContext(layout, day, raw, days, known, partner_key_path)
         self.work: list[tuple[Family, FamilyDay]] = [(f, f.open(self.ctx)) for f in self.families]
         for _, w in self.work:
@@ -204,6 +207,7 @@ def _build(
     timings: dict[str, float] | None,
     partner_key_path: Path | None = None,
     history_by_product: bool = True,
+    as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """The feature path in one batch: one lazy plan over the whole day (each family's rows, then
     its windows), then the families' whole-day work on the collected frame; with ``timings`` each
@@ -213,7 +217,7 @@ def _build(
     this plan's memory (3 GB at 4 M rows, 12 GB at 16 M) does not fit."""
     clock = time.perf_counter
     t0 = clock()
-    b = _Day(layout, day, labels, partner_key_path, history_by_product)
+    b = _Day(layout, day, labels, partner_key_path, history_by_product, as_of)
     lazy = b.raw
     if timings is not None:
         lazy = lazy.collect().lazy()
@@ -265,6 +269,7 @@ def build_features(
     *,
     partner_key_path: Path | None = None,
     history_by_product: bool = True,
+    as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """Features of every shipment arriving on ``day``: ``shipment_id``, ``network_id``, then
     ``FEATURE_COLUMNS`` in order, sorted by shipment id. ``labels``: exam outcomes, best all their
@@ -273,8 +278,10 @@ def build_features(
     caller loaded it, environment included); needed only when a feed or OEA list is active for the
     day (default: the home's riskpipe.toml). ``history_by_product``: also write the day's history
     tables (for the nights after it) from the frame built; the night passes False and writes them
-    after publishing (:func:`riskpipe.nightly.history_step`), off its critical path."""
-    return _build(layout, day, labels, None, partner_key_path, history_by_product)
+    after publishing (:func:`riskpipe.nightly.history_step`), off its critical path. ``as_of``:
+    each shipment as filed before it (a rebuild of a past day passes D's cut-off,
+    :func:`riskpipe.store.scan_raw_shipments`); default the latest filing (the current night)."""
+    return _build(layout, day, labels, None, partner_key_path, history_by_product, as_of)
 
 
 def write_features(

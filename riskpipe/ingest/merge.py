@@ -111,9 +111,9 @@ def _merge_shipments(
     run's journal. Returns (new rows now in the store, existing rows replaced, days written)."""
     key = [S.SHIPMENT_ID, _SEQ, _ORD, _ROW]
     order = [S.FILED_AT, _SEQ, _ORD, _ROW]
-    thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, _SEQ, _ORD, _ROW]
+    thin_cols = [S.SHIPMENT_ID, S.FILED_AT, S.ARRIVAL_DATE, S.INGESTED_AT, _SEQ, _ORD, _ROW]
     new_scans = _keyed(new_files, 1)
-    new_thin = pl.concat([s.select(thin_cols) for s in new_scans]).collect(engine="streaming")
+    new_thin = pl.concat([_thin(s, thin_cols) for s in new_scans]).collect(engine="streaming")
 
     existing = _existing_files(layout.raw_shipments, "arrival_date")
     exist_scans = _keyed([f for _, f in existing], 0)
@@ -131,7 +131,7 @@ def _merge_shipments(
         if maybe:
             new_ids = pl.DataFrame({S.SHIPMENT_ID: sorted_ids}).unique()
             old_thin = (
-                pl.concat([s.select(thin_cols) for s in maybe])
+                pl.concat([_thin(s, thin_cols) for s in maybe])
                 .join(new_ids.lazy(), on=S.SHIPMENT_ID, how="semi")
                 .collect(engine="streaming")
             )
@@ -142,7 +142,13 @@ def _merge_shipments(
     else:
         contested = pl.concat([old_thin, new_thin.filter(pl.col(S.SHIPMENT_ID).is_in(contested_ids.implode()))])
     ranked = contested.sort([S.SHIPMENT_ID, *order])
-    losers = ranked.filter(~pl.col(S.SHIPMENT_ID).is_last_distinct()).select(key)
+    # a loser is kept (raw/shipments_superseded) with the filing and ingest times of the filing
+    # that replaced it (the next one in filing order): the end of its validity, for point in time
+    superseded = ranked.with_columns(
+        pl.col(S.FILED_AT).shift(-1).over(S.SHIPMENT_ID).alias(S.SUPERSEDED_BY_FILED_AT),
+        pl.col(S.INGESTED_AT).shift(-1).over(S.SHIPMENT_ID).alias(S.SUPERSEDED_BY_INGESTED_AT),
+    ).filter(~pl.col(S.SHIPMENT_ID).is_last_distinct())
+    losers = superseded.select(key)
     lost_new = int((losers[_SEQ] == 1).sum())
     ingested = new_thin.height - lost_new
     replaced = int((losers[_SEQ] == 0).sum())
@@ -173,6 +179,7 @@ def _merge_shipments(
 
     token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # part names sort in ingest order
     private_dir(layout.raw_shipments, under=layout.home)
+    _stage_superseded(layout, superseded, exist_scans, new_scans, token, swaps)
     written = []
     for day in days:
         sources = sorted(new_days.get(day, set()))
@@ -201,6 +208,50 @@ def _merge_shipments(
             _write_parts(layout.raw_shipments_day(day), [], [], _concat_ordered(parts), token, swaps)
         written.append(day.isoformat())
     return ingested, replaced, written
+
+
+def _thin(scan: pl.LazyFrame, cols: list[str]) -> pl.LazyFrame:
+    """``cols`` of ``scan`` (``ingested_at`` null in a part written before ingest stamped it)."""
+    have = scan.collect_schema()
+    return scan.select(pl.col(c) if c in have else pl.lit(None, dtype=S.RAW_SHIPMENT_SCHEMA[c]).alias(c) for c in cols)
+
+
+def _stage_superseded(
+    layout: Layout,
+    superseded: pl.DataFrame,
+    exist_scans: list[pl.LazyFrame],
+    new_scans: list[pl.LazyFrame],
+    token: str,
+    swaps: list[tuple[Path | None, Path]],
+) -> None:
+    """Stage the superseded filings (nothing lost: an amendment keeps what it replaced) into
+    ``raw/shipments_superseded/arrival_date=D`` of the arrival day each of them gave: the
+    partition's parts hard-linked plus one new part, the swap added to ``swaps`` for the run's
+    journal. Reads only the superseded rows (by row number) of the files holding them."""
+    if superseded.height == 0:
+        return
+    private_dir(layout.raw_superseded, under=layout.home)
+    info_cols = [_ROW, S.SUPERSEDED_BY_FILED_AT, S.SUPERSEDED_BY_INGESTED_AT]
+    for (day,), rows in sorted(superseded.partition_by(S.ARRIVAL_DATE, as_dict=True).items()):
+        plans = [
+            (exist_scans if sq == 0 else new_scans)[o].join(g.select(info_cols).lazy(), on=_ROW, how="inner")
+            for (sq, o), g in sorted(rows.partition_by([_SEQ, _ORD], as_dict=True).items())
+        ]
+        names: set[str] = set()
+        for p in plans:
+            names.update(p.collect_schema().names())
+        plan = (pl.concat(plans, how="diagonal_relaxed") if len(plans) > 1 else plans[0]).select(
+            _ordered_columns(names, [*S.RAW_SHIPMENT_SCHEMA, *S.SUPERSEDED_DERIVED])
+        )
+        final = layout.raw_superseded_day(day)
+        staged = staging_dir(final, PRIVATE_DIR)
+        swaps.append((staged, final))
+        for f in sorted(final.glob("*.parquet")) if final.exists() else []:
+            os.link(f, staged / f.name)
+            set_mode(staged / f.name, PRIVATE_FILE)
+        out = staged / f"part-{token}-sup.parquet"
+        plan.sink_parquet(out, **RAW_PARQUET, engine="streaming")
+        set_mode(out, PRIVATE_FILE)
 
 
 def _concat_ordered(parts: list[pl.LazyFrame]) -> pl.LazyFrame:

@@ -63,6 +63,7 @@ def _sweep_raw_leftovers(layout: Layout) -> int:
     """Staging and aside partitions and work folders of killed ingest runs (with the ingest lock
     held and the journal resolved: nothing live or pending can be named by them)."""
     removed = sweep_leftovers(layout.raw_shipments, "arrival_date=*")
+    removed += sweep_leftovers(layout.raw_superseded, "arrival_date=*")
     removed += sweep_leftovers(layout.raw_partner, "declared_date=*")
     for work in layout.ingest_dir.glob(".run-[0-9]*"):  # not .run-labels-* (labels import)
         shutil.rmtree(work, ignore_errors=True)

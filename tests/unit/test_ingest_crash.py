@@ -73,16 +73,28 @@ def _second_files(landing: Path) -> None:
     )
 
 
-def _content(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The stored rows without what differs between runs (ingest time)."""
+def _content(layout: Layout) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The stored rows without what differs between runs (ingest time), superseded filings too."""
     manifests = scan_raw_shipments(layout).collect().drop(S.INGESTED_AT).sort(S.SHIPMENT_ID)
     partner = scan_raw_partner(layout).collect().drop(S.INGESTED_AT).sort(S.SHIPMENT_ID, S.DECLARED_AT)
-    return manifests, partner
+    old = sorted(layout.raw_superseded.glob("arrival_date=*/*.parquet"))
+    superseded = (
+        pl.read_parquet(old).drop(S.INGESTED_AT, S.SUPERSEDED_BY_INGESTED_AT).sort(S.SHIPMENT_ID, S.FILED_AT)
+        if old
+        else pl.DataFrame()
+    )
+    return manifests, partner, superseded
 
 
 def _leftovers(layout: Layout) -> list[str]:
     found = []
-    for base in (layout.raw_shipments, layout.raw_partner, layout.home / "ingest", layout.quarantine_rows):
+    for base in (
+        layout.raw_shipments,
+        layout.raw_superseded,
+        layout.raw_partner,
+        layout.home / "ingest",
+        layout.quarantine_rows,
+    ):
         found += [p.name for p in base.glob(".*")] if base.exists() else []
     return found
 
@@ -131,9 +143,10 @@ def _crash_child(home: Path, k: int) -> int:
 
 def _assert_complete(layout: Layout, homes: dict) -> None:
     """Every row of both files stored once, each counted by exactly one run, nothing left over."""
-    manifests, partner = _content(layout)
-    ref_manifests, ref_partner = homes["content"]
+    manifests, partner, superseded = _content(layout)
+    ref_manifests, ref_partner, ref_superseded = homes["content"]
     assert manifests.equals(ref_manifests), "stored manifests differ from an uninterrupted ingest"
+    assert superseded.height == 3 and superseded.equals(ref_superseded), "superseded filings differ"
     assert partner.equals(ref_partner), "stored partner rows differ from an uninterrupted ingest"
     runs = read_runs(layout)
     for run in runs:
@@ -195,8 +208,9 @@ def test_readers_roll_an_interrupted_ingest_forward(homes, monkeypatch) -> None:
     shutil.copytree(homes["first"].home, layout.home)
     _second_files(layout.landing)
     assert _crash_child(layout.home, n - 1) == CRASH  # the journal is written by then
-    manifests, partner = _content(layout)
+    manifests, partner, superseded = _content(layout)
     assert manifests.equals(homes["content"][0]) and partner.equals(homes["content"][1])
+    assert superseded.equals(homes["content"][2])
 
 
 def test_stale_staging_and_aside_folders_are_swept_by_the_next_ingest(homes) -> None:
@@ -207,6 +221,7 @@ def test_stale_staging_and_aside_folders_are_swept_by_the_next_ingest(homes) -> 
         final.with_name(f".{final.name}.staging-deadbeef"),
         final.with_name(f".{final.name}.old-deadbeef"),
         layout.raw_partner / ".declared_date=2026-01-03.staging-deadbeef",
+        layout.raw_superseded / ".arrival_date=2026-01-05.staging-deadbeef",
         layout.home / "ingest" / ".run-20260101T000000-abcdef",
     ]
     for p in leftovers:
