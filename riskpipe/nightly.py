@@ -21,11 +21,11 @@ from riskpipe import score as scoring
 from riskpipe.config import Settings
 from riskpipe.csvsafe import csv_schema, formula_safe
 from riskpipe.errors import RiskpipeError
-from riskpipe.features import history
+from riskpipe.features import graph, history
 from riskpipe.features.build import write_features, write_parquet_fast
 from riskpipe.labels import LabelStore
 from riskpipe.model.fit import training_warnings
-from riskpipe.rank import port_ceilings, rank_day, top_risk_gaps
+from riskpipe.rank import dated_graph_reasons, default_reason_texts, port_ceilings, rank_day, top_risk_gaps
 from riskpipe.registry import ChampionState, load_model
 from riskpipe.report import drift_table, oea_claim_counts, render_report
 from riskpipe.rules import load_rules, rules_file
@@ -222,7 +222,10 @@ def rank_and_stage_step(
     # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
     # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).
     narrow = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS).collect()
-    targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity))
+    texts = default_reason_texts(settings)
+    targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity, texts=texts))
+    seized = graph.seized_days_of(features_path(layout, day), targets.get_column(S.SHIPMENT_ID))
+    targets = dated_graph_reasons(targets, seized, day, texts)  # "... seized on 2026-05-12"
     scores = scores_file_frame(scored, day)
     del scored
     gaps = top_risk_gaps(scores, narrow, targets, settings, capacity)

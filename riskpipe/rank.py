@@ -65,6 +65,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.features import graph
 from riskpipe.model.novelty import NOVELTY
 from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import MODEL_REASON_PREFIX
@@ -173,6 +174,41 @@ def reason_text_expr(texts: dict[str, str], reasons_col: str = S.REASONS) -> pl.
         )
     )
     return mapped.list.join("; ")
+
+
+def dated_graph_reasons(
+    targets: pl.DataFrame, seized: pl.DataFrame | None, day: date, texts: dict[str, str]
+) -> pl.DataFrame:
+    """``targets`` whose ``reason_text`` gives the graph reasons' kind and date: "shares an
+    account IP with a parcel seized on 2026-05-12" instead of "... seized earlier", and the link
+    score its links (``seized``: ``shipment_id`` and the day's ``graph_<kind>_seized_days``
+    features, :func:`riskpipe.features.graph.seized_days_of`). The features are point in time,
+    so a seizure recorded after the cut-off is never named; the identifier never is. Codes and
+    the other words are unchanged (the texts ``rank_day`` wrote, with the same ``texts``)."""
+    if seized is None or targets.is_empty():
+        return targets
+    frame = targets.join(seized, on=S.SHIPMENT_ID, how="left", maintain_order="left")
+    text = pl.col(S.REASON_TEXT)
+    for kind in graph.LINK_KINDS:
+        col = graph.seized_days_col(kind)
+        if col in seized.columns:
+            words = _words(texts, f"{MODEL_REASON_PREFIX}{col}")
+            dated = text.str.replace(words, graph.dated_words(words, kind, day), literal=True)
+            text = pl.when(pl.col(col).is_not_null()).then(dated).otherwise(text)
+    if all(graph.seized_days_col(k) in seized.columns for k in graph.LINK_KINDS):
+        words = _words(texts, f"{MODEL_REASON_PREFIX}{graph.LINK_SCORE}")
+        links = graph.link_reason_text(day, joiner=", ")
+        text = (
+            pl.when(links.is_not_null())
+            .then(text.str.replace(words, pl.lit(words + " (") + links + ")", literal=True))
+            .otherwise(text)
+        )
+    return frame.with_columns(text.alias(S.REASON_TEXT)).select(targets.columns)
+
+
+def _words(texts: dict[str, str], code: str) -> str:
+    """The words ``reason_text_expr`` writes for ``code``."""
+    return texts.get(code) or code.removeprefix(MODEL_REASON_PREFIX).replace("_", " ").lower()
 
 
 def _random_keys(shipment_ids: pl.Series, day: date, seed: int) -> pl.Series:

@@ -25,6 +25,7 @@ window over every key of the day. The hashed keys of labelled shipments are cach
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
@@ -201,14 +202,21 @@ def add_graph(frame: pl.DataFrame, layout: Layout, day: date, labels: pl.DataFra
     return frame.with_columns(cols[c] for c in COLUMNS)
 
 
-def link_reason_text(day: date) -> pl.Expr:
+def seized_on(kind: str, day: date) -> pl.Expr:
+    """The exam date (``YYYY-MM-DD``) of the latest positive sharing an identifier of ``kind``,
+    from the frame's ``graph_<kind>_seized_days`` of ``day`` (null: no link)."""
+    d = pl.col(seized_days_col(kind))
+    return (pl.lit(day) - pl.duration(days=d)).cast(pl.Date).cast(pl.String)
+
+
+def link_reason_text(day: date, joiner: str = "; ") -> pl.Expr:
     """Plain words for a feature frame of ``day``: "shares an account IP with a parcel seized on
-    2026-05-12; ..." (``; ``-joined, most recent first; null when no link). Names the kind of the
-    link and the date of the finding, never the identifier itself."""
+    2026-05-12; ..." (``joiner``-joined, most recent first; null when no link). Names the kind of
+    the link and the date of the finding, never the identifier itself."""
     parts = []
     for k in LINK_KINDS:
         d = pl.col(seized_days_col(k))
-        seized = (pl.lit(day) - pl.duration(days=d)).cast(pl.Date).cast(pl.String)
+        seized = seized_on(k, day)
         # "<days, zero-padded>|words": sorting the texts puts the most recent finding first
         text = pl.format(
             "{}|shares {} with a parcel seized on {}", d.cast(pl.String).str.zfill(6), pl.lit(KIND_WORDS[k]), seized
@@ -219,9 +227,53 @@ def link_reason_text(day: date) -> pl.Expr:
         .list.drop_nulls()
         .list.sort()
         .list.eval(pl.element().str.replace(r"^\d+\|", ""))
-        .list.join("; ")
+        .list.join(joiner)
     )
     return pl.when(joined != "").then(joined).alias("graph_reason")
+
+
+def dated_words(words: str, kind: str, day: date) -> pl.Expr:
+    """The words of a ``graph_<kind>_seized_days`` reason with the seizure's date: "... seized
+    earlier" becomes "... seized on 2026-05-12" (other wordings get " (seized on ...)")."""
+    if words.endswith(" earlier"):
+        return pl.lit(words.removesuffix("earlier") + "on ") + seized_on(kind, day)
+    return pl.lit(words + " (seized on ") + seized_on(kind, day) + pl.lit(")")
+
+
+def seized_days_of(features_file: Path, ids: pl.Series) -> pl.DataFrame | None:
+    """``shipment_id`` and the ``graph_<kind>_seized_days`` columns of ``ids`` from a day's
+    features file (None: no file, or one written before the graph family)."""
+    if not features_file.is_file():
+        return None
+    have = pl.read_parquet_schema(features_file)
+    cols = [seized_days_col(k) for k in LINK_KINDS if seized_days_col(k) in have]
+    if not cols:
+        return None
+    return (
+        pl.scan_parquet(features_file)
+        .select(S.SHIPMENT_ID, *cols)
+        .filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode()))
+        .collect()
+    )
+
+
+def dated_pairs(pairs: list[tuple[str, str]], reason_text: str | None) -> list[tuple[str, str]]:
+    """(code, words) of a list row with the dated words its ``reason_text`` gives a graph reason
+    (the workbench shows each code's words; the list's text carries the dates)."""
+    if not reason_text:
+        return pairs
+    parts = reason_text.split("; ")
+    out = []
+    for code, words in pairs:
+        if code.endswith(tuple(seized_days_col(k) for k in LINK_KINDS)):
+            stem = words.removesuffix("earlier") if words.endswith(" earlier") else words + " (seized on "
+        elif code.endswith(LINK_SCORE):
+            stem = words + " ("
+        else:
+            out.append((code, words))
+            continue
+        out.append((code, next((p for p in parts if p.startswith(stem) and p != words), words)))
+    return out
 
 
 def fires() -> pl.Expr:

@@ -26,6 +26,7 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.csvsafe import formula_safe
+from riskpipe.features import graph
 from riskpipe.store import scan_raw_shipments
 from riskpipe.web.days import DayFiles, SingleFlightLRU, _stamp
 from riskpipe.web.explain import PCT_BELOW, WHY_KIND, WHY_TEXT, explain_selection
@@ -273,7 +274,8 @@ class ListData(DayFiles):
         for r in rows:
             codes = [c for c in (r.get(REASON_KEY) or "").split(SEP) if c]
             r["reason_list"] = codes
-            r["reason_pairs"] = [(c, self.reason_words(c)) for c in codes]
+            # a graph reason's words with the date the list's text gives ("... seized on D")
+            r["reason_pairs"] = graph.dated_pairs([(c, self.reason_words(c)) for c in codes], r.get(S.REASON_TEXT))
             r["reason_first"] = r["reason_pairs"][0][1] if codes else ""
             r["reason_words"] = r.get(S.REASON_TEXT) or "; ".join(self.reason_words(c) for c in codes[:3])
         return ListResult(rows, total, q, df.options, pages)
