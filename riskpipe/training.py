@@ -2,8 +2,9 @@
 
 For every past arrival day D the feature path (``riskpipe.features.build_features``) is called
 with the same labels store the nightly run had; it uses only labels with ``exam_date < D``
-recorded before D's cut-off (as they stood then) and history before D, so a training row carries
-no knowledge of its own outcome or of the future.
+recorded before D's cut-off (as they stood then), history before D, and each shipment as filed
+before D's cut-off (an amendment filed after it is not used: ``as_of``), so a training row
+carries no knowledge of its own outcome or of the future.
 
 Two different "as of" on purpose: the FEATURES of day D (a party's prior exams and positives) see
 only outcomes recorded before D's cut-off (:func:`riskpipe.labels.known_at`); the TARGET of a
