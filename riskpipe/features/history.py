@@ -418,7 +418,20 @@ def update_window(layout: Layout, day: date) -> bool:
         table = build_window(layout, day, days)
     write_parquet_atomic(table, window_path(layout, day), mode=PRIVATE_FILE)
     write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day))  # last: the commit
+    _prune_windows(layout, day - timedelta(days=1))
     return True
+
+
+def _prune_windows(layout: Layout, keep_from: date) -> None:
+    """Remove the window tables of nights before ``keep_from`` (about 100 MB each at 4 M rows a
+    day; a night that finds none sums the daily tables, with the same result)."""
+    for path in sorted((layout.history / "window").glob("day=*.*")):
+        try:
+            d = date.fromisoformat(path.name.split("=", 1)[1].split(".", 1)[0])
+        except ValueError:
+            continue
+        if d < keep_from:
+            path.unlink(missing_ok=True)
 
 
 def _from_window(layout: Layout, day: date, code: int, uniq: pl.Series) -> pl.DataFrame:

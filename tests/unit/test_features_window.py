@@ -147,3 +147,13 @@ def test_window_summed_in_parts_of_the_key_space_equals_one_pass(tmp_path, monke
     monkeypatch.setattr(H, "_WINDOW_PART_ROWS", 7)  # several parts
     assert_frame_equal(H.build_window(lay, D, days), one)
     assert one.height > 10
+
+
+def test_old_window_tables_are_removed(tmp_path):
+    lay = world(tmp_path, days_after=3)
+    for k in range(4):
+        H.update_window(lay, D + timedelta(days=k))
+    kept = sorted(p.name for p in (lay.history / "window").iterdir())
+    want = [f"day={(D + timedelta(days=k)).isoformat()}.{ext}" for k in (2, 3) for ext in ("json", "parquet")]
+    assert kept == sorted(want)
+    assert H.window_current(lay, D + timedelta(days=3))
