@@ -23,8 +23,10 @@ Saved with skops through ``riskpipe.registry``: the learned state is sklearn bui
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -238,6 +240,15 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
     # -- preparation shared by fit and predict --------------------------------------------------
     def _prepare(self, X: Frame) -> pl.DataFrame:
         """Cast the fitted columns to their role's dtype and add frequency columns."""
+        X, exprs = self._prepare_exprs(X)
+        return X.select(exprs)
+
+    def _prepare_plan(self, X: Frame) -> pl.LazyFrame:
+        """:meth:`_prepare` as a plan: the caller may read only some of its columns."""
+        X, exprs = self._prepare_exprs(X)
+        return X.lazy().select(exprs)
+
+    def _prepare_exprs(self, X: Frame) -> tuple[pl.DataFrame, list[pl.Expr]]:
         if isinstance(X, pl.LazyFrame):
             X = X.collect()
         if not isinstance(X, pl.DataFrame):
@@ -259,7 +270,7 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
                 .replace_strict(keys, freqs, default=0.0, return_dtype=pl.Float64)
                 .alias(col + FREQ_SUFFIX)
             )
-        return X.select(exprs)
+        return X, exprs
 
     def _frequency_table(self, X: pl.DataFrame, col: str) -> tuple[list[str], list[float]]:
         counts = (
@@ -386,13 +397,20 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         equals one call on all rows."""
         return predict_chunked(getattr(self.pipeline_.named_steps["model"], method), self.encode(X))
 
-    def encode(self, X: Frame) -> np.ndarray:
-        """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``.
+    def encode(self, X: Frame, columns: list[int] | None = None) -> np.ndarray:
+        """The matrix the trees see (for attribution): columns as ``encoded_feature_names_``
+        (``columns``: only those encoded columns, in that order; other encoder layouts refuse).
 
         Row-major float64 built in Polars from the fitted encoders' tables (equal to the
         ``ColumnTransformer``'s output, which converts every code to a Python object and is
         several times slower on millions of rows); other encoder layouts use the transformer."""
         check_is_fitted(self, "pipeline_")
+        if columns is not None:
+            wanted = self._encode_exprs()
+            if wanted is None:
+                raise ValueError("TabularRiskClassifier.encode: columns= needs the built-in encoder layout")
+            plan = self._prepare_plan(X).select([wanted[i] for i in columns])  # only their inputs computed
+            return np.ascontiguousarray(plan.collect(engine="in-memory").to_numpy(order="c"), dtype=np.float64)
         prepared = self._prepare(X)
         exprs = self._encode_exprs()
         if exprs is None:
@@ -425,6 +443,43 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
             else:
                 return None
         return exprs
+
+    def head_trees(self, trees: int) -> tuple[list[int], Callable[[np.ndarray], np.ndarray]] | None:
+        """The encoded columns the first ``trees`` trees split on, and those trees' log-odds on a
+        matrix of only these columns (``encode(X, columns=...)``), equal to the first ``trees``
+        trees on the whole matrix: same nodes with their feature numbers renumbered, summed in
+        the same order. A cascade's first stage (15 trees of the shipment model split on 11 of
+        its 89 columns) then encodes and walks a narrow matrix. None when the model is not
+        built-in trees on the built-in encoder layout."""
+        hgb: Any = self.pipeline_.named_steps.get("model") if hasattr(self, "pipeline_") else None
+        predictors = getattr(hgb, "_predictors", None)
+        if not isinstance(predictors, list) or not 0 < trees <= len(predictors) or self._encode_exprs() is None:
+            return None
+        if any(len(it) != 1 for it in predictors[:trees]):  # one tree per iteration: binary
+            return None
+        heads = [it[0] for it in predictors[:trees]]
+        used = sorted({int(f) for p in heads for f in p.nodes["feature_idx"][p.nodes["is_leaf"] == 0]})
+        renumber = np.zeros(hgb.n_features_in_, dtype=heads[0].nodes["feature_idx"].dtype)
+        renumber[used] = np.arange(len(used))
+        narrow = []
+        for p in heads:
+            q = copy.copy(p)
+            q.nodes = p.nodes.copy()
+            q.nodes["feature_idx"] = renumber[p.nodes["feature_idx"]]  # a leaf's number is never read
+            narrow.append(q)
+        known, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
+        f_idx_map = np.ascontiguousarray(f_idx_map[used]) if len(used) else f_idx_map[:0]
+        baseline = hgb._baseline_prediction
+
+        def log_odds(Z: np.ndarray) -> np.ndarray:
+            # as HGB's _raw_predict: a Fortran column of the baseline, each tree added in turn
+            raw = np.zeros((Z.shape[0], 1), dtype=baseline.dtype, order="F")
+            raw += baseline
+            for q in narrow:
+                raw[:, 0] += q.predict(Z, known, f_idx_map, 1)
+            return raw.ravel()
+
+        return used, log_odds
 
     @property
     def encoded_feature_names_(self) -> list[str]:

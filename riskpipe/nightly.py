@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,9 +78,13 @@ def build_features_step(layout: Layout, settings: Settings, day: date) -> Path:
 def history_step(layout: Layout, day: date) -> bool:
     """The history tables of ``day`` (for the nights after it), written once the night is
     published: off the critical path from cut-off to published list (the features step no longer
-    writes them as a by-product). Idempotent (True when written); if the night stops before it,
-    the next night's features step writes them."""
-    return history.update_history(layout, day)
+    writes them as a by-product), and the window table of the next night
+    (:func:`riskpipe.features.history.update_window`: that night reads one table instead of
+    summing its lookback). Idempotent (True when the day's tables were written); if the night
+    stops before it, the next night's features step writes the day's tables and sums the lookback."""
+    written = history.update_history(layout, day)
+    history.update_window(layout, day + timedelta(days=1))
+    return written
 
 
 @dataclass(frozen=True)

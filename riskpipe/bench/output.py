@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import JustifyMethod
 
-from riskpipe.bench.core import CRITICAL, SPREAD, WEB_STAGES
+from riskpipe.bench.core import CRITICAL, SPREAD, WEB_STAGES, WINDOW
 
 
 def _fmt_target(r: dict) -> str:
@@ -128,6 +128,13 @@ def critical_lines(result: dict) -> list[str]:
             lines.append(f"floor (read the day's raw partition, write scores): {fl['seconds']:.2f} s")
         for name, ratio in (result.get("ratio_critical_floor") or {}).items():
             lines.append(f"critical path / {name}: {ratio}x")
+    wi = by_name.get(WINDOW)
+    if wi and wi.get("seconds") is not None:
+        lines.append(
+            f"history window table for the night (the night before's history step, off the critical path): "
+            f"{wi['seconds']:.2f} s to move it on one day ({wi.get('rows', 0):,} keys; summing it in full, as a "
+            f"first night does: {(wi.get('detail') or {}).get('full_s', 0)} s); peak {wi['peak_mb']:,.0f} MB"
+        )
     sp = by_name.get(SPREAD)
     if sp and sp.get("seconds") is not None and sp.get("detail"):
         d = sp["detail"]

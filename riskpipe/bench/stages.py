@@ -85,6 +85,25 @@ def do_ingest_spread(home: str, files: list[str], chunks: int) -> dict:
     }
 
 
+def do_window(home: str, day: str) -> dict:
+    """The window table of the night of ``day`` as the night before leaves it (its history step,
+    after publishing: off the critical path). The table of the day before is summed in full
+    first (``detail.full_s``: what a first night or a re-ingested past day costs); ``seconds``
+    is moving it on by one day, the cost every night."""
+    import polars as pl
+
+    from riskpipe.features import history
+
+    layout, d = _layout(home), date.fromisoformat(day)
+    t0 = time.perf_counter()
+    history.update_window(layout, d - timedelta(days=1))
+    t1 = time.perf_counter()
+    history.update_window(layout, d)
+    secs = time.perf_counter() - t1
+    rows = pl.scan_parquet(history.window_path(layout, d)).select(pl.len()).collect().item()
+    return {"seconds": secs, "rows": rows, "detail": {"full_s": round(t1 - t0, 2)}}
+
+
 def do_features(home: str, day: str) -> dict:
     """The nightly features step (labels loaded, features written)."""
     import polars as pl
@@ -323,6 +342,7 @@ _CHILD_FUNCS: dict[str, Callable[..., dict]] = {
         do_generate,
         do_ingest,
         do_ingest_spread,
+        do_window,
         do_features,
         do_score,
         do_rank_publish,

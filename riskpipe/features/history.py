@@ -2,7 +2,11 @@
 
 ``history/entities/day=D.parquet``: one row per (entity kind, hashed key) seen on arrival day D
 with its parcel count and distinct shipper count; ``history/headings/day=D.parquet``: value norms
-per HTS heading. A window of 30 days sums 30 small tables instead of rescanning raw rows.
+per HTS heading. A window of 30 days sums 30 small tables instead of rescanning raw rows;
+``history/window/day=D.parquet`` holds those sums for the night of D once, written after the night
+before is published (from the previous day's window: one day added, the oldest taken out), so
+that the night reads one table (:func:`update_window`; stale after a past day is re-ingested, and
+then the night sums the daily tables as before).
 Prior exams link outcomes (exam date strictly before the day scored) to the parties of the
 examined shipment through ``history/labelled_parties.parquet``, a cache of hashed party keys of
 labelled shipments (it only grows; what a feature may use is decided by the labels passed in).
@@ -21,7 +25,7 @@ from riskpipe import schema as S
 from riskpipe.features import value
 from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import ENTITY_KEYS, key_col, with_keys
-from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+from riskpipe.store import PRIVATE_FILE, Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
 WINDOWS = (1, 7, 30, 90)
 LOOKBACK_DAYS = max(WINDOWS)
@@ -87,7 +91,7 @@ def _meta_ok(layout: Layout) -> bool:
         return True
     import shutil
 
-    for sub in ("entities", "headings", "fingerprints", "labelled_parties.parquet", "labelled_links.parquet"):
+    for sub in ("entities", "headings", "fingerprints", "window", "labelled_parties.parquet", "labelled_links.parquet"):
         p = layout.history / sub
         if p.is_dir():
             shutil.rmtree(p)
@@ -177,11 +181,15 @@ def ensure_history(layout: Layout, day: date) -> list[date]:
 # ---------------------------------------------------------------------------------------------
 # window features
 # ---------------------------------------------------------------------------------------------
-def window_features(layout: Layout, day: date, days: list[date], entity: str, keys_today: pl.Series) -> pl.DataFrame:
+def window_features(
+    layout: Layout, day: date, days: list[date], entity: str, keys_today: pl.Series, use_window: bool | None = None
+) -> pl.DataFrame:
     """Per key of ``entity`` seen today: windowed parcels (``p<w>``) and shipper-days (``s<w>``),
     and the first-seen age in days (``age``, null when never seen in the lookback).
 
-    The daily files are sorted by entity, so the entity filter skips most row groups."""
+    Read from the window table of ``day`` when it is current (``use_window`` None: checked
+    here; see :func:`update_window`), else summed from the daily files, which are sorted by
+    entity, so the entity filter skips most row groups."""
     code = ENTITY_CODES[entity]
     schema = pl.Schema(
         {
@@ -193,6 +201,8 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
     )
     if not days or keys_today.len() == 0:
         return pl.DataFrame(schema=schema)
+    if use_window if use_window is not None else window_current(layout, day, days):
+        return _from_window(layout, day, code, keys_today.unique()).select(list(schema)).cast(schema)
     scans = [
         pl.scan_parquet(str(entities_path(layout, d)))
         .filter(pl.col(ENTITY) == code)
@@ -235,6 +245,218 @@ def window_features(layout: Layout, day: date, days: list[date], entity: str, ke
             cols[f"{name}{w}"] = cum[:, j].astype(np.uint32)
     out = pl.DataFrame(cols).with_columns(pl.Series("age", age).replace(-1, None))
     return out.select(list(schema)).cast(schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# the window table: the lookback summed once, after the night before
+# ---------------------------------------------------------------------------------------------
+#: the presence bitmap of a key over the lookback is two words of this many days each (bit i of
+#: ``seen_lo``: seen i + 1 days before the window's day; of ``seen_hi``: i + 1 + _HALF days
+#: before), so that moving the window one day on is an exact integer multiplication (no overflow)
+_HALF = LOOKBACK_DAYS // 2
+SEEN_LO, SEEN_HI = "seen_lo", "seen_hi"
+_WINDOW_FORMAT = 1
+#: rows of daily tables summed at once by :func:`build_window` (the rest in later passes over
+#: other parts of the key space)
+_WINDOW_PART_ROWS = 20_000_000
+#: the window table's columns after ``ENTITY`` and ``KEY``
+_SUMS = [f"{m}{w}" for m in ("p", "s") for w in WINDOWS]
+assert 2 * _HALF == LOOKBACK_DAYS
+
+
+def window_path(layout: Layout, day: date) -> Path:
+    """The window table of the night of ``day``: every (entity, key) seen in the lookback days
+    before ``day``, its windowed parcels / shipper-days and when it was seen."""
+    return layout.history / "window" / f"day={day.isoformat()}.parquet"
+
+
+def _window_stamp_path(layout: Layout, day: date) -> Path:
+    return layout.history / "window" / f"day={day.isoformat()}.json"
+
+
+def lookback_days(layout: Layout, day: date) -> list[date]:
+    """The raw days of the lookback before ``day`` (ascending): the days a window sums."""
+    first = day - timedelta(days=LOOKBACK_DAYS)
+    return [d for d in layout.raw_days() if first <= d < day]
+
+
+def _stamp(layout: Layout, days: list[date]) -> dict[str, str]:
+    """What a window table is built from: each lookback day's raw fingerprint (a file added to a
+    past day, or a day added, changes it)."""
+    return {d.isoformat(): raw_fingerprint(layout, d) for d in days}
+
+
+def _read_stamp(layout: Layout, day: date) -> dict[str, str] | None:
+    path = _window_stamp_path(layout, day)
+    if not (path.exists() and window_path(layout, day).exists()):
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != _WINDOW_FORMAT or data.get("polars") != pl.__version__:
+        return None
+    return data.get("days")
+
+
+def window_current(layout: Layout, day: date, days: list[date] | None = None) -> bool:
+    """True when the window table of ``day`` exists and was built from the history tables of the
+    lookback days as they are now (a past day re-ingested since, or a day added, makes it stale;
+    the night then sums the daily tables itself, with the same result)."""
+    days = lookback_days(layout, day) if days is None else days
+    stamp = _read_stamp(layout, day)
+    return stamp is not None and stamp == _stamp(layout, days)
+
+
+def _day_rows(layout: Layout, d: date, ago: int) -> pl.LazyFrame:
+    """One history day's (entity, key) rows with its parcels in each window that holds it and its
+    bit in the presence bitmap (``ago``: days before the window's day)."""
+    lo = (1 << (ago - 1)) if ago <= _HALF else 0
+    hi = (1 << (ago - 1 - _HALF)) if ago > _HALF else 0
+    return pl.scan_parquet(entities_path(layout, d)).select(
+        ENTITY,
+        KEY,
+        *((pl.col(PARCELS) if ago <= w else pl.lit(0, pl.UInt32)).alias(f"p{w}") for w in WINDOWS),
+        *((pl.col(SHIPPERS) if ago <= w else pl.lit(0, pl.UInt32)).alias(f"s{w}") for w in WINDOWS),
+        pl.lit(lo, pl.UInt64).alias(SEEN_LO),
+        pl.lit(hi, pl.UInt64).alias(SEEN_HI),
+    )
+
+
+def build_window(layout: Layout, day: date, days: list[date]) -> pl.DataFrame:
+    """The window table of ``day`` summed from the daily tables of ``days`` (its lookback)."""
+    if not days:
+        schema = {
+            ENTITY: pl.UInt8,
+            KEY: pl.UInt64,
+            **{c: pl.UInt32 for c in _SUMS},
+            SEEN_LO: pl.UInt64,
+            SEEN_HI: pl.UInt64,
+        }
+        return pl.DataFrame(schema=schema)
+    # in parts of the key space: one group-by over 30 days of a 4 M-row day's keys held 5.1 GB
+    n_rows = sum(pl.scan_parquet(entities_path(layout, d)).select(pl.len()).collect().item() for d in days)
+    parts = max(1, -(-n_rows // _WINDOW_PART_ROWS))
+    out = []
+    for i in range(parts):
+        rows = pl.concat([_day_rows(layout, d, (day - d).days).filter(pl.col(KEY) % parts == i) for d in days])
+        sums = rows.group_by(ENTITY, KEY).agg(
+            *(pl.col(c).sum().cast(pl.UInt32) for c in _SUMS),
+            pl.col(SEEN_LO).sum(),  # distinct powers of two: the sum is the bitwise or
+            pl.col(SEEN_HI).sum(),
+        )
+        out.append(sums.collect(engine="streaming"))
+    return pl.concat(out).sort(ENTITY, KEY)
+
+
+def _advance(layout: Layout, prev: pl.DataFrame, day: date, prev_days: list[date]) -> pl.DataFrame:
+    """The window table of ``day`` from that of the day before (``prev``, built from
+    ``prev_days``): the day before added, each window's oldest day taken out, the bitmap shifted
+    by one day. Equal to :func:`build_window` (tested)."""
+    new_day = day - timedelta(days=1)
+    held = set(prev_days)
+    out = prev.lazy()
+    for w in WINDOWS:
+        gone = new_day - timedelta(days=w)  # w days before the previous window's day: leaves window w
+        if gone in held:
+            drop = pl.scan_parquet(entities_path(layout, gone)).select(
+                ENTITY, KEY, pl.col(PARCELS).alias(f"_dp{w}"), pl.col(SHIPPERS).alias(f"_ds{w}")
+            )
+            out = out.join(drop, on=[ENTITY, KEY], how="left")
+        else:
+            out = out.with_columns(pl.lit(None, pl.UInt32).alias(f"_dp{w}"), pl.lit(None, pl.UInt32).alias(f"_ds{w}"))
+    if entities_path(layout, new_day).exists() and new_day in set(layout.raw_days()):
+        today = pl.scan_parquet(entities_path(layout, new_day)).select(
+            ENTITY,
+            KEY,
+            pl.col(PARCELS).alias("_np"),
+            pl.col(SHIPPERS).alias("_ns"),
+            pl.lit(1, pl.UInt64).alias("_seen"),
+        )
+        out = out.join(today, on=[ENTITY, KEY], how="full", coalesce=True)
+    else:
+        out = out.with_columns(
+            pl.lit(None, pl.UInt32).alias("_np"),
+            pl.lit(None, pl.UInt32).alias("_ns"),
+            pl.lit(None, pl.UInt64).alias("_seen"),
+        )
+    z32, z64 = pl.lit(0, pl.UInt32), pl.lit(0, pl.UInt64)
+    top = pl.lit(1 << (_HALF - 1), pl.UInt64)  # the oldest day of a word
+    lo, hi = pl.col(SEEN_LO).fill_null(z64), pl.col(SEEN_HI).fill_null(z64)
+
+    def moved(m: str, w: int, add: str) -> pl.Expr:
+        return (
+            pl.col(f"{m}{w}").fill_null(z32).cast(pl.Int64)
+            - pl.col(f"_d{m}{w}").fill_null(z32).cast(pl.Int64)
+            + pl.col(add).fill_null(z32).cast(pl.Int64)
+        ).cast(pl.UInt32)
+
+    out = out.select(
+        ENTITY,
+        KEY,
+        *(moved("p", w, "_np").alias(f"p{w}") for w in WINDOWS),
+        *(moved("s", w, "_ns").alias(f"s{w}") for w in WINDOWS),
+        ((lo % top) * 2 + pl.col("_seen").fill_null(z64)).alias(SEEN_LO),
+        ((hi % top) * 2 + lo // top).alias(SEEN_HI),
+    ).filter((pl.col(SEEN_LO) > 0) | (pl.col(SEEN_HI) > 0))
+    return out.collect().sort(ENTITY, KEY)
+
+
+def update_window(layout: Layout, day: date) -> bool:
+    """Write the window table of the night of ``day`` if missing or stale (True when written):
+    from the table of the day before when that one is current (one day added, the windows'
+    oldest days taken out), else summed from the lookback's daily tables. Run after the night
+    before is published (:func:`riskpipe.nightly.history_step`): the night of ``day`` then reads
+    one table instead of summing the lookback's (off its critical path). Idempotent."""
+    days = lookback_days(layout, day)
+    if window_current(layout, day, days):
+        return False
+    stamp = {"format": _WINDOW_FORMAT, "polars": pl.__version__, "days": _stamp(layout, days)}  # before reading
+    days = ensure_history(layout, day)
+    before = day - timedelta(days=1)
+    prev_days = lookback_days(layout, before)
+    if window_current(layout, before, prev_days):
+        table = _advance(layout, pl.read_parquet(window_path(layout, before)), day, prev_days)
+    else:
+        table = build_window(layout, day, days)
+    write_parquet_atomic(table, window_path(layout, day), mode=PRIVATE_FILE)
+    write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day))  # last: the commit
+    _prune_windows(layout, day - timedelta(days=1))
+    return True
+
+
+def _prune_windows(layout: Layout, keep_from: date) -> None:
+    """Remove the window tables of nights before ``keep_from`` (about 100 MB each at 4 M rows a
+    day; a night that finds none sums the daily tables, with the same result)."""
+    for path in sorted((layout.history / "window").glob("day=*.*")):
+        try:
+            d = date.fromisoformat(path.name.split("=", 1)[1].split(".", 1)[0])
+        except ValueError:
+            continue
+        if d < keep_from:
+            path.unlink(missing_ok=True)
+
+
+def _from_window(layout: Layout, day: date, code: int, uniq: pl.Series) -> pl.DataFrame:
+    """Today's keys of entity ``code`` looked up in the window table of ``day``: the sums, and
+    the first-seen age as the oldest bit of the presence bitmap (null when never seen)."""
+    table = (
+        pl.scan_parquet(window_path(layout, day))
+        .filter(pl.col(ENTITY) == code)
+        .select(KEY, *_SUMS, SEEN_LO, SEEN_HI)
+        .join(pl.LazyFrame({KEY: uniq}), on=KEY, how="semi")
+        .collect()
+    )
+    width = pl.lit(64, pl.Int32)
+    age = (
+        pl.when(pl.col(SEEN_HI) > 0)
+        .then(width - pl.col(SEEN_HI).bitwise_leading_zeros().cast(pl.Int32) + _HALF)
+        .when(pl.col(SEEN_LO) > 0)
+        .then(width - pl.col(SEEN_LO).bitwise_leading_zeros().cast(pl.Int32))
+    )
+    return (
+        pl.DataFrame({KEY: uniq})
+        .join(table, on=KEY, how="left", maintain_order="left")
+        .with_columns(*(pl.col(c).fill_null(0) for c in _SUMS), age.alias("age"))
+        .drop(SEEN_LO, SEEN_HI)
+    )
 
 
 def labelled_parties(
@@ -314,11 +536,12 @@ def add_history(
     with ``frame``; the columns are stacked at the end (no copy of the wide frame per entity)."""
     ents = sorted(set(COUNT_ENTITIES) | set(FIRST_SEEN_ENTITIES) | set(EXAM_ENTITIES), key=ENTITY_CODES.__getitem__)
     exams = prior_exam_counts(layout, labels, day)
+    use_window = window_current(layout, day, days)
     new_cols: dict[str, pl.Series] = {}
     for e in ents:
         k = key_col(e)
         keys_today = frame.get_column(k).drop_nulls().unique()
-        sub = window_features(layout, day, days, e, keys_today).rename({KEY: k})
+        sub = window_features(layout, day, days, e, keys_today, use_window).rename({KEY: k})
         ex = exams.filter(pl.col(ENTITY) == ENTITY_CODES[e]).drop(ENTITY).rename({KEY: k})
         looked = (
             frame.select(k)

@@ -193,3 +193,31 @@ def test_child_reports_the_cpu_time_of_its_work_and_the_row_its_median(tmp_path:
     assert 0 < res["cpu_s"] < res["process_s"]
     runs = [{"seconds": 1.0, "rows": 1, "peak_mb": 1.0, "process_s": 2.0, "cpu_s": c} for c in (3.0, 1.0, 2.0)]
     assert bench._row("features", runs, 1)["cpu_s"] == 2.0
+
+
+def test_window_stage_moves_the_table_on_and_is_printed_apart(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from riskpipe.bench import stages
+    from riskpipe.features import history
+    from riskpipe.features.testing import write_raw_day
+    from riskpipe.store import Layout
+
+    lay = Layout(tmp_path / "home")
+    for k in (1, 2, 8):
+        write_raw_day(lay, bench.BENCH_DAY - timedelta(days=k), [{S.SHIPPER_NAME: f"S{k}"}, {S.SHIPPER_NAME: "S1"}])
+    write_raw_day(lay, bench.BENCH_DAY, [{S.SHIPPER_NAME: "S1"}])
+    res = stages.do_window(str(lay.home), bench.BENCH_DAY.isoformat())
+    assert history.window_current(lay, bench.BENCH_DAY)
+    assert history.window_current(lay, bench.BENCH_DAY - timedelta(days=1))
+    assert res["rows"] == pl.read_parquet(history.window_path(lay, bench.BENCH_DAY)).height > 0
+    row = bench._row(bench.WINDOW, [{**res, "peak_mb": 10.0, "process_s": 1.0}], 5)
+    result = {
+        "stages": [row],
+        "ratio_nightly_floor": {},
+        "machine": {"load_avg_before": [1.0], "load_avg_after": [1.0], "cpus": 2, "total_s": 1.0},
+        "world": "w",
+        "method": "m",
+    }
+    text = "\n".join(output.summary_lines(result))
+    assert "history window table for the night (the night before's history step, off the critical path)" in text
