@@ -58,7 +58,9 @@ def generate_flow(
 ) -> dict:
     """Generate ``days`` days of synthetic manifests, partner exports and past exam outcomes
     (``random_exam_share``: the share of random compliance exams, default 1 %)."""
-    totals = generate_world(home, start, days, per_day, seed, prevalence, faults, gzip, show_progress, random_exam_share)
+    totals = generate_world(
+        home, start, days, per_day, seed, prevalence, faults, gzip, show_progress, random_exam_share
+    )
     get_run_logger().info("generated %s", totals)
     return totals
 

@@ -79,7 +79,7 @@ def view_evidence(view: dict[str, Any], model: str = "model", alpha: float = ALP
     pos = out["positives"]
     names = [model, *[b for b in BASELINES if b in scorers]]
     for key, label in _capacities(view):
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for name in names:
             hits, sel = _counts(scorers[name], key)
             rows[name] = {

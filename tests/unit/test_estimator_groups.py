@@ -49,7 +49,7 @@ def test_grouped_folds_and_holdout_never_split_a_group(monkeypatch):
         high_cardinality=["code"], numeric=["gid", "amount"], max_iter=20, early_stopping=True, random_state=0
     )
     model.fit(frame, y, groups=gid)
-    (X_fit, X_val), = trees_seen
+    ((X_fit, X_val),) = trees_seen
     col = model.encoded_feature_names_.index("gid")
     fit_groups, val_groups = set(X_fit[:, col]), set(np.asarray(X_val)[:, col])
     assert val_groups and fit_groups and not fit_groups & val_groups  # the holdout holds whole groups

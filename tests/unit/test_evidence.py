@@ -73,6 +73,8 @@ def test_no_beats_without_evidence():
     close = view_evidence(_view((3, 30, 4, 80, 5, 800), (2, 30, 3, 80, 5, 800), (1, 24, 2, 70, 4, 800), positives=6))
     assert not any(v["beats"] for c in close["capacities"] for v in c["versus"].values())
     assert "beats" not in beats_sentence(close).replace("does not show it beats", "")
-    thin = view_evidence(_view((1, 3, 1, 8, 1, 80), (0, 3, 0, 8, 1, 80), (0, 3, 0, 8, 0, 80), positives=1, enough=False))
+    thin = view_evidence(
+        _view((1, 3, 1, 8, 1, 80), (0, 3, 0, 8, 1, 80), (0, 3, 0, 8, 0, 80), positives=1, enough=False)
+    )
     assert thin["capacities"] == []
     assert beats_sentence(thin) == "random exams: not enough evidence (1 positive): no verdict"
