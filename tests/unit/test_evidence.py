@@ -78,3 +78,17 @@ def test_no_beats_without_evidence():
     )
     assert thin["capacities"] == []
     assert beats_sentence(thin) == "random exams: not enough evidence (1 positive): no verdict"
+
+
+def test_the_demo_prints_intervals_and_says_beats_only_with_evidence(capsys):
+    from riskpipe.cli.world import _print_evidence
+
+    rnd = _view((10, 30, 12, 80, 20, 800), (2, 30, 7, 80, 19, 800), (0, 24, 1, 70, 3, 800))
+    labelled = {**_view((3, 4, 4, 6, 5, 60), (2, 4, 3, 6, 5, 60), (0, 2, 0, 4, 1, 60), positives=6), "view": "labelled"}
+    _print_evidence({"views": [labelled, rnd]}, 0.1)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "random exams (10% of parcels" in out
+    assert "out of time by construction (the model trained on arrival days up to 2026-01-21 only" in out
+    assert "0.417 (10/24) [0.245, 0.612]" in out  # the model's recall at 1x with its Wilson interval
+    assert "random exams: the model beats the rules alone at 1x" in out
+    assert "labelled: the model does not show it beats the rules alone" in out
