@@ -22,8 +22,10 @@ def generate_world(
     faults: bool,
     gzip: bool,
     show_progress: bool,
+    random_exam_share: float | None = None,
 ) -> dict:
     from riskpipe.synth import DEFAULT_PREVALENCE, generate
+    from riskpipe.synth.exams import RANDOM_SHARE
 
     with progress_bar("generate", enabled=show_progress) as progress:
         summary = generate(
@@ -36,6 +38,7 @@ def generate_world(
             faults=faults,
             gzip=gzip,
             progress=progress,
+            random_exam_share=RANDOM_SHARE if random_exam_share is None else random_exam_share,
         )
     return summary.totals() if hasattr(summary, "totals") else {"rows": getattr(summary, "rows", None)}
 
@@ -51,9 +54,13 @@ def generate_flow(
     faults: bool = False,
     gzip: bool = False,
     show_progress: bool = False,
+    random_exam_share: float | None = None,
 ) -> dict:
-    """Generate ``days`` days of synthetic manifests, partner exports and past exam outcomes."""
-    totals = generate_world(home, start, days, per_day, seed, prevalence, faults, gzip, show_progress)
+    """Generate ``days`` days of synthetic manifests, partner exports and past exam outcomes
+    (``random_exam_share``: the share of random compliance exams, default 1 %)."""
+    totals = generate_world(
+        home, start, days, per_day, seed, prevalence, faults, gzip, show_progress, random_exam_share
+    )
     get_run_logger().info("generated %s", totals)
     return totals
 

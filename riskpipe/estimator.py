@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder, TargetEncoder
 from sklearn.utils.validation import check_is_fitted
@@ -335,9 +335,16 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
         return Pipeline([("encode", encode), ("model", hgb)])
 
     # -- sklearn API ---------------------------------------------------------------------------
-    def fit(self, X: Frame, y: ArrayLike, sample_weight: ArrayLike | None = None) -> TabularRiskClassifier:
+    def fit(
+        self, X: Frame, y: ArrayLike, sample_weight: ArrayLike | None = None, groups: ArrayLike | None = None
+    ) -> TabularRiskClassifier:
         """Learn roles, frequency tables, encoders and trees from a Polars frame and 0/1 labels
-        (``sample_weight``: per-row weights for the trees, e.g. inverse selection probabilities)."""
+        (``sample_weight``: per-row weights for the trees, e.g. inverse selection probabilities).
+
+        ``groups`` (one key per row, e.g. a near-duplicate key): rows of a group are never split
+        apart, neither across the target encoder's cross-fitting folds (a row's encoding never
+        sees its own group's labels) nor between the trees' rows and the early-stopping holdout.
+        Without it the folds and the holdout are drawn row by row, as before."""
         if isinstance(X, pl.LazyFrame):
             X = X.collect()
         if not isinstance(X, pl.DataFrame):
@@ -373,10 +380,46 @@ class TabularRiskClassifier(ClassifierMixin, BaseEstimator):
             and prepared[c].cast(pl.Float64).is_finite().fill_null(False).sum() < self.min_samples_leaf
         ]
         prepared = prepared.with_columns(pl.lit(0.0).alias(c) for c in unsplittable)
-        self.pipeline_.fit(prepared, y_arr, **weights)
+        if groups is None:
+            self.pipeline_.fit(prepared, y_arr, **weights)
+        else:
+            self._fit_grouped(prepared, y_arr, np.asarray(groups), sample_weight)
         self.classes_ = self.pipeline_.classes_
         self.n_iter_ = int(self.pipeline_.named_steps["model"].n_iter_)
         return self
+
+    def _fit_grouped(
+        self, prepared: pl.DataFrame, y: np.ndarray, groups: np.ndarray, sample_weight: ArrayLike | None
+    ) -> None:
+        """``fit``'s pipeline step with folds and holdout made of whole groups."""
+        if groups.shape[0] != prepared.height:
+            raise ValueError(f"TabularRiskClassifier: X has {prepared.height} rows but groups has {groups.shape[0]}")
+        encode, hgb = self.pipeline_.named_steps["encode"], self.pipeline_.named_steps["model"]
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        rows, held = np.arange(prepared.height), None
+        stop = self.early_stopping is True or (self.early_stopping == "auto" and prepared.height > 10_000)
+        if stop and self.validation_fraction:
+            split = GroupShuffleSplit(1, test_size=self.validation_fraction, random_state=self.random_state)
+            rows, held = next(split.split(rows, groups=groups))
+        target = [t for name, t, _ in encode.transformers if name == "target"]
+        for enc in target:
+            folds = GroupKFold(self.target_encoding_cv, shuffle=True, random_state=self.random_state)
+            enc.set_params(cv=list(folds.split(rows, groups=groups[rows])))
+        try:
+            encoded = encode.fit_transform(prepared[rows], y[rows])
+        finally:  # the fitted encoder keeps a plain splitter (what the registry saves)
+            fitted = [t for name, t, _ in getattr(encode, "transformers_", []) if name == "target"]
+            for enc in target + fitted:
+                enc.set_params(
+                    cv=StratifiedKFold(self.target_encoding_cv, shuffle=True, random_state=self.random_state)
+                )
+        kw: dict[str, object] = {} if weights is None else {"sample_weight": weights[rows]}
+        if held is not None:
+            hgb.set_params(early_stopping=True)
+            kw.update(X_val=encode.transform(prepared[held]), y_val=y[held])
+            if weights is not None:
+                kw["sample_weight_val"] = weights[held]
+        hgb.fit(encoded, y[rows], **kw)
 
     def predict_proba(self, X: Frame) -> np.ndarray:
         """Class probabilities, shape (n, 2); column 1 is the positive class."""

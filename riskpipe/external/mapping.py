@@ -40,6 +40,7 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
 
     [training]
     one_row_per = ["Item Price"]   # train on the first row of each distinct value (near-copies once)
+    group_folds_by = ["Item Price"]  # cross-fitting folds and early-stopping holdout of whole groups
 
 Only named columns are used; a column named in the mapping but absent from a file is an error.
 
@@ -49,7 +50,10 @@ test rows whose combination of values in those columns occurs in no training fil
 numeric-role columns compared as numbers, others as text; a null matches a null). With
 ``[training] one_row_per`` the model is trained on the first row (in file order) of each distinct
 combination of those columns' values, so a run of near-copies counts once and the trees are not
-paid for memorising it.
+paid for memorising it. With ``[training] group_folds_by`` the rows sharing those columns' values
+are kept together when the estimator cross-fits its target encoding and holds out rows for early
+stopping (``TabularRiskClassifier.fit(groups=...)``), so a row's encoding never sees the labels of
+its own near-copies.
 
 Fitted derivations: ``relative_to_group`` is ln(1 + a) - ln(1 + median of a over the training
 rows of the row's group), the group being the first of ``groups`` (finest first) whose value holds
@@ -170,13 +174,14 @@ class Mapping:
     model: dict[str, Any] = field(default_factory=dict)
     seen_columns: tuple[str, ...] = ()
     one_row_per: tuple[str, ...] = ()
+    group_folds_by: tuple[str, ...] = ()
     source: str = "<mapping>"
 
     def source_columns(self) -> list[str]:
         """Every column of the data files the mapping names (checked against each file)."""
         cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
         cols += [c for c in (self.id, self.date) if c]
-        cols += [*self.seen_columns, *self.one_row_per]
+        cols += [*self.seen_columns, *self.one_row_per, *self.group_folds_by]
         for d in self.derive:
             cols += [c for c in d.inputs() if c not in self._derived_names()]
         return list(dict.fromkeys(cols))
@@ -306,9 +311,10 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         raise RiskpipeError(f"{source}: no feature columns (give [columns] numeric/categorical/high_cardinality)")
     derived = {d.name for d in derivations}
     seen = _file_columns(doc.get("evaluation", {}), "seen_columns", "seen", label, derived, f"{source} [evaluation]")
-    one_row_per = _file_columns(
-        doc.get("training", {}), "one_row_per", "distinct", label, derived, f"{source} [training]"
-    )
+    training = doc.get("training", {})
+    keys = {"one_row_per", "group_folds_by"}
+    one_row_per = _file_columns(training, "one_row_per", "distinct", label, derived, f"{source} [training]", keys)
+    group_folds_by = _file_columns(training, "group_folds_by", "grouped", label, derived, f"{source} [training]", keys)
     return Mapping(
         label=label,
         positive=positive_text,
@@ -323,6 +329,7 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         model=_model_params(doc.get("model", {}), f"{source} [model]"),
         seen_columns=seen,
         one_row_per=one_row_per,
+        group_folds_by=group_folds_by,
         source=source,
     )
 
@@ -343,12 +350,15 @@ def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[str, .
     return groups, min_rows
 
 
-def _file_columns(table: object, key: str, purpose: str, label: str, derived: set[str], where: str) -> tuple[str, ...]:
+def _file_columns(
+    table: object, key: str, purpose: str, label: str, derived: set[str], where: str, allowed: set[str] | None = None
+) -> tuple[str, ...]:
     """``[...].<key>``: a list of columns of the data files (not the label, not derived), used to
-    define ``purpose`` rows (``[evaluation].seen_columns``, ``[training].one_row_per``)."""
+    define ``purpose`` rows (``[evaluation].seen_columns``, ``[training].one_row_per`` and
+    ``group_folds_by``); ``allowed``: the table's keys (default: ``key`` only)."""
     if not isinstance(table, dict):
         raise RiskpipeError(f"{where}: must be a table")
-    _check_keys(table, {key}, where)
+    _check_keys(table, allowed or {key}, where)
     if key not in table:
         return ()
     cols = _str_list(table[key], f"{where}.{key}")

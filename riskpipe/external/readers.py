@@ -113,3 +113,12 @@ def first_rows(keys: pl.DataFrame) -> np.ndarray:
     """Indices of the first row (in order) of each distinct combination of ``keys``' values
     (a null equals a null), ascending."""
     return keys.with_row_index(_ROW).unique(subset=keys.columns, keep="first", maintain_order=True)[_ROW].to_numpy()
+
+
+def group_keys(keys: pl.DataFrame) -> np.ndarray:
+    """One integer per row naming its combination of ``keys``' values (a null equals a null): the
+    groups of ``[training] group_folds_by``."""
+    first = keys.with_row_index(_ROW).unique(subset=keys.columns, keep="first", maintain_order=True)
+    ids = first.with_row_index("_group").select([*keys.columns, "_group"])
+    joined = keys.with_row_index(_ROW).join(ids, on=keys.columns, how="left", nulls_equal=True).sort(_ROW)
+    return joined["_group"].to_numpy().astype(np.int64)

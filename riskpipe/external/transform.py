@@ -19,7 +19,7 @@ class Classifier(Protocol):
     @property
     def n_iter_(self) -> int: ...
 
-    def fit(self, X: pl.DataFrame, y: np.ndarray) -> object: ...
+    def fit(self, X: pl.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> object: ...
 
     def predict_proba(self, X: pl.DataFrame) -> np.ndarray: ...
 
@@ -84,12 +84,12 @@ class MappedModel:
         roles = self.mapping.features_by_role()
         return X.select(c for r in ROLES for c in roles[r])
 
-    def fit(self, X: pl.DataFrame, y: np.ndarray) -> MappedModel:
+    def fit(self, X: pl.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> MappedModel:
         self.medians_: list[GroupMedians] = []
         for d in self.mapping.fitted():  # in order: a fitted derivation may use an earlier one
             self.medians_.append(GroupMedians.fit(d, X))
             X = X.with_columns(self.medians_[-1].expr())
-        self.classifier.fit(self._select(X), y)
+        self.classifier.fit(self._select(X), y, groups=groups)
         return self
 
     def transform(self, X: pl.DataFrame) -> pl.DataFrame:

@@ -410,6 +410,7 @@ def _exams(
     risky_hts: np.ndarray,
     partner_status: np.ndarray,
     lookouts: Lookouts | None = None,
+    random_share: float = exams.RANDOM_SHARE,
 ) -> pl.DataFrame:
     origin = core["origin"].to_numpy()
     cn_hk = np.isin(origin, [COUNTRIES.index("CN"), COUNTRIES.index("HK")])
@@ -433,7 +434,7 @@ def _exams(
         new_account=new_account,
         known_lab=np.isin(core["person"].to_numpy(), pop.universities),
     )
-    reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng)
+    reason = exams.select_exams(score, core["fault"].to_numpy() == 0, rng, random_share=random_share)
     sel = np.flatnonzero(reason > 0)
     ex = core[sel]
     outcome = pl.Series(S.OUTCOMES).gather(ex["cls"])

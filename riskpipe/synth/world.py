@@ -169,17 +169,22 @@ def generate(
     gzip: bool = False,
     progress: Callable[[int, int], None] | None = None,
     partner_out: Path | None = None,
+    random_exam_share: float = exams.RANDOM_SHARE,
 ) -> GenerateSummary:
     """Write ``days`` days of synthetic manifests, partner exports, exam outcomes (all days but the
     last, which is "tonight") and ground truth under ``layout``. Progress counts steps (a day's
     simulation, each manifest file, and the day's side files). ``partner_out``: also write the
-    partner administration's side there (``riskpipe.synth.partner``; the US files are unchanged)."""
+    partner administration's side there (``riskpipe.synth.partner``; the US files are unchanged).
+    ``random_exam_share``: the share of parcels given a random compliance exam (1 % by default,
+    about what real programmes sample; a larger share gives an evaluation more unbiased outcomes)."""
     if days < 1:
         raise RiskpipeError(f"generate: --days must be at least 1, got {days}")
     if per_day < 1:
         raise RiskpipeError(f"generate: --per-day must be at least 1, got {per_day}")
     if not 0.0 <= prevalence < 0.5:
         raise RiskpipeError(f"generate: --prevalence must be in [0, 0.5), got {prevalence}")
+    if not 0.0 <= random_exam_share <= 0.5:
+        raise RiskpipeError(f"generate: --random-exam-share must be in [0, 0.5], got {random_exam_share}")
     catalog = build_catalog()
     rng0 = np.random.default_rng([seed, 0])
     pop = build_population(rng0, per_day, catalog, start)
@@ -275,7 +280,7 @@ def generate(
         write_parquet_atomic(_truth(core, cells, day), layout.partition(layout.truth, day) / "truth.parquet")
         examined = seized = 0
         if i < days - 1:  # the last day is tonight: not examined yet
-            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status, lookouts)
+            ex = _exams(core, rng, pop, catalog, day, dflags, risky_hts, partner_status, lookouts, random_exam_share)
             positive = ex[S.OUTCOME].is_in(S.POSITIVE_OUTCOMES)
             lookouts.add(ex.filter(positive), pop, day)
             seized_cells = {

@@ -1,6 +1,8 @@
 """The synthetic world is as hard as the field: no indicator is a give-away (issue 13).
 
-On the default demo world (``riskpipe demo``: 28 days x 8,000 shipments, default prevalence) of
+On the default demo world (``riskpipe demo``: 28 days x 8,000 shipments, default prevalence, the
+demo's share of random compliance exams, ``DEMO_RANDOM_EXAM_SHARE``: more exams mean more
+seizures, more lookouts and more adaptation, so the guard covers the world the demo makes) of
 three seeds, generated, ingested and run through the real feature path (as ``riskpipe
 indicators`` does, :mod:`riskpipe.features.evaluate`), against ground truth:
 
@@ -30,6 +32,7 @@ import polars as pl
 import pytest
 
 from riskpipe import schema as S
+from riskpipe.cli.world import DEMO_RANDOM_EXAM_SHARE
 from riskpipe.features import FEATURE_COLUMNS, build_features, family_fires
 from riskpipe.ingest import ingest_paths
 from riskpipe.store import Layout, scan_raw_shipments
@@ -60,7 +63,7 @@ def measured_world(home: Path, seed: int, days: int = DEMO_DAYS, per_day: int = 
     each day, like the nightly run); one row per shipment with its flags, ``positive`` (truth),
     description, HTS code, consignee address key and arrival day."""
     layout = Layout(home)
-    generate(layout, START, days, per_day, seed)
+    generate(layout, START, days, per_day, seed, random_exam_share=DEMO_RANDOM_EXAM_SHARE)
     ingest_paths(layout)
     labels = _labels(layout)
     parts = []
