@@ -85,7 +85,65 @@ def combine_shards(home: str, day: str, scored_files: list[str], features_file: 
 
 def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
     """Fan out one scoring task per shard on the flow's task runner, then combine."""
-    parts = split_shards(home, day, features_file, shards)
+    return _score_shards(home, day, split_shards(home, day, features_file, shards), features_file)
+
+
+@task(name="split-raw")
+def split_raw(home: str, day: str, shards: int) -> list[dict[str, str]]:
+    from riskpipe import distnight
+
+    layout, _ = _ctx(home)
+    return distnight.split_raw(layout, date.fromisoformat(day), shards)
+
+
+@task(name="day-columns")
+def day_columns(home: str, day: str, ranges: int) -> dict:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.day_columns(layout, settings, date.fromisoformat(day), ranges)
+
+
+@task(name="features-shard")
+def features_shard(home: str, day: str, part: dict[str, str], day_file: str) -> str:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.features_shard(layout, settings, date.fromisoformat(day), part, day_file)
+
+
+@task(name="features-range")
+def features_range(feature_files: list[str], low: str | None, high: str | None, out: str) -> str:
+    from riskpipe import distnight
+
+    return distnight.features_range(feature_files, low, high, out)
+
+
+@task(name="join-ranges")
+def join_ranges(home: str, day: str, range_files: list[str], rows: int) -> str:
+    from riskpipe import distnight
+
+    layout, _ = _ctx(home)
+    return str(distnight.join_ranges(layout, date.fromisoformat(day), range_files, rows))
+
+
+def _features_on_shards(home: str, day: str, shards: int) -> tuple[str, list[dict[str, str]]]:
+    """The day's features built shard by shard on the task runner's workers (the whole-day
+    columns in one task, :mod:`riskpipe.distnight`); returns the features file and the shards."""
+    from riskpipe import distnight
+
+    split = split_raw.submit(home, day, shards)
+    cols = day_columns.submit(home, day, shards, wait_for=[split])  # split_raw clears the shards' folder
+    parts, whole = split.result(), cols.result()
+    files = [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]]
+    layout = Layout(Path(home))
+    ranges = distnight.range_paths(layout, date.fromisoformat(day), whole["bounds"])
+    pieces = [features_range.submit(files, low, high, out) for low, high, out in ranges]
+    return join_ranges(home, day, [p.result() for p in pieces], whole["rows"]), parts
+
+
+def _score_shards(home: str, day: str, parts: list[dict[str, str]], features_file: str) -> str:
+    """Score each shard on the task runner's workers, then combine (the day's top rows' reasons)."""
     futures = [score_shard.submit(home, day, part) for part in parts]
     return combine_shards(home, day, [f.result() for f in futures], features_file)
 
@@ -172,13 +230,19 @@ def nightly_flow(
     show_progress: bool = False,
     shards: int = 1,
     allow_rules_only: bool = False,
+    distributed: bool = False,
 ) -> dict:
     """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
 
     ``day`` None means today in the configured time zone (scheduled runs). Without a usable
     champion model the night is ranked by the rules alone and published with a warning, a report
     banner and a ``rules-only-D`` artifact, then the flow fails (``RulesOnlyNight``) unless
-    ``allow_rules_only``."""
+    ``allow_rules_only``.
+
+    ``distributed``: the features too are built shard by shard on the task runner (the row
+    families and scoring on the workers, the whole-day columns in one task; ``shards`` of them,
+    :mod:`riskpipe.distnight`); else features are built in one task and ``shards > 1`` fans out
+    scoring only."""
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
@@ -195,13 +259,19 @@ def nightly_flow(
             counts.get("rows_quarantined"),
             counts.get("files_quarantined"),
         )
-    feats = _step("features", features, home, day)
-    log.info("features written for %s", day)
-    if shards > 1:
-        scored = _step("score", _score_sharded, home, day, feats, shards)
+    if distributed:
+        feats, parts = _step("features", _features_on_shards, home, day, shards)
+        log.info("features of %s built in %s shards", day, shards)
+        scored = _step("score", _score_shards, home, day, parts, feats)
         log.info("scored %s in %s shards", day, shards)
     else:
-        scored = _step("score", score, home, day, feats)
+        feats = _step("features", features, home, day)
+        log.info("features written for %s", day)
+        if shards > 1:
+            scored = _step("score", _score_sharded, home, day, feats, shards)
+            log.info("scored %s in %s shards", day, shards)
+        else:
+            scored = _step("score", score, home, day, feats)
     staged = _step("stage", io_task(stage, settings), home, day)
     try:
         quarantine = quarantine_reason_counts(layout)

@@ -114,6 +114,25 @@ def test_sharded_scoring_in_threads_equals_single_process(world, baseline, home_
     assert result["summary"]["shipments"] == baseline["scores"].height
 
 
+def _features(home: Path, day: str) -> pl.DataFrame:
+    layout = Layout(home)
+    return pl.read_parquet(layout.day_dir(layout.features, date.fromisoformat(day)) / "features.parquet")
+
+
+def test_the_whole_night_on_shards_in_threads_equals_single_process(world, baseline, home_copy):
+    """Features built shard by shard (row families per shard, whole-day columns once), scored per
+    shard, combined: the features file, scores, targets and summary of a single-process run."""
+    from flows.nightly import nightly_flow
+
+    result = nightly_flow(str(home_copy), world["day"], ingest=False, shards=3, distributed=True)
+    got = _outputs(home_copy, world["day"])
+    assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
+    assert_frame_equal(got["scores"], baseline["scores"])
+    assert_frame_equal(got["targets"], baseline["targets"])
+    assert result["summary"] == baseline["result"]["summary"]
+    assert not (home_copy / "work" / world["day"] / "shards").exists()
+
+
 def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline, home_copy, monkeypatch):
     """Above SCORE_BATCH_ROWS the score step scores id ranges one after the other in-process."""
     import riskpipe.nightly as steps
