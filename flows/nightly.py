@@ -132,9 +132,8 @@ def _features_on_shards(home: str, day: str, shards: int) -> tuple[str, list[dic
     columns in one task, :mod:`riskpipe.distnight`); returns the features file and the shards."""
     from riskpipe import distnight
 
-    split = split_raw.submit(home, day, shards)
-    cols = day_columns.submit(home, day, shards, wait_for=[split])  # split_raw clears the shards' folder
-    parts, whole = split.result(), cols.result()
+    parts = split_raw(home, day, shards)  # first: it clears the shards' folder of a killed run
+    whole = day_columns(home, day, shards)
     files = [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]]
     layout = Layout(Path(home))
     ranges = distnight.range_paths(layout, date.fromisoformat(day), whole["bounds"])

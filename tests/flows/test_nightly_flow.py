@@ -154,15 +154,19 @@ def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline,
 
 
 @pytest.mark.slow  # ~15 s: two Dask worker processes start and import the stack
-def test_sharded_scoring_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
+def test_the_whole_night_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
+    """Features, scoring and the day's files on two Dask worker processes (4 shards): the same
+    features file, scores, targets and summary as the single-process run."""
     pytest.importorskip("prefect_dask")
     from flows.nightly import with_task_runner
 
     run = with_task_runner("dask", workers=2)
-    run(str(home_copy), world["day"], ingest=False, shards=2)
+    result = run(str(home_copy), world["day"], ingest=False, shards=4, distributed=True)
     got = _outputs(home_copy, world["day"])
+    assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
     assert_frame_equal(got["scores"], baseline["scores"])
     assert_frame_equal(got["targets"], baseline["targets"])
+    assert result["summary"] == baseline["result"]["summary"]
 
 
 def test_killed_run_leaves_published_outputs_intact_and_rerun_recovers(world, baseline, home_copy):
@@ -211,6 +215,44 @@ def test_shard_task_logic_through_fn(world, baseline, home_copy):
     assert sum(r.height for r in raws) == baseline["scores"].height
     keys = [set(r[S.CONSIGNEE_ADDRESS_KEY].fill_null("")) for r in raws]
     assert keys[0].isdisjoint(keys[1]) and all(keys)
+
+
+def test_the_shard_steps_partition_the_day_and_refuse_a_lost_or_doubled_row(world, baseline, home_copy):
+    """The distributed night's steps as plain functions: the raw split partitions the day by
+    consignee address, the shards' features assemble into the single-process features file, and
+    a lost or doubled row is an error, not a silently different night."""
+    from riskpipe import distnight
+    from riskpipe.config import load_settings
+
+    layout, day = Layout(home_copy), date.fromisoformat(world["day"])
+    settings = load_settings(home_copy)
+    parts = distnight.split_raw(layout, day, 3)
+    raws = [pl.read_parquet(p["raw"]) for p in parts]
+    ids = pl.concat([r.select(S.SHIPMENT_ID) for r in raws])
+    assert ids.height == ids[S.SHIPMENT_ID].n_unique() == baseline["scores"].height
+    keys = [set(r[S.CONSIGNEE_ADDRESS_KEY].fill_null("")) for r in raws]
+    assert all(keys) and all(keys[i].isdisjoint(keys[j]) for i in range(3) for j in range(i + 1, 3))
+    whole = distnight.day_columns(layout, settings, day, 3)
+    files = [distnight.features_shard(layout, settings, day, p, whole["file"]) for p in parts]
+    for f, r in zip(files, raws, strict=True):
+        assert pl.read_parquet(f, columns=[S.SHIPMENT_ID])[S.SHIPMENT_ID].to_list() == sorted(r[S.SHIPMENT_ID])
+    pieces = [
+        distnight.features_range(files, lo, hi, out)
+        for lo, hi, out in distnight.range_paths(layout, day, whole["bounds"])
+    ]
+    assert len(pieces) == 3
+    got = pl.read_parquet(distnight.join_ranges(layout, day, pieces, whole["rows"]))
+    assert_frame_equal(got, _features(baseline["home"], world["day"]))
+
+    first = pl.read_parquet(pieces[0])
+    for broken in (first.slice(1), pl.concat([first, first.head(1)])):  # a row lost, a row twice
+        broken.write_parquet(pieces[0])
+        with pytest.raises(ValueError, match=r"feature rows .* for \d+ shipments of the day"):
+            distnight.join_ranges(layout, day, pieces, whole["rows"])
+    doubled = pl.read_parquet(parts[0]["raw"])
+    pl.concat([doubled, doubled.head(1)]).write_parquet(parts[0]["raw"].replace("*", "part-0000"))
+    with pytest.raises(RuntimeError, match="different shipments"):
+        distnight.features_shard(layout, settings, day, parts[0], whole["file"])
 
 
 @pytest.mark.parametrize("breakage", ["fresh", "corrupt", "tampered"])
