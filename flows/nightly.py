@@ -85,7 +85,9 @@ def combine_shards(home: str, day: str, scored_files: list[str], features_file: 
 
 def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
     """Fan out one scoring task per shard on the flow's task runner, then combine."""
-    return _score_shards(home, day, split_shards(home, day, features_file, shards), features_file)
+    parts = split_shards(home, day, features_file, shards)
+    futures = [score_shard.submit(home, day, part) for part in parts]
+    return combine_shards(home, day, [f.result() for f in futures], features_file)
 
 
 @task(name="split-raw")
@@ -97,11 +99,11 @@ def split_raw(home: str, day: str, shards: int) -> list[dict[str, str]]:
 
 
 @task(name="day-columns")
-def day_columns(home: str, day: str, ranges: int) -> dict:
+def day_columns(home: str, day: str, min_pieces: int) -> dict:
     from riskpipe import distnight
 
     layout, settings = _ctx(home)
-    return distnight.day_columns(layout, settings, date.fromisoformat(day), ranges)
+    return distnight.day_columns(layout, settings, date.fromisoformat(day), min_pieces)
 
 
 @task(name="features-shard")
@@ -112,39 +114,45 @@ def features_shard(home: str, day: str, part: dict[str, str], day_file: str) -> 
     return distnight.features_shard(layout, settings, date.fromisoformat(day), part, day_file)
 
 
-@task(name="features-range")
-def features_range(feature_files: list[str], low: str | None, high: str | None, out: str) -> str:
+@task(name="score-piece")
+def score_piece(home: str, day: str, feature_files: list[str], piece: tuple, out: dict[str, str]) -> dict[str, str]:
     from riskpipe import distnight
 
-    return distnight.features_range(feature_files, low, high, out)
+    layout, settings = _ctx(home)
+    return distnight.score_piece(layout, settings, date.fromisoformat(day), feature_files, piece, out)
 
 
-@task(name="join-ranges")
-def join_ranges(home: str, day: str, range_files: list[str], rows: int) -> str:
+@task(name="join-features")
+def join_features(home: str, day: str, files: list[str], rows: int) -> str:
     from riskpipe import distnight
 
     layout, _ = _ctx(home)
-    return str(distnight.join_ranges(layout, date.fromisoformat(day), range_files, rows))
+    return str(distnight.join_ranges(layout, date.fromisoformat(day), files, rows))
 
 
-def _features_on_shards(home: str, day: str, shards: int) -> tuple[str, list[dict[str, str]]]:
-    """The day's features built shard by shard on the task runner's workers (the whole-day
-    columns in one task, :mod:`riskpipe.distnight`); returns the features file and the shards."""
-    from riskpipe import distnight
-
+def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:
+    """The features of each address shard, built on the task runner's workers (the whole-day
+    columns in one task, :mod:`riskpipe.distnight`); returns their files and the day's pieces."""
     parts = split_raw(home, day, shards)  # first: it clears the shards' folder of a killed run
     whole = day_columns(home, day, shards)
-    files = [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]]
-    layout = Layout(Path(home))
-    ranges = distnight.range_paths(layout, date.fromisoformat(day), whole["bounds"])
-    pieces = [features_range.submit(files, low, high, out) for low, high, out in ranges]
-    return join_ranges(home, day, [p.result() for p in pieces], whole["rows"]), parts
+    return [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]], whole
 
 
-def _score_shards(home: str, day: str, parts: list[dict[str, str]], features_file: str) -> str:
-    """Score each shard on the task runner's workers, then combine (the day's top rows' reasons)."""
-    futures = [score_shard.submit(home, day, part) for part in parts]
-    return combine_shards(home, day, [f.result() for f in futures], features_file)
+def _score_pieces(home: str, day: str, feature_files: list[str], whole: dict) -> tuple[str, str]:
+    """Score the day's pieces (id ranges gathered from the shards) on the task runner's workers,
+    then write the day's features file and combine the scores; returns both files."""
+    from riskpipe import distnight
+
+    d = date.fromisoformat(day)
+    outs = distnight.piece_paths(Layout(Path(home)), d, len(whole["pieces"]))
+    done = [
+        f.result()
+        for f in [
+            score_piece.submit(home, day, feature_files, p, o) for p, o in zip(whole["pieces"], outs, strict=True)
+        ]
+    ]
+    feats = join_features(home, day, [o["features"] for o in done], whole["rows"])
+    return feats, combine_shards(home, day, [o["scored"] for o in done], feats)
 
 
 @task(
@@ -259,10 +267,10 @@ def nightly_flow(
             counts.get("files_quarantined"),
         )
     if distributed:
-        feats, parts = _step("features", _features_on_shards, home, day, shards)
+        shard_files, whole = _step("features", _features_on_shards, home, day, shards)
         log.info("features of %s built in %s shards", day, shards)
-        scored = _step("score", _score_shards, home, day, parts, feats)
-        log.info("scored %s in %s shards", day, shards)
+        feats, scored = _step("score", _score_pieces, home, day, shard_files, whole)
+        log.info("scored %s in %s pieces", day, len(whole["pieces"]))
     else:
         feats = _step("features", features, home, day)
         log.info("features written for %s", day)

@@ -13,20 +13,25 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
    holds the thin frame of the whole day (measured per row in the README's Scale-out paragraph).
 3. :func:`features_shard` (one task per shard, on the workers): the row-level families on the
    shard's raw rows, joined to the shard's whole-day columns (by shipment id) and checked to
-   cover exactly the shard's shipments. Scoring then runs per shard
-   (:func:`riskpipe.shard.score_shard`).
-4. :func:`features_range` (one task per range of shipment ids, on the workers) and
-   :func:`join_ranges`: the day's features file, sorted by shipment id as the single-process run
-   writes it, assembled from id ranges of the shards' files and streamed into place; the scores
-   are combined by :func:`riskpipe.shard.combine_shards` (the day's top rows get their reasons).
+   cover exactly the shard's shipments.
+4. :func:`score_piece` (one task per piece, on the workers): a contiguous range of shipment ids
+   gathered from the shards' feature files and scored. Pieces, not address shards, because the
+   scoring cascade of a large day re-scores the top of each *batch of the id-sorted day*
+   (:func:`score_pieces` follows the single-process batches; scoring each 250 k-row address
+   shard on its own changed a quarter of the scores of a 1 M-row day). Then
+   :func:`join_ranges` streams the pieces into the day's features file and
+   :func:`riskpipe.shard.combine_shards` combines the scores (the day's top rows get their
+   reasons there, central, from the top rows only).
 5. Ranking and the report stay central (``riskpipe.nightly.rank_and_stage_step``), on the
    scored day's narrow columns: the exploration draw is keyed by each shipment's place among all
    the day's ids, so the list is drawn from the whole day, exactly as a single-process run does.
 
 Each row's features and score do not depend on which shard it was in: the row families are
-row-local (the family protocol), the whole-day columns are computed once for the day, and shards
-score with ``top_n=0`` before the day's top rows are attributed. So the outputs equal the
-single-process run's (tested, threads and a two-worker Dask cluster).
+row-local (the family protocol), the whole-day columns are computed once for the day, and the
+pieces score with ``top_n=0`` before the day's top rows are attributed. So the outputs equal the
+single-process run's (tested, threads and a two-worker Dask cluster), exactly so the batched
+build's (days above ``BATCH_ROWS``); below it the one-plan build sums a consignee's day value in
+another order (``consignee_day_value_usd`` may differ in the last bits).
 """
 
 from __future__ import annotations
@@ -38,10 +43,15 @@ from pathlib import Path
 
 import polars as pl
 
+from riskpipe import nightly
 from riskpipe import schema as S
+from riskpipe import score as scoring
 from riskpipe.config import Settings
 from riskpipe.features.build import PARQUET_OPTIONS, _assemble, _Day, _day_frame, sorted_by_id
 from riskpipe.nightly import features_path, load_labels, require_day
+from riskpipe.rules import load_rules, rules_file
+from riskpipe.score import join_raw_features, load_champion, scoring_columns
+from riskpipe.search import watchlist_step
 from riskpipe.shard import shard_dir, shard_of
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, set_mode, tmp_sibling
 
@@ -94,21 +104,42 @@ def _open_day(layout: Layout, settings: Settings, day: date) -> _Day:
     return _Day(layout, day, load_labels(settings), settings.partner_key_path, history_by_product=False)
 
 
-def day_columns(layout: Layout, settings: Settings, day: date, n_ranges: int) -> dict[str, object]:
+def score_pieces(rows: int, min_pieces: int = 1) -> list[tuple[int, int, bool]]:
+    """(first row, end row, cascade) of each piece of the id-sorted day that is scored on its own,
+    such that the scores equal the single-process score step's.
+
+    That step scores the day in ``ceil(rows / nightly.SCORE_BATCH_ROWS)`` id ranges, each with
+    the two-stage cascade when it has more than ``score.CASCADE_MIN_ROWS`` rows, whose candidates
+    (the top share of the first stage) are chosen per batch of ``score.BATCH_ROWS`` rows from the
+    range's start. With the cascade, a piece is one such batch (scoring a 250 k-row address shard
+    on its own instead changed a quarter of the scores of a 1 M-row day); without it a row's score
+    is its own, and a range is cut into at least ``min_pieces`` pieces (of at most a batch)."""
+    n_ranges = max(1, -(-rows // nightly.SCORE_BATCH_ROWS))
+    edges = [i * rows // n_ranges for i in range(n_ranges)] + [rows]
+    pieces = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        cascade = b - a > scoring.CASCADE_MIN_ROWS
+        step = scoring.BATCH_ROWS if cascade else max(1, min(scoring.BATCH_ROWS, -(-(b - a) // min_pieces)))
+        pieces += [(s, min(s + step, b), cascade) for s in range(a, b, step)]
+    return pieces
+
+
+def day_columns(layout: Layout, settings: Settings, day: date, min_pieces: int = 1) -> dict[str, object]:
     """The whole-day columns of ``day`` (central: see the module's docstring), written sorted by
-    shipment id; returns the file, the day's row count and ``n_ranges - 1`` shipment ids that cut
-    the day into contiguous id ranges of about equal size (for :func:`features_range`)."""
+    shipment id. Returns the file, the day's row count and the pieces the day is scored in
+    (:func:`score_pieces`) as (low, high, cascade): shipment ids ``low <= id < high`` (None: open)."""
     require_day(layout, day)
     frame = _day_frame(_open_day(layout, settings, day))
     rows = frame.height
-    n = max(1, min(n_ranges, rows))
-    starts = [i * rows // n for i in range(1, n)]
     ids = frame.get_column(S.SHIPMENT_ID)
-    bounds = [ids[s] for s in starts]
+    pieces = [
+        (ids[a] if a > 0 else None, ids[b] if b < rows else None, cascade)
+        for a, b, cascade in score_pieces(rows, min_pieces)
+    ]
     path = shard_dir(layout, day) / DAY_COLUMNS_FILE
     private_dir(path.parent, under=layout.home)
     _write(frame, path)
-    return {"file": str(path), "rows": rows, "bounds": bounds}
+    return {"file": str(path), "rows": rows, "pieces": pieces}
 
 
 def _write(frame: pl.DataFrame, path: Path) -> Path:
@@ -140,23 +171,51 @@ def features_shard(layout: Layout, settings: Settings, day: date, part: dict[str
     return str(_write(_assemble(b, rows, day_part), Path(part["features"])))
 
 
-def features_range(feature_files: list[str], low: str | None, high: str | None, out: str) -> str:
+def features_range(feature_files: list[str], low: str | None, high: str | None) -> pl.DataFrame:
     """Rows of the shards' feature files with ``low <= shipment_id < high`` (None: unbounded),
-    sorted by shipment id -> ``out``: one contiguous piece of the day's features file."""
+    sorted by shipment id: one contiguous piece of the day's features file."""
     scan = pl.scan_parquet(feature_files)
     if low is not None:
         scan = scan.filter(pl.col(S.SHIPMENT_ID) >= low)
     if high is not None:
         scan = scan.filter(pl.col(S.SHIPMENT_ID) < high)
-    return str(_write(sorted_by_id(scan.collect()), Path(out)))
+    return sorted_by_id(scan.collect())
 
 
-def range_paths(layout: Layout, day: date, bounds: list[str]) -> list[tuple[str | None, str | None, str]]:
-    """(low, high, output file) of each id range cut by ``bounds``."""
-    edges: list[str | None] = [None, *bounds, None]
-    n = len(edges) - 1
+def score_piece(
+    layout: Layout,
+    settings: Settings,
+    day: date,
+    feature_files: list[str],
+    piece: tuple[str | None, str | None, bool],
+    out: dict[str, str],
+) -> dict[str, str]:
+    """One piece of the day (:func:`day_columns`): its features gathered from the shards ->
+    ``out["features"]``, its scores (cheap reasons; the day's top rows are attributed when the
+    pieces are combined) -> ``out["scored"]``."""
+    low, high, cascade = piece
+    feats = features_range(feature_files, low, high)
+    _write(feats, Path(out["features"]))
+    model, rules = load_champion(settings), load_rules(rules_file(settings))
+    feature_columns, raw_columns = scoring_columns(model, rules, feats.schema)
+    raw = scan_raw_shipments(layout, [day]).select(raw_columns)
+    if low is not None:
+        raw = raw.filter(pl.col(S.SHIPMENT_ID) >= low)
+    if high is not None:
+        raw = raw.filter(pl.col(S.SHIPMENT_ID) < high)
+    joined = join_raw_features(raw.collect(), feats.select(feature_columns))
+    del feats
+    # the cascade as the single-process call over this piece's id range decided it
+    scored = scoring.score_frame(joined, model, rules, top_n=0, cascade_min_rows=0 if cascade else joined.height)
+    scored = watchlist_step(layout, settings, day, scored)
+    _write(scored, Path(out["scored"]))
+    return out
+
+
+def piece_paths(layout: Layout, day: date, n: int) -> list[dict[str, str]]:
+    """Where piece ``i`` of ``n`` writes its features and scores."""
     folder = shard_dir(layout, day)
-    return [(edges[i], edges[i + 1], str(folder / f"range-{_name(i, n)}.parquet")) for i in range(n)]
+    return [{k: str(folder / f"piece-{k}-{_name(i, n)}.parquet") for k in ("features", "scored")} for i in range(n)]
 
 
 def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) -> Path:
