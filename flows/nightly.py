@@ -130,6 +130,16 @@ def join_features(home: str, day: str, files: list[str], rows: int) -> str:
     return str(distnight.join_ranges(layout, date.fromisoformat(day), files, rows))
 
 
+@task(name="combine-pieces")
+def combine_pieces(home: str, day: str, scored_files: list[str], features_file: str) -> str:
+    from riskpipe.shard import combine_pieces as combine
+
+    layout, settings = _ctx(home)
+    d = date.fromisoformat(day)
+    out = steps.work_dir(layout, d) / steps.SCORED_FILE
+    return str(combine(layout, settings, d, scored_files, Path(features_file), out))
+
+
 def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:
     """The features of each address shard, built on the task runner's workers (the whole-day
     columns in one task, :mod:`riskpipe.distnight`); returns their files and the day's pieces."""
@@ -152,7 +162,7 @@ def _score_pieces(home: str, day: str, feature_files: list[str], whole: dict) ->
         ]
     ]
     feats = join_features(home, day, [o["features"] for o in done], whole["rows"])
-    return feats, combine_shards(home, day, [o["scored"] for o in done], feats)
+    return feats, combine_pieces(home, day, [o["scored"] for o in done], feats)
 
 
 @task(

@@ -167,7 +167,8 @@ def features_shard(layout: Layout, settings: Settings, day: date, part: dict[str
         raw = w.rows(raw)
     rows = raw.select(S.SHIPMENT_ID, *b.row_columns).collect(engine="streaming")
     ids = rows.select(S.SHIPMENT_ID).lazy()
-    day_part = sorted_by_id(pl.scan_parquet(day_file).join(ids, on=S.SHIPMENT_ID, how="semi").collect())
+    day_part = pl.scan_parquet(day_file).join(ids, on=S.SHIPMENT_ID, how="semi").collect(engine="streaming")
+    day_part = sorted_by_id(day_part)
     return str(_write(_assemble(b, rows, day_part), Path(part["features"])))
 
 

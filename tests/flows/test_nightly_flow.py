@@ -224,7 +224,7 @@ def test_the_shard_steps_partition_the_day_and_refuse_a_lost_or_doubled_row(worl
     from riskpipe import distnight
     from riskpipe.config import load_settings
     from riskpipe.score import scores_file_frame
-    from riskpipe.shard import combine_shards
+    from riskpipe.shard import combine_pieces
 
     layout, day = Layout(home_copy), date.fromisoformat(world["day"])
     settings = load_settings(home_copy)
@@ -245,7 +245,7 @@ def test_the_shard_steps_partition_the_day_and_refuse_a_lost_or_doubled_row(worl
     feats = distnight.join_ranges(layout, day, [o["features"] for o in done], whole["rows"])
     assert_frame_equal(pl.read_parquet(feats), _features(baseline["home"], world["day"]))
     piece_features = [pl.read_parquet(o["features"]) for o in done]
-    scored = combine_shards(layout, settings, day, [o["scored"] for o in done], feats, tmp_path / "scored.parquet")
+    scored = combine_pieces(layout, settings, day, [o["scored"] for o in done], feats, tmp_path / "scored.parquet")
     assert_frame_equal(scores_file_frame(pl.read_parquet(scored), day), baseline["scores"])
 
     rest = [tmp_path / f"piece-{i}.parquet" for i in range(1, 3)]
