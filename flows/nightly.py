@@ -90,6 +90,81 @@ def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
     return combine_shards(home, day, [f.result() for f in futures], features_file)
 
 
+@task(name="split-raw")
+def split_raw(home: str, day: str, shards: int) -> list[dict[str, str]]:
+    from riskpipe import distnight
+
+    layout, _ = _ctx(home)
+    return distnight.split_raw(layout, date.fromisoformat(day), shards)
+
+
+@task(name="day-columns")
+def day_columns(home: str, day: str, min_pieces: int) -> dict:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.day_columns(layout, settings, date.fromisoformat(day), min_pieces)
+
+
+@task(name="features-shard")
+def features_shard(home: str, day: str, part: dict[str, str], day_file: str) -> str:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.features_shard(layout, settings, date.fromisoformat(day), part, day_file)
+
+
+@task(name="score-piece")
+def score_piece(home: str, day: str, feature_files: list[str], piece: tuple, out: dict[str, str]) -> dict[str, str]:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.score_piece(layout, settings, date.fromisoformat(day), feature_files, piece, out)
+
+
+@task(name="join-features")
+def join_features(home: str, day: str, files: list[str], rows: int) -> str:
+    from riskpipe import distnight
+
+    layout, _ = _ctx(home)
+    return str(distnight.join_ranges(layout, date.fromisoformat(day), files, rows))
+
+
+@task(name="combine-pieces")
+def combine_pieces(home: str, day: str, scored_files: list[str], features_file: str) -> str:
+    from riskpipe.shard import combine_pieces as combine
+
+    layout, settings = _ctx(home)
+    d = date.fromisoformat(day)
+    out = steps.work_dir(layout, d) / steps.SCORED_FILE
+    return str(combine(layout, settings, d, scored_files, Path(features_file), out))
+
+
+def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:
+    """The features of each address shard, built on the task runner's workers (the whole-day
+    columns in one task, :mod:`riskpipe.distnight`); returns their files and the day's pieces."""
+    parts = split_raw(home, day, shards)  # first: it clears the shards' folder of a killed run
+    whole = day_columns(home, day, shards)
+    return [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]], whole
+
+
+def _score_pieces(home: str, day: str, feature_files: list[str], whole: dict) -> tuple[str, str]:
+    """Score the day's pieces (id ranges gathered from the shards) on the task runner's workers,
+    then write the day's features file and combine the scores; returns both files."""
+    from riskpipe import distnight
+
+    d = date.fromisoformat(day)
+    outs = distnight.piece_paths(Layout(Path(home)), d, len(whole["pieces"]))
+    done = [
+        f.result()
+        for f in [
+            score_piece.submit(home, day, feature_files, p, o) for p, o in zip(whole["pieces"], outs, strict=True)
+        ]
+    ]
+    feats = join_features(home, day, [o["features"] for o in done], whole["rows"])
+    return feats, combine_pieces(home, day, [o["scored"] for o in done], feats)
+
+
 @task(
     name="stage-outputs",
     retries=2,
@@ -172,13 +247,19 @@ def nightly_flow(
     show_progress: bool = False,
     shards: int = 1,
     allow_rules_only: bool = False,
+    distributed: bool = False,
 ) -> dict:
     """Score and rank every shipment arriving on ``day`` and publish scores, targets and report.
 
     ``day`` None means today in the configured time zone (scheduled runs). Without a usable
     champion model the night is ranked by the rules alone and published with a warning, a report
     banner and a ``rules-only-D`` artifact, then the flow fails (``RulesOnlyNight``) unless
-    ``allow_rules_only``."""
+    ``allow_rules_only``.
+
+    ``distributed``: the features too are built shard by shard on the task runner (the row
+    families and scoring on the workers, the whole-day columns in one task; ``shards`` of them,
+    :mod:`riskpipe.distnight`); else features are built in one task and ``shards > 1`` fans out
+    scoring only."""
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
@@ -195,13 +276,19 @@ def nightly_flow(
             counts.get("rows_quarantined"),
             counts.get("files_quarantined"),
         )
-    feats = _step("features", features, home, day)
-    log.info("features written for %s", day)
-    if shards > 1:
-        scored = _step("score", _score_sharded, home, day, feats, shards)
-        log.info("scored %s in %s shards", day, shards)
+    if distributed:
+        shard_files, whole = _step("features", _features_on_shards, home, day, shards)
+        log.info("features of %s built in %s shards", day, shards)
+        feats, scored = _step("score", _score_pieces, home, day, shard_files, whole)
+        log.info("scored %s in %s pieces", day, len(whole["pieces"]))
     else:
-        scored = _step("score", score, home, day, feats)
+        feats = _step("features", features, home, day)
+        log.info("features written for %s", day)
+        if shards > 1:
+            scored = _step("score", _score_sharded, home, day, feats, shards)
+            log.info("scored %s in %s shards", day, shards)
+        else:
+            scored = _step("score", score, home, day, feats)
     staged = _step("stage", io_task(stage, settings), home, day)
     try:
         quarantine = quarantine_reason_counts(layout)

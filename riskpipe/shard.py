@@ -141,10 +141,20 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
     least) the top rows. Same selection, order and reason merge as ``score.score_frame``."""
     if model is None or top_n <= 0 or scored.is_empty():
         return scored
-    top_ids = top_shipment_ids(scored, top_n)
+    return apply_top_reasons(scored, top_reasons(top_shipment_ids(scored, top_n), joined, model))
+
+
+def top_reasons(top_ids: pl.DataFrame, joined: pl.DataFrame, model) -> pl.DataFrame:
+    """(shipment id, occlusion reason codes) of the day's top rows ``top_ids`` (in rank order);
+    ``joined`` holds their raw columns and features."""
     top = top_ids.join(joined, on=S.SHIPMENT_ID, how="left", maintain_order="left")
     codes = model_reasons_top(model, top, attribution_features(model), model.baseline)
-    patch = top_ids.with_columns(pl.Series(_TOP_CODES, codes, dtype=pl.List(pl.String)))
+    return top_ids.select(S.SHIPMENT_ID).with_columns(pl.Series(_TOP_CODES, codes, dtype=pl.List(pl.String)))
+
+
+def apply_top_reasons(scored: pl.DataFrame, patch: pl.DataFrame) -> pl.DataFrame:
+    """``scored`` with the rows of ``patch`` (:func:`top_reasons`; rows of other frames are
+    ignored) given their reasons: the rule codes, then the occlusion codes."""
     # the rule codes lead the reasons list; the cheap model code (if any) follows them
     rule_codes = pl.col(S.REASONS).list.eval(pl.element().filter(~pl.element().str.starts_with(MODEL_REASON_PREFIX)))
     merged = pl.concat_list(rule_codes, pl.col(_TOP_CODES)).list.unique(maintain_order=True).list.head(MAX_REASONS)
@@ -152,6 +162,8 @@ def attribute_top(scored: pl.DataFrame, joined: pl.DataFrame, model, top_n: int)
     # column between zero-copy slices of the old one (a join of the whole frame copied every
     # column of a 16 M-row day; gathering the list column took 6.8 s and 3.7 GB)
     position = scored.get_column(S.SHIPMENT_ID).is_in(patch.get_column(S.SHIPMENT_ID).implode()).arg_true()
+    if position.len() == 0:
+        return scored
     top_rows = (
         scored.select(S.SHIPMENT_ID, S.REASONS)[position]
         .join(patch, on=S.SHIPMENT_ID, how="left", maintain_order="left")
@@ -199,5 +211,46 @@ def combine_shards(
         feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
         scored = attribute_top(scored, join_raw_features(raw_top, feats_top), model, top_n)
     write_parquet_atomic(scored, out_file)
+    shutil.rmtree(shard_dir(layout, day), ignore_errors=True)  # a day's copy: no longer needed
+    return out_file
+
+
+def combine_pieces(
+    layout: Layout,
+    settings: Settings,
+    day: date,
+    scored_files: list[str],
+    features_file: Path,
+    out_file: Path,
+    top_n: int | None = None,
+) -> Path:
+    """The day's scores from pieces that are contiguous id ranges in order (the night on shards,
+    :mod:`riskpipe.distnight`): the day's top rows get their occlusion reasons in their piece,
+    then the pieces are streamed into ``out_file``. Holds the day's ids and risks and one piece
+    (:func:`combine_shards` held the whole scored day); same frame as :func:`combine_shards`."""
+    top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
+    scan = pl.scan_parquet(scored_files)
+    narrow = scan.select(S.SHIPMENT_ID, S.RISK_SCORE).collect()
+    rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
+    if narrow.height != rows or narrow.get_column(S.SHIPMENT_ID).n_unique() != rows:
+        raise ValueError(f"pieces of {day}: {narrow.height} scored rows for {rows} shipments of the day")
+    model = load_champion(settings)
+    if model is not None and top_n > 0 and rows:
+        head = top_shipment_ids(narrow, top_n)
+        del narrow
+        raw_top = scan_raw_shipments(layout, [day]).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
+        feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
+        patch = top_reasons(head, join_raw_features(raw_top, feats_top), model)
+        for f in scored_files:  # a piece holding top rows is rewritten with their reasons
+            piece = pl.read_parquet(f)
+            if piece.get_column(S.SHIPMENT_ID).is_in(patch.get_column(S.SHIPMENT_ID).implode()).any():
+                write_parquet_atomic(apply_top_reasons(piece, patch), Path(f))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(out_file)
+    try:
+        pl.scan_parquet(scored_files).sink_parquet(tmp, engine="streaming")
+        os.replace(tmp, out_file)
+    finally:
+        tmp.unlink(missing_ok=True)
     shutil.rmtree(shard_dir(layout, day), ignore_errors=True)  # a day's copy: no longer needed
     return out_file

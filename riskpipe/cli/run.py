@@ -98,13 +98,20 @@ def nightly(
     capacity: Annotated[int | None, typer.Option(help="Override the total exam budget.", min=1)] = None,
     skip_ingest: Annotated[bool, typer.Option("--skip-ingest", help="Do not ingest the landing folder first.")] = False,
     task_runner: Annotated[
-        TaskRunner, typer.Option("--task-runner", help="Where scoring shards run: local or dask.")
+        TaskRunner,
+        typer.Option(
+            "--task-runner",
+            help="local: one machine (features once, --shards splits scoring only); dask: features and "
+            "scoring of each shard on the cluster's workers.",
+        ),
     ] = TaskRunner.LOCAL,
     dask_address: Annotated[
         str | None,
         typer.Option("--dask-address", help="Dask scheduler, tcp://host:port (default: start a local cluster)."),
     ] = None,
-    shards: Annotated[int | None, typer.Option(help="Scoring shards (default 1 local, 4 on dask).", min=1)] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="Shards by consignee address (default 1 local, 4 on dask).", min=1)
+    ] = None,
     allow_rules_only: Annotated[
         bool,
         typer.Option(
@@ -116,7 +123,11 @@ def nightly(
     """Ingest, features, score, rank and publish for one arrival date (a Prefect flow).
 
     Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
-    With --task-runner dask the scoring shards run on a Dask cluster; the outputs are the same.
+    With --task-runner dask the day is split by consignee address into --shards shards whose
+    features (row-level families) and scores are built on the Dask workers; the whole-day
+    columns (windows, history, networks, graph) are built in one task on one worker, ranking and
+    the report on this machine. The outputs equal a single-process run's. Workers need the home
+    at the same path (a shared filesystem) and the same package versions.
     Without a usable champion model the night is refused before it starts unless
     --allow-rules-only; should the champion break during the run, the rules alone rank the night,
     which is published with a warning and a report banner, and the exit status is 1.
@@ -156,6 +167,7 @@ def nightly(
             show_progress=False,
             shards=n_shards,
             allow_rules_only=allow_rules_only,
+            distributed=task_runner == "dask",
         ),
         catch=RulesOnlyNight,
     )

@@ -114,6 +114,25 @@ def test_sharded_scoring_in_threads_equals_single_process(world, baseline, home_
     assert result["summary"]["shipments"] == baseline["scores"].height
 
 
+def _features(home: Path, day: str) -> pl.DataFrame:
+    layout = Layout(home)
+    return pl.read_parquet(layout.day_dir(layout.features, date.fromisoformat(day)) / "features.parquet")
+
+
+def test_the_whole_night_on_shards_in_threads_equals_single_process(world, baseline, home_copy):
+    """Features built shard by shard (row families per shard, whole-day columns once), scored per
+    shard, combined: the features file, scores, targets and summary of a single-process run."""
+    from flows.nightly import nightly_flow
+
+    result = nightly_flow(str(home_copy), world["day"], ingest=False, shards=3, distributed=True)
+    got = _outputs(home_copy, world["day"])
+    assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
+    assert_frame_equal(got["scores"], baseline["scores"])
+    assert_frame_equal(got["targets"], baseline["targets"])
+    assert result["summary"] == baseline["result"]["summary"]
+    assert not (home_copy / "work" / world["day"] / "shards").exists()
+
+
 def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline, home_copy, monkeypatch):
     """Above SCORE_BATCH_ROWS the score step scores id ranges one after the other in-process."""
     import riskpipe.nightly as steps
@@ -135,15 +154,19 @@ def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline,
 
 
 @pytest.mark.slow  # ~15 s: two Dask worker processes start and import the stack
-def test_sharded_scoring_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
+def test_the_whole_night_on_a_two_worker_dask_cluster_equals_single_process(world, baseline, home_copy):
+    """Features, scoring and the day's files on two Dask worker processes (4 shards): the same
+    features file, scores, targets and summary as the single-process run."""
     pytest.importorskip("prefect_dask")
     from flows.nightly import with_task_runner
 
     run = with_task_runner("dask", workers=2)
-    run(str(home_copy), world["day"], ingest=False, shards=2)
+    result = run(str(home_copy), world["day"], ingest=False, shards=4, distributed=True)
     got = _outputs(home_copy, world["day"])
+    assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
     assert_frame_equal(got["scores"], baseline["scores"])
     assert_frame_equal(got["targets"], baseline["targets"])
+    assert result["summary"] == baseline["result"]["summary"]
 
 
 def test_killed_run_leaves_published_outputs_intact_and_rerun_recovers(world, baseline, home_copy):
@@ -192,6 +215,80 @@ def test_shard_task_logic_through_fn(world, baseline, home_copy):
     assert sum(r.height for r in raws) == baseline["scores"].height
     keys = [set(r[S.CONSIGNEE_ADDRESS_KEY].fill_null("")) for r in raws]
     assert keys[0].isdisjoint(keys[1]) and all(keys)
+
+
+def test_the_shard_steps_partition_the_day_and_refuse_a_lost_or_doubled_row(world, baseline, home_copy, tmp_path):
+    """The distributed night's steps as plain functions: the raw split partitions the day by
+    consignee address, the pieces gathered from the shards give the single-process features file
+    and scores, and a lost or doubled row is an error, not a silently different night."""
+    from riskpipe import distnight
+    from riskpipe.config import load_settings
+    from riskpipe.score import scores_file_frame
+    from riskpipe.shard import combine_pieces
+
+    layout, day = Layout(home_copy), date.fromisoformat(world["day"])
+    settings = load_settings(home_copy)
+    parts = distnight.split_raw(layout, day, 3)
+    raws = [pl.read_parquet(p["raw"]) for p in parts]
+    ids = pl.concat([r.select(S.SHIPMENT_ID) for r in raws])
+    assert ids.height == ids[S.SHIPMENT_ID].n_unique() == baseline["scores"].height
+    keys = [set(r[S.CONSIGNEE_ADDRESS_KEY].fill_null("")) for r in raws]
+    assert all(keys) and all(keys[i].isdisjoint(keys[j]) for i in range(3) for j in range(i + 1, 3))
+    whole = distnight.day_columns(layout, settings, day, 3)
+    files = [distnight.features_shard(layout, settings, day, p, whole["file"]) for p in parts]
+    for f, r in zip(files, raws, strict=True):
+        assert pl.read_parquet(f, columns=[S.SHIPMENT_ID])[S.SHIPMENT_ID].to_list() == sorted(r[S.SHIPMENT_ID])
+    pieces = whole["pieces"]
+    assert len(pieces) == 3 and not any(cascade for _, _, cascade in pieces)  # a small day: no cascade
+    outs = distnight.piece_paths(layout, day, len(pieces))
+    done = [distnight.score_piece(layout, settings, day, files, p, o) for p, o in zip(pieces, outs, strict=True)]
+    feats = distnight.join_ranges(layout, day, [o["features"] for o in done], whole["rows"])
+    assert_frame_equal(pl.read_parquet(feats), _features(baseline["home"], world["day"]))
+    piece_features = [pl.read_parquet(o["features"]) for o in done]
+    scored = combine_pieces(layout, settings, day, [o["scored"] for o in done], feats, tmp_path / "scored.parquet")
+    assert_frame_equal(scores_file_frame(pl.read_parquet(scored), day), baseline["scores"])
+
+    rest = [tmp_path / f"piece-{i}.parquet" for i in range(1, 3)]
+    for frame, path in zip(piece_features[1:], rest, strict=True):
+        frame.write_parquet(path)
+    first = piece_features[0]
+    for broken in (first.slice(1), pl.concat([first, first.head(1)])):  # a row lost, a row twice
+        broken.write_parquet(tmp_path / "piece-0.parquet")
+        with pytest.raises(ValueError, match=r"feature rows .* for \d+ shipments of the day"):
+            distnight.join_ranges(layout, day, [str(tmp_path / "piece-0.parquet"), *map(str, rest)], whole["rows"])
+    parts = distnight.split_raw(layout, day, 3)
+    whole = distnight.day_columns(layout, settings, day, 3)
+    doubled = pl.read_parquet(parts[0]["raw"])
+    pl.concat([doubled, doubled.head(1)]).write_parquet(parts[0]["raw"].replace("*", "part-0000"))
+    with pytest.raises(RuntimeError, match="different shipments"):
+        distnight.features_shard(layout, settings, day, parts[0], whole["file"])
+
+
+def test_the_night_on_shards_keeps_the_cascade_of_the_single_process_run(world, home_copy, tmp_path, monkeypatch):
+    """A day scored with the two-stage cascade (its candidates are the top of each batch of the
+    id-sorted day): the pieces follow the single-process batches, so the scores and the list are
+    the same (scoring each address shard on its own chose other candidates)."""
+    import shutil
+
+    import riskpipe.nightly as steps
+    import riskpipe.score as score
+    from flows.nightly import nightly_flow
+
+    # as if the constants were smaller (the scoring functions' defaults were bound at import)
+    monkeypatch.setattr(score, "CASCADE_MIN_ROWS", 300)
+    monkeypatch.setattr(score, "BATCH_ROWS", 400)
+    monkeypatch.setitem(score.score_frame.__kwdefaults__, "cascade_min_rows", 300)
+    monkeypatch.setitem(score.score_frame.__kwdefaults__, "batch_rows", 400)
+    monkeypatch.setitem(score.score_day.__kwdefaults__, "batch_rows", 400)
+    monkeypatch.setattr(steps, "SCORE_BATCH_ROWS", 1000)  # two id ranges of about 750 rows
+    single = tmp_path / "single"
+    shutil.copytree(home_copy, single)
+    nightly_flow(str(single), world["day"], ingest=False)
+    result = nightly_flow(str(home_copy), world["day"], ingest=False, shards=2, distributed=True)
+    want, got = _outputs(single, world["day"]), _outputs(home_copy, world["day"])
+    assert_frame_equal(got["scores"], want["scores"])
+    assert_frame_equal(got["targets"], want["targets"])
+    assert result["summary"]["shipments"] == want["scores"].height
 
 
 @pytest.mark.parametrize("breakage", ["fresh", "corrupt", "tampered"])

@@ -71,3 +71,10 @@ def test_allow_rules_only_exits_0_but_still_warns(monkeypatch, tmp_path, capsys)
     code, err, seen = _run(monkeypatch, tmp_path, capsys, lambda kw: _result(PROBLEM), "--allow-rules-only")
     assert code == 0 and seen["allow_rules_only"] is True
     assert "warning: rules-only night 2026-01-14" in err and "error" not in err
+
+
+def test_the_dask_runner_spreads_the_whole_night_and_local_does_not(monkeypatch, tmp_path, capsys):
+    code, _, seen = _run(monkeypatch, tmp_path, capsys, lambda kw: _result(None), "--task-runner", "dask")
+    assert code == 0 and seen["distributed"] is True and seen["shards"] == 4
+    code, _, seen = _run(monkeypatch, tmp_path, capsys, lambda kw: _result(None), "--shards", "3")
+    assert code == 0 and seen["distributed"] is False and seen["shards"] == 3

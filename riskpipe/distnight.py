@@ -1,0 +1,237 @@
+"""The night on shards: features and scoring of one day spread over workers (a Dask cluster).
+
+What runs where (each step is one function here; ``flows.nightly`` submits them as tasks):
+
+1. :func:`split_raw` (one task, streaming): the day's raw rows are written once into ``n``
+   shard folders by the stable hash of the consignee address key (:func:`riskpipe.shard.shard_of`),
+   so a worker reads only its shard's rows. All shipments to one address are in one shard.
+2. :func:`day_columns` (one task, **central**): the whole-day columns (windows over party keys,
+   history lookups, the day's networks, the party graph) on the day's thin frame of shipment ids
+   and hashed party keys, as the batched build computes them; written sorted by shipment id.
+   These columns need rows of one key value to meet, for nine key kinds at once (a network links
+   shipments through any of seven kinds), so they are not split by the one shard key: this step
+   holds the thin frame of the whole day (measured per row in the README's Scale-out paragraph).
+3. :func:`features_shard` (one task per shard, on the workers): the row-level families on the
+   shard's raw rows, joined to the shard's whole-day columns (by shipment id) and checked to
+   cover exactly the shard's shipments.
+4. :func:`score_piece` (one task per piece, on the workers): a contiguous range of shipment ids
+   gathered from the shards' feature files and scored. Pieces, not address shards, because the
+   scoring cascade of a large day re-scores the top of each *batch of the id-sorted day*
+   (:func:`score_pieces` follows the single-process batches; scoring each 250 k-row address
+   shard on its own changed a quarter of the scores of a 1 M-row day). Then
+   :func:`join_ranges` streams the pieces into the day's features file and
+   :func:`riskpipe.shard.combine_shards` combines the scores (the day's top rows get their
+   reasons there, central, from the top rows only).
+5. Ranking and the report stay central (``riskpipe.nightly.rank_and_stage_step``), on the
+   scored day's narrow columns: the exploration draw is keyed by each shipment's place among all
+   the day's ids, so the list is drawn from the whole day, exactly as a single-process run does.
+
+Each row's features and score do not depend on which shard it was in: the row families are
+row-local (the family protocol), the whole-day columns are computed once for the day, and the
+pieces score with ``top_n=0`` before the day's top rows are attributed. So the outputs equal the
+single-process run's (tested, threads and a two-worker Dask cluster), exactly so the batched
+build's (days above ``BATCH_ROWS``); below it the one-plan build sums a consignee's day value in
+another order (``consignee_day_value_usd`` may differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from riskpipe import nightly
+from riskpipe import schema as S
+from riskpipe import score as scoring
+from riskpipe.config import Settings
+from riskpipe.features.build import PARQUET_OPTIONS, _assemble, _Day, _day_frame, sorted_by_id
+from riskpipe.nightly import features_path, load_labels, require_day
+from riskpipe.rules import load_rules, rules_file
+from riskpipe.score import join_raw_features, load_champion, scoring_columns
+from riskpipe.search import watchlist_step
+from riskpipe.shard import shard_dir, shard_of
+from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, set_mode, tmp_sibling
+
+_SHARD = "_shard"
+DAY_COLUMNS_FILE = "day-columns.parquet"
+
+
+def _name(i: int, n: int) -> str:
+    return f"{i:03d}-of-{n:03d}"
+
+
+def split_raw(layout: Layout, day: date, n_shards: int) -> list[dict[str, str]]:
+    """The day's raw rows in ``n_shards`` folders by consignee address hash (one streaming pass;
+    folders 0700: the rows hold names and addresses). Returns each shard's paths: ``raw`` (a
+    glob of its files), ``features`` and ``scored`` (written by later steps)."""
+    require_day(layout, day)
+    out = shard_dir(layout, day)
+    shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
+    private_dir(out, under=layout.home)
+    split = out / "split"
+    raw = scan_raw_shipments(layout, [day])
+    target = pl.PartitionBy(split, key=_SHARD, include_key=False, approximate_bytes_per_file=None)
+    raw.with_columns(shard_of(n_shards).alias(_SHARD)).sink_parquet(target, mkdir=True, engine="streaming")
+    parts = []
+    for i in range(n_shards):
+        folder = out / f"raw-{_name(i, n_shards)}"
+        private_dir(folder)
+        done = split / f"{_SHARD}={i}"
+        files = sorted(done.glob("*.parquet")) if done.exists() else []
+        for j, f in enumerate(files):  # renamed out of the key=value folders (no hive column on read)
+            os.replace(f, folder / f"part-{j:04d}.parquet")
+        if not files:  # a shard with no rows still has the day's columns
+            raw.head(0).collect().write_parquet(folder / "part-0000.parquet")
+        for f in folder.glob("*.parquet"):
+            set_mode(f, PRIVATE_FILE)
+        parts.append(
+            {
+                "raw": str(folder / "*.parquet"),
+                "features": str(out / f"features-{_name(i, n_shards)}.parquet"),
+                "scored": str(out / f"scored-{_name(i, n_shards)}.parquet"),
+            }
+        )
+    shutil.rmtree(split, ignore_errors=True)
+    return parts
+
+
+def _open_day(layout: Layout, settings: Settings, day: date) -> _Day:
+    """The day's families opened as the nightly features step opens them (no history by-product:
+    the night writes the day's history after publishing)."""
+    return _Day(layout, day, load_labels(settings), settings.partner_key_path, history_by_product=False)
+
+
+def score_pieces(rows: int, min_pieces: int = 1) -> list[tuple[int, int, bool]]:
+    """(first row, end row, cascade) of each piece of the id-sorted day that is scored on its own,
+    such that the scores equal the single-process score step's.
+
+    That step scores the day in ``ceil(rows / nightly.SCORE_BATCH_ROWS)`` id ranges, each with
+    the two-stage cascade when it has more than ``score.CASCADE_MIN_ROWS`` rows, whose candidates
+    (the top share of the first stage) are chosen per batch of ``score.BATCH_ROWS`` rows from the
+    range's start. With the cascade, a piece is one such batch (scoring a 250 k-row address shard
+    on its own instead changed a quarter of the scores of a 1 M-row day); without it a row's score
+    is its own, and a range is cut into at least ``min_pieces`` pieces (of at most a batch)."""
+    n_ranges = max(1, -(-rows // nightly.SCORE_BATCH_ROWS))
+    edges = [i * rows // n_ranges for i in range(n_ranges)] + [rows]
+    pieces = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        cascade = b - a > scoring.CASCADE_MIN_ROWS
+        step = scoring.BATCH_ROWS if cascade else max(1, min(scoring.BATCH_ROWS, -(-(b - a) // min_pieces)))
+        pieces += [(s, min(s + step, b), cascade) for s in range(a, b, step)]
+    return pieces
+
+
+def day_columns(layout: Layout, settings: Settings, day: date, min_pieces: int = 1) -> dict[str, object]:
+    """The whole-day columns of ``day`` (central: see the module's docstring), written sorted by
+    shipment id. Returns the file, the day's row count and the pieces the day is scored in
+    (:func:`score_pieces`) as (low, high, cascade): shipment ids ``low <= id < high`` (None: open)."""
+    require_day(layout, day)
+    frame = _day_frame(_open_day(layout, settings, day))
+    rows = frame.height
+    ids = frame.get_column(S.SHIPMENT_ID)
+    pieces = [
+        (ids[a] if a > 0 else None, ids[b] if b < rows else None, cascade)
+        for a, b, cascade in score_pieces(rows, min_pieces)
+    ]
+    path = shard_dir(layout, day) / DAY_COLUMNS_FILE
+    private_dir(path.parent, under=layout.home)
+    _write(frame, path)
+    return {"file": str(path), "rows": rows, "pieces": pieces}
+
+
+def _write(frame: pl.DataFrame, path: Path) -> Path:
+    """A work file of the shards (with column statistics: the id-range readers skip row groups)."""
+    tmp = tmp_sibling(path)
+    try:
+        frame.write_parquet(tmp)
+        set_mode(tmp, PRIVATE_FILE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def features_shard(layout: Layout, settings: Settings, day: date, part: dict[str, str], day_file: str) -> str:
+    """The features of one shard's shipments (sorted by shipment id) -> ``part["features"]``.
+
+    The row families run on the shard's raw rows only; the whole-day columns are read for the
+    shard's shipment ids. A shard whose rows and whole-day columns differ is an error."""
+    b = _open_day(layout, settings, day)
+    raw = pl.scan_parquet(part["raw"], hive_partitioning=False)
+    for _, w in b.work:
+        raw = w.adjust_raw(raw)
+    for _, w in b.work:
+        raw = w.rows(raw)
+    rows = raw.select(S.SHIPMENT_ID, *b.row_columns).collect(engine="streaming")
+    ids = rows.select(S.SHIPMENT_ID).lazy()
+    day_part = pl.scan_parquet(day_file).join(ids, on=S.SHIPMENT_ID, how="semi").collect(engine="streaming")
+    day_part = sorted_by_id(day_part)
+    return str(_write(_assemble(b, rows, day_part), Path(part["features"])))
+
+
+def features_range(feature_files: list[str], low: str | None, high: str | None) -> pl.DataFrame:
+    """Rows of the shards' feature files with ``low <= shipment_id < high`` (None: unbounded),
+    sorted by shipment id: one contiguous piece of the day's features file."""
+    scan = pl.scan_parquet(feature_files)
+    if low is not None:
+        scan = scan.filter(pl.col(S.SHIPMENT_ID) >= low)
+    if high is not None:
+        scan = scan.filter(pl.col(S.SHIPMENT_ID) < high)
+    return sorted_by_id(scan.collect())
+
+
+def score_piece(
+    layout: Layout,
+    settings: Settings,
+    day: date,
+    feature_files: list[str],
+    piece: tuple[str | None, str | None, bool],
+    out: dict[str, str],
+) -> dict[str, str]:
+    """One piece of the day (:func:`day_columns`): its features gathered from the shards ->
+    ``out["features"]``, its scores (cheap reasons; the day's top rows are attributed when the
+    pieces are combined) -> ``out["scored"]``."""
+    low, high, cascade = piece
+    feats = features_range(feature_files, low, high)
+    _write(feats, Path(out["features"]))
+    model, rules = load_champion(settings), load_rules(rules_file(settings))
+    feature_columns, raw_columns = scoring_columns(model, rules, feats.schema)
+    raw = scan_raw_shipments(layout, [day]).select(raw_columns)
+    if low is not None:
+        raw = raw.filter(pl.col(S.SHIPMENT_ID) >= low)
+    if high is not None:
+        raw = raw.filter(pl.col(S.SHIPMENT_ID) < high)
+    joined = join_raw_features(raw.collect(), feats.select(feature_columns))
+    del feats
+    # the cascade as the single-process call over this piece's id range decided it
+    scored = scoring.score_frame(joined, model, rules, top_n=0, cascade_min_rows=0 if cascade else joined.height)
+    scored = watchlist_step(layout, settings, day, scored)
+    _write(scored, Path(out["scored"]))
+    return out
+
+
+def piece_paths(layout: Layout, day: date, n: int) -> list[dict[str, str]]:
+    """Where piece ``i`` of ``n`` writes its features and scores."""
+    folder = shard_dir(layout, day)
+    return [{k: str(folder / f"piece-{k}-{_name(i, n)}.parquet") for k in ("features", "scored")} for i in range(n)]
+
+
+def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) -> Path:
+    """The day's features file from its id ranges (in order), streamed into place; the ranges
+    must hold the day's ``rows`` shipments, each once (a lost or doubled row is an error)."""
+    scan = pl.scan_parquet(range_files)
+    got = scan.select(pl.len(), pl.col(S.SHIPMENT_ID).n_unique().alias("ids")).collect().row(0)
+    if got != (rows, rows):
+        raise ValueError(f"shards of {day}: {got[0]} feature rows ({got[1]} shipments) for {rows} shipments of the day")
+    path = features_path(layout, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(path)
+    try:
+        scan.sink_parquet(tmp, engine="streaming", **PARQUET_OPTIONS)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
