@@ -102,7 +102,7 @@ def indicators(
         console.print(f"written to {out}")
 
 
-COMPARISONS = ("policies", "exploration", "weighting")
+COMPARISONS = ("policies", "exploration", "weighting", "cadence")
 
 
 def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | None) -> list:
@@ -116,6 +116,8 @@ def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | No
             Arm("weekly", share, novelty),
             Arm("weekly", share, novelty, weighted=True, weight_cap=cap),
         ]
+    if compare == "cadence":
+        return [Arm(policy, s) for s in (0.0, share) for policy in ("weekly", "daily")]
     if compare == "weighting":
         return [
             Arm("weekly", share),
@@ -139,7 +141,8 @@ def adaptation(
         typer.Option(
             help="policies: never vs weekly retrained, 0 vs --exploration; exploration: weekly with none, "
             "uniform and novelty-aware exploration (unweighted and weighted training); weighting: weekly with uniform exploration, exploration "
-            "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table)."
+            "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table); "
+            "cadence: retrained weekly vs daily, 0 vs --exploration."
         ),
     ] = "policies",
     exploration: Annotated[float, typer.Option(help="Exploration share of the exploring arms.", min=0, max=1)] = 0.1,
@@ -303,7 +306,13 @@ def adaptation(
             str(arm): [dict(zip(part["week"], part["recall_at_capacity"], strict=True)).get(w) for w in weeks]
             for (arm,), part in summary.group_by("arm", maintain_order=True)
         }
-        recall_by_week_png(series, weeks, plot, f"Recall at capacity per week ({per_day:.0f} exams a day)")
+        recall_by_week_png(
+            series,
+            weeks,
+            plot,
+            f"Recall per week (ground truth; prevalence {prevalence:.4f}; "
+            f"{per_day:.0f} exams/day = {multiple:.1f}x prevalence)",
+        )
         console.print(f"plot written to {plot}")
 
 

@@ -35,7 +35,7 @@ from riskpipe.training import attach_labels, day_features, selection_weights
 class Arm:
     """One way of running the loop."""
 
-    policy: str  # "static" (never retrained) or "weekly" (retrained every ``retrain_every`` days)
+    policy: str  # "static" (never retrained), "weekly" (every ``retrain_every`` days) or "daily"
     exploration_share: float
     novelty_share: float = 0.0  # share of the exploration drawn by novelty (0: all uniform)
     weighted: bool = False  # exploration exams weighted by 1 / selection probability in training
@@ -88,8 +88,8 @@ def adaptation_study(
     exploration share and novelty share), "examines" the selected shipments (outcome = ground
     truth, so this is evaluation code), adds those outcomes to its own labels (exploration picks
     as random exams with their recorded selection probability), and either never retrains
-    (``static``) or retrains every ``retrain_every`` days (``weekly``) on everything it has
-    labelled. Each day's features see only that arm's labels before the day. ``capacity``
+    (``static``), retrains every ``retrain_every`` days (``weekly``) or every day (``daily``) on
+    everything it has labelled. Each day's features see only that arm's labels before the day. ``capacity``
     overrides the total exams a day. ``arms`` defaults to every (exploration share, policy).
 
     Returns one row per (arm, day): ``policy``, ``exploration_share``, ``novelty_share``,
@@ -147,7 +147,7 @@ def adaptation_study(
         run_settings = settings.model_copy(update={"exploration_share": arm.exploration_share})
         known, feats, model = boot, dict(warm_feats), firsts[(arm.weighted, arm.weight_cap)]
         for i, day in enumerate(sim):
-            if arm.policy == "weekly" and i > 0 and i % retrain_every == 0:
+            if i > 0 and (arm.policy == "daily" or (arm.policy == "weekly" and i % retrain_every == 0)):
                 model = train(feats, known, arm)
             today = day_features(layout, day, known, cache=False)
             raw = scan_raw_shipments(layout, [day]).collect()
