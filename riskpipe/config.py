@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # each pick's probability recorded; 0 = uniform exploration only. Off by default: in
     # `riskpipe adaptation` it found less than uniform exploration (README, "Adaptation"). Below 1:
     # the uniform part keeps every shipment's chance > 0 (a chance of 0 hides it from the estimates)
-    # The nightly does not compute the novelty column yet: there the exploration stays uniform.
+    # The nightly computes the novelty column only when this is > 0 (one more model pass over the day).
     exploration_novelty_share: float = Field(0.0, ge=0.0, lt=1.0)
     # train with random exams weighted by 1 / selection probability (riskpipe.training); off by
     # default: with ~1 exploration exam a day the weights reach the hundreds (README, "Adaptation")

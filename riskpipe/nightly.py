@@ -25,6 +25,7 @@ from riskpipe.features import graph, history
 from riskpipe.features.build import write_features, write_parquet_fast
 from riskpipe.labels import LabelStore
 from riskpipe.model.fit import training_warnings
+from riskpipe.model.novelty import NOVELTY, day_novelty, novelty_inputs
 from riskpipe.rank import dated_graph_reasons, default_reason_texts, port_ceilings, rank_day, top_risk_gaps
 from riskpipe.registry import ChampionState, load_model
 from riskpipe.report import drift_table, oea_claim_counts, render_report
@@ -212,6 +213,31 @@ def _score_in_batches(
     return attribute_top(scored, scoring.join_raw_features(raw_top, feats_top), model, scoring.TOP_N_ATTRIBUTION)
 
 
+def with_novelty(
+    layout: Layout, day: date, scored: pl.DataFrame, model: Any, batch_rows: int | None = None
+) -> pl.DataFrame:
+    """``scored`` with the ``novelty`` column of the model that scored the night
+    (:func:`riskpipe.model.novelty.day_novelty`), so that novelty-aware exploration
+    (``exploration_novelty_share``) draws with unequal, recorded chances in production too.
+
+    Only when the setting is on (it costs one more pass of the trees and the linear partner over
+    the day's feature rows, read in id ranges of ``batch_rows`` as the score step reads them).
+    A rules-only night or a day without its features file gets no column: ``rank_day`` then
+    explores uniformly."""
+    feats_file = features_path(layout, day)
+    if model is None or not feats_file.exists():
+        return scored
+    batch_rows = SCORE_BATCH_ROWS if batch_rows is None else batch_rows
+    cols = [S.SHIPMENT_ID, *novelty_inputs(model.model, list(pl.read_parquet_schema(feats_file)))]
+    rows = pl.scan_parquet(feats_file).select(pl.len()).collect().item()
+    starts = list(range(0, rows, max(1, batch_rows))) + [rows]
+    batches = (
+        pl.scan_parquet(feats_file).select(cols).slice(a, b - a).collect()
+        for a, b in zip(starts, starts[1:], strict=False)
+    )
+    return scored.drop(NOVELTY, strict=False).join(day_novelty(model.model, batches), on=S.SHIPMENT_ID, how="left")
+
+
 def rank_and_stage_step(
     layout: Layout,
     settings: Settings,
@@ -223,6 +249,9 @@ def rank_and_stage_step(
 ) -> NightSummary:
     """Targeting list, scores file and report written into the staging directories."""
     scored = pl.read_parquet(scored_file)
+    champion = scoring_champion(settings, scored)
+    if settings.exploration_novelty_share > 0:
+        scored = with_novelty(layout, day, scored, champion.model)
     # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
     # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).
     narrow = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS).collect()
@@ -238,7 +267,6 @@ def rank_and_stage_step(
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
     write_targets_csv(targets, Path(staged["targets"]))
 
-    champion = scoring_champion(settings, scores)
     model = champion.model
     feats_file = features_path(layout, day)
     drift_cols = _key_features(model, pl.read_parquet_schema(feats_file) if feats_file.exists() else None)

@@ -102,7 +102,7 @@ def indicators(
         console.print(f"written to {out}")
 
 
-COMPARISONS = ("policies", "exploration", "weighting")
+COMPARISONS = ("policies", "exploration", "weighting", "cadence")
 
 
 def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | None) -> list:
@@ -116,6 +116,8 @@ def _adaptation_arms(compare: str, share: float, novelty: float, cap: float | No
             Arm("weekly", share, novelty),
             Arm("weekly", share, novelty, weighted=True, weight_cap=cap),
         ]
+    if compare == "cadence":
+        return [Arm(policy, s) for s in (0.0, share) for policy in ("weekly", "daily")]
     if compare == "weighting":
         return [
             Arm("weekly", share),
@@ -139,7 +141,8 @@ def adaptation(
         typer.Option(
             help="policies: never vs weekly retrained, 0 vs --exploration; exploration: weekly with none, "
             "uniform and novelty-aware exploration (unweighted and weighted training); weighting: weekly with uniform exploration, exploration "
-            "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table)."
+            "exams unweighted vs weighted by 1 / selection probability in training (plus a three-view table); "
+            "cadence: retrained weekly vs daily, 0 vs --exploration."
         ),
     ] = "policies",
     exploration: Annotated[float, typer.Option(help="Exploration share of the exploring arms.", min=0, max=1)] = 0.1,
@@ -151,6 +154,15 @@ def adaptation(
         float | None,
         typer.Option("--weight-cap", help="Clip of the training weights of the capped weighted arm.", min=1),
     ] = 10.0,
+    ceiling: Annotated[
+        bool,
+        typer.Option(
+            "--ceiling",
+            help="Also train on the ground truth of every earlier shipment and print the recall of its top "
+            "rows over the last 14 days at 1x, 2x, 3x the prevalence and at --capacity: what the features "
+            "can rank with full supervision.",
+        ),
+    ] = False,
 ) -> None:
     """Closed-loop study on a synthetic home (needs truth/): recall at capacity per week when the
     list feeds its own labels back, never retrained vs retrained weekly, with 0 % and 10 %
@@ -162,7 +174,12 @@ def adaptation(
     from rich.table import Table
 
     from riskpipe.charts import recall_by_week_png
-    from riskpipe.evaluation.adaptation import adaptation_study, adaptation_summary, scheme_discovery
+    from riskpipe.evaluation.adaptation import (
+        adaptation_study,
+        adaptation_summary,
+        learnability_ceiling,
+        scheme_discovery,
+    )
     from riskpipe.labels import LabelStore
     from riskpipe.store import Layout
 
@@ -235,7 +252,16 @@ def adaptation(
     console.print(table)
     found = scheme_discovery(study)
     st = Table(title="the new scheme (no positive in the warm-up days) and cumulative recall")
-    for col in ("arm", "appeared", "first found", "days", "new scheme found", "recall", "recall last 14 days"):
+    for col in (
+        "arm",
+        "appeared",
+        "first found",
+        "days",
+        "new scheme found",
+        "recall",
+        "recall last 14 days",
+        "top of the scores, last 14 days",
+    ):
         st.add_column(col, justify="left" if col == "arm" else "right")
     for r in found.iter_rows(named=True):
         st.add_row(
@@ -246,8 +272,31 @@ def adaptation(
             f"{r['new_scheme_found']}/{r['new_scheme_positives']}",
             f"{r['cumulative_recall']:.3f}",
             f"{r['recall_last_days']:.3f}",
+            f"{r['top_recall_last_days']:.3f}",
         )
     console.print(st)
+    if ceiling:
+        last = sorted(one["day"].to_list())[-14:]
+        tail = one.filter(pl.col("day").is_in(last))
+        per_day_pos = float(tail["positives"].sum()) / len(last)
+        caps = sorted({max(1, round(k * per_day_pos)) for k in (1, 2, 3)} | {int(per_day)})
+        with console.status("training on the ground truth of every earlier shipment ..."):
+            top = learnability_ceiling(layout, cfg, labels, caps, last_days=len(last), retrain_every=retrain_every)
+        ct = Table(
+            title=f"learnability ceiling: a model trained on the ground truth of every earlier shipment, "
+            f"last {len(last)} days ({per_day_pos:.1f} positives a day)"
+        )
+        for col in ("exams a day", "x prevalence", "found", "positives", "recall"):
+            ct.add_column(col, justify="right")
+        for r in top.iter_rows(named=True):
+            ct.add_row(
+                str(r["capacity"]),
+                f"{r['capacity'] / per_day_pos:.1f}" if per_day_pos else "",
+                str(r["found"]),
+                str(r["positives"]),
+                f"{r['recall']:.3f}",
+            )
+        console.print(ct)
     if out is not None:
         summary.write_csv(out)
         console.print(f"written to {out}")
@@ -257,7 +306,13 @@ def adaptation(
             str(arm): [dict(zip(part["week"], part["recall_at_capacity"], strict=True)).get(w) for w in weeks]
             for (arm,), part in summary.group_by("arm", maintain_order=True)
         }
-        recall_by_week_png(series, weeks, plot, f"Recall at capacity per week ({per_day:.0f} exams a day)")
+        recall_by_week_png(
+            series,
+            weeks,
+            plot,
+            f"Recall per week (ground truth; prevalence {prevalence:.4f}; "
+            f"{per_day:.0f} exams/day = {multiple:.1f}x prevalence)",
+        )
         console.print(f"plot written to {plot}")
 
 

@@ -35,7 +35,7 @@ from riskpipe.training import attach_labels, day_features, selection_weights
 class Arm:
     """One way of running the loop."""
 
-    policy: str  # "static" (never retrained) or "weekly" (retrained every ``retrain_every`` days)
+    policy: str  # "static" (never retrained), "weekly" (every ``retrain_every`` days) or "daily"
     exploration_share: float
     novelty_share: float = 0.0  # share of the exploration drawn by novelty (0: all uniform)
     weighted: bool = False  # exploration exams weighted by 1 / selection probability in training
@@ -88,12 +88,14 @@ def adaptation_study(
     exploration share and novelty share), "examines" the selected shipments (outcome = ground
     truth, so this is evaluation code), adds those outcomes to its own labels (exploration picks
     as random exams with their recorded selection probability), and either never retrains
-    (``static``) or retrains every ``retrain_every`` days (``weekly``) on everything it has
-    labelled. Each day's features see only that arm's labels before the day. ``capacity``
+    (``static``), retrains every ``retrain_every`` days (``weekly``) or every day (``daily``) on
+    everything it has labelled. Each day's features see only that arm's labels before the day. ``capacity``
     overrides the total exams a day. ``arms`` defaults to every (exploration share, policy).
 
     Returns one row per (arm, day): ``policy``, ``exploration_share``, ``novelty_share``,
     ``weighted``, ``arm``, ``shipments``, ``positives`` (truth), ``found`` (in the list),
+    ``top_found`` (in the top rows of the same scores, as many as the list: without ports and
+    exploration),
     ``selected``, ``explored``, ``recall_at_capacity``, ``precision_at_capacity`` and, for the
     schemes new after the warm-up (``new_schemes``), ``new_scheme_positives`` and
     ``new_scheme_found``.
@@ -145,7 +147,7 @@ def adaptation_study(
         run_settings = settings.model_copy(update={"exploration_share": arm.exploration_share})
         known, feats, model = boot, dict(warm_feats), firsts[(arm.weighted, arm.weight_cap)]
         for i, day in enumerate(sim):
-            if arm.policy == "weekly" and i > 0 and i % retrain_every == 0:
+            if i > 0 and (arm.policy == "daily" or (arm.policy == "weekly" and i % retrain_every == 0)):
                 model = train(feats, known, arm)
             today = day_features(layout, day, known, cache=False)
             raw = scan_raw_shipments(layout, [day]).collect()
@@ -163,6 +165,13 @@ def adaptation_study(
                 truth, on=S.SHIPMENT_ID, how="left"
             )
             found = int(picked[TRUE_POSITIVE].fill_null(0).sum())
+            # the same nights' scores without the list mechanics (ports, exploration): the top rows
+            top = (
+                scores.select(S.SHIPMENT_ID, S.RISK_SCORE)
+                .sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
+                .head(targets.height)
+            )
+            top_found = int(top.join(truth, on=S.SHIPMENT_ID, how="left")[TRUE_POSITIVE].fill_null(0).sum())
             positives = int(truth[TRUE_POSITIVE].sum())
             is_new = pl.col(S.SCHEME).is_in(sorted(fresh)) & (pl.col(TRUE_POSITIVE) == 1)
             rows.append(
@@ -179,6 +188,7 @@ def adaptation_study(
                     "selected": targets.height,
                     "explored": int((targets[S.SELECTION] == "exploration").sum()),
                     "found": found,
+                    "top_found": top_found,
                     "new_scheme_positives": int(truth.filter(is_new).height),
                     "new_scheme_found": int(picked.filter(is_new).height),
                     "recall_at_capacity": found / positives if positives else 0.0,
@@ -242,7 +252,9 @@ def adaptation_summary(study: pl.DataFrame, weeks: int = 7) -> pl.DataFrame:
 def scheme_discovery(study: pl.DataFrame, last_days: int = 14) -> pl.DataFrame:
     """Per arm: the day the new scheme first had a positive, the first day the arm's list found
     one and the days between (null: never found), the new scheme's found / positives, the
-    cumulative recall and the recall of the last ``last_days`` simulated days."""
+    cumulative recall and the recall of the last ``last_days`` simulated days (and, with
+    ``top_found``, that of the top rows of the same nights' scores: the list mechanics cost is
+    the difference)."""
     last = sorted(study["day"].unique().to_list())[-last_days:]
     appeared = study.filter(pl.col("new_scheme_positives") > 0)["day"].min()
     return (
@@ -257,8 +269,94 @@ def scheme_discovery(study: pl.DataFrame, last_days: int = 14) -> pl.DataFrame:
                 pl.col("found").filter(pl.col("day").is_in(last)).sum()
                 / pl.col("positives").filter(pl.col("day").is_in(last)).sum()
             ).alias("recall_last_days"),
+            *(
+                [
+                    (
+                        pl.col("top_found").filter(pl.col("day").is_in(last)).sum()
+                        / pl.col("positives").filter(pl.col("day").is_in(last)).sum()
+                    ).alias("top_recall_last_days")
+                ]
+                if "top_found" in study.columns
+                else []
+            ),
         )
         .with_columns(
             (pl.col("new_scheme_first_found") - pl.col("new_scheme_appeared")).dt.total_days().alias("days_to_find")
         )
+    )
+
+
+def learnability_ceiling(
+    layout: Layout,
+    settings: Any,
+    labels: pl.DataFrame,
+    capacities: Sequence[int],
+    *,
+    last_days: int = 14,
+    retrain_every: int = 7,
+    estimator: Any = None,
+) -> pl.DataFrame:
+    """Recall of the top ``capacity`` rows a day over the last ``last_days`` days of a synthetic
+    world, for a model trained on the ground truth of EVERY shipment of the earlier days
+    (retrained every ``retrain_every`` days, as the loop is): what the features can rank with
+    full supervision, the ceiling of a closed loop that learns only from its own exams.
+
+    The features are the ones the nightly would build with ``labels`` (the home's exam
+    outcomes); the training target is the truth. One row per capacity: ``capacity``,
+    ``shipments``, ``positives``, ``found``, ``recall``."""
+    days = [d for d in layout.raw_days() if (layout.partition(layout.truth, d) / "truth.parquet").exists()]
+    if len(days) <= last_days + 2:
+        raise RiskpipeError(
+            f"learnability ceiling: need more than {last_days + 2} days with ground truth, found {len(days)}"
+        )
+    truth: dict[date, pl.DataFrame] = {}
+    for d in days:
+        frame = read_truth_day(layout, d)
+        if frame is None:
+            raise RiskpipeError(f"learnability ceiling: the ground truth of {d} disappeared during the study")
+        truth[d] = frame
+    feats = {d: day_features(layout, d, labels, cache=False) for d in days}
+    found = dict.fromkeys(capacities, 0)
+    positives = shipments = 0
+    model: LoadedModel | None = None
+    for i, day in enumerate(days[-last_days:]):
+        if model is None or i % retrain_every == 0:
+            earlier = [d for d in days if d < day]
+            data = pl.concat(
+                [
+                    feats[d]
+                    .join(truth[d].select(S.SHIPMENT_ID, pl.col(TRUE_POSITIVE).alias(S.IS_POSITIVE)), on=S.SHIPMENT_ID)
+                    .with_columns(pl.lit(d, dtype=pl.Date).alias(S.ARRIVAL_DATE))
+                    for d in earlier
+                ],
+                how="vertical_relaxed",
+            )
+            cal = earlier[-max(1, len(earlier) // 5) :]
+            fitted, meta = fit_risk_model(
+                data.filter(~pl.col(S.ARRIVAL_DATE).is_in(cal)),
+                data.filter(pl.col(S.ARRIVAL_DATE).is_in(cal)),
+                estimator=estimator,
+                seed=settings.seed,
+            )
+            model = LoadedModel(version=f"truth-{earlier[-1].isoformat()}", model=fitted, meta=meta)
+        raw = scan_raw_shipments(layout, [day]).collect()
+        scores = score_frame(join_raw_features(raw, feats[day]), model, None, top_n=0)
+        ranked = (
+            scores.select(S.SHIPMENT_ID, S.RISK_SCORE)
+            .sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
+            .join(truth[day], on=S.SHIPMENT_ID, how="left", maintain_order="left")
+        )
+        hits = ranked[TRUE_POSITIVE].fill_null(0)
+        for k in capacities:
+            found[k] += int(hits.head(k).sum())
+        positives += int(truth[day][TRUE_POSITIVE].sum())
+        shipments += raw.height
+    return pl.DataFrame(
+        {
+            "capacity": list(capacities),
+            "shipments": [shipments] * len(capacities),
+            "positives": [positives] * len(capacities),
+            "found": [found[k] for k in capacities],
+            "recall": [found[k] / positives if positives else 0.0 for k in capacities],
+        }
     )

@@ -15,12 +15,17 @@ in [0, 1]:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from riskpipe import schema as S
+
 NOVELTY = "novelty"
+#: the party-history features of the unseen-parties flag
+PARTY_COLUMNS = ("hist_shipper_prior_exams", "hist_seller_prior_exams", "hist_shipper_first_seen_days")
 #: a shipper first seen this many days ago or less counts as new
 NEW_PARTY_DAYS = 7
 
@@ -30,8 +35,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def disagreement(model: Any, frame: pl.DataFrame) -> np.ndarray:
-    """|trees - linear| log-odds per row, as a percentile in [0, 1] (zeros without a partner)."""
+def disagreement_gap(model: Any, frame: pl.DataFrame) -> np.ndarray:
+    """|trees - linear| log-odds per row (zeros without a linear partner): the raw part of
+    :func:`disagreement`, so that a day read in batches can be ranked as one (the nightly)."""
     linear = getattr(model, "linear_", None)
     if linear is None or not frame.height:
         return np.zeros(frame.height)
@@ -42,8 +48,19 @@ def disagreement(model: Any, frame: pl.DataFrame) -> np.ndarray:
         if hasattr(est, "decision_function")
         else _logit(est.predict_proba(Xf)[:, 1])
     )
-    gap = np.abs(trees - _logit(linear.predict_risk(frame)))
-    return pl.Series(gap).rank("average").to_numpy() / len(gap)
+    return np.abs(trees - _logit(linear.predict_risk(frame)))
+
+
+def _percentile(gap: np.ndarray) -> np.ndarray:
+    """Average rank / n in (0, 1]; empty stays empty."""
+    return pl.Series(gap).rank("average").to_numpy() / len(gap) if len(gap) else np.zeros(0)
+
+
+def disagreement(model: Any, frame: pl.DataFrame) -> np.ndarray:
+    """|trees - linear| log-odds per row, as a percentile in [0, 1] (zeros without a partner)."""
+    if getattr(model, "linear_", None) is None or not frame.height:
+        return np.zeros(frame.height)
+    return _percentile(disagreement_gap(model, frame))
 
 
 def unseen_parties(frame: pl.DataFrame) -> np.ndarray:
@@ -67,3 +84,30 @@ def novelty_scores(model: Any, frame: pl.DataFrame) -> pl.Series:
     ``RiskModel``): the mean of the disagreement percentile and the unseen-parties flag."""
     score = 0.5 * disagreement(model, frame) + 0.5 * unseen_parties(frame)
     return pl.Series(NOVELTY, score, dtype=pl.Float64)
+
+
+def novelty_inputs(model: Any, available: list[str]) -> list[str]:
+    """The feature columns :func:`novelty_scores` reads (of those ``available``): the model's
+    inputs when it has a linear partner, and the party-history columns."""
+    wanted = list(getattr(model, "feature_columns_", [])) if getattr(model, "linear_", None) is not None else []
+    wanted += [c for c in PARTY_COLUMNS if c not in wanted]
+    return [c for c in wanted if c in available]
+
+
+def day_novelty(model: Any, batches: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """``shipment_id`` and ``novelty`` of a whole day read as ``batches`` of feature rows (the
+    nightly reads a large day in id ranges): the disagreement is ranked over the day, as
+    :func:`novelty_scores` ranks it over one frame, so both give the same column."""
+    ids: list[pl.Series] = []
+    gaps: list[np.ndarray] = []
+    flags: list[np.ndarray] = []
+    partner = getattr(model, "linear_", None) is not None
+    for part in batches:
+        ids.append(part.get_column(S.SHIPMENT_ID))
+        gaps.append(disagreement_gap(model, part) if partner else np.zeros(part.height))
+        flags.append(unseen_parties(part))
+    if not ids:
+        return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, NOVELTY: pl.Float64})
+    gap = np.concatenate(gaps)
+    score = 0.5 * (_percentile(gap) if partner else gap) + 0.5 * np.concatenate(flags)
+    return pl.DataFrame({S.SHIPMENT_ID: pl.concat(ids), NOVELTY: pl.Series(score, dtype=pl.Float64)})

@@ -70,3 +70,13 @@ def test_summary_keeps_the_arms_apart_and_the_plot_is_a_png(tmp_path):
     }
     recall_by_week_png(series, [1, 2, 3], path, "recall")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_scheme_discovery_shows_the_top_of_the_same_scores_beside_the_list():
+    """The list mechanics cost (ports, exploration) is the list's recall minus that of the top
+    rows of the same nights' scores: both over the last days."""
+    study = _study().with_columns(pl.when(pl.col("day") >= D0 + timedelta(10)).then(3).otherwise(2).alias("top_found"))
+    out = scheme_discovery(study, last_days=14).row(0, named=True)
+    assert out["recall_last_days"] == 0.5
+    assert out["top_recall_last_days"] == (4 * 2 + 10 * 3) / 56
+    assert "top_recall_last_days" not in scheme_discovery(_study(), last_days=14).columns
