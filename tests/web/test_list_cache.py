@@ -183,3 +183,27 @@ def test_an_outcome_recorded_in_another_worker_invalidates_this_workers_lists(ho
     assert r.status_code == 303
     ana.get("/list")
     assert len(here.state.list_pages._items) == 2  # rendered afresh in this worker too
+
+
+def test_a_logout_in_one_worker_ends_the_session_in_another_at_once(home_settings) -> None:
+    """``riskpipe serve --workers N``: two app instances of one home, each with its own account
+    cache. A cookie logged out (or an account deactivated) through one is refused by the other on
+    its next request, not a cache lifetime later."""
+    first, second = create_app(home_settings), create_app(home_settings)
+    ana = client(first, "ana")
+    copy = TestClient(second, cookies=dict(ana.cookies))
+    assert copy.get("/list").status_code == 200  # the second worker has ana's account cached now
+    r = ana.post("/logout", data={"csrf": csrf_of(ana.get("/list").text)}, follow_redirects=False)
+    assert r.status_code == 303
+    gone = copy.get("/list", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+    ana2 = TestClient(second)
+    assert login(ana2, "ana").status_code == 303
+    assert ana2.get("/list").status_code == 200  # cached in the second worker
+    sue = client(first, "sue")
+    token = csrf_of(sue.get("/users").text)
+    r = sue.post("/users", data={"csrf": token, "action": "deactivate", "username": "ana"}, follow_redirects=False)
+    assert r.status_code == 303
+    gone = ana2.get("/list", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
