@@ -35,6 +35,7 @@ import polars as pl
 from riskpipe import schema as S
 from riskpipe.features.keys import _text as normalised_text
 from riskpipe.features.keys import phone_digits
+from riskpipe.lookup import read_rows, ready_lookup
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
 
 INDEX_VERSION = 2  # 2: the consignee address key (the workbench's party history and network)
@@ -387,15 +388,21 @@ def search(
         .agg(pl.col("matched").unique(maintain_order=True).str.join(", "))
     )
     cols = [S.SHIPMENT_ID, S.CONSIGNEE_NAME, S.SHIPPER_NAME, S.DESCRIPTION, S.PORT_OF_ENTRY]
-    details = []
+    details: list[pl.LazyFrame] = []
+    read: list[pl.DataFrame] = []
     for d, ids in frame.group_by(S.ARRIVAL_DATE).agg(S.SHIPMENT_ID).iter_rows():
+        paths = ready_lookup(layout, d)
+        if paths is not None:  # the day's sorted copy: the rows by id (a scan decodes the day's ids)
+            read.append(read_rows(paths, ids, cols).with_columns(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE)))
+            continue
         details.append(
             scan_raw_shipments(layout, [d])
             .select(cols)
             .filter(pl.col(S.SHIPMENT_ID).is_in(ids))
             .with_columns(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE))
         )
-    info = pl.concat(pl.collect_all(details)).with_columns(pl.col(S.PORT_OF_ENTRY).cast(pl.String))
+    found = [*read, *(pl.collect_all(details) if details else [])]
+    info = pl.concat([f.with_columns(pl.col(S.PORT_OF_ENTRY).cast(pl.String)) for f in found], how="vertical_relaxed")
     return wanted, frame.join(info, on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="left", maintain_order="left")
 
 

@@ -263,3 +263,22 @@ def test_index_equals_every_normalised_identifier_once_in_hash_then_field_order(
         assert got.equals(got.sort("h", "field", maintain_order=True))  # hash then field order
         shared = want.group_by("h").agg(pl.col("field").n_unique()).filter(pl.col("field") > 1)
         assert shared.height > 0  # the case of one value in two fields is exercised
+
+
+def test_search_reads_the_rows_of_days_with_look_up_files_by_id(tmp_path, monkeypatch) -> None:
+    """A day with the shipment page's look-up files (the published day) gives the found rows'
+    details from its sorted copy, not a scan that decodes the day's ids (about 0.2 s a day on the
+    4 M-row home); the answer is the same."""
+    from riskpipe import lookup
+    from riskpipe import search as sm
+
+    settings, layout = _home(tmp_path)
+    queries = [("555 0101", ""), ("pat doe", "name"), ("seller-9", ""), ("no such person", "")]
+    want = [sm.search(layout, q, k)[1] for q, k in queries]
+    assert sum(w.height for w in want) >= 6
+    for d in layout.raw_days():
+        lookup.build_lookup(layout, d)
+    monkeypatch.setattr(sm, "scan_raw_shipments", None)  # every day has look-up files: no scan
+    got = [sm.search(layout, q, k)[1] for q, k in queries]
+    for g, w in zip(got, want, strict=True):
+        assert g.equals(w)
