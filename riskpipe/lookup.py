@@ -76,6 +76,7 @@ KINDS = {
 }
 log = logging.getLogger("riskpipe.lookup")
 _KEYS_LOCK = threading.Lock()
+_BATCH_LOCK = threading.Lock()
 _FP_CACHE: dict[tuple[str, int, int, tuple[int, int, int]], str | None] = {}
 SETTLE_NS = 2_000_000_000
 _OPEN: OrderedDict[str, object] = OrderedDict()  # path -> memory-mapped array or IPC reader
@@ -272,7 +273,10 @@ def _opened(path: Path, kind: str) -> object:
     if kind == "npy":
         value: object = np.load(k, mmap_mode="r", allow_pickle=False)
     else:
-        value = ipc.open_file(pa.memory_map(k), options=ipc.IpcReadOptions(use_threads=False))  # one small batch
+        reader = ipc.open_file(pa.memory_map(k), options=ipc.IpcReadOptions(use_threads=False))  # one small batch
+        if reader.num_record_batches:
+            reader.get_batch(0)  # the reader loads its dictionaries on a first read: here, not in a race
+        value = reader
     with _KEYS_LOCK:
         _OPEN[k] = value
         while len(_OPEN) > OPEN_CACHE_SIZE:
@@ -338,7 +342,8 @@ def read_groups(
     only those rows of each batch, taken before any conversion)."""
     reader = _reader(rows_path)
     if groups:
-        batches = [reader.get_batch(g).select(columns) for g in groups]
+        with _BATCH_LOCK:  # readers are shared by the page threads; a batch is read in 0.1 ms
+            batches = [reader.get_batch(g).select(columns) for g in groups]
         if rows is not None:
             batches = [b.take(pa.array(r, pa.int32())) for b, r in zip(batches, rows, strict=True)]
         table = pa.Table.from_batches(batches)
