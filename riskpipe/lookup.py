@@ -77,6 +77,7 @@ KINDS = {
 log = logging.getLogger("riskpipe.lookup")
 _KEYS_LOCK = threading.Lock()
 _BATCH_LOCK = threading.Lock()
+_PATHS: dict[tuple[str, date, str], dict[str, Path]] = {}
 _FP_CACHE: dict[tuple[str, int, int, tuple[int, int, int]], str | None] = {}
 SETTLE_NS = 2_000_000_000
 _OPEN: OrderedDict[str, object] = OrderedDict()  # path -> memory-mapped array or IPC reader
@@ -138,8 +139,19 @@ def _scores_file(layout: Layout, day: date) -> Path:
 
 
 def _paths(layout: Layout, day: date, fp: str) -> dict[str, Path]:
-    folder = lookup_root(layout) / f"day={day.isoformat()}"
-    return {k: folder / f"{k}-{fp}.{ext}" for k, ext in KINDS.items()}
+    """The day's file names (a copy); kept per fingerprint: a page asks for 30 days' (7 paths a
+    day, about a millisecond of path building a page)."""
+    key = (str(layout.home), day, fp)
+    with _KEYS_LOCK:
+        hit = _PATHS.get(key)
+    if hit is None:
+        folder = lookup_root(layout) / f"day={day.isoformat()}"
+        hit = {k: folder / f"{k}-{fp}.{ext}" for k, ext in KINDS.items()}
+        with _KEYS_LOCK:
+            if len(_PATHS) > 4096:
+                _PATHS.clear()
+            _PATHS[key] = hit
+    return dict(hit)
 
 
 def ready_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
