@@ -143,6 +143,10 @@ def test_bench_search_builds_the_indexes_then_times_each_query(tmp_path) -> None
     assert out["n"] == 6
     assert 0 < out["p50_s"] <= out["p95_s"] <= out["max_s"]
     assert all(ready_index_path(layout, d) is not None for d in search_days(layout))  # built before the clock
+    # several identifier kinds, each reported apart, over the last day only
+    kinds = bench_search(layout, [("555 0101", "phone"), ("pat doe", "name"), ("seller-9", "")], n_days=1)
+    assert kinds["days"] == 1 and kinds["n"] == 3
+    assert set(kinds["by_kind"]) == {"phone", "name", "any"} and kinds["by_kind"]["phone"]["n"] == 1
 
 
 def test_an_older_builder_never_deletes_the_current_index(tmp_path, monkeypatch) -> None:
