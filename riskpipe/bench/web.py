@@ -64,15 +64,25 @@ def web_summary_line(stage: str, detail: dict) -> str:
         f"web {page} page, stress (closed loop, no think time): p50 {detail['p50_ms']:,.0f} ms, "
         f"p95 {detail['p95_ms']:,.0f} ms, max {detail['max_ms']:,.0f} ms, "
         f"{detail['requests']} requests by {detail['users']} concurrent clients in another process "
-        f"(cold first {detail['cold_first_load_ms']:,.0f} ms; look-up files built in {detail.get('lookup_build_s', 0)} s)"
+        f"(cold first {detail['cold_first_load_ms']:,.0f} ms; look-up files built in {detail.get('lookup_build_s', 0)} s"
+        + _load_words(detail)
+        + ")"
     )
     u = detail.get("users_model")
     if u:
         line += (
             f"; users (think time exponential, mean {u['think_mean_s']:g} s): p50 {u['p50_ms']:,.0f} ms, "
             f"p95 {u['p95_ms']:,.0f} ms, max {u['max_ms']:,.0f} ms, {u['requests']} requests by {detail['users']} users"
+            + _load_words(u).replace("; ", " (", 1)
+            + (")" if u.get("loadavg_1m") else "")
         )
     return line
+
+
+def _load_words(detail: dict) -> str:
+    """'; load average 4.2 -> 6.8' when the run recorded it."""
+    load = detail.get("loadavg_1m")
+    return f"; load average {load[0]:g} -> {load[1]:g}" if load else ""
 
 
 def _free_port() -> int:
@@ -193,9 +203,12 @@ def _bench_pages(
         # every worker process has its own caches: warm them all before the clock (the first
         # request above reached one of them), not timed
         load(base, cookies, urls[: WARMUP_PER_WORKER * n_workers], n_workers * WARMUP_PER_WORKER)
+        load_before = _loadavg()
         latencies, wall = run_load_process(base, cookies, urls, users)
+        load_stress = _loadavg()
         if user_urls:
             user_lat, user_wall = run_load_process(base, cookies, user_urls, users, think_mean_s, seed)
+            load_users = _loadavg()
     finally:
         if server is not None:
             stop_server(server)
@@ -213,14 +226,24 @@ def _bench_pages(
         "load_model": "stress (closed loop, no think time)",
         "cold_first_load_ms": round(cold_ms, 1),
         **_quantiles(latencies, wall),
+        "loadavg_1m": [load_before, load_stress],  # before and after the run: what else ran on the machine
     }
     if user_urls:
         out["users_model"] = {
             "load_model": f"users (exponential think time, mean {think_mean_s:g} s)",
             "think_mean_s": think_mean_s,
             **_quantiles(user_lat, user_wall),
+            "loadavg_1m": [load_stress, load_users],
         }
     return out
+
+
+def _loadavg() -> float:
+    """The machine's 1-minute load average (a latency figure means little without it)."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except OSError:
+        return -1.0
 
 
 def _quantiles(latencies: list[float], wall: float) -> dict:

@@ -31,6 +31,21 @@ def outcomes_changed(home: Path) -> None:
     write_text_atomic(str(time.time_ns()), Path(home) / OUTCOMES_STAMP)
 
 
+ACCOUNTS_STAMP = ".web_accounts"  # renewed when the workbench ends sessions or changes an account
+
+
+def accounts_changed(home: Path) -> None:
+    """Say to every workbench process of ``home`` that an account changed here (a logout, a
+    deactivation, a new password or role): their cached accounts key on :func:`accounts_version`,
+    so a cookie ended in one worker is refused by the others at once, not a cache lifetime later."""
+    write_text_atomic(str(time.time_ns()), Path(home) / ACCOUNTS_STAMP)
+
+
+def accounts_version(home: Path) -> tuple[int, int, int]:
+    """The identity of the accounts stamp (one stat)."""
+    return _stamp(Path(home) / ACCOUNTS_STAMP)
+
+
 def outcomes_version(home: Path) -> tuple[int, int, int]:
     """The identity of the outcomes stamp (one stat): changes whenever any process records one."""
     return _stamp(Path(home) / OUTCOMES_STAMP)

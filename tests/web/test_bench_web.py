@@ -88,6 +88,9 @@ def test_bench_reports_stress_and_users_models_each_labelled(tmp_path) -> None:
     stress_part, users_part = line.split("; users")
     assert "stress (closed loop, no think time)" in stress_part and f"p95 {res['p95_ms']:,.0f} ms" in stress_part
     assert "think time exponential, mean 0.01 s" in users_part and f"p95 {u['p95_ms']:,.0f} ms" in users_part
+    # the machine's load during each run is part of the figure (2 cores shared with other work)
+    assert len(res["loadavg_1m"]) == 2 and len(u["loadavg_1m"]) == 2
+    assert "load average" in stress_part and "load average" in users_part
 
 
 def test_the_bench_serves_the_workbench_as_users_do_with_worker_processes(tmp_path, monkeypatch) -> None:

@@ -183,3 +183,49 @@ def test_an_outcome_recorded_in_another_worker_invalidates_this_workers_lists(ho
     assert r.status_code == 303
     ana.get("/list")
     assert len(here.state.list_pages._items) == 2  # rendered afresh in this worker too
+
+
+def test_a_logout_in_one_worker_ends_the_session_in_another_at_once(home_settings) -> None:
+    """``riskpipe serve --workers N``: two app instances of one home, each with its own account
+    cache. A cookie logged out (or an account deactivated) through one is refused by the other on
+    its next request, not a cache lifetime later."""
+    first, second = create_app(home_settings), create_app(home_settings)
+    ana = client(first, "ana")
+    copy = TestClient(second, cookies=dict(ana.cookies))
+    assert copy.get("/list").status_code == 200  # the second worker has ana's account cached now
+    r = ana.post("/logout", data={"csrf": csrf_of(ana.get("/list").text)}, follow_redirects=False)
+    assert r.status_code == 303
+    gone = copy.get("/list", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+    ana2 = TestClient(second)
+    assert login(ana2, "ana").status_code == 303
+    assert ana2.get("/list").status_code == 200  # cached in the second worker
+    sue = client(first, "sue")
+    token = csrf_of(sue.get("/users").text)
+    r = sue.post("/users", data={"csrf": token, "action": "deactivate", "username": "ana"}, follow_redirects=False)
+    assert r.status_code == 303
+    gone = ana2.get("/list", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+
+def test_a_served_worker_loads_the_newest_days_list_views_before_its_first_request(home_settings, monkeypatch) -> None:
+    """Each worker process of ``riskpipe serve`` holds its own list views: a worker builds the
+    newest day's at start (lifespan, before it accepts connections), so no analyst's first page
+    waits for a 4 M-row build in a worker the others had not warmed."""
+    app = create_app(home_settings)
+    data = app.state.data
+    built: list[tuple] = []
+    real = data._days.get_or_compute
+
+    def spy(key, compute):
+        built.append(key[:2])
+        return real(key, compute)
+
+    monkeypatch.setattr(data._days, "get_or_compute", spy)
+    with TestClient(app) as c:  # runs the app's lifespan, as uvicorn does
+        assert sorted(built) == [(DAY, "all"), (DAY, "targets")]
+        built.clear()
+        assert login(c, "ana").status_code == 303
+        assert c.get("/list?view=all").status_code == 200
+    assert data._days.peek((DAY, "all", *data.day_version(DAY))) is not None  # the warmed view served it

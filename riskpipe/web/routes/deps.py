@@ -21,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from riskpipe.cases import CaseStore
 from riskpipe.users import User, UserStore
+from riskpipe.web.days import accounts_version
 from riskpipe.web.security import SESSION_COOKIE, SESSION_MAX_AGE_S, make_session, read_session, tokens_match
 
 MAX_FORM_BYTES = 64 * 1024
-USER_CACHE_S = 1.0  # an account change made elsewhere (CLI) reaches running sessions within this
+USER_CACHE_S = 1.0  # a change by the CLI reaches running sessions within this (the workbench's own: at once)
 
 
 class NotAuthenticated(Exception):
@@ -33,16 +34,18 @@ class NotAuthenticated(Exception):
 
 async def active_user(request: Request, username: str) -> User | None:
     """The active account, looked up at most once a second per user (a database round trip
-    per page was a tenth of the list page's time); the cache is cleared on every change made here.
-    A cached answer is served on the event loop: no thread hop for the hot list page."""
-    cache: dict[str, tuple[float, User | None]] = request.app.state.user_cache
+    per page was a tenth of the list page's time), and again at once when any workbench process
+    of the home changed an account (the accounts stamp, one stat: a logout in one worker ends the
+    session in all). A cached answer is served on the event loop: no thread hop for the hot list page."""
+    cache: dict[str, tuple[float, tuple[int, int, int], User | None]] = request.app.state.user_cache
     now = time.monotonic()
+    stamp = accounts_version(request.app.state.settings.home)
     hit = cache.get(username)
-    if hit is not None and now - hit[0] < USER_CACHE_S:
-        return hit[1]
+    if hit is not None and now - hit[0] < USER_CACHE_S and hit[1] == stamp:
+        return hit[2]
     users: UserStore = request.app.state.users
     user = await run_in_threadpool(users.get, username)
-    cache[username] = (now, user)
+    cache[username] = (now, stamp, user)
     return user
 
 

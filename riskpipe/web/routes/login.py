@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from riskpipe.users import LoginThrottle, User
+from riskpipe.web.days import accounts_changed
 from riskpipe.web.routes.deps import current_user, posted_form, read_form, render, safe_next, set_session_cookie
 from riskpipe.web.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 
@@ -72,6 +73,7 @@ async def logout(
     # server side: a new session generation, so this cookie (or a copy) no longer works
     await run_in_threadpool(request.app.state.users.end_sessions, user.username)
     request.app.state.user_cache.pop(user.username, None)
+    await run_in_threadpool(accounts_changed, request.app.state.settings.home)  # ... in every worker
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp

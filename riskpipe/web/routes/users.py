@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from riskpipe.errors import RiskpipeError
 from riskpipe.users import ROLES, User, UserStore
+from riskpipe.web.days import accounts_changed
 from riskpipe.web.routes.deps import render, set_session_cookie, supervisor_form, supervisor_user
 
 router = APIRouter(dependencies=[Depends(supervisor_user)])
@@ -48,6 +49,7 @@ async def users_action(
         msg = str(exc)
     finally:
         request.app.state.user_cache.clear()
+        await run_in_threadpool(accounts_changed, request.app.state.settings.home)  # ... in every worker
     resp = RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
     if action == "password" and name == me.username:
         fresh = store.get(me.username)  # the changer stays signed in here, on a new cookie
