@@ -229,10 +229,11 @@ def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) ->
     if got != (rows, rows):
         raise ValueError(f"shards of {day}: {got[0]} feature rows ({got[1]} shipments) for {rows} shipments of the day")
     path = features_path(layout, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, under=layout.home)  # hashed party keys: owner only
     tmp = tmp_sibling(path)
     try:
         scan.sink_parquet(tmp, engine="streaming", **PARQUET_OPTIONS)
+        set_mode(tmp, PRIVATE_FILE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
