@@ -64,30 +64,41 @@ def split_shards(home: str, day: str, features_file: str, shards: int) -> list[d
     return split_day(layout, date.fromisoformat(day), Path(features_file), shards)
 
 
+def _night_champion(home: str) -> str:
+    """The champion version of this night (``NO_MODEL_VERSION``: rules only), resolved once when
+    the night starts; every shard, piece and the combine step load exactly this version, so a
+    promotion or rollback during the night cannot give one night two models."""
+    from riskpipe.shard import night_champion
+
+    return night_champion(_ctx(home)[1])
+
+
 @task(name="score-shard")
-def score_shard(home: str, day: str, part: dict[str, str]) -> str:
+def score_shard(home: str, day: str, part: dict[str, str], model_version: str | None = None) -> str:
     from riskpipe.shard import score_shard as score_one
 
     layout, settings = _ctx(home)
-    return str(score_one(layout, settings, date.fromisoformat(day), part))
+    return str(score_one(layout, settings, date.fromisoformat(day), part, model_version))
 
 
 @task(name="combine-shards")
-def combine_shards(home: str, day: str, scored_files: list[str], features_file: str) -> str:
+def combine_shards(
+    home: str, day: str, scored_files: list[str], features_file: str, model_version: str | None = None
+) -> str:
     from riskpipe.shard import combine_shards as combine
 
     layout, settings = _ctx(home)
     d = date.fromisoformat(day)
-    return str(
-        combine(layout, settings, d, scored_files, Path(features_file), steps.work_dir(layout, d) / steps.SCORED_FILE)
-    )
+    out = steps.work_dir(layout, d) / steps.SCORED_FILE
+    return str(combine(layout, settings, d, scored_files, Path(features_file), out, model_version=model_version))
 
 
-def _score_sharded(home: str, day: str, features_file: str, shards: int) -> str:
-    """Fan out one scoring task per shard on the flow's task runner, then combine."""
+def _score_sharded(home: str, day: str, features_file: str, shards: int, model_version: str | None = None) -> str:
+    """Fan out one scoring task per shard on the flow's task runner, then combine (all with the
+    night's model ``model_version``)."""
     parts = split_shards(home, day, features_file, shards)
-    futures = [score_shard.submit(home, day, part) for part in parts]
-    return combine_shards(home, day, [f.result() for f in futures], features_file)
+    futures = [score_shard.submit(home, day, part, model_version) for part in parts]
+    return combine_shards(home, day, [f.result() for f in futures], features_file, model_version)
 
 
 @task(name="split-raw")
@@ -115,11 +126,13 @@ def features_shard(home: str, day: str, part: dict[str, str], day_file: str) -> 
 
 
 @task(name="score-piece")
-def score_piece(home: str, day: str, feature_files: list[str], piece: tuple, out: dict[str, str]) -> dict[str, str]:
+def score_piece(
+    home: str, day: str, feature_files: list[str], piece: tuple, out: dict[str, str], model_version: str | None = None
+) -> dict[str, str]:
     from riskpipe import distnight
 
     layout, settings = _ctx(home)
-    return distnight.score_piece(layout, settings, date.fromisoformat(day), feature_files, piece, out)
+    return distnight.score_piece(layout, settings, date.fromisoformat(day), feature_files, piece, out, model_version)
 
 
 @task(name="join-features")
@@ -131,13 +144,15 @@ def join_features(home: str, day: str, files: list[str], rows: int) -> str:
 
 
 @task(name="combine-pieces")
-def combine_pieces(home: str, day: str, scored_files: list[str], features_file: str) -> str:
+def combine_pieces(
+    home: str, day: str, scored_files: list[str], features_file: str, model_version: str | None = None
+) -> str:
     from riskpipe.shard import combine_pieces as combine
 
     layout, settings = _ctx(home)
     d = date.fromisoformat(day)
     out = steps.work_dir(layout, d) / steps.SCORED_FILE
-    return str(combine(layout, settings, d, scored_files, Path(features_file), out))
+    return str(combine(layout, settings, d, scored_files, Path(features_file), out, model_version=model_version))
 
 
 def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:
@@ -148,9 +163,12 @@ def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], di
     return [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]], whole
 
 
-def _score_pieces(home: str, day: str, feature_files: list[str], whole: dict) -> tuple[str, str]:
+def _score_pieces(
+    home: str, day: str, feature_files: list[str], whole: dict, model_version: str | None = None
+) -> tuple[str, str]:
     """Score the day's pieces (id ranges gathered from the shards) on the task runner's workers,
-    then write the day's features file and combine the scores; returns both files."""
+    then write the day's features file and combine the scores, all with the night's model
+    ``model_version``; returns both files."""
     from riskpipe import distnight
 
     d = date.fromisoformat(day)
@@ -158,11 +176,12 @@ def _score_pieces(home: str, day: str, feature_files: list[str], whole: dict) ->
     done = [
         f.result()
         for f in [
-            score_piece.submit(home, day, feature_files, p, o) for p, o in zip(whole["pieces"], outs, strict=True)
+            score_piece.submit(home, day, feature_files, p, o, model_version)
+            for p, o in zip(whole["pieces"], outs, strict=True)
         ]
     ]
     feats = join_features(home, day, [o["features"] for o in done], whole["rows"])
-    return feats, combine_pieces(home, day, [o["scored"] for o in done], feats)
+    return feats, combine_pieces(home, day, [o["scored"] for o in done], feats, model_version)
 
 
 @task(
@@ -276,16 +295,18 @@ def nightly_flow(
             counts.get("rows_quarantined"),
             counts.get("files_quarantined"),
         )
+    # the night's model, resolved once: the shards, pieces and combine step all load this version
+    pinned = _night_champion(home) if distributed or shards > 1 else None
     if distributed:
         shard_files, whole = _step("features", _features_on_shards, home, day, shards)
         log.info("features of %s built in %s shards", day, shards)
-        feats, scored = _step("score", _score_pieces, home, day, shard_files, whole)
+        feats, scored = _step("score", _score_pieces, home, day, shard_files, whole, pinned)
         log.info("scored %s in %s pieces", day, len(whole["pieces"]))
     else:
         feats = _step("features", features, home, day)
         log.info("features written for %s", day)
         if shards > 1:
-            scored = _step("score", _score_sharded, home, day, feats, shards)
+            scored = _step("score", _score_sharded, home, day, feats, shards, pinned)
             log.info("scored %s in %s shards", day, shards)
         else:
             scored = _step("score", score, home, day, feats)

@@ -50,9 +50,9 @@ from riskpipe.config import Settings
 from riskpipe.features.build import PARQUET_OPTIONS, _assemble, _Day, _day_frame, sorted_by_id
 from riskpipe.nightly import features_path, load_labels, require_day
 from riskpipe.rules import load_rules, rules_file
-from riskpipe.score import join_raw_features, load_champion, scoring_columns
+from riskpipe.score import join_raw_features, scoring_columns
 from riskpipe.search import watchlist_step
-from riskpipe.shard import shard_dir, shard_of
+from riskpipe.shard import pinned_model, shard_dir, shard_of
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, set_mode, tmp_sibling
 
 _SHARD = "_shard"
@@ -190,14 +190,16 @@ def score_piece(
     feature_files: list[str],
     piece: tuple[str | None, str | None, bool],
     out: dict[str, str],
+    model_version: str | None = None,
 ) -> dict[str, str]:
     """One piece of the day (:func:`day_columns`): its features gathered from the shards ->
     ``out["features"]``, its scores (cheap reasons; the day's top rows are attributed when the
-    pieces are combined) -> ``out["scored"]``."""
+    pieces are combined) by the night's model ``model_version`` (resolved once for the night,
+    :func:`riskpipe.shard.night_champion`; None: the champion of this instant) -> ``out["scored"]``."""
     low, high, cascade = piece
     feats = features_range(feature_files, low, high)
     _write(feats, Path(out["features"]))
-    model, rules = load_champion(settings), load_rules(rules_file(settings))
+    model, rules = pinned_model(settings, model_version), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, feats.schema)
     raw = scan_raw_shipments(layout, [day]).select(raw_columns)
     if low is not None:
@@ -227,10 +229,11 @@ def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) ->
     if got != (rows, rows):
         raise ValueError(f"shards of {day}: {got[0]} feature rows ({got[1]} shipments) for {rows} shipments of the day")
     path = features_path(layout, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, under=layout.home)  # hashed party keys: owner only
     tmp = tmp_sibling(path)
     try:
         scan.sink_parquet(tmp, engine="streaming", **PARQUET_OPTIONS)
+        set_mode(tmp, PRIVATE_FILE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -30,11 +30,14 @@ import polars as pl
 
 from riskpipe import schema as S
 from riskpipe.config import Settings
+from riskpipe.errors import RiskpipeError
 from riskpipe.features.build import sorted_by_id
+from riskpipe.registry import LoadedModel, load_model
 from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import (
     MAX_REASONS,
     MODEL_REASON_PREFIX,
+    NO_MODEL_VERSION,
     TOP_N_ATTRIBUTION,
     attribution_features,
     join_raw_features,
@@ -109,9 +112,42 @@ def split_day(
     return parts
 
 
-def score_shard(layout: Layout, settings: Settings, day: date, part: dict[str, str]) -> Path:
-    """Scores of one shard (cheap reasons only; the day's top rows are attributed later)."""
-    model, rules = load_champion(settings), load_rules(rules_file(settings))
+def night_champion(settings: Settings) -> str:
+    """The champion version a night is scored with (``NO_MODEL_VERSION`` when none is usable),
+    resolved once when the night starts and passed to every shard, piece and the combine step:
+    loading "the champion of this instant" in each of them let a promotion or rollback during the
+    night score one night with two models, or attribute its top rows with another model."""
+    model = load_champion(settings)
+    return NO_MODEL_VERSION if model is None else model.version
+
+
+def pinned_model(settings: Settings, version: str | None) -> LoadedModel | None:
+    """The model of ``version`` (:func:`night_champion`; None: the champion of this instant,
+    ``NO_MODEL_VERSION``: none, the rules alone rank), loaded and verified by the registry."""
+    if version is None:
+        return load_champion(settings)
+    if version == NO_MODEL_VERSION:
+        return None
+    return load_model(Path(settings.models_dir), version, key_path=settings.registry_key_path)
+
+
+def _scores_model(settings: Settings, day: date, versions: list[str], model_version: str | None) -> LoadedModel | None:
+    """The model that attributes the day's top rows: ``model_version`` if given, else the one
+    that scored the day (``versions``: its scores' distinct model versions), never the champion
+    of this instant (a promotion since scoring would explain the scores with another model)."""
+    if model_version is None:
+        if len(versions) > 1:
+            raise RiskpipeError(f"scores of {day} come from several models {sorted(versions)}: rerun the night")
+        model_version = versions[0] if versions else NO_MODEL_VERSION
+    return pinned_model(settings, model_version)
+
+
+def score_shard(
+    layout: Layout, settings: Settings, day: date, part: dict[str, str], model_version: str | None = None
+) -> Path:
+    """Scores of one shard (cheap reasons only; the day's top rows are attributed later) by the
+    night's model ``model_version`` (:func:`night_champion`)."""
+    model, rules = pinned_model(settings, model_version), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(part["features"]))
     scored = score_day(
         layout,
@@ -188,9 +224,11 @@ def combine_shards(
     features_file: Path,
     out_file: Path,
     top_n: int | None = None,
+    model_version: str | None = None,
 ) -> Path:
     """Concatenate shard scores in the order of the day's features file (the order a
-    single-process run scores in), attribute the day's top rows, write."""
+    single-process run scores in), attribute the day's top rows with the night's model
+    ``model_version`` (None: the model that scored the shards), write."""
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     raw = scan_raw_shipments(layout, [day])
     # the features file is sorted by shipment id (build_features): sorting the concatenated shards
@@ -204,7 +242,8 @@ def combine_shards(
         if scored.height != order.len():
             raise ValueError(f"shards of {day}: the scored shipments are not the day's")
     del order
-    model = load_champion(settings)
+    versions = scored.get_column(S.MODEL_VERSION).unique().to_list() if model_version is None else []
+    model = _scores_model(settings, day, versions, model_version)
     if model is not None and top_n > 0:
         head = top_shipment_ids(scored, top_n)
         raw_top = raw.join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
@@ -223,18 +262,25 @@ def combine_pieces(
     features_file: Path,
     out_file: Path,
     top_n: int | None = None,
+    model_version: str | None = None,
 ) -> Path:
     """The day's scores from pieces that are contiguous id ranges in order (the night on shards,
     :mod:`riskpipe.distnight`): the day's top rows get their occlusion reasons in their piece,
     then the pieces are streamed into ``out_file``. Holds the day's ids and risks and one piece
-    (:func:`combine_shards` held the whole scored day); same frame as :func:`combine_shards`."""
+    (:func:`combine_shards` held the whole scored day); same frame as :func:`combine_shards`.
+    The top rows are attributed by the night's model ``model_version`` (None: the pieces' one)."""
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     scan = pl.scan_parquet(scored_files)
     narrow = scan.select(S.SHIPMENT_ID, S.RISK_SCORE).collect()
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
     if narrow.height != rows or narrow.get_column(S.SHIPMENT_ID).n_unique() != rows:
         raise ValueError(f"pieces of {day}: {narrow.height} scored rows for {rows} shipments of the day")
-    model = load_champion(settings)
+    versions = (
+        scan.select(pl.col(S.MODEL_VERSION).unique()).collect().get_column(S.MODEL_VERSION).to_list()
+        if model_version is None
+        else []
+    )
+    model = _scores_model(settings, day, versions, model_version)
     if model is not None and top_n > 0 and rows:
         head = top_shipment_ids(narrow, top_n)
         del narrow

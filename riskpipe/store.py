@@ -461,18 +461,25 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None, as_of: da
 
     ``as_of`` (a rebuild of a past day passes its cut-off, :func:`riskpipe.cutoff.day_cutoff`):
     each shipment as its latest filing made before ``as_of`` said, from the superseded filings
-    ingest keeps (:func:`as_of_filings`). Default: the latest filing (the current night). A day
-    without superseded filings is read exactly as without ``as_of`` (nothing more is read).
+    ingest keeps (:func:`as_of_filings`), wherever that filing's arrival day is: a shipment
+    amended onto a day after ``as_of`` is read on the day its earlier filing said, not on this
+    one (:func:`_moved_in`). Default: the latest filing (the current night). A day without
+    superseded filings, and onto which no shipment was moved after ``as_of``, is read exactly
+    as without ``as_of``.
     """
     ensure_raw_complete(layout)
     present = layout.raw_days()  # once: a listing per wanted day cost the workbench 60 ms a page
     wanted = present if days is None else [d for d in days if d in set(present)]
     files = [str(f) for d in wanted for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
     amended: dict[date, list[Path]] = {}
+    moved = pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.ARRIVAL_DATE: pl.Date})
     if as_of is not None and layout.raw_superseded.exists():
         # a day whose shipments all moved to another day since still has its superseded filings
         asked = sorted(set(wanted) | set(days or [])) if days is not None else _days_with_parts(layout)
         amended = {d: fs for d in asked if (fs := sorted(layout.raw_superseded_day(d).glob("*.parquet")))}
+        moved = _moved_in(layout, files, as_of)
+        for d in moved.get_column(S.ARRIVAL_DATE).unique().to_list():
+            amended.setdefault(d, [])
     if not amended:
         if not files:
             return pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
@@ -482,11 +489,57 @@ def scan_raw_shipments(layout: Layout, days: list[date] | None = None, as_of: da
     here = [str(f) for d in amended for f in sorted(layout.raw_shipments_day(d).glob("*.parquet"))]
     current = pl.scan_parquet(here, hive_partitioning=False) if here else pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
     names = current.collect_schema().names()
-    old = pl.scan_parquet([str(f) for fs in amended.values() for f in fs], hive_partitioning=False)
-    resolved = as_of_filings(current, old, as_of).select(names)
+    kept = [str(f) for fs in amended.values() for f in fs]
+    olds = [pl.scan_parquet(kept, hive_partitioning=False)] if kept else []
+    elsewhere = [
+        str(f)
+        for p in (sorted(layout.raw_superseded.glob("arrival_date=*")) if moved.height else [])
+        if date.fromisoformat(p.name.split("=", 1)[1]) not in amended
+        for f in sorted(p.glob("*.parquet"))
+    ]
+    if elsewhere:
+        # the earlier filings, kept on other days, of shipments amended onto these days after as_of
+        ids = moved.get_column(S.SHIPMENT_ID).implode()
+        olds.append(pl.scan_parquet(elsewhere, hive_partitioning=False).filter(pl.col(S.SHIPMENT_ID).is_in(ids)))
+    old = pl.concat(olds, how="diagonal_relaxed") if olds else pl.LazyFrame(schema=S.RAW_SHIPMENT_SCHEMA)
+    resolved = as_of_filings(current, old, as_of)
+    if moved.height:  # a moved shipment whose filing at as_of said another day is not on these days
+        resolved = resolved.filter(pl.col(S.ARRIVAL_DATE).is_in(pl.Series(asked, dtype=pl.Date).implode()))
+    resolved = resolved.select(names)
     if not plain:
         return resolved
     return pl.concat([pl.scan_parquet(plain, hive_partitioning=False), resolved], how="diagonal_relaxed")
+
+
+def _moved_in(layout: Layout, files: list[str], as_of: datetime) -> pl.DataFrame:
+    """(shipment id, arrival day) of the current filings in ``files`` made at or after ``as_of``
+    that replaced a kept (superseded) filing, wherever that filing's arrival day is.
+
+    A late amendment can move a shipment onto a day: as of ``as_of`` the shipment is where its
+    earlier filing said, which is kept in that other day's superseded partition (matching a
+    day's current rows against its own superseded filings only missed it). Superseded filings
+    are few: the ids replaced at or after ``as_of`` are read first, the current rows' ids only
+    when there are any."""
+    empty = pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.ARRIVAL_DATE: pl.Date})
+    kept = sorted(str(f) for f in layout.raw_superseded.glob("arrival_date=*/*.parquet"))
+    if not kept or not files:
+        return empty
+    late = (
+        pl.scan_parquet(kept, hive_partitioning=False)
+        .filter(pl.col(S.SUPERSEDED_BY_FILED_AT) >= as_of)
+        .select(S.SHIPMENT_ID)
+        .unique()
+        .collect()
+        .get_column(S.SHIPMENT_ID)
+    )
+    if late.is_empty():
+        return empty
+    return (
+        pl.scan_parquet(files, hive_partitioning=False)
+        .filter((pl.col(S.FILED_AT) >= as_of) & pl.col(S.SHIPMENT_ID).is_in(late.implode()))
+        .select(S.SHIPMENT_ID, pl.col(S.ARRIVAL_DATE).cast(pl.Date))
+        .collect()
+    )
 
 
 def _days_with_parts(layout: Layout) -> list[date]:

@@ -25,7 +25,7 @@ from riskpipe.features import history, value
 from riskpipe.features.family import DayContext, Family, FamilyDay
 from riskpipe.features.keys import ENTITY_KEYS, LINK_KEYS, key_col
 from riskpipe.labels import known_at
-from riskpipe.store import Layout, scan_raw_shipments, write_atomic
+from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, set_mode, write_atomic
 
 
 def feature_columns(families: list[Family]) -> list[str]:
@@ -93,7 +93,7 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": "lz4", "statistics": False}
 def write_parquet_fast(frame: pl.DataFrame, path: Path) -> Path:
     """``frame`` written atomically to ``path`` with :data:`PARQUET_OPTIONS` (work files of a
     night that are read whole)."""
-    return write_atomic(path, lambda tmp: frame.write_parquet(tmp, **PARQUET_OPTIONS))
+    return write_atomic(path, lambda tmp: frame.write_parquet(tmp, **PARQUET_OPTIONS), mode=PRIVATE_FILE)
 
 
 #: a day with more rows than this is written in batches of about this many rows (contiguous ranges
@@ -304,6 +304,7 @@ def write_features(
     if batch_rows < 1:
         raise ValueError(f"batch_rows: need at least 1, got {batch_rows}")
     n_rows = scan_raw_shipments(layout, [day]).select(pl.len()).collect().item()
+    private_dir(path.parent, under=layout.home)  # hashed party keys: owner only (file 0600)
     if n_rows <= batch_rows:
         frame = build_features(
             layout, day, labels, partner_key_path=partner_key_path, history_by_product=history_by_product
@@ -312,7 +313,7 @@ def write_features(
     b = _Day(layout, day, labels, partner_key_path, history_by_product)
     work = path.with_name(f".{path.name}.batches-{uuid.uuid4().hex[:8]}")
     try:
-        work.mkdir(parents=True)
+        private_dir(work)
         # the whole-day columns go to disk while the row families stream: never both in memory
         day_file = work / "day.parquet"
         day_frame = _day_frame(b)
@@ -338,6 +339,7 @@ def write_features(
         # frame in memory; the whole day's frame is what the batches avoid holding)
         whole = work / "features.parquet"
         pl.scan_parquet(parts).sink_parquet(whole, engine="streaming", **PARQUET_OPTIONS)
+        set_mode(whole, PRIVATE_FILE)
         os.replace(whole, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)

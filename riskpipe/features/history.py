@@ -25,7 +25,14 @@ from riskpipe import schema as S
 from riskpipe.features import value
 from riskpipe.features.family import DayContext, FamilyDay, NoWork
 from riskpipe.features.keys import ENTITY_KEYS, key_col, with_keys
-from riskpipe.store import PRIVATE_FILE, Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+from riskpipe.store import (
+    PRIVATE_FILE,
+    Layout,
+    private_dir,
+    scan_raw_shipments,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 
 WINDOWS = (1, 7, 30, 90)
 LOOKBACK_DAYS = max(WINDOWS)
@@ -79,6 +86,13 @@ COLUMNS = (
 # ---------------------------------------------------------------------------------------------
 # the daily tables
 # ---------------------------------------------------------------------------------------------
+def _private(layout: Layout, path: Path) -> Path:
+    """``path``, its folders under the home made 0700: the history tables hold hashed party keys
+    (owner only, files written 0600, as the raw store)."""
+    private_dir(path.parent, under=layout.home)
+    return path
+
+
 def entities_path(layout: Layout, day: date) -> Path:
     return layout.history / "entities" / f"day={day.isoformat()}.parquet"
 
@@ -97,7 +111,7 @@ def _meta_ok(layout: Layout) -> bool:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    write_text_atomic(json.dumps(want), meta)
+    write_text_atomic(json.dumps(want), _private(layout, meta), mode=PRIVATE_FILE)
     return False
 
 
@@ -146,9 +160,9 @@ def write_day_history(layout: Layout, day: date, prepared: pl.LazyFrame | pl.Dat
     value helper columns (``value.HEADING``, log values); the fingerprint goes last (commit)."""
     ent = day_entity_aggregates(prepared).collect()
     heads = value.heading_aggregates(prepared.lazy()).collect()
-    write_parquet_atomic(heads.sort(value.HEADING), value.headings_path(layout, day))
-    write_parquet_atomic(ent.sort(ENTITY, KEY), entities_path(layout, day))
-    write_text_atomic(fingerprint, _fingerprint_path(layout, day))
+    write_parquet_atomic(heads.sort(value.HEADING), _private(layout, value.headings_path(layout, day)), PRIVATE_FILE)
+    write_parquet_atomic(ent.sort(ENTITY, KEY), _private(layout, entities_path(layout, day)), PRIVATE_FILE)
+    write_text_atomic(fingerprint, _private(layout, _fingerprint_path(layout, day)), PRIVATE_FILE)
 
 
 def update_history(layout: Layout, day: date) -> bool:
@@ -416,8 +430,8 @@ def update_window(layout: Layout, day: date) -> bool:
         table = _advance(layout, pl.read_parquet(window_path(layout, before)), day, prev_days)
     else:
         table = build_window(layout, day, days)
-    write_parquet_atomic(table, window_path(layout, day), mode=PRIVATE_FILE)
-    write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day))  # last: the commit
+    write_parquet_atomic(table, _private(layout, window_path(layout, day)), mode=PRIVATE_FILE)
+    write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day), PRIVATE_FILE)  # last: the commit
     _prune_windows(layout, day - timedelta(days=1))
     return True
 
@@ -498,7 +512,7 @@ def labelled_parties(
         nf = missing.select(S.SHIPMENT_ID).join(found.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
         nf = nf.with_columns(pl.lit(None, pl.UInt64).alias(k) for k in key_cols)
         cache = pl.concat([cache, found.cast(schema), nf.cast(schema)]).unique(S.SHIPMENT_ID, keep="first")
-        write_parquet_atomic(cache.sort(S.SHIPMENT_ID), path)
+        write_parquet_atomic(cache.sort(S.SHIPMENT_ID), _private(layout, path), PRIVATE_FILE)
     return cache
 
 

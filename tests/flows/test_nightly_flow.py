@@ -334,3 +334,78 @@ def test_a_night_without_a_usable_champion_is_published_rules_only_and_says_so(w
     assert artifact is not None and expected.split(":")[0] in artifact.data
     allowed = nightly_flow(str(home_copy), day, ingest=False, allow_rules_only=True)
     assert allowed["summary"]["champion_problem"] == summary["champion_problem"]
+
+
+def test_a_promotion_during_the_night_does_not_give_one_night_two_models(home_copy, world, monkeypatch):
+    """The champion is resolved once per night and every piece, shard and combine step loads
+    that version: a promotion between pieces (or shards) left the later ones, and the top rows'
+    attributions, to another model (the rank step then refused the night, or reasons silently
+    came from another model than the scores)."""
+    import riskpipe.shard as shard
+    from riskpipe import distnight
+    from riskpipe.config import load_settings
+    from riskpipe.nightly import features_path, scoring_champion
+    from riskpipe.registry import champion_version, load_model, save_model, set_champion
+    from riskpipe.score import NO_MODEL_VERSION
+
+    layout, day = Layout(home_copy), date.fromisoformat(world["day"])
+    settings = load_settings(home_copy)
+    models = Path(settings.models_dir)
+    v1 = champion_version(models)
+    first = load_model(models, v1, key_path=settings.registry_key_path)
+    meta = {k: v for k, v in first.meta.items() if k != "version"}
+    save_model(models, first.model, meta, version="v2promoted", key_path=settings.registry_key_path)
+    pinned = shard.night_champion(settings)
+    assert pinned == v1
+    loaded: list[str | None] = []
+    real_load, real_champion = shard.load_model, shard.load_champion
+    monkeypatch.setattr(shard, "load_model", lambda *a, **k: (m := real_load(*a, **k), loaded.append(m.version))[0])
+    monkeypatch.setattr(shard, "load_champion", lambda s: (m := real_champion(s), loaded.append(m and m.version))[0])
+
+    def used(files) -> list[str]:
+        return (
+            pl.concat([pl.read_parquet(f, columns=[S.MODEL_VERSION]) for f in files])[S.MODEL_VERSION]
+            .unique()
+            .to_list()
+        )
+
+    # the night on pieces (--distributed)
+    parts = distnight.split_raw(layout, day, 2)
+    whole = distnight.day_columns(layout, settings, day, 2)
+    files = [distnight.features_shard(layout, settings, day, p, whole["file"]) for p in parts]
+    outs = distnight.piece_paths(layout, day, len(whole["pieces"]))
+    assert len(outs) == 2
+    done = []
+    for i, (p, o) in enumerate(zip(whole["pieces"], outs, strict=True)):
+        if i == 1:
+            set_champion(models, "v2promoted")  # a promotion while the pieces run
+        done.append(distnight.score_piece(layout, settings, day, files, p, o, pinned))
+    assert used([o["scored"] for o in done]) == [v1]
+    # a night that started rules-only stays rules-only though a champion is usable meanwhile
+    rules_only = {k: str(home_copy / f"rules-only-{k}.parquet") for k in ("features", "scored")}
+    distnight.score_piece(layout, settings, day, files, whole["pieces"][0], rules_only, NO_MODEL_VERSION)
+    assert used([rules_only["scored"]]) == [NO_MODEL_VERSION]
+    feats = distnight.join_ranges(layout, day, [o["features"] for o in done], whole["rows"])
+    loaded.clear()
+    out = shard.combine_pieces(
+        layout, settings, day, [o["scored"] for o in done], feats, home_copy / "a.parquet", model_version=pinned
+    )
+    assert loaded == [v1]  # the top rows' reasons come from the model that scored them
+    assert scoring_champion(settings, pl.read_parquet(out)).model.version == v1
+
+    # the older --shards path: features once, shards scored, then combined
+    set_champion(models, v1)
+    pinned = shard.night_champion(settings)
+    split = shard.split_day(layout, day, features_path(layout, day), 2)
+    scored = []
+    for i, part in enumerate(split):
+        if i == 1:
+            set_champion(models, "v2promoted")
+        scored.append(str(shard.score_shard(layout, settings, day, part, pinned)))
+    assert used(scored) == [v1]
+    loaded.clear()
+    out = shard.combine_shards(
+        layout, settings, day, scored, features_path(layout, day), home_copy / "b.parquet", model_version=pinned
+    )
+    assert loaded == [v1]
+    assert scoring_champion(settings, pl.read_parquet(out)).model.version == v1

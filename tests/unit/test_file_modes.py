@@ -134,3 +134,53 @@ def test_provisional_scores_folder_is_owner_only(tmp_path: Path, umask_022, monk
     assert done is not None and done.rows == 1
     root = provisional.provisional_root(layout)
     assert _open_to_others([root, done.path.parent]) == []  # the files inside are behind them
+
+
+def test_features_and_history_tables_are_owner_only(tmp_path: Path, umask_022) -> None:
+    """Review finding: the features file (one batch, batches, and the distributed night's join of
+    its id ranges) and the daily history tables hold hashed party keys but were 0644 in 0755
+    folders; the window table alone was 0600."""
+    from datetime import date, timedelta
+
+    from riskpipe import distnight
+    from riskpipe.bench.features import make_bench_world
+    from riskpipe.features import history as H
+    from riskpipe.features.build import write_features
+    from riskpipe.nightly import features_path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    layout = Layout(home)
+    day = date(2026, 1, 8)
+    make_bench_world(layout, day, rows=600, history_days=2)
+    first = pl.read_parquet(layout.raw_shipments_day(day - timedelta(days=2))).head(3)
+    labels = first.select(S.SHIPMENT_ID).with_columns(
+        pl.lit(day - timedelta(days=1)).alias(S.EXAM_DATE), pl.lit("fentanyl").cast(S.Outcome).alias(S.OUTCOME)
+    )
+    for d in (day - timedelta(days=2), day - timedelta(days=1)):
+        H.update_history(layout, d)
+    H.update_window(layout, day)
+    write_features(layout, day, labels, features_path(layout, day))  # one batch, labelled parties cached
+    write_features(
+        layout, day - timedelta(days=1), None, features_path(layout, day - timedelta(days=1)), batch_rows=200
+    )
+    ranges = tmp_path / "ranges.parquet"
+    pl.read_parquet(features_path(layout, day)).write_parquet(ranges)
+    rows = pl.read_parquet(ranges).height
+    distnight.join_ranges(layout, day - timedelta(days=2), [str(ranges)], rows)
+
+    private = [p for base in ("features", "history") for p in [home / base, *(home / base).rglob("*")]]
+    names = {str(p.relative_to(home)) for p in private}
+    for expected in (
+        f"features/{day}/features.parquet",
+        f"features/{day - timedelta(days=1)}/features.parquet",
+        f"features/{day - timedelta(days=2)}/features.parquet",
+        f"history/entities/day={day - timedelta(days=1)}.parquet",
+        f"history/headings/day={day - timedelta(days=1)}.parquet",
+        f"history/window/day={day}.parquet",
+        "history/labelled_parties.parquet",
+    ):
+        assert expected in names, expected
+    assert _open_to_others(private) == []
+    for p in private:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p

@@ -163,3 +163,48 @@ def test_a_shipment_moved_to_another_day_is_in_the_day_its_filing_said_at_the_cu
     as_of = scan_raw_shipments(lay, [D], as_of=CUT).collect()
     assert as_of[S.SHIPMENT_ID].to_list() == ["N"]
     assert as_of[S.ARRIVAL_DATE].to_list() == [D]
+
+
+def test_a_shipment_moved_onto_a_day_after_its_cut_off_is_not_on_it_then(tmp_path):
+    """A late amendment (filed after the cut-offs) moving a shipment from E onto D: as of D's
+    cut-off it is not on D (its filing then said E), and it is on E once as of E's cut-off.
+    Before the fix D's current filing passed untouched (D's superseded filings were matched
+    only against D's partition; the earlier filing is kept in E's), with or without other
+    amendments on D."""
+    e = date(2026, 1, 7)
+    cut_e = datetime(2026, 1, 7, tzinfo=UTC)
+    for with_other_amendment in (False, True):
+        lay = Layout(tmp_path / f"home-{with_other_amendment}")
+        first = tmp_path / f"in1-{with_other_amendment}" / "day.csv"
+        write_csv(
+            first,
+            [
+                manifest_row("X", "2026-01-07", "2026-01-04T10:00:00Z", "10"),
+                manifest_row("Y", "2026-01-07", "2026-01-04T10:00:00Z", "20"),
+                manifest_row("C", "2026-01-05", "2026-01-04T12:00:00Z", "30"),
+            ],
+        )
+        ingest_paths(lay, [first])
+        moves = [
+            manifest_row("X", "2026-01-05", "2026-01-07T20:00:00Z", "11"),  # onto D after D's and E's cut-offs
+            manifest_row("Y", "2026-01-05", "2026-01-04T20:00:00Z", "21"),  # onto D before it
+        ]
+        if with_other_amendment:
+            moves.append(manifest_row("C", "2026-01-05", "2026-01-05T21:00:00Z", "31"))
+        second = tmp_path / f"in2-{with_other_amendment}" / "move.csv"
+        write_csv(second, moves)
+        ingest_paths(lay, [second])
+        assert lay.raw_superseded_day(D).exists() == with_other_amendment
+        assert _values(scan_raw_shipments(lay, [D]).collect()) == {
+            "X": 11.0,
+            "Y": 21.0,
+            "C": 31.0 if with_other_amendment else 30.0,
+        }
+        on_d = scan_raw_shipments(lay, [D], as_of=CUT).collect()
+        assert _values(on_d) == {"Y": 21.0, "C": 30.0}
+        assert on_d.columns == scan_raw_shipments(lay, [D]).collect_schema().names()
+        on_e = scan_raw_shipments(lay, [e], as_of=cut_e).collect()
+        assert on_e[S.SHIPMENT_ID].to_list() == ["X"] and on_e[S.ARRIVAL_DATE].to_list() == [e]
+        assert _values(on_e) == {"X": 10.0}
+        both = scan_raw_shipments(lay, [D, e], as_of=CUT).collect()
+        assert both.filter(pl.col(S.SHIPMENT_ID) == "X")[S.ARRIVAL_DATE].to_list() == [e]
