@@ -37,7 +37,14 @@ from riskpipe.features import FEATURE_COLUMNS, build_features
 from riskpipe.labels import known_at, latest
 from riskpipe.partner import fingerprint as partner_feeds
 from riskpipe.propensity import random_exam_probability
-from riskpipe.store import Layout, scan_raw_shipments, write_parquet_atomic, write_text_atomic
+from riskpipe.store import (
+    PRIVATE_FILE,
+    Layout,
+    private_dir,
+    scan_raw_shipments,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 
 FEATURES_FILE = "features.parquet"
 KEY_FILE = "features.key"
@@ -114,8 +121,9 @@ def day_features(
     if path.exists() and key_path.exists() and key_path.read_text(encoding="utf-8").strip() == key:
         return pl.read_parquet(path)
     frame = builder(layout, day, labels)
-    write_parquet_atomic(frame, path)
-    write_text_atomic(key + "\n", key_path)
+    private_dir(folder, under=layout.home)  # hashed party keys: owner only
+    write_parquet_atomic(frame, path, mode=PRIVATE_FILE)
+    write_text_atomic(key + "\n", key_path, mode=PRIVATE_FILE)
     return frame
 
 

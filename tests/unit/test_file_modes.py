@@ -184,3 +184,25 @@ def test_features_and_history_tables_are_owner_only(tmp_path: Path, umask_022) -
     assert _open_to_others(private) == []
     for p in private:
         assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
+
+
+def test_the_retrain_feature_cache_is_owner_only(tmp_path: Path, umask_022) -> None:
+    """Review finding: the retrain's cached day features (``features/D/features.parquet`` and its
+    key file) hold hashed party keys and were written with the umask's modes (0644 in 0755)."""
+    from datetime import date
+
+    from riskpipe.bench.features import make_bench_world
+    from riskpipe.labels import LabelStore
+    from riskpipe.training import FEATURES_FILE, KEY_FILE, day_features
+
+    home = tmp_path / "home"
+    home.mkdir()
+    layout = Layout(home)
+    day = date(2026, 1, 8)
+    make_bench_world(layout, day, rows=300, history_days=1)
+    labels = LabelStore(f"sqlite:///{tmp_path / 'labels.db'}").versions()  # none recorded
+    day_features(layout, day, labels)
+    folder = layout.day_dir(layout.features, day)
+    written = [home / "features", folder, folder / FEATURES_FILE, folder / KEY_FILE]
+    for p in written:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
