@@ -291,3 +291,52 @@ def test_top_risk_gaps_count_what_was_not_examined_and_why():
     gaps = top_risk_gaps(scores, raw, out, settings)
     assert gaps["not_examined"] == 10
     assert (gaps["reasons"]["exploration"]["shipments"], gaps["reasons"]["port_ceiling"]["shipments"]) == (1, 9)
+
+
+def _top_by_full_sort(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The original selection of ``top_risk_gaps``: the whole day sorted, then its head."""
+    return frame.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True).head(n)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 50, 199, 200, 250])
+def test_top_by_score_equals_the_full_sort_with_ties_and_nulls(n):
+    import numpy as np
+
+    from riskpipe.rank import top_by_score
+
+    rng = np.random.default_rng(n)
+    scores = rng.choice([0.1, 0.2, 0.5, 0.9, 0.95], size=200)  # many ties: broken by shipment id
+    frame = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [f"s{i:04d}" for i in rng.permutation(200)],
+            S.RISK_SCORE: pl.Series(scores).scatter(rng.choice(200, 30, replace=False), None),
+        }
+    )
+    assert top_by_score(frame, n).equals(_top_by_full_sort(frame, n))
+    with_nan = frame.with_columns(frame[S.RISK_SCORE].scatter([3, 4], float("nan")))
+    assert top_by_score(with_nan, n).equals(_top_by_full_sort(with_nan, n))
+
+
+def test_top_risk_gaps_equal_the_full_sort_version_on_a_tied_day():
+    """Old vs new: ``top_risk_gaps`` with the whole-day sort (the original) gives the same dict."""
+    import numpy as np
+
+    from riskpipe import rank
+    from riskpipe.rank import top_risk_gaps
+
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"x{i:04d}", str(rng.choice(["4701", "2720", "3001"])), float(rng.choice([0.0, 0.3, 0.6, 0.6, 0.8])), None)
+        for i in range(300)
+    ]
+    scores, raw = _day(rows)
+    settings = _settings(port_capacity={"4701": 8, "2720": 5}, other_port_capacity=4, exploration_share=0.2)
+    out = rank_day(scores, raw, settings, seed=2, texts=TEXTS)
+    new = top_risk_gaps(scores, raw, out, settings)
+    original = rank.top_by_score
+    try:
+        rank.top_by_score = _top_by_full_sort
+        old = top_risk_gaps(scores, raw, out, settings)
+    finally:
+        rank.top_by_score = original
+    assert new == old and new["not_examined"] > 0
