@@ -289,6 +289,46 @@ def _novelty_draw(frame: pl.DataFrame, share: float, day: date, seed: int) -> pl
     )
 
 
+def _score_order(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
+
+
+def _risk_picks(frame: pl.DataFrame, slots: int, floor: float, first_rows: int | None = None) -> pl.DataFrame:
+    """``frame`` with ``_is_risk``: day-wide by score (ties by shipment id; nulls and scores at
+    or below ``floor`` never), each port stopping at ``_room``, at most ``slots`` in all.
+
+    The picks are decided by a prefix of the day in score order: only the rows scoring at least
+    a threshold are sorted (the whole day was sorted before; a 4 M-row day's sort for a few
+    hundred picks), the threshold lowered until the prefix holds ``slots`` picks or every
+    eligible row. The returned frame is that prefix in score order, then the other rows in their
+    order; when two random keys are equal (exploration breaks their tie by row order) the other
+    rows are sorted too, so the frame is in the full score order as before."""
+    eligible = pl.col(S.RISK_SCORE).fill_null(float("-inf")) > floor
+    candidate = eligible & (pl.int_range(pl.len()).over(S.PORT_OF_ENTRY) < pl.col("_room"))
+    score = frame.get_column(S.RISK_SCORE)
+    valid = score.drop_nulls()
+    m = max(4 * slots, 1024) if first_rows is None else max(int(first_rows), 1)
+    nan = valid.dtype.is_float() and bool(valid.is_nan().any())
+    while True:
+        if nan or m >= valid.len():
+            head, rest, cut = _score_order(frame), frame.clear(), None
+        else:
+            cut = valid.top_k(m).min()
+            top = (pl.col(S.RISK_SCORE) >= cut).fill_null(False)
+            head, rest = _score_order(frame.filter(top)), frame.filter(~top)
+        head = head.with_columns(candidate.alias("_cand")).with_columns(
+            (pl.col("_cand") & (pl.col("_cand").cast(pl.Int64).cum_sum() <= slots)).alias("_is_risk")
+        )
+        # enough when the picks are all taken or no row below the prefix is eligible
+        if cut is None or int(head["_is_risk"].sum()) >= slots or float(cut) <= floor:
+            break
+        m *= 4
+    if rest.height and frame.get_column(_RANDOM_KEY).n_unique() < frame.height:
+        rest = _score_order(rest)
+    rest = rest.with_columns(pl.lit(False).alias("_cand"), pl.lit(False).alias("_is_risk"))
+    return pl.concat([head, rest], how="vertical")
+
+
 def rank_day(
     scores: pl.DataFrame,
     raw_day: pl.DataFrame,
@@ -298,6 +338,7 @@ def rank_day(
     texts: dict[str, str] | None = None,
     max_network_size: int = MAX_NETWORK_SIZE,
     novelty_share: float | None = None,
+    first_rows: int | None = None,
 ) -> pl.DataFrame:
     """The targeting list (``S.TARGETS_SCHEMA`` columns, in order) of one arrival day.
 
@@ -306,7 +347,9 @@ def rank_day(
 
     ``scores``: ``shipment_id``, ``risk_score``, ``reasons``, ``model_version`` and optionally
     ``network_id``; ``raw_day``: the day's normalised manifests. ``texts``: reason code -> plain
-    words (default: ``reasons.toml`` and the configured rules).
+    words (default: ``reasons.toml`` and the configured rules). ``first_rows``: how many of the
+    day's best-scored rows are sorted first to find the risk picks (tests; the list is the same
+    whatever it is).
     """
     seed = settings.seed if seed is None else seed
     texts = default_reason_texts(settings) if texts is None else texts
@@ -342,8 +385,7 @@ def rank_day(
     day = frame[S.ARRIVAL_DATE].drop_nulls().min()
     day = day if isinstance(day, date) else date(1970, 1, 1)
 
-    frame = frame.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True)
-    frame = frame.with_columns(_random_keys(frame[S.SHIPMENT_ID], day, seed))
+    frame = frame.with_columns(_random_keys(frame[S.SHIPMENT_ID], day, seed))  # by id: any row order
     counts = dict(frame.group_by(S.PORT_OF_ENTRY).len().iter_rows())
     ceilings = port_ceilings(counts, settings, capacity)
     budget = day_budget(ceilings, capacity)
@@ -354,13 +396,7 @@ def rank_day(
         schema={S.PORT_OF_ENTRY: pl.String, "_room": pl.Int64},
     )
     frame = frame.join(quota, on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
-    # risk: day-wide by score (frame is in score order, nulls and scores at or below the floor
-    # last), each port stopping at its ceiling less its exploration slots
-    eligible = pl.col(S.RISK_SCORE).fill_null(float("-inf")) > float(settings.min_target_risk)
-    candidate = eligible & (pl.int_range(pl.len()).over(S.PORT_OF_ENTRY) < pl.col("_room"))
-    frame = frame.with_columns(candidate.alias("_cand")).with_columns(
-        (pl.col("_cand") & (pl.col("_cand").cast(pl.Int64).cum_sum() <= budget - n_explore)).alias("_is_risk")
-    )
+    frame = _risk_picks(frame, budget - n_explore, float(settings.min_target_risk), first_rows)
     per_port = frame.group_by(S.PORT_OF_ENTRY).agg(
         pl.col("_is_risk").sum().alias("_risk_n"), (~pl.col("_is_risk")).sum().alias("_rest_n")
     )
@@ -425,6 +461,19 @@ GAP_REASONS = {
 }
 
 
+def top_by_score(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The first ``n`` rows of ``frame`` by ``risk_score`` (descending, nulls last), ties by
+    ``shipment_id``: the rows a full sort would give, in its order, but only the rows scoring at
+    least the n-th best score are sorted (a whole 4 M-row day was sorted to take a few hundred)."""
+    key = [S.RISK_SCORE, S.SHIPMENT_ID]
+    scores = frame.get_column(S.RISK_SCORE)
+    valid = scores.drop_nulls()
+    # NaN (sorted above every number) or too few scores: the full sort, as before
+    if 0 < n < valid.len() and not (valid.dtype.is_float() and valid.is_nan().any()):
+        frame = frame.filter(pl.col(S.RISK_SCORE) >= valid.top_k(n).min())
+    return frame.sort(key, descending=[True, False], nulls_last=True).head(max(n, 0))
+
+
 def top_risk_gaps(
     scores: pl.DataFrame,
     ports: pl.DataFrame,
@@ -452,7 +501,7 @@ def top_risk_gaps(
     used = targets.group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String)).agg(
         pl.len().alias("_used"), (pl.col(S.SELECTION) == "exploration").sum().cast(pl.Int64).alias("_explored")
     )
-    top = day.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True).head(n)
+    top = top_by_score(day, n)
     missed = (
         top.join(targets.select(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="anti")
         .join(used, on=S.PORT_OF_ENTRY, how="left")

@@ -291,3 +291,106 @@ def test_top_risk_gaps_count_what_was_not_examined_and_why():
     gaps = top_risk_gaps(scores, raw, out, settings)
     assert gaps["not_examined"] == 10
     assert (gaps["reasons"]["exploration"]["shipments"], gaps["reasons"]["port_ceiling"]["shipments"]) == (1, 9)
+
+
+def _top_by_full_sort(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The original selection of ``top_risk_gaps``: the whole day sorted, then its head."""
+    return frame.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False], nulls_last=True).head(n)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 50, 199, 200, 250])
+def test_top_by_score_equals_the_full_sort_with_ties_and_nulls(n):
+    import numpy as np
+
+    from riskpipe.rank import top_by_score
+
+    rng = np.random.default_rng(n)
+    scores = rng.choice([0.1, 0.2, 0.5, 0.9, 0.95], size=200)  # many ties: broken by shipment id
+    frame = pl.DataFrame(
+        {
+            S.SHIPMENT_ID: [f"s{i:04d}" for i in rng.permutation(200)],
+            S.RISK_SCORE: pl.Series(scores).scatter(rng.choice(200, 30, replace=False), None),
+        }
+    )
+    assert top_by_score(frame, n).equals(_top_by_full_sort(frame, n))
+    with_nan = frame.with_columns(frame[S.RISK_SCORE].scatter([3, 4], float("nan")))
+    assert top_by_score(with_nan, n).equals(_top_by_full_sort(with_nan, n))
+
+
+def test_top_risk_gaps_equal_the_full_sort_version_on_a_tied_day():
+    """Old vs new: ``top_risk_gaps`` with the whole-day sort (the original) gives the same dict."""
+    import numpy as np
+
+    from riskpipe import rank
+    from riskpipe.rank import top_risk_gaps
+
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"x{i:04d}", str(rng.choice(["4701", "2720", "3001"])), float(rng.choice([0.0, 0.3, 0.6, 0.6, 0.8])), None)
+        for i in range(300)
+    ]
+    scores, raw = _day(rows)
+    settings = _settings(port_capacity={"4701": 8, "2720": 5}, other_port_capacity=4, exploration_share=0.2)
+    out = rank_day(scores, raw, settings, seed=2, texts=TEXTS)
+    new = top_risk_gaps(scores, raw, out, settings)
+    original = rank.top_by_score
+    try:
+        rank.top_by_score = _top_by_full_sort
+        old = top_risk_gaps(scores, raw, out, settings)
+    finally:
+        rank.top_by_score = original
+    assert new == old and new["not_examined"] > 0
+
+
+def _big_day(n: int, seed: int, tied: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A day with a hot port holding most of the top scores, null scores and (``tied``) tied
+    scores."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ports = rng.choice(["4701", "2720", "3001", "5201"], size=n, p=[0.1, 0.4, 0.4, 0.1])
+    base = rng.choice([0.0, 0.05, 0.1, 0.2, 0.3], size=n) if tied else rng.random(n) * 0.3
+    score = base + np.where(ports == "4701", 0.6, 0.0)
+    rows = [(f"q{i:05d}", str(p), float(s), None) for i, (p, s) in enumerate(zip(ports, score, strict=True))]
+    scores, raw = _day(rows)
+    scores = scores.with_columns(scores[S.RISK_SCORE].scatter(rng.choice(n, n // 20, replace=False), None))
+    return scores.sample(fraction=1.0, shuffle=True, seed=seed), raw
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(exploration_share=0.0),
+        dict(exploration_share=0.2),
+        dict(exploration_share=0.2, min_target_risk=0.25),
+        dict(exploration_share=0.3, exploration_novelty_share=0.5),
+    ],
+)
+def test_rank_day_sorting_a_prefix_picks_as_the_whole_day_sort(kw):
+    """Old vs new: the list is the same whether the whole day is sorted first (the original
+    computation, ``first_rows`` past the day) or only a growing prefix of its best scores."""
+    scores, raw = _big_day(3000, 4)
+    if kw.get("exploration_novelty_share"):
+        scores = scores.with_columns((pl.col(S.SHIPMENT_ID).str.slice(1).cast(pl.Int64) % 7 / 7).alias("novelty"))
+    settings = _settings(port_capacity={"4701": 40, "2720": 30, "3001": 30}, other_port_capacity=10, **kw)
+    whole = rank_day(scores, raw, settings, seed=11, texts=TEXTS, first_rows=10**9)
+    assert whole.filter(pl.col(S.PORT_OF_ENTRY) == "4701").height == 40  # the hot port is full
+    for first in (None, 1, 50, 400):
+        got = rank_day(scores, raw, settings, seed=11, texts=TEXTS, first_rows=first)
+        assert got.equals(whole), first
+
+
+def test_rank_day_equal_random_keys_keep_the_score_order_tie_break(monkeypatch):
+    """Exploration breaks a tie of random keys by the day's score order: equal keys (forced
+    here) must pick what the whole-day sort picked."""
+    from riskpipe import rank
+
+    real = rank._random_keys
+    monkeypatch.setattr(rank, "_random_keys", lambda ids, day, seed: (real(ids, day, seed) * 2).floor() / 2)
+    # only the hot port is eligible: the prefix stops early and most exploration is drawn
+    # from the rows after it
+    scores, raw = _big_day(2000, 9, tied=False)
+    settings = _settings(port_capacity={"4701": 20, "2720": 30, "3001": 30}, exploration_share=0.5, min_target_risk=0.5)
+    whole = rank_day(scores, raw, settings, seed=5, texts=TEXTS, first_rows=10**9)
+    got = rank_day(scores, raw, settings, seed=5, texts=TEXTS, first_rows=1)
+    assert got.equals(whole) and (got[S.SELECTION] == "exploration").sum() > 50
