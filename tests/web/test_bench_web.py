@@ -3,6 +3,8 @@ with at most one request in flight per client, and the bench reports p50/p95 per
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from riskpipe.bench import web as bench_web
@@ -70,7 +72,11 @@ def test_users_model_thinks_before_every_click_and_stress_never(monkeypatch) -> 
     assert 1.0 < sum(slept) / len(slept) < 3.5  # exponential with mean 2 s (seeded)
     again: list[float] = []
     load("http://127.0.0.1:1", {}, urls, 4, think_mean_s=2.0, seed=3, sleep=again.append)
-    assert sorted(again) == sorted(slept)  # seeded
+    # seeded: every think time is one of its client's seeded draws (which client takes which click
+    # depends on thread scheduling, so the two runs' multisets may differ under load)
+    streams = [random.Random(3 * 1000 + i) for i in range(4)]
+    seeded = {s.expovariate(1.0 / 2.0) for s in streams for _ in range(35)}
+    assert set(slept) <= seeded and set(again) <= seeded and 30 <= len(again) <= 34
     stress: list[float] = []
     load("http://127.0.0.1:1", {}, urls, 4, sleep=stress.append)
     assert stress == []
