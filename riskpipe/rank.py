@@ -59,6 +59,7 @@ from __future__ import annotations
 import tomllib
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -313,7 +314,7 @@ def _risk_picks(frame: pl.DataFrame, slots: int, floor: float, first_rows: int |
         if nan or m >= valid.len():
             head, rest, cut = _score_order(frame), frame.clear(), None
         else:
-            cut = valid.top_k(m).min()
+            cut = cast(float, valid.top_k(m).min())  # a numeric score column: a number
             top = (pl.col(S.RISK_SCORE) >= cut).fill_null(False)
             head, rest = _score_order(frame.filter(top)), frame.filter(~top)
         head = head.with_columns(candidate.alias("_cand")).with_columns(
