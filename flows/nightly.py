@@ -17,6 +17,7 @@ tasks have timeouts (settings ``nightly_timeout_seconds``, set by the caller, an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -81,16 +82,28 @@ def score_shard(home: str, day: str, part: dict[str, str], model_version: str | 
     return str(score_one(layout, settings, date.fromisoformat(day), part, model_version))
 
 
+def _combine(
+    combine: Callable[..., Path],
+    home: str,
+    day: str,
+    scored_files: list[str],
+    features_file: str,
+    model_version: str | None,
+) -> str:
+    """The day's scores file from its shards' or pieces' scores (``combine``: the shard module's way)."""
+    layout, settings = _ctx(home)
+    d = date.fromisoformat(day)
+    out = steps.work_dir(layout, d) / steps.SCORED_FILE
+    return str(combine(layout, settings, d, scored_files, Path(features_file), out, model_version=model_version))
+
+
 @task(name="combine-shards")
 def combine_shards(
     home: str, day: str, scored_files: list[str], features_file: str, model_version: str | None = None
 ) -> str:
     from riskpipe.shard import combine_shards as combine
 
-    layout, settings = _ctx(home)
-    d = date.fromisoformat(day)
-    out = steps.work_dir(layout, d) / steps.SCORED_FILE
-    return str(combine(layout, settings, d, scored_files, Path(features_file), out, model_version=model_version))
+    return _combine(combine, home, day, scored_files, features_file, model_version)
 
 
 def _score_sharded(home: str, day: str, features_file: str, shards: int, model_version: str | None = None) -> str:
@@ -149,10 +162,7 @@ def combine_pieces(
 ) -> str:
     from riskpipe.shard import combine_pieces as combine
 
-    layout, settings = _ctx(home)
-    d = date.fromisoformat(day)
-    out = steps.work_dir(layout, d) / steps.SCORED_FILE
-    return str(combine(layout, settings, d, scored_files, Path(features_file), out, model_version=model_version))
+    return _combine(combine, home, day, scored_files, features_file, model_version)
 
 
 def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:

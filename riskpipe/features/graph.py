@@ -93,16 +93,9 @@ COLUMNS = [te_col(e) for e in TE_ENTITIES] + [seized_days_col(k) for k in LINK_K
 def _known(layout: Layout, labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None:
     """The latest known outcome per shipment (exam date before ``day``) with the hashed keys of
     every link kind (null when the shipment was not found in the raw partitions)."""
-    if labels is None or labels.height == 0:
+    known = H.latest_outcomes_before(labels, day)
+    if known is None:
         return None
-    known = labels.filter(pl.col(S.EXAM_DATE) < day)
-    if known.height == 0:
-        return None
-    known = (
-        known.sort(S.EXAM_DATE)
-        .unique(S.SHIPMENT_ID, keep="last")
-        .select(S.SHIPMENT_ID, S.EXAM_DATE, S.is_positive_expr())
-    )
     keys = {k: _KEYS[k] for k in LINK_KINDS}
     parties = H.labelled_parties(layout, known, keys, _CACHE)
     return known.join(parties, on=S.SHIPMENT_ID, how="inner")

@@ -516,19 +516,27 @@ def labelled_parties(
     return cache
 
 
-def prior_exam_counts(layout: Layout, labels: pl.DataFrame | None, day: date) -> pl.DataFrame:
-    """(ENTITY, KEY, exams, positives) from outcomes with exam_date strictly before ``day``."""
-    empty = pl.DataFrame(schema={ENTITY: pl.UInt8, KEY: pl.UInt64, "exams": pl.UInt32, "positives": pl.UInt32})
+def latest_outcomes_before(labels: pl.DataFrame | None, day: date) -> pl.DataFrame | None:
+    """The latest outcome per shipment examined before ``day`` (``shipment_id``, ``exam_date``,
+    positive flag), or None when there is none (shared by the history and graph families)."""
     if labels is None or labels.height == 0:
-        return empty
+        return None
     known = labels.filter(pl.col(S.EXAM_DATE) < day)
     if known.height == 0:
-        return empty
-    known = (
+        return None
+    return (
         known.sort(S.EXAM_DATE)
         .unique(S.SHIPMENT_ID, keep="last")
         .select(S.SHIPMENT_ID, S.EXAM_DATE, S.is_positive_expr())
     )
+
+
+def prior_exam_counts(layout: Layout, labels: pl.DataFrame | None, day: date) -> pl.DataFrame:
+    """(ENTITY, KEY, exams, positives) from outcomes with exam_date strictly before ``day``."""
+    empty = pl.DataFrame(schema={ENTITY: pl.UInt8, KEY: pl.UInt64, "exams": pl.UInt32, "positives": pl.UInt32})
+    known = latest_outcomes_before(labels, day)
+    if known is None:
+        return empty
     parties = labelled_parties(layout, known)
     linked = known.join(parties, on=S.SHIPMENT_ID, how="inner")
     parts = [
