@@ -238,3 +238,256 @@ def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) ->
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole-day columns as a key-partitioned map-reduce (no task holds the whole day)
+# ---------------------------------------------------------------------------------------------
+#: the work folder of the map-reduce under the shards' folder
+KEYS_DIR = "keys"
+_ROUND1_FILE = "round1.json"
+_EXAMS_FILE = "round1-exams.parquet"
+_KNOWN_FILE = "round1-known.parquet"
+_LABELS_FILE = "components.parquet"
+
+
+def _keys_dir(layout: Layout, day: date) -> Path:
+    return shard_dir(layout, day) / KEYS_DIR
+
+
+def _scatter(frame: pl.DataFrame, part: pl.Expr, n: int, folder: Path, name: str, drop: tuple[str, ...] = ()) -> None:
+    """``frame`` split by ``part`` (0..n-1) into ``folder/<i>/<name>.parquet``, one file per part
+    (an empty one too: a reader of part ``i`` always finds every writer's file); ``drop``:
+    columns not written (e.g. the route the part was computed from)."""
+    frame = frame.with_columns(part.alias("_part")).drop(*drop)
+    got = {k[0]: f for k, f in frame.partition_by("_part", as_dict=True, include_key=False).items()}
+    empty = frame.drop("_part").head(0)
+    for i in range(n):
+        out = folder / f"{i:04d}"
+        private_dir(out, under=folder.parent)
+        _write(got.get(i, empty), out / f"{name}.parquet")
+
+
+def _gather(folder: Path, i: int) -> pl.DataFrame:
+    return pl.read_parquet(str(folder / f"{i:04d}" / "*.parquet"))
+
+
+def _thin_path(layout: Layout, day: date, shard: int, stage: str) -> Path:
+    return _keys_dir(layout, day) / f"{stage}-{shard:04d}.parquet"
+
+
+def keys_prepare(layout: Layout, settings: Settings, day: date) -> dict[str, object]:
+    """What every key partition of round 1 shares (:func:`riskpipe.features.partials.prepare`),
+    written once (small: one row per labelled shipment); warms the labelled-party caches so that
+    the partitions only read them."""
+    import json
+
+    from riskpipe.features import history as H
+    from riskpipe.features import partials
+    from riskpipe.features.build import _known_labels
+
+    require_day(layout, day)
+    folder = _keys_dir(layout, day)
+    private_dir(folder, under=layout.home)
+    H.ensure_history(layout, day)
+    r = partials.prepare(layout, day, _known_labels(load_labels(settings), day))
+    _write(r.exams, folder / _EXAMS_FILE)
+    if r.known is not None:
+        _write(r.known, folder / _KNOWN_FILE)
+    meta = {"days": [d.isoformat() for d in r.days], "use_window": r.use_window, "known": r.known is not None}
+    (folder / _ROUND1_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    return meta
+
+
+def _round1(layout: Layout, day: date):
+    import json
+
+    from riskpipe.features import partials
+
+    folder = _keys_dir(layout, day)
+    meta = json.loads((folder / _ROUND1_FILE).read_text(encoding="utf-8"))
+    known = pl.read_parquet(folder / _KNOWN_FILE) if meta["known"] else None
+    days = [date.fromisoformat(d) for d in meta["days"]]
+    return partials.Round1(layout, day, days, meta["use_window"], pl.read_parquet(folder / _EXAMS_FILE), known)
+
+
+def keys_map(layout: Layout, day: date, part: dict[str, str], shard: int, n_parts: int) -> int:
+    """Map of round 1 for one shard: its thin frame (ids, value in USD, hashed party keys, as the
+    single-process build keys them), sorted by id and numbered (nodes), kept for the later rounds;
+    its long rows per key kind scattered to the ``n_parts`` key partitions. Returns its rows."""
+    from riskpipe.features import partials
+    from riskpipe.features.build import _KEYS
+    from riskpipe.features.keys import key_col
+
+    raw = pl.scan_parquet(part["raw"], hive_partitioning=False)
+    thin = raw.select(S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(e.alias(key_col(n)) for n, e in _KEYS.items()))
+    thin = sorted_by_id(thin.collect(engine="streaming"))
+    thin = thin.with_columns(partials.node_expr(shard))
+    _write(thin, _thin_path(layout, day, shard, "thin"))
+    long = partials.emit_round1(thin)
+    part_ = partials.part_of(pl.col("_route"), n_parts)
+    _scatter(long, part_, n_parts, _keys_dir(layout, day) / "r1", f"{shard:04d}", drop=("_route",))
+    return thin.height
+
+
+def keys_reduce1(layout: Layout, day: date, part: int, n_parts: int, n_shards: int) -> int:
+    """Round 1 of key partition ``part``: the windows, history look-ups and hop-1 graph columns of
+    its keys (every kind), sent back to the shards by node. Returns the long rows it held."""
+    from riskpipe.features import partials
+
+    rows = _gather(_keys_dir(layout, day) / "r1", part)
+    done = partials.round1_partition(_round1(layout, day), rows, part, n_parts)
+    out = pl.concat(
+        [f.with_columns(pl.lit(partials.KIND_CODE[k], pl.UInt8).alias(partials.KIND)) for k, f in done.items()],
+        how="diagonal",
+    )
+    where = partials.shard_of_node(pl.col(partials.NODE))
+    _scatter(out, where, n_shards, _keys_dir(layout, day) / "r1out", f"{part:04d}")
+    return rows.height
+
+
+def keys_map2(layout: Layout, day: date, shard: int, n_parts: int) -> int:
+    """Round 1's columns joined back to the shard's rows (its null-key rows computed here), then
+    the map of round 2: the network's link keys and the hop-2 kinds with each row's link score."""
+    from riskpipe.features import partials
+
+    r = _round1(layout, day)
+    thin = pl.read_parquet(_thin_path(layout, day, shard, "thin"))
+    back = _gather(_keys_dir(layout, day) / "r1out", shard)
+    frame = thin
+    for kind in partials.KINDS:
+        local = partials.round1_local(r, kind, thin)
+        got = back.filter(pl.col(partials.KIND) == partials.KIND_CODE[kind]).select(local.columns)
+        both = pl.concat([got, local])
+        if both.height != thin.height or both.get_column(partials.NODE).n_unique() != thin.height:
+            raise RuntimeError(f"key partitions of {day}: shard {shard} got {both.height} rows of {kind} for {thin.height}")
+        frame = frame.join(both, on=partials.NODE, how="left", maintain_order="left")
+    frame = partials.row_columns_round1(frame)
+    _write(frame, _thin_path(layout, day, shard, "round1"))
+    long = partials.emit_round2(frame)
+    _scatter(long, partials.part_of(pl.col(partials.KEY), n_parts), n_parts, _keys_dir(layout, day) / "r2", f"{shard:04d}")
+    return frame.height
+
+
+def keys_reduce2(layout: Layout, day: date, part: int, n_shards: int) -> int:
+    """Round 2 of key partition ``part``: the network's edges (written for the components step)
+    and the hop-2 sums (sent back to the shards)."""
+    from riskpipe.features import partials
+
+    rows = _gather(_keys_dir(layout, day) / "r2", part)
+    edges, hop2 = partials.round2_partition(rows)
+    folder = _keys_dir(layout, day) / "edges"
+    private_dir(folder)
+    _write(edges, folder / f"{part:04d}.parquet")
+    out = pl.concat(
+        [f.with_columns(pl.lit(partials.KIND_CODE[k], pl.UInt8).alias(partials.KIND)) for k, f in hop2.items()],
+        how="diagonal",
+    )
+    _scatter(out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r2out", f"{part:04d}")
+    return rows.height
+
+
+def keys_components(layout: Layout, day: date) -> int:
+    """The day's networks: connected components of the edges of every link kind. Central, but it
+    holds only the integer edge list (two Int64 per link: a linked row and its group's first row)
+    and the linked rows (a row in no capped group of the day is its own component and never
+    comes here): about 16 bytes a link and 24 a linked row, not the day's thin frame. Returns the
+    linked rows."""
+    from riskpipe.features import partials
+
+    edges = pl.read_parquet(str(_keys_dir(layout, day) / "edges" / "*.parquet"))
+    labels = partials.component_labels(edges)
+    del edges
+    _write(labels.sort(partials.NODE), _keys_dir(layout, day) / _LABELS_FILE)
+    return labels.height
+
+
+def keys_map3(layout: Layout, day: date, shard: int, n_parts: int) -> int:
+    """The hop-2 score of the shard's rows, their component labels, and the map of round 3 (by
+    component)."""
+    from riskpipe.features import graph as G
+    from riskpipe.features import partials
+
+    node = pl.col(partials.NODE)
+    frame = pl.read_parquet(_thin_path(layout, day, shard, "round1"))
+    back = _gather(_keys_dir(layout, day) / "r2out", shard)
+    for kind in G.HOP2_KINDS:
+        col = partials.hop2_col(kind)
+        got = back.filter(pl.col(partials.KIND) == partials.KIND_CODE[kind]).select(partials.NODE, col)
+        frame = frame.join(got, on=partials.NODE, how="left", maintain_order="left")
+    frame = frame.with_columns(partials.hop2_score(frame))
+    labels = (
+        pl.scan_parquet(_keys_dir(layout, day) / _LABELS_FILE)
+        .filter((node >= (shard << 32)) & (node < ((shard + 1) << 32)))
+        .collect()
+    )
+    frame = frame.join(labels, on=partials.NODE, how="left", maintain_order="left")
+    frame = frame.with_columns(pl.col(partials.LABEL).fill_null(node))
+    _write(frame, _thin_path(layout, day, shard, "round2"))
+    long = partials.emit_round3(frame)
+    where = (pl.col(partials.LABEL) % n_parts).cast(pl.Int64)
+    _scatter(long, where, n_parts, _keys_dir(layout, day) / "r3", f"{shard:04d}")
+    return frame.height
+
+
+def keys_reduce3(layout: Layout, day: date, part: int, n_shards: int) -> int:
+    """Round 3 of component partition ``part``: the network columns and ``network_id`` of its
+    components' rows, sent back to the shards."""
+    from riskpipe.features import partials
+
+    rows = _gather(_keys_dir(layout, day) / "r3", part)
+    out = partials.round3_partition(rows)
+    _scatter(out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r3out", f"{part:04d}")
+    return rows.height
+
+
+def keys_shard_columns(layout: Layout, day: date, shard: int) -> str:
+    """The whole-day columns of the shard's shipments (``shipment_id``, ``network_id``, the
+    families' day columns; sorted by id), as :func:`day_columns` gives them for the whole day."""
+    from riskpipe.features import families
+    from riskpipe.features import partials
+
+    frame = pl.read_parquet(_thin_path(layout, day, shard, "round2"))
+    net = _gather(_keys_dir(layout, day) / "r3out", shard)
+    frame = frame.join(net, on=partials.NODE, how="left", maintain_order="left")
+    if net.height != frame.height:
+        raise RuntimeError(f"key partitions of {day}: shard {shard} got {net.height} network rows for {frame.height}")
+    cols = [c for f in families.FAMILIES for c in f.day_columns]
+    path = _thin_path(layout, day, shard, "day-columns")
+    return str(_write(frame.select(S.SHIPMENT_ID, S.NETWORK_ID, *cols), path))
+
+
+def keys_pieces(layout: Layout, day: date, n_shards: int, min_pieces: int = 1) -> dict[str, object]:
+    """The day's row count and the pieces it is scored in (as :func:`day_columns` returns them),
+    from the shards' ids: holds the day's shipment ids only (one column)."""
+    files = [str(_thin_path(layout, day, s, "thin")) for s in range(n_shards)]
+    ids = pl.scan_parquet(files).select(S.SHIPMENT_ID).collect().get_column(S.SHIPMENT_ID).sort()
+    rows = ids.len()
+    pieces = [
+        (ids[a] if a > 0 else None, ids[b] if b < rows else None, cascade)
+        for a, b, cascade in score_pieces(rows, min_pieces)
+    ]
+    return {"rows": rows, "pieces": pieces}
+
+
+def partitioned_day_columns(
+    layout: Layout, settings: Settings, day: date, parts: list[dict[str, str]], n_parts: int, min_pieces: int = 1
+) -> tuple[list[str], dict[str, object]]:
+    """Every step of the map-reduce in this process, in order (the flow runs the same steps as
+    tasks): each shard's whole-day columns file, and the day's rows and pieces."""
+    n = len(parts)
+    keys_prepare(layout, settings, day)
+    for s, p in enumerate(parts):
+        keys_map(layout, day, p, s, n_parts)
+    for i in range(n_parts):
+        keys_reduce1(layout, day, i, n_parts, n)
+    for s in range(n):
+        keys_map2(layout, day, s, n_parts)
+    for i in range(n_parts):
+        keys_reduce2(layout, day, i, n)
+    keys_components(layout, day)
+    for s in range(n):
+        keys_map3(layout, day, s, n_parts)
+    for i in range(n_parts):
+        keys_reduce3(layout, day, i, n)
+    return [keys_shard_columns(layout, day, s) for s in range(n)], keys_pieces(layout, day, n, min_pieces)

@@ -1,0 +1,81 @@
+"""The whole-day columns as a key-partitioned map-reduce (``riskpipe.distnight``'s ``keys_*``
+steps, ``riskpipe.features.partials``): every shard's columns equal the single-process whole-day
+frame's (``features.build._day_frame``), whatever the number of shards and key partitions, with
+the history window table current or not; no step reads the day's thin frame whole."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from riskpipe import schema as S
+from riskpipe.features import history as H
+from riskpipe.store import PRIVATE_FILE, scan_raw_shipments, write_parquet_atomic
+
+START = date(2026, 3, 2)
+DAYS = 8
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A generated, ingested world with outcomes (the graph family's links need positives)."""
+    from riskpipe.config import load_settings
+    from riskpipe.ingest import import_labels, ingest_paths
+    from riskpipe.labels import LabelStore
+    from riskpipe.store import Layout
+    from riskpipe.synth import generate
+
+    home = tmp_path_factory.mktemp("keys") / "home"
+    home.mkdir()
+    layout = Layout(home)
+    generate(layout, START, DAYS, 900, 11)
+    ingest_paths(layout)
+    settings = load_settings(home)
+    import_labels(layout, layout.landing / "outcomes", LabelStore(settings.db_url))
+    # tonight, a second parcel to each party linked to a seizure (so that hop 2 carries something)
+    day = START + timedelta(days=DAYS - 1)
+    linked = _single(layout, settings, day).filter(pl.col("graph_link_score") > 0).get_column(S.SHIPMENT_ID)
+    raw = scan_raw_shipments(layout, [day]).filter(pl.col(S.SHIPMENT_ID).is_in(linked.implode())).collect()
+    again = raw.with_columns(pl.col(S.SHIPMENT_ID) + "-again")
+    write_parquet_atomic(again, layout.raw_shipments_day(day) / "part-again.parquet", PRIVATE_FILE)
+    return home
+
+
+def _single(layout, settings, day) -> pl.DataFrame:
+    from riskpipe import distnight
+    from riskpipe.features.build import _day_frame
+
+    return _day_frame(distnight._open_day(layout, settings, day))
+
+
+def _partitioned(layout, settings, day, shards: int, parts: int) -> pl.DataFrame:
+    from riskpipe import distnight
+
+    split = distnight.split_raw(layout, day, shards)
+    files, plan = distnight.partitioned_day_columns(layout, settings, day, split, parts, shards)
+    got = pl.concat([pl.read_parquet(f) for f in files]).sort(S.SHIPMENT_ID)
+    assert plan["rows"] == got.height
+    return got
+
+
+@pytest.mark.parametrize(("shards", "parts", "window"), [(3, 4, False), (2, 1, False), (3, 5, True)])
+def test_the_key_partitions_give_the_single_process_whole_day_columns(home, shards, parts, window):
+    from riskpipe.config import load_settings
+    from riskpipe.store import Layout
+
+    layout, settings = Layout(home), load_settings(home)
+    day = START + timedelta(days=DAYS - 1)
+    if window:
+        H.update_window(layout, day)
+    assert H.window_current(layout, day) is window
+    want = _single(layout, settings, day)
+    got = _partitioned(layout, settings, day, shards, parts)
+    assert_frame_equal(got, want)
+    # the comparison has teeth: networks, history, hop 1 and hop 2 of the graph are not empty
+    assert want.get_column(S.NETWORK_ID).drop_nulls().n_unique() > 5
+    assert want.select(pl.col(H.parcels_col("cons_addr", 7)).max()).item() > 0
+    assert want.select(pl.col("graph_hop2_score").max()).item() > 0
+    assert want.select(pl.col("graph_link_score").max()).item() > 0
