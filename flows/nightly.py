@@ -165,12 +165,102 @@ def combine_pieces(
     return _combine(combine, home, day, scored_files, features_file, model_version)
 
 
-def _features_on_shards(home: str, day: str, shards: int) -> tuple[list[str], dict]:
-    """The features of each address shard, built on the task runner's workers (the whole-day
-    columns in one task, :mod:`riskpipe.distnight`); returns their files and the day's pieces."""
-    parts = split_raw(home, day, shards)  # first: it clears the shards' folder of a killed run
-    whole = day_columns(home, day, shards)
-    return [f.result() for f in [features_shard.submit(home, day, p, whole["file"]) for p in parts]], whole
+@task(name="keys-prepare")
+def keys_prepare(home: str, day: str) -> dict:
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    return distnight.keys_prepare(layout, settings, date.fromisoformat(day))
+
+
+@task(name="keys-map")
+def keys_map(home: str, day: str, part: dict[str, str], shard: int, n_parts: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_map(Layout(Path(home)), date.fromisoformat(day), part, shard, n_parts)
+
+
+@task(name="keys-reduce-1")
+def keys_reduce1(home: str, day: str, part: int, n_parts: int, n_shards: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_reduce1(Layout(Path(home)), date.fromisoformat(day), part, n_parts, n_shards)
+
+
+@task(name="keys-map-2")
+def keys_map2(home: str, day: str, shard: int, n_parts: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_map2(Layout(Path(home)), date.fromisoformat(day), shard, n_parts)
+
+
+@task(name="keys-reduce-2")
+def keys_reduce2(home: str, day: str, part: int, n_shards: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_reduce2(Layout(Path(home)), date.fromisoformat(day), part, n_shards)
+
+
+@task(name="keys-components")
+def keys_components(home: str, day: str) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_components(Layout(Path(home)), date.fromisoformat(day))
+
+
+@task(name="keys-map-3")
+def keys_map3(home: str, day: str, shard: int, n_parts: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_map3(Layout(Path(home)), date.fromisoformat(day), shard, n_parts)
+
+
+@task(name="keys-reduce-3")
+def keys_reduce3(home: str, day: str, part: int, n_shards: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_reduce3(Layout(Path(home)), date.fromisoformat(day), part, n_shards)
+
+
+@task(name="keys-pieces")
+def keys_pieces(home: str, day: str, n_shards: int, min_pieces: int) -> dict:
+    from riskpipe import distnight
+
+    return distnight.keys_pieces(Layout(Path(home)), date.fromisoformat(day), n_shards, min_pieces)
+
+
+@task(name="features-shard-keys")
+def features_shard_keys(home: str, day: str, part: dict[str, str], shard: int) -> str:
+    """The shard's whole-day columns gathered from the key partitions, then its features."""
+    from riskpipe import distnight
+
+    layout, settings = _ctx(home)
+    d = date.fromisoformat(day)
+    return distnight.features_shard(layout, settings, d, part, distnight.keys_shard_columns(layout, d, shard))
+
+
+def _all(futures: list) -> list:
+    return [f.result() for f in futures]
+
+
+def _features_on_shards(home: str, day: str, shards: int, partitions: int | None = None) -> tuple[list[str], dict]:
+    """The features of each address shard, built on the task runner's workers; the whole-day
+    columns as a map-reduce over ``partitions`` key partitions (default: as many as shards) whose
+    every step is a task on the workers (:mod:`riskpipe.distnight`, ``keys_*``); returns the
+    shards' feature files and the day's pieces."""
+    n_parts = partitions or shards
+    parts = split_raw.submit(home, day, shards).result()  # first: it clears the shards' folder of a killed run
+    keys_prepare.submit(home, day).result()
+    _all([keys_map.submit(home, day, p, s, n_parts) for s, p in enumerate(parts)])
+    _all([keys_reduce1.submit(home, day, i, n_parts, shards) for i in range(n_parts)])
+    _all([keys_map2.submit(home, day, s, n_parts) for s in range(shards)])
+    _all([keys_reduce2.submit(home, day, i, shards) for i in range(n_parts)])
+    keys_components.submit(home, day).result()
+    _all([keys_map3.submit(home, day, s, n_parts) for s in range(shards)])
+    _all([keys_reduce3.submit(home, day, i, shards) for i in range(n_parts)])
+    whole = keys_pieces.submit(home, day, shards, shards)
+    files = _all([features_shard_keys.submit(home, day, p, s) for s, p in enumerate(parts)])
+    return files, whole.result()
 
 
 def _score_pieces(
@@ -190,8 +280,18 @@ def _score_pieces(
             for p, o in zip(whole["pieces"], outs, strict=True)
         ]
     ]
-    feats = join_features(home, day, [o["features"] for o in done], whole["rows"])
-    return feats, combine_pieces(home, day, [o["scored"] for o in done], feats, model_version)
+    feats = join_features.submit(home, day, [o["features"] for o in done], whole["rows"]).result()
+    return feats, combine_pieces.submit(home, day, [o["scored"] for o in done], feats, model_version).result()
+
+
+def _on_worker(task_):
+    """Call ``task_`` as a task submitted to the flow's task runner (a Dask worker, not the
+    process that runs the flow), waiting for its result."""
+
+    def run(*args):
+        return task_.submit(*args).result()
+
+    return run
 
 
 @task(
@@ -323,7 +423,8 @@ def nightly_flow(
     staged = _step("stage", io_task(stage, settings), home, day)
     try:
         quarantine = quarantine_reason_counts(layout)
-        summary = _step("rank", rank, home, day, scored, staged, capacity, quarantine)
+        # the night on a cluster ranks on a worker: the client holds no column of the day
+        summary = _step("rank", _on_worker(rank) if distributed else rank, home, day, scored, staged, capacity, quarantine)
         final = _step("publish", io_task(publish_outputs, settings), home, day, staged)
     except BaseException:
         publish.abandon(publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))

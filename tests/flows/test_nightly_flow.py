@@ -137,11 +137,20 @@ def _features(home: Path, day: str) -> pl.DataFrame:
     return pl.read_parquet(layout.day_dir(layout.features, date.fromisoformat(day)) / "features.parquet")
 
 
-def test_the_whole_night_on_shards_in_threads_equals_single_process(world, baseline, home_copy):
-    """Features built shard by shard (row families per shard, whole-day columns once), scored per
-    shard, combined: the features file, scores, targets and summary of a single-process run."""
+def test_the_whole_night_on_shards_in_threads_equals_single_process(world, baseline, home_copy, monkeypatch):
+    """Features built shard by shard (row families per shard, whole-day columns as a map-reduce
+    over key partitions: no step builds the day's thin frame), scored per piece, combined: the
+    features file, scores, targets and summary of a single-process run."""
+    import riskpipe.distnight as distnight
+    import riskpipe.features.build as build
     from flows.nightly import nightly_flow
 
+    def whole_day(*_a, **_k):
+        raise AssertionError("a step of the night on shards built the whole day's columns in one task")
+
+    monkeypatch.setattr(distnight, "day_columns", whole_day)
+    monkeypatch.setattr(build, "_day_frame", whole_day)
+    monkeypatch.setattr(distnight, "_day_frame", whole_day)
     result = nightly_flow(str(home_copy), world["day"], ingest=False, shards=3, distributed=True)
     got = _outputs(home_copy, world["day"])
     assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
