@@ -386,9 +386,9 @@ def nightly_flow(
     ``allow_rules_only``.
 
     ``distributed``: the features too are built shard by shard on the task runner (the row
-    families and scoring on the workers, the whole-day columns in one task; ``shards`` of them,
-    :mod:`riskpipe.distnight`); else features are built in one task and ``shards > 1`` fans out
-    scoring only."""
+    families, the whole-day columns as a map-reduce over ``shards`` key partitions, scoring and
+    ranking all as tasks on the workers; :mod:`riskpipe.distnight`); else features are built in
+    one task and ``shards > 1`` fans out scoring only."""
     from riskpipe.ingest import quarantine_reason_counts
 
     log = get_run_logger()
@@ -424,7 +424,9 @@ def nightly_flow(
     try:
         quarantine = quarantine_reason_counts(layout)
         # the night on a cluster ranks on a worker: the client holds no column of the day
-        summary = _step("rank", _on_worker(rank) if distributed else rank, home, day, scored, staged, capacity, quarantine)
+        summary = _step(
+            "rank", _on_worker(rank) if distributed else rank, home, day, scored, staged, capacity, quarantine
+        )
         final = _step("publish", io_task(publish_outputs, settings), home, day, staged)
     except BaseException:
         publish.abandon(publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))

@@ -5,12 +5,23 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
 1. :func:`split_raw` (one task, streaming): the day's raw rows are written once into ``n``
    shard folders by the stable hash of the consignee address key (:func:`riskpipe.shard.shard_of`),
    so a worker reads only its shard's rows. All shipments to one address are in one shard.
-2. :func:`day_columns` (one task, **central**): the whole-day columns (windows over party keys,
-   history lookups, the day's networks, the party graph) on the day's thin frame of shipment ids
-   and hashed party keys, as the batched build computes them; written sorted by shipment id.
-   These columns need rows of one key value to meet, for nine key kinds at once (a network links
-   shipments through any of seven kinds), so they are not split by the one shard key: this step
-   holds the thin frame of the whole day (measured per row in the README's Scale-out paragraph).
+2. The whole-day columns (windows over party keys, history look-ups, the party graph, the day's
+   networks) as a map-reduce over ``P`` key partitions, every step a task on the workers
+   (``keys_*``; the formulas in :mod:`riskpipe.features.partials`). A key's rows must meet, for
+   nine key kinds at once, so each kind is partitioned on its own by the range of its 64-bit key
+   hash: :func:`keys_map` (per shard) keys the shard's rows, numbers them (nodes) and emits per
+   kind (node, key, a few side values); :func:`keys_reduce1` (per partition) computes the windows,
+   history look-ups (reading only its key range of the window table) and the graph's hop 1;
+   :func:`keys_map2` joins them back by node and emits the networks' link keys and the link
+   scores; :func:`keys_reduce2` gives the networks' edges and the graph's hop 2;
+   :func:`keys_components` (one task) labels the components of the edge list; :func:`keys_map3`
+   and :func:`keys_reduce3` aggregate each component (size, parties, ``network_id``); then each
+   shard's columns are assembled by :func:`keys_shard_columns`. No step holds the day's thin
+   frame: a shard step holds its shard, a partition step its keys' rows (about 45 bytes per row
+   and kind), the components step the integer edges and the linked rows only (16 bytes a link, 24
+   a linked row) and :func:`keys_pieces` the day's shipment ids. (:func:`day_columns`, one task
+   holding the day's thin frame, about 0.5 KB a row, is the former central step, kept for
+   comparison and the tests.)
 3. :func:`features_shard` (one task per shard, on the workers): the row-level families on the
    shard's raw rows, joined to the shard's whole-day columns (by shipment id) and checked to
    cover exactly the shard's shipments.
@@ -22,12 +33,14 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
    :func:`join_ranges` streams the pieces into the day's features file and
    :func:`riskpipe.shard.combine_shards` combines the scores (the day's top rows get their
    reasons there, central, from the top rows only).
-5. Ranking and the report stay central (``riskpipe.nightly.rank_and_stage_step``), on the
-   scored day's narrow columns: the exploration draw is keyed by each shipment's place among all
-   the day's ids, so the list is drawn from the whole day, exactly as a single-process run does.
+5. Ranking and the report run as one task on a worker (``riskpipe.nightly.rank_and_stage_step``,
+   which reads the scored day and the raw rows' ranking columns; not on the flow's process): the
+   exploration draw is keyed by each shipment's place among all the day's ids, so the list is
+   drawn from the whole day, exactly as a single-process run does.
 
 Each row's features and score do not depend on which shard it was in: the row families are
-row-local (the family protocol), the whole-day columns are computed once for the day, and the
+row-local (the family protocol), the whole-day columns of a row are those of the whole day (a
+key's rows all meet in its partition; a row with a null key is alone in every family), and the
 pieces score with ``top_n=0`` before the day's top rows are attributed. So the outputs equal the
 single-process run's (tested, threads and a two-worker Dask cluster), exactly so the batched
 build's (days above ``BATCH_ROWS``); below it the one-plan build sums a consignee's day value in
@@ -53,7 +66,15 @@ from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import join_raw_features, scoring_columns
 from riskpipe.search import watchlist_step
 from riskpipe.shard import pinned_model, shard_dir, shard_of
-from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, set_mode, tmp_sibling
+from riskpipe.store import (
+    PRIVATE_FILE,
+    Layout,
+    private_dir,
+    scan_raw_shipments,
+    set_mode,
+    tmp_sibling,
+    write_text_atomic,
+)
 
 _SHARD = "_shard"
 DAY_COLUMNS_FILE = "day-columns.parquet"
@@ -295,7 +316,7 @@ def keys_prepare(layout: Layout, settings: Settings, day: date) -> dict[str, obj
     if r.known is not None:
         _write(r.known, folder / _KNOWN_FILE)
     meta = {"days": [d.isoformat() for d in r.days], "use_window": r.use_window, "known": r.known is not None}
-    (folder / _ROUND1_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    write_text_atomic(json.dumps(meta), folder / _ROUND1_FILE, PRIVATE_FILE)
     return meta
 
 
@@ -320,9 +341,8 @@ def keys_map(layout: Layout, day: date, part: dict[str, str], shard: int, n_part
     from riskpipe.features.keys import key_col
 
     raw = pl.scan_parquet(part["raw"], hive_partitioning=False)
-    thin = raw.select(S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(e.alias(key_col(n)) for n, e in _KEYS.items()))
-    thin = sorted_by_id(thin.collect(engine="streaming"))
-    thin = thin.with_columns(partials.node_expr(shard))
+    keyed = raw.select(S.SHIPMENT_ID, S.DECLARED_VALUE_USD, *(e.alias(key_col(n)) for n, e in _KEYS.items()))
+    thin = sorted_by_id(keyed.collect(engine="streaming")).with_columns(partials.node_expr(shard))
     _write(thin, _thin_path(layout, day, shard, "thin"))
     long = partials.emit_round1(thin)
     part_ = partials.part_of(pl.col("_route"), n_parts)
@@ -360,12 +380,16 @@ def keys_map2(layout: Layout, day: date, shard: int, n_parts: int) -> int:
         got = back.filter(pl.col(partials.KIND) == partials.KIND_CODE[kind]).select(local.columns)
         both = pl.concat([got, local])
         if both.height != thin.height or both.get_column(partials.NODE).n_unique() != thin.height:
-            raise RuntimeError(f"key partitions of {day}: shard {shard} got {both.height} rows of {kind} for {thin.height}")
+            raise RuntimeError(
+                f"key partitions of {day}: shard {shard} got {both.height} rows of {kind} for {thin.height}"
+            )
         frame = frame.join(both, on=partials.NODE, how="left", maintain_order="left")
     frame = partials.row_columns_round1(frame)
     _write(frame, _thin_path(layout, day, shard, "round1"))
     long = partials.emit_round2(frame)
-    _scatter(long, partials.part_of(pl.col(partials.KEY), n_parts), n_parts, _keys_dir(layout, day) / "r2", f"{shard:04d}")
+    _scatter(
+        long, partials.part_of(pl.col(partials.KEY), n_parts), n_parts, _keys_dir(layout, day) / "r2", f"{shard:04d}"
+    )
     return frame.height
 
 
@@ -383,7 +407,9 @@ def keys_reduce2(layout: Layout, day: date, part: int, n_shards: int) -> int:
         [f.with_columns(pl.lit(partials.KIND_CODE[k], pl.UInt8).alias(partials.KIND)) for k, f in hop2.items()],
         how="diagonal",
     )
-    _scatter(out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r2out", f"{part:04d}")
+    _scatter(
+        out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r2out", f"{part:04d}"
+    )
     return rows.height
 
 
@@ -437,15 +463,16 @@ def keys_reduce3(layout: Layout, day: date, part: int, n_shards: int) -> int:
 
     rows = _gather(_keys_dir(layout, day) / "r3", part)
     out = partials.round3_partition(rows)
-    _scatter(out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r3out", f"{part:04d}")
+    _scatter(
+        out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r3out", f"{part:04d}"
+    )
     return rows.height
 
 
 def keys_shard_columns(layout: Layout, day: date, shard: int) -> str:
     """The whole-day columns of the shard's shipments (``shipment_id``, ``network_id``, the
     families' day columns; sorted by id), as :func:`day_columns` gives them for the whole day."""
-    from riskpipe.features import families
-    from riskpipe.features import partials
+    from riskpipe.features import families, partials
 
     frame = pl.read_parquet(_thin_path(layout, day, shard, "round2"))
     net = _gather(_keys_dir(layout, day) / "r3out", shard)

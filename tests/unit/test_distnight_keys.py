@@ -5,6 +5,8 @@ the history window table current or not; no step reads the day's thin frame whol
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import date, timedelta
 
 import polars as pl
@@ -55,7 +57,15 @@ def _partitioned(layout, settings, day, shards: int, parts: int) -> pl.DataFrame
     from riskpipe import distnight
 
     split = distnight.split_raw(layout, day, shards)
-    files, plan = distnight.partitioned_day_columns(layout, settings, day, split, parts, shards)
+    old = os.umask(0o022)
+    try:
+        files, plan = distnight.partitioned_day_columns(layout, settings, day, split, parts, shards)
+    finally:
+        os.umask(old)
+    # the work files hold hashed party keys: owner only
+    work = distnight._keys_dir(layout, day)
+    for p in [work, *work.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
     got = pl.concat([pl.read_parquet(f) for f in files]).sort(S.SHIPMENT_ID)
     assert plan["rows"] == got.height
     return got
