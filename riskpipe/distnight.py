@@ -289,8 +289,17 @@ def _scatter(frame: pl.DataFrame, part: pl.Expr, n: int, folder: Path, name: str
         _write(got.get(i, empty), out / f"{name}.parquet")
 
 
-def _gather(folder: Path, i: int) -> pl.DataFrame:
-    return pl.read_parquet(str(folder / f"{i:04d}" / "*.parquet"))
+def _gather(folder: Path, i: int, kind: str = "") -> pl.DataFrame:
+    """Every writer's file of part ``i`` (of one key kind: ``kind``, see :func:`_kind_name`)."""
+    return pl.read_parquet(str(folder / f"{i:04d}" / f"*{kind}.parquet"))
+
+
+def _kind_name(kind: str) -> str:
+    """The file name suffix of a key kind's results: each kind's own columns in its own files
+    (one frame of all kinds padded with the others' columns as nulls held 9 x 70 columns a row)."""
+    from riskpipe.features import partials
+
+    return f"-k{partials.KIND_CODE[kind]}"
 
 
 def _thin_path(layout: Layout, day: date, shard: int, stage: str) -> Path:
@@ -357,12 +366,9 @@ def keys_reduce1(layout: Layout, day: date, part: int, n_parts: int, n_shards: i
 
     rows = _gather(_keys_dir(layout, day) / "r1", part)
     done = partials.round1_partition(_round1(layout, day), rows, part, n_parts)
-    out = pl.concat(
-        [f.with_columns(pl.lit(partials.KIND_CODE[k], pl.UInt8).alias(partials.KIND)) for k, f in done.items()],
-        how="diagonal",
-    )
     where = partials.shard_of_node(pl.col(partials.NODE))
-    _scatter(out, where, n_shards, _keys_dir(layout, day) / "r1out", f"{part:04d}")
+    for kind, out in done.items():
+        _scatter(out, where, n_shards, _keys_dir(layout, day) / "r1out", f"{part:04d}{_kind_name(kind)}")
     return rows.height
 
 
@@ -373,11 +379,10 @@ def keys_map2(layout: Layout, day: date, shard: int, n_parts: int) -> int:
 
     r = _round1(layout, day)
     thin = pl.read_parquet(_thin_path(layout, day, shard, "thin"))
-    back = _gather(_keys_dir(layout, day) / "r1out", shard)
     frame = thin
     for kind in partials.KINDS:
         local = partials.round1_local(r, kind, thin)
-        got = back.filter(pl.col(partials.KIND) == partials.KIND_CODE[kind]).select(local.columns)
+        got = _gather(_keys_dir(layout, day) / "r1out", shard, _kind_name(kind)).select(local.columns)
         both = pl.concat([got, local])
         if both.height != thin.height or both.get_column(partials.NODE).n_unique() != thin.height:
             raise RuntimeError(
@@ -403,13 +408,9 @@ def keys_reduce2(layout: Layout, day: date, part: int, n_shards: int) -> int:
     folder = _keys_dir(layout, day) / "edges"
     private_dir(folder)
     _write(edges, folder / f"{part:04d}.parquet")
-    out = pl.concat(
-        [f.with_columns(pl.lit(partials.KIND_CODE[k], pl.UInt8).alias(partials.KIND)) for k, f in hop2.items()],
-        how="diagonal",
-    )
-    _scatter(
-        out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r2out", f"{part:04d}"
-    )
+    where = partials.shard_of_node(pl.col(partials.NODE))
+    for kind, out in hop2.items():
+        _scatter(out, where, n_shards, _keys_dir(layout, day) / "r2out", f"{part:04d}{_kind_name(kind)}")
     return rows.height
 
 
@@ -436,10 +437,9 @@ def keys_map3(layout: Layout, day: date, shard: int, n_parts: int) -> int:
 
     node = pl.col(partials.NODE)
     frame = pl.read_parquet(_thin_path(layout, day, shard, "round1"))
-    back = _gather(_keys_dir(layout, day) / "r2out", shard)
     for kind in G.HOP2_KINDS:
         col = partials.hop2_col(kind)
-        got = back.filter(pl.col(partials.KIND) == partials.KIND_CODE[kind]).select(partials.NODE, col)
+        got = _gather(_keys_dir(layout, day) / "r2out", shard, _kind_name(kind)).select(partials.NODE, col)
         frame = frame.join(got, on=partials.NODE, how="left", maintain_order="left")
     frame = frame.with_columns(partials.hop2_score(frame))
     labels = (
