@@ -190,7 +190,11 @@ def _history(r: Round1, frame: pl.DataFrame, entity: str, lo: int, hi: int | Non
         sub = H.window_features(r.layout, r.day, r.days, entity, keys_today, False)
     sub = sub.rename({H.KEY: k})
     ex = r.exams.filter(pl.col(H.ENTITY) == H.ENTITY_CODES[entity]).drop(H.ENTITY).rename({H.KEY: k})
-    looked = frame.select(k).join(sub, on=k, how="left", maintain_order="left").join(ex, on=k, how="left", maintain_order="left")
+    looked = (
+        frame.select(k)
+        .join(sub, on=k, how="left", maintain_order="left")
+        .join(ex, on=k, how="left", maintain_order="left")
+    )
     e = entity
     cols = []
     if e in H.COUNT_ENTITIES:
@@ -261,9 +265,7 @@ def kind_columns(r: Round1, kind: str, rows: pl.DataFrame, lo: int = 0, hi: int 
 def round1_partition(r: Round1, rows: pl.DataFrame, part: int, parts: int) -> dict[str, pl.DataFrame]:
     """Round 1 of every kind of one partition (``rows``: the shards' long rows routed to it)."""
     lo, hi = key_range(part, parts)
-    return {
-        kind: kind_columns(r, kind, rows.filter(pl.col(KIND) == KIND_CODE[kind]), lo, hi) for kind in KINDS
-    }
+    return {kind: kind_columns(r, kind, rows.filter(pl.col(KIND) == KIND_CODE[kind]), lo, hi) for kind in KINDS}
 
 
 def round1_local(r: Round1, kind: str, thin: pl.DataFrame) -> pl.DataFrame:
@@ -314,7 +316,11 @@ def emit_round2(frame: pl.DataFrame) -> pl.DataFrame:
         k = gated.get_column(kind) if kind in LINK_KEYS else frame.get_column(key_col(kind))
         out.append(
             pl.DataFrame(
-                [pl.Series(KIND, [KIND_CODE[kind]] * frame.height, dtype=pl.UInt8), frame.get_column(NODE), k.alias(KEY)]
+                [
+                    pl.Series(KIND, [KIND_CODE[kind]] * frame.height, dtype=pl.UInt8),
+                    frame.get_column(NODE),
+                    k.alias(KEY),
+                ]
             )
             .with_columns(frame.get_column(SCORE).alias(SCORE))
             .filter(pl.col(KEY).is_not_null())
