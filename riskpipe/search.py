@@ -5,15 +5,17 @@ normalised with the expressions that build the party keys (:mod:`riskpipe.featur
 phone is its last 10 digits, a text is lower-cased with punctuation runs made one space, an IP
 is stripped. A day's index is two files:
 
-- ``ids-<fingerprint>.parquet``: the entries ``(field, h, shipment_id, row)``, ``h`` the 64-bit
-  hash of a normalised identifier, sorted by ``h`` in row groups of :data:`ROW_GROUP_ROWS`, so a
-  look-up reads the footer and the one or two row groups whose min/max statistics can hold the
-  hash, not the day (a 4 M-row day has about 30 M entries; 31 days are looked up in under 0.1 s);
+- ``ids-<fingerprint>.parquet``: the entries ``(field, h, row)``, ``h`` the 64-bit hash of a
+  normalised identifier, ``row`` the shipment's row in the two files below, sorted by ``h`` in row
+  groups of :data:`ROW_GROUP_ROWS`, so a look-up reads the footer and the one or two row groups
+  whose min/max statistics can hold the hash, not the day (a 4 M-row day has about 36 M entries);
+- ``sid-<fingerprint>.npy``: the day's shipment ids by row, fixed-width bytes, memory-mapped (a
+  row's id is an array index; the ids were a third of the entries' size and build);
 - ``rows-<fingerprint>.arrow``: what the results page shows of each shipment
   (:data:`DETAIL_COLUMNS`, the description cut to :data:`DESCRIPTION_CHARS`), an Arrow IPC file
-  (lz4) in record batches of :data:`DETAIL_ROWS` rows, ``row`` of an entry its position: a
-  result's details are one memory-mapped batch, so a search never opens a raw day (reading each
-  hit's details from the raw days was about 0.1 s per day with hits, the p95 of 1.6 s).
+  (zstd) in record batches of :data:`DETAIL_ROWS` rows: a result's details are one memory-mapped
+  batch, so a search never opens a raw day (reading each hit's details from the raw days was
+  about 0.1 s per day with hits, most of the p95 of 1.6 s on the 4 M-row home).
 
 A search counts every match but reads the details of one page of them (:data:`PAGE_ROWS`, newest
 day first): a seller with thousands of parcels costs no more than one with ten.
@@ -40,9 +42,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from riskpipe import schema as S
@@ -83,7 +87,7 @@ FIELDS: dict[int, tuple[str, str, str]] = {
 }
 KINDS = ("phone", "email", "ip", "address", "name", "seller")
 #: what a search result shows of a shipment, carried in the index (its details file)
-DETAIL_COLUMNS = [S.SHIPMENT_ID, S.CONSIGNEE_NAME, S.SHIPPER_NAME, S.DESCRIPTION, S.PORT_OF_ENTRY]
+DETAIL_COLUMNS = [S.CONSIGNEE_NAME, S.SHIPPER_NAME, S.DESCRIPTION, S.PORT_OF_ENTRY]
 
 
 def normaliser(kind: str, col: str) -> pl.Expr:
@@ -161,55 +165,59 @@ def _files_fingerprint(layout: Layout, day: date) -> str | None:
 
 
 class DayIndex(NamedTuple):
-    """A day's index as built (not written): the entries and the details of each row."""
+    """A day's index as built (not written)."""
 
-    entries: pl.DataFrame  # field, h, shipment_id, row; sorted by h then field
-    details: pl.DataFrame  # DETAIL_COLUMNS, one per raw row in the day's scan order
+    entries: pl.DataFrame  # field, h, row; sorted by h then field
+    ids: pl.Series  # shipment id by row
+    details: pl.DataFrame  # DETAIL_COLUMNS by row
 
 
 def build_index(layout: Layout, day: date) -> DayIndex:
     """The identifier index of one raw day (not written).
 
-    The day's identifier columns are read once and entries carry a row number, the shipment id
-    gathered by position after the sort: one scan per field (each decoding the 4 M shipment ids
-    again), a de-duplication of the 40 M entries and a two-key sort were most of a 4 M-row day's
-    40 s of CPU. The same read gives the details file's columns."""
+    The day's identifier and shown columns are read once; entries carry the shipment's row (an
+    id gathered into hash order cost 9 of a 4 M-row day's CPU-seconds and a third of the
+    entries' size). A day that repeats a shipment id (ingest keeps one) indexes its first row."""
     raw = scan_raw_shipments(layout, [day])
     names = set(raw.collect_schema().names())
     fields = [(code, kind, col) for code, (_label, kind, col) in FIELDS.items() if col in names]
-    empty = pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, S.SHIPMENT_ID: pl.String, "row": pl.UInt32})
-    shown = [
-        (pl.col(c).cast(pl.String) if c in names else pl.lit(None, pl.String)).alias(c) for c in DETAIL_COLUMNS
-    ]
+    shown = [(pl.col(c).cast(pl.String) if c in names else pl.lit(None, pl.String)).alias(c) for c in DETAIL_COLUMNS]
     shown = [e.str.slice(0, DESCRIPTION_CHARS) if c == S.DESCRIPTION else e for c, e in zip(DETAIL_COLUMNS, shown)]
-    cols = [*dict.fromkeys([*(col for _code, _kind, col in fields), *(c for c in DETAIL_COLUMNS if c in names)])]
+    cols = [*dict.fromkeys([S.SHIPMENT_ID, *(col for _code, _kind, col in fields), *(c for c in DETAIL_COLUMNS if c in names)])]
     frame = raw.select(cols).collect()
-    details = frame.select(shown)
-    if not fields:
-        return DayIndex(empty, details)
     ids = frame.get_column(S.SHIPMENT_ID)
+    details = frame.select(shown)
     rows = frame.lazy().with_row_index("row")
+    if ids.is_duplicated().any():
+        rows = rows.filter(pl.col(S.SHIPMENT_ID).is_first_distinct())
     parts = [
         rows.select(pl.lit(code, pl.UInt8).alias("field"), normaliser(kind, col).alias("v"), "row")
         .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
-        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), "row")
+        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), pl.col("row").cast(pl.UInt32))
         for code, kind, col in fields
     ]
     # parts in field order and a stable sort on the hash alone: (h, field) order without a
     # two-key sort of 40 M rows
-    entries = pl.concat(parts).sort("h", maintain_order=True).collect()
-    del rows, frame
-    out = entries.select(
-        "field", "h", ids.gather(entries.get_column("row")).alias(S.SHIPMENT_ID), pl.col("row").cast(pl.UInt32)
+    entries = (
+        pl.concat(parts).sort("h", maintain_order=True).collect()
+        if parts
+        else pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, "row": pl.UInt32})
     )
-    if ids.is_duplicated().any():  # an entry repeats only when its shipment id does (ingest keeps one)
-        out = out.unique(["field", "h", S.SHIPMENT_ID], keep="first", maintain_order=True)
-    return DayIndex(out, details)
+    return DayIndex(entries, ids, details)
+
+
+def _sibling(ids_path: Path, prefix: str, suffix: str) -> Path:
+    return ids_path.with_name(prefix + ids_path.name.removeprefix("ids-").removesuffix(".parquet") + suffix)
+
+
+def shipment_ids_path(ids_path: Path) -> Path:
+    """The shipment ids by row beside a day's entries file (same fingerprint)."""
+    return _sibling(ids_path, "sid-", ".npy")
 
 
 def details_path(ids_path: Path) -> Path:
     """The details file beside a day's entries file (same fingerprint)."""
-    return ids_path.with_name("rows-" + ids_path.name.removeprefix("ids-").removesuffix(".parquet") + ".arrow")
+    return _sibling(ids_path, "rows-", ".arrow")
 
 
 def index_path(layout: Layout, day: date) -> Path | None:
@@ -236,8 +244,8 @@ def index_path(layout: Layout, day: date) -> Path | None:
             _write_index(build_index(layout, day), path)
         current = _files_fingerprint(layout, day)  # ... or while we built
         keep = {path, folder / f"ids-{current}.parquet"}
-        keep |= {details_path(k) for k in keep}
-        for old in [*folder.glob("ids-*.parquet"), *folder.glob("rows-*.arrow")]:  # older fingerprints or formats
+        keep |= {f(k) for k in keep for f in (details_path, shipment_ids_path)}
+        for old in [*folder.glob("ids-*.parquet"), *folder.glob("rows-*.arrow"), *folder.glob("sid-*.npy")]:
             if old not in keep:
                 old.unlink(missing_ok=True)
     return path
@@ -256,31 +264,51 @@ def _index_lock(layout: Layout, folder: Path) -> Iterator[None]:
 
 
 def _write_index(index: DayIndex, path: Path) -> None:
-    """The details file, then the entries file (its presence marks the index complete)."""
-    _write_details(index.details, details_path(path))
-    tmp = tmp_sibling(path)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
-    try:
-        # small row groups with statistics: a look-up skips every group that cannot hold its hash
-        index.entries.write_parquet(tmp, row_group_size=ROW_GROUP_ROWS, statistics=True)
-        os.chmod(tmp, PRIVATE_FILE)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """The shipment ids and the details, then the entries (their presence marks the index complete)."""
+    ids = index.ids.fill_null("").cast(pl.Binary)
+    width = max(1, ids.bin.size().max() or 1)  # type: ignore[operator]
+    _write_private(shipment_ids_path(path), lambda f: np.save(f, ids.to_numpy().astype(f"S{width}"), allow_pickle=False))
+    table = index.details.rechunk().to_arrow()
+    table = table.cast(pa.schema([pa.field(c, pa.string()) for c in table.column_names]))  # 4-byte offsets
 
-
-def _write_details(frame: pl.DataFrame, path: Path) -> None:
-    """``frame`` as an Arrow IPC file (lz4) in record batches of :data:`DETAIL_ROWS`, 0600."""
-    tmp = tmp_sibling(path)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
-    try:
-        table = frame.rechunk().to_arrow()
-        with ipc.new_file(str(tmp), table.schema, options=ipc.IpcWriteOptions(compression="lz4")) as w:
+    def details(f: BinaryIO) -> None:
+        with ipc.new_file(f, table.schema, options=ipc.IpcWriteOptions(compression="zstd")) as w:
             w.write_table(table, max_chunksize=DETAIL_ROWS)
+
+    _write_private(details_path(path), details)
+    # small row groups with statistics: a look-up skips every group that cannot hold its hash
+    _write_private(path, lambda f: index.entries.write_parquet(f, row_group_size=ROW_GROUP_ROWS, statistics=True))
+
+
+def _write_private(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into a 0600 temporary file, renamed to ``path``."""
+    tmp = tmp_sibling(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
+    try:
+        with open(tmp, "r+b") as f:
+            write(f)
         os.chmod(tmp, PRIVATE_FILE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _shipment_ids(ids_path: str | Path, rows: pl.Series) -> pl.Series:
+    """The shipment ids of ``rows`` of a day (its memory-mapped id array)."""
+    array = np.load(shipment_ids_path(Path(ids_path)), mmap_mode="r", allow_pickle=False)
+    picked = array[rows.cast(pl.Int64).to_numpy()]
+    return pl.Series(S.SHIPMENT_ID, [b.decode() for b in picked.tolist()], dtype=pl.String)
+
+
+def _with_ids(found: pl.DataFrame) -> pl.DataFrame:
+    """``found`` (``row``, ``_file``) with the shipment id of each row."""
+    if found.is_empty():
+        return found.with_columns(pl.lit(None, pl.String).alias(S.SHIPMENT_ID))
+    parts = [
+        part.with_columns(_shipment_ids(f, part.get_column("row")))
+        for (f,), part in found.group_by("_file", maintain_order=True)
+    ]
+    return pl.concat(parts)
 
 
 def _read_index(
@@ -354,14 +382,12 @@ def column_candidates(
             schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
         )
         try:  # read now: a file replaced by a newer index of its day is resolved again, not a failure
+            found = pl.scan_parquet(list(ready), include_file_paths="_file").filter(cond).select("row", "_file")
             pairs = (
-                pl.scan_parquet(list(ready), include_file_paths="_file")
-                .filter(cond)
-                .select(S.SHIPMENT_ID, "_file")
-                .join(day_of.lazy(), on="_file")
+                _with_ids(found.collect())
+                .join(day_of, on="_file")
                 .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
                 .unique()
-                .collect()
             )
         except FileNotFoundError:
             if attempt == READ_ATTEMPTS - 1:
@@ -381,9 +407,9 @@ class Hit:
 
 def _hits(layout: Layout, days: list[date], wanted: dict[str, str]) -> pl.DataFrame:
     """Every entry of ``days``' indexes with a field of a kind in ``wanted`` equal to its
-    normalised value: (arrival date, shipment id, field code, row in the day's details, the
+    normalised value: (arrival date, field code, the shipment's row in the day's index, the
     day's entries file)."""
-    schema = {S.ARRIVAL_DATE: pl.Date, S.SHIPMENT_ID: pl.String, "field": pl.UInt8, "row": pl.UInt32, "_file": pl.String}
+    schema = {S.ARRIVAL_DATE: pl.Date, "field": pl.UInt8, "row": pl.UInt32, "_file": pl.String}
     if not wanted:
         return pl.DataFrame(schema=schema)
     by_hash: dict[int, list[int]] = {}
@@ -403,7 +429,7 @@ def _hits(layout: Layout, days: list[date], wanted: dict[str, str]) -> pl.DataFr
         return (
             pl.scan_parquet(files, include_file_paths="_file")
             .filter(cond)
-            .select(S.SHIPMENT_ID, "field", "row", "_file")
+            .select("field", "row", "_file")
             .collect()
         )
 
@@ -418,10 +444,11 @@ def _hits(layout: Layout, days: list[date], wanted: dict[str, str]) -> pl.DataFr
 def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit]:
     """Shipments of ``days`` with a field of a kind in ``wanted`` equal to its normalised value
     (newest day first, at most :data:`MAX_RESULTS` entries)."""
-    found = _hits(layout, days, wanted).sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, "field", descending=[True, False, False])
+    found = _hits(layout, days, wanted).sort(S.ARRIVAL_DATE, "row", "field", descending=[True, False, False])
+    found = _with_ids(found.head(MAX_RESULTS))
     return [
         Hit(d, sid, FIELDS[code][0], FIELDS[code][1])
-        for d, sid, code in found.head(MAX_RESULTS).select(S.ARRIVAL_DATE, S.SHIPMENT_ID, "field").iter_rows()
+        for d, sid, code in found.select(S.ARRIVAL_DATE, S.SHIPMENT_ID, "field").iter_rows()
     ]
 
 
@@ -460,9 +487,9 @@ def find(
     layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS, offset: int = 0, limit: int = PAGE_ROWS
 ) -> Found:
     """The shipments of the last ``n_days`` with an identifier equal to ``query`` (as a ``kind``,
-    or any kind it can be): all counted, newest day first (then by shipment id), and the details
-    of rows ``offset`` to ``offset + limit`` of them read from the days' details files (no raw
-    day opened)."""
+    or any kind it can be): all counted, newest day first (then in the day's ingest order), and
+    rows ``offset`` to ``offset + limit`` of them read from the days' index files (no raw day
+    opened: what a row shows is in the index)."""
     wanted = query_kinds(query, kind)
     hits = _hits(layout, search_days(layout, n_days=n_days), wanted)
     labels = pl.DataFrame(
@@ -472,35 +499,29 @@ def find(
     ships = (
         hits.join(labels, on="field")
         .sort("field")
-        .group_by(S.ARRIVAL_DATE, S.SHIPMENT_ID, "_file", maintain_order=True)
-        .agg(pl.col("row").first(), pl.col("_label").unique(maintain_order=True).str.join(", ").alias("matched"))
-        .sort(S.ARRIVAL_DATE, S.SHIPMENT_ID, descending=[True, False])
+        .group_by(S.ARRIVAL_DATE, "_file", "row", maintain_order=True)
+        .agg(pl.col("_label").unique(maintain_order=True).str.join(", ").alias("matched"))
+        .sort(S.ARRIVAL_DATE, "row", descending=[True, False])
     )
     offset = max(0, offset)
     page = ships.slice(offset, max(0, limit))
-    shown = [_details(f, part) for (f,), part in page.group_by("_file", maintain_order=True)]
-    info = (
-        pl.concat(shown)
-        if shown
-        else pl.DataFrame(schema={"_file": pl.String, "row": pl.UInt32, **{c: pl.String for c in DETAIL_COLUMNS}})
-    )
-    rows = page.join(info.drop(S.SHIPMENT_ID), on=["_file", "row"], how="left", maintain_order="left")
+    shown = [
+        _details(f, part).with_columns(_shipment_ids(f, part.get_column("row")))
+        for (f,), part in page.group_by("_file", maintain_order=True)
+    ]
+    rows = pl.concat(shown) if shown else page.with_columns(pl.lit(None, pl.String).alias(c) for c in (S.SHIPMENT_ID, *DETAIL_COLUMNS))
     return Found(wanted, rows.select(list(RESULT_SCHEMA)).cast(RESULT_SCHEMA), ships.height, offset)
 
 
 def _details(ids_file: str, part: pl.DataFrame) -> pl.DataFrame:
-    """The details of ``part``'s rows (``row``) of one day, from the record batches that hold them."""
-    rows = sorted(set(part.get_column("row").to_list()))
+    """``part`` (rows of one day) with each row's details, from the record batches that hold them."""
     at: dict[int, list[int]] = {}
-    for r in rows:
+    for r in part.get_column("row").to_list():
         at.setdefault(r // DETAIL_ROWS, []).append(r % DETAIL_ROWS)
     groups = sorted(at)
     got = read_groups(details_path(Path(ids_file)), groups, DETAIL_COLUMNS, [at[g] for g in groups])
-    return got.select(
-        pl.lit(ids_file, pl.String).alias("_file"),
-        pl.Series("row", [g * DETAIL_ROWS + r for g in groups for r in at[g]], dtype=pl.UInt32),
-        *[pl.col(c).cast(pl.String) for c in DETAIL_COLUMNS],
-    )
+    order = pl.Series("row", [g * DETAIL_ROWS + r for g in groups for r in at[g]], dtype=pl.UInt32)
+    return part.join(got.with_columns(order), on="row", how="left", maintain_order="left")
 
 
 def search(
@@ -529,7 +550,8 @@ def watchlisted_ids(layout: Layout, day: date, entries: list[tuple[str, str]]) -
     def query(files: list[str]) -> pl.DataFrame:
         if not files:
             return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String})
-        return pl.scan_parquet(files).filter(cond).select(S.SHIPMENT_ID).collect()
+        found = pl.scan_parquet(files, include_file_paths="_file").filter(cond).select("row", "_file").collect()
+        return _with_ids(found)
 
     return set(_read_index(layout, [day], query)[0][S.SHIPMENT_ID].to_list())
 

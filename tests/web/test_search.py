@@ -185,7 +185,7 @@ def test_an_older_builder_never_deletes_the_current_index(tmp_path, monkeypatch)
     nightly.join(timeout=30)
     current = got["n"]
     assert isinstance(current, type(layout.home)) and current.exists()  # the current index is still there
-    assert "S9" in pl.read_parquet(current)[S.SHIPMENT_ID].to_list()
+    assert "S9" in sm._shipment_ids(current, pl.read_parquet(current)["row"]).to_list()
     assert (current.parent / "build.lock").stat().st_mode & 0o077 == 0
 
 
@@ -262,15 +262,16 @@ def test_index_equals_every_normalised_identifier_once_in_hash_then_field_order(
             .sort("h", "field", S.SHIPMENT_ID)
         )
         index = build_index(layout, DAY)
-        got = index.entries.drop("row")
+        assert index.ids.len() == index.details.height == raw.height  # one row each
+        got = index.entries.select("field", "h", index.ids.gather(index.entries["row"]).alias(S.SHIPMENT_ID))
         assert got.schema == want.schema
         assert got.sort("h", "field", S.SHIPMENT_ID).equals(want)  # each entry once, duplicates or not
         assert got.equals(got.sort("h", "field", maintain_order=True))  # hash then field order
-        # each entry's row is its shipment's row in the details (what a result shows of it)
-        shown = index.details.with_row_index("row").select(pl.col("row").cast(pl.UInt32), S.SHIPMENT_ID)
-        assert index.entries.join(shown, on="row", how="left")[f"{S.SHIPMENT_ID}_right"].equals(
-            index.entries[S.SHIPMENT_ID].rename(f"{S.SHIPMENT_ID}_right")
+        # a row's details are its raw row's (what a result shows of the shipment)
+        shown = index.details.with_columns(index.ids).join(
+            raw.unique(S.SHIPMENT_ID).select(S.SHIPMENT_ID, pl.col(S.CONSIGNEE_NAME).alias("raw")), on=S.SHIPMENT_ID
         )
+        assert shown.height == raw.height and shown[S.CONSIGNEE_NAME].equals(shown["raw"].rename(S.CONSIGNEE_NAME))
         shared = want.group_by("h").agg(pl.col("field").n_unique()).filter(pl.col("field") > 1)
         assert shared.height > 0  # the case of one value in two fields is exercised
 
@@ -361,5 +362,6 @@ def test_an_index_of_an_older_format_is_rebuilt_not_read(tmp_path, monkeypatch) 
     assert found.filter(pl.col(S.SHIPMENT_ID) == "P1")[S.DESCRIPTION].to_list() == ["earlier parcel"]
     new = sm.index_path(layout, PREV)
     assert new != old and not old.exists() and sm.details_path(new).exists()
-    for f in (new, sm.details_path(new)):
+    assert sorted(p.name.split("-")[0] for p in new.parent.iterdir() if p.name != "build.lock") == ["ids", "rows", "sid"]
+    for f in (new, sm.details_path(new), sm.shipment_ids_path(new)):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
