@@ -215,6 +215,12 @@ def shipment_ids_path(ids_path: Path) -> Path:
     return _sibling(ids_path, "sid-", ".npy")
 
 
+def _complete(ids_path: Path) -> bool:
+    """Whether a day's index files are all there (the entries file is written last; the others
+    are checked too, so that a partial copy is rebuilt rather than failing every search)."""
+    return ids_path.exists() and details_path(ids_path).exists() and shipment_ids_path(ids_path).exists()
+
+
 def details_path(ids_path: Path) -> Path:
     """The details file beside a day's entries file (same fingerprint)."""
     return _sibling(ids_path, "rows-", ".arrow")
@@ -233,14 +239,14 @@ def index_path(layout: Layout, day: date) -> Path | None:
         return None
     folder = index_root(layout) / f"day={day.isoformat()}"
     path = folder / f"ids-{fp}.parquet"
-    if path.exists():
+    if _complete(path):
         return path
     with _index_lock(layout, folder):
         fp = _files_fingerprint(layout, day)  # the partition may have changed while we waited
         if fp is None:
             return None
         path = folder / f"ids-{fp}.parquet"
-        if not path.exists():
+        if not _complete(path):
             _write_index(build_index(layout, day), path)
         current = _files_fingerprint(layout, day)  # ... or while we built
         keep = {path, folder / f"ids-{current}.parquet"}
@@ -338,7 +344,7 @@ def ready_index_path(layout: Layout, day: date) -> Path | None:
     if fp is None:
         return None
     path = index_root(layout) / f"day={day.isoformat()}" / f"ids-{fp}.parquet"
-    return path if path.exists() else None
+    return path if _complete(path) else None
 
 
 def column_candidates(

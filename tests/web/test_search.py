@@ -365,3 +365,38 @@ def test_an_index_of_an_older_format_is_rebuilt_not_read(tmp_path, monkeypatch) 
     assert sorted(p.name.split("-")[0] for p in new.parent.iterdir() if p.name != "build.lock") == ["ids", "rows", "sid"]
     for f in (new, sm.details_path(new), sm.shipment_ids_path(new)):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+def test_the_search_page_shows_one_page_of_many_and_links_to_the_rest(tmp_path, monkeypatch) -> None:
+    """A seller with thousands of parcels: the page says how many were found, shows the newest
+    page and links to the older ones; each page is audited; the links escape the query."""
+    import warnings
+
+    from riskpipe.cases import CaseStore
+    from riskpipe.web import create_app
+    from riskpipe.web.routes import search as route
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from .conftest import login
+
+    settings, layout = _home(tmp_path)
+    many = raw_rows(DAY, [{S.SHIPMENT_ID: f"M{i:02d}", S.SELLER_ID: "SELLER-9&x"} for i in range(5)])
+    write_parquet_atomic(many, layout.raw_shipments_day(DAY) / "part-1.parquet")
+    monkeypatch.setattr(route, "PAGE_ROWS", 2)
+    c = TestClient(create_app(settings))
+    assert login(c, "ana").status_code == 303
+    first = c.get("/search", params={"q": "SELLER-9&x"})
+    assert first.status_code == 200
+    summary = first.text.split('id="summary"')[1].split("</p>")[0]
+    assert "5 shipments" in summary and "showing 1&ndash;2" in summary
+    assert first.text.count('class="result"') == 2 and ">M00</a>" in first.text and ">M01</a>" in first.text
+    assert 'href="/search?q=SELLER-9%26x&amp;kind=&amp;offset=2" rel="next"' in first.text
+    last = c.get("/search", params={"q": "SELLER-9&x", "offset": 4})
+    assert last.text.count('class="result"') == 1 and ">M04</a>" in last.text and 'rel="next"' not in last.text
+    assert 'offset=2" rel="prev"' in last.text
+    assert c.get("/search", params={"q": "x", "offset": -1}).status_code == 400
+    log = CaseStore(settings.db_url).access_log(action="search")
+    assert len(log) == 2 and {a["target"] for a in log} == {"SELLER-9&x"}
