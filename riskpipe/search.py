@@ -182,8 +182,15 @@ def build_index(layout: Layout, day: date) -> DayIndex:
     names = set(raw.collect_schema().names())
     fields = [(code, kind, col) for code, (_label, kind, col) in FIELDS.items() if col in names]
     shown = [(pl.col(c).cast(pl.String) if c in names else pl.lit(None, pl.String)).alias(c) for c in DETAIL_COLUMNS]
-    shown = [e.str.slice(0, DESCRIPTION_CHARS) if c == S.DESCRIPTION else e for c, e in zip(DETAIL_COLUMNS, shown)]
-    cols = [*dict.fromkeys([S.SHIPMENT_ID, *(col for _code, _kind, col in fields), *(c for c in DETAIL_COLUMNS if c in names)])]
+    shown = [
+        e.str.slice(0, DESCRIPTION_CHARS) if c == S.DESCRIPTION else e
+        for c, e in zip(DETAIL_COLUMNS, shown, strict=True)
+    ]
+    cols = [
+        *dict.fromkeys(
+            [S.SHIPMENT_ID, *(col for _code, _kind, col in fields), *(c for c in DETAIL_COLUMNS if c in names)]
+        )
+    ]
     frame = raw.select(cols).collect()
     ids = frame.get_column(S.SHIPMENT_ID)
     details = frame.select(shown)
@@ -272,8 +279,11 @@ def _index_lock(layout: Layout, folder: Path) -> Iterator[None]:
 def _write_index(index: DayIndex, path: Path) -> None:
     """The shipment ids and the details, then the entries (their presence marks the index complete)."""
     ids = index.ids.fill_null("").cast(pl.Binary)
-    width = max(1, ids.bin.size().max() or 1)  # type: ignore[operator]
-    _write_private(shipment_ids_path(path), lambda f: np.save(f, ids.to_numpy().astype(f"S{width}"), allow_pickle=False))
+    longest = ids.bin.size().max()
+    width = longest if isinstance(longest, int) and longest > 0 else 1
+    _write_private(
+        shipment_ids_path(path), lambda f: np.save(f, ids.to_numpy().astype(f"S{width}"), allow_pickle=False)
+    )
     table = index.details.rechunk().to_arrow()
     table = table.cast(pa.schema([pa.field(c, pa.string()) for c in table.column_names]))  # 4-byte offsets
 
@@ -389,12 +399,7 @@ def column_candidates(
         )
         try:  # read now: a file replaced by a newer index of its day is resolved again, not a failure
             found = pl.scan_parquet(list(ready), include_file_paths="_file").filter(cond).select("row", "_file")
-            pairs = (
-                _with_ids(found.collect())
-                .join(day_of, on="_file")
-                .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
-                .unique()
-            )
+            pairs = _with_ids(found.collect()).join(day_of, on="_file").select(S.ARRIVAL_DATE, S.SHIPMENT_ID).unique()
         except FileNotFoundError:
             if attempt == READ_ATTEMPTS - 1:
                 raise
@@ -432,12 +437,7 @@ def _hits(layout: Layout, days: list[date], wanted: dict[str, str]) -> pl.DataFr
             return pl.DataFrame(schema={k: v for k, v in schema.items() if k != S.ARRIVAL_DATE})
         # one scan over every day's index: Polars reads the files in parallel, each file's footer
         # and only the row groups whose statistics can hold a wanted hash
-        return (
-            pl.scan_parquet(files, include_file_paths="_file")
-            .filter(cond)
-            .select("field", "row", "_file")
-            .collect()
-        )
+        return pl.scan_parquet(files, include_file_paths="_file").filter(cond).select("field", "row", "_file").collect()
 
     found, paths = _read_index(layout, sorted(days, reverse=True), query)
     day_of = pl.DataFrame(
@@ -478,15 +478,17 @@ class Found:
     offset: int  # rows of the answer before this page
 
 
-RESULT_SCHEMA: dict[str, pl.DataType] = {
-    S.ARRIVAL_DATE: pl.Date(),
-    S.SHIPMENT_ID: pl.String(),
-    "matched": pl.String(),
-    S.CONSIGNEE_NAME: pl.String(),
-    S.SHIPPER_NAME: pl.String(),
-    S.DESCRIPTION: pl.String(),
-    S.PORT_OF_ENTRY: pl.String(),
-}
+RESULT_SCHEMA = pl.Schema(
+    {
+        S.ARRIVAL_DATE: pl.Date(),
+        S.SHIPMENT_ID: pl.String(),
+        "matched": pl.String(),
+        S.CONSIGNEE_NAME: pl.String(),
+        S.SHIPPER_NAME: pl.String(),
+        S.DESCRIPTION: pl.String(),
+        S.PORT_OF_ENTRY: pl.String(),
+    }
+)
 
 
 def find(
@@ -515,7 +517,11 @@ def find(
         _details(f, part).with_columns(_shipment_ids(f, part.get_column("row")))
         for (f,), part in page.group_by("_file", maintain_order=True)
     ]
-    rows = pl.concat(shown) if shown else page.with_columns(pl.lit(None, pl.String).alias(c) for c in (S.SHIPMENT_ID, *DETAIL_COLUMNS))
+    rows = (
+        pl.concat(shown)
+        if shown
+        else page.with_columns(pl.lit(None, pl.String).alias(c) for c in (S.SHIPMENT_ID, *DETAIL_COLUMNS))
+    )
     return Found(wanted, rows.select(list(RESULT_SCHEMA)).cast(RESULT_SCHEMA), ships.height, offset)
 
 

@@ -142,6 +142,7 @@ def test_bench_search_builds_the_indexes_then_times_each_query(tmp_path) -> None
     out = bench_search(layout, ["555 0101", "seller-9", "no such person"], repeat=2)
     assert out["n"] == 6
     assert 0 < out["p50_s"] <= out["p95_s"] <= out["max_s"]
+    assert out["cpu"]["n"] == 6 and out["found"] == 3  # "555 0101": S1, S2 and P1
     assert all(ready_index_path(layout, d) is not None for d in search_days(layout))  # built before the clock
     # several identifier kinds, each reported apart, over the last day only
     kinds = bench_search(layout, [("555 0101", "phone"), ("pat doe", "name"), ("seller-9", "")], n_days=1)
@@ -362,9 +363,17 @@ def test_an_index_of_an_older_format_is_rebuilt_not_read(tmp_path, monkeypatch) 
     assert found.filter(pl.col(S.SHIPMENT_ID) == "P1")[S.DESCRIPTION].to_list() == ["earlier parcel"]
     new = sm.index_path(layout, PREV)
     assert new != old and not old.exists() and sm.details_path(new).exists()
-    assert sorted(p.name.split("-")[0] for p in new.parent.iterdir() if p.name != "build.lock") == ["ids", "rows", "sid"]
+    assert sorted(p.name.split("-")[0] for p in new.parent.iterdir() if p.name != "build.lock") == [
+        "ids",
+        "rows",
+        "sid",
+    ]
     for f in (new, sm.details_path(new), sm.shipment_ids_path(new)):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    # an incomplete index (a file of the three lost) is rebuilt, not read
+    sm.shipment_ids_path(new).unlink()
+    _, again = sm.search(layout, "555 0101")
+    assert again.equals(found) and sm.shipment_ids_path(new).exists()
 
 
 def test_the_search_page_shows_one_page_of_many_and_links_to_the_rest(tmp_path, monkeypatch) -> None:
