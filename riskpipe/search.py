@@ -3,18 +3,31 @@
 An identifier (phone, e-mail, IP address, address, consignee or shipper name, seller) is
 normalised with the expressions that build the party keys (:mod:`riskpipe.features.keys`): a
 phone is its last 10 digits, a text is lower-cased with punctuation runs made one space, an IP
-is stripped. A day's index is a small Parquet file of ``(field, h, shipment_id)``: ``h`` the
-64-bit hash of a normalised identifier, sorted by ``h`` in row groups of
-:data:`ROW_GROUP_ROWS`, so a look-up reads the footer and the one or two row groups whose
-min/max statistics can hold the hash, not the day (a 4 M-row day has about 30 M index entries;
-90 days of them are read in well under a second, see :func:`riskpipe.bench.search.bench_search`).
+is stripped. A day's index is two files:
+
+- ``ids-<fingerprint>.parquet``: the entries ``(field, h, row)``, ``h`` the 64-bit hash of a
+  normalised identifier, ``row`` the shipment's row in the two files below, sorted by ``h`` in row
+  groups of :data:`ROW_GROUP_ROWS`, so a look-up reads the footer and the one or two row groups
+  whose min/max statistics can hold the hash, not the day (a 4 M-row day has about 36 M entries);
+- ``sid-<fingerprint>.npy``: the day's shipment ids by row, fixed-width bytes, memory-mapped (a
+  row's id is an array index; the ids were a third of the entries' size and build);
+- ``rows-<fingerprint>.arrow``: what the results page shows of each shipment
+  (:data:`DETAIL_COLUMNS`, the description cut to :data:`DESCRIPTION_CHARS`), an Arrow IPC file
+  (zstd) in record batches of :data:`DETAIL_ROWS` rows: a result's details are one memory-mapped
+  batch, so a search never opens a raw day (reading each hit's details from the raw days was
+  about 0.1 s per day with hits, most of the p95 of 1.6 s on the 4 M-row home).
+
+A search counts every match but reads the details of one page of them (:data:`PAGE_ROWS`, newest
+day first): a seller with thousands of parcels costs no more than one with ten.
 
 An index is built on first need (a search, or the nightly's watchlist step for the day it
 scores, so the newest day is ready before anyone searches) and cached under
-``<home>/index/search/day=D/ids-<fingerprint>.parquet``, the fingerprint made of the raw
-partition's files (name, size, mtime) and the Polars version (its hash is stable within a
-version only): a re-ingested day gets a new index. Index files are 0600 in 0700 folders (they
-link hashes of personal identifiers to shipments).
+``<home>/index/search/day=D/``, the fingerprint made of the raw partition's files (name, size,
+mtime), the index format (:data:`INDEX_VERSION`: an index of an older format is never read, it
+is rebuilt and removed) and the Polars version (its hash is stable within a version only): a
+re-ingested day gets a new index. The entries file is written last (its presence marks a
+complete index). Index files are 0600 in 0700 folders (they link personal identifiers to
+shipments).
 """
 
 from __future__ import annotations
@@ -29,19 +42,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from riskpipe import schema as S
 from riskpipe.features.keys import _text as normalised_text
 from riskpipe.features.keys import phone_digits
-from riskpipe.lookup import read_rows, ready_lookup
+from riskpipe.lookup import read_groups
 from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
 
-INDEX_VERSION = 2  # 2: the consignee address key (the workbench's party history and network)
+INDEX_VERSION = 3  # 3: each entry's row in the day's details file; 2: the consignee address key
 ROW_GROUP_ROWS = 64_000
+DETAIL_ROWS = 256  # rows per record batch of a details file: one result decompresses this many
+DESCRIPTION_CHARS = 80  # of a description, what the results page shows
 SEARCH_DAYS = 90
-MAX_RESULTS = 500
+MAX_RESULTS = 500  # :func:`search`'s rows (one page of them)
+PAGE_ROWS = 100  # the results page's rows (the newest; the others a page further)
 MIN_PHONE_DIGITS = 7
 _SEED = 29
 SETTLE_NS = 2_000_000_000
@@ -66,6 +86,8 @@ FIELDS: dict[int, tuple[str, str, str]] = {
     12: ("consignee address key", "address_key", S.CONSIGNEE_ADDRESS_KEY),  # not searched: the workbench's links
 }
 KINDS = ("phone", "email", "ip", "address", "name", "seller")
+#: what a search result shows of a shipment, carried in the index (its details file)
+DETAIL_COLUMNS = [S.CONSIGNEE_NAME, S.SHIPPER_NAME, S.DESCRIPTION, S.PORT_OF_ENTRY]
 
 
 def normaliser(kind: str, col: str) -> pl.Expr:
@@ -135,47 +157,85 @@ def _files_fingerprint(layout: Layout, day: date) -> str | None:
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))
     if not files:
         return None
-    parts = [f"v{INDEX_VERSION}", pl.__version__]
+    parts = [f"v{INDEX_VERSION}", f"r{DETAIL_ROWS}", pl.__version__]
     for f in files:
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def build_index(layout: Layout, day: date) -> pl.DataFrame:
+class DayIndex(NamedTuple):
+    """A day's index as built (not written)."""
+
+    entries: pl.DataFrame  # field, h, row; sorted by h then field
+    ids: pl.Series  # shipment id by row
+    details: pl.DataFrame  # DETAIL_COLUMNS by row
+
+
+def build_index(layout: Layout, day: date) -> DayIndex:
     """The identifier index of one raw day (not written).
 
-    The day's identifier columns are read once and entries carry a row number, the shipment id
-    gathered by position after the sort: one scan per field (each decoding the 4 M shipment ids
-    again), a de-duplication of the 40 M entries and a two-key sort were most of a 4 M-row day's
-    40 s of CPU."""
+    The day's identifier and shown columns are read once; entries carry the shipment's row (an
+    id gathered into hash order cost 9 of a 4 M-row day's CPU-seconds and a third of the
+    entries' size). A day that repeats a shipment id (ingest keeps one) indexes its first row."""
     raw = scan_raw_shipments(layout, [day])
     names = set(raw.collect_schema().names())
     fields = [(code, kind, col) for code, (_label, kind, col) in FIELDS.items() if col in names]
-    empty = pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, S.SHIPMENT_ID: pl.String})
-    if not fields:
-        return empty
-    frame = raw.select(*dict.fromkeys(col for _code, _kind, col in fields), S.SHIPMENT_ID).collect()
+    shown = [(pl.col(c).cast(pl.String) if c in names else pl.lit(None, pl.String)).alias(c) for c in DETAIL_COLUMNS]
+    shown = [
+        e.str.slice(0, DESCRIPTION_CHARS) if c == S.DESCRIPTION else e
+        for c, e in zip(DETAIL_COLUMNS, shown, strict=True)
+    ]
+    cols = [
+        *dict.fromkeys(
+            [S.SHIPMENT_ID, *(col for _code, _kind, col in fields), *(c for c in DETAIL_COLUMNS if c in names)]
+        )
+    ]
+    frame = raw.select(cols).collect()
     ids = frame.get_column(S.SHIPMENT_ID)
+    details = frame.select(shown)
     rows = frame.lazy().with_row_index("row")
+    if ids.is_duplicated().any():
+        rows = rows.filter(pl.col(S.SHIPMENT_ID).is_first_distinct())
     parts = [
         rows.select(pl.lit(code, pl.UInt8).alias("field"), normaliser(kind, col).alias("v"), "row")
         .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
-        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), "row")
+        .select("field", pl.col("v").hash(seed=_SEED).alias("h"), pl.col("row").cast(pl.UInt32))
         for code, kind, col in fields
     ]
     # parts in field order and a stable sort on the hash alone: (h, field) order without a
     # two-key sort of 40 M rows
-    entries = pl.concat(parts).sort("h", maintain_order=True).collect()
-    del rows, frame
-    out = entries.select("field", "h", ids.gather(entries.get_column("row")).alias(S.SHIPMENT_ID))
-    if ids.is_duplicated().any():  # an entry repeats only when its shipment id does (ingest keeps one)
-        out = out.unique(maintain_order=True)
-    return out
+    entries = (
+        pl.concat(parts).sort("h", maintain_order=True).collect()
+        if parts
+        else pl.DataFrame(schema={"field": pl.UInt8, "h": pl.UInt64, "row": pl.UInt32})
+    )
+    return DayIndex(entries, ids, details)
+
+
+def _sibling(ids_path: Path, prefix: str, suffix: str) -> Path:
+    return ids_path.with_name(prefix + ids_path.name.removeprefix("ids-").removesuffix(".parquet") + suffix)
+
+
+def shipment_ids_path(ids_path: Path) -> Path:
+    """The shipment ids by row beside a day's entries file (same fingerprint)."""
+    return _sibling(ids_path, "sid-", ".npy")
+
+
+def _complete(ids_path: Path) -> bool:
+    """Whether a day's index files are all there (the entries file is written last; the others
+    are checked too, so that a partial copy is rebuilt rather than failing every search)."""
+    return ids_path.exists() and details_path(ids_path).exists() and shipment_ids_path(ids_path).exists()
+
+
+def details_path(ids_path: Path) -> Path:
+    """The details file beside a day's entries file (same fingerprint)."""
+    return _sibling(ids_path, "rows-", ".arrow")
 
 
 def index_path(layout: Layout, day: date) -> Path | None:
-    """The day's index file, built now when missing or stale (None: no raw data that day).
+    """The day's index (its entries file; :func:`details_path` beside it), built now when missing
+    or stale (None: no raw data that day).
 
     Built and cleaned up under the day's :func:`_index_lock`, the fingerprint read again under
     it: a builder of an older fingerprint (the watcher's provisional scoring while the nightly
@@ -186,18 +246,19 @@ def index_path(layout: Layout, day: date) -> Path | None:
         return None
     folder = index_root(layout) / f"day={day.isoformat()}"
     path = folder / f"ids-{fp}.parquet"
-    if path.exists():
+    if _complete(path):
         return path
     with _index_lock(layout, folder):
         fp = _files_fingerprint(layout, day)  # the partition may have changed while we waited
         if fp is None:
             return None
         path = folder / f"ids-{fp}.parquet"
-        if not path.exists():
+        if not _complete(path):
             _write_index(build_index(layout, day), path)
         current = _files_fingerprint(layout, day)  # ... or while we built
         keep = {path, folder / f"ids-{current}.parquet"}
-        for old in folder.glob("ids-*.parquet"):
+        keep |= {f(k) for k in keep for f in (details_path, shipment_ids_path)}
+        for old in [*folder.glob("ids-*.parquet"), *folder.glob("rows-*.arrow"), *folder.glob("sid-*.npy")]:
             if old not in keep:
                 old.unlink(missing_ok=True)
     return path
@@ -215,16 +276,55 @@ def _index_lock(layout: Layout, folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _write_index(frame: pl.DataFrame, path: Path) -> None:
+def _write_index(index: DayIndex, path: Path) -> None:
+    """The shipment ids and the details, then the entries (their presence marks the index complete)."""
+    ids = index.ids.fill_null("").cast(pl.Binary)
+    longest = ids.bin.size().max()
+    width = longest if isinstance(longest, int) and longest > 0 else 1
+    _write_private(
+        shipment_ids_path(path), lambda f: np.save(f, ids.to_numpy().astype(f"S{width}"), allow_pickle=False)
+    )
+    table = index.details.rechunk().to_arrow()
+    table = table.cast(pa.schema([pa.field(c, pa.string()) for c in table.column_names]))  # 4-byte offsets
+
+    def details(f: BinaryIO) -> None:
+        with ipc.new_file(f, table.schema, options=ipc.IpcWriteOptions(compression="zstd")) as w:
+            w.write_table(table, max_chunksize=DETAIL_ROWS)
+
+    _write_private(details_path(path), details)
+    # small row groups with statistics: a look-up skips every group that cannot hold its hash
+    _write_private(path, lambda f: index.entries.write_parquet(f, row_group_size=ROW_GROUP_ROWS, statistics=True))
+
+
+def _write_private(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into a 0600 temporary file, renamed to ``path``."""
     tmp = tmp_sibling(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # 0600 before any data
     try:
-        # small row groups with statistics: a look-up skips every group that cannot hold its hash
-        frame.write_parquet(tmp, row_group_size=ROW_GROUP_ROWS, statistics=True)
+        with open(tmp, "r+b") as f:
+            write(f)
         os.chmod(tmp, PRIVATE_FILE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _shipment_ids(ids_path: str | Path, rows: pl.Series) -> pl.Series:
+    """The shipment ids of ``rows`` of a day (its memory-mapped id array)."""
+    array = np.load(shipment_ids_path(Path(ids_path)), mmap_mode="r", allow_pickle=False)
+    picked = array[rows.cast(pl.Int64).to_numpy()]
+    return pl.Series(S.SHIPMENT_ID, [b.decode() for b in picked.tolist()], dtype=pl.String)
+
+
+def _with_ids(found: pl.DataFrame) -> pl.DataFrame:
+    """``found`` (``row``, ``_file``) with the shipment id of each row."""
+    if found.is_empty():
+        return found.with_columns(pl.lit(None, pl.String).alias(S.SHIPMENT_ID))
+    parts = [
+        part.with_columns(_shipment_ids(f, part.get_column("row")))
+        for (f,), part in found.group_by("_file", maintain_order=True)
+    ]
+    return pl.concat(parts)
 
 
 def _read_index(
@@ -254,7 +354,7 @@ def ready_index_path(layout: Layout, day: date) -> Path | None:
     if fp is None:
         return None
     path = index_root(layout) / f"day={day.isoformat()}" / f"ids-{fp}.parquet"
-    return path if path.exists() else None
+    return path if _complete(path) else None
 
 
 def column_candidates(
@@ -298,15 +398,8 @@ def column_candidates(
             schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
         )
         try:  # read now: a file replaced by a newer index of its day is resolved again, not a failure
-            pairs = (
-                pl.scan_parquet(list(ready), include_file_paths="_file")
-                .filter(cond)
-                .select(S.SHIPMENT_ID, "_file")
-                .join(day_of.lazy(), on="_file")
-                .select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
-                .unique()
-                .collect()
-            )
+            found = pl.scan_parquet(list(ready), include_file_paths="_file").filter(cond).select("row", "_file")
+            pairs = _with_ids(found.collect()).join(day_of, on="_file").select(S.ARRIVAL_DATE, S.SHIPMENT_ID).unique()
         except FileNotFoundError:
             if attempt == READ_ATTEMPTS - 1:
                 raise
@@ -323,10 +416,13 @@ class Hit:
     kind: str
 
 
-def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit]:
-    """Shipments of ``days`` with a field of a kind in ``wanted`` equal to its normalised value."""
+def _hits(layout: Layout, days: list[date], wanted: dict[str, str]) -> pl.DataFrame:
+    """Every entry of ``days``' indexes with a field of a kind in ``wanted`` equal to its
+    normalised value: (arrival date, field code, the shipment's row in the day's index, the
+    day's entries file)."""
+    schema = {S.ARRIVAL_DATE: pl.Date, "field": pl.UInt8, "row": pl.UInt32, "_file": pl.String}
     if not wanted:
-        return []
+        return pl.DataFrame(schema=schema)
     by_hash: dict[int, list[int]] = {}
     hashes = dict(zip(wanted, _hash(list(wanted.values())), strict=True))
     for code, (_label, kind, _col) in FIELDS.items():
@@ -338,20 +434,28 @@ def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit
 
     def query(files: list[str]) -> pl.DataFrame:
         if not files:
-            return pl.DataFrame(schema={"field": pl.UInt8, S.SHIPMENT_ID: pl.String, "_file": pl.String})
+            return pl.DataFrame(schema={k: v for k, v in schema.items() if k != S.ARRIVAL_DATE})
         # one scan over every day's index: Polars reads the files in parallel, each file's footer
         # and only the row groups whose statistics can hold a wanted hash
-        return (
-            pl.scan_parquet(files, include_file_paths="_file")
-            .filter(cond)
-            .select("field", S.SHIPMENT_ID, "_file")
-            .collect()
-        )
+        return pl.scan_parquet(files, include_file_paths="_file").filter(cond).select("field", "row", "_file").collect()
 
     found, paths = _read_index(layout, sorted(days, reverse=True), query)
-    out = [Hit(paths[f], sid, FIELDS[code][0], FIELDS[code][1]) for code, sid, f in found.iter_rows()]
-    out.sort(key=lambda h: h.day, reverse=True)
-    return out[:MAX_RESULTS]
+    day_of = pl.DataFrame(
+        {"_file": list(paths), S.ARRIVAL_DATE: list(paths.values())},
+        schema={"_file": pl.String, S.ARRIVAL_DATE: pl.Date},
+    )
+    return found.join(day_of, on="_file").select(list(schema))
+
+
+def lookup(layout: Layout, days: list[date], wanted: dict[str, str]) -> list[Hit]:
+    """Shipments of ``days`` with a field of a kind in ``wanted`` equal to its normalised value
+    (newest day first, at most :data:`MAX_RESULTS` entries)."""
+    found = _hits(layout, days, wanted).sort(S.ARRIVAL_DATE, "row", "field", descending=[True, False, False])
+    found = _with_ids(found.head(MAX_RESULTS))
+    return [
+        Hit(d, sid, FIELDS[code][0], FIELDS[code][1])
+        for d, sid, code in found.select(S.ARRIVAL_DATE, S.SHIPMENT_ID, "field").iter_rows()
+    ]
 
 
 def search_days(layout: Layout, last: date | None = None, n_days: int = SEARCH_DAYS) -> list[date]:
@@ -364,46 +468,82 @@ def search_days(layout: Layout, last: date | None = None, n_days: int = SEARCH_D
     return [d for d in days if start <= d <= end]
 
 
+@dataclass(frozen=True)
+class Found:
+    """One page of a search's answer."""
+
+    wanted: dict[str, str]  # kind -> normalised query, the kinds searched
+    rows: pl.DataFrame  # the page: RESULT_SCHEMA, newest day first
+    total: int  # shipments found in all
+    offset: int  # rows of the answer before this page
+
+
+RESULT_SCHEMA = pl.Schema(
+    {
+        S.ARRIVAL_DATE: pl.Date(),
+        S.SHIPMENT_ID: pl.String(),
+        "matched": pl.String(),
+        S.CONSIGNEE_NAME: pl.String(),
+        S.SHIPPER_NAME: pl.String(),
+        S.DESCRIPTION: pl.String(),
+        S.PORT_OF_ENTRY: pl.String(),
+    }
+)
+
+
+def find(
+    layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS, offset: int = 0, limit: int = PAGE_ROWS
+) -> Found:
+    """The shipments of the last ``n_days`` with an identifier equal to ``query`` (as a ``kind``,
+    or any kind it can be): all counted, newest day first (then in the day's ingest order), and
+    rows ``offset`` to ``offset + limit`` of them read from the days' index files (no raw day
+    opened: what a row shows is in the index)."""
+    wanted = query_kinds(query, kind)
+    hits = _hits(layout, search_days(layout, n_days=n_days), wanted)
+    labels = pl.DataFrame(
+        {"field": list(FIELDS), "_label": [f[0] for f in FIELDS.values()]},
+        schema={"field": pl.UInt8, "_label": pl.String},
+    )
+    ships = (
+        hits.join(labels, on="field")
+        .sort("field")
+        .group_by(S.ARRIVAL_DATE, "_file", "row", maintain_order=True)
+        .agg(pl.col("_label").unique(maintain_order=True).str.join(", ").alias("matched"))
+        .sort(S.ARRIVAL_DATE, "row", descending=[True, False])
+    )
+    offset = max(0, offset)
+    page = ships.slice(offset, max(0, limit))
+    shown = [
+        _details(f, part).with_columns(_shipment_ids(f, part.get_column("row")))
+        for (f,), part in page.group_by("_file", maintain_order=True)
+    ]
+    rows = (
+        pl.concat(shown)
+        if shown
+        else page.with_columns(pl.lit(None, pl.String).alias(c) for c in (S.SHIPMENT_ID, *DETAIL_COLUMNS))
+    )
+    return Found(wanted, rows.select(list(RESULT_SCHEMA)).cast(RESULT_SCHEMA), ships.height, offset)
+
+
+def _details(ids_file: str, part: pl.DataFrame) -> pl.DataFrame:
+    """``part`` (rows of one day) with each row's details, from the record batches that hold them."""
+    at: dict[int, list[int]] = {}
+    for r in part.get_column("row").to_list():
+        at.setdefault(r // DETAIL_ROWS, []).append(r % DETAIL_ROWS)
+    groups = sorted(at)
+    got = read_groups(details_path(Path(ids_file)), groups, DETAIL_COLUMNS, [at[g] for g in groups])
+    order = pl.Series("row", [g * DETAIL_ROWS + r for g in groups for r in at[g]], dtype=pl.UInt32)
+    return part.join(got.with_columns(order), on="row", how="left", maintain_order="left")
+
+
 def search(
     layout: Layout, query: str, kind: str = "", n_days: int = SEARCH_DAYS
 ) -> tuple[dict[str, str], pl.DataFrame]:
     """(normalised query per kind, one row per matching shipment: day, shipment id, the fields
-    that matched, consignee, shipper, description, port), newest day first."""
-    wanted = query_kinds(query, kind)
-    hits = lookup(layout, search_days(layout, n_days=n_days), wanted)
-    schema = {S.ARRIVAL_DATE: pl.Date, S.SHIPMENT_ID: pl.String, "matched": pl.String}
-    if not hits:
-        return wanted, pl.DataFrame(
-            schema={
-                **schema,
-                S.CONSIGNEE_NAME: pl.String,
-                S.SHIPPER_NAME: pl.String,
-                S.DESCRIPTION: pl.String,
-                S.PORT_OF_ENTRY: pl.String,
-            }
-        )
-    frame = (
-        pl.DataFrame([(h.day, h.shipment_id, h.field) for h in hits], schema=schema, orient="row")
-        .group_by(S.ARRIVAL_DATE, S.SHIPMENT_ID, maintain_order=True)
-        .agg(pl.col("matched").unique(maintain_order=True).str.join(", "))
-    )
-    cols = [S.SHIPMENT_ID, S.CONSIGNEE_NAME, S.SHIPPER_NAME, S.DESCRIPTION, S.PORT_OF_ENTRY]
-    details: list[pl.LazyFrame] = []
-    read: list[pl.DataFrame] = []
-    for d, ids in frame.group_by(S.ARRIVAL_DATE).agg(S.SHIPMENT_ID).iter_rows():
-        paths = ready_lookup(layout, d)
-        if paths is not None:  # the day's sorted copy: the rows by id (a scan decodes the day's ids)
-            read.append(read_rows(paths, ids, cols).with_columns(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE)))
-            continue
-        details.append(
-            scan_raw_shipments(layout, [d])
-            .select(cols)
-            .filter(pl.col(S.SHIPMENT_ID).is_in(ids))
-            .with_columns(pl.lit(d, pl.Date).alias(S.ARRIVAL_DATE))
-        )
-    found = [*read, *(pl.collect_all(details) if details else [])]
-    info = pl.concat([f.with_columns(pl.col(S.PORT_OF_ENTRY).cast(pl.String)) for f in found], how="vertical_relaxed")
-    return wanted, frame.join(info, on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="left", maintain_order="left")
+    that matched, consignee, shipper, description, port), newest day first, the first
+    :data:`MAX_RESULTS` (:func:`find` counts them all and pages)."""
+    found = find(layout, query, kind, n_days, limit=MAX_RESULTS)
+    return found.wanted, found.rows
 
 
 def watchlisted_ids(layout: Layout, day: date, entries: list[tuple[str, str]]) -> set[str]:
@@ -422,7 +562,8 @@ def watchlisted_ids(layout: Layout, day: date, entries: list[tuple[str, str]]) -
     def query(files: list[str]) -> pl.DataFrame:
         if not files:
             return pl.DataFrame(schema={S.SHIPMENT_ID: pl.String})
-        return pl.scan_parquet(files).filter(cond).select(S.SHIPMENT_ID).collect()
+        found = pl.scan_parquet(files, include_file_paths="_file").filter(cond).select("row", "_file").collect()
+        return _with_ids(found)
 
     return set(_read_index(layout, [day], query)[0][S.SHIPMENT_ID].to_list())
 

@@ -142,6 +142,7 @@ def test_bench_search_builds_the_indexes_then_times_each_query(tmp_path) -> None
     out = bench_search(layout, ["555 0101", "seller-9", "no such person"], repeat=2)
     assert out["n"] == 6
     assert 0 < out["p50_s"] <= out["p95_s"] <= out["max_s"]
+    assert out["cpu"]["n"] == 6 and out["found"] == 3  # "555 0101": S1, S2 and P1
     assert all(ready_index_path(layout, d) is not None for d in search_days(layout))  # built before the clock
     # several identifier kinds, each reported apart, over the last day only
     kinds = bench_search(layout, [("555 0101", "phone"), ("pat doe", "name"), ("seller-9", "")], n_days=1)
@@ -185,7 +186,7 @@ def test_an_older_builder_never_deletes_the_current_index(tmp_path, monkeypatch)
     nightly.join(timeout=30)
     current = got["n"]
     assert isinstance(current, type(layout.home)) and current.exists()  # the current index is still there
-    assert "S9" in pl.read_parquet(current)[S.SHIPMENT_ID].to_list()
+    assert "S9" in sm._shipment_ids(current, pl.read_parquet(current)["row"]).to_list()
     assert (current.parent / "build.lock").stat().st_mode & 0o077 == 0
 
 
@@ -261,28 +262,150 @@ def test_index_equals_every_normalised_identifier_once_in_hash_then_field_order(
             .unique()
             .sort("h", "field", S.SHIPMENT_ID)
         )
-        got = build_index(layout, DAY)
+        index = build_index(layout, DAY)
+        assert index.ids.len() == index.details.height == raw.height  # one row each
+        got = index.entries.select("field", "h", index.ids.gather(index.entries["row"]).alias(S.SHIPMENT_ID))
         assert got.schema == want.schema
         assert got.sort("h", "field", S.SHIPMENT_ID).equals(want)  # each entry once, duplicates or not
         assert got.equals(got.sort("h", "field", maintain_order=True))  # hash then field order
+        # a row's details are its raw row's (what a result shows of the shipment)
+        shown = index.details.with_columns(index.ids).join(
+            raw.unique(S.SHIPMENT_ID).select(S.SHIPMENT_ID, pl.col(S.CONSIGNEE_NAME).alias("raw")), on=S.SHIPMENT_ID
+        )
+        assert shown.height == raw.height and shown[S.CONSIGNEE_NAME].equals(shown["raw"].rename(S.CONSIGNEE_NAME))
         shared = want.group_by("h").agg(pl.col("field").n_unique()).filter(pl.col("field") > 1)
         assert shared.height > 0  # the case of one value in two fields is exercised
 
 
-def test_search_reads_the_rows_of_days_with_look_up_files_by_id(tmp_path, monkeypatch) -> None:
-    """A day with the shipment page's look-up files (the published day) gives the found rows'
-    details from its sorted copy, not a scan that decodes the day's ids (about 0.2 s a day on the
-    4 M-row home); the answer is the same."""
-    from riskpipe import lookup
+def test_search_never_opens_a_raw_day_once_its_index_is_built(tmp_path, monkeypatch) -> None:
+    """Issue 17's 1 s p95: reading each hit's details from the raw days (about 0.1 s a day with
+    hits on the 4 M-row home) was most of a search; the index carries what the page shows. The
+    answer is that of the raw rows (the description cut to what the page shows)."""
     from riskpipe import search as sm
 
     settings, layout = _home(tmp_path)
-    queries = [("555 0101", ""), ("pat doe", "name"), ("seller-9", ""), ("no such person", "")]
-    want = [sm.search(layout, q, k)[1] for q, k in queries]
-    assert sum(w.height for w in want) >= 6
+    long = raw_rows(PREV, [{S.SHIPMENT_ID: "P3", S.SELLER_ID: "SELLER-9", S.DESCRIPTION: "x" * 100 + "<b>"}])
+    write_parquet_atomic(long, layout.raw_shipments_day(PREV) / "part-1.parquet")
     for d in layout.raw_days():
-        lookup.build_lookup(layout, d)
-    monkeypatch.setattr(sm, "scan_raw_shipments", None)  # every day has look-up files: no scan
-    got = [sm.search(layout, q, k)[1] for q, k in queries]
-    for g, w in zip(got, want, strict=True):
-        assert g.equals(w)
+        sm.index_path(layout, d)
+    raw = pl.concat(
+        [pl.read_parquet(list(layout.raw_shipments_day(d).glob("*.parquet"))) for d in layout.raw_days()],
+        how="vertical_relaxed",
+    )
+
+    def no_raw(*_a, **_k):
+        raise AssertionError("a raw day was opened")
+
+    monkeypatch.setattr(sm, "scan_raw_shipments", no_raw)
+    monkeypatch.setattr(pl, "scan_parquet", _only_index(pl.scan_parquet))
+    queries = [("555 0101", ""), ("pat doe", "name"), ("seller-9", ""), ("no such person", "")]
+    for q, k in queries:
+        _, got = sm.search(layout, q, k)
+        want = (
+            got.select(S.ARRIVAL_DATE, S.SHIPMENT_ID)
+            .join(raw, on=[S.ARRIVAL_DATE, S.SHIPMENT_ID], how="left")
+            .select(
+                S.CONSIGNEE_NAME,
+                S.SHIPPER_NAME,
+                pl.col(S.DESCRIPTION).str.slice(0, sm.DESCRIPTION_CHARS),
+                pl.col(S.PORT_OF_ENTRY).cast(pl.String),
+            )
+        )
+        assert got.select(want.columns).equals(want)
+        if q == "seller-9":
+            assert got[S.SHIPMENT_ID].to_list() == ["P2", "P3"] and got[S.DESCRIPTION][1] == "x" * 80
+
+
+def _only_index(scan):
+    def guarded(source, *a, **k):
+        files = source if isinstance(source, list) else [source]
+        assert all("/index/search/" in str(f) for f in files), files
+        return scan(source, *a, **k)
+
+    return guarded
+
+
+def test_a_search_counts_every_match_and_reads_one_page_newest_first(tmp_path) -> None:
+    """A seller with thousands of parcels must not make a page slow: every match is counted, the
+    details of one page are read; pages follow one another without overlap."""
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    many = raw_rows(DAY, [{S.SHIPMENT_ID: f"M{i:02d}", S.SELLER_ID: "SELLER-9"} for i in range(7)])
+    write_parquet_atomic(many, layout.raw_shipments_day(DAY) / "part-1.parquet")
+    whole = sm.find(layout, "seller-9", limit=100)
+    assert whole.total == 8 and whole.rows.height == 8  # M00..M06 today, P2 the day before
+    assert whole.rows[S.SHIPMENT_ID].to_list() == [f"M{i:02d}" for i in range(7)] + ["P2"]
+    pages = [sm.find(layout, "seller-9", offset=o, limit=3) for o in (0, 3, 6, 9)]
+    assert [p.total for p in pages] == [8] * 4 and [p.rows.height for p in pages] == [3, 3, 2, 0]
+    assert pl.concat([p.rows for p in pages]).equals(whole.rows)
+    assert pages[2].rows[S.ARRIVAL_DATE].to_list() == [DAY, PREV]
+
+
+def test_an_index_of_an_older_format_is_rebuilt_not_read(tmp_path, monkeypatch) -> None:
+    """The index format changed (3: the details file and each entry's row): a home indexed by an
+    older version answers from a rebuilt index, and the old files are removed."""
+    from riskpipe import search as sm
+
+    _, layout = _home(tmp_path)
+    monkeypatch.setattr(sm, "INDEX_VERSION", 2)
+    sm._FP_CACHE.clear()
+    old = sm.index_path(layout, PREV)
+    assert old is not None
+    # as version 2 wrote it: (field, h, shipment_id), no row, no details file
+    entries = pl.read_parquet(old).drop("row")
+    entries.write_parquet(old)
+    sm.details_path(old).unlink()
+    monkeypatch.setattr(sm, "INDEX_VERSION", 3)
+    sm._FP_CACHE.clear()
+    _, found = sm.search(layout, "555 0101")
+    assert sorted(found[S.SHIPMENT_ID].to_list()) == ["P1", "S1", "S2"]
+    assert found.filter(pl.col(S.SHIPMENT_ID) == "P1")[S.DESCRIPTION].to_list() == ["earlier parcel"]
+    new = sm.index_path(layout, PREV)
+    assert new != old and not old.exists() and sm.details_path(new).exists()
+    assert sorted(p.name.split("-")[0] for p in new.parent.iterdir() if p.name != "build.lock") == [
+        "ids",
+        "rows",
+        "sid",
+    ]
+    for f in (new, sm.details_path(new), sm.shipment_ids_path(new)):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    # an incomplete index (a file of the three lost) is rebuilt, not read
+    sm.shipment_ids_path(new).unlink()
+    _, again = sm.search(layout, "555 0101")
+    assert again.equals(found) and sm.shipment_ids_path(new).exists()
+
+
+def test_the_search_page_shows_one_page_of_many_and_links_to_the_rest(tmp_path, monkeypatch) -> None:
+    """A seller with thousands of parcels: the page says how many were found, shows the newest
+    page and links to the older ones; each page is audited; the links escape the query."""
+    import warnings
+
+    from riskpipe.cases import CaseStore
+    from riskpipe.web import create_app
+    from riskpipe.web.routes import search as route
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from .conftest import login
+
+    settings, layout = _home(tmp_path)
+    many = raw_rows(DAY, [{S.SHIPMENT_ID: f"M{i:02d}", S.SELLER_ID: "SELLER-9&x"} for i in range(5)])
+    write_parquet_atomic(many, layout.raw_shipments_day(DAY) / "part-1.parquet")
+    monkeypatch.setattr(route, "PAGE_ROWS", 2)
+    c = TestClient(create_app(settings))
+    assert login(c, "ana").status_code == 303
+    first = c.get("/search", params={"q": "SELLER-9&x"})
+    assert first.status_code == 200
+    summary = first.text.split('id="summary"')[1].split("</p>")[0]
+    assert "5 shipments" in summary and "showing 1&ndash;2" in summary
+    assert first.text.count('class="result"') == 2 and ">M00</a>" in first.text and ">M01</a>" in first.text
+    assert 'href="/search?q=SELLER-9%26x&amp;kind=&amp;offset=2" rel="next"' in first.text
+    last = c.get("/search", params={"q": "SELLER-9&x", "offset": 4})
+    assert last.text.count('class="result"') == 1 and ">M04</a>" in last.text and 'rel="next"' not in last.text
+    assert 'offset=2" rel="prev"' in last.text
+    assert c.get("/search", params={"q": "x", "offset": -1}).status_code == 400
+    log = CaseStore(settings.db_url).access_log(action="search")
+    assert len(log) == 2 and {a["target"] for a in log} == {"SELLER-9&x"}

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from riskpipe import schema as S
 from riskpipe.cases import ID_KINDS
 from riskpipe.errors import RiskpipeError
-from riskpipe.search import KINDS, normalise, search
+from riskpipe.lookup import read_rows, ready_lookup
+from riskpipe.search import KINDS, PAGE_ROWS, find, normalise
 from riskpipe.store import Layout
 from riskpipe.users import User
 from riskpipe.web.routes.deps import case_store, current_user, posted_form, render, safe_next
@@ -20,6 +21,7 @@ from riskpipe.web.routes.deps import case_store, current_user, posted_form, rend
 router = APIRouter(dependencies=[Depends(current_user)])
 MAX_QUERY = 200
 MAX_ROW_ID = 2**63 - 1  # the database's integer ids; a larger one overflowed in the driver (500)
+MAX_OFFSET = 10_000_000  # a page further than any answer (a 90-day answer is counted, not read)
 
 
 def _row_id(form: dict) -> int:
@@ -31,22 +33,33 @@ def _row_id(form: dict) -> int:
 
 
 def _enrich(request: Request, found: pl.DataFrame) -> list[dict]:
-    """Result rows with the night's risk score and the recorded outcome of each shipment."""
+    """Result rows (one page) with the night's risk score and the recorded outcome of each
+    shipment; a day's scores read by id from its look-up files when they are built (a scan
+    decodes the day's 4 M ids)."""
     if found.is_empty():
         return []
     layout = Layout(request.app.state.settings.home)
     scores = []
+    read: list[pl.DataFrame] = []
     for (d,), part in found.group_by(S.ARRIVAL_DATE):
         path = layout.day_dir(layout.scores, d) / "scores.parquet"
         if path.exists():
             ids = part[S.SHIPMENT_ID].to_list()
+            paths = ready_lookup(layout, d)
+            if paths is not None and "scores" in paths:
+                read.append(read_rows(paths, ids, [S.SHIPMENT_ID, S.RISK_SCORE], kind="scores"))
+                continue
             scores.append(
                 pl.scan_parquet(path).select(S.SHIPMENT_ID, S.RISK_SCORE).filter(pl.col(S.SHIPMENT_ID).is_in(ids))
             )
     out = found
-    if scores:
+    got = [*read, *(pl.collect_all(scores) if scores else [])]
+    if got:
         out = out.join(
-            pl.concat(pl.collect_all(scores)).unique(S.SHIPMENT_ID), on=S.SHIPMENT_ID, how="left", maintain_order="left"
+            pl.concat(got, how="vertical_relaxed").unique(S.SHIPMENT_ID),
+            on=S.SHIPMENT_ID,
+            how="left",
+            maintain_order="left",
         )
     else:
         out = out.with_columns(pl.lit(None, pl.Float64).alias(S.RISK_SCORE))
@@ -58,31 +71,57 @@ def _enrich(request: Request, found: pl.DataFrame) -> list[dict]:
 
 
 @router.get("/search", response_class=HTMLResponse)
-async def search_page(request: Request, q: str = "", kind: str = "", user: User = Depends(current_user)):
+async def search_page(
+    request: Request, q: str = "", kind: str = "", offset: int = 0, user: User = Depends(current_user)
+):
+    """Every match counted, one page of :data:`PAGE_ROWS` shown (newest first), the others a link away."""
     q = q.strip()
     if len(q) > MAX_QUERY:
         raise HTTPException(400, f"a search is at most {MAX_QUERY} characters")
     if kind and kind not in KINDS:
         raise HTTPException(400, f"kind must be one of {', '.join(KINDS)}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise HTTPException(400, f"offset must be between 0 and {MAX_OFFSET}")
     wanted: dict[str, str] = {}
     rows: list[dict] = []
+    total = 0
     if q:
         layout = Layout(request.app.state.settings.home)
-        wanted, found = await run_in_threadpool(search, layout, q, kind)
-        rows = await run_in_threadpool(_enrich, request, found)
+        found = await run_in_threadpool(find, layout, q, kind, offset=offset, limit=PAGE_ROWS)
+        wanted, total = found.wanted, found.total
+        rows = await run_in_threadpool(_enrich, request, found.rows)
         # who looked up what: the query as typed (see riskpipe.cases on why not a hash)
+        shown = f"; rows {offset + 1}-{offset + len(rows)} shown" if offset else ""
         await run_in_threadpool(
             case_store(request).record_access,
             user.username,
             "search",
             q,
-            f"kind={kind or 'any'}; {len(rows)} shipments",
+            f"kind={kind or 'any'}; {total} shipments{shown}",
         )
     here = "/search?" + urlencode({"q": q, "kind": kind}) if q else "/search"
+
+    def page_link(at: int) -> str:
+        return "/search?" + urlencode({"q": q, "kind": kind, "offset": at})
+
+    newer = page_link(max(0, offset - PAGE_ROWS)) if q and offset > 0 else None
+    older = page_link(offset + PAGE_ROWS) if q and offset + PAGE_ROWS < total else None
     return render(
         request,
         "search.html",
-        {"q": q, "kind": kind, "kinds": KINDS, "wanted": wanted, "rows": rows, "here": here, "searched": bool(q)},
+        {
+            "q": q,
+            "kind": kind,
+            "kinds": KINDS,
+            "wanted": wanted,
+            "rows": rows,
+            "here": here,
+            "searched": bool(q),
+            "total": total,
+            "first": offset + 1,
+            "newer": newer,
+            "older": older,
+        },
     )
 
 
