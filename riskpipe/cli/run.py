@@ -239,6 +239,12 @@ def serve(
     uvicorn.run(WORKBENCH_APP, factory=True, workers=n, host=host, port=port, access_log=False, log_level="warning")
 
 
+def _announce_ready(pids: dict[str, int]) -> None:
+    """One line once the served runs' warm processes are up (``riskpipe bench`` waits for it)."""
+    warm = ", ".join(f"{flow} (pid {pid})" for flow, pid in sorted(pids.items())) or "none"
+    console.print(f"ready: warm process for {warm}; a triggered run starts within about a second", highlight=False)
+
+
 def schedule(
     port: Annotated[
         int,
@@ -277,7 +283,7 @@ def schedule(
                 f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)",
                 highlight=False,
             )
-            deploy.serve(state.home, cfg)
+            deploy.serve(state.home, cfg, on_ready=_announce_ready)
     finally:
         if server is not None:
             server.terminate()
