@@ -158,7 +158,7 @@ def served_lines(sv: dict | None, cr: dict | None) -> list[str]:
         f"publish task ended): {sv['seconds']:.2f} s; peak {sv['peak_mb']:,.0f} MB (target 45 s, 3 GB)",
         f"  inside it: run created, picked up by the runner, handed to the warm process, then the "
         f"flow's tasks {steps}; Prefect's share (interval minus those tasks): {d.get('overhead_s')} s; "
-        f"first task started {d.get('first_task_s')} s after the trigger",
+        f"run Running {d.get('run_started_s')} s and first task started {d.get('first_task_s')} s after the trigger",
         f"  before the cut-off (not timed): riskpipe schedule's start (server, deployments, warm process) "
         f"{d.get('startup_s')} s; after publishing (not timed): record and history, run completed at "
         f"{d.get('completed_s')} s",

@@ -149,6 +149,7 @@ def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
         "detail": {
             "startup_s": round(startup_s, 2),
             "trigger_call_s": round(trigger_call_s, 2),
+            "run_started_s": round(run.start_time.timestamp() - triggered, 2) if run.start_time else None,
             "first_task_s": round(first - triggered, 2),
             "published_s": round(seconds, 2),
             "completed_s": round(run.end_time.timestamp() - triggered, 2) if run.end_time else None,
