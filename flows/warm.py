@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ def _warm_child(conn: Connection, env: dict[str, str], preload: tuple[str, ...])
     """A warm process: Prefect's settings of the served API, the night's imports, then wait for
     one call (or the parent's end: EOF) and run it; report afterwards whether Prefect's server
     module was ever imported here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C while idle: the server's exit (EOF) ends it
     os.environ.update(env)
     for name in preload:
         try:
@@ -67,14 +69,15 @@ def _warm_child(conn: Connection, env: dict[str, str], preload: tuple[str, ...])
     from prefect.settings.context import get_current_settings
 
     get_current_settings()
-    conn.send(("ready", time.time()))
     try:
+        conn.send(("ready", time.time()))
         message = conn.recv()
     except (EOFError, OSError):  # the serving process ended
         return
     if message is None:
         return
     target, args = message
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh process, once it runs
     try:
         target(*args)
     finally:

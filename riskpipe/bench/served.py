@@ -102,17 +102,18 @@ def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
         ui = _wait_for(UI, log, proc, 180).group(1)
         _wait_for(READY, log, proc, 300)
         startup_s = time.perf_counter() - t0
-        os.environ["PREFECT_API_URL"] = f"{ui}/api"
         from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from flows.deploy import NIGHTLY_DEPLOYMENT
 
-        triggered = time.time()
-        t_trigger = time.perf_counter()
-        run = run_deployment(name=f"nightly/{NIGHTLY_DEPLOYMENT}", parameters={"day": day}, timeout=0)
-        trigger_call_s = time.perf_counter() - t_trigger
-        run, tasks = _follow(run.id, timeout_s)
-        followed_s = time.perf_counter() - t_trigger
+        with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+            triggered = time.time()
+            t_trigger = time.perf_counter()
+            run = run_deployment(name=f"nightly/{NIGHTLY_DEPLOYMENT}", parameters={"day": day}, timeout=0)
+            trigger_call_s = time.perf_counter() - t_trigger
+            run, tasks = _follow(run.id, timeout_s)
+            followed_s = time.perf_counter() - t_trigger
     finally:
         proc.send_signal(signal.SIGINT)  # as Ctrl-C: schedules paused, the server stopped
         try:

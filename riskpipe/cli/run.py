@@ -258,7 +258,12 @@ def schedule(
     """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
     nightly_cron, retrain_cron, timezone, notify_url, *_timeout_seconds). Uses the Prefect
     server at $PREFECT_API_URL, or starts one on 127.0.0.1:PORT with its database under the data
-    home; its UI (runs, logs, artifacts) is at http://127.0.0.1:PORT. Ctrl-C stops serving."""
+    home; its UI (runs, logs, artifacts) is at http://127.0.0.1:PORT. Ctrl-C stops serving.
+
+    Prefect's start is paid here, before the cut-off: the server, the deployments, and a warm
+    process that has already imported the night's code, to which the next nightly run goes
+    (a new one is warmed after each night); "ready: ..." is printed once it is up. A run then
+    starts about a second after it is triggered (cron runs are picked up ahead of time)."""
     from riskpipe.preflight import check_home
 
     check_home(state.home)
