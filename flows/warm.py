@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -59,7 +59,8 @@ def _warm_child(conn: Connection, env: dict[str, str], preload: tuple[str, ...])
     """A warm process: Prefect's settings of the served API, the night's imports, then wait for
     one call (or the parent's end: EOF) and run it; report afterwards whether Prefect's server
     module was ever imported here."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C while idle: the server's exit (EOF) ends it
+    # while idle, Ctrl-C is for the serving process: its exit (EOF on the pipe) ends this one
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
     for name in preload:
         try:
@@ -251,7 +252,7 @@ class WarmPool:
         self._original = _starter_direct.run_flow_in_subprocess
         self._engine_mp = engine.multiprocessing
         engine.multiprocessing = _MultiprocessingProxy(self._local)  # type: ignore[assignment]
-        _starter_direct.run_flow_in_subprocess = self._run_flow_in_subprocess  # type: ignore[assignment]
+        _starter_direct.run_flow_in_subprocess = self._run_flow_in_subprocess
         for flow in self.flows:
             self._spawn(flow)
         return self

@@ -377,16 +377,16 @@ def run_bench(
                 record("nightly via Prefect", child("do_prefect", home=str(p), day=day))
                 shutil.rmtree(p, ignore_errors=True)
             if "served" in stages:
-                sv = clone_home(ingested, scratch / "served")
-                (sv / "landing").mkdir(parents=True, exist_ok=True)
+                served = clone_home(ingested, scratch / "served")
+                (served / "landing").mkdir(parents=True, exist_ok=True)
                 for f in files:
-                    os.link(f, sv / "landing" / Path(f).name)
+                    os.link(f, served / "landing" / Path(f).name)
                 # as the day leaves the home before its cut-off (not measured): the watcher has
                 # ingested and recorded its files, the night before moved the window table on
-                need(child("prepare_landed", home=str(sv)), "the served home")
-                need(child("do_window", home=str(sv), day=day), "the served home's window table")
-                record(SERVED, child("do_served", home=str(sv), day=day))
-                shutil.rmtree(sv, ignore_errors=True)
+                need(child("prepare_landed", home=str(served)), "the served home")
+                need(child("do_window", home=str(served), day=day), "the served home's window table")
+                record(SERVED, child("do_served", home=str(served), day=day))
+                shutil.rmtree(served, ignore_errors=True)
 
     scaling_rows_out: list[dict] = []
     if scaling:

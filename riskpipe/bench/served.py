@@ -102,6 +102,7 @@ def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
         ui = _wait_for(UI, log, proc, 180).group(1)
         _wait_for(READY, log, proc, 300)
         startup_s = time.perf_counter() - t0
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -110,9 +111,10 @@ def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
         with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
             triggered = time.time()
             t_trigger = time.perf_counter()
-            run = run_deployment(name=f"nightly/{NIGHTLY_DEPLOYMENT}", parameters={"day": day}, timeout=0)
+            created = run_deployment(name=f"nightly/{NIGHTLY_DEPLOYMENT}", parameters={"day": day}, timeout=0)
             trigger_call_s = time.perf_counter() - t_trigger
-            run, tasks = _follow(run.id, timeout_s)
+            assert isinstance(created, FlowRun)  # called from sync code: the run itself
+            run, tasks = _follow(created.id, timeout_s)
             followed_s = time.perf_counter() - t_trigger
     finally:
         proc.send_signal(signal.SIGINT)  # as Ctrl-C: schedules paused, the server stopped

@@ -18,8 +18,7 @@ from riskpipe.store import Layout
 def _published(home, day: str) -> dict[str, pl.DataFrame]:
     layout = Layout(home)
     return {
-        k: pl.read_parquet(getattr(layout, k) / day / f"{k}.parquet").sort("shipment_id")
-        for k in ("scores", "targets")
+        k: pl.read_parquet(getattr(layout, k) / day / f"{k}.parquet").sort("shipment_id") for k in ("scores", "targets")
     }
 
 

@@ -267,4 +267,7 @@ def test_served_lines_say_what_the_interval_holds() -> None:
     text = "\n".join(output.served_lines(served, None))
     assert "triggered -> publish task ended): 12.00 s" in text
     assert "features 5.00 + score 3.00 + rank 2.00 + publish 1.00; Prefect's share" in text
-    assert "first task started 1.1 s after the trigger" in text and "start (server, deployments, warm process) 20.0 s" in text
+    assert (
+        "first task started 1.1 s after the trigger" in text
+        and "start (server, deployments, warm process) 20.0 s" in text
+    )
