@@ -154,14 +154,15 @@ def served_lines(sv: dict | None, cr: dict | None) -> list[str]:
     d = sv.get("detail") or {}
     steps = " + ".join(f"{k} {v:.2f}" for k, v in (d.get("steps_s") or {}).items())
     lines = [
-        f"critical path as users run it (served: riskpipe schedule, nightly deployment triggered -> "
-        f"publish task ended): {sv['seconds']:.2f} s; peak {sv['peak_mb']:,.0f} MB (target 45 s, 3 GB)",
-        f"  inside it: run created, picked up by the runner, handed to the warm process, then the "
-        f"flow's tasks {steps}; Prefect's share (interval minus those tasks): {d.get('overhead_s')} s; "
-        f"run Running {d.get('run_started_s')} s and first task started {d.get('first_task_s')} s after the trigger",
-        f"  before the cut-off (not timed): riskpipe schedule's start (server, deployments, warm process) "
-        f"{d.get('startup_s')} s; after publishing (not timed): record and history, run completed at "
-        f"{d.get('completed_s')} s",
+        f"critical path as users run it (served: riskpipe schedule, nightly deployment triggered -> the day's "
+        f"targets file published): {sv['seconds']:.2f} s; peak {sv['peak_mb']:,.0f} MB, the largest process of "
+        "the served tree over the whole run (target 45 s, 3 GB)",
+        f"  inside it: run created, picked up by the runner, handed to the warm process (Running "
+        f"{d.get('run_started_s')} s, first task {d.get('first_task_s')} s after the trigger), then the tasks "
+        f"{steps}; Prefect's share up to the publish task: {d.get('overhead_s')} s",
+        f"  not timed: before the cut-off, riskpipe schedule's start (server, deployments, warm process) "
+        f"{d.get('startup_s')} s; after publishing, the look-up files (publish task ended at "
+        f"{d.get('publish_task_end_s')} s), record and history (run completed at {d.get('completed_s')} s)",
     ]
     if cr and cr.get("seconds") is not None and sv.get("over_critical_s") is not None:
         lines.append(
