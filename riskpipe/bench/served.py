@@ -92,9 +92,10 @@ def _follow(run_id, targets: Path, timeout_s: float):
     return run, tasks, visible_at
 
 
-def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
+def do_served(home: str, day: str, timeout_s: float = 1800.0, warm: bool = True) -> dict:
     """Start ``riskpipe schedule`` on ``home`` (its start-up apart), trigger the nightly
-    deployment for ``day`` and time trigger -> published (see the module's docstring)."""
+    deployment for ``day`` and time trigger -> published (see the module's docstring).
+    ``warm=False``: ``--no-warm``, each run in a fresh process (the comparison)."""
     import resource
 
     log = Path(home) / "schedule.log"
@@ -107,7 +108,8 @@ def do_served(home: str, day: str, timeout_s: float = 1800.0) -> dict:
     t0 = time.perf_counter()
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "riskpipe.cli", "--home", home, "schedule", "--port", "0"],
+            [sys.executable, "-m", "riskpipe.cli", "--home", home, "schedule", "--port", "0"]
+            + ([] if warm else ["--no-warm"]),
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

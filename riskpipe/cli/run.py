@@ -241,7 +241,10 @@ def serve(
 
 def _announce_ready(pids: dict[str, int]) -> None:
     """One line once the served runs' warm processes are up (``riskpipe bench`` waits for it)."""
-    warm = ", ".join(f"{flow} (pid {pid})" for flow, pid in sorted(pids.items())) or "none"
+    if not pids:
+        console.print("ready: deployments served (--no-warm: each run starts a fresh process)")
+        return
+    warm = ", ".join(f"{flow} (pid {pid})" for flow, pid in sorted(pids.items()))
     console.print(f"ready: warm process for {warm}; a triggered run starts within about a second", highlight=False)
 
 
@@ -254,6 +257,14 @@ def schedule(
             max=65535,
         ),
     ] = 4200,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--no-warm",
+            help="Keep a process with the night's code imported for the next nightly run (about 350 MB "
+            "while idle): Prefect's start is then paid before the cut-off.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the Prefect deployments: nightly on a cron, retrain weekly (see riskpipe.toml:
     nightly_cron, retrain_cron, timezone, notify_url, *_timeout_seconds). Uses the Prefect
@@ -288,7 +299,7 @@ def schedule(
                 f"{cfg.timezone}; Prefect UI {deploy.ui_url(api_url)} (Ctrl-C to stop)",
                 highlight=False,
             )
-            deploy.serve(state.home, cfg, on_ready=_announce_ready)
+            deploy.serve(state.home, cfg, on_ready=_announce_ready, warm=warm)
     finally:
         if server is not None:
             server.terminate()
