@@ -121,7 +121,10 @@ def serve(
                 callback = on_ready
 
                 async def announce() -> None:
-                    callback(await anyio.to_thread.run_sync(pool.wait_ready))
+                    try:
+                        callback(await anyio.to_thread.run_sync(pool.wait_ready))
+                    except (RuntimeError, TimeoutError) as exc:  # runs then start fresh processes
+                        print(f"warning: no warm process for the nightly: {exc}", file=sys.stderr)
 
                 announced = asyncio.create_task(announce())
             await runner.start()

@@ -169,17 +169,21 @@ class WarmPool:
 
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, flow: str) -> None:
+        with self._lock:
+            if self._closed or flow in self._warm:
+                return
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_warm_child, args=(child, self._env, self.preload), name=f"riskpipe-warm-{flow}")
         proc.start()
         child.close()
         with self._lock:
-            if self._closed:
-                parent.close()
-                proc.join(timeout=10)
-                return
-            self._warm[flow] = _Warm(proc, parent)
+            keep = not self._closed and flow not in self._warm
+            if keep:
+                self._warm[flow] = _Warm(proc, parent)
+        if not keep:  # closed meanwhile, or another thread warmed one first: this one ends on EOF
+            parent.close()
+            proc.join(timeout=10)
 
     def wait_ready(self, timeout_s: float = 120.0) -> dict[str, int]:
         """Block until every warm process reported ready; their process ids by flow."""
@@ -222,16 +226,24 @@ class WarmPool:
         wait([warm.process.sentinel])
         record.ended_at = time.time()
         warm.conn.close()
-        if not self._closed:
-            self._spawn(flow)
+        self._spawn(flow)
+
+    def _spawn_after(self, flow: str, process: Any) -> None:
+        """Warm the next process once ``process`` (a run started the usual way) has ended."""
+        wait([process.sentinel])
+        self._spawn(flow)
 
     # -- the patch ---------------------------------------------------------------------------
     def _run_flow_in_subprocess(self, flow: Any, *args: Any, **kwargs: Any) -> Any:
         assert self._original is not None
         name = getattr(flow, "name", None)
-        warm = self._take(name) if name in self.flows and not self._closed else None
-        if warm is None:
+        if name not in self.flows or self._closed:
             return self._original(flow, *args, **kwargs)
+        warm = self._take(name)
+        if warm is None:  # none alive (died while idle; or two nights at once): a fresh process
+            process = self._original(flow, *args, **kwargs)
+            threading.Thread(target=self._spawn_after, args=(str(name), process), daemon=True).start()
+            return process
         self._local.warm = warm
         try:
             process = self._original(flow, *args, **kwargs)

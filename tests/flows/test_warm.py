@@ -72,26 +72,45 @@ def test_served_runs_go_to_warm_processes_started_before_their_trigger(world, ba
     assert handoffs[0].pid != handoffs[1].pid  # one process per night, the next one warmed after it
 
 
-def test_runs_of_other_flows_and_a_closed_pool_start_the_usual_way(monkeypatch):
-    """Only the flows named get a warm process; the patch is undone on exit."""
+def test_runs_of_other_flows_start_the_usual_way_and_a_dead_warm_process_is_replaced(monkeypatch):
+    """Only the flows named get a warm process; with none alive a nightly starts the usual way and
+    the next one is warmed once it has ended; the patch is undone on exit."""
+    import os
+    import time
+
     import prefect.flow_engine as engine
     from prefect.runner import _starter_direct
 
     from flows.warm import WarmPool
 
     original, original_mp = _starter_direct.run_flow_in_subprocess, engine.multiprocessing
-    calls = []
-    monkeypatch.setattr(_starter_direct, "run_flow_in_subprocess", lambda flow, **kw: calls.append(flow.name))
-    monkeypatch.setattr(WarmPool, "_spawn", lambda self, flow: None)  # no process in this unit test
+    read, write = os.pipe()
+    os.close(write)  # the stand-in process has already ended: its sentinel is readable
+
+    class Ended:
+        sentinel = read
+
+    calls, spawned = [], []
+    monkeypatch.setattr(
+        _starter_direct, "run_flow_in_subprocess", lambda flow, **kw: calls.append(flow.name) or Ended()
+    )
+    monkeypatch.setattr(WarmPool, "_spawn", lambda self, flow: spawned.append(flow))  # no process here
 
     class Flow:
         name = "retrain"
 
     with WarmPool(("nightly",)) as pool:
+        assert spawned == ["nightly"]  # warmed on entry
         _starter_direct.run_flow_in_subprocess(Flow(), flow_run=None)
-        Flow.name = "nightly"  # no warm process alive: started the usual way too
+        Flow.name = "nightly"  # no warm process alive (the stand-in spawned none)
         _starter_direct.run_flow_in_subprocess(Flow(), flow_run=None)
         assert engine.multiprocessing is not original_mp
+        for _ in range(100):
+            if len(spawned) == 2:
+                break
+            time.sleep(0.02)
+    os.close(read)
     assert calls == ["retrain", "nightly"] and pool.handoffs == []
+    assert spawned == ["nightly", "nightly"]  # the next night warmed after the fresh one ended
     assert engine.multiprocessing is original_mp
     assert _starter_direct.run_flow_in_subprocess is not original  # monkeypatch's stand-in restored
