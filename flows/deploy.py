@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ LANDED_DEPLOYMENT = "riskpipe-ingest-landed"
 #: seconds between runs of the landed-files deployment (each run is one look at the landing folder;
 #: a Prefect flow run costs a few seconds, so ``riskpipe watch`` polls more often on one machine)
 LANDED_INTERVAL_S = 60
+#: seconds between the runner's looks for runs to start (Prefect's default, 10 s, would let a run
+#: triggered at the cut-off wait up to that long; a look is one query to the local server)
+POLL_S = 1
 
 
 def deployment_specs(home: Path, settings: Settings) -> list[tuple]:
@@ -92,18 +96,40 @@ async def add_to_runner(runner: Runner, home: Path, settings: Settings) -> None:
         await runner.aadd_flow(flow_, **options)
 
 
-def serve(home: Path, settings: Settings) -> None:
+def serve(
+    home: Path, settings: Settings, on_ready: Callable[[dict[str, int]], None] | None = None, warm: bool = True
+) -> None:
     """Serve the deployments until interrupted (Ctrl-C, SIGTERM); their schedules are paused
-    on the way out, as ``prefect.serve`` does."""
+    on the way out, as ``prefect.serve`` does. The runner looks for runs to start every
+    ``POLL_S`` seconds, and (``warm``) a nightly run goes to a warm process started before it
+    was triggered (:mod:`flows.warm`): Prefect's start is paid before the cut-off. ``on_ready``
+    gets the warm processes' ids once they are ready."""
     import asyncio
 
+    import anyio
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
+    from flows.warm import WARM_FLOWS, WarmPool
+
     async def run() -> None:
-        runner = Runner(pause_on_shutdown=True)
+        runner = Runner(pause_on_shutdown=True, query_seconds=POLL_S)
         await add_to_runner(runner, home, settings)
-        await runner.start()
+        with WarmPool(WARM_FLOWS if warm else ()) as pool:
+            announced = None
+            if on_ready is not None:
+                callback = on_ready
+
+                async def announce() -> None:
+                    try:
+                        callback(await anyio.to_thread.run_sync(pool.wait_ready))
+                    except (RuntimeError, TimeoutError) as exc:  # runs then start fresh processes
+                        print(f"warning: no warm process for the nightly: {exc}", file=sys.stderr)
+
+                announced = asyncio.create_task(announce())
+            await runner.start()
+            if announced is not None:
+                announced.cancel()
 
     try:
         asyncio.run(run())

@@ -33,6 +33,7 @@ from riskpipe import lookup, publish, runsteps
 from riskpipe import nightly as steps
 from riskpipe.config import Settings
 from riskpipe.errors import RiskpipeError
+from riskpipe.landed import unhandled_landing
 from riskpipe.store import Layout
 
 #: defaults when the caller sets none (settings ``nightly_timeout_seconds``, ``io_timeout_seconds``)
@@ -395,8 +396,10 @@ def nightly_flow(
     _announce("nightly")
     layout = Layout(Path(home))
     settings, day = _step("resolve-date", _settings_and_day, layout, day)
-    if ingest:
-        counts = _step("ingest", io_task(ingest_files, settings), home, None, None, show_progress)
+    # what arrived since: the files the watcher ingested as they landed are not read again
+    todo = unhandled_landing(layout) if ingest else []
+    if todo != []:
+        counts = _step("ingest", io_task(ingest_files, settings), home, todo, None, show_progress)
         log.info(
             "ingest: %s rows in, %s ingested, %s amended, %s quarantined, %s files quarantined",
             counts.get("rows_in"),

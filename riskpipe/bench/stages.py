@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+from riskpipe.bench.served import do_served, prepare_landed
 from riskpipe.store import write_atomic, write_parquet_atomic
 
 
@@ -348,6 +349,8 @@ _CHILD_FUNCS: dict[str, Callable[..., dict]] = {
         do_rank_publish,
         do_nightly,
         do_prefect,
+        do_served,
+        prepare_landed,
         do_floor,
         do_floor_landing,
         do_web,

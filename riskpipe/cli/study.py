@@ -325,6 +325,7 @@ def bench(
         typer.Option(
             help="all, or a comma list of: generate, ingest, spread (the landing files ingested in 12 "
             "chunks, as riskpipe watch does), features, score, rank (= publish), nightly, floor, prefect, "
+            "served (riskpipe schedule serving, the nightly deployment triggered: trigger -> published), "
             "web; critical = features,score,rank,floor (the critical path from an ingested day, the floor "
             "and their ratio)."
         ),

@@ -47,8 +47,9 @@ def landed(tmp_path_factory):
     return {"home": home, "day": last, "files": sorted(p.name for p in today)}
 
 
-def test_provisional_scores_equal_the_nightly_scores_when_nothing_else_arrived(landed, tmp_path):
+def test_provisional_scores_equal_the_nightly_scores_when_nothing_else_arrived(landed, tmp_path, monkeypatch):
     from flows.nightly import nightly_flow
+    from riskpipe.ingest import run as ingest_run
     from riskpipe.watch import Watcher
 
     home = tmp_path / "home"
@@ -63,7 +64,11 @@ def test_provisional_scores_equal_the_nightly_scores_when_nothing_else_arrived(l
     assert provisional is not None and provisional.height > 1000
     assert provisional["model_version"].unique().to_list() != ["rules-only"]  # the champion scored
 
+    hashed: list[str] = []
+    real_hash = ingest_run._sha256_regular
+    monkeypatch.setattr(ingest_run, "_sha256_regular", lambda p: hashed.append(p.name) or real_hash(p))
     run = nightly_flow(str(home), day.isoformat())  # the night ingests what arrived since: nothing
+    assert hashed == []  # the files the watcher handled are not read again (on the critical path)
     nightly = pl.read_parquet(f"{run['outputs']['scores']}/scores.parquet")
     assert_frame_equal(
         provisional.drop("provisional").sort(S.SHIPMENT_ID), nightly.sort(S.SHIPMENT_ID), check_exact=True

@@ -221,3 +221,54 @@ def test_window_stage_moves_the_table_on_and_is_printed_apart(tmp_path: Path) ->
     }
     text = "\n".join(output.summary_lines(result))
     assert "history window table for the night (the night before's history step, off the critical path)" in text
+
+
+@pytest.mark.slow  # ~2 min on 2 cores: a small world, riskpipe schedule started, one served night
+def test_served_stage_times_trigger_to_published_on_an_ingested_day(tmp_path: Path) -> None:
+    """``riskpipe schedule`` started as users do, the nightly deployment triggered: the night
+    runs its tasks, never the ingest (its files were ingested as they landed), and the start-up
+    is reported apart from the timed interval."""
+    result = bench.run_bench(
+        tmp_path / "work", rows=2000, history_days=1, stages=["features", "score", "rank", "served"]
+    )
+    by_name = {r["stage"]: r for r in result["stages"]}
+    served = by_name[bench.SERVED]
+    assert "error" not in served, served
+    d = served["detail"]
+    assert set(d["steps_s"]) == {"features", "score", "stage-outputs", "rank", "publish"}  # no ingest-files
+    assert 0 < d["first_task_s"] < served["seconds"] <= d["publish_task_end_s"] + 0.1 < d["completed_s"] + 0.1
+    assert 0 <= d["overhead_s"] < served["seconds"]
+    assert d["startup_s"] > 0 and served["rows"] == by_name["features"]["rows"]
+    assert served["over_critical_s"] == round(served["seconds"] - by_name[bench.CRITICAL]["seconds"], 2)
+    text = "\n".join(output.summary_lines(result))
+    assert "critical path as users run it (served" in text and "not timed: before the cut-off" in text
+
+
+def test_served_lines_say_what_the_interval_holds() -> None:
+    served = bench._row(
+        bench.SERVED,
+        [
+            {
+                "seconds": 12.0,
+                "rows": 5,
+                "peak_mb": 100.0,
+                "process_s": 40.0,
+                "detail": {
+                    "startup_s": 20.0,
+                    "run_started_s": 0.8,
+                    "first_task_s": 1.1,
+                    "completed_s": 14.0,
+                    "steps_s": {"features": 5.0, "score": 3.0, "rank": 2.0, "publish": 1.0},
+                    "overhead_s": 1.0,
+                },
+            }
+        ],
+        5,
+    )
+    text = "\n".join(output.served_lines(served, None))
+    assert "triggered -> the day's targets file published): 12.00 s" in text
+    assert (
+        "features 5.00 + score 3.00 + rank 2.00 + publish 1.00; Prefect's share up to the publish task: 1.0 s" in text
+    )
+    assert "(Running 0.8 s, first task 1.1 s after the trigger)" in text
+    assert "riskpipe schedule's start (server, deployments, warm process) 20.0 s" in text
