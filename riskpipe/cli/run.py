@@ -125,8 +125,9 @@ def nightly(
     Publishes scores/D, targets/D and reports/D atomically; a rerun of D replaces them.
     With --task-runner dask the day is split by consignee address into --shards shards whose
     features (row-level families) and scores are built on the Dask workers; the whole-day
-    columns (windows, history, networks, graph) are built in one task on one worker, ranking and
-    the report on this machine. The outputs equal a single-process run's. Workers need the home
+    columns (windows, history, networks, graph) are a map-reduce over --shards key partitions on
+    the workers; combining the scores, ranking and the report run as one task each on a worker,
+    over the whole scored day. The outputs equal a single-process run's. Workers need the home
     at the same path (a shared filesystem) and the same package versions.
     Without a usable champion model the night is refused before it starts unless
     --allow-rules-only; should the champion break during the run, the rules alone rank the night,
