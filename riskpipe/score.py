@@ -77,6 +77,8 @@ BATCH_ROWS = 500_000
 #: rows of the features file in memory at a time when a day is scored from its file (a multiple
 #: of ``BATCH_ROWS``: ``score_features_file``)
 CHUNK_ROWS = 1_000_000
+#: rows per piece of the reasons column (``_with_reasons``)
+REASON_PIECE = 131_072
 MAX_REASONS = 5
 MAX_MODEL_REASONS = 3
 CHEAP_REASON_FEATURES = 8
@@ -301,7 +303,12 @@ class _Rows:
 
 
 def _with_reasons(frame: pl.DataFrame, key: np.ndarray, lists: list[list[str]]) -> pl.DataFrame:
-    reasons = pl.Series(S.REASONS, lists, dtype=pl.List(pl.String)).gather(key)
+    """``frame`` with the reasons column (``lists[key]``) fourth, gathered in pieces of
+    ``REASON_PIECE`` rows: Polars 2.1 writes a list column held in one chunk of millions of rows
+    several times slower (the 4 M-row scored file: 3.1 against 0.9 CPU-s)."""
+    table = pl.Series(S.REASONS, lists, dtype=pl.List(pl.String))
+    pieces = [table.gather(key[i : i + REASON_PIECE]) for i in range(0, len(key), REASON_PIECE)]
+    reasons = pl.concat(pieces, rechunk=False) if pieces else table.gather(key)
     return frame.insert_column(3, reasons)
 
 

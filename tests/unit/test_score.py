@@ -235,3 +235,17 @@ def test_a_day_scored_from_its_file_in_chunks_equals_the_whole_day(loaded, monke
     # a file not sorted by id cannot be cut by id ranges: the caller scores the whole day
     features.sort("noise").write_parquet(path)
     assert score_features_file(path, raw.lazy(), loaded, rules, features.columns, chunk_rows=500) is None
+
+
+def test_reasons_are_gathered_in_pieces_with_the_same_values(loaded, monkeypatch):
+    """The reasons column is built in pieces of REASON_PIECE rows (Polars writes a one-chunk
+    list column of millions of rows several times slower); the values do not change."""
+    import riskpipe.score as score
+
+    day = _frame(500, 6)
+    rules = parse_rules(RULES)
+    one = score_frame(day, loaded, rules, top_n=20)
+    monkeypatch.setattr(score, "REASON_PIECE", 64)
+    pieces = score_frame(day, loaded, rules, top_n=20)
+    assert pieces[S.REASONS].n_chunks() == 8
+    assert_frame_equal(pieces, one)
