@@ -167,11 +167,13 @@ def score_step(
         return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)
     # a large day is read a chunk of rows at a time (same scores: score_features_file)
     raw = scan_raw_shipments(layout, [day]).select(raw_columns)
-    scored = scoring.score_features_file(features_file, raw, model, rules, feature_columns)
-    if scored is None:  # a small day, or a features file that cannot be cut by id ranges
+    chunked = scoring.score_features_file(features_file, raw, model, rules, feature_columns)
+    if chunked is None:  # a small day, or a features file that cannot be cut by id ranges
         features = pl.read_parquet(features_file, columns=feature_columns)
         raw_day = raw.collect()
         scored = scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    else:
+        scored = chunked
     scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
     return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)  # a work file, read whole
 

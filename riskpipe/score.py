@@ -468,16 +468,17 @@ def score_features_file(
     if rows <= chunk_rows or ids.null_count() or not ids.is_sorted():
         return None
     del ids
-    raw = raw.collect().sort(S.SHIPMENT_ID)  # the raw columns are narrow: read once
-    raw_ids = raw.get_column(S.SHIPMENT_ID)
+    raw_day = raw.collect().sort(S.SHIPMENT_ID)  # the raw columns are narrow: read once
+    raw_ids = raw_day.get_column(S.SHIPMENT_ID)
     cascade = rows > CASCADE_MIN_ROWS
     scan = pl.scan_parquet(features_file).select(feature_columns)
     frames, keys, lists, tops, top_rules, offset = [], [], [], [], [], 0
     for start in range(0, rows, chunk_rows):
         feats = scan.slice(start, chunk_rows).collect()
-        lo, hi = feats.get_column(S.SHIPMENT_ID).first(), feats.get_column(S.SHIPMENT_ID).last()
-        a, b = raw_ids.search_sorted(lo, side="left"), raw_ids.search_sorted(hi, side="right")
-        joined = join_raw_features(raw.slice(a, b - a), feats)
+        ends = feats.get_column(S.SHIPMENT_ID).gather([0, feats.height - 1])  # the chunk's id range
+        a = int(raw_ids.search_sorted(ends.head(1), side="left")[0])
+        b = int(raw_ids.search_sorted(ends.tail(1), side="right")[0])
+        joined = join_raw_features(raw_day.slice(a, b - a), feats)
         if joined.height != feats.height:
             return None
         del feats
@@ -499,7 +500,7 @@ def score_features_file(
         if part.top is not None and part.top_rules is not None:
             tops.append(part.top)
             top_rules += part.top_rules
-    del raw, raw_ids
+    del raw_day, raw_ids
     frame = pl.concat(frames, rechunk=False)
     del frames
     key = np.concatenate(keys)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.sparse import csr_matrix
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -29,8 +31,6 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from scipy.sparse import csr_matrix
-from scipy.special import expit
 
 from riskpipe import schema as S
 from riskpipe.estimator import TabularRiskClassifier, numeric_expr, predict_chunked
@@ -344,7 +344,9 @@ class LinearBaseline(BaseEstimator):
             onehot = np.zeros((n, width), dtype=np.float64)
             offset = 0
             for col, keys, index, unknown, w in cats:
-                pos = frame.get_column(col).replace_strict(keys, index, default=unknown, return_dtype=pl.Int64).to_numpy()
+                pos = (
+                    frame.get_column(col).replace_strict(keys, index, default=unknown, return_dtype=pl.Int64).to_numpy()
+                )
                 rows = np.flatnonzero(pos >= 0)
                 onehot[rows, offset + pos[rows]] = 1.0
                 offset += w

@@ -18,8 +18,8 @@ def _frame(n: int, seed: int, codes: list[str]) -> pl.DataFrame:
             "value": np.where(rng.random(n) < 0.1, np.nan, value),
             "count": rng.integers(0, 9, n).astype(np.int32),
             "flag": rng.random(n) < 0.3,
-            "kind": rng.choice(codes, n, p=None).tolist(),
-            "port": [None if r < 0.05 else c for r, c in zip(rng.random(n), rng.choice(["a", "b", "c"], n))],
+            "kind": rng.choice(codes, n).tolist(),
+            "port": np.where(rng.random(n) < 0.05, None, rng.choice(["a", "b", "c"], n)).tolist(),
         }
     ).with_columns(pl.col("value").fill_nan(None))
 
