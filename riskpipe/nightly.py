@@ -151,9 +151,10 @@ def score_step(
 ) -> Path:
     """Scores with reasons for every shipment of ``day`` -> ``work/D/scored.parquet``.
 
-    Reads only the columns the champion and the rules use (:func:`scoring_columns`). A day of
-    more than ``batch_rows`` rows is scored in batches (:func:`_score_in_batches`), the day's top
-    rows attributed at the end (as a Dask run does)."""
+    Reads only the columns the champion and the rules use (:func:`scoring_columns`), a chunk of
+    rows at a time (:func:`riskpipe.score.score_features_file`: same scores as the whole day at
+    once, a third of the memory). A day of more than ``batch_rows`` rows is scored in batches
+    (:func:`_score_in_batches`), the day's top rows attributed at the end (as a Dask run does)."""
     batch_rows = SCORE_BATCH_ROWS if batch_rows is None else batch_rows
     model, rules = load_champion(settings), load_rules(rules_file(settings))
     feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
@@ -164,9 +165,15 @@ def score_step(
         )
         scored = watchlist_step(layout, settings, day, scored)
         return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)
-    features = pl.read_parquet(features_file, columns=feature_columns)
-    raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
-    scored = scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    # a large day is read a chunk of rows at a time (same scores: score_features_file)
+    raw = scan_raw_shipments(layout, [day]).select(raw_columns)
+    chunked = scoring.score_features_file(features_file, raw, model, rules, feature_columns)
+    if chunked is None:  # a small day, or a features file that cannot be cut by id ranges
+        features = pl.read_parquet(features_file, columns=feature_columns)
+        raw_day = raw.collect()
+        scored = scoring.score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
+    else:
+        scored = chunked
     scored = watchlist_step(layout, settings, day, scored)  # WATCHLIST reasons (riskpipe.search)
     return write_parquet_fast(scored, work_dir(layout, day) / SCORED_FILE)  # a work file, read whole
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.sparse import csr_matrix
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -318,4 +321,106 @@ class LinearBaseline(BaseEstimator):
         return self
 
     def predict_risk(self, X: pl.DataFrame) -> np.ndarray:
-        return self.pipeline_.predict_proba(_linear_frame(X, self.feature_columns_))[:, 1]
+        """The logistic model's probability. The fitted layout built by :meth:`fit` is applied
+        with numpy on a matrix made in Polars (:meth:`_dense_plan`): the pipeline's values (the
+        same imputation, scaling, one-hot columns and dot product; equal on the benchmark day),
+        about five times cheaper (the one-hot encoder checked every code of every row in Python).
+        Other layouts use the pipeline."""
+        plan = self._dense_plan()
+        if plan is None:
+            return self.pipeline_.predict_proba(_linear_frame(X, self.feature_columns_))[:, 1]
+        nums, stats, mean, scale, cats, coef, intercept, sparse = plan
+        frame = _linear_frame(X, self.feature_columns_)
+        n = frame.height
+        parts = []
+        if nums:
+            Z = frame.select(nums).to_numpy(order="c").astype(np.float64, copy=False)
+            missing = np.isnan(Z)
+            if missing.any():
+                Z = np.where(missing, stats, Z)  # SimpleImputer: a missing value takes the median
+            parts.append((Z - mean) / scale)  # StandardScaler
+        if cats:
+            width = sum(w for *_, w in cats)
+            onehot = np.zeros((n, width), dtype=np.float64)
+            offset = 0
+            for col, keys, index, unknown, w in cats:
+                pos = (
+                    frame.get_column(col).replace_strict(keys, index, default=unknown, return_dtype=pl.Int64).to_numpy()
+                )
+                rows = np.flatnonzero(pos >= 0)
+                onehot[rows, offset + pos[rows]] = 1.0
+                offset += w
+            parts.append(onehot)
+        full = parts[0] if len(parts) == 1 else np.hstack(parts)
+        if sparse:  # the transformer's sparse output: the product sums the non-zeros in column order
+            full = csr_matrix(full)
+        return np.asarray(expit((full @ coef + intercept).ravel()), dtype=np.float64)  # as LogisticRegression
+
+    def _dense_plan(self) -> tuple[Any, ...] | None:
+        """(numeric columns, medians, means, scales, [(categorical column, codes, one-hot
+        position of each code, of an unseen code (-1: none), block width)], coefficients (a
+        column), intercept, sparse output) of a fitted pipeline as :meth:`fit` builds it, or
+        None for anything else."""
+        try:
+            encode, lr = self.pipeline_.named_steps["encode"], self.pipeline_.named_steps["model"]
+        except (AttributeError, KeyError):
+            return None
+        if not isinstance(encode, ColumnTransformer) or not hasattr(encode, "sparse_output_"):
+            return None
+        if not isinstance(lr, LogisticRegression) or lr.coef_.shape[0] != 1 or len(lr.classes_) != 2:
+            return None
+        nums: list[str] = []
+        cats: list[tuple[str, list[str], list[int], int, int]] = []
+        stats = mean = scale = np.zeros(0)
+        steps = [(name, trans, cols) for name, trans, cols in encode.transformers_ if name != "remainder"]
+        if encode.remainder != "drop" or [name for name, _, _ in steps] not in (["num", "cat"], ["num"], ["cat"]):
+            return None
+        for name, trans, cols in steps:
+            if name == "num" and isinstance(trans, Pipeline) and len(trans.steps) == 2:
+                imp, sc = trans.steps[0][1], trans.steps[1][1]
+                if not (isinstance(imp, SimpleImputer) and isinstance(sc, StandardScaler)):
+                    return None
+                if imp.add_indicator or not (isinstance(imp.missing_values, float) and np.isnan(imp.missing_values)):
+                    return None
+                if len(imp.statistics_) != len(cols) or not (sc.with_mean and sc.with_std):
+                    return None
+                nums, stats, mean, scale = list(cols), imp.statistics_, sc.mean_, sc.scale_
+            elif name == "cat" and isinstance(trans, OneHotEncoder) and trans.drop_idx_ is None:
+                widths = getattr(trans, "_n_features_outs", None)
+                if widths is None or len(widths) != len(cols):
+                    return None
+                cats = self._onehot_positions(trans, list(cols), list(widths))
+            else:
+                return None
+        if len(nums) + sum(w for *_, w in cats) != lr.coef_.shape[1]:
+            return None
+        return nums, stats, mean, scale, cats, lr.coef_.T, lr.intercept_, bool(encode.sparse_output_)
+
+    @staticmethod
+    def _onehot_positions(
+        ohe: OneHotEncoder, cols: list[str], widths: list[int]
+    ) -> list[tuple[str, list[str], list[int], int, int]]:
+        """Each code's one-hot position within its column's block, read from the encoder's own
+        output on every known code and one unseen code (so infrequent and unknown codes go
+        where the encoder puts them)."""
+        unseen = "\x00unseen"
+        length = max(len(c) for c in ohe.categories_) + 1
+        probe = pl.DataFrame(
+            {
+                col: [str(v) for v in cats] + [unseen] * (length - len(cats))
+                for col, cats in zip(cols, ohe.categories_, strict=True)
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "unknown categories ... encoded as all zeros": the probe's
+            out = ohe.transform(probe)
+        out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
+        result = []
+        offset = 0
+        for col, cats, w in zip(cols, ohe.categories_, widths, strict=True):
+            block = out[:, offset : offset + w]
+            hit = block.sum(axis=1) > 0
+            pos = np.where(hit, block.argmax(axis=1), -1)
+            result.append((col, [str(v) for v in cats], [int(p) for p in pos[: len(cats)]], int(pos[len(cats)]), w))
+            offset += w
+        return result

@@ -74,3 +74,26 @@ def test_cascade_scores_equal_the_whole_matrix_path(model, monkeypatch):
 def test_head_trees_refuses_what_it_cannot_narrow(model):
     assert model.estimator_.head_trees(0) is None
     assert model.estimator_.head_trees(10_000) is None
+
+
+def test_all_trees_walk_only_the_columns_they_split_on_with_equal_log_odds(model, monkeypatch):
+    """The whole model's trees (the cascade's second stage, occlusion) encode only the columns
+    some tree splits on, and their log-odds equal HGB's on the whole matrix bit for bit."""
+    X = _frame(3000, 4)
+    est = model.estimator_
+    hgb = est.pipeline_.named_steps["model"]
+    whole = est.encode(model._X(X))
+    expected = hgb.decision_function(whole)
+    widths = []
+    encode = TabularRiskClassifier.encode
+    monkeypatch.setattr(
+        TabularRiskClassifier,
+        "encode",
+        lambda self, X, columns=None: widths.append(columns) or encode(self, X, columns),
+    )
+    got = est.decision_function(model._X(X))
+    np.testing.assert_array_equal(got, expected)
+    used, _ = est.head_trees(len(hgb._predictors))
+    assert widths and all(c == used for c in widths)
+    monkeypatch.setattr(TabularRiskClassifier, "head_trees", lambda self, trees: None)  # the whole-matrix path
+    np.testing.assert_array_equal(est.decision_function(model._X(X)), expected)

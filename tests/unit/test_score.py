@@ -205,3 +205,47 @@ def test_nightly_features_and_score_survive_an_old_store_with_infinities(tmp_pat
     scored = score_day(lay, d1, loaded_model, parse_rules(RULES), pl.DataFrame(schema=S.LABEL_SCHEMA))
     risk = scored[S.RISK_SCORE].to_numpy()
     assert scored.height == 6 and np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
+
+
+def test_a_day_scored_from_its_file_in_chunks_equals_the_whole_day(loaded, monkeypatch, tmp_path):
+    """score_features_file reads the id-sorted features file a chunk at a time (the cascade's
+    batches whole inside a chunk) and finds the day's top rows among the chunks' top rows: the
+    scores frame equals score_frame on the whole day, reasons of the top rows included."""
+    import riskpipe.score as score
+    from riskpipe.score import join_raw_features, score_features_file
+
+    day = _frame(2600, 5).with_columns(pl.col(S.SHIPMENT_ID).str.replace("s5-", "z"))
+    rules = parse_rules(RULES)
+    features = day.select(S.SHIPMENT_ID, S.DECLARED_VALUE, "kind", "noise").sort(S.SHIPMENT_ID)
+    path = tmp_path / "features.parquet"
+    features.write_parquet(path, row_group_size=300)
+    raw = day.select(S.SHIPMENT_ID, pl.col("kind").alias("raw_kind")).sample(fraction=1.0, shuffle=True, seed=1)
+    monkeypatch.setattr(score, "BATCH_ROWS", 250)
+    monkeypatch.setattr(score, "CASCADE_MIN_ROWS", 100)
+    whole = score_frame(join_raw_features(raw, features), loaded, rules, top_n=40, batch_rows=250, cascade_min_rows=100)
+    chunks = []
+    score_rows = score._score_rows
+    monkeypatch.setattr(score, "_score_rows", lambda j, *a, **k: chunks.append(j.height) or score_rows(j, *a, **k))
+    got = score_features_file(path, raw.lazy(), loaded, rules, features.columns, chunk_rows=500, top_n=40)
+    assert chunks == [500] * 5 + [100]
+    assert got is not None
+    assert_frame_equal(got, whole)
+    top = whole.sort([S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, False]).head(40)
+    assert top[S.REASONS].list.eval(pl.element().str.starts_with("model:")).list.any().any()
+    # a file not sorted by id cannot be cut by id ranges: the caller scores the whole day
+    features.sort("noise").write_parquet(path)
+    assert score_features_file(path, raw.lazy(), loaded, rules, features.columns, chunk_rows=500) is None
+
+
+def test_reasons_are_gathered_in_pieces_with_the_same_values(loaded, monkeypatch):
+    """The reasons column is built in pieces of REASON_PIECE rows (Polars writes a one-chunk
+    list column of millions of rows several times slower); the values do not change."""
+    import riskpipe.score as score
+
+    day = _frame(500, 6)
+    rules = parse_rules(RULES)
+    one = score_frame(day, loaded, rules, top_n=20)
+    monkeypatch.setattr(score, "REASON_PIECE", 64)
+    pieces = score_frame(day, loaded, rules, top_n=20)
+    assert pieces[S.REASONS].n_chunks() == 8
+    assert_frame_equal(pieces, one)
