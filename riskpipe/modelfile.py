@@ -11,6 +11,7 @@ import copy
 import functools
 import io
 import json
+import threading
 import zipfile
 from collections.abc import Iterator
 
@@ -203,16 +204,24 @@ def dumps_model(model: object) -> bytes:
     return data
 
 
+#: Serialises model loads within a process: skops parses the file's type names with the ``ast``
+#: module, and CPython 3.11.7 (this venv) can fail with "SystemError: AST constructor recursion depth
+#: mismatch" when threads do that at once (python/cpython#106905, fixed in later 3.11 releases); the
+#: threaded night's shards each load the champion, and a full-suite run failed on it once.
+_LOAD_LOCK = threading.Lock()
+
+
 def loads_model(data: bytes, what: str = "model", legacy: bool = False) -> object:
     """Build a model from skops bytes checked against :data:`MODEL_NODES`, and put back the
     functions :func:`dumps_model` took out."""
     import skops.io as sio
 
-    trusted = _check_nodes(data, what, legacy=legacy)
-    try:
-        model = sio.loads(data, trusted=trusted)
-    except Exception as exc:  # any load failure means an unloadable model
-        raise RiskpipeError(f"{what}: cannot load it ({type(exc).__name__}: {exc})") from None
+    with _LOAD_LOCK:  # one load at a time per process: see _LOAD_LOCK
+        trusted = _check_nodes(data, what, legacy=legacy)
+        try:
+            model = sio.loads(data, trusted=trusted)
+        except Exception as exc:  # any load failure means an unloadable model
+            raise RiskpipeError(f"{what}: cannot load it ({type(exc).__name__}: {exc})") from None
     for part in _estimator_parts(model):
         if not isinstance(part, FunctionTransformer):
             continue

@@ -147,3 +147,38 @@ def test_a_column_with_a_handful_of_values_fits_and_changes_no_prediction() -> N
     model = _fast(early_stopping=True, validation_fraction=0.1).fit(with_col, y)
     plain = _fast(early_stopping=True, validation_fraction=0.1).fit(X, y)
     np.testing.assert_allclose(model.predict_proba(with_col)[:, 1], plain.predict_proba(X)[:, 1], rtol=1e-12)
+
+
+def test_model_loads_in_threads_never_overlap(monkeypatch) -> None:
+    """Threads loading models at once (the threaded night's shards) are serialised: CPython 3.11.7's
+    ``ast`` (which skops uses on the file's type names) failed with "AST constructor recursion
+    depth mismatch" when two threads parsed at once (python/cpython#106905)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from riskpipe import modelfile
+
+    train, y = _planted(400)
+    data = modelfile.dumps_model(_fast().fit(train, y))
+    real = modelfile.sio.get_untrusted_types
+    active, most = 0, 0
+    guard = threading.Lock()
+
+    def watched(*args, **kwargs):
+        nonlocal active, most
+        with guard:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.02)  # long enough for another thread to arrive if nothing serialises
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with guard:
+                active -= 1
+
+    monkeypatch.setattr(modelfile.sio, "get_untrusted_types", watched)
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: modelfile.loads_model(data), range(8)))
+    assert most == 1
+    assert all(m.predict_proba(train).shape == (train.height, 2) for m in models)
