@@ -162,15 +162,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def warm_newest_day(data: WorkbenchData) -> None:
-    """Build the newest published day's list views (targets and all scored), read its targets
-    file and its partner window; a failure is logged, never raised (the pages build what they need)."""
+    """Build the newest published day's list views (targets and all scored) with their orders
+    and busiest ports' filters, read its targets file and its partner window, and compute the
+    page parts of its listed targets (:meth:`~riskpipe.web.shipment.ShipmentData.warm_targets`);
+    a failure is logged, never raised (the pages build what they need)."""
     try:
         days = data.days()
         if days:
             for view in ("targets", "all"):
-                data.day_frame(days[0], view)
+                data.warm_list_views(days[0], data.day_frame(days[0], view), view)
             data.targets_frame(days[0])
             data.partner(days[0], "")  # the day's partner window, read once per process
+            data.warm_targets(days[0])
     except Exception:  # noqa: BLE001 - a warm-up must not stop the workbench from starting
         log.warning("workbench: could not load the newest day's list views at start", exc_info=True)
 
