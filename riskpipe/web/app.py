@@ -158,6 +158,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     own, and on a 4 M-row day the first list page of a cold worker took 27-36 s under load (with
     two workers, the users of the one left cold waited that long). Tests' clients skip it."""
     await run_in_threadpool(warm_newest_day, app.state.data)
+    try:
+        await run_in_threadpool(listing.warm_pages, app)
+    except Exception:  # noqa: BLE001 - a warm-up must not stop the workbench from starting
+        log.warning("workbench: could not render the newest day's list pages at start", exc_info=True)
     yield
 
 

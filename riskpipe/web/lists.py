@@ -267,16 +267,7 @@ class ListData(DayFiles):
             return
         queries = [ListQuery(view=view, sort=col, page=WARM_PAGES).normalised() for col in SORTABLE[view]]
         if view == "all":
-            busiest = (
-                df.frame.get_column(S.PORT_OF_ENTRY)
-                .drop_nulls()
-                .value_counts(sort=True)
-                .head(WARM_PORTS)
-                .get_column(S.PORT_OF_ENTRY)
-                .cast(pl.String)
-                .to_list()
-            )
-            queries += [ListQuery(view=view, port=p).normalised() for p in busiest]
+            queries += [ListQuery(view=view, port=p).normalised() for p in busiest_ports(df)]
         for q in queries:
             self._ordered_rows(df, q)
 
@@ -336,6 +327,14 @@ class ListData(DayFiles):
         buf = io.BytesIO()
         f.write_csv(buf)
         return buf.getvalue()
+
+
+def busiest_ports(df: DayFrame) -> list[str]:
+    """The day view's :data:`WARM_PORTS` ports with the most shipments, busiest first (ties by
+    code): the port filters a worker computes at start."""
+    counts = df.frame.get_column(S.PORT_OF_ENTRY).drop_nulls().cast(pl.String).value_counts(name="n")
+    top = counts.sort(["n", S.PORT_OF_ENTRY], descending=[True, False]).head(WARM_PORTS)
+    return top.get_column(S.PORT_OF_ENTRY).to_list()
 
 
 def first_in_order(sub: pl.DataFrame, by: str, desc: bool, need: int) -> pl.Series:

@@ -20,6 +20,7 @@ from riskpipe.store import Layout, write_parquet_atomic
 from riskpipe.web import shipment as shipment_mod
 from riskpipe.web.app import create_app
 from riskpipe.web.lists import ListQuery
+from riskpipe.web.routes import listing
 
 from .conftest import DAY, PREV, build_home, csrf_of, login, raw_rows
 
@@ -92,6 +93,17 @@ def test_a_worker_computes_its_list_orders_and_busiest_port_filters_at_start(tmp
         ):
             assert c.get(url).status_code == 200
         assert computed == []  # each was computed before the first request
+        # and their pages rendered (for any user: each page gets its session's CSRF token)
+        renders = _counting(monkeypatch, listing, ["list_content"])
+        sue = TestClient(app)
+        assert login(sue, "sue").status_code == 303
+        for client in (c, sue):
+            for url in ("/list", f"/list?day={DAY.isoformat()}", "/list?view=all&page=1", "/list?view=all&port=2720"):
+                page = client.get(url)
+                assert page.status_code == 200
+                assert page.text.count(f'value="{csrf_of(page.text)}"') >= 2  # the list's forms carry it
+        assert csrf_of(c.get("/list").text) != csrf_of(sue.get("/list").text)
+        assert renders[0] == 0
         # and the warmed answers are the ones computed afresh
         q = ListQuery(view="all", sort=S.RULE_SCORE, desc=True).normalised()
         got = [r[S.SHIPMENT_ID] for r in data.list_page(DAY, q).rows]
