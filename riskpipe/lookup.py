@@ -45,7 +45,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from riskpipe import schema as S
-from riskpipe.store import PRIVATE_FILE, Layout, private_dir, scan_raw_shipments, tmp_sibling
+from riskpipe.store import PRIVATE_FILE, Layout, ensure_raw_complete, private_dir, scan_raw_shipments, tmp_sibling
 
 LOOKUP_VERSION = 3  # 3: memory-mapped ids, links and Arrow IPC rows (lz4) (2: the scores sorted copy)
 LOOKUP_ROWS = 256  # rows per record batch of a sorted copy: one look-up decompresses this many rows
@@ -94,7 +94,7 @@ def day_fingerprint(layout: Layout, day: date) -> str | None:
     renamed in changes its mtime) and the scores file are unchanged and older than two seconds
     (coarse filesystem clocks): one stat each instead of a listing and a stat per file, for each
     of the 60 days a shipment page looks at."""
-    folder, scores = layout.raw_shipments_day(day), _scores_file(layout, day)
+    folder, scores = _day_files(layout, day)
     try:
         fs = folder.stat()
     except OSError:
@@ -115,6 +115,55 @@ def day_fingerprint(layout: Layout, day: date) -> str | None:
             if len(_FP_CACHE) > 4096:
                 _FP_CACHE.clear()
     return fp
+
+
+_DAY_FILES: dict[tuple[str, date], tuple[Path, Path]] = {}
+
+
+def _day_files(layout: Layout, day: date) -> tuple[Path, Path]:
+    """The day's raw partition folder and published scores file, built once per home and day (a
+    shipment page fingerprints its 30 history days: building their paths was most of that cost)."""
+    key = (str(layout.home), day)
+    hit = _DAY_FILES.get(key)
+    if hit is None:
+        hit = (layout.raw_shipments_day(day), _scores_file(layout, day))
+        with _KEYS_LOCK:
+            if len(_DAY_FILES) > 4096:
+                _DAY_FILES.clear()
+            _DAY_FILES[key] = hit
+    return hit
+
+
+def raw_days(layout: Layout) -> list[date]:
+    """:meth:`Layout.raw_days` (arrival days with at least one raw file, ascending), listed again
+    only when the raw store's folder or a partition's folder changed (one stat each, through
+    :func:`_raw_files`) instead of a glob per partition on every shipment page."""
+    ensure_raw_complete(layout)
+    base = layout.raw_shipments
+    try:
+        st = base.stat()
+    except OSError:
+        return []
+    key = (str(base), st.st_mtime_ns, st.st_ino)
+    with _KEYS_LOCK:
+        listed = _RAW_PARTITIONS.get(key)
+    if listed is None:
+        listed = []
+        for p in base.glob("arrival_date=*"):
+            try:
+                listed.append(date.fromisoformat(p.name.split("=", 1)[1]))
+            except ValueError:
+                continue
+        listed.sort()
+        if time.time_ns() - st.st_mtime_ns > SETTLE_NS:
+            with _KEYS_LOCK:
+                if len(_RAW_PARTITIONS) > 64:
+                    _RAW_PARTITIONS.clear()
+                _RAW_PARTITIONS[key] = listed
+    return [d for d in listed if _raw_files(layout, d)]
+
+
+_RAW_PARTITIONS: dict[tuple[str, int, int], list[date]] = {}
 
 
 def _day_fingerprint(layout: Layout, day: date) -> str | None:
@@ -443,7 +492,7 @@ def _raw_files(layout: Layout, day: date) -> list[Path]:
     """The raw partition's files, listed again only when its folder changed (a file added,
     removed or renamed in) or changed within the last two seconds (coarse filesystem clocks):
     one stat instead of a listing for each of the 30 days of a party's history."""
-    folder = layout.raw_shipments_day(day)
+    folder = _day_files(layout, day)[0]
     try:
         st = folder.stat()
     except OSError:

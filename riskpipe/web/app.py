@@ -158,19 +158,26 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     own, and on a 4 M-row day the first list page of a cold worker took 27-36 s under load (with
     two workers, the users of the one left cold waited that long). Tests' clients skip it."""
     await run_in_threadpool(warm_newest_day, app.state.data)
+    try:
+        await run_in_threadpool(listing.warm_pages, app)
+    except Exception:  # noqa: BLE001 - a warm-up must not stop the workbench from starting
+        log.warning("workbench: could not render the newest day's list pages at start", exc_info=True)
     yield
 
 
 def warm_newest_day(data: WorkbenchData) -> None:
-    """Build the newest published day's list views (targets and all scored), read its targets
-    file and its partner window; a failure is logged, never raised (the pages build what they need)."""
+    """Build the newest published day's list views (targets and all scored) with their orders
+    and busiest ports' filters, read its targets file and its partner window, and compute the
+    page parts of its listed targets (:meth:`~riskpipe.web.shipment.ShipmentData.warm_targets`);
+    a failure is logged, never raised (the pages build what they need)."""
     try:
         days = data.days()
         if days:
             for view in ("targets", "all"):
-                data.day_frame(days[0], view)
+                data.warm_list_views(days[0], data.day_frame(days[0], view), view)
             data.targets_frame(days[0])
             data.partner(days[0], "")  # the day's partner window, read once per process
+            data.warm_targets(days[0])
     except Exception:  # noqa: BLE001 - a warm-up must not stop the workbench from starting
         log.warning("workbench: could not load the newest day's list views at start", exc_info=True)
 

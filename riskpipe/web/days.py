@@ -20,7 +20,7 @@ from riskpipe.rank import default_reason_texts, load_reason_texts
 from riskpipe.store import Layout, write_text_atomic
 
 DAY_CACHE_SIZE = 4  # day views held in memory (a 4 M-row day view is a few hundred MB)
-SHIPMENT_CACHE_SIZE = 4096  # parts of shipment pages kept (manifest, score, partner, history rows, network)
+SHIPMENT_CACHE_SIZE = 8192  # parts of shipment pages kept (manifest, score, history rows, network: 4 a page)
 DAYS_SETTLE_NS = 2_000_000_000  # a published-days listing is reused once its directories are this old
 OUTCOMES_STAMP = ".web_outcomes"  # renewed when the workbench records an outcome (no personal data in it)
 
