@@ -244,3 +244,24 @@ def test_sorted_by_id_equals_a_frame_sort_and_flags_the_ids_sorted():
     got = sorted_by_id(frame.clone())
     assert_frame_equal(got, want)
     assert got.get_column(S.SHIPMENT_ID).flags["SORTED_ASC"]
+
+
+def test_id_order_is_the_string_sort_of_the_ids():
+    """Ids of one byte length (up to 16 bytes) are sorted as two big-endian words, other ids by
+    the string sort: the same permutation either way (bytes order, non-ASCII and NUL included)."""
+    import random
+
+    from riskpipe.features.build import id_order
+
+    rng = random.Random(3)
+    alphabet = "AZaz09-_\u00e9\u20ac\x00"
+    for length in (1, 7, 8, 9, 15, 16, 17, 24):
+        ids = sorted({"".join(rng.choice(alphabet) for _ in range(length)) for _ in range(400)})
+        rng.shuffle(ids)
+        s = pl.Series(S.SHIPMENT_ID, ids, dtype=pl.String)
+        assert s.gather(id_order(s)).to_list() == sorted(ids, key=str.encode)
+    mixed = pl.Series(S.SHIPMENT_ID, ["b", "ab", "a", "abc", "\u00e9", "a\x00"])
+    assert mixed.gather(id_order(mixed)).to_list() == sorted(mixed.to_list(), key=str.encode)
+    store_ids = pl.Series(S.SHIPMENT_ID, [f"{p}2603050{i:07d}" for i in range(999, -1, -1) for p in ("LP", "AC")])
+    assert id_order(store_ids).equals(store_ids.arg_sort())
+    assert id_order(pl.Series(S.SHIPMENT_ID, [], dtype=pl.String)).len() == 0
