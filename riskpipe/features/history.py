@@ -196,10 +196,18 @@ def ensure_history(layout: Layout, day: date) -> list[date]:
 # window features
 # ---------------------------------------------------------------------------------------------
 def window_features(
-    layout: Layout, day: date, days: list[date], entity: str, keys_today: pl.Series, use_window: bool | None = None
+    layout: Layout,
+    day: date,
+    days: list[date],
+    entity: str,
+    keys_today: pl.Series,
+    use_window: bool | None = None,
+    every_key: bool = True,
 ) -> pl.DataFrame:
     """Per key of ``entity`` seen today: windowed parcels (``p<w>``) and shipper-days (``s<w>``),
     and the first-seen age in days (``age``, null when never seen in the lookback).
+    ``every_key`` False: from the window table, only the keys seen in the lookback (a caller
+    that joins today's rows to it fills the others: zero sums, null age; saves one join).
 
     Read from the window table of ``day`` when it is current (``use_window`` None: checked
     here; see :func:`update_window`), else summed from the daily files, which are sorted by
@@ -216,7 +224,7 @@ def window_features(
     if not days or keys_today.len() == 0:
         return pl.DataFrame(schema=schema)
     if use_window if use_window is not None else window_current(layout, day, days):
-        return _from_window(layout, day, code, keys_today.unique()).select(list(schema)).cast(schema)
+        return _from_window(layout, day, code, keys_today.unique(), every_key).select(list(schema)).cast(schema)
     scans = [
         pl.scan_parquet(str(entities_path(layout, d)))
         .filter(pl.col(ENTITY) == code)
@@ -448,9 +456,10 @@ def _prune_windows(layout: Layout, keep_from: date) -> None:
             path.unlink(missing_ok=True)
 
 
-def _from_window(layout: Layout, day: date, code: int, uniq: pl.Series) -> pl.DataFrame:
+def _from_window(layout: Layout, day: date, code: int, uniq: pl.Series, every_key: bool = True) -> pl.DataFrame:
     """Today's keys of entity ``code`` looked up in the window table of ``day``: the sums, and
-    the first-seen age as the oldest bit of the presence bitmap (null when never seen)."""
+    the first-seen age as the oldest bit of the presence bitmap (null when never seen);
+    ``every_key`` False: only the keys the table holds."""
     table = (
         pl.scan_parquet(window_path(layout, day))
         .filter(pl.col(ENTITY) == code)
@@ -465,6 +474,8 @@ def _from_window(layout: Layout, day: date, code: int, uniq: pl.Series) -> pl.Da
         .when(pl.col(SEEN_LO) > 0)
         .then(width - pl.col(SEEN_LO).bitwise_leading_zeros().cast(pl.Int32))
     )
+    if not every_key:
+        return table.with_columns(age.alias("age")).drop(SEEN_LO, SEEN_HI)
     return (
         pl.DataFrame({KEY: uniq})
         .join(table, on=KEY, how="left", maintain_order="left")
@@ -563,7 +574,8 @@ def add_history(
     for e in ents:
         k = key_col(e)
         keys_today = frame.get_column(k).drop_nulls().unique()
-        sub = window_features(layout, day, days, e, keys_today, use_window).rename({KEY: k})
+        # today's keys not in the lookback get no row here: zeros and age 0 below, as from a row of zeros
+        sub = window_features(layout, day, days, e, keys_today, use_window, every_key=False).rename({KEY: k})
         ex = exams.filter(pl.col(ENTITY) == ENTITY_CODES[e]).drop(ENTITY).rename({KEY: k})
         looked = (
             frame.select(k)

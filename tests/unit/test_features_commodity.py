@@ -125,3 +125,27 @@ def test_listed_price_vs_declared_value():
 def test_fires_on_strong_flags_only():
     f = run([{S.DESCRIPTION: "gift", S.HTS_CODE: "9505900000"}, {S.DESCRIPTION: "NPP", S.HTS_CODE: "2933370000"}])
     assert f.select(C.fires()).to_series().to_list() == [False, True]
+
+
+def test_the_familys_rows_computed_per_distinct_text_equal_the_row_by_row_columns():
+    """The family computes its text columns once per distinct (description, HTS code) of the day
+    and joins them back: the same values as evaluated on every row, nulls included."""
+    from polars.testing import assert_frame_equal
+
+    descriptions = ["N-Phenethyl-4-Piperidone 99%", "T-shirt", "tablet press die", "gift", "", None]
+    codes = ["2933.39.9100", "6109.10", "8479.30", None, "29", "3004"]
+    rows = [
+        {
+            S.SHIPMENT_ID: f"S{i:05d}",
+            S.DESCRIPTION: descriptions[i % len(descriptions)],
+            S.HTS_CODE: codes[(i // 2) % len(codes)],
+            S.DECLARED_VALUE_USD: float(i % 7) * 10.0,
+            S.LISTED_PRICE_USD: None if i % 5 == 0 else 35.0,
+        }
+        for i in range(120)
+    ]
+    raw = raw_frame(rows, DAY).lazy()
+    want = C.add_commodity(C.prepare(raw)).select(S.SHIPMENT_ID, *C.COLUMNS).collect()
+    got = C.FAMILY.open(None).rows(raw).select(S.SHIPMENT_ID, *C.COLUMNS).collect().sort(S.SHIPMENT_ID)
+    assert_frame_equal(got, want)
+    assert want.get_column(C.DESC_PRECURSOR_HIT).sum() > 0 and want.get_column(C.HTS_MISSING).sum() > 0

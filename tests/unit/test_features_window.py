@@ -70,6 +70,31 @@ def test_features_from_the_window_table_equal_the_summed_lookback(tmp_path, monk
     assert summed.select(pl.col(H.first_seen_col("shipper")).max()).item() > 45  # the bitmap's upper word
 
 
+def test_parties_new_today_get_zeros_from_the_window_table_as_from_the_summed_lookback(tmp_path):
+    """Today's rows are joined to the window table's rows of today's keys only: a party not in
+    the lookback gets zero counts and a first-seen age of 0, as when the night sums the lookback."""
+    lay = Layout(tmp_path)
+    rng = random.Random(5)
+    for ago in (1, 8, 40):
+        write_raw_day(lay, D - timedelta(days=ago), _rows(rng, 3))
+    newcomer = {
+        S.CONSIGNEE_ADDRESS: "1 New Lane",
+        S.CONSIGNEE_NAME: "Newcomer",
+        S.CONSIGNEE_PHONE: "212-555-0000",
+        S.SHIPPER_NAME: "New Shipper",
+        S.SELLER_ID: "s-new",
+    }
+    write_raw_day(lay, D, [*_rows(rng, 3), newcomer])
+    summed = build_features(lay, D)
+    assert H.update_window(lay, D) and H.window_current(lay, D)
+    assert_frame_equal(build_features(lay, D), summed)
+    new = summed.filter(pl.col(H.parcels_col("cons_addr", 90)) == 0)
+    assert new.height >= 1  # the newcomer (and any address the random rows did not repeat)
+    assert new.get_column(H.first_seen_col("cons_addr")).to_list() == [0] * new.height
+    assert summed.filter(pl.col(H.first_seen_col("shipper")) == 0).height >= 1
+    assert summed.get_column(H.parcels_col("cons_addr", 90)).max() > 0
+
+
 def test_window_moved_on_day_by_day_equals_the_one_summed_in_full(tmp_path):
     lay = world(tmp_path, days_after=5)
     first = D - timedelta(days=40)  # from the first window (full) on, every later one is moved on
