@@ -279,3 +279,36 @@ def test_history_of_days_with_search_indexes_reads_row_groups_not_the_days_ids(t
     monkeypatch.setattr(shipment_mod, "scan_raw_shipments", None)  # no day is scanned whole
     data = _no_background(WorkbenchData(settings, reason_texts={}))
     assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected
+
+
+def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted(tmp_path, monkeypatch) -> None:
+    """The night builds the look-up files after publishing: sorting the whole raw day at once held
+    7.2 GB at 4 M rows (the night's largest process). The rows are now read and sorted one id range
+    at a time: no frame of the day's raw columns is ever larger than a range, and the file holds
+    the day sorted by id in batches of LOOKUP_ROWS rows (all but the last full)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    settings, layout = _home(tmp_path, monkeypatch)  # batches of 4 rows
+    monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10, raising=False)  # ranges of 8 rows
+    expected = scan_raw_shipments(layout, [DAY]).sort(S.SHIPMENT_ID).collect()
+    assert expected.height > 20
+    wide: list[int] = []
+    real_collect = pl.LazyFrame.collect
+
+    def watched(self, *args, **kwargs):
+        out = real_collect(self, *args, **kwargs)
+        if out.width > 10:  # a frame of the raw day's columns
+            wide.append(out.height)
+        return out
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", watched)
+    paths = lookup.build_lookup(layout, DAY)
+    monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    assert paths is not None and wide and max(wide) <= 8
+    reader = ipc.open_file(pa.memory_map(str(paths["rows"])))
+    sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    assert all(n == 4 for n in sizes[:-1]) and 0 < sizes[-1] <= 4
+    got = pl.from_arrow(reader.read_all())
+    assert isinstance(got, pl.DataFrame)
+    assert got.equals(expected)
