@@ -210,7 +210,7 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Worker processes (default: one per two cores, at most 4); each answers requests on its own.",
+            help="Worker processes (default: one per core, at most 4); each answers requests on its own.",
             min=1,
         ),
     ] = None,
