@@ -33,7 +33,7 @@ from riskpipe.config import Settings
 from riskpipe.features.build import write_features
 from riskpipe.nightly import load_labels
 from riskpipe.rules import load_rules, rules_file
-from riskpipe.score import load_champion, score_day, scores_file_frame, scoring_columns
+from riskpipe.score import load_champion, score_day, score_features_file, scores_file_frame, scoring_columns
 from riskpipe.search import watchlist_step
 from riskpipe.store import Layout, private_dir, scan_raw_shipments, write_parquet_atomic, write_text_atomic
 
@@ -91,16 +91,27 @@ def score_provisional(layout: Layout, settings: Settings, day: date) -> Provisio
 
 def _features_and_scores(layout: Layout, settings: Settings, day: date, features_file: Path) -> pl.DataFrame:
     """The day's scores file frame, as the nightly's features and score steps make it (the one
-    place that calls them: re-point here when their entry points move)."""
-    write_features(layout, day, load_labels(settings), features_file, partner_key_path=settings.partner_key_path)
+    place that calls them: re-point here when their entry points move). As the night does: no
+    history tables of the day as a by-product (the night writes them once it is published), and a
+    large day scored a chunk of id-sorted rows at a time (same scores)."""
+    write_features(
+        layout,
+        day,
+        load_labels(settings),
+        features_file,
+        partner_key_path=settings.partner_key_path,
+        history_by_product=False,
+    )
     try:
         model, rules = load_champion(settings), load_rules(rules_file(settings))
         feature_columns, raw_columns = scoring_columns(model, rules, pl.read_parquet_schema(features_file))
-        features = pl.read_parquet(features_file, columns=feature_columns)
+        raw = scan_raw_shipments(layout, [day]).select(raw_columns)
+        scored = score_features_file(features_file, raw, model, rules, feature_columns)
+        if scored is None:  # a small day, or a features file that cannot be cut by id ranges
+            features = pl.read_parquet(features_file, columns=feature_columns)
+            scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw.collect())
     finally:
         features_file.unlink(missing_ok=True)
-    raw_day = scan_raw_shipments(layout, [day]).select(raw_columns).collect()
-    scored = score_day(layout, day, model, rules, pl.DataFrame(), features=features, raw_day=raw_day)
     scored = watchlist_step(layout, settings, day, scored)
     return scores_file_frame(scored, day)
 

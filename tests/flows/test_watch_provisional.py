@@ -63,6 +63,11 @@ def test_provisional_scores_equal_the_nightly_scores_when_nothing_else_arrived(l
     provisional = read_provisional(layout, day)
     assert provisional is not None and provisional.height > 1000
     assert provisional["model_version"].unique().to_list() != ["rules-only"]  # the champion scored
+    # a partial day's history tables are not written by each provisional re-score (wasted work on
+    # the watcher's path: the night writes them once it is published)
+    from riskpipe.features import history
+
+    assert not history.history_current(layout, day, history.raw_fingerprint(layout, day))
 
     hashed: list[str] = []
     real_hash = ingest_run._sha256_regular
