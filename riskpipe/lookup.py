@@ -342,8 +342,8 @@ def _write_sorted_rows(scan: pl.LazyFrame, sorted_ids: pl.Series, path: Path, ba
     n = sorted_ids.len()
     bounds = [sorted_ids[i] for i in range(chunk, n, chunk)]  # each range: [previous bound, bound)
     tmp = _private_tmp(path)
+    writer = None
     try:
-        writer = None
         carry: pl.DataFrame | None = None
         for k in range(len(bounds) + 1):
             cond = pl.lit(True)
@@ -365,9 +365,12 @@ def _write_sorted_rows(scan: pl.LazyFrame, sorted_ids: pl.Series, path: Path, ba
             del part, table
         assert writer is not None
         writer.close()
+        writer = None
         os.chmod(tmp, PRIVATE_FILE)
         os.replace(tmp, path)
     finally:
+        if writer is not None:  # a range failed: close the half-written file before removing it
+            writer.close()
         tmp.unlink(missing_ok=True)
 
 

@@ -312,3 +312,32 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
     got = pl.from_arrow(reader.read_all())
     assert isinstance(got, pl.DataFrame)
     assert got.equals(expected)
+
+
+def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_path, monkeypatch) -> None:
+    """A range that fails after the first was written (disk full, a raw file gone): the error
+    reaches the caller, the half-written temporary file is closed and removed, no look-up file."""
+    import os
+
+    settings, layout = _home(tmp_path, monkeypatch)
+    monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10)  # ranges of 8 rows: several writes
+    real_collect = pl.LazyFrame.collect
+    calls = {"wide": 0}
+
+    def failing(self, *args, **kwargs):
+        out = real_collect(self, *args, **kwargs)
+        if out.width > 10:
+            calls["wide"] += 1
+            if calls["wide"] == 2:
+                raise OSError("No space left on device")
+        return out
+
+    folder = lookup.lookup_root(layout)
+    before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(pl.LazyFrame, "collect", failing)
+    with pytest.raises(OSError, match="No space left"):
+        lookup.build_lookup(layout, DAY)
+    monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before]
+    assert not [p for p in opened if str(folder) in p]
+    assert not [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".arrow", ".npy")]
