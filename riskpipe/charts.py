@@ -163,12 +163,25 @@ def score_histogram(counts: Sequence[int], title: str = "Risk score distribution
 
 def score_bins(scores: pl.Series | Sequence[float | None], bins: int = 40) -> list[int]:
     """Equal-width bin counts of a Polars series of scores in [0, 1] (nulls dropped)."""
-    values = scores.drop_nulls() if isinstance(scores, pl.Series) else pl.Series(list(scores)).drop_nulls()
-    if values.len() == 0:
+    values = scores if isinstance(scores, pl.Series) else pl.Series(list(scores))
+    return score_bins_of(values.cast(pl.Float64).to_frame("score").lazy(), "score", bins)
+
+
+def score_bins_of(frame: pl.LazyFrame, column: str, bins: int = 40) -> list[int]:
+    """:func:`score_bins` of ``frame``'s ``column``, counted as a streaming aggregate (a scan of a
+    day larger than memory works); [] when it has no score."""
+    idx = (pl.col(column).cast(pl.Float64).clip(0.0, 1.0) * bins).floor().cast(pl.Int32).clip(0, bins - 1)
+    found = (
+        frame.filter(pl.col(column).is_not_null())
+        .select(idx.alias("_bin"))
+        .group_by("_bin")
+        .len()
+        .collect(engine="streaming")
+    )
+    if found.is_empty():
         return []
-    idx = (values.cast(pl.Float64).clip(0.0, 1.0) * bins).floor().cast(pl.Int32).clip(0, bins - 1)
     counts = dict.fromkeys(range(bins), 0)
-    for k, c in idx.value_counts().iter_rows():
+    for k, c in found.iter_rows():
         counts[int(k)] = int(c)
     return [counts[i] for i in range(bins)]
 

@@ -34,9 +34,13 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
    :func:`riskpipe.shard.combine_shards` combines the scores (the day's top rows get their
    reasons there, central, from the top rows only).
 5. Ranking and the report run as one task on a worker (``riskpipe.nightly.rank_and_stage_step``,
-   which reads the scored day and the raw rows' ranking columns; not on the flow's process): the
-   exploration draw is keyed by each shipment's place among all the day's ids, so the list is
-   drawn from the whole day, exactly as a single-process run does.
+   not on the flow's process), holding one id range of the scored day at a time, never the day
+   (:func:`riskpipe.rank.rank_pieces`: each range's candidates - per port its best ``room`` rows
+   and its ``ceiling`` smallest random keys, and its top ``budget`` scores - merged centrally; the
+   exploration draw is keyed by each shipment's place among all the day's ids, computed from the
+   range's first place, so the list is drawn from the whole day exactly as a single-process run
+   does). The scores file is streamed, the report's figures are streaming aggregates and drift
+   compares bounded samples.
 
 Each row's features and score do not depend on which shard it was in: the row families are
 row-local (the family protocol), the whole-day columns of a row are those of the whole day (a

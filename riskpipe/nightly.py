@@ -8,11 +8,14 @@ never travel through Prefect. Outputs of the night are staged and published atom
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 
@@ -26,14 +29,35 @@ from riskpipe.features.build import write_features, write_parquet_fast
 from riskpipe.labels import LabelStore
 from riskpipe.model.fit import training_warnings
 from riskpipe.model.novelty import NOVELTY, day_novelty, novelty_inputs
-from riskpipe.rank import dated_graph_reasons, default_reason_texts, port_ceilings, rank_day, top_risk_gaps
+from riskpipe.rank import (
+    dated_graph_reasons,
+    default_reason_texts,
+    port_ceilings,
+    rank_day,
+    rank_pieces,
+    top_risk_gaps,
+)
 from riskpipe.registry import ChampionState, load_model
-from riskpipe.report import drift_table, oea_claim_counts, render_report
+from riskpipe.report import (
+    DRIFT_TODAY_ROWS,
+    DayFigures,
+    drift_table,
+    oea_claim_counts,
+    render_report,
+    sample_step,
+)
 from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import NO_MODEL_VERSION, champion_state, load_champion, scores_file_frame, scoring_columns
 from riskpipe.search import watchlist_step
 from riskpipe.shard import attribute_top, top_shipment_ids
-from riskpipe.store import Layout, scan_raw_shipments, write_text_atomic
+from riskpipe.store import (
+    PRIVATE_FILE,
+    Layout,
+    private_dir,
+    scan_raw_shipments,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 
 SCORED_FILE = "scored.parquet"
 KEY_DRIFT_FEATURES = 12
@@ -253,38 +277,66 @@ def rank_and_stage_step(
     staged: dict[str, str],
     capacity: int | None,
     quarantine_by_reason: dict[str, int],
+    piece_rows: int | None = None,
 ) -> NightSummary:
-    """Targeting list, scores file and report written into the staging directories."""
-    scored = pl.read_parquet(scored_file)
-    champion = scoring_champion(settings, scored)
-    if settings.exploration_novelty_share > 0:
-        scored = with_novelty(layout, day, scored, champion.model)
-    # Rank on the narrow columns of the whole day; read the analyst fields for selected rows only
-    # (a 4 M-row day's names, addresses and descriptions would cost gigabytes).
-    narrow = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS).collect()
+    """Targeting list, scores file and report written into the staging directories.
+
+    Holds the list's rows, a range of ``piece_rows`` scored rows (default ``RANK_PIECE_ROWS``)
+    and samples, never the scored day: the list is ranked range by range
+    (:func:`riskpipe.rank.rank_pieces`), the scores file is streamed, the report's figures are
+    streaming aggregates and drift compares samples (:func:`riskpipe.report.drift_table`). So a
+    worker ranks a day larger than its memory (the night on a cluster). Novelty-aware exploration
+    (``exploration_novelty_share`` > 0, off by default) ranks the day's disagreement over the whole
+    day and still holds the day's scores (:func:`rank_day`)."""
+    piece_rows = RANK_PIECE_ROWS if piece_rows is None else max(1, int(piece_rows))
+    used = pl.scan_parquet(scored_file).select(pl.col(S.MODEL_VERSION).unique()).collect()
+    champion = scoring_champion(settings, used)
     texts = default_reason_texts(settings)
-    targets = with_analyst_fields(layout, day, rank_day(scored, narrow, settings, capacity=capacity, texts=texts))
+    raw = scan_raw_shipments(layout, [day])
+    if settings.exploration_novelty_share > 0:
+        scored = with_novelty(layout, day, pl.read_parquet(scored_file), champion.model)
+        narrow = raw.select(RANK_COLUMNS).collect()
+        targets = rank_day(scored, narrow, settings, capacity=capacity, texts=texts)
+        top, counts = scored.select(S.SHIPMENT_ID, S.RISK_SCORE), narrow.select(S.SHIPMENT_ID, S.PORT_OF_ENTRY)
+        port_counts = None
+        del scored
+    else:
+        with _rank_pieces_of(layout, day, scored_file, piece_rows) as (pieces, carried):
+            ranked = rank_pieces(pieces, carried, settings, capacity=capacity, texts=texts)
+        targets, top, counts = ranked.targets, ranked.top, ranked.top
+        port_counts = ranked.plan.counts if ranked.plan is not None else {}
+    targets = with_analyst_fields(layout, day, targets)
     seized = graph.seized_days_of(features_path(layout, day), targets.get_column(S.SHIPMENT_ID))
     targets = dated_graph_reasons(targets, seized, day, texts)  # "... seized on 2026-05-12"
-    scores = scores_file_frame(scored, day)
-    del scored
-    gaps = top_risk_gaps(scores, narrow, targets, settings, capacity)
+    gaps = top_risk_gaps(top, counts, targets, settings, capacity, port_counts=port_counts)
+    del top, counts
 
-    scores.write_parquet(Path(staged["scores"]) / "scores.parquet")
+    scores_file_frame(pl.scan_parquet(scored_file), day).sink_parquet(
+        Path(staged["scores"]) / "scores.parquet", engine="streaming"
+    )
     targets.write_parquet(Path(staged["targets"]) / "targets.parquet")
     write_targets_csv(targets, Path(staged["targets"]))
 
+    figures = DayFigures.of(pl.scan_parquet(scored_file), raw)
     model = champion.model
     feats_file = features_path(layout, day)
     drift_cols = _key_features(model, pl.read_parquet_schema(feats_file) if feats_file.exists() else None)
-    features = pl.read_parquet(feats_file, columns=drift_cols) if feats_file.exists() and drift_cols else None
-    drift = drift_table(layout, day, scores, features, drift_cols)
+    step = sample_step(figures.shipments, DRIFT_TODAY_ROWS)
+    sample = pl.scan_parquet(scored_file).select(S.RISK_SCORE).gather_every(step).collect(engine="streaming")
+    features = (
+        pl.scan_parquet(feats_file).select(drift_cols).gather_every(step).collect(engine="streaming")
+        if feats_file.exists() and drift_cols
+        else None
+    )
+    drift = drift_table(layout, day, sample, features, drift_cols)
+    del sample, features
     evaluation = evaluation_rows(model.meta) if model is not None else None
+    feats_scan = pl.scan_parquet(feats_file) if feats_file.exists() else None
     html = render_report(
         day,
-        scores,
+        figures,
         targets,
-        narrow,
+        None,
         quarantine_by_reason,
         model.version if model is not None else None,
         evaluation,
@@ -292,32 +344,75 @@ def rank_and_stage_step(
         datetime.now(UTC).isoformat(timespec="seconds"),
         champion_problem=champion.problem,
         model_warnings=training_warnings(model.meta) if model is not None else (),
-        port_slots=port_ceilings(dict(narrow.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity),
+        port_slots=port_ceilings(dict(figures.by_port), settings, capacity),
         gaps=gaps,
-        oea_claims=oea_claim_counts(
-            scan_raw_shipments(layout, [day]).select(S.TRUSTED_TRADER).collect(),
-            pl.read_parquet(feats_file, columns=["xb_oea_confirmed", "xb_oea_unconfirmed"])
-            if feats_file.exists() and "xb_oea_confirmed" in pl.read_parquet_schema(feats_file)
-            else None,
-        ),
+        oea_claims=oea_claim_counts(raw.select(S.TRUSTED_TRADER), feats_scan),
     )
     (Path(staged["reports"]) / "report.html").write_text(html, encoding="utf-8")
     summary = NightSummary(
         day=day.isoformat(),
-        shipments=scores.height,
+        shipments=figures.shipments,
         targets=targets.height,
         exploration=targets.filter(pl.col(S.SELECTION) == "exploration").height,
         top_risk_gaps=gaps,
         networks_in_targets=targets[S.NETWORK_ID].drop_nulls().n_unique(),
         model_version=model.version if model is not None else "rules-only",
-        score_mean=float(cast("float | None", scores[S.RISK_SCORE].mean()) or 0.0),  # a Float64 mean
-        score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
+        score_mean=figures.score_mean,
+        score_p99=figures.score_p99,
         drift_major=[d["name"] for d in drift if d["level"] == "major"],
         champion_problem=champion.problem,
         champion_registered=champion.registered,
     )
     (Path(staged["reports"]) / "summary.json").write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
     return summary
+
+
+def _held(frame: pl.DataFrame) -> Callable[[], pl.DataFrame]:
+    return lambda: frame
+
+
+#: the rank step reads the scored day in id ranges of this many rows (one at a time)
+RANK_PIECE_ROWS = 2_000_000
+_RANK_NARROW = [S.SHIPMENT_ID, S.RISK_SCORE, S.NETWORK_ID]
+
+
+@contextmanager
+def _rank_pieces_of(
+    layout: Layout, day: date, scored_file: Path, piece_rows: int
+) -> Iterator[tuple[list[Callable[[], pl.DataFrame]], Callable[[pl.Series], pl.DataFrame]]]:
+    """The scored day as :func:`riskpipe.rank.rank_pieces` reads it: id ranges of ``piece_rows``
+    rows of the (id-sorted) scores joined to the raw rows' ranking columns, and the carried score
+    columns of given ids. One range is held in memory; several are written once to a private
+    folder of the day's work directory (removed on exit) and read back on each pass."""
+    schema = pl.read_parquet_schema(scored_file)
+    narrow = [pl.col(c) if c in schema else pl.lit(None, dtype=pl.String).alias(c) for c in _RANK_NARROW]
+    other = [c for c in schema if c not in _RANK_NARROW]
+    rows = pl.scan_parquet(scored_file).select(pl.len()).collect().item()
+    raw = scan_raw_shipments(layout, [day]).select(RANK_COLUMNS)
+
+    def joined(first: int) -> pl.DataFrame:
+        part = pl.scan_parquet(scored_file).slice(first, piece_rows).select(narrow).collect()
+        ids = part.get_column(S.SHIPMENT_ID)
+        lo, hi = ids.min(), ids.max()
+        rows_of = raw.filter(pl.col(S.SHIPMENT_ID).is_between(pl.lit(lo), pl.lit(hi))).collect(engine="streaming")
+        return part.join(rows_of, on=S.SHIPMENT_ID, how="inner", maintain_order="left")
+
+    def carried(ids: pl.Series) -> pl.DataFrame:
+        picked = pl.scan_parquet(scored_file).filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode()))
+        return picked.select(S.SHIPMENT_ID, *other).collect(engine="streaming")
+
+    starts = list(range(0, rows, piece_rows))
+    if len(starts) <= 1:
+        yield ([_held(joined(0))] if rows else []), carried
+        return
+    folder = private_dir(work_dir(layout, day) / "rank-pieces", under=layout.home)
+    try:
+        files = []
+        for i, first in enumerate(starts):
+            files.append(write_parquet_atomic(joined(first), folder / f"piece-{i:04d}.parquet", PRIVATE_FILE))
+        yield [partial(pl.read_parquet, f) for f in files], carried
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 RANK_COLUMNS = [S.SHIPMENT_ID, S.PORT_OF_ENTRY, S.ARRIVAL_DATE, S.MODE]

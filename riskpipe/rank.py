@@ -57,6 +57,8 @@ cost 23 points of recall at a capacity near the prevalence (0.85 -> 0.62).
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import cast
@@ -330,106 +332,115 @@ def _risk_picks(frame: pl.DataFrame, slots: int, floor: float, first_rows: int |
     return pl.concat([head, rest], how="vertical")
 
 
-def rank_day(
-    scores: pl.DataFrame,
-    raw_day: pl.DataFrame,
-    settings: Settings,
-    capacity: int | None = None,
-    seed: int | None = None,
-    texts: dict[str, str] | None = None,
-    max_network_size: int = MAX_NETWORK_SIZE,
-    novelty_share: float | None = None,
-    first_rows: int | None = None,
-) -> pl.DataFrame:
-    """The targeting list (``S.TARGETS_SCHEMA`` columns, in order) of one arrival day.
+@dataclass(frozen=True)
+class RankPlan:
+    """What the day's list may hold, from the day's shipments per port (``counts``): each port's
+    ceiling, the day's budget, its exploration slots and their share per port (module docstring,
+    steps 1-2). ``day`` keys the random draw."""
 
-    ``novelty_share`` (default: the setting ``exploration_novelty_share`` if any, else 0): the
-    share of exploration drawn by novelty when ``scores`` has a ``novelty`` column.
+    day: date
+    counts: dict[str, int]
+    ceilings: dict[str, int]
+    budget: int
+    n_explore: int
+    explore: dict[str, int]
 
-    ``scores``: ``shipment_id``, ``risk_score``, ``reasons``, ``model_version`` and optionally
-    ``network_id``; ``raw_day``: the day's normalised manifests. ``texts``: reason code -> plain
-    words (default: ``reasons.toml`` and the configured rules). ``first_rows``: how many of the
-    day's best-scored rows are sorted first to find the risk picks (tests; the list is the same
-    whatever it is).
-    """
-    seed = settings.seed if seed is None else seed
-    texts = default_reason_texts(settings) if texts is None else texts
-    analyst_cols = [
-        c
-        for c in S.TARGETS_SCHEMA
-        if c not in (S.RANK, S.SELECTION, S.SELECTION_PROBABILITY, S.REASON_TEXT) and c not in scores.columns
-    ]
-    analyst_cols = [c for c in analyst_cols if c != S.NETWORK_ID or c in raw_day.columns]
-    raw_cols = [S.SHIPMENT_ID] + [c for c in analyst_cols if c != S.SHIPMENT_ID]
-    missing = [c for c in raw_cols if c not in raw_day.columns]
-    raw = raw_day.with_columns([pl.lit(None, dtype=S.TARGETS_SCHEMA[c]).alias(c) for c in missing]).select(raw_cols)
-    # selection works on the narrow columns; the others (reasons lists above all) are joined to the
-    # picked rows only (joining and sorting them for a 16 M-row day copied gigabytes)
-    if novelty_share is None:
-        novelty_share = settings.exploration_novelty_share
-    by_novelty = novelty_share > 0 and NOVELTY in scores.columns
-    narrow = [
-        S.SHIPMENT_ID,
-        S.RISK_SCORE,
-        *([S.NETWORK_ID] if S.NETWORK_ID in scores.columns else []),
-        *([NOVELTY] if by_novelty else []),
-    ]
-    carried = [c for c in scores.columns if c not in narrow and c not in raw_cols]
-    frame = scores.select(narrow).join(raw, on=S.SHIPMENT_ID, how="inner")
-    if S.NETWORK_ID not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(S.NETWORK_ID))
-    frame = frame.with_columns(
-        (pl.len().over(S.NETWORK_ID) <= max_network_size).and_(pl.col(S.NETWORK_ID).is_not_null()).alias("_grouped")
-    )
-    if frame.is_empty():
-        return pl.DataFrame(schema=S.TARGETS_SCHEMA)
-    day = frame[S.ARRIVAL_DATE].drop_nulls().min()
-    day = day if isinstance(day, date) else date(1970, 1, 1)
+    @property
+    def slots(self) -> int:
+        """Risk picks at most (the budget less the exploration slots)."""
+        return self.budget - self.n_explore
 
-    frame = frame.with_columns(_random_keys(frame[S.SHIPMENT_ID], day, seed))  # by id: any row order
-    counts = dict(frame.group_by(S.PORT_OF_ENTRY).len().iter_rows())
+    def room(self) -> dict[str, int]:
+        """Risk picks at most per port (its ceiling less its exploration slots)."""
+        return {p: self.ceilings[p] - self.explore[p] for p in self.ceilings}
+
+    def quota(self) -> pl.DataFrame:
+        room = self.room()
+        return pl.DataFrame(
+            {S.PORT_OF_ENTRY: list(room), "_room": list(room.values())},
+            schema={S.PORT_OF_ENTRY: pl.String, "_room": pl.Int64},
+        )
+
+    def draws(self, risk_n: dict[str, int]) -> dict[str, int]:
+        """Exploration picks per port once the risk picks are known: the reserved slots plus the
+        slots no eligible shipment could take, where the ceilings leave room (step 3)."""
+        spare = apportion(
+            self.slots - sum(risk_n.values()),
+            {p: self.ceilings[p] - self.explore[p] - int(risk_n.get(p, 0)) for p in self.ceilings},
+        )
+        return {p: self.explore[p] + spare[p] for p in self.ceilings}
+
+
+def rank_plan(counts: dict[str, int], day: date, settings: Settings, capacity: int | None = None) -> RankPlan:
+    """The :class:`RankPlan` of a day with ``counts`` (port -> shipments)."""
     ceilings = port_ceilings(counts, settings, capacity)
     budget = day_budget(ceilings, capacity)
     n_explore = exploration_slots(budget, settings.exploration_share)
-    explore = apportion(n_explore, ceilings)
-    quota = pl.DataFrame(
-        {S.PORT_OF_ENTRY: list(ceilings), "_room": [ceilings[p] - explore[p] for p in ceilings]},
-        schema={S.PORT_OF_ENTRY: pl.String, "_room": pl.Int64},
+    return RankPlan(day, dict(counts), ceilings, budget, n_explore, apportion(n_explore, ceilings))
+
+
+def _first_day(dates: pl.Series) -> date:
+    day = dates.drop_nulls().min()
+    return day if isinstance(day, date) else date(1970, 1, 1)
+
+
+def _uniform_draw(frame: pl.DataFrame, explore_n: dict[str, int], rest_n: dict[str, int]) -> pl.DataFrame:
+    """``frame`` with ``_is_explore`` and ``_pi``: each port's ``explore_n`` rows not picked by
+    risk with the smallest random keys (ties by the score order), each of the port's ``rest_n``
+    such rows having had the same chance, ``explore_n / rest_n``.
+
+    Only the rows whose key ranks (ties sharing the lowest rank) within the port's first
+    ``explore_n`` are sorted; the tie-break is explicit, so a subset holding each port's first
+    rows in that order (the merged candidates of :func:`rank_pieces`) picks the same rows."""
+    ports = list(explore_n)
+    n_of = pl.col(S.PORT_OF_ENTRY).replace_strict(
+        ports, [explore_n[p] for p in ports], default=0, return_dtype=pl.Int64
     )
-    frame = frame.join(quota, on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
-    frame = _risk_picks(frame, budget - n_explore, float(settings.min_target_risk), first_rows)
-    per_port = frame.group_by(S.PORT_OF_ENTRY).agg(
-        pl.col("_is_risk").sum().alias("_risk_n"), (~pl.col("_is_risk")).sum().alias("_rest_n")
+    rest_of = pl.col(S.PORT_OF_ENTRY).replace_strict(
+        ports, [rest_n.get(p, 0) for p in ports], default=0, return_dtype=pl.Int64
     )
-    risk_n = dict(per_port.select(S.PORT_OF_ENTRY, "_risk_n").iter_rows())
-    # slots no eligible shipment could take become exploration where the ceilings leave room
-    spare = apportion(
-        budget - n_explore - sum(risk_n.values()),
-        {p: ceilings[p] - explore[p] - int(risk_n.get(p, 0)) for p in ceilings},
+    frame = frame.with_columns(pl.int_range(pl.len()).alias("_row"))
+    near = frame.filter(
+        ~pl.col("_is_risk") & (pl.col(_RANDOM_KEY).rank("min").over([S.PORT_OF_ENTRY, "_is_risk"]) <= n_of)
     )
-    draws = pl.DataFrame(
-        {S.PORT_OF_ENTRY: list(ceilings), "_explore_n": [explore[p] + spare[p] for p in ceilings]},
-        schema={S.PORT_OF_ENTRY: pl.String, "_explore_n": pl.Int64},
-    ).join(per_port.select(S.PORT_OF_ENTRY, "_rest_n"), on=S.PORT_OF_ENTRY, how="left")
-    frame = frame.join(draws, on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
-    # exploration: the smallest random keys among the rest of each port; each of the rest had
-    # the same chance, _explore_n / _rest_n
-    if by_novelty:
-        frame = _novelty_draw(frame, novelty_share, day, seed)
-    else:
-        rest_order = pl.col(_RANDOM_KEY).rank("ordinal").over([S.PORT_OF_ENTRY, "_is_risk"])
-        frame = frame.with_columns(
-            (~pl.col("_is_risk") & (rest_order <= pl.col("_explore_n"))).alias("_is_explore"),
-            (pl.col("_explore_n") / pl.col("_rest_n")).alias("_pi"),
-        )
-    picked = frame.filter(pl.col("_is_risk") | pl.col("_is_explore")).with_columns(
+    drawn = (
+        near.sort([_RANDOM_KEY, S.RISK_SCORE, S.SHIPMENT_ID], descending=[False, True, False], nulls_last=True)
+        .filter(pl.int_range(pl.len()).over(S.PORT_OF_ENTRY) < n_of)
+        .select("_row", pl.lit(True).alias("_is_explore"))
+    )
+    return (
+        frame.join(drawn, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.col("_is_explore").fill_null(False), (n_of / rest_of).alias("_pi"))
+        .drop("_row")
+    )
+
+
+def _risk_counts(frame: pl.DataFrame) -> dict[str, int]:
+    return dict(frame.filter(pl.col("_is_risk")).group_by(S.PORT_OF_ENTRY).len().iter_rows())
+
+
+def _picked(frame: pl.DataFrame) -> pl.DataFrame:
+    """The risk and exploration picks of ``frame`` with their selection and its probability."""
+    return frame.filter(pl.col("_is_risk") | pl.col("_is_explore")).with_columns(
         pl.when(pl.col("_is_risk")).then(pl.lit("risk")).otherwise(pl.lit("exploration")).alias(S.SELECTION),
         pl.when(pl.col("_is_risk")).then(pl.lit(1.0)).otherwise(pl.col("_pi")).alias(S.SELECTION_PROBABILITY),
     )
-    extra = scores.filter(pl.col(S.SHIPMENT_ID).is_in(picked.get_column(S.SHIPMENT_ID).implode())).select(
-        S.SHIPMENT_ID, *carried
+
+
+def _assemble(
+    picked: pl.DataFrame,
+    extra: pl.DataFrame,
+    sizes: pl.DataFrame,
+    max_network_size: int,
+    texts: dict[str, str],
+) -> pl.DataFrame:
+    """The list from the picks (step 4): ``extra`` (``shipment_id`` and the carried score
+    columns of the picks), ``sizes`` (``network_id``, ``_size``: the day's shipments of each
+    picked network), in order, ranked, in plain words."""
+    picked = picked.join(extra, on=S.SHIPMENT_ID, how="left").join(sizes, on=S.NETWORK_ID, how="left")
+    picked = picked.with_columns(
+        (pl.col("_size").fill_null(0) <= max_network_size).and_(pl.col(S.NETWORK_ID).is_not_null()).alias("_grouped")
     )
-    picked = picked.join(extra, on=S.SHIPMENT_ID, how="left")
     picked = picked.sort(
         [pl.col("_is_risk"), S.RISK_SCORE, S.SHIPMENT_ID], descending=[True, True, False], nulls_last=True
     ).with_columns(pl.int_range(pl.len()).alias(_BASE_POS))
@@ -451,7 +462,219 @@ def rank_day(
         .otherwise(pl.lit(NO_REASON_TEXT))
         .alias(S.REASON_TEXT),
     )
-    return picked.select([pl.col(c).cast(t) for c, t in S.TARGETS_SCHEMA.items()])
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in S.TARGETS_SCHEMA.items() if c not in picked.columns]
+    return picked.with_columns(missing).select([pl.col(c).cast(t) for c, t in S.TARGETS_SCHEMA.items()])
+
+
+def _network_sizes(frame: pl.DataFrame, picked: pl.DataFrame) -> pl.DataFrame:
+    """``network_id``, ``_size`` of the picked rows' networks counted over ``frame``."""
+    ids = picked.get_column(S.NETWORK_ID).drop_nulls().unique()
+    return (
+        frame.filter(pl.col(S.NETWORK_ID).is_in(ids.implode()))
+        .group_by(S.NETWORK_ID)
+        .agg(pl.len().cast(pl.Int64).alias("_size"))
+    )
+
+
+def _columns(
+    scores_columns: list[str], raw_day: pl.DataFrame, by_novelty: bool
+) -> tuple[list[str], list[str], list[str]]:
+    """(narrow score columns, raw columns, carried score columns) of a ranking: selection works
+    on the narrow columns; the others (reasons lists above all) are joined to the picked rows
+    only (joining and sorting them for a 16 M-row day copied gigabytes)."""
+    analyst_cols = [
+        c
+        for c in S.TARGETS_SCHEMA
+        if c not in (S.RANK, S.SELECTION, S.SELECTION_PROBABILITY, S.REASON_TEXT) and c not in scores_columns
+    ]
+    analyst_cols = [c for c in analyst_cols if c != S.NETWORK_ID or c in raw_day.columns]
+    raw_cols = [S.SHIPMENT_ID] + [c for c in analyst_cols if c != S.SHIPMENT_ID]
+    narrow = [
+        S.SHIPMENT_ID,
+        S.RISK_SCORE,
+        *([S.NETWORK_ID] if S.NETWORK_ID in scores_columns else []),
+        *([NOVELTY] if by_novelty else []),
+    ]
+    carried = [c for c in scores_columns if c not in narrow and c not in raw_cols]
+    return narrow, raw_cols, carried
+
+
+def _narrow_frame(scores: pl.DataFrame, raw_day: pl.DataFrame, narrow: list[str], raw_cols: list[str]) -> pl.DataFrame:
+    """The rows to rank: the narrow score columns joined to the raw columns (missing ones null)."""
+    missing = [c for c in raw_cols if c not in raw_day.columns]
+    raw = raw_day.with_columns([pl.lit(None, dtype=S.TARGETS_SCHEMA[c]).alias(c) for c in missing]).select(raw_cols)
+    frame = scores.select(narrow).join(raw, on=S.SHIPMENT_ID, how="inner")
+    if S.NETWORK_ID not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(S.NETWORK_ID))
+    return frame
+
+
+def rank_day(
+    scores: pl.DataFrame,
+    raw_day: pl.DataFrame,
+    settings: Settings,
+    capacity: int | None = None,
+    seed: int | None = None,
+    texts: dict[str, str] | None = None,
+    max_network_size: int = MAX_NETWORK_SIZE,
+    novelty_share: float | None = None,
+    first_rows: int | None = None,
+) -> pl.DataFrame:
+    """The targeting list (``S.TARGETS_SCHEMA`` columns, in order) of one arrival day.
+
+    ``novelty_share`` (default: the setting ``exploration_novelty_share`` if any, else 0): the
+    share of exploration drawn by novelty when ``scores`` has a ``novelty`` column.
+
+    ``scores``: ``shipment_id``, ``risk_score``, ``reasons``, ``model_version`` and optionally
+    ``network_id``; ``raw_day``: the day's normalised manifests. ``texts``: reason code -> plain
+    words (default: ``reasons.toml`` and the configured rules). ``first_rows``: how many of the
+    day's best-scored rows are sorted first to find the risk picks (tests; the list is the same
+    whatever it is). :func:`rank_pieces` gives the same list from a day read in pieces.
+    """
+    seed = settings.seed if seed is None else seed
+    texts = default_reason_texts(settings) if texts is None else texts
+    if novelty_share is None:
+        novelty_share = settings.exploration_novelty_share
+    by_novelty = novelty_share > 0 and NOVELTY in scores.columns
+    narrow, raw_cols, carried = _columns(scores.columns, raw_day, by_novelty)
+    frame = _narrow_frame(scores, raw_day, narrow, raw_cols)
+    if frame.is_empty():
+        return pl.DataFrame(schema=S.TARGETS_SCHEMA)
+    day = _first_day(frame[S.ARRIVAL_DATE])
+    frame = frame.with_columns(_random_keys(frame[S.SHIPMENT_ID], day, seed))  # by id: any row order
+    plan = rank_plan(dict(frame.group_by(S.PORT_OF_ENTRY).len().iter_rows()), day, settings, capacity)
+    frame = frame.join(plan.quota(), on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
+    frame = _risk_picks(frame, plan.slots, float(settings.min_target_risk), first_rows)
+    risk_n = _risk_counts(frame)
+    explore_n = plan.draws(risk_n)
+    if by_novelty:
+        frame = frame.join(
+            pl.DataFrame(
+                {S.PORT_OF_ENTRY: list(explore_n), "_explore_n": list(explore_n.values())},
+                schema={S.PORT_OF_ENTRY: pl.String, "_explore_n": pl.Int64},
+            ),
+            on=S.PORT_OF_ENTRY,
+            how="left",
+            maintain_order="left",
+        )
+        frame = _novelty_draw(frame, novelty_share, day, seed)
+    else:
+        rest_n = {p: plan.counts[p] - int(risk_n.get(p, 0)) for p in plan.counts}
+        frame = _uniform_draw(frame, explore_n, rest_n)
+    picked = _picked(frame)
+    extra = scores.filter(pl.col(S.SHIPMENT_ID).is_in(picked.get_column(S.SHIPMENT_ID).implode())).select(
+        S.SHIPMENT_ID, *carried
+    )
+    return _assemble(picked, extra, _network_sizes(frame, picked), max_network_size, texts)
+
+
+def _first_per_port(frame: pl.DataFrame, column: str, n: pl.Expr, descending: bool) -> pl.DataFrame:
+    """Each port's first ``n`` rows (``n`` an expression of the port) ordered by ``column`` then
+    the score order (score descending, nulls last, then ``shipment_id``), as a full sort would
+    give them; only the rows whose ``column`` ranks (ties sharing the best rank) within ``n`` are
+    sorted. Rows with a null ``column`` come last (a null score is never a pick); NaN scores:
+    the full sort."""
+    values = frame.get_column(column)
+    if values.dtype.is_float() and bool(values.is_nan().any()):
+        near = frame
+    else:
+        near = frame.filter(pl.col(column).rank("min", descending=descending).over(S.PORT_OF_ENTRY) <= n)
+    key = [column, S.RISK_SCORE, S.SHIPMENT_ID] if column != S.RISK_SCORE else [S.RISK_SCORE, S.SHIPMENT_ID]
+    desc = [descending, True, False] if column != S.RISK_SCORE else [True, False]
+    return near.sort(key, descending=desc, nulls_last=True).filter(pl.int_range(pl.len()).over(S.PORT_OF_ENTRY) < n)
+
+
+def _random_keys_from(first: int, shipment_ids: pl.Series, day: date, seed: int) -> pl.Series:
+    """The :func:`_random_keys` of the day's ids at places ``first, first + 1, ...`` in the
+    order of all the day's ids (``shipment_ids`` ascending): the same draws, without the day."""
+    bits = np.random.PCG64(np.random.SeedSequence([int(seed), day.toordinal()]))
+    bits.advance(int(first))
+    return pl.Series(_RANDOM_KEY, np.random.Generator(bits).random(len(shipment_ids)))
+
+
+@dataclass(frozen=True)
+class RankedPieces:
+    """The list of a day ranked in pieces, with what the report needs of the day: ``plan`` (its
+    counts per port) and ``top`` (``shipment_id``, ``risk_score``, ``port_of_entry`` of at least
+    the day's ``plan.budget`` best scores: :func:`top_risk_gaps` with ``port_counts``)."""
+
+    targets: pl.DataFrame
+    plan: RankPlan | None
+    top: pl.DataFrame
+
+
+def rank_pieces(
+    pieces: Sequence[Callable[[], pl.DataFrame]],
+    carried: Callable[[pl.Series], pl.DataFrame],
+    settings: Settings,
+    capacity: int | None = None,
+    seed: int | None = None,
+    texts: dict[str, str] | None = None,
+    max_network_size: int = MAX_NETWORK_SIZE,
+) -> RankedPieces:
+    """:func:`rank_day`'s list (uniform exploration) of a day read in pieces, holding one piece
+    and a few rows per exam slot, never the day: a day larger than one machine's memory.
+
+    ``pieces``: each call returns one id range of the day's rows to rank (``shipment_id``
+    ascending, ranges in order; the columns :func:`rank_day` joins: ``risk_score``,
+    ``network_id``, ``port_of_entry``, ``arrival_date``, ...); each is read three times.
+    ``carried(ids)``: ``shipment_id`` and the other score columns (reasons, model version, ...)
+    of those ids. Why the merge is exact: a port's risk picks are among its ``room`` best rows,
+    its exploration picks among its ``ceiling`` smallest random keys, and the day's top-N among
+    the top ``budget`` of each piece; the best rows of the day in each order are the best of
+    their piece, so the merged candidates hold every row either order reaches (tests compare
+    with :func:`rank_day`)."""
+    seed = settings.seed if seed is None else seed
+    texts = default_reason_texts(settings) if texts is None else texts
+    counts: dict[str, int] = {}
+    heights, days = [], []
+    last: str | None = None
+    for read in pieces:  # pass 1: the day's counts and first date
+        piece = read()
+        ids = piece.get_column(S.SHIPMENT_ID)
+        if ids.len() and (not ids.is_sorted() or (last is not None and ids[0] <= last)):
+            raise ValueError("rank_pieces: pieces must be id ranges in ascending order")
+        last = ids[-1] if ids.len() else last
+        heights.append(piece.height)
+        days.append(piece.get_column(S.ARRIVAL_DATE).drop_nulls().min())
+        for port, n in piece.group_by(S.PORT_OF_ENTRY).len().iter_rows():
+            counts[port] = counts.get(port, 0) + int(n)
+    if not sum(heights):
+        return RankedPieces(pl.DataFrame(schema=S.TARGETS_SCHEMA), None, pl.DataFrame())
+    day = _first_day(pl.Series([d for d in days if d is not None], dtype=pl.Date))
+    plan = rank_plan(counts, day, settings, capacity)
+    room, quota = plan.room(), plan.quota()
+    by_port = pl.col(S.PORT_OF_ENTRY)
+    ceiling_of = by_port.replace_strict(list(plan.ceilings), list(plan.ceilings.values()), default=0)
+    room_of = by_port.replace_strict(list(room), list(room.values()), default=0)
+    parts, first = [], 0
+    for read, height in zip(pieces, heights, strict=True):  # pass 2: each piece's candidates
+        piece = read()
+        piece = piece.with_columns(_random_keys_from(first, piece.get_column(S.SHIPMENT_ID), day, seed))
+        first += height
+        parts.append(
+            pl.concat(
+                [
+                    _first_per_port(piece, S.RISK_SCORE, room_of, descending=True),
+                    top_by_score(piece, plan.budget),
+                    _first_per_port(piece, _RANDOM_KEY, ceiling_of, descending=False),
+                ]
+            ).unique(S.SHIPMENT_ID, keep="first")
+        )
+    cands = pl.concat(parts).sort(S.SHIPMENT_ID)
+    frame = cands.join(quota, on=S.PORT_OF_ENTRY, how="left", maintain_order="left")
+    frame = _risk_picks(frame, plan.slots, float(settings.min_target_risk), first_rows=frame.height)
+    risk_n = _risk_counts(frame)
+    rest_n = {p: plan.counts[p] - int(risk_n.get(p, 0)) for p in plan.counts}
+    picked = _picked(_uniform_draw(frame, plan.draws(risk_n), rest_n))
+    networks = picked.get_column(S.NETWORK_ID).drop_nulls().unique()
+    sizes = pl.concat(  # pass 3: the picked networks' shipments in the whole day
+        [read().filter(pl.col(S.NETWORK_ID).is_in(networks.implode())).group_by(S.NETWORK_ID).len() for read in pieces]
+    )
+    sizes = sizes.group_by(S.NETWORK_ID).agg(pl.col("len").sum().cast(pl.Int64).alias("_size"))
+    extra = carried(picked.get_column(S.SHIPMENT_ID))
+    targets = _assemble(picked, extra, sizes, max_network_size, texts)
+    return RankedPieces(targets, plan, cands.select(S.SHIPMENT_ID, S.RISK_SCORE, S.PORT_OF_ENTRY))
 
 
 #: why a shipment of the day's top-N risk is not on the list (``top_risk_gaps``)
@@ -481,6 +704,7 @@ def top_risk_gaps(
     targets: pl.DataFrame,
     settings: Settings,
     capacity: int | None = None,
+    port_counts: dict[str, int] | None = None,
 ) -> dict:
     """How much of the day's top risk the list could not examine, and why.
 
@@ -493,12 +717,15 @@ def top_risk_gaps(
     at a port with room left, exploration took the exams (the day's risk budget ran out, and
     every risk pick scores at least as high).
     ``scores``: ``shipment_id``, ``risk_score`` of the whole day; ``ports``: ``shipment_id``,
-    ``port_of_entry``; ``targets``: the list (``rank_day``)."""
+    ``port_of_entry``; ``targets``: the list (``rank_day``). ``port_counts`` (port -> the day's
+    shipments): when ``scores`` holds only the day's best rows (at least the list's size:
+    :class:`RankedPieces`), the counts that set the ports' ceilings."""
     n = targets.height
     day = scores.select(S.SHIPMENT_ID, S.RISK_SCORE).join(
         ports.select(S.SHIPMENT_ID, pl.col(S.PORT_OF_ENTRY).cast(pl.String)), on=S.SHIPMENT_ID, how="inner"
     )
-    ceilings = port_ceilings(dict(day.group_by(S.PORT_OF_ENTRY).len().iter_rows()), settings, capacity) or {"": 0}
+    counts = dict(day.group_by(S.PORT_OF_ENTRY).len().iter_rows()) if port_counts is None else port_counts
+    ceilings = port_ceilings(counts, settings, capacity) or {"": 0}
     used = targets.group_by(pl.col(S.PORT_OF_ENTRY).cast(pl.String)).agg(
         pl.len().alias("_used"), (pl.col(S.SELECTION) == "exploration").sum().cast(pl.Int64).alias("_explored")
     )

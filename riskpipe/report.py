@@ -10,9 +10,12 @@ without enough such days it is "warming up", shown but not judged.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import jinja2
 import polars as pl
@@ -25,6 +28,12 @@ from riskpipe.rank import gaps_sentence
 from riskpipe.store import Layout
 
 DRIFT_WINDOW_DAYS = 30
+#: drift compares samples of a day (every k-th row of the id-sorted file, the smallest k that
+#: keeps at most this many): the night's drift table held 12 feature columns of 30 reference
+#: days whole (some 11 GB at 4 M rows a day); a PSI over ten bins from 100 k rows a day moves by
+#: about 1e-4 (sampling noise ~ bins / rows), far below its 0.1 / 0.25 levels
+DRIFT_PAST_DAY_ROWS = 100_000
+DRIFT_TODAY_ROWS = 500_000
 MIN_REFERENCE_DAYS = 7  # fewer comparable reference days than this: "warming up", not judged
 HISTORY_LOOKBACK_DAYS = 90  # unwindowed history features (first seen, prior exams) warm up this long
 _WINDOW = re.compile(r"_(\d+)d$")
@@ -93,10 +102,30 @@ def describe_change(name: str, past: pl.Series, now: pl.Series) -> str:
     return f"the median {words} {moved(a, b)} from {fa} to {fb}" if fa != fb else f"the median {words} stayed at {fa}"
 
 
+def sample_step(rows: int, most: int) -> int:
+    """The smallest k such that every k-th of ``rows`` rows is at most ``most`` rows."""
+    return max(1, math.ceil(rows / max(1, most)))
+
+
+def sampled_rows(files: Sequence[str | Path], columns: list[str], most: int) -> pl.DataFrame:
+    """``columns`` of each file, every k-th row (at most ``most`` rows a file), one file after
+    the other (streaming: a file is never held whole)."""
+    parts = []
+    for f in files:
+        rows = pl.scan_parquet(f).select(pl.len()).collect().item()
+        scan = pl.scan_parquet(f).select(columns).gather_every(sample_step(rows, most))
+        parts.append(scan.collect(engine="streaming"))
+    return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema={c: pl.Float64 for c in columns})
+
+
 def drift_table(
     layout: Layout, day: date, scores: pl.DataFrame, features: pl.DataFrame | None, columns: list[str]
 ) -> list[dict]:
     """PSI of the score and of key features on ``day`` against the previous 30 days' outputs.
+
+    ``scores`` and ``features``: the day's rows, or a sample of them (the night passes every k-th
+    row, :data:`DRIFT_TODAY_ROWS` at most); each reference day is sampled the same way
+    (:data:`DRIFT_PAST_DAY_ROWS`), so the table's memory does not grow with the day.
 
     A history feature is compared only with reference days that had their full history window
     (like with like); with fewer than ``MIN_REFERENCE_DAYS`` such days its level is
@@ -107,7 +136,7 @@ def drift_table(
     score_files = [str(f) for f in score_paths if f.exists()]
     if score_files:
         # extra_columns: days published before scores.parquet had arrival_date sit among newer ones
-        past = pl.scan_parquet(score_files, extra_columns="ignore").select(S.RISK_SCORE).collect()
+        past = sampled_rows(score_files, [S.RISK_SCORE], DRIFT_PAST_DAY_ROWS)
         rows.append(
             {
                 "name": S.RISK_SCORE,
@@ -142,7 +171,7 @@ def drift_table(
                         }
                     )
                 continue
-            past = pl.scan_parquet([str(feat_files[d]) for d in usable]).select(group).collect()
+            past = sampled_rows([str(feat_files[d]) for d in usable], group, DRIFT_PAST_DAY_ROWS)
             for col in group:
                 rows.append(
                     {
@@ -231,27 +260,78 @@ compared with days whose own history window was full; until there are {{ min_ref
 )
 
 
-def oea_claim_counts(raw_day: pl.DataFrame, features: pl.DataFrame | None) -> dict[str, int] | None:
+def oea_claim_counts(
+    raw_day: pl.DataFrame | pl.LazyFrame, features: pl.DataFrame | pl.LazyFrame | None
+) -> dict[str, int] | None:
     """``mx_oea`` claims of the day: confirmed / not confirmed on the partner's OEA list, and not
-    verified (no list imported for the day); None when nobody claims it."""
+    verified (no list imported for the day); None when nobody claims it. Counted as a streaming
+    aggregate (frames or scans of the day)."""
+    raw_day = raw_day.lazy()
     claims = (
-        int((raw_day.get_column(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").sum())
-        if S.TRUSTED_TRADER in raw_day.columns
+        int(
+            raw_day.select((pl.col(S.TRUSTED_TRADER).cast(pl.String) == "mx_oea").sum())
+            .collect(engine="streaming")
+            .item()
+        )
+        if S.TRUSTED_TRADER in raw_day.collect_schema()
         else 0
     )
     if claims == 0:
         return None
     ok = bad = 0
-    if features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.columns):
-        ok, bad = int(features["xb_oea_confirmed"].sum()), int(features["xb_oea_unconfirmed"].sum())
+    if features is not None and {"xb_oea_confirmed", "xb_oea_unconfirmed"} <= set(features.lazy().collect_schema()):
+        sums = features.lazy().select(pl.col("xb_oea_confirmed").sum(), pl.col("xb_oea_unconfirmed").sum())
+        ok, bad = (int(v or 0) for v in sums.collect(engine="streaming").row(0))
     return {"confirmed": ok, "not_confirmed": bad, "not_verified": claims - ok - bad}
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """What the report and the night's summary show of the whole day: shipments scored, the
+    score histogram (``charts.score_bins``), mean and 99th percentile, shipments by mode and by
+    port (raw rows). :meth:`of` counts them as streaming aggregates, so a scan of a day larger
+    than memory works as well as a frame."""
+
+    shipments: int
+    score_bins: list[int]
+    score_mean: float
+    score_p99: float
+    by_mode: list[tuple[str, int]]
+    by_port: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, scores: pl.DataFrame | pl.LazyFrame, raw_day: pl.DataFrame | pl.LazyFrame) -> DayFigures:
+        score = pl.col(S.RISK_SCORE)
+        head = (
+            scores.lazy()
+            .select(pl.len().alias("n"), score.mean().alias("mean"), score.quantile(0.99).alias("p99"))
+            .collect(engine="streaming")
+            .row(0, named=True)
+        )
+        bins = charts.score_bins_of(scores.lazy(), S.RISK_SCORE)
+        raw = raw_day.lazy()
+        by_mode = raw.group_by(S.MODE).len().collect(engine="streaming").sort(["len", S.MODE], descending=[True, False])
+        by_port = (
+            raw.group_by(S.PORT_OF_ENTRY)
+            .len()
+            .collect(engine="streaming")
+            .sort(["len", S.PORT_OF_ENTRY], descending=[True, False])
+        )
+        return cls(
+            shipments=int(head["n"]),
+            score_bins=bins,
+            score_mean=_number(head["mean"] or 0.0),
+            score_p99=float(head["p99"] or 0.0),
+            by_mode=[(str(m), int(n)) for m, n in by_mode.iter_rows()],
+            by_port=[(str(p), int(n)) for p, n in by_port.iter_rows()],
+        )
 
 
 def render_report(
     day: date,
-    scores: pl.DataFrame,
+    scores: pl.DataFrame | pl.LazyFrame | DayFigures,
     targets: pl.DataFrame,
-    raw_day: pl.DataFrame,
+    raw_day: pl.DataFrame | pl.LazyFrame | None,
     quarantine_by_reason: dict[str, int],
     model_version: str | None,
     evaluation: list[dict] | None,
@@ -266,13 +346,18 @@ def render_report(
 ) -> str:
     """The report page for ``day`` as a string; ``champion_problem`` (why no model ranked the
     night) puts a banner at the top; ``model_warnings`` (``riskpipe.model.training_warnings`` of
-    the champion) head the model section; ``port_slots`` (each port's ceiling that night,
+    the champion) head the model section; ``scores`` and ``raw_day`` (frames or scans of the
+    day) give its :class:`DayFigures`, or ``scores`` is those figures (``raw_day`` unused); ``port_slots`` (each port's ceiling that night,
     ``rank.port_ceilings``) marks each port's capacity on the slot-use chart; ``gaps``
     (``rank.top_risk_gaps``) is the table of the day's top risk the list could not examine; ``oea_claims`` (:func:`oea_claim_counts`) counts
     the ``mx_oea`` claims confirmed and not confirmed on the partner's OEA list."""
     names = ReferenceNames.load()
-    by_mode = raw_day.group_by(S.MODE).len().sort(["len", S.MODE], descending=[True, False])
-    by_port = raw_day.group_by(S.PORT_OF_ENTRY).len().sort(["len", S.PORT_OF_ENTRY], descending=[True, False]).head(15)
+    if isinstance(scores, DayFigures):
+        figures = scores
+    elif raw_day is None:
+        raise ValueError("render_report: the day's raw rows are needed with its scores")
+    else:
+        figures = DayFigures.of(scores, raw_day)
     q_items = sorted(quarantine_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
     judged = [d for d in drift if d["psi"] is not None and d["level"] != "warming up"]
     drift_items = [(charts.label(d["name"], 36), float(d["psi"])) for d in sorted(judged, key=lambda d: -d["psi"])]
@@ -291,18 +376,18 @@ def render_report(
             {"port": p, "name": names.port(p), "risk": r, "exploration": e, "slots": (port_slots or {}).get(p)}
             for p, r, e in use.iter_rows()
         ][:20]
-    port_items = [(f"{p} {names.port(p)}".strip(), float(n)) for p, n in by_port.iter_rows()]
+    port_items = [(f"{p} {names.port(p)}".strip(), float(n)) for p, n in figures.by_port[:15]]
     return _TEMPLATE.render(
         day=day.isoformat(),
         model_version=model_version,
         champion_problem=champion_problem,
         generated_at=generated_at,
-        n_shipments=scores.height,
+        n_shipments=figures.shipments,
         n_targets=targets.height,
         n_exploration=n_explore,
         n_quarantined=sum(quarantine_by_reason.values()),
         chart_mode=charts.bars(
-            [(str(m), float(n)) for m, n in zip(by_mode[S.MODE].to_list(), by_mode["len"].to_list(), strict=True)],
+            [(m, float(n)) for m, n in figures.by_mode],
             "Shipments by mode",
             "shipments",
         ),
@@ -311,9 +396,9 @@ def render_report(
         chart_quarantine=charts.bars(
             [(k, float(v)) for k, v in q_items], "Quarantined rows by reason", "rows", color=charts.COLORS[4]
         ),
-        chart_scores=charts.score_histogram(charts.score_bins(scores[S.RISK_SCORE])),
-        score_mean=_number(scores[S.RISK_SCORE].mean() or 0.0),
-        score_p99=float(scores[S.RISK_SCORE].quantile(0.99) or 0.0),
+        chart_scores=charts.score_histogram(figures.score_bins),
+        score_mean=figures.score_mean,
+        score_p99=figures.score_p99,
         top=targets.sort(S.RANK).head(top_n).to_dicts(),
         evaluation=evaluation,
         drift=drift,

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -391,9 +391,13 @@ def _score_rows(
     return out
 
 
-def scores_file_frame(scores: pl.DataFrame, day: date) -> pl.DataFrame:
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def scores_file_frame(scores: _Frame, day: date) -> _Frame:
     """Exactly the contract's ``scores.parquet`` columns (``S.SCORES_FILE_SCHEMA``), in order;
-    ``arrival_date`` is ``day`` (the night scores one arrival date)."""
+    ``arrival_date`` is ``day`` (the night scores one arrival date). A frame or a scan (the night
+    streams the file)."""
     scores = scores.with_columns(pl.lit(day, pl.Date).alias(S.ARRIVAL_DATE))
     return scores.select([pl.col(c).cast(t) for c, t in S.SCORES_FILE_SCHEMA.items()])
 

@@ -394,3 +394,62 @@ def test_rank_day_equal_random_keys_keep_the_score_order_tie_break(monkeypatch):
     whole = rank_day(scores, raw, settings, seed=5, texts=TEXTS, first_rows=10**9)
     got = rank_day(scores, raw, settings, seed=5, texts=TEXTS, first_rows=1)
     assert got.equals(whole) and (got[S.SELECTION] == "exploration").sum() > 50
+
+
+def _in_pieces(scores: pl.DataFrame, raw: pl.DataFrame, rows: int):
+    """The day cut into id ranges of ``rows`` (as the night reads its id-sorted scores file)."""
+    day = scores.select(S.SHIPMENT_ID, S.RISK_SCORE, S.NETWORK_ID).join(raw, on=S.SHIPMENT_ID)
+    day = day.sort(S.SHIPMENT_ID)
+    pieces = [lambda a=a: day.slice(a, rows) for a in range(0, day.height, rows)]
+    carried = lambda ids: scores.filter(pl.col(S.SHIPMENT_ID).is_in(ids.implode())).select(  # noqa: E731
+        S.SHIPMENT_ID, S.RULE_SCORE, S.REASONS, S.MODEL_VERSION
+    )
+    return pieces, carried
+
+
+@pytest.mark.parametrize(
+    "kw,capacity",
+    [
+        (dict(exploration_share=0.0), None),
+        (dict(exploration_share=0.2), None),
+        (dict(exploration_share=0.2, min_target_risk=0.25), None),  # spare slots become exploration
+        (dict(exploration_share=0.1), 37),  # a day-wide budget below the ceilings
+        (dict(exploration_share=0.1), 400),  # ceilings scaled up
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 97, 1000, 5000])
+def test_rank_pieces_gives_rank_day_s_list_and_top_risk_gaps(kw, capacity, rows):
+    """A day ranked in pieces (the night on a cluster) gives exactly the whole-day list: same
+    picks, order, probabilities, words; and the same top-risk gaps from the merged top rows."""
+    from riskpipe.rank import rank_pieces, top_risk_gaps
+
+    scores, raw = _big_day(3000, 4)
+    i = pl.col(S.SHIPMENT_ID).str.slice(1).cast(pl.Int64)
+    scores = scores.with_columns(  # networks spanning pieces: three hubs of 60, two cases of 30
+        pl.when(i % 50 < 3)
+        .then(pl.lit("N") + (i % 3).cast(pl.String))
+        .when(i % 50 == 3)
+        .then(pl.lit("M") + (i // 50 % 2).cast(pl.String))
+        .otherwise(pl.col(S.NETWORK_ID))
+        .alias(S.NETWORK_ID)
+    )
+    settings = _settings(port_capacity={"4701": 40, "2720": 30, "3001": 30}, other_port_capacity=10, **kw)
+    whole = rank_day(scores, raw, settings, capacity=capacity, seed=11, texts=TEXTS, max_network_size=40)
+    pieces, carried = _in_pieces(scores, raw, rows)
+    got = rank_pieces(pieces, carried, settings, capacity=capacity, seed=11, texts=TEXTS, max_network_size=40)
+    assert got.targets.equals(whole)
+    assert whole.height >= 37 and whole[S.NETWORK_ID].drop_nulls().n_unique() > 1
+    if kw["exploration_share"]:
+        assert (whole[S.SELECTION] == "exploration").sum() > 0
+    gaps = top_risk_gaps(scores, raw, whole, settings, capacity)
+    merged = top_risk_gaps(got.top, got.top, got.targets, settings, capacity, port_counts=got.plan.counts)
+    assert merged == gaps and gaps["not_examined"] > 0
+
+
+def test_rank_pieces_refuses_pieces_out_of_id_order():
+    from riskpipe.rank import rank_pieces
+
+    scores, raw = _big_day(300, 2)
+    pieces, carried = _in_pieces(scores, raw, 100)
+    with pytest.raises(ValueError, match="ascending"):
+        rank_pieces(pieces[::-1], carried, _settings(), seed=1, texts=TEXTS)

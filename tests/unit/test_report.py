@@ -122,6 +122,30 @@ def test_drift_compares_history_features_with_full_window_days_only(tmp_path):
     assert row["days"] == 14 and row["level"] == "stable", row  # like with like: the warm-up days left out
 
 
+def test_drift_reads_a_bounded_sample_of_each_reference_day(tmp_path, monkeypatch):
+    """Each reference day is read as every k-th row, at most ``DRIFT_PAST_DAY_ROWS`` rows (the
+    table held 12 feature columns of 30 whole days: ~11 GB at 4 M rows a day); the PSI is that
+    of those samples."""
+    from riskpipe import report
+    from riskpipe.drift import psi
+    from riskpipe.report import drift_table, sampled_rows
+
+    layout, days = _drift_home(tmp_path, 45)
+    day = days[-1]
+    feats = pl.read_parquet(layout.day_dir(layout.features, day) / "features.parquet")
+    files = [layout.day_dir(layout.features, d) / "features.parquet" for d in days[-31:-1]]
+    sample = sampled_rows(files[:2], ["declared_value_usd"], 300)  # 2000 rows a day: every 7th
+    whole = pl.concat([pl.read_parquet(f, columns=["declared_value_usd"]) for f in files[:2]])
+    assert sample.height == 2 * 286
+    assert sample["declared_value_usd"].to_list()[:286] == whole["declared_value_usd"].to_list()[0:2000:7]
+    monkeypatch.setattr(report, "DRIFT_PAST_DAY_ROWS", 300)
+    scores = pl.DataFrame({S.SHIPMENT_ID: ["a"], S.RISK_SCORE: [0.1]})
+    row = next(r for r in drift_table(layout, day, scores, feats, ["declared_value_usd"]) if r["name"] != S.RISK_SCORE)
+    expected = psi(sampled_rows(files, ["declared_value_usd"], 300)["declared_value_usd"], feats["declared_value_usd"])
+    full = psi(pl.concat([pl.read_parquet(f) for f in files])["declared_value_usd"], feats["declared_value_usd"])
+    assert row["psi"] == expected and row["days"] == 30 and expected != full
+
+
 def test_drift_in_words():
     from riskpipe.report import describe_change
 
