@@ -18,8 +18,8 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
    and :func:`keys_reduce3` aggregate each component (size, parties, ``network_id``); then each
    shard's columns are assembled by :func:`keys_shard_columns`. No step holds the day's thin
    frame: a shard step holds its shard, a partition step its keys' rows (about 45 bytes per row
-   and kind), the components step the integer edges and the linked rows only (16 bytes a link, 24
-   a linked row) and :func:`keys_pieces` the day's shipment ids. (:func:`day_columns`, one task
+   and kind), the components step a label per row of the day (9 bytes a row) and one edge file,
+   :func:`keys_pieces` the day's shipment ids. (:func:`day_columns`, one task
    holding the day's thin frame, about 0.5 KB a row, is the former central step, kept for
    comparison and the tests.)
 3. :func:`features_shard` (one task per shard, on the workers): the row-level families on the
@@ -420,16 +420,17 @@ def keys_reduce2(layout: Layout, day: date, part: int, n_shards: int) -> int:
 
 def keys_components(layout: Layout, day: date) -> int:
     """The day's networks: connected components of the edges of every link kind. Central, but it
-    holds only the integer edge list (two Int64 per link: a linked row and its group's first row)
-    and the linked rows (a row in no capped group of the day is its own component and never
-    comes here): about 16 bytes a link and 24 a linked row, not the day's thin frame. Returns the
-    linked rows."""
+    reads the edge files one at a time and holds about 9 bytes per row of the day (a label and a
+    flag, :func:`riskpipe.features.partials.component_labels_in_files`), not the edge list and its
+    graph. Returns the linked rows."""
     from riskpipe.features import partials
 
-    edges = pl.read_parquet(str(_keys_dir(layout, day) / "edges" / "*.parquet"))
-    labels = partials.component_labels(edges)
-    del edges
-    _write(labels.sort(partials.NODE), _keys_dir(layout, day) / _LABELS_FILE)
+    folder = _keys_dir(layout, day)
+    shards = sorted(folder.glob("thin-*.parquet"))
+    rows = [pl.scan_parquet(f).select(pl.len()).collect().item() for f in shards]
+    edges = sorted(str(f) for f in (folder / "edges").glob("*.parquet"))
+    labels = partials.component_labels_in_files(edges, rows)
+    _write(labels, folder / _LABELS_FILE)
     return labels.height
 
 

@@ -266,15 +266,29 @@ def combine_pieces(
 ) -> Path:
     """The day's scores from pieces that are contiguous id ranges in order (the night on shards,
     :mod:`riskpipe.distnight`): the day's top rows get their occlusion reasons in their piece,
-    then the pieces are streamed into ``out_file``. Holds the day's ids and risks and one piece
-    (:func:`combine_shards` held the whole scored day); same frame as :func:`combine_shards`.
-    The top rows are attributed by the night's model ``model_version`` (None: the pieces' one)."""
+    then the pieces are streamed into ``out_file``. Holds one piece and the best ``top_n`` rows of
+    each, never the day (:func:`combine_shards` held the whole scored day, an earlier version its
+    ids and risks); same frame as :func:`combine_shards`. The top rows are attributed by the
+    night's model ``model_version`` (None: the pieces' one)."""
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     scan = pl.scan_parquet(scored_files)
-    narrow = scan.select(S.SHIPMENT_ID, S.RISK_SCORE).collect()
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
-    if narrow.height != rows or narrow.get_column(S.SHIPMENT_ID).n_unique() != rows:
-        raise ValueError(f"pieces of {day}: {narrow.height} scored rows for {rows} shipments of the day")
+    scored_rows, tops, last = 0, [], None
+    for f in scored_files:  # each piece's rows, unique ids, ranges in order; its best rows
+        piece = pl.read_parquet(f, columns=[S.SHIPMENT_ID, S.RISK_SCORE])
+        unique, low, high = piece.select(
+            pl.col(S.SHIPMENT_ID).n_unique().alias("n"),
+            pl.col(S.SHIPMENT_ID).min().alias("low"),
+            pl.col(S.SHIPMENT_ID).max().alias("high"),
+        ).row(0)
+        if unique != piece.height or (piece.height and last is not None and low <= last):
+            raise ValueError(f"pieces of {day}: {Path(f).name} repeats shipments or is out of id order")
+        last = high if piece.height else last
+        scored_rows += piece.height
+        tops.append(piece.join(top_shipment_ids(piece, top_n), on=S.SHIPMENT_ID, how="semi"))
+    if scored_rows != rows:
+        raise ValueError(f"pieces of {day}: {scored_rows} scored rows for {rows} shipments of the day")
+    narrow = pl.concat(tops) if tops else pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.RISK_SCORE: pl.Float64})
     versions = (
         scan.select(pl.col(S.MODEL_VERSION).unique()).collect().get_column(S.MODEL_VERSION).to_list()
         if model_version is None

@@ -89,3 +89,40 @@ def test_the_key_partitions_give_the_single_process_whole_day_columns(home, shar
     assert want.select(pl.col(H.parcels_col("cons_addr", 7)).max()).item() > 0
     assert want.select(pl.col("graph_hop2_score").max()).item() > 0
     assert want.select(pl.col("graph_link_score").max()).item() > 0
+
+
+@pytest.mark.parametrize("shape", ["random", "chains", "star", "none"])
+def test_components_from_edge_files_equal_the_in_memory_labels(tmp_path, shape):
+    """The networks step reads the edge files one at a time and keeps a label per row of the day
+    (the edge list's sparse graph took ~270 bytes a linked row): same components, each labelled
+    by its smallest node, as the in-memory labelling (scipy)."""
+    import numpy as np
+
+    from riskpipe.features import partials
+
+    rng = np.random.default_rng(5)
+    shard_rows = [700, 0, 1300, 500]
+    nodes = np.concatenate([(s << 32) + np.arange(n, dtype=np.int64) for s, n in enumerate(shard_rows)])
+    if shape == "random":
+        a, b = rng.choice(nodes, 1500), rng.choice(nodes, 1500)
+    elif shape == "chains":  # long paths in shuffled order: many hooking passes
+        perm = rng.permutation(nodes)[:2400]
+        a, b = perm[:-1], perm[1:]
+        keep = np.arange(a.size) % 800 != 799  # three chains of 800
+        a, b = a[keep], b[keep]
+    elif shape == "star":
+        a, b = np.full(900, nodes[-1]), rng.choice(nodes[:-1], 900, replace=False)
+    else:
+        a, b = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    edges = pl.DataFrame(
+        {partials.NODE: a, partials.ROOT: b}, schema={partials.NODE: pl.Int64, partials.ROOT: pl.Int64}
+    )
+    files = []
+    for i, part in enumerate(edges.sample(fraction=1.0, shuffle=True, seed=1).iter_slices(400) if edges.height else []):
+        files.append(str(tmp_path / f"{i}.parquet"))
+        part.write_parquet(files[-1])
+    got = partials.component_labels_in_files(files, shard_rows)
+    expected = partials.component_labels(edges).sort(partials.NODE)
+    assert_frame_equal(got, expected)
+    if shape == "chains":
+        assert expected[partials.LABEL].n_unique() == 3
