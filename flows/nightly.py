@@ -217,10 +217,17 @@ def keys_map3(home: str, day: str, shard: int, n_parts: int) -> int:
 
 
 @task(name="keys-reduce-3")
-def keys_reduce3(home: str, day: str, part: int, n_shards: int) -> int:
+def keys_reduce3(home: str, day: str, part: int, n_parts: int) -> int:
     from riskpipe import distnight
 
-    return distnight.keys_reduce3(Layout(Path(home)), date.fromisoformat(day), part, n_shards)
+    return distnight.keys_reduce3(Layout(Path(home)), date.fromisoformat(day), part, n_parts)
+
+
+@task(name="keys-networks")
+def keys_networks(home: str, day: str, part: int) -> int:
+    from riskpipe import distnight
+
+    return distnight.keys_networks(Layout(Path(home)), date.fromisoformat(day), part)
 
 
 @task(name="keys-pieces")
@@ -258,7 +265,8 @@ def _features_on_shards(home: str, day: str, shards: int, partitions: int | None
     _all([keys_reduce2.submit(home, day, i, shards) for i in range(n_parts)])
     keys_components.submit(home, day).result()
     _all([keys_map3.submit(home, day, s, n_parts) for s in range(shards)])
-    _all([keys_reduce3.submit(home, day, i, shards) for i in range(n_parts)])
+    _all([keys_reduce3.submit(home, day, i, n_parts) for i in range(n_parts)])
+    _all([keys_networks.submit(home, day, i) for i in range(n_parts)])
     whole = keys_pieces.submit(home, day, shards, shards)
     files = _all([features_shard_keys.submit(home, day, p, s) for s, p in enumerate(parts)])
     return files, whole.result()

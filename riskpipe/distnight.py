@@ -15,7 +15,10 @@ What runs where (each step is one function here; ``flows.nightly`` submits them 
    :func:`keys_map2` joins them back by node and emits the networks' link keys and the link
    scores; :func:`keys_reduce2` gives the networks' edges and the graph's hop 2;
    :func:`keys_components` (one task) labels the components of the edge list; :func:`keys_map3`
-   and :func:`keys_reduce3` aggregate each component (size, parties, ``network_id``); then each
+   (per shard: each component's partial counts, its distinct (component, party) pairs),
+   :func:`keys_reduce3` (per pair partition: pairs counted per component) and
+   :func:`keys_networks` (per label partition: the parts added) aggregate each component (size,
+   parties, ``network_id``) without gathering its rows, however large it is; then each
    shard's columns are assembled by :func:`keys_shard_columns`. No step holds the day's thin
    frame: a shard step holds its shard, a partition step its keys' rows (about 45 bytes per row
    and kind), the components step a label per row of the day (9 bytes a row) and one edge file,
@@ -455,23 +458,38 @@ def keys_map3(layout: Layout, day: date, shard: int, n_parts: int) -> int:
     frame = frame.join(labels, on=partials.NODE, how="left", maintain_order="left")
     frame = frame.with_columns(pl.col(partials.LABEL).fill_null(node))
     _write(frame, _thin_path(layout, day, shard, "round2"))
-    long = partials.emit_round3(frame)
-    where = (pl.col(partials.LABEL) % n_parts).cast(pl.Int64)
-    _scatter(long, where, n_parts, _keys_dir(layout, day) / "r3", f"{shard:04d}")
+    parts, pairs = partials.round3_map(partials.emit_round3(frame))
+    folder = _keys_dir(layout, day)
+    _scatter(parts, (pl.col(partials.LABEL) % n_parts).cast(pl.Int64), n_parts, folder / "r3", f"{shard:04d}")
+    for kind, rows in pairs.items():
+        _scatter(rows, partials.pair_part(kind, n_parts), n_parts, folder / "r3pairs", f"{shard:04d}-{kind}")
     return frame.height
 
 
-def keys_reduce3(layout: Layout, day: date, part: int, n_shards: int) -> int:
-    """Round 3 of component partition ``part``: the network columns and ``network_id`` of its
-    components' rows, sent back to the shards."""
+def keys_reduce3(layout: Layout, day: date, part: int, n_parts: int) -> int:
+    """Round 3 of pair partition ``part``: each component's distinct shippers and consignee
+    addresses among its pairs (and their 7-day parcels), sent to the components' label
+    partitions. A component's pairs spread over every pair partition, however large it is."""
     from riskpipe.features import partials
 
-    rows = _gather(_keys_dir(layout, day) / "r3", part)
-    out = partials.round3_partition(rows)
-    _scatter(
-        out, partials.shard_of_node(pl.col(partials.NODE)), n_shards, _keys_dir(layout, day) / "r3out", f"{part:04d}"
-    )
-    return rows.height
+    folder = _keys_dir(layout, day)
+    pairs = {kind: _gather(folder / "r3pairs", part, f"-{kind}") for kind in ("shipper", "cons_addr")}
+    counts = partials.round3_pairs(pairs)
+    _scatter(counts, (pl.col(partials.LABEL) % n_parts).cast(pl.Int64), n_parts, folder / "r3counts", f"{part:04d}")
+    return sum(p.height for p in pairs.values())
+
+
+def keys_networks(layout: Layout, day: date, part: int) -> int:
+    """Round 3 of label partition ``part``: the network columns and ``network_id`` of its
+    components (one row each, from the shards' parts and the pair partitions' counts), for the
+    shards to join by label."""
+    from riskpipe.features import partials
+
+    folder = _keys_dir(layout, day)
+    table = partials.round3_labels(_gather(folder / "r3", part), _gather(folder / "r3counts", part))
+    private_dir(folder / "networks")
+    _write(table, folder / "networks" / f"{part:04d}.parquet")
+    return table.height
 
 
 def keys_shard_columns(layout: Layout, day: date, shard: int) -> str:
@@ -480,10 +498,15 @@ def keys_shard_columns(layout: Layout, day: date, shard: int) -> str:
     from riskpipe.features import families, partials
 
     frame = pl.read_parquet(_thin_path(layout, day, shard, "round2"))
-    net = _gather(_keys_dir(layout, day) / "r3out", shard)
-    frame = frame.join(net, on=partials.NODE, how="left", maintain_order="left")
-    if net.height != frame.height:
-        raise RuntimeError(f"key partitions of {day}: shard {shard} got {net.height} network rows for {frame.height}")
+    labels = frame.get_column(partials.LABEL).unique()
+    net = (
+        pl.scan_parquet(str(_keys_dir(layout, day) / "networks" / "*.parquet"))
+        .filter(pl.col(partials.LABEL).is_in(labels.implode()))
+        .collect(engine="streaming")
+    )
+    if net.height != labels.len():
+        raise RuntimeError(f"key partitions of {day}: shard {shard} found {net.height} of its {labels.len()} networks")
+    frame = frame.join(net, on=partials.LABEL, how="left", maintain_order="left")
     cols = [c for f in families.FAMILIES for c in f.day_columns]
     path = _thin_path(layout, day, shard, "day-columns")
     return str(_write(frame.select(S.SHIPMENT_ID, S.NETWORK_ID, *cols), path))
@@ -521,5 +544,7 @@ def partitioned_day_columns(
     for s in range(n):
         keys_map3(layout, day, s, n_parts)
     for i in range(n_parts):
-        keys_reduce3(layout, day, i, n)
+        keys_reduce3(layout, day, i, n_parts)
+    for i in range(n_parts):
+        keys_networks(layout, day, i)
     return [keys_shard_columns(layout, day, s) for s in range(n)], keys_pieces(layout, day, n, min_pieces)

@@ -466,31 +466,70 @@ def emit_round3(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def round3_partition(f: pl.DataFrame) -> pl.DataFrame:
-    """The network family's columns and ``network_id`` of every row of the components in ``f``
-    (mirrors :func:`riskpipe.features.network.add_network` after its components)."""
-    addr, p7 = key_col("cons_addr"), H.parcels_col("cons_addr", 7)
-    groups = f.group_by(LABEL).agg(
-        pl.len().cast(pl.Int32).alias(N.NET_SIZE),
-        pl.col(key_col("shipper")).n_unique().cast(pl.Int32).alias(N.NET_SHIPPERS),
-        pl.col(addr).n_unique().cast(pl.Int32).alias(N.NET_CONSIGNEES),
-        pl.col("_pos").any().cast(pl.Int8).alias(N.NET_TOUCHES_POSITIVE),
+# The network family (:func:`riskpipe.features.network.add_network`) aggregates each component;
+# one component may hold most of the day (a synthetic 1 M-row day has one of 817 k rows), so no
+# step gathers a component's rows: a shard sends per component its partial counts (by label) and
+# its distinct (component, party) pairs (by the pair's hash: a component's parties spread over all
+# partitions); a pair partition counts its pairs per component; a label partition adds the parts.
+_PAIR_KEYS = {"shipper": key_col("shipper"), "cons_addr": key_col("cons_addr")}
+
+
+def round3_map(long: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """A shard's part of round 3 (``long``: :func:`emit_round3`): per component its rows, whether
+    any touches a positive, its first shipment id; and per party kind its distinct (component,
+    party) pairs (an address with its 7-day parcels, as the family sums them once per address)."""
+    parts = long.group_by(LABEL).agg(
+        pl.len().cast(pl.Int64).alias("_n"),
+        pl.col("_pos").any().alias("_pos"),
         pl.col(S.SHIPMENT_ID).min().alias("_first"),
     )
-    prior7 = (
-        f.filter(pl.col(addr).is_not_null())
-        .unique([LABEL, addr])
-        .group_by(LABEL)
-        .agg(pl.col(p7).sum().cast(pl.Int32).alias(N.NET_PRIOR_PARCELS_7D))
+    p7 = H.parcels_col("cons_addr", 7)
+    pairs = {
+        "shipper": long.select(LABEL, _PAIR_KEYS["shipper"]).unique(),
+        "cons_addr": long.select(LABEL, _PAIR_KEYS["cons_addr"], p7).unique([LABEL, _PAIR_KEYS["cons_addr"]]),
+    }
+    return parts, pairs
+
+
+def pair_part(kind: str, parts: int) -> pl.Expr:
+    """The pair partition of a (component, party) pair of ``kind``."""
+    return (pl.struct(LABEL, _PAIR_KEYS[kind]).hash(7) % parts).cast(pl.Int64)
+
+
+def round3_pairs(pairs: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """A pair partition: per component its distinct shippers and consignee addresses (null
+    counted as one value, as ``n_unique``) and the 7-day parcels summed once per address."""
+    p7 = H.parcels_col("cons_addr", 7)
+    shippers = pairs["shipper"].unique().group_by(LABEL).agg(pl.len().cast(pl.Int64).alias("_shippers"))
+    addrs = pairs["cons_addr"].unique([LABEL, _PAIR_KEYS["cons_addr"]], keep="first", maintain_order=True)
+    consignees = addrs.group_by(LABEL).agg(
+        pl.len().cast(pl.Int64).alias("_consignees"),
+        pl.col(p7).filter(pl.col(_PAIR_KEYS["cons_addr"]).is_not_null()).sum().cast(pl.Int64).alias("_prior7"),
+    )
+    return shippers.join(consignees, on=LABEL, how="full", coalesce=True)
+
+
+def round3_labels(parts: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """A label partition: the network family's columns and ``network_id`` of each of its
+    components (``LABEL``), from the shards' parts and the pair partitions' counts (mirrors
+    :func:`riskpipe.features.network.add_network` after its components)."""
+    groups = parts.group_by(LABEL).agg(
+        pl.col("_n").sum().cast(pl.Int32).alias(N.NET_SIZE),
+        pl.col("_pos").any().cast(pl.Int8).alias(N.NET_TOUCHES_POSITIVE),
+        pl.col("_first").min().alias("_first"),
+    )
+    counts = pairs.group_by(LABEL).agg(
+        pl.col("_shippers").sum().cast(pl.Int32).alias(N.NET_SHIPPERS),
+        pl.col("_consignees").sum().cast(pl.Int32).alias(N.NET_CONSIGNEES),
+        pl.col("_prior7").sum().cast(pl.Int32).alias(N.NET_PRIOR_PARCELS_7D),
     )
     return (
-        f.select(NODE, LABEL)
-        .join(groups, on=LABEL, how="left", maintain_order="left")
-        .join(prior7, on=LABEL, how="left", maintain_order="left")
+        groups.join(counts, on=LABEL, how="left")
         .with_columns(pl.col(N.NET_PRIOR_PARCELS_7D).fill_null(0))
         .with_columns(
             (pl.col(N.NET_SIZE) / (1.0 + pl.col(N.NET_PRIOR_PARCELS_7D) / 7.0)).alias(N.NET_GROWTH_RATIO),
             pl.when(pl.col(N.NET_SIZE) > 1).then(pl.concat_str(pl.lit("N-"), pl.col("_first"))).alias(S.NETWORK_ID),
         )
-        .select(NODE, S.NETWORK_ID, *N.COLUMNS)
+        .select(LABEL, S.NETWORK_ID, *N.COLUMNS)
+        .sort(LABEL)
     )

@@ -126,3 +126,76 @@ def test_components_from_edge_files_equal_the_in_memory_labels(tmp_path, shape):
     assert_frame_equal(got, expected)
     if shape == "chains":
         assert expected[partials.LABEL].n_unique() == 3
+
+
+def test_round3_spreads_a_giant_network_over_the_partitions(tmp_path):
+    """One component holding most of the day is aggregated without any step gathering its rows:
+    its (component, party) pairs spread over the pair partitions, each shard sends one row per
+    component; the columns equal the family's aggregation over the whole component."""
+    import numpy as np
+
+    from riskpipe.features import network as N
+    from riskpipe.features import partials
+    from riskpipe.features.keys import key_col
+
+    rng = np.random.default_rng(2)
+    n, parts = 4000, 4
+    p7 = H.parcels_col("cons_addr", 7)
+    addr = rng.integers(0, 900, n).astype(np.uint64)
+    label = np.where(np.arange(n) < 3400, 7, np.arange(n) + 100)  # a giant network and singletons
+    long = pl.DataFrame(
+        {
+            partials.LABEL: label.astype(np.int64),
+            partials.NODE: np.arange(n, dtype=np.int64),
+            S.SHIPMENT_ID: [f"S{i:05d}" for i in rng.permutation(n)],
+            key_col("cons_addr"): pl.Series(addr).scatter(np.arange(0, n, 97), None),
+            key_col("shipper"): pl.Series(rng.integers(0, 500, n).astype(np.uint64)).scatter(np.arange(5, n, 89), None),
+            p7: pl.Series((addr % 5).astype(np.int64)),
+            "_pos": rng.random(n) < 0.001,
+        }
+    )
+    shards = [long.slice(i * 1000, 1000) for i in range(4)]
+    mapped = [partials.round3_map(s) for s in shards]
+    pair_rows = []
+    for i in range(parts):
+        pairs = {
+            k: pl.concat([m[1][k].filter(partials.pair_part(k, parts) == i) for m in mapped])
+            for k in ("shipper", "cons_addr")
+        }
+        pair_rows.append(sum(p.height for p in pairs.values()))
+        pair_rows_counts = partials.round3_pairs(pairs)
+        pair_rows_counts.write_parquet(tmp_path / f"c{i}.parquet")
+    counts = pl.read_parquet(str(tmp_path / "c*.parquet"))
+    got = partials.round3_labels(pl.concat([m[0] for m in mapped]), counts)
+    giant_pairs = sum(
+        m[1][k].filter(pl.col(partials.LABEL) == 7).height for m in mapped for k in ("shipper", "cons_addr")
+    )
+    assert max(pair_rows) < 0.45 * giant_pairs  # no partition holds the giant network's pairs
+    assert max(m[0].height for m in mapped) <= 1000  # a shard sends a row per component
+    addr_col = key_col("cons_addr")
+    prior = (
+        long.filter(pl.col(addr_col).is_not_null())
+        .unique([partials.LABEL, addr_col])
+        .group_by(partials.LABEL)
+        .agg(pl.col(p7).sum().cast(pl.Int32).alias(N.NET_PRIOR_PARCELS_7D))
+    )
+    expected = (
+        long.group_by(partials.LABEL)
+        .agg(
+            pl.len().cast(pl.Int32).alias(N.NET_SIZE),
+            pl.col(key_col("shipper")).n_unique().cast(pl.Int32).alias(N.NET_SHIPPERS),
+            pl.col(addr_col).n_unique().cast(pl.Int32).alias(N.NET_CONSIGNEES),
+            pl.col("_pos").any().cast(pl.Int8).alias(N.NET_TOUCHES_POSITIVE),
+            pl.col(S.SHIPMENT_ID).min().alias("_first"),
+        )
+        .join(prior, on=partials.LABEL, how="left")
+        .with_columns(pl.col(N.NET_PRIOR_PARCELS_7D).fill_null(0))
+        .with_columns(
+            (pl.col(N.NET_SIZE) / (1.0 + pl.col(N.NET_PRIOR_PARCELS_7D) / 7.0)).alias(N.NET_GROWTH_RATIO),
+            pl.when(pl.col(N.NET_SIZE) > 1).then(pl.lit("N-") + pl.col("_first")).alias(S.NETWORK_ID),
+        )
+        .select(partials.LABEL, S.NETWORK_ID, *N.COLUMNS)
+        .sort(partials.LABEL)
+    )
+    assert_frame_equal(got, expected)
+    assert got.filter(pl.col(partials.LABEL) == 7)[N.NET_SIZE].item() == 3400
