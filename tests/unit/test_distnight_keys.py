@@ -199,3 +199,35 @@ def test_round3_spreads_a_giant_network_over_the_partitions(tmp_path):
     )
     assert_frame_equal(got, expected)
     assert got.filter(pl.col(partials.LABEL) == 7)[N.NET_SIZE].item() == 3400
+
+
+@pytest.mark.parametrize("sizes", [[500, 0, 1300, 700], [1, 1, 1], [3000]])
+def test_ids_at_places_equal_the_sorted_day_without_holding_it(tmp_path, monkeypatch, sizes):
+    """The pieces' boundary ids come from the shards' sorted ids one shard at a time (a sample,
+    then the buckets holding the places): the same ids as sorting the day's ids."""
+    import numpy as np
+
+    from riskpipe import distnight
+
+    monkeypatch.setattr(distnight, "IDS_SAMPLE", 40)  # buckets of many ids
+    rng = np.random.default_rng(sum(sizes))
+    ids = [
+        f"{c}{n:07d}"
+        for c, n in zip(rng.choice(list("ABCDXYZ"), sum(sizes)), rng.permutation(10**6)[: sum(sizes)], strict=True)
+    ]
+    files, first = [], 0
+    for i, n in enumerate(sizes):
+        f = tmp_path / f"thin-{i}.parquet"
+        pl.DataFrame({S.SHIPMENT_ID: sorted(ids[first : first + n])}, schema={S.SHIPMENT_ID: pl.String}).write_parquet(
+            f
+        )
+        files.append(str(f))
+        first += n
+    day = sorted(ids)
+    places = sorted({0, len(day) - 1, len(day) // 2, *rng.integers(0, len(day), 25).tolist()})
+    assert distnight.ids_at(files, places) == {p: day[p] for p in places}
+    unsorted = tmp_path / "bad.parquet"
+    pl.DataFrame({S.SHIPMENT_ID: ["b", "a"]}).write_parquet(unsorted)
+    if len(day) > 2:
+        with pytest.raises(ValueError, match="not sorted"):
+            distnight.ids_at([*files, str(unsorted)], [1])
