@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from riskpipe.external.evaluate import contract_json, evaluate, view_report, views_report
 from riskpipe.external.mapping import DERIVATIONS, FITTED, ROLES, Derivation, Mapping, load_mapping, parse_mapping
-from riskpipe.external.readers import first_rows, load_labelled, load_labelled_keys, read_table, unseen_rows
-from riskpipe.external.transform import GroupMedians, MappedModel, build_model
+from riskpipe.external.readers import (
+    first_rows,
+    inverse_group_sizes,
+    load_labelled,
+    load_labelled_keys,
+    read_table,
+    unseen_rows,
+)
+from riskpipe.external.transform import GroupMedians, GroupRanks, MappedModel, build_model
 
 __all__ = [
     "DERIVATIONS",
@@ -18,12 +25,14 @@ __all__ = [
     "ROLES",
     "Derivation",
     "GroupMedians",
+    "GroupRanks",
     "MappedModel",
     "Mapping",
     "build_model",
     "contract_json",
     "evaluate",
     "first_rows",
+    "inverse_group_sizes",
     "load_labelled",
     "load_labelled_keys",
     "load_mapping",

@@ -12,7 +12,13 @@ import numpy as np
 
 from riskpipe.errors import RiskpipeError
 from riskpipe.external.mapping import Mapping
-from riskpipe.external.readers import first_rows, group_keys, load_labelled_keys, unseen_rows
+from riskpipe.external.readers import (
+    first_rows,
+    group_keys,
+    inverse_group_sizes,
+    load_labelled_keys,
+    unseen_rows,
+)
 from riskpipe.external.transform import build_model
 from riskpipe.metrics import DEFAULT_FRACTIONS, RankingReport, ranking_report
 
@@ -95,7 +101,8 @@ def evaluate(
         raise RiskpipeError("evaluate: give at least one --train file")
     if seeds < 1:
         raise RiskpipeError(f"evaluate: seeds must be at least 1, got {seeds}")
-    key_columns = tuple(dict.fromkeys((*mapping.seen_columns, *mapping.one_row_per, *mapping.group_folds_by)))
+    keyed = (*mapping.seen_columns, *mapping.one_row_per, *mapping.group_folds_by, *mapping.weight_per)
+    key_columns = tuple(dict.fromkeys(keyed))
     X_train, y_train, keys_train = load_labelled_keys(list(train_paths), mapping, key_columns)
     seen_train = keys_train.select(mapping.seen_columns)
     rows_read = int(y_train.shape[0])
@@ -111,11 +118,12 @@ def evaluate(
     X_test, y_test, seen_test = load_labelled_keys([test_path], mapping)
     unseen = unseen_rows(seen_train, seen_test) if mapping.seen_columns else None
     groups = group_keys(keys_train.select(mapping.group_folds_by)) if mapping.group_folds_by else None
+    weights = inverse_group_sizes(keys_train.select(mapping.weight_per)) if mapping.weight_per else None
     runs, seconds, n_iter = [], 0.0, []
     for seed in range(random_state, random_state + seeds):
         model = build_model(mapping, random_state=seed)
         t0 = time.perf_counter()
-        model.fit(X_train, y_train, groups=groups)
+        model.fit(X_train, y_train, sample_weight=weights, groups=groups)
         score = model.predict_proba(X_test)[:, 1]
         seconds += time.perf_counter() - t0
         runs.append(views_report(y_test, score, unseen, fractions))

@@ -32,6 +32,12 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
     groups = ["HS6 Code", "hs4"]   # finest first; a group needs min_rows training rows
     min_rows = 20                  # default 20
 
+    [[derive]]                     # fitted: the row's percentile among its group's training values
+    name = "price_rank"
+    op = "rank_in_group"
+    column = "Item Price"
+    groups = [["hs4", "Country of Origin"], "hs4"]  # a list of columns is one combined group
+
     [model]                        # TabularRiskClassifier parameters (e.g. learning_rate)
     learning_rate = 0.05
 
@@ -41,6 +47,7 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
     [training]
     one_row_per = ["Item Price"]   # train on the first row of each distinct value (near-copies once)
     group_folds_by = ["Item Price"]  # cross-fitting folds and early-stopping holdout of whole groups
+    weight_per = ["Item Price"]    # each distinct value weighs one row in total (near-copies share it)
 
 Only named columns are used; a column named in the mapping but absent from a file is an error.
 
@@ -53,14 +60,23 @@ combination of those columns' values, so a run of near-copies counts once and th
 paid for memorising it. With ``[training] group_folds_by`` the rows sharing those columns' values
 are kept together when the estimator cross-fits its target encoding and holds out rows for early
 stopping (``TabularRiskClassifier.fit(groups=...)``), so a row's encoding never sees the labels of
-its own near-copies.
+its own near-copies. With ``[training] weight_per`` each training row weighs 1 / (the number of
+training rows sharing its values of those columns) in the trees: a distinct value combination
+counts once, as with ``one_row_per``, but through the mean label of all its copies rather than
+the label of the first one.
 
 Fitted derivations: ``relative_to_group`` is ln(1 + a) - ln(1 + median of a over the training
 rows of the row's group), the group being the first of ``groups`` (finest first) whose value holds
-at least ``min_rows`` training rows with a value, else the median of all training rows. The
-medians are learned when the model is fitted (``MappedModel``) and looked up for any later row,
-so a test row's own value never moves its feature. Per-file derivations may feed a fitted one,
-not the reverse.
+at least ``min_rows`` training rows with a value, else the median of all training rows.
+``rank_in_group`` is the row's percentile among the training values of a in the same group
+(mid-rank: (number of training values below a + number at most a) / 2 / the group's training
+rows, in [0, 1]), so a price is read against its own kind of goods (a cheap car, an expensive
+shirt) rather than on one scale; the same fallback applies. An entry of ``groups`` is a column or
+a list of columns, whose values together form one group (e.g. heading x country of origin). The
+medians and sorted values are learned when the model is fitted (``MappedModel``) and looked up
+for any later row, so a test row's own value never moves its feature (a training row is read
+against the training values, its own included). Per-file derivations may feed a fitted one, not
+the reverse.
 """
 
 from __future__ import annotations
@@ -89,9 +105,10 @@ DERIVATIONS: dict[str, tuple[int, str]] = {
     "month": (0, "categorical"),  # 1..12
     "day": (0, "numeric"),  # day of month 1..31
     "relative_to_group": (1, "numeric"),  # ln(1+a) - ln(1+ training median of a in the row's group)
+    "rank_in_group": (1, "numeric"),  # percentile of a among the training values of the row's group
 }
 #: derivations learned from the training rows when the model is fitted, not computed per file
-FITTED = frozenset({"relative_to_group"})
+FITTED = frozenset({"relative_to_group", "rank_in_group"})
 _MIN_ROWS = 20
 ROLES = ("numeric", "categorical", "high_cardinality")
 _ROLE_PARAMS = {"categorical", "high_cardinality", "numeric", "ignore"}
@@ -106,7 +123,7 @@ class Derivation:
     columns: tuple[str, ...]
     role: str
     length: int | None = None
-    groups: tuple[str, ...] = ()
+    groups: tuple[tuple[str, ...], ...] = ()  # fitted ops: group keys, finest first (columns of each)
     min_rows: int = _MIN_ROWS
 
     @property
@@ -115,7 +132,7 @@ class Derivation:
 
     def inputs(self) -> tuple[str, ...]:
         """Every column this derivation reads (its source columns and its groups)."""
-        return (*self.columns, *self.groups)
+        return tuple(dict.fromkeys((*self.columns, *(c for key in self.groups for c in key))))
 
     def expr(self, date_col: str | None) -> pl.Expr:
         """The Polars expression computing this feature (dates already parsed)."""
@@ -175,13 +192,14 @@ class Mapping:
     seen_columns: tuple[str, ...] = ()
     one_row_per: tuple[str, ...] = ()
     group_folds_by: tuple[str, ...] = ()
+    weight_per: tuple[str, ...] = ()
     source: str = "<mapping>"
 
     def source_columns(self) -> list[str]:
         """Every column of the data files the mapping names (checked against each file)."""
         cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
         cols += [c for c in (self.id, self.date) if c]
-        cols += [*self.seen_columns, *self.one_row_per, *self.group_folds_by]
+        cols += [*self.seen_columns, *self.one_row_per, *self.group_folds_by, *self.weight_per]
         for d in self.derive:
             cols += [c for c in d.inputs() if c not in self._derived_names()]
         return list(dict.fromkeys(cols))
@@ -291,7 +309,8 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         if role not in ROLES:
             raise RiskpipeError(f"{where}: role must be one of {', '.join(ROLES)}")
         groups, min_rows = _group_options(d, op, where)
-        fitted_inputs = [c for c in (*src, *groups) if c in {x.name for x in derivations if x.fitted}]
+        read = (*src, *(c for key in groups for c in key))
+        fitted_inputs = [c for c in read if c in {x.name for x in derivations if x.fitted}]
         if fitted_inputs and op not in FITTED:
             raise RiskpipeError(
                 f"{where}: reads {', '.join(map(repr, fitted_inputs))}, which is fitted with the model; "
@@ -312,9 +331,10 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
     derived = {d.name for d in derivations}
     seen = _file_columns(doc.get("evaluation", {}), "seen_columns", "seen", label, derived, f"{source} [evaluation]")
     training = doc.get("training", {})
-    keys = {"one_row_per", "group_folds_by"}
+    keys = {"one_row_per", "group_folds_by", "weight_per"}
     one_row_per = _file_columns(training, "one_row_per", "distinct", label, derived, f"{source} [training]", keys)
     group_folds_by = _file_columns(training, "group_folds_by", "grouped", label, derived, f"{source} [training]", keys)
+    weight_per = _file_columns(training, "weight_per", "weighted", label, derived, f"{source} [training]", keys)
     return Mapping(
         label=label,
         positive=positive_text,
@@ -330,20 +350,26 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         seen_columns=seen,
         one_row_per=one_row_per,
         group_folds_by=group_folds_by,
+        weight_per=weight_per,
         source=source,
     )
 
 
-def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[str, ...], int]:
-    """``groups`` and ``min_rows`` of a ``relative_to_group`` derivation (and of no other op)."""
+def _group_options(d: dict[str, Any], op: str, where: str) -> tuple[tuple[tuple[str, ...], ...], int]:
+    """``groups`` and ``min_rows`` of a fitted derivation (and of no other op); each group is a
+    column or a list of columns (one combined key)."""
     if op not in FITTED:
         extra = [k for k in ("groups", "min_rows") if k in d]
         if extra:
-            raise RiskpipeError(f"{where}: {', '.join(extra)} only apply to op relative_to_group")
+            raise RiskpipeError(
+                f"{where}: {', '.join(extra)} only apply to op {' or '.join(sorted(FITTED, reverse=True))}"
+            )
         return (), _MIN_ROWS
-    groups = _str_list(d.get("groups", []), f"{where}: groups")
-    if not groups:
-        raise RiskpipeError(f"{where}: relative_to_group needs 'groups' (group columns, finest first)")
+    raw = d.get("groups", [])
+    entries = raw if isinstance(raw, list) else [raw]
+    groups = tuple(_str_list(g, f"{where}: groups") for g in entries)
+    if not groups or not all(groups):
+        raise RiskpipeError(f"{where}: {op} needs 'groups' (group columns, finest first)")
     min_rows = d.get("min_rows", _MIN_ROWS)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise RiskpipeError(f"{where}: min_rows must be a positive integer, got {min_rows!r}")

@@ -122,3 +122,11 @@ def group_keys(keys: pl.DataFrame) -> np.ndarray:
     ids = first.with_row_index("_group").select([*keys.columns, "_group"])
     joined = keys.with_row_index(_ROW).join(ids, on=keys.columns, how="left", nulls_equal=True).sort(_ROW)
     return joined["_group"].to_numpy().astype(np.int64)
+
+
+def inverse_group_sizes(keys: pl.DataFrame) -> np.ndarray:
+    """1 / (number of rows sharing the row's combination of ``keys``' values) for each row (a null
+    equals a null): the weights of ``[training] weight_per``, under which each distinct
+    combination weighs one row in total."""
+    sizes = keys.select(pl.len().over(pl.struct(keys.columns)).alias("n"))["n"].to_numpy()
+    return 1.0 / sizes.astype(np.float64)

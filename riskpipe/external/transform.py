@@ -1,4 +1,5 @@
-"""Fitted derivations (training-row medians per group) and the estimator behind a mapping."""
+"""Fitted derivations (training-row medians and percentiles per group) and the estimator behind
+a mapping."""
 
 from __future__ import annotations
 
@@ -19,9 +20,22 @@ class Classifier(Protocol):
     @property
     def n_iter_(self) -> int: ...
 
-    def fit(self, X: pl.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> object: ...
+    def fit(
+        self,
+        X: pl.DataFrame,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+    ) -> object: ...
 
     def predict_proba(self, X: pl.DataFrame) -> np.ndarray: ...
+
+
+def group_key(columns: tuple[str, ...]) -> pl.Expr:
+    """One text key per row for a group of one or more columns (null when any of them is null)."""
+    if len(columns) == 1:
+        return pl.col(columns[0]).cast(pl.String)
+    return pl.concat_str([pl.col(c).cast(pl.String) for c in columns], separator="\x1f")
 
 
 @dataclass(frozen=True)
@@ -31,18 +45,19 @@ class GroupMedians:
 
     name: str
     column: str
-    groups: tuple[str, ...]
-    tables: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]  # per group: (values, medians)
+    groups: tuple[tuple[str, ...], ...]
+    tables: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]  # per group: (keys, medians)
     overall: float | None
 
     @classmethod
     def fit(cls, d: Derivation, frame: pl.DataFrame) -> GroupMedians:
         """Learn the medians from the training rows ``frame`` (rows without a value ignored)."""
         value = pl.col(d.columns[0]).cast(pl.Float64)
-        rows = frame.select(value.alias("v"), *(pl.col(g).cast(pl.String).alias(g) for g in d.groups))
+        keys = [f"_g{i}" for i in range(len(d.groups))]
+        rows = frame.select(value.alias("v"), *(group_key(g).alias(k) for g, k in zip(d.groups, keys, strict=True)))
         rows = rows.filter(pl.col("v").is_not_null())
         tables = []
-        for g in d.groups:
+        for g in keys:
             t = (
                 rows.drop_nulls(g)
                 .group_by(g)
@@ -58,10 +73,8 @@ class GroupMedians:
         """The feature of any rows: the finest group's training median, else a coarser one's."""
         median = pl.lit(self.overall, pl.Float64)
         for g, (values, medians) in reversed(list(zip(self.groups, self.tables, strict=False))):
-            found = (
-                pl.col(g)
-                .cast(pl.String)
-                .replace_strict(list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64)
+            found = group_key(g).replace_strict(
+                list(values), list(medians), default=pl.lit(None, pl.Float64), return_dtype=pl.Float64
             )
             median = pl.coalesce(found, median)
 
@@ -69,6 +82,66 @@ class GroupMedians:
             return e.clip(lower_bound=0.0).log1p()
 
         return (ln(pl.col(self.column).cast(pl.Float64)) - ln(median)).alias(self.name)
+
+    def transform(self, X: pl.DataFrame) -> pl.DataFrame:
+        return X.with_columns(self.expr())
+
+
+@dataclass(frozen=True)
+class GroupRanks:
+    """A fitted ``rank_in_group`` derivation: per group (finest first, only groups with
+    ``min_rows`` valued training rows) and overall, the distinct training values of ``column``
+    with the number of training values below each (``lt``) and at most each (``le``)."""
+
+    name: str
+    column: str
+    groups: tuple[tuple[str, ...], ...]
+    tables: tuple[pl.DataFrame, ...]  # per group, then overall: _k, _at, _lt, _le, _n
+
+    @classmethod
+    def fit(cls, d: Derivation, frame: pl.DataFrame) -> GroupRanks:
+        """Learn the sorted values from the training rows ``frame`` (rows without a value ignored)."""
+        value = pl.col(d.columns[0]).cast(pl.Float64).alias("_at")
+        tables = []
+        for g in (*d.groups, ()):
+            key = (group_key(g) if g else pl.lit("", pl.String)).alias("_k")
+            rows = frame.select(key, value).drop_nulls()
+            counts = rows.group_by("_k", "_at").len("_c").sort("_k", "_at")
+            t = counts.with_columns(
+                _le=pl.col("_c").cum_sum().over("_k"), _n=pl.col("_c").sum().over("_k")
+            ).with_columns(_lt=pl.col("_le") - pl.col("_c"))
+            if g:
+                t = t.filter(pl.col("_n") >= d.min_rows)
+            tables.append(t.select("_k", "_at", "_lt", "_le", "_n").sort("_at"))
+        return cls(d.name, d.columns[0], d.groups, tuple(tables))
+
+    def transform(self, X: pl.DataFrame) -> pl.DataFrame:
+        """The feature of any rows: mid-rank percentile in the finest group with enough training
+        rows, else a coarser one, else all training rows (null without a value)."""
+        row, v = "__riskpipe_rank_row", pl.col(self.column).cast(pl.Float64).alias("_v")
+        levels: list[pl.DataFrame] = []
+        for g, t in zip((*self.groups, ()), self.tables, strict=True):
+            key = (group_key(g) if g else pl.lit("", pl.String)).alias("_k")
+            q = X.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(row), key, v).drop_nulls().sort("_v")
+            j = q.join_asof(
+                t.drop("_n"), left_on="_v", right_on="_at", by="_k", strategy="backward", check_sortedness=False
+            )  # both sides sorted by value above
+            j = j.join(t.select("_k", "_n").unique("_k"), on="_k", how="left")
+            below = pl.when(pl.col("_at") == pl.col("_v")).then(pl.col("_lt")).otherwise(pl.col("_le")).fill_null(0)
+            at_most = pl.col("_le").fill_null(0)
+            pct = ((below + at_most).cast(pl.Float64) / 2.0 / pl.col("_n").cast(pl.Float64)).alias(f"_p{len(levels)}")
+            levels.append(j.select(row, pct))
+        found = X.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(row))
+        for level in levels:
+            found = found.join(level, on=row, how="left", maintain_order="left")
+        return X.with_columns(pl.coalesce(found.drop(row).get_columns()).alias(self.name))
+
+
+#: the fitted state of each fitted op
+FITTERS: dict[str, type[GroupMedians] | type[GroupRanks]] = {
+    "relative_to_group": GroupMedians,
+    "rank_in_group": GroupRanks,
+}
 
 
 class MappedModel:
@@ -84,18 +157,24 @@ class MappedModel:
         roles = self.mapping.features_by_role()
         return X.select(c for r in ROLES for c in roles[r])
 
-    def fit(self, X: pl.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> MappedModel:
-        self.medians_: list[GroupMedians] = []
+    def fit(
+        self,
+        X: pl.DataFrame,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+    ) -> MappedModel:
+        self.fitted_: list[GroupMedians | GroupRanks] = []
         for d in self.mapping.fitted():  # in order: a fitted derivation may use an earlier one
-            self.medians_.append(GroupMedians.fit(d, X))
-            X = X.with_columns(self.medians_[-1].expr())
-        self.classifier.fit(self._select(X), y, groups=groups)
+            self.fitted_.append(FITTERS[d.op].fit(d, X))
+            X = self.fitted_[-1].transform(X)
+        self.classifier.fit(self._select(X), y, sample_weight=sample_weight, groups=groups)
         return self
 
     def transform(self, X: pl.DataFrame) -> pl.DataFrame:
         """The features the estimator sees for rows ``X`` (fitted derivations added)."""
-        for medians in self.medians_:
-            X = X.with_columns(medians.expr())
+        for fitted in self.fitted_:
+            X = fitted.transform(X)
         return self._select(X)
 
     def predict_proba(self, X: pl.DataFrame) -> np.ndarray:
