@@ -92,30 +92,37 @@ def _name(i: int, n: int) -> str:
     return f"{i:03d}-of-{n:03d}"
 
 
-def split_raw(layout: Layout, day: date, n_shards: int) -> list[dict[str, str]]:
-    """The day's raw rows in ``n_shards`` folders by consignee address hash (one streaming pass;
-    folders 0700: the rows hold names and addresses). Returns each shard's paths: ``raw`` (a
-    glob of its files), ``features`` and ``scored`` (written by later steps)."""
+#: the raw day is split this many rows at a time (one chunk in memory: about 2 KB a row with its
+#: partitioned copy and the reader's buffers; 0.54 GB at 50 k, 0.99 GB at 250 k, 2.46 GB at 1 M rows)
+SPLIT_CHUNK_ROWS = 100_000
+
+
+def split_raw(layout: Layout, day: date, n_shards: int, chunk_rows: int | None = None) -> list[dict[str, str]]:
+    """The day's raw rows in ``n_shards`` folders by consignee address hash, ``chunk_rows`` rows
+    of the day at a time (each chunk's rows of a shard one file in its folder; folders 0700: the
+    rows hold names and addresses). Holds one chunk: Polars' partitioned sink held about 0.3 KB
+    per row of the day (1.56 GB at 4 M rows). Returns each shard's paths: ``raw`` (a glob of its
+    files), ``features`` and ``scored`` (written by later steps)."""
     require_day(layout, day)
+    chunk_rows = SPLIT_CHUNK_ROWS if chunk_rows is None else max(1, int(chunk_rows))
     out = shard_dir(layout, day)
     shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
     private_dir(out, under=layout.home)
-    split = out / "split"
     raw = scan_raw_shipments(layout, [day])
-    target = pl.PartitionBy(split, key=_SHARD, include_key=False, approximate_bytes_per_file=None)
-    raw.with_columns(shard_of(n_shards).alias(_SHARD)).sink_parquet(target, mkdir=True, engine="streaming")
-    parts = []
-    for i in range(n_shards):
-        folder = out / f"raw-{_name(i, n_shards)}"
+    rows = raw.select(pl.len()).collect().item()
+    folders = [out / f"raw-{_name(i, n_shards)}" for i in range(n_shards)]
+    for folder in folders:
         private_dir(folder)
-        done = split / f"{_SHARD}={i}"
-        files = sorted(done.glob("*.parquet")) if done.exists() else []
-        for j, f in enumerate(files):  # renamed out of the key=value folders (no hive column on read)
-            os.replace(f, folder / f"part-{j:04d}.parquet")
-        if not files:  # a shard with no rows still has the day's columns
-            raw.head(0).collect().write_parquet(folder / "part-0000.parquet")
-        for f in folder.glob("*.parquet"):
-            set_mode(f, PRIVATE_FILE)
+    written = [0] * n_shards
+    for k, first in enumerate(range(0, rows, chunk_rows)):
+        chunk = raw.slice(first, chunk_rows).with_columns(shard_of(n_shards).alias(_SHARD)).collect()
+        for (i,), part in chunk.partition_by(_SHARD, as_dict=True, include_key=False).items():
+            _write(part, folders[int(i)] / f"part-{k:04d}.parquet")
+            written[int(i)] += 1
+    parts = []
+    for i, folder in enumerate(folders):
+        if not written[i]:  # a shard with no rows still has the day's columns
+            _write(raw.head(0).collect(), folder / "part-0000.parquet")
         parts.append(
             {
                 "raw": str(folder / "*.parquet"),
@@ -123,7 +130,6 @@ def split_raw(layout: Layout, day: date, n_shards: int) -> list[dict[str, str]]:
                 "scored": str(out / f"scored-{_name(i, n_shards)}.parquet"),
             }
         )
-    shutil.rmtree(split, ignore_errors=True)
     return parts
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from datetime import date, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -231,3 +232,35 @@ def test_ids_at_places_equal_the_sorted_day_without_holding_it(tmp_path, monkeyp
     if len(day) > 2:
         with pytest.raises(ValueError, match="not sorted"):
             distnight.ids_at([*files, str(unsorted)], [1])
+
+
+def test_split_raw_in_chunks_puts_every_row_in_its_shard_once(home, monkeypatch):
+    """The day is split a chunk of rows at a time (Polars' partitioned sink held ~0.3 KB per row of
+    the day): every row lands once, in the shard of its address, in 0600 files; an empty shard
+    still has the day's columns."""
+    from riskpipe import distnight
+    from riskpipe.shard import shard_of
+    from riskpipe.store import Layout
+
+    layout = Layout(home)
+    day = START + timedelta(days=DAYS - 1)
+    raw = scan_raw_shipments(layout, [day]).collect()
+    want = raw.with_columns(shard_of(7).alias("_s")).select(S.SHIPMENT_ID, "_s")
+    parts = distnight.split_raw(layout, day, 7, chunk_rows=53)
+    got = pl.concat(
+        [
+            pl.read_parquet(p["raw"]).select(S.SHIPMENT_ID).with_columns(pl.lit(i, pl.Int64).alias("_g"))
+            for i, p in enumerate(parts)
+        ]
+    )
+    assert got.height == raw.height and got[S.SHIPMENT_ID].n_unique() == raw.height
+    joined = got.join(want, on=S.SHIPMENT_ID)
+    assert (joined["_g"] == joined["_s"].cast(pl.Int64)).all()
+    assert len(list(Path(parts[0]["raw"]).parent.glob("*.parquet"))) > 1  # several chunks
+    for p in parts:
+        for f in Path(p["raw"]).parent.glob("*.parquet"):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        assert pl.read_parquet_schema(next(Path(p["raw"]).parent.glob("*.parquet"))) == raw.schema
+    lonely = distnight.split_raw(layout, day, 400, chunk_rows=10**6)  # more shards than addresses
+    assert any(pl.read_parquet(p["raw"]).height == 0 for p in lonely)
+    assert all(pl.read_parquet_schema(next(Path(p["raw"]).parent.glob("*.parquet"))) == raw.schema for p in lonely)
