@@ -73,7 +73,7 @@ from riskpipe.nightly import features_path, load_labels, require_day
 from riskpipe.rules import load_rules, rules_file
 from riskpipe.score import join_raw_features, scoring_columns
 from riskpipe.search import watchlist_step
-from riskpipe.shard import pinned_model, shard_dir, shard_of
+from riskpipe.shard import checked_id_ranges, pinned_model, shard_dir, shard_of
 from riskpipe.store import (
     PRIVATE_FILE,
     Layout,
@@ -258,11 +258,12 @@ def piece_paths(layout: Layout, day: date, n: int) -> list[dict[str, str]]:
 
 def join_ranges(layout: Layout, day: date, range_files: list[str], rows: int) -> Path:
     """The day's features file from its id ranges (in order), streamed into place; the ranges
-    must hold the day's ``rows`` shipments, each once (a lost or doubled row is an error)."""
+    must hold the day's ``rows`` shipments, each once, in id order (a lost, doubled or misplaced
+    row is an error), checked a range at a time."""
+    got = sum(piece.height for piece in checked_id_ranges(range_files, day, [S.SHIPMENT_ID]))
+    if got != rows:
+        raise ValueError(f"shards of {day}: {got} feature rows for {rows} shipments of the day")
     scan = pl.scan_parquet(range_files)
-    got = scan.select(pl.len(), pl.col(S.SHIPMENT_ID).n_unique().alias("ids")).collect().row(0)
-    if got != (rows, rows):
-        raise ValueError(f"shards of {day}: {got[0]} feature rows ({got[1]} shipments) for {rows} shipments of the day")
     path = features_path(layout, day)
     private_dir(path.parent, under=layout.home)  # hashed party keys: owner only
     tmp = tmp_sibling(path)

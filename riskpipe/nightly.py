@@ -238,9 +238,10 @@ def _score_in_batches(
     scored = pl.concat(parts, rechunk=False)
     if model is None or scoring.TOP_N_ATTRIBUTION <= 0:
         return scored
-    head = top_shipment_ids(scored, scoring.TOP_N_ATTRIBUTION).lazy()
-    raw_top = raw.join(head, on=S.SHIPMENT_ID, how="semi").collect()
-    feats_top = pl.scan_parquet(features_file).join(head, on=S.SHIPMENT_ID, how="semi").collect()
+    # a filter on the ids, not a semi join: the join read the whole raw day and features file
+    top = pl.col(S.SHIPMENT_ID).is_in(top_shipment_ids(scored, scoring.TOP_N_ATTRIBUTION)[S.SHIPMENT_ID].implode())
+    raw_top = raw.filter(top).collect()
+    feats_top = pl.scan_parquet(features_file).filter(top).collect()
     return attribute_top(scored, scoring.join_raw_features(raw_top, feats_top), model, scoring.TOP_N_ATTRIBUTION)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -246,12 +247,31 @@ def combine_shards(
     model = _scores_model(settings, day, versions, model_version)
     if model is not None and top_n > 0:
         head = top_shipment_ids(scored, top_n)
-        raw_top = raw.join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
-        feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
+        top = pl.col(S.SHIPMENT_ID).is_in(head[S.SHIPMENT_ID].implode())  # a semi join read the whole day
+        raw_top = raw.filter(top).collect()
+        feats_top = pl.scan_parquet(features_file).filter(top).collect()
         scored = attribute_top(scored, join_raw_features(raw_top, feats_top), model, top_n)
     write_parquet_atomic(scored, out_file)
     shutil.rmtree(shard_dir(layout, day), ignore_errors=True)  # a day's copy: no longer needed
     return out_file
+
+
+def checked_id_ranges(files: list[str], day: date, columns: list[str]) -> Iterator[pl.DataFrame]:
+    """``columns`` of each of ``files`` (pieces of a day in id order), one file at a time, each
+    checked to hold unique shipment ids above the previous file's: the day's ids are never held
+    at once (that check held them all: 80 bytes a row)."""
+    last = None
+    for f in files:
+        piece = pl.read_parquet(f, columns=columns)
+        unique, low, high = piece.select(
+            pl.col(S.SHIPMENT_ID).n_unique().alias("n"),
+            pl.col(S.SHIPMENT_ID).min().alias("low"),
+            pl.col(S.SHIPMENT_ID).max().alias("high"),
+        ).row(0)
+        if unique != piece.height or (piece.height and last is not None and low <= last):
+            raise ValueError(f"pieces of {day}: {Path(f).name} repeats shipments or is out of id order")
+        last = high if piece.height else last
+        yield piece
 
 
 def combine_pieces(
@@ -273,17 +293,8 @@ def combine_pieces(
     top_n = TOP_N_ATTRIBUTION if top_n is None else top_n
     scan = pl.scan_parquet(scored_files)
     rows = pl.scan_parquet(features_file).select(pl.len()).collect().item()
-    scored_rows, tops, last = 0, [], None
-    for f in scored_files:  # each piece's rows, unique ids, ranges in order; its best rows
-        piece = pl.read_parquet(f, columns=[S.SHIPMENT_ID, S.RISK_SCORE])
-        unique, low, high = piece.select(
-            pl.col(S.SHIPMENT_ID).n_unique().alias("n"),
-            pl.col(S.SHIPMENT_ID).min().alias("low"),
-            pl.col(S.SHIPMENT_ID).max().alias("high"),
-        ).row(0)
-        if unique != piece.height or (piece.height and last is not None and low <= last):
-            raise ValueError(f"pieces of {day}: {Path(f).name} repeats shipments or is out of id order")
-        last = high if piece.height else last
+    scored_rows, tops = 0, []
+    for piece in checked_id_ranges(scored_files, day, [S.SHIPMENT_ID, S.RISK_SCORE]):  # and their best rows
         scored_rows += piece.height
         tops.append(piece.join(top_shipment_ids(piece, top_n), on=S.SHIPMENT_ID, how="semi"))
     if scored_rows != rows:
@@ -298,8 +309,9 @@ def combine_pieces(
     if model is not None and top_n > 0 and rows:
         head = top_shipment_ids(narrow, top_n)
         del narrow
-        raw_top = scan_raw_shipments(layout, [day]).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
-        feats_top = pl.scan_parquet(features_file).join(head.lazy(), on=S.SHIPMENT_ID, how="semi").collect()
+        top = pl.col(S.SHIPMENT_ID).is_in(head[S.SHIPMENT_ID].implode())  # a semi join read the whole day
+        raw_top = scan_raw_shipments(layout, [day]).filter(top).collect()
+        feats_top = pl.scan_parquet(features_file).filter(top).collect()
         patch = top_reasons(head, join_raw_features(raw_top, feats_top), model)
         for f in scored_files:  # a piece holding top rows is rewritten with their reasons
             piece = pl.read_parquet(f)
