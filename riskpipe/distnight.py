@@ -507,11 +507,10 @@ def keys_shard_columns(layout: Layout, day: date, shard: int) -> str:
 
     frame = pl.read_parquet(_thin_path(layout, day, shard, "round2"))
     labels = frame.get_column(partials.LABEL).unique()
-    net = (
-        pl.scan_parquet(str(_keys_dir(layout, day) / "networks" / "*.parquet"))
-        .filter(pl.col(partials.LABEL).is_in(labels.implode()))
-        .collect(engine="streaming")
-    )
+    # one label partition's table at a time (a scan of them all held the day's networks table)
+    tables = sorted((_keys_dir(layout, day) / "networks").glob("*.parquet"))
+    wanted = pl.col(partials.LABEL).is_in(labels.implode())
+    net = pl.concat([pl.read_parquet(f).filter(wanted) for f in tables])
     if net.height != labels.len():
         raise RuntimeError(f"key partitions of {day}: shard {shard} found {net.height} of its {labels.len()} networks")
     frame = frame.join(net, on=partials.LABEL, how="left", maintain_order="left")

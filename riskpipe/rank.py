@@ -52,6 +52,8 @@ Measured on independent worlds, the old split of ``--capacity`` into fixed per-p
 cost 23 points of recall at a capacity near the prevalence (0.85 -> 0.62).
 
 ``rank_day`` has no side effects: it returns the frame, the caller publishes it.
+:func:`rank_pieces` gives the same list from a day read in id ranges, never held whole (the
+night's rank step: a day larger than one machine's memory ranks on a cluster worker).
 """
 
 from __future__ import annotations
