@@ -642,7 +642,8 @@ def rank_pieces(
         for port, n in piece.group_by(S.PORT_OF_ENTRY).len().iter_rows():
             counts[port] = counts.get(port, 0) + int(n)
     if not sum(heights):
-        return RankedPieces(pl.DataFrame(schema=S.TARGETS_SCHEMA), None, pl.DataFrame())
+        top = pl.DataFrame(schema={S.SHIPMENT_ID: pl.String, S.RISK_SCORE: pl.Float64, S.PORT_OF_ENTRY: pl.String})
+        return RankedPieces(pl.DataFrame(schema=S.TARGETS_SCHEMA), None, top)
     day = _first_day(pl.Series([d for d in days if d is not None], dtype=pl.Date))
     plan = rank_plan(counts, day, settings, capacity)
     room, quota = plan.room(), plan.quota()

@@ -453,3 +453,12 @@ def test_rank_pieces_refuses_pieces_out_of_id_order():
     pieces, carried = _in_pieces(scores, raw, 100)
     with pytest.raises(ValueError, match="ascending"):
         rank_pieces(pieces[::-1], carried, _settings(), seed=1, texts=TEXTS)
+
+
+def test_rank_pieces_of_an_empty_day_gives_an_empty_list_and_gaps():
+    from riskpipe.rank import rank_pieces, top_risk_gaps
+
+    got = rank_pieces([], lambda ids: pl.DataFrame(), _settings(), seed=1, texts=TEXTS)
+    assert got.targets.is_empty() and got.plan is None
+    gaps = top_risk_gaps(got.top, got.top, got.targets, _settings(), port_counts={})
+    assert gaps["top_n"] == 0 and gaps["not_examined"] == 0
