@@ -353,8 +353,14 @@ class LinearBaseline(BaseEstimator):
             parts.append(onehot)
         full = parts[0] if len(parts) == 1 else np.hstack(parts)
         if sparse:  # the transformer's sparse output: the product sums the non-zeros in column order
-            full = csr_matrix(full)
-        return np.asarray(expit((full @ coef + intercept).ravel()), dtype=np.float64)  # as LogisticRegression
+            log_odds = np.asarray(csr_matrix(full) @ coef).ravel()
+        else:
+            # a row's own sum, not BLAS's matrix-vector product: OpenBLAS's kernel sums a row in an
+            # order that depends on its place and on the block's memory alignment, so one shipment
+            # scored with other rows (a provisional day, a batch, a piece) got a different last bit
+            # (numpy's sum along a contiguous row: the same pairwise order for every row)
+            log_odds = (np.ascontiguousarray(full) * np.asarray(coef, dtype=np.float64).ravel()).sum(axis=1)
+        return np.asarray(expit(log_odds + intercept), dtype=np.float64)  # as LogisticRegression
 
     def _dense_plan(self) -> tuple[Any, ...] | None:
         """(numeric columns, medians, means, scales, [(categorical column, codes, one-hot
