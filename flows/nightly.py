@@ -336,8 +336,23 @@ def rank(
 def publish_outputs(home: str, day: str, staged: dict[str, str]) -> dict[str, str]:
     layout, _ = _ctx(home)
     final = publish.commit(layout, publish.Staged(date.fromisoformat(day), {k: Path(v) for k, v in staged.items()}))
-    lookup.prepare_day(layout, date.fromisoformat(day))  # the shipment page's per-day look-up files
     return {k: str(v) for k, v in final.items()}
+
+
+@task(name="lookup-files")
+def lookup_files(home: str, day: str) -> bool:
+    """The shipment page's per-day look-up files, once the day is published (never fails the
+    night: the workbench scans the day meanwhile and builds them on its first need)."""
+    layout, _ = _ctx(home)
+    return lookup.prepare_day(layout, date.fromisoformat(day))
+
+
+@task(name="history-tables")
+def history_tables(home: str, day: str) -> bool:
+    """The day's history tables and the next night's window table, once the day is published
+    (off the critical path; if it fails, the next night's features step writes them)."""
+    layout, _ = _ctx(home)
+    return steps.history_step(layout, date.fromisoformat(day))
 
 
 def _step(name: str, fn, *args):
@@ -450,7 +465,11 @@ def nightly_flow(
         summary.exploration,
         summary.model_version,
     )
+    # after publishing, off the critical path; on a cluster they run on a worker, like ranking
+    # (each reads the day a range at a time: the flow's process holds no column of the day)
+    _step("lookup", _on_worker(lookup_files) if distributed else lookup_files, home, day)
     _step("record", _record, layout, day, summary, quarantine, final)
+    _step("history", _on_worker(history_tables) if distributed else history_tables, home, day)
     result = {"summary": summary.as_dict(), "outputs": final}
     problem = summary.champion_problem
     if problem:
@@ -469,11 +488,9 @@ def nightly_flow(
 def _record(
     layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int], final: dict[str, str]
 ) -> None:
-    """The night's artifacts in Prefect and its run record in the home; then the day's history
-    tables for the nights after it (after publishing: off the critical path)."""
+    """The night's artifacts in Prefect and its run record in the home."""
     _artifacts(layout, day, summary, quarantine)
     steps.write_run_record(layout, date.fromisoformat(day), {"summary": summary.as_dict(), "outputs": final})
-    steps.history_step(layout, date.fromisoformat(day))
 
 
 def _artifacts(layout: Layout, day: str, summary: steps.NightSummary, quarantine: dict[str, int]) -> None:

@@ -127,10 +127,10 @@ def nightly(
     features (row-level families) and scores are built on the Dask workers; the whole-day
     columns (windows, history, networks, graph) are a map-reduce over --shards key partitions on
     the workers; combining the scores, ranking and the report run as one task each on a worker,
-    reading the scored day a piece at a time, never whole. After publishing, the workbench's
-    look-up files and the history tables are still written in the flow's process, holding the
-    day. The outputs equal a single-process run's. Workers need the home at the same path (a
-    shared filesystem) and the same package versions.
+    reading the scored day a piece at a time, never whole; after publishing, the workbench's
+    look-up files and the history tables (with the next night's window) are one task each on a
+    worker too. The outputs equal a single-process run's. Workers need the home at the same
+    path (a shared filesystem) and the same package versions.
     Without a usable champion model the night is refused before it starts unless
     --allow-rules-only; should the champion break during the run, the rules alone rank the night,
     which is published with a warning and a report banner, and the exit status is 1.

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -151,6 +151,19 @@ def test_the_whole_night_on_shards_in_threads_equals_single_process(world, basel
     monkeypatch.setattr(distnight, "day_columns", whole_day)
     monkeypatch.setattr(build, "_day_frame", whole_day)
     monkeypatch.setattr(distnight, "_day_frame", whole_day)
+    # after publishing, the look-up files and the history tables are tasks on the runner (a
+    # worker on a cluster), not calls in the flow's own thread
+    import threading
+
+    import riskpipe.lookup as lookup
+    import riskpipe.nightly as steps
+
+    where: dict[str, int] = {}
+    prepare_day, history_step = lookup.prepare_day, steps.history_step
+    monkeypatch.setattr(lookup, "prepare_day", lambda *a: where.update(lookup=threading.get_ident()) or prepare_day(*a))
+    monkeypatch.setattr(
+        steps, "history_step", lambda *a: where.update(history=threading.get_ident()) or history_step(*a)
+    )
     result = nightly_flow(str(home_copy), world["day"], ingest=False, shards=3, distributed=True)
     got = _outputs(home_copy, world["day"])
     assert_frame_equal(_features(home_copy, world["day"]), _features(baseline["home"], world["day"]))
@@ -158,6 +171,12 @@ def test_the_whole_night_on_shards_in_threads_equals_single_process(world, basel
     assert_frame_equal(got["targets"], baseline["targets"])
     _assert_same_summary(result["summary"], baseline["result"]["summary"])
     assert not (home_copy / "work" / world["day"] / "shards").exists()
+    assert set(where) == {"lookup", "history"} and threading.get_ident() not in where.values()
+    from riskpipe.features import history
+
+    layout, d = Layout(home_copy), date.fromisoformat(world["day"])
+    assert lookup.ready_lookup(layout, d) is not None
+    assert history.history_current(layout, d) and history.window_current(layout, d + timedelta(days=1))
 
 
 def test_a_large_day_is_scored_in_batches_with_the_same_outputs(world, baseline, home_copy, monkeypatch):

@@ -21,7 +21,7 @@ from riskpipe.config import load_settings
 from riskpipe.store import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
-NIGHT_STEPS = ["resolve-date", "ingest", "features", "score", "stage", "rank", "publish", "record"]
+NIGHT_STEPS = ["resolve-date", "ingest", "features", "score", "stage", "rank", "publish", "lookup", "record", "history"]
 
 
 def test_a_night_in_the_cli_shows_its_steps_in_order_and_how_to_see_the_run(world, home_copy, monkeypatch, capfd):
