@@ -304,10 +304,11 @@ class DayFigures:
         score = pl.col(S.RISK_SCORE)
         head = (
             scores.lazy()
-            .select(pl.len().alias("n"), score.mean().alias("mean"), score.quantile(0.99).alias("p99"))
+            .select(pl.len().alias("n"), score.mean().alias("mean"), score.count().alias("scored"))
             .collect(engine="streaming")
             .row(0, named=True)
         )
+        head["p99"] = score_quantile(scores, 0.99, int(head["scored"]))
         bins = charts.score_bins_of(scores.lazy(), S.RISK_SCORE)
         raw = raw_day.lazy()
         by_mode = raw.group_by(S.MODE).len().collect(engine="streaming").sort(["len", S.MODE], descending=[True, False])
@@ -325,6 +326,19 @@ class DayFigures:
             by_mode=[(str(m), int(n)) for m, n in by_mode.iter_rows()],
             by_port=[(str(p), int(n)) for p, n in by_port.iter_rows()],
         )
+
+
+def score_quantile(scores: pl.DataFrame | pl.LazyFrame, q: float, scored: int) -> float | None:
+    """``risk_score.quantile(q)`` (Polars' default, the nearest rank: index ``(n - 1) q`` rounded
+    half away from zero, nulls left out; ``scored``: the non-null scores) as the smallest of the
+    top ``n - index`` scores: a streaming top-k holds those, not the day's column (8 bytes a row;
+    at q = 0.99, 1 % of it)."""
+    if scored <= 0:
+        return None
+    index = math.floor((scored - 1) * q + 0.5)
+    top = scores.lazy().select(pl.col(S.RISK_SCORE).drop_nulls().top_k(scored - index).min())
+    value = top.collect(engine="streaming").item()
+    return None if value is None else float(value)
 
 
 def render_report(
