@@ -431,18 +431,25 @@ def keys_reduce2(layout: Layout, day: date, part: int, n_shards: int) -> int:
 
 def keys_components(layout: Layout, day: date) -> int:
     """The day's networks: connected components of the edges of every link kind. Central, but it
-    reads the edge files one at a time and holds about 9 bytes per row of the day (a label and a
-    flag, :func:`riskpipe.features.partials.component_labels_in_files`), not the edge list and its
-    graph. Returns the linked rows."""
+    reads the edge files one at a time and holds about 9 bytes per row of the day (a label, its
+    pointer-jumping copy and a flag, :func:`riskpipe.features.partials.component_label_pieces`),
+    not the edge list and its graph, and writes the labels a shard at a time. Returns the linked
+    rows."""
     from riskpipe.features import partials
 
     folder = _keys_dir(layout, day)
     shards = sorted(folder.glob("thin-*.parquet"))
     rows = [pl.scan_parquet(f).select(pl.len()).collect().item() for f in shards]
     edges = sorted(str(f) for f in (folder / "edges").glob("*.parquet"))
-    labels = partials.component_labels_in_files(edges, rows)
-    _write(labels, folder / _LABELS_FILE)
-    return labels.height
+    out = folder / _LABELS_FILE
+    tmp = tmp_sibling(out)
+    try:
+        linked = partials.write_component_labels(edges, rows, tmp)
+        set_mode(tmp, PRIVATE_FILE)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return linked
 
 
 def keys_map3(layout: Layout, day: date, shard: int, n_parts: int) -> int:

@@ -20,7 +20,10 @@ where a family exposes an expression it is reused, otherwise the lines below mir
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -383,10 +386,51 @@ def component_labels(edges: pl.DataFrame) -> pl.DataFrame:
 
 
 def component_labels_in_files(edge_files: list[str], shard_rows: list[int]) -> pl.DataFrame:
-    """:func:`component_labels` of the edges in ``edge_files``, read one file at a time: holds a
-    label per row of the day (8 bytes, nodes numbered densely from ``shard_rows``, the rows of
-    each shard), a touched flag (1 byte) and one file's edges, not the edge list and its sparse
-    graph (about 270 bytes a linked row at 1 M rows: the largest task of a 16 M-row night).
+    """:func:`component_labels` of the edges in ``edge_files`` (see :func:`component_label_pieces`)."""
+    pieces = [
+        pl.DataFrame({NODE: node, LABEL: label}) for node, label in component_label_pieces(edge_files, shard_rows)
+    ]
+    if not pieces:
+        return pl.DataFrame(schema={NODE: pl.Int64, LABEL: pl.Int64})
+    return pl.concat(pieces)
+
+
+def write_component_labels(edge_files: list[str], shard_rows: list[int], path: Path) -> int:
+    """:func:`component_labels_in_files` written to ``path`` (Parquet, node ascending, a row
+    group per shard's piece at most) as the pieces come, never gathered; returns the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(NODE, pa.int64()), (LABEL, pa.int64())])
+    rows = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for node, label in component_label_pieces(edge_files, shard_rows):
+            writer.write_table(pa.table({NODE: node, LABEL: label}, schema=schema))
+            rows += node.size
+    return rows
+
+
+#: edges hooked at a time by :func:`component_label_pieces` (its temporaries: ~60 bytes an edge)
+EDGE_SLICE = 500_000
+
+
+def _edge_slices(edge_files: list[str], dense: Any) -> Iterator[tuple[Any, Any]]:
+    """(a, b): the dense places of the edges' two ends, :data:`EDGE_SLICE` edges at a time."""
+    for f in edge_files:
+        edges = pl.read_parquet(f, columns=[NODE, ROOT])
+        for part in edges.iter_slices(EDGE_SLICE):
+            yield dense(part.get_column(NODE).to_numpy()), dense(part.get_column(ROOT).to_numpy())
+        del edges
+
+
+def component_label_pieces(edge_files: list[str], shard_rows: list[int]) -> Iterator[tuple[Any, Any]]:
+    """(nodes, labels) of the linked rows, shard by shard (nodes ascending, both Int64), as
+    :func:`component_labels` labels them (each component by its smallest node), from the edges
+    in ``edge_files`` read one file at a time: holds a label per row of the day (4 bytes while
+    the day has fewer than 2**31 rows, nodes numbered densely from ``shard_rows``, the rows of each
+    shard) and its pointer-jumping copy, a touched flag (1 byte) and one file's edges, not the
+    edge list and its sparse graph (about 270 bytes a linked row at 1 M rows: the largest task
+    of a 16 M-row night).
 
     Min-label hooking with pointer jumping: each pass over the edges hooks the larger of an edge's
     two roots onto the smaller, then every label jumps to its root; passes repeat until no edge
@@ -397,29 +441,30 @@ def component_labels_in_files(edge_files: list[str], shard_rows: list[int]) -> p
 
     offsets = np.concatenate([[0], np.cumsum(np.asarray(shard_rows, dtype=np.int64))])
     n = int(offsets[-1])
-    label = np.arange(n, dtype=np.int64)
+    width = np.int32 if n < 2**31 else np.int64
+    label = np.arange(n, dtype=width)
     touched = np.zeros(n, dtype=bool)
 
     def dense(node: np.ndarray) -> np.ndarray:
-        return offsets[node >> 32] + (node & 0xFFFFFFFF)
+        return (offsets[node >> 32] + (node & 0xFFFFFFFF)).astype(width, copy=False)
 
     def jump(lab: np.ndarray) -> np.ndarray:
+        # a label's label, a slice at a time: ``take`` converts the indices to 64 bits and
+        # buffers its output (mode "raise"), 12 bytes a row of the day at once
+        up = np.empty_like(lab)
         while True:
-            up = lab[lab]
-            if np.array_equal(up, lab):
+            same = True
+            for i in range(0, n, EDGE_SLICE):
+                np.take(lab, lab[i : i + EDGE_SLICE], out=up[i : i + EDGE_SLICE], mode="clip")
+                same = same and bool(np.array_equal(up[i : i + EDGE_SLICE], lab[i : i + EDGE_SLICE]))
+            if same:
                 return lab
-            lab = up
+            lab, up = up, lab
 
     first = True
     while True:
         hooked = False
-        for f in edge_files:
-            edges = pl.read_parquet(f, columns=[NODE, ROOT])
-            if edges.height == 0:
-                continue
-            a = dense(edges.get_column(NODE).to_numpy())
-            b = dense(edges.get_column(ROOT).to_numpy())
-            del edges
+        for a, b in _edge_slices(edge_files, dense):
             if first:
                 touched[a] = True
                 touched[b] = True
@@ -430,23 +475,20 @@ def component_labels_in_files(edge_files: list[str], shard_rows: list[int]) -> p
                 hooked = True
                 np.minimum.at(label, la[join], low[join])
                 np.minimum.at(label, lb[join], low[join])
+            del a, b, la, lb, low, join
         first = False
         label = jump(label)
         if not hooked:
             break
-    where = np.flatnonzero(touched)
-    del touched
-    if where.size == 0:
-        return pl.DataFrame(schema={NODE: pl.Int64, LABEL: pl.Int64})
-    lab = label[where]
-    del label
-    # dense places back to nodes in place, a shard at a time (no day-sized temporaries)
-    bounds = np.searchsorted(where, offsets)
+    # dense places back to nodes, a shard at a time (no day-sized temporaries)
     for s in range(len(shard_rows)):
-        shift = (s << 32) - int(offsets[s])
-        where[bounds[s] : bounds[s + 1]] += shift
-        lab[(lab >= offsets[s]) & (lab < offsets[s + 1])] += shift
-    return pl.DataFrame({NODE: where, LABEL: lab})
+        lo, hi = int(offsets[s]), int(offsets[s + 1])
+        where = np.flatnonzero(touched[lo:hi]).astype(np.int64)
+        if where.size == 0:
+            continue
+        lab = label[where + lo].astype(np.int64)
+        owner = np.searchsorted(offsets, lab, side="right") - 1  # the label's shard (a smaller node)
+        yield (np.int64(s) << 32) + where, (owner.astype(np.int64) << 32) + (lab - offsets[owner])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,10 @@ def test_components_from_edge_files_equal_the_in_memory_labels(tmp_path, shape):
     got = partials.component_labels_in_files(files, shard_rows)
     expected = partials.component_labels(edges).sort(partials.NODE)
     assert_frame_equal(got, expected)
+    # the components step writes them a shard at a time, never gathered
+    written = tmp_path / "labels.parquet"
+    assert partials.write_component_labels(files, shard_rows, written) == expected.height
+    assert_frame_equal(pl.read_parquet(written), expected)
     if shape == "chains":
         assert expected[partials.LABEL].n_unique() == 3
 
