@@ -253,11 +253,14 @@ def _build_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-#: Rows of a day read, sorted and written at a time by :func:`_build` (a multiple of LOOKUP_ROWS is
-#: kept per write): the whole 4 M-row day sorted at once held 7.2 GB, the night's largest process.
-#: A range's read, sort and Arrow copy hold about 1.8 KB a row: 500 k-row ranges peaked at 1.4 GB
-#: (1 M-row day), 131 k-row ranges at 0.65-0.71 GB whatever the day's size, for about 15% more CPU.
+#: Rows of a day (or of its scores) read and sorted at a time by :func:`_build` (rounded down to a
+#: multiple of LOOKUP_ROWS): the whole 4 M-row day sorted at once held 7.2 GB. A range's read, sort
+#: and Arrow copy hold about 1.8 KB a row: 500 k-row ranges peaked at 1.4 GB on a 1 M-row day,
+#: 131 k-row ranges at 0.65-0.71 GB whatever the day's size, for about 15% more CPU.
 BUILD_CHUNK_ROWS = 131_072
+#: sorted rows read ahead of what is written (:func:`_write_sorted_copy`): at least the 512 rows
+#: (two batches) over which the IPC writer pads a batch's buffers to 64 bytes.
+LOOKAHEAD_ROWS = 1_024
 #: ids kept (every k-th, streamed) to place the bounds of the id ranges: exact up to this many rows.
 SAMPLE_IDS = 100_000
 #: link entries sorted at a time: they are spilled to hash-range parts of about this many (4 M rows
@@ -276,9 +279,10 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     the id ranges come from a sample of the ids streamed by record batch; each range's rows are
     read, sorted and written (the rows, their ids appended to ``ids``, their link entries spilled
     to hash-range parts), then each part is sorted and appended to the link files; the scores the
-    same way. The ``.npy`` files are byte for byte those of the whole day sorted at once; the Arrow
-    copies hold the same record batches (rows, sizes, schema and metadata), though a buffer's
-    padding in a batch may follow where a range ended (the IPC writer's truncation)."""
+    same way. The ``.npy`` files and the scores copy are byte for byte those of the whole day
+    sorted at once; the rows copy holds the same record batches (rows, sizes, buffers' lengths,
+    schema and metadata), though the bytes under a null text and in the padding after a batch's
+    text may differ (Polars lays out a range's strings as its reads and sorts left them)."""
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)
@@ -288,19 +292,19 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     chunk = _chunk_rows(LOOKUP_ROWS)
     n, width, bounds = _id_ranges(sorted(layout.raw_shipments_day(day).glob("*.parquet")), chunk)
     ids_tmp = _private_tmp(paths["ids"])
-    spill = _LinkSpill(folder, fp, n * len(fields))
+    spill: _LinkSpill | None = None
     try:
+        spill = _LinkSpill(folder, fp, n * len(fields))
         with open(ids_tmp, "wb") as ids_out:
             _write_npy_header(ids_out, np.dtype(f"S{width}"), n)
 
             def each_range(part: pl.DataFrame, offset: int) -> None:
+                assert spill is not None
                 ids_out.write(_id_bytes(part.get_column(S.SHIPMENT_ID), width))
                 for col, code in fields:
                     spill.add(_link_entries(part, offset, col, code))
 
-            written = _write_sorted_copy(scan, bounds, paths["rows"], LOOKUP_ROWS, each_range)
-        if written != n:
-            raise RiskpipeError(f"{folder}: the raw day changed while its look-up files were built")
+            _write_sorted_copy(scan, bounds, paths["rows"], LOOKUP_ROWS, each_range, n)
         spill.write(paths)
         scores_file = _scores_file(layout, day)
         if scores_file.exists():  # the published scores, the same way (one batch a look-up)
@@ -310,7 +314,8 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
         os.replace(ids_tmp, paths["ids"])  # last: its presence marks the set complete
     finally:
         ids_tmp.unlink(missing_ok=True)
-        spill.close()
+        if spill is not None:
+            spill.close()
     for old in folder.iterdir():
         if old.suffix in (".npy", ".arrow", ".parquet") and old not in paths.values():
             old.unlink(missing_ok=True)
@@ -329,9 +334,7 @@ def _write_scores(scores_file: Path, paths: dict[str, Path], chunk: int) -> None
             def each_range(part: pl.DataFrame, offset: int) -> None:
                 out.write(_id_bytes(part.get_column(S.SHIPMENT_ID), width))
 
-            written = _write_sorted_copy(pl.scan_parquet(scores_file), bounds, paths["scores"], LOOKUP_ROWS, each_range)
-        if written != n:
-            raise RiskpipeError(f"{scores_file}: the scores changed while their look-up files were built")
+            _write_sorted_copy(pl.scan_parquet(scores_file), bounds, paths["scores"], LOOKUP_ROWS, each_range, n)
         os.replace(tmp, paths["scores_ids"])
     finally:
         tmp.unlink(missing_ok=True)
@@ -401,10 +404,14 @@ class _LinkSpill:
         self.bits = max(0, math.ceil(math.log2(max(1, most) / LINK_PART_ENTRIES)))
         self.files = [folder / f".links-{fp}.part{p}.tmp-{uuid.uuid4().hex[:8]}" for p in range(2**self.bits)]
         self.handles: list[BinaryIO] = []
-        for f in self.files:
-            os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-            self.handles.append(open(f, "ab"))  # noqa: SIM115 - closed by close()
         self.counts = np.zeros(len(self.files), dtype=np.int64)
+        try:
+            for f in self.files:
+                os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+                self.handles.append(open(f, "ab"))  # noqa: SIM115 - closed by close()
+        except BaseException:
+            self.close()
+            raise
 
     def add(self, entries: pl.DataFrame) -> None:
         rec = np.empty(entries.height, dtype=_ENTRY)
@@ -465,18 +472,23 @@ def _write_sorted_copy(
     path: Path,
     batch_rows: int,
     each_range: Callable[[pl.DataFrame, int], None],
+    rows: int,
 ) -> int:
-    """``scan``'s rows sorted by id as an Arrow IPC file (record batches of ``batch_rows`` rows,
-    the batch length in the schema metadata, lz4, 0600, renamed in), read and sorted one id range
-    at a time (``bounds``: each range is [previous bound, bound)); rows left over from a range
-    (fewer than a batch) are carried into the next write, so every batch but the last holds
-    exactly ``batch_rows`` rows. ``each_range`` is given each range's sorted rows and the position
-    of its first row in the file. Returns the number of rows written."""
+    """``scan``'s ``rows`` rows sorted by id as an Arrow IPC file (record batches of ``batch_rows``
+    rows, the batch length in the schema metadata, lz4, 0600, renamed in), read and sorted one id
+    range at a time (``bounds``: each range is [previous bound, bound)). ``each_range`` is given
+    each range's sorted rows and the position of its first row. Returns the rows written.
+
+    The batches are those ``write_table`` gives for the whole sorted table, whatever the ranges:
+    the IPC writer pads a batch's buffers to 64 bytes when its arrays run on past it (and only
+    then), so each piece is written as a slice between the batch before it and up to
+    :data:`LOOKAHEAD_ROWS` rows after it. Every batch but the last holds ``batch_rows`` rows."""
     tmp = _private_tmp(path)
     writer = None
-    offset = 0
+    read = written = 0
+    held: pl.DataFrame | None = None  # sorted rows from `start` on: the last batch written, then the rest
+    start = 0
     try:
-        carry: pl.DataFrame | None = None
         for k in range(len(bounds) + 1):
             cond = pl.lit(True)
             if k > 0:
@@ -484,19 +496,30 @@ def _write_sorted_copy(
             if k < len(bounds):
                 cond = cond & (pl.col(S.SHIPMENT_ID) < bounds[k])
             part = scan.filter(cond).collect().sort(S.SHIPMENT_ID)
-            each_range(part, offset)
-            offset += part.height
-            if carry is not None:
-                part = pl.concat([carry, part])
-            last = k == len(bounds)
-            keep = part.height if last else part.height // batch_rows * batch_rows
-            carry = part.slice(keep)
-            table = part.slice(0, keep).rechunk().to_arrow()
-            table = table.replace_schema_metadata({BATCH_ROWS_KEY: str(batch_rows).encode()})
-            if writer is None:
-                writer = ipc.new_file(str(tmp), table.schema, options=ipc.IpcWriteOptions(compression=IPC_COMPRESSION))
-            writer.write_table(table, max_chunksize=max(1, batch_rows))
-            del part, table
+            each_range(part, read)
+            read += part.height
+            held = part if held is None else pl.concat([held, part])
+            del part
+            final = k == len(bounds)
+            end = read if final else max(written, (read - LOOKAHEAD_ROWS) // batch_rows * batch_rows)
+            while written < end or (final and writer is None):
+                stop = end
+                before = min(batch_rows, written - start)  # none for the first batch: offset 0
+                after = min(rows, start + held.height) - stop
+                piece = held.slice(written - start - before, before + stop - written + after).rechunk().to_arrow()
+                table = piece.slice(before, stop - written)
+                table = table.replace_schema_metadata({BATCH_ROWS_KEY: str(batch_rows).encode()})
+                if writer is None:
+                    options = ipc.IpcWriteOptions(compression=IPC_COMPRESSION)
+                    writer = ipc.new_file(str(tmp), table.schema, options=options)
+                writer.write_table(table, max_chunksize=max(1, batch_rows))
+                written = stop
+                del piece, table
+            cut = max(0, written - batch_rows - start)  # keep the last batch written: the next piece's prefix
+            held = held.slice(cut)
+            start += cut
+        if read != rows or written != rows:
+            raise RiskpipeError(f"{path.parent}: the day's files changed while its look-up files were built")
         assert writer is not None
         writer.close()
         writer = None
@@ -506,7 +529,7 @@ def _write_sorted_copy(
         if writer is not None:  # a range failed: close the half-written file before removing it
             writer.close()
         tmp.unlink(missing_ok=True)
-    return offset
+    return written
 
 
 def _opened(path: Path, kind: str) -> object:
