@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -436,11 +436,13 @@ class _LinkSpill:
             h.close()
         total = int(self.counts.sum())
         kinds = {"links_h": ("h", np.uint64), "links_field": ("field", np.uint8), "links_row": ("row", np.uint32)}
-        tmps = {kind: _private_tmp(paths[kind]) for kind in kinds}
+        tmps: dict[str, Path] = {}
         try:
-            outs = {kind: open(tmps[kind], "wb") for kind in kinds}  # noqa: SIM115 - closed below
-            try:
+            with ExitStack() as stack:
+                outs = {}
                 for kind, (_, dtype) in kinds.items():
+                    tmps[kind] = _private_tmp(paths[kind])
+                    outs[kind] = stack.enter_context(open(tmps[kind], "wb"))
                     _write_npy_header(outs[kind], np.dtype(dtype), total)
                 for f in self.files:
                     part = np.fromfile(f, dtype=_ENTRY)
@@ -449,9 +451,6 @@ class _LinkSpill:
                     for kind, (name, dtype) in kinds.items():
                         outs[kind].write(np.ascontiguousarray(part[name], dtype=dtype).tobytes())
                     del part
-            finally:
-                for out in outs.values():
-                    out.close()
             for kind in kinds:
                 os.replace(tmps[kind], paths[kind])
         finally:
@@ -493,8 +492,8 @@ def _write_sorted_copy(
             cond = pl.lit(True)
             if k > 0:
                 cond = cond & (pl.col(S.SHIPMENT_ID) >= bounds[k - 1])
-            if k < len(bounds):
-                cond = cond & (pl.col(S.SHIPMENT_ID) < bounds[k])
+            if k < len(bounds):  # a null id (ingest keeps none) sorts first: kept by the first range only
+                cond = cond & ((pl.col(S.SHIPMENT_ID) < bounds[k]) | pl.col(S.SHIPMENT_ID).is_null())
             part = scan.filter(cond).collect().sort(S.SHIPMENT_ID)
             each_range(part, read)
             read += part.height
