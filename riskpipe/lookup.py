@@ -280,9 +280,10 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     read, sorted and written (the rows, their ids appended to ``ids``, their link entries spilled
     to hash-range parts), then each part is sorted and appended to the link files; the scores the
     same way. The ``.npy`` files and the scores copy are byte for byte those of the whole day
-    sorted at once; the rows copy holds the same record batches (rows, sizes, buffers' lengths,
-    schema and metadata), though the bytes under a null text and in the padding after a batch's
-    text may differ (Polars lays out a range's strings as its reads and sorts left them)."""
+    sorted at once; the rows copy holds the same record batches (values, sizes, schema and
+    metadata), but its text buffers' bytes (under nulls, padding, so their lengths) follow how
+    Polars laid out the strings it read and sorted: the main code's own rows copy differed from
+    the whole day written at once in the same way."""
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)

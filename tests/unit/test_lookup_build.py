@@ -1,8 +1,8 @@
 """The day's look-up files built in bounded memory (issue 16 point 4): the ids, the rows, the link
 entries and the scores are built one id range (and one link hash range) at a time, never from the
 whole day at once, and the files are those the whole day sorted at once gave (a copy of that build
-is kept here as the reference): byte for byte, but for the rows copy's bytes under null texts and
-after a batch's text, which follow how Polars laid out the strings it read (its batches are
+is kept here as the reference): byte for byte, but for the rows copy's text buffers (bytes under
+nulls and padding), which follow how Polars laid out the strings it read (its batches are
 compared)."""
 
 from __future__ import annotations
