@@ -29,22 +29,27 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from riskpipe import schema as S
+from riskpipe.errors import RiskpipeError
 from riskpipe.store import PRIVATE_FILE, Layout, ensure_raw_complete, private_dir, scan_raw_shipments, tmp_sibling
 
 LOOKUP_VERSION = 3  # 3: memory-mapped ids, links and Arrow IPC rows (lz4) (2: the scores sorted copy)
@@ -221,39 +226,6 @@ def _private_tmp(path: Path) -> Path:
     return tmp
 
 
-def _write_private(frame: pl.DataFrame, path: Path, row_group_size: int) -> None:
-    """``frame`` as an Arrow IPC file (lz4) in record batches of ``row_group_size`` rows, the
-    batch length in its schema metadata, 0600, renamed in."""
-    tmp = _private_tmp(path)
-    try:
-        table = frame.rechunk().to_arrow()
-        table = table.replace_schema_metadata({BATCH_ROWS_KEY: str(row_group_size).encode()})
-        with ipc.new_file(str(tmp), table.schema, options=ipc.IpcWriteOptions(compression=IPC_COMPRESSION)) as w:
-            w.write_table(table, max_chunksize=max(1, row_group_size))
-        os.chmod(tmp, PRIVATE_FILE)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_private_array(values: np.ndarray, path: Path) -> None:
-    """A NumPy array as ``.npy`` (memory-mapped by the readers), 0600, renamed in."""
-    tmp = _private_tmp(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, values, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _id_array(ids: pl.Series) -> np.ndarray:
-    """Sorted ids as fixed-width UTF-8 bytes (NumPy compares them bytewise, as Polars sorts)."""
-    encoded = [s.encode() for s in ids.fill_null("").to_list()]
-    width = max((len(b) for b in encoded), default=1) or 1
-    return np.array(encoded, dtype=f"S{width}")
-
-
 def build_lookup(layout: Layout, day: date) -> dict[str, Path] | None:
     """The day's look-up files, built now when missing or stale (None: no raw data that day).
     Called by the nightly once the day is published, so the first page of the day finds them.
@@ -281,88 +253,273 @@ def _build_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-#: Rows of the raw day sorted and written at a time by :func:`_build` (a multiple of LOOKUP_ROWS is
-#: kept per write): the whole 4 M-row day sorted at once held 7.2 GB, the night's largest process.
-BUILD_CHUNK_ROWS = 500_000
+#: Rows of a day (or of its scores) read and sorted at a time by :func:`_build` (rounded down to a
+#: multiple of LOOKUP_ROWS): the whole 4 M-row day sorted at once held 7.2 GB. A range's read, sort
+#: and Arrow copy hold about 1.8 KB a row: 500 k-row ranges peaked at 1.4 GB on a 1 M-row day,
+#: 131 k-row ranges at 0.65-0.71 GB whatever the day's size, for about 15% more CPU.
+BUILD_CHUNK_ROWS = 131_072
+#: sorted rows read ahead of what is written (:func:`_write_sorted_copy`): at least the 512 rows
+#: (two batches) over which the IPC writer pads a batch's buffers to 64 bytes.
+LOOKAHEAD_ROWS = 1_024
+#: ids kept (every k-th, streamed) to place the bounds of the id ranges: exact up to this many rows.
+SAMPLE_IDS = 100_000
+#: link entries sorted at a time: they are spilled to hash-range parts of about this many (4 M rows
+#: give about 22 M entries; a part of 2 M entries is sorted in about 100 MB).
+LINK_PART_ENTRIES = 2_000_000
+_ENTRY = np.dtype([("h", "<u8"), ("field", "u1"), ("row", "<u4")])  # a spilled link entry: 13 bytes
+
+
+def _chunk_rows(batch_rows: int) -> int:
+    return max(batch_rows, BUILD_CHUNK_ROWS // batch_rows * batch_rows)
 
 
 def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
-    """Write the day's look-up files (under :func:`_build_lock`) in bounded memory: the day's ids
-    are sorted alone, then the rows are read, sorted and written one id range at a time, and the
-    link entries one identifier column at a time."""
+    """Write the day's look-up files (under :func:`_build_lock`) in memory bounded by
+    :data:`BUILD_CHUNK_ROWS` and :data:`LINK_PART_ENTRIES`, whatever the day's size: the bounds of
+    the id ranges come from a sample of the ids streamed by record batch; each range's rows are
+    read, sorted and written (the rows, their ids appended to ``ids``, their link entries spilled
+    to hash-range parts), then each part is sorted and appended to the link files; the scores the
+    same way. The ``.npy`` files and the scores copy are byte for byte those of the whole day
+    sorted at once; the rows copy holds the same record batches (values, sizes, schema and
+    metadata), but its text buffers' bytes (under nulls, padding, so their lengths) follow how
+    Polars laid out the strings it read and sorted: the main code's own rows copy differed from
+    the whole day written at once in the same way."""
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)
     scan = scan_raw_shipments(layout, [day])
-    sorted_ids = scan.select(S.SHIPMENT_ID).collect().get_column(S.SHIPMENT_ID).sort()
-    _write_sorted_rows(scan, sorted_ids, paths["rows"], LOOKUP_ROWS)
-    ids = _id_array(sorted_ids)
-    # the link entries: each identifier column beside the ids, sorted by id (the rows' order)
     columns = scan.collect_schema().names()
-    parts = [
-        scan.select(S.SHIPMENT_ID, col)
-        .sort(S.SHIPMENT_ID)
-        .with_row_index("row")
-        .select(pl.lit(code, pl.UInt8).alias("field"), pl.col(col).cast(pl.String).alias("v"), "row")
-        .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
-        .select(pl.col("v").hash(seed=_SEED).alias("h"), "field", "row")
-        .collect()
-        for col, code in LINK_FIELDS.items()
-        if col in columns
-    ]
-    links = (
-        pl.concat(parts).sort("h", "field", "row")
-        if parts
-        else pl.DataFrame(schema={"h": pl.UInt64, "field": pl.UInt8, "row": pl.UInt32})
-    )
-    del parts
-    _write_private_array(links.get_column("h").cast(pl.UInt64).to_numpy(), paths["links_h"])
-    _write_private_array(links.get_column("field").cast(pl.UInt8).to_numpy(), paths["links_field"])
-    _write_private_array(links.get_column("row").cast(pl.UInt32).to_numpy(), paths["links_row"])
-    del links
-    if _scores_file(layout, day).exists():  # the published scores, the same way (one batch a look-up)
-        scores = pl.read_parquet(_scores_file(layout, day)).sort(S.SHIPMENT_ID)
-        _write_private(scores, paths["scores"], LOOKUP_ROWS)
-        _write_private_array(_id_array(scores.get_column(S.SHIPMENT_ID)), paths["scores_ids"])
-    else:
-        paths = {k: p for k, p in paths.items() if not k.startswith("scores")}
-    _write_private_array(ids, paths["ids"])  # last: its presence marks the set complete
+    fields = [(col, code) for col, code in LINK_FIELDS.items() if col in columns]
+    chunk = _chunk_rows(LOOKUP_ROWS)
+    n, width, bounds = _id_ranges(sorted(layout.raw_shipments_day(day).glob("*.parquet")), chunk)
+    ids_tmp = _private_tmp(paths["ids"])
+    spill: _LinkSpill | None = None
+    try:
+        spill = _LinkSpill(folder, fp, n * len(fields))
+        with open(ids_tmp, "wb") as ids_out:
+            _write_npy_header(ids_out, np.dtype(f"S{width}"), n)
+
+            def each_range(part: pl.DataFrame, offset: int) -> None:
+                assert spill is not None
+                ids_out.write(_id_bytes(part.get_column(S.SHIPMENT_ID), width))
+                for col, code in fields:
+                    spill.add(_link_entries(part, offset, col, code))
+
+            _write_sorted_copy(scan, bounds, paths["rows"], LOOKUP_ROWS, each_range, n)
+        spill.write(paths)
+        scores_file = _scores_file(layout, day)
+        if scores_file.exists():  # the published scores, the same way (one batch a look-up)
+            _write_scores(scores_file, paths, chunk)
+        else:
+            paths = {k: p for k, p in paths.items() if not k.startswith("scores")}
+        os.replace(ids_tmp, paths["ids"])  # last: its presence marks the set complete
+    finally:
+        ids_tmp.unlink(missing_ok=True)
+        if spill is not None:
+            spill.close()
     for old in folder.iterdir():
         if old.suffix in (".npy", ".arrow", ".parquet") and old not in paths.values():
             old.unlink(missing_ok=True)
     return paths
 
 
-def _write_sorted_rows(scan: pl.LazyFrame, sorted_ids: pl.Series, path: Path, batch_rows: int) -> None:
-    """The day's rows sorted by id as :func:`_write_private` writes them (record batches of
-    ``batch_rows`` rows, lz4, 0600, renamed in), read and sorted one id range of
-    :data:`BUILD_CHUNK_ROWS` at a time; rows left over from a range (fewer than a batch) are carried
-    into the next write, so every batch but the last holds exactly ``batch_rows`` rows."""
-    chunk = max(batch_rows, BUILD_CHUNK_ROWS // batch_rows * batch_rows)
-    n = sorted_ids.len()
-    bounds = [sorted_ids[i] for i in range(chunk, n, chunk)]  # each range: [previous bound, bound)
+def _write_scores(scores_file: Path, paths: dict[str, Path], chunk: int) -> None:
+    """The published scores sorted by id (``scores``) and their ids (``scores_ids``), one id
+    range at a time (the published file need not be sorted by id)."""
+    n, width, bounds = _id_ranges([scores_file], chunk)
+    tmp = _private_tmp(paths["scores_ids"])
+    try:
+        with open(tmp, "wb") as out:
+            _write_npy_header(out, np.dtype(f"S{width}"), n)
+
+            def each_range(part: pl.DataFrame, offset: int) -> None:
+                out.write(_id_bytes(part.get_column(S.SHIPMENT_ID), width))
+
+            _write_sorted_copy(pl.scan_parquet(scores_file), bounds, paths["scores"], LOOKUP_ROWS, each_range, n)
+        os.replace(tmp, paths["scores_ids"])
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _id_ranges(files: list[Path], chunk: int) -> tuple[int, int, list[str]]:
+    """The number of rows of ``files``, their longest id in UTF-8 bytes (at least 1: the width of
+    the ids array) and the bounds of id ranges of about ``chunk`` rows (each range: [previous
+    bound, bound)), reading the id column one record batch of at most ``chunk`` rows at a time.
+    The bounds are quantiles of every k-th id (k: at most :data:`SAMPLE_IDS` ids kept), so a
+    range holds ``chunk`` rows exactly up to SAMPLE_IDS rows, about as many above."""
+    total = sum(pq.read_metadata(f).num_rows for f in files)
+    k = max(1, -(-total // SAMPLE_IDS))
+    n = width = 0
+    kept: list[pa.Array] = []
+    for f in files:
+        with pq.ParquetFile(f) as pf:
+            for batch in pf.iter_batches(batch_size=chunk, columns=[S.SHIPMENT_ID], use_threads=False):
+                col = batch.column(0).cast(pa.large_string())
+                if len(col):
+                    width = max(width, pc.max(pc.binary_length(col)).as_py() or 0)
+                    kept.append(col.take(pa.array(np.arange((-n) % k, len(col), k))))
+                n += len(col)
+    sample = pl.Series(S.SHIPMENT_ID, pa.chunked_array(kept, pa.large_string()), dtype=pl.String)
+    sample = sample.drop_nulls().sort()
+    bounds: list[str] = []
+    for i in range(chunk, n, chunk):
+        j = i // k
+        if j < sample.len() and (not bounds or sample[j] > bounds[-1]):
+            bounds.append(sample[j])
+    return n, width or 1, bounds
+
+
+def _id_bytes(ids: pl.Series, width: int) -> bytes:
+    """Sorted ids as fixed-width UTF-8 bytes (NumPy compares them bytewise, as Polars sorts)."""
+    return np.array([s.encode() for s in ids.fill_null("").to_list()], dtype=f"S{width}").tobytes()
+
+
+def _write_npy_header(fh: BinaryIO, dtype: np.dtype, rows: int) -> None:
+    """The ``.npy`` header ``numpy.save`` writes for a 1-d array of ``rows`` ``dtype`` values (the
+    data follows it, appended one id range or one link part at a time)."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows,)}
+    np.lib.format.write_array_header_1_0(fh, header)
+
+
+def _link_entries(part: pl.DataFrame, offset: int, col: str, code: int) -> pl.DataFrame:
+    """A range's entries of one :data:`LINK_FIELDS` column: (hash, field, row), the row counted
+    from ``offset`` in the day's id order (``part`` is the range's rows, sorted by id)."""
+    return (
+        part.select(
+            pl.lit(code, pl.UInt8).alias("field"),
+            pl.col(col).cast(pl.String).alias("v"),
+            pl.int_range(offset, offset + part.height, dtype=pl.UInt32).alias("row"),
+        )
+        .filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
+        .select(pl.col("v").hash(seed=_SEED).alias("h"), "field", "row")
+    )
+
+
+class _LinkSpill:
+    """The day's link entries spilled to ``2**bits`` hash-range part files (0600, raw
+    :data:`_ENTRY` records), ``bits`` chosen so a part holds about :data:`LINK_PART_ENTRIES`
+    of ``most`` entries; :meth:`write` sorts each part by (hash, field, row) and appends it to
+    the three link files in part order: the whole day's entries sorted."""
+
+    def __init__(self, folder: Path, fp: str, most: int) -> None:
+        self.bits = max(0, math.ceil(math.log2(max(1, most) / LINK_PART_ENTRIES)))
+        self.files = [folder / f".links-{fp}.part{p}.tmp-{uuid.uuid4().hex[:8]}" for p in range(2**self.bits)]
+        self.handles: list[BinaryIO] = []
+        self.counts = np.zeros(len(self.files), dtype=np.int64)
+        try:
+            for f in self.files:
+                os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+                self.handles.append(open(f, "ab"))  # noqa: SIM115 - closed by close()
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, entries: pl.DataFrame) -> None:
+        rec = np.empty(entries.height, dtype=_ENTRY)
+        rec["h"] = entries.get_column("h").cast(pl.UInt64).to_numpy()
+        rec["field"] = entries.get_column("field").cast(pl.UInt8).to_numpy()
+        rec["row"] = entries.get_column("row").cast(pl.UInt32).to_numpy()
+        if self.bits == 0:
+            self.handles[0].write(rec.tobytes())
+            self.counts[0] += rec.size
+            return
+        part = (rec["h"] >> np.uint64(64 - self.bits)).astype(np.int64)
+        rec = rec[np.argsort(part, kind="stable")]
+        counts = np.bincount(part, minlength=len(self.files))
+        start = 0
+        for p in np.flatnonzero(counts):
+            self.handles[p].write(rec[start : start + counts[p]].tobytes())
+            start += int(counts[p])
+        self.counts += counts
+
+    def write(self, paths: dict[str, Path]) -> None:
+        for h in self.handles:
+            h.close()
+        total = int(self.counts.sum())
+        kinds = {"links_h": ("h", np.uint64), "links_field": ("field", np.uint8), "links_row": ("row", np.uint32)}
+        tmps: dict[str, Path] = {}
+        try:
+            with ExitStack() as stack:
+                outs = {}
+                for kind, (_, dtype) in kinds.items():
+                    tmps[kind] = _private_tmp(paths[kind])
+                    outs[kind] = stack.enter_context(open(tmps[kind], "wb"))
+                    _write_npy_header(outs[kind], np.dtype(dtype), total)
+                for f in self.files:
+                    part = np.fromfile(f, dtype=_ENTRY)
+                    f.unlink()
+                    part = part[np.lexsort((part["row"], part["field"], part["h"]))]
+                    for kind, (name, dtype) in kinds.items():
+                        outs[kind].write(np.ascontiguousarray(part[name], dtype=dtype).tobytes())
+                    del part
+            for kind in kinds:
+                os.replace(tmps[kind], paths[kind])
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close and remove the part files (after :meth:`write`, or on a failure)."""
+        for h in self.handles:
+            h.close()
+        for f in self.files:
+            f.unlink(missing_ok=True)
+
+
+def _write_sorted_copy(
+    scan: pl.LazyFrame,
+    bounds: list[str],
+    path: Path,
+    batch_rows: int,
+    each_range: Callable[[pl.DataFrame, int], None],
+    rows: int,
+) -> int:
+    """``scan``'s ``rows`` rows sorted by id as an Arrow IPC file (record batches of ``batch_rows``
+    rows, the batch length in the schema metadata, lz4, 0600, renamed in), read and sorted one id
+    range at a time (``bounds``: each range is [previous bound, bound)). ``each_range`` is given
+    each range's sorted rows and the position of its first row. Returns the rows written.
+
+    The batches are those ``write_table`` gives for the whole sorted table, whatever the ranges:
+    the IPC writer pads a batch's buffers to 64 bytes when its arrays run on past it (and only
+    then), so each piece is written as a slice between the batch before it and up to
+    :data:`LOOKAHEAD_ROWS` rows after it. Every batch but the last holds ``batch_rows`` rows."""
     tmp = _private_tmp(path)
     writer = None
+    read = written = 0
+    held: pl.DataFrame | None = None  # sorted rows from `start` on: the last batch written, then the rest
+    start = 0
     try:
-        carry: pl.DataFrame | None = None
         for k in range(len(bounds) + 1):
             cond = pl.lit(True)
             if k > 0:
                 cond = cond & (pl.col(S.SHIPMENT_ID) >= bounds[k - 1])
-            if k < len(bounds):
-                cond = cond & (pl.col(S.SHIPMENT_ID) < bounds[k])
+            if k < len(bounds):  # a null id (ingest keeps none) sorts first: kept by the first range only
+                cond = cond & ((pl.col(S.SHIPMENT_ID) < bounds[k]) | pl.col(S.SHIPMENT_ID).is_null())
             part = scan.filter(cond).collect().sort(S.SHIPMENT_ID)
-            if carry is not None:
-                part = pl.concat([carry, part])
-            last = k == len(bounds)
-            keep = part.height if last else part.height // batch_rows * batch_rows
-            carry = part.slice(keep)
-            table = part.slice(0, keep).rechunk().to_arrow()
-            table = table.replace_schema_metadata({BATCH_ROWS_KEY: str(batch_rows).encode()})
-            if writer is None:
-                writer = ipc.new_file(str(tmp), table.schema, options=ipc.IpcWriteOptions(compression=IPC_COMPRESSION))
-            writer.write_table(table, max_chunksize=max(1, batch_rows))
-            del part, table
+            each_range(part, read)
+            read += part.height
+            held = part if held is None else pl.concat([held, part])
+            del part
+            final = k == len(bounds)
+            end = read if final else max(written, (read - LOOKAHEAD_ROWS) // batch_rows * batch_rows)
+            while written < end or (final and writer is None):
+                stop = end
+                before = min(batch_rows, written - start)  # none for the first batch: offset 0
+                after = min(rows, start + held.height) - stop
+                piece = held.slice(written - start - before, before + stop - written + after).rechunk().to_arrow()
+                table = piece.slice(before, stop - written)
+                table = table.replace_schema_metadata({BATCH_ROWS_KEY: str(batch_rows).encode()})
+                if writer is None:
+                    options = ipc.IpcWriteOptions(compression=IPC_COMPRESSION)
+                    writer = ipc.new_file(str(tmp), table.schema, options=options)
+                writer.write_table(table, max_chunksize=max(1, batch_rows))
+                written = stop
+                del piece, table
+            cut = max(0, written - batch_rows - start)  # keep the last batch written: the next piece's prefix
+            held = held.slice(cut)
+            start += cut
+        if read != rows or written != rows:
+            raise RiskpipeError(f"{path.parent}: the day's files changed while its look-up files were built")
         assert writer is not None
         writer.close()
         writer = None
@@ -372,6 +529,7 @@ def _write_sorted_rows(scan: pl.LazyFrame, sorted_ids: pl.Series, path: Path, ba
         if writer is not None:  # a range failed: close the half-written file before removing it
             writer.close()
         tmp.unlink(missing_ok=True)
+    return written
 
 
 def _opened(path: Path, kind: str) -> object:

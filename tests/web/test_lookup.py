@@ -202,9 +202,9 @@ def test_a_days_files_are_built_under_a_lock_other_processes_see(tmp_path, monke
     settings, layout = _home(tmp_path, monkeypatch)
     lock_path = lookup.lookup_root(layout) / lookup.BUILD_LOCK_FILE
     held: list[bool] = []
-    real = lookup._write_private
+    real = lookup._write_sorted_copy
 
-    def spy(frame, path, row_group_size) -> None:
+    def spy(scan, bounds, path, *rest):
         fd = os.open(lock_path, os.O_RDWR) if lock_path.exists() else None
         if fd is None:
             held.append(False)
@@ -217,9 +217,9 @@ def test_a_days_files_are_built_under_a_lock_other_processes_see(tmp_path, monke
                 held.append(True)
             finally:
                 os.close(fd)
-        real(frame, path, row_group_size)
+        return real(scan, bounds, path, *rest)
 
-    monkeypatch.setattr(lookup, "_write_private", spy)
+    monkeypatch.setattr(lookup, "_write_sorted_copy", spy)
     assert lookup.build_lookup(layout, DAY) is not None
     assert held and all(held)
     held.clear()
