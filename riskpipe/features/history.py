@@ -203,10 +203,10 @@ def update_history(layout: Layout, day: date) -> bool:
         return False
     ensure_raw_complete(layout)
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))  # what scan_raw_shipments reads
-    n_rows = sum(pl.scan_parquet(f, hive_partitioning=False).select(pl.len()).collect().item() for f in files)
-    parts = max(1, -(-n_rows // _DAY_PART_ROWS))
+    files_rows = {f: pl.scan_parquet(f, hive_partitioning=False).select(pl.len()).collect().item() for f in files}
+    parts = max(1, -(-sum(files_rows.values()) // _DAY_PART_ROWS))
     with tempfile.TemporaryDirectory(prefix=".spill-", dir=private_dir(layout.history, under=layout.home)) as tmp:
-        heads = _spill_day(files, Path(tmp), parts)
+        heads = _spill_day(files_rows, Path(tmp), parts)
         write_parquet_atomic(heads, _private(layout, value.headings_path(layout, day)), PRIVATE_FILE)
         _write_pieces(_private(layout, entities_path(layout, day)), _ENTITY_SCHEMA, _grouped_spill(Path(tmp), parts))
     write_text_atomic(fingerprint, _private(layout, _fingerprint_path(layout, day)), PRIVATE_FILE)
@@ -222,12 +222,12 @@ def _prepared_exprs() -> list[pl.Expr]:
     ]
 
 
-def _raw_chunks(files: list[Path]) -> Iterator[pl.DataFrame]:
-    """The keys and value helpers of the raw rows in ``files``, ``_CHUNK_ROWS`` rows at a time
-    (a slice of one file each: the reader decodes only that slice's row groups)."""
+def _raw_chunks(files_rows: dict[Path, int]) -> Iterator[pl.DataFrame]:
+    """The keys and value helpers of the raw rows of the files (with their row counts),
+    ``_CHUNK_ROWS`` rows at a time (a slice of one file each: the reader decodes only that
+    slice's row groups: over 12 M raw rows, 0.4 GB peak; one streaming scan of them, 0.8 GB)."""
     exprs = _prepared_exprs()
-    for f in files:
-        rows = pl.scan_parquet(f, hive_partitioning=False).select(pl.len()).collect().item()
+    for f, rows in files_rows.items():
         for offset in range(0, rows, _CHUNK_ROWS):
             yield pl.scan_parquet(f, hive_partitioning=False).slice(offset, _CHUNK_ROWS).select(exprs).collect()
 
@@ -236,7 +236,7 @@ def _spill_path(folder: Path, code: int, part: int) -> Path:
     return folder / f"entity={code}-part={part}.arrow"
 
 
-def _spill_day(files: list[Path], folder: Path, parts: int) -> pl.DataFrame:
+def _spill_day(files_rows: dict[Path, int], folder: Path, parts: int) -> pl.DataFrame:
     """Spill each chunk's (key, shipper key) pairs of each entity to ``folder``, one Arrow
     stream per entity and key range (nulls left out, as :func:`day_entity_aggregates`); returns
     the day's heading aggregates (the chunks' sums added)."""
@@ -253,7 +253,7 @@ def _spill_day(files: list[Path], folder: Path, parts: int) -> pl.DataFrame:
                 path = _spill_path(folder, code, part)
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # hashes: 0600
                 writers[code, part] = pa.ipc.new_stream(str(path), schema)
-        for chunk in _raw_chunks(files):
+        for chunk in _raw_chunks(files_rows):
             heads.append(value.heading_aggregates(chunk.lazy()).collect())
             for code, name in enumerate(ENTITY_KEYS):
                 pairs = chunk.select(
@@ -535,7 +535,8 @@ def build_window(layout: Layout, day: date, days: list[date]) -> pl.DataFrame:
 def _build_pieces(layout: Layout, day: date, days: list[date]) -> Iterator[pl.DataFrame]:
     """The window table of ``day`` from the daily tables of ``days``, one (entity, key range) at
     a time in (entity, key) order: a range reads only its slice of each day (one group-by over
-    30 days of a 4 M-row day's keys held 5.1 GB; over the whole key space in parts, 1.7 GB)."""
+    30 days of a 4 M-row day's keys held 5.1 GB; parts by key modulo, each reading every day
+    whole, and the previous table read whole to move it on: 1.7 GB)."""
     for code, lo, hi in _ranges([entities_path(layout, d) for d in days]):
         rows = pl.concat([_day_rows(layout, d, (day - d).days, code, lo, hi) for d in days])
         sums = rows.group_by(ENTITY, KEY).agg(
