@@ -417,7 +417,7 @@ _WINDOW_FORMAT = 1
 #: input rows (daily tables, the previous window) of one entity read at once by
 #: :func:`build_window` and :func:`_advance`: the key space of each entity is cut into ranges of
 #: about this many rows (from the Parquet metadata), summed one after the other
-_WINDOW_PART_ROWS = 4_000_000
+_WINDOW_PART_ROWS = 2_000_000
 #: the window table's columns after ``ENTITY`` and ``KEY``
 _SUMS = [f"{m}{w}" for m in ("p", "s") for w in WINDOWS]
 _WINDOW_SCHEMA = pl.Schema(
