@@ -10,12 +10,23 @@ then the night sums the daily tables as before).
 Prior exams link outcomes (exam date strictly before the day scored) to the parties of the
 examined shipment through ``history/labelled_parties.parquet``, a cache of hashed party keys of
 labelled shipments (it only grows; what a feature may use is decided by the labels passed in).
+
+Bounded memory (issue 16 point 4: a day several times larger than one machine's memory): the
+daily tables are written from the raw day read a slice of rows at a time (``_CHUNK_ROWS``), its
+(key, shipper key) pairs spilled to a private folder per entity and range of the 64-bit key
+(:func:`riskpipe.features.partials.key_range`), each range then grouped on its own and appended
+in (entity, key) order to one Parquet file (:func:`_write_pieces`); the window table likewise,
+one (entity, key range) of its inputs at a time (``_WINDOW_PART_ROWS``), each range reading only
+its slice (row-group statistics skip the rest: every table here is sorted by entity and key).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,8 +39,10 @@ from riskpipe.features.keys import ENTITY_KEYS, key_col, with_keys
 from riskpipe.store import (
     PRIVATE_FILE,
     Layout,
+    ensure_raw_complete,
     private_dir,
     scan_raw_shipments,
+    write_atomic,
     write_parquet_atomic,
     write_text_atomic,
 )
@@ -53,6 +66,17 @@ SHIPPERS = "shippers"
 _FORMAT = 1
 #: history days whose matched rows are held in memory at once (window lookups)
 _DAYS_PER_CHUNK = 10
+#: raw rows whose keys are computed at once by :func:`update_history` (a slice of one raw file)
+_CHUNK_ROWS = 250_000
+#: raw rows of a day whose (key, shipper) pairs of one entity are grouped at once (the key space
+#: is cut into ranges of about this many rows each)
+_DAY_PART_ROWS = 2_000_000
+#: rows of a row group in the tables written a piece at a time (:func:`_write_pieces`): small
+#: enough that a key range's reader skips most of the file
+_ROW_GROUP_ROWS = 131_072
+_SHIPPER_KEY = "_shipper_key"
+#: the daily entity table's columns
+_ENTITY_SCHEMA = pl.Schema({ENTITY: pl.UInt8, KEY: pl.UInt64, PARCELS: pl.UInt32, SHIPPERS: pl.UInt32})
 
 
 def parcels_col(entity: str, window: int) -> str:
@@ -168,16 +192,128 @@ def write_day_history(layout: Layout, day: date, prepared: pl.LazyFrame | pl.Dat
 def update_history(layout: Layout, day: date) -> bool:
     """Write the daily aggregates of arrival day ``day`` if missing or stale (True when written).
 
-    Idempotent; only reads the raw partition of that day."""
+    Idempotent; only reads the raw partition of that day, in slices of ``_CHUNK_ROWS`` rows:
+    memory does not grow with the day (the keys of the whole day held 0.98 GB at 4 M rows).
+    The entity table is the one :func:`write_day_history` writes (same rows, order and
+    types); the heading sums are added chunk by chunk, an order of summation that may differ
+    from one pass over the day in the last bit."""
     _meta_ok(layout)
     fingerprint = raw_fingerprint(layout, day)
     if history_current(layout, day, fingerprint):
         return False
-    raw = scan_raw_shipments(layout, [day])
-    prepared = with_keys(raw, ENTITY_KEYS).with_columns(value.heading_expr(), *value.log_value_exprs())
-    cols = [key_col(e) for e in ENTITY_KEYS] + [value.HEADING, value.LOG_VPK, value.LOG_VPP]
-    write_day_history(layout, day, prepared.select(cols).collect(), fingerprint)
+    ensure_raw_complete(layout)
+    files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))  # what scan_raw_shipments reads
+    files_rows = {f: pl.scan_parquet(f, hive_partitioning=False).select(pl.len()).collect().item() for f in files}
+    parts = max(1, -(-sum(files_rows.values()) // _DAY_PART_ROWS))
+    with tempfile.TemporaryDirectory(prefix=".spill-", dir=private_dir(layout.history, under=layout.home)) as tmp:
+        heads = _spill_day(files_rows, Path(tmp), parts)
+        write_parquet_atomic(heads, _private(layout, value.headings_path(layout, day)), PRIVATE_FILE)
+        _write_pieces(_private(layout, entities_path(layout, day)), _ENTITY_SCHEMA, _grouped_spill(Path(tmp), parts))
+    write_text_atomic(fingerprint, _private(layout, _fingerprint_path(layout, day)), PRIVATE_FILE)
     return True
+
+
+def _prepared_exprs() -> list[pl.Expr]:
+    """The day's keys and value helpers (what :func:`write_day_history` reads)."""
+    return [
+        *(expr.alias(key_col(name)) for name, expr in ENTITY_KEYS.items()),
+        value.heading_expr(),
+        *value.log_value_exprs(),
+    ]
+
+
+def _raw_chunks(files_rows: dict[Path, int]) -> Iterator[pl.DataFrame]:
+    """The keys and value helpers of the raw rows of the files (with their row counts),
+    ``_CHUNK_ROWS`` rows at a time (a slice of one file each: the reader decodes only that
+    slice's row groups: over 12 M raw rows, 0.4 GB peak; one streaming scan of them, 0.8 GB)."""
+    exprs = _prepared_exprs()
+    for f, rows in files_rows.items():
+        for offset in range(0, rows, _CHUNK_ROWS):
+            yield pl.scan_parquet(f, hive_partitioning=False).slice(offset, _CHUNK_ROWS).select(exprs).collect()
+
+
+def _spill_path(folder: Path, code: int, part: int) -> Path:
+    return folder / f"entity={code}-part={part}.arrow"
+
+
+def _spill_day(files_rows: dict[Path, int], folder: Path, parts: int) -> pl.DataFrame:
+    """Spill each chunk's (key, shipper key) pairs of each entity to ``folder``, one Arrow
+    stream per entity and key range (nulls left out, as :func:`day_entity_aggregates`); returns
+    the day's heading aggregates (the chunks' sums added)."""
+    import pyarrow as pa
+
+    from riskpipe.features.partials import part_of
+
+    schema = pl.DataFrame(schema={KEY: pl.UInt64, _SHIPPER_KEY: pl.UInt64}).to_arrow().schema
+    writers: dict[tuple[int, int], pa.ipc.RecordBatchStreamWriter] = {}
+    heads = []
+    try:
+        for code, _name in enumerate(ENTITY_KEYS):
+            for part in range(parts):
+                path = _spill_path(folder, code, part)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # hashes: 0600
+                writers[code, part] = pa.ipc.new_stream(str(path), schema)
+        for chunk in _raw_chunks(files_rows):
+            heads.append(value.heading_aggregates(chunk.lazy()).collect())
+            for code, name in enumerate(ENTITY_KEYS):
+                pairs = chunk.select(
+                    pl.col(key_col(name)).alias(KEY), pl.col(key_col("shipper")).alias(_SHIPPER_KEY)
+                ).filter(pl.col(KEY).is_not_null())
+                if parts == 1:
+                    writers[code, 0].write_table(pairs.to_arrow())
+                    continue
+                split = pairs.with_columns(part_of(pl.col(KEY), parts).alias("_part"))
+                for (part,), piece in split.partition_by("_part", as_dict=True, include_key=False).items():
+                    writers[code, int(part)].write_table(piece.to_arrow())
+            del chunk
+    finally:
+        for w in writers.values():
+            w.close()
+    if not heads:  # an empty day: the aggregates' columns, no rows
+        empty = pl.DataFrame(schema=S.RAW_SHIPMENT_SCHEMA).select(_prepared_exprs())
+        heads = [value.heading_aggregates(empty.lazy()).collect()]
+    n_cols, sum_cols = ("n_vpk", "n_vpp"), ("sum_log_vpk", "sum_log_vpp")
+    total = (
+        pl.concat(heads)
+        .group_by(value.HEADING)
+        .agg(*(pl.col(c).sum().cast(pl.Int64) for c in n_cols), *(pl.col(c).sum() for c in sum_cols))
+    )
+    return total.select(heads[0].columns).sort(value.HEADING)
+
+
+def _grouped_spill(folder: Path, parts: int) -> Iterator[pl.DataFrame]:
+    """Per entity, per key range in order: the range's parcels and distinct shippers (null
+    counted as one shipper, as ``n_unique`` in :func:`day_entity_aggregates`), sorted by key."""
+    for code, _name in enumerate(ENTITY_KEYS):
+        for part in range(parts):
+            pairs = pl.read_ipc_stream(_spill_path(folder, code, part))
+            yield (
+                pairs.group_by(KEY)
+                .agg(
+                    pl.len().cast(pl.UInt32).alias(PARCELS),
+                    pl.col(_SHIPPER_KEY).n_unique().cast(pl.UInt32).alias(SHIPPERS),
+                )
+                .sort(KEY)
+                .select(pl.lit(code, pl.UInt8).alias(ENTITY), KEY, PARCELS, SHIPPERS)
+            )
+            del pairs
+
+
+def _write_pieces(path: Path, schema: pl.Schema, pieces: Iterable[pl.DataFrame]) -> Path:
+    """``pieces`` (frames of ``schema``, in the table's order) appended to one Parquet file,
+    written atomically and 0600 (Polars writes a frame at once: pyarrow's writer appends row
+    groups; the file reads back as the concatenated frame, with row-group statistics)."""
+    import pyarrow.parquet as pq
+
+    arrow = pl.DataFrame(schema=schema).to_arrow().schema
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, arrow, compression="zstd") as out:
+            for piece in pieces:
+                if piece.height:
+                    out.write_table(piece.select(list(schema)).cast(schema).to_arrow(), row_group_size=_ROW_GROUP_ROWS)
+
+    return write_atomic(path, write, PRIVATE_FILE)
 
 
 def ensure_history(layout: Layout, day: date) -> list[date]:
@@ -278,11 +414,15 @@ def window_features(
 _HALF = LOOKBACK_DAYS // 2
 SEEN_LO, SEEN_HI = "seen_lo", "seen_hi"
 _WINDOW_FORMAT = 1
-#: rows of daily tables summed at once by :func:`build_window` (the rest in later passes over
-#: other parts of the key space)
-_WINDOW_PART_ROWS = 20_000_000
+#: input rows (daily tables, the previous window) of one entity read at once by
+#: :func:`build_window` and :func:`_advance`: the key space of each entity is cut into ranges of
+#: about this many rows (from the Parquet metadata), summed one after the other
+_WINDOW_PART_ROWS = 2_000_000
 #: the window table's columns after ``ENTITY`` and ``KEY``
 _SUMS = [f"{m}{w}" for m in ("p", "s") for w in WINDOWS]
+_WINDOW_SCHEMA = pl.Schema(
+    {ENTITY: pl.UInt8, KEY: pl.UInt64, **{c: pl.UInt32 for c in _SUMS}, SEEN_LO: pl.UInt64, SEEN_HI: pl.UInt64}
+)
 assert 2 * _HALF == LOOKBACK_DAYS
 
 
@@ -327,65 +467,120 @@ def window_current(layout: Layout, day: date, days: list[date] | None = None) ->
     return stamp is not None and stamp == _stamp(layout, days)
 
 
-def _day_rows(layout: Layout, d: date, ago: int) -> pl.LazyFrame:
-    """One history day's (entity, key) rows with its parcels in each window that holds it and its
-    bit in the presence bitmap (``ago``: days before the window's day)."""
-    lo = (1 << (ago - 1)) if ago <= _HALF else 0
-    hi = (1 << (ago - 1 - _HALF)) if ago > _HALF else 0
-    return pl.scan_parquet(entities_path(layout, d)).select(
+def _day_rows(layout: Layout, d: date, ago: int, code: int, lo: int, hi: int | None) -> pl.LazyFrame:
+    """One history day's (entity, key) rows of entity ``code`` and keys ``lo <= key < hi`` with
+    its parcels in each window that holds it and its bit in the presence bitmap (``ago``: days
+    before the window's day)."""
+    lo_bit = (1 << (ago - 1)) if ago <= _HALF else 0
+    hi_bit = (1 << (ago - 1 - _HALF)) if ago > _HALF else 0
+    return _slice(entities_path(layout, d), code, lo, hi).select(
         ENTITY,
         KEY,
         *((pl.col(PARCELS) if ago <= w else pl.lit(0, pl.UInt32)).alias(f"p{w}") for w in WINDOWS),
         *((pl.col(SHIPPERS) if ago <= w else pl.lit(0, pl.UInt32)).alias(f"s{w}") for w in WINDOWS),
-        pl.lit(lo, pl.UInt64).alias(SEEN_LO),
-        pl.lit(hi, pl.UInt64).alias(SEEN_HI),
+        pl.lit(lo_bit, pl.UInt64).alias(SEEN_LO),
+        pl.lit(hi_bit, pl.UInt64).alias(SEEN_HI),
     )
 
 
+def _slice(path: Path, code: int, lo: int, hi: int | None) -> pl.LazyFrame:
+    """The rows of entity ``code`` with ``lo <= key < hi`` of a table sorted by (entity, key):
+    the reader skips the row groups whose statistics lie outside."""
+    keep = (pl.col(ENTITY) == pl.lit(code, pl.UInt8)) & (pl.col(KEY) >= pl.lit(lo, pl.UInt64))
+    if hi is not None:
+        keep = keep & (pl.col(KEY) < pl.lit(hi, pl.UInt64))
+    return pl.scan_parquet(path).filter(keep)
+
+
+def _entity_rows(paths: list[Path]) -> dict[int, int]:
+    """Rows of each entity code in tables sorted by entity, from the row groups' statistics
+    in the Parquet footers (a row group spanning several entities counts for each: an upper
+    bound, read without touching the data)."""
+    import pyarrow.parquet as pq
+
+    rows: dict[int, int] = {}
+    for path in paths:
+        meta = pq.read_metadata(path)
+        if meta.num_row_groups == 0:
+            continue
+        first = meta.row_group(0)
+        j = next(i for i in range(first.num_columns) if first.column(i).path_in_schema == ENTITY)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            stats = group.column(j).statistics
+            lo, hi = (stats.min, stats.max) if stats is not None and stats.has_min_max else (0, len(ENTITY_KEYS) - 1)
+            for code in range(int(lo), int(hi) + 1):
+                rows[code] = rows.get(code, 0) + group.num_rows
+    return rows
+
+
+def _ranges(paths: list[Path]) -> Iterator[tuple[int, int, int | None]]:
+    """(entity code, lo, hi) in the tables' order: each entity's key space cut into ranges
+    (:func:`riskpipe.features.partials.key_range`) of about ``_WINDOW_PART_ROWS`` input rows."""
+    from riskpipe.features.partials import key_range
+
+    for code, n in sorted(_entity_rows(paths).items()):
+        parts = max(1, -(-n // _WINDOW_PART_ROWS))
+        for part in range(parts):
+            yield (code, *key_range(part, parts))
+
+
 def build_window(layout: Layout, day: date, days: list[date]) -> pl.DataFrame:
-    """The window table of ``day`` summed from the daily tables of ``days`` (its lookback)."""
-    if not days:
-        schema = {
-            ENTITY: pl.UInt8,
-            KEY: pl.UInt64,
-            **{c: pl.UInt32 for c in _SUMS},
-            SEEN_LO: pl.UInt64,
-            SEEN_HI: pl.UInt64,
-        }
-        return pl.DataFrame(schema=schema)
-    # in parts of the key space: one group-by over 30 days of a 4 M-row day's keys held 5.1 GB
-    n_rows = sum(pl.scan_parquet(entities_path(layout, d)).select(pl.len()).collect().item() for d in days)
-    parts = max(1, -(-n_rows // _WINDOW_PART_ROWS))
-    out = []
-    for i in range(parts):
-        rows = pl.concat([_day_rows(layout, d, (day - d).days).filter(pl.col(KEY) % parts == i) for d in days])
+    """The window table of ``day`` summed from the daily tables of ``days`` (its lookback), in
+    one frame (what :func:`update_window` writes a range at a time: :func:`_build_pieces`)."""
+    pieces = list(_build_pieces(layout, day, days))
+    return pl.concat(pieces) if pieces else pl.DataFrame(schema=_WINDOW_SCHEMA)
+
+
+def _build_pieces(layout: Layout, day: date, days: list[date]) -> Iterator[pl.DataFrame]:
+    """The window table of ``day`` from the daily tables of ``days``, one (entity, key range) at
+    a time in (entity, key) order: a range reads only its slice of each day (one group-by over
+    30 days of a 4 M-row day's keys held 5.1 GB; parts by key modulo, each reading every day
+    whole, and the previous table read whole to move it on: 1.7 GB)."""
+    for code, lo, hi in _ranges([entities_path(layout, d) for d in days]):
+        rows = pl.concat([_day_rows(layout, d, (day - d).days, code, lo, hi) for d in days])
         sums = rows.group_by(ENTITY, KEY).agg(
             *(pl.col(c).sum().cast(pl.UInt32) for c in _SUMS),
             pl.col(SEEN_LO).sum(),  # distinct powers of two: the sum is the bitwise or
             pl.col(SEEN_HI).sum(),
         )
-        out.append(sums.collect(engine="streaming"))
-    return pl.concat(out).sort(ENTITY, KEY)
+        yield sums.collect(engine="streaming").sort(KEY).select(list(_WINDOW_SCHEMA))
 
 
-def _advance(layout: Layout, prev: pl.DataFrame, day: date, prev_days: list[date]) -> pl.DataFrame:
-    """The window table of ``day`` from that of the day before (``prev``, built from
-    ``prev_days``): the day before added, each window's oldest day taken out, the bitmap shifted
-    by one day. Equal to :func:`build_window` (tested)."""
+def _advance(layout: Layout, day: date, prev_days: list[date]) -> Iterator[pl.DataFrame]:
+    """The window table of ``day`` from that of the day before (built from ``prev_days``): the
+    day before added, each window's oldest day taken out, the bitmap shifted by one day; one
+    (entity, key range) at a time in (entity, key) order, each reading only its slice of the
+    tables. Equal to :func:`build_window` (tested)."""
     new_day = day - timedelta(days=1)
+    prev_path = window_path(layout, new_day)
     held = set(prev_days)
-    out = prev.lazy()
+    gone = {w: new_day - timedelta(days=w) for w in WINDOWS}  # w days before the previous window's day
+    drops = {w: entities_path(layout, g) for w, g in gone.items() if g in held}
+    added = entities_path(layout, new_day) if new_day in set(layout.raw_days()) else None
+    if added is not None and not added.exists():
+        added = None
+    inputs = [prev_path, *drops.values(), *([added] if added is not None else [])]
+    for code, lo, hi in _ranges(inputs):
+        yield _advance_range(_slice(prev_path, code, lo, hi), drops, added, code, lo, hi)
+
+
+def _advance_range(
+    prev: pl.LazyFrame, drops: dict[int, Path], added: Path | None, code: int, lo: int, hi: int | None
+) -> pl.DataFrame:
+    """:func:`_advance` of one (entity, key range): ``prev`` its slice of the previous window,
+    ``drops`` the daily tables leaving each window, ``added`` the day entering (or None)."""
+    out = prev
     for w in WINDOWS:
-        gone = new_day - timedelta(days=w)  # w days before the previous window's day: leaves window w
-        if gone in held:
-            drop = pl.scan_parquet(entities_path(layout, gone)).select(
+        if w in drops:
+            drop = _slice(drops[w], code, lo, hi).select(
                 ENTITY, KEY, pl.col(PARCELS).alias(f"_dp{w}"), pl.col(SHIPPERS).alias(f"_ds{w}")
             )
             out = out.join(drop, on=[ENTITY, KEY], how="left")
         else:
             out = out.with_columns(pl.lit(None, pl.UInt32).alias(f"_dp{w}"), pl.lit(None, pl.UInt32).alias(f"_ds{w}"))
-    if entities_path(layout, new_day).exists() and new_day in set(layout.raw_days()):
-        today = pl.scan_parquet(entities_path(layout, new_day)).select(
+    if added is not None:
+        today = _slice(added, code, lo, hi).select(
             ENTITY,
             KEY,
             pl.col(PARCELS).alias("_np"),
@@ -401,7 +596,7 @@ def _advance(layout: Layout, prev: pl.DataFrame, day: date, prev_days: list[date
         )
     z32, z64 = pl.lit(0, pl.UInt32), pl.lit(0, pl.UInt64)
     top = pl.lit(1 << (_HALF - 1), pl.UInt64)  # the oldest day of a word
-    lo, hi = pl.col(SEEN_LO).fill_null(z64), pl.col(SEEN_HI).fill_null(z64)
+    lo_word, hi_word = pl.col(SEEN_LO).fill_null(z64), pl.col(SEEN_HI).fill_null(z64)
 
     def moved(m: str, w: int, add: str) -> pl.Expr:
         return (
@@ -415,10 +610,10 @@ def _advance(layout: Layout, prev: pl.DataFrame, day: date, prev_days: list[date
         KEY,
         *(moved("p", w, "_np").alias(f"p{w}") for w in WINDOWS),
         *(moved("s", w, "_ns").alias(f"s{w}") for w in WINDOWS),
-        ((lo % top) * 2 + pl.col("_seen").fill_null(z64)).alias(SEEN_LO),
-        ((hi % top) * 2 + lo // top).alias(SEEN_HI),
+        ((lo_word % top) * 2 + pl.col("_seen").fill_null(z64)).alias(SEEN_LO),
+        ((hi_word % top) * 2 + lo_word // top).alias(SEEN_HI),
     ).filter((pl.col(SEEN_LO) > 0) | (pl.col(SEEN_HI) > 0))
-    return out.collect().sort(ENTITY, KEY)
+    return out.collect().sort(KEY).select(list(_WINDOW_SCHEMA))
 
 
 def update_window(layout: Layout, day: date) -> bool:
@@ -426,7 +621,8 @@ def update_window(layout: Layout, day: date) -> bool:
     from the table of the day before when that one is current (one day added, the windows'
     oldest days taken out), else summed from the lookback's daily tables. Run after the night
     before is published (:func:`riskpipe.nightly.history_step`): the night of ``day`` then reads
-    one table instead of summing the lookback's (off its critical path). Idempotent."""
+    one table instead of summing the lookback's (off its critical path). Idempotent. Written
+    one (entity, key range) at a time: memory does not grow with the day."""
     days = lookback_days(layout, day)
     if window_current(layout, day, days):
         return False
@@ -435,10 +631,10 @@ def update_window(layout: Layout, day: date) -> bool:
     before = day - timedelta(days=1)
     prev_days = lookback_days(layout, before)
     if window_current(layout, before, prev_days):
-        table = _advance(layout, pl.read_parquet(window_path(layout, before)), day, prev_days)
+        pieces = _advance(layout, day, prev_days)
     else:
-        table = build_window(layout, day, days)
-    write_parquet_atomic(table, _private(layout, window_path(layout, day)), mode=PRIVATE_FILE)
+        pieces = _build_pieces(layout, day, days)
+    _write_pieces(_private(layout, window_path(layout, day)), _WINDOW_SCHEMA, pieces)
     write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day), PRIVATE_FILE)  # last: the commit
     _prune_windows(layout, day - timedelta(days=1))
     return True
