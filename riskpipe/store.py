@@ -357,6 +357,51 @@ def sweep_leftovers(parent: Path, pattern: str = "*", older_than_s: float | None
     return removed
 
 
+#: a scratch folder of another machine (a shared home) untouched this long is a leftover
+STALE_SCRATCH_S = 24 * 3600
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in os.uname().nodename)[:40] or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@contextmanager
+def scratch_dir(parent: Path, name: str, under: Path | None = None) -> Iterator[Path]:
+    """A private (0700) scratch folder ``parent/.scratch-<name>-<host>-<pid>-<random>`` for
+    spilled work files, removed on exit, failure included. A process killed outright cannot
+    remove its own: on entry, those of ``name`` left by a dead process of this machine, or
+    untouched for :data:`STALE_SCRATCH_S` (another machine's, on a shared home), are removed,
+    so a killed build's spill does not stay on disk (it can be the size of the day)."""
+    private_dir(parent, under=under)
+    host, now = _host(), time.time()
+    for old in parent.glob(f".scratch-{name}-*"):
+        rest = old.name[len(f".scratch-{name}-") :].rsplit("-", 2)
+        try:
+            dead = len(rest) == 3 and rest[0] == host and not _pid_alive(int(rest[1]))
+            stale = now - old.stat().st_mtime > STALE_SCRATCH_S
+        except (ValueError, FileNotFoundError):
+            continue
+        if dead or stale:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f".scratch-{name}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(mode=PRIVATE_DIR)
+    set_mode(folder, PRIVATE_DIR)  # whatever the umask
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # journals: several directory swaps (and log appends) that take effect together
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from riskpipe.store import (
     ensure_raw_complete,
     private_dir,
     scan_raw_shipments,
+    scratch_dir,
     write_atomic,
     write_parquet_atomic,
     write_text_atomic,
@@ -205,10 +205,10 @@ def update_history(layout: Layout, day: date) -> bool:
     files = sorted(layout.raw_shipments_day(day).glob("*.parquet"))  # what scan_raw_shipments reads
     files_rows = {f: pl.scan_parquet(f, hive_partitioning=False).select(pl.len()).collect().item() for f in files}
     parts = max(1, -(-sum(files_rows.values()) // _DAY_PART_ROWS))
-    with tempfile.TemporaryDirectory(prefix=".spill-", dir=private_dir(layout.history, under=layout.home)) as tmp:
-        heads = _spill_day(files_rows, Path(tmp), parts)
+    with scratch_dir(layout.history, "history", under=layout.home) as tmp:
+        heads = _spill_day(files_rows, tmp, parts)
         write_parquet_atomic(heads, _private(layout, value.headings_path(layout, day)), PRIVATE_FILE)
-        _write_pieces(_private(layout, entities_path(layout, day)), _ENTITY_SCHEMA, _grouped_spill(Path(tmp), parts))
+        _write_pieces(_private(layout, entities_path(layout, day)), _ENTITY_SCHEMA, _grouped_spill(tmp, parts))
     write_text_atomic(fingerprint, _private(layout, _fingerprint_path(layout, day)), PRIVATE_FILE)
     return True
 

@@ -349,3 +349,26 @@ def test_window_written_in_ranges_is_private_and_leaves_no_temporary_file(tmp_pa
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
     for p in folder.iterdir():
         assert p.stat().st_mode & 0o777 == 0o600, p
+
+
+def test_a_killed_history_step_s_spill_is_swept_by_the_next(tmp_path):
+    """A process killed while writing a day's tables leaves its spill (the day's keys); the next
+    history step removes it and leaves no folder of its own."""
+    import os
+    import subprocess
+    import sys
+
+    from riskpipe.store import _host
+
+    lay = raw_world(tmp_path)
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
+    lay.history.mkdir(parents=True, exist_ok=True)
+    left = lay.history / f".scratch-history-{_host()}-{dead}-0badc0de"
+    left.mkdir()
+    (left / "0-0.arrows").write_bytes(b"spilled keys")
+    assert H.update_history(lay, D) is True
+    assert not left.exists()
+    assert [p.name for p in lay.history.iterdir() if p.name.startswith(".")] == []
+    assert os.stat(lay.history).st_mode & 0o777 == 0o700
