@@ -288,13 +288,15 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
     the day sorted by id in batches of LOOKUP_ROWS rows (all but the last full)."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
 
     settings, layout = _home(tmp_path, monkeypatch)  # batches of 4 rows
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10, raising=False)  # ranges of 8 rows
     expected = scan_raw_shipments(layout, [DAY]).sort(S.SHIPMENT_ID).collect()
     assert expected.height > 20
     wide: list[int] = []
-    real_collect = pl.LazyFrame.collect
+    real_collect, real_read = pl.LazyFrame.collect, lookup._RangeSpill.read
+    real_batches = pq.ParquetFile.iter_batches
 
     def watched(self, *args, **kwargs):
         out = real_collect(self, *args, **kwargs)
@@ -302,9 +304,24 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
             wide.append(out.height)
         return out
 
+    def batches(self, *args, **kwargs):
+        for b in real_batches(self, *args, **kwargs):
+            if b.num_columns > 10:  # a record batch of the raw day's columns
+                wide.append(b.num_rows)
+            yield b
+
+    def read(self, k):  # a range's rows read back from the spill
+        out = real_read(self, k)
+        if out.width > 10:
+            wide.append(out.height)
+        return out
+
     monkeypatch.setattr(pl.LazyFrame, "collect", watched)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", batches)
+    monkeypatch.setattr(lookup._RangeSpill, "read", read)
     paths = lookup.build_lookup(layout, DAY)
     monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", real_batches)
     assert paths is not None and wide and max(wide) <= 8
     reader = ipc.open_file(pa.memory_map(str(paths["rows"])))
     sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
@@ -321,11 +338,11 @@ def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_pa
 
     settings, layout = _home(tmp_path, monkeypatch)
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10)  # ranges of 8 rows: several writes
-    real_collect = pl.LazyFrame.collect
+    real_read = lookup._RangeSpill.read
     calls = {"wide": 0}
 
-    def failing(self, *args, **kwargs):
-        out = real_collect(self, *args, **kwargs)
+    def failing(self, k):  # the second range's rows, read back from the spill
+        out = real_read(self, k)
         if out.width > 10:
             calls["wide"] += 1
             if calls["wide"] == 2:
@@ -334,10 +351,11 @@ def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_pa
 
     folder = lookup.lookup_root(layout)
     before = set(os.listdir("/proc/self/fd"))
-    monkeypatch.setattr(pl.LazyFrame, "collect", failing)
+    monkeypatch.setattr(lookup._RangeSpill, "read", failing)
     with pytest.raises(OSError, match="No space left"):
         lookup.build_lookup(layout, DAY)
-    monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    monkeypatch.setattr(lookup._RangeSpill, "read", real_read)
     opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before]
     assert not [p for p in opened if str(folder) in p]
     assert not [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".arrow", ".npy")]
+    assert not [p for p in folder.rglob(".*") if p.is_file() and p.name != lookup.BUILD_LOCK_FILE]  # no spill
