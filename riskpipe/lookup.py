@@ -268,6 +268,10 @@ SAMPLE_IDS = 100_000
 #: link entries sorted at a time: they are spilled to hash-range parts of about this many (4 M rows
 #: give about 22 M entries; a part of 2 M entries is sorted in about 100 MB).
 LINK_PART_ENTRIES = 2_000_000
+#: rows of the day decoded at a time by Arrow's Parquet reader in :meth:`_RangeSpill.split`: its
+#: 131 k-row batches held about 3 KB a row on the 1 M-row bench day (a 650 MB peak), 32 k-row ones
+#: about 1 KB; the split still cuts BUILD_CHUNK_ROWS rows at a time (larger pieces).
+SPLIT_READ_ROWS = 32_768
 _ENTRY = np.dtype([("h", "<u8"), ("field", "u1"), ("row", "<u4")])  # a spilled link entry: 13 bytes
 
 
@@ -485,12 +489,13 @@ class _LinkSpill:
 
 class _RangeSpill:
     """A day's rows (or its scores') split by id range in one pass over its Parquet files: each
-    record batch of at most a range's rows is cut by range (range k: [bound k-1, bound k), a null
-    id in the first, as a filter on each range placed them) and each range's piece appended to one
-    spill file (0600, removed by :meth:`close`) as an Arrow IPC stream (lz4), its offset and length
-    kept by range. Filtering the raw day once per range decoded its id column (ingest order:
-    the row-group statistics skip nothing) that many times: 31 times at 4 M rows, 122 at 16 M.
-    One file and one open handle whatever the number of ranges; memory: one record batch."""
+    block of a range's worth of rows is cut by range (range k: [bound k-1, bound k), a null id in
+    the first, as a filter on each range placed them) and each range's piece appended to one spill
+    file (0600 in the build's 0700 folder, removed by :meth:`close`) as an Arrow IPC stream (lz4),
+    its offset and length kept by range. Filtering the raw day once per range decoded its id
+    column (ingest order: the row-group statistics skip nothing) that many times: 31 times at 4 M
+    rows, 122 at 16 M. One file and one open handle whatever the number of ranges; memory: one
+    block (a range's rows) and its pieces; the pieces number (rows / range rows) squared."""
 
     def __init__(self, folder: Path, name: str, bounds: list[str], schema: pl.Schema) -> None:
         self.bounds = pl.Series("bound", bounds, dtype=pl.String)
@@ -501,16 +506,28 @@ class _RangeSpill:
         self.size = 0
 
     def split(self, files: list[Path], chunk: int) -> None:
-        """Read ``files`` once, one record batch of at most ``chunk`` rows at a time."""
+        """Read ``files`` once, in record batches of at most :data:`SPLIT_READ_ROWS` rows, and
+        split them ``chunk`` rows at a time (pieces of about ``chunk`` / ranges rows)."""
         names = list(self.schema)
+        held: list[pl.DataFrame] = []
+        rows = 0
         for f in files:
             with pq.ParquetFile(f) as pf:
-                for batch in pf.iter_batches(batch_size=chunk, use_threads=False):
+                for batch in pf.iter_batches(batch_size=min(chunk, SPLIT_READ_ROWS), use_threads=False):
                     frame = pl.from_arrow(batch)
+                    del batch
                     assert isinstance(frame, pl.DataFrame)
                     if frame.schema != self.schema:  # as Polars' scan of the files reads them
                         frame = frame.select(names).cast(self.schema)
-                    self._add(frame)
+                    held.append(frame)
+                    rows += frame.height
+                    if rows >= chunk:
+                        self._add(pl.concat(held))
+                        held, rows = [], 0
+                        pa.default_memory_pool().release_unused()
+        if held:
+            self._add(pl.concat(held))
+        pa.default_memory_pool().release_unused()  # else Arrow's pool keeps it beside the sorts' memory
 
     def _add(self, frame: pl.DataFrame) -> None:
         if frame.height == 0:
