@@ -345,3 +345,19 @@ def test_the_build_reads_the_raw_day_and_the_scores_twice_whatever_the_number_of
     }
     assert passes["raw"] <= 2 and passes["scores"] <= 2, passes
     assert rows["raw"] >= raw.height and rows["scores"] >= scores.height  # the watch saw the reads
+
+
+def test_a_null_id_is_placed_as_the_whole_day_sort_places_it(tmp_path, small_ranges) -> None:
+    """Ingest keeps no null id, but the split by id range places one where the filter of the first
+    range did (and the whole-day sort does): first, as an empty id."""
+    raw = _raw_day(300, seed=9)
+    raw = raw.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([5, 250])).then(None).otherwise(pl.col(S.SHIPMENT_ID)).alias(S.SHIPMENT_ID)
+    )
+    layout, want, got = _built_both_ways(tmp_path, raw, 2, None)
+    for kind in [k for k in want if k != "rows"]:
+        assert got[kind].read_bytes() == want[kind].read_bytes(), kind
+    a, b = (ipc.open_file(pa.memory_map(str(p["rows"]))) for p in (want, got))
+    assert a.num_record_batches == b.num_record_batches > 1
+    assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
+    assert np.load(got["ids"])[:2].tolist() == [b"", b""]
