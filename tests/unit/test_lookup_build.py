@@ -297,8 +297,8 @@ def test_a_build_failing_after_the_rows_leaves_no_temporary_file_and_no_ids(tmp_
 def test_the_build_reads_the_raw_day_and_the_scores_twice_whatever_the_number_of_ranges(
     tmp_path, small_ranges, monkeypatch
 ) -> None:
-    """The ids are sampled in one pass and the rows split by id range in a second, then each range
-    is read back from the spill: filtering the raw day once per range decoded its id column once a
+    """The ids are sampled in one pass and, from SPLIT_MIN_RANGES ranges on, the rows split by id
+    range in a second, then each range is read back from the spill: filtering the raw day once per range decoded its id column once a
     range (ingest order: row-group statistics skip nothing), 31 times at 4 M rows, 122 at 16 M. A
     lazy collect of a Parquet scan counts as one read of the files it scans; a record batch read
     counts its rows."""
@@ -361,3 +361,24 @@ def test_a_null_id_is_placed_as_the_whole_day_sort_places_it(tmp_path, small_ran
     assert a.num_record_batches == b.num_record_batches > 1
     assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
     assert np.load(got["ids"])[:2].tolist() == [b"", b""]
+
+
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_both_ways_of_reading_a_range_give_the_files_of_the_day_sorted_at_once(
+    tmp_path, small_ranges, monkeypatch, case, split_from
+) -> None:
+    """Ranges split from the day in one pass (many ranges) or filtered from it per range (up to
+    SPLIT_MIN_RANGES): the same files, whatever the number of ranges."""
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
+    n, files, keep = CASES[case]
+    raw = _raw_day(n, seed=n + 2)
+    scores = None if keep is None else _scores_of(raw, keep, seed=n + 3)
+    layout, want, got = _built_both_ways(tmp_path, raw, files, scores)
+    assert set(got) == set(want)
+    for kind in [k for k in want if k != "rows"]:
+        assert got[kind].read_bytes() == want[kind].read_bytes(), kind
+    a, b = (ipc.open_file(pa.memory_map(str(p["rows"]))) for p in (want, got))
+    assert a.schema.equals(b.schema, check_metadata=True) and a.num_record_batches == b.num_record_batches
+    assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
+    assert sorted(p.name for p in got["ids"].parent.iterdir()) == sorted(p.name for p in got.values())

@@ -281,7 +281,10 @@ def test_history_of_days_with_search_indexes_reads_row_groups_not_the_days_ids(t
     assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected
 
 
-def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted(
+    tmp_path, monkeypatch, split_from
+) -> None:
     """The night builds the look-up files after publishing: sorting the whole raw day at once held
     7.2 GB at 4 M rows (the night's largest process). The rows are now read and sorted one id range
     at a time: no frame of the day's raw columns is ever larger than a range, and the file holds
@@ -292,6 +295,7 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
 
     settings, layout = _home(tmp_path, monkeypatch)  # batches of 4 rows
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10, raising=False)  # ranges of 8 rows
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
     expected = scan_raw_shipments(layout, [DAY]).sort(S.SHIPMENT_ID).collect()
     assert expected.height > 20
     wide: list[int] = []
@@ -331,19 +335,20 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
     assert got.equals(expected)
 
 
-def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_path, monkeypatch, split_from) -> None:
     """A range that fails after the first was written (disk full, a raw file gone): the error
     reaches the caller, the half-written temporary file is closed and removed, no look-up file."""
     import os
 
     settings, layout = _home(tmp_path, monkeypatch)
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10)  # ranges of 8 rows: several writes
-    real_read = lookup._RangeSpill.read
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
+    real_read, real_collect = lookup._RangeSpill.read, pl.LazyFrame.collect
     calls = {"wide": 0}
 
-    def failing(self, k):  # the second range's rows, read back from the spill
-        out = real_read(self, k)
-        if out.width > 10:
+    def fail_second(out):
+        if out.width > 10:  # the second range's rows (read back from the spill, or filtered)
             calls["wide"] += 1
             if calls["wide"] == 2:
                 raise OSError("No space left on device")
@@ -351,10 +356,12 @@ def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_pa
 
     folder = lookup.lookup_root(layout)
     before = set(os.listdir("/proc/self/fd"))
-    monkeypatch.setattr(lookup._RangeSpill, "read", failing)
+    monkeypatch.setattr(lookup._RangeSpill, "read", lambda self, k: fail_second(real_read(self, k)))
+    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: fail_second(real_collect(self, *a, **k)))
     with pytest.raises(OSError, match="No space left"):
         lookup.build_lookup(layout, DAY)
     monkeypatch.setattr(lookup._RangeSpill, "read", real_read)
+    monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
     opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before]
     assert not [p for p in opened if str(folder) in p]
     assert not [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".arrow", ".npy")]
