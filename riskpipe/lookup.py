@@ -268,9 +268,9 @@ SAMPLE_IDS = 100_000
 #: link entries sorted at a time: they are spilled to hash-range parts of about this many (4 M rows
 #: give about 22 M entries; a part of 2 M entries is sorted in about 100 MB).
 LINK_PART_ENTRIES = 2_000_000
-#: rows of the day decoded at a time by Arrow's Parquet reader in :meth:`_RangeSpill.split`: its
-#: 131 k-row batches held about 3 KB a row on the 1 M-row bench day (a 650 MB peak), 32 k-row ones
-#: about 1 KB; the split still cuts BUILD_CHUNK_ROWS rows at a time (larger pieces).
+#: rows of the day decoded at a time by Arrow's Parquet reader in :meth:`_RangeSpill.split` (the
+#: 1 M-row bench day read alone peaked at 461 MB in 131 k-row batches, 266 MB in 32 k-row ones);
+#: the split still cuts BUILD_CHUNK_ROWS rows at a time (fewer, larger pieces).
 SPLIT_READ_ROWS = 32_768
 _ENTRY = np.dtype([("h", "<u8"), ("field", "u1"), ("row", "<u4")])  # a spilled link entry: 13 bytes
 
@@ -287,11 +287,12 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     not once per range; up to :data:`SPLIT_MIN_RANGES` ranges, each range is filtered from the
     day instead); each range's rows are read back, sorted and written (the rows, their ids
     appended to ``ids``, their link entries spilled to hash-range parts), then each part is sorted
-    and appended to the link files; the scores the same way. The ``.npy`` files and the scores copy are byte for byte those of the whole day
-    sorted at once; the rows copy holds the same record batches (values, sizes, schema and
-    metadata), but its text buffers' bytes (under nulls, padding, so their lengths) follow how
-    Polars laid out the strings it read and sorted: the main code's own rows copy differed from
-    the whole day written at once in the same way."""
+    and appended to the link files; the scores the same way. The ``.npy`` files and the scores
+    copy are byte for byte those of the whole day sorted at once; the rows copy holds the same
+    record batches (values, sizes, schema and metadata), but its text buffers' bytes (under nulls,
+    padding, so their lengths) follow how the strings were read and sorted: the main code's own
+    rows copy differed from the whole day written at once in the same way (split ranges carry no
+    bytes under nulls: the 4 M-row day's copy is 1.18 GB, filtered ranges' 1.35 GB)."""
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)
@@ -487,18 +488,20 @@ class _LinkSpill:
 
 #: id ranges from which the rows are split into a spill in one pass (:class:`_RangeSpill`) rather
 #: than filtered from the files once per range (:class:`_FilteredRanges`): a filter pass cost
-#: 0.17 us a row (0.7 s of CPU on the 4 M-row day), the spill's write and read back 2-3 us a row
-#: (1 M rows, 8 ranges: 11.1 s against 8.7-9.4 s filtered; 4 M rows, 31 ranges: 46.6-48.3 s
-#: against 51.1-55.8 s).
+#: 0.17 us a row (0.7 s of CPU on the 4 M-row day), the split, spill and read back 2-3 us a row.
+#: CPU of the build, 1 M rows (8 ranges): 11.1-11.3 s split, 8.6-9.4 s filtered; 4 M rows (31
+#: ranges): 46.6-52.5 s split (median 48.3), 51.1-69.1 s filtered (median 54.9); the filtered
+#: work grows with the square of the day (122 ranges at 16 M rows), the split's linearly.
 SPLIT_MIN_RANGES = 16
 
 
 def _range_reader(
     scan: pl.LazyFrame, files: list[Path], bounds: list[str], chunk: int, prefix: Path
 ) -> _RangeSpill | _FilteredRanges:
-    """Reads of ``scan``'s rows by id range (``bounds``): filtered from ``files`` per range up to
-    :data:`SPLIT_MIN_RANGES` ranges (at most that many reads of the files), else split in one pass
-    into a spill file named from ``prefix`` (two reads of the files, the sample's included)."""
+    """Reads of ``scan``'s rows (the Parquet ``files``) by id range (``bounds``): below
+    :data:`SPLIT_MIN_RANGES` ranges, filtered from the scan per range (fewer reads of the files
+    than that), else split in one pass over ``files`` into a spill file named from ``prefix`` (two
+    reads of the files, the sample's included)."""
     if len(bounds) + 1 < SPLIT_MIN_RANGES:
         return _FilteredRanges(scan, bounds)
     ranges = _RangeSpill(prefix, bounds, scan.collect_schema())
@@ -618,9 +621,9 @@ def _write_sorted_copy(
 ) -> int:
     """``rows`` rows sorted by id as an Arrow IPC file (record batches of ``batch_rows`` rows, the
     batch length in the schema metadata, lz4, 0600, renamed in), read (``source(k)``: range k's
-    rows, :meth:`_RangeSpill.read`) and sorted one id range at a time (``bounds``: each range is
-    [previous bound, bound)). ``each_range`` is given
-    each range's sorted rows and the position of its first row. Returns the rows written.
+    rows, :meth:`_RangeSpill.read` or :meth:`_FilteredRanges.read`) and sorted one id range at a
+    time (``bounds``: each range is [previous bound, bound)). ``each_range`` is given each range's
+    sorted rows and the position of its first row. Returns the rows written.
 
     The batches are those ``write_table`` gives for the whole sorted table, whatever the ranges:
     the IPC writer pads a batch's buffers to 64 bytes when its arrays run on past it (and only
