@@ -292,3 +292,93 @@ def test_a_build_failing_after_the_rows_leaves_no_temporary_file_and_no_ids(tmp_
     assert not [name for name in left if name.startswith(".") or name.startswith("ids")], left
     assert lookup.ready_lookup(layout, DAY) is None
     assert lookup.build_lookup(layout, DAY) is not None  # a later build completes
+
+
+def test_the_build_reads_the_raw_day_and_the_scores_twice_whatever_the_number_of_ranges(
+    tmp_path, small_ranges, monkeypatch
+) -> None:
+    """The ids are sampled in one pass and, from SPLIT_MIN_RANGES ranges on, the rows split by id
+    range in a second, then each range is read back from the spill: filtering the raw day once per range decoded its id column once a
+    range (ingest order: row-group statistics skip nothing), 31 times at 4 M rows, 122 at 16 M. A
+    lazy collect of a Parquet scan counts as one read of the files it scans; a record batch read
+    counts its rows."""
+    raw = _raw_day(1200, seed=7)
+    scores = _scores_of(raw, 0.8, seed=8)
+    layout = _home(tmp_path / "home", raw, 3, scores)
+    raw_folder = str(layout.raw_shipments_day(DAY))
+    scores_file = str(lookup._scores_file(layout, DAY))
+    chunk = lookup._chunk_rows(lookup.LOOKUP_ROWS)
+    assert len(lookup._id_ranges([Path(scores_file)], chunk)[2]) > 20  # many ranges (of 32 rows)
+    collects = {"raw": 0, "scores": 0}
+    rows = {"raw": 0, "scores": 0}
+    real_collect, real_init, real_batches = pl.LazyFrame.collect, pq.ParquetFile.__init__, pq.ParquetFile.iter_batches
+
+    def which(text: str) -> str | None:
+        return "raw" if raw_folder in text else "scores" if scores_file in text else None
+
+    def collect(self, *args, **kwargs):
+        plan = self.explain(optimized=False)
+        for kind in collects:
+            if kind == which(plan):
+                collects[kind] += 1
+        return real_collect(self, *args, **kwargs)
+
+    def init(self, source, *args, **kwargs):
+        self._watched = which(str(source))
+        return real_init(self, source, *args, **kwargs)
+
+    def batches(self, *args, **kwargs):
+        for b in real_batches(self, *args, **kwargs):
+            if getattr(self, "_watched", None):
+                rows[self._watched] += b.num_rows
+            yield b
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", collect)
+    monkeypatch.setattr(pq.ParquetFile, "__init__", init)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", batches)
+    paths = lookup.build_lookup(layout, DAY)
+    monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    assert paths is not None and np.load(paths["ids"]).size == raw.height
+    passes = {
+        "raw": collects["raw"] + rows["raw"] / raw.height,
+        "scores": collects["scores"] + rows["scores"] / scores.height,
+    }
+    assert passes["raw"] <= 2 and passes["scores"] <= 2, passes
+    assert rows["raw"] >= raw.height and rows["scores"] >= scores.height  # the watch saw the reads
+
+
+def test_a_null_id_is_placed_as_the_whole_day_sort_places_it(tmp_path, small_ranges) -> None:
+    """Ingest keeps no null id, but the split by id range places one where the filter of the first
+    range did (and the whole-day sort does): first, as an empty id."""
+    raw = _raw_day(300, seed=9)
+    raw = raw.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([5, 250])).then(None).otherwise(pl.col(S.SHIPMENT_ID)).alias(S.SHIPMENT_ID)
+    )
+    layout, want, got = _built_both_ways(tmp_path, raw, 2, None)
+    for kind in [k for k in want if k != "rows"]:
+        assert got[kind].read_bytes() == want[kind].read_bytes(), kind
+    a, b = (ipc.open_file(pa.memory_map(str(p["rows"]))) for p in (want, got))
+    assert a.num_record_batches == b.num_record_batches > 1
+    assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
+    assert np.load(got["ids"])[:2].tolist() == [b"", b""]
+
+
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_both_ways_of_reading_a_range_give_the_files_of_the_day_sorted_at_once(
+    tmp_path, small_ranges, monkeypatch, case, split_from
+) -> None:
+    """Ranges split from the day in one pass (many ranges) or filtered from it per range (up to
+    SPLIT_MIN_RANGES): the same files, whatever the number of ranges."""
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
+    n, files, keep = CASES[case]
+    raw = _raw_day(n, seed=n + 2)
+    scores = None if keep is None else _scores_of(raw, keep, seed=n + 3)
+    layout, want, got = _built_both_ways(tmp_path, raw, files, scores)
+    assert set(got) == set(want)
+    for kind in [k for k in want if k != "rows"]:
+        assert got[kind].read_bytes() == want[kind].read_bytes(), kind
+    a, b = (ipc.open_file(pa.memory_map(str(p["rows"]))) for p in (want, got))
+    assert a.schema.equals(b.schema, check_metadata=True) and a.num_record_batches == b.num_record_batches
+    assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
+    assert sorted(p.name for p in got["ids"].parent.iterdir()) == sorted(p.name for p in got.values())

@@ -281,20 +281,26 @@ def test_history_of_days_with_search_indexes_reads_row_groups_not_the_days_ids(t
     assert [data.party_history(DAY, m, store.current()) for m in manifests] == expected
 
 
-def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted(
+    tmp_path, monkeypatch, split_from
+) -> None:
     """The night builds the look-up files after publishing: sorting the whole raw day at once held
     7.2 GB at 4 M rows (the night's largest process). The rows are now read and sorted one id range
     at a time: no frame of the day's raw columns is ever larger than a range, and the file holds
     the day sorted by id in batches of LOOKUP_ROWS rows (all but the last full)."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
 
     settings, layout = _home(tmp_path, monkeypatch)  # batches of 4 rows
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10, raising=False)  # ranges of 8 rows
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
     expected = scan_raw_shipments(layout, [DAY]).sort(S.SHIPMENT_ID).collect()
     assert expected.height > 20
     wide: list[int] = []
-    real_collect = pl.LazyFrame.collect
+    real_collect, real_read = pl.LazyFrame.collect, lookup._RangeSpill.read
+    real_batches = pq.ParquetFile.iter_batches
 
     def watched(self, *args, **kwargs):
         out = real_collect(self, *args, **kwargs)
@@ -302,9 +308,24 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
             wide.append(out.height)
         return out
 
+    def batches(self, *args, **kwargs):
+        for b in real_batches(self, *args, **kwargs):
+            if b.num_columns > 10:  # a record batch of the raw day's columns
+                wide.append(b.num_rows)
+            yield b
+
+    def read(self, k):  # a range's rows read back from the spill
+        out = real_read(self, k)
+        if out.width > 10:
+            wide.append(out.height)
+        return out
+
     monkeypatch.setattr(pl.LazyFrame, "collect", watched)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", batches)
+    monkeypatch.setattr(lookup._RangeSpill, "read", read)
     paths = lookup.build_lookup(layout, DAY)
     monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", real_batches)
     assert paths is not None and wide and max(wide) <= 8
     reader = ipc.open_file(pa.memory_map(str(paths["rows"])))
     sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
@@ -314,19 +335,20 @@ def test_the_rows_file_is_built_one_id_range_at_a_time_and_equals_the_day_sorted
     assert got.equals(expected)
 
 
-def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("split_from", [1, 10**6], ids=["split in one pass", "filtered per range"])
+def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_path, monkeypatch, split_from) -> None:
     """A range that fails after the first was written (disk full, a raw file gone): the error
     reaches the caller, the half-written temporary file is closed and removed, no look-up file."""
     import os
 
     settings, layout = _home(tmp_path, monkeypatch)
     monkeypatch.setattr(lookup, "BUILD_CHUNK_ROWS", 10)  # ranges of 8 rows: several writes
-    real_collect = pl.LazyFrame.collect
+    monkeypatch.setattr(lookup, "SPLIT_MIN_RANGES", split_from)
+    real_read, real_collect = lookup._RangeSpill.read, pl.LazyFrame.collect
     calls = {"wide": 0}
 
-    def failing(self, *args, **kwargs):
-        out = real_collect(self, *args, **kwargs)
-        if out.width > 10:
+    def fail_second(out):
+        if out.width > 10:  # the second range's rows (read back from the spill, or filtered)
             calls["wide"] += 1
             if calls["wide"] == 2:
                 raise OSError("No space left on device")
@@ -334,10 +356,13 @@ def test_a_rows_build_that_fails_midway_leaves_no_file_and_no_open_handle(tmp_pa
 
     folder = lookup.lookup_root(layout)
     before = set(os.listdir("/proc/self/fd"))
-    monkeypatch.setattr(pl.LazyFrame, "collect", failing)
+    monkeypatch.setattr(lookup._RangeSpill, "read", lambda self, k: fail_second(real_read(self, k)))
+    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: fail_second(real_collect(self, *a, **k)))
     with pytest.raises(OSError, match="No space left"):
         lookup.build_lookup(layout, DAY)
+    monkeypatch.setattr(lookup._RangeSpill, "read", real_read)
     monkeypatch.setattr(pl.LazyFrame, "collect", real_collect)
     opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before]
     assert not [p for p in opened if str(folder) in p]
     assert not [p for p in folder.rglob("*") if p.is_file() and p.suffix in (".arrow", ".npy")]
+    assert not [p for p in folder.rglob(".*") if p.is_file() and p.name != lookup.BUILD_LOCK_FILE]  # no spill
