@@ -296,6 +296,10 @@ def _build(layout: Layout, day: date, fp: str) -> dict[str, Path]:
     paths = _paths(layout, day, fp)
     folder = paths["rows"].parent
     private_dir(folder, under=layout.home)
+    # builds run one at a time (the lock): temporary files here are a killed build's (the spill
+    # of the day's rows, part files of its link entries: about the size of the day)
+    for left in folder.glob(".*.tmp-*"):
+        left.unlink(missing_ok=True)
     scan = scan_raw_shipments(layout, [day])
     columns = scan.collect_schema().names()
     fields = [(col, code) for col, code in LINK_FIELDS.items() if col in columns]

@@ -382,3 +382,17 @@ def test_both_ways_of_reading_a_range_give_the_files_of_the_day_sorted_at_once(
     assert a.schema.equals(b.schema, check_metadata=True) and a.num_record_batches == b.num_record_batches
     assert all(a.get_batch(i).equals(b.get_batch(i)) for i in range(a.num_record_batches))
     assert sorted(p.name for p in got["ids"].parent.iterdir()) == sorted(p.name for p in got.values())
+
+
+def test_a_killed_build_s_temporary_files_are_removed_by_the_next_build(tmp_path, small_ranges):
+    """A build killed outright (no ``finally``) leaves its spill of the day's rows and its link
+    part files; builds run one at a time under the lock, so the next one removes them."""
+    raw = _raw_day(120, seed=5)
+    layout = _home(tmp_path / "home", raw, 2, _scores_of(raw, 0.5, seed=6))
+    folder = lookup.lookup_root(layout) / f"day={DAY.isoformat()}"
+    folder.mkdir(parents=True)
+    left = [folder / ".rows-abc.ranges.tmp-0badc0de", folder / ".links-abc.part3.tmp-12345678"]
+    for f in left:
+        f.write_bytes(b"spilled rows")
+    assert lookup.build_lookup(layout, DAY) is not None
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
