@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -547,19 +547,26 @@ def _build_pieces(layout: Layout, day: date, days: list[date]) -> Iterator[pl.Da
         yield sums.collect(engine="streaming").sort(KEY).select(list(_WINDOW_SCHEMA))
 
 
-def _advance(layout: Layout, day: date, prev_days: list[date]) -> Iterator[pl.DataFrame]:
+def _advance(
+    layout: Layout, day: date, prev_days: list[date], pin: Callable[[Path], Path] | None = None
+) -> Iterator[pl.DataFrame]:
     """The window table of ``day`` from that of the day before (built from ``prev_days``): the
     day before added, each window's oldest day taken out, the bitmap shifted by one day; one
     (entity, key range) at a time in (entity, key) order, each reading only its slice of the
-    tables. Equal to :func:`build_window` (tested)."""
+    tables. Equal to :func:`build_window` (tested). ``pin``: the path to read a table from
+    (:func:`update_window` hard-links each into a scratch folder, so that every range reads the
+    same version of a table that another process replaces or prunes meanwhile)."""
+    pin = pin or (lambda path: path)
     new_day = day - timedelta(days=1)
-    prev_path = window_path(layout, new_day)
+    prev_path = pin(window_path(layout, new_day))
     held = set(prev_days)
     gone = {w: new_day - timedelta(days=w) for w in WINDOWS}  # w days before the previous window's day
-    drops = {w: entities_path(layout, g) for w, g in gone.items() if g in held}
+    drops = {w: pin(entities_path(layout, g)) for w, g in gone.items() if g in held}
     added = entities_path(layout, new_day) if new_day in set(layout.raw_days()) else None
     if added is not None and not added.exists():
         added = None
+    if added is not None:
+        added = pin(added)
     inputs = [prev_path, *drops.values(), *([added] if added is not None else [])]
     for code, lo, hi in _ranges(inputs):
         yield _advance_range(_slice(prev_path, code, lo, hi), drops, added, code, lo, hi)
@@ -630,14 +637,27 @@ def update_window(layout: Layout, day: date) -> bool:
     days = ensure_history(layout, day)
     before = day - timedelta(days=1)
     prev_days = lookback_days(layout, before)
-    if window_current(layout, before, prev_days):
-        pieces = _advance(layout, day, prev_days)
-    else:
-        pieces = _build_pieces(layout, day, days)
-    _write_pieces(_private(layout, window_path(layout, day)), _WINDOW_SCHEMA, pieces)
+    with scratch_dir(layout.history, "window", under=layout.home) as pinned:
+        if window_current(layout, before, prev_days):
+            pieces = _advance(layout, day, prev_days, lambda path: _pinned(path, pinned))
+        else:
+            pieces = _build_pieces(layout, day, days)
+        _write_pieces(_private(layout, window_path(layout, day)), _WINDOW_SCHEMA, pieces)
     write_text_atomic(json.dumps(stamp), _window_stamp_path(layout, day), PRIVATE_FILE)  # last: the commit
     _prune_windows(layout, day - timedelta(days=1))
     return True
+
+
+def _pinned(path: Path, folder: Path) -> Path:
+    """``path`` hard-linked into ``folder`` (the version of now, whatever replaces or removes
+    ``path`` later; tables are replaced by renaming a new file in, never written in place), or
+    ``path`` itself where the filesystem has no hard links."""
+    held = folder / f"{len(list(folder.iterdir()))}-{path.name}"
+    try:
+        os.link(path, held)
+    except OSError:
+        return path
+    return held
 
 
 def _prune_windows(layout: Layout, keep_from: date) -> None:

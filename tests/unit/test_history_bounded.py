@@ -372,3 +372,28 @@ def test_a_killed_history_step_s_spill_is_swept_by_the_next(tmp_path):
     assert not left.exists()
     assert [p.name for p in lay.history.iterdir() if p.name.startswith(".")] == []
     assert os.stat(lay.history).st_mode & 0o777 == 0o700
+
+
+def test_moving_the_window_on_reads_one_version_of_the_previous_window(tmp_path, monkeypatch):
+    """The window is moved on a key range at a time, each range reading its slice of the previous
+    night's table: a table replaced (or pruned) by another process meanwhile must not give later
+    ranges another version (update_window reads hard-linked copies of its inputs)."""
+    lay = many_parties_world(tmp_path)
+    nxt = D + timedelta(days=1)
+    H.ensure_history(lay, nxt)
+    monkeypatch.setattr(H, "_WINDOW_PART_ROWS", 20)
+    assert H.update_window(lay, D) is True  # summed in full
+    want = original_build_window(lay, nxt, H.lookback_days(lay, nxt))
+    real_range, calls = H._advance_range, []
+
+    def advance_range(*a, **k):
+        if not calls:  # after the first range: another process replaces the previous window
+            H.write_parquet_atomic(pl.DataFrame(schema=H._WINDOW_SCHEMA), H.window_path(lay, D))
+        calls.append(1)
+        return real_range(*a, **k)
+
+    monkeypatch.setattr(H, "_advance_range", advance_range)
+    assert H.update_window(lay, nxt) is True  # moved on from it
+    assert len(calls) > 1
+    assert pl.read_parquet(H.window_path(lay, nxt)).equals(want)
+    assert not [p.name for p in lay.history.iterdir() if p.name.startswith(".")]
