@@ -49,9 +49,8 @@ Each row's features and score do not depend on which shard it was in: the row fa
 row-local (the family protocol), the whole-day columns of a row are those of the whole day (a
 key's rows all meet in its partition; a row with a null key is alone in every family), and the
 pieces score with ``top_n=0`` before the day's top rows are attributed. So the outputs equal the
-single-process run's (tested, threads and a two-worker Dask cluster), exactly so the batched
-build's (days above ``BATCH_ROWS``); below it the one-plan build sums a consignee's day value in
-another order (``consignee_day_value_usd`` may differ in the last bits).
+single-process run's (tested, threads and a two-worker Dask cluster), bit for bit (a consignee's
+day value is an integer sum of micro-dollars, the same in any order).
 """
 
 from __future__ import annotations

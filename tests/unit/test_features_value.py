@@ -63,3 +63,49 @@ def test_heading_norm_needs_enough_parcels():
     hist = raw_frame([{S.DECLARED_VALUE: 9.0}] * (V.MIN_NORM_COUNT - 1), date(2026, 1, 5))
     norms = V.norms_from_history(V.heading_day_aggregates(hist.lazy())).collect()
     assert norms.item(0, V.NORM_LOG_VPK) is None
+
+
+def test_a_person_s_day_value_does_not_depend_on_the_order_of_the_day_s_rows():
+    """The day's rows arrive in an order that varies between builds (files, threads): a float sum
+    in row order changed a person's day value in its last bit, and with it the score, so a day's
+    provisional and nightly scores differed. The sum is exact (whole micro-dollars)."""
+    import numpy as np
+
+    from riskpipe.features.keys import key_col
+
+    rng = np.random.default_rng(7)
+    n = 3_000
+    frame = pl.DataFrame(
+        {
+            "_row": np.arange(n),
+            key_col("cons_name"): rng.integers(0, 40, n).astype(np.uint64),
+            key_col("cons_addr"): rng.integers(0, 3, n).astype(np.uint64),
+            S.DECLARED_VALUE_USD: rng.lognormal(3, 2, n) * 1.37,  # after a currency conversion
+        }
+    )
+    want = frame.with_columns(*V.day_exprs()).sort("_row")
+    for seed in range(5):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        got = shuffled.with_columns(*V.day_exprs()).sort("_row")
+        assert got.equals(want)
+    # still the day's value: a person's parcels added up (to the micro-dollar)
+    one = want.filter((pl.col(key_col("cons_name")) == 0) & (pl.col(key_col("cons_addr")) == 0))
+    assert abs(one[V.CONSIGNEE_DAY_VALUE_USD][0] - one[S.DECLARED_VALUE_USD].sum()) < 1e-6 * one.height
+
+
+def test_a_day_value_with_values_beyond_the_exact_sum_is_still_their_sum():
+    """Infinite, NaN, null and huge declared values (validation lets a manifest carry some) are
+    added as floats beside the exact micro-dollar sum, as the plain sum added them."""
+    from riskpipe.features.keys import key_col
+
+    values = [10.5, float("inf"), 2.25, float("nan"), 3.0, None, 4e12, 1.0]
+    person = [0, 0, 1, 1, 2, 2, 3, 3]
+    frame = pl.DataFrame(
+        {key_col("cons_name"): person, key_col("cons_addr"): [7] * 8, S.DECLARED_VALUE_USD: values},
+        schema={key_col("cons_name"): pl.UInt64, key_col("cons_addr"): pl.UInt64, S.DECLARED_VALUE_USD: pl.Float64},
+    )
+    got = frame.with_columns(*V.day_exprs())[V.CONSIGNEE_DAY_VALUE_USD].to_list()
+    assert got[0] == got[1] == float("inf")
+    assert math.isnan(got[2]) and math.isnan(got[3])
+    assert got[4] == got[5] == 3.0
+    assert got[6] == got[7] == 4e12 + 1.0
