@@ -187,13 +187,9 @@ def test_day_tables_of_an_entity_missing_all_day(tmp_path, monkeypatch):
     assert seller not in ent.get_column(ENTITY).to_list() and ent.height > 0
 
 
-def test_update_history_never_collects_more_than_a_chunk_of_the_raw_day(tmp_path, monkeypatch):
-    """The raw day is read a slice at a time: no collect or read returns more than
-    ``_CHUNK_ROWS`` rows (the whole day's keys held 0.98 GB at 4 M rows)."""
-    lay = raw_world(tmp_path)
-    monkeypatch.setattr(H, "_CHUNK_ROWS", 16, raising=False)
-    monkeypatch.setattr(H, "_DAY_PART_ROWS", 100, raising=False)
-    want_ent, _ = original_day_tables(lay, D)
+def watch_read_heights(monkeypatch) -> list[int]:
+    """The heights of every frame collected or read from Parquet from now on (undone with
+    ``monkeypatch.undo()``)."""
     heights: list[int] = []
     real_collect, real_read = pl.LazyFrame.collect, pl.read_parquet
 
@@ -209,6 +205,17 @@ def test_update_history_never_collects_more_than_a_chunk_of_the_raw_day(tmp_path
 
     monkeypatch.setattr(pl.LazyFrame, "collect", collect)
     monkeypatch.setattr(pl, "read_parquet", read_parquet)
+    return heights
+
+
+def test_update_history_never_collects_more_than_a_chunk_of_the_raw_day(tmp_path, monkeypatch):
+    """The raw day is read a slice at a time: no collect or read returns more than
+    ``_CHUNK_ROWS`` rows (the whole day's keys held 0.98 GB at 4 M rows)."""
+    lay = raw_world(tmp_path)
+    monkeypatch.setattr(H, "_CHUNK_ROWS", 16, raising=False)
+    monkeypatch.setattr(H, "_DAY_PART_ROWS", 100, raising=False)
+    want_ent, _ = original_day_tables(lay, D)
+    heights = watch_read_heights(monkeypatch)
     assert H.update_history(lay, D) is True
     monkeypatch.undo()
     assert heights and max(heights) <= 16, f"a read of {max(heights)} rows (day: 400)"
@@ -315,22 +322,8 @@ def test_window_never_reads_a_whole_table(tmp_path, monkeypatch):
     lay = many_parties_world(tmp_path)
     part_rows = 20
     H.ensure_history(lay, D + timedelta(days=1))
-    heights: list[int] = []
-    real_collect, real_read = pl.LazyFrame.collect, pl.read_parquet
-
-    def collect(self, *a, **kw):
-        out = real_collect(self, *a, **kw)
-        heights.append(out.height)
-        return out
-
-    def read_parquet(source, *a, **kw):
-        out = real_read(source, *a, **kw)
-        heights.append(out.height)
-        return out
-
+    heights = watch_read_heights(monkeypatch)
     monkeypatch.setattr(H, "_WINDOW_PART_ROWS", part_rows)
-    monkeypatch.setattr(pl.LazyFrame, "collect", collect)
-    monkeypatch.setattr(pl, "read_parquet", read_parquet)
     assert H.update_window(lay, D) is True  # summed in full
     assert H.update_window(lay, D + timedelta(days=1)) is True  # moved on from it
     monkeypatch.undo()
