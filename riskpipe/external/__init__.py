@@ -7,7 +7,7 @@ estimator behind a mapping) and ``evaluate`` (train, score, report).
 
 from __future__ import annotations
 
-from riskpipe.external.evaluate import contract_json, evaluate, view_report, views_report
+from riskpipe.external.evaluate import backtest, backtest_periods, contract_json, evaluate, view_report, views_report
 from riskpipe.external.mapping import DERIVATIONS, FITTED, ROLES, Derivation, Mapping, load_mapping, parse_mapping
 from riskpipe.external.readers import (
     first_rows,
@@ -28,6 +28,8 @@ __all__ = [
     "GroupRanks",
     "MappedModel",
     "Mapping",
+    "backtest",
+    "backtest_periods",
     "build_model",
     "contract_json",
     "evaluate",

@@ -1,0 +1,191 @@
+"""``riskpipe evaluate --backtest``: a rolling-origin backtest over labelled files (issue 13: a
+choice made on several periods instead of one validation file)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from riskpipe.cli import app
+from riskpipe.errors import RiskpipeError
+from riskpipe.external import backtest, backtest_periods, evaluate, load_mapping, parse_mapping
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+MAPPING = """
+[dataset]
+date = "Day"
+label = "y"
+positive = [1]
+
+[columns]
+numeric = ["Value", "Mass"]
+categorical = ["Kind"]
+
+[model]
+max_iter = 30
+learning_rate = 0.2
+
+[evaluation]
+seen_columns = ["Value"]
+"""
+
+
+def _month(year: int, month: int, n: int, seed: int, prices: list[float] | None = None) -> pl.DataFrame:
+    """``n`` rows dated in one month; kind "b" with a low mass is mostly positive."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(["a", "b", "c"], n)
+    mass = rng.uniform(0.1, 10.0, n).round(3)
+    y = ((kind == "b") & (mass < 4) & (rng.random(n) < 0.8)) | (rng.random(n) < 0.05)
+    value = rng.uniform(1, 1e6, n).round(2) if prices is None else np.resize(np.array(prices), n)
+    return pl.DataFrame(
+        {
+            "Day": [date(year, month, 1 + int(d)).isoformat() for d in rng.integers(0, 28, n)],
+            "Kind": kind.tolist(),
+            "Mass": mass,
+            "Value": value,
+            "y": y.astype(int),
+        }
+    )
+
+
+@pytest.fixture()
+def months(tmp_path: Path) -> dict[str, Path]:
+    """Four months in two files (Jan-Feb, Mar-Apr); price 7.5 occurs in January and April only,
+    price 9.25 in March only."""
+    jan = _month(2024, 1, 400, 1).with_columns(
+        pl.when(pl.int_range(pl.len()) < 20).then(7.5).otherwise("Value").alias("Value")
+    )
+    feb = _month(2024, 2, 300, 2)
+    mar = _month(2024, 3, 300, 3).with_columns(
+        pl.when(pl.int_range(pl.len()) < 10).then(9.25).otherwise("Value").alias("Value")
+    )
+    apr = _month(2024, 4, 300, 4).with_columns(
+        pl.when(pl.int_range(pl.len()) < 5)
+        .then(7.5)
+        .when(pl.int_range(pl.len()) < 12)
+        .then(9.25)
+        .otherwise("Value")
+        .alias("Value")
+    )
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(MAPPING)
+    first, second = tmp_path / "janfeb.csv", tmp_path / "marapr.csv"
+    pl.concat([feb, jan]).write_csv(first)  # not in date order: the backtest cuts by date, not by file
+    pl.concat([apr, mar]).write_csv(second)
+    return {"mapping": mapping, "first": first, "second": second}
+
+
+def test_periods_are_calendar_periods_that_hold_rows() -> None:
+    days = [date(2024, 1, 31), date(2024, 2, 1), date(2024, 5, 9), date(2024, 12, 31)]
+    assert backtest_periods(days, 3, "month") == [
+        date(2024, 1, 1),
+        date(2024, 2, 1),
+        date(2024, 5, 1),
+        date(2024, 12, 1),
+    ]
+    assert backtest_periods(days, 2, "month") == [date(2024, 2, 1), date(2024, 5, 1), date(2024, 12, 1)]
+    assert backtest_periods(days, 2, "quarter") == [date(2024, 1, 1), date(2024, 4, 1), date(2024, 10, 1)]
+    with pytest.raises(RiskpipeError, match=r"3 fold\(s\) need 4 quarters with rows; the training files hold 3"):
+        backtest_periods(days, 3, "quarter")
+    with pytest.raises(RiskpipeError, match="period must be one of month, quarter"):
+        backtest_periods(days, 1, "week")
+
+
+def test_each_fold_trains_on_every_earlier_row_and_scores_its_own_period(months) -> None:
+    spec = load_mapping(months["mapping"])
+    report = backtest(spec, [months["first"], months["second"]], folds=3, period="month")
+    folds = report["folds"]
+    assert [f["period"]["name"] for f in folds] == ["2024-02", "2024-03", "2024-04"]
+    assert [f["period"]["end"] for f in folds] == ["2024-03-01", "2024-04-01", None]
+    assert [f["train_rows"] for f in folds] == [400, 700, 1000]  # expanding window, whatever the file order
+    assert [f["views"]["all"]["n"] for f in folds] == [300, 300, 300]
+    # unseen is judged against the fold's own training rows: 9.25 is unseen in March (first
+    # seen there), seen in April; 7.5 (January) is seen in April
+    unseen_n = [f["views"]["unseen"]["n"] for f in folds]
+    assert unseen_n == [300, 300, 300 - 12]
+    assert report["views"]["all"]["n"] == 900 and report["views"]["unseen"]["n"] == 888
+    p5 = [f["views"]["unseen"]["precision_at"]["5"] for f in folds]
+    assert report["views"]["unseen"]["precision_at"]["5"] == pytest.approx(np.mean(p5))
+    assert report["views"]["unseen"]["fold_sd"]["precision_at"]["5"] == pytest.approx(np.std(p5))
+    assert report["precision_at"]["10"] == pytest.approx(np.mean([f["precision_at"]["10"] for f in folds]))
+    assert report["views"]["all"]["k_at"]["10"] == 90
+
+
+def test_a_fold_is_the_evaluation_of_its_period_on_the_rows_before_it(months, tmp_path: Path) -> None:
+    """The last fold equals ``evaluate`` trained on January-March and tested on April."""
+    spec = load_mapping(months["mapping"])
+    both = pl.concat([pl.read_csv(months["first"]), pl.read_csv(months["second"])])
+    before, april = tmp_path / "before.csv", tmp_path / "april.csv"
+    both.filter(pl.col("Day") < "2024-04-01").write_csv(before)
+    both.filter(pl.col("Day") >= "2024-04-01").write_csv(april)
+    direct = evaluate(spec, [before], april, seeds=2)
+    fold = backtest(spec, [months["first"], months["second"]], folds=1, period="month", seeds=2)["folds"][0]
+    assert fold["train_rows"] == direct["train_rows"]
+    for view in ("all", "unseen"):
+        assert fold["views"][view]["n"] == direct["views"][view]["n"]
+        assert fold["views"][view]["precision_at"] == pytest.approx(direct["views"][view]["precision_at"])
+        assert fold["views"][view]["roc_auc"] == pytest.approx(direct["views"][view]["roc_auc"])
+
+
+def test_undated_rows_are_left_out_and_counted(months, tmp_path: Path) -> None:
+    frame = pl.read_csv(months["second"]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("not a date")).otherwise("Day").alias("Day")
+    )
+    path = tmp_path / "some-undated.csv"
+    frame.write_csv(path)
+    report = backtest(load_mapping(months["mapping"]), [months["first"], path], folds=2, period="month")
+    assert report["rows_undated"] == 3
+    assert sum(f["views"]["all"]["n"] for f in report["folds"]) == 600 - 3
+
+
+def test_a_mapping_without_a_date_cannot_backtest(months) -> None:
+    spec = parse_mapping({"dataset": {"label": "y", "positive": [1]}, "columns": {"numeric": ["Mass"]}})
+    with pytest.raises(RiskpipeError, match=r"names no \[dataset\].date"):
+        backtest(spec, [months["first"]], folds=1)
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, ["evaluate", *args])
+
+
+def test_cli_backtest_prints_each_fold_and_json_carries_them(months) -> None:
+    base = ["--mapping", str(months["mapping"]), "--train", str(months["first"]), "--train", str(months["second"])]
+    result = _cli(*base, "--backtest", "2", "--period", "month")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "2024-03" in out and "2024-04" in out and "mean of 2 folds" in out
+    assert "2024-02 " not in out  # February only trains
+    result = _cli(*base, "--backtest", "2", "--period", "month", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert list(payload)[:2] == ["precision_at", "recall_at"]
+    assert payload["period"] == "month"
+    assert [f["period"]["name"] for f in payload["folds"]] == ["2024-03", "2024-04"]
+    assert payload["views"]["unseen"]["rows"] == 588
+    assert set(payload["views"]["unseen"]["fold_sd"]) == {"precision_at", "recall_at", "pr_auc", "roc_auc"}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "give either --test FILE or --backtest N"),
+        (["--test", "x.csv", "--backtest", "2"], "give either --test FILE or --backtest N"),
+        (["--backtest", "9", "--period", "month"], r"9 fold\(s\) need 10 months with rows; the training files hold 4"),
+        (["--backtest", "1", "--period", "year"], "period must be one of month, quarter"),
+    ],
+)
+def test_cli_backtest_errors_are_one_line(months, extra, message) -> None:
+    result = _cli(
+        "--mapping", str(months["mapping"]), "--train", str(months["first"]), "--train", str(months["second"]), *extra
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RiskpipeError)  # main() prints it as one line
+    assert re.search(message, str(result.exception)), result.exception
