@@ -14,6 +14,7 @@ from riskpipe.external.readers import (
     inverse_group_sizes,
     load_labelled,
     load_labelled_keys,
+    novel_rows,
     read_table,
     unseen_rows,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "load_labelled",
     "load_labelled_keys",
     "load_mapping",
+    "novel_rows",
     "parse_mapping",
     "read_table",
     "unseen_rows",

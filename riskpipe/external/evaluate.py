@@ -20,6 +20,7 @@ from riskpipe.external.readers import (
     group_keys,
     inverse_group_sizes,
     load_labelled_keys,
+    novel_rows,
     unseen_rows,
 )
 from riskpipe.external.transform import build_model
@@ -114,6 +115,7 @@ def evaluate(
 
 def _key_columns(mapping: Mapping) -> tuple[str, ...]:
     keyed = (*mapping.seen_columns, *mapping.one_row_per, *mapping.group_folds_by, *mapping.weight_per)
+    keyed += (*mapping.novel_rows_by, mapping.date) if mapping.novel_rows_by and mapping.date else ()
     return tuple(dict.fromkeys(keyed))
 
 
@@ -134,6 +136,10 @@ def _fit_and_report(
     if mapping.one_row_per:  # near-copies once; seen-ness still reads every training row
         keep = first_rows(keys_train.select(mapping.one_row_per))
         X_train, y_train, keys_train = X_train[keep], y_train[keep], keys_train[keep]
+    if mapping.novel_rows_by and mapping.date:  # the rows that were new when they arrived
+        day = keys_train.get_column(mapping.date).str.to_date("%Y-%m-%d", strict=False)
+        novel = novel_rows(keys_train.select(mapping.novel_rows_by), day, mapping.novel_period)
+        X_train, y_train, keys_train = X_train.filter(novel), y_train[novel], keys_train.filter(novel)
     if y_train.sum() == 0:
         raise RiskpipeError(
             f"label values {list(mapping.positive)} not found in column {mapping.label!r} of the training data"
@@ -228,7 +234,7 @@ def backtest(
     if not mapping.date:
         raise RiskpipeError(f"backtest: {mapping.source} names no [dataset].date to cut periods by")
     key_columns = _key_columns(mapping)
-    X, y, keys = load_labelled_keys(list(paths), mapping, (*key_columns, mapping.date))
+    X, y, keys = load_labelled_keys(list(paths), mapping, tuple(dict.fromkeys((*key_columns, mapping.date))))
     day = keys.get_column(mapping.date).str.to_date("%Y-%m-%d", strict=False)
     dated = day.is_not_null().to_numpy()
     undated = int((~dated).sum())

@@ -48,6 +48,8 @@ Mapping format (every key but ``label`` and ``positive`` optional)::
     one_row_per = ["Item Price"]   # train on the first row of each distinct value (near-copies once)
     group_folds_by = ["Item Price"]  # cross-fitting folds and early-stopping holdout of whole groups
     weight_per = ["Item Price"]    # each distinct value weighs one row in total (near-copies share it)
+    novel_rows_by = ["Item Price"] # train on the rows that were new when they arrived (needs a date)
+    novel_period = "quarter"       # ... new since the start of their day, month or quarter
 
 Only named columns are used; a column named in the mapping but absent from a file is an error.
 
@@ -63,7 +65,12 @@ stopping (``TabularRiskClassifier.fit(groups=...)``), so a row's encoding never 
 its own near-copies. With ``[training] weight_per`` each training row weighs 1 / (the number of
 training rows sharing its values of those columns) in the trees: a distinct value combination
 counts once, as with ``one_row_per``, but through the mean label of all its copies rather than
-the label of the first one.
+the label of the first one. With ``[training] novel_rows_by`` the model is trained only on the rows
+that were new when they arrived: those whose values of the columns occur in no training row
+dated before the start of their own ``novel_period`` (``day``: an earlier day, ``month``,
+``quarter``; default ``quarter``). The unseen view scores rows of this kind (values the training
+files lack), so training on them fits the population the view measures; every training row still
+counts for seen-ness.
 
 Fitted derivations: ``relative_to_group`` is ln(1 + a) - ln(1 + median of a over the training
 rows of the row's group), the group being the first of ``groups`` (finest first) whose value holds
@@ -111,6 +118,9 @@ DERIVATIONS: dict[str, tuple[int, str]] = {
 FITTED = frozenset({"relative_to_group", "rank_in_group"})
 _MIN_ROWS = 20
 ROLES = ("numeric", "categorical", "high_cardinality")
+#: ``[training] novel_period``: a row is new when its values occur in no row dated before the
+#: start of its own period
+NOVEL_PERIODS = ("day", "month", "quarter")
 _ROLE_PARAMS = {"categorical", "high_cardinality", "numeric", "ignore"}
 
 
@@ -193,13 +203,15 @@ class Mapping:
     one_row_per: tuple[str, ...] = ()
     group_folds_by: tuple[str, ...] = ()
     weight_per: tuple[str, ...] = ()
+    novel_rows_by: tuple[str, ...] = ()
+    novel_period: str = "quarter"
     source: str = "<mapping>"
 
     def source_columns(self) -> list[str]:
         """Every column of the data files the mapping names (checked against each file)."""
         cols = [self.label, *self.numeric, *self.categorical, *self.high_cardinality]
         cols += [c for c in (self.id, self.date) if c]
-        cols += [*self.seen_columns, *self.one_row_per, *self.group_folds_by, *self.weight_per]
+        cols += [*self.seen_columns, *self.one_row_per, *self.group_folds_by, *self.weight_per, *self.novel_rows_by]
         for d in self.derive:
             cols += [c for c in d.inputs() if c not in self._derived_names()]
         return list(dict.fromkeys(cols))
@@ -331,10 +343,22 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
     derived = {d.name for d in derivations}
     seen = _file_columns(doc.get("evaluation", {}), "seen_columns", "seen", label, derived, f"{source} [evaluation]")
     training = doc.get("training", {})
-    keys = {"one_row_per", "group_folds_by", "weight_per"}
+    keys = {"one_row_per", "group_folds_by", "weight_per", "novel_rows_by", "novel_period"}
     one_row_per = _file_columns(training, "one_row_per", "distinct", label, derived, f"{source} [training]", keys)
     group_folds_by = _file_columns(training, "group_folds_by", "grouped", label, derived, f"{source} [training]", keys)
     weight_per = _file_columns(training, "weight_per", "weighted", label, derived, f"{source} [training]", keys)
+    novel_rows_by = _file_columns(training, "novel_rows_by", "novel", label, derived, f"{source} [training]", keys)
+    novel_period = training.get("novel_period", "quarter")
+    if novel_period not in NOVEL_PERIODS:
+        raise RiskpipeError(
+            f"{source} [training].novel_period: one of {', '.join(NOVEL_PERIODS)}, got {novel_period!r}"
+        )
+    if "novel_period" in training and not novel_rows_by:
+        raise RiskpipeError(f"{source} [training].novel_period: only applies with novel_rows_by")
+    if novel_rows_by and not ds.get("date"):
+        raise RiskpipeError(f"{source} [training].novel_rows_by: needs [dataset].date (new since when?)")
+    if novel_rows_by and one_row_per:
+        raise RiskpipeError(f"{source} [training]: novel_rows_by and one_row_per both choose training rows; give one")
     return Mapping(
         label=label,
         positive=positive_text,
@@ -351,6 +375,8 @@ def parse_mapping(doc: dict[str, Any], source: str = "<mapping>") -> Mapping:
         one_row_per=one_row_per,
         group_folds_by=group_folds_by,
         weight_per=weight_per,
+        novel_rows_by=novel_rows_by,
+        novel_period=novel_period,
         source=source,
     )
 

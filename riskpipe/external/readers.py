@@ -124,6 +124,17 @@ def group_keys(keys: pl.DataFrame) -> np.ndarray:
     return joined["_group"].to_numpy().astype(np.int64)
 
 
+def novel_rows(keys: pl.DataFrame, day: pl.Series, period: str) -> np.ndarray:
+    """True for each row whose combination of ``keys``' values (a null equals a null) occurs in no
+    row dated before the start of the row's own ``period`` (``day``, ``month`` or ``quarter``):
+    the rows that were new when they arrived. A row without a date is not new."""
+    every = {"day": "1d", "month": "1mo", "quarter": "3mo"}[period]
+    frame = keys.with_columns(day.alias(_ROW))
+    first = pl.col(_ROW).min().over(pl.struct(keys.columns))
+    novel = frame.select((first >= pl.col(_ROW).dt.truncate(every)).fill_null(False)).to_series()
+    return novel.to_numpy()
+
+
 def inverse_group_sizes(keys: pl.DataFrame) -> np.ndarray:
     """1 / (number of rows sharing the row's combination of ``keys``' values) for each row (a null
     equals a null): the weights of ``[training] weight_per``, under which each distinct

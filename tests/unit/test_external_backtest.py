@@ -189,3 +189,74 @@ def test_cli_backtest_errors_are_one_line(months, extra, message) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, RiskpipeError)  # main() prints it as one line
     assert re.search(message, str(result.exception)), result.exception
+
+
+# [training] novel_rows_by: train on the rows that were new when they arrived
+
+
+def test_novel_rows_are_new_since_the_start_of_their_own_period() -> None:
+    from riskpipe.external import novel_rows
+
+    keys = pl.DataFrame({"p": ["a", "a", "a", "b", "b", None, None, "c"]})
+    day = pl.Series(
+        [
+            date(2024, 1, 5),  # a first seen: new
+            date(2024, 1, 20),  # a again in the same month and quarter: seen on an earlier day
+            date(2024, 4, 2),  # a in a later quarter: not new
+            date(2024, 2, 27),  # b first seen: new
+            date(2024, 3, 1),  # b next month, same quarter
+            date(2024, 5, 1),  # null key first seen (a null equals a null)
+            date(2024, 5, 1),  # ... again the same day
+            None,  # no date: never new
+        ]
+    )
+    assert novel_rows(keys, day, "day").tolist() == [True, False, False, True, False, True, True, False]
+    assert novel_rows(keys, day, "month").tolist() == [True, True, False, True, False, True, True, False]
+    assert novel_rows(keys, day, "quarter").tolist() == [True, True, False, True, True, True, True, False]
+
+
+def test_novel_rows_by_trains_on_the_new_rows_only_and_keeps_the_seen_view(months, tmp_path: Path) -> None:
+    repeats = tmp_path / "repeats.csv"  # January's price 7.5 again in February: old there
+    _month(2024, 2, 30, 9).with_columns(pl.lit(7.5).alias("Value")).write_csv(repeats)
+    files = [months["first"], months["second"], repeats]
+    both = pl.concat([pl.read_csv(p) for p in files])
+    mapping = tmp_path / "novel.toml"
+    mapping.write_text(MAPPING + '\n[training]\nnovel_rows_by = ["Value"]\nnovel_period = "month"\n')
+    spec = load_mapping(mapping)
+    assert spec.novel_rows_by == ("Value",) and spec.novel_period == "month"
+    # April scored by January-March: 7.5 (January) is old in April, 9.25 appeared in March only
+    report = backtest(spec, files, folds=1, period="month")
+    plain = backtest(load_mapping(months["mapping"]), files, folds=1, period="month")
+    fold = report["folds"][0]
+    past = both.filter(pl.col("Day") < "2024-04-01").with_columns(month=pl.col("Day").str.slice(0, 7))
+    first_month = pl.col("month").min().over("Value")
+    expected = past.filter(pl.col("month") == first_month)
+    assert fold["train_rows_read"] == past.height == plain["folds"][0]["train_rows"]
+    assert fold["train_rows"] == expected.height == past.height - 30
+    assert fold["views"]["unseen"]["n"] == plain["folds"][0]["views"]["unseen"]["n"]  # seen-ness reads every row
+    # the same model as one trained on a file of those rows, made outside riskpipe
+    april = both.filter(pl.col("Day") >= "2024-04-01")
+    new_file, april_file = tmp_path / "new.csv", tmp_path / "april.csv"
+    expected.drop("month").write_csv(new_file)
+    april.write_csv(april_file)
+    direct = evaluate(load_mapping(months["mapping"]), [new_file], april_file)
+    assert fold["views"]["all"]["precision_at"] == pytest.approx(direct["views"]["all"]["precision_at"])
+    assert fold["views"]["all"]["roc_auc"] == pytest.approx(direct["views"]["all"]["roc_auc"])
+
+
+@pytest.mark.parametrize(
+    "training, dataset, message",
+    [
+        ({"novel_rows_by": ["v"], "novel_period": "week"}, {}, r"novel_period: one of day, month, quarter, got 'week'"),
+        ({"novel_period": "day"}, {}, r"novel_period: only applies with novel_rows_by"),
+        ({"novel_rows_by": ["v"]}, {"date": None}, r"novel_rows_by: needs \[dataset\].date"),
+        ({"novel_rows_by": ["v"], "one_row_per": ["v"]}, {}, r"novel_rows_by and one_row_per both choose"),
+        ({"novel_rows_by": ["y"]}, {}, r"the label column 'y' cannot define novel rows"),
+    ],
+)
+def test_novel_rows_options_validation_is_one_line(training, dataset, message) -> None:
+    ds = {k: v for k, v in {"label": "y", "positive": [1], "date": "d", **dataset}.items() if v is not None}
+    doc = {"dataset": ds, "columns": {"numeric": ["v"]}, "training": training}
+    with pytest.raises(RiskpipeError, match=message) as err:
+        parse_mapping(doc, source="m.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("m.toml")
