@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,13 @@ import typer
 from rich.console import Console
 
 from riskpipe.cli.base import console, err_console, require_home, settings, state
+
+
+class Period(StrEnum):
+    """The calendar periods a backtest cuts the rows into (``--period``)."""
+
+    MONTH = "month"
+    QUARTER = "quarter"
 
 
 def evaluate(
@@ -30,31 +38,31 @@ def evaluate(
             metavar="N",
         ),
     ] = None,
-    period: Annotated[str, typer.Option(help="Backtest period: month or quarter.")] = "quarter",
+    period: Annotated[Period | None, typer.Option(help="Backtest period (with --backtest; default quarter).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Train the model machinery on a foreign labelled dataset and report precision and recall
     at 1, 2, 5 and 10 % of the test rows: of all rows and, when the mapping names
-    [evaluation] seen_columns, of the rows whose values there occur in no training file.
-
-    With --backtest N there is no test file: the last N periods of the training files are each
-    scored by a model trained on the rows before them, and the figures are the mean over the N
-    folds (± their standard deviation across folds). Choose settings on a backtest, then run
-    --test once."""
+    \\[evaluation] seen_columns, of the rows whose values there occur in no training file. With
+    --backtest N instead of --test: each of the last N periods of the training files is scored
+    by a model trained on the rows before it, and the figures are the mean over the folds (± their
+    sample standard deviation). Choose settings on a backtest, then run --test once."""
     import json
 
-    from riskpipe.errors import RiskpipeError
     from riskpipe.external import backtest as run_backtest
     from riskpipe.external import contract_json, load_mapping
     from riskpipe.external import evaluate as run_evaluation
 
     if (test is None) == (backtest is None):
-        raise RiskpipeError("evaluate: give either --test FILE or --backtest N, not both or neither")
+        raise typer.BadParameter("give either --test FILE or --backtest N, not both or neither")
+    if period is not None and backtest is None:
+        raise typer.BadParameter("--period only applies with --backtest N", param_hint="--period")
+    cut = str(period or Period.QUARTER)
     spec = load_mapping(mapping)
 
     def run(progress=None) -> dict:
         if backtest is not None:
-            return run_backtest(spec, list(train), backtest, period=period, seeds=seeds, progress=progress)
+            return run_backtest(spec, list(train), backtest, period=cut, seeds=seeds, progress=progress)
         assert test is not None
         return run_evaluation(spec, list(train), test, seeds=seeds)
 
@@ -62,19 +70,22 @@ def evaluate(
         report = run()
         out = contract_json(report)
         if backtest is not None:
-            out["period"] = report["period"]
-            out["folds"] = [dict(contract_json(f), period=f["period"]) for f in report["folds"]]
+            out.update(period=report["period"], seeds=report["seeds"], rows_undated=report["rows_undated"])
+            out["folds"] = [
+                dict(contract_json(f), period=f["period"], train_rows=f["train_rows"]) for f in report["folds"]
+            ]
         sys.stdout.write(json.dumps(out) + "\n")
         return
     with console.status("training and scoring ...") as status:
         report = run(progress=lambda text: status.update(text))
     if backtest is not None:
         _print_folds(report)
-    _print_views(report, test.name if test is not None else f"the {backtest} backtest {period}s")
+    _print_views(report, test.name if test is not None else f"the {backtest} backtest {cut}s")
     fits = f"mean of {seeds} fits, " if seeds > 1 else ""
     if backtest is not None:
         console.print(
-            f"mean of {backtest} folds ({fits}± = sd across folds), fit + score {report['seconds']:.1f} s"
+            f"precision, recall, lift, AUC: mean of the {backtest} folds ({fits}± = sample sd across folds; "
+            f"rows summed), fit + score {report['seconds']:.1f} s"
             + (f"; {report['rows_undated']:,} rows without a date left out" if report["rows_undated"] else ""),
             highlight=False,
         )
@@ -128,6 +139,8 @@ def _print_views(report: dict, what_all: str) -> None:
             if name == "all"
             else f"unseen rows ({', '.join(view['seen_columns'])} not in the training files)"
         )
+        if "folds" in view:  # a backtest: the folds whose view holds rows
+            what += f", {view['folds']} fold{'s' if view['folds'] != 1 else ''}"
         console.print(
             f"{what}: {view['n']:,} rows, {view['positives']:,} positive (prevalence {view['base_rate']:.3f})",
             highlight=False,

@@ -73,15 +73,20 @@ def _mean(values: list[Any]) -> Any:
     return float(np.mean(values))
 
 
-def _sd(reports: list[ViewReport]) -> dict[str, dict[str, float] | float | None]:
-    """Standard deviation across seeds of the precision, recall and AUC figures of one view."""
+def _sd(reports: list[ViewReport], ddof: int = 0) -> dict[str, dict[str, float] | float | None]:
+    """Standard deviation (``ddof``: 0 across seeds, the spread of the fits themselves; 1 across
+    backtest folds, a sample of periods) of the precision, recall and AUC figures of one view."""
     out: dict[str, dict[str, float] | float | None] = {}
+
+    def sd(values: list[float]) -> float:
+        return float(np.std(values, ddof=ddof)) if len(values) > ddof else 0.0
+
     for key in ("precision_at", "recall_at"):
-        out[key] = {k: float(np.std([r[key][k] for r in reports])) for k in reports[0][key]}
+        out[key] = {k: sd([r[key][k] for r in reports]) for k in reports[0][key]}
     for figure in ("pr_auc", "roc_auc"):
         vals = [r[figure] for r in reports]
         known = [v for v in vals if v is not None]
-        out[figure] = None if len(known) < len(vals) else float(np.std(known))
+        out[figure] = None if len(known) < len(vals) else sd(known)
     return out
 
 
@@ -221,9 +226,12 @@ def backtest(
     """A rolling-origin backtest over labelled files: the rows are cut by the mapping's date into
     calendar periods, and each of the last ``folds`` periods is scored by models trained on every
     row dated before it (an expanding window). Each fold is reported as ``evaluate`` reports a
-    test file (views ``all`` and ``unseen``, the latter against that fold's training rows); the
-    top-level figures and ``views`` are the mean over the folds, each view with ``fold_sd`` (the
-    standard deviation across folds). Rows without a date are left out (``rows_undated``).
+    test file (views ``all`` and ``unseen``, the latter against that fold's training rows). In
+    the top-level figures and ``views`` precision, recall, lift and the AUCs are the unweighted
+    mean over the folds whose view holds rows (``folds`` says how many), with ``fold_sd`` (the
+    sample standard deviation across them); rows, positives and rows at k are summed over those
+    folds and the prevalence pooled. Rows without a date are left out (``rows_undated``). Per-file
+    derivations (``frequency``) are refused: they would count later periods' rows.
 
     One period's top 5 % is a few dozen rows: a choice made on several periods is less at the
     mercy of one period's draw than a choice made on one validation file."""
@@ -233,6 +241,12 @@ def backtest(
         raise RiskpipeError(f"backtest: seeds must be at least 1, got {seeds}")
     if not mapping.date:
         raise RiskpipeError(f"backtest: {mapping.source} names no [dataset].date to cut periods by")
+    per_file = [d.name for d in mapping.derive if d.op == "frequency"]
+    if per_file:  # a share of the whole file's rows: a fold's rows would count later periods' rows
+        raise RiskpipeError(
+            f"backtest: derivation(s) {', '.join(map(repr, per_file))} of {mapping.source} count every row of a "
+            "file, later periods included; split the files by period and use --test, or leave them out"
+        )
     key_columns = _key_columns(mapping)
     X, y, keys = load_labelled_keys(list(paths), mapping, tuple(dict.fromkeys((*key_columns, mapping.date))))
     day = keys.get_column(mapping.date).str.to_date("%Y-%m-%d", strict=False)
@@ -265,13 +279,17 @@ def backtest(
         out_folds.append(report)
     views: dict[str, Any] = {}
     for name in out_folds[0]["views"]:
-        per_fold = [f["views"][name] for f in out_folds]
+        # a fold whose view holds no row (e.g. every price seen before) has no precision to average
+        per_fold = [f["views"][name] for f in out_folds if f["views"][name]["n"]]
+        if not per_fold:
+            continue
         view = _mean([{k: v for k, v in f.items() if k not in ("sd", "seen_columns")} for f in per_fold])
         for count in ("n", "positives"):
             view[count] = int(sum(f[count] for f in per_fold))
         view["k_at"] = {k: int(sum(f["k_at"][k] for f in per_fold)) for k in per_fold[0]["k_at"]}
-        view["base_rate"] = view["positives"] / view["n"] if view["n"] else 0.0
-        view["fold_sd"] = _sd(per_fold)
+        view["base_rate"] = view["positives"] / view["n"]
+        view["folds"] = len(per_fold)
+        view["fold_sd"] = _sd(per_fold, ddof=1)
         if "seen_columns" in per_fold[0]:
             view["seen_columns"] = per_fold[0]["seen_columns"]
         views[name] = view
@@ -311,6 +329,8 @@ def contract_json(report: dict[str, Any]) -> dict[str, Any]:
             }
             if "seen_columns" in v:
                 view["seen_columns"] = v["seen_columns"]
+            if "folds" in v:  # a backtest: the number of folds averaged
+                view["folds"] = v["folds"]
             for spread in ("sd", "fold_sd"):  # across fits; across backtest folds
                 if spread in v:
                     view[spread] = {

@@ -70,7 +70,7 @@ that were new when they arrived: those whose values of the columns occur in no t
 dated before the start of their own ``novel_period`` (``day``: an earlier day, ``month``,
 ``quarter``; default ``quarter``). The unseen view scores rows of this kind (values the training
 files lack), so training on them fits the population the view measures; every training row still
-counts for seen-ness.
+counts for seen-ness, and ``group_folds_by`` and ``weight_per`` act on the rows kept.
 
 Fitted derivations: ``relative_to_group`` is ln(1 + a) - ln(1 + median of a over the training
 rows of the row's group), the group being the first of ``groups`` (finest first) whose value holds

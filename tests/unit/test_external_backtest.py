@@ -114,7 +114,8 @@ def test_each_fold_trains_on_every_earlier_row_and_scores_its_own_period(months)
     assert report["views"]["all"]["n"] == 900 and report["views"]["unseen"]["n"] == 888
     p5 = [f["views"]["unseen"]["precision_at"]["5"] for f in folds]
     assert report["views"]["unseen"]["precision_at"]["5"] == pytest.approx(np.mean(p5))
-    assert report["views"]["unseen"]["fold_sd"]["precision_at"]["5"] == pytest.approx(np.std(p5))
+    assert report["views"]["unseen"]["fold_sd"]["precision_at"]["5"] == pytest.approx(np.std(p5, ddof=1))
+    assert report["views"]["unseen"]["folds"] == report["views"]["all"]["folds"] == 3
     assert report["precision_at"]["10"] == pytest.approx(np.mean([f["precision_at"]["10"] for f in folds]))
     assert report["views"]["all"]["k_at"]["10"] == 90
 
@@ -161,13 +162,15 @@ def test_cli_backtest_prints_each_fold_and_json_carries_them(months) -> None:
     result = _cli(*base, "--backtest", "2", "--period", "month")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "2024-03" in out and "2024-04" in out and "mean of 2 folds" in out
+    assert "2024-03" in out and "2024-04" in out and "mean of the 2 folds" in out
     assert "2024-02 " not in out  # February only trains
     result = _cli(*base, "--backtest", "2", "--period", "month", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert list(payload)[:2] == ["precision_at", "recall_at"]
-    assert payload["period"] == "month"
+    assert payload["period"] == "month" and payload["seeds"] == 1 and payload["rows_undated"] == 0
+    assert [f["train_rows"] for f in payload["folds"]] == [700, 1000]
+    assert payload["views"]["unseen"]["folds"] == 2
     assert [f["period"]["name"] for f in payload["folds"]] == ["2024-03", "2024-04"]
     assert payload["views"]["unseen"]["rows"] == 588
     assert set(payload["views"]["unseen"]["fold_sd"]) == {"precision_at", "recall_at", "pr_auc", "roc_auc"}
@@ -176,19 +179,61 @@ def test_cli_backtest_prints_each_fold_and_json_carries_them(months) -> None:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "give either --test FILE or --backtest N"),
-        (["--test", "x.csv", "--backtest", "2"], "give either --test FILE or --backtest N"),
         (["--backtest", "9", "--period", "month"], r"9 fold\(s\) need 10 months with rows; the training files hold 4"),
-        (["--backtest", "1", "--period", "year"], "period must be one of month, quarter"),
+        (["--backtest", "2"], r"2 fold\(s\) need 3 quarters with rows; the training files hold 2"),  # default quarter
     ],
 )
 def test_cli_backtest_errors_are_one_line(months, extra, message) -> None:
     result = _cli(
         "--mapping", str(months["mapping"]), "--train", str(months["first"]), "--train", str(months["second"]), *extra
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert isinstance(result.exception, RiskpipeError)  # main() prints it as one line
     assert re.search(message, str(result.exception)), result.exception
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "give either --test FILE or --backtest N"),
+        (["--test", "x.csv", "--backtest", "2"], "give either --test FILE or --backtest N"),
+        (["--backtest", "1", "--period", "year"], "'year' is not one of 'month', 'quarter'"),
+        (["--test", "x.csv", "--period", "month"], "--period only applies with --backtest N"),
+    ],
+)
+def test_cli_usage_errors_are_the_parser_s(months, extra, message) -> None:
+    result = _cli("--mapping", str(months["mapping"]), "--train", str(months["first"]), *extra)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_fold_without_unseen_rows_is_left_out_of_the_unseen_mean(months, tmp_path: Path) -> None:
+    """Every March price is a January price: March has no unseen row, so the unseen figures are
+    April's alone, not April's averaged with an empty fold's zero."""
+    jan = _month(2024, 1, 200, 1)
+    mar = _month(2024, 3, 100, 3, prices=jan["Value"].to_list())
+    apr = _month(2024, 4, 100, 4)
+    path = tmp_path / "three.csv"
+    pl.concat([jan, mar, apr]).write_csv(path)
+    report = backtest(load_mapping(months["mapping"]), [path], folds=2, period="month")
+    march, april = report["folds"]
+    assert march["views"]["unseen"]["n"] == 0 and april["views"]["unseen"]["n"] == 100
+    unseen = report["views"]["unseen"]
+    assert unseen["folds"] == 1 and unseen["n"] == 100
+    assert unseen["precision_at"] == april["views"]["unseen"]["precision_at"]
+    assert report["views"]["all"]["folds"] == 2
+
+
+def test_a_per_file_derivation_is_refused_by_the_backtest(months, tmp_path: Path) -> None:
+    """``frequency`` counts a whole file's rows: a fold's rows would count later periods' rows."""
+    mapping = tmp_path / "freq.toml"
+    mapping.write_text(
+        MAPPING.replace("[model]", '[[derive]]\nname = "kind_share"\nop = "frequency"\ncolumn = "Kind"\n\n[model]')
+    )
+    spec = load_mapping(mapping)
+    with pytest.raises(RiskpipeError, match=r"derivation\(s\) 'kind_share' of .*freq.toml count every row of a file"):
+        backtest(spec, [months["first"], months["second"]], folds=1, period="month")
+    evaluate(spec, [months["first"]], months["second"])  # still fine with a test file
 
 
 # [training] novel_rows_by: train on the rows that were new when they arrived
@@ -260,3 +305,25 @@ def test_novel_rows_options_validation_is_one_line(training, dataset, message) -
     with pytest.raises(RiskpipeError, match=message) as err:
         parse_mapping(doc, source="m.toml")
     assert "\n" not in str(err.value) and str(err.value).startswith("m.toml")
+
+
+def test_novel_rows_by_with_a_test_file_several_columns_and_a_year_edge(months, tmp_path: Path) -> None:
+    """``evaluate --test`` applies it too; a row is old when the same (Value, Kind) pair was
+    dated before its quarter, December counting before January's quarter."""
+    dec = _month(2023, 12, 200, 5).with_columns(pl.lit(3.5).alias("Value"))
+    jan = _month(2024, 1, 200, 6).with_columns(
+        pl.when(pl.int_range(pl.len()) < 120).then(3.5).otherwise("Value").alias("Value")
+    )
+    feb = _month(2024, 2, 100, 7).with_columns(pl.lit(4.25).alias("Value"))  # new pairs in February
+    train = tmp_path / "train.csv"
+    frame = pl.concat([jan, dec, feb])
+    frame.write_csv(train)
+    mapping = tmp_path / "novel.toml"
+    mapping.write_text(MAPPING + '\n[training]\nnovel_rows_by = ["Value", "Kind"]\n')
+    report = evaluate(load_mapping(mapping), [train], months["second"])
+    quarter = pl.col("Day").str.to_date().dt.truncate("3mo")
+    first = pl.col("Day").str.to_date().min().over("Value", "Kind")
+    expected = frame.filter(first >= quarter).height
+    old_jan = jan.head(120).join(dec.select("Value", "Kind").unique(), on=["Value", "Kind"], how="semi").height
+    assert old_jan > 0  # the year edge is exercised
+    assert report["train_rows_read"] == 500 and report["train_rows"] == expected == 500 - old_jan
