@@ -285,6 +285,10 @@ def oea_claim_counts(
     return {"confirmed": ok, "not_confirmed": bad, "not_verified": claims - ok - bad}
 
 
+#: scores (probabilities, 0..1) are summed for the day's mean as integers of this many units
+_MEAN_GRID = 2**52
+
+
 @dataclass(frozen=True)
 class DayFigures:
     """What the report and the night's summary show of the whole day: shipments scored, the
@@ -302,12 +306,21 @@ class DayFigures:
     @classmethod
     def of(cls, scores: pl.DataFrame | pl.LazyFrame, raw_day: pl.DataFrame | pl.LazyFrame) -> DayFigures:
         score = pl.col(S.RISK_SCORE)
+        # the mean as an exact integer sum on a 2**-52 grid: a float sum's last bit follows the
+        # order the streaming engine's threads finish in, so two reads of one day differed
+        units = (score * _MEAN_GRID).round().cast(pl.Int64, strict=False).cast(pl.Int128)
         head = (
             scores.lazy()
-            .select(pl.len().alias("n"), score.mean().alias("mean"), score.count().alias("scored"))
+            .select(
+                pl.len().alias("n"),
+                units.sum().alias("units"),
+                units.count().alias("summed"),
+                score.count().alias("scored"),
+            )
             .collect(engine="streaming")
             .row(0, named=True)
         )
+        head["mean"] = int(head["units"]) / (_MEAN_GRID * int(head["summed"])) if head["summed"] else 0.0
         head["p99"] = score_quantile(scores, 0.99, int(head["scored"]))
         bins = charts.score_bins_of(scores.lazy(), S.RISK_SCORE)
         raw = raw_day.lazy()
