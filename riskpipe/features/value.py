@@ -146,14 +146,37 @@ def add_value(frame: pl.LazyFrame, norms: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(*row_exprs(), *day_exprs())
 
 
+#: the days' sums of logs are added for the norms as integers of this many units (exact: a float
+#: of magnitude at least 2**-8 is a whole number of them)
+_NORM_GRID = 2**60
+#: sums at least this large (nonsense: a log is at most about 710 a parcel) are added as floats
+_NORM_EXACT_BELOW = 2.0**56
+
+
+def _exact_sum(column: str) -> list[pl.Expr]:
+    """``column``'s sum as an Int128 of ``_NORM_GRID`` units (``_units``) plus, as a float, the
+    values too large or not finite for it (``_rest``): an integer sum is the same in any order."""
+    x = pl.col(column)
+    exact = x.is_finite() & (x.abs() < _NORM_EXACT_BELOW)
+    units = pl.when(exact).then((x * _NORM_GRID).round()).cast(pl.Int128, strict=False)
+    rest = pl.when(exact).then(pl.lit(0.0)).otherwise(x)
+    return [units.sum().alias(f"{column}_units"), rest.sum().alias(f"{column}_rest")]
+
+
+def _exact_mean(column: str, count: str) -> pl.Expr:
+    return (pl.col(f"{column}_units").cast(pl.Float64) / _NORM_GRID + pl.col(f"{column}_rest")) / pl.col(count)
+
+
 def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
     """Heading norms (mean log value per kg / per piece) from daily heading aggregates
-    (HEADING, n, sum_log_vpk, n_vpk, sum_log_vpp, n_vpp) of the norm window."""
+    (HEADING, n, sum_log_vpk, n_vpk, sum_log_vpp, n_vpp) of the norm window. The days' sums are
+    added exactly: a float sum's last bit followed the order the streaming engine's threads
+    finished in, so two builds of one day (provisional and nightly) had different norms."""
     agg = heading_days.group_by(HEADING).agg(
-        pl.col("n_vpk").sum(), pl.col("sum_log_vpk").sum(), pl.col("n_vpp").sum(), pl.col("sum_log_vpp").sum()
+        pl.col("n_vpk").sum(), *_exact_sum("sum_log_vpk"), pl.col("n_vpp").sum(), *_exact_sum("sum_log_vpp")
     )
-    vpk = pl.col("sum_log_vpk") / pl.col("n_vpk")
-    vpp = pl.col("sum_log_vpp") / pl.col("n_vpp")
+    vpk = _exact_mean("sum_log_vpk", "n_vpk")
+    vpp = _exact_mean("sum_log_vpp", "n_vpp")
     # a history table written before log_value_exprs dropped non-finite values may hold an inf sum
     return agg.select(
         HEADING,

@@ -109,3 +109,60 @@ def test_a_day_value_with_values_beyond_the_exact_sum_is_still_their_sum():
     assert math.isnan(got[2]) and math.isnan(got[3])
     assert got[4] == got[5] == 3.0
     assert got[6] == got[7] == 4e12 + 1.0
+
+
+def test_heading_norms_do_not_depend_on_the_order_or_the_files_of_the_history(tmp_path):
+    """Two builds of one day (provisional and nightly, whole and shards) read the same heading
+    tables: a float sum of the days' sums, added by the streaming engine in the order its threads
+    finish, changed a norm in its last bit from one read to the next (value_per_kg_vs_heading
+    differed in 2 builds of 10), and with it a score. The sum is exact."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    headings = [f"{h:04d}" for h in range(6100, 6112)]
+    days = []
+    for _ in range(V.NORM_WINDOW_DAYS):
+        n = rng.integers(0, 400, len(headings))
+        days.append(
+            pl.DataFrame(
+                {
+                    V.HEADING: headings,
+                    "n_vpk": n,
+                    "sum_log_vpk": n * rng.normal(2.0, 3.0, len(headings)) * np.exp(rng.normal(0, 4, len(headings))),
+                    "n_vpp": n + 1,
+                    "sum_log_vpp": (n + 1) * rng.normal(1.0, 2.0, len(headings)),
+                }
+            )
+        )
+    for d, frame in enumerate(days):
+        frame.write_parquet(tmp_path / f"day={d:02d}.parquet", row_group_size=3)
+    history = pl.concat(days)
+    reads = [pl.scan_parquet(tmp_path / "day=*.parquet")] * 40 + [
+        history.reverse().lazy(),
+        history.sample(fraction=1.0, shuffle=True, seed=2).lazy(),
+    ]
+    got = {tuple(V.norms_from_history(read).collect().sort(V.HEADING).iter_rows()) for read in reads}
+    assert len(got) == 1
+    norms = {row[0]: row[1:] for row in got.pop()}
+    for h in headings:  # still the mean of the logs: the exact sum over the exact count
+        mine = history.filter(pl.col(V.HEADING) == h)
+        for n_col, s_col, norm in (("n_vpk", "sum_log_vpk", 0), ("n_vpp", "sum_log_vpp", 1)):
+            want = math.fsum(mine[s_col]) / mine[n_col].sum()
+            assert norms[h][norm] == pytest.approx(want, rel=1e-15, abs=1e-300)
+
+
+def test_a_heading_norm_over_a_non_finite_sum_is_null():
+    """A history table written before non-finite log values were dropped may hold an inf (or
+    NaN) sum: that heading has no norm, the others keep theirs."""
+    days = pl.DataFrame(
+        {
+            V.HEADING: ["6109", "6109", "8517", "8517", "9503"],
+            "n_vpk": [30, 30, 30, 30, 30],
+            "sum_log_vpk": [float("inf"), 3.0, float("nan"), 1.0, 60.0],
+            "n_vpp": [30, 30, 30, 30, 30],
+            "sum_log_vpp": [1.0, 2.0, 3.0, 4.0, -1e300],
+        }
+    )
+    norms = V.norms_from_history(days.lazy()).collect().sort(V.HEADING)
+    assert norms[V.NORM_LOG_VPK].to_list() == [None, None, 2.0]
+    assert norms[V.NORM_LOG_VPP].to_list() == [3.0 / 60, 7.0 / 60, -1e300 / 30]
