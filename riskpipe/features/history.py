@@ -195,8 +195,8 @@ def update_history(layout: Layout, day: date) -> bool:
     Idempotent; only reads the raw partition of that day, in slices of ``_CHUNK_ROWS`` rows:
     memory does not grow with the day (the keys of the whole day held 0.98 GB at 4 M rows).
     The entity table is the one :func:`write_day_history` writes (same rows, order and
-    types); the heading sums are added chunk by chunk, an order of summation that may differ
-    from one pass over the day in the last bit."""
+    types); the heading sums are added chunk by chunk as integers (:func:`value.heading_units`):
+    the table one pass over the day writes, to the bit."""
     _meta_ok(layout)
     fingerprint = raw_fingerprint(layout, day)
     if history_current(layout, day, fingerprint):
@@ -254,7 +254,7 @@ def _spill_day(files_rows: dict[Path, int], folder: Path, parts: int) -> pl.Data
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # hashes: 0600
                 writers[code, part] = pa.ipc.new_stream(str(path), schema)
         for chunk in _raw_chunks(files_rows):
-            heads.append(value.heading_aggregates(chunk.lazy()).collect())
+            heads.append(value.heading_units(chunk.lazy()).collect())
             for code, name in enumerate(ENTITY_KEYS):
                 pairs = chunk.select(
                     pl.col(key_col(name)).alias(KEY), pl.col(key_col("shipper")).alias(_SHIPPER_KEY)
@@ -271,14 +271,9 @@ def _spill_day(files_rows: dict[Path, int], folder: Path, parts: int) -> pl.Data
             w.close()
     if not heads:  # an empty day: the aggregates' columns, no rows
         empty = pl.DataFrame(schema=S.RAW_SHIPMENT_SCHEMA).select(_prepared_exprs())
-        heads = [value.heading_aggregates(empty.lazy()).collect()]
-    n_cols, sum_cols = ("n_vpk", "n_vpp"), ("sum_log_vpk", "sum_log_vpp")
-    total = (
-        pl.concat(heads)
-        .group_by(value.HEADING)
-        .agg(*(pl.col(c).sum().cast(pl.Int64) for c in n_cols), *(pl.col(c).sum() for c in sum_cols))
-    )
-    return total.select(heads[0].columns).sort(value.HEADING)
+        heads = [value.heading_units(empty.lazy()).collect()]
+    # the chunks' sums added as integers: the table one pass over the day writes, to the bit
+    return value.heading_sums(pl.concat(heads).lazy()).collect().sort(value.HEADING)
 
 
 def _grouped_spill(folder: Path, parts: int) -> Iterator[pl.DataFrame]:

@@ -188,15 +188,41 @@ def norms_from_history(heading_days: pl.LazyFrame) -> pl.LazyFrame:
 def heading_aggregates(prepared: pl.LazyFrame) -> pl.LazyFrame:
     """What history keeps per heading and day for the norms (from a frame with HEADING and the
     log value columns)."""
+    return heading_sums(heading_units(prepared))
+
+
+def _units(x: pl.Expr) -> pl.Expr:
+    """A log value (finite, at most about 710: :func:`log_value_exprs`) as a whole number of
+    ``_NORM_GRID`` units (exact from magnitude 2**-8; below it, off by at most 2**-61)."""
+    return (x * _NORM_GRID).round().cast(pl.Int128, strict=False)
+
+
+def heading_units(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`heading_aggregates` with the sums as Int128 ``_NORM_GRID`` units (``*_units``):
+    parts of a day (chunks) added up with :func:`heading_sums` give its sums exactly. A float sum
+    of the day's rows changed in its last bit with the order the streaming engine added them in."""
     return (
         prepared.filter(pl.col(HEADING).is_not_null())
         .group_by(HEADING)
         .agg(
             pl.col(LOG_VPK).count().cast(pl.Int64).alias("n_vpk"),
-            pl.col(LOG_VPK).sum().alias("sum_log_vpk"),
+            _units(pl.col(LOG_VPK)).sum().alias("sum_log_vpk_units"),
             pl.col(LOG_VPP).count().cast(pl.Int64).alias("n_vpp"),
-            pl.col(LOG_VPP).sum().alias("sum_log_vpp"),
+            _units(pl.col(LOG_VPP)).sum().alias("sum_log_vpp_units"),
         )
+    )
+
+
+def heading_sums(units: pl.LazyFrame) -> pl.LazyFrame:
+    """The heading table (:func:`heading_aggregates`) from :func:`heading_units` frames (of the
+    whole day, or of its parts concatenated)."""
+    total = units.group_by(HEADING).agg(pl.col("n_vpk", "sum_log_vpk_units", "n_vpp", "sum_log_vpp_units").sum())
+    return total.select(
+        HEADING,
+        "n_vpk",
+        (pl.col("sum_log_vpk_units").cast(pl.Float64) / _NORM_GRID).alias("sum_log_vpk"),
+        "n_vpp",
+        (pl.col("sum_log_vpp_units").cast(pl.Float64) / _NORM_GRID).alias("sum_log_vpp"),
     )
 
 

@@ -166,3 +166,34 @@ def test_a_heading_norm_over_a_non_finite_sum_is_null():
     norms = V.norms_from_history(days.lazy()).collect().sort(V.HEADING)
     assert norms[V.NORM_LOG_VPK].to_list() == [None, None, 2.0]
     assert norms[V.NORM_LOG_VPP].to_list() == [3.0 / 60, 7.0 / 60, -1e300 / 30]
+
+
+def test_a_day_s_heading_sums_do_not_depend_on_the_order_or_the_chunks_of_the_day(tmp_path):
+    """The day's heading table (history, read by the next 30 nights' norms) is the same whatever
+    order the streaming engine's threads add the day's rows in, and whether the day is added in
+    one pass or chunk by chunk (the bounded history build): a float sum differed in its last bit."""
+    import numpy as np
+
+    rng = np.random.default_rng(9)
+    n = 5_000
+    raw = pl.DataFrame(
+        {
+            V.HEADING: rng.choice(["6109", "8517", "9503", None], n),
+            V.LOG_VPK: rng.normal(2.0, 3.0, n) ** 3,
+            V.LOG_VPP: rng.normal(1.0, 0.5, n) * np.exp(rng.normal(0.0, 3.0, n)),
+        }
+    ).with_columns(pl.when(pl.int_range(pl.len()) % 20 != 3).then(pl.col(V.LOG_VPK)).alias(V.LOG_VPK))
+    raw.write_parquet(tmp_path / "day.parquet", row_group_size=50)
+    reads = [pl.scan_parquet(tmp_path / "day.parquet")] * 30 + [
+        raw.reverse().lazy(),
+        raw.sample(fraction=1.0, shuffle=True, seed=4).lazy(),
+    ]
+    got = {tuple(V.heading_aggregates(read).collect().sort(V.HEADING).iter_rows()) for read in reads}
+    assert len(got) == 1
+    chunks = pl.concat([V.heading_units(raw.slice(s, 333).lazy()).collect() for s in range(0, n, 333)])
+    assert V.heading_sums(chunks.lazy()).collect().sort(V.HEADING).rows() == list(next(iter(got)))
+    for heading, n_vpk, sum_vpk, n_vpp, sum_vpp in got.pop():  # still the sums of the logs
+        mine = raw.filter(pl.col(V.HEADING) == heading)
+        assert (n_vpk, n_vpp) == (mine[V.LOG_VPK].count(), mine[V.LOG_VPP].count())
+        assert sum_vpk == pytest.approx(math.fsum(mine[V.LOG_VPK].drop_nulls()), rel=1e-15)
+        assert sum_vpp == pytest.approx(math.fsum(mine[V.LOG_VPP]), rel=1e-15)
