@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import polars as pl
@@ -289,6 +290,21 @@ def oea_claim_counts(
 _MEAN_GRID = 2**52
 
 
+def score_mean_exprs() -> list[pl.Expr]:
+    """The day's mean score as two aggregates over ``risk_score`` (``_mean_units``,
+    ``_mean_count``; :func:`score_mean_of`): an exact integer sum on a 2**-52 grid. A float sum's
+    last bit follows the order the streaming engine's threads finish in, so two reads of one day
+    differed (the summary's and the health page's mean alike)."""
+    units = (pl.col(S.RISK_SCORE) * _MEAN_GRID).round().cast(pl.Int64, strict=False).cast(pl.Int128)
+    return [units.sum().alias("_mean_units"), units.count().alias("_mean_count")]
+
+
+def score_mean_of(row: Mapping[str, Any]) -> float | None:
+    """The mean from :func:`score_mean_exprs`' aggregates in ``row`` (None: no score)."""
+    count = int(row["_mean_count"] or 0)
+    return int(row["_mean_units"]) / (_MEAN_GRID * count) if count else None
+
+
 @dataclass(frozen=True)
 class DayFigures:
     """What the report and the night's summary show of the whole day: shipments scored, the
@@ -306,21 +322,13 @@ class DayFigures:
     @classmethod
     def of(cls, scores: pl.DataFrame | pl.LazyFrame, raw_day: pl.DataFrame | pl.LazyFrame) -> DayFigures:
         score = pl.col(S.RISK_SCORE)
-        # the mean as an exact integer sum on a 2**-52 grid: a float sum's last bit follows the
-        # order the streaming engine's threads finish in, so two reads of one day differed
-        units = (score * _MEAN_GRID).round().cast(pl.Int64, strict=False).cast(pl.Int128)
         head = (
             scores.lazy()
-            .select(
-                pl.len().alias("n"),
-                units.sum().alias("units"),
-                units.count().alias("summed"),
-                score.count().alias("scored"),
-            )
+            .select(pl.len().alias("n"), *score_mean_exprs(), score.count().alias("scored"))
             .collect(engine="streaming")
             .row(0, named=True)
         )
-        head["mean"] = int(head["units"]) / (_MEAN_GRID * int(head["summed"])) if head["summed"] else 0.0
+        head["mean"] = score_mean_of(head) or 0.0
         head["p99"] = score_quantile(scores, 0.99, int(head["scored"]))
         bins = charts.score_bins_of(scores.lazy(), S.RISK_SCORE)
         raw = raw_day.lazy()

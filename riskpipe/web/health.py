@@ -13,6 +13,7 @@ from riskpipe import schema as S
 from riskpipe.errors import RiskpipeError
 from riskpipe.rank import port_ceilings
 from riskpipe.registry import META_FILE, champion_version
+from riskpipe.report import score_mean_exprs, score_mean_of
 from riskpipe.store import scan_raw_shipments
 from riskpipe.web.days import DayFiles
 
@@ -77,7 +78,7 @@ class HealthData(DayFiles):
                     pl.scan_parquet(self.scores_path(d))
                     .select(
                         pl.len().alias("n"),
-                        pl.col(S.RISK_SCORE).mean().alias("mean"),
+                        *score_mean_exprs(),
                         pl.col(S.RISK_SCORE).quantile(0.99).alias("p99"),
                         *[
                             (
@@ -93,7 +94,10 @@ class HealthData(DayFiles):
                     .row(0, named=True)
                 )
                 row.update(
-                    scored=s["n"], mean_score=s["mean"], p99_score=s["p99"], hist=[s[f"h{i}"] for i in range(10)]
+                    scored=s["n"],
+                    mean_score=score_mean_of(s),  # the summary's mean, the same on every read
+                    p99_score=s["p99"],
+                    hist=[s[f"h{i}"] for i in range(10)],
                 )
             if self.targets_path(d).exists():
                 t = (
